@@ -1,0 +1,175 @@
+/* contract.h -- the Kafka message contract in msgpack (prefix contract_).
+ *
+ * schemas/README.md documents every message with examples; schemas/*.json are
+ * the machine-checkable JSON Schemas of each message's JSON view (the msgpack
+ * map converted to JSON, binary as base64).  Version 1 of the contract:
+ *
+ *   request   (assistant.requests,  key = conversation_id)
+ *   response  (assistant.responses, key = conversation_id)
+ *   delta     (assistant.deltas,    key = conversation_id)
+ *   dlq       (assistant.dlq,       key = the original key)
+ *
+ * Decoding is strict and bounded: a decoded request owns one allocation with
+ * all its strings (NUL-terminated, valid UTF-8 checked), and every size is
+ * checked against contract_limits before anything is copied.
+ */
+#ifndef AW_CONTRACT_H
+#define AW_CONTRACT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "aw_error.h"
+#include "buf.h"
+
+#define CONTRACT_VERSION 1
+
+/* ---- request -------------------------------------------------------------- */
+
+typedef enum {
+  CONTRACT_PART_TEXT = 0,
+  CONTRACT_PART_IMAGE_URL,  /* reserved: decoded, refused by the worker until supported */
+  CONTRACT_PART_IMAGE_FILE, /* reserved */
+  CONTRACT_PART_FILE,       /* reserved */
+} contract_part_type;
+
+typedef struct contract_part {
+  contract_part_type type;
+  const char *text;     /* TEXT: the text; IMAGE_URL: the url; *_FILE: file_id */
+  size_t text_len;
+  const char *detail;   /* IMAGE_*: optional "auto"/"low"/"high"; else NULL */
+} contract_part;
+
+typedef struct contract_kv {
+  const char *key;
+  const char *value;
+} contract_kv;
+
+typedef struct contract_request {
+  int v;
+  const char *event_id;        /* 1..128 bytes */
+  const char *conversation_id; /* 1..256 bytes */
+  const char *assistant;       /* configured name or "asst_..." id */
+  contract_part *parts;        /* nparts >= 1 */
+  size_t nparts;
+  contract_kv *metadata;       /* string values only; OpenAI's limits: 16 pairs,
+                                  keys <= 64, values <= 512 bytes */
+  size_t nmetadata;
+  const char *instructions;            /* optional override, else NULL */
+  const char *additional_instructions; /* optional, else NULL */
+  int stream;                          /* 1 if deltas were asked for */
+} contract_request;
+
+typedef struct contract_limits {
+  size_t max_event_bytes;   /* whole msgpack payload (default 1 MiB) */
+  size_t max_text_bytes;    /* one text part (default 256 KiB) */
+  size_t max_parts;         /* default 16 */
+} contract_limits;
+
+/** Defaults for contract_limits. */
+void contract_limits_default(contract_limits *l);
+
+/** Decode a request.  On success *out owns all memory (one allocation; free
+ *  with contract_request_free).  On failure returns AW_EPARSE (not msgpack /
+ *  not a map / wrong types), AW_EINVAL (missing or invalid field, unsupported
+ *  version) or AW_ETOOBIG, with the offending field named in errstr;
+ *  *err_code receives a stable machine code for the response's error.code:
+ *  "malformed_event", "missing_field", "invalid_field", "unsupported_version",
+ *  "event_too_large".  When the event_id / conversation_id could be read
+ *  even though decoding failed, they are copied into the caller's
+ *  event_id/conv_id buffers (else those are set to ""), so that the rejection
+ *  can still be correlated. */
+int contract_request_decode(const void *data, size_t len, const contract_limits *lim,
+                            contract_request **out, const char **err_code,
+                            char *event_id, size_t event_id_size,
+                            char *conv_id, size_t conv_id_size,
+                            char *errstr, size_t errstr_size) AW_MUST_CHECK;
+void contract_request_free(contract_request *r);
+
+/** Encode a request (used by the CLI `send` and by tests). */
+int contract_request_encode(const contract_request *r, buf *out) AW_MUST_CHECK;
+
+/* ---- response ------------------------------------------------------------- */
+
+typedef struct contract_annotation {
+  const char *type;      /* "file_citation" | "file_path" */
+  const char *text;      /* the text in the message that is annotated */
+  const char *file_id;
+  int64_t start_index, end_index;
+} contract_annotation;
+
+typedef struct contract_out_part {
+  const char *type;      /* "text" now; "image_file" later */
+  const char *text;      /* text value, or file id for image_file */
+  size_t text_len;
+  contract_annotation *annotations;
+  size_t nannotations;
+} contract_out_part;
+
+typedef struct contract_out_message {
+  const char *id;        /* msg_... */
+  contract_out_part *parts;
+  size_t nparts;
+} contract_out_message;
+
+typedef struct contract_usage {
+  int present;
+  int64_t prompt_tokens, completion_tokens, total_tokens;
+} contract_usage;
+
+typedef struct contract_timings {
+  int64_t received_ms;   /* unix ms when the worker consumed the event */
+  int64_t run_started_ms;/* unix ms when the run was created (0 if none) */
+  int64_t completed_ms;  /* unix ms when the outcome was known */
+} contract_timings;
+
+typedef struct contract_response {
+  const char *event_id;
+  const char *conversation_id;
+  const char *thread_id;  /* NULL if none (e.g. rejected before a thread) */
+  const char *run_id;     /* NULL if none */
+  const char *status;     /* completed|failed|cancelled|expired|incomplete|rejected */
+  const contract_out_message *messages;
+  size_t nmessages;
+  contract_usage usage;
+  const char *error_code;    /* NULL when no error */
+  const char *error_message;
+  contract_timings timings;
+} contract_response;
+
+/** Append the msgpack encoding of r to out. */
+int contract_response_encode(const contract_response *r, buf *out) AW_MUST_CHECK;
+
+/* ---- delta ---------------------------------------------------------------- */
+
+/** Append a delta: {v, event_id, conversation_id, run_id, seq, text}. */
+int contract_delta_encode(const char *event_id, const char *conversation_id, const char *run_id,
+                          int64_t seq, const char *text, size_t text_len, buf *out) AW_MUST_CHECK;
+
+/* ---- dead letter ---------------------------------------------------------- */
+
+typedef struct contract_dlq {
+  const void *original;   /* the original bytes, as received (may be NULL if len 0) */
+  size_t original_len;
+  const void *original_key;
+  size_t original_key_len;
+  const char *topic;
+  int32_t partition;
+  int64_t offset;
+  const char *error_code;
+  const char *error_message;
+  const char *event_id;        /* if known, else NULL */
+  const char *conversation_id; /* if known, else NULL */
+  int64_t failed_ms;
+} contract_dlq;
+
+int contract_dlq_encode(const contract_dlq *d, buf *out) AW_MUST_CHECK;
+
+/* ---- JSON view ------------------------------------------------------------ */
+
+/** Append the JSON view of any msgpack value (maps with string keys become
+ *  objects, bin becomes a base64 string, ext becomes {"ext":type,"data":b64}).
+ *  Used by `tail`, by tests and by the JSON Schemas.  AW_EPARSE if data is
+ *  not exactly one msgpack value. */
+int contract_to_json(const void *data, size_t len, buf *out) AW_MUST_CHECK;
+
+#endif
