@@ -1,6 +1,6 @@
 /* contract.h -- the Kafka message contract in msgpack (prefix contract_).
  *
- * schemas/README.md documents every message with examples; schemas/*.json are
+ * schemas/README.md documents every message with examples; the schemas/ JSON files are
  * the machine-checkable JSON Schemas of each message's JSON view (the msgpack
  * map converted to JSON, binary as base64).  Version 1 of the contract:
  *
