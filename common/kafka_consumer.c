@@ -1,0 +1,132 @@
+/* kafka_consumer.c -- group consumer served from the libuv loop. */
+#include "kafka_consumer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka_uv.h"
+#include "log.h"
+
+struct kc {
+  rd_kafka_t *rk;
+  rd_kafka_queue_t *q;  /* the consumer queue (messages, rebalances, errors) */
+  kuv_watch *watch;
+  kc_handlers h;
+  void *opaque;
+  int max_batch;
+  int paused;
+  rd_kafka_topic_partition_list_t *assigned;
+};
+
+/* Eager rebalancing: the owner sees revocations before they happen so that
+ * it can commit what is done; assignment is applied after it is told. */
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+  kc *c = opaque;
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (c->h.on_assign) c->h.on_assign(c->opaque, parts);
+    rd_kafka_assign(rk, parts);
+    if (c->assigned) rd_kafka_topic_partition_list_destroy(c->assigned);
+    c->assigned = rd_kafka_topic_partition_list_copy(parts);
+    if (c->paused) rd_kafka_pause_partitions(rk, c->assigned);
+  } else {
+    if (c->h.on_revoke) c->h.on_revoke(c->opaque, parts);
+    rd_kafka_assign(rk, NULL);
+    if (c->assigned) rd_kafka_topic_partition_list_destroy(c->assigned);
+    c->assigned = NULL;
+  }
+}
+
+static int serve(void *opaque) {
+  kc *c = opaque;
+  for (int i = 0; i < c->max_batch; i++) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 0);
+    if (!m) return 0;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      rd_kafka_message_destroy(m);
+      continue;
+    }
+    c->h.on_message(c->opaque, m);
+  }
+  return 1; /* more may be queued: come back next iteration */
+}
+
+int kc_new(uv_loop_t *loop, rd_kafka_conf_t *conf, const char *topic, const kc_handlers *h,
+           void *opaque, int max_batch, kc **out, char *errstr, size_t errstr_size) {
+  kc *c = calloc(1, sizeof *c);
+  if (!c) return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
+  c->h = *h;
+  c->opaque = opaque;
+  c->max_batch = max_batch > 0 ? max_batch : 256;
+  char e[512];
+  if (rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof e) != RD_KAFKA_CONF_OK ||
+      rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", e, sizeof e) != RD_KAFKA_CONF_OK) {
+    free(c);
+    return aw_seterr(AW_ECONFIG, errstr, errstr_size, "kafka consumer config: %s", e);
+  }
+  rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+  rd_kafka_conf_set_opaque(conf, c);
+  c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+  if (!c->rk) {
+    free(c);
+    return aw_seterr(AW_ECONFIG, errstr, errstr_size, "kafka consumer: %s", e);
+  }
+  /* conf is owned by rk from here on */
+  rd_kafka_poll_set_consumer(c->rk);
+  c->q = rd_kafka_queue_get_consumer(c->rk);
+  rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk, sub);
+  rd_kafka_topic_partition_list_destroy(sub);
+  if (err) {
+    rd_kafka_queue_destroy(c->q);
+    rd_kafka_destroy(c->rk);
+    free(c);
+    return aw_seterr(AW_EKAFKA, errstr, errstr_size, "subscribe %s: %s", topic, rd_kafka_err2str(err));
+  }
+  if (kuv_watch_new(loop, c->q, serve, c, 100, &c->watch) != AW_OK) {
+    rd_kafka_queue_destroy(c->q);
+    rd_kafka_destroy(c->rk);
+    free(c);
+    return aw_seterr(AW_EIO, errstr, errstr_size, "kafka consumer: cannot watch queue");
+  }
+  *out = c;
+  return AW_OK;
+}
+
+int kc_pause(kc *c) {
+  if (c->paused) return AW_OK;
+  c->paused = 1;
+  if (c->assigned && rd_kafka_pause_partitions(c->rk, c->assigned)) return AW_EKAFKA;
+  return AW_OK;
+}
+
+int kc_resume(kc *c) {
+  if (!c->paused) return AW_OK;
+  c->paused = 0;
+  if (c->assigned && rd_kafka_resume_partitions(c->rk, c->assigned)) return AW_EKAFKA;
+  return AW_OK;
+}
+
+int kc_paused(const kc *c) { return c->paused; }
+
+int kc_commit(kc *c, const rd_kafka_topic_partition_list_t *offsets, int async) {
+  rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, offsets, async);
+  if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+    log_warn(NULL, "kafka commit failed: %s", rd_kafka_err2str(err));
+    return AW_EKAFKA;
+  }
+  return AW_OK;
+}
+
+rd_kafka_t *kc_handle(kc *c) { return c->rk; }
+
+void kc_close(kc *c) {
+  if (!c) return;
+  kuv_watch_free(c->watch);
+  rd_kafka_consumer_close(c->rk); /* runs the revoke callback */
+  rd_kafka_queue_destroy(c->q);
+  if (c->assigned) rd_kafka_topic_partition_list_destroy(c->assigned);
+  rd_kafka_destroy(c->rk);
+  free(c);
+}

@@ -1,0 +1,50 @@
+/* kafka_consumer.h -- a Kafka group consumer on the libuv loop (prefix kc_).
+ *
+ * Offsets are never committed automatically: enable.auto.commit and
+ * enable.auto.offset.store are forced off and the owner commits exactly the
+ * offsets whose outcome is durable (kc_commit).  Messages are handed over
+ * one at a time; the handler owns each message (it must
+ * rd_kafka_message_destroy it, normally at once after copying what it needs,
+ * because a held message pins librdkafka's whole fetch buffer).
+ */
+#ifndef AW_KAFKA_CONSUMER_H
+#define AW_KAFKA_CONSUMER_H
+
+#include <librdkafka/rdkafka.h>
+#include <uv.h>
+#include "aw_error.h"
+
+typedef struct kc kc;
+
+typedef struct kc_handlers {
+  /** A message (or a consumer error in msg->err).  Takes ownership of msg. */
+  void (*on_message)(void *opaque, rd_kafka_message_t *msg);
+  /** Partitions were assigned (before fetching starts). */
+  void (*on_assign)(void *opaque, const rd_kafka_topic_partition_list_t *parts);
+  /** Partitions are about to be revoked: last chance to commit them. */
+  void (*on_revoke)(void *opaque, const rd_kafka_topic_partition_list_t *parts);
+} kc_handlers;
+
+/** Create a consumer subscribed to topic.  Takes ownership of conf on
+ *  success (the caller NULLs it).  max_batch bounds the messages handed
+ *  over in one loop iteration. */
+int kc_new(uv_loop_t *loop, rd_kafka_conf_t *conf, const char *topic, const kc_handlers *h,
+           void *opaque, int max_batch, kc **out, char *errstr, size_t errstr_size) AW_MUST_CHECK;
+
+/** Pause / resume fetching on every assigned partition (backpressure). */
+int kc_pause(kc *c) AW_MUST_CHECK;
+int kc_resume(kc *c) AW_MUST_CHECK;
+/** Is consumption paused? */
+int kc_paused(const kc *c);
+
+/** Commit offsets (the next offset to read, per partition); async=1 returns
+ *  at once, async=0 waits for the broker (used on revoke and shutdown). */
+int kc_commit(kc *c, const rd_kafka_topic_partition_list_t *offsets, int async) AW_MUST_CHECK;
+
+/** The librdkafka handle (for metrics and admin). */
+rd_kafka_t *kc_handle(kc *c);
+
+/** Leave the group (blocking: revoke callbacks run) and free. Safe on NULL. */
+void kc_close(kc *c);
+
+#endif
