@@ -1,0 +1,227 @@
+/* cmd_run.c -- `assistant-worker run`: the daemon.
+ *
+ * Start-up is a short chain on the loop: connect Redis -> ensure the
+ * configured assistants -> start consuming ("worker ready").  SIGTERM or
+ * SIGINT starts a graceful shutdown: consumption stops, in-flight events
+ * finish (up to the grace period), offsets are committed, exit 0.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "assistant_registry.h"
+#include "backend.h"
+#include "cli.h"
+#include "config.h"
+#include "kafka_conf.h"
+#include "log.h"
+#include "redis_conn.h"
+#include "worker.h"
+
+typedef struct run_ctx {
+  uv_loop_t *loop;
+  cfg c;
+  rconn *redis;
+  be_backend *be;
+  areg *reg;
+  wk *w;
+  uv_signal_t sigterm, sigint;
+  uv_timer_t wait_redis;
+  long waited_ms;
+  int exit_code;
+  int stopping;
+} run_ctx;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: assistant-worker run [--config FILE] [--print-config]\n"
+          "\n"
+          "Consume requests from Kafka, answer them with the configured assistants and\n"
+          "publish the responses.  Configuration: the JSON file (--config or $AW_CONFIG),\n"
+          "then environment variables (AW_KAFKA_BROKERS, AW_REDIS_HOST, AW_API_BASE_URL,\n"
+          "AW_API_KEY, ... see README.md).  Logs are JSON lines on stderr.\n"
+          "\n"
+          "  --config FILE    configuration file\n"
+          "  --print-config   print the effective configuration (secrets masked) and exit\n"
+          "  -h, --help       this help\n");
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void stop_loop(run_ctx *r, int code) {
+  r->exit_code = code;
+  uv_stop(r->loop);
+}
+
+static void on_worker_stopped(void *opaque) {
+  run_ctx *r = opaque;
+  log_info(NULL, "worker stopped");
+  stop_loop(r, r->exit_code);
+}
+
+static void begin_shutdown(run_ctx *r, int code) {
+  if (r->stopping) return;
+  r->stopping = 1;
+  r->exit_code = code;
+  uv_timer_stop(&r->wait_redis);
+  if (r->w) wk_shutdown(r->w, on_worker_stopped, r);
+  else stop_loop(r, code);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  run_ctx *r = s->data;
+  log_info(NULL, "signal %d: shutting down", signum);
+  begin_shutdown(r, 0);
+}
+
+static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
+  run_ctx *r = opaque;
+  if (r->stopping) return;
+  if (err) {
+    log_error(NULL, "cannot prepare the assistants: %s", errmsg ? errmsg : aw_strerror(err));
+    begin_shutdown(r, 1);
+    return;
+  }
+  wk_config wc;
+  wk_config_default(&wc);
+  wc.topic_requests = r->c.kafka.topic_requests;
+  wc.topic_responses = r->c.kafka.topic_responses;
+  wc.topic_deltas = r->c.kafka.topic_deltas;
+  wc.topic_dlq = r->c.kafka.topic_dlq;
+  wc.redis_prefix = r->c.redis.prefix;
+  wc.max_in_flight = (int)r->c.worker.max_in_flight;
+  wc.limits.max_event_bytes = r->c.worker.max_event_bytes;
+  wc.commit_interval_ms = r->c.worker.commit_interval_ms;
+  wc.resolve_assistant = areg_resolve;
+  wc.resolve_opaque = r->reg;
+
+  char errstr[512];
+  rd_kafka_conf_t *cc = NULL, *pc = NULL;
+  if (kconf_new(&r->c, "assistant-worker", &cc, errstr, sizeof errstr) ||
+      kconf_set(cc, "group.id", r->c.kafka.group_id, errstr, sizeof errstr) ||
+      kconf_set(cc, "auto.offset.reset", "earliest", errstr, sizeof errstr) ||
+      kconf_new(&r->c, "assistant-worker", &pc, errstr, sizeof errstr) ||
+      kconf_set(pc, "linger.ms", "2", errstr, sizeof errstr)) {
+    log_error(NULL, "kafka configuration: %s", errstr);
+    if (cc) rd_kafka_conf_destroy(cc);
+    if (pc) rd_kafka_conf_destroy(pc);
+    begin_shutdown(r, 1);
+    return;
+  }
+  if (wk_new(r->loop, &wc, cc, pc, r->be, r->redis, &r->w, errstr, sizeof errstr) != AW_OK) {
+    log_error(NULL, "cannot start the worker: %s", errstr);
+    begin_shutdown(r, 1);
+    return;
+  }
+  log_info(NULL, "worker ready");
+}
+
+static void on_wait_redis(uv_timer_t *t) {
+  run_ctx *r = t->data;
+  if (rconn_ready(r->redis)) {
+    uv_timer_stop(t);
+    if (areg_new(&r->c, r->be, r->redis, on_assistants_ready, r, &r->reg) != AW_OK) {
+      log_error(NULL, "out of memory");
+      begin_shutdown(r, 1);
+    }
+    return;
+  }
+  r->waited_ms += 20;
+  if (r->waited_ms >= 30000) { /* redis is a hard dependency: give up after 30 s */
+    log_error(NULL, "redis at %s:%d did not answer within 30 s", r->c.redis.host, r->c.redis.port);
+    begin_shutdown(r, 1);
+  }
+}
+
+int cmd_run_main(int argc, char **argv) {
+  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                       {"print-config", no_argument, NULL, 'p'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  const char *config_path = NULL;
+  int print_config = 0, o;
+  optind = 1;
+  while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+    switch (o) {
+    case 'c': config_path = optarg; break;
+    case 'p': print_config = 1; break;
+    case 'h': usage(stdout); return 0;
+    default: usage(stderr); return 2;
+    }
+  }
+  if (optind != argc) {
+    usage(stderr);
+    return 2;
+  }
+  static run_ctx r; /* static: its handles outlive every callback */
+  memset(&r, 0, sizeof r);
+  char errstr[512];
+  log_set_component("worker");
+  if (cfg_load(&r.c, config_path, errstr, sizeof errstr) != AW_OK) {
+    log_error(NULL, "configuration: %s", errstr);
+    return 2;
+  }
+  log_set_level(r.c.log_level);
+  if (print_config) {
+    buf out;
+    buf_init(&out, 1 << 20);
+    int rc = cfg_dump(&r.c, &out);
+    if (rc == AW_OK) printf("%s\n", out.data);
+    buf_free(&out);
+    cfg_free(&r.c);
+    return rc == AW_OK ? 0 : 1;
+  }
+  if (!r.c.kafka.brokers[0]) {
+    log_error(NULL, "configuration: kafka brokers are not set (AW_KAFKA_BROKERS or kafka.brokers)");
+    cfg_free(&r.c);
+    return 2;
+  }
+  if (!r.c.api.api_key[0]) {
+    log_error(NULL, "configuration: no API key (AW_API_KEY or OPENAI_API_KEY)");
+    cfg_free(&r.c);
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  r.loop = uv_default_loop();
+  be_assistants_config bc;
+  be_assistants_config_default(&bc);
+  cfg_backend_config(&r.c, &bc);
+  if (be_assistants_new(r.loop, &bc, &r.be, errstr, sizeof errstr) != AW_OK ||
+      rconn_new(r.loop, r.c.redis.host, r.c.redis.port, &r.redis, errstr, sizeof errstr) != AW_OK) {
+    log_error(NULL, "start-up: %s", errstr);
+    be_free(r.be);
+    cfg_free(&r.c);
+    return 1;
+  }
+  uv_signal_init(r.loop, &r.sigterm);
+  uv_signal_init(r.loop, &r.sigint);
+  r.sigterm.data = r.sigint.data = &r;
+  uv_signal_start(&r.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&r.sigint, on_signal, SIGINT);
+  uv_timer_init(r.loop, &r.wait_redis);
+  r.wait_redis.data = &r;
+  uv_timer_start(&r.wait_redis, on_wait_redis, 0, 20);
+  log_info(NULL, "starting: kafka %s, redis %s:%d, api %s", r.c.kafka.brokers, r.c.redis.host,
+           r.c.redis.port, r.c.api.base_url);
+
+  uv_run(r.loop, UV_RUN_DEFAULT);
+
+  /* Teardown, in dependency order: Redis first (pending replies fail into
+   * the worker, which is still alive), then the worker, then the backend. */
+  rconn_free(r.redis);
+  wk_free(r.w);
+  areg_free(r.reg);
+  be_free(r.be);
+  uv_walk(r.loop, close_walk, NULL);
+  uv_run(r.loop, UV_RUN_DEFAULT);
+  int rc = uv_loop_close(r.loop);
+  if (rc) log_warn(NULL, "loop closed with handles open: %s", uv_strerror(rc));
+  cfg_free(&r.c);
+  return r.exit_code;
+}

@@ -1,0 +1,1056 @@
+/* worker.c -- the event state machine: a request in, an answer out.
+ *
+ * Ownership: the worker owns every wk_event from consumption to DONE; an
+ * event is freed only from the loop (never inside a backend or Redis
+ * callback that is still using it: those callbacks only move the state on
+ * and the free happens when the last reference is gone, see ev_release).
+ */
+#include "worker.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uthash.h>
+
+#include "buf.h"
+#include "kafka_consumer.h"
+#include "kafka_producer.h"
+#include "log.h"
+#include "offset_tracker.h"
+#include "thread_map.h"
+
+#define DELTA_FLUSH_BYTES 8192      /* flush a delta early past this */
+#define DELTA_MAX_BYTES (64 * 1024) /* bound of one event's pending deltas */
+#define RESPONSE_MAX_BYTES (2 * 1024 * 1024)
+#define RETRY_TICK_MS 100
+#define MAX_USER_METADATA 14        /* OpenAI allows 16; we add 2 */
+
+typedef enum {
+  ST_RECEIVED = 0,
+  ST_QUEUED,
+  ST_LOOKUP,
+  ST_THREAD,
+  ST_TURN,
+  ST_PUBLISHING,
+  ST_RECORDING,
+  ST_DONE,
+} wk_state;
+
+static const char *const state_names[] = {"received", "queued", "lookup", "thread",
+                                          "turn", "publishing", "recording", "done"};
+
+/* Delivery-report tokens: the low bits of the opaque say what was produced. */
+enum { DR_RESPONSE = 0, DR_DELTA = 1, DR_DLQ = 2, DR_MASK = 3 };
+
+typedef struct wk_conv wk_conv;
+typedef struct wk_part wk_part;
+
+typedef struct wk_event {
+  wk *w;
+  wk_state state;
+  struct wk_event *next;       /* conversation FIFO */
+  struct wk_event *ready_next; /* ready / retry / delta-dirty lists */
+  struct wk_event *retry_next;
+  struct wk_event *dirty_next;
+  int in_ready, in_retry, in_dirty;
+  wk_conv *conv;
+  int32_t partition;
+  int64_t offset;
+  uint64_t gen;                /* partition generation at consumption */
+  contract_request *req;       /* NULL when the event could not be decoded */
+  /* rejection (decode or validation failure) */
+  const char *reject_code;
+  char *reject_msg;
+  void *orig;                  /* original bytes, kept only for rejections */
+  size_t orig_len;
+  void *orig_key;
+  size_t orig_key_len;
+  char event_id[129];
+  char conv_id[257];
+  const char *assistant_id;
+  char thread_id[TMAP_ID_MAX];
+  char created_thread[TMAP_ID_MAX]; /* thread we created, to delete if we lose */
+  char run_id[TMAP_ID_MAX];
+  char status[16];
+  contract_kv *md;             /* message metadata handed to the backend */
+  be_op *op;
+  int pending_lookups;
+  int lookup_failed;
+  int dup;                     /* outcome record says it was answered */
+  int pending_dr;              /* produced, delivery report not yet seen */
+  int send_response, send_dlq; /* (re)produce these on the next attempt */
+  buf out;                     /* encoded response, until delivered */
+  buf delta;                   /* pending delta text */
+  int64_t seq;
+  int64_t received_ms, run_started_ms;
+} wk_event;
+
+struct wk_conv {
+  char *id;
+  wk_event *head, *tail;
+  UT_hash_handle hh;
+};
+
+struct wk_part {
+  otrk t;
+  uint64_t gen;
+  int assigned;
+};
+
+struct wk {
+  uv_loop_t *loop;
+  wk_config cfg;
+  be_backend *be;
+  rconn *redis;
+  tmap map;
+  kc *consumer;
+  kp *producer;
+  wk_conv *convs;              /* uthash by id */
+  wk_part *parts;
+  int nparts;
+  wk_event *ready_head, *ready_tail;
+  wk_event *retry_head;
+  wk_event *dirty_head;
+  uv_idle_t ready_idle;
+  uv_timer_t retry_timer, delta_timer, commit_timer, grace_timer;
+  wk_stats st;
+  int stopping;
+  int freeing;                 /* wk_free: late callbacks only unwind */
+  void (*stop_done)(void *);
+  void *stop_opaque;
+  int handles_open;
+};
+
+static void ev_start(wk_event *ev);
+static void ev_finish(wk_event *ev);
+static void ev_publish_rejection(wk_event *ev);
+static void ev_publish_response(wk_event *ev);
+static void maybe_stopped(wk *w);
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static log_ctx ev_ctx(const wk_event *ev) {
+  log_ctx c = {ev->event_id[0] ? ev->event_id : NULL, ev->conv_id[0] ? ev->conv_id : NULL,
+               ev->thread_id[0] ? ev->thread_id : NULL, ev->run_id[0] ? ev->run_id : NULL};
+  return c;
+}
+
+/* The one place where an event changes state, so that every transition can
+ * be logged with the event's ids. */
+static void ev_set_state(wk_event *ev, wk_state s) {
+  if (log_enabled(LOG_DEBUG)) {
+    log_ctx c = ev_ctx(ev);
+    log_write(LOG_DEBUG, &c, "event %s -> %s", state_names[ev->state], state_names[s]);
+  }
+  ev->state = s;
+}
+
+static void copy_id(char *dst, size_t n, const char *src) {
+  snprintf(dst, n, "%s", src ? src : "");
+}
+
+/* ---- partitions ----------------------------------------------------------- */
+
+static wk_part *part_get(wk *w, int32_t p) {
+  if (p < 0) return NULL;
+  if (p >= w->nparts) {
+    int n = p + 1;
+    wk_part *np = realloc(w->parts, (size_t)n * sizeof *np);
+    if (!np) return NULL;
+    for (int i = w->nparts; i < n; i++) {
+      otrk_init(&np[i].t);
+      np[i].gen = 0;
+      np[i].assigned = 0;
+    }
+    w->parts = np;
+    w->nparts = n;
+  }
+  return &w->parts[p];
+}
+
+static int ev_stale(const wk_event *ev) {
+  wk_part *p = ev->partition < ev->w->nparts ? &ev->w->parts[ev->partition] : NULL;
+  return !p || !p->assigned || p->gen != ev->gen;
+}
+
+/* ---- commits ------------------------------------------------------------- */
+
+/* Commit the done prefix of every assigned partition that moved. */
+static void commit_progress(wk *w, int sync) {
+  rd_kafka_topic_partition_list_t *l = NULL;
+  for (int i = 0; i < w->nparts; i++) {
+    int64_t off;
+    if (!w->parts[i].assigned || !otrk_take_commit(&w->parts[i].t, &off)) continue;
+    if (!l) l = rd_kafka_topic_partition_list_new(8);
+    rd_kafka_topic_partition_list_add(l, w->cfg.topic_requests, i)->offset = off;
+  }
+  if (!l) return;
+  if (kc_commit(w->consumer, l, !sync) != AW_OK) w->st.kafka_errors++;
+  rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void on_commit_timer(uv_timer_t *t) { commit_progress(t->data, 0); }
+
+/* ---- backpressure ---------------------------------------------------------- */
+
+static void check_pressure(wk *w) {
+  if (!w->consumer || w->stopping) return;
+  long max = w->cfg.max_in_flight;
+  if (!kc_paused(w->consumer) && w->st.in_flight >= max) {
+    if (kc_pause(w->consumer) == AW_OK) {
+      w->st.paused = 1;
+      log_debug(NULL, "paused consumption at %ld events in flight", w->st.in_flight);
+    }
+  } else if (kc_paused(w->consumer) && w->st.in_flight <= max * 3 / 4) {
+    if (kc_resume(w->consumer) == AW_OK) {
+      w->st.paused = 0;
+      log_debug(NULL, "resumed consumption at %ld events in flight", w->st.in_flight);
+    }
+  }
+}
+
+/* ---- ready list: start events from the loop, not from callbacks ----------- */
+
+static void on_ready(uv_idle_t *h) {
+  wk *w = h->data;
+  wk_event *list = w->ready_head;
+  w->ready_head = w->ready_tail = NULL;
+  uv_idle_stop(h);
+  while (list) {
+    wk_event *ev = list;
+    list = ev->ready_next;
+    ev->ready_next = NULL;
+    ev->in_ready = 0;
+    ev_start(ev);
+  }
+}
+
+static void make_ready(wk_event *ev) {
+  wk *w = ev->w;
+  if (ev->in_ready) return;
+  ev->in_ready = 1;
+  ev->ready_next = NULL;
+  if (w->ready_tail) w->ready_tail->ready_next = ev;
+  else w->ready_head = ev;
+  w->ready_tail = ev;
+  if (!uv_is_active((uv_handle_t *)&w->ready_idle)) uv_idle_start(&w->ready_idle, on_ready);
+}
+
+/* ---- retry list: transient Redis / Kafka failures ------------------------ */
+
+static void on_retry_timer(uv_timer_t *t) {
+  wk *w = t->data;
+  wk_event *list = w->retry_head;
+  w->retry_head = NULL;
+  while (list) {
+    wk_event *ev = list;
+    list = ev->retry_next;
+    ev->in_retry = 0;
+    if (ev->state == ST_PUBLISHING) ev_publish_response(ev);
+    else ev_start(ev);
+  }
+  if (!w->retry_head) uv_timer_stop(t);
+}
+
+static void retry_later(wk_event *ev) {
+  wk *w = ev->w;
+  if (ev->in_retry) return;
+  ev->in_retry = 1;
+  ev->retry_next = w->retry_head;
+  w->retry_head = ev;
+  if (!uv_is_active((uv_handle_t *)&w->retry_timer))
+    uv_timer_start(&w->retry_timer, on_retry_timer, RETRY_TICK_MS, RETRY_TICK_MS);
+}
+
+/* ---- conversations ----------------------------------------------------------- */
+
+/* Queue ev behind earlier events of its conversation; start it if first. */
+static int conv_enqueue(wk *w, wk_event *ev) {
+  wk_conv *c = NULL;
+  HASH_FIND_STR(w->convs, ev->conv_id, c);
+  if (!c) {
+    c = calloc(1, sizeof *c);
+    if (!c || !(c->id = strdup(ev->conv_id))) {
+      free(c);
+      return AW_ENOMEM;
+    }
+    HASH_ADD_KEYPTR(hh, w->convs, c->id, strlen(c->id), c);
+  }
+  ev->conv = c;
+  ev_set_state(ev, ST_QUEUED);
+  if (c->tail) {
+    c->tail->next = ev;
+    c->tail = ev;
+  } else {
+    c->head = c->tail = ev;
+    make_ready(ev);
+  }
+  return AW_OK;
+}
+
+/* ev (the head) is done: the next event of the conversation may start. */
+static void conv_advance(wk *w, wk_event *ev) {
+  wk_conv *c = ev->conv;
+  if (!c) return;
+  c->head = ev->next;
+  if (!c->head) {
+    c->tail = NULL;
+    HASH_DEL(w->convs, c);
+    free(c->id);
+    free(c);
+  } else {
+    make_ready(c->head);
+  }
+}
+
+/* ---- event lifetime ------------------------------------------------------ */
+
+static void ev_free(wk_event *ev) {
+  contract_request_free(ev->req);
+  free(ev->reject_msg);
+  free(ev->orig);
+  free(ev->orig_key);
+  free(ev->md);
+  buf_free(&ev->out);
+  buf_free(&ev->delta);
+  free(ev);
+}
+
+static void ev_finish(wk_event *ev) {
+  wk *w = ev->w;
+  ev_set_state(ev, ST_DONE);
+  if (!ev_stale(ev) && otrk_done(&w->parts[ev->partition].t, ev->offset) != AW_OK) {
+    log_ctx c = ev_ctx(ev);
+    log_warn(&c, "offset %lld of partition %d was not tracked", (long long)ev->offset,
+             (int)ev->partition);
+  }
+  w->st.in_flight--;
+  conv_advance(w, ev);
+  ev_free(ev);
+  check_pressure(w);
+  maybe_stopped(w);
+}
+
+/* ---- producing ----------------------------------------------------------- */
+
+static int produce(wk_event *ev, const char *topic, int kind, const void *key, size_t keylen,
+                   const void *val, size_t len) {
+  int rc = kp_produce(ev->w->producer, topic, key, keylen, val, len,
+                      (void *)((uintptr_t)ev | (uintptr_t)kind));
+  if (rc == AW_OK) ev->pending_dr++;
+  return rc;
+}
+
+static void flush_delta(wk_event *ev) {
+  if (!ev->delta.len) return;
+  buf enc;
+  buf_init(&enc, DELTA_MAX_BYTES + 1024);
+  const char *run = ev->run_id[0] ? ev->run_id : NULL;
+  if (contract_delta_encode(ev->event_id, ev->conv_id, run, ev->seq, ev->delta.data,
+                            ev->delta.len, &enc) == AW_OK &&
+      produce(ev, ev->w->cfg.topic_deltas, DR_DELTA, ev->conv_id, strlen(ev->conv_id), enc.data,
+              enc.len) == AW_OK) {
+    ev->seq++;
+    ev->w->st.deltas++;
+  } else {
+    /* A lost delta breaks "deltas concatenate to the answer" for this one
+     * event; the response still carries the full text. */
+    log_ctx c = ev_ctx(ev);
+    log_warn(&c, "could not produce delta %lld", (long long)ev->seq);
+    ev->w->st.kafka_errors++;
+  }
+  buf_free(&enc);
+  buf_reset(&ev->delta);
+}
+
+static void on_delta_timer(uv_timer_t *t) {
+  wk *w = t->data;
+  wk_event *list = w->dirty_head;
+  w->dirty_head = NULL;
+  while (list) {
+    wk_event *ev = list;
+    list = ev->dirty_next;
+    ev->in_dirty = 0;
+    flush_delta(ev);
+  }
+  uv_timer_stop(t);
+}
+
+static void dirty_remove(wk_event *ev) {
+  wk *w = ev->w;
+  if (!ev->in_dirty) return;
+  for (wk_event **pp = &w->dirty_head; *pp; pp = &(*pp)->dirty_next) {
+    if (*pp == ev) {
+      *pp = ev->dirty_next;
+      break;
+    }
+  }
+  ev->in_dirty = 0;
+}
+
+static void on_outcome_recorded(void *opaque, int err, const char *value) {
+  wk_event *ev = opaque;
+  (void)value;
+  if (err) {
+    /* The answer is published; the record only speeds up duplicate
+     * detection, so a Redis outage must not hold the offset back. */
+    ev->w->st.redis_errors++;
+    log_ctx c = ev_ctx(ev);
+    log_warn(&c, "could not record the outcome in redis");
+  }
+  ev_finish(ev);
+}
+
+/* All delivery reports are in: record the outcome, then the event is done. */
+static void ev_delivered(wk_event *ev) {
+  ev_set_state(ev, ST_RECORDING);
+  if (!ev->event_id[0] || !ev->conv_id[0] ||
+      tmap_put_outcome(&ev->w->map, ev->conv_id, ev->event_id, ev->status, ev->run_id,
+                       on_outcome_recorded, ev) != AW_OK) {
+    ev_finish(ev);
+  }
+}
+
+static void on_dr(void *cb_opaque, void *msg_opaque, rd_kafka_resp_err_t err) {
+  wk *w = cb_opaque;
+  wk_event *ev = (wk_event *)((uintptr_t)msg_opaque & ~(uintptr_t)DR_MASK);
+  int kind = (int)((uintptr_t)msg_opaque & DR_MASK);
+  ev->pending_dr--;
+  if (w->freeing) return;
+  if (err) {
+    w->st.kafka_errors++;
+    log_ctx c = ev_ctx(ev);
+    log_warn(&c, "delivery failed (%s): %s",
+             kind == DR_RESPONSE ? "response" : kind == DR_DLQ ? "dlq" : "delta", rd_kafka_err2str(err));
+    /* A response or DLQ record that is not durable is produced again; the
+     * offset stays uncommitted meanwhile.  A lost delta only breaks the
+     * concatenation of this event's deltas; the response has the text. */
+    if (kind == DR_RESPONSE) ev->send_response = 1;
+    if (kind == DR_DLQ) ev->send_dlq = 1;
+    if (kind != DR_DELTA) {
+      w->st.produce_retries++;
+      if (ev->pending_dr == 0) retry_later(ev);
+      return;
+    }
+  }
+  if (ev->pending_dr > 0 || ev->state != ST_PUBLISHING) return;
+  if (ev->send_response || ev->send_dlq) retry_later(ev); /* a failure earlier */
+  else ev_delivered(ev);
+}
+
+/* Produce the encoded response (and DLQ record for rejections) kept in
+ * ev->out; on a full queue try again from the retry list. */
+static void ev_publish_response(wk_event *ev) {
+  wk *w = ev->w;
+  int rc = AW_OK;
+  if (ev->send_response) {
+    rc = produce(ev, w->cfg.topic_responses, DR_RESPONSE, ev->conv_id, strlen(ev->conv_id),
+                 ev->out.data, ev->out.len);
+    if (rc == AW_OK) ev->send_response = 0;
+  }
+  if (rc == AW_OK && ev->send_dlq) {
+    contract_dlq d = {0};
+    d.original = ev->orig;
+    d.original_len = ev->orig_len;
+    d.original_key = ev->orig_key;
+    d.original_key_len = ev->orig_key_len;
+    d.topic = w->cfg.topic_requests;
+    d.partition = ev->partition;
+    d.offset = ev->offset;
+    d.error_code = ev->reject_code;
+    d.error_message = ev->reject_msg ? ev->reject_msg : ev->reject_code;
+    d.event_id = ev->event_id[0] ? ev->event_id : NULL;
+    d.conversation_id = ev->conv_id[0] ? ev->conv_id : NULL;
+    d.failed_ms = now_ms();
+    buf dl;
+    buf_init(&dl, ev->orig_len + ev->orig_key_len + 64 * 1024);
+    rc = contract_dlq_encode(&d, &dl);
+    if (rc == AW_OK)
+      rc = produce(ev, w->cfg.topic_dlq, DR_DLQ, ev->orig_key, ev->orig_key_len, dl.data, dl.len);
+    buf_free(&dl);
+    if (rc == AW_OK) {
+      ev->send_dlq = 0;
+      w->st.dlq++;
+    }
+  }
+  if (rc != AW_OK) {
+    log_ctx c = ev_ctx(ev);
+    log_warn(&c, "produce failed (%s); will retry", aw_strerror(rc));
+    w->st.produce_retries++;
+    if (ev->pending_dr == 0) retry_later(ev);
+  }
+}
+
+static void encode_and_publish(wk_event *ev, const contract_response *r) {
+  buf_reset(&ev->out);
+  int rc = contract_response_encode(r, &ev->out);
+  if (rc != AW_OK) {
+    /* Only an oversized answer gets here: answer with the error instead. */
+    contract_response small = *r;
+    small.messages = NULL;
+    small.nmessages = 0;
+    small.status = "failed";
+    small.error_code = "response_too_large";
+    small.error_message = "the answer does not fit the response size limit";
+    buf_reset(&ev->out);
+    copy_id(ev->status, sizeof ev->status, "failed");
+    if (contract_response_encode(&small, &ev->out) != AW_OK) {
+      log_ctx c = ev_ctx(ev);
+      log_error(&c, "cannot encode a response; dropping the answer");
+      ev_finish(ev);
+      return;
+    }
+  }
+  ev_set_state(ev, ST_PUBLISHING);
+  ev->send_response = 1;
+  ev->send_dlq = ev->reject_code != NULL;
+  ev_publish_response(ev);
+}
+
+static void ev_publish_rejection(wk_event *ev) {
+  contract_response r = {0};
+  r.event_id = ev->event_id;
+  r.conversation_id = ev->conv_id;
+  r.status = "rejected";
+  r.error_code = ev->reject_code;
+  r.error_message = ev->reject_msg ? ev->reject_msg : ev->reject_code;
+  r.timings.received_ms = ev->received_ms;
+  r.timings.completed_ms = now_ms();
+  copy_id(ev->status, sizeof ev->status, "rejected");
+  ev->w->st.rejected++;
+  log_ctx c = ev_ctx(ev);
+  log_warn(&c, "event rejected: %s: %s", ev->reject_code, r.error_message);
+  encode_and_publish(ev, &r);
+}
+
+/* ---- the turn ------------------------------------------------------------ */
+
+static void turn_message_added(void *opaque, const char *message_id) {
+  wk_event *ev = opaque;
+  log_ctx c = ev_ctx(ev);
+  log_debug(&c, "message %s added", message_id);
+}
+
+static void turn_run_created(void *opaque, const char *run_id) {
+  wk_event *ev = opaque;
+  copy_id(ev->run_id, sizeof ev->run_id, run_id);
+  ev->run_started_ms = now_ms();
+  log_ctx c = ev_ctx(ev);
+  log_debug(&c, "run created");
+}
+
+static void turn_text_delta(void *opaque, const char *text, size_t len) {
+  wk_event *ev = opaque;
+  wk *w = ev->w;
+  if (!ev->req->stream) return;
+  if (buf_append(&ev->delta, text, len) != AW_OK) {
+    buf_init(&ev->delta, DELTA_MAX_BYTES);
+    log_ctx c = ev_ctx(ev);
+    log_warn(&c, "delta larger than %d bytes dropped", DELTA_MAX_BYTES);
+    return;
+  }
+  if (ev->delta.len >= DELTA_FLUSH_BYTES || w->cfg.delta_window_ms <= 0) {
+    dirty_remove(ev);
+    flush_delta(ev);
+  } else if (!ev->in_dirty) {
+    ev->in_dirty = 1;
+    ev->dirty_next = w->dirty_head;
+    w->dirty_head = ev;
+    if (!uv_is_active((uv_handle_t *)&w->delta_timer))
+      uv_timer_start(&w->delta_timer, on_delta_timer, (uint64_t)w->cfg.delta_window_ms, 0);
+  }
+}
+
+/* Stable error code for a transport-level failure of the API. */
+static const char *api_error_code(const be_turn_result *res) {
+  if (res->error_code && *res->error_code) return res->error_code;
+  switch (res->err) {
+  case AW_ERATELIMIT: return "rate_limited";
+  case AW_EHTTP5XX: return "api_unavailable";
+  case AW_ETIMEDOUT: return "api_timeout";
+  case AW_EIO: return "api_connection_error";
+  case AW_EHTTP4XX: return "api_invalid_request";
+  case AW_ETOOBIG: return "answer_too_large";
+  default: return "api_error";
+  }
+}
+
+static void turn_done(void *opaque, const be_turn_result *res) {
+  wk_event *ev = opaque;
+  wk *w = ev->w;
+  ev->op = NULL;
+  if (res->run_id && *res->run_id) copy_id(ev->run_id, sizeof ev->run_id, res->run_id);
+  if (res->run_started_ms) ev->run_started_ms = res->run_started_ms;
+  dirty_remove(ev);
+  flush_delta(ev);
+
+  contract_response r = {0};
+  r.event_id = ev->event_id;
+  r.conversation_id = ev->conv_id;
+  r.thread_id = ev->thread_id[0] ? ev->thread_id : NULL;
+  r.run_id = ev->run_id[0] ? ev->run_id : NULL;
+  r.messages = res->messages;
+  r.nmessages = res->nmessages;
+  r.usage = res->usage;
+  r.timings.received_ms = ev->received_ms;
+  r.timings.run_started_ms = ev->run_started_ms;
+  r.timings.completed_ms = now_ms();
+  if (res->err != AW_OK) {
+    r.status = "failed";
+    r.error_code = api_error_code(res);
+    r.error_message = res->errmsg ? res->errmsg : aw_strerror(res->err);
+  } else {
+    r.status = res->status ? res->status : "failed";
+    if (strcmp(r.status, "completed") != 0) {
+      r.error_code = res->error_code ? res->error_code : r.status;
+      r.error_message = res->errmsg ? res->errmsg : r.status;
+    }
+  }
+  copy_id(ev->status, sizeof ev->status, r.status);
+  log_ctx c = ev_ctx(ev);
+  if (strcmp(r.status, "completed") == 0) {
+    w->st.answered++;
+    log_info(&c, "run completed");
+  } else {
+    w->st.failed++;
+    log_warn(&c, "run ended %s: %s: %s", r.status, r.error_code ? r.error_code : "",
+             r.error_message ? r.error_message : "");
+  }
+  encode_and_publish(ev, &r);
+}
+
+static const be_turn_events turn_events = {turn_message_added, turn_run_created, turn_text_delta,
+                                           turn_done};
+
+static void ev_run_turn(wk_event *ev) {
+  wk *w = ev->w;
+  ev_set_state(ev, ST_TURN);
+  contract_request *q = ev->req;
+  size_t n = 0;
+  if (!ev->md) {
+    ev->md = calloc(q->nmetadata + 2, sizeof *ev->md);
+    if (!ev->md) {
+      retry_later(ev);
+      return;
+    }
+  }
+  for (size_t i = 0; i < q->nmetadata; i++) {
+    if (strcmp(q->metadata[i].key, "event_id") && strcmp(q->metadata[i].key, "conversation_id"))
+      ev->md[n++] = q->metadata[i];
+  }
+  ev->md[n++] = (contract_kv){"event_id", ev->event_id};
+  ev->md[n++] = (contract_kv){"conversation_id", ev->conv_id};
+  be_turn_input in = {0};
+  in.conversation = ev->thread_id;
+  in.assistant_id = ev->assistant_id;
+  in.parts = q->parts;
+  in.nparts = q->nparts;
+  in.metadata = ev->md;
+  in.nmetadata = n;
+  in.instructions = q->instructions;
+  in.additional_instructions = q->additional_instructions;
+  in.want_deltas = q->stream;
+  in.log_event_id = ev->event_id;
+  int rc = be_turn_start(w->be, &in, &turn_events, ev, &ev->op);
+  if (rc != AW_OK) {
+    be_turn_result res = {0};
+    res.err = rc;
+    res.errmsg = "could not start the run";
+    turn_done(ev, &res);
+  }
+}
+
+/* ---- thread ------------------------------------------------------------- */
+
+static void on_loser_deleted(void *opaque, const be_result *res) {
+  (void)opaque;
+  if (res->err) log_warn(NULL, "could not delete an unused thread: %s", res->errmsg ? res->errmsg : "");
+}
+
+static void on_thread_claimed(void *opaque, int err, const char *winner) {
+  wk_event *ev = opaque;
+  if (err) {
+    /* Our thread is not recorded; the next attempt creates another one, and
+     * this one is deleted so it does not linger. */
+    ev->w->st.redis_errors++;
+    be_op *op = NULL;
+    if (be_conversation_delete(ev->w->be, ev->created_thread, on_loser_deleted, NULL, &op) != AW_OK)
+      log_warn(NULL, "could not delete an unused thread");
+    ev->created_thread[0] = '\0';
+    retry_later(ev);
+    return;
+  }
+  if (winner && *winner && strcmp(winner, ev->created_thread) != 0) {
+    log_ctx c = ev_ctx(ev);
+    log_info(&c, "another worker created the conversation's thread first; using %s", winner);
+    be_op *op = NULL;
+    if (be_conversation_delete(ev->w->be, ev->created_thread, on_loser_deleted, NULL, &op) != AW_OK)
+      log_warn(&c, "could not delete the unused thread %s", ev->created_thread);
+    copy_id(ev->thread_id, sizeof ev->thread_id, winner);
+  } else {
+    copy_id(ev->thread_id, sizeof ev->thread_id, ev->created_thread);
+  }
+  ev->created_thread[0] = '\0';
+  ev_run_turn(ev);
+}
+
+static void on_thread_created(void *opaque, const be_result *res) {
+  wk_event *ev = opaque;
+  ev->op = NULL;
+  if (res->err) {
+    be_turn_result tr = {0};
+    tr.err = res->err;
+    tr.error_code = res->error_code;
+    tr.errmsg = res->errmsg;
+    tr.http_status = res->http_status;
+    turn_done(ev, &tr);
+    return;
+  }
+  copy_id(ev->created_thread, sizeof ev->created_thread, res->id);
+  if (tmap_claim_thread(&ev->w->map, ev->conv_id, ev->created_thread, on_thread_claimed, ev) != AW_OK)
+    on_thread_claimed(ev, AW_EREDIS, NULL);
+}
+
+static void ev_create_thread(wk_event *ev) {
+  ev_set_state(ev, ST_THREAD);
+  contract_kv md[1] = {{"conversation_id", ev->conv_id}};
+  int rc = be_conversation_create(ev->w->be, md, 1, on_thread_created, ev, &ev->op);
+  if (rc != AW_OK) {
+    be_result r = {0};
+    r.err = rc;
+    r.errmsg = "could not create a thread";
+    on_thread_created(ev, &r);
+  }
+}
+
+/* ---- lookup ------------------------------------------------------------- */
+
+static void lookup_done(wk_event *ev) {
+  if (ev->dup) {
+    ev->w->st.skipped_duplicates++;
+    log_ctx c = ev_ctx(ev);
+    log_info(&c, "event already answered; skipped");
+    ev_finish(ev);
+  } else if (ev->reject_code) {
+    ev_publish_rejection(ev);
+  } else if (ev->thread_id[0]) {
+    ev_run_turn(ev);
+  } else {
+    ev_create_thread(ev);
+  }
+}
+
+/* Both lookups were sent together (one pipelined round trip); decide when
+ * the last reply is in. */
+static void on_lookup(wk_event *ev, int err) {
+  if (err) ev->lookup_failed = 1;
+  if (--ev->pending_lookups > 0) return;
+  if (ev->lookup_failed) {
+    ev->w->st.redis_errors++;
+    retry_later(ev);
+    return;
+  }
+  lookup_done(ev);
+}
+
+static void on_outcome(void *opaque, int err, const char *value) {
+  wk_event *ev = opaque;
+  if (!err && value && *value) ev->dup = 1;
+  on_lookup(ev, err);
+}
+
+static void on_thread(void *opaque, int err, const char *value) {
+  wk_event *ev = opaque;
+  if (!err && value) copy_id(ev->thread_id, sizeof ev->thread_id, value);
+  on_lookup(ev, err);
+}
+
+/* ---- start -------------------------------------------------------------- */
+
+static void ev_start(wk_event *ev) {
+  wk *w = ev->w;
+  if (ev_stale(ev)) {
+    /* The partition was revoked before this event started: its new owner
+     * reads it again from the committed offset. */
+    log_ctx c = ev_ctx(ev);
+    log_debug(&c, "partition revoked; event left to its new owner");
+    ev_finish(ev);
+    return;
+  }
+  if (!ev->conv_id[0] || !ev->event_id[0]) {
+    ev_publish_rejection(ev); /* nothing to look up without both ids */
+    return;
+  }
+  ev_set_state(ev, ST_LOOKUP);
+  int need_thread = !ev->reject_code && !ev->thread_id[0];
+  ev->pending_lookups = need_thread ? 2 : 1;
+  ev->lookup_failed = 0;
+  if (tmap_get_outcome(&w->map, ev->conv_id, ev->event_id, on_outcome, ev) != AW_OK) {
+    w->st.redis_errors++;
+    retry_later(ev);
+    return;
+  }
+  if (need_thread && tmap_get_thread(&w->map, ev->conv_id, on_thread, ev) != AW_OK) {
+    ev->lookup_failed = 1; /* decided when the outcome reply arrives */
+    ev->pending_lookups--;
+  }
+}
+
+/* ---- consumption --------------------------------------------------------- */
+
+static int reject(wk_event *ev, const char *code, const char *fmt, const char *detail,
+                  const rd_kafka_message_t *m) {
+  ev->reject_code = code;
+  size_t n = strlen(fmt) + (detail ? strlen(detail) : 0) + 1;
+  ev->reject_msg = malloc(n);
+  if (ev->reject_msg) snprintf(ev->reject_msg, n, fmt, detail ? detail : "");
+  if (m->len) {
+    ev->orig = malloc(m->len);
+    if (!ev->orig) return AW_ENOMEM;
+    memcpy(ev->orig, m->payload, m->len);
+    ev->orig_len = m->len;
+  }
+  if (m->key_len) {
+    ev->orig_key = malloc(m->key_len);
+    if (!ev->orig_key) return AW_ENOMEM;
+    memcpy(ev->orig_key, m->key, m->key_len);
+    ev->orig_key_len = m->key_len;
+  }
+  return AW_OK;
+}
+
+/* Checks beyond the contract's syntax: what this worker can serve. */
+static void validate(wk *w, wk_event *ev, const rd_kafka_message_t *m) {
+  contract_request *q = ev->req;
+  for (size_t i = 0; i < q->nparts; i++) {
+    if (q->parts[i].type != CONTRACT_PART_TEXT) {
+      (void)reject(ev, "unsupported_content", "content part %s is not supported yet (text only)",
+                   q->parts[i].type == CONTRACT_PART_IMAGE_URL    ? "image_url"
+                   : q->parts[i].type == CONTRACT_PART_IMAGE_FILE ? "image_file"
+                                                                  : "file",
+                   m);
+      return;
+    }
+  }
+  if (q->nmetadata > MAX_USER_METADATA) {
+    (void)reject(ev, "invalid_field", "metadata has more than 14 pairs (2 are reserved)%s", "", m);
+    return;
+  }
+  if (strncmp(q->assistant, "asst_", 5) == 0) {
+    ev->assistant_id = q->assistant;
+    return;
+  }
+  ev->assistant_id = w->cfg.resolve_assistant ? w->cfg.resolve_assistant(w->cfg.resolve_opaque, q->assistant) : NULL;
+  if (!ev->assistant_id)
+    (void)reject(ev, "unknown_assistant", "no assistant named '%s' is configured", q->assistant, m);
+}
+
+static void on_message(void *opaque, rd_kafka_message_t *m) {
+  wk *w = opaque;
+  if (m->err) {
+    w->st.kafka_errors++;
+    log_warn(NULL, "consumer error: %s", rd_kafka_message_errstr(m));
+    rd_kafka_message_destroy(m);
+    return;
+  }
+  wk_part *p = part_get(w, m->partition);
+  wk_event *ev = calloc(1, sizeof *ev);
+  if (!p || !ev || otrk_add(&p->t, m->offset) != AW_OK) {
+    /* Not tracked, so never committed: it is read again after a restart. */
+    log_error(NULL, "cannot track offset %lld of partition %d", (long long)m->offset, (int)m->partition);
+    free(ev);
+    rd_kafka_message_destroy(m);
+    return;
+  }
+  w->st.consumed++;
+  w->st.in_flight++;
+  ev->w = w;
+  ev->partition = m->partition;
+  ev->offset = m->offset;
+  ev->gen = p->gen;
+  ev->received_ms = now_ms();
+  buf_init(&ev->out, RESPONSE_MAX_BYTES);
+  buf_init(&ev->delta, DELTA_MAX_BYTES);
+
+  const char *code = NULL;
+  char errstr[256];
+  int rc = contract_request_decode(m->payload, m->len, &w->cfg.limits, &ev->req, &code,
+                                   ev->event_id, sizeof ev->event_id, ev->conv_id,
+                                   sizeof ev->conv_id, errstr, sizeof errstr);
+  if (rc != AW_OK) {
+    ev->req = NULL;
+    if (reject(ev, code ? code : "malformed_event", "%s", errstr, m) != AW_OK)
+      log_error(NULL, "out of memory keeping a rejected event");
+  } else {
+    copy_id(ev->event_id, sizeof ev->event_id, ev->req->event_id);
+    copy_id(ev->conv_id, sizeof ev->conv_id, ev->req->conversation_id);
+    validate(w, ev, m);
+  }
+  rd_kafka_message_destroy(m);
+
+  if (ev->conv_id[0] && conv_enqueue(w, ev) == AW_OK) {
+    check_pressure(w);
+    return;
+  }
+  /* No conversation to order against: answer it right away. */
+  make_ready(ev);
+  check_pressure(w);
+}
+
+static void on_assign(void *opaque, const rd_kafka_topic_partition_list_t *parts) {
+  wk *w = opaque;
+  for (int i = 0; i < parts->cnt; i++) {
+    wk_part *p = part_get(w, parts->elems[i].partition);
+    if (!p) continue;
+    otrk_free(&p->t);
+    p->gen++;
+    p->assigned = 1;
+  }
+  char n[16];
+  snprintf(n, sizeof n, "%d", parts->cnt);
+  const char *kv[] = {"count", n};
+  log_writekv(LOG_INFO, NULL, "partitions assigned", kv, 1);
+}
+
+static void on_revoke(void *opaque, const rd_kafka_topic_partition_list_t *parts) {
+  wk *w = opaque;
+  commit_progress(w, 1);
+  for (int i = 0; i < parts->cnt; i++) {
+    int32_t n = parts->elems[i].partition;
+    if (n < 0 || n >= w->nparts) continue;
+    wk_part *p = &w->parts[n];
+    p->assigned = 0;
+    p->gen++;
+    otrk_free(&p->t);
+  }
+  char n[16];
+  snprintf(n, sizeof n, "%d", parts->cnt);
+  const char *kv[] = {"count", n};
+  log_writekv(LOG_INFO, NULL, "partitions revoked", kv, 1);
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+void wk_config_default(wk_config *c) {
+  memset(c, 0, sizeof *c);
+  c->topic_requests = "assistant.requests";
+  c->topic_responses = "assistant.responses";
+  c->topic_deltas = "assistant.deltas";
+  c->topic_dlq = "assistant.dlq";
+  c->redis_prefix = "aw";
+  c->max_in_flight = 1000;
+  contract_limits_default(&c->limits);
+  c->commit_interval_ms = 200;
+  c->delta_window_ms = 20;
+  c->shutdown_grace_ms = 30000;
+}
+
+int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf,
+           rd_kafka_conf_t *producer_conf, be_backend *be, rconn *redis, wk **out,
+           char *errstr, size_t errstr_size) {
+  wk *w = calloc(1, sizeof *w);
+  if (!w) return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
+  w->loop = loop;
+  w->cfg = *cfg;
+  if (w->cfg.max_in_flight <= 0) w->cfg.max_in_flight = 1000;
+  w->be = be;
+  w->redis = redis;
+  tmap_init(&w->map, redis, cfg->redis_prefix);
+  int rc = kp_new(loop, producer_conf, on_dr, w, &w->producer, errstr, errstr_size);
+  if (rc) {
+    free(w);
+    return rc;
+  }
+  kc_handlers h = {on_message, on_assign, on_revoke};
+  rc = kc_new(loop, consumer_conf, cfg->topic_requests, &h, w, 256, &w->consumer, errstr, errstr_size);
+  if (rc) {
+    /* consumer_conf is still ours on failure: free it like kc_new would */
+    rd_kafka_conf_destroy(consumer_conf);
+    kp_free(w->producer);
+    free(w);
+    return rc;
+  }
+  uv_idle_init(loop, &w->ready_idle);
+  uv_timer_init(loop, &w->retry_timer);
+  uv_timer_init(loop, &w->delta_timer);
+  uv_timer_init(loop, &w->commit_timer);
+  uv_timer_init(loop, &w->grace_timer);
+  w->ready_idle.data = w->retry_timer.data = w->delta_timer.data = w->commit_timer.data =
+      w->grace_timer.data = w;
+  uv_timer_start(&w->commit_timer, on_commit_timer, (uint64_t)w->cfg.commit_interval_ms,
+                 (uint64_t)w->cfg.commit_interval_ms);
+  *out = w;
+  return AW_OK;
+}
+
+static void on_grace(uv_timer_t *t) {
+  wk *w = t->data;
+  log_warn(NULL, "shutdown grace period over with %ld events in flight; their offsets stay uncommitted",
+           w->st.in_flight);
+  w->st.in_flight = 0; /* abandon: they are read again by the next owner */
+  maybe_stopped(w);
+}
+
+static void maybe_stopped(wk *w) {
+  if (!w->stopping || w->st.in_flight > 0 || !w->stop_done) return;
+  void (*done)(void *) = w->stop_done;
+  w->stop_done = NULL;
+  commit_progress(w, 1);
+  uv_timer_stop(&w->grace_timer);
+  uv_timer_stop(&w->commit_timer);
+  done(w->stop_opaque);
+}
+
+void wk_shutdown(wk *w, void (*done)(void *), void *opaque) {
+  if (w->stopping) return;
+  w->stopping = 1;
+  w->stop_done = done;
+  w->stop_opaque = opaque;
+  if (kc_pause(w->consumer) != AW_OK) log_warn(NULL, "could not pause consumption");
+  log_info(NULL, "shutting down: %ld events in flight", w->st.in_flight);
+  uv_timer_start(&w->grace_timer, on_grace, (uint64_t)w->cfg.shutdown_grace_ms, 0);
+  maybe_stopped(w);
+}
+
+void wk_get_stats(const wk *w, wk_stats *out) { *out = w->st; }
+
+static void on_handle_closed(uv_handle_t *h) {
+  wk *w = h->data;
+  if (--w->handles_open == 0) free(w);
+}
+
+void wk_free(wk *w) {
+  if (!w) return;
+  w->freeing = 1;
+  /* Events abandoned at the end of the grace period. */
+  wk_conv *c, *tmp;
+  HASH_ITER(hh, w->convs, c, tmp) {
+    wk_event *ev = c->head;
+    while (ev) {
+      wk_event *next = ev->next;
+      be_op_cancel(ev->op);
+      ev_free(ev);
+      ev = next;
+    }
+    HASH_DEL(w->convs, c);
+    free(c->id);
+    free(c);
+  }
+  kc_close(w->consumer);
+  kp_flush(w->producer, 5000);
+  kp_free(w->producer);
+  for (int i = 0; i < w->nparts; i++) otrk_free(&w->parts[i].t);
+  free(w->parts);
+  w->handles_open = 5;
+  uv_close((uv_handle_t *)&w->ready_idle, on_handle_closed);
+  uv_close((uv_handle_t *)&w->retry_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&w->delta_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&w->commit_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&w->grace_timer, on_handle_closed);
+}

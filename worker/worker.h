@@ -1,0 +1,78 @@
+/* worker.h -- the Kafka side of the service: one event in, one answer out
+ * (prefix wk_).
+ *
+ * Each consumed request becomes an event that moves through one state
+ * machine (see wk_state and the transition function in worker.c):
+ *
+ *   RECEIVED -> QUEUED (behind earlier events of its conversation)
+ *   -> LOOKUP (outcome record + thread id in Redis, pipelined)
+ *   -> THREAD (create a thread and claim it with SET NX, if none)
+ *   -> TURN (message added, run streaming; deltas published if asked)
+ *   -> PUBLISHING (response produced; waiting for its delivery report)
+ *   -> RECORDING (outcome record written to Redis)
+ *   -> DONE (offset may be committed)
+ *
+ * Rejected input (undecodable, invalid, unknown assistant) goes
+ * QUEUED -> LOOKUP -> PUBLISHING with a `rejected` response and a DLQ record.
+ * Offsets are committed as the contiguous prefix of DONE events per
+ * partition, asynchronously every commit_interval_ms and synchronously on
+ * revoke and shutdown.  Events of one conversation run strictly one after
+ * another; events of different conversations run concurrently, up to
+ * max_in_flight consumed-but-not-done events, beyond which consumption is
+ * paused.
+ */
+#ifndef AW_WORKER_H
+#define AW_WORKER_H
+
+#include <librdkafka/rdkafka.h>
+#include <uv.h>
+#include "aw_error.h"
+#include "backend.h"
+#include "contract.h"
+#include "redis_conn.h"
+
+typedef struct wk wk;
+
+/** Maps a configured assistant name to its API id (NULL if unknown). */
+typedef const char *(*wk_resolve_fn)(void *opaque, const char *name);
+
+typedef struct wk_config {
+  const char *topic_requests, *topic_responses, *topic_deltas, *topic_dlq;
+  const char *redis_prefix;
+  int max_in_flight;          /* consumed but not done; default 1000 */
+  contract_limits limits;     /* request decoding limits */
+  long commit_interval_ms;    /* default 200 */
+  long delta_window_ms;       /* coalescing window for deltas; default 20 */
+  long shutdown_grace_ms;     /* default 30000 */
+  wk_resolve_fn resolve_assistant;
+  void *resolve_opaque;
+} wk_config;
+
+/** Counters, for logs and /metrics. */
+typedef struct wk_stats {
+  unsigned long consumed, answered, rejected, failed, skipped_duplicates;
+  unsigned long deltas, dlq, redis_errors, kafka_errors, produce_retries;
+  long in_flight;
+  int paused;
+} wk_stats;
+
+/** Defaults for wk_config (topics: assistant.requests etc). */
+void wk_config_default(wk_config *c);
+
+/** Create the worker and subscribe.  Takes ownership of both confs on
+ *  success; be and redis are borrowed and must outlive the worker. */
+int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf,
+           rd_kafka_conf_t *producer_conf, be_backend *be, rconn *redis, wk **out,
+           char *errstr, size_t errstr_size) AW_MUST_CHECK;
+
+/** Stop consuming, let in-flight events finish (up to the grace period),
+ *  commit, then call done(opaque).  Idempotent. */
+void wk_shutdown(wk *w, void (*done)(void *opaque), void *opaque);
+
+/** Current counters. */
+void wk_get_stats(const wk *w, wk_stats *out);
+
+/** Free after wk_shutdown completed.  Safe on NULL. */
+void wk_free(wk *w);
+
+#endif
