@@ -1,0 +1,688 @@
+/* config.c -- defaults, JSON config file, environment overrides, validation.
+ *
+ * Scalar settings are described once, in FIELDS: where they live in the
+ * file (section + key), which environment variable overrides them, their
+ * type and their range.  The file walker and the environment pass both go
+ * through set_string()/set_number(), so a value is validated the same way
+ * wherever it comes from.  Properties and assistants have their own parsers.
+ */
+#include "config.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---- field table ---------------------------------------------------------- */
+
+typedef enum {
+  F_STR,      /* non-empty string */
+  F_STR_OPT,  /* string, may be empty */
+  F_TOPIC,    /* Kafka topic name */
+  F_URL,      /* http(s) URL, trailing '/' dropped */
+  F_INT,
+  F_LONG,
+  F_SIZE,
+  F_LEVEL,    /* log level name */
+} ftype;
+
+typedef struct field {
+  const char *section; /* "" for top level */
+  const char *key;
+  const char *env;     /* NULL: file only */
+  ftype type;
+  size_t off;
+  size_t size;         /* string capacity incl. NUL */
+  long long lo, hi;    /* numbers */
+} field;
+
+#define OFF(m) offsetof(cfg, m)
+#define SZ(m) sizeof(((cfg *)0)->m)
+#define S(sec, key, env, t, m) {sec, key, env, t, OFF(m), SZ(m), 0, 0}
+#define N(sec, key, env, t, m, lo, hi) {sec, key, env, t, OFF(m), SZ(m), lo, hi}
+
+static const field FIELDS[] = {
+    S("kafka", "brokers", "AW_KAFKA_BROKERS", F_STR, kafka.brokers),
+    S("kafka", "group_id", "AW_KAFKA_GROUP_ID", F_STR, kafka.group_id),
+    S("kafka.topics", "requests", "AW_TOPIC_REQUESTS", F_TOPIC, kafka.topic_requests),
+    S("kafka.topics", "responses", "AW_TOPIC_RESPONSES", F_TOPIC, kafka.topic_responses),
+    S("kafka.topics", "deltas", "AW_TOPIC_DELTAS", F_TOPIC, kafka.topic_deltas),
+    S("kafka.topics", "dlq", "AW_TOPIC_DLQ", F_TOPIC, kafka.topic_dlq),
+    S("redis", "host", "AW_REDIS_HOST", F_STR, redis.host),
+    N("redis", "port", "AW_REDIS_PORT", F_INT, redis.port, 1, 65535),
+    S("redis", "prefix", "AW_REDIS_PREFIX", F_STR, redis.prefix),
+    N("redis", "connect_timeout_ms", NULL, F_LONG, redis.connect_timeout_ms, 1, 600000),
+    S("api", "base_url", "AW_API_BASE_URL", F_URL, api.base_url),
+    S("api", "organization", "AW_API_ORG", F_STR_OPT, api.organization),
+    S("api", "project", "AW_API_PROJECT", F_STR_OPT, api.project),
+    N("api", "timeout_ms", NULL, F_LONG, api.request_timeout_ms, 1, 3600000),
+    N("api", "stream_idle_timeout_ms", NULL, F_LONG, api.stream_idle_timeout_ms, 1, 3600000),
+    N("api", "max_retries", NULL, F_INT, api.max_retries, 0, 100),
+    N("worker", "max_in_flight", "AW_MAX_IN_FLIGHT", F_LONG, worker.max_in_flight, 1, 1000000),
+    N("worker", "max_event_bytes", NULL, F_SIZE, worker.max_event_bytes, 1024, 64 * 1024 * 1024),
+    N("worker", "max_answer_bytes", NULL, F_SIZE, worker.max_answer_bytes, 1024, 64 * 1024 * 1024),
+    N("worker", "commit_interval_ms", NULL, F_LONG, worker.commit_interval_ms, 1, 60000),
+    N("worker", "health_port", "AW_HEALTH_PORT", F_INT, worker.health_port, 0, 65535),
+    S("", "log_level", "AW_LOG_LEVEL", F_LEVEL, log_level),
+};
+#define NFIELDS (sizeof FIELDS / sizeof FIELDS[0])
+
+/* Sections that are objects, with the keys they hold beyond FIELDS. */
+static const char *const SECTIONS[] = {"kafka", "kafka.topics", "redis", "api", "worker"};
+
+static void copy_str(char *dst, size_t size, const char *src) {
+  snprintf(dst, size, "%s", src);
+}
+
+static int cfgerr(char *errstr, size_t n, const char *fmt, ...) AW_PRINTF(3, 4);
+static int cfgerr(char *errstr, size_t n, const char *fmt, ...) {
+  if (errstr && n) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errstr, n, fmt, ap);
+    va_end(ap);
+  }
+  return AW_ECONFIG;
+}
+
+/* "section.key" or "key" into out. */
+static const char *path_of(const char *section, const char *key, char *out, size_t n) {
+  if (section && *section) snprintf(out, n, "%s.%s", section, key);
+  else snprintf(out, n, "%s", key);
+  return out;
+}
+
+static int topic_ok(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 249 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0) return 0;
+  for (; *s; s++) {
+    char ch = *s;
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+          ch == '.' || ch == '_' || ch == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+/* Set a string-typed field; where names the source ("kafka.brokers" or
+ * "AW_KAFKA_BROKERS") for errors. */
+static int set_string(cfg *c, const field *f, const char *v, const char *where, char *errstr,
+                      size_t n) {
+  char *dst = (char *)c + f->off;
+  size_t len = strlen(v);
+  if (f->type == F_LEVEL) {
+    log_level lvl;
+    if (log_parse_level(v, &lvl) != AW_OK)
+      return cfgerr(errstr, n, "%s: invalid log level \"%.32s\" (expected debug, info, warn, error or off)",
+                    where, v);
+    c->log_level = lvl;
+    return AW_OK;
+  }
+  if (len >= f->size)
+    return cfgerr(errstr, n, "%s: too long (%zu bytes, at most %zu)", where, len, f->size - 1);
+  if (len == 0 && f->type != F_STR_OPT) return cfgerr(errstr, n, "%s: must not be empty", where);
+  for (const char *p = v; *p; p++)
+    if ((unsigned char)*p < 0x20 || *p == 0x7f)
+      return cfgerr(errstr, n, "%s: contains a control character", where);
+  if (f->type == F_TOPIC && !topic_ok(v))
+    return cfgerr(errstr, n, "%s: invalid Kafka topic name \"%s\" (1..249 of [A-Za-z0-9._-])", where, v);
+  if (f->type == F_URL) {
+    if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
+      return cfgerr(errstr, n, "%s: \"%s\" is not an http:// or https:// URL", where, v);
+    memcpy(dst, v, len + 1);
+    while (len > 0 && dst[len - 1] == '/') dst[--len] = '\0';
+    return AW_OK;
+  }
+  memcpy(dst, v, len + 1);
+  return AW_OK;
+}
+
+static int set_number(cfg *c, const field *f, long long v, const char *where, char *errstr, size_t n) {
+  if (v < f->lo || v > f->hi)
+    return cfgerr(errstr, n, "%s: %lld is out of range [%lld, %lld]", where, v, f->lo, f->hi);
+  void *dst = (char *)c + f->off;
+  switch (f->type) {
+  case F_INT: *(int *)dst = (int)v; break;
+  case F_LONG: *(long *)dst = (long)v; break;
+  case F_SIZE: *(size_t *)dst = (size_t)v; break;
+  default: break;
+  }
+  return AW_OK;
+}
+
+static int is_number_type(ftype t) { return t == F_INT || t == F_LONG || t == F_SIZE; }
+
+static int set_from_json(cfg *c, const field *f, const cJSON *v, const char *where, char *errstr,
+                         size_t n) {
+  if (is_number_type(f->type)) {
+    if (!cJSON_IsNumber(v)) return cfgerr(errstr, n, "%s: expected an integer", where);
+    double d = v->valuedouble;
+    if (d != d || d < -9.0e15 || d > 9.0e15 || d != (double)(long long)d)
+      return cfgerr(errstr, n, "%s: expected an integer, got %g", where, d);
+    return set_number(c, f, (long long)d, where, errstr, n);
+  }
+  if (!cJSON_IsString(v)) return cfgerr(errstr, n, "%s: expected a string", where);
+  return set_string(c, f, v->valuestring, where, errstr, n);
+}
+
+/* ---- init / free ---------------------------------------------------------- */
+
+void cfg_init(cfg *c) {
+  memset(c, 0, sizeof *c);
+  copy_str(c->kafka.group_id, sizeof c->kafka.group_id, "assistant-worker");
+  copy_str(c->kafka.topic_requests, sizeof c->kafka.topic_requests, "assistant.requests");
+  copy_str(c->kafka.topic_responses, sizeof c->kafka.topic_responses, "assistant.responses");
+  copy_str(c->kafka.topic_deltas, sizeof c->kafka.topic_deltas, "assistant.deltas");
+  copy_str(c->kafka.topic_dlq, sizeof c->kafka.topic_dlq, "assistant.dlq");
+  copy_str(c->redis.host, sizeof c->redis.host, "127.0.0.1");
+  c->redis.port = 6379;
+  copy_str(c->redis.prefix, sizeof c->redis.prefix, "aw");
+  c->redis.connect_timeout_ms = 2000;
+  copy_str(c->api.base_url, sizeof c->api.base_url, "https://api.openai.com/v1");
+  c->api.request_timeout_ms = 30000;
+  c->api.stream_idle_timeout_ms = 60000;
+  c->api.max_retries = 5;
+  c->worker.max_in_flight = 1000;
+  c->worker.max_event_bytes = 1024 * 1024;
+  c->worker.max_answer_bytes = 256 * 1024;
+  c->worker.commit_interval_ms = 200;
+  c->worker.health_port = 0;
+  c->log_level = LOG_INFO;
+}
+
+static void free_assistants(cfg *c) {
+  for (size_t i = 0; i < c->nassistants; i++) {
+    free(c->assistants[i].instructions);
+    free(c->assistants[i].tools_json);
+  }
+  memset(c->assistants, 0, sizeof c->assistants);
+  c->nassistants = 0;
+}
+
+void cfg_free(cfg *c) {
+  for (size_t i = 0; i < c->kafka.nprops; i++) {
+    free(c->kafka.props[i].key);
+    free(c->kafka.props[i].value);
+  }
+  c->kafka.nprops = 0;
+  free_assistants(c);
+  /* Do not leave the key in freed-but-mapped memory longer than needed. */
+  memset(c->api.api_key, 0, sizeof c->api.api_key);
+}
+
+/* ---- hash ----------------------------------------------------------------- */
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  const unsigned char *s = p;
+  for (size_t i = 0; i < n; i++) {
+    h ^= s[i];
+    h *= FNV_PRIME;
+  }
+  return h;
+}
+
+/* A field is "<decimal length>:<bytes>;" or "-;" when absent: no two
+ * different definitions serialise the same, whatever their bytes. */
+static uint64_t fnv_field(uint64_t h, const char *s) {
+  char len[32];
+  if (!s) return fnv(h, "-;", 2);
+  size_t n = strlen(s);
+  int k = snprintf(len, sizeof len, "%zu:", n);
+  h = fnv(h, len, (size_t)k);
+  h = fnv(h, s, n);
+  return fnv(h, ";", 1);
+}
+
+void cfg_assistant_hash(const char *name, const char *model, const char *instructions,
+                        const char *tools_json, char out[17]) {
+  static const char tag[] = "aw-assistant-v1;";
+  uint64_t h = fnv(FNV_OFFSET, tag, sizeof tag - 1);
+  h = fnv_field(h, name);
+  h = fnv_field(h, model);
+  h = fnv_field(h, instructions);
+  h = fnv_field(h, tools_json);
+  snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* ---- properties ----------------------------------------------------------- */
+
+int cfg_is_secret_property(const char *key) {
+  return strstr(key, "password") || strstr(key, "secret") || strcmp(key, "ssl.key.pem") == 0 ||
+         strcmp(key, "ssl_key.pem") == 0 || strcmp(key, "sasl.oauthbearer.config") == 0 ||
+         strcmp(key, "sasl.oauthbearer.extensions") == 0;
+}
+
+static int put_property(cfg *c, const char *key, const char *value, char *errstr, size_t n) {
+  for (size_t i = 0; i < c->kafka.nprops; i++) {
+    if (strcmp(c->kafka.props[i].key, key) == 0) {
+      char *v = strdup(value);
+      if (!v) return aw_seterr(AW_ENOMEM, errstr, n, "out of memory");
+      free(c->kafka.props[i].value);
+      c->kafka.props[i].value = v;
+      return AW_OK;
+    }
+  }
+  if (c->kafka.nprops >= CFG_MAX_PROPERTIES)
+    return cfgerr(errstr, n, "kafka.properties: more than %d properties", CFG_MAX_PROPERTIES);
+  char *k = strdup(key), *v = strdup(value);
+  if (!k || !v) {
+    free(k);
+    free(v);
+    return aw_seterr(AW_ENOMEM, errstr, n, "out of memory");
+  }
+  c->kafka.props[c->kafka.nprops].key = k;
+  c->kafka.props[c->kafka.nprops].value = v;
+  c->kafka.nprops++;
+  return AW_OK;
+}
+
+static int parse_properties(cfg *c, const cJSON *obj, char *errstr, size_t n) {
+  if (!cJSON_IsObject(obj)) return cfgerr(errstr, n, "kafka.properties: expected an object");
+  const cJSON *it;
+  cJSON_ArrayForEach(it, obj) {
+    const char *k = it->string;
+    char val[64];
+    const char *v;
+    if (!*k || strlen(k) >= CFG_PROP_KEY_SIZE)
+      return cfgerr(errstr, n, "kafka.properties: invalid property name \"%.40s\"", k);
+    if (strcmp(k, "bootstrap.servers") == 0 || strcmp(k, "metadata.broker.list") == 0)
+      return cfgerr(errstr, n, "kafka.properties.%s: set kafka.brokers instead", k);
+    if (strcmp(k, "group.id") == 0)
+      return cfgerr(errstr, n, "kafka.properties.group.id: set kafka.group_id instead");
+    if (cJSON_IsString(it)) {
+      v = it->valuestring;
+    } else if (cJSON_IsBool(it)) {
+      v = cJSON_IsTrue(it) ? "true" : "false";
+    } else if (cJSON_IsNumber(it)) {
+      double d = it->valuedouble;
+      if (d == (double)(long long)d) snprintf(val, sizeof val, "%lld", (long long)d);
+      else snprintf(val, sizeof val, "%.17g", d);
+      v = val;
+    } else {
+      return cfgerr(errstr, n, "kafka.properties.%s: expected a string, number or boolean", k);
+    }
+    if (strlen(v) >= CFG_MAX_PROP_VALUE_BYTES)
+      return cfgerr(errstr, n, "kafka.properties.%s: value too long (at most %d bytes)", k,
+                    CFG_MAX_PROP_VALUE_BYTES - 1);
+    int rc = put_property(c, k, v, errstr, n);
+    if (rc) return rc;
+  }
+  return AW_OK;
+}
+
+/* ---- assistants ----------------------------------------------------------- */
+
+/* Names are what producers write in requests ("Customer Support Bot"), so
+ * any text the API accepts as a name (up to 256 characters) is allowed,
+ * except control characters and surrounding blanks, which would make two
+ * names look alike in logs and configuration. */
+static int name_ok(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n >= CFG_NAME_SIZE || s[0] == ' ' || s[n - 1] == ' ') return 0;
+  for (; *s; s++)
+    if ((unsigned char)*s < 0x20 || *s == 0x7f) return 0;
+  return 1;
+}
+
+static int parse_tools(const cJSON *tools, const char *where, char **out, char *errstr, size_t n) {
+  *out = NULL;
+  if (cJSON_IsNull(tools)) return AW_OK;
+  if (!cJSON_IsArray(tools)) return cfgerr(errstr, n, "%s.tools: expected an array", where);
+  int nt = cJSON_GetArraySize(tools);
+  if (nt > CFG_MAX_TOOLS)
+    return cfgerr(errstr, n, "%s.tools: %d tools, at most %d", where, nt, CFG_MAX_TOOLS);
+  if (nt == 0) return AW_OK;
+  int i = 0;
+  const cJSON *t;
+  cJSON_ArrayForEach(t, tools) {
+    if (!cJSON_IsObject(t)) return cfgerr(errstr, n, "%s.tools[%d]: expected an object", where, i);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+    if (!cJSON_IsString(type) || !*type->valuestring)
+      return cfgerr(errstr, n, "%s.tools[%d]: missing \"type\" string", where, i);
+    if (strcmp(type->valuestring, "function") == 0) {
+      const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+      const cJSON *fname = cJSON_GetObjectItemCaseSensitive(fn, "name");
+      if (!cJSON_IsObject(fn) || !cJSON_IsString(fname) || !*fname->valuestring)
+        return cfgerr(errstr, n, "%s.tools[%d]: a function tool needs function.name", where, i);
+    }
+    i++;
+  }
+  char *s = cJSON_PrintUnformatted(tools);
+  if (!s) return aw_seterr(AW_ENOMEM, errstr, n, "out of memory");
+  if (strlen(s) > CFG_MAX_TOOLS_BYTES) {
+    free(s);
+    return cfgerr(errstr, n, "%s.tools: longer than %u bytes", where, CFG_MAX_TOOLS_BYTES);
+  }
+  *out = s;
+  return AW_OK;
+}
+
+static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size_t n) {
+  char where[96];
+  snprintf(where, sizeof where, "assistants[%d]", idx);
+  if (!cJSON_IsObject(obj)) return cfgerr(errstr, n, "%s: expected an object", where);
+  const cJSON *name = NULL, *model = NULL, *instr = NULL, *tools = NULL, *it;
+  cJSON_ArrayForEach(it, obj) {
+    const char *k = it->string;
+    if (strcmp(k, "name") == 0) name = it;
+    else if (strcmp(k, "model") == 0) model = it;
+    else if (strcmp(k, "instructions") == 0) instr = it;
+    else if (strcmp(k, "tools") == 0) tools = it;
+    else return cfgerr(errstr, n, "%s: unknown key \"%s\" (expected name, model, instructions, tools)", where, k);
+  }
+  if (!name) return cfgerr(errstr, n, "%s: missing name", where);
+  if (!cJSON_IsString(name)) return cfgerr(errstr, n, "%s.name: expected a string", where);
+  if (!name_ok(name->valuestring))
+    return cfgerr(errstr, n, "%s.name: invalid name \"%.80s\" (1..%d bytes, no control characters or surrounding blanks)", where,
+                  name->valuestring, CFG_NAME_SIZE - 1);
+  if (strncmp(name->valuestring, "asst_", 5) == 0)
+    return cfgerr(errstr, n, "%s.name: \"%s\" must not start with \"asst_\" (requests use that prefix for API ids)",
+                  where, name->valuestring);
+  snprintf(where, sizeof where, "assistants[%d] (\"%s\")", idx, name->valuestring);
+  if (cfg_find_assistant(c, name->valuestring))
+    return cfgerr(errstr, n, "%s: duplicate assistant name", where);
+  if (!model) return cfgerr(errstr, n, "%s: missing model", where);
+  if (!cJSON_IsString(model) || !*model->valuestring)
+    return cfgerr(errstr, n, "%s.model: expected a non-empty string", where);
+  if (strlen(model->valuestring) >= CFG_MODEL_SIZE)
+    return cfgerr(errstr, n, "%s.model: too long (at most %d bytes)", where, CFG_MODEL_SIZE - 1);
+  if (instr && !cJSON_IsNull(instr)) {
+    if (!cJSON_IsString(instr)) return cfgerr(errstr, n, "%s.instructions: expected a string", where);
+    if (strlen(instr->valuestring) > CFG_MAX_INSTRUCTIONS_BYTES)
+      return cfgerr(errstr, n, "%s.instructions: longer than %u bytes", where, CFG_MAX_INSTRUCTIONS_BYTES);
+  }
+  if (c->nassistants >= CFG_MAX_ASSISTANTS)
+    return cfgerr(errstr, n, "assistants: more than %d assistants", CFG_MAX_ASSISTANTS);
+
+  cfg_assistant *a = &c->assistants[c->nassistants];
+  memset(a, 0, sizeof *a);
+  char *tools_json = NULL;
+  if (tools) {
+    int rc = parse_tools(tools, where, &tools_json, errstr, n);
+    if (rc) return rc;
+  }
+  if (instr && cJSON_IsString(instr)) {
+    a->instructions = strdup(instr->valuestring);
+    if (!a->instructions) {
+      free(tools_json);
+      return aw_seterr(AW_ENOMEM, errstr, n, "out of memory");
+    }
+  }
+  a->tools_json = tools_json;
+  copy_str(a->name, sizeof a->name, name->valuestring);
+  copy_str(a->model, sizeof a->model, model->valuestring);
+  cfg_assistant_hash(a->name, a->model, a->instructions, a->tools_json, a->hash);
+  c->nassistants++;
+  return AW_OK;
+}
+
+static int parse_assistants(cfg *c, const cJSON *arr, char *errstr, size_t n) {
+  if (!cJSON_IsArray(arr)) return cfgerr(errstr, n, "assistants: expected an array");
+  int na = cJSON_GetArraySize(arr);
+  if (na > CFG_MAX_ASSISTANTS)
+    return cfgerr(errstr, n, "assistants: %d assistants, at most %d", na, CFG_MAX_ASSISTANTS);
+  free_assistants(c); /* the file's list replaces any earlier one */
+  int i = 0;
+  const cJSON *it;
+  cJSON_ArrayForEach(it, arr) {
+    int rc = parse_assistant(c, it, i++, errstr, n);
+    if (rc) return rc;
+  }
+  return AW_OK;
+}
+
+/* ---- the document --------------------------------------------------------- */
+
+static int is_section(const char *path) {
+  for (size_t i = 0; i < sizeof SECTIONS / sizeof SECTIONS[0]; i++)
+    if (strcmp(SECTIONS[i], path) == 0) return 1;
+  return 0;
+}
+
+static int no_duplicate_keys(const cJSON *obj, const char *section, char *errstr, size_t n) {
+  for (const cJSON *a = obj->child; a; a = a->next)
+    for (const cJSON *b = a->next; b; b = b->next)
+      if (strcmp(a->string, b->string) == 0) {
+        char p[256];
+        return cfgerr(errstr, n, "%s: duplicate key", path_of(section, a->string, p, sizeof p));
+      }
+  return AW_OK;
+}
+
+static int parse_object(cfg *c, const cJSON *obj, const char *section, char *errstr, size_t n) {
+  int rc = no_duplicate_keys(obj, section, errstr, n);
+  if (rc) return rc;
+  const cJSON *it;
+  cJSON_ArrayForEach(it, obj) {
+    const char *k = it->string;
+    char path[256];
+    path_of(section, k, path, sizeof path);
+    if (strcmp(path, "api_key") == 0 || strcmp(path, "api.api_key") == 0 ||
+        strcmp(path, "api.key") == 0 || strcmp(path, "openai_api_key") == 0)
+      return cfgerr(errstr, n,
+                    "%s: the API key is not read from the config file on purpose; "
+                    "set AW_API_KEY (or OPENAI_API_KEY) in the environment, e.g. from a Kubernetes Secret",
+                    path);
+    if (strcmp(path, "kafka.properties") == 0) {
+      rc = parse_properties(c, it, errstr, n);
+    } else if (strcmp(path, "assistants") == 0) {
+      rc = parse_assistants(c, it, errstr, n);
+    } else if (is_section(path)) {
+      if (!cJSON_IsObject(it)) return cfgerr(errstr, n, "%s: expected an object", path);
+      rc = parse_object(c, it, path, errstr, n);
+    } else {
+      const field *f = NULL;
+      for (size_t i = 0; i < NFIELDS; i++)
+        if (strcmp(FIELDS[i].section, section) == 0 && strcmp(FIELDS[i].key, k) == 0) f = &FIELDS[i];
+      if (!f) return cfgerr(errstr, n, "unknown key \"%s\"", path);
+      rc = set_from_json(c, f, it, path, errstr, n);
+    }
+    if (rc) return rc;
+  }
+  return AW_OK;
+}
+
+int cfg_load_json(cfg *c, const char *json, size_t len, char *errstr, size_t errstr_size) {
+  const char *end = NULL;
+  cJSON *doc = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+  if (!doc) {
+    size_t off = end && end >= json ? (size_t)(end - json) : 0;
+    return cfgerr(errstr, errstr_size, "invalid JSON near byte %zu", off);
+  }
+  int rc;
+  if (!cJSON_IsObject(doc)) rc = cfgerr(errstr, errstr_size, "the configuration must be a JSON object");
+  else rc = parse_object(c, doc, "", errstr, errstr_size);
+  cJSON_Delete(doc);
+  return rc;
+}
+
+int cfg_load_file(cfg *c, const char *path, char *errstr, size_t errstr_size) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return cfgerr(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    fclose(f);
+    return cfgerr(errstr, errstr_size, "%s: not a regular file", path);
+  }
+  if ((unsigned long long)st.st_size > CFG_MAX_FILE_BYTES) {
+    fclose(f);
+    return cfgerr(errstr, errstr_size, "%s: larger than %u bytes", path, CFG_MAX_FILE_BYTES);
+  }
+  size_t size = (size_t)st.st_size;
+  char *data = malloc(size + 1);
+  if (!data) {
+    fclose(f);
+    return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
+  }
+  size_t got = fread(data, 1, size, f);
+  int rerr = ferror(f);
+  fclose(f);
+  if (rerr || got != size) {
+    free(data);
+    return cfgerr(errstr, errstr_size, "%s: read error", path);
+  }
+  char inner[512];
+  int rc = cfg_load_json(c, data, size, inner, sizeof inner);
+  free(data);
+  if (rc) {
+    if (rc == AW_ECONFIG) cfgerr(errstr, errstr_size, "%s: %s", path, inner);
+    else aw_seterr(rc, errstr, errstr_size, "%s", inner);
+  }
+  return rc;
+}
+
+/* ---- environment ---------------------------------------------------------- */
+
+static const char *env(const char *name) {
+  const char *v = getenv(name);
+  return v && *v ? v : NULL;
+}
+
+int cfg_apply_env(cfg *c, char *errstr, size_t errstr_size) {
+  for (size_t i = 0; i < NFIELDS; i++) {
+    const field *f = &FIELDS[i];
+    const char *v = f->env ? env(f->env) : NULL;
+    if (!v) continue;
+    int rc;
+    if (is_number_type(f->type)) {
+      char *endp;
+      errno = 0;
+      long long x = strtoll(v, &endp, 10);
+      if (errno || endp == v || *endp)
+        return cfgerr(errstr, errstr_size, "%s: expected an integer, got \"%.32s\"", f->env, v);
+      rc = set_number(c, f, x, f->env, errstr, errstr_size);
+    } else {
+      rc = set_string(c, f, v, f->env, errstr, errstr_size);
+    }
+    if (rc) return rc;
+  }
+  const char *name = "AW_API_KEY", *key = env(name);
+  if (!key) key = env(name = "OPENAI_API_KEY");
+  if (key) {
+    /* Never echo the value. */
+    if (strlen(key) >= sizeof c->api.api_key)
+      return cfgerr(errstr, errstr_size, "%s: too long (at most %zu bytes)", name, sizeof c->api.api_key - 1);
+    for (const char *p = key; *p; p++)
+      if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+        return cfgerr(errstr, errstr_size, "%s: contains whitespace or control characters", name);
+    copy_str(c->api.api_key, sizeof c->api.api_key, key);
+  }
+  return AW_OK;
+}
+
+int cfg_load(cfg *c, const char *path, char *errstr, size_t errstr_size) {
+  cfg_init(c);
+  if (!path) path = env("AW_CONFIG");
+  int rc = path ? cfg_load_file(c, path, errstr, errstr_size) : AW_OK;
+  if (!rc) rc = cfg_apply_env(c, errstr, errstr_size);
+  if (rc) cfg_free(c);
+  return rc;
+}
+
+/* ---- accessors ------------------------------------------------------------ */
+
+const cfg_assistant *cfg_find_assistant(const cfg *c, const char *name) {
+  for (size_t i = 0; i < c->nassistants; i++)
+    if (strcmp(c->assistants[i].name, name) == 0) return &c->assistants[i];
+  return NULL;
+}
+
+void cfg_assistant_def(const cfg_assistant *a, be_assistant_def *def) {
+  def->name = a->name;
+  def->model = a->model;
+  def->instructions = a->instructions;
+  def->tools_json = a->tools_json;
+  def->hash = a->hash;
+}
+
+void cfg_backend_config(const cfg *c, be_assistants_config *bc) {
+  bc->base_url = c->api.base_url;
+  bc->api_key = c->api.api_key;
+  bc->organization = c->api.organization[0] ? c->api.organization : NULL;
+  bc->project = c->api.project[0] ? c->api.project : NULL;
+  bc->request_timeout_ms = c->api.request_timeout_ms;
+  bc->stream_idle_timeout_ms = c->api.stream_idle_timeout_ms;
+  bc->max_retries = c->api.max_retries;
+  bc->max_answer_bytes = c->worker.max_answer_bytes;
+}
+
+/* ---- dump ----------------------------------------------------------------- */
+
+static cJSON *section_obj(cJSON *root, const char *path) {
+  /* path is "" or "a" or "a.b" (one level of nesting is all we have). */
+  if (!*path) return root;
+  char head[64];
+  const char *dot = strchr(path, '.');
+  size_t hl = dot ? (size_t)(dot - path) : strlen(path);
+  snprintf(head, sizeof head, "%.*s", (int)hl, path);
+  cJSON *o = cJSON_GetObjectItemCaseSensitive(root, head);
+  if (!o) o = cJSON_AddObjectToObject(root, head);
+  if (!o || !dot) return o;
+  return section_obj(o, dot + 1);
+}
+
+static const char *const LEVEL_NAMES[] = {"debug", "info", "warn", "error", "off"};
+
+int cfg_dump(const cfg *c, buf *out) {
+  cJSON *root = cJSON_CreateObject();
+  int ok = root != NULL;
+  for (size_t i = 0; ok && i < NFIELDS; i++) {
+    const field *f = &FIELDS[i];
+    cJSON *sec = section_obj(root, f->section);
+    const void *src = (const char *)c + f->off;
+    cJSON *v = NULL;
+    switch (f->type) {
+    case F_INT: v = cJSON_CreateNumber(*(const int *)src); break;
+    case F_LONG: v = cJSON_CreateNumber((double)*(const long *)src); break;
+    case F_SIZE: v = cJSON_CreateNumber((double)*(const size_t *)src); break;
+    case F_LEVEL: v = cJSON_CreateString(LEVEL_NAMES[c->log_level <= LOG_OFF ? c->log_level : LOG_INFO]); break;
+    default: v = cJSON_CreateString((const char *)src); break;
+    }
+    ok = sec && v && cJSON_AddItemToObject(sec, f->key, v);
+    if (!ok) cJSON_Delete(v);
+    if (ok && strcmp(f->section, "api") == 0 && strcmp(f->key, "base_url") == 0) {
+      cJSON *k = c->api.api_key[0] ? cJSON_CreateString("***") : cJSON_CreateNull();
+      ok = k && cJSON_AddItemToObject(sec, "api_key", k);
+      if (!ok) cJSON_Delete(k);
+    }
+  }
+  cJSON *props = ok ? cJSON_AddObjectToObject(section_obj(root, "kafka"), "properties") : NULL;
+  ok = ok && props;
+  for (size_t i = 0; ok && i < c->kafka.nprops; i++) {
+    const cfg_kv *kv = &c->kafka.props[i];
+    ok = cJSON_AddStringToObject(props, kv->key, cfg_is_secret_property(kv->key) ? "***" : kv->value) != NULL;
+  }
+  cJSON *arr = ok ? cJSON_AddArrayToObject(root, "assistants") : NULL;
+  ok = ok && arr;
+  for (size_t i = 0; ok && i < c->nassistants; i++) {
+    const cfg_assistant *a = &c->assistants[i];
+    cJSON *o = cJSON_CreateObject();
+    ok = o && cJSON_AddItemToArray(arr, o);
+    if (!ok) {
+      cJSON_Delete(o);
+      break;
+    }
+    ok = cJSON_AddStringToObject(o, "name", a->name) && cJSON_AddStringToObject(o, "model", a->model) &&
+         (a->instructions ? cJSON_AddStringToObject(o, "instructions", a->instructions)
+                          : cJSON_AddNullToObject(o, "instructions"));
+    if (ok) {
+      cJSON *t = a->tools_json ? cJSON_Parse(a->tools_json) : cJSON_CreateArray();
+      ok = t && cJSON_AddItemToObject(o, "tools", t);
+      if (!ok) cJSON_Delete(t);
+    }
+    ok = ok && cJSON_AddStringToObject(o, "hash", a->hash);
+  }
+  char *s = ok ? cJSON_Print(root) : NULL;
+  cJSON_Delete(root);
+  if (!s) return AW_ENOMEM;
+  int rc = buf_appends(out, s);
+  if (!rc) rc = buf_appends(out, "\n");
+  free(s);
+  return rc;
+}
