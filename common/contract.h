@@ -10,7 +10,8 @@
  *   dlq       (assistant.dlq,       key = the original key)
  *
  * Decoding is strict and bounded: a decoded request owns one allocation with
- * all its strings (NUL-terminated, valid UTF-8 checked), and every size is
+ * all its strings (NUL-terminated, no NUL inside, so text_len == strlen(text);
+ * valid UTF-8 checked), and every size is
  * checked against contract_limits before anything is copied.
  */
 #ifndef AW_CONTRACT_H
@@ -70,11 +71,14 @@ void contract_limits_default(contract_limits *l);
 
 /** Decode a request.  On success *out owns all memory (one allocation; free
  *  with contract_request_free).  On failure returns AW_EPARSE (not msgpack /
- *  not a map / wrong types), AW_EINVAL (missing or invalid field, unsupported
- *  version) or AW_ETOOBIG, with the offending field named in errstr;
+ *  not a map / trailing bytes), AW_EINVAL (missing field, field of the wrong
+ *  type or invalid, unsupported version) or AW_ETOOBIG (a contract_limits
+ *  limit), with the offending field named in errstr;
  *  *err_code receives a stable machine code for the response's error.code:
  *  "malformed_event", "missing_field", "invalid_field", "unsupported_version",
- *  "event_too_large".  When the event_id / conversation_id could be read
+ *  "event_too_large" (and "internal_error" with AW_ENOMEM, which is not the
+ *  input's fault).  lim may be NULL for the defaults.  A nil value counts as
+ *  absent.  When the event_id / conversation_id could be read
  *  even though decoding failed, they are copied into the caller's
  *  event_id/conv_id buffers (else those are set to ""), so that the rejection
  *  can still be correlated. */
@@ -83,9 +87,16 @@ int contract_request_decode(const void *data, size_t len, const contract_limits 
                             char *event_id, size_t event_id_size,
                             char *conv_id, size_t conv_id_size,
                             char *errstr, size_t errstr_size) AW_MUST_CHECK;
+/** Free a decoded request (one free(); NULL is fine). */
 void contract_request_free(contract_request *r);
 
-/** Encode a request (used by the CLI `send` and by tests). */
+/* Encoders append to out.  They check their arguments first (AW_EINVAL
+ * leaves out untouched); AW_ETOOBIG / AW_ENOMEM free out, as buf does.
+ * Strings are emitted as valid UTF-8 (invalid bytes become U+FFFD). */
+
+/** Encode a request (used by the CLI `send` and by tests).  A single text
+ *  part is written in the plain-string form of `content`; r->v == 0 means
+ *  CONTRACT_VERSION. */
 int contract_request_encode(const contract_request *r, buf *out) AW_MUST_CHECK;
 
 /* ---- response ------------------------------------------------------------- */
@@ -136,7 +147,9 @@ typedef struct contract_response {
   contract_timings timings;
 } contract_response;
 
-/** Append the msgpack encoding of r to out. */
+/** Append the msgpack encoding of r to out.  NULL event_id / conversation_id
+ *  are written as "" (a rejected event whose ids were unreadable); NULL
+ *  thread_id / run_id, usage.present == 0 and error_code == NULL as nil. */
 int contract_response_encode(const contract_response *r, buf *out) AW_MUST_CHECK;
 
 /* ---- delta ---------------------------------------------------------------- */
@@ -162,14 +175,21 @@ typedef struct contract_dlq {
   int64_t failed_ms;
 } contract_dlq;
 
+/** Append a dead letter.  original is copied byte for byte as bin;
+ *  original_key NULL is written as nil (Kafka's null key), non-NULL as bin
+ *  (possibly empty). */
 int contract_dlq_encode(const contract_dlq *d, buf *out) AW_MUST_CHECK;
 
 /* ---- JSON view ------------------------------------------------------------ */
 
 /** Append the JSON view of any msgpack value (maps with string keys become
  *  objects, bin becomes a base64 string, ext becomes {"ext":type,"data":b64}).
- *  Used by `tail`, by tests and by the JSON Schemas.  AW_EPARSE if data is
- *  not exactly one msgpack value. */
+ *  Map keys that are not strings become strings (their JSON text; bin: its
+ *  base64), invalid UTF-8 becomes \ufffd, NaN/Infinity become null, so the
+ *  output is always valid JSON.  Used by `tail`, by tests and by the JSON
+ *  Schemas.  AW_EPARSE if data is not exactly one msgpack value or nests
+ *  deeper than 24 containers (out untouched); AW_ETOOBIG / AW_ENOMEM free
+ *  out, as buf does, so no partial document is left. */
 int contract_to_json(const void *data, size_t len, buf *out) AW_MUST_CHECK;
 
 #endif

@@ -384,7 +384,7 @@ static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size
   if (strncmp(name->valuestring, "asst_", 5) == 0)
     return cfgerr(errstr, n, "%s.name: \"%s\" must not start with \"asst_\" (requests use that prefix for API ids)",
                   where, name->valuestring);
-  snprintf(where, sizeof where, "assistants[%d] (\"%s\")", idx, name->valuestring);
+  snprintf(where, sizeof where, "assistants[%d] (\"%.64s\")", idx, name->valuestring);
   if (cfg_find_assistant(c, name->valuestring))
     return cfgerr(errstr, n, "%s: duplicate assistant name", where);
   if (!model) return cfgerr(errstr, n, "%s: missing model", where);

@@ -1,0 +1,1139 @@
+/* contract.c -- the Kafka message contract in msgpack (see contract.h and
+ * schemas/README.md).
+ *
+ * Design notes:
+ *  - Every input is first walked by a small allocation-free scanner
+ *    (mp_skip) that checks the structure, bounds the nesting depth and checks
+ *    that every declared element count fits in the bytes that remain.  Only
+ *    then is msgpack-c asked to unpack.  The reason is that msgpack-c
+ *    allocates a container's element array from the declared count before it
+ *    reads a single element: a 5-byte "map32 with 4 billion pairs" would ask
+ *    for 128 GiB.  After the scan, msgpack-c's zone is bounded by roughly 32
+ *    bytes per input byte, and its fixed 32-level stack cannot overflow.
+ *  - The same scanner pulls event_id / conversation_id out of events that
+ *    fail later (too large, truncated, wrong field types...), without
+ *    allocating, so that every rejection can still be correlated.
+ *  - A decoded request is one allocation: a first pass validates and sizes,
+ *    a second pass (the same code, with an arena) copies.  Sharing the code
+ *    keeps the two passes from disagreeing about the size.
+ *  - Encoders validate their arguments before writing anything, so EINVAL
+ *    leaves the output untouched; ETOOBIG/ENOMEM follow buf's rule (the
+ *    buffer is freed).  Strings we emit are always valid UTF-8: invalid
+ *    sequences are replaced by U+FFFD rather than failing, because losing a
+ *    dead letter over a bad byte in an error message would be worse.
+ */
+#include "contract.h"
+
+#include <math.h>
+#include <msgpack.h>
+#include <stdalign.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_EVENT_ID 128
+#define MAX_CONVERSATION_ID 256
+#define MAX_ASSISTANT 256
+#define MAX_FILE_ID 256
+#define MAX_METADATA 16
+#define MAX_METADATA_KEY 64
+#define MAX_METADATA_VALUE 512
+/* Below msgpack-c's own 32-level unpack stack, so our scan is the one that
+ * rejects deep input, with a clear message. */
+#define MAX_DEPTH 24
+
+static const char CODE_MALFORMED[] = "malformed_event";
+static const char CODE_MISSING[] = "missing_field";
+static const char CODE_INVALID[] = "invalid_field";
+static const char CODE_VERSION[] = "unsupported_version";
+static const char CODE_TOO_LARGE[] = "event_too_large";
+static const char CODE_INTERNAL[] = "internal_error";
+
+void contract_limits_default(contract_limits *l) {
+  l->max_event_bytes = 1024 * 1024;
+  l->max_text_bytes = 256 * 1024;
+  l->max_parts = 16;
+}
+
+/* ---- UTF-8 ----------------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at s (n > 0 bytes available), 0 if the
+ * bytes there are not one.  Strict: no overlongs, no surrogates, nothing
+ * above U+10FFFF. */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  if (c < 0x80) return 1;
+  if (c < 0xC2) return 0;
+  if (c < 0xE0) return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+  if (c < 0xF0) {
+    if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+    if (c == 0xE0 && s[1] < 0xA0) return 0;  /* overlong */
+    if (c == 0xED && s[1] >= 0xA0) return 0; /* UTF-16 surrogate */
+    return 3;
+  }
+  if (c < 0xF5) {
+    if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
+    if (c == 0xF0 && s[1] < 0x90) return 0;  /* overlong */
+    if (c == 0xF4 && s[1] >= 0x90) return 0; /* above U+10FFFF */
+    return 4;
+  }
+  return 0;
+}
+
+static bool utf8_valid(const char *p, size_t n) {
+  const unsigned char *s = (const unsigned char *)p;
+  size_t i = 0;
+  while (i < n) {
+    if (s[i] < 0x80) {
+      i++;
+      continue;
+    }
+    size_t k = utf8_seq(s + i, n - i);
+    if (!k) return false;
+    i += k;
+  }
+  return true;
+}
+
+/* ---- msgpack scanner (no allocation) -------------------------------------- */
+
+typedef enum { MP_SCALAR, MP_STR, MP_BLOB, MP_ARRAY, MP_MAP } mp_kind;
+
+typedef struct mp_head {
+  mp_kind kind;
+  uint64_t n;          /* element count (array/map) or payload bytes (str/bin/ext) */
+  const uint8_t *body; /* str payload */
+} mp_head;
+
+static uint64_t be(const uint8_t *p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; i++) v = v << 8 | p[i];
+  return v;
+}
+
+/* Read one value's header at *off and move past it; for str/bin/ext also
+ * past the payload, for containers only past the header.  -1 on truncated
+ * input or the never-used byte 0xc1. */
+static int mp_read_head(const uint8_t *p, size_t len, size_t *off, mp_head *h) {
+  size_t o = *off;
+  if (o >= len) return -1;
+  uint8_t b = p[o++];
+  int lenbytes = 0; /* size field width for str/bin/ext/array/map */
+  size_t fixed = 0; /* scalar payload bytes, or the ext type byte */
+  h->n = 0;
+  h->body = NULL;
+  if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+    h->kind = MP_SCALAR;
+  } else if (b >= 0x80 && b <= 0x8f) {
+    h->kind = MP_MAP;
+    h->n = b & 0x0f;
+  } else if (b >= 0x90 && b <= 0x9f) {
+    h->kind = MP_ARRAY;
+    h->n = b & 0x0f;
+  } else if (b >= 0xa0 && b <= 0xbf) {
+    h->kind = MP_STR;
+    h->n = b & 0x1f;
+  } else {
+    switch (b) {
+    case 0xc4: case 0xc5: case 0xc6: h->kind = MP_BLOB; lenbytes = 1 << (b - 0xc4); break;
+    case 0xc7: case 0xc8: case 0xc9: h->kind = MP_BLOB; lenbytes = 1 << (b - 0xc7); fixed = 1; break;
+    case 0xca: case 0xce: case 0xd2: h->kind = MP_SCALAR; fixed = 4; break;
+    case 0xcb: case 0xcf: case 0xd3: h->kind = MP_SCALAR; fixed = 8; break;
+    case 0xcc: case 0xd0: h->kind = MP_SCALAR; fixed = 1; break;
+    case 0xcd: case 0xd1: h->kind = MP_SCALAR; fixed = 2; break;
+    case 0xd4: h->kind = MP_BLOB; h->n = 1; fixed = 1; break;
+    case 0xd5: h->kind = MP_BLOB; h->n = 2; fixed = 1; break;
+    case 0xd6: h->kind = MP_BLOB; h->n = 4; fixed = 1; break;
+    case 0xd7: h->kind = MP_BLOB; h->n = 8; fixed = 1; break;
+    case 0xd8: h->kind = MP_BLOB; h->n = 16; fixed = 1; break;
+    case 0xd9: case 0xda: case 0xdb: h->kind = MP_STR; lenbytes = 1 << (b - 0xd9); break;
+    case 0xdc: case 0xdd: h->kind = MP_ARRAY; lenbytes = 2 << (b - 0xdc); break;
+    case 0xde: case 0xdf: h->kind = MP_MAP; lenbytes = 2 << (b - 0xde); break;
+    default: return -1; /* 0xc1 */
+    }
+  }
+  if (lenbytes) {
+    if (len - o < (size_t)lenbytes) return -1;
+    h->n = be(p + o, lenbytes);
+    o += (size_t)lenbytes;
+  }
+  if (len - o < fixed) return -1;
+  o += fixed;
+  if (h->kind == MP_STR || h->kind == MP_BLOB) {
+    if (h->n > len - o) return -1;
+    h->body = p + o;
+    o += (size_t)h->n;
+  }
+  *off = o;
+  return 0;
+}
+
+/* Skip exactly one complete value at *off, checking it all.  Iterative with
+ * a fixed stack, so hostile nesting cannot exhaust the C stack. */
+static int mp_skip(const uint8_t *p, size_t len, size_t *off) {
+  uint64_t pending[MAX_DEPTH + 1];
+  int depth = 0;
+  pending[0] = 1;
+  while (depth >= 0) {
+    if (pending[depth] == 0) {
+      depth--;
+      continue;
+    }
+    pending[depth]--;
+    mp_head h;
+    if (mp_read_head(p, len, off, &h)) return -1;
+    if (h.kind != MP_ARRAY && h.kind != MP_MAP) continue;
+    uint64_t items = h.kind == MP_MAP ? h.n * 2 : h.n;
+    if (items > len - *off) return -1; /* every element takes >= 1 byte */
+    if (items == 0) continue;
+    if (depth == MAX_DEPTH) return -1;
+    pending[++depth] = items;
+  }
+  return 0;
+}
+
+/* Is (p, n) a usable id: 1..max bytes of UTF-8 without NUL, fitting dst? */
+static void copy_id(const uint8_t *p, uint64_t n, size_t max, char *dst, size_t dst_size) {
+  if (!dst || n == 0 || n > max || n >= dst_size) return;
+  if (memchr(p, 0, (size_t)n) || !utf8_valid((const char *)p, (size_t)n)) return;
+  memcpy(dst, p, (size_t)n);
+  dst[n] = '\0';
+}
+
+/* Best effort: find event_id / conversation_id at the top level of a map
+ * without allocating, stopping silently at the first damage.  Only well
+ * formed values are copied; a truncated id would mis-correlate. */
+static void scan_ids(const uint8_t *p, size_t len, char *event_id, size_t event_id_size,
+                     char *conv_id, size_t conv_id_size) {
+  size_t off = 0;
+  mp_head h;
+  if (mp_read_head(p, len, &off, &h) || h.kind != MP_MAP) return;
+  bool have_ev = false, have_conv = false;
+  for (uint64_t i = 0; i < h.n; i++) {
+    size_t key_off = off;
+    mp_head k;
+    if (mp_read_head(p, len, &off, &k)) return;
+    if (k.kind != MP_STR) {
+      off = key_off;
+      if (mp_skip(p, len, &off)) return;
+      if (mp_skip(p, len, &off)) return;
+      continue;
+    }
+    bool is_ev = k.n == 8 && memcmp(k.body, "event_id", 8) == 0;
+    bool is_conv = k.n == 15 && memcmp(k.body, "conversation_id", 15) == 0;
+    if ((is_ev && !have_ev) || (is_conv && !have_conv)) {
+      size_t val_off = off;
+      mp_head v;
+      if (mp_read_head(p, len, &off, &v)) return;
+      if (v.kind == MP_STR) {
+        if (is_ev) copy_id(v.body, v.n, MAX_EVENT_ID, event_id, event_id_size);
+        else copy_id(v.body, v.n, MAX_CONVERSATION_ID, conv_id, conv_id_size);
+      }
+      if (is_ev) have_ev = true;
+      else have_conv = true;
+      off = val_off;
+    }
+    if (mp_skip(p, len, &off)) return;
+    if (have_ev && have_conv) return;
+  }
+}
+
+/* ---- request decoding ------------------------------------------------------ */
+
+typedef struct dctx {
+  const contract_limits *lim;
+  const char **err_code;
+  char *errstr;
+  size_t errstr_size;
+} dctx;
+
+static int dfail(dctx *c, int rc, const char *code, const char *fmt, ...) AW_PRINTF(4, 5);
+static int dfail(dctx *c, int rc, const char *code, const char *fmt, ...) {
+  *c->err_code = code;
+  if (c->errstr && c->errstr_size) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errstr, c->errstr_size, fmt, ap);
+    va_end(ap);
+  }
+  return rc;
+}
+
+/* Sizing-then-copying allocator: with base == NULL it only counts. */
+typedef struct arena {
+  char *base;
+  size_t used;
+} arena;
+
+static void *arena_alloc(arena *a, size_t n) {
+  const size_t al = alignof(max_align_t);
+  a->used = (a->used + al - 1) & ~(al - 1);
+  void *p = a->base ? a->base + a->used : NULL;
+  a->used += n;
+  return p;
+}
+
+static const char *arena_str(arena *a, const char *s, size_t n) {
+  char *p = a->base ? a->base + a->used : NULL;
+  if (p) {
+    if (n) memcpy(p, s, n);
+    p[n] = '\0';
+  }
+  a->used += n + 1;
+  return p;
+}
+
+static bool is_absent(const msgpack_object *o) { return !o || o->type == MSGPACK_OBJECT_NIL; }
+
+static bool key_is(const msgpack_object *k, const char *name) {
+  size_t n = strlen(name);
+  return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n && memcmp(k->via.str.ptr, name, n) == 0;
+}
+
+enum { TOO_LONG_INVALID = 0, TOO_LONG_LIMIT = 1 };
+
+/* Validate a string field.  Absent (or nil) is missing_field when required,
+ * else *out = NULL.  Over max is event_too_large when max is one of the
+ * configured limits, invalid_field when it is a fixed contract bound.
+ * check_utf8 is off in the copy pass, which only sees validated input. */
+static int want_str(dctx *c, const msgpack_object *o, const char *name, bool required, size_t min,
+                    size_t max, int too_long, bool check_utf8, const char **out, size_t *out_len) {
+  *out = NULL;
+  if (out_len) *out_len = 0;
+  if (is_absent(o)) {
+    if (required) return dfail(c, AW_EINVAL, CODE_MISSING, "missing field %s", name);
+    return AW_OK;
+  }
+  if (o->type != MSGPACK_OBJECT_STR)
+    return dfail(c, AW_EINVAL, CODE_INVALID, "field %s must be a string", name);
+  size_t n = o->via.str.size;
+  if (n < min) return dfail(c, AW_EINVAL, CODE_INVALID, "field %s must not be empty", name);
+  if (n > max) {
+    if (too_long == TOO_LONG_LIMIT)
+      return dfail(c, AW_ETOOBIG, CODE_TOO_LARGE, "field %s is %zu bytes, limit %zu", name, n, max);
+    return dfail(c, AW_EINVAL, CODE_INVALID, "field %s is %zu bytes, at most %zu allowed", name, n, max);
+  }
+  if (check_utf8) {
+    if (memchr(o->via.str.ptr, 0, n))
+      return dfail(c, AW_EINVAL, CODE_INVALID, "field %s contains a NUL byte", name);
+    if (!utf8_valid(o->via.str.ptr, n))
+      return dfail(c, AW_EINVAL, CODE_INVALID, "field %s is not valid UTF-8", name);
+  }
+  *out = o->via.str.ptr;
+  if (out_len) *out_len = n;
+  return AW_OK;
+}
+
+typedef struct req_fields {
+  const msgpack_object *v, *event_id, *conversation_id, *assistant, *content, *metadata,
+      *instructions, *additional_instructions, *stream;
+} req_fields;
+
+static const struct {
+  const char *name;
+  size_t off;
+} REQ_KEYS[] = {
+    {"v", offsetof(req_fields, v)},
+    {"event_id", offsetof(req_fields, event_id)},
+    {"conversation_id", offsetof(req_fields, conversation_id)},
+    {"assistant", offsetof(req_fields, assistant)},
+    {"content", offsetof(req_fields, content)},
+    {"metadata", offsetof(req_fields, metadata)},
+    {"instructions", offsetof(req_fields, instructions)},
+    {"additional_instructions", offsetof(req_fields, additional_instructions)},
+    {"stream", offsetof(req_fields, stream)},
+};
+
+/* Pick the known keys out of the top-level map.  Unknown keys, including
+ * non-string ones, are ignored for forward compatibility; a repeated known
+ * key is refused because producers and consumers could disagree on which
+ * copy counts. */
+static int collect_fields(dctx *c, const msgpack_object_map *m, req_fields *f) {
+  memset(f, 0, sizeof *f);
+  for (uint32_t i = 0; i < m->size; i++) {
+    const msgpack_object *k = &m->ptr[i].key;
+    for (size_t j = 0; j < sizeof REQ_KEYS / sizeof REQ_KEYS[0]; j++) {
+      if (!key_is(k, REQ_KEYS[j].name)) continue;
+      const msgpack_object **slot = (const msgpack_object **)((char *)f + REQ_KEYS[j].off);
+      if (*slot) return dfail(c, AW_EINVAL, CODE_INVALID, "duplicate key %s", REQ_KEYS[j].name);
+      *slot = &m->ptr[i].val;
+      break;
+    }
+  }
+  return AW_OK;
+}
+
+static int decode_detail(dctx *c, const msgpack_object *o, const char *name, bool check,
+                         arena *a, const char **out) {
+  const char *s;
+  size_t n;
+  int rc = want_str(c, o, name, false, 1, 8, TOO_LONG_INVALID, check, &s, &n);
+  if (rc) {
+    if (*c->err_code == CODE_INVALID)
+      return dfail(c, AW_EINVAL, CODE_INVALID, "field %s must be \"auto\", \"low\" or \"high\"", name);
+    return rc;
+  }
+  *out = NULL;
+  if (!s) return AW_OK;
+  if (!((n == 4 && !memcmp(s, "auto", 4)) || (n == 3 && !memcmp(s, "low", 3)) ||
+        (n == 4 && !memcmp(s, "high", 4))))
+    return dfail(c, AW_EINVAL, CODE_INVALID, "field %s must be \"auto\", \"low\" or \"high\"", name);
+  *out = arena_str(a, s, n);
+  return AW_OK;
+}
+
+/* One element of a content array.  *p is written only in the copy pass. */
+static int decode_part(dctx *c, const msgpack_object *o, size_t idx, bool check, arena *a,
+                       contract_part *p) {
+  char name[64];
+  snprintf(name, sizeof name, "content[%zu]", idx);
+  if (o->type != MSGPACK_OBJECT_MAP)
+    return dfail(c, AW_EINVAL, CODE_INVALID, "field %s must be a map", name);
+  const msgpack_object *type = NULL, *text = NULL, *url = NULL, *file_id = NULL, *detail = NULL;
+  for (uint32_t i = 0; i < o->via.map.size; i++) {
+    const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
+    const msgpack_object **slot = key_is(k, "type") ? &type : key_is(k, "text") ? &text
+                                : key_is(k, "url") ? &url : key_is(k, "file_id") ? &file_id
+                                : key_is(k, "detail") ? &detail : NULL;
+    if (!slot) continue;
+    if (*slot) return dfail(c, AW_EINVAL, CODE_INVALID, "duplicate key in %s", name);
+    *slot = v;
+  }
+  char fname[96];
+  snprintf(fname, sizeof fname, "%s.type", name);
+  const char *t;
+  size_t tn;
+  int rc = want_str(c, type, fname, true, 1, 32, TOO_LONG_INVALID, check, &t, &tn);
+  if (rc) return rc;
+  const size_t max_text = c->lim->max_text_bytes;
+  const char *s = NULL, *det = NULL;
+  size_t n = 0;
+  contract_part_type pt;
+  if (tn == 4 && !memcmp(t, "text", 4)) {
+    pt = CONTRACT_PART_TEXT;
+    snprintf(fname, sizeof fname, "%s.text", name);
+    rc = want_str(c, text, fname, true, 1, max_text, TOO_LONG_LIMIT, check, &s, &n);
+  } else if (tn == 9 && !memcmp(t, "image_url", 9)) {
+    pt = CONTRACT_PART_IMAGE_URL;
+    snprintf(fname, sizeof fname, "%s.url", name);
+    rc = want_str(c, url, fname, true, 1, max_text, TOO_LONG_LIMIT, check, &s, &n);
+  } else if (tn == 10 && !memcmp(t, "image_file", 10)) {
+    pt = CONTRACT_PART_IMAGE_FILE;
+    snprintf(fname, sizeof fname, "%s.file_id", name);
+    rc = want_str(c, file_id, fname, true, 1, MAX_FILE_ID, TOO_LONG_INVALID, check, &s, &n);
+  } else if (tn == 4 && !memcmp(t, "file", 4)) {
+    pt = CONTRACT_PART_FILE;
+    snprintf(fname, sizeof fname, "%s.file_id", name);
+    rc = want_str(c, file_id, fname, true, 1, MAX_FILE_ID, TOO_LONG_INVALID, check, &s, &n);
+  } else {
+    return dfail(c, AW_EINVAL, CODE_INVALID,
+                 "field %s.type must be \"text\", \"image_url\", \"image_file\" or \"file\"", name);
+  }
+  if (rc) return rc;
+  const char *copy = arena_str(a, s, n);
+  if (pt == CONTRACT_PART_IMAGE_URL || pt == CONTRACT_PART_IMAGE_FILE) {
+    snprintf(fname, sizeof fname, "%s.detail", name);
+    rc = decode_detail(c, detail, fname, check, a, &det);
+    if (rc) return rc;
+  }
+  if (p) {
+    p->type = pt;
+    p->text = copy;
+    p->text_len = n;
+    p->detail = det;
+  }
+  return AW_OK;
+}
+
+static int decode_content(dctx *c, const msgpack_object *o, bool check, arena *a,
+                          contract_request *r) {
+  if (is_absent(o)) return dfail(c, AW_EINVAL, CODE_MISSING, "missing field content");
+  if (o->type == MSGPACK_OBJECT_STR) {
+    const char *s;
+    size_t n;
+    int rc = want_str(c, o, "content", true, 1, c->lim->max_text_bytes, TOO_LONG_LIMIT, check, &s, &n);
+    if (rc) return rc;
+    contract_part *p = arena_alloc(a, sizeof *p);
+    const char *copy = arena_str(a, s, n);
+    if (p) {
+      *p = (contract_part){.type = CONTRACT_PART_TEXT, .text = copy, .text_len = n, .detail = NULL};
+      r->parts = p;
+      r->nparts = 1;
+    }
+    return AW_OK;
+  }
+  if (o->type != MSGPACK_OBJECT_ARRAY)
+    return dfail(c, AW_EINVAL, CODE_INVALID, "field content must be a string or an array of parts");
+  size_t n = o->via.array.size;
+  if (n == 0) return dfail(c, AW_EINVAL, CODE_INVALID, "field content must not be empty");
+  if (n > c->lim->max_parts)
+    return dfail(c, AW_ETOOBIG, CODE_TOO_LARGE, "field content has %zu parts, limit %zu", n,
+                 c->lim->max_parts);
+  contract_part *parts = arena_alloc(a, n * sizeof *parts);
+  for (size_t i = 0; i < n; i++) {
+    int rc = decode_part(c, &o->via.array.ptr[i], i, check, a, parts ? &parts[i] : NULL);
+    if (rc) return rc;
+  }
+  if (parts) {
+    r->parts = parts;
+    r->nparts = n;
+  }
+  return AW_OK;
+}
+
+static int decode_metadata(dctx *c, const msgpack_object *o, bool check, arena *a,
+                           contract_request *r) {
+  if (is_absent(o)) return AW_OK;
+  if (o->type != MSGPACK_OBJECT_MAP)
+    return dfail(c, AW_EINVAL, CODE_INVALID, "field metadata must be a map of strings");
+  const msgpack_object_map *m = &o->via.map;
+  if (m->size > MAX_METADATA)
+    return dfail(c, AW_EINVAL, CODE_INVALID, "field metadata has %u pairs, at most %d allowed",
+                 (unsigned)m->size, MAX_METADATA);
+  if (m->size == 0) return AW_OK;
+  contract_kv *kv = arena_alloc(a, m->size * sizeof *kv);
+  for (uint32_t i = 0; i < m->size; i++) {
+    const char *k, *v;
+    size_t kn, vn;
+    int rc = want_str(c, &m->ptr[i].key, "metadata key", true, 1, MAX_METADATA_KEY,
+                      TOO_LONG_INVALID, check, &k, &kn);
+    if (rc) return rc;
+    char name[96];
+    snprintf(name, sizeof name, "metadata.%.*s", (int)kn, k);
+    /* A nil value is refused too: metadata is str->str, and a nil would be
+     * dropped silently on the way to the API. */
+    if (m->ptr[i].val.type != MSGPACK_OBJECT_STR)
+      return dfail(c, AW_EINVAL, CODE_INVALID, "field %s must be a string", name);
+    rc = want_str(c, &m->ptr[i].val, name, true, 0, MAX_METADATA_VALUE, TOO_LONG_INVALID, check, &v, &vn);
+    if (rc) return rc;
+    if (check) {
+      for (uint32_t j = 0; j < i; j++) {
+        const msgpack_object_str *pk = &m->ptr[j].key.via.str;
+        if (pk->size == kn && !memcmp(pk->ptr, k, kn))
+          return dfail(c, AW_EINVAL, CODE_INVALID, "duplicate key in field %s", name);
+      }
+    }
+    const char *kc = arena_str(a, k, kn), *vc = arena_str(a, v, vn);
+    if (kv) {
+      kv[i].key = kc;
+      kv[i].value = vc;
+    }
+  }
+  if (kv) {
+    r->metadata = kv;
+    r->nmetadata = m->size;
+  }
+  return AW_OK;
+}
+
+/* Validate (a->base == NULL) or copy (a->base set, input already valid). */
+static int build_request(dctx *c, const req_fields *f, arena *a) {
+  const bool check = a->base == NULL;
+  contract_request *r = arena_alloc(a, sizeof *r);
+  contract_request dummy;
+  if (!r) r = &dummy;
+  memset(r, 0, sizeof *r);
+
+  /* The version comes first: a v2 event may legitimately lack v1 fields. */
+  if (is_absent(f->v)) return dfail(c, AW_EINVAL, CODE_MISSING, "missing field v");
+  if (f->v->type != MSGPACK_OBJECT_POSITIVE_INTEGER && f->v->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
+    return dfail(c, AW_EINVAL, CODE_INVALID, "field v must be an integer");
+  if (f->v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || f->v->via.u64 != CONTRACT_VERSION) {
+    if (f->v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+      return dfail(c, AW_EINVAL, CODE_VERSION, "unsupported version %llu (this worker speaks %d)",
+                   (unsigned long long)f->v->via.u64, CONTRACT_VERSION);
+    return dfail(c, AW_EINVAL, CODE_VERSION, "unsupported version %lld (this worker speaks %d)",
+                 (long long)f->v->via.i64, CONTRACT_VERSION);
+  }
+  r->v = CONTRACT_VERSION;
+
+  const char *s;
+  size_t n;
+  int rc;
+#define STR_FIELD(field, req, min, max, mode)                                                  \
+  do {                                                                                         \
+    rc = want_str(c, f->field, #field, req, min, max, mode, check, &s, &n);                    \
+    if (rc) return rc;                                                                         \
+    r->field = s ? arena_str(a, s, n) : NULL;                                                  \
+  } while (0)
+  STR_FIELD(event_id, true, 1, MAX_EVENT_ID, TOO_LONG_INVALID);
+  STR_FIELD(conversation_id, true, 1, MAX_CONVERSATION_ID, TOO_LONG_INVALID);
+  STR_FIELD(assistant, true, 1, MAX_ASSISTANT, TOO_LONG_INVALID);
+  rc = decode_content(c, f->content, check, a, r);
+  if (rc) return rc;
+  rc = decode_metadata(c, f->metadata, check, a, r);
+  if (rc) return rc;
+  STR_FIELD(instructions, false, 0, c->lim->max_text_bytes, TOO_LONG_LIMIT);
+  STR_FIELD(additional_instructions, false, 0, c->lim->max_text_bytes, TOO_LONG_LIMIT);
+#undef STR_FIELD
+  if (!is_absent(f->stream)) {
+    if (f->stream->type != MSGPACK_OBJECT_BOOLEAN)
+      return dfail(c, AW_EINVAL, CODE_INVALID, "field stream must be a boolean");
+    r->stream = f->stream->via.boolean ? 1 : 0;
+  }
+  return AW_OK;
+}
+
+int contract_request_decode(const void *data, size_t len, const contract_limits *lim,
+                            contract_request **out, const char **err_code, char *event_id,
+                            size_t event_id_size, char *conv_id, size_t conv_id_size, char *errstr,
+                            size_t errstr_size) {
+  contract_limits deflim;
+  const char *dummy_code;
+  if (!lim) {
+    contract_limits_default(&deflim);
+    lim = &deflim;
+  }
+  if (!err_code) err_code = &dummy_code;
+  *out = NULL;
+  *err_code = NULL;
+  if (event_id && event_id_size) event_id[0] = '\0';
+  if (conv_id && conv_id_size) conv_id[0] = '\0';
+  if (errstr && errstr_size) errstr[0] = '\0';
+  dctx c = {.lim = lim, .err_code = err_code, .errstr = errstr, .errstr_size = errstr_size};
+  const uint8_t *p = data;
+  if (!p && len) return dfail(&c, AW_EINVAL, CODE_MALFORMED, "no data");
+
+  scan_ids(p, len, event_id, event_id_size, conv_id, conv_id_size);
+  if (len > lim->max_event_bytes)
+    return dfail(&c, AW_ETOOBIG, CODE_TOO_LARGE, "event is %zu bytes, limit %zu", len, lim->max_event_bytes);
+  size_t end = 0;
+  if (mp_skip(p, len, &end))
+    return dfail(&c, AW_EPARSE, CODE_MALFORMED, "not a complete msgpack value (or nested deeper than %d)",
+                 MAX_DEPTH);
+  if (end != len)
+    return dfail(&c, AW_EPARSE, CODE_MALFORMED, "%zu trailing bytes after the request map", len - end);
+  mp_head h;
+  size_t off = 0;
+  if (mp_read_head(p, len, &off, &h) || h.kind != MP_MAP)
+    return dfail(&c, AW_EPARSE, CODE_MALFORMED, "request is not a msgpack map");
+
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  off = 0;
+  msgpack_unpack_return ur = msgpack_unpack_next(&u, (const char *)p, len, &off);
+  int rc = AW_OK;
+  if (ur == MSGPACK_UNPACK_NOMEM_ERROR) {
+    rc = dfail(&c, AW_ENOMEM, CODE_INTERNAL, "out of memory unpacking the request");
+  } else if (ur != MSGPACK_UNPACK_SUCCESS || u.data.type != MSGPACK_OBJECT_MAP) {
+    rc = dfail(&c, AW_EPARSE, CODE_MALFORMED, "request is not a msgpack map");
+  } else {
+    req_fields f;
+    rc = collect_fields(&c, &u.data.via.map, &f);
+    arena a = {NULL, 0};
+    if (!rc) rc = build_request(&c, &f, &a);
+    if (!rc) {
+      a.base = malloc(a.used);
+      if (!a.base) {
+        rc = dfail(&c, AW_ENOMEM, CODE_INTERNAL, "out of memory (%zu bytes)", a.used);
+      } else {
+        size_t want = a.used;
+        a.used = 0;
+        rc = build_request(&c, &f, &a);
+        if (rc || a.used != want) { /* cannot happen: same code, same input */
+          free(a.base);
+          rc = dfail(&c, AW_EFATAL, CODE_INTERNAL, "request sizing mismatch");
+        } else {
+          *out = (contract_request *)a.base;
+        }
+      }
+    }
+  }
+  msgpack_unpacked_destroy(&u);
+  return rc;
+}
+
+void contract_request_free(contract_request *r) { free(r); }
+
+/* ---- encoding --------------------------------------------------------------- */
+
+typedef struct enc {
+  msgpack_packer pk;
+  buf *b;
+  int err; /* first failure; once set, nothing more is written */
+} enc;
+
+/* After buf frees itself on ETOOBIG a later, smaller append would succeed
+ * into the emptied buffer and produce garbage; the sticky err prevents it. */
+static int enc_write(void *data, const char *p, size_t n) {
+  enc *e = data;
+  if (e->err) return -1;
+  int rc = buf_append(e->b, p, n);
+  if (rc) {
+    e->err = rc;
+    return -1;
+  }
+  return 0;
+}
+
+static void enc_init(enc *e, buf *b) {
+  e->b = b;
+  e->err = 0;
+  msgpack_packer_init(&e->pk, e, enc_write);
+}
+
+static void e_map(enc *e, size_t n) { (void)msgpack_pack_map(&e->pk, n); }
+static void e_arr(enc *e, size_t n) { (void)msgpack_pack_array(&e->pk, n); }
+static void e_nil(enc *e) { (void)msgpack_pack_nil(&e->pk); }
+static void e_int(enc *e, int64_t v) { (void)msgpack_pack_int64(&e->pk, v); }
+static void e_bool(enc *e, int v) { (void)(v ? msgpack_pack_true(&e->pk) : msgpack_pack_false(&e->pk)); }
+static void e_bin(enc *e, const void *p, size_t n) {
+  (void)msgpack_pack_bin(&e->pk, n);
+  if (n) (void)msgpack_pack_bin_body(&e->pk, p, n);
+}
+
+/* Copy s to a fresh allocation with every invalid UTF-8 byte replaced by
+ * U+FFFD (3 bytes, hence the 3x bound). */
+static char *utf8_sanitize(const char *p, size_t n, size_t *out_len) {
+  if (n > (SIZE_MAX - 1) / 3) return NULL;
+  char *o = malloc(n * 3 + 1);
+  if (!o) return NULL;
+  const unsigned char *s = (const unsigned char *)p;
+  size_t i = 0, j = 0;
+  while (i < n) {
+    size_t k = utf8_seq(s + i, n - i);
+    if (k) {
+      memcpy(o + j, s + i, k);
+      i += k;
+      j += k;
+    } else {
+      memcpy(o + j, "\xEF\xBF\xBD", 3);
+      i++;
+      j += 3;
+    }
+  }
+  *out_len = j;
+  return o;
+}
+
+static void e_strn(enc *e, const char *s, size_t n) {
+  if (e->err) return;
+  if (!s) n = 0;
+  if (n && !utf8_valid(s, n)) {
+    size_t m;
+    char *t = utf8_sanitize(s, n, &m);
+    if (!t) {
+      e->err = AW_ENOMEM;
+      return;
+    }
+    (void)msgpack_pack_str_with_body(&e->pk, t, m);
+    free(t);
+    return;
+  }
+  (void)msgpack_pack_str(&e->pk, n);
+  if (n) (void)msgpack_pack_str_body(&e->pk, s, n);
+}
+
+/* A string, "" for NULL (fields the contract types as plain string). */
+static void e_str(enc *e, const char *s) { e_strn(e, s, s ? strlen(s) : 0); }
+/* A string, nil for NULL (fields the contract types as string or nil). */
+static void e_str_or_nil(enc *e, const char *s) {
+  if (s) e_str(e, s);
+  else e_nil(e);
+}
+static void e_key(enc *e, const char *k) { e_strn(e, k, strlen(k)); }
+
+int contract_request_encode(const contract_request *r, buf *out) {
+  if (!r || !r->event_id || !r->conversation_id || !r->assistant || r->nparts == 0 || !r->parts)
+    return AW_EINVAL;
+  if (r->nmetadata && !r->metadata) return AW_EINVAL;
+  for (size_t i = 0; i < r->nparts; i++) {
+    if (!r->parts[i].text && r->parts[i].text_len) return AW_EINVAL;
+    if ((unsigned)r->parts[i].type > CONTRACT_PART_FILE) return AW_EINVAL;
+  }
+  for (size_t i = 0; i < r->nmetadata; i++)
+    if (!r->metadata[i].key || !r->metadata[i].value) return AW_EINVAL;
+
+  enc e;
+  enc_init(&e, out);
+  size_t n = 6 + (r->nmetadata > 0) + (r->instructions != NULL) + (r->additional_instructions != NULL);
+  e_map(&e, n);
+  e_key(&e, "v");
+  e_int(&e, r->v ? r->v : CONTRACT_VERSION);
+  e_key(&e, "event_id");
+  e_str(&e, r->event_id);
+  e_key(&e, "conversation_id");
+  e_str(&e, r->conversation_id);
+  e_key(&e, "assistant");
+  e_str(&e, r->assistant);
+  e_key(&e, "content");
+  if (r->nparts == 1 && r->parts[0].type == CONTRACT_PART_TEXT) {
+    /* The plain-string form: what most producers send. */
+    e_strn(&e, r->parts[0].text, r->parts[0].text_len);
+  } else {
+    e_arr(&e, r->nparts);
+    for (size_t i = 0; i < r->nparts; i++) {
+      const contract_part *p = &r->parts[i];
+      bool has_detail = p->detail && (p->type == CONTRACT_PART_IMAGE_URL || p->type == CONTRACT_PART_IMAGE_FILE);
+      e_map(&e, 2 + has_detail);
+      e_key(&e, "type");
+      switch (p->type) {
+      case CONTRACT_PART_TEXT: e_key(&e, "text"); e_key(&e, "text"); break;
+      case CONTRACT_PART_IMAGE_URL: e_key(&e, "image_url"); e_key(&e, "url"); break;
+      case CONTRACT_PART_IMAGE_FILE: e_key(&e, "image_file"); e_key(&e, "file_id"); break;
+      case CONTRACT_PART_FILE: e_key(&e, "file"); e_key(&e, "file_id"); break;
+      }
+      e_strn(&e, p->text, p->text_len);
+      if (has_detail) {
+        e_key(&e, "detail");
+        e_str(&e, p->detail);
+      }
+    }
+  }
+  if (r->nmetadata) {
+    e_key(&e, "metadata");
+    e_map(&e, r->nmetadata);
+    for (size_t i = 0; i < r->nmetadata; i++) {
+      e_str(&e, r->metadata[i].key);
+      e_str(&e, r->metadata[i].value);
+    }
+  }
+  if (r->instructions) {
+    e_key(&e, "instructions");
+    e_str(&e, r->instructions);
+  }
+  if (r->additional_instructions) {
+    e_key(&e, "additional_instructions");
+    e_str(&e, r->additional_instructions);
+  }
+  e_key(&e, "stream");
+  e_bool(&e, r->stream);
+  return e.err;
+}
+
+static bool status_valid(const char *s) {
+  static const char *const ok[] = {"completed", "failed", "cancelled", "expired", "incomplete", "rejected"};
+  if (!s) return false;
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+    if (!strcmp(s, ok[i])) return true;
+  return false;
+}
+
+int contract_response_encode(const contract_response *r, buf *out) {
+  if (!r || !status_valid(r->status) || (r->nmessages && !r->messages)) return AW_EINVAL;
+  for (size_t i = 0; i < r->nmessages; i++) {
+    const contract_out_message *m = &r->messages[i];
+    if (!m->id || (m->nparts && !m->parts)) return AW_EINVAL;
+    for (size_t j = 0; j < m->nparts; j++) {
+      const contract_out_part *p = &m->parts[j];
+      if (!p->type || (strcmp(p->type, "text") && strcmp(p->type, "image_file"))) return AW_EINVAL;
+      if (!p->text && p->text_len) return AW_EINVAL;
+      if (p->nannotations && !p->annotations) return AW_EINVAL;
+      for (size_t k = 0; k < p->nannotations; k++)
+        if (!p->annotations[k].type) return AW_EINVAL;
+    }
+  }
+
+  enc e;
+  enc_init(&e, out);
+  e_map(&e, 10);
+  e_key(&e, "v");
+  e_int(&e, CONTRACT_VERSION);
+  e_key(&e, "event_id");
+  e_str(&e, r->event_id);
+  e_key(&e, "conversation_id");
+  e_str(&e, r->conversation_id);
+  e_key(&e, "thread_id");
+  e_str_or_nil(&e, r->thread_id);
+  e_key(&e, "run_id");
+  e_str_or_nil(&e, r->run_id);
+  e_key(&e, "status");
+  e_str(&e, r->status);
+  e_key(&e, "messages");
+  e_arr(&e, r->nmessages);
+  for (size_t i = 0; i < r->nmessages; i++) {
+    const contract_out_message *m = &r->messages[i];
+    e_map(&e, 2);
+    e_key(&e, "id");
+    e_str(&e, m->id);
+    e_key(&e, "content");
+    e_arr(&e, m->nparts);
+    for (size_t j = 0; j < m->nparts; j++) {
+      const contract_out_part *p = &m->parts[j];
+      e_map(&e, 2);
+      e_key(&e, "type");
+      e_str(&e, p->type);
+      if (!strcmp(p->type, "image_file")) {
+        /* Mirrors the Assistants API: {"type":"image_file","image_file":{"file_id":...}}. */
+        e_key(&e, "image_file");
+        e_map(&e, 1);
+        e_key(&e, "file_id");
+        e_strn(&e, p->text, p->text_len);
+        continue;
+      }
+      e_key(&e, "text");
+      e_map(&e, 2);
+      e_key(&e, "value");
+      e_strn(&e, p->text, p->text_len);
+      e_key(&e, "annotations");
+      e_arr(&e, p->nannotations);
+      for (size_t k = 0; k < p->nannotations; k++) {
+        const contract_annotation *an = &p->annotations[k];
+        e_map(&e, 5);
+        e_key(&e, "type");
+        e_str(&e, an->type);
+        e_key(&e, "text");
+        e_str(&e, an->text);
+        e_key(&e, "file_id");
+        e_str(&e, an->file_id);
+        e_key(&e, "start_index");
+        e_int(&e, an->start_index);
+        e_key(&e, "end_index");
+        e_int(&e, an->end_index);
+      }
+    }
+  }
+  e_key(&e, "usage");
+  if (r->usage.present) {
+    e_map(&e, 3);
+    e_key(&e, "prompt_tokens");
+    e_int(&e, r->usage.prompt_tokens);
+    e_key(&e, "completion_tokens");
+    e_int(&e, r->usage.completion_tokens);
+    e_key(&e, "total_tokens");
+    e_int(&e, r->usage.total_tokens);
+  } else {
+    e_nil(&e);
+  }
+  e_key(&e, "error");
+  if (r->error_code) {
+    e_map(&e, 2);
+    e_key(&e, "code");
+    e_str(&e, r->error_code);
+    e_key(&e, "message");
+    e_str(&e, r->error_message);
+  } else {
+    e_nil(&e);
+  }
+  e_key(&e, "timings");
+  e_map(&e, 3);
+  e_key(&e, "received_ms");
+  e_int(&e, r->timings.received_ms);
+  e_key(&e, "run_started_ms");
+  e_int(&e, r->timings.run_started_ms);
+  e_key(&e, "completed_ms");
+  e_int(&e, r->timings.completed_ms);
+  return e.err;
+}
+
+int contract_delta_encode(const char *event_id, const char *conversation_id, const char *run_id,
+                          int64_t seq, const char *text, size_t text_len, buf *out) {
+  if (!event_id || !conversation_id || !run_id || seq < 0 || (!text && text_len)) return AW_EINVAL;
+  enc e;
+  enc_init(&e, out);
+  e_map(&e, 6);
+  e_key(&e, "v");
+  e_int(&e, CONTRACT_VERSION);
+  e_key(&e, "event_id");
+  e_str(&e, event_id);
+  e_key(&e, "conversation_id");
+  e_str(&e, conversation_id);
+  e_key(&e, "run_id");
+  e_str(&e, run_id);
+  e_key(&e, "seq");
+  e_int(&e, seq);
+  e_key(&e, "text");
+  e_strn(&e, text, text_len);
+  return e.err;
+}
+
+int contract_dlq_encode(const contract_dlq *d, buf *out) {
+  if (!d || !d->topic || !d->error_code || (!d->original && d->original_len) ||
+      (!d->original_key && d->original_key_len))
+    return AW_EINVAL;
+  enc e;
+  enc_init(&e, out);
+  e_map(&e, 8);
+  e_key(&e, "v");
+  e_int(&e, CONTRACT_VERSION);
+  e_key(&e, "original");
+  e_bin(&e, d->original, d->original_len);
+  e_key(&e, "original_key");
+  /* Kafka tells a null key from an empty one; so do we. */
+  if (d->original_key) e_bin(&e, d->original_key, d->original_key_len);
+  else e_nil(&e);
+  e_key(&e, "source");
+  e_map(&e, 3);
+  e_key(&e, "topic");
+  e_str(&e, d->topic);
+  e_key(&e, "partition");
+  e_int(&e, d->partition);
+  e_key(&e, "offset");
+  e_int(&e, d->offset);
+  e_key(&e, "error");
+  e_map(&e, 2);
+  e_key(&e, "code");
+  e_str(&e, d->error_code);
+  e_key(&e, "message");
+  e_str(&e, d->error_message);
+  e_key(&e, "event_id");
+  e_str_or_nil(&e, d->event_id);
+  e_key(&e, "conversation_id");
+  e_str_or_nil(&e, d->conversation_id);
+  e_key(&e, "failed_ms");
+  e_int(&e, d->failed_ms);
+  return e.err;
+}
+
+/* ---- JSON view ------------------------------------------------------------- */
+
+/* Escaped string contents (no quotes).  Safe runs are appended in one go;
+ * invalid UTF-8 becomes \ufffd so the output is always valid JSON. */
+static int json_escape(buf *out, const char *p, size_t n) {
+  const unsigned char *s = (const unsigned char *)p;
+  size_t run = 0, i = 0;
+  int rc;
+  while (i < n) {
+    unsigned char ch = s[i];
+    size_t k = 1;
+    const char *esc = NULL;
+    char tmp[8];
+    if (ch == '"') esc = "\\\"";
+    else if (ch == '\\') esc = "\\\\";
+    else if (ch == '\n') esc = "\\n";
+    else if (ch == '\r') esc = "\\r";
+    else if (ch == '\t') esc = "\\t";
+    else if (ch == '\b') esc = "\\b";
+    else if (ch == '\f') esc = "\\f";
+    else if (ch < 0x20) {
+      snprintf(tmp, sizeof tmp, "\\u%04x", ch);
+      esc = tmp;
+    } else if (ch >= 0x80) {
+      k = utf8_seq(s + i, n - i);
+      if (!k) {
+        esc = "\\ufffd";
+        k = 1;
+      }
+    }
+    if (!esc) {
+      i += k;
+      continue;
+    }
+    if (i > run && (rc = buf_append(out, s + run, i - run))) return rc;
+    if ((rc = buf_appends(out, esc))) return rc;
+    i += k;
+    run = i;
+  }
+  if (n > run && (rc = buf_append(out, s + run, n - run))) return rc;
+  return AW_OK;
+}
+
+static int json_string(buf *out, const char *p, size_t n) {
+  int rc = buf_append(out, "\"", 1);
+  if (!rc) rc = json_escape(out, p, n);
+  if (!rc) rc = buf_append(out, "\"", 1);
+  return rc;
+}
+
+/* Standard base64 with padding, no quotes. */
+static int json_base64(buf *out, const void *data, size_t n) {
+  static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const unsigned char *s = data;
+  char chunk[256];
+  size_t c = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = (uint32_t)s[i] << 16;
+    if (i + 1 < n) v |= (uint32_t)s[i + 1] << 8;
+    if (i + 2 < n) v |= s[i + 2];
+    chunk[c++] = tbl[v >> 18 & 63];
+    chunk[c++] = tbl[v >> 12 & 63];
+    chunk[c++] = i + 1 < n ? tbl[v >> 6 & 63] : '=';
+    chunk[c++] = i + 2 < n ? tbl[v & 63] : '=';
+    if (c == sizeof chunk) {
+      int rc = buf_append(out, chunk, c);
+      if (rc) return rc;
+      c = 0;
+    }
+  }
+  return c ? buf_append(out, chunk, c) : AW_OK;
+}
+
+/* Shortest of a few precisions that reads back to the same value, so 0.1
+ * prints as 0.1 and not 0.10000000000000001.  JSON has no NaN/Infinity:
+ * they become null. */
+static int json_double(buf *out, double d, bool single) {
+  if (!isfinite(d)) return buf_appends(out, "null");
+  static const int precs[] = {6, 9, 15, 17};
+  char tmp[40];
+  for (size_t i = 0; i < sizeof precs / sizeof precs[0]; i++) {
+    snprintf(tmp, sizeof tmp, "%.*g", precs[i], d);
+    double back = strtod(tmp, NULL);
+    if (single ? (float)back == (float)d : back == d) break;
+  }
+  return buf_appends(out, tmp);
+}
+
+static int json_value(buf *out, const msgpack_object *o);
+
+/* Map keys that are not strings become the string of their JSON text
+ * (bin: its base64), so every map converts to an object.  Keys nested in
+ * keys escape their quotes once per level, so the text can grow
+ * exponentially with depth; the temporary is capped at what out can still
+ * take, which makes such input fail with ETOOBIG early. */
+static int json_key(buf *out, const msgpack_object *k) {
+  if (k->type == MSGPACK_OBJECT_STR) return json_string(out, k->via.str.ptr, k->via.str.size);
+  buf tmp;
+  buf_init(&tmp, out->max - out->len);
+  int rc = k->type == MSGPACK_OBJECT_BIN ? json_base64(&tmp, k->via.bin.ptr, k->via.bin.size)
+                                         : json_value(&tmp, k);
+  if (!rc) rc = json_string(out, tmp.data ? tmp.data : "", tmp.len);
+  buf_free(&tmp);
+  return rc;
+}
+
+static int json_value(buf *out, const msgpack_object *o) {
+  int rc;
+  switch (o->type) {
+  case MSGPACK_OBJECT_NIL: return buf_appends(out, "null");
+  case MSGPACK_OBJECT_BOOLEAN: return buf_appends(out, o->via.boolean ? "true" : "false");
+  case MSGPACK_OBJECT_POSITIVE_INTEGER: return buf_appendf(out, "%llu", (unsigned long long)o->via.u64);
+  case MSGPACK_OBJECT_NEGATIVE_INTEGER: return buf_appendf(out, "%lld", (long long)o->via.i64);
+  case MSGPACK_OBJECT_FLOAT32: return json_double(out, o->via.f64, true);
+  case MSGPACK_OBJECT_FLOAT64: return json_double(out, o->via.f64, false);
+  case MSGPACK_OBJECT_STR: return json_string(out, o->via.str.ptr, o->via.str.size);
+  case MSGPACK_OBJECT_BIN:
+    if ((rc = buf_append(out, "\"", 1))) return rc;
+    if ((rc = json_base64(out, o->via.bin.ptr, o->via.bin.size))) return rc;
+    return buf_append(out, "\"", 1);
+  case MSGPACK_OBJECT_EXT:
+    if ((rc = buf_appendf(out, "{\"ext\":%d,\"data\":\"", (int)o->via.ext.type))) return rc;
+    if ((rc = json_base64(out, o->via.ext.ptr, o->via.ext.size))) return rc;
+    return buf_appends(out, "\"}");
+  case MSGPACK_OBJECT_ARRAY:
+    if ((rc = buf_append(out, "[", 1))) return rc;
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+      if (i && (rc = buf_append(out, ",", 1))) return rc;
+      if ((rc = json_value(out, &o->via.array.ptr[i]))) return rc;
+    }
+    return buf_append(out, "]", 1);
+  case MSGPACK_OBJECT_MAP:
+    if ((rc = buf_append(out, "{", 1))) return rc;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+      if (i && (rc = buf_append(out, ",", 1))) return rc;
+      if ((rc = json_key(out, &o->via.map.ptr[i].key))) return rc;
+      if ((rc = buf_append(out, ":", 1))) return rc;
+      if ((rc = json_value(out, &o->via.map.ptr[i].val))) return rc;
+    }
+    return buf_append(out, "}", 1);
+  }
+  return AW_EPARSE;
+}
+
+int contract_to_json(const void *data, size_t len, buf *out) {
+  size_t end = 0;
+  if (!data || mp_skip(data, len, &end) || end != len) return AW_EPARSE;
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  size_t off = 0;
+  msgpack_unpack_return ur = msgpack_unpack_next(&u, data, len, &off);
+  int rc;
+  if (ur == MSGPACK_UNPACK_NOMEM_ERROR) rc = AW_ENOMEM;
+  else if (ur != MSGPACK_UNPACK_SUCCESS || off != len) rc = AW_EPARSE;
+  else if ((rc = json_value(out, &u.data)))
+    buf_free(out); /* no half a document; and a failing json_key's tmp left out intact */
+  msgpack_unpacked_destroy(&u);
+  return rc;
+}
