@@ -1,0 +1,458 @@
+/* api_client.c -- Assistants API v2 calls over http_client (see api_client.h).
+ *
+ * A call costs one small allocation (this struct plus its path for error
+ * messages) on top of the http request; a stream adds an SSE parser whose
+ * buffers hold only the event being parsed.  The JSON of a response is
+ * parsed once, handed to the callback, and freed right after it: callers
+ * copy what they keep.
+ */
+#include "api_client.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_json.h"
+#include "http_client.h"
+#include "sse.h"
+
+struct api_client {
+  http_client *http;
+  struct curl_slist *headers;
+  char *base_url;  /* without trailing '/' */
+  const char *base_path; /* points into base_url, "" if none */
+  api_config cfg;  /* numbers only; strings are not kept */
+  size_t pending;
+  api_call *calls; /* every call in flight, so free can cancel them */
+};
+
+struct api_call {
+  api_client *c;
+  api_call *prev, *next;
+  http_request *req;
+  api_done_cb on_done;
+  api_event_cb on_event;
+  void *opaque;
+  sse_parser sse;
+  int streaming;
+  int events;
+  int stream_err;  /* AW_ETOOBIG from the SSE parser, AW_ECANCELLED by on_event */
+  int in_feed;     /* inside sse_feed: freeing must wait */
+  int cancelled;
+  int in_done;
+  char method[8];
+  char path[]; /* base path + path, without the query, for messages */
+};
+
+void api_config_default(api_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->request_timeout_ms = 30000;
+  cfg->stream_idle_timeout_ms = 60000;
+  retry_policy_default(&cfg->retry);
+  cfg->max_body_bytes = 4u << 20;
+  cfg->max_event_bytes = 1u << 20;
+}
+
+static int add_header(struct curl_slist **l, const char *name, const char *value) {
+  size_t n = strlen(name) + strlen(value) + 3;
+  char *h = malloc(n);
+  if (!h) return AW_ENOMEM;
+  snprintf(h, n, "%s: %s", name, value);
+  struct curl_slist *nl = curl_slist_append(*l, h);
+  /* curl copies the string; wipe ours since it may hold the key. */
+  memset(h, 0, n);
+  free(h);
+  if (!nl) return AW_ENOMEM;
+  *l = nl;
+  return AW_OK;
+}
+
+/* A header value must not smuggle in another header. */
+static int header_safe(const char *v) { return v && !strpbrk(v, "\r\n"); }
+
+int api_client_new(uv_loop_t *loop, const api_config *cfg, api_client **out, char *errstr,
+                   size_t errstr_size) {
+  if (!cfg || !cfg->base_url || !cfg->base_url[0])
+    return aw_seterr(AW_ECONFIG, errstr, errstr_size, "api: base_url is required");
+  if (strncmp(cfg->base_url, "http://", 7) && strncmp(cfg->base_url, "https://", 8))
+    return aw_seterr(AW_ECONFIG, errstr, errstr_size, "api: base_url must be http(s)://...");
+  if (!cfg->api_key || !cfg->api_key[0] || !header_safe(cfg->api_key))
+    return aw_seterr(AW_ECONFIG, errstr, errstr_size, "api: api_key is missing or invalid");
+  if ((cfg->organization && !header_safe(cfg->organization)) ||
+      (cfg->project && !header_safe(cfg->project)))
+    return aw_seterr(AW_ECONFIG, errstr, errstr_size, "api: organization/project contain a line break");
+
+  api_client *c = calloc(1, sizeof *c);
+  if (!c) return aw_seterr(AW_ENOMEM, errstr, errstr_size, "api: out of memory");
+  c->cfg = *cfg;
+  c->cfg.base_url = c->cfg.api_key = c->cfg.organization = c->cfg.project = NULL;
+  if (c->cfg.max_body_bytes == 0) c->cfg.max_body_bytes = 4u << 20;
+  if (c->cfg.max_event_bytes == 0) c->cfg.max_event_bytes = 1u << 20;
+  c->base_url = strdup(cfg->base_url);
+  if (!c->base_url) goto nomem;
+  size_t bl = strlen(c->base_url);
+  while (bl > 0 && c->base_url[bl - 1] == '/') c->base_url[--bl] = '\0';
+  const char *host = strstr(c->base_url, "://") + 3;
+  c->base_path = strchr(host, '/');
+  if (!c->base_path) c->base_path = "";
+
+  int rc = AW_OK;
+  size_t kl = strlen(cfg->api_key) + 8;
+  char *bearer = malloc(kl);
+  if (!bearer) goto nomem;
+  snprintf(bearer, kl, "Bearer %s", cfg->api_key);
+  rc = add_header(&c->headers, "Authorization", bearer);
+  memset(bearer, 0, kl);
+  free(bearer);
+  if (!rc) rc = add_header(&c->headers, "OpenAI-Beta", "assistants=v2");
+  if (!rc) rc = add_header(&c->headers, "Content-Type", "application/json");
+  if (!rc && cfg->organization && cfg->organization[0])
+    rc = add_header(&c->headers, "OpenAI-Organization", cfg->organization);
+  if (!rc && cfg->project && cfg->project[0])
+    rc = add_header(&c->headers, "OpenAI-Project", cfg->project);
+  /* No "Expect: 100-continue" round trip for larger POST bodies. */
+  if (!rc) {
+    struct curl_slist *nl = curl_slist_append(c->headers, "Expect:");
+    if (nl) c->headers = nl;
+    else rc = AW_ENOMEM;
+  }
+  if (rc) goto nomem;
+
+  http_client_config hc;
+  http_client_config_default(&hc);
+  hc.max_total_connections = cfg->max_connections;
+  rc = http_client_new(loop, &hc, &c->http, errstr, errstr_size);
+  if (rc) {
+    curl_slist_free_all(c->headers);
+    free(c->base_url);
+    free(c);
+    return rc;
+  }
+  *out = c;
+  return AW_OK;
+nomem:
+  curl_slist_free_all(c->headers);
+  free(c->base_url);
+  free(c);
+  return aw_seterr(AW_ENOMEM, errstr, errstr_size, "api: out of memory");
+}
+
+static void call_free(api_call *call) {
+  api_client *c = call->c;
+  if (call->prev) call->prev->next = call->next;
+  else c->calls = call->next;
+  if (call->next) call->next->prev = call->prev;
+  c->pending--;
+  if (call->streaming) sse_free(&call->sse);
+  free(call);
+}
+
+void api_client_free(api_client *c) {
+  if (!c) return;
+  for (api_call *call = c->calls, *next; call; call = next) {
+    next = call->next;
+    api_call_cancel(call);
+  }
+  http_client_free(c->http);
+  curl_slist_free_all(c->headers);
+  free(c->base_url);
+  free(c);
+}
+
+size_t api_client_pending(const api_client *c) { return c ? c->pending : 0; }
+
+const char *api_client_base_path(const api_client *c) { return c->base_path; }
+
+void api_call_cancel(api_call *call) {
+  if (!call || call->cancelled || call->in_done) return;
+  call->cancelled = 1;
+  http_request_cancel(call->req);
+  call->req = NULL;
+  if (!call->in_feed) call_free(call);
+}
+
+/* ---- responses ------------------------------------------------------------ */
+
+static int status_err(int status) {
+  if (status >= 200 && status < 300) return AW_OK;
+  if (status == 429) return AW_ERATELIMIT;
+  if (status >= 500) return AW_EHTTP5XX;
+  if (status >= 400) return AW_EHTTP4XX;
+  return AW_EIO; /* 1xx/3xx: we follow no redirects */
+}
+
+static void on_http_done(void *opaque, const http_response *hr) {
+  api_call *call = opaque;
+  api_result res;
+  char code[64] = "", msg[768] = "";
+  cJSON *json = NULL;
+  memset(&res, 0, sizeof res);
+  res.http_status = hr->status;
+  res.attempts = hr->attempts;
+  res.events = call->events;
+  res.error_code = code;
+  res.errmsg = msg;
+  call->req = NULL;
+
+  if (hr->err == AW_ECANCELLED && call->stream_err) {
+    res.err = call->stream_err;
+    snprintf(msg, sizeof msg, "%s %s: %s", call->method, call->path,
+             call->stream_err == AW_ETOOBIG ? "stream event too large" : "stream stopped");
+  } else if (hr->err) {
+    res.err = hr->err;
+    snprintf(msg, sizeof msg, "%s %s: %s%s", call->method, call->path,
+             hr->err == AW_ETIMEDOUT ? "timed out: " : hr->err == AW_ETOOBIG ? "" : "transport error: ",
+             hr->errmsg);
+  } else if ((res.err = status_err(hr->status)) != AW_OK) {
+    api_json_error(call->method, call->path, hr->status, hr->body, hr->body_len, code, sizeof code,
+                   msg, sizeof msg);
+  } else if (!call->streaming) {
+    json = cJSON_ParseWithLength(hr->body, hr->body_len);
+    if (!json) {
+      res.err = AW_EPARSE;
+      snprintf(msg, sizeof msg, "%s %s: HTTP %d: response is not JSON", call->method, call->path,
+               hr->status);
+    }
+    res.json = json;
+  }
+  call->in_done = 1;
+  call->on_done(call->opaque, &res);
+  cJSON_Delete(json);
+  call_free(call);
+}
+
+static int on_sse_event(void *opaque, const sse_event *ev) {
+  api_call *call = opaque;
+  call->events++;
+  int rc = call->on_event(call->opaque, ev->event, ev->event_len, ev->data, ev->data_len);
+  if (call->cancelled) return 1;
+  if (rc) call->stream_err = AW_ECANCELLED;
+  return rc;
+}
+
+static int on_http_data(void *opaque, const char *data, size_t len) {
+  api_call *call = opaque;
+  call->in_feed = 1;
+  int rc = sse_feed(&call->sse, data, len);
+  call->in_feed = 0;
+  if (call->cancelled) {
+    /* Cancelled from on_event: the http request is gone already. */
+    call_free(call);
+    return 1;
+  }
+  if (rc == AW_ETOOBIG) call->stream_err = AW_ETOOBIG;
+  else if (rc) call->stream_err = AW_ECANCELLED;
+  return rc != AW_OK;
+}
+
+/* ---- starting calls ----------------------------------------------------------- */
+
+static int start(api_client *c, const char *method, const char *path, const char *body,
+                 int idempotent, api_event_cb on_event, api_done_cb on_done, void *opaque,
+                 api_call **out) {
+  if (out) *out = NULL;
+  if (!c || !path || path[0] != '/' || !on_done) return AW_EINVAL;
+  size_t qpos = strcspn(path, "?");
+  size_t bp = strlen(c->base_path);
+  api_call *call = calloc(1, sizeof *call + bp + qpos + 1);
+  if (!call) return AW_ENOMEM;
+  call->c = c;
+  call->on_done = on_done;
+  call->on_event = on_event;
+  call->opaque = opaque;
+  snprintf(call->method, sizeof call->method, "%s", method);
+  memcpy(call->path, c->base_path, bp);
+  memcpy(call->path + bp, path, qpos);
+  call->path[bp + qpos] = '\0';
+
+  size_t bl = strlen(c->base_url), pl = strlen(path);
+  char url[2048];
+  if (bl + pl + 1 > sizeof url) {
+    free(call);
+    return AW_EINVAL;
+  }
+  memcpy(url, c->base_url, bl);
+  memcpy(url + bl, path, pl + 1);
+
+  http_request_opts o;
+  memset(&o, 0, sizeof o);
+  o.method = method;
+  o.url = url;
+  o.headers = c->headers;
+  o.body = body;
+  o.body_len = body ? strlen(body) : 0;
+  o.max_body = c->cfg.max_body_bytes;
+  o.retry = &c->cfg.retry;
+  o.idempotent = idempotent;
+  o.on_done = on_http_done;
+  o.opaque = call;
+  if (on_event) {
+    call->streaming = 1;
+    sse_init(&call->sse, c->cfg.max_event_bytes, on_sse_event, call);
+    o.on_data = on_http_data;
+    o.idle_timeout_ms = c->cfg.stream_idle_timeout_ms;
+    o.connect_timeout_ms = c->cfg.request_timeout_ms;
+  } else {
+    o.timeout_ms = c->cfg.request_timeout_ms;
+  }
+  int rc = http_request_start(c->http, &o, &call->req);
+  if (rc) {
+    if (call->streaming) sse_free(&call->sse);
+    free(call);
+    return rc;
+  }
+  c->pending++;
+  call->next = c->calls;
+  if (c->calls) c->calls->prev = call;
+  c->calls = call;
+  if (out) *out = call;
+  return AW_OK;
+}
+
+int api_request(api_client *c, const char *method, const char *path, const char *body,
+                int idempotent, api_done_cb on_done, void *opaque, api_call **out) {
+  if (!method) return AW_EINVAL;
+  return start(c, method, path, body, idempotent, NULL, on_done, opaque, out);
+}
+
+int api_stream(api_client *c, const char *path, const char *body, api_event_cb on_event,
+               api_done_cb on_done, void *opaque, api_call **out) {
+  if (!on_event) return AW_EINVAL;
+  /* A stream that failed before any byte arrived is retried: a duplicate run
+   * that may cause is detected by the caller ("already has an active run"). */
+  return start(c, "POST", path, body, 1, on_event, on_done, opaque, out);
+}
+
+/* ---- endpoints ------------------------------------------------------------------ */
+
+static int id_ok(const char *id) {
+  if (!id) return 0;
+  size_t n = strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-");
+  return n > 0 && n < API_JSON_ID_MAX && id[n] == '\0';
+}
+
+static int order_ok(const char *o) { return !o || !strcmp(o, "asc") || !strcmp(o, "desc"); }
+
+/* Append "&k=v" / "?k=v" query parameters; values were validated. */
+static void q_add(char *p, size_t n, const char *k, const char *v) {
+  size_t l = strlen(p);
+  snprintf(p + l, n - l, "%c%s=%s", strchr(p, '?') ? '&' : '?', k, v);
+}
+
+static void q_limit(char *p, size_t n, int limit) {
+  if (limit > 0) {
+    char v[16];
+    snprintf(v, sizeof v, "%d", limit);
+    q_add(p, n, "limit", v);
+  }
+}
+
+int api_assistants_create(api_client *c, const char *body, api_done_cb cb, void *opaque, api_call **out) {
+  return start(c, "POST", "/assistants", body, 0, NULL, cb, opaque, out);
+}
+
+int api_assistants_retrieve(api_client *c, const char *id, api_done_cb cb, void *opaque, api_call **out) {
+  if (!id_ok(id)) return AW_EINVAL;
+  char p[160];
+  snprintf(p, sizeof p, "/assistants/%s", id);
+  return start(c, "GET", p, NULL, 1, NULL, cb, opaque, out);
+}
+
+int api_assistants_update(api_client *c, const char *id, const char *body, api_done_cb cb, void *opaque, api_call **out) {
+  if (!id_ok(id)) return AW_EINVAL;
+  char p[160];
+  snprintf(p, sizeof p, "/assistants/%s", id);
+  return start(c, "POST", p, body, 1, NULL, cb, opaque, out); /* same update twice is harmless */
+}
+
+int api_assistants_list(api_client *c, int limit, const char *order, const char *after, api_done_cb cb, void *opaque, api_call **out) {
+  if (!order_ok(order) || (after && !id_ok(after))) return AW_EINVAL;
+  char p[256] = "/assistants";
+  q_limit(p, sizeof p, limit);
+  if (order) q_add(p, sizeof p, "order", order);
+  if (after) q_add(p, sizeof p, "after", after);
+  return start(c, "GET", p, NULL, 1, NULL, cb, opaque, out);
+}
+
+int api_threads_create(api_client *c, const char *body, api_done_cb cb, void *opaque, api_call **out) {
+  return start(c, "POST", "/threads", body ? body : "{}", 0, NULL, cb, opaque, out);
+}
+
+int api_threads_retrieve(api_client *c, const char *id, api_done_cb cb, void *opaque, api_call **out) {
+  if (!id_ok(id)) return AW_EINVAL;
+  char p[160];
+  snprintf(p, sizeof p, "/threads/%s", id);
+  return start(c, "GET", p, NULL, 1, NULL, cb, opaque, out);
+}
+
+int api_threads_delete(api_client *c, const char *id, api_done_cb cb, void *opaque, api_call **out) {
+  if (!id_ok(id)) return AW_EINVAL;
+  char p[160];
+  snprintf(p, sizeof p, "/threads/%s", id);
+  return start(c, "DELETE", p, NULL, 1, NULL, cb, opaque, out);
+}
+
+int api_threads_create_and_run(api_client *c, const char *body, api_event_cb on_event, api_done_cb cb, void *opaque, api_call **out) {
+  if (!body) return AW_EINVAL;
+  return api_stream(c, "/threads/runs", body, on_event, cb, opaque, out);
+}
+
+int api_messages_create(api_client *c, const char *thread, const char *body, api_done_cb cb, void *opaque, api_call **out) {
+  if (!id_ok(thread) || !body) return AW_EINVAL;
+  char p[160];
+  snprintf(p, sizeof p, "/threads/%s/messages", thread);
+  return start(c, "POST", p, body, 0, NULL, cb, opaque, out);
+}
+
+int api_messages_list(api_client *c, const char *thread, const char *run_id, const char *order, int limit, const char *after, api_done_cb cb, void *opaque, api_call **out) {
+  if (!id_ok(thread) || (run_id && !id_ok(run_id)) || !order_ok(order) || (after && !id_ok(after)))
+    return AW_EINVAL;
+  char p[512];
+  snprintf(p, sizeof p, "/threads/%s/messages", thread);
+  if (run_id) q_add(p, sizeof p, "run_id", run_id);
+  if (order) q_add(p, sizeof p, "order", order);
+  q_limit(p, sizeof p, limit);
+  if (after) q_add(p, sizeof p, "after", after);
+  return start(c, "GET", p, NULL, 1, NULL, cb, opaque, out);
+}
+
+int api_runs_create(api_client *c, const char *thread, const char *body, api_event_cb on_event, api_done_cb cb, void *opaque, api_call **out) {
+  if (!id_ok(thread) || !body) return AW_EINVAL;
+  char p[160];
+  snprintf(p, sizeof p, "/threads/%s/runs", thread);
+  return api_stream(c, p, body, on_event, cb, opaque, out);
+}
+
+int api_runs_retrieve(api_client *c, const char *thread, const char *run, api_done_cb cb, void *opaque, api_call **out) {
+  if (!id_ok(thread) || !id_ok(run)) return AW_EINVAL;
+  char p[256];
+  snprintf(p, sizeof p, "/threads/%s/runs/%s", thread, run);
+  return start(c, "GET", p, NULL, 1, NULL, cb, opaque, out);
+}
+
+int api_runs_list(api_client *c, const char *thread, int limit, const char *order, api_done_cb cb, void *opaque, api_call **out) {
+  if (!id_ok(thread) || !order_ok(order)) return AW_EINVAL;
+  char p[256];
+  snprintf(p, sizeof p, "/threads/%s/runs", thread);
+  q_limit(p, sizeof p, limit);
+  if (order) q_add(p, sizeof p, "order", order);
+  return start(c, "GET", p, NULL, 1, NULL, cb, opaque, out);
+}
+
+int api_runs_cancel(api_client *c, const char *thread, const char *run, api_done_cb cb, void *opaque, api_call **out) {
+  if (!id_ok(thread) || !id_ok(run)) return AW_EINVAL;
+  char p[256];
+  snprintf(p, sizeof p, "/threads/%s/runs/%s/cancel", thread, run);
+  return start(c, "POST", p, NULL, 1, NULL, cb, opaque, out);
+}
+
+int api_run_steps_list(api_client *c, const char *thread, const char *run, int limit, const char *order, const char *after, api_done_cb cb, void *opaque, api_call **out) {
+  if (!id_ok(thread) || !id_ok(run) || !order_ok(order) || (after && !id_ok(after))) return AW_EINVAL;
+  char p[512];
+  snprintf(p, sizeof p, "/threads/%s/runs/%s/steps", thread, run);
+  q_limit(p, sizeof p, limit);
+  if (order) q_add(p, sizeof p, "order", order);
+  if (after) q_add(p, sizeof p, "after", after);
+  return start(c, "GET", p, NULL, 1, NULL, cb, opaque, out);
+}

@@ -1,0 +1,153 @@
+/* api_client.h -- OpenAI Assistants API v2 client on a libuv loop (prefix api_).
+ *
+ * A thin layer over http_client: it builds URLs from the configured base
+ * ("http://127.0.0.1:PORT/v1"), sends the fixed headers (Authorization:
+ * Bearer KEY -- never logged, never put in an error message --,
+ * OpenAI-Beta: assistants=v2, Content-Type: application/json and the optional
+ * OpenAI-Organization / OpenAI-Project) from one header list built at
+ * creation, retries per retry.h (inside http_client), and turns responses
+ * into results:
+ *
+ *   2xx with a JSON body  -> res->json, a cJSON tree owned by the client,
+ *                            valid only during the callback;
+ *   any other status      -> err by class (429 AW_ERATELIMIT, 5xx
+ *                            AW_EHTTP5XX, other 4xx AW_EHTTP4XX) and a precise
+ *                            message built from the API's error object:
+ *                            "POST /v1/threads/x/runs: HTTP 400
+ *                            invalid_request_error: <message>";
+ *   transport failure     -> AW_EIO / AW_ETIMEDOUT; body over the cap
+ *                            (default 4 MiB) -> AW_ETOOBIG; not JSON ->
+ *                            AW_EPARSE.
+ *
+ * Streaming calls (runs create with stream:true, threads create-and-run)
+ * feed the 2xx body to an SSE parser (sse.h) and hand each event's name and
+ * data bytes to on_event without interpreting them: callers decide which
+ * events deserve a JSON parse.  on_done follows once the stream ended.
+ *
+ * Ids put into paths must match [A-Za-z0-9_-]{1,95}; anything else is
+ * AW_EINVAL before any I/O.  Every call returns AW_OK or an AW_E* detected
+ * before I/O; later outcomes arrive through on_done, exactly once unless
+ * cancelled, never inside the starting call.
+ *
+ * @locality the loop thread only.
+ */
+#ifndef AW_API_CLIENT_H
+#define AW_API_CLIENT_H
+
+#include <stddef.h>
+#include <cJSON.h>
+#include <uv.h>
+#include "aw_error.h"
+#include "retry.h"
+
+typedef struct api_client api_client;
+typedef struct api_call api_call;
+
+typedef struct api_config {
+  const char *base_url;      /* required, e.g. "https://api.openai.com/v1" */
+  const char *api_key;       /* required; never logged */
+  const char *organization;  /* optional */
+  const char *project;       /* optional */
+  long request_timeout_ms;   /* per non-streaming attempt (default 30000) */
+  long stream_idle_timeout_ms; /* a silent stream ends after this (default 60000) */
+  retry_policy retry;        /* default retry_policy_default() */
+  long max_connections;      /* 0 = unlimited */
+  size_t max_body_bytes;     /* cap on a response body (default 4 MiB) */
+  size_t max_event_bytes;    /* cap on one SSE event (default 1 MiB) */
+} api_config;
+
+typedef struct api_result {
+  int err;                 /* AW_OK or AW_E* (see above) */
+  int http_status;         /* 0 if no response */
+  const cJSON *json;       /* parsed 2xx body (NULL for streams, errors) */
+  const char *error_code;  /* API error.code or error.type, "" if none */
+  const char *errmsg;      /* "" on success */
+  int attempts;            /* 1 + retries */
+  int events;              /* streams: events delivered to on_event */
+} api_result;
+
+/** Outcome of a call; strings and json valid only during the call. */
+typedef void (*api_done_cb)(void *opaque, const api_result *res);
+/** One SSE event of a stream (event name "message" if none given).  data is
+ *  NUL-terminated.  Return 0 to go on, non-zero to stop the stream (on_done
+ *  then reports AW_ECANCELLED). */
+typedef int (*api_event_cb)(void *opaque, const char *event, size_t event_len, const char *data,
+                            size_t data_len);
+
+/** Defaults (strings NULL). */
+void api_config_default(api_config *cfg);
+
+/** Create a client; strings in cfg are copied.  AW_ECONFIG for a missing
+ *  base_url / api_key, AW_ENOMEM. */
+int api_client_new(uv_loop_t *loop, const api_config *cfg, api_client **out, char *errstr,
+                   size_t errstr_size) AW_MUST_CHECK;
+
+/** Cancel every call (no callbacks) and free the client; its libuv handles
+ *  finish closing on the loop's next iteration.  Never call from one of its
+ *  callbacks.  Safe on NULL. */
+void api_client_free(api_client *c);
+
+/** Cancel a call: no callback follows.  Safe on NULL; a no-op inside the
+ *  call's own on_done. */
+void api_call_cancel(api_call *call);
+
+/** Number of calls in flight. */
+size_t api_client_pending(const api_client *c);
+
+/** The path of the base URL ("/v1"), used to prefix paths in messages. */
+const char *api_client_base_path(const api_client *c);
+
+/* ---- generic --------------------------------------------------------------- */
+
+/** Call METHOD base_url+path (path starts with '/', may carry a query).
+ *  body is JSON text or NULL (copied).  idempotent: the request may be
+ *  retried after a transport failure that may have reached the server.
+ *  *out (may be NULL) receives a handle for api_call_cancel. */
+int api_request(api_client *c, const char *method, const char *path, const char *body,
+                int idempotent, api_done_cb on_done, void *opaque, api_call **out) AW_MUST_CHECK;
+
+/** POST base_url+path with body (which should contain "stream":true) and
+ *  deliver the SSE events of the response.  Retried only while no event
+ *  byte was received. */
+int api_stream(api_client *c, const char *path, const char *body, api_event_cb on_event,
+               api_done_cb on_done, void *opaque, api_call **out) AW_MUST_CHECK;
+
+/* ---- endpoints ---------------------------------------------------------------
+ * body arguments are JSON text (may be NULL where the API accepts no body).
+ * List calls take limit (0 = API default), after / order (NULL = default). */
+
+/** POST /assistants */
+int api_assistants_create(api_client *c, const char *body, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
+/** GET /assistants/{id} */
+int api_assistants_retrieve(api_client *c, const char *id, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
+/** POST /assistants/{id} */
+int api_assistants_update(api_client *c, const char *id, const char *body, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
+/** GET /assistants?limit=&order=&after= */
+int api_assistants_list(api_client *c, int limit, const char *order, const char *after, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
+
+/** POST /threads */
+int api_threads_create(api_client *c, const char *body, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
+/** GET /threads/{id} */
+int api_threads_retrieve(api_client *c, const char *id, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
+/** DELETE /threads/{id} */
+int api_threads_delete(api_client *c, const char *id, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
+/** POST /threads/runs (stream) -- create a thread and run it. */
+int api_threads_create_and_run(api_client *c, const char *body, api_event_cb on_event, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
+
+/** POST /threads/{t}/messages */
+int api_messages_create(api_client *c, const char *thread, const char *body, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
+/** GET /threads/{t}/messages?run_id=&order=&limit=&after= (run_id may be NULL) */
+int api_messages_list(api_client *c, const char *thread, const char *run_id, const char *order, int limit, const char *after, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
+
+/** POST /threads/{t}/runs (stream) */
+int api_runs_create(api_client *c, const char *thread, const char *body, api_event_cb on_event, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
+/** GET /threads/{t}/runs/{r} */
+int api_runs_retrieve(api_client *c, const char *thread, const char *run, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
+/** GET /threads/{t}/runs?limit=&order= */
+int api_runs_list(api_client *c, const char *thread, int limit, const char *order, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
+/** POST /threads/{t}/runs/{r}/cancel */
+int api_runs_cancel(api_client *c, const char *thread, const char *run, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
+/** GET /threads/{t}/runs/{r}/steps?limit=&order=&after= */
+int api_run_steps_list(api_client *c, const char *thread, const char *run, int limit, const char *order, const char *after, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
+
+#endif

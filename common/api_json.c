@@ -1,0 +1,347 @@
+/* api_json.c -- interpreting Assistants API JSON (see api_json.h). */
+#include "api_json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Bounds on the record arrays: a run's messages rarely have more than a few
+ * parts and annotations; these only stop a hostile response. */
+#define MAX_RECORD_BYTES (256u * 1024u)
+
+static const cJSON *get(const cJSON *o, const char *k) {
+  return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+}
+
+static const char *get_str(const cJSON *o, const char *k) {
+  const cJSON *v = get(o, k);
+  return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int64_t get_int(const cJSON *o, const char *k, int64_t dflt) {
+  const cJSON *v = get(o, k);
+  if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) return dflt;
+  double d = v->valuedouble;
+  if (d > 9.0e18 || d < -9.0e18) return dflt;
+  return (int64_t)d;
+}
+
+static void copy_str(char *dst, size_t n, const char *s) {
+  if (!n) return;
+  snprintf(dst, n, "%s", s ? s : "");
+}
+
+/* Copy at most n-1 bytes of a body that may not be text, replacing control
+ * bytes so an error message stays one printable line. */
+static void copy_printable(char *dst, size_t n, const char *s, size_t len) {
+  size_t o = 0;
+  for (size_t i = 0; i < len && o + 1 < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    dst[o++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+  }
+  if (n) dst[o] = '\0';
+}
+
+void api_json_error(const char *method, const char *path, int status, const char *body,
+                    size_t body_len, char *code, size_t code_size, char *msg, size_t msg_size) {
+  char detail[512];
+  const char *type = NULL, *ecode = NULL, *emsg = NULL;
+  cJSON *j = body_len ? cJSON_ParseWithLength(body, body_len) : NULL;
+  const cJSON *e = get(j, "error");
+  if (cJSON_IsObject(e)) {
+    type = get_str(e, "type");
+    ecode = get_str(e, "code");
+    emsg = get_str(e, "message");
+  }
+  if (code) copy_str(code, code_size, ecode ? ecode : type ? type : "");
+  if (emsg) copy_printable(detail, sizeof detail, emsg, strlen(emsg));
+  else copy_printable(detail, sizeof detail, body ? body : "", body ? body_len : 0);
+  char red[sizeof detail];
+  log_redact(detail, red, sizeof red);
+  if (msg && msg_size) {
+    if (type)
+      snprintf(msg, msg_size, "%s %s: HTTP %d %s: %s", method, path, status, type, red);
+    else if (red[0])
+      snprintf(msg, msg_size, "%s %s: HTTP %d: %s", method, path, status, red);
+    else
+      snprintf(msg, msg_size, "%s %s: HTTP %d", method, path, status);
+  }
+  cJSON_Delete(j);
+}
+
+int api_json_error_event(const char *data, size_t len, char *code, size_t code_size, char *msg,
+                         size_t msg_size) {
+  cJSON *j = cJSON_ParseWithLength(data, len);
+  if (!j) {
+    copy_str(code, code_size, "stream_error");
+    copy_printable(msg, msg_size, data, len);
+    return AW_EPARSE;
+  }
+  const cJSON *e = get(j, "error");
+  if (!cJSON_IsObject(e)) e = j;
+  const char *c = get_str(e, "code");
+  if (!c) c = get_str(e, "type");
+  copy_str(code, code_size, c ? c : "stream_error");
+  const char *m = get_str(e, "message");
+  char red[256];
+  log_redact(m ? m : "error event", red, sizeof red);
+  copy_str(msg, msg_size, red);
+  cJSON_Delete(j);
+  return AW_OK;
+}
+
+int api_json_run_terminal(const char *s) {
+  return s && (!strcmp(s, "completed") || !strcmp(s, "failed") || !strcmp(s, "cancelled") ||
+               !strcmp(s, "expired") || !strcmp(s, "incomplete"));
+}
+
+int api_json_run_parse(const cJSON *run, api_json_run *out) {
+  memset(out, 0, sizeof *out);
+  const char *id = get_str(run, "id"), *st = get_str(run, "status");
+  if (!id || !st || !id[0] || strlen(id) >= sizeof out->id || strlen(st) >= sizeof out->status)
+    return AW_EPARSE;
+  copy_str(out->id, sizeof out->id, id);
+  copy_str(out->status, sizeof out->status, st);
+  const char *as = get_str(run, "assistant_id");
+  if (as && strlen(as) < sizeof out->assistant_id) copy_str(out->assistant_id, sizeof out->assistant_id, as);
+  const char *tag = get_str(get(run, "metadata"), "aw_message_id");
+  if (tag && strlen(tag) < sizeof out->tag) copy_str(out->tag, sizeof out->tag, tag);
+  out->created_at = get_int(run, "created_at", 0);
+  const cJSON *u = get(run, "usage");
+  if (cJSON_IsObject(u)) {
+    out->usage.present = 1;
+    out->usage.prompt_tokens = get_int(u, "prompt_tokens", 0);
+    out->usage.completion_tokens = get_int(u, "completion_tokens", 0);
+    out->usage.total_tokens = get_int(u, "total_tokens", 0);
+  }
+  const cJSON *le = get(run, "last_error");
+  if (cJSON_IsObject(le)) {
+    copy_str(out->error_code, sizeof out->error_code, get_str(le, "code"));
+    copy_str(out->error_message, sizeof out->error_message, get_str(le, "message"));
+  } else {
+    const char *reason = get_str(get(run, "incomplete_details"), "reason");
+    if (reason) copy_str(out->error_code, sizeof out->error_code, reason);
+  }
+  return AW_OK;
+}
+
+int api_json_run_parse_text(const char *data, size_t len, api_json_run *out) {
+  cJSON *j = cJSON_ParseWithLength(data, len);
+  if (!j) {
+    memset(out, 0, sizeof *out);
+    return AW_EPARSE;
+  }
+  int rc = api_json_run_parse(j, out);
+  cJSON_Delete(j);
+  return rc;
+}
+
+int api_json_delta_texts(const char *data, size_t len, api_json_text_cb cb, void *opaque) {
+  cJSON *j = cJSON_ParseWithLength(data, len);
+  if (!j) return AW_EPARSE;
+  int rc = AW_OK;
+  const cJSON *content = get(get(j, "delta"), "content"), *part;
+  if (cJSON_IsArray(content)) {
+    cJSON_ArrayForEach(part, content) {
+      const char *type = get_str(part, "type");
+      if (!type || strcmp(type, "text") != 0) continue;
+      const char *v = get_str(get(part, "text"), "value");
+      if (!v || !v[0]) continue;
+      rc = cb(opaque, v, strlen(v));
+      if (rc) break;
+    }
+  }
+  cJSON_Delete(j);
+  return rc;
+}
+
+/* ---- answer collector --------------------------------------------------- */
+
+typedef struct msg_rec {
+  size_t id, part0, nparts;
+} msg_rec;
+typedef struct part_rec {
+  size_t type, text, text_len, ann0, nann;
+} part_rec;
+typedef struct ann_rec {
+  size_t type, text, file_id;
+  int64_t start, end;
+} ann_rec;
+
+void api_json_answer_init(api_json_answer *a, size_t max_bytes) {
+  buf_init(&a->arena, max_bytes);
+  buf_init(&a->msgs, MAX_RECORD_BYTES);
+  buf_init(&a->parts, MAX_RECORD_BYTES);
+  buf_init(&a->anns, MAX_RECORD_BYTES);
+  a->text_len = 0;
+  a->built = NULL;
+}
+
+void api_json_answer_reset(api_json_answer *a) {
+  buf_reset(&a->arena);
+  buf_reset(&a->msgs);
+  buf_reset(&a->parts);
+  buf_reset(&a->anns);
+  a->text_len = 0;
+  free(a->built);
+  a->built = NULL;
+}
+
+void api_json_answer_free(api_json_answer *a) {
+  buf_free(&a->arena);
+  buf_free(&a->msgs);
+  buf_free(&a->parts);
+  buf_free(&a->anns);
+  a->text_len = 0;
+  free(a->built);
+  a->built = NULL;
+}
+
+/* Copy s (with its NUL) into the arena; *off receives its offset. */
+static int put(api_json_answer *a, const char *s, size_t *off) {
+  *off = a->arena.len;
+  return buf_append(&a->arena, s ? s : "", (s ? strlen(s) : 0) + 1);
+}
+
+static int add_annotation(api_json_answer *a, const cJSON *an) {
+  const char *type = get_str(an, "type");
+  if (!type || (strcmp(type, "file_citation") && strcmp(type, "file_path"))) return AW_OK;
+  ann_rec r;
+  memset(&r, 0, sizeof r);
+  int rc;
+  if ((rc = put(a, type, &r.type)) || (rc = put(a, get_str(an, "text"), &r.text)) ||
+      (rc = put(a, get_str(get(an, type), "file_id"), &r.file_id)))
+    return rc;
+  r.start = get_int(an, "start_index", 0);
+  r.end = get_int(an, "end_index", 0);
+  return buf_append(&a->anns, &r, sizeof r);
+}
+
+static int add_part(api_json_answer *a, const cJSON *part, size_t *nparts) {
+  const char *type = get_str(part, "type");
+  part_rec r;
+  memset(&r, 0, sizeof r);
+  int rc;
+  if (type && !strcmp(type, "text")) {
+    const cJSON *t = get(part, "text");
+    const char *v = get_str(t, "value");
+    if (!v) return AW_EPARSE;
+    if ((rc = put(a, "text", &r.type)) || (rc = put(a, v, &r.text))) return rc;
+    r.text_len = strlen(v);
+    r.ann0 = a->anns.len / sizeof(ann_rec);
+    const cJSON *anns = get(t, "annotations"), *an;
+    if (cJSON_IsArray(anns)) {
+      cJSON_ArrayForEach(an, anns) {
+        if ((rc = add_annotation(a, an))) return rc;
+      }
+    }
+    r.nann = a->anns.len / sizeof(ann_rec) - r.ann0;
+    a->text_len += r.text_len;
+  } else if (type && !strcmp(type, "image_file")) {
+    const char *fid = get_str(get(part, "image_file"), "file_id");
+    if (!fid) return AW_EPARSE;
+    if ((rc = put(a, "image_file", &r.type)) || (rc = put(a, fid, &r.text))) return rc;
+    r.text_len = strlen(fid);
+  } else {
+    return AW_OK; /* other content types are not part of the contract yet */
+  }
+  (*nparts)++;
+  return buf_append(&a->parts, &r, sizeof r);
+}
+
+int api_json_answer_add(api_json_answer *a, const cJSON *msg) {
+  if (!cJSON_IsObject(msg)) return AW_EPARSE;
+  const char *id = get_str(msg, "id");
+  if (!id || !id[0] || strlen(id) >= API_JSON_ID_MAX) return AW_EPARSE;
+  const char *role = get_str(msg, "role");
+  if (role && strcmp(role, "assistant") != 0) return AW_OK;
+  free(a->built);
+  a->built = NULL;
+  msg_rec m;
+  int rc = put(a, id, &m.id);
+  m.part0 = a->parts.len / sizeof(part_rec);
+  m.nparts = 0;
+  const cJSON *content = get(msg, "content"), *part;
+  if (!rc && cJSON_IsArray(content)) {
+    cJSON_ArrayForEach(part, content) {
+      if ((rc = add_part(a, part, &m.nparts))) break;
+    }
+  }
+  if (!rc) rc = buf_append(&a->msgs, &m, sizeof m);
+  if (rc) api_json_answer_reset(a); /* a half-added message must not show */
+  return rc;
+}
+
+int api_json_answer_add_text(api_json_answer *a, const char *data, size_t len) {
+  cJSON *j = cJSON_ParseWithLength(data, len);
+  if (!j) return AW_EPARSE;
+  int rc = api_json_answer_add(a, j);
+  cJSON_Delete(j);
+  return rc;
+}
+
+size_t api_json_answer_count(const api_json_answer *a) { return a->msgs.len / sizeof(msg_rec); }
+
+int api_json_answer_build(api_json_answer *a, const contract_out_message **msgs, size_t *n) {
+  size_t nm = a->msgs.len / sizeof(msg_rec), np = a->parts.len / sizeof(part_rec),
+         na = a->anns.len / sizeof(ann_rec);
+  free(a->built);
+  a->built = NULL;
+  *msgs = NULL;
+  *n = 0;
+  if (!nm) return AW_OK;
+  /* One allocation for the three pointer arrays; the strings stay in the arena. */
+  size_t sz = nm * sizeof(contract_out_message) + np * sizeof(contract_out_part) +
+              na * sizeof(contract_annotation);
+  char *mem = calloc(1, sz);
+  if (!mem) return AW_ENOMEM;
+  contract_out_message *om = (contract_out_message *)mem;
+  contract_out_part *op = (contract_out_part *)(om + nm);
+  contract_annotation *oa = (contract_annotation *)(op + np);
+  const char *ar = a->arena.data;
+  const msg_rec *mr = (const msg_rec *)a->msgs.data;
+  const part_rec *pr = (const part_rec *)a->parts.data;
+  const ann_rec *anr = (const ann_rec *)a->anns.data;
+  for (size_t i = 0; i < na; i++) {
+    oa[i].type = ar + anr[i].type;
+    oa[i].text = ar + anr[i].text;
+    oa[i].file_id = ar + anr[i].file_id;
+    oa[i].start_index = anr[i].start;
+    oa[i].end_index = anr[i].end;
+  }
+  for (size_t i = 0; i < np; i++) {
+    op[i].type = ar + pr[i].type;
+    op[i].text = ar + pr[i].text;
+    op[i].text_len = pr[i].text_len;
+    op[i].annotations = pr[i].nann ? oa + pr[i].ann0 : NULL;
+    op[i].nannotations = pr[i].nann;
+  }
+  for (size_t i = 0; i < nm; i++) {
+    om[i].id = ar + mr[i].id;
+    om[i].parts = mr[i].nparts ? op + mr[i].part0 : NULL;
+    om[i].nparts = mr[i].nparts;
+  }
+  a->built = mem;
+  *msgs = om;
+  *n = nm;
+  return AW_OK;
+}
+
+int api_json_answer_text_from(const api_json_answer *a, size_t from, buf *out) {
+  size_t np = a->parts.len / sizeof(part_rec), pos = 0;
+  const part_rec *pr = (const part_rec *)a->parts.data;
+  for (size_t i = 0; i < np; i++) {
+    if (strcmp(a->arena.data + pr[i].type, "text") != 0) continue;
+    size_t len = pr[i].text_len;
+    if (pos + len > from) {
+      size_t skip = from > pos ? from - pos : 0;
+      int rc = buf_append(out, a->arena.data + pr[i].text + skip, len - skip);
+      if (rc) return rc;
+    }
+    pos += len;
+  }
+  return AW_OK;
+}

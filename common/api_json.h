@@ -1,0 +1,106 @@
+/* api_json.h -- mapping Assistants API JSON to our results (prefix api_json_).
+ *
+ * Pure functions with no I/O, so that everything that interprets bytes from
+ * the API (error bodies, run objects, message objects, stream event data)
+ * sits in one place that tests/fuzz/fuzz_api_json.c can feed with arbitrary
+ * input.  Inputs are untrusted: every field is type-checked, ids are length-
+ * checked, and collected text is bounded.
+ *
+ * The answer collector (api_json_answer) is how a turn keeps assistant
+ * messages without holding cJSON trees: strings are copied into one bounded
+ * arena and described by small fixed-size records with offsets (the arena
+ * may move when it grows); api_json_answer_build() turns them into the
+ * contract_out_message arrays of contract.h in a single allocation.
+ */
+#ifndef AW_API_JSON_H
+#define AW_API_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cJSON.h>
+#include "aw_error.h"
+#include "buf.h"
+#include "contract.h"
+
+#define API_JSON_ID_MAX 96 /* ids are ~30 bytes; longer ones are rejected */
+
+/** Format the error of a non-2xx response: "POST /v1/threads: HTTP 400
+ *  invalid_request_error: <message>" (type and message from the API's
+ *  {"error":{...}} object, else a sanitized prefix of the body).  code
+ *  receives error.code, else error.type, else "" (may be NULL).  Secrets
+ *  shaped like keys are masked.  Never fails; outputs are truncated. */
+void api_json_error(const char *method, const char *path, int status, const char *body,
+                    size_t body_len, char *code, size_t code_size, char *msg, size_t msg_size);
+
+/** Parse an error object as sent in a stream's `error` event (either the
+ *  object itself or wrapped in "error").  AW_EPARSE if not JSON. */
+int api_json_error_event(const char *data, size_t len, char *code, size_t code_size, char *msg,
+                         size_t msg_size) AW_MUST_CHECK;
+
+/** The parts of a run object a turn needs. */
+typedef struct api_json_run {
+  char id[API_JSON_ID_MAX];
+  char status[32];
+  char assistant_id[API_JSON_ID_MAX];
+  char tag[API_JSON_ID_MAX]; /* metadata.aw_message_id, "" if none */
+  int64_t created_at;
+  contract_usage usage;
+  char error_code[64];   /* last_error.code, or incomplete_details.reason */
+  char error_message[256];
+} api_json_run;
+
+/** Fill out from a run object.  AW_EPARSE when id or status is missing or
+ *  not a string, or the id is too long. */
+int api_json_run_parse(const cJSON *run, api_json_run *out) AW_MUST_CHECK;
+/** Same from JSON text. */
+int api_json_run_parse_text(const char *data, size_t len, api_json_run *out) AW_MUST_CHECK;
+
+/** Is status a terminal run status (completed, failed, cancelled, expired,
+ *  incomplete)? */
+int api_json_run_terminal(const char *status);
+
+/** Called with each text delta value of a thread.message.delta event. */
+typedef int (*api_json_text_cb)(void *opaque, const char *text, size_t len);
+/** Parse a thread.message.delta event and call cb for each text value in
+ *  order.  AW_EPARSE if not JSON; a non-zero cb return stops and is
+ *  returned. */
+int api_json_delta_texts(const char *data, size_t len, api_json_text_cb cb, void *opaque) AW_MUST_CHECK;
+
+/* ---- answer collector --------------------------------------------------- */
+
+typedef struct api_json_answer {
+  buf arena;  /* NUL-terminated strings, addressed by offset */
+  buf msgs;   /* message records */
+  buf parts;  /* part records */
+  buf anns;   /* annotation records */
+  size_t text_len; /* total bytes of text parts, in order */
+  void *built;     /* result of the last api_json_answer_build */
+} api_json_answer;
+
+/** Initialise; the arena may hold max_bytes.  Allocates nothing. */
+void api_json_answer_init(api_json_answer *a, size_t max_bytes);
+/** Forget every message (keeps the limit). */
+void api_json_answer_reset(api_json_answer *a);
+/** Release memory. */
+void api_json_answer_free(api_json_answer *a);
+
+/** Add a message object (as in thread.message.completed or a messages list
+ *  item).  Messages whose role is not "assistant" are skipped (AW_OK).
+ *  AW_EPARSE for a non-object or missing id, AW_ETOOBIG past the bound (the
+ *  collector is then reset). */
+int api_json_answer_add(api_json_answer *a, const cJSON *msg) AW_MUST_CHECK;
+/** Same from JSON text. */
+int api_json_answer_add_text(api_json_answer *a, const char *data, size_t len) AW_MUST_CHECK;
+
+/** Number of messages collected. */
+size_t api_json_answer_count(const api_json_answer *a);
+
+/** Build the contract view of the collected messages; valid until the next
+ *  add/reset/free/build.  AW_ENOMEM. */
+int api_json_answer_build(api_json_answer *a, const contract_out_message **msgs, size_t *n) AW_MUST_CHECK;
+
+/** Append to out the concatenated text of all text parts from byte offset
+ *  `from` on (what deltas would have carried after the first `from` bytes). */
+int api_json_answer_text_from(const api_json_answer *a, size_t from, buf *out) AW_MUST_CHECK;
+
+#endif
