@@ -1,0 +1,64 @@
+/* sim_faults.h -- runtime settings and fault injection (prefix sfault_).
+ *
+ * One settings record, changed by CLI flags (the baseline) and by
+ * POST /admin/faults (merged field by field), consulted per request:
+ *  - pacing: latency_ms, token_delay_ms, answer_tokens;
+ *  - counted faults, each consumed by one matching event:
+ *    fail_next_n_with_429 (+retry_after_s), fail_next_n_with_500,
+ *    drop_next_n_streams, fail_next_n_runs (+fail_run_code),
+ *    expire_next_n_runs;
+ *  - chaos rates in [0,1]: rate_429, rate_500, rate_drop_stream, drawn
+ *    from a splitmix64 PRNG seeded by `seed`, so a run of the same request
+ *    sequence fails the same way every time.
+ * sfault_reset() returns to the baseline.
+ *
+ * @locality any thread (one mutex; the fast path is a few loads).
+ */
+#ifndef SIM_FAULTS_H
+#define SIM_FAULTS_H
+
+#include <stdint.h>
+#include <cjson/cJSON.h>
+#include "aw_error.h"
+
+typedef struct sfault_cfg {
+  int latency_ms;
+  int token_delay_ms;
+  int answer_tokens;
+  int fail_next_n_with_429;
+  int retry_after_s;
+  int fail_next_n_with_500;
+  int drop_next_n_streams;
+  int fail_next_n_runs;
+  int expire_next_n_runs;
+  char fail_run_code[32]; /* server_error | rate_limit_exceeded | invalid_prompt */
+  double rate_429, rate_500, rate_drop_stream;
+  uint64_t seed;
+} sfault_cfg;
+
+/** Outcome of the per-request HTTP fault draw. */
+typedef enum { SFAULT_NONE = 0, SFAULT_429, SFAULT_500 } sfault_http;
+/** Outcome of the per-run fault draw. */
+typedef enum { SFAULT_RUN_OK = 0, SFAULT_RUN_FAIL, SFAULT_RUN_EXPIRE } sfault_run;
+
+/** Defaults: no faults, 20 answer tokens, retry_after_s 1, seed 1. */
+void sfault_defaults(sfault_cfg *c);
+/** Install c as baseline and current settings. */
+void sfault_init(const sfault_cfg *c);
+/** Copy the current settings. */
+void sfault_get(sfault_cfg *out);
+/** Back to the baseline (reseeds the PRNG). */
+void sfault_reset(void);
+/** Merge a JSON object of settings; unknown keys or bad values fail with
+ *  AW_EINVAL and change nothing.  errstr gets the reason. */
+int sfault_set_json(const cJSON *obj, char *errstr, size_t errstr_size) AW_MUST_CHECK;
+/** The current settings as a JSON object (caller deletes). */
+cJSON *sfault_to_json(void);
+/** Draw the HTTP fault for one API request. */
+sfault_http sfault_take_http(int *retry_after_s);
+/** Should the stream being created be dropped mid-way? */
+int sfault_take_drop_stream(void);
+/** Draw the outcome of a run being created; code gets fail_run_code. */
+sfault_run sfault_take_run(char *code, size_t code_size);
+
+#endif

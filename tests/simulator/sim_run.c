@@ -1,0 +1,387 @@
+/* sim_run.c -- run state machine and its stream events. */
+#include "sim_run.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "sim_model.h"
+#include "sim_timer.h"
+
+void sev_emit(sevents *ev, const char *name, const cJSON *data) {
+  if (!ev) return;
+  if (ev->out && !ev->failed) {
+    char *s = cJSON_PrintUnformatted(data);
+    if (!s || buf_appendf(ev->out, "event: %s\ndata: %s\n\n", name, s) != AW_OK) ev->failed = 1;
+    free(s);
+  }
+  if (ev->rec) {
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "event", name);
+    cJSON_AddItemToObject(e, "data", cJSON_Duplicate(data, 1));
+    cJSON_AddItemToArray(ev->rec, e);
+  }
+}
+
+void sev_emit_raw(sevents *ev, const char *name, const char *json) {
+  if (!ev) return;
+  if (ev->out && !ev->failed && buf_appendf(ev->out, "event: %s\ndata: %s\n\n", name, json) != AW_OK) ev->failed = 1;
+  if (ev->rec) {
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "event", name);
+    cJSON *d = cJSON_Parse(json);
+    cJSON_AddItemToObject(e, "data", d ? d : cJSON_CreateNull());
+    cJSON_AddItemToArray(ev->rec, e);
+  }
+}
+
+void sev_done(sevents *ev) {
+  if (!ev) return;
+  if (ev->out && !ev->failed && buf_appends(ev->out, "event: done\ndata: [DONE]\n\n") != AW_OK) ev->failed = 1;
+  if (ev->rec) {
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "event", "done");
+    cJSON_AddStringToObject(e, "data", "[DONE]");
+    cJSON_AddItemToArray(ev->rec, e);
+  }
+}
+
+/* Text of the newest user message in the thread (text parts joined). */
+static void last_user_text(sobj *thread, buf *out) {
+  for (size_t i = thread->kids.n; i-- > 0;) {
+    cJSON *m = thread->kids.v[i]->json;
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+    if (!cJSON_IsString(role) || strcmp(role->valuestring, "user") != 0) continue;
+    const cJSON *part;
+    cJSON_ArrayForEach(part, cJSON_GetObjectItemCaseSensitive(m, "content")) {
+      const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(part, "text"), "value");
+      if (cJSON_IsString(v) && (buf_appends(out, v->valuestring) != AW_OK || buf_appends(out, " ") != AW_OK))
+        return;
+    }
+    return;
+  }
+}
+
+/* body[key] if present and not null, else fallback (both borrowed). */
+static const cJSON *pick(const cJSON *body, const char *key, const cJSON *fallback) {
+  const cJSON *v = body ? cJSON_GetObjectItemCaseSensitive(body, key) : NULL;
+  return v && !cJSON_IsNull(v) ? v : fallback;
+}
+
+static cJSON *dup_or(const cJSON *v, cJSON *dflt) {
+  if (!v) return dflt;
+  cJSON_Delete(dflt);
+  return cJSON_Duplicate(v, 1);
+}
+
+sobj *srun_create(sobj *thread, sobj *asst, const cJSON *body, int answer_tokens) {
+  sobj *run = sstore_new(SK_RUN, thread);
+  if (!run) return NULL;
+  srun_state *rs = run->run;
+  cJSON *j = run->json, *a = asst->json;
+  const cJSON *ainstr = cJSON_GetObjectItemCaseSensitive(a, "instructions");
+  const cJSON *instr = pick(body, "instructions", cJSON_IsString(ainstr) ? ainstr : NULL);
+  const cJSON *addl = pick(body, "additional_instructions", NULL);
+  const char *instr_s = instr ? instr->valuestring : "";
+  const char *addl_s = addl ? addl->valuestring : NULL;
+
+  cJSON_AddStringToObject(j, "assistant_id", asst->id);
+  cJSON_AddStringToObject(j, "thread_id", thread->id);
+  cJSON_AddStringToObject(j, "status", "queued");
+  cJSON_AddNullToObject(j, "started_at");
+  /* Real runs expire 10 minutes after creation unless they finish first. */
+  cJSON_AddNumberToObject(j, "expires_at", (double)(run->created_at + 600));
+  cJSON_AddNullToObject(j, "cancelled_at");
+  cJSON_AddNullToObject(j, "failed_at");
+  cJSON_AddNullToObject(j, "completed_at");
+  cJSON_AddNullToObject(j, "required_action");
+  cJSON_AddNullToObject(j, "last_error");
+  cJSON_AddItemToObject(j, "model", cJSON_Duplicate(pick(body, "model", cJSON_GetObjectItemCaseSensitive(a, "model")), 1));
+  cJSON_AddStringToObject(j, "instructions", instr_s);
+  cJSON_AddItemToObject(j, "tools", cJSON_Duplicate(pick(body, "tools", cJSON_GetObjectItemCaseSensitive(a, "tools")), 1));
+  cJSON_AddItemToObject(j, "tool_resources", cJSON_CreateObject());
+  cJSON_AddItemToObject(j, "metadata", dup_or(pick(body, "metadata", NULL), cJSON_CreateObject()));
+  cJSON_AddItemToObject(j, "temperature", dup_or(pick(body, "temperature", pick(a, "temperature", NULL)), cJSON_CreateNumber(1.0)));
+  cJSON_AddItemToObject(j, "top_p", dup_or(pick(body, "top_p", pick(a, "top_p", NULL)), cJSON_CreateNumber(1.0)));
+  cJSON_AddItemToObject(j, "max_completion_tokens", dup_or(pick(body, "max_completion_tokens", NULL), cJSON_CreateNull()));
+  cJSON_AddItemToObject(j, "max_prompt_tokens", dup_or(pick(body, "max_prompt_tokens", NULL), cJSON_CreateNull()));
+  cJSON *trunc = cJSON_CreateObject();
+  cJSON_AddStringToObject(trunc, "type", "auto");
+  cJSON_AddNullToObject(trunc, "last_messages");
+  cJSON_AddItemToObject(j, "truncation_strategy", dup_or(pick(body, "truncation_strategy", NULL), trunc));
+  cJSON_AddNullToObject(j, "incomplete_details");
+  cJSON_AddNullToObject(j, "usage");
+  cJSON_AddItemToObject(j, "response_format", dup_or(pick(body, "response_format", pick(a, "response_format", NULL)), cJSON_CreateString("auto")));
+  cJSON_AddItemToObject(j, "tool_choice", dup_or(pick(body, "tool_choice", NULL), cJSON_CreateString("auto")));
+  cJSON_AddItemToObject(j, "parallel_tool_calls", dup_or(pick(body, "parallel_tool_calls", NULL), cJSON_CreateTrue()));
+
+  buf user;
+  buf_init(&user, 1 << 20);
+  last_user_text(thread, &user);
+  rs->answer = smodel_answer(user.data, instr_s, addl_s, answer_tokens);
+  rs->tokens_total = answer_tokens;
+  rs->prompt_tokens = smodel_count_tokens(user.data) + smodel_count_tokens(instr_s) + smodel_count_tokens(addl_s);
+  buf_free(&user);
+  rs->fault = sfault_take_run(rs->fault_code, sizeof rs->fault_code);
+  if (!rs->answer) {
+    sstore_delete(run);
+    return NULL;
+  }
+  thread->active_run = run;
+  return run;
+}
+
+void srun_set_status(sobj *run, srun_status st) {
+  srun_state *rs = run->run;
+  srun_status old = rs->status;
+  if (old == st) return;
+  rs->status = st;
+  sstore_count_status((int)old, (int)st);
+  cJSON *j = run->json;
+  jset(j, "status", cJSON_CreateString(srun_status_name(st)));
+  double now = (double)sstore_unix_now();
+  if (st == RS_IN_PROGRESS) jset(j, "started_at", cJSON_CreateNumber(now));
+  else if (st == RS_CANCELLED) jset(j, "cancelled_at", cJSON_CreateNumber(now));
+  else if (st == RS_FAILED) jset(j, "failed_at", cJSON_CreateNumber(now));
+  else if (st == RS_COMPLETED) jset(j, "completed_at", cJSON_CreateNumber(now));
+  if (!srun_status_active(st)) {
+    /* A finished run no longer expires, and no longer blocks its thread. */
+    if (st != RS_EXPIRED) jset(j, "expires_at", cJSON_CreateNull());
+    if (run->parent->active_run == run) run->parent->active_run = NULL;
+  }
+  if (log_enabled(LOG_DEBUG)) {
+    log_ctx ctx = {.thread_id = run->parent->id, .run_id = run->id};
+    log_debug(&ctx, "run %s -> %s", srun_status_name(old), srun_status_name(st));
+  }
+}
+
+static cJSON *usage_json(const srun_state *rs) {
+  cJSON *u = cJSON_CreateObject();
+  cJSON_AddNumberToObject(u, "prompt_tokens", rs->prompt_tokens);
+  cJSON_AddNumberToObject(u, "completion_tokens", rs->tokens_done);
+  cJSON_AddNumberToObject(u, "total_tokens", rs->prompt_tokens + rs->tokens_done);
+  return u;
+}
+
+static void fail_run(sobj *run, const char *code, const char *msg, sevents *ev) {
+  cJSON *e = cJSON_CreateObject();
+  cJSON_AddStringToObject(e, "code", code);
+  cJSON_AddStringToObject(e, "message", msg);
+  jset(run->json, "last_error", e);
+  jset(run->json, "usage", usage_json(run->run));
+  srun_set_status(run, RS_FAILED);
+  sev_emit(ev, "thread.run.failed", run->json);
+}
+
+void srun_start(sobj *run, sevents *ev) {
+  srun_state *rs = run->run;
+  if (rs->status != RS_QUEUED) return;
+  srun_set_status(run, RS_IN_PROGRESS);
+  sev_emit(ev, "thread.run.in_progress", run->json);
+  if (rs->fault == SFAULT_RUN_FAIL) {
+    const char *msg = strcmp(rs->fault_code, "rate_limit_exceeded") == 0
+                          ? "Rate limit reached for requests. (injected by the simulator)"
+                      : strcmp(rs->fault_code, "invalid_prompt") == 0
+                          ? "Invalid prompt: your prompt was flagged. (injected by the simulator)"
+                          : "Sorry, something went wrong. (injected by the simulator)";
+    fail_run(run, rs->fault_code, msg, ev);
+    return;
+  }
+  if (rs->fault == SFAULT_RUN_EXPIRE) {
+    srun_set_status(run, RS_EXPIRED);
+    sev_emit(ev, "thread.run.expired", run->json);
+    return;
+  }
+  sobj *thread = run->parent;
+  sobj *msg = sstore_new(SK_MSG, thread);
+  sobj *step = msg ? sstore_new(SK_STEP, run) : NULL;
+  if (!step) {
+    if (msg) sstore_delete(msg);
+    fail_run(run, "server_error", "The simulator ran out of memory.", ev);
+    return;
+  }
+  snprintf(rs->msg_id, sizeof rs->msg_id, "%s", msg->id);
+  snprintf(rs->step_id, sizeof rs->step_id, "%s", step->id);
+  const char *asst_id = cJSON_GetObjectItemCaseSensitive(run->json, "assistant_id")->valuestring;
+
+  cJSON *s = step->json;
+  cJSON_AddStringToObject(s, "run_id", run->id);
+  cJSON_AddStringToObject(s, "assistant_id", asst_id);
+  cJSON_AddStringToObject(s, "thread_id", thread->id);
+  cJSON_AddStringToObject(s, "type", "message_creation");
+  cJSON_AddStringToObject(s, "status", "in_progress");
+  cJSON_AddNullToObject(s, "cancelled_at");
+  cJSON_AddNullToObject(s, "completed_at");
+  cJSON_AddNullToObject(s, "expired_at");
+  cJSON_AddNullToObject(s, "failed_at");
+  cJSON_AddNullToObject(s, "last_error");
+  cJSON *det = cJSON_AddObjectToObject(s, "step_details");
+  cJSON_AddStringToObject(det, "type", "message_creation");
+  cJSON_AddStringToObject(cJSON_AddObjectToObject(det, "message_creation"), "message_id", msg->id);
+  cJSON_AddObjectToObject(s, "metadata");
+  cJSON_AddNullToObject(s, "usage");
+
+  cJSON *m = msg->json;
+  cJSON_AddStringToObject(m, "thread_id", thread->id);
+  cJSON_AddStringToObject(m, "status", "in_progress");
+  cJSON_AddNullToObject(m, "incomplete_details");
+  cJSON_AddNullToObject(m, "completed_at");
+  cJSON_AddNullToObject(m, "incomplete_at");
+  cJSON_AddStringToObject(m, "role", "assistant");
+  cJSON_AddArrayToObject(m, "content");
+  cJSON_AddStringToObject(m, "assistant_id", asst_id);
+  cJSON_AddStringToObject(m, "run_id", run->id);
+  cJSON_AddArrayToObject(m, "attachments");
+  cJSON_AddObjectToObject(m, "metadata");
+
+  sev_emit(ev, "thread.run.step.created", s);
+  sev_emit(ev, "thread.run.step.in_progress", s);
+  sev_emit(ev, "thread.message.created", m);
+  sev_emit(ev, "thread.message.in_progress", m);
+}
+
+/* Set the message's text to the first len bytes of the answer. */
+static void set_text(sobj *msg, const char *answer, size_t len) {
+  char *t = strndup(answer, len);
+  if (!t) return;
+  cJSON *content = cJSON_GetObjectItemCaseSensitive(msg->json, "content");
+  cJSON *part = cJSON_GetArrayItem(content, 0);
+  if (!part) {
+    part = cJSON_CreateObject();
+    cJSON_AddStringToObject(part, "type", "text");
+    cJSON *text = cJSON_AddObjectToObject(part, "text");
+    cJSON_AddStringToObject(text, "value", t);
+    cJSON_AddArrayToObject(text, "annotations");
+    cJSON_AddItemToArray(content, part);
+  } else {
+    cJSON_SetValuestring(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(part, "text"), "value"), t);
+  }
+  free(t);
+}
+
+int srun_token(sobj *run, sevents *ev) {
+  srun_state *rs = run->run;
+  if (rs->status != RS_IN_PROGRESS || rs->tokens_done >= rs->tokens_total) return 0;
+  sobj *msg = sstore_get(rs->msg_id, SK_MSG);
+  const char *a = rs->answer;
+  size_t start = rs->emit_pos, end = start;
+  if (a[end] == ' ') end++; /* a token carries its leading space, as OpenAI's do */
+  while (a[end] && a[end] != ' ') end++;
+  rs->emit_pos = end;
+  rs->tokens_done++;
+  if (msg) set_text(msg, a, end);
+  if (ev && msg) {
+    /* The hot path of every stream: the envelope is fixed, so only the
+     * piece goes through cJSON (for escaping); building and printing the
+     * whole delta object cost ~3x more, mostly in number formatting. */
+    char *piece = strndup(a + start, end - start);
+    cJSON *ps = cJSON_CreateString(piece ? piece : "");
+    char *q = cJSON_PrintUnformatted(ps);
+    buf data;
+    buf_init(&data, 1 << 20);
+    if (!q || buf_appendf(&data,
+                          "{\"id\":\"%s\",\"object\":\"thread.message.delta\",\"delta\":{\"content\":[{\"index\":0,"
+                          "\"type\":\"text\",\"text\":{\"value\":%s,\"annotations\":[]}}]}}",
+                          msg->id, q) != AW_OK) {
+      ev->failed = 1;
+    } else {
+      sev_emit_raw(ev, "thread.message.delta", data.data);
+    }
+    buf_free(&data);
+    free(q);
+    cJSON_Delete(ps);
+    free(piece);
+  }
+  return rs->tokens_total - rs->tokens_done;
+}
+
+void srun_finish(sobj *run, sevents *ev) {
+  srun_state *rs = run->run;
+  if (rs->status != RS_IN_PROGRESS) return;
+  while (srun_token(run, NULL) > 0) {
+  }
+  double now = (double)sstore_unix_now();
+  sobj *msg = sstore_get(rs->msg_id, SK_MSG), *step = sstore_get(rs->step_id, SK_STEP);
+  if (msg) {
+    set_text(msg, rs->answer, rs->emit_pos);
+    jset(msg->json, "status", cJSON_CreateString("completed"));
+    jset(msg->json, "completed_at", cJSON_CreateNumber(now));
+    sev_emit(ev, "thread.message.completed", msg->json);
+  }
+  if (step) {
+    jset(step->json, "status", cJSON_CreateString("completed"));
+    jset(step->json, "completed_at", cJSON_CreateNumber(now));
+    jset(step->json, "usage", usage_json(rs));
+    sev_emit(ev, "thread.run.step.completed", step->json);
+  }
+  jset(run->json, "usage", usage_json(rs));
+  srun_set_status(run, RS_COMPLETED);
+  sev_emit(ev, "thread.run.completed", run->json);
+}
+
+void srun_request_cancel(sobj *run) {
+  if (srun_status_active(run->run->status)) srun_set_status(run, RS_CANCELLING);
+}
+
+void srun_finalize_cancel(sobj *run, sevents *ev) {
+  srun_state *rs = run->run;
+  if (rs->status != RS_CANCELLING) return;
+  double now = (double)sstore_unix_now();
+  sobj *msg = sstore_get(rs->msg_id, SK_MSG), *step = sstore_get(rs->step_id, SK_STEP);
+  if (msg) {
+    cJSON *why = cJSON_CreateObject();
+    cJSON_AddStringToObject(why, "reason", "run_cancelled");
+    jset(msg->json, "status", cJSON_CreateString("incomplete"));
+    jset(msg->json, "incomplete_details", why);
+    jset(msg->json, "incomplete_at", cJSON_CreateNumber(now));
+    sev_emit(ev, "thread.message.incomplete", msg->json);
+  }
+  if (step) {
+    jset(step->json, "status", cJSON_CreateString("cancelled"));
+    jset(step->json, "cancelled_at", cJSON_CreateNumber(now));
+    sev_emit(ev, "thread.run.step.cancelled", step->json);
+  }
+  jset(run->json, "usage", usage_json(rs));
+  srun_set_status(run, RS_CANCELLED);
+  sev_emit(ev, "thread.run.cancelled", run->json);
+}
+
+/* Timer callback: one background step of a run, then re-arm if needed. */
+static void drive(void *arg, int shutting_down) {
+  char *id = arg;
+  if (!shutting_down) {
+    sstore_lock();
+    sobj *run = sstore_get(id, SK_RUN);
+    if (run && !run->run->stream_owned) {
+      srun_state *rs = run->run;
+      if (rs->status == RS_QUEUED) {
+        srun_start(run, NULL);
+        if (rs->status == RS_IN_PROGRESS) {
+          sfault_cfg c;
+          sfault_get(&c);
+          /* Finish when a stream at this pace would have: pollers see
+           * in_progress for as long as the answer takes to "generate". */
+          srun_background(id, (int64_t)c.token_delay_ms * (rs->tokens_total - rs->tokens_done));
+        }
+      } else if (rs->status == RS_IN_PROGRESS) {
+        srun_finish(run, NULL);
+      } else if (rs->status == RS_CANCELLING) {
+        srun_finalize_cancel(run, NULL);
+      }
+    }
+    sstore_unlock();
+  }
+  free(id);
+}
+
+void srun_background(const char *run_id, int64_t delay_ms) {
+  char *id = strdup(run_id);
+  if (!id) return;
+  int rc = stimer_add(stimer_now_ms() + (delay_ms > 0 ? delay_ms : 0), drive, id);
+  if (rc != AW_OK) {
+    log_ctx ctx = {.run_id = run_id};
+    log_warn(&ctx, "cannot schedule run progress: %s", aw_strerror(rc));
+    free(id);
+  }
+}

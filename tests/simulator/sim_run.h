@@ -1,0 +1,65 @@
+/* sim_run.h -- the run state machine (prefix srun_).
+ *
+ * A run goes queued -> in_progress -> completed, or ends failed / expired
+ * (injected faults, decided when it is created) or cancelling ->
+ * cancelled.  Every status change goes through srun_set_status(), which
+ * stamps the timestamps, frees the thread for new runs when the run ends,
+ * keeps the per-status counters and logs the transition.
+ *
+ * Two drivers advance a run, never both at once: the SSE stream that
+ * created it (run->stream_owned), one step per event, or the timer thread
+ * (srun_background), for non-streamed runs and for streams that went away
+ * before the end -- so a client that lost its stream still finds the run
+ * completed and the answer in the thread.
+ *
+ * Each step reports what it did as AssistantStreamEvent events through a
+ * sevents sink (SSE text and/or the --record array); pass NULL to discard.
+ *
+ * @locality every function but srun_background() needs the store lock.
+ */
+#ifndef SIM_RUN_H
+#define SIM_RUN_H
+
+#include <stdint.h>
+#include <cjson/cJSON.h>
+#include "buf.h"
+#include "sim_store.h"
+
+/** Where step events go; either member may be NULL. */
+typedef struct sevents {
+  buf *out;   /* SSE text: "event: NAME\ndata: JSON\n\n" */
+  cJSON *rec; /* array of {"event","data"} for --record */
+  int failed; /* out overflowed its bound */
+} sevents;
+
+/** Emit one event (data is printed, not taken). ev may be NULL. */
+void sev_emit(sevents *ev, const char *name, const cJSON *data);
+/** Emit one event whose data is already JSON text. */
+void sev_emit_raw(sevents *ev, const char *name, const char *json);
+/** Emit the final "event: done / data: [DONE]". */
+void sev_done(sevents *ev);
+
+/** Create a queued run on thread for asst; body is the validated request
+ *  (overrides: model, instructions, additional_instructions, tools,
+ *  metadata, temperature, top_p, ...).  The answer is computed now.
+ *  NULL on ENOMEM. */
+sobj *srun_create(sobj *thread, sobj *asst, const cJSON *body, int answer_tokens);
+/** The one status transition function. */
+void srun_set_status(sobj *run, srun_status st);
+/** queued -> in_progress, creating the step and the message (or straight
+ *  on to failed/expired for an injected fault). */
+void srun_start(sobj *run, sevents *ev);
+/** Emit the next token; returns how many remain. */
+int srun_token(sobj *run, sevents *ev);
+/** Complete message, step and run. */
+void srun_finish(sobj *run, sevents *ev);
+/** Ask an active run to stop: status cancelling. */
+void srun_request_cancel(sobj *run);
+/** cancelling -> cancelled (message incomplete, step cancelled). */
+void srun_finalize_cancel(sobj *run, sevents *ev);
+/** Let the timer thread drive run_id to its end, starting in delay_ms.
+ *  Takes the store lock itself only inside the timer callback, so it may
+ *  be called with or without the lock held. */
+void srun_background(const char *run_id, int64_t delay_ms);
+
+#endif
