@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# deploy/local/demo.sh -- the main job end to end on the local stack.
+#
+# Installs what is missing, builds (release, build/), starts a single-node Kafka (KRaft),
+# redis-server, the API simulator and one worker configured with the "Customer Support Bot",
+# then asks two questions in conversation demo-1 with `assistant-worker send` (the second one
+# streamed) and shows that both were answered in the same OpenAI thread.  Everything is
+# stopped on exit, also on Ctrl-C or an error; logs stay in the run dir it prints.
+# Re-running starts from scratch (new run dir, free ports).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=lib.sh
+. "$ROOT/deploy/local/lib.sh"
+
+BUILD=${AW_DEMO_BUILD_DIR:-$ROOT/build}   # release build (no sanitizers)
+CONV=demo-1
+Q1="How do I reset my password?"
+Q2="Thanks! And how do I change my email address?"
+RUN=
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'demo failed: %s\n' "$*" >&2; exit 1; }
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ -n "$RUN" ]; then
+    if aw_stop_all "$RUN"; then
+      [ $rc = 0 ] && say "Stopped worker, simulator, Redis and Kafka cleanly."
+    else
+      say "Some service needed SIGKILL to stop; see the logs in $RUN"
+    fi
+    [ $rc = 0 ] || say "Logs: $RUN"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "assistant-worker demo"
+aw_install_deps || die "could not install the dependencies"
+aw_build "$BUILD" || die "build failed (log: $BUILD/aw-build.log)"
+[ -x "$BUILD/aw-simulator" ] || die "$BUILD/aw-simulator was not built"
+
+RUN=$(aw_run_dir_new)
+say "Logs and data of this run: $RUN"
+
+t0=$(aw_now_ms)
+aw_kafka_start "$RUN" || die "Kafka did not start"
+aw_topics_create "$RUN" 12 assistant.requests assistant.responses assistant.deltas >/dev/null ||
+  die "cannot create topics"
+aw_topics_create "$RUN" 4 assistant.dlq >/dev/null || die "cannot create topics"
+aw_redis_start "$RUN" || die "redis-server did not start"
+aw_simulator_start "$RUN" "$BUILD/aw-simulator" --token-delay-ms 15 || die "the simulator did not start"
+
+# The addresses lib.sh picked (free ports) go into the worker's config file; the AW_*
+# variables are then cleared so that the file is what the worker and `send` read.
+KAFKA=$AW_KAFKA_BOOTSTRAP REDIS_PORT=$AW_REDIS_PORT API_URL=$AW_API_BASE_URL
+CONFIG="$RUN/worker.config.json"
+cat >"$CONFIG" <<EOF
+{
+  "kafka": {
+    "brokers": "$KAFKA",
+    "group_id": "assistant-worker",
+    "topics": {"requests": "assistant.requests", "responses": "assistant.responses",
+               "deltas": "assistant.deltas", "dlq": "assistant.dlq"}
+  },
+  "redis": {"host": "127.0.0.1", "port": $REDIS_PORT, "prefix": "aw"},
+  "api": {"base_url": "$API_URL", "timeout_ms": 30000, "max_retries": 5},
+  "assistants": [
+    {
+      "name": "Customer Support Bot",
+      "model": "gpt-4o",
+      "instructions": "Provide support based on the latest documentation.",
+      "tools": [{"type": "file_search"}]
+    }
+  ]
+}
+EOF
+# The simulator takes any bearer key; never a real one here (and never logged).
+export AW_API_KEY=sk-local-simulator
+unset AW_KAFKA_BROKERS AW_KAFKA_BOOTSTRAP AW_REDIS_HOST AW_REDIS_PORT AW_REDIS_PREFIX AW_API_BASE_URL \
+  AW_KAFKA_GROUP_ID AW_TOPIC_REQUESTS AW_TOPIC_RESPONSES AW_TOPIC_DELTAS AW_TOPIC_DLQ AW_CONFIG
+export AW_LOG_LEVEL=${AW_LOG_LEVEL:-info}
+
+aw_worker_start "$RUN" "$BUILD/assistant-worker" "$CONFIG" || die "the worker did not start"
+say "Stack up in $(( ($(aw_now_ms) - t0) / 1000 )) s: Kafka $KAFKA, Redis :$REDIS_PORT, simulator $API_URL, 1 worker."
+say ""
+
+# The renderer of `send`'s output: deltas as they arrive, then the answer and its ids; the
+# response's fields go to the file named by argv[1] for the summary.
+RENDER="$RUN/render.py"
+cat >"$RENDER" <<'PY'
+import json, sys
+out, streamed, resp = sys.argv[1], False, None
+for line in sys.stdin:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        continue
+    if "seq" in obj and "text" in obj and "status" not in obj:
+        if not streamed:
+            sys.stdout.write("Customer Support Bot (streamed): ")
+            streamed = True
+        sys.stdout.write(obj["text"])
+        sys.stdout.flush()
+    elif "status" in obj:
+        resp = obj
+if resp is None:
+    sys.exit(3)
+text = "".join(p["text"]["value"] for m in resp.get("messages") or []
+               for p in m.get("content") or [] if p.get("type") == "text")
+print() if streamed else print("Customer Support Bot: " + text)
+usage = resp.get("usage") or {}
+print("  [status %s, thread %s, run %s, %s tokens]" % (
+    resp["status"], resp.get("thread_id"), resp.get("run_id"), usage.get("total_tokens", "?")))
+with open(out, "w") as f:
+    json.dump({"status": resp["status"], "thread_id": resp.get("thread_id"), "text": text}, f)
+sys.exit(0 if resp["status"] == "completed" else 4)
+PY
+
+# ask N TEXT [SEND_ARGS...]: send one message of the conversation and tell the story.
+ask() {
+  local n=$1 text=$2; shift 2
+  say "User ($CONV): $text"
+  set +e
+  "$BUILD/assistant-worker" send --config "$CONFIG" --conversation "$CONV" --timeout-ms 60000 "$@" "$text" \
+      2>"$RUN/send-$n.log" | tee "$RUN/send-$n.jsonl" | python3 -u "$RENDER" "$RUN/answer-$n.json"
+  local st=("${PIPESTATUS[@]}")
+  set -e
+  if [ "${st[0]}" != 0 ] || [ "${st[2]}" != 0 ]; then
+    tail -n 5 "$RUN/send-$n.log" >&2
+    die "no completed answer to message $n (send exit ${st[0]}; see $RUN/send-$n.log and $RUN/worker/worker.log)"
+  fi
+  say ""
+}
+
+ask 1 "$Q1"
+ask 2 "$Q2" --stream
+
+field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+T1=$(field "$RUN/answer-1.json" thread_id)
+T2=$(field "$RUN/answer-2.json" thread_id)
+say "Summary"
+say "  conversation:  $CONV (2 messages, both answered: completed)"
+if [ "$T1" = "$T2" ]; then
+  say "  thread:        $T1 (the same for both messages: the follow-up continued the thread)"
+else
+  die "the follow-up used thread $T2, not $T1"
+fi
+say "  logs:          $RUN (worker/worker.log, kafka/logs/server.log, redis/, simulator/)"

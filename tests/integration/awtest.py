@@ -1,0 +1,603 @@
+"""Helpers for the integration tests: the local stack, Kafka, the contract, the simulator, workers.
+
+The services themselves are started by deploy/local/lib.sh (one implementation for the demo
+and the tests); this module drives it and talks to what it started.  Every wait here is a
+condition polled against a deadline; nothing sleeps in place of synchronisation.
+"""
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import msgpack
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+ROOT = Path(__file__).resolve().parents[2]
+LIB_SH = ROOT / "deploy" / "local" / "lib.sh"
+SCHEMAS_DIR = ROOT / "schemas"
+BUILD_DIR = ROOT / os.environ.get("AW_BUILD_DIR", "build-asan")  # relative: to the repo root
+WORKER_BIN = BUILD_DIR / "assistant-worker"
+SIMULATOR_BIN = BUILD_DIR / "aw-simulator"
+SHARED_DIR = Path(os.environ.get("AW_SHARED_DIR", ROOT.parent / "shared"))
+API_KEY = "sk-test-integration"
+
+# Markers of a sanitizer report in a process's stderr (ASan, LSan, UBSan).
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "SUMMARY: UndefinedBehaviorSanitizer", "AddressSanitizer:DEADLYSIGNAL")
+
+SUPPORT_BOT = {
+    "name": "Customer Support Bot",
+    "model": "gpt-4o",
+    "instructions": "Provide support based on the latest documentation.",
+    "tools": [{"type": "file_search"}],
+}
+
+
+def deadline_after(timeout_s: float) -> float:
+    return time.monotonic() + timeout_s
+
+
+def wait_until(pred: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.05):
+    """Poll pred until it returns something truthy (returned) or the deadline passes."""
+    end = deadline_after(timeout_s)
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= end:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+# ---- the local stack (deploy/local/lib.sh) ---------------------------------------------------
+
+def lib_sh(func: str, *args: str, timeout_s: float = 300) -> str:
+    """Run one lib.sh function in bash; returns its stdout.  This process owns the run
+    (AW_OWNER_PID), so a later run reaps what an interrupted pytest left behind."""
+    env = dict(os.environ, AW_OWNER_PID=str(os.getpid()))
+    p = subprocess.run(["bash", "-c", '. "$0" && "$@"', str(LIB_SH), func, *args],
+                       env=env, capture_output=True, text=True, timeout=timeout_s)
+    if p.returncode != 0:
+        raise RuntimeError(f"lib.sh {func} {' '.join(args)} failed ({p.returncode}):\n{p.stderr}")
+    return p.stdout.strip()
+
+
+class Stack:
+    """One run dir of lib.sh and the services started in it."""
+
+    def __init__(self):
+        self.run_dir = Path(lib_sh("aw_run_dir_new"))
+
+    def start_kafka(self) -> str:
+        lib_sh("aw_kafka_start", str(self.run_dir))
+        return (self.run_dir / "kafka" / "bootstrap").read_text().strip()
+
+    def start_redis(self, name: str = "redis", aof: bool = False) -> int:
+        lib_sh("aw_redis_start", str(self.run_dir), *(["--aof"] if aof else []), name)
+        return int((self.run_dir / name / "port").read_text().strip())
+
+    def start_simulator(self, binary: Path, *args: str) -> "Simulator":
+        lib_sh("aw_simulator_start", str(self.run_dir), str(binary), *args)
+        port = int((self.run_dir / "simulator" / "port").read_text().strip())
+        return Simulator(port, self.run_dir / "simulator" / "record.jsonl")
+
+    def stop(self, name: str) -> None:
+        lib_sh("aw_stop", str(self.run_dir), name)
+
+    def stop_all(self) -> None:
+        lib_sh("aw_stop_all", str(self.run_dir))
+
+
+# ---- Kafka -----------------------------------------------------------------------------------
+
+def _load_admin_module():
+    spec = importlib.util.spec_from_file_location(
+        "aw_kafka_admin", ROOT / "deploy" / "local" / "kafka" / "admin.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_admin_mod = _load_admin_module()
+
+
+def create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 30) -> None:
+    """Create topics ({name: partitions}) and wait until every partition has a leader."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    by_n: dict[int, list[str]] = {}
+    for t, n in topics.items():
+        by_n.setdefault(n, []).append(t)
+    for n, names in by_n.items():
+        if not _admin_mod.create(admin, names, n, timeout_s):
+            raise RuntimeError(f"cannot create topics {names}")
+
+
+def delete_topics(bootstrap: str, topics: list[str], timeout_s: float = 30) -> None:
+    """Delete topics and wait for the broker to confirm."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for t, f in admin.delete_topics(topics, operation_timeout=timeout_s).items():
+        try:
+            f.result()
+        except KafkaException as e:
+            if e.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                raise
+
+
+def to_json_view(v: Any) -> Any:
+    """The contract's JSON view of a decoded msgpack value (bin -> base64, ext -> object)."""
+    if isinstance(v, (bytes, bytearray)):
+        return base64.b64encode(bytes(v)).decode()
+    if isinstance(v, msgpack.ExtType):
+        return {"ext": v.code, "data": base64.b64encode(v.data).decode()}
+    if isinstance(v, dict):
+        return {(k if isinstance(k, str) else json.dumps(to_json_view(k))): to_json_view(x)
+                for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [to_json_view(x) for x in v]
+    return v
+
+
+@dataclass
+class Msg:
+    """One consumed Kafka message, decoded."""
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    obj: Any = None           # msgpack-decoded value
+    error: str | None = None  # why it could not be decoded
+
+    @property
+    def key_str(self) -> str | None:
+        return None if self.key is None else self.key.decode("utf-8", "replace")
+
+    def __getitem__(self, k):
+        return self.obj[k]
+
+    def get(self, k, default=None):
+        return self.obj.get(k, default) if isinstance(self.obj, dict) else default
+
+    def json(self) -> Any:
+        return to_json_view(self.obj)
+
+
+def decode_msgpack(value: bytes) -> Any:
+    # strict: exactly one value, str must be valid UTF-8 (the worker promises that).
+    return msgpack.unpackb(value, raw=False, strict_map_key=False)
+
+
+class Collector:
+    """Reads a topic from the beginning of every partition (no consumer group, so nothing to
+    join or rebalance) and keeps every message it saw, in arrival order."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.topic = topic
+        self.messages: list[Msg] = []
+        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"collector-{uuid.uuid4().hex}",
+                           "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                           "enable.partition.eof": False})
+        md = self.c.list_topics(topic, timeout=10)
+        tm = md.topics.get(topic)
+        if tm is None or tm.error is not None:
+            raise RuntimeError(f"topic {topic} not found: {tm and tm.error}")
+        self.c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in tm.partitions])
+
+    def poll_once(self, timeout_s: float = 0.1) -> int:
+        n = 0
+        for m in self.c.consume(num_messages=500, timeout=timeout_s):
+            if m.error():
+                raise KafkaException(m.error())
+            msg = Msg(m.topic(), m.partition(), m.offset(), m.key(), m.value() or b"")
+            try:
+                msg.obj = decode_msgpack(msg.value)
+            except Exception as e:  # noqa: BLE001 -- any decoding failure is reported as such
+                msg.error = f"{type(e).__name__}: {e}"
+            self.messages.append(msg)
+            n += 1
+        return n
+
+    def wait_for(self, pred: Callable[[list[Msg]], Any], timeout_s: float = 30, what: str = "messages"):
+        """Consume until pred(all messages so far) is truthy; returns its value."""
+        end = deadline_after(timeout_s)
+        while True:
+            v = pred(self.messages)
+            if v:
+                return v
+            if time.monotonic() >= end:
+                raise AssertionError(
+                    f"timed out after {timeout_s}s on {self.topic} waiting for {what}; "
+                    f"got {len(self.messages)} message(s), last: "
+                    f"{[m.obj if m.error is None else m.error for m in self.messages[-3:]]}")
+            self.poll_once(min(0.2, max(0.01, end - time.monotonic())))
+
+    def wait_count(self, n: int, timeout_s: float = 30, pred: Callable[[Msg], bool] = lambda m: True):
+        return self.wait_for(lambda ms: [m for m in ms if pred(m)] if
+                             sum(1 for m in ms if pred(m)) >= n else None,
+                             timeout_s, f"{n} matching message(s)")
+
+    def quiet_for(self, seconds: float) -> list[Msg]:
+        """Consume for `seconds` more and return what arrived (to check that nothing more
+        comes, e.g. no duplicate answer).  A bounded observation window, not a sync sleep."""
+        start = len(self.messages)
+        end = deadline_after(seconds)
+        while time.monotonic() < end:
+            self.poll_once(min(0.2, max(0.01, end - time.monotonic())))
+        return self.messages[start:]
+
+    def close(self):
+        self.c.close()
+
+
+class Producer_:
+    """Produces raw values and reports where each landed."""
+
+    def __init__(self, bootstrap: str):
+        self.p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                           "enable.idempotence": True})
+
+    def close(self) -> None:
+        self.p.flush(10)
+        self.p = None  # destroyed here, before the broker goes away
+
+    def send(self, topic: str, value: bytes | None, key: bytes | str | None) -> tuple[int, int]:
+        """Produce one message synchronously; returns (partition, offset)."""
+        out: dict[str, Any] = {}
+
+        def cb(err, m):
+            out["err"], out["m"] = err, m
+
+        if isinstance(key, str):
+            key = key.encode()
+        self.p.produce(topic, value=value, key=key, on_delivery=cb)
+        self.p.flush(30)
+        if out.get("err") is not None or "m" not in out:
+            raise RuntimeError(f"produce to {topic} failed: {out.get('err')}")
+        return out["m"].partition(), out["m"].offset()
+
+    def send_many(self, topic: str, items: Iterable[tuple[bytes | str | None, bytes]]) -> None:
+        """Produce many (key, value) pairs, in order per key (idempotent producer), and wait."""
+        errors: list[Any] = []
+
+        def cb(err, _m):
+            if err is not None:
+                errors.append(err)
+
+        for key, value in items:
+            if isinstance(key, str):
+                key = key.encode()
+            while True:
+                try:
+                    self.p.produce(topic, value=value, key=key, on_delivery=cb)
+                    break
+                except BufferError:
+                    self.p.poll(0.1)
+        left = self.p.flush(60)
+        if errors or left:
+            raise RuntimeError(f"produce to {topic} failed: {errors[:3]} ({left} undelivered)")
+
+
+# ---- the contract ----------------------------------------------------------------------------
+
+def new_event_id() -> str:
+    return "evt-" + uuid.uuid4().hex
+
+
+def make_request(conversation_id: str, text: str | list, *, event_id: str | None = None,
+                 assistant: str = SUPPORT_BOT["name"], stream: bool = False, **extra) -> dict:
+    """A request map (contract v1, schemas/request.schema.json)."""
+    r = {"v": 1, "event_id": event_id or new_event_id(), "conversation_id": conversation_id,
+         "assistant": assistant, "content": text}
+    if stream:
+        r["stream"] = True
+    r.update(extra)
+    return r
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+_validators: dict[str, Any] = {}
+
+
+def _validator(kind: str):
+    if kind not in _validators:
+        from jsonschema import FormatChecker
+        from jsonschema.validators import validator_for
+        path = SCHEMAS_DIR / f"{kind}.schema.json"
+        schema = json.loads(path.read_text())
+        cls = validator_for(schema)
+        cls.check_schema(schema)
+        _validators[kind] = cls(schema, format_checker=FormatChecker())
+    return _validators[kind]
+
+
+def schema_errors(kind: str, view: Any) -> list[str]:
+    """Every violation of schemas/<kind>.schema.json by a JSON view, as readable lines."""
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+            for e in _validator(kind).iter_errors(view)]
+
+
+def assert_valid(kind: str, msg: Msg | Any) -> None:
+    """Assert a consumed message (or a JSON view) decodes and conforms to its schema."""
+    if isinstance(msg, Msg):
+        assert msg.error is None, f"{kind} at {msg.topic}/{msg.partition}@{msg.offset} is not msgpack: {msg.error}"
+        view = msg.json()
+    else:
+        view = msg
+    errs = schema_errors(kind, view)
+    assert not errs, f"{kind} does not match schemas/{kind}.schema.json: {errs[:5]}\n{json.dumps(view)[:2000]}"
+
+
+def answer_text(resp: Msg | dict) -> str:
+    """The answer of a response: its messages' text values concatenated in order."""
+    obj = resp.obj if isinstance(resp, Msg) else resp
+    out = []
+    for m in obj.get("messages") or []:
+        for part in m.get("content") or []:
+            if part.get("type") == "text":
+                out.append(part["text"]["value"])
+    return "".join(out)
+
+
+def error_code(msg: Msg | dict) -> str | None:
+    obj = msg.obj if isinstance(msg, Msg) else msg
+    err = obj.get("error") if isinstance(obj, dict) else None
+    return err.get("code") if isinstance(err, dict) else None
+
+
+# ---- the simulator ---------------------------------------------------------------------------
+
+class Simulator:
+    """Client of aw-simulator: the API (with a bearer key) and its admin endpoints."""
+
+    def __init__(self, port: int, record_path: Path):
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.base_url = f"{self.base}/v1"
+        self.record_path = record_path
+
+    def _call(self, method: str, path: str, body: Any = None, timeout_s: float = 10) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {API_KEY}")
+        req.add_header("OpenAI-Beta", "assistants=v2")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as r:
+                raw = r.read()
+                return r.status, (json.loads(raw) if raw else None)
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw)
+            except ValueError:
+                return e.code, raw.decode("utf-8", "replace")
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        status, obj = self._call(method, "/v1" + path, body)
+        assert status == 200, f"{method} /v1{path} -> {status}: {obj}"
+        return obj
+
+    def faults(self, **settings) -> Any:
+        status, obj = self._call("POST", "/admin/faults", settings)
+        assert status == 200, f"POST /admin/faults {settings} -> {status}: {obj}"
+        return obj
+
+    def settings(self) -> dict:
+        """The current fault/pacing settings (GET /admin/faults)."""
+        status, obj = self._call("GET", "/admin/faults")
+        assert status == 200, f"GET /admin/faults -> {status}: {obj}"
+        return obj
+
+    def stats(self) -> dict:
+        status, obj = self._call("GET", "/admin/stats")
+        assert status == 200, f"GET /admin/stats -> {status}: {obj}"
+        return obj
+
+    @staticmethod
+    def count_status(stats: dict, status: int, route_prefix: str = "") -> int:
+        """Requests answered with `status` on API routes (names start with the method, e.g.
+        "POST /v1/threads/{thread_id}/runs"), optionally only routes starting with route_prefix."""
+        total = 0
+        for route, by_status in (stats.get("requests") or {}).items():
+            if "/admin/" in route or not route.startswith(route_prefix):
+                continue
+            total += int(by_status.get(str(status), 0))
+        return total
+
+    def thread_messages(self, thread_id: str) -> list[dict]:
+        """Every message of a thread, oldest first (follows pagination)."""
+        out, after = [], None
+        while True:
+            q = "order=asc&limit=100" + (f"&after={after}" if after else "")
+            page = self.api("GET", f"/threads/{thread_id}/messages?{q}")
+            out.extend(page.get("data") or [])
+            if not page.get("has_more") or not page.get("data"):
+                return out
+            after = page["data"][-1]["id"]
+
+    @staticmethod
+    def message_text(m: dict) -> str:
+        return "".join(p["text"]["value"] for p in m.get("content") or [] if p.get("type") == "text")
+
+    def user_texts(self, thread_id: str) -> list[str]:
+        return [self.message_text(m) for m in self.thread_messages(thread_id) if m.get("role") == "user"]
+
+
+# ---- workers ---------------------------------------------------------------------------------
+
+@dataclass
+class WorkerSpec:
+    """What a test's worker talks to; unique per test so tests never see each other."""
+    brokers: str
+    redis_port: int
+    api_base_url: str
+    topics: dict[str, str]
+    group_id: str
+    redis_prefix: str
+    assistants: list[dict] = field(default_factory=lambda: [dict(SUPPORT_BOT)])
+    max_in_flight: int | None = None
+    kafka_properties: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class Worker:
+    """One `assistant-worker run` process with its stderr (JSON lines) captured and parsed."""
+
+    def __init__(self, spec: WorkerSpec, workdir: Path, name: str = "worker",
+                 binary: Path = WORKER_BIN):
+        self.spec, self.name, self.binary = spec, name, binary
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = workdir / f"{name}.log"
+        self.config_path = workdir / f"{name}.config.json"
+        self.lines: list[str] = []
+        self.events: list[dict | None] = []
+        self.cond = threading.Condition()
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
+        self._reader: threading.Thread | None = None
+
+    def _config(self) -> dict:
+        s = self.spec
+        props = {"auto.offset.reset": "earliest"}
+        props.update(s.kafka_properties)
+        cfg = {"kafka": {"properties": props}, "assistants": s.assistants}
+        if s.max_in_flight is not None:
+            cfg["worker"] = {"max_in_flight": s.max_in_flight}
+        return cfg
+
+    def _env(self) -> dict:
+        s = self.spec
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AW_") and k != "OPENAI_API_KEY"}
+        env.update({
+            "AW_KAFKA_BROKERS": s.brokers, "AW_KAFKA_GROUP_ID": s.group_id,
+            "AW_TOPIC_REQUESTS": s.topics["requests"], "AW_TOPIC_RESPONSES": s.topics["responses"],
+            "AW_TOPIC_DELTAS": s.topics["deltas"], "AW_TOPIC_DLQ": s.topics["dlq"],
+            "AW_REDIS_HOST": "127.0.0.1", "AW_REDIS_PORT": str(s.redis_port),
+            "AW_REDIS_PREFIX": s.redis_prefix, "AW_API_BASE_URL": s.api_base_url,
+            "AW_API_KEY": API_KEY, "AW_LOG_LEVEL": os.environ.get("AW_TEST_LOG_LEVEL", "info"),
+            # Leaks are failures; a UBSan finding stops the process so it cannot go unnoticed.
+            "ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1:abort_on_error=0:strict_string_checks=1",
+            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+        })
+        env.update(s.extra_env)
+        return env
+
+    def start(self) -> "Worker":
+        assert self.binary.exists(), f"{self.binary} is not built"
+        self.config_path.write_text(json.dumps(self._config(), indent=2))
+        self.lines, self.events, self.returncode = [], [], None
+        self.proc = subprocess.Popen([str(self.binary), "run", "--config", str(self.config_path)],
+                                     env=self._env(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        with open(self.log_path, "ab") as log:
+            for raw in proc.stdout:
+                log.write(raw)
+                log.flush()
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                try:
+                    ev = json.loads(line)
+                    ev = ev if isinstance(ev, dict) else None
+                except ValueError:
+                    ev = None
+                with self.cond:
+                    self.lines.append(line)
+                    self.events.append(ev)
+                    self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def count(self, msg: str) -> int:
+        with self.cond:
+            return sum(1 for e in self.events if e and e.get("msg") == msg)
+
+    def wait_log(self, pred: Callable[[dict], bool], timeout_s: float = 60, what: str = "a log line",
+                 start: int = 0) -> int:
+        """Wait for a parsed log line satisfying pred (from line index `start`); returns its
+        index.  Fails at once if the process exits first."""
+        end = deadline_after(timeout_s)
+        i = start
+        with self.cond:
+            while True:
+                while i < len(self.events):
+                    e = self.events[i]
+                    if e is not None and pred(e):
+                        return i
+                    i += 1
+                if self.proc.poll() is not None and (self._reader is None or not self._reader.is_alive()):
+                    raise AssertionError(f"{self.name} exited ({self.proc.returncode}) before {what}:\n"
+                                         + self.tail())
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{self.name}: no {what} within {timeout_s}s:\n" + self.tail())
+                self.cond.wait(min(left, 0.5))
+
+    def wait_msg(self, msg: str, timeout_s: float = 60, start: int = 0) -> int:
+        return self.wait_log(lambda e: e.get("msg") == msg, timeout_s, f'"msg":"{msg}"', start)
+
+    def wait_ready(self, timeout_s: float = 60) -> "Worker":
+        # Either order: the assignment may come before or after the loop says it is ready.
+        self.wait_msg("worker ready", timeout_s)
+        self.wait_msg("partitions assigned", timeout_s)
+        return self
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.lines[-n:])
+
+    def stop(self, timeout_s: float = 60) -> int:
+        """SIGTERM and wait for the exit; returns the exit code (SIGKILL after the deadline)."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                self.lines.append(f"<harness: killed after ignoring SIGTERM for {timeout_s}s>")
+        if self._reader:
+            self._reader.join(10)
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+    def sanitizer_report(self) -> str | None:
+        text = "\n".join(self.lines)
+        for m in SANITIZER_MARKERS:
+            k = text.find(m)
+            if k >= 0:
+                return text[max(0, k - 200):k + 4000]
+        return None
+
+    def assert_clean_exit(self) -> None:
+        rep = self.sanitizer_report()
+        assert rep is None, f"{self.name}: sanitizer report (log {self.log_path}):\n{rep}"
+        assert self.returncode == 0, (f"{self.name} exited with {self.returncode} after SIGTERM "
+                                      f"(log {self.log_path}):\n{self.tail()}")
+
+
+def safe_name(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)[:100]

@@ -1,0 +1,223 @@
+"""Fixtures: one Kafka broker, one redis-server and one simulator per session (started by
+deploy/local/lib.sh), and per test: its own topics, consumer group and Redis key prefix, so tests
+never see each other's traffic or threads; `worker` starts assistant-worker processes for it.
+
+Binaries come from build-asan/ (AW_BUILD_DIR overrides).  A missing worker or simulator binary
+skips the tests that need it locally, and fails them under CI (CI=true) or AW_TEST_STRICT=1.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+from awtest import (SIMULATOR_BIN, WORKER_BIN, Collector, Producer_, Stack, Worker, WorkerSpec,
+                    create_topics, delete_topics, make_request, pack, safe_name,
+                    wait_until)
+
+STRICT = os.environ.get("CI") == "true" or os.environ.get("AW_TEST_STRICT") == "1"
+
+
+def _on_sigterm(signum, frame):
+    # Turn SIGTERM (tests/run.sh's trap, CI's timeout) into KeyboardInterrupt so that
+    # session finalizers still stop the broker, Redis and the simulator.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config):
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # The conformance test reads everything the simulator recorded, so it runs last and so
+    # covers the traffic of every other test too.
+    items.sort(key=lambda it: it.nodeid.split("::")[0].endswith("test_conformance.py"))
+
+
+def require_binary(path: Path) -> None:
+    if not path.exists():
+        msg = f"{path} is not built yet"
+        if STRICT:
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+# ---- session: the shared infrastructure --------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def stack():
+    s = Stack()
+    try:
+        yield s
+    finally:
+        s.stop_all()
+
+
+@pytest.fixture(scope="session")
+def kafka(stack) -> str:
+    """bootstrap.servers of the session's broker."""
+    return stack.start_kafka()
+
+
+@pytest.fixture(scope="session")
+def redis_port(stack) -> int:
+    return stack.start_redis()
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_port):
+    c = redis_lib.Redis(host="127.0.0.1", port=redis_port, decode_responses=True)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def simulator(stack):
+    require_binary(SIMULATOR_BIN)
+    return stack.start_simulator(SIMULATOR_BIN)
+
+
+@pytest.fixture(scope="session")
+def producer(kafka):
+    p = Producer_(kafka)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def sim_settings(simulator):
+    """The simulator, with its fault/pacing settings restored after the test (they are
+    global to the session's simulator; POST /admin/reset would also drop its threads)."""
+    saved = simulator.settings()
+    yield simulator
+    simulator.faults(**saved)
+
+
+# ---- per test: isolation ---------------------------------------------------------------------
+
+class Ctx:
+    """One test's slice of the stack: unique topics, group id and Redis prefix."""
+
+    PARTITIONS = {"requests": 12, "responses": 12, "deltas": 12, "dlq": 4}
+
+    def __init__(self, kafka: str, redis_port: int, producer: Producer_, workdir: Path):
+        self.id = uuid.uuid4().hex[:12]
+        self.kafka, self.redis_port, self.producer, self.workdir = kafka, redis_port, producer, workdir
+        self.topics = {k: f"t-{self.id}.{k}" for k in self.PARTITIONS}
+        create_topics(kafka, {self.topics[k]: n for k, n in self.PARTITIONS.items()})
+        self.group_id = f"aw-test-{self.id}"
+        self.redis_prefix = f"awt{self.id}"
+        self._collectors: dict[str, Collector] = {}
+
+    def collector(self, kind: str) -> Collector:
+        if kind not in self._collectors:
+            self._collectors[kind] = Collector(self.kafka, self.topics[kind])
+        return self._collectors[kind]
+
+    @property
+    def responses(self) -> Collector:
+        return self.collector("responses")
+
+    @property
+    def deltas(self) -> Collector:
+        return self.collector("deltas")
+
+    @property
+    def dlq(self) -> Collector:
+        return self.collector("dlq")
+
+    def spec(self, api_base_url: str, **overrides) -> WorkerSpec:
+        spec = WorkerSpec(brokers=self.kafka, redis_port=self.redis_port, api_base_url=api_base_url,
+                          topics=dict(self.topics), group_id=self.group_id,
+                          redis_prefix=self.redis_prefix)
+        for k, v in overrides.items():
+            setattr(spec, k, v)
+        return spec
+
+    def send(self, req: dict | bytes, key: str | bytes | None = None) -> tuple[int, int]:
+        """Produce a request (a dict is msgpack-encoded) keyed by its conversation id unless a
+        key is given; returns (partition, offset)."""
+        if isinstance(req, dict):
+            key = key if key is not None else req.get("conversation_id")
+            value = pack(req)
+        else:
+            value = req
+        return self.producer.send(self.topics["requests"], value, key)
+
+    def ask(self, conversation_id: str, text, **kw) -> dict:
+        req = make_request(conversation_id, text, **kw)
+        self.send(req)
+        return req
+
+    def response_for(self, event_id: str, timeout_s: float = 60):
+        """The (first) response carrying event_id."""
+        return self.responses.wait_for(
+            lambda ms: next((m for m in ms if m.get("event_id") == event_id), None),
+            timeout_s, f"the response to {event_id}")
+
+    def responses_for(self, event_ids, timeout_s: float = 120) -> dict:
+        """{event_id: first response} once every event_id has one."""
+        want = set(event_ids)
+
+        def done(ms):
+            got = {}
+            for m in ms:
+                e = m.get("event_id")
+                if e in want and e not in got:
+                    got[e] = m
+            return got if len(got) == len(want) else None
+
+        return self.responses.wait_for(done, timeout_s, f"responses to {len(want)} events")
+
+    def thread_key(self, conversation_id: str) -> str:
+        return f"{self.redis_prefix}:{{c:{conversation_id}}}:thread"
+
+    def close(self):
+        for c in self._collectors.values():
+            c.close()
+        # Drop the test's topics: the broker stays small over the session, and its shutdown
+        # (which flushes and closes every partition's log) stays quick.
+        delete_topics(self.kafka, list(self.topics.values()))
+
+
+@pytest.fixture
+def ctx(request, stack, kafka, redis_port, producer):
+    c = Ctx(kafka, redis_port, producer, stack.run_dir / "tests" / safe_name(request.node.name))
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def worker(request, ctx, simulator):
+    """Factory: worker(name="w1", **spec_overrides) starts `assistant-worker run` for this
+    test's topics/group/prefix and returns it once it logged "worker ready" and "partitions
+    assigned".  At teardown every worker still running gets SIGTERM; each must have exited 0
+    without a sanitizer report."""
+    require_binary(WORKER_BIN)
+    started: list[Worker] = []
+
+    def start(name: str | None = None, wait: bool = True, **overrides) -> Worker:
+        name = name or f"worker{len(started) + 1}"
+        w = Worker(ctx.spec(simulator.base_url, **overrides), ctx.workdir, name)
+        started.append(w)
+        w.start()
+        if wait:
+            w.wait_ready()
+        return w
+
+    yield start
+    problems = []
+    for w in started:
+        w.stop()
+        try:
+            w.assert_clean_exit()
+        except AssertionError as e:
+            problems.append(str(e))
+    assert not problems, "\n\n".join(problems)
+
+
+__all__ = ["Ctx", "wait_until"]

@@ -1,0 +1,228 @@
+"""Check recorded API traffic against the OpenAI OpenAPI spec (openapi.validatable.yaml).
+
+The simulator's --record file has one JSON line per request:
+  {"method", "path", "query": {k: v}, "status", "request_body", "response_body",
+   "stream_events": [{"event", "data"}]}
+(bodies parsed JSON or null; stream data JSON or "[DONE]").  For every line under /v1 this
+validates the request body against the operation's requestBody schema, a JSON response against
+the schema of its status (components/responses are followed; an error status the operation
+does not list is checked against ErrorResponse), and each stream event against the
+AssistantStreamEvent member whose `event` enum names it.
+
+Schemas are validated with openapi-schema-validator's OAS31Validator (JSON Schema 2020-12 plus
+the OpenAPI 3.1 vocabulary), every $ref resolved inside the spec through a `referencing`
+registry.  `nullable: true` beside a `type` (an OpenAPI 3.0 keyword the 3.1 spec still uses in
+hundreds of places) is read the way Ajv reads it: that type or null (and null joins an enum);
+the real API sends null for those fields.  openapi.validatable.yaml already rewrote the
+nullable schemas that have no type.  Usable on its own:  python openapi_check.py SPEC RECORD.jsonl
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from openapi_schema_validator import OAS31Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+SPEC_URI = "urn:openai-openapi"
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def ajv_nullable(node: Any) -> None:
+    """In place: {type: T, nullable: true} -> {type: [T, "null"]}, null added to an enum."""
+    if isinstance(node, dict):
+        if node.get("nullable") is True and isinstance(node.get("type"), (str, list)):
+            types = node["type"] if isinstance(node["type"], list) else [node["type"]]
+            if "null" not in types:
+                node["type"] = types + ["null"]
+            if isinstance(node.get("enum"), list) and None not in node["enum"]:
+                node["enum"] = node["enum"] + [None]
+        for v in node.values():
+            ajv_nullable(v)
+    elif isinstance(node, list):
+        for v in node:
+            ajv_nullable(v)
+
+
+def _pointer(*parts: str) -> str:
+    return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+class SpecChecker:
+    def __init__(self, spec_path: Path):
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        with open(spec_path, "rb") as f:
+            self.spec = yaml.load(f, Loader=loader)
+        ajv_nullable(self.spec)
+        self.registry = Registry().with_resource(
+            SPEC_URI, Resource.from_contents(self.spec, default_specification=DRAFT202012))
+        self._validators: dict[str, OAS31Validator] = {}
+        # Path templates, the most literal first, so /threads/runs wins over /threads/{thread_id}.
+        self._paths = []
+        for tmpl in self.spec["paths"]:
+            rx = re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(tmpl)) + "$")
+            self._paths.append((tmpl.count("{"), tmpl, rx))
+        self._paths.sort(key=lambda t: (t[0], t[1]))
+        self.stream_events = self._stream_event_members()
+
+    # -- schemas --
+    def validator(self, pointer: str) -> OAS31Validator:
+        v = self._validators.get(pointer)
+        if v is None:
+            v = OAS31Validator({"$ref": f"{SPEC_URI}#{pointer}"}, registry=self.registry)
+            self._validators[pointer] = v
+        return v
+
+    def errors(self, pointer: str, instance: Any, limit: int = 3) -> list[str]:
+        out = []
+        for e in self.validator(pointer).iter_errors(instance):
+            where = "/".join(map(str, e.absolute_path)) or "<root>"
+            out.append(f"{where}: {e.message[:300]}")
+            if len(out) >= limit:
+                break
+        return out
+
+    def _resolve(self, node: Any) -> tuple[Any, str | None]:
+        """Follow a local $ref once; returns (node, its pointer or None)."""
+        if isinstance(node, dict) and isinstance(node.get("$ref"), str) and node["$ref"].startswith("#/"):
+            ptr = node["$ref"][1:]
+            cur: Any = self.spec
+            for part in ptr.strip("/").split("/"):
+                cur = cur[part.replace("~1", "/").replace("~0", "~")]
+            return cur, ptr
+        return node, None
+
+    def _stream_event_members(self) -> dict[str, str]:
+        """event name -> pointer of the AssistantStreamEvent member schema that describes it."""
+        out: dict[str, str] = {}
+
+        def walk(node: Any, ptr: str, depth: int):
+            if depth > 6:
+                return
+            target, tptr = self._resolve(node)
+            if tptr:
+                node, ptr = target, tptr
+            if not isinstance(node, dict):
+                return
+            ev = (node.get("properties") or {}).get("event")
+            if isinstance(ev, dict) and isinstance(ev.get("enum"), list):
+                for name in ev["enum"]:
+                    out.setdefault(name, ptr)
+                return
+            for key in ("oneOf", "anyOf"):
+                for i, sub in enumerate(node.get(key) or []):
+                    walk(sub, f"{ptr}/{key}/{i}", depth + 1)
+
+        walk({"$ref": "#/components/schemas/AssistantStreamEvent"}, "", 0)
+        return out
+
+    # -- operations --
+    def operation(self, method: str, path: str) -> tuple[str, dict] | None:
+        for _, tmpl, rx in self._paths:
+            if rx.match(path):
+                op = self.spec["paths"][tmpl].get(method.lower())
+                if op is not None:
+                    return tmpl, op
+        return None
+
+    def check_record(self, rec: dict) -> list[str]:
+        """Every mismatch of one recorded exchange (empty when it conforms)."""
+        method, full_path = rec.get("method", "").upper(), rec.get("path", "")
+        if not full_path.startswith("/v1/"):
+            return []  # admin and health endpoints are the simulator's own
+        path = full_path[3:].split("?", 1)[0]
+        status = rec.get("status")
+        label = f"{method} {full_path} -> {status}"
+        found = self.operation(method, path)
+        if found is None:
+            return [f"{label}: no such operation in the spec"]
+        tmpl, op = found
+        base = _pointer("paths", tmpl, method.lower())
+        problems: list[str] = []
+
+        body = rec.get("request_body")
+        rb, rb_ptr = self._resolve(op.get("requestBody"))
+        if rb is None:
+            if body not in (None, {}, ""):
+                problems.append(f"{label}: request has a body but the operation takes none")
+        else:
+            rb_ptr = rb_ptr or base + "/requestBody"
+            if body is None:
+                if rb.get("required"):
+                    problems.append(f"{label}: required request body missing")
+            elif "application/json" in (rb.get("content") or {}):
+                ptr = rb_ptr + _pointer("content", "application/json", "schema")
+                problems += [f"{label}: request body {e}" for e in self.errors(ptr, body)]
+            else:
+                problems.append(f"{label}: operation does not take a JSON body")
+
+        events = rec.get("stream_events")
+        if events:
+            for i, ev in enumerate(events):
+                name = ev.get("event")
+                member = self.stream_events.get(name)
+                if member is None:
+                    problems.append(f"{label}: stream event #{i} {name!r} is not an AssistantStreamEvent")
+                    continue
+                problems += [f"{label}: stream event #{i} {name}: {e}"
+                             for e in self.errors(member, {"event": name, "data": ev.get("data")})]
+            return problems
+
+        resp_body = rec.get("response_body")
+        responses = op.get("responses") or {}
+        key = str(status) if str(status) in responses else ("default" if "default" in responses else None)
+        if key is None:
+            if isinstance(status, int) and status >= 400:
+                if resp_body is not None:
+                    problems += [f"{label}: error body {e}"
+                                 for e in self.errors("/components/schemas/ErrorResponse", resp_body)]
+                return problems
+            return problems + [f"{label}: status {status} is not a documented response"]
+        resp, resp_ptr = self._resolve(responses[key])
+        resp_ptr = resp_ptr or base + _pointer("responses", key)
+        content = (resp or {}).get("content") or {}
+        if "application/json" in content and resp_body is not None:
+            ptr = resp_ptr + _pointer("content", "application/json", "schema")
+            problems += [f"{label}: response body {e}" for e in self.errors(ptr, resp_body)]
+        elif content and resp_body is None and isinstance(status, int) and status < 300:
+            problems.append(f"{label}: response body missing")
+        return problems
+
+    def check_lines(self, lines: Iterable[str]) -> tuple[int, list[str]]:
+        """(number of /v1 exchanges checked, every mismatch)."""
+        n, problems = 0, []
+        for lineno, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError as e:
+                problems.append(f"record line {lineno} is not JSON: {e}")
+                continue
+            if str(rec.get("path", "")).startswith("/v1/"):
+                n += 1
+            problems += self.check_record(rec)
+        return n, problems
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    checker = SpecChecker(Path(argv[1]))
+    with open(argv[2], encoding="utf-8") as f:
+        n, problems = checker.check_lines(f)
+    for p in problems:
+        print(p)
+    print(f"{n} exchanges checked, {len(problems)} mismatches", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,33 @@
+"""One conversation, answered: the response, its thread and the thread cache."""
+from awtest import answer_text, assert_valid
+
+
+def test_request_is_answered_completed_with_text_thread_run_and_usage(ctx, worker, redis_client):
+    worker()
+    req = ctx.ask("conv-happy", "How do I reset my password?")
+    resp = ctx.response_for(req["event_id"])
+    assert_valid("response", resp)
+    assert resp.key_str == "conv-happy"
+    assert resp["status"] == "completed", resp.obj
+    assert resp["event_id"] == req["event_id"] and resp["conversation_id"] == "conv-happy"
+    assert answer_text(resp).strip(), "the answer has text"
+    assert resp["thread_id"] and resp["run_id"]
+    usage = resp["usage"]
+    assert usage and usage["total_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    t = resp["timings"]
+    assert 0 < t["received_ms"] <= t["run_started_ms"] <= t["completed_ms"]
+    assert redis_client.get(ctx.thread_key("conv-happy")) == resp["thread_id"]
+
+
+def test_follow_up_in_same_conversation_reuses_thread(ctx, worker, simulator):
+    worker()
+    first = ctx.ask("conv-follow", "How do I reset my password?")
+    r1 = ctx.response_for(first["event_id"])
+    second = ctx.ask("conv-follow", "Thanks! And how do I change my email address?")
+    r2 = ctx.response_for(second["event_id"])
+    assert r1["status"] == r2["status"] == "completed", (r1.obj, r2.obj)
+    assert r2["thread_id"] == r1["thread_id"]
+    assert r2["run_id"] != r1["run_id"]
+    assert simulator.user_texts(r1["thread_id"]) == [
+        "How do I reset my password?", "Thanks! And how do I change my email address?"]
