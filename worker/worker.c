@@ -688,7 +688,8 @@ static void on_thread_claimed(void *opaque, int err, const char *winner) {
   }
   if (winner && *winner && strcmp(winner, ev->created_thread) != 0) {
     log_ctx c = ev_ctx(ev);
-    log_info(&c, "another worker created the conversation's thread first; using %s", winner);
+    log_info(&c, "another worker created the conversation's thread first; using %s, deleting %s", winner,
+             ev->created_thread);
     be_op *op = NULL;
     if (be_conversation_delete(ev->w->be, ev->created_thread, on_loser_deleted, NULL, &op) != AW_OK)
       log_warn(&c, "could not delete the unused thread %s", ev->created_thread);
