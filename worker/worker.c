@@ -81,6 +81,7 @@ typedef struct wk_event {
   int dup;                     /* outcome record says it was answered */
   int pending_dr;              /* produced, delivery report not yet seen */
   int send_response, send_dlq; /* (re)produce these on the next attempt */
+  int await_deltas;            /* response held until the deltas are durable */
   buf out;                     /* encoded response, until delivered */
   buf delta;                   /* pending delta text */
   int64_t seq;
@@ -440,8 +441,14 @@ static void on_dr(void *cb_opaque, void *msg_opaque, rd_kafka_resp_err_t err) {
     }
   }
   if (ev->pending_dr > 0 || ev->state != ST_PUBLISHING) return;
-  if (ev->send_response || ev->send_dlq) retry_later(ev); /* a failure earlier */
-  else ev_delivered(ev);
+  if (ev->await_deltas) {
+    ev->await_deltas = 0;
+    ev_publish_response(ev);
+  } else if (ev->send_response || ev->send_dlq) {
+    retry_later(ev); /* a failure earlier */
+  } else {
+    ev_delivered(ev);
+  }
 }
 
 /* Produce the encoded response (and DLQ record for rejections) kept in
@@ -510,6 +517,15 @@ static void encode_and_publish(wk_event *ev, const contract_response *r) {
   ev_set_state(ev, ST_PUBLISHING);
   ev->send_response = 1;
   ev->send_dlq = ev->reject_code != NULL;
+  /* The response goes out only once every delta of the event is durable:
+   * a reader that stops at the response (deltas and responses are separate
+   * topics, with no order between them) then has all the deltas.  A
+   * delta's first produce to the topic may wait for metadata and would
+   * otherwise land after the response. */
+  if (ev->pending_dr > 0) {
+    ev->await_deltas = 1;
+    return;
+  }
   ev_publish_response(ev);
 }
 
