@@ -454,6 +454,7 @@ class WorkerSpec:
     redis_prefix: str
     assistants: list[dict] = field(default_factory=lambda: [dict(SUPPORT_BOT)])
     max_in_flight: int | None = None
+    api: dict = field(default_factory=dict)  # the config file's "api" section (retries, timeouts)
     kafka_properties: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -482,6 +483,8 @@ class Worker:
         cfg = {"kafka": {"properties": props}, "assistants": s.assistants}
         if s.max_in_flight is not None:
             cfg["worker"] = {"max_in_flight": s.max_in_flight}
+        if s.api:
+            cfg["api"] = dict(s.api)
         return cfg
 
     def _env(self) -> dict:

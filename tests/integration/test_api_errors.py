@@ -1,0 +1,66 @@
+"""API failures end in a precise error on the response topic, and the worker carries on."""
+from awtest import answer_text, assert_valid
+
+
+def ask_ok(ctx, conv, text="Thanks, and how do I change my email address?"):
+    req = ctx.ask(conv, text)
+    resp = ctx.response_for(req["event_id"], timeout_s=60)
+    assert resp["status"] == "completed", resp.obj
+    return resp
+
+
+def test_failed_run_gives_failed_response_with_the_run_error_and_conversation_goes_on(
+        ctx, worker, sim_settings):
+    sim = sim_settings
+    worker()
+    sim.faults(fail_next_n_runs=1)
+    req = ctx.ask("conv-run-failed", "How do I reset my password?")
+    resp = ctx.response_for(req["event_id"])
+    assert_valid("response", resp)
+    assert resp["status"] == "failed"
+    assert resp["run_id"] and resp["thread_id"]
+    assert resp["error"]["code"] and resp["error"]["message"], resp.obj
+    nxt = ask_ok(ctx, "conv-run-failed")
+    assert nxt["thread_id"] == resp["thread_id"]
+
+
+def test_persistent_server_errors_end_as_failed_with_the_api_error(ctx, worker, sim_settings):
+    sim = sim_settings
+    worker(api={"max_retries": 1})
+    sim.faults(fail_next_n_with_500=50)
+    req = ctx.ask("conv-500s", "How do I reset my password?")
+    resp = ctx.response_for(req["event_id"], timeout_s=60)
+    assert_valid("response", resp)
+    assert resp["status"] == "failed"
+    # The API's own error code wins over the worker's generic one (api_unavailable), and
+    # the message names the request that failed.
+    assert resp["error"]["code"] == "server_error", resp.obj
+    assert "HTTP 500" in resp["error"]["message"] and "POST /v1/threads" in resp["error"]["message"]
+    sim.faults(fail_next_n_with_500=0)
+    ask_ok(ctx, "conv-after-500s")
+
+
+def test_stream_dropped_mid_run_is_followed_by_polling_and_deltas_still_add_up(
+        ctx, worker, sim_settings):
+    sim = sim_settings
+    worker()
+    sim.faults(token_delay_ms=10, drop_next_n_streams=1)
+    req = ctx.ask("conv-drop", "How do I reset my password?", stream=True)
+    resp = ctx.response_for(req["event_id"])
+    assert resp["status"] == "completed", resp.obj
+    final = answer_text(resp)
+    assert final
+    mine = lambda ms: sorted((m for m in ms if m.get("event_id") == req["event_id"]), key=lambda m: m["seq"])
+    ctx.deltas.wait_for(lambda ms: "".join(m["text"] for m in mine(ms)) == final, 30,
+                        "deltas adding up to the final answer after the drop")
+    assert [m["seq"] for m in mine(ctx.deltas.messages)] == list(range(len(mine(ctx.deltas.messages))))
+
+
+def test_unknown_assistant_id_fails_with_the_api_error(ctx, worker):
+    worker()
+    req = ctx.ask("conv-bad-asst", "How do I reset my password?", assistant="asst_doesnotexist000")
+    resp = ctx.response_for(req["event_id"])
+    assert_valid("response", resp)
+    assert resp["status"] == "failed"
+    assert "404" in resp["error"]["message"] or "asst_doesnotexist000" in resp["error"]["message"], resp.obj
+    ask_ok(ctx, "conv-bad-asst")
