@@ -18,22 +18,48 @@ struct kc {
   rd_kafka_topic_partition_list_t *assigned;
 };
 
-/* Eager rebalancing: the owner sees revocations before they happen so that
- * it can commit what is done; assignment is applied after it is told. */
+/* The owner sees revocations before they happen so that it can commit what
+ * is done, and assignments before fetching starts.  Both protocols are
+ * handled: with cooperative-sticky (the default we configure) a rebalance
+ * moves only the partitions that change owner, so the other partitions keep
+ * working through it; with an eager strategy everything is revoked first. */
+static void assigned_add(kc *c, const rd_kafka_topic_partition_list_t *parts) {
+  if (!c->assigned) c->assigned = rd_kafka_topic_partition_list_new(parts->cnt);
+  for (int i = 0; i < parts->cnt; i++)
+    if (!rd_kafka_topic_partition_list_find(c->assigned, parts->elems[i].topic, parts->elems[i].partition))
+      rd_kafka_topic_partition_list_add(c->assigned, parts->elems[i].topic, parts->elems[i].partition);
+}
+
+static void assigned_remove(kc *c, const rd_kafka_topic_partition_list_t *parts) {
+  if (!c->assigned) return;
+  for (int i = 0; i < parts->cnt; i++)
+    rd_kafka_topic_partition_list_del(c->assigned, parts->elems[i].topic, parts->elems[i].partition);
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
   kc *c = opaque;
+  int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  rd_kafka_error_t *e = NULL;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     if (c->h.on_assign) c->h.on_assign(c->opaque, parts);
-    rd_kafka_assign(rk, parts);
-    if (c->assigned) rd_kafka_topic_partition_list_destroy(c->assigned);
-    c->assigned = rd_kafka_topic_partition_list_copy(parts);
-    if (c->paused) rd_kafka_pause_partitions(rk, c->assigned);
+    if (cooperative) e = rd_kafka_incremental_assign(rk, parts);
+    else rd_kafka_assign(rk, parts);
+    assigned_add(c, parts);
+    if (c->paused && parts->cnt) rd_kafka_pause_partitions(rk, parts);
   } else {
     if (c->h.on_revoke) c->h.on_revoke(c->opaque, parts);
-    rd_kafka_assign(rk, NULL);
-    if (c->assigned) rd_kafka_topic_partition_list_destroy(c->assigned);
-    c->assigned = NULL;
+    if (cooperative) e = rd_kafka_incremental_unassign(rk, parts);
+    else rd_kafka_assign(rk, NULL);
+    if (cooperative) assigned_remove(c, parts);
+    else if (c->assigned) {
+      rd_kafka_topic_partition_list_destroy(c->assigned);
+      c->assigned = NULL;
+    }
+  }
+  if (e) {
+    log_error(NULL, "kafka rebalance: %s", rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
   }
 }
 

@@ -106,6 +106,7 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
   if (kconf_new(&r->c, "assistant-worker", &cc, errstr, sizeof errstr) ||
       kconf_set(cc, "group.id", r->c.kafka.group_id, errstr, sizeof errstr) ||
       kconf_set(cc, "auto.offset.reset", "earliest", errstr, sizeof errstr) ||
+      kconf_set(cc, "partition.assignment.strategy", "cooperative-sticky", errstr, sizeof errstr) ||
       kconf_new(&r->c, "assistant-worker", &pc, errstr, sizeof errstr) ||
       kconf_set(pc, "linger.ms", "2", errstr, sizeof errstr)) {
     log_error(NULL, "kafka configuration: %s", errstr);

@@ -641,8 +641,12 @@ static void turn_done(void *opaque, const be_turn_result *res) {
   encode_and_publish(ev, &r);
 }
 
-static const be_turn_events turn_events = {turn_message_added, turn_run_created, turn_text_delta,
-                                           turn_done};
+static const be_turn_events turn_events = {
+    .on_message_added = turn_message_added,
+    .on_run_created = turn_run_created,
+    .on_text_delta = turn_text_delta,
+    .on_done = turn_done,
+};
 
 static void ev_run_turn(wk_event *ev) {
   wk *w = ev->w;

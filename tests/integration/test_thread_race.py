@@ -14,10 +14,12 @@ def test_concurrent_thread_creation_keeps_one_thread_and_deletes_the_other(ctx, 
     simulator = sim_settings
     w1 = worker("racer-1", group_id=ctx.group_id + "-a")
     w2 = worker("racer-2", group_id=ctx.group_id + "-b")
-    simulator.faults(latency_ms=300)
+    # Every API call takes 2.5 s, so both thread creations are in flight together even when
+    # one worker's first fetch is slower than the other's (fetch wait + backoff ~1 s).
+    simulator.faults(latency_ms=2500)
     req = ctx.ask("conv-race", "How do I reset my password?")
 
-    got = ctx.responses.wait_count(2, timeout_s=60, pred=lambda m: m.get("event_id") == req["event_id"])
+    got = ctx.responses.wait_count(2, timeout_s=90, pred=lambda m: m.get("event_id") == req["event_id"])
     threads = {m["thread_id"] for m in got if m.get("thread_id")}
     assert len(threads) == 1, f"both workers must use one thread, got {threads}"
     (winner,) = threads
