@@ -440,6 +440,13 @@ int api_runs_list(api_client *c, const char *thread, int limit, const char *orde
   return start(c, "GET", p, NULL, 1, NULL, cb, opaque, out);
 }
 
+int api_runs_submit_tool_outputs(api_client *c, const char *thread, const char *run, const char *body, api_event_cb on_event, api_done_cb cb, void *opaque, api_call **out) {
+  if (!id_ok(thread) || !id_ok(run) || !body) return AW_EINVAL;
+  char p[256];
+  snprintf(p, sizeof p, "/threads/%s/runs/%s/submit_tool_outputs", thread, run);
+  return api_stream(c, p, body, on_event, cb, opaque, out);
+}
+
 int api_runs_cancel(api_client *c, const char *thread, const char *run, api_done_cb cb, void *opaque, api_call **out) {
   if (!id_ok(thread) || !id_ok(run)) return AW_EINVAL;
   char p[256];

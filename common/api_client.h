@@ -19,7 +19,8 @@
  *                            (default 4 MiB) -> AW_ETOOBIG; not JSON ->
  *                            AW_EPARSE.
  *
- * Streaming calls (runs create with stream:true, threads create-and-run)
+ * Streaming calls (runs create with stream:true, threads create-and-run,
+ * submit tool outputs)
  * feed the 2xx body to an SSE parser (sse.h) and hand each event's name and
  * data bytes to on_event without interpreting them: callers decide which
  * events deserve a JSON parse.  on_done follows once the stream ended.
@@ -145,6 +146,12 @@ int api_runs_create(api_client *c, const char *thread, const char *body, api_eve
 int api_runs_retrieve(api_client *c, const char *thread, const char *run, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
 /** GET /threads/{t}/runs?limit=&order= */
 int api_runs_list(api_client *c, const char *thread, int limit, const char *order, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
+/** POST /threads/{t}/runs/{r}/submit_tool_outputs (stream; body carries
+ *  "tool_outputs" and "stream":true).  Like every stream, retried only while
+ *  no event byte was received: a retry after a submission that did reach the
+ *  API meets a 400 (run no longer waiting), which callers resolve by
+ *  retrieving the run. */
+int api_runs_submit_tool_outputs(api_client *c, const char *thread, const char *run, const char *body, api_event_cb on_event, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
 /** POST /threads/{t}/runs/{r}/cancel */
 int api_runs_cancel(api_client *c, const char *thread, const char *run, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
 /** GET /threads/{t}/runs/{r}/steps?limit=&order=&after= */

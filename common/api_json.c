@@ -345,3 +345,141 @@ int api_json_answer_text_from(const api_json_answer *a, size_t from, buf *out) {
   }
   return AW_OK;
 }
+
+/* ---- tool calls ------------------------------------------------------------ */
+
+typedef struct call_rec {
+  size_t id, name, args;
+} call_rec;
+
+void api_json_tool_calls_init(api_json_tool_calls *tc, size_t max_bytes) {
+  buf_init(&tc->arena, max_bytes);
+  buf_init(&tc->recs, API_JSON_TOOL_CALLS_MAX * sizeof(call_rec));
+  tc->built = NULL;
+}
+
+void api_json_tool_calls_reset(api_json_tool_calls *tc) {
+  buf_reset(&tc->arena);
+  buf_reset(&tc->recs);
+  free(tc->built);
+  tc->built = NULL;
+}
+
+void api_json_tool_calls_free(api_json_tool_calls *tc) {
+  buf_free(&tc->arena);
+  buf_free(&tc->recs);
+  free(tc->built);
+  tc->built = NULL;
+}
+
+static int put_tc(api_json_tool_calls *tc, const char *s, size_t *off) {
+  *off = tc->arena.len;
+  return buf_append(&tc->arena, s, strlen(s) + 1);
+}
+
+int api_json_tool_calls_parse(api_json_tool_calls *tc, const cJSON *run) {
+  api_json_tool_calls_reset(tc);
+  const cJSON *ra = get(run, "required_action");
+  const char *type = get_str(ra, "type");
+  const cJSON *calls = get(get(ra, "submit_tool_outputs"), "tool_calls"), *c;
+  if (!type || strcmp(type, "submit_tool_outputs") || !cJSON_IsArray(calls) ||
+      cJSON_GetArraySize(calls) < 1)
+    return AW_EPARSE;
+  int rc = AW_OK;
+  cJSON_ArrayForEach(c, calls) {
+    const char *id = get_str(c, "id"), *ct = get_str(c, "type");
+    const cJSON *fn = get(c, "function");
+    const char *name = get_str(fn, "name"), *args = get_str(fn, "arguments");
+    if (!id || !id[0] || strlen(id) >= API_JSON_ID_MAX || (ct && strcmp(ct, "function")) || !name ||
+        !name[0]) {
+      rc = AW_EPARSE;
+      break;
+    }
+    call_rec r;
+    if ((rc = put_tc(tc, id, &r.id)) || (rc = put_tc(tc, name, &r.name)) ||
+        (rc = put_tc(tc, args ? args : "", &r.args)) || (rc = buf_append(&tc->recs, &r, sizeof r)))
+      break;
+  }
+  if (rc) api_json_tool_calls_reset(tc);
+  return rc;
+}
+
+int api_json_tool_calls_parse_text(api_json_tool_calls *tc, const char *data, size_t len) {
+  cJSON *j = cJSON_ParseWithLength(data, len);
+  if (!j) {
+    api_json_tool_calls_reset(tc);
+    return AW_EPARSE;
+  }
+  int rc = api_json_tool_calls_parse(tc, j);
+  cJSON_Delete(j);
+  return rc;
+}
+
+size_t api_json_tool_calls_count(const api_json_tool_calls *tc) { return tc->recs.len / sizeof(call_rec); }
+
+int api_json_tool_calls_build(api_json_tool_calls *tc, const api_json_tool_call **calls, size_t *n) {
+  size_t nc = api_json_tool_calls_count(tc);
+  free(tc->built);
+  tc->built = NULL;
+  *calls = NULL;
+  *n = 0;
+  if (!nc) return AW_OK;
+  api_json_tool_call *out = calloc(nc, sizeof *out);
+  if (!out) return AW_ENOMEM;
+  const call_rec *r = (const call_rec *)tc->recs.data;
+  for (size_t i = 0; i < nc; i++) {
+    out[i].id = tc->arena.data + r[i].id;
+    out[i].name = tc->arena.data + r[i].name;
+    out[i].arguments = tc->arena.data + r[i].args;
+  }
+  tc->built = out;
+  *calls = out;
+  *n = nc;
+  return AW_OK;
+}
+
+/* ---- run steps --------------------------------------------------------------- */
+
+static int step_has_call(const cJSON *step, const char *call_id) {
+  const cJSON *calls = get(get(step, "step_details"), "tool_calls"), *c;
+  if (!cJSON_IsArray(calls)) return 0;
+  cJSON_ArrayForEach(c, calls) {
+    const char *id = get_str(c, "id");
+    if (id && !strcmp(id, call_id)) return 1;
+  }
+  return 0;
+}
+
+int api_json_steps_after_call(const cJSON *page, const char *call_id, buf *ids, int *found,
+                              char last[API_JSON_ID_MAX]) {
+  *found = 0;
+  last[0] = '\0';
+  const cJSON *data = get(page, "data"), *st;
+  if (!cJSON_IsArray(data)) return AW_EPARSE;
+  cJSON_ArrayForEach(st, data) {
+    const char *sid = get_str(st, "id");
+    if (sid && strlen(sid) < API_JSON_ID_MAX) copy_str(last, API_JSON_ID_MAX, sid);
+    const char *type = get_str(st, "type");
+    if (!type) continue;
+    if (!strcmp(type, "tool_calls") && step_has_call(st, call_id)) {
+      *found = 1;
+      return AW_OK;
+    }
+    if (strcmp(type, "message_creation")) continue;
+    const char *mid = get_str(get(get(st, "step_details"), "message_creation"), "message_id");
+    if (!mid || !mid[0] || strlen(mid) >= API_JSON_ID_MAX || api_json_ids_contain(ids, mid)) continue;
+    char rec[API_JSON_ID_MAX];
+    memset(rec, 0, sizeof rec);
+    memcpy(rec, mid, strlen(mid));
+    int rc = buf_append(ids, rec, sizeof rec);
+    if (rc) return rc;
+  }
+  return AW_OK;
+}
+
+int api_json_ids_contain(const buf *ids, const char *id) {
+  size_t n = ids->len / API_JSON_ID_MAX;
+  for (size_t i = 0; i < n; i++)
+    if (!strncmp(ids->data + i * API_JSON_ID_MAX, id, API_JSON_ID_MAX)) return 1;
+  return 0;
+}

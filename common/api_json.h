@@ -11,6 +11,11 @@
  * arena and described by small fixed-size records with offsets (the arena
  * may move when it grows); api_json_answer_build() turns them into the
  * contract_out_message arrays of contract.h in a single allocation.
+ *
+ * The tool-call collector (api_json_tool_calls) does the same for the
+ * function calls of a run waiting in requires_action
+ * (run.required_action.submit_tool_outputs.tool_calls), so a turn can hand
+ * them to its caller after the run object's tree is gone.
  */
 #ifndef AW_API_JSON_H
 #define AW_API_JSON_H
@@ -102,5 +107,60 @@ int api_json_answer_build(api_json_answer *a, const contract_out_message **msgs,
 /** Append to out the concatenated text of all text parts from byte offset
  *  `from` on (what deltas would have carried after the first `from` bytes). */
 int api_json_answer_text_from(const api_json_answer *a, size_t from, buf *out) AW_MUST_CHECK;
+
+/* ---- tool calls of a run in requires_action ------------------------------ */
+
+/** One function call, pointing into the collector's arena. */
+typedef struct api_json_tool_call {
+  const char *id;        /* call_... */
+  const char *name;      /* function.name */
+  const char *arguments; /* function.arguments as the model wrote it ("" if absent) */
+} api_json_tool_call;
+
+typedef struct api_json_tool_calls {
+  buf arena; /* NUL-terminated strings */
+  buf recs;  /* offset records */
+  api_json_tool_call *built; /* result of the last api_json_tool_calls_build */
+} api_json_tool_calls;
+
+/** Initialise; the strings of all calls together may hold max_bytes, at
+ *  most API_JSON_TOOL_CALLS_MAX calls.  Allocates nothing. */
+#define API_JSON_TOOL_CALLS_MAX 128
+void api_json_tool_calls_init(api_json_tool_calls *tc, size_t max_bytes);
+/** Forget every call (keeps the limit). */
+void api_json_tool_calls_reset(api_json_tool_calls *tc);
+/** Release memory. */
+void api_json_tool_calls_free(api_json_tool_calls *tc);
+
+/** Replace the collected calls with those of run.required_action, which must
+ *  be {"type":"submit_tool_outputs","submit_tool_outputs":{"tool_calls":
+ *  [{"id":..,"type":"function","function":{"name":..,"arguments":..}}]}}
+ *  with at least one call.  AW_EPARSE for anything else (a call without id
+ *  or name, a non-function call), AW_ETOOBIG past the bounds; on error the
+ *  collector is empty. */
+int api_json_tool_calls_parse(api_json_tool_calls *tc, const cJSON *run) AW_MUST_CHECK;
+/** Same from the run's JSON text. */
+int api_json_tool_calls_parse_text(api_json_tool_calls *tc, const char *data, size_t len) AW_MUST_CHECK;
+/** Number of calls collected. */
+size_t api_json_tool_calls_count(const api_json_tool_calls *tc);
+/** Build the array view of the calls; valid until the next parse/reset/
+ *  free/build.  *calls is NULL when there are none.  AW_ENOMEM. */
+int api_json_tool_calls_build(api_json_tool_calls *tc, const api_json_tool_call **calls,
+                              size_t *n) AW_MUST_CHECK;
+
+/* ---- run steps -------------------------------------------------------------- */
+
+/** Scan one page of a run-steps list ordered newest first and append to ids
+ *  (records of API_JSON_ID_MAX bytes, NUL-padded) the message ids of the
+ *  message_creation steps, stopping at the tool_calls step that contains
+ *  call_id: what the run wrote after that call was submitted.  *found is
+ *  set to 1 when that step was on this page (stop paging); *last receives
+ *  the id of the last step seen ("" if none, for the next page's `after`).
+ *  AW_ETOOBIG when ids is full, AW_EPARSE for a page without a data array. */
+int api_json_steps_after_call(const cJSON *page, const char *call_id, buf *ids, int *found,
+                              char last[API_JSON_ID_MAX]) AW_MUST_CHECK;
+
+/** Is id one of the records of ids (as filled by api_json_steps_after_call)? */
+int api_json_ids_contain(const buf *ids, const char *id);
 
 #endif

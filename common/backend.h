@@ -45,6 +45,8 @@ typedef struct be_result {
   const char *error_code;  /* API error code/type if any, else NULL */
   const char *errmsg;
   const char *id;
+  const char *run_id;      /* be_find_message: the run that followed the
+                              found message, NULL if none; else NULL */
 } be_result;
 
 typedef void (*be_result_cb)(void *opaque, const be_result *res);
@@ -94,19 +96,46 @@ typedef struct be_turn_input {
   const char *log_event_id;  /* for log lines only */
 } be_turn_input;
 
-/** The outcome of a turn. */
+/** A function call the model made; the run waits for its output.  Strings
+ *  are valid during the callback (or on_done) that carries them. */
+typedef struct be_tool_call {
+  const char *id;        /* the API's tool call id ("call_..."), echoed in be_tool_output */
+  const char *name;      /* the function's name */
+  const char *arguments; /* the arguments as the model wrote them: JSON text
+                            that may be invalid JSON ("" if none) */
+} be_tool_call;
+
+/** The output of one tool call, for be_submit_tool_outputs. */
+typedef struct be_tool_output {
+  const char *tool_call_id; /* be_tool_call.id */
+  const char *output;       /* any text the model should read (often JSON) */
+} be_tool_output;
+
+/** The outcome of a turn (be_turn_start), of a tool-output submission
+ *  (be_submit_tool_outputs) or of a resumed run (be_turn_resume). */
 typedef struct be_turn_result {
-  int err;                   /* AW_OK when the run reached a terminal status */
-  const char *status;        /* completed|failed|cancelled|expired|incomplete */
+  int err;                   /* AW_OK when the run reached a terminal status,
+                                or requires_action reported to
+                                on_requires_action */
+  const char *status;        /* completed|failed|cancelled|expired|incomplete,
+                                or requires_action (only when the caller set
+                                on_requires_action: the run waits for
+                                be_submit_tool_outputs) */
   const char *run_id;        /* NULL if no run was created */
-  const char *message_id;    /* the user message added, NULL if none */
-  const contract_out_message *messages; /* assistant messages of this run */
+  const char *message_id;    /* the user message added, NULL if none (always
+                                NULL for submissions and resumed runs) */
+  const contract_out_message *messages; /* assistant messages of this run
+                                (submissions: only those written after the
+                                outputs were submitted, i.e. this round) */
   size_t nmessages;
   contract_usage usage;
   const char *error_code;    /* run.last_error.code or transport error code */
   const char *errmsg;
   int http_status;
   int64_t run_started_ms;
+  const be_tool_call *tool_calls; /* status requires_action: the calls the run
+                                waits for (as passed to on_requires_action) */
+  size_t ntool_calls;
 } be_turn_result;
 
 typedef struct be_turn_events {
@@ -118,7 +147,22 @@ typedef struct be_turn_events {
   void (*on_text_delta)(void *opaque, const char *text, size_t len);
   /** Exactly once, last.  The turn is freed by the backend after it returns. */
   void (*on_done)(void *opaque, const be_turn_result *res);
+  /** Function calling.  Optional; it is the last member so that positional
+   *  initialisers of the four callbacks above keep meaning NULL here.
+   *  NULL: a run that asks for tool outputs is cancelled and the turn ends
+   *  with AW_EINVAL / error_code "tool_calls_unsupported" (status
+   *  "cancelled").  Set: when the run reaches requires_action (type
+   *  submit_tool_outputs) the backend stops following it, calls this once
+   *  with the pending calls (ncalls >= 1; array and strings valid during the
+   *  call only), then on_done with err AW_OK, status "requires_action",
+   *  run_id set and the same calls in res->tool_calls.  The run is not
+   *  cancelled: it waits (the API expires it after ~10 minutes) for
+   *  be_submit_tool_outputs with the run id.  A requires_action whose tool
+   *  calls cannot be read ends the turn with AW_EPARSE and cancels the run.
+   *  be_op_cancel from inside this callback: no on_done follows. */
+  void (*on_requires_action)(void *opaque, const be_tool_call *calls, size_t ncalls);
 } be_turn_events;
+
 
 /** Start a turn: add the user message to the conversation, start a run of
  *  the assistant and follow it to a terminal status (streaming; when the
@@ -127,8 +171,64 @@ typedef struct be_turn_events {
 int be_turn_start(be_backend *be, const be_turn_input *in, const be_turn_events *events,
                   void *opaque, be_op **op) AW_MUST_CHECK;
 
-/* Later issues add here: submit tool outputs of a turn waiting for them
- * (function calling), fetch a generated file. */
+/** Continue a run waiting in requires_action: POST the outputs to
+ *  /threads/{conversation}/runs/{run_id}/submit_tool_outputs with
+ *  stream:true and follow the continued run exactly like a turn: text deltas
+ *  (when want_deltas), assistant messages written in this round, usage, the
+ *  terminal status, or another requires_action round reported through
+ *  events->on_requires_action (then submit again).  When the stream drops
+ *  after the submission was accepted (or the request failed in transport
+ *  and may have reached the API), the run is followed by polling; a
+ *  submission is never sent twice on purpose.  A 4xx answer (the run is no
+ *  longer waiting, expired, an output is missing or names an unknown call)
+ *  ends with AW_EHTTP4XX, the API's message in errmsg, status NULL -- except
+ *  a 400 to a retried attempt, which may mean the first one was accepted:
+ *  then the run is followed by polling.  429 / 5xx after the retries end
+ *  with AW_ERATELIMIT / AW_EHTTP5XX.  res->run_started_ms is when the
+ *  submission started.
+ *  outputs (n >= 1; every tool call of the round should have one) and its
+ *  strings are copied before the call returns; events must stay valid until
+ *  on_done, which is called exactly once unless the op is cancelled;
+ *  on_message_added and on_run_created are not called.  AW_EINVAL for bad
+ *  arguments before any I/O. */
+int be_submit_tool_outputs(be_backend *be, const char *conversation, const char *run_id,
+                           const be_tool_output *outputs, size_t n, int want_deltas,
+                           const be_turn_events *events, void *opaque, be_op **op) AW_MUST_CHECK;
+
+/** Pick up a run started earlier (e.g. by a worker that restarted mid-run):
+ *  GET the run; when it is terminal, collect all its assistant messages and
+ *  finish; when queued / in_progress / cancelling, poll it (200 ms doubling
+ *  to 2 s) until it is, then collect; when it requires_action, report its
+ *  pending tool calls (run.required_action) through on_requires_action and
+ *  finish with status "requires_action" (or, without that callback, cancel
+ *  it as be_turn_start does).  No text deltas are delivered (the answer
+ *  arrives whole in on_done); on_message_added and on_run_created are not
+ *  called.  A run that does not exist ends with AW_EHTTP4XX (http_status
+ *  404).  events must stay valid until on_done (exactly once unless
+ *  cancelled). */
+int be_turn_resume(be_backend *be, const char *conversation, const char *run_id,
+                   const be_turn_events *events, void *opaque, be_op **op) AW_MUST_CHECK;
+
+/** Find a user message added earlier by its metadata (the worker tags each
+ *  message with its event_id), so that a re-processed event does not add it
+ *  twice.  Lists the conversation's messages newest first (pages of 100, at
+ *  most 5 pages: older messages are not searched) and takes the first one
+ *  with role user and metadata[metadata_key] == metadata_value: res->id is
+ *  its id.  Then lists the conversation's 20 newest runs and sets
+ *  res->run_id to the one tagged with that message (metadata.aw_message_id,
+ *  as be_turn_start tags its runs), NULL when no run followed it (yet).
+ *  Not found: res->err AW_ENOTFOUND.  API failures: their AW_E* code (also
+ *  when the message was found but the runs could not be listed, so that a
+ *  caller never mistakes "unknown" for "no run").  metadata_key/value are
+ *  copied; cb is called exactly once unless cancelled. */
+int be_find_message(be_backend *be, const char *conversation, const char *metadata_key,
+                    const char *metadata_value, be_result_cb cb, void *opaque,
+                    be_op **op) AW_MUST_CHECK;
+
+/* Later issues add here: fetch a generated file. */
+
+/* be_submit_tool_outputs, be_turn_resume and be_find_message return
+ * AW_ESTATE before any I/O when the backend does not implement them. */
 
 /** Cancel a pending operation: no callback follows.  Safe on NULL. */
 void be_op_cancel(be_op *op);
@@ -139,6 +239,11 @@ typedef struct be_ops {
   int (*conversation_create)(be_backend *, const contract_kv *, size_t, be_result_cb, void *, be_op **);
   int (*conversation_delete)(be_backend *, const char *, be_result_cb, void *, be_op **);
   int (*turn_start)(be_backend *, const be_turn_input *, const be_turn_events *, void *, be_op **);
+  int (*submit_tool_outputs)(be_backend *, const char *, const char *, const be_tool_output *, size_t,
+                             int, const be_turn_events *, void *, be_op **);
+  int (*turn_resume)(be_backend *, const char *, const char *, const be_turn_events *, void *, be_op **);
+  int (*find_message)(be_backend *, const char *, const char *, const char *, be_result_cb, void *,
+                      be_op **);
   void (*op_cancel)(be_op *);
   void (*destroy)(be_backend *);
 } be_ops;

@@ -1,16 +1,23 @@
 /* backend_assistants.c -- backend.h on the OpenAI Assistants API v2.
  *
- * Three kinds of operation share one header (op_base):
+ * Four kinds of operation share one header (op_base):
  *   simple  -- conversation create/delete: one API call;
  *   ensure  -- assistant_ensure: retrieve -> (list pages) -> update/create;
- *   turn    -- add the user message, start a streamed run, follow it.
+ *   turn    -- add the user message, start a streamed run, follow it; the
+ *              same machine, entered at a later phase, follows a run after
+ *              a tool-output submission (SUBMIT) and a resumed run (POLL);
+ *   find    -- find_message: list messages (pages) -> list runs.
  *
  * A turn is a small state machine (turn_phase(), which logs each change):
  *
  *   MESSAGE --> STREAM --(terminal + done)--------------------------> finish
  *                 |  \--(stream lost after run.created)--> POLL --> MESSAGES --> finish
  *                 \--(400 "already has an active run" on a retry)--> ADOPT --> POLL
- *   requires_action (function calling is not supported yet) --> CANCEL_RUN --> finish
+ *   SUBMIT (submit_tool_outputs) behaves as STREAM; its poll fallback first
+ *          lists run STEPS to tell this round's messages from earlier ones.
+ *   resume --> POLL
+ *   requires_action, with on_requires_action --> (POLL: MESSAGES) --> ACTION --> finish
+ *                    without                 --> CANCEL_RUN --> finish
  *
  * Memory per turn is what turn_op holds (~2 KiB of fixed fields) plus the
  * collected answer (api_json_answer: text in one bounded arena) plus the
@@ -34,7 +41,7 @@
 #include "api_json.h"
 #include "log.h"
 
-enum { OP_SIMPLE = 1, OP_ENSURE, OP_TURN };
+enum { OP_SIMPLE = 1, OP_ENSURE, OP_TURN, OP_FIND };
 
 typedef struct be_asst {
   be_backend base;
@@ -338,14 +345,23 @@ static int assistant_ensure(be_backend *bb, const be_assistant_def *def, const c
 /* ==== turns ================================================================== */
 
 typedef enum {
-  T_MESSAGE = 1, T_STREAM, T_ADOPT, T_POLL_WAIT, T_POLL, T_MESSAGES, T_CANCEL_RUN, T_DONE
+  T_MESSAGE = 1, T_STREAM, T_ADOPT, T_POLL_WAIT, T_POLL, T_MESSAGES, T_CANCEL_RUN, T_SUBMIT,
+  T_STEPS, T_ACTION, T_DONE
 } turn_phase_t;
 
 static const char *phase_name(int p) {
   static const char *names[] = {"?", "adding_message", "streaming", "adopting_run", "poll_wait",
-                                "polling", "collecting_messages", "cancelling_run", "done"};
+                                "polling", "collecting_messages", "cancelling_run",
+                                "submitting_tool_outputs", "listing_steps", "reporting_action",
+                                "done"};
   return p >= 1 && p <= T_DONE ? names[p] : "?";
 }
+
+/* How many message ids one submission round may write before the poll
+ * fallback gives up telling them apart (a round writes one or two). */
+#define ROUND_IDS_MAX 64
+/* Pages of run steps / messages searched (100 per page). */
+#define MAX_PAGES 5
 
 typedef struct turn_timer {
   uv_timer_t t;
@@ -376,7 +392,14 @@ typedef struct turn_op {
   int64_t run_started_ms;
   turn_timer *timer;
   long poll_delay_ms;
-  char after[API_JSON_ID_MAX]; /* messages list pagination */
+  char after[API_JSON_ID_MAX]; /* messages / steps list pagination */
+  /* function calling */
+  int calls_err;              /* result of parsing required_action */
+  api_json_tool_calls calls;  /* the pending tool calls, when requires_action */
+  be_tool_call *calls_view;   /* what on_requires_action / on_done receive */
+  char round_call[API_JSON_ID_MAX]; /* submissions: one submitted call id */
+  buf round_ids;              /* ids of messages written after it (poll fallback) */
+  int steps_done, steps_pages;
 } turn_op;
 
 static void turn_phase(turn_op *t, int phase) {
@@ -397,6 +420,9 @@ static void turn_free(turn_op *t) {
     uv_close((uv_handle_t *)&t->timer->t, on_timer_closed);
   }
   api_json_answer_free(&t->ans);
+  api_json_tool_calls_free(&t->calls);
+  free(t->calls_view);
+  buf_free(&t->round_ids);
   free(t->instructions);
   free(t->additional);
   free(t);
@@ -454,6 +480,10 @@ static void turn_finish(turn_op *t) {
   res.errmsg = nz(t->errmsg) ? t->errmsg : nz(t->run.error_message);
   res.http_status = t->http_status;
   res.run_started_ms = t->run_started_ms;
+  if (t->calls_view && res.status && strcmp(res.status, "requires_action") == 0) {
+    res.tool_calls = t->calls_view;
+    res.ntool_calls = api_json_tool_calls_count(&t->calls);
+  }
   if (log_enabled(LOG_DEBUG)) {
     log_ctx ctx = {.event_id = nz(t->event_id), .thread_id = nz(t->thread), .run_id = res.run_id};
     log_debug(&ctx, "turn done: %s status=%s", aw_strerror(res.err), res.status ? res.status : "-");
@@ -486,9 +516,48 @@ static void turn_on_run_cancelled(void *opaque, const api_result *r) {
   turn_finish(t);
 }
 
+/* Hand the pending tool calls to the caller; the run keeps waiting. */
+static void turn_report_action(turn_op *t) {
+  turn_phase(t, T_ACTION);
+  const api_json_tool_call *c;
+  size_t n;
+  free(t->calls_view);
+  t->calls_view = NULL;
+  if (api_json_tool_calls_build(&t->calls, &c, &n) != AW_OK || !n ||
+      !(t->calls_view = calloc(n, sizeof *t->calls_view))) {
+    turn_seterr(t, AW_ENOMEM, 0, NULL, "out of memory reporting tool calls");
+    turn_finish(t);
+    return;
+  }
+  /* Same layout, but backend.h must not depend on api_json.h. */
+  for (size_t i = 0; i < n; i++) {
+    t->calls_view[i].id = c[i].id;
+    t->calls_view[i].name = c[i].name;
+    t->calls_view[i].arguments = c[i].arguments;
+  }
+  if (log_enabled(LOG_DEBUG)) {
+    log_ctx ctx = {.event_id = nz(t->event_id), .thread_id = t->thread, .run_id = t->run.id};
+    log_debug(&ctx, "run requires action: %zu tool call(s), first %s", n, c[0].name);
+  }
+  if (USER_CB(t, t->ev->on_requires_action(t->opaque, t->calls_view, n))) return;
+  turn_finish(t);
+}
+
 static void turn_requires_action(turn_op *t) {
-  turn_seterr(t, AW_EINVAL, 0, "tool_calls_unsupported",
-              "run %s requires tool outputs: function calling is not supported yet", t->run.id);
+  if (t->ev->on_requires_action) {
+    if (!t->calls_err && !t->answer_err) {
+      turn_report_action(t);
+      return;
+    }
+    /* The caller could not act on it: free the thread for the next turn. */
+    if (t->calls_err)
+      turn_seterr(t, t->calls_err, 0, "invalid_required_action",
+                  "run %s requires action but its tool calls could not be read: %s", t->run.id,
+                  aw_strerror(t->calls_err));
+  } else {
+    turn_seterr(t, AW_EINVAL, 0, "tool_calls_unsupported",
+                "run %s requires tool outputs: function calling is not supported yet", t->run.id);
+  }
   copy_id(t->run.status, sizeof t->run.status, "cancelled");
   turn_phase(t, T_CANCEL_RUN);
   int rc = api_runs_cancel(t->be->api, t->thread, t->run.id, turn_on_run_cancelled, t, &t->b.call);
@@ -534,9 +603,21 @@ static void turn_on_run(void *opaque, const api_result *r) {
     return;
   }
   t->run = run;
-  if (strcmp(run.status, "requires_action") == 0) turn_requires_action(t);
-  else if (api_json_run_terminal(run.status)) turn_collect(t);
-  else turn_schedule_poll(t);
+  if (strcmp(run.status, "requires_action") == 0) {
+    if (t->ev->on_requires_action) {
+      t->calls_err = api_json_tool_calls_parse(&t->calls, r->json);
+      /* The messages written before the calls belong to this round's answer. */
+      if (!t->calls_err) {
+        turn_collect(t);
+        return;
+      }
+    }
+    turn_requires_action(t);
+  } else if (api_json_run_terminal(run.status)) {
+    turn_collect(t);
+  } else {
+    turn_schedule_poll(t);
+  }
 }
 
 static void turn_poll(turn_op *t) {
@@ -553,7 +634,56 @@ static void turn_follow(turn_op *t) {
 
 /* ---- collecting the run's messages after polling ------------------------------ */
 
+static void turn_on_steps(void *opaque, const api_result *r);
+
+/* A submission's round: the run's messages list holds every round's
+ * messages, and message objects do not say which step wrote them; the run
+ * steps do.  Newest first, the message_creation steps before the tool_calls
+ * step holding our call id are this round's. */
+static void turn_list_steps(turn_op *t) {
+  turn_phase(t, T_STEPS);
+  if (!t->after[0]) buf_reset(&t->round_ids);
+  int rc = api_run_steps_list(t->be->api, t->thread, t->run.id, 100, "desc",
+                              t->after[0] ? t->after : NULL, turn_on_steps, t, &t->b.call);
+  if (rc) turn_start_err(t, rc, "GET run steps");
+}
+
+static void turn_on_steps(void *opaque, const api_result *r) {
+  turn_op *t = opaque;
+  t->b.call = NULL;
+  if (r->err) {
+    turn_finish_api_err(t, r);
+    return;
+  }
+  int found = 0;
+  char last[API_JSON_ID_MAX];
+  int rc = api_json_steps_after_call(r->json, t->round_call, &t->round_ids, &found, last);
+  if (rc) {
+    turn_seterr(t, rc, r->http_status, NULL, "GET %s/threads/%s/runs/%s/steps: %s",
+                api_client_base_path(t->be->api), t->thread, t->run.id,
+                rc == AW_ETOOBIG ? "too many messages in one round" : "not a list");
+    turn_finish(t);
+    return;
+  }
+  t->steps_pages++;
+  if (!found && last[0] && strcmp(last, t->after) != 0 && t->steps_pages < MAX_PAGES &&
+      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r->json, "has_more"))) {
+    copy_id(t->after, sizeof t->after, last);
+    turn_list_steps(t);
+    return;
+  }
+  /* Not found within the bound: every message seen counts (at worst an
+   * earlier round's text repeats; nothing is lost). */
+  t->steps_done = 1;
+  t->after[0] = '\0';
+  turn_collect(t);
+}
+
 static void turn_collect(turn_op *t) {
+  if (t->round_call[0] && !t->steps_done) {
+    turn_list_steps(t);
+    return;
+  }
   turn_phase(t, T_MESSAGES);
   if (!t->after[0]) {
     api_json_answer_reset(&t->ans); /* the list is the whole truth */
@@ -574,12 +704,17 @@ static void turn_on_messages(void *opaque, const api_result *r) {
   const cJSON *data = cJSON_GetObjectItemCaseSensitive(r->json, "data"), *m;
   const char *last = NULL;
   cJSON_ArrayForEach(m, data) {
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "id"));
+    if (t->round_call[0] && (!id || !api_json_ids_contain(&t->round_ids, id))) {
+      last = id; /* an earlier round's message */
+      continue;
+    }
     int rc = api_json_answer_add(&t->ans, m);
     if (rc == AW_ETOOBIG || rc == AW_ENOMEM) {
       t->answer_err = rc;
       break;
     }
-    last = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "id"));
+    last = id;
   }
   if (!t->answer_err && last && strlen(last) < sizeof t->after && strcmp(last, t->after) != 0 &&
       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r->json, "has_more"))) {
@@ -587,7 +722,8 @@ static void turn_on_messages(void *opaque, const api_result *r) {
     turn_collect(t);
     return;
   }
-  turn_finish(t);
+  if (strcmp(t->run.status, "requires_action") == 0) turn_requires_action(t);
+  else turn_finish(t);
 }
 
 /* ---- adopting a run our first attempt created -------------------------------- */
@@ -645,15 +781,21 @@ static int turn_on_event(void *opaque, const char *ev, size_t evlen, const char 
                  ev_is(st, stl, "incomplete");
     if (!needed) return 0;
     api_json_run run;
-    if (api_json_run_parse_text(data, len, &run) != AW_OK) return 0;
-    if (t->run_created && strcmp(run.id, t->run.id) != 0) return 0;
+    int ra = ev_is(st, stl, "requires_action");
+    cJSON *j = cJSON_ParseWithLength(data, len);
+    if (!j || api_json_run_parse(j, &run) != AW_OK || (t->run_created && strcmp(run.id, t->run.id) != 0)) {
+      cJSON_Delete(j);
+      return 0;
+    }
+    if (ra && t->ev->on_requires_action) t->calls_err = api_json_tool_calls_parse(&t->calls, j);
+    cJSON_Delete(j);
     t->run = run;
     if (created && !t->run_created) {
       t->run_created = 1;
       t->run_started_ms = now_ms();
       if (t->ev->on_run_created && USER_CB(t, t->ev->on_run_created(t->opaque, t->run.id))) return 1;
     }
-    if (ev_is(st, stl, "requires_action")) t->requires_action = 1;
+    if (ra) t->requires_action = 1;
     else if (api_json_run_terminal(run.status)) t->terminal = 1;
     return 0;
   }
@@ -671,8 +813,13 @@ static int turn_on_event(void *opaque, const char *ev, size_t evlen, const char 
     char code[64], msg[256];
     if (api_json_error_event(data, len, code, sizeof code, msg, sizeof msg)) {/* kept as text */}
     t->stream_error = 1;
-    turn_seterr(t, AW_EHTTP5XX, 200, code, "POST %s/threads/%s/runs: stream error: %s",
-                api_client_base_path(t->be->api), t->thread, msg);
+    if (t->phase == T_SUBMIT)
+      turn_seterr(t, AW_EHTTP5XX, 200, code,
+                  "POST %s/threads/%s/runs/%s/submit_tool_outputs: stream error: %s",
+                  api_client_base_path(t->be->api), t->thread, t->run.id, msg);
+    else
+      turn_seterr(t, AW_EHTTP5XX, 200, code, "POST %s/threads/%s/runs: stream error: %s",
+                  api_client_base_path(t->be->api), t->thread, msg);
     return 0;
   }
   return 0;
@@ -690,6 +837,21 @@ static void turn_on_stream_done(void *opaque, const api_result *r) {
     return;
   }
   if (t->terminal) {
+    turn_finish(t);
+    return;
+  }
+  if (t->phase == T_SUBMIT && r->err && r->http_status >= 300) {
+    /* The API answered the submission with an error instead of a stream. */
+    turn_seterr(t, r->err, r->http_status, r->error_code, "%s", r->errmsg);
+    if (r->http_status == 400 && r->attempts > 1) {
+      /* An earlier attempt may have been accepted before its answer was
+       * lost: the run itself tells (and a still waiting run is reported
+       * as requires_action again). */
+      t->err = t->http_status = 0;
+      t->errmsg[0] = t->error_code[0] = '\0';
+      turn_follow(t);
+      return;
+    }
     turn_finish(t);
     return;
   }
@@ -794,6 +956,24 @@ static char *message_body(const be_turn_input *in, int *err) {
   return body;
 }
 
+static turn_op *turn_new(be_asst *be, const be_turn_events *ev, void *opaque, const char *thread) {
+  turn_op *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->b.head.be = &be->base;
+  t->b.kind = OP_TURN;
+  t->be = be;
+  t->ev = ev;
+  t->opaque = opaque;
+  copy_id(t->thread, sizeof t->thread, thread);
+  api_json_answer_init(&t->ans, be->max_answer_bytes);
+  /* Tool-call arguments are model output like the answer: same bound. */
+  api_json_tool_calls_init(&t->calls, be->max_answer_bytes);
+  buf_init(&t->round_ids, ROUND_IDS_MAX * API_JSON_ID_MAX);
+  return t;
+}
+
+static int id_arg_ok(const char *id) { return id && id[0] && strlen(id) < API_JSON_ID_MAX; }
+
 static int turn_start(be_backend *bb, const be_turn_input *in, const be_turn_events *ev, void *opaque,
                       be_op **out) {
   be_asst *be = (be_asst *)bb;
@@ -809,18 +989,11 @@ static int turn_start(be_backend *bb, const be_turn_input *in, const be_turn_eve
   for (size_t i = 0; i < in->nmetadata; i++)
     if (!in->metadata[i].key || !in->metadata[i].value) return AW_EINVAL;
 
-  turn_op *t = calloc(1, sizeof *t);
+  turn_op *t = turn_new(be, ev, opaque, in->conversation);
   if (!t) return AW_ENOMEM;
-  t->b.head.be = bb;
-  t->b.kind = OP_TURN;
-  t->be = be;
-  t->ev = ev;
-  t->opaque = opaque;
   t->want_deltas = in->want_deltas;
-  copy_id(t->thread, sizeof t->thread, in->conversation);
   copy_id(t->assistant, sizeof t->assistant, in->assistant_id);
   copy_id(t->event_id, sizeof t->event_id, in->log_event_id);
-  api_json_answer_init(&t->ans, be->max_answer_bytes);
   int rc = AW_OK;
   if (in->instructions && !(t->instructions = strdup(in->instructions))) rc = AW_ENOMEM;
   if (in->additional_instructions && !(t->additional = strdup(in->additional_instructions))) rc = AW_ENOMEM;
@@ -836,6 +1009,202 @@ static int turn_start(be_backend *bb, const be_turn_input *in, const be_turn_eve
     return rc;
   }
   if (out) *out = (be_op *)t;
+  return AW_OK;
+}
+
+/* ==== continuing a run: tool outputs, resume ================================== */
+
+static char *submit_body(const be_tool_output *outputs, size_t n, int *err) {
+  cJSON *j = cJSON_CreateObject(), *arr = NULL;
+  int ok = j && (arr = cJSON_AddArrayToObject(j, "tool_outputs"));
+  for (size_t i = 0; ok && i < n; i++) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) {
+      ok = 0;
+      break;
+    }
+    cJSON_AddItemToArray(arr, o);
+    ok = cJSON_AddStringToObject(o, "tool_call_id", outputs[i].tool_call_id) &&
+         cJSON_AddStringToObject(o, "output", outputs[i].output);
+  }
+  ok = ok && cJSON_AddTrueToObject(j, "stream");
+  char *body = NULL;
+  if (!ok) {
+    cJSON_Delete(j);
+    *err = AW_ENOMEM;
+    return NULL;
+  }
+  if ((*err = print_json(j, &body))) return NULL;
+  return body;
+}
+
+static int submit_tool_outputs(be_backend *bb, const char *conversation, const char *run_id,
+                               const be_tool_output *outputs, size_t n, int want_deltas,
+                               const be_turn_events *ev, void *opaque, be_op **out) {
+  be_asst *be = (be_asst *)bb;
+  if (out) *out = NULL;
+  if (!ev || !ev->on_done || !id_arg_ok(conversation) || !id_arg_ok(run_id) || !outputs || !n)
+    return AW_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (!id_arg_ok(outputs[i].tool_call_id) || !outputs[i].output) return AW_EINVAL;
+  turn_op *t = turn_new(be, ev, opaque, conversation);
+  if (!t) return AW_ENOMEM;
+  t->want_deltas = want_deltas;
+  t->run_created = 1; /* the run exists: a lost stream is followed by polling */
+  t->run_started_ms = now_ms();
+  copy_id(t->run.id, sizeof t->run.id, run_id);
+  copy_id(t->round_call, sizeof t->round_call, outputs[0].tool_call_id);
+  int rc;
+  char *body = submit_body(outputs, n, &rc);
+  if (!rc) {
+    turn_phase(t, T_SUBMIT);
+    rc = api_runs_submit_tool_outputs(be->api, t->thread, t->run.id, body, turn_on_event,
+                                      turn_on_stream_done, t, &t->b.call);
+  }
+  cJSON_free(body);
+  if (rc) {
+    t->b.call = NULL;
+    turn_free(t);
+    return rc;
+  }
+  if (out) *out = (be_op *)t;
+  return AW_OK;
+}
+
+static int turn_resume(be_backend *bb, const char *conversation, const char *run_id,
+                       const be_turn_events *ev, void *opaque, be_op **out) {
+  be_asst *be = (be_asst *)bb;
+  if (out) *out = NULL;
+  if (!ev || !ev->on_done || !id_arg_ok(conversation) || !id_arg_ok(run_id)) return AW_EINVAL;
+  turn_op *t = turn_new(be, ev, opaque, conversation);
+  if (!t) return AW_ENOMEM;
+  t->run_created = 1;
+  t->run_started_ms = now_ms();
+  t->poll_delay_ms = 200; /* the first GET is the one below */
+  copy_id(t->run.id, sizeof t->run.id, run_id);
+  turn_phase(t, T_POLL);
+  int rc = api_runs_retrieve(be->api, t->thread, t->run.id, turn_on_run, t, &t->b.call);
+  if (rc) {
+    t->b.call = NULL;
+    turn_free(t);
+    return rc;
+  }
+  if (out) *out = (be_op *)t;
+  return AW_OK;
+}
+
+/* ==== find_message ============================================================ */
+
+enum { FIND_MESSAGES = 1, FIND_RUNS };
+
+typedef struct find_op {
+  op_base b;
+  be_asst *be;
+  be_result_cb cb;
+  void *opaque;
+  int phase, pages;
+  char *key, *value; /* copies */
+  char thread[API_JSON_ID_MAX];
+  char after[API_JSON_ID_MAX];
+  char msg_id[API_JSON_ID_MAX];
+} find_op;
+
+static void find_free(find_op *op) {
+  free(op->key);
+  free(op->value);
+  free(op);
+}
+
+static void find_finish(find_op *op, int err, int status, const char *code, const char *msg,
+                        const char *run_id) {
+  be_result res = {.err = err, .http_status = status, .error_code = nz(code),
+                   .errmsg = msg ? msg : "", .id = err ? NULL : op->msg_id,
+                   .run_id = err ? NULL : nz(run_id)};
+  op->b.in_cb++;
+  op->cb(op->opaque, &res);
+  find_free(op);
+}
+
+static void find_on_done(void *opaque, const api_result *r);
+
+static int find_step(find_op *op, int phase) {
+  op->phase = phase;
+  if (phase == FIND_MESSAGES)
+    return api_messages_list(op->be->api, op->thread, NULL, "desc", 100,
+                             op->after[0] ? op->after : NULL, find_on_done, op, &op->b.call);
+  /* A turn starts its run right after adding its message, so the run, if
+   * any, is among the newest ones. */
+  return api_runs_list(op->be->api, op->thread, 20, "desc", find_on_done, op, &op->b.call);
+}
+
+static void find_on_done(void *opaque, const api_result *r) {
+  find_op *op = opaque;
+  op->b.call = NULL;
+  if (r->err) {
+    find_finish(op, r->err, r->http_status, r->error_code, r->errmsg, NULL);
+    return;
+  }
+  const cJSON *data = cJSON_GetObjectItemCaseSensitive(r->json, "data"), *m;
+  int rc;
+  if (op->phase == FIND_RUNS) {
+    cJSON_ArrayForEach(m, data) {
+      const char *tag = md_get(m, "aw_message_id");
+      const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "id"));
+      if (tag && id && strcmp(tag, op->msg_id) == 0) {
+        find_finish(op, AW_OK, r->http_status, NULL, "", id);
+        return;
+      }
+    }
+    find_finish(op, AW_OK, r->http_status, NULL, "", NULL);
+    return;
+  }
+  const char *last = NULL;
+  cJSON_ArrayForEach(m, data) {
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "id"));
+    const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "role"));
+    const char *v = md_get(m, op->key);
+    last = id;
+    if (id && id[0] && strlen(id) < sizeof op->msg_id && role && strcmp(role, "user") == 0 && v &&
+        strcmp(v, op->value) == 0) {
+      copy_id(op->msg_id, sizeof op->msg_id, id);
+      if ((rc = find_step(op, FIND_RUNS))) find_finish(op, rc, 0, NULL, "runs list could not start", NULL);
+      return;
+    }
+  }
+  op->pages++;
+  if (last && strlen(last) < sizeof op->after && strcmp(last, op->after) != 0 && op->pages < MAX_PAGES &&
+      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r->json, "has_more"))) {
+    copy_id(op->after, sizeof op->after, last);
+    if ((rc = find_step(op, FIND_MESSAGES))) find_finish(op, rc, 0, NULL, "messages list could not start", NULL);
+    return;
+  }
+  char msg[256];
+  snprintf(msg, sizeof msg, "no user message with metadata %.64s in the newest %d messages of %s",
+           op->key, op->pages * 100, op->thread);
+  find_finish(op, AW_ENOTFOUND, r->http_status, NULL, msg, NULL);
+}
+
+static int find_message(be_backend *bb, const char *conversation, const char *key, const char *value,
+                        be_result_cb cb, void *opaque, be_op **out) {
+  be_asst *be = (be_asst *)bb;
+  if (out) *out = NULL;
+  if (!cb || !id_arg_ok(conversation) || !key || !key[0] || !value) return AW_EINVAL;
+  find_op *op = calloc(1, sizeof *op);
+  if (!op) return AW_ENOMEM;
+  op->b.head.be = bb;
+  op->b.kind = OP_FIND;
+  op->be = be;
+  op->cb = cb;
+  op->opaque = opaque;
+  copy_id(op->thread, sizeof op->thread, conversation);
+  op->key = strdup(key);
+  op->value = strdup(value);
+  int rc = op->key && op->value ? find_step(op, FIND_MESSAGES) : AW_ENOMEM;
+  if (rc) {
+    find_free(op);
+    return rc;
+  }
+  if (out) *out = (be_op *)op;
   return AW_OK;
 }
 
@@ -857,6 +1226,7 @@ static void op_cancel(be_op *bop) {
   switch (b->kind) {
   case OP_SIMPLE: free(b); break;
   case OP_ENSURE: ensure_free((ensure_op *)b); break;
+  case OP_FIND: find_free((find_op *)b); break;
   default: turn_free((turn_op *)b); break;
   }
 }
@@ -872,6 +1242,9 @@ static const be_ops assistants_ops = {
     .conversation_create = conversation_create,
     .conversation_delete = conversation_delete,
     .turn_start = turn_start,
+    .submit_tool_outputs = submit_tool_outputs,
+    .turn_resume = turn_resume,
+    .find_message = find_message,
     .op_cancel = op_cancel,
     .destroy = destroy,
 };

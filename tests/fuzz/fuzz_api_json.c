@@ -1,9 +1,12 @@
 /* fuzz_api_json.c -- libFuzzer target for everything that interprets API
  * JSON (api_json.h): error bodies, stream error events, run objects, delta
- * events and the answer collector, as the turn state machine uses them.
+ * events, the answer collector, the tool calls of a run in requires_action
+ * and run-steps pages, as the turn state machine uses them.
  * The first byte picks the entry point; the rest is the untrusted body.
  * Properties checked beyond "no crash, no leak, no UB": the collector never
- * exceeds its bound, and the text-from-offset view agrees with text_len.
+ * exceeds its bound, and the text-from-offset view agrees with text_len;
+ * tool calls come out non-empty with bounded ids, or not at all; step
+ * scanning never overfills its id set.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -21,7 +24,7 @@ static int count_text(void *opaque, const char *text, size_t len) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
-  int sel = data[0] % 5;
+  int sel = data[0] % 7;
   const char *p = (const char *)data + 1;
   size_t n = size - 1;
   switch (sel) {
@@ -49,7 +52,40 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (api_json_delta_texts(p, n, count_text, &total)) {/* not JSON: fine */}
     break;
   }
-  default: {
+  case 5: {
+    /* Parsed twice into the same collector, as rounds of one turn would. */
+    api_json_tool_calls tc;
+    api_json_tool_calls_init(&tc, 256);
+    for (int i = 0; i < 2; i++) {
+      int rc = api_json_tool_calls_parse_text(&tc, p, n);
+      if (tc.arena.len > 256) abort();
+      if (rc && rc != AW_EPARSE && rc != AW_ETOOBIG && rc != AW_ENOMEM) abort();
+      const api_json_tool_call *c;
+      size_t nc;
+      if (api_json_tool_calls_build(&tc, &c, &nc) != AW_OK) continue;
+      if (rc ? nc != 0 : nc == 0) abort();
+      for (size_t k = 0; k < nc; k++)
+        if (!c[k].id[0] || strlen(c[k].id) >= API_JSON_ID_MAX || !c[k].name[0] || !c[k].arguments) abort();
+    }
+    api_json_tool_calls_free(&tc);
+    break;
+  }
+  case 6: {
+    cJSON *j = cJSON_ParseWithLength(p, n);
+    buf ids;
+    buf_init(&ids, 4 * API_JSON_ID_MAX);
+    int found;
+    char last[API_JSON_ID_MAX];
+    int rc = api_json_steps_after_call(j, "call_1", &ids, &found, last);
+    if (ids.len > 4 * API_JSON_ID_MAX || ids.len % API_JSON_ID_MAX || strlen(last) >= API_JSON_ID_MAX) abort();
+    for (size_t k = 0; k < ids.len; k += API_JSON_ID_MAX)
+      if (!memchr(ids.data + k, '\0', API_JSON_ID_MAX) || !api_json_ids_contain(&ids, ids.data + k)) abort();
+    (void)rc;
+    buf_free(&ids);
+    cJSON_Delete(j);
+    break;
+  }
+  default: { /* 4 */
     /* A small bound so ETOOBIG paths are reached; the same input is added
      * twice as a stream would deliver two completed messages. */
     api_json_answer a;
