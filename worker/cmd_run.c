@@ -18,7 +18,9 @@
 #include "config.h"
 #include "kafka_conf.h"
 #include "log.h"
+#include "ops_http.h"
 #include "redis_conn.h"
+#include "run_metrics.h"
 #include "worker.h"
 
 typedef struct run_ctx {
@@ -28,6 +30,8 @@ typedef struct run_ctx {
   be_backend *be;
   areg *reg;
   wk *w;
+  rmet *met;
+  ops_http *ops;  /* /healthz, /readyz, /metrics; NULL when health_port is 0 */
   uv_signal_t sigterm, sigint;
   uv_timer_t wait_redis;
   long waited_ms;
@@ -68,6 +72,7 @@ static void on_worker_stopped(void *opaque) {
 static void begin_shutdown(run_ctx *r, int code) {
   if (r->stopping) return;
   r->stopping = 1;
+  ops_http_set_ready(r->ops, 0); /* Kubernetes stops routing before we stop */
   r->exit_code = code;
   uv_timer_stop(&r->wait_redis);
   if (r->w) wk_shutdown(r->w, on_worker_stopped, r);
@@ -121,6 +126,15 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
     return;
   }
   log_info(NULL, "worker ready");
+}
+
+/* Called on the loop once a second by the ops server: readiness follows
+ * what the worker needs to make progress, and the metrics are rendered
+ * from the worker's counters. */
+static int render_ops(void *opaque, buf *out) {
+  run_ctx *r = opaque;
+  ops_http_set_ready(r->ops, r->w && !r->stopping && rconn_ready(r->redis));
+  return rmet_render(r->met, r->w, r->redis, out);
 }
 
 static void on_wait_redis(uv_timer_t *t) {
@@ -200,6 +214,20 @@ int cmd_run_main(int argc, char **argv) {
     cfg_free(&r.c);
     return 1;
   }
+  ops_http_config oc;
+  ops_http_config_default(&oc);
+  oc.port = r.c.worker.health_port > 0 ? r.c.worker.health_port : -1;
+  if (rmet_new(&r.met) != AW_OK ||
+      ops_http_start(r.loop, &oc, render_ops, &r, &r.ops, errstr, sizeof errstr) != AW_OK) {
+    log_error(NULL, "start-up: operations endpoint: %s", errstr);
+    rconn_free(r.redis);
+    be_free(r.be);
+    rmet_free(r.met);
+    uv_run(r.loop, UV_RUN_DEFAULT);
+    cfg_free(&r.c);
+    return 1;
+  }
+  if (r.ops) log_info(NULL, "operations endpoint on port %d: /healthz /readyz /metrics", ops_http_port(r.ops));
   uv_signal_init(r.loop, &r.sigterm);
   uv_signal_init(r.loop, &r.sigint);
   r.sigterm.data = r.sigint.data = &r;
@@ -215,6 +243,7 @@ int cmd_run_main(int argc, char **argv) {
 
   /* Teardown, in dependency order: Redis first (pending replies fail into
    * the worker, which is still alive), then the worker, then the backend. */
+  ops_http_stop(r.ops);
   rconn_free(r.redis);
   wk_free(r.w);
   areg_free(r.reg);
@@ -223,6 +252,7 @@ int cmd_run_main(int argc, char **argv) {
   uv_run(r.loop, UV_RUN_DEFAULT);
   int rc = uv_loop_close(r.loop);
   if (rc) log_warn(NULL, "loop closed with handles open: %s", uv_strerror(rc));
+  rmet_free(r.met);
   cfg_free(&r.c);
   return r.exit_code;
 }
