@@ -33,7 +33,9 @@ BUILD_DIR = ROOT / os.environ.get("AW_BUILD_DIR", "build-asan")  # relative: to 
 WORKER_BIN = BUILD_DIR / "assistant-worker"
 SIMULATOR_BIN = BUILD_DIR / "aw-simulator"
 SHARED_DIR = Path(os.environ.get("AW_SHARED_DIR", ROOT.parent / "shared"))
-API_KEY = "sk-test-integration"
+# Deliberately not shaped like an OpenAI key ("sk-..."): the logger masks that shape as a last
+# resort, so only a key that would leak literally shows that the worker never logs it at all.
+API_KEY = "aw-test-secret-5c9e1f7d"
 
 # Markers of a sanitizer report in a process's stderr (ASan, LSan, UBSan).
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from awtest import (SIMULATOR_BIN, WORKER_BIN, Collector, Producer_, Stack, Worker, WorkerSpec,
+from awtest import (API_KEY, SIMULATOR_BIN, WORKER_BIN, Collector, Producer_, Stack, Worker, WorkerSpec,
                     create_topics, delete_topics, make_request, pack, safe_name,
                     wait_until)
 
@@ -217,6 +217,10 @@ def worker(request, ctx, simulator):
             w.assert_clean_exit()
         except AssertionError as e:
             problems.append(str(e))
+        # Secrets are never logged, by any worker in any test.
+        leaked = [ln for ln in w.lines if API_KEY in ln or "Bearer " in ln]
+        if leaked:
+            problems.append(f"{w.name} logged a secret: {leaked[0][:200]}")
     assert not problems, "\n\n".join(problems)
 
 
