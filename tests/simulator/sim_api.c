@@ -35,7 +35,7 @@ static void reply_obj(sapi_reply *r, const cJSON *o) {
 /* OpenAI's error shape: {"error":{"message","type","param","code"}}. */
 static void AW_PRINTF(6, 7)
     reply_err(sapi_reply *r, int status, const char *type, const char *param, const char *code, const char *fmt, ...) {
-  char msg[512];
+  char msg[2048]; /* room for the call id lists of submit_tool_outputs */
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
@@ -59,7 +59,7 @@ static void not_found(sapi_reply *r, const char *what, const char *id) {
 typedef enum {
   V_STR, V_STR_NULL, V_NUM_NULL, V_INT_NULL, V_BOOL, V_BOOL_NULL, V_META, V_TOOLS, V_TOOLS_NULL,
   V_TOOLRES, V_RESPFMT, V_TOOLCHOICE, V_TRUNC, V_MSGS, V_MSGS_NULL, V_THREAD, V_CONTENT, V_ROLE,
-  V_ATTACH, V_EFFORT
+  V_ATTACH, V_EFFORT, V_TOOL_OUTPUTS
 } vtype;
 
 typedef struct vfield {
@@ -151,6 +151,27 @@ static int check_content(const cJSON *v, const char *name, sapi_reply *r) {
           "{type:image_url,image_url:{url}}.", name);
       return -1;
     }
+  }
+  return 0;
+}
+
+/* tool_outputs[]: {tool_call_id, output}, both strings.  The spec lists
+ * neither as required, but an output without its call id cannot be
+ * placed, and the real API refuses it. */
+static int check_tool_outputs(const cJSON *v, const char *name, sapi_reply *r) {
+  if (!cJSON_IsArray(v)) return bad_type(r, name, "an array", v);
+  int i = 0;
+  const cJSON *o;
+  cJSON_ArrayForEach(o, v) {
+    char pre[256];
+    if (snprintf(pre, sizeof pre, "%s[%d]", name, i++) >= (int)sizeof pre) pre[sizeof pre - 1] = '\0';
+    static const vfield out_fields[] = {
+        {"tool_call_id", V_STR, 1, 0, 0},
+        {"output", V_STR, 1, 0, 0},
+        {NULL, 0, 0, 0, 0},
+    };
+    if (!cJSON_IsObject(o)) return bad_type(r, pre, "an object", o);
+    if (check_fields(o, out_fields, r, pre, 0)) return -1;
   }
   return 0;
 }
@@ -266,6 +287,8 @@ static int check_one(const cJSON *v, const vfield *f, const char *name, sapi_rep
     return -1;
   case V_ATTACH:
     return cJSON_IsNull(v) || cJSON_IsArray(v) ? 0 : bad_type(r, name, "an array", v);
+  case V_TOOL_OUTPUTS:
+    return check_tool_outputs(v, name, r);
   case V_EFFORT:
     if (cJSON_IsNull(v)) return 0;
     if (cJSON_IsString(v) && (strcmp(v->valuestring, "minimal") == 0 || strcmp(v->valuestring, "low") == 0 ||
@@ -686,7 +709,7 @@ static const vfield thread_run_fields[] = {
 };
 
 /* Start run (lock held): either as an SSE stream or in the background. */
-static void run_reply(sapi_reply *r, sobj *run, int stream, int with_thread) {
+static void run_reply(sapi_reply *r, sobj *run, int stream, sstream_kind kind) {
   sfault_cfg c;
   sfault_get(&c);
   if (!stream) {
@@ -699,7 +722,10 @@ static void run_reply(sapi_reply *r, sobj *run, int stream, int with_thread) {
   cJSON *rec = r->rec;
   r->rec = NULL;
   if (rec) cJSON_AddNumberToObject(rec, "status", 200);
-  r->stream = sstream_new(run->parent->id, run->id, with_thread, sfault_take_drop_stream(), rec);
+  /* A stream that stops at requires_action has no answer to cut short:
+   * it does not spend an injected drop, which goes to the next answer. */
+  int drop = srun_wants_tools(run) ? 0 : sfault_take_drop_stream();
+  r->stream = sstream_new(run->parent->id, run->id, kind, drop, rec);
   if (!r->stream) {
     run->run->stream_owned = 0;
     srun_background(run->id, 0);
@@ -726,7 +752,7 @@ static void run_create(const sapi_req *q, sapi_reply *r, const char *tid) {
       int ok = 1;
       cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(body, "additional_messages")) ok &= msg_add(t, m) != NULL;
       if (ok) run = srun_create(t, a, body, c.answer_tokens);
-      if (run) run_reply(r, run, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "stream")), 0);
+      if (run) run_reply(r, run, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "stream")), SSTREAM_RUN);
       else reply_json(r, 500, NULL);
     }
     sstore_unlock();
@@ -751,9 +777,36 @@ static void thread_run_create(const sapi_req *q, sapi_reply *r) {
       t = thread_make(tb ? tb : empty);
       cJSON_Delete(empty);
       if (t) run = srun_create(t, a, body, c.answer_tokens);
-      if (run) run_reply(r, run, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "stream")), 1);
+      if (run) run_reply(r, run, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "stream")), SSTREAM_THREAD_RUN);
       else reply_json(r, 500, NULL);
     }
+    sstore_unlock();
+  }
+  cJSON_Delete(body);
+}
+
+static const vfield submit_fields[] = {
+    {"tool_outputs", V_TOOL_OUTPUTS, 1, 0, 0},
+    {"stream", V_BOOL_NULL, 0, 0, 0},
+    {NULL, 0, 0, 0, 0},
+};
+
+static void run_submit(const sapi_req *q, sapi_reply *r, const char *tid, const char *rid) {
+  cJSON *body = parse_body(q, r, 0);
+  if (!body) return;
+  if (check_fields(body, submit_fields, r, NULL, 0) == 0) {
+    sstore_lock();
+    sobj *t = sstore_get(tid, SK_THREAD), *run = sstore_get(rid, SK_RUN);
+    char err[2048];
+    int rc;
+    if (!t) not_found(r, "thread", tid);
+    else if (!run || run->parent != t) not_found(r, "run", rid);
+    else if ((rc = srun_submit_tool_outputs(run, cJSON_GetObjectItemCaseSensitive(body, "tool_outputs"), err,
+                                            sizeof err)) == AW_ENOMEM)
+      reply_json(r, 500, NULL);
+    else if (rc)
+      BAD(r, run->run->status == RS_REQUIRES_ACTION ? "tool_outputs" : NULL, NULL, "%s", err);
+    else run_reply(r, run, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "stream")), SSTREAM_SUBMIT);
     sstore_unlock();
   }
   cJSON_Delete(body);
@@ -872,6 +925,7 @@ static sstats_route classify(const char *m, char s[MAX_SEG][64], int n) {
   if (n == 4) return post ? SR_RUN_CREATE : get ? SR_RUN_LIST : SR_UNKNOWN;
   if (n == 5) return get ? SR_RUN_GET : SR_UNKNOWN;
   if (n == 6 && strcmp(s[5], "cancel") == 0) return post ? SR_RUN_CANCEL : SR_UNKNOWN;
+  if (n == 6 && strcmp(s[5], "submit_tool_outputs") == 0) return post ? SR_RUN_SUBMIT : SR_UNKNOWN;
   if (n == 6 && strcmp(s[5], "steps") == 0) return get ? SR_STEP_LIST : SR_UNKNOWN;
   if (n == 7 && strcmp(s[5], "steps") == 0) return get ? SR_STEP_GET : SR_UNKNOWN;
   return SR_UNKNOWN;
@@ -887,6 +941,7 @@ static void route_v1(const sapi_req *q, sapi_reply *r, char s[MAX_SEG][64]) {
   case SR_THREAD_UPDATE: thread_update(q, r, s[2]); return;
   case SR_MSG_CREATE: msg_create(q, r, s[2]); return;
   case SR_RUN_CREATE: run_create(q, r, s[2]); return;
+  case SR_RUN_SUBMIT: run_submit(q, r, s[2], s[4]); return;
   default: break;
   }
   /* The rest are lookups under one lock. */

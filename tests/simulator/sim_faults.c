@@ -15,6 +15,7 @@ void sfault_defaults(sfault_cfg *c) {
   c->answer_tokens = 20;
   c->retry_after_s = 1;
   c->seed = 1;
+  c->requires_action_timeout_s = 600;
   snprintf(c->fail_run_code, sizeof c->fail_run_code, "server_error");
 }
 
@@ -62,6 +63,7 @@ static const field fields[] = {
     {"fail_next_n_runs", F_INT, OFF(fail_next_n_runs), 0, 1 << 30},
     {"expire_next_n_runs", F_INT, OFF(expire_next_n_runs), 0, 1 << 30},
     {"fail_run_code", F_CODE, OFF(fail_run_code), 0, 0},
+    {"requires_action_timeout_s", F_INT, OFF(requires_action_timeout_s), 1, 86400},
     {"rate_429", F_RATE, OFF(rate_429), 0, 1},
     {"rate_500", F_RATE, OFF(rate_500), 0, 1},
     {"rate_drop_stream", F_RATE, OFF(rate_drop_stream), 0, 1},

@@ -7,6 +7,8 @@
  *    fail_next_n_with_429 (+retry_after_s), fail_next_n_with_500,
  *    drop_next_n_streams, fail_next_n_runs (+fail_run_code),
  *    expire_next_n_runs;
+ *  - requires_action_timeout_s: how long a run waits for tool outputs
+ *    before it expires (600, as the real API);
  *  - chaos rates in [0,1]: rate_429, rate_500, rate_drop_stream, drawn
  *    from a splitmix64 PRNG seeded by `seed`, so a run of the same request
  *    sequence fails the same way every time.
@@ -32,6 +34,7 @@ typedef struct sfault_cfg {
   int fail_next_n_runs;
   int expire_next_n_runs;
   char fail_run_code[32]; /* server_error | rate_limit_exceeded | invalid_prompt */
+  int requires_action_timeout_s; /* a run waiting for tool outputs expires after this */
   double rate_429, rate_500, rate_drop_stream;
   uint64_t seed;
 } sfault_cfg;
@@ -41,7 +44,8 @@ typedef enum { SFAULT_NONE = 0, SFAULT_429, SFAULT_500 } sfault_http;
 /** Outcome of the per-run fault draw. */
 typedef enum { SFAULT_RUN_OK = 0, SFAULT_RUN_FAIL, SFAULT_RUN_EXPIRE } sfault_run;
 
-/** Defaults: no faults, 20 answer tokens, retry_after_s 1, seed 1. */
+/** Defaults: no faults, 20 answer tokens, retry_after_s 1, seed 1,
+ *  requires_action_timeout_s 600. */
 void sfault_defaults(sfault_cfg *c);
 /** Install c as baseline and current settings. */
 void sfault_init(const sfault_cfg *c);

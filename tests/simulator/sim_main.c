@@ -32,6 +32,8 @@ static const char usage[] =
     "  --latency-ms N       delay before every response (default 0)\n"
     "  --record FILE        append every request/response as a JSON line\n"
     "  --seed N             seed for the chaos-rate PRNG (default 1)\n"
+    "  --requires-action-timeout-s N\n"
+    "                       a run waiting for tool outputs expires after N s (default 600)\n"
     "  --log-level LEVEL    debug|info|warn|error|off (default info)\n"
     "  --help               this text\n";
 
@@ -114,6 +116,9 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--latency-ms") == 0) {
       if (num(a, v, 0, 600000, &x)) return 2;
       fc.latency_ms = (int)x, ok = 1;
+    } else if (strcmp(a, "--requires-action-timeout-s") == 0) {
+      if (num(a, v, 1, 86400, &x)) return 2;
+      fc.requires_action_timeout_s = (int)x, ok = 1;
     } else if (strcmp(a, "--seed") == 0) {
       if (num(a, v, 0, LONG_MAX, &x)) return 2;
       fc.seed = (uint64_t)x, ok = 1;

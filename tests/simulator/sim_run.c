@@ -8,6 +8,7 @@
 #include "log.h"
 #include "sim_model.h"
 #include "sim_timer.h"
+#include "sim_tools.h"
 
 void sev_emit(sevents *ev, const char *name, const cJSON *data) {
   if (!ev) return;
@@ -119,8 +120,17 @@ sobj *srun_create(sobj *thread, sobj *asst, const cJSON *body, int answer_tokens
   buf user;
   buf_init(&user, 1 << 20);
   last_user_text(thread, &user);
-  rs->answer = smodel_answer(user.data, instr_s, addl_s, answer_tokens);
-  rs->tokens_total = answer_tokens;
+  rs->plan = stools_plan(user.data, instr_s, cJSON_GetObjectItemCaseSensitive(j, "tools"),
+                         cJSON_GetObjectItemCaseSensitive(j, "tool_choice"),
+                         !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "parallel_tool_calls")));
+  if (rs->plan) {
+    /* The answer needs the outputs: it is built when the last arrive. */
+    rs->outputs = cJSON_CreateArray();
+    rs->answer = rs->outputs ? strdup("") : NULL;
+  } else {
+    rs->answer = smodel_answer(user.data, instr_s, addl_s, answer_tokens);
+    rs->tokens_total = answer_tokens;
+  }
   rs->prompt_tokens = smodel_count_tokens(user.data) + smodel_count_tokens(instr_s) + smodel_count_tokens(addl_s);
   buf_free(&user);
   rs->fault = sfault_take_run(rs->fault_code, sizeof rs->fault_code);
@@ -141,10 +151,14 @@ void srun_set_status(sobj *run, srun_status st) {
   cJSON *j = run->json;
   jset(j, "status", cJSON_CreateString(srun_status_name(st)));
   double now = (double)sstore_unix_now();
-  if (st == RS_IN_PROGRESS) jset(j, "started_at", cJSON_CreateNumber(now));
+  /* A run resumed after tool outputs keeps the time it first started. */
+  if (st == RS_IN_PROGRESS && cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "started_at")))
+    jset(j, "started_at", cJSON_CreateNumber(now));
   else if (st == RS_CANCELLED) jset(j, "cancelled_at", cJSON_CreateNumber(now));
   else if (st == RS_FAILED) jset(j, "failed_at", cJSON_CreateNumber(now));
   else if (st == RS_COMPLETED) jset(j, "completed_at", cJSON_CreateNumber(now));
+  /* The action is done with (outputs in), or moot (expired, cancelled). */
+  if (old == RS_REQUIRES_ACTION) jset(j, "required_action", cJSON_CreateNull());
   if (!srun_status_active(st)) {
     /* A finished run no longer expires, and no longer blocks its thread. */
     if (st != RS_EXPIRED) jset(j, "expires_at", cJSON_CreateNull());
@@ -174,12 +188,146 @@ static void fail_run(sobj *run, const char *code, const char *msg, sevents *ev) 
   sev_emit(ev, "thread.run.failed", run->json);
 }
 
+/* A new in_progress step of run, its common fields filled in (type and
+ * step_details are the caller's).  NULL on ENOMEM. */
+static sobj *new_step(sobj *run, const char *type) {
+  sobj *step = sstore_new(SK_STEP, run);
+  if (!step) return NULL;
+  cJSON *s = step->json;
+  cJSON_AddStringToObject(s, "run_id", run->id);
+  cJSON_AddStringToObject(s, "assistant_id", cJSON_GetObjectItemCaseSensitive(run->json, "assistant_id")->valuestring);
+  cJSON_AddStringToObject(s, "thread_id", run->parent->id);
+  cJSON_AddStringToObject(s, "type", type);
+  cJSON_AddStringToObject(s, "status", "in_progress");
+  cJSON_AddNullToObject(s, "cancelled_at");
+  cJSON_AddNullToObject(s, "completed_at");
+  cJSON_AddNullToObject(s, "expired_at");
+  cJSON_AddNullToObject(s, "failed_at");
+  cJSON_AddNullToObject(s, "last_error");
+  cJSON_AddObjectToObject(s, "step_details");
+  cJSON_AddObjectToObject(s, "metadata");
+  cJSON_AddNullToObject(s, "usage");
+  snprintf(run->run->step_id, sizeof run->run->step_id, "%s", step->id);
+  return step;
+}
+
+int srun_wants_tools(const sobj *run) {
+  const srun_state *rs = run->run;
+  return rs->plan && rs->round < cJSON_GetArraySize(rs->plan);
+}
+
+/* Expiry of a run left in requires_action: the run id and the round it
+ * was armed for (a later round has its own timer). */
+typedef struct ra_timer {
+  char run_id[40];
+  unsigned gen;
+} ra_timer;
+
+static void ra_expire(void *arg, int shutting_down) {
+  ra_timer *x = arg;
+  if (!shutting_down) {
+    sstore_lock();
+    sobj *run = sstore_get(x->run_id, SK_RUN);
+    if (run && run->run->status == RS_REQUIRES_ACTION && run->run->ra_gen == x->gen) {
+      sobj *step = sstore_get(run->run->step_id, SK_STEP);
+      if (step) {
+        jset(step->json, "status", cJSON_CreateString("expired"));
+        jset(step->json, "expired_at", cJSON_CreateNumber((double)sstore_unix_now()));
+      }
+      jset(run->json, "usage", usage_json(run->run));
+      srun_set_status(run, RS_EXPIRED);
+    }
+    sstore_unlock();
+  }
+  free(x);
+}
+
+/* in_progress -> requires_action with the next round of calls: a
+ * tool_calls step, streamed as the real API does (created and in_progress
+ * with no calls yet, a delta per call), then the run with required_action.
+ * The run then waits for outputs, at most requires_action_timeout_s. */
+static void ask_tools(sobj *run, sevents *ev) {
+  srun_state *rs = run->run;
+  sobj *step = new_step(run, "tool_calls");
+  if (!step) {
+    fail_run(run, "server_error", "The simulator ran out of memory.", ev);
+    return;
+  }
+  cJSON *det = cJSON_GetObjectItemCaseSensitive(step->json, "step_details");
+  cJSON_AddStringToObject(det, "type", "tool_calls");
+  cJSON_AddArrayToObject(det, "tool_calls");
+  sev_emit(ev, "thread.run.step.created", step->json);
+  sev_emit(ev, "thread.run.step.in_progress", step->json);
+
+  cJSON *step_calls = cJSON_CreateArray(), *run_calls = cJSON_CreateArray();
+  const cJSON *c;
+  int i = 0;
+  cJSON_ArrayForEach(c, cJSON_GetArrayItem(rs->plan, rs->round)) {
+    char id[40];
+    sstore_call_id(id, sizeof id);
+    const char *name = cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring;
+    const char *args = cJSON_GetObjectItemCaseSensitive(c, "arguments")->valuestring;
+    cJSON *rc = cJSON_CreateObject();
+    cJSON_AddStringToObject(rc, "id", id);
+    cJSON_AddStringToObject(rc, "type", "function");
+    cJSON *fn = cJSON_AddObjectToObject(rc, "function");
+    cJSON_AddStringToObject(fn, "name", name);
+    cJSON_AddStringToObject(fn, "arguments", args);
+    cJSON_AddItemToArray(run_calls, rc);
+    cJSON *sc = cJSON_Duplicate(rc, 1);
+    cJSON_AddNullToObject(cJSON_GetObjectItemCaseSensitive(sc, "function"), "output");
+    cJSON_AddItemToArray(step_calls, sc);
+    if (ev) {
+      cJSON *d = cJSON_CreateObject();
+      cJSON_AddStringToObject(d, "id", step->id);
+      cJSON_AddStringToObject(d, "object", "thread.run.step.delta");
+      cJSON *sd = cJSON_AddObjectToObject(cJSON_AddObjectToObject(d, "delta"), "step_details");
+      cJSON_AddStringToObject(sd, "type", "tool_calls");
+      cJSON *dc = cJSON_Duplicate(sc, 1);
+      cJSON_AddNumberToObject(dc, "index", i);
+      cJSON_AddItemToArray(cJSON_AddArrayToObject(sd, "tool_calls"), dc);
+      sev_emit(ev, "thread.run.step.delta", d);
+      cJSON_Delete(d);
+    }
+    i++;
+  }
+  jset(det, "tool_calls", step_calls);
+  cJSON *ra = cJSON_CreateObject();
+  cJSON_AddStringToObject(ra, "type", "submit_tool_outputs");
+  cJSON_AddItemToObject(cJSON_AddObjectToObject(ra, "submit_tool_outputs"), "tool_calls", run_calls);
+  jset(run->json, "required_action", ra);
+  rs->round++;
+
+  sfault_cfg cfg;
+  sfault_get(&cfg);
+  jset(run->json, "expires_at", cJSON_CreateNumber((double)(sstore_unix_now() + cfg.requires_action_timeout_s)));
+  srun_set_status(run, RS_REQUIRES_ACTION);
+  rs->ra_gen++;
+  ra_timer *x = malloc(sizeof *x);
+  if (x) {
+    snprintf(x->run_id, sizeof x->run_id, "%s", run->id);
+    x->gen = rs->ra_gen;
+    if (stimer_add(stimer_now_ms() + (int64_t)cfg.requires_action_timeout_s * 1000, ra_expire, x) != AW_OK) {
+      /* The run then waits until cancelled: logged, not fatal. */
+      log_ctx ctx = {.thread_id = run->parent->id, .run_id = run->id};
+      log_warn(&ctx, "cannot schedule the requires_action expiry");
+      free(x);
+    }
+  }
+  sev_emit(ev, "thread.run.requires_action", run->json);
+}
+
 void srun_start(sobj *run, sevents *ev) {
   srun_state *rs = run->run;
   if (rs->status != RS_QUEUED) return;
   srun_set_status(run, RS_IN_PROGRESS);
   sev_emit(ev, "thread.run.in_progress", run->json);
-  if (rs->fault == SFAULT_RUN_FAIL) {
+  if (rs->resumed) {
+    /* Back from submit_tool_outputs: the tool step completed then. */
+    rs->resumed = 0;
+    sobj *done = sstore_get(rs->step_id, SK_STEP);
+    if (done) sev_emit(ev, "thread.run.step.completed", done->json);
+  } else if (rs->fault == SFAULT_RUN_FAIL) {
     const char *msg = strcmp(rs->fault_code, "rate_limit_exceeded") == 0
                           ? "Rate limit reached for requests. (injected by the simulator)"
                       : strcmp(rs->fault_code, "invalid_prompt") == 0
@@ -187,40 +335,30 @@ void srun_start(sobj *run, sevents *ev) {
                           : "Sorry, something went wrong. (injected by the simulator)";
     fail_run(run, rs->fault_code, msg, ev);
     return;
-  }
-  if (rs->fault == SFAULT_RUN_EXPIRE) {
+  } else if (rs->fault == SFAULT_RUN_EXPIRE) {
     srun_set_status(run, RS_EXPIRED);
     sev_emit(ev, "thread.run.expired", run->json);
     return;
   }
+  if (srun_wants_tools(run)) {
+    ask_tools(run, ev);
+    return;
+  }
   sobj *thread = run->parent;
   sobj *msg = sstore_new(SK_MSG, thread);
-  sobj *step = msg ? sstore_new(SK_STEP, run) : NULL;
+  sobj *step = msg ? new_step(run, "message_creation") : NULL;
   if (!step) {
     if (msg) sstore_delete(msg);
     fail_run(run, "server_error", "The simulator ran out of memory.", ev);
     return;
   }
   snprintf(rs->msg_id, sizeof rs->msg_id, "%s", msg->id);
-  snprintf(rs->step_id, sizeof rs->step_id, "%s", step->id);
   const char *asst_id = cJSON_GetObjectItemCaseSensitive(run->json, "assistant_id")->valuestring;
 
   cJSON *s = step->json;
-  cJSON_AddStringToObject(s, "run_id", run->id);
-  cJSON_AddStringToObject(s, "assistant_id", asst_id);
-  cJSON_AddStringToObject(s, "thread_id", thread->id);
-  cJSON_AddStringToObject(s, "type", "message_creation");
-  cJSON_AddStringToObject(s, "status", "in_progress");
-  cJSON_AddNullToObject(s, "cancelled_at");
-  cJSON_AddNullToObject(s, "completed_at");
-  cJSON_AddNullToObject(s, "expired_at");
-  cJSON_AddNullToObject(s, "failed_at");
-  cJSON_AddNullToObject(s, "last_error");
-  cJSON *det = cJSON_AddObjectToObject(s, "step_details");
+  cJSON *det = cJSON_GetObjectItemCaseSensitive(s, "step_details");
   cJSON_AddStringToObject(det, "type", "message_creation");
   cJSON_AddStringToObject(cJSON_AddObjectToObject(det, "message_creation"), "message_id", msg->id);
-  cJSON_AddObjectToObject(s, "metadata");
-  cJSON_AddNullToObject(s, "usage");
 
   cJSON *m = msg->json;
   cJSON_AddStringToObject(m, "thread_id", thread->id);
@@ -239,6 +377,105 @@ void srun_start(sobj *run, sevents *ev) {
   sev_emit(ev, "thread.run.step.in_progress", s);
   sev_emit(ev, "thread.message.created", m);
   sev_emit(ev, "thread.message.in_progress", m);
+}
+
+/* Python's repr of a list of ids, as the real API's error shows it. */
+static void id_list(buf *b, const cJSON *arr, const char *key) {
+  const cJSON *it;
+  int first = 1;
+  if (buf_appends(b, "[") != AW_OK) return;
+  cJSON_ArrayForEach(it, arr) {
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, key);
+    if (buf_appendf(b, "%s'%s'", first ? "" : ", ", cJSON_IsString(id) ? id->valuestring : "") != AW_OK) return;
+    first = 0;
+  }
+  if (buf_appends(b, "]") != AW_OK) return;
+}
+
+/* The first output given for call id, or NULL; *n = how many name it. */
+static const cJSON *output_for(const cJSON *outs, const char *id, int *n) {
+  const cJSON *o, *found = NULL;
+  *n = 0;
+  cJSON_ArrayForEach(o, outs) {
+    if (strcmp(cJSON_GetObjectItemCaseSensitive(o, "tool_call_id")->valuestring, id) == 0) {
+      if (!found) found = o;
+      ++*n;
+    }
+  }
+  return found;
+}
+
+int srun_submit_tool_outputs(sobj *run, const cJSON *outs, char *err, size_t err_size) {
+  srun_state *rs = run->run;
+  if (rs->status != RS_REQUIRES_ACTION)
+    return aw_seterr(AW_EINVAL, err, err_size, "Runs in status \"%s\" do not accept tool outputs.",
+                     srun_status_name(rs->status));
+  const cJSON *calls = cJSON_GetObjectItemCaseSensitive(
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(run->json, "required_action"),
+                                       "submit_tool_outputs"),
+      "tool_calls");
+  /* All outputs in one request, exactly one per pending call: a missing,
+   * repeated or unknown id is refused whole, as the real API does. */
+  int ok = cJSON_GetArraySize(outs) == cJSON_GetArraySize(calls), n;
+  const cJSON *c;
+  cJSON_ArrayForEach(c, calls) {
+    output_for(outs, cJSON_GetObjectItemCaseSensitive(c, "id")->valuestring, &n);
+    ok &= n == 1;
+  }
+  if (!ok) {
+    buf want, got;
+    buf_init(&want, 64 * 1024);
+    buf_init(&got, 64 * 1024);
+    id_list(&want, calls, "id");
+    id_list(&got, outs, "tool_call_id");
+    aw_seterr(AW_EINVAL, err, err_size, "Expected tool outputs for call_ids %s, got %s",
+              want.data ? want.data : "[]", got.data ? got.data : "[]");
+    buf_free(&want);
+    buf_free(&got);
+    return AW_EINVAL;
+  }
+
+  /* Outputs join the answer's list first, so that running out of memory
+   * building the answer can be undone before anything else changed. */
+  const cJSON *planned = cJSON_GetArrayItem(rs->plan, rs->round - 1);
+  int before = cJSON_GetArraySize(rs->outputs), i = 0;
+  cJSON_ArrayForEach(c, calls) {
+    const cJSON *o = output_for(outs, cJSON_GetObjectItemCaseSensitive(c, "id")->valuestring, &n);
+    cJSON *rec = cJSON_CreateObject();
+    cJSON_AddItemToObject(rec, "label",
+                          cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(planned, i++), "label"), 1));
+    cJSON_AddStringToObject(rec, "output", cJSON_GetObjectItemCaseSensitive(o, "output")->valuestring);
+    cJSON_AddItemToArray(rs->outputs, rec);
+  }
+  if (!srun_wants_tools(run)) {
+    char *answer = stools_answer(rs->outputs);
+    if (!answer) {
+      while (cJSON_GetArraySize(rs->outputs) > before) cJSON_DeleteItemFromArray(rs->outputs, before);
+      return aw_seterr(AW_ENOMEM, err, err_size, "The simulator ran out of memory.");
+    }
+    free(rs->answer);
+    rs->answer = answer;
+    rs->emit_pos = 0;
+    rs->tokens_total = smodel_count_tokens(answer);
+  }
+
+  sobj *step = sstore_get(rs->step_id, SK_STEP);
+  if (step) {
+    cJSON *step_calls =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(step->json, "step_details"), "tool_calls");
+    i = 0;
+    cJSON_ArrayForEach(c, calls) {
+      const cJSON *o = output_for(outs, cJSON_GetObjectItemCaseSensitive(c, "id")->valuestring, &n);
+      jset(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(step_calls, i++), "function"), "output",
+           cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(o, "output"), 1));
+    }
+    jset(step->json, "status", cJSON_CreateString("completed"));
+    jset(step->json, "completed_at", cJSON_CreateNumber((double)sstore_unix_now()));
+    jset(step->json, "usage", usage_json(rs));
+  }
+  rs->resumed = 1;
+  srun_set_status(run, RS_QUEUED);
+  return AW_OK;
 }
 
 /* Set the message's text to the first len bytes of the answer. */
@@ -329,6 +566,12 @@ void srun_finalize_cancel(sobj *run, sevents *ev) {
   if (rs->status != RS_CANCELLING) return;
   double now = (double)sstore_unix_now();
   sobj *msg = sstore_get(rs->msg_id, SK_MSG), *step = sstore_get(rs->step_id, SK_STEP);
+  /* Only what is still being produced is cut short: a tool step whose
+   * outputs were submitted stays completed. */
+  const cJSON *mst = msg ? cJSON_GetObjectItemCaseSensitive(msg->json, "status") : NULL;
+  const cJSON *sst = step ? cJSON_GetObjectItemCaseSensitive(step->json, "status") : NULL;
+  if (mst && strcmp(mst->valuestring, "in_progress") != 0) msg = NULL;
+  if (sst && strcmp(sst->valuestring, "in_progress") != 0) step = NULL;
   if (msg) {
     cJSON *why = cJSON_CreateObject();
     cJSON_AddStringToObject(why, "reason", "run_cancelled");

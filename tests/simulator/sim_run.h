@@ -2,7 +2,11 @@
  *
  * A run goes queued -> in_progress -> completed, or ends failed / expired
  * (injected faults, decided when it is created) or cancelling ->
- * cancelled.  Every status change goes through srun_set_status(), which
+ * cancelled.  A run whose model calls functions (sim_tools.h) goes
+ * in_progress -> requires_action (a tool_calls step) and waits: submitted
+ * outputs take it back to queued -> in_progress, for the next round of
+ * calls or the answer; left waiting requires_action_timeout_s, it
+ * expires.  Every status change goes through srun_set_status(), which
  * stamps the timestamps, frees the thread for new runs when the run ends,
  * keeps the per-status counters and logs the transition.
  *
@@ -46,13 +50,24 @@ void sev_done(sevents *ev);
 sobj *srun_create(sobj *thread, sobj *asst, const cJSON *body, int answer_tokens);
 /** The one status transition function. */
 void srun_set_status(sobj *run, srun_status st);
-/** queued -> in_progress, creating the step and the message (or straight
- *  on to failed/expired for an injected fault). */
+/** queued -> in_progress, then either the next round of tool calls (a
+ *  tool_calls step, requires_action, an expiry timer) or the message
+ *  step and the message (or straight on to failed/expired for an
+ *  injected fault).  After submitted outputs it first reports the tool
+ *  step completed. */
 void srun_start(sobj *run, sevents *ev);
 /** Emit the next token; returns how many remain. */
 int srun_token(sobj *run, sevents *ev);
 /** Complete message, step and run. */
 void srun_finish(sobj *run, sevents *ev);
+/** Does the run stop for tool outputs when it next starts? */
+int srun_wants_tools(const sobj *run);
+/** Accept the outputs for the pending calls (a validated
+ *  SubmitToolOutputsRunRequest.tool_outputs array): the tool step
+ *  completes with them, the run goes back to queued.  AW_EINVAL with the
+ *  API's message in err when the run is not in requires_action or the
+ *  ids are not exactly the pending calls'; AW_ENOMEM, changing nothing. */
+int srun_submit_tool_outputs(sobj *run, const cJSON *tool_outputs, char *err, size_t err_size) AW_MUST_CHECK;
 /** Ask an active run to stop: status cancelling. */
 void srun_request_cancel(sobj *run);
 /** cancelling -> cancelled (message incomplete, step cancelled). */

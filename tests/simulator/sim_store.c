@@ -54,7 +54,7 @@ void sstore_init(void) {
   g_salt = mix((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 32);
 }
 
-static void make_id(sobj_kind k, uint64_t n, char *out, size_t size) {
+static void make_id(const char *prefix, uint64_t n, char *out, size_t size) {
   static const char b62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
   char tail[25];
   uint64_t a = mix(n ^ g_salt), b = mix(a + 0x2545f4914f6cdd1dull), c = mix(b);
@@ -65,8 +65,10 @@ static void make_id(sobj_kind k, uint64_t n, char *out, size_t size) {
   for (int i = 11; i < 21; i++, b /= 62) tail[i] = b62[b % 62];
   for (int i = 21; i < 24; i++, c /= 62) tail[i] = b62[c % 62];
   tail[24] = '\0';
-  snprintf(out, size, "%s%s", kind_prefix[k], tail);
+  snprintf(out, size, "%s%s", prefix, tail);
 }
+
+void sstore_call_id(char *out, size_t size) { make_id("call_", ++g_seq, out, size); }
 
 static int slist_push(slist *l, sobj *o) {
   if (l->n == l->cap) {
@@ -105,7 +107,7 @@ sobj *sstore_new(sobj_kind k, sobj *parent) {
   o->seq = ++g_seq;
   o->created_at = sstore_unix_now();
   o->parent = parent;
-  make_id(k, o->seq, o->id, sizeof o->id);
+  make_id(kind_prefix[k], o->seq, o->id, sizeof o->id);
   o->json = cJSON_CreateObject();
   if (k == SK_RUN) o->run = calloc(1, sizeof *o->run);
   if (!o->json || (k == SK_RUN && !o->run)) goto fail;
@@ -140,6 +142,8 @@ static void destroy(sobj *o) {
   if (o->run) {
     g_run_counts[o->run->status]--;
     free(o->run->answer);
+    cJSON_Delete(o->run->plan);
+    cJSON_Delete(o->run->outputs);
     free(o->run);
   }
   free(o->kids.v);

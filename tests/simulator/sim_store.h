@@ -47,8 +47,20 @@ typedef struct srun_state {
   int prompt_tokens;
   sfault_run fault;   /* injected outcome */
   char fault_code[32];
-  char msg_id[40], step_id[40]; /* set when the run starts */
+  char msg_id[40], step_id[40]; /* set when the run starts; step_id is
+                                   the newest step (tool calls or message) */
   int stream_owned;   /* a live SSE stream drives it; the timer must not */
+  /* Function calling (sim_tools.h).  plan: the rounds of calls the model
+   * makes before answering (NULL: none); round: rounds asked so far;
+   * outputs: what was submitted, [{label,output}] in call order, from
+   * which the answer is built after the last round. */
+  cJSON *plan;
+  int round;
+  cJSON *outputs;
+  unsigned ra_gen;    /* bumped on each entry to requires_action: an
+                         expiry timer armed for an earlier round is stale */
+  int resumed;        /* outputs submitted: the next start reports the
+                         completed tool step */
 } srun_state;
 
 typedef struct sobj {
@@ -75,6 +87,9 @@ void sstore_unlock(void);
  *  are filled in; it is registered in the map and in the parent's list.
  *  NULL on ENOMEM.  Lock held. */
 sobj *sstore_new(sobj_kind k, sobj *parent);
+/** A fresh tool call id ("call_" + 24 base62), unique like object ids.
+ *  Lock held. */
+void sstore_call_id(char *out, size_t size);
 /** Object by id and kind, or NULL.  Lock held. */
 sobj *sstore_get(const char *id, sobj_kind k);
 /** Remove and free o with all its descendants.  Lock held. */

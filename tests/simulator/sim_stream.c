@@ -13,12 +13,13 @@
 #include "sim_stats.h"
 #include "sim_timer.h"
 
-typedef enum { P_THREAD, P_CREATED, P_START, P_TOKENS, P_FINISH, P_DONE, P_END } phase;
+typedef enum { P_THREAD, P_CREATED, P_RESUMED, P_START, P_TOKENS, P_FINISH, P_DONE, P_END } phase;
 
 struct sstream {
   struct MHD_Connection *conn;
   char thread_id[40], run_id[40];
   phase ph;
+  int owns;         /* still drives the run (cleared at requires_action) */
   buf out;          /* rendered events not yet handed to MHD */
   size_t off;       /* bytes of out already handed over */
   int drop;         /* injected fault: close the connection mid-answer */
@@ -31,7 +32,7 @@ struct sstream {
 /* Enough for one step's events with a long answer in message.completed. */
 #define STREAM_OUT_MAX (4u << 20)
 
-sstream *sstream_new(const char *thread_id, const char *run_id, int with_thread, int drop, cJSON *rec) {
+sstream *sstream_new(const char *thread_id, const char *run_id, sstream_kind kind, int drop, cJSON *rec) {
   sstream *st = calloc(1, sizeof *st);
   if (!st) {
     cJSON_Delete(rec);
@@ -39,7 +40,8 @@ sstream *sstream_new(const char *thread_id, const char *run_id, int with_thread,
   }
   snprintf(st->thread_id, sizeof st->thread_id, "%s", thread_id);
   snprintf(st->run_id, sizeof st->run_id, "%s", run_id);
-  st->ph = with_thread ? P_THREAD : P_CREATED;
+  st->ph = kind == SSTREAM_THREAD_RUN ? P_THREAD : kind == SSTREAM_SUBMIT ? P_RESUMED : P_CREATED;
+  st->owns = 1;
   st->drop = drop;
   buf_init(&st->out, STREAM_OUT_MAX);
   st->rec = rec;
@@ -59,7 +61,7 @@ static int step(sstream *st) {
   sobj *run = sstore_get(st->run_id, SK_RUN);
   if (!run && st->ph != P_DONE) {
     rc = -1; /* deleted or reset under us: nothing sensible left to say */
-  } else if (run && run->run->status == RS_CANCELLING) {
+  } else if (run && st->owns && run->run->status == RS_CANCELLING) {
     srun_finalize_cancel(run, &ev);
     st->ph = P_DONE;
   } else {
@@ -75,9 +77,20 @@ static int step(sstream *st) {
       sev_emit(&ev, "thread.run.queued", run->json);
       st->ph = P_START;
       break;
+    case P_RESUMED:
+      sev_emit(&ev, "thread.run.queued", run->json);
+      st->ph = P_START;
+      break;
     case P_START:
       srun_start(run, &ev);
       st->ph = run->run->status == RS_IN_PROGRESS ? P_TOKENS : P_DONE;
+      if (run->run->status == RS_REQUIRES_ACTION) {
+        /* The client may submit as soon as it reads requires_action,
+         * before this stream is freed; the submit's driver (a new stream
+         * or the timer) must then be the only one. */
+        run->run->stream_owned = 0;
+        st->owns = 0;
+      }
       /* "A few deltas", but never all of them, so the drop is mid-answer. */
       st->drop_after = run->run->tokens_total > 3 ? 3 : 1;
       break;
@@ -141,7 +154,7 @@ ssize_t sstream_read(void *cls, uint64_t pos, char *out, size_t max) {
 void sstream_free(void *cls) {
   sstream *st = cls;
   sstore_lock();
-  sobj *run = sstore_get(st->run_id, SK_RUN);
+  sobj *run = st->owns ? sstore_get(st->run_id, SK_RUN) : NULL;
   if (run) {
     run->run->stream_owned = 0;
     if (srun_status_active(run->run->status)) {

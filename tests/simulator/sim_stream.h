@@ -25,12 +25,21 @@
 
 typedef struct sstream sstream;
 
+/** What the stream answers, which decides its first events. */
+typedef enum {
+  SSTREAM_RUN = 0,    /* POST .../runs: thread.run.created, thread.run.queued */
+  SSTREAM_THREAD_RUN, /* POST /threads/runs: thread.created first */
+  SSTREAM_SUBMIT      /* POST .../submit_tool_outputs: thread.run.queued */
+} sstream_kind;
+
 /** A stream for run_id on thread_id.  The caller has set the run's
- *  stream_owned.  with_thread: start with thread.created (create-and-run).
- *  drop: close the connection after a few deltas (fault injection).
- *  Takes ownership of rec (the --record line to complete; may be NULL).
- *  NULL on ENOMEM (rec is freed). */
-sstream *sstream_new(const char *thread_id, const char *run_id, int with_thread, int drop, cJSON *rec);
+ *  stream_owned.  drop: close the connection after a few deltas (fault
+ *  injection).  Takes ownership of rec (the --record line to complete;
+ *  may be NULL).  NULL on ENOMEM (rec is freed).
+ *  A stream whose run reaches requires_action ends there (event: done),
+ *  as the real API's does, and gives up the run at once: the submit that
+ *  follows may come before MHD frees this stream. */
+sstream *sstream_new(const char *thread_id, const char *run_id, sstream_kind kind, int drop, cJSON *rec);
 /** Tell the stream its connection (needed to suspend it). */
 void sstream_attach(sstream *st, struct MHD_Connection *c);
 /** MHD_ContentReaderCallback. */

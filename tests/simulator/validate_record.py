@@ -37,6 +37,7 @@ ROUTES = [  # (method, path regex, schema of a 200 body)
     ("GET", r"/v1/threads/[^/]+/runs", "ListRunsResponse"),
     ("GET", r"/v1/threads/[^/]+/runs/[^/]+", "RunObject"),
     ("POST", r"/v1/threads/[^/]+/runs/[^/]+/cancel", "RunObject"),
+    ("POST", r"/v1/threads/[^/]+/runs/[^/]+/submit_tool_outputs", "RunObject"),
     ("GET", r"/v1/threads/[^/]+/runs/[^/]+/steps", "ListRunStepsResponse"),
     ("GET", r"/v1/threads/[^/]+/runs/[^/]+/steps/[^/]+", "RunStepObject"),
 ]
