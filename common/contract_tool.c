@@ -1,0 +1,733 @@
+/* contract_tool.c -- tool request / tool reply messages (see contract_tool.h
+ * and schemas/README.md, "Tool calls").
+ *
+ * Design notes:
+ *  - Decoding never asks msgpack-c to unpack.  The messages are flat maps of
+ *    strings, so a cursor over the bytes is enough: the whole value is first
+ *    walked by an allocation-free scanner (mp_skip: structure, depth <= 24,
+ *    no trailing bytes), then the top-level pairs are picked out, then one
+ *    malloc holds the struct and copies of its strings.  Nothing is
+ *    allocated from a count the input declares.  contract.c has the same
+ *    scanner as static functions; it is repeated here in compact form rather
+ *    than shared because contract.c is owned separately (a later change may
+ *    move both into one msgpack-scan module).
+ *  - The arguments JSON -> msgpack conversion is a small strict RFC 8259
+ *    parser that runs twice over the text: the first pass validates and
+ *    counts the members of every container (msgpack needs counts up front),
+ *    the second emits.  cJSON is not used because it turns every number into
+ *    a double: 2^63-1 or an order id of 19 digits would silently change.
+ *    Recursion is bounded by CTOOL_MAX_ARGUMENTS_DEPTH.
+ *  - Duplicate member names make the conversion fail (arguments nil): a
+ *    msgpack map with two equal keys is read differently by different
+ *    libraries.  They are found by sorting each object's keys once it is
+ *    complete: O(k log k), not O(k^2), for an object of k members.
+ */
+#include "contract_tool.h"
+
+#include <errno.h>
+#include <math.h>
+#include <cJSON.h>
+#include <msgpack.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 24
+
+static const char CODE_MISSING[] = "missing_field";
+static const char CODE_INVALID[] = "invalid_field";
+static const char CODE_VERSION[] = "unsupported_version";
+static const char CODE_INTERNAL[] = "internal_error";
+
+/* ---- UTF-8 ----------------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at s (n > 0 bytes), 0 if none.
+ * Strict: no overlongs, no surrogates, nothing above U+10FFFF. */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  if (c < 0x80) return 1;
+  if (c < 0xC2) return 0;
+  if (c < 0xE0) return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+  if (c < 0xF0) {
+    if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+    if (c == 0xE0 && s[1] < 0xA0) return 0;
+    if (c == 0xED && s[1] >= 0xA0) return 0;
+    return 3;
+  }
+  if (c < 0xF5) {
+    if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
+    if (c == 0xF0 && s[1] < 0x90) return 0;
+    if (c == 0xF4 && s[1] >= 0x90) return 0;
+    return 4;
+  }
+  return 0;
+}
+
+static bool utf8_valid(const char *p, size_t n) {
+  const unsigned char *s = (const unsigned char *)p;
+  for (size_t i = 0, k; i < n; i += k)
+    if (!(k = utf8_seq(s + i, n - i))) return false;
+  return true;
+}
+
+/* ---- msgpack scanner (no allocation) -------------------------------------- */
+
+typedef enum { MP_NIL, MP_BOOL, MP_INT, MP_FLOAT, MP_STR, MP_BIN, MP_EXT, MP_ARRAY, MP_MAP } mp_kind;
+
+typedef struct mp_head {
+  mp_kind kind;
+  uint64_t n;          /* element count (array/map) or payload bytes (str/bin/ext) */
+  const uint8_t *body; /* str/bin/ext payload */
+  bool neg;            /* MP_INT: negative, value is (int64_t)u */
+  uint64_t u;          /* MP_INT value */
+} mp_head;
+
+static uint64_t be(const uint8_t *p, size_t n) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) v = v << 8 | p[i];
+  return v;
+}
+
+/* Read one value's header at *off and move past it (str/bin/ext: also past
+ * the payload; containers: only the header).  -1 on truncation or 0xc1. */
+static int mp_read(const uint8_t *p, size_t len, size_t *off, mp_head *h) {
+  size_t o = *off, lb = 0, fixed = 0;
+  if (o >= len) return -1;
+  uint8_t b = p[o++];
+  memset(h, 0, sizeof *h);
+  if (b <= 0x7f) {
+    h->kind = MP_INT;
+    h->u = b;
+  } else if (b >= 0xe0) {
+    h->kind = MP_INT;
+    h->neg = true;
+    h->u = (uint64_t)(int64_t)(int8_t)b;
+  } else if (b <= 0x8f) {
+    h->kind = MP_MAP;
+    h->n = b & 0x0f;
+  } else if (b <= 0x9f) {
+    h->kind = MP_ARRAY;
+    h->n = b & 0x0f;
+  } else if (b <= 0xbf) {
+    h->kind = MP_STR;
+    h->n = b & 0x1f;
+  } else if (b == 0xc0) {
+    h->kind = MP_NIL;
+  } else if (b == 0xc2 || b == 0xc3) {
+    h->kind = MP_BOOL;
+  } else if (b >= 0xc4 && b <= 0xc6) {
+    h->kind = MP_BIN;
+    lb = (size_t)1 << (b - 0xc4);
+  } else if (b >= 0xc7 && b <= 0xc9) {
+    h->kind = MP_EXT;
+    lb = (size_t)1 << (b - 0xc7);
+    fixed = 1;
+  } else if (b == 0xca || b == 0xcb) {
+    h->kind = MP_FLOAT;
+    fixed = b == 0xca ? 4 : 8;
+  } else if (b >= 0xcc && b <= 0xd3) {
+    h->kind = MP_INT;
+    fixed = (size_t)1 << ((b - 0xcc) & 3);
+  } else if (b >= 0xd4 && b <= 0xd8) {
+    h->kind = MP_EXT;
+    h->n = (uint64_t)1 << (b - 0xd4);
+    fixed = 1;
+  } else if (b >= 0xd9 && b <= 0xdb) {
+    h->kind = MP_STR;
+    lb = (size_t)1 << (b - 0xd9);
+  } else if (b == 0xdc || b == 0xdd) {
+    h->kind = MP_ARRAY;
+    lb = (size_t)2 << (b - 0xdc);
+  } else if (b == 0xde || b == 0xdf) {
+    h->kind = MP_MAP;
+    lb = (size_t)2 << (b - 0xde);
+  } else {
+    return -1; /* 0xc1 */
+  }
+  if (lb) {
+    if (len - o < lb) return -1;
+    h->n = be(p + o, lb);
+    o += lb;
+  }
+  if (len - o < fixed) return -1;
+  if (h->kind == MP_INT && fixed) {
+    uint64_t v = be(p + o, fixed);
+    if (b >= 0xd0) { /* signed: sign-extend from fixed bytes */
+      if (fixed < 8 && (v >> (fixed * 8 - 1)) & 1) v |= ~(uint64_t)0 << (fixed * 8);
+      h->neg = (int64_t)v < 0;
+    }
+    h->u = v;
+  }
+  o += fixed;
+  if (h->kind == MP_STR || h->kind == MP_BIN || h->kind == MP_EXT) {
+    if (h->n > len - o) return -1;
+    h->body = p + o;
+    o += (size_t)h->n;
+  }
+  *off = o;
+  return 0;
+}
+
+/* Skip exactly one complete value at *off, checking it all.  Iterative with
+ * a fixed stack, so hostile nesting cannot exhaust the C stack. */
+static int mp_skip(const uint8_t *p, size_t len, size_t *off) {
+  uint64_t pending[MAX_DEPTH + 1];
+  int depth = 0;
+  pending[0] = 1;
+  while (depth >= 0) {
+    if (pending[depth] == 0) {
+      depth--;
+      continue;
+    }
+    pending[depth]--;
+    mp_head h;
+    if (mp_read(p, len, off, &h)) return -1;
+    if (h.kind != MP_ARRAY && h.kind != MP_MAP) continue;
+    uint64_t items = h.kind == MP_MAP ? h.n * 2 : h.n;
+    if (items > len - *off) return -1; /* every element takes >= 1 byte */
+    if (items == 0) continue;
+    if (depth == MAX_DEPTH) return -1;
+    pending[++depth] = items;
+  }
+  return 0;
+}
+
+/* ---- decoding helpers --------------------------------------------------------- */
+
+typedef struct dctx {
+  const char **err_code;
+  char *errstr;
+  size_t errstr_size;
+} dctx;
+
+static int dfail(dctx *c, int rc, const char *code, const char *fmt, ...) AW_PRINTF(4, 5);
+static int dfail(dctx *c, int rc, const char *code, const char *fmt, ...) {
+  *c->err_code = code;
+  if (c->errstr && c->errstr_size) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errstr, c->errstr_size, fmt, ap);
+    va_end(ap);
+  }
+  return rc;
+}
+
+/* A known key's value: where it starts and ends; present == false if the key
+ * is absent.  A nil value is kept here and counts as absent later. */
+typedef struct field {
+  const char *name;
+  bool seen, present;
+  size_t off, end;
+  mp_head h;
+} field;
+
+/* Pick the known keys out of the map whose header ends at *off (npairs
+ * pairs).  The value was already checked by mp_skip, so the walk cannot
+ * fail on structure; unknown keys (also non-string ones) are skipped. */
+static int collect(dctx *c, const uint8_t *p, size_t len, size_t off, uint64_t npairs, field *f,
+                   size_t nf, const char *where) {
+  for (uint64_t i = 0; i < npairs; i++) {
+    size_t koff = off;
+    mp_head k;
+    if (mp_skip(p, len, &off) || mp_read(p, len, &koff, &k)) return -1;
+    size_t voff = off;
+    if (mp_skip(p, len, &off)) return -1;
+    if (k.kind != MP_STR) continue;
+    for (size_t j = 0; j < nf; j++) {
+      if (strlen(f[j].name) != k.n || memcmp(f[j].name, k.body, (size_t)k.n)) continue;
+      if (f[j].seen) return dfail(c, AW_EINVAL, CODE_INVALID, "duplicate key %s%s", where, f[j].name);
+      f[j].seen = true;
+      f[j].off = voff;
+      f[j].end = off;
+      size_t o = voff;
+      (void)mp_read(p, len, &o, &f[j].h);
+      f[j].present = f[j].h.kind != MP_NIL; /* nil counts as absent, but a second copy is a duplicate */
+      break;
+    }
+  }
+  return 0;
+}
+
+/* Validate a string field; *s / *n are set when present. */
+static int want_str(dctx *c, const field *f, const char *where, bool required, size_t min,
+                    size_t max, const char *too_long_code, const char **s, size_t *n) {
+  *s = NULL;
+  *n = 0;
+  if (!f->present) {
+    if (required) return dfail(c, AW_EINVAL, CODE_MISSING, "missing field %s%s", where, f->name);
+    return AW_OK;
+  }
+  if (f->h.kind != MP_STR) return dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s must be a string", where, f->name);
+  size_t len = (size_t)f->h.n;
+  if (len < min) return dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s must not be empty", where, f->name);
+  if (len > max) {
+    if (too_long_code)
+      return dfail(c, AW_ETOOBIG, too_long_code, "field %s%s is %zu bytes, limit %zu", where, f->name, len, max);
+    return dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s is %zu bytes, at most %zu allowed", where,
+                 f->name, len, max);
+  }
+  if (memchr(f->h.body, 0, len))
+    return dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s contains a NUL byte", where, f->name);
+  if (!utf8_valid((const char *)f->h.body, len))
+    return dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s is not valid UTF-8", where, f->name);
+  *s = (const char *)f->h.body;
+  *n = len;
+  return AW_OK;
+}
+
+static int want_version(dctx *c, const field *f) {
+  if (!f->present) return dfail(c, AW_EINVAL, CODE_MISSING, "missing field v");
+  if (f->h.kind != MP_INT) return dfail(c, AW_EINVAL, CODE_INVALID, "field v must be an integer");
+  if (f->h.neg || f->h.u != CTOOL_VERSION) {
+    if (f->h.neg)
+      return dfail(c, AW_EINVAL, CODE_VERSION, "unsupported version %lld (this side speaks %d)",
+                   (long long)(int64_t)f->h.u, CTOOL_VERSION);
+    return dfail(c, AW_EINVAL, CODE_VERSION, "unsupported version %llu (this side speaks %d)",
+                 (unsigned long long)f->h.u, CTOOL_VERSION);
+  }
+  return AW_OK;
+}
+
+/* Common start of both decoders: size bound, one complete map, no trailing
+ * bytes.  On success *off is just past the map header. */
+static int open_map(dctx *c, const uint8_t *p, size_t len, size_t max, const char *what,
+                    const char *malformed, const char *too_large, size_t *off, uint64_t *npairs) {
+  if (!p && len) return dfail(c, AW_EINVAL, malformed, "no data");
+  if (len > max) return dfail(c, AW_ETOOBIG, too_large, "%s is %zu bytes, limit %zu", what, len, max);
+  size_t end = 0;
+  if (mp_skip(p, len, &end))
+    return dfail(c, AW_EPARSE, malformed, "not a complete msgpack value (or nested deeper than %d)", MAX_DEPTH);
+  if (end != len)
+    return dfail(c, AW_EPARSE, malformed, "%zu trailing bytes after the %s map", len - end, what);
+  mp_head h;
+  *off = 0;
+  if (mp_read(p, len, off, &h) || h.kind != MP_MAP)
+    return dfail(c, AW_EPARSE, malformed, "%s is not a msgpack map", what);
+  *npairs = h.n;
+  return AW_OK;
+}
+
+/* Bump allocator over the one allocation of a decoded struct. */
+typedef struct arena {
+  char *p;
+} arena;
+
+static const char *arena_str(arena *a, const char *s, size_t n) {
+  if (!s) return NULL;
+  char *d = a->p;
+  if (n) memcpy(d, s, n);
+  d[n] = '\0';
+  a->p += n + 1;
+  return d;
+}
+
+/* ---- encoding helpers ---------------------------------------------------------- */
+
+typedef struct enc {
+  msgpack_packer pk;
+  buf *b;
+  int err; /* first failure; once set nothing more is written */
+} enc;
+
+/* After buf frees itself on ETOOBIG a later, smaller append would succeed
+ * into the emptied buffer; the sticky err prevents that. */
+static int enc_write(void *data, const char *p, size_t n) {
+  enc *e = data;
+  if (e->err) return -1;
+  int rc = buf_append(e->b, p, n);
+  if (rc) {
+    e->err = rc;
+    return -1;
+  }
+  return 0;
+}
+
+static void enc_init(enc *e, buf *b) {
+  e->b = b;
+  e->err = 0;
+  msgpack_packer_init(&e->pk, e, enc_write);
+}
+
+static void e_key(enc *e, const char *k) { (void)msgpack_pack_str_with_body(&e->pk, k, strlen(k)); }
+static void e_int(enc *e, int64_t v) { (void)msgpack_pack_int64(&e->pk, v); }
+
+/* A string, invalid UTF-8 replaced by U+FFFD and, when max is not 0, cut at
+ * max bytes on a character boundary. */
+static void e_text(enc *e, const char *s, size_t n, size_t max) {
+  if (e->err) return;
+  char *tmp = NULL;
+  if (n && !utf8_valid(s, n)) {
+    if (n > (SIZE_MAX - 1) / 3 || !(tmp = malloc(n * 3 + 1))) {
+      e->err = AW_ENOMEM;
+      return;
+    }
+    const unsigned char *u = (const unsigned char *)s;
+    size_t j = 0;
+    for (size_t i = 0, k; i < n; i += k) {
+      k = utf8_seq(u + i, n - i);
+      if (k) {
+        memcpy(tmp + j, u + i, k);
+        j += k;
+      } else {
+        memcpy(tmp + j, "\xEF\xBF\xBD", 3);
+        j += 3;
+        k = 1;
+      }
+    }
+    s = tmp;
+    n = j;
+  }
+  if (max && n > max) {
+    n = max;
+    while (n && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+  }
+  (void)msgpack_pack_str_with_body(&e->pk, s, n);
+  free(tmp);
+}
+
+static void e_id(enc *e, const char *s) { e_text(e, s, strlen(s), 0); }
+
+/* An id the decoder will accept: 1..max bytes of UTF-8 without NUL. */
+static bool id_ok(const char *s, size_t max) {
+  if (!s) return false;
+  size_t n = strlen(s);
+  return n >= 1 && n <= max && utf8_valid(s, n);
+}
+
+/* ---- arguments: JSON -> msgpack ---------------------------------------------- */
+
+/* The model's text is parsed with cJSON, never with a parser of our own.
+ * What that costs, on purpose: cJSON keeps numbers as doubles, so integers
+ * are exact up to 2^53 (the range JSON producers guarantee anyway) and
+ * written as msgpack ints; other numbers, and integers beyond 2^53, are
+ * float64, and "2.0" cannot be told from "2".  cJSON also accepts a few
+ * non-RFC spellings (leading zeros, "1.").  The exact text always travels
+ * in arguments_json, which is the authority; `arguments` is a convenience.
+ * Refused (AW_EPARSE): anything but one object, duplicate member names in
+ * one object (ambiguous for the receiving service), non-finite numbers,
+ * "\u0000" (cJSON would silently cut the string there), invalid UTF-8,
+ * nesting deeper than CTOOL_MAX_ARGUMENTS_DEPTH. */
+
+#define EXACT_INT_LIMIT 9007199254740992.0 /* 2^53 */
+
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Are the member names of obj unique?  Sorting a copy of the name pointers
+ * keeps this O(n log n) for the large objects a model could write. */
+static int names_unique(const cJSON *obj, int n) {
+  if (n < 2) return 1;
+  const char **names = malloc((size_t)n * sizeof *names);
+  if (!names) return -1;
+  int i = 0, ok = 1;
+  for (const cJSON *it = obj->child; it; it = it->next) names[i++] = it->string;
+  qsort(names, (size_t)n, sizeof *names, name_cmp);
+  for (i = 1; i < n && ok; i++) ok = strcmp(names[i - 1], names[i]) != 0;
+  free(names);
+  return ok;
+}
+
+static int pack_json(enc *e, const cJSON *v, int depth) {
+  if (depth > CTOOL_MAX_ARGUMENTS_DEPTH) return AW_EPARSE;
+  if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
+    int n = cJSON_GetArraySize(v);
+    if (cJSON_IsObject(v)) {
+      int u = names_unique(v, n);
+      if (u < 0) return AW_ENOMEM;
+      if (!u) return AW_EPARSE;
+      (void)msgpack_pack_map(&e->pk, (size_t)n);
+    } else {
+      (void)msgpack_pack_array(&e->pk, (size_t)n);
+    }
+    for (const cJSON *it = v->child; it; it = it->next) {
+      if (cJSON_IsObject(v)) {
+        size_t kl = strlen(it->string);
+        if (!utf8_valid(it->string, kl)) return AW_EPARSE;
+        (void)msgpack_pack_str_with_body(&e->pk, it->string, kl);
+      }
+      int rc = pack_json(e, it, depth + 1);
+      if (rc) return rc;
+    }
+    return AW_OK;
+  }
+  if (cJSON_IsString(v)) {
+    size_t n = strlen(v->valuestring);
+    if (!utf8_valid(v->valuestring, n)) return AW_EPARSE;
+    (void)msgpack_pack_str_with_body(&e->pk, v->valuestring, n);
+  } else if (cJSON_IsNumber(v)) {
+    double d = v->valuedouble;
+    if (!isfinite(d)) return AW_EPARSE;
+    if (d == floor(d) && fabs(d) <= EXACT_INT_LIMIT) (void)msgpack_pack_int64(&e->pk, (int64_t)d);
+    else (void)msgpack_pack_double(&e->pk, d);
+  } else if (cJSON_IsBool(v)) {
+    if (cJSON_IsTrue(v)) (void)msgpack_pack_true(&e->pk);
+    else (void)msgpack_pack_false(&e->pk);
+  } else if (cJSON_IsNull(v)) {
+    (void)msgpack_pack_nil(&e->pk);
+  } else {
+    return AW_EPARSE;
+  }
+  return AW_OK;
+}
+
+int ctool_arguments_to_msgpack(const char *json, size_t len, buf *out) {
+  if (!out) return AW_EINVAL;
+  if (!json || memchr(json, '\0', len) || !utf8_valid(json, len)) return AW_EPARSE;
+  /* "\u0000" would be cut short by cJSON: refuse rather than change the value. */
+  for (const char *p = json; (p = memmem(p, len - (size_t)(p - json), "\\u0000", 6)); p++)
+    return AW_EPARSE;
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+  if (!root) return AW_EPARSE;
+  while (end && end < json + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')) end++;
+  int rc = (cJSON_IsObject(root) && end == json + len) ? AW_OK : AW_EPARSE;
+  buf tmp;
+  buf_init(&tmp, out->max - out->len);
+  if (rc == AW_OK) {
+    enc e;
+    enc_init(&e, &tmp);
+    rc = pack_json(&e, root, 1);
+    if (rc == AW_OK && e.err) rc = e.err;
+  }
+  cJSON_Delete(root);
+  if (rc == AW_OK) rc = buf_append(out, tmp.data, tmp.len);
+  else if (rc != AW_EPARSE) buf_free(out);
+  buf_free(&tmp);
+  return rc;
+}
+
+/* ---- tool request ------------------------------------------------------------ */
+
+int ctool_request_encode(const ctool_request *r, buf *out) {
+  if (!r || !out || !id_ok(r->correlation_id, CTOOL_MAX_CORRELATION_ID) ||
+      !id_ok(r->conversation_id, CTOOL_MAX_CONVERSATION_ID) || !id_ok(r->thread_id, CTOOL_MAX_OPENAI_ID) ||
+      !id_ok(r->run_id, CTOOL_MAX_OPENAI_ID) || !id_ok(r->tool_call_id, CTOOL_MAX_OPENAI_ID) ||
+      !id_ok(r->name, CTOOL_MAX_NAME) || !id_ok(r->reply_topic, CTOOL_MAX_TOPIC) || r->deadline_ms < 0)
+    return AW_EINVAL;
+  if (!r->arguments_json || memchr(r->arguments_json, 0, r->arguments_json_len)) return AW_EINVAL;
+
+  buf args;
+  buf_init(&args, out->max - out->len);
+  int rc = ctool_arguments_to_msgpack(r->arguments_json, r->arguments_json_len, &args);
+  if (rc != AW_OK && rc != AW_EPARSE) {
+    buf_free(out);
+    return rc;
+  }
+  enc e;
+  enc_init(&e, out);
+  (void)msgpack_pack_map(&e.pk, 11);
+  e_key(&e, "v");
+  e_int(&e, r->v ? r->v : CTOOL_VERSION);
+  e_key(&e, "correlation_id");
+  e_id(&e, r->correlation_id);
+  e_key(&e, "conversation_id");
+  e_id(&e, r->conversation_id);
+  e_key(&e, "thread_id");
+  e_id(&e, r->thread_id);
+  e_key(&e, "run_id");
+  e_id(&e, r->run_id);
+  e_key(&e, "tool_call_id");
+  e_id(&e, r->tool_call_id);
+  e_key(&e, "name");
+  e_id(&e, r->name);
+  e_key(&e, "arguments");
+  if (rc == AW_OK) (void)enc_write(&e, args.data, args.len); /* already msgpack */
+  else (void)msgpack_pack_nil(&e.pk);
+  e_key(&e, "arguments_json");
+  e_text(&e, r->arguments_json, r->arguments_json_len, 0);
+  e_key(&e, "deadline_ms");
+  e_int(&e, r->deadline_ms);
+  e_key(&e, "reply_topic");
+  e_id(&e, r->reply_topic);
+  buf_free(&args);
+  return e.err;
+}
+
+enum {
+  RQ_V, RQ_CORR, RQ_CONV, RQ_THREAD, RQ_RUN, RQ_CALL, RQ_NAME, RQ_ARGS, RQ_ARGS_JSON, RQ_DEADLINE,
+  RQ_TOPIC, RQ_N
+};
+
+int ctool_request_decode(const void *data, size_t len, size_t max_bytes, ctool_request **out,
+                         const char **err_code, char *errstr, size_t errstr_size) {
+  static const char MALFORMED[] = "malformed_request", TOO_LARGE[] = "request_too_large";
+  const char *dummy;
+  if (!err_code) err_code = &dummy;
+  *err_code = NULL;
+  if (errstr && errstr_size) errstr[0] = '\0';
+  dctx c = {err_code, errstr, errstr_size};
+  if (!out) return dfail(&c, AW_EINVAL, CODE_INTERNAL, "no output pointer");
+  *out = NULL;
+  if (!max_bytes) max_bytes = CTOOL_DEFAULT_MAX_REQUEST;
+  const uint8_t *p = data;
+  size_t off;
+  uint64_t npairs;
+  int rc = open_map(&c, p, len, max_bytes, "tool request", MALFORMED, TOO_LARGE, &off, &npairs);
+  if (rc) return rc;
+  field f[RQ_N] = {
+      [RQ_V] = {.name = "v"}, [RQ_CORR] = {.name = "correlation_id"},
+      [RQ_CONV] = {.name = "conversation_id"}, [RQ_THREAD] = {.name = "thread_id"},
+      [RQ_RUN] = {.name = "run_id"}, [RQ_CALL] = {.name = "tool_call_id"}, [RQ_NAME] = {.name = "name"},
+      [RQ_ARGS] = {.name = "arguments"}, [RQ_ARGS_JSON] = {.name = "arguments_json"},
+      [RQ_DEADLINE] = {.name = "deadline_ms"}, [RQ_TOPIC] = {.name = "reply_topic"},
+  };
+  if (collect(&c, p, len, off, npairs, f, RQ_N, "")) {
+    if (*err_code) return AW_EINVAL;
+    return dfail(&c, AW_EPARSE, MALFORMED, "malformed map");
+  }
+  if ((rc = want_version(&c, &f[RQ_V]))) return rc;
+
+  static const struct {
+    int idx;
+    size_t max;
+  } ids[] = {{RQ_CORR, CTOOL_MAX_CORRELATION_ID}, {RQ_CONV, CTOOL_MAX_CONVERSATION_ID},
+             {RQ_THREAD, CTOOL_MAX_OPENAI_ID},   {RQ_RUN, CTOOL_MAX_OPENAI_ID},
+             {RQ_CALL, CTOOL_MAX_OPENAI_ID},     {RQ_NAME, CTOOL_MAX_NAME}};
+  const char *s[RQ_N] = {0};
+  size_t n[RQ_N] = {0};
+  size_t total = sizeof(ctool_request);
+  for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+    if ((rc = want_str(&c, &f[ids[i].idx], "", true, 1, ids[i].max, NULL, &s[ids[i].idx], &n[ids[i].idx])))
+      return rc;
+    total += n[ids[i].idx] + 1;
+  }
+  if (f[RQ_ARGS].present && f[RQ_ARGS].h.kind != MP_MAP)
+    return dfail(&c, AW_EINVAL, CODE_INVALID, "field arguments must be a map or nil");
+  size_t args_len = f[RQ_ARGS].present ? f[RQ_ARGS].end - f[RQ_ARGS].off : 0;
+  if ((rc = want_str(&c, &f[RQ_ARGS_JSON], "", true, 0, max_bytes, TOO_LARGE, &s[RQ_ARGS_JSON], &n[RQ_ARGS_JSON])))
+    return rc;
+  const field *dl = &f[RQ_DEADLINE];
+  if (!dl->present) return dfail(&c, AW_EINVAL, CODE_MISSING, "missing field deadline_ms");
+  if (dl->h.kind != MP_INT || dl->h.neg || dl->h.u > INT64_MAX)
+    return dfail(&c, AW_EINVAL, CODE_INVALID, "field deadline_ms must be a non-negative integer (unix ms)");
+  if ((rc = want_str(&c, &f[RQ_TOPIC], "", true, 1, CTOOL_MAX_TOPIC, NULL, &s[RQ_TOPIC], &n[RQ_TOPIC])))
+    return rc;
+  total += n[RQ_ARGS_JSON] + 1 + n[RQ_TOPIC] + 1 + args_len;
+
+  ctool_request *r = malloc(total);
+  if (!r) return dfail(&c, AW_ENOMEM, CODE_INTERNAL, "out of memory (%zu bytes)", total);
+  memset(r, 0, sizeof *r);
+  arena a = {(char *)(r + 1)};
+  r->v = CTOOL_VERSION;
+  r->correlation_id = arena_str(&a, s[RQ_CORR], n[RQ_CORR]);
+  r->conversation_id = arena_str(&a, s[RQ_CONV], n[RQ_CONV]);
+  r->thread_id = arena_str(&a, s[RQ_THREAD], n[RQ_THREAD]);
+  r->run_id = arena_str(&a, s[RQ_RUN], n[RQ_RUN]);
+  r->tool_call_id = arena_str(&a, s[RQ_CALL], n[RQ_CALL]);
+  r->name = arena_str(&a, s[RQ_NAME], n[RQ_NAME]);
+  r->arguments_json = arena_str(&a, s[RQ_ARGS_JSON], n[RQ_ARGS_JSON]);
+  r->arguments_json_len = n[RQ_ARGS_JSON];
+  r->reply_topic = arena_str(&a, s[RQ_TOPIC], n[RQ_TOPIC]);
+  r->deadline_ms = (int64_t)dl->h.u;
+  if (args_len) {
+    memcpy(a.p, p + f[RQ_ARGS].off, args_len);
+    r->arguments = a.p;
+    r->arguments_len = args_len;
+  }
+  *out = r;
+  return AW_OK;
+}
+
+void ctool_request_free(ctool_request *r) { free(r); }
+
+/* ---- tool reply ---------------------------------------------------------------- */
+
+int ctool_reply_encode(const ctool_reply *r, buf *out) {
+  if (!r || !out || !id_ok(r->correlation_id, CTOOL_MAX_CORRELATION_ID)) return AW_EINVAL;
+  if ((r->output != NULL) == (r->error_code != NULL)) return AW_EINVAL;
+  if (r->output && memchr(r->output, 0, r->output_len)) return AW_EINVAL;
+  if (r->error_code && !id_ok(r->error_code, CTOOL_MAX_ERROR_CODE)) return AW_EINVAL;
+  enc e;
+  enc_init(&e, out);
+  (void)msgpack_pack_map(&e.pk, 3);
+  e_key(&e, "v");
+  e_int(&e, r->v ? r->v : CTOOL_VERSION);
+  e_key(&e, "correlation_id");
+  e_id(&e, r->correlation_id);
+  if (r->output) {
+    e_key(&e, "output");
+    e_text(&e, r->output, r->output_len, 0);
+  } else {
+    const char *m = r->error_message ? r->error_message : "";
+    e_key(&e, "error");
+    (void)msgpack_pack_map(&e.pk, 2);
+    e_key(&e, "code");
+    e_id(&e, r->error_code);
+    e_key(&e, "message");
+    /* Cut rather than refuse: a too-long message must not cost the reply. */
+    e_text(&e, m, strlen(m), CTOOL_MAX_ERROR_MESSAGE);
+  }
+  return e.err;
+}
+
+enum { RP_V, RP_CORR, RP_OUTPUT, RP_ERROR, RP_N };
+
+int ctool_reply_decode(const void *data, size_t len, size_t max_output, ctool_reply **out,
+                       const char **err_code, char *errstr, size_t errstr_size) {
+  static const char MALFORMED[] = "malformed_reply", TOO_LARGE[] = "reply_too_large";
+  const char *dummy;
+  if (!err_code) err_code = &dummy;
+  *err_code = NULL;
+  if (errstr && errstr_size) errstr[0] = '\0';
+  dctx c = {err_code, errstr, errstr_size};
+  if (!out) return dfail(&c, AW_EINVAL, CODE_INTERNAL, "no output pointer");
+  *out = NULL;
+  if (!max_output) max_output = CTOOL_DEFAULT_MAX_OUTPUT;
+  const size_t max_total = max_output > SIZE_MAX - CTOOL_REPLY_OVERHEAD ? SIZE_MAX : max_output + CTOOL_REPLY_OVERHEAD;
+  const uint8_t *p = data;
+  size_t off;
+  uint64_t npairs;
+  int rc = open_map(&c, p, len, max_total, "tool reply", MALFORMED, TOO_LARGE, &off, &npairs);
+  if (rc) return rc;
+  field f[RP_N] = {[RP_V] = {.name = "v"}, [RP_CORR] = {.name = "correlation_id"},
+                   [RP_OUTPUT] = {.name = "output"}, [RP_ERROR] = {.name = "error"}};
+  if (collect(&c, p, len, off, npairs, f, RP_N, "")) {
+    if (*err_code) return AW_EINVAL;
+    return dfail(&c, AW_EPARSE, MALFORMED, "malformed map");
+  }
+  if ((rc = want_version(&c, &f[RP_V]))) return rc;
+  const char *corr, *output = NULL, *code = NULL, *msg = NULL;
+  size_t ncorr, noutput = 0, ncode = 0, nmsg = 0;
+  if ((rc = want_str(&c, &f[RP_CORR], "", true, 1, CTOOL_MAX_CORRELATION_ID, NULL, &corr, &ncorr))) return rc;
+  if (f[RP_OUTPUT].present && f[RP_ERROR].present)
+    return dfail(&c, AW_EINVAL, CODE_INVALID, "a reply has either output or error, not both");
+  if (!f[RP_OUTPUT].present && !f[RP_ERROR].present)
+    return dfail(&c, AW_EINVAL, CODE_MISSING, "missing field output (or error)");
+  if (f[RP_OUTPUT].present) {
+    if ((rc = want_str(&c, &f[RP_OUTPUT], "", true, 0, max_output, TOO_LARGE, &output, &noutput))) return rc;
+  } else {
+    const field *ef = &f[RP_ERROR];
+    if (ef->h.kind != MP_MAP) return dfail(&c, AW_EINVAL, CODE_INVALID, "field error must be a map");
+    size_t eoff = ef->off;
+    mp_head eh;
+    (void)mp_read(p, len, &eoff, &eh);
+    field g[2] = {{.name = "code"}, {.name = "message"}};
+    if (collect(&c, p, len, eoff, eh.n, g, 2, "error.")) {
+      if (*err_code) return AW_EINVAL;
+      return dfail(&c, AW_EPARSE, MALFORMED, "malformed error map");
+    }
+    if ((rc = want_str(&c, &g[0], "error.", true, 1, CTOOL_MAX_ERROR_CODE, NULL, &code, &ncode))) return rc;
+    if ((rc = want_str(&c, &g[1], "error.", true, 0, CTOOL_MAX_ERROR_MESSAGE, NULL, &msg, &nmsg))) return rc;
+  }
+  size_t total = sizeof(ctool_reply) + ncorr + 1 + (output ? noutput + 1 : ncode + 1 + nmsg + 1);
+  ctool_reply *r = malloc(total);
+  if (!r) return dfail(&c, AW_ENOMEM, CODE_INTERNAL, "out of memory (%zu bytes)", total);
+  memset(r, 0, sizeof *r);
+  arena a = {(char *)(r + 1)};
+  r->v = CTOOL_VERSION;
+  r->correlation_id = arena_str(&a, corr, ncorr);
+  if (output) {
+    r->output = arena_str(&a, output, noutput);
+    r->output_len = noutput;
+  } else {
+    r->error_code = arena_str(&a, code, ncode);
+    r->error_message = arena_str(&a, msg, nmsg);
+  }
+  *out = r;
+  return AW_OK;
+}
+
+void ctool_reply_free(ctool_reply *r) { free(r); }

@@ -1,0 +1,206 @@
+/* correlation.c -- tool-call correlation ids (see correlation.h).
+ *
+ * All cryptography is OpenSSL's (HMAC, SHA-256, CRYPTO_memcmp,
+ * OPENSSL_cleanse); randomness is the kernel's getrandom(2).  What is done
+ * here is framing: the MAC input length-prefixes every variable part so that
+ * ("ab", "c") and ("a", "bc") cannot share a tag, and starts with the
+ * version so that a future "tc2." cannot be confused with this one.  The
+ * base64 decoder refuses non-canonical text (a last character with spare
+ * bits set), so each id has exactly one spelling and its digest is stable.
+ */
+#include "correlation.h"
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define NONCE_LEN 16
+#define TAG_LEN 16
+#define RAW_LEN (NONCE_LEN + 8 + TAG_LEN) /* 40 bytes -> 54 base64 characters */
+#define B64_LEN ((RAW_LEN * 4 + 2) / 3)
+#define PREFIX_LEN (sizeof CORR_PREFIX - 1)
+
+_Static_assert(PREFIX_LEN + B64_LEN == CORR_ID_LEN, "CORR_ID_LEN matches the layout");
+
+static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int set_secret(unsigned char dst[64], size_t *dst_len, const void *secret, size_t len) {
+  if (!secret || len < CORR_MIN_SECRET) return AW_EINVAL;
+  if (len <= 64) {
+    memcpy(dst, secret, len);
+    *dst_len = len;
+    return AW_OK;
+  }
+  if (!SHA256(secret, len, dst)) return AW_EFATAL;
+  *dst_len = SHA256_DIGEST_LENGTH;
+  return AW_OK;
+}
+
+int corr_key_init(corr_key *k, const void *secret, size_t len) {
+  if (!k) return AW_EINVAL;
+  corr_key_clear(k);
+  int rc = set_secret(k->cur, &k->cur_len, secret, len);
+  if (rc) corr_key_clear(k);
+  return rc;
+}
+
+int corr_key_set_previous(corr_key *k, const void *secret, size_t len) {
+  if (!k || !k->cur_len) return AW_EINVAL;
+  OPENSSL_cleanse(k->prev, sizeof k->prev);
+  k->prev_len = 0;
+  if (!secret && !len) return AW_OK;
+  return set_secret(k->prev, &k->prev_len, secret, len);
+}
+
+void corr_key_clear(corr_key *k) {
+  if (!k) return;
+  OPENSSL_cleanse(k, sizeof *k);
+}
+
+static void put_be32(unsigned char *p, uint32_t v) {
+  for (int i = 3; i >= 0; i--, v >>= 8) p[i] = (unsigned char)v;
+}
+
+/* An id we bind: 1..CORR_MAX_BOUND_ID bytes. */
+static int bound_len(const char *s, size_t *n) {
+  if (!s) return -1;
+  *n = strnlen(s, CORR_MAX_BOUND_ID + 1);
+  return *n == 0 || *n > CORR_MAX_BOUND_ID ? -1 : 0;
+}
+
+/* tag = HMAC-SHA256(key, framing)[0..16).  nonce_deadline: the first 24 raw bytes. */
+static int make_tag(const unsigned char *key, size_t key_len, const unsigned char *nonce_deadline,
+                    const char *ids[3], const size_t lens[3], unsigned char tag[TAG_LEN]) {
+  unsigned char msg[4 + NONCE_LEN + 8 + 3 * (4 + CORR_MAX_BOUND_ID)];
+  size_t m = 0;
+  memcpy(msg, "tc1", 4); /* with its NUL */
+  m = 4;
+  memcpy(msg + m, nonce_deadline, NONCE_LEN + 8);
+  m += NONCE_LEN + 8;
+  for (int i = 0; i < 3; i++) {
+    put_be32(msg + m, (uint32_t)lens[i]);
+    m += 4;
+    memcpy(msg + m, ids[i], lens[i]);
+    m += lens[i];
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  unsigned char *ok = HMAC(EVP_sha256(), key, (int)key_len, msg, m, md, &md_len);
+  OPENSSL_cleanse(msg, sizeof msg);
+  if (!ok || md_len < TAG_LEN) return AW_EFATAL;
+  memcpy(tag, md, TAG_LEN);
+  OPENSSL_cleanse(md, sizeof md);
+  return AW_OK;
+}
+
+int corr_new(const corr_key *k, const char *conversation_id, const char *run_id,
+             const char *tool_call_id, int64_t deadline_ms, char *out, size_t outsz) {
+  const char *ids[3] = {conversation_id, run_id, tool_call_id};
+  size_t lens[3];
+  if (!k || !k->cur_len || !out || outsz < CORR_ID_SIZE || deadline_ms < 0) return AW_EINVAL;
+  for (int i = 0; i < 3; i++)
+    if (bound_len(ids[i], &lens[i])) return AW_EINVAL;
+
+  unsigned char raw[RAW_LEN];
+  for (size_t got = 0; got < NONCE_LEN;) {
+    ssize_t r = getrandom(raw + got, NONCE_LEN - got, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return AW_EIO;
+    }
+    got += (size_t)r;
+  }
+  uint64_t d = (uint64_t)deadline_ms;
+  for (int i = 7; i >= 0; i--, d >>= 8) raw[NONCE_LEN + i] = (unsigned char)d;
+  int rc = make_tag(k->cur, k->cur_len, raw, ids, lens, raw + NONCE_LEN + 8);
+  if (rc) return rc;
+
+  memcpy(out, CORR_PREFIX, PREFIX_LEN);
+  char *o = out + PREFIX_LEN;
+  for (size_t i = 0; i < RAW_LEN; i += 3) {
+    uint32_t v = (uint32_t)raw[i] << 16;
+    if (i + 1 < RAW_LEN) v |= (uint32_t)raw[i + 1] << 8;
+    if (i + 2 < RAW_LEN) v |= raw[i + 2];
+    *o++ = B64URL[v >> 18 & 63];
+    *o++ = B64URL[v >> 12 & 63];
+    if (i + 1 < RAW_LEN) *o++ = B64URL[v >> 6 & 63];
+    if (i + 2 < RAW_LEN) *o++ = B64URL[v & 63];
+  }
+  *o = '\0';
+  return AW_OK;
+}
+
+static int b64url_val(unsigned char ch) {
+  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+  if (ch == '-') return 62;
+  if (ch == '_') return 63;
+  return -1;
+}
+
+/* Exactly B64_LEN canonical characters -> RAW_LEN bytes. */
+static int b64url_decode(const char *s, unsigned char raw[RAW_LEN]) {
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t n = 0;
+  for (size_t i = 0; i < B64_LEN; i++) {
+    int v = b64url_val((unsigned char)s[i]);
+    if (v < 0) return -1;
+    acc = acc << 6 | (uint32_t)v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      raw[n++] = (unsigned char)(acc >> bits);
+      acc &= (1u << bits) - 1;
+    }
+  }
+  /* Left-over bits must be zero, or two spellings would decode alike. */
+  return n == RAW_LEN && acc == 0 ? 0 : -1;
+}
+
+int corr_verify(const corr_key *k, const char *id, const char *conversation_id, const char *run_id,
+                const char *tool_call_id, int64_t *deadline_ms_out) {
+  const char *ids[3] = {conversation_id, run_id, tool_call_id};
+  size_t lens[3];
+  if (!k || !k->cur_len || !id) return AW_EINVAL;
+  for (int i = 0; i < 3; i++)
+    if (bound_len(ids[i], &lens[i])) return AW_EINVAL;
+  if (strnlen(id, CORR_ID_LEN + 1) != CORR_ID_LEN || memcmp(id, CORR_PREFIX, PREFIX_LEN)) return AW_EINVAL;
+  unsigned char raw[RAW_LEN];
+  if (b64url_decode(id + PREFIX_LEN, raw)) return AW_EINVAL;
+  uint64_t d = 0;
+  for (int i = 0; i < 8; i++) d = d << 8 | raw[NONCE_LEN + i];
+  if (d > INT64_MAX) return AW_EINVAL; /* corr_new never makes one */
+
+  const unsigned char *tag = raw + NONCE_LEN + 8;
+  unsigned char want[TAG_LEN];
+  int rc = make_tag(k->cur, k->cur_len, raw, ids, lens, want);
+  if (rc) return rc;
+  int ok = CRYPTO_memcmp(want, tag, TAG_LEN) == 0;
+  if (!ok && k->prev_len) {
+    if ((rc = make_tag(k->prev, k->prev_len, raw, ids, lens, want))) return rc;
+    ok = CRYPTO_memcmp(want, tag, TAG_LEN) == 0;
+  }
+  OPENSSL_cleanse(want, sizeof want);
+  if (!ok) return AW_EINVAL;
+  if (deadline_ms_out) *deadline_ms_out = (int64_t)d;
+  return AW_OK;
+}
+
+int corr_digest(const char *id, char out[CORR_DIGEST_SIZE]) {
+  if (!id || !out) return AW_EINVAL;
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  if (!SHA256((const unsigned char *)id, strlen(id), md)) return AW_EFATAL;
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 0; i < 16; i++) {
+    out[2 * i] = hex[md[i] >> 4];
+    out[2 * i + 1] = hex[md[i] & 15];
+  }
+  out[32] = '\0';
+  return AW_OK;
+}
