@@ -145,6 +145,11 @@ def throughput(a):
         c = s.consumer()
         s.worker(a.max_in_flight)
         wait_for(lambda: s.logged('"partitions assigned"'), 60, "partition assignment")
+        prof = None
+        if a.profile:  # software clock samples: hardware counters are often unavailable here
+            prof = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "1999", "-g",
+                                     "-o", a.profile, "-p", str(s.worker_pid)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = cpu_seconds(s.worker_pid)
         got, statuses, first, last = 0, {}, None, None
         deadline = time.monotonic() + 600
@@ -160,6 +165,9 @@ def throughput(a):
                 statuses[st] = statuses.get(st, 0) + 1
         cpu1 = cpu_seconds(s.worker_pid)
         rss = rss_kib(s.worker_pid)
+        if prof:
+            prof.send_signal(signal.SIGINT)
+            prof.wait(60)
         c.close()
         secs = (last - first) if last and first and last > first else float("nan")
         return {"events": got, "statuses": statuses, "seconds": secs,
@@ -211,6 +219,7 @@ def main():
     ap.add_argument("--conversations", type=int, default=2000)
     ap.add_argument("--max-in-flight", type=int, default=1000)
     ap.add_argument("--token-delay-ms", type=int, default=500)
+    ap.add_argument("--profile", help="throughput: write a perf profile of the worker here")
     a = ap.parse_args()
     r = throughput(a) if a.phase == "throughput" else inflight(a)
     print(json.dumps(r))
