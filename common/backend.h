@@ -94,6 +94,8 @@ typedef struct be_turn_input {
   const char *additional_instructions; /* or NULL */
   int want_deltas;           /* 0: the backend need not decode text deltas */
   const char *log_event_id;  /* for log lines only */
+  const char *existing_message_id; /* non-NULL: the user message was added
+                                      by an earlier attempt; only start the run */
 } be_turn_input;
 
 /** A function call the model made; the run waits for its output.  Strings

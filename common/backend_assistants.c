@@ -883,7 +883,8 @@ static void turn_on_stream_done(void *opaque, const api_result *r) {
   turn_finish(t);
 }
 
-static void turn_start_run(turn_op *t) {
+/* POST the streaming run; returns what failed before any I/O (no callback). */
+static int turn_post_run(turn_op *t) {
   cJSON *j = cJSON_CreateObject();
   cJSON *md = NULL;
   int ok = j && cJSON_AddStringToObject(j, "assistant_id", t->assistant) &&
@@ -896,16 +897,19 @@ static void turn_start_run(turn_op *t) {
   ok = md && cJSON_AddStringToObject(md, "aw_message_id", t->msg_id);
   char *body = NULL;
   if (!ok) cJSON_Delete(j);
-  if (!ok || print_json(j, &body)) {
-    turn_start_err(t, AW_ENOMEM, "POST runs");
-    return;
-  }
+  if (!ok || print_json(j, &body)) return AW_ENOMEM;
   free(t->instructions);
   free(t->additional);
   t->instructions = t->additional = NULL;
   turn_phase(t, T_STREAM);
   int rc = api_runs_create(t->be->api, t->thread, body, turn_on_event, turn_on_stream_done, t, &t->b.call);
   cJSON_free(body);
+  if (rc) t->b.call = NULL;
+  return rc;
+}
+
+static void turn_start_run(turn_op *t) {
+  int rc = turn_post_run(t);
   if (rc) turn_start_err(t, rc, "POST runs");
 }
 
@@ -997,10 +1001,21 @@ static int turn_start(be_backend *bb, const be_turn_input *in, const be_turn_eve
   int rc = AW_OK;
   if (in->instructions && !(t->instructions = strdup(in->instructions))) rc = AW_ENOMEM;
   if (in->additional_instructions && !(t->additional = strdup(in->additional_instructions))) rc = AW_ENOMEM;
-  char *body = rc ? NULL : message_body(in, &rc);
-  if (!rc) {
-    turn_phase(t, T_MESSAGE);
-    rc = api_messages_create(be->api, t->thread, body, turn_on_message, t, &t->b.call);
+  char *body = NULL;
+  if (!rc && in->existing_message_id) {
+    /* The message was added by an earlier attempt (a re-processed event):
+     * only the run is started, tagged with that message. */
+    if (!id_arg_ok(in->existing_message_id)) rc = AW_EINVAL;
+    else {
+      copy_id(t->msg_id, sizeof t->msg_id, in->existing_message_id);
+      rc = turn_post_run(t);
+    }
+  } else if (!rc) {
+    body = message_body(in, &rc);
+    if (!rc) {
+      turn_phase(t, T_MESSAGE);
+      rc = api_messages_create(be->api, t->thread, body, turn_on_message, t, &t->b.call);
+    }
   }
   cJSON_free(body);
   if (rc) {

@@ -70,7 +70,7 @@ static void on_reply(void *opaque, int err, redisReply *r) {
 }
 
 static int issue(tmap *m, call *c, int argc, const char **argv) {
-  size_t lens[6];
+  size_t lens[8]; /* the longest command has 7 arguments */
   for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
   int rc = rconn_commandargv(m->redis, on_reply, c, argc, argv, lens);
   if (rc) free(c);
@@ -116,6 +116,35 @@ int tmap_put_outcome(tmap *m, const char *conv, const char *event_id, const char
   char key[768], val[256], ttl[32];
   if (outcome_key(m, conv, event_id, key, sizeof key)) return AW_ETOOBIG;
   snprintf(val, sizeof val, "%s %s", status, run_id && *run_id ? run_id : "-");
+  snprintf(ttl, sizeof ttl, "%ld", m->outcome_ttl_s);
+  call *c = new_call(m, conv, cb, opaque);
+  if (!c) return AW_ENOMEM;
+  const char *argv[] = {"SET", key, val, "EX", ttl};
+  return issue(m, c, 5, argv);
+}
+
+static int progress_key(const tmap *m, const char *conv, const char *event_id, char *out, size_t n) {
+  int k = snprintf(out, n, "%s:{c:%s}:evp:%s", m->prefix, conv, event_id);
+  return (k < 0 || (size_t)k >= n) ? AW_ETOOBIG : AW_OK;
+}
+
+int tmap_claim_progress(tmap *m, const char *conv, const char *event_id, tmap_cb cb, void *opaque) {
+  char key[768], ttl[32];
+  if (progress_key(m, conv, event_id, key, sizeof key)) return AW_ETOOBIG;
+  snprintf(ttl, sizeof ttl, "%ld", m->outcome_ttl_s);
+  call *c = new_call(m, conv, cb, opaque);
+  if (!c) return AW_ENOMEM;
+  /* NX GET (Redis >= 7.0): one round trip both claims and reads. */
+  const char *argv[] = {"SET", key, "-", "NX", "GET", "EX", ttl};
+  return issue(m, c, 7, argv);
+}
+
+int tmap_put_progress(tmap *m, const char *conv, const char *event_id, const char *message_id,
+                      const char *run_id, tmap_cb cb, void *opaque) {
+  char key[768], val[256], ttl[32];
+  if (progress_key(m, conv, event_id, key, sizeof key)) return AW_ETOOBIG;
+  if (run_id && *run_id) snprintf(val, sizeof val, "%s %s", message_id, run_id);
+  else snprintf(val, sizeof val, "%s", message_id);
   snprintf(ttl, sizeof ttl, "%ld", m->outcome_ttl_s);
   call *c = new_call(m, conv, cb, opaque);
   if (!c) return AW_ENOMEM;

@@ -7,6 +7,11 @@
  *   <prefix>:{c:<conv>}:thread        the thread id (string, no expiry)
  *   <prefix>:{c:<conv>}:ev:<event_id> the outcome of an answered event:
  *                                     "<status> <run_id>" (expires after 7 days)
+ *   <prefix>:{c:<conv>}:evp:<event_id> how far an event got on the API:
+ *                                     "-" (claimed), "<message_id>" or
+ *                                     "<message_id> <run_id>" (7 days), so
+ *                                     that a re-processed event neither adds
+ *                                     its message twice nor starts a second run
  * Claiming a thread is race-safe: SET NX decides which of two concurrently
  * created threads is used; the loser reads the winner's id (and its own
  * thread is deleted by the caller).
@@ -47,6 +52,17 @@ int tmap_get_outcome(tmap *m, const char *conv, const char *event_id, tmap_cb cb
 /** SET the outcome record of an event. */
 int tmap_put_outcome(tmap *m, const char *conv, const char *event_id, const char *status,
                      const char *run_id, tmap_cb cb, void *opaque) AW_MUST_CHECK;
+
+/** Claim the event's progress record (SET NX GET): the callback receives
+ *  "" when this call created it (the event is new to the API) and the
+ *  record's value otherwise. */
+int tmap_claim_progress(tmap *m, const char *conv, const char *event_id, tmap_cb cb,
+                        void *opaque) AW_MUST_CHECK;
+
+/** Record the event's progress: the message added and, once known, the
+ *  run (run_id NULL before the run exists). */
+int tmap_put_progress(tmap *m, const char *conv, const char *event_id, const char *message_id,
+                      const char *run_id, tmap_cb cb, void *opaque) AW_MUST_CHECK;
 
 /** Format the thread key of conv into out (for tests and tools). */
 int tmap_thread_key(const tmap *m, const char *conv, char *out, size_t n) AW_MUST_CHECK;

@@ -73,6 +73,11 @@ typedef struct wk_event {
   char thread_id[TMAP_ID_MAX];
   char created_thread[TMAP_ID_MAX]; /* thread we created, to delete if we lose */
   char run_id[TMAP_ID_MAX];
+  char msg_id[TMAP_ID_MAX];    /* the user message on the thread, once known */
+  char progress[2 * TMAP_ID_MAX]; /* progress record found at lookup; "" if new */
+  int claim;                   /* the lookup claimed the progress record */
+  int resumed;                 /* following a run an earlier attempt started */
+  int use_existing_message;    /* start the run for msg_id, do not add it again */
   char status[16];
   contract_kv *md;             /* message metadata handed to the backend */
   be_op *op;
@@ -152,8 +157,11 @@ static void ev_set_state(wk_event *ev, wk_state s) {
   ev->state = s;
 }
 
+/* Bounded copy of an id; API ids are ~30 bytes, far below every buffer. */
 static void copy_id(char *dst, size_t n, const char *src) {
-  snprintf(dst, n, "%s", src ? src : "");
+  size_t k = src ? strnlen(src, n - 1) : 0;
+  if (k) memcpy(dst, src, k);
+  dst[k] = '\0';
 }
 
 /* ---- partitions ----------------------------------------------------------- */
@@ -547,8 +555,24 @@ static void ev_publish_rejection(wk_event *ev) {
 
 /* ---- the turn ------------------------------------------------------------ */
 
+/* Progress writes are not waited for: a record that is lost (crash, Redis
+ * down) only makes a re-processed event look its message up on the thread.
+ * The opaque is the worker, which outlives the reply. */
+static void on_progress_put(void *opaque, int err, const char *value) {
+  (void)value;
+  if (err) ((wk *)opaque)->st.redis_errors++;
+}
+
+static void put_progress(wk_event *ev) {
+  if (tmap_put_progress(&ev->w->map, ev->conv_id, ev->event_id, ev->msg_id,
+                        ev->run_id[0] ? ev->run_id : NULL, on_progress_put, ev->w) != AW_OK)
+    ev->w->st.redis_errors++;
+}
+
 static void turn_message_added(void *opaque, const char *message_id) {
   wk_event *ev = opaque;
+  copy_id(ev->msg_id, sizeof ev->msg_id, message_id);
+  put_progress(ev);
   log_ctx c = ev_ctx(ev);
   log_debug(&c, "message %s added", message_id);
 }
@@ -557,8 +581,24 @@ static void turn_run_created(void *opaque, const char *run_id) {
   wk_event *ev = opaque;
   copy_id(ev->run_id, sizeof ev->run_id, run_id);
   ev->run_started_ms = now_ms();
+  if (ev->msg_id[0]) put_progress(ev);
   log_ctx c = ev_ctx(ev);
   log_debug(&c, "run created");
+}
+
+/* A resumed run delivers no deltas; a streamed request still gets the whole
+ * text as deltas, from seq 0 of this attempt (readers reset on seq 0). */
+static void republish_text(wk_event *ev, const be_turn_result *res) {
+  for (size_t i = 0; i < res->nmessages; i++) {
+    for (size_t j = 0; j < res->messages[i].nparts; j++) {
+      const contract_out_part *p = &res->messages[i].parts[j];
+      if (strcmp(p->type, "text") != 0) continue;
+      for (size_t off = 0; off < p->text_len; off += DELTA_FLUSH_BYTES) {
+        size_t n = p->text_len - off < DELTA_FLUSH_BYTES ? p->text_len - off : DELTA_FLUSH_BYTES;
+        if (buf_append(&ev->delta, p->text + off, n) == AW_OK) flush_delta(ev);
+      }
+    }
+  }
 }
 
 static void turn_text_delta(void *opaque, const char *text, size_t len) {
@@ -605,6 +645,7 @@ static void turn_done(void *opaque, const be_turn_result *res) {
   if (res->run_started_ms) ev->run_started_ms = res->run_started_ms;
   dirty_remove(ev);
   flush_delta(ev);
+  if (ev->resumed && ev->req->stream && res->err == AW_OK) republish_text(ev, res);
 
   contract_response r = {0};
   r.event_id = ev->event_id;
@@ -677,12 +718,76 @@ static void ev_run_turn(wk_event *ev) {
   in.additional_instructions = q->additional_instructions;
   in.want_deltas = q->stream;
   in.log_event_id = ev->event_id;
+  in.existing_message_id = ev->use_existing_message ? ev->msg_id : NULL;
   int rc = be_turn_start(w->be, &in, &turn_events, ev, &ev->op);
   if (rc != AW_OK) {
     be_turn_result res = {0};
     res.err = rc;
     res.errmsg = "could not start the run";
     turn_done(ev, &res);
+  }
+}
+
+/* ---- re-processing: continue what an earlier attempt started ------------- */
+
+static void ev_resume(wk_event *ev) {
+  ev_set_state(ev, ST_TURN);
+  ev->resumed = 1;
+  log_ctx c = ev_ctx(ev);
+  log_info(&c, "event was started before; resuming its run");
+  int rc = be_turn_resume(ev->w->be, ev->thread_id, ev->run_id, &turn_events, ev, &ev->op);
+  if (rc != AW_OK) {
+    be_turn_result res = {0};
+    res.err = rc;
+    res.errmsg = "could not resume the run";
+    turn_done(ev, &res);
+  }
+}
+
+static void on_found_message(void *opaque, const be_result *res) {
+  wk_event *ev = opaque;
+  ev->op = NULL;
+  log_ctx c = ev_ctx(ev);
+  if (res->err == AW_ENOTFOUND) {
+    ev_run_turn(ev); /* the earlier attempt stopped before adding the message */
+  } else if (res->err) {
+    log_warn(&c, "cannot look the event's message up on the thread: %s", res->errmsg ? res->errmsg : "");
+    retry_later(ev);
+  } else if (res->run_id && *res->run_id) {
+    copy_id(ev->msg_id, sizeof ev->msg_id, res->id);
+    copy_id(ev->run_id, sizeof ev->run_id, res->run_id);
+    put_progress(ev);
+    ev_resume(ev);
+  } else {
+    copy_id(ev->msg_id, sizeof ev->msg_id, res->id);
+    ev->use_existing_message = 1;
+    log_info(&c, "event's message %s was added before; starting its run", ev->msg_id);
+    ev_run_turn(ev);
+  }
+}
+
+/* The thread is known: decide from the progress record what is left to do. */
+static void ev_continue(wk_event *ev) {
+  if (!ev->progress[0]) {
+    ev_run_turn(ev); /* new to the API */
+    return;
+  }
+  char *sp = strchr(ev->progress, ' ');
+  if (sp && strncmp(sp + 1, "run_", 4) == 0) {
+    *sp = '\0';
+    copy_id(ev->msg_id, sizeof ev->msg_id, ev->progress);
+    copy_id(ev->run_id, sizeof ev->run_id, sp + 1);
+    ev_resume(ev);
+    return;
+  }
+  /* Claimed, maybe with a message, but no run recorded: the thread says. */
+  ev_set_state(ev, ST_TURN);
+  int rc = be_find_message(ev->w->be, ev->thread_id, "event_id", ev->event_id, on_found_message, ev, &ev->op);
+  if (rc != AW_OK) {
+    be_result r = {0};
+    r.err = rc;
+    r.errmsg = "could not start the lookup";
+    on_found_message(ev, &r);
   }
 }
 
@@ -761,7 +866,7 @@ static void lookup_done(wk_event *ev) {
   } else if (ev->reject_code) {
     ev_publish_rejection(ev);
   } else if (ev->thread_id[0]) {
-    ev_run_turn(ev);
+    ev_continue(ev);
   } else {
     ev_create_thread(ev);
   }
@@ -783,6 +888,12 @@ static void on_lookup(wk_event *ev, int err) {
 static void on_outcome(void *opaque, int err, const char *value) {
   wk_event *ev = opaque;
   if (!err && value && *value) ev->dup = 1;
+  on_lookup(ev, err);
+}
+
+static void on_progress(void *opaque, int err, const char *value) {
+  wk_event *ev = opaque;
+  if (!err) copy_id(ev->progress, sizeof ev->progress, value ? value : "");
   on_lookup(ev, err);
 }
 
@@ -810,7 +921,8 @@ static void ev_start(wk_event *ev) {
   }
   ev_set_state(ev, ST_LOOKUP);
   int need_thread = !ev->reject_code && !ev->thread_id[0];
-  ev->pending_lookups = need_thread ? 2 : 1;
+  int need_claim = !ev->reject_code;
+  ev->pending_lookups = 1 + need_thread + need_claim;
   ev->lookup_failed = 0;
   if (tmap_get_outcome(&w->map, ev->conv_id, ev->event_id, on_outcome, ev) != AW_OK) {
     w->st.redis_errors++;
@@ -819,6 +931,10 @@ static void ev_start(wk_event *ev) {
   }
   if (need_thread && tmap_get_thread(&w->map, ev->conv_id, on_thread, ev) != AW_OK) {
     ev->lookup_failed = 1; /* decided when the outcome reply arrives */
+    ev->pending_lookups--;
+  }
+  if (need_claim && tmap_claim_progress(&w->map, ev->conv_id, ev->event_id, on_progress, ev) != AW_OK) {
+    ev->lookup_failed = 1;
     ev->pending_lookups--;
   }
 }

@@ -5,12 +5,19 @@
  * machine (see wk_state and the transition function in worker.c):
  *
  *   RECEIVED -> QUEUED (behind earlier events of its conversation)
- *   -> LOOKUP (outcome record + thread id in Redis, pipelined)
+ *   -> LOOKUP (outcome record, thread id and a claim of the event's progress
+ *      record in Redis, pipelined in one round trip)
  *   -> THREAD (create a thread and claim it with SET NX, if none)
  *   -> TURN (message added, run streaming; deltas published if asked)
  *   -> PUBLISHING (response produced; waiting for its delivery report)
  *   -> RECORDING (outcome record written to Redis)
  *   -> DONE (offset may be committed)
+ *
+ * A re-processed event (redelivered after a crash or a rebalance) continues
+ * what the earlier attempt started instead of repeating it: the progress
+ * record names the run to resume by id, or, when it names none, the thread
+ * is searched for the event's message (its metadata carries event_id) and
+ * only the run is started for it.
  *
  * Rejected input (undecodable, invalid, unknown assistant) goes
  * QUEUED -> LOOKUP -> PUBLISHING with a `rejected` response and a DLQ record.
