@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark of the worker; prints a table of figures.  Not a pass/fail test.
 #   tests/bench/bench_worker.sh [--events N] [--conversations N] [--inflight N] [--token-delay-ms N]
+# Phases: throughput (instant simulator), RSS with N runs in flight (slow runs), and the
+# realistic profile (200-token answers paced 20 ms apart): CPU per event and per token, and
+# end-to-end latency by stage (pickup, setup, stream, publish).
 # Runs on the local stack (real Kafka broker, redis-server, the simulator), with a release
 # build.  Machines here are noisy: compare figures taken in one run, not across runs.
 set -euo pipefail
@@ -37,10 +40,12 @@ echo "throughput: $events events over $conversations conversations, instant simu
 tp=$(drive throughput --events "$events" --conversations "$conversations")
 echo "in flight: $inflight conversations, simulator pacing tokens ${delay} ms apart..." >&2
 inf=$(drive inflight --conversations "$inflight" --token-delay-ms "$delay")
+echo "realistic: $inflight conversations, 200-token answers paced 20 ms apart..." >&2
+real=$(drive realistic --conversations "$inflight" --answer-tokens 200 --token-delay-ms 20)
 
-python3 - "$tp" "$inf" <<'PY'
+python3 - "$tp" "$inf" "$real" <<'PY'
 import json, sys
-tp, inf = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+tp, inf, real = (json.loads(a) for a in sys.argv[1:4])
 rows = [
   ("happy path, instant simulator", ""),
   ("  events answered", f"{tp['events']} {tp['statuses']}"),
@@ -53,7 +58,12 @@ rows = [
   ("  worker RSS, all in flight (KiB)", f"{inf['rss_kib_all_in_flight']}"),
   ("  RSS per in-flight conversation (bytes)", f"{inf['rss_bytes_per_conversation']:.0f}"),
   ("  answered afterwards", f"{inf['answered']}"),
-]
+  (f"realistic: {real['conversations']} in flight, {real['tokens_per_answer']} tokens {real['token_delay_ms']} ms apart", ""),
+  ("  answered", f"{real['answered']}"),
+  ("  worker CPU per event (us)", f"{real['cpu_us_per_event']:.0f}"),
+  ("  worker CPU per token (us)", f"{real['cpu_us_per_token']:.2f}"),
+] + [(f"  latency {k} p50/p99/p99.9 (ms)", "/".join(f"{v[p]:.0f}" for p in ("p50", "p99", "p99.9")))
+     for k, v in real["latency_ms"].items()]
 w = max(len(r[0]) for r in rows)
 for k, v in rows:
     print(f"{k:<{w}}  {v}")

@@ -112,8 +112,10 @@ class Stack:
     def produce(self, n, conversations, stream=False):
         p = Producer({"bootstrap.servers": self.a.bootstrap, "linger.ms": 20,
                       "queue.buffering.max.messages": 1000000})
+        self.sent_ms = {}
         for i in range(n):
             conv = f"c{i % conversations}"
+            self.sent_ms[f"e{i}"] = time.time() * 1000
             ev = {"v": 1, "event_id": f"e{i}", "conversation_id": conv, "assistant": "bench",
                   "content": f"How do I reset my password? ({i})", "stream": stream}
             p.produce(self.topics["requests"], key=conv, value=msgpack.packb(ev))
@@ -207,6 +209,57 @@ def inflight(a):
         s.close()
 
 
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100.0 * len(xs)))] if xs else float("nan")
+
+
+def realistic(a):
+    """A model's real pace: answers of --answer-tokens tokens, --token-delay-ms apart, one
+    request per conversation, all in flight at once.  Reports worker CPU per event and per
+    token and the end-to-end latency split by stage, from the response's timings:
+      pickup  = worker consumed it - producer's timestamp
+      setup   = run created - consumed (Redis lookup, thread, message, run creation)
+      stream  = run finished - run created (the simulator's pacing)
+      publish = response read by us - run finished (encode, produce, delivery, our consumer)"""
+    s = Stack(a, "realistic")
+    try:
+        s.simulator("--answer-tokens", str(a.answer_tokens), "--token-delay-ms", str(a.token_delay_ms),
+                    "--threads", "1")
+        s.worker(a.conversations + 100)
+        wait_for(lambda: s.logged('"partitions assigned"'), 60, "partition assignment")
+        c = s.consumer()
+        cpu0 = cpu_seconds(s.worker_pid)
+        s.produce(a.conversations, a.conversations, stream=a.stream)
+        got, stages = 0, {"pickup": [], "setup": [], "stream": [], "publish": [], "total": []}
+        deadline = time.monotonic() + 600
+        while got < a.conversations and time.monotonic() < deadline:
+            for m in c.consume(1000, 1.0):
+                if m.error():
+                    continue
+                now_ms = time.time() * 1000
+                v = msgpack.unpackb(m.value())
+                t = v["timings"]
+                got += 1
+                stages["setup"].append(t["run_started_ms"] - t["received_ms"])
+                stages["stream"].append(t["completed_ms"] - t["run_started_ms"])
+                stages["publish"].append(now_ms - t["completed_ms"])
+                sent = s.sent_ms[v["event_id"]]
+                stages["pickup"].append(t["received_ms"] - sent)
+                stages["total"].append(now_ms - sent)
+        cpu1 = cpu_seconds(s.worker_pid)
+        c.close()
+        cpu_us = (cpu1 - cpu0) * 1e6
+        return {"conversations": a.conversations, "answered": got, "tokens_per_answer": a.answer_tokens,
+                "token_delay_ms": a.token_delay_ms, "stream": a.stream,
+                "cpu_us_per_event": cpu_us / max(got, 1),
+                "cpu_us_per_token": cpu_us / max(got * a.answer_tokens, 1),
+                "latency_ms": {k: {"p50": pct(v, 50), "p99": pct(v, 99), "p99.9": pct(v, 99.9)}
+                               for k, v in stages.items()}}
+    finally:
+        s.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
@@ -214,14 +267,16 @@ def main():
     ap.add_argument("--worker", required=True)
     ap.add_argument("--simulator", required=True)
     ap.add_argument("--run", required=True)
-    ap.add_argument("phase", choices=["throughput", "inflight"])
+    ap.add_argument("phase", choices=["throughput", "inflight", "realistic"])
     ap.add_argument("--events", type=int, default=20000)
     ap.add_argument("--conversations", type=int, default=2000)
     ap.add_argument("--max-in-flight", type=int, default=1000)
     ap.add_argument("--token-delay-ms", type=int, default=500)
     ap.add_argument("--profile", help="throughput: write a perf profile of the worker here")
+    ap.add_argument("--answer-tokens", type=int, default=200)
+    ap.add_argument("--stream", action="store_true", help="realistic: requests ask for deltas")
     a = ap.parse_args()
-    r = throughput(a) if a.phase == "throughput" else inflight(a)
+    r = {"throughput": throughput, "inflight": inflight, "realistic": realistic}[a.phase](a)
     print(json.dumps(r))
 
 
