@@ -23,6 +23,7 @@
  *    dead letter over a bad byte in an error message would be worse.
  */
 #include "contract.h"
+#include "msgpack_util.h"
 
 #include <math.h>
 #include <msgpack.h>
@@ -43,7 +44,6 @@
 #define MAX_METADATA_VALUE 512
 /* Below msgpack-c's own 32-level unpack stack, so our scan is the one that
  * rejects deep input, with a clear message. */
-#define MAX_DEPTH 24
 
 static const char CODE_MALFORMED[] = "malformed_event";
 static const char CODE_MISSING[] = "missing_field";
@@ -58,147 +58,12 @@ void contract_limits_default(contract_limits *l) {
   l->max_parts = 16;
 }
 
-/* ---- UTF-8 ----------------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at s (n > 0 bytes available), 0 if the
- * bytes there are not one.  Strict: no overlongs, no surrogates, nothing
- * above U+10FFFF. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-  unsigned c = s[0];
-  if (c < 0x80) return 1;
-  if (c < 0xC2) return 0;
-  if (c < 0xE0) return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-  if (c < 0xF0) {
-    if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-    if (c == 0xE0 && s[1] < 0xA0) return 0;  /* overlong */
-    if (c == 0xED && s[1] >= 0xA0) return 0; /* UTF-16 surrogate */
-    return 3;
-  }
-  if (c < 0xF5) {
-    if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
-    if (c == 0xF0 && s[1] < 0x90) return 0;  /* overlong */
-    if (c == 0xF4 && s[1] >= 0x90) return 0; /* above U+10FFFF */
-    return 4;
-  }
-  return 0;
-}
-
-static bool utf8_valid(const char *p, size_t n) {
-  const unsigned char *s = (const unsigned char *)p;
-  size_t i = 0;
-  while (i < n) {
-    if (s[i] < 0x80) {
-      i++;
-      continue;
-    }
-    size_t k = utf8_seq(s + i, n - i);
-    if (!k) return false;
-    i += k;
-  }
-  return true;
-}
-
-/* ---- msgpack scanner (no allocation) -------------------------------------- */
-
-typedef enum { MP_SCALAR, MP_STR, MP_BLOB, MP_ARRAY, MP_MAP } mp_kind;
-
-typedef struct mp_head {
-  mp_kind kind;
-  uint64_t n;          /* element count (array/map) or payload bytes (str/bin/ext) */
-  const uint8_t *body; /* str payload */
-} mp_head;
-
-static uint64_t be(const uint8_t *p, int n) {
-  uint64_t v = 0;
-  for (int i = 0; i < n; i++) v = v << 8 | p[i];
-  return v;
-}
-
-/* Read one value's header at *off and move past it; for str/bin/ext also
- * past the payload, for containers only past the header.  -1 on truncated
- * input or the never-used byte 0xc1. */
-static int mp_read_head(const uint8_t *p, size_t len, size_t *off, mp_head *h) {
-  size_t o = *off;
-  if (o >= len) return -1;
-  uint8_t b = p[o++];
-  int lenbytes = 0; /* size field width for str/bin/ext/array/map */
-  size_t fixed = 0; /* scalar payload bytes, or the ext type byte */
-  h->n = 0;
-  h->body = NULL;
-  if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-    h->kind = MP_SCALAR;
-  } else if (b >= 0x80 && b <= 0x8f) {
-    h->kind = MP_MAP;
-    h->n = b & 0x0f;
-  } else if (b >= 0x90 && b <= 0x9f) {
-    h->kind = MP_ARRAY;
-    h->n = b & 0x0f;
-  } else if (b >= 0xa0 && b <= 0xbf) {
-    h->kind = MP_STR;
-    h->n = b & 0x1f;
-  } else {
-    switch (b) {
-    case 0xc4: case 0xc5: case 0xc6: h->kind = MP_BLOB; lenbytes = 1 << (b - 0xc4); break;
-    case 0xc7: case 0xc8: case 0xc9: h->kind = MP_BLOB; lenbytes = 1 << (b - 0xc7); fixed = 1; break;
-    case 0xca: case 0xce: case 0xd2: h->kind = MP_SCALAR; fixed = 4; break;
-    case 0xcb: case 0xcf: case 0xd3: h->kind = MP_SCALAR; fixed = 8; break;
-    case 0xcc: case 0xd0: h->kind = MP_SCALAR; fixed = 1; break;
-    case 0xcd: case 0xd1: h->kind = MP_SCALAR; fixed = 2; break;
-    case 0xd4: h->kind = MP_BLOB; h->n = 1; fixed = 1; break;
-    case 0xd5: h->kind = MP_BLOB; h->n = 2; fixed = 1; break;
-    case 0xd6: h->kind = MP_BLOB; h->n = 4; fixed = 1; break;
-    case 0xd7: h->kind = MP_BLOB; h->n = 8; fixed = 1; break;
-    case 0xd8: h->kind = MP_BLOB; h->n = 16; fixed = 1; break;
-    case 0xd9: case 0xda: case 0xdb: h->kind = MP_STR; lenbytes = 1 << (b - 0xd9); break;
-    case 0xdc: case 0xdd: h->kind = MP_ARRAY; lenbytes = 2 << (b - 0xdc); break;
-    case 0xde: case 0xdf: h->kind = MP_MAP; lenbytes = 2 << (b - 0xde); break;
-    default: return -1; /* 0xc1 */
-    }
-  }
-  if (lenbytes) {
-    if (len - o < (size_t)lenbytes) return -1;
-    h->n = be(p + o, lenbytes);
-    o += (size_t)lenbytes;
-  }
-  if (len - o < fixed) return -1;
-  o += fixed;
-  if (h->kind == MP_STR || h->kind == MP_BLOB) {
-    if (h->n > len - o) return -1;
-    h->body = p + o;
-    o += (size_t)h->n;
-  }
-  *off = o;
-  return 0;
-}
-
-/* Skip exactly one complete value at *off, checking it all.  Iterative with
- * a fixed stack, so hostile nesting cannot exhaust the C stack. */
-static int mp_skip(const uint8_t *p, size_t len, size_t *off) {
-  uint64_t pending[MAX_DEPTH + 1];
-  int depth = 0;
-  pending[0] = 1;
-  while (depth >= 0) {
-    if (pending[depth] == 0) {
-      depth--;
-      continue;
-    }
-    pending[depth]--;
-    mp_head h;
-    if (mp_read_head(p, len, off, &h)) return -1;
-    if (h.kind != MP_ARRAY && h.kind != MP_MAP) continue;
-    uint64_t items = h.kind == MP_MAP ? h.n * 2 : h.n;
-    if (items > len - *off) return -1; /* every element takes >= 1 byte */
-    if (items == 0) continue;
-    if (depth == MAX_DEPTH) return -1;
-    pending[++depth] = items;
-  }
-  return 0;
-}
+/* ---- ids of events that fail to decode -------------------------------------- */
 
 /* Is (p, n) a usable id: 1..max bytes of UTF-8 without NUL, fitting dst? */
 static void copy_id(const uint8_t *p, uint64_t n, size_t max, char *dst, size_t dst_size) {
   if (!dst || n == 0 || n > max || n >= dst_size) return;
-  if (memchr(p, 0, (size_t)n) || !utf8_valid((const char *)p, (size_t)n)) return;
+  if (memchr(p, 0, (size_t)n) || !mpu_utf8_valid((const char *)p, (size_t)n)) return;
   memcpy(dst, p, (size_t)n);
   dst[n] = '\0';
 }
@@ -209,26 +74,26 @@ static void copy_id(const uint8_t *p, uint64_t n, size_t max, char *dst, size_t 
 static void scan_ids(const uint8_t *p, size_t len, char *event_id, size_t event_id_size,
                      char *conv_id, size_t conv_id_size) {
   size_t off = 0;
-  mp_head h;
-  if (mp_read_head(p, len, &off, &h) || h.kind != MP_MAP) return;
+  mpu_head h;
+  if (mpu_read(p, len, &off, &h) || h.kind != MPU_MAP) return;
   bool have_ev = false, have_conv = false;
   for (uint64_t i = 0; i < h.n; i++) {
     size_t key_off = off;
-    mp_head k;
-    if (mp_read_head(p, len, &off, &k)) return;
-    if (k.kind != MP_STR) {
+    mpu_head k;
+    if (mpu_read(p, len, &off, &k)) return;
+    if (k.kind != MPU_STR) {
       off = key_off;
-      if (mp_skip(p, len, &off)) return;
-      if (mp_skip(p, len, &off)) return;
+      if (mpu_skip(p, len, &off)) return;
+      if (mpu_skip(p, len, &off)) return;
       continue;
     }
     bool is_ev = k.n == 8 && memcmp(k.body, "event_id", 8) == 0;
     bool is_conv = k.n == 15 && memcmp(k.body, "conversation_id", 15) == 0;
     if ((is_ev && !have_ev) || (is_conv && !have_conv)) {
       size_t val_off = off;
-      mp_head v;
-      if (mp_read_head(p, len, &off, &v)) return;
-      if (v.kind == MP_STR) {
+      mpu_head v;
+      if (mpu_read(p, len, &off, &v)) return;
+      if (v.kind == MPU_STR) {
         if (is_ev) copy_id(v.body, v.n, MAX_EVENT_ID, event_id, event_id_size);
         else copy_id(v.body, v.n, MAX_CONVERSATION_ID, conv_id, conv_id_size);
       }
@@ -236,7 +101,7 @@ static void scan_ids(const uint8_t *p, size_t len, char *event_id, size_t event_
       else have_conv = true;
       off = val_off;
     }
-    if (mp_skip(p, len, &off)) return;
+    if (mpu_skip(p, len, &off)) return;
     if (have_ev && have_conv) return;
   }
 }
@@ -319,7 +184,7 @@ static int want_str(dctx *c, const msgpack_object *o, const char *name, bool req
   if (check_utf8) {
     if (memchr(o->via.str.ptr, 0, n))
       return dfail(c, AW_EINVAL, CODE_INVALID, "field %s contains a NUL byte", name);
-    if (!utf8_valid(o->via.str.ptr, n))
+    if (!mpu_utf8_valid(o->via.str.ptr, n))
       return dfail(c, AW_EINVAL, CODE_INVALID, "field %s is not valid UTF-8", name);
   }
   *out = o->via.str.ptr;
@@ -601,14 +466,14 @@ int contract_request_decode(const void *data, size_t len, const contract_limits 
   if (len > lim->max_event_bytes)
     return dfail(&c, AW_ETOOBIG, CODE_TOO_LARGE, "event is %zu bytes, limit %zu", len, lim->max_event_bytes);
   size_t end = 0;
-  if (mp_skip(p, len, &end))
+  if (mpu_skip(p, len, &end))
     return dfail(&c, AW_EPARSE, CODE_MALFORMED, "not a complete msgpack value (or nested deeper than %d)",
-                 MAX_DEPTH);
+                 MPU_MAX_DEPTH);
   if (end != len)
     return dfail(&c, AW_EPARSE, CODE_MALFORMED, "%zu trailing bytes after the request map", len - end);
-  mp_head h;
+  mpu_head h;
   size_t off = 0;
-  if (mp_read_head(p, len, &off, &h) || h.kind != MP_MAP)
+  if (mpu_read(p, len, &off, &h) || h.kind != MPU_MAP)
     return dfail(&c, AW_EPARSE, CODE_MALFORMED, "request is not a msgpack map");
 
   msgpack_unpacked u;
@@ -650,37 +515,14 @@ void contract_request_free(contract_request *r) { free(r); }
 
 /* ---- encoding --------------------------------------------------------------- */
 
-typedef struct enc {
-  msgpack_packer pk;
-  buf *b;
-  int err; /* first failure; once set, nothing more is written */
-} enc;
-
 /* After buf frees itself on ETOOBIG a later, smaller append would succeed
  * into the emptied buffer and produce garbage; the sticky err prevents it. */
-static int enc_write(void *data, const char *p, size_t n) {
-  enc *e = data;
-  if (e->err) return -1;
-  int rc = buf_append(e->b, p, n);
-  if (rc) {
-    e->err = rc;
-    return -1;
-  }
-  return 0;
-}
-
-static void enc_init(enc *e, buf *b) {
-  e->b = b;
-  e->err = 0;
-  msgpack_packer_init(&e->pk, e, enc_write);
-}
-
-static void e_map(enc *e, size_t n) { (void)msgpack_pack_map(&e->pk, n); }
-static void e_arr(enc *e, size_t n) { (void)msgpack_pack_array(&e->pk, n); }
-static void e_nil(enc *e) { (void)msgpack_pack_nil(&e->pk); }
-static void e_int(enc *e, int64_t v) { (void)msgpack_pack_int64(&e->pk, v); }
-static void e_bool(enc *e, int v) { (void)(v ? msgpack_pack_true(&e->pk) : msgpack_pack_false(&e->pk)); }
-static void e_bin(enc *e, const void *p, size_t n) {
+static void e_map(mpu_enc *e, size_t n) { (void)msgpack_pack_map(&e->pk, n); }
+static void e_arr(mpu_enc *e, size_t n) { (void)msgpack_pack_array(&e->pk, n); }
+static void e_nil(mpu_enc *e) { (void)msgpack_pack_nil(&e->pk); }
+static void e_int(mpu_enc *e, int64_t v) { (void)msgpack_pack_int64(&e->pk, v); }
+static void e_bool(mpu_enc *e, int v) { (void)(v ? msgpack_pack_true(&e->pk) : msgpack_pack_false(&e->pk)); }
+static void e_bin(mpu_enc *e, const void *p, size_t n) {
   (void)msgpack_pack_bin(&e->pk, n);
   if (n) (void)msgpack_pack_bin_body(&e->pk, p, n);
 }
@@ -694,7 +536,7 @@ static char *utf8_sanitize(const char *p, size_t n, size_t *out_len) {
   const unsigned char *s = (const unsigned char *)p;
   size_t i = 0, j = 0;
   while (i < n) {
-    size_t k = utf8_seq(s + i, n - i);
+    size_t k = mpu_utf8_seq(s + i, n - i);
     if (k) {
       memcpy(o + j, s + i, k);
       i += k;
@@ -709,10 +551,10 @@ static char *utf8_sanitize(const char *p, size_t n, size_t *out_len) {
   return o;
 }
 
-static void e_strn(enc *e, const char *s, size_t n) {
+static void e_strn(mpu_enc *e, const char *s, size_t n) {
   if (e->err) return;
   if (!s) n = 0;
-  if (n && !utf8_valid(s, n)) {
+  if (n && !mpu_utf8_valid(s, n)) {
     size_t m;
     char *t = utf8_sanitize(s, n, &m);
     if (!t) {
@@ -728,13 +570,13 @@ static void e_strn(enc *e, const char *s, size_t n) {
 }
 
 /* A string, "" for NULL (fields the contract types as plain string). */
-static void e_str(enc *e, const char *s) { e_strn(e, s, s ? strlen(s) : 0); }
+static void e_str(mpu_enc *e, const char *s) { e_strn(e, s, s ? strlen(s) : 0); }
 /* A string, nil for NULL (fields the contract types as string or nil). */
-static void e_str_or_nil(enc *e, const char *s) {
+static void e_str_or_nil(mpu_enc *e, const char *s) {
   if (s) e_str(e, s);
   else e_nil(e);
 }
-static void e_key(enc *e, const char *k) { e_strn(e, k, strlen(k)); }
+static void e_key(mpu_enc *e, const char *k) { e_strn(e, k, strlen(k)); }
 
 int contract_request_encode(const contract_request *r, buf *out) {
   if (!r || !r->event_id || !r->conversation_id || !r->assistant || r->nparts == 0 || !r->parts)
@@ -747,8 +589,8 @@ int contract_request_encode(const contract_request *r, buf *out) {
   for (size_t i = 0; i < r->nmetadata; i++)
     if (!r->metadata[i].key || !r->metadata[i].value) return AW_EINVAL;
 
-  enc e;
-  enc_init(&e, out);
+  mpu_enc e;
+  mpu_enc_init(&e, out);
   size_t n = 6 + (r->nmetadata > 0) + (r->instructions != NULL) + (r->additional_instructions != NULL);
   e_map(&e, n);
   e_key(&e, "v");
@@ -827,8 +669,8 @@ int contract_response_encode(const contract_response *r, buf *out) {
     }
   }
 
-  enc e;
-  enc_init(&e, out);
+  mpu_enc e;
+  mpu_enc_init(&e, out);
   e_map(&e, 10);
   e_key(&e, "v");
   e_int(&e, CONTRACT_VERSION);
@@ -922,8 +764,8 @@ int contract_response_encode(const contract_response *r, buf *out) {
 int contract_delta_encode(const char *event_id, const char *conversation_id, const char *run_id,
                           int64_t seq, const char *text, size_t text_len, buf *out) {
   if (!event_id || !conversation_id || !run_id || seq < 0 || (!text && text_len)) return AW_EINVAL;
-  enc e;
-  enc_init(&e, out);
+  mpu_enc e;
+  mpu_enc_init(&e, out);
   e_map(&e, 6);
   e_key(&e, "v");
   e_int(&e, CONTRACT_VERSION);
@@ -944,8 +786,8 @@ int contract_dlq_encode(const contract_dlq *d, buf *out) {
   if (!d || !d->topic || !d->error_code || (!d->original && d->original_len) ||
       (!d->original_key && d->original_key_len))
     return AW_EINVAL;
-  enc e;
-  enc_init(&e, out);
+  mpu_enc e;
+  mpu_enc_init(&e, out);
   e_map(&e, 8);
   e_key(&e, "v");
   e_int(&e, CONTRACT_VERSION);
@@ -1002,7 +844,7 @@ static int json_escape(buf *out, const char *p, size_t n) {
       snprintf(tmp, sizeof tmp, "\\u%04x", ch);
       esc = tmp;
     } else if (ch >= 0x80) {
-      k = utf8_seq(s + i, n - i);
+      k = mpu_utf8_seq(s + i, n - i);
       if (!k) {
         esc = "\\ufffd";
         k = 1;
@@ -1124,7 +966,7 @@ static int json_value(buf *out, const msgpack_object *o) {
 
 int contract_to_json(const void *data, size_t len, buf *out) {
   size_t end = 0;
-  if (!data || mp_skip(data, len, &end) || end != len) return AW_EPARSE;
+  if (!data || mpu_skip(data, len, &end) || end != len) return AW_EPARSE;
   msgpack_unpacked u;
   msgpack_unpacked_init(&u);
   size_t off = 0;

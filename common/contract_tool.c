@@ -23,6 +23,7 @@
  *    complete: O(k log k), not O(k^2), for an object of k members.
  */
 #include "contract_tool.h"
+#include "msgpack_util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -34,165 +35,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DEPTH 24
 
 static const char CODE_MISSING[] = "missing_field";
 static const char CODE_INVALID[] = "invalid_field";
 static const char CODE_VERSION[] = "unsupported_version";
 static const char CODE_INTERNAL[] = "internal_error";
-
-/* ---- UTF-8 ----------------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at s (n > 0 bytes), 0 if none.
- * Strict: no overlongs, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-  unsigned c = s[0];
-  if (c < 0x80) return 1;
-  if (c < 0xC2) return 0;
-  if (c < 0xE0) return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-  if (c < 0xF0) {
-    if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-    if (c == 0xE0 && s[1] < 0xA0) return 0;
-    if (c == 0xED && s[1] >= 0xA0) return 0;
-    return 3;
-  }
-  if (c < 0xF5) {
-    if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
-    if (c == 0xF0 && s[1] < 0x90) return 0;
-    if (c == 0xF4 && s[1] >= 0x90) return 0;
-    return 4;
-  }
-  return 0;
-}
-
-static bool utf8_valid(const char *p, size_t n) {
-  const unsigned char *s = (const unsigned char *)p;
-  for (size_t i = 0, k; i < n; i += k)
-    if (!(k = utf8_seq(s + i, n - i))) return false;
-  return true;
-}
-
-/* ---- msgpack scanner (no allocation) -------------------------------------- */
-
-typedef enum { MP_NIL, MP_BOOL, MP_INT, MP_FLOAT, MP_STR, MP_BIN, MP_EXT, MP_ARRAY, MP_MAP } mp_kind;
-
-typedef struct mp_head {
-  mp_kind kind;
-  uint64_t n;          /* element count (array/map) or payload bytes (str/bin/ext) */
-  const uint8_t *body; /* str/bin/ext payload */
-  bool neg;            /* MP_INT: negative, value is (int64_t)u */
-  uint64_t u;          /* MP_INT value */
-} mp_head;
-
-static uint64_t be(const uint8_t *p, size_t n) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < n; i++) v = v << 8 | p[i];
-  return v;
-}
-
-/* Read one value's header at *off and move past it (str/bin/ext: also past
- * the payload; containers: only the header).  -1 on truncation or 0xc1. */
-static int mp_read(const uint8_t *p, size_t len, size_t *off, mp_head *h) {
-  size_t o = *off, lb = 0, fixed = 0;
-  if (o >= len) return -1;
-  uint8_t b = p[o++];
-  memset(h, 0, sizeof *h);
-  if (b <= 0x7f) {
-    h->kind = MP_INT;
-    h->u = b;
-  } else if (b >= 0xe0) {
-    h->kind = MP_INT;
-    h->neg = true;
-    h->u = (uint64_t)(int64_t)(int8_t)b;
-  } else if (b <= 0x8f) {
-    h->kind = MP_MAP;
-    h->n = b & 0x0f;
-  } else if (b <= 0x9f) {
-    h->kind = MP_ARRAY;
-    h->n = b & 0x0f;
-  } else if (b <= 0xbf) {
-    h->kind = MP_STR;
-    h->n = b & 0x1f;
-  } else if (b == 0xc0) {
-    h->kind = MP_NIL;
-  } else if (b == 0xc2 || b == 0xc3) {
-    h->kind = MP_BOOL;
-  } else if (b >= 0xc4 && b <= 0xc6) {
-    h->kind = MP_BIN;
-    lb = (size_t)1 << (b - 0xc4);
-  } else if (b >= 0xc7 && b <= 0xc9) {
-    h->kind = MP_EXT;
-    lb = (size_t)1 << (b - 0xc7);
-    fixed = 1;
-  } else if (b == 0xca || b == 0xcb) {
-    h->kind = MP_FLOAT;
-    fixed = b == 0xca ? 4 : 8;
-  } else if (b >= 0xcc && b <= 0xd3) {
-    h->kind = MP_INT;
-    fixed = (size_t)1 << ((b - 0xcc) & 3);
-  } else if (b >= 0xd4 && b <= 0xd8) {
-    h->kind = MP_EXT;
-    h->n = (uint64_t)1 << (b - 0xd4);
-    fixed = 1;
-  } else if (b >= 0xd9 && b <= 0xdb) {
-    h->kind = MP_STR;
-    lb = (size_t)1 << (b - 0xd9);
-  } else if (b == 0xdc || b == 0xdd) {
-    h->kind = MP_ARRAY;
-    lb = (size_t)2 << (b - 0xdc);
-  } else if (b == 0xde || b == 0xdf) {
-    h->kind = MP_MAP;
-    lb = (size_t)2 << (b - 0xde);
-  } else {
-    return -1; /* 0xc1 */
-  }
-  if (lb) {
-    if (len - o < lb) return -1;
-    h->n = be(p + o, lb);
-    o += lb;
-  }
-  if (len - o < fixed) return -1;
-  if (h->kind == MP_INT && fixed) {
-    uint64_t v = be(p + o, fixed);
-    if (b >= 0xd0) { /* signed: sign-extend from fixed bytes */
-      if (fixed < 8 && (v >> (fixed * 8 - 1)) & 1) v |= ~(uint64_t)0 << (fixed * 8);
-      h->neg = (int64_t)v < 0;
-    }
-    h->u = v;
-  }
-  o += fixed;
-  if (h->kind == MP_STR || h->kind == MP_BIN || h->kind == MP_EXT) {
-    if (h->n > len - o) return -1;
-    h->body = p + o;
-    o += (size_t)h->n;
-  }
-  *off = o;
-  return 0;
-}
-
-/* Skip exactly one complete value at *off, checking it all.  Iterative with
- * a fixed stack, so hostile nesting cannot exhaust the C stack. */
-static int mp_skip(const uint8_t *p, size_t len, size_t *off) {
-  uint64_t pending[MAX_DEPTH + 1];
-  int depth = 0;
-  pending[0] = 1;
-  while (depth >= 0) {
-    if (pending[depth] == 0) {
-      depth--;
-      continue;
-    }
-    pending[depth]--;
-    mp_head h;
-    if (mp_read(p, len, off, &h)) return -1;
-    if (h.kind != MP_ARRAY && h.kind != MP_MAP) continue;
-    uint64_t items = h.kind == MP_MAP ? h.n * 2 : h.n;
-    if (items > len - *off) return -1; /* every element takes >= 1 byte */
-    if (items == 0) continue;
-    if (depth == MAX_DEPTH) return -1;
-    pending[++depth] = items;
-  }
-  return 0;
-}
 
 /* ---- decoding helpers --------------------------------------------------------- */
 
@@ -220,7 +67,7 @@ typedef struct field {
   const char *name;
   bool seen, present;
   size_t off, end;
-  mp_head h;
+  mpu_head h;
 } field;
 
 /* Pick the known keys out of the map whose header ends at *off (npairs
@@ -230,11 +77,11 @@ static int collect(dctx *c, const uint8_t *p, size_t len, size_t off, uint64_t n
                    size_t nf, const char *where) {
   for (uint64_t i = 0; i < npairs; i++) {
     size_t koff = off;
-    mp_head k;
-    if (mp_skip(p, len, &off) || mp_read(p, len, &koff, &k)) return -1;
+    mpu_head k;
+    if (mpu_skip(p, len, &off) || mpu_read(p, len, &koff, &k)) return -1;
     size_t voff = off;
-    if (mp_skip(p, len, &off)) return -1;
-    if (k.kind != MP_STR) continue;
+    if (mpu_skip(p, len, &off)) return -1;
+    if (k.kind != MPU_STR) continue;
     for (size_t j = 0; j < nf; j++) {
       if (strlen(f[j].name) != k.n || memcmp(f[j].name, k.body, (size_t)k.n)) continue;
       if (f[j].seen) return dfail(c, AW_EINVAL, CODE_INVALID, "duplicate key %s%s", where, f[j].name);
@@ -242,8 +89,8 @@ static int collect(dctx *c, const uint8_t *p, size_t len, size_t off, uint64_t n
       f[j].off = voff;
       f[j].end = off;
       size_t o = voff;
-      (void)mp_read(p, len, &o, &f[j].h);
-      f[j].present = f[j].h.kind != MP_NIL; /* nil counts as absent, but a second copy is a duplicate */
+      (void)mpu_read(p, len, &o, &f[j].h);
+      f[j].present = f[j].h.kind != MPU_NIL; /* nil counts as absent, but a second copy is a duplicate */
       break;
     }
   }
@@ -259,7 +106,7 @@ static int want_str(dctx *c, const field *f, const char *where, bool required, s
     if (required) return dfail(c, AW_EINVAL, CODE_MISSING, "missing field %s%s", where, f->name);
     return AW_OK;
   }
-  if (f->h.kind != MP_STR) return dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s must be a string", where, f->name);
+  if (f->h.kind != MPU_STR) return dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s must be a string", where, f->name);
   size_t len = (size_t)f->h.n;
   if (len < min) return dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s must not be empty", where, f->name);
   if (len > max) {
@@ -270,7 +117,7 @@ static int want_str(dctx *c, const field *f, const char *where, bool required, s
   }
   if (memchr(f->h.body, 0, len))
     return dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s contains a NUL byte", where, f->name);
-  if (!utf8_valid((const char *)f->h.body, len))
+  if (!mpu_utf8_valid((const char *)f->h.body, len))
     return dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s is not valid UTF-8", where, f->name);
   *s = (const char *)f->h.body;
   *n = len;
@@ -279,7 +126,7 @@ static int want_str(dctx *c, const field *f, const char *where, bool required, s
 
 static int want_version(dctx *c, const field *f) {
   if (!f->present) return dfail(c, AW_EINVAL, CODE_MISSING, "missing field v");
-  if (f->h.kind != MP_INT) return dfail(c, AW_EINVAL, CODE_INVALID, "field v must be an integer");
+  if (f->h.kind != MPU_INT) return dfail(c, AW_EINVAL, CODE_INVALID, "field v must be an integer");
   if (f->h.neg || f->h.u != CTOOL_VERSION) {
     if (f->h.neg)
       return dfail(c, AW_EINVAL, CODE_VERSION, "unsupported version %lld (this side speaks %d)",
@@ -297,13 +144,13 @@ static int open_map(dctx *c, const uint8_t *p, size_t len, size_t max, const cha
   if (!p && len) return dfail(c, AW_EINVAL, malformed, "no data");
   if (len > max) return dfail(c, AW_ETOOBIG, too_large, "%s is %zu bytes, limit %zu", what, len, max);
   size_t end = 0;
-  if (mp_skip(p, len, &end))
-    return dfail(c, AW_EPARSE, malformed, "not a complete msgpack value (or nested deeper than %d)", MAX_DEPTH);
+  if (mpu_skip(p, len, &end))
+    return dfail(c, AW_EPARSE, malformed, "not a complete msgpack value (or nested deeper than %d)", MPU_MAX_DEPTH);
   if (end != len)
     return dfail(c, AW_EPARSE, malformed, "%zu trailing bytes after the %s map", len - end, what);
-  mp_head h;
+  mpu_head h;
   *off = 0;
-  if (mp_read(p, len, off, &h) || h.kind != MP_MAP)
+  if (mpu_read(p, len, off, &h) || h.kind != MPU_MAP)
     return dfail(c, AW_EPARSE, malformed, "%s is not a msgpack map", what);
   *npairs = h.n;
   return AW_OK;
@@ -325,40 +172,17 @@ static const char *arena_str(arena *a, const char *s, size_t n) {
 
 /* ---- encoding helpers ---------------------------------------------------------- */
 
-typedef struct enc {
-  msgpack_packer pk;
-  buf *b;
-  int err; /* first failure; once set nothing more is written */
-} enc;
-
 /* After buf frees itself on ETOOBIG a later, smaller append would succeed
  * into the emptied buffer; the sticky err prevents that. */
-static int enc_write(void *data, const char *p, size_t n) {
-  enc *e = data;
-  if (e->err) return -1;
-  int rc = buf_append(e->b, p, n);
-  if (rc) {
-    e->err = rc;
-    return -1;
-  }
-  return 0;
-}
-
-static void enc_init(enc *e, buf *b) {
-  e->b = b;
-  e->err = 0;
-  msgpack_packer_init(&e->pk, e, enc_write);
-}
-
-static void e_key(enc *e, const char *k) { (void)msgpack_pack_str_with_body(&e->pk, k, strlen(k)); }
-static void e_int(enc *e, int64_t v) { (void)msgpack_pack_int64(&e->pk, v); }
+static void e_key(mpu_enc *e, const char *k) { (void)msgpack_pack_str_with_body(&e->pk, k, strlen(k)); }
+static void e_int(mpu_enc *e, int64_t v) { (void)msgpack_pack_int64(&e->pk, v); }
 
 /* A string, invalid UTF-8 replaced by U+FFFD and, when max is not 0, cut at
  * max bytes on a character boundary. */
-static void e_text(enc *e, const char *s, size_t n, size_t max) {
+static void e_text(mpu_enc *e, const char *s, size_t n, size_t max) {
   if (e->err) return;
   char *tmp = NULL;
-  if (n && !utf8_valid(s, n)) {
+  if (n && !mpu_utf8_valid(s, n)) {
     if (n > (SIZE_MAX - 1) / 3 || !(tmp = malloc(n * 3 + 1))) {
       e->err = AW_ENOMEM;
       return;
@@ -366,7 +190,7 @@ static void e_text(enc *e, const char *s, size_t n, size_t max) {
     const unsigned char *u = (const unsigned char *)s;
     size_t j = 0;
     for (size_t i = 0, k; i < n; i += k) {
-      k = utf8_seq(u + i, n - i);
+      k = mpu_utf8_seq(u + i, n - i);
       if (k) {
         memcpy(tmp + j, u + i, k);
         j += k;
@@ -387,13 +211,13 @@ static void e_text(enc *e, const char *s, size_t n, size_t max) {
   free(tmp);
 }
 
-static void e_id(enc *e, const char *s) { e_text(e, s, strlen(s), 0); }
+static void e_id(mpu_enc *e, const char *s) { e_text(e, s, strlen(s), 0); }
 
 /* An id the decoder will accept: 1..max bytes of UTF-8 without NUL. */
 static bool id_ok(const char *s, size_t max) {
   if (!s) return false;
   size_t n = strlen(s);
-  return n >= 1 && n <= max && utf8_valid(s, n);
+  return n >= 1 && n <= max && mpu_utf8_valid(s, n);
 }
 
 /* ---- arguments: JSON -> msgpack ---------------------------------------------- */
@@ -430,7 +254,7 @@ static int names_unique(const cJSON *obj, int n) {
   return ok;
 }
 
-static int pack_json(enc *e, const cJSON *v, int depth) {
+static int pack_json(mpu_enc *e, const cJSON *v, int depth) {
   if (depth > CTOOL_MAX_ARGUMENTS_DEPTH) return AW_EPARSE;
   if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
     int n = cJSON_GetArraySize(v);
@@ -445,7 +269,7 @@ static int pack_json(enc *e, const cJSON *v, int depth) {
     for (const cJSON *it = v->child; it; it = it->next) {
       if (cJSON_IsObject(v)) {
         size_t kl = strlen(it->string);
-        if (!utf8_valid(it->string, kl)) return AW_EPARSE;
+        if (!mpu_utf8_valid(it->string, kl)) return AW_EPARSE;
         (void)msgpack_pack_str_with_body(&e->pk, it->string, kl);
       }
       int rc = pack_json(e, it, depth + 1);
@@ -455,7 +279,7 @@ static int pack_json(enc *e, const cJSON *v, int depth) {
   }
   if (cJSON_IsString(v)) {
     size_t n = strlen(v->valuestring);
-    if (!utf8_valid(v->valuestring, n)) return AW_EPARSE;
+    if (!mpu_utf8_valid(v->valuestring, n)) return AW_EPARSE;
     (void)msgpack_pack_str_with_body(&e->pk, v->valuestring, n);
   } else if (cJSON_IsNumber(v)) {
     double d = v->valuedouble;
@@ -475,7 +299,7 @@ static int pack_json(enc *e, const cJSON *v, int depth) {
 
 int ctool_arguments_to_msgpack(const char *json, size_t len, buf *out) {
   if (!out) return AW_EINVAL;
-  if (!json || memchr(json, '\0', len) || !utf8_valid(json, len)) return AW_EPARSE;
+  if (!json || memchr(json, '\0', len) || !mpu_utf8_valid(json, len)) return AW_EPARSE;
   /* "\u0000" would be cut short by cJSON: refuse rather than change the value. */
   for (const char *p = json; (p = memmem(p, len - (size_t)(p - json), "\\u0000", 6)); p++)
     return AW_EPARSE;
@@ -487,8 +311,8 @@ int ctool_arguments_to_msgpack(const char *json, size_t len, buf *out) {
   buf tmp;
   buf_init(&tmp, out->max - out->len);
   if (rc == AW_OK) {
-    enc e;
-    enc_init(&e, &tmp);
+    mpu_enc e;
+    mpu_enc_init(&e, &tmp);
     rc = pack_json(&e, root, 1);
     if (rc == AW_OK && e.err) rc = e.err;
   }
@@ -516,8 +340,8 @@ int ctool_request_encode(const ctool_request *r, buf *out) {
     buf_free(out);
     return rc;
   }
-  enc e;
-  enc_init(&e, out);
+  mpu_enc e;
+  mpu_enc_init(&e, out);
   (void)msgpack_pack_map(&e.pk, 11);
   e_key(&e, "v");
   e_int(&e, r->v ? r->v : CTOOL_VERSION);
@@ -534,7 +358,7 @@ int ctool_request_encode(const ctool_request *r, buf *out) {
   e_key(&e, "name");
   e_id(&e, r->name);
   e_key(&e, "arguments");
-  if (rc == AW_OK) (void)enc_write(&e, args.data, args.len); /* already msgpack */
+  if (rc == AW_OK) (void)e.pk.callback(e.pk.data, args.data, args.len); /* already msgpack */
   else (void)msgpack_pack_nil(&e.pk);
   e_key(&e, "arguments_json");
   e_text(&e, r->arguments_json, r->arguments_json_len, 0);
@@ -594,14 +418,14 @@ int ctool_request_decode(const void *data, size_t len, size_t max_bytes, ctool_r
       return rc;
     total += n[ids[i].idx] + 1;
   }
-  if (f[RQ_ARGS].present && f[RQ_ARGS].h.kind != MP_MAP)
+  if (f[RQ_ARGS].present && f[RQ_ARGS].h.kind != MPU_MAP)
     return dfail(&c, AW_EINVAL, CODE_INVALID, "field arguments must be a map or nil");
   size_t args_len = f[RQ_ARGS].present ? f[RQ_ARGS].end - f[RQ_ARGS].off : 0;
   if ((rc = want_str(&c, &f[RQ_ARGS_JSON], "", true, 0, max_bytes, TOO_LARGE, &s[RQ_ARGS_JSON], &n[RQ_ARGS_JSON])))
     return rc;
   const field *dl = &f[RQ_DEADLINE];
   if (!dl->present) return dfail(&c, AW_EINVAL, CODE_MISSING, "missing field deadline_ms");
-  if (dl->h.kind != MP_INT || dl->h.neg || dl->h.u > INT64_MAX)
+  if (dl->h.kind != MPU_INT || dl->h.neg || dl->h.u > INT64_MAX)
     return dfail(&c, AW_EINVAL, CODE_INVALID, "field deadline_ms must be a non-negative integer (unix ms)");
   if ((rc = want_str(&c, &f[RQ_TOPIC], "", true, 1, CTOOL_MAX_TOPIC, NULL, &s[RQ_TOPIC], &n[RQ_TOPIC])))
     return rc;
@@ -640,8 +464,8 @@ int ctool_reply_encode(const ctool_reply *r, buf *out) {
   if ((r->output != NULL) == (r->error_code != NULL)) return AW_EINVAL;
   if (r->output && memchr(r->output, 0, r->output_len)) return AW_EINVAL;
   if (r->error_code && !id_ok(r->error_code, CTOOL_MAX_ERROR_CODE)) return AW_EINVAL;
-  enc e;
-  enc_init(&e, out);
+  mpu_enc e;
+  mpu_enc_init(&e, out);
   (void)msgpack_pack_map(&e.pk, 3);
   e_key(&e, "v");
   e_int(&e, r->v ? r->v : CTOOL_VERSION);
@@ -700,10 +524,10 @@ int ctool_reply_decode(const void *data, size_t len, size_t max_output, ctool_re
     if ((rc = want_str(&c, &f[RP_OUTPUT], "", true, 0, max_output, TOO_LARGE, &output, &noutput))) return rc;
   } else {
     const field *ef = &f[RP_ERROR];
-    if (ef->h.kind != MP_MAP) return dfail(&c, AW_EINVAL, CODE_INVALID, "field error must be a map");
+    if (ef->h.kind != MPU_MAP) return dfail(&c, AW_EINVAL, CODE_INVALID, "field error must be a map");
     size_t eoff = ef->off;
-    mp_head eh;
-    (void)mp_read(p, len, &eoff, &eh);
+    mpu_head eh;
+    (void)mpu_read(p, len, &eoff, &eh);
     field g[2] = {{.name = "code"}, {.name = "message"}};
     if (collect(&c, p, len, eoff, eh.n, g, 2, "error.")) {
       if (*err_code) return AW_EINVAL;

@@ -82,7 +82,8 @@ int main(int argc, char **argv) {
   sfault_cfg fc;
   sfault_defaults(&fc);
   log_set_component("simulator");
-  for (int i = 1; i < argc; i++) {
+  /* Every option takes a value: each step consumes a pair. */
+  for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     long x;
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -127,7 +128,6 @@ int main(int argc, char **argv) {
       fprintf(stderr, "aw-simulator: unknown or incomplete option '%s'\n%s", a, usage);
       return 2;
     }
-    i++; /* every option takes a value */
   }
 
   /* Block the stop signals before any thread exists, so they all inherit
