@@ -682,6 +682,14 @@ static void turn_done(void *opaque, const be_turn_result *res) {
   encode_and_publish(ev, &r);
 }
 
+/* A turn that failed before any I/O ends like one that failed later. */
+static void turn_not_started(wk_event *ev, int rc, const char *what) {
+  be_turn_result res = {0};
+  res.err = rc;
+  res.errmsg = what;
+  turn_done(ev, &res);
+}
+
 static const be_turn_events turn_events = {
     .on_message_added = turn_message_added,
     .on_run_created = turn_run_created,
@@ -720,12 +728,7 @@ static void ev_run_turn(wk_event *ev) {
   in.log_event_id = ev->event_id;
   in.existing_message_id = ev->use_existing_message ? ev->msg_id : NULL;
   int rc = be_turn_start(w->be, &in, &turn_events, ev, &ev->op);
-  if (rc != AW_OK) {
-    be_turn_result res = {0};
-    res.err = rc;
-    res.errmsg = "could not start the run";
-    turn_done(ev, &res);
-  }
+  if (rc != AW_OK) turn_not_started(ev, rc, "could not start the run");
 }
 
 /* ---- re-processing: continue what an earlier attempt started ------------- */
@@ -736,12 +739,7 @@ static void ev_resume(wk_event *ev) {
   log_ctx c = ev_ctx(ev);
   log_info(&c, "event was started before; resuming its run");
   int rc = be_turn_resume(ev->w->be, ev->thread_id, ev->run_id, &turn_events, ev, &ev->op);
-  if (rc != AW_OK) {
-    be_turn_result res = {0};
-    res.err = rc;
-    res.errmsg = "could not resume the run";
-    turn_done(ev, &res);
-  }
+  if (rc != AW_OK) turn_not_started(ev, rc, "could not resume the run");
 }
 
 static void on_found_message(void *opaque, const be_result *res) {
