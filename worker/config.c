@@ -4,7 +4,15 @@
  * file (section + key), which environment variable overrides them, their
  * type and their range.  The file walker and the environment pass both go
  * through set_string()/set_number(), so a value is validated the same way
- * wherever it comes from.  Properties and assistants have their own parsers.
+ * wherever it comes from.  Properties, assistants and functions have their
+ * own parsers.
+ *
+ * Function routes depend on three sources (the assistants' tools, the
+ * "functions" object, kafka.topics.tool_requests, which env may override),
+ * so they are not updated piecemeal: resolve_routes() rebuilds them from
+ * scratch at the end of every cfg_load_json and cfg_apply_env.  That costs a
+ * re-parse of every assistant's tools at start-up, and keeps one place where
+ * the cross-references are checked.
  */
 #include "config.h"
 
@@ -15,6 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "contract_tool.h"
+
+_Static_assert(CFG_FUNCTION_NAME_SIZE == CTOOL_MAX_NAME + 1, "function names: the contract's bound");
+_Static_assert(CFG_TOPIC_SIZE == CTOOL_MAX_TOPIC + 1, "topic names: the contract's bound");
 
 /* ---- field table ---------------------------------------------------------- */
 
@@ -51,6 +64,8 @@ static const field FIELDS[] = {
     S("kafka.topics", "responses", "AW_TOPIC_RESPONSES", F_TOPIC, kafka.topic_responses),
     S("kafka.topics", "deltas", "AW_TOPIC_DELTAS", F_TOPIC, kafka.topic_deltas),
     S("kafka.topics", "dlq", "AW_TOPIC_DLQ", F_TOPIC, kafka.topic_dlq),
+    S("kafka.topics", "tool_requests", "AW_TOPIC_TOOL_REQUESTS", F_TOPIC, kafka.topic_tool_requests),
+    S("kafka.topics", "tool_replies", "AW_TOPIC_TOOL_REPLIES", F_TOPIC, kafka.topic_tool_replies),
     S("redis", "host", "AW_REDIS_HOST", F_STR, redis.host),
     N("redis", "port", "AW_REDIS_PORT", F_INT, redis.port, 1, 65535),
     S("redis", "prefix", "AW_REDIS_PREFIX", F_STR, redis.prefix),
@@ -62,6 +77,8 @@ static const field FIELDS[] = {
     N("api", "stream_idle_timeout_ms", NULL, F_LONG, api.stream_idle_timeout_ms, 1, 3600000),
     N("api", "max_retries", NULL, F_INT, api.max_retries, 0, 100),
     N("worker", "max_in_flight", "AW_MAX_IN_FLIGHT", F_LONG, worker.max_in_flight, 1, 1000000),
+    N("worker", "max_in_flight_per_partition", "AW_MAX_IN_FLIGHT_PER_PARTITION", F_LONG,
+      worker.max_in_flight_per_partition, 0, 1000000),
     N("worker", "max_event_bytes", NULL, F_SIZE, worker.max_event_bytes, 1024, 64 * 1024 * 1024),
     N("worker", "max_answer_bytes", NULL, F_SIZE, worker.max_answer_bytes, 1024, 64 * 1024 * 1024),
     N("worker", "commit_interval_ms", NULL, F_LONG, worker.commit_interval_ms, 1, 60000),
@@ -155,14 +172,22 @@ static int set_number(cfg *c, const field *f, long long v, const char *where, ch
 
 static int is_number_type(ftype t) { return t == F_INT || t == F_LONG || t == F_SIZE; }
 
+/* A JSON number that is an exact integer (cJSON keeps doubles). */
+static int json_integer(const cJSON *v, long long *out, const char *where, char *errstr, size_t n) {
+  if (!cJSON_IsNumber(v)) return cfgerr(errstr, n, "%s: expected an integer", where);
+  double d = v->valuedouble;
+  if (d != d || d < -9.0e15 || d > 9.0e15 || d != (double)(long long)d)
+    return cfgerr(errstr, n, "%s: expected an integer, got %g", where, d);
+  *out = (long long)d;
+  return AW_OK;
+}
+
 static int set_from_json(cfg *c, const field *f, const cJSON *v, const char *where, char *errstr,
                          size_t n) {
   if (is_number_type(f->type)) {
-    if (!cJSON_IsNumber(v)) return cfgerr(errstr, n, "%s: expected an integer", where);
-    double d = v->valuedouble;
-    if (d != d || d < -9.0e15 || d > 9.0e15 || d != (double)(long long)d)
-      return cfgerr(errstr, n, "%s: expected an integer, got %g", where, d);
-    return set_number(c, f, (long long)d, where, errstr, n);
+    long long x;
+    int rc = json_integer(v, &x, where, errstr, n);
+    return rc ? rc : set_number(c, f, x, where, errstr, n);
   }
   if (!cJSON_IsString(v)) return cfgerr(errstr, n, "%s: expected a string", where);
   return set_string(c, f, v->valuestring, where, errstr, n);
@@ -177,6 +202,8 @@ void cfg_init(cfg *c) {
   copy_str(c->kafka.topic_responses, sizeof c->kafka.topic_responses, "assistant.responses");
   copy_str(c->kafka.topic_deltas, sizeof c->kafka.topic_deltas, "assistant.deltas");
   copy_str(c->kafka.topic_dlq, sizeof c->kafka.topic_dlq, "assistant.dlq");
+  copy_str(c->kafka.topic_tool_requests, sizeof c->kafka.topic_tool_requests, CTOOL_DEFAULT_REQUEST_TOPIC);
+  copy_str(c->kafka.topic_tool_replies, sizeof c->kafka.topic_tool_replies, CTOOL_DEFAULT_REPLY_TOPIC);
   copy_str(c->redis.host, sizeof c->redis.host, "127.0.0.1");
   c->redis.port = 6379;
   copy_str(c->redis.prefix, sizeof c->redis.prefix, "aw");
@@ -202,6 +229,12 @@ static void free_assistants(cfg *c) {
   c->nassistants = 0;
 }
 
+static void free_routes(cfg *c) {
+  for (size_t i = 0; i < c->tools.nroutes; i++) free(c->tools.routes[i].parameters_json);
+  memset(c->tools.routes, 0, sizeof c->tools.routes);
+  c->tools.nroutes = 0;
+}
+
 void cfg_free(cfg *c) {
   for (size_t i = 0; i < c->kafka.nprops; i++) {
     free(c->kafka.props[i].key);
@@ -209,8 +242,13 @@ void cfg_free(cfg *c) {
   }
   c->kafka.nprops = 0;
   free_assistants(c);
-  /* Do not leave the key in freed-but-mapped memory longer than needed. */
+  free_routes(c);
+  memset(c->tools.overrides, 0, sizeof c->tools.overrides);
+  c->tools.noverrides = 0;
+  /* Do not leave keys in freed-but-mapped memory longer than needed. */
   memset(c->api.api_key, 0, sizeof c->api.api_key);
+  memset(c->tools.secret, 0, sizeof c->tools.secret);
+  memset(c->tools.secret_previous, 0, sizeof c->tools.secret_previous);
 }
 
 /* ---- hash ----------------------------------------------------------------- */
@@ -330,6 +368,19 @@ static int name_ok(const char *s) {
   return 1;
 }
 
+/* OpenAI's rule for function names: 1..64 of [A-Za-z0-9_-]. */
+static int function_name_ok(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n >= CFG_FUNCTION_NAME_SIZE) return 0;
+  for (; *s; s++) {
+    char ch = *s;
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+          ch == '_' || ch == '-'))
+      return 0;
+  }
+  return 1;
+}
+
 static int parse_tools(const cJSON *tools, const char *where, char **out, char *errstr, size_t n) {
   *out = NULL;
   if (cJSON_IsNull(tools)) return AW_OK;
@@ -339,6 +390,8 @@ static int parse_tools(const cJSON *tools, const char *where, char **out, char *
     return cfgerr(errstr, n, "%s.tools: %d tools, at most %d", where, nt, CFG_MAX_TOOLS);
   if (nt == 0) return AW_OK;
   int i = 0;
+  const char *fnames[CFG_MAX_TOOLS]; /* function names so far, for duplicates */
+  int nf = 0;
   const cJSON *t;
   cJSON_ArrayForEach(t, tools) {
     if (!cJSON_IsObject(t)) return cfgerr(errstr, n, "%s.tools[%d]: expected an object", where, i);
@@ -350,6 +403,18 @@ static int parse_tools(const cJSON *tools, const char *where, char **out, char *
       const cJSON *fname = cJSON_GetObjectItemCaseSensitive(fn, "name");
       if (!cJSON_IsObject(fn) || !cJSON_IsString(fname) || !*fname->valuestring)
         return cfgerr(errstr, n, "%s.tools[%d]: a function tool needs function.name", where, i);
+      /* Names are routing keys and travel in tool requests: hold them to
+       * the API's rule here rather than learn of a bad one at start-up. */
+      if (!function_name_ok(fname->valuestring))
+        return cfgerr(errstr, n, "%s.tools[%d].function.name: invalid function name \"%.80s\" (1..%d of [A-Za-z0-9_-])",
+                      where, i, fname->valuestring, CFG_FUNCTION_NAME_SIZE - 1);
+      for (int j = 0; j < nf; j++)
+        if (strcmp(fnames[j], fname->valuestring) == 0)
+          return cfgerr(errstr, n, "%s.tools[%d]: duplicate function \"%s\"", where, i, fname->valuestring);
+      fnames[nf++] = fname->valuestring;
+      const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+      if (params && !cJSON_IsObject(params))
+        return cfgerr(errstr, n, "%s.tools[%d].function.parameters: expected an object (a JSON Schema)", where, i);
     }
     i++;
   }
@@ -437,6 +502,194 @@ static int parse_assistants(cfg *c, const cJSON *arr, char *errstr, size_t n) {
   return AW_OK;
 }
 
+/* ---- functions ------------------------------------------------------------ */
+
+static const char *const ON_DEADLINE_NAMES[] = {"error_output", "cancel_run"};
+
+const char *cfg_on_deadline_name(cfg_on_deadline d) {
+  return d == CFG_ON_DEADLINE_CANCEL_RUN ? ON_DEADLINE_NAMES[1] : ON_DEADLINE_NAMES[0];
+}
+
+static void route_defaults(cfg_function *r, const char *name) {
+  memset(r, 0, sizeof *r);
+  copy_str(r->name, sizeof r->name, name);
+  r->deadline_ms = CFG_DEFAULT_DEADLINE_MS;
+  r->on_deadline = CFG_ON_DEADLINE_ERROR_OUTPUT;
+  r->validate_arguments = 1;
+}
+
+/* Keys that would hold the tool secret: refused wherever they appear. */
+static int is_tool_secret_key(const char *k) {
+  return strcmp(k, "tool_secret") == 0 || strcmp(k, "tool_secret_previous") == 0;
+}
+
+static int refuse_tool_secret(const char *path, char *errstr, size_t n) {
+  return cfgerr(errstr, n,
+                "%s: the tool-call secret is not read from the config file on purpose; "
+                "set AW_TOOL_SECRET (and AW_TOOL_SECRET_PREVIOUS while rotating) in the environment, "
+                "e.g. from a Kubernetes Secret",
+                path);
+}
+
+static int no_duplicate_keys(const cJSON *obj, const char *section, char *errstr, size_t n);
+
+static int parse_function(cfg_function *o, const cJSON *obj, char *errstr, size_t n) {
+  char where[96], path[128];
+  snprintf(where, sizeof where, "functions.%s", obj->string);
+  if (!cJSON_IsObject(obj)) return cfgerr(errstr, n, "%s: expected an object", where);
+  int rc = no_duplicate_keys(obj, where, errstr, n);
+  if (rc) return rc;
+  route_defaults(o, obj->string);
+  const cJSON *it;
+  cJSON_ArrayForEach(it, obj) {
+    const char *k = it->string;
+    snprintf(path, sizeof path, "%s.%s", where, k);
+    if (is_tool_secret_key(k)) return refuse_tool_secret(path, errstr, n);
+    if (strcmp(k, "topic") == 0) {
+      if (!cJSON_IsString(it)) return cfgerr(errstr, n, "%s: expected a string", path);
+      if (!topic_ok(it->valuestring))
+        return cfgerr(errstr, n, "%s: invalid Kafka topic name \"%.80s\" (1..249 of [A-Za-z0-9._-])", path,
+                      it->valuestring);
+      copy_str(o->topic, sizeof o->topic, it->valuestring);
+    } else if (strcmp(k, "deadline_ms") == 0) {
+      long long x;
+      rc = json_integer(it, &x, path, errstr, n);
+      if (rc) return rc;
+      if (x < CFG_MIN_DEADLINE_MS || x > CFG_MAX_DEADLINE_MS)
+        return cfgerr(errstr, n, "%s: %lld is out of range [%d, %d] (the API expires a run waiting for tools after 10 minutes)",
+                      path, x, CFG_MIN_DEADLINE_MS, CFG_MAX_DEADLINE_MS);
+      o->deadline_ms = (long)x;
+    } else if (strcmp(k, "on_deadline") == 0) {
+      if (cJSON_IsString(it) && strcmp(it->valuestring, ON_DEADLINE_NAMES[0]) == 0)
+        o->on_deadline = CFG_ON_DEADLINE_ERROR_OUTPUT;
+      else if (cJSON_IsString(it) && strcmp(it->valuestring, ON_DEADLINE_NAMES[1]) == 0)
+        o->on_deadline = CFG_ON_DEADLINE_CANCEL_RUN;
+      else
+        return cfgerr(errstr, n, "%s: expected \"error_output\" or \"cancel_run\"", path);
+    } else if (strcmp(k, "validate_arguments") == 0) {
+      if (!cJSON_IsBool(it)) return cfgerr(errstr, n, "%s: expected true or false", path);
+      o->validate_arguments = cJSON_IsTrue(it);
+    } else {
+      return cfgerr(errstr, n, "%s: unknown key \"%s\" (expected topic, deadline_ms, on_deadline, validate_arguments)",
+                    where, k);
+    }
+  }
+  return AW_OK;
+}
+
+/* The "functions" object, checked on its own; whether its names exist is
+ * resolve_routes()' business, once every source is in. */
+static int parse_functions(cfg *c, const cJSON *obj, char *errstr, size_t n) {
+  if (!cJSON_IsObject(obj)) return cfgerr(errstr, n, "functions: expected an object");
+  int rc = no_duplicate_keys(obj, "functions", errstr, n);
+  if (rc) return rc;
+  int nf = cJSON_GetArraySize(obj);
+  if (nf > CFG_MAX_FUNCTIONS)
+    return cfgerr(errstr, n, "functions: %d entries, at most %d", nf, CFG_MAX_FUNCTIONS);
+  memset(c->tools.overrides, 0, sizeof c->tools.overrides); /* the file's object replaces any earlier one */
+  c->tools.noverrides = 0;
+  const cJSON *it;
+  cJSON_ArrayForEach(it, obj) {
+    if (!function_name_ok(it->string))
+      return cfgerr(errstr, n, "functions.%.80s: invalid function name (1..%d of [A-Za-z0-9_-])", it->string,
+                    CFG_FUNCTION_NAME_SIZE - 1);
+    rc = parse_function(&c->tools.overrides[c->tools.noverrides], it, errstr, n);
+    if (rc) return rc;
+    c->tools.noverrides++;
+  }
+  return AW_OK;
+}
+
+static cfg_function *find_route(cfg *c, const char *name) {
+  for (size_t i = 0; i < c->tools.nroutes; i++)
+    if (strcmp(c->tools.routes[i].name, name) == 0) return &c->tools.routes[i];
+  return NULL;
+}
+
+/* Add the function tools of assistant ai to the routes, with the defaults. */
+static int add_assistant_routes(cfg *c, size_t ai, char *errstr, size_t n) {
+  const cfg_assistant *a = &c->assistants[ai];
+  if (!a->tools_json) return AW_OK;
+  cJSON *arr = cJSON_Parse(a->tools_json); /* printed by cJSON: fails only for lack of memory */
+  if (!arr) return aw_seterr(AW_ENOMEM, errstr, n, "out of memory");
+  int rc = AW_OK, ti = 0;
+  const cJSON *t;
+  cJSON_ArrayForEach(t, arr) {
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+    const cJSON *fname = cJSON_GetObjectItemCaseSensitive(fn, "name");
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+    int idx = ti++;
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "function") != 0 || !cJSON_IsString(fname)) continue;
+    char *pj = NULL;
+    if (params && !(pj = cJSON_PrintUnformatted(params))) {
+      rc = aw_seterr(AW_ENOMEM, errstr, n, "out of memory");
+      break;
+    }
+    cfg_function *r = find_route(c, fname->valuestring);
+    if (r) {
+      int same = (!pj && !r->parameters_json) || (pj && r->parameters_json && strcmp(pj, r->parameters_json) == 0);
+      free(pj);
+      if (!same) {
+        rc = cfgerr(errstr, n,
+                    "assistants[%zu] (\"%.64s\").tools[%d]: function \"%s\" is declared with other parameters "
+                    "than by an earlier assistant (calls are routed by name: one name, one schema)",
+                    ai, a->name, idx, fname->valuestring);
+        break;
+      }
+      continue;
+    }
+    if (c->tools.nroutes >= CFG_MAX_FUNCTIONS) {
+      free(pj);
+      rc = cfgerr(errstr, n, "assistants[%zu] (\"%.64s\").tools[%d]: more than %d distinct functions across all assistants",
+                  ai, a->name, idx, CFG_MAX_FUNCTIONS);
+      break;
+    }
+    r = &c->tools.routes[c->tools.nroutes++];
+    route_defaults(r, fname->valuestring);
+    r->parameters_json = pj;
+  }
+  cJSON_Delete(arr);
+  return rc;
+}
+
+/* Rebuild the routes from the assistants, the "functions" entries and the
+ * default topic; every entry must name a function tool. */
+static int resolve_routes(cfg *c, char *errstr, size_t n) {
+  free_routes(c);
+  for (size_t i = 0; i < c->nassistants; i++) {
+    int rc = add_assistant_routes(c, i, errstr, n);
+    if (rc) return rc;
+  }
+  for (size_t i = 0; i < c->tools.nroutes; i++)
+    copy_str(c->tools.routes[i].topic, sizeof c->tools.routes[i].topic, c->kafka.topic_tool_requests);
+  for (size_t i = 0; i < c->tools.noverrides; i++) {
+    const cfg_function *o = &c->tools.overrides[i];
+    cfg_function *r = find_route(c, o->name);
+    if (!r)
+      return cfgerr(errstr, n, "functions.%s: no configured assistant has a function tool named \"%s\"", o->name,
+                    o->name);
+    if (o->topic[0]) copy_str(r->topic, sizeof r->topic, o->topic);
+    r->deadline_ms = o->deadline_ms;
+    r->on_deadline = o->on_deadline;
+    r->validate_arguments = o->validate_arguments;
+  }
+  return AW_OK;
+}
+
+/* Does assistant a declare a function tool?  (Error path only: re-parses.) */
+static int has_function_tool(const cfg_assistant *a) {
+  cJSON *arr = a->tools_json ? cJSON_Parse(a->tools_json) : NULL;
+  int found = 0;
+  const cJSON *t;
+  cJSON_ArrayForEach(t, arr) {
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "function") == 0) found = 1;
+  }
+  cJSON_Delete(arr);
+  return found;
+}
+
 /* ---- the document --------------------------------------------------------- */
 
 static int is_section(const char *path) {
@@ -469,10 +722,13 @@ static int parse_object(cfg *c, const cJSON *obj, const char *section, char *err
                     "%s: the API key is not read from the config file on purpose; "
                     "set AW_API_KEY (or OPENAI_API_KEY) in the environment, e.g. from a Kubernetes Secret",
                     path);
+    if (is_tool_secret_key(k)) return refuse_tool_secret(path, errstr, n);
     if (strcmp(path, "kafka.properties") == 0) {
       rc = parse_properties(c, it, errstr, n);
     } else if (strcmp(path, "assistants") == 0) {
       rc = parse_assistants(c, it, errstr, n);
+    } else if (strcmp(path, "functions") == 0) {
+      rc = parse_functions(c, it, errstr, n);
     } else if (is_section(path)) {
       if (!cJSON_IsObject(it)) return cfgerr(errstr, n, "%s: expected an object", path);
       rc = parse_object(c, it, path, errstr, n);
@@ -499,6 +755,7 @@ int cfg_load_json(cfg *c, const char *json, size_t len, char *errstr, size_t err
   if (!cJSON_IsObject(doc)) rc = cfgerr(errstr, errstr_size, "the configuration must be a JSON object");
   else rc = parse_object(c, doc, "", errstr, errstr_size);
   cJSON_Delete(doc);
+  if (!rc) rc = resolve_routes(c, errstr, errstr_size);
   return rc;
 }
 
@@ -544,6 +801,22 @@ static const char *env(const char *name) {
   return v && *v ? v : NULL;
 }
 
+/* A tool secret from the environment; its value is never echoed. */
+static int env_tool_secret(const char *name, char *dst, size_t size, char *errstr, size_t n) {
+  const char *v = env(name);
+  if (!v) return AW_OK;
+  size_t len = strlen(v);
+  if (len >= size) return cfgerr(errstr, n, "%s: too long (at most %zu bytes)", name, size - 1);
+  if (len < CORR_MIN_SECRET)
+    return cfgerr(errstr, n, "%s: shorter than %d bytes (use a random value, e.g. from `openssl rand -base64 32`)",
+                  name, CORR_MIN_SECRET);
+  for (const char *p = v; *p; p++)
+    if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+      return cfgerr(errstr, n, "%s: contains whitespace or control characters", name);
+  memcpy(dst, v, len + 1);
+  return AW_OK;
+}
+
 int cfg_apply_env(cfg *c, char *errstr, size_t errstr_size) {
   for (size_t i = 0; i < NFIELDS; i++) {
     const field *f = &FIELDS[i];
@@ -573,6 +846,29 @@ int cfg_apply_env(cfg *c, char *errstr, size_t errstr_size) {
         return cfgerr(errstr, errstr_size, "%s: contains whitespace or control characters", name);
     copy_str(c->api.api_key, sizeof c->api.api_key, key);
   }
+  int rc = env_tool_secret("AW_TOOL_SECRET", c->tools.secret, sizeof c->tools.secret, errstr, errstr_size);
+  if (!rc)
+    rc = env_tool_secret("AW_TOOL_SECRET_PREVIOUS", c->tools.secret_previous, sizeof c->tools.secret_previous,
+                         errstr, errstr_size);
+  if (rc) return rc;
+  if (c->tools.secret_previous[0] && !c->tools.secret[0])
+    return cfgerr(errstr, errstr_size,
+                  "AW_TOOL_SECRET_PREVIOUS: set without AW_TOOL_SECRET (the previous secret only verifies "
+                  "replies; new correlation ids need the current one)");
+  return resolve_routes(c, errstr, errstr_size); /* the default topic may have changed */
+}
+
+/* Checks across the file and the environment. */
+static int check_loaded(const cfg *c, char *errstr, size_t n) {
+  if (c->tools.nroutes > 0 && !c->tools.secret[0]) {
+    const char *who = "";
+    for (size_t i = 0; i < c->nassistants && !*who; i++)
+      if (has_function_tool(&c->assistants[i])) who = c->assistants[i].name;
+    return cfgerr(errstr, n,
+                  "AW_TOOL_SECRET: required because assistant \"%.64s\" has function tools (the key that signs "
+                  "tool-call correlation ids, at least %d bytes; set it in the environment, e.g. from a Kubernetes Secret)",
+                  who, CORR_MIN_SECRET);
+  }
   return AW_OK;
 }
 
@@ -581,6 +877,7 @@ int cfg_load(cfg *c, const char *path, char *errstr, size_t errstr_size) {
   if (!path) path = env("AW_CONFIG");
   int rc = path ? cfg_load_file(c, path, errstr, errstr_size) : AW_OK;
   if (!rc) rc = cfg_apply_env(c, errstr, errstr_size);
+  if (!rc) rc = check_loaded(c, errstr, errstr_size);
   if (rc) cfg_free(c);
   return rc;
 }
@@ -599,6 +896,25 @@ void cfg_assistant_def(const cfg_assistant *a, be_assistant_def *def) {
   def->instructions = a->instructions;
   def->tools_json = a->tools_json;
   def->hash = a->hash;
+}
+
+const cfg_function *cfg_function_route(const cfg *c, const char *name) {
+  if (!name) return NULL;
+  for (size_t i = 0; i < c->tools.nroutes; i++)
+    if (strcmp(c->tools.routes[i].name, name) == 0) return &c->tools.routes[i];
+  return NULL;
+}
+
+int cfg_tool_key(const cfg *c, corr_key *k, char *errstr, size_t errstr_size) {
+  if (!c->tools.secret[0]) return cfgerr(errstr, errstr_size, "AW_TOOL_SECRET: not set");
+  int rc = corr_key_init(k, c->tools.secret, strlen(c->tools.secret));
+  if (!rc && c->tools.secret_previous[0])
+    rc = corr_key_set_previous(k, c->tools.secret_previous, strlen(c->tools.secret_previous));
+  if (rc) {
+    corr_key_clear(k);
+    return aw_seterr(rc, errstr, errstr_size, "tool secret refused by corr_key_init");
+  }
+  return AW_OK;
 }
 
 void cfg_backend_config(const cfg *c, be_assistants_config *bc) {
@@ -678,6 +994,20 @@ int cfg_dump(const cfg *c, buf *out) {
     }
     ok = ok && cJSON_AddStringToObject(o, "hash", a->hash);
   }
+  cJSON *fns = ok ? cJSON_AddObjectToObject(root, "functions") : NULL;
+  ok = ok && fns;
+  for (size_t i = 0; ok && i < c->tools.nroutes; i++) {
+    const cfg_function *r = &c->tools.routes[i];
+    cJSON *o = cJSON_AddObjectToObject(fns, r->name);
+    ok = o && cJSON_AddStringToObject(o, "topic", r->topic) &&
+         cJSON_AddNumberToObject(o, "deadline_ms", (double)r->deadline_ms) &&
+         cJSON_AddStringToObject(o, "on_deadline", cfg_on_deadline_name(r->on_deadline)) &&
+         cJSON_AddBoolToObject(o, "validate_arguments", r->validate_arguments);
+  }
+  ok = ok && (c->tools.secret[0] ? cJSON_AddStringToObject(root, "tool_secret", "***")
+                                 : cJSON_AddNullToObject(root, "tool_secret"));
+  ok = ok && (c->tools.secret_previous[0] ? cJSON_AddStringToObject(root, "tool_secret_previous", "***")
+                                          : cJSON_AddNullToObject(root, "tool_secret_previous"));
   char *s = ok ? cJSON_Print(root) : NULL;
   cJSON_Delete(root);
   if (!s) return AW_ENOMEM;

@@ -6,30 +6,53 @@
  *
  * File format (every key optional; unknown keys are rejected, by path):
  *   {"kafka": {"brokers": "h:9092", "group_id": "...",
- *              "topics": {"requests": .., "responses": .., "deltas": .., "dlq": ..},
+ *              "topics": {"requests": .., "responses": .., "deltas": .., "dlq": ..,
+ *                         "tool_requests": .., "tool_replies": ..},
  *              "properties": {"security.protocol": "SASL_SSL", ...}},
  *    "redis": {"host": .., "port": .., "prefix": .., "connect_timeout_ms": ..},
  *    "api":   {"base_url": .., "organization": .., "project": .., "timeout_ms": ..,
  *              "stream_idle_timeout_ms": .., "max_retries": ..},
- *    "worker": {"max_in_flight": .., "max_event_bytes": .., "max_answer_bytes": ..,
+ *    "worker": {"max_in_flight": .., "max_in_flight_per_partition": .., "max_event_bytes": ..,
+ *               "max_answer_bytes": ..,
  *               "commit_interval_ms": .., "health_port": ..},
  *    "log_level": "info",
- *    "assistants": [{"name": .., "model": .., "instructions": .., "tools": [..]}]}
+ *    "assistants": [{"name": .., "model": .., "instructions": .., "tools": [..]}],
+ *    "functions": {"get_weather": {"topic": .., "deadline_ms": ..,
+ *                                  "on_deadline": "error_output" | "cancel_run",
+ *                                  "validate_arguments": true}}}
  *
  * The API key is deliberately NOT accepted from the file: secrets come from
  * the environment (AW_API_KEY, else OPENAI_API_KEY), typically a Kubernetes
  * Secret.  A key found in the file is an error, so that nobody commits one
- * believing it is used.
+ * believing it is used.  The same holds for the tool-call secret (the HMAC
+ * key of correlation ids, correlation.h): AW_TOOL_SECRET and, while a key is
+ * being rotated, AW_TOOL_SECRET_PREVIOUS, each at least CORR_MIN_SECRET
+ * bytes.  cfg_load requires AW_TOOL_SECRET when any configured assistant has
+ * a function tool.
+ *
+ * Function calling: each distinct function name among the assistants'
+ * function tools gets one route (cfg_function_route): the topic its tool
+ * requests go to, how long the worker waits for the reply and what it does
+ * then, whether the arguments are checked against the function's JSON Schema
+ * first.  "functions" overrides these per name; every key must name a
+ * function tool of some configured assistant.  Routing is by name only, so
+ * two assistants that declare the same function must declare the same
+ * parameters.  A later "functions" object (second cfg_load_json) replaces the
+ * earlier one, like "assistants"; routes are rebuilt after every
+ * cfg_load_json and cfg_apply_env (a route's default topic follows
+ * kafka.topics.tool_requests).
  *
  * Environment: AW_KAFKA_BROKERS, AW_KAFKA_GROUP_ID, AW_TOPIC_REQUESTS,
- * AW_TOPIC_RESPONSES, AW_TOPIC_DELTAS, AW_TOPIC_DLQ, AW_REDIS_HOST,
+ * AW_TOPIC_RESPONSES, AW_TOPIC_DELTAS, AW_TOPIC_DLQ, AW_TOPIC_TOOL_REQUESTS,
+ * AW_TOPIC_TOOL_REPLIES, AW_TOOL_SECRET, AW_TOOL_SECRET_PREVIOUS, AW_REDIS_HOST,
  * AW_REDIS_PORT, AW_REDIS_PREFIX, AW_API_BASE_URL, AW_API_KEY (falls back to
  * OPENAI_API_KEY), AW_API_ORG, AW_API_PROJECT, AW_MAX_IN_FLIGHT,
+ * AW_MAX_IN_FLIGHT_PER_PARTITION,
  * AW_LOG_LEVEL, AW_HEALTH_PORT.  A variable set to the empty string counts
  * as unset (a Kubernetes manifest often carries empty placeholders).
  *
- * Bounded: at most CFG_MAX_ASSISTANTS assistants and CFG_MAX_PROPERTIES
- * librdkafka properties; every string has a cap and an over-long value is an
+ * Bounded: at most CFG_MAX_ASSISTANTS assistants, CFG_MAX_PROPERTIES
+ * librdkafka properties and CFG_MAX_FUNCTIONS function routes; every string has a cap and an over-long value is an
  * error naming the setting, never a silent truncation.
  *
  * @locality main thread, at start-up; the loaded cfg is read-only afterwards.
@@ -42,6 +65,7 @@
 #include "aw_error.h"
 #include "backend.h"
 #include "buf.h"
+#include "correlation.h"
 #include "log.h"
 
 #define CFG_MAX_ASSISTANTS 64
@@ -51,6 +75,13 @@
 #define CFG_MAX_TOOLS_BYTES (512u * 1024)
 #define CFG_MAX_TOOLS 128                          /* OpenAI's limit per assistant */
 #define CFG_MAX_PROP_VALUE_BYTES 4096
+#define CFG_MAX_FUNCTIONS 128  /* distinct function names across all assistants */
+
+/* Tool-call deadlines: the API expires a run left in requires_action after
+ * 10 minutes, so waiting longer than that for a reply is pointless. */
+#define CFG_DEFAULT_DEADLINE_MS 30000
+#define CFG_MIN_DEADLINE_MS 100
+#define CFG_MAX_DEADLINE_MS 600000
 
 /* Capacities include the NUL. */
 #define CFG_BROKERS_SIZE 1024
@@ -64,6 +95,7 @@
 #define CFG_SECRET_SIZE 512
 #define CFG_ID_SIZE 129       /* organization / project ids */
 #define CFG_PROP_KEY_SIZE 128
+#define CFG_FUNCTION_NAME_SIZE 65 /* OpenAI: 1..64 of [A-Za-z0-9_-] */
 
 /** One free-form librdkafka property (both strings malloc'd, owned by cfg). */
 typedef struct cfg_kv {
@@ -80,6 +112,28 @@ typedef struct cfg_assistant {
   char hash[17];      /* FNV-1a 64 of the definition, 16 lowercase hex digits */
 } cfg_assistant;
 
+/** What the worker does when a tool reply has not arrived by the deadline. */
+typedef enum cfg_on_deadline {
+  CFG_ON_DEADLINE_ERROR_OUTPUT = 0, /* submit an error as the call's output; the run goes on */
+  CFG_ON_DEADLINE_CANCEL_RUN,       /* cancel the run */
+} cfg_on_deadline;
+
+/** How calls of one function are routed.  In cfg.tools.routes every field is
+ *  resolved (defaults applied); the same struct holds the "functions" entries
+ *  as written, where topic "" means "kafka.topics.tool_requests". */
+typedef struct cfg_function {
+  char name[CFG_FUNCTION_NAME_SIZE];
+  char topic[CFG_TOPIC_SIZE];  /* default: kafka.topics.tool_requests */
+  long deadline_ms;            /* CFG_DEFAULT_DEADLINE_MS */
+  cfg_on_deadline on_deadline; /* CFG_ON_DEADLINE_ERROR_OUTPUT */
+  int validate_arguments;      /* 1 */
+  /* The function's JSON Schema ("parameters") printed unformatted by cJSON,
+   * as in the assistant's tools_json; NULL when the function declares none
+   * (the API then means "no parameters").  Owned by the cfg (malloc'd), so
+   * borrowed by whoever gets the route; NULL in "functions" entries. */
+  char *parameters_json;
+} cfg_function;
+
 typedef struct cfg {
   struct {
     char brokers[CFG_BROKERS_SIZE]; /* no default: must be configured */
@@ -88,6 +142,8 @@ typedef struct cfg {
     char topic_responses[CFG_TOPIC_SIZE]; /* "assistant.responses" */
     char topic_deltas[CFG_TOPIC_SIZE];    /* "assistant.deltas" */
     char topic_dlq[CFG_TOPIC_SIZE];       /* "assistant.dlq" */
+    char topic_tool_requests[CFG_TOPIC_SIZE]; /* "assistant.tool-requests" */
+    char topic_tool_replies[CFG_TOPIC_SIZE];  /* "assistant.tool-replies" */
     cfg_kv props[CFG_MAX_PROPERTIES];     /* free-form librdkafka properties, file order */
     size_t nprops;
   } kafka;
@@ -108,6 +164,7 @@ typedef struct cfg {
   } api;
   struct {
     long max_in_flight;          /* 1000 */
+    long max_in_flight_per_partition; /* 0: no limit of its own */
     size_t max_event_bytes;      /* 1 MiB */
     size_t max_answer_bytes;     /* 256 KiB */
     long commit_interval_ms;     /* 200 */
@@ -116,20 +173,32 @@ typedef struct cfg {
   log_level log_level;           /* LOG_INFO */
   cfg_assistant assistants[CFG_MAX_ASSISTANTS];
   size_t nassistants;
+  struct {
+    /* env only; "" when unset; never logged or dumped.  Environment
+     * variables hold no NUL, so these are C strings. */
+    char secret[CFG_SECRET_SIZE];          /* AW_TOOL_SECRET */
+    char secret_previous[CFG_SECRET_SIZE]; /* AW_TOOL_SECRET_PREVIOUS */
+    cfg_function overrides[CFG_MAX_FUNCTIONS]; /* "functions", file order */
+    size_t noverrides;
+    cfg_function routes[CFG_MAX_FUNCTIONS];    /* one per function name, in order of appearance */
+    size_t nroutes;
+  } tools;
 } cfg;
 
 /** Fill c with the defaults.  Allocates nothing; cfg_free is still safe. */
 void cfg_init(cfg *c);
 
-/** Free what c owns (properties, instructions, tools); c is left as after
- *  cfg_init.  Safe to call twice. */
+/** Free what c owns (properties, instructions, tools, routes); c is left as
+ *  after cfg_init, except that the secrets are wiped.  Safe to call twice. */
 void cfg_free(cfg *c);
 
 /** Apply a JSON config document (len bytes, need not be NUL-terminated) on
  *  top of c.  AW_ECONFIG with the offending key path in errstr for
  *  malformed JSON, unknown keys, wrong types, out-of-range numbers,
- *  over-long strings, an API key in the file, invalid or duplicate
- *  assistants; AW_ENOMEM.  On failure c may be partly updated: cfg_free it. */
+ *  over-long strings, an API key or tool secret in the file, invalid or
+ *  duplicate assistants, invalid "functions" entries or ones naming no
+ *  configured function tool, one function name declared with different
+ *  parameters, more than CFG_MAX_FUNCTIONS functions; AW_ENOMEM.  On failure c may be partly updated: cfg_free it. */
 int cfg_load_json(cfg *c, const char *json, size_t len, char *errstr, size_t errstr_size) AW_MUST_CHECK;
 
 /** Read path and apply it with cfg_load_json (errors are prefixed with the
@@ -137,12 +206,17 @@ int cfg_load_json(cfg *c, const char *json, size_t len, char *errstr, size_t err
  *  CFG_MAX_FILE_BYTES. */
 int cfg_load_file(cfg *c, const char *path, char *errstr, size_t errstr_size) AW_MUST_CHECK;
 
-/** Apply the environment variables listed above on top of c (env wins).
- *  AW_ECONFIG naming the variable for an invalid value. */
+/** Apply the environment variables listed above on top of c (env wins) and
+ *  rebuild the function routes.  AW_ECONFIG naming the variable for an
+ *  invalid value (a secret's value is never echoed): a tool secret shorter
+ *  than CORR_MIN_SECRET bytes, AW_TOOL_SECRET_PREVIOUS without
+ *  AW_TOOL_SECRET. */
 int cfg_apply_env(cfg *c, char *errstr, size_t errstr_size) AW_MUST_CHECK;
 
 /** Everything in order: cfg_init, the file (path, else $AW_CONFIG when path
- *  is NULL, else no file), cfg_apply_env.  On failure c has been freed. */
+ *  is NULL, else no file), cfg_apply_env, then the checks across sources
+ *  (AW_TOOL_SECRET present when some assistant has a function tool).  On
+ *  failure c has been freed. */
 int cfg_load(cfg *c, const char *path, char *errstr, size_t errstr_size) AW_MUST_CHECK;
 
 /** Compute the hash of an assistant definition into out (16 hex digits +
@@ -163,12 +237,28 @@ void cfg_assistant_def(const cfg_assistant *a, be_assistant_def *def);
  *  be_assistants_config_default(bc) first. */
 void cfg_backend_config(const cfg *c, be_assistants_config *bc);
 
+/** The route of function name: the "functions" entry merged over the
+ *  defaults, with its parameters.  Non-NULL for every function tool of a
+ *  configured assistant, NULL for any other name (or NULL name).  Borrowed
+ *  from c. */
+const cfg_function *cfg_function_route(const cfg *c, const char *name);
+
+/** "error_output" or "cancel_run". */
+const char *cfg_on_deadline_name(cfg_on_deadline d);
+
+/** Initialise k from AW_TOOL_SECRET (and AW_TOOL_SECRET_PREVIOUS when set).
+ *  AW_ECONFIG when no tool secret is configured; clear k with
+ *  corr_key_clear when done. */
+int cfg_tool_key(const cfg *c, corr_key *k, char *errstr, size_t errstr_size) AW_MUST_CHECK;
+
 /** Is this librdkafka property secret (its value never printed)? */
 int cfg_is_secret_property(const char *key);
 
 /** Append the effective configuration as one JSON document (pretty-printed)
- *  to out, for `run --print-config`.  The API key and secret librdkafka
- *  properties are shown as "***" (null when unset). */
+ *  to out, for `run --print-config`.  The API key, the tool secrets and
+ *  secret librdkafka properties are shown as "***" (null when unset);
+ *  "functions" lists every resolved route (parameters left out: they are in
+ *  the assistants' tools). */
 int cfg_dump(const cfg *c, buf *out) AW_MUST_CHECK;
 
 #endif

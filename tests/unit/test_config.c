@@ -1,7 +1,7 @@
 /* test_config.c -- configuration: defaults, the JSON file, environment
  * overrides, every validation error, the API key refused in the file, the
- * assistant hash, cfg_dump hiding secrets, and kconf_new building a
- * librdkafka configuration from it.  Needs no infrastructure (files go to a
+ * assistant hash, cfg_dump hiding secrets, function routes and the tool
+ * secret, and kconf_new building a librdkafka configuration from it.  Needs no infrastructure (files go to a
  * temporary directory; no broker is contacted).
  */
 #include <setjmp.h>
@@ -23,8 +23,12 @@ static const char *const ENV_VARS[] = {
     "AW_CONFIG",       "AW_KAFKA_BROKERS", "AW_KAFKA_GROUP_ID", "AW_TOPIC_REQUESTS", "AW_TOPIC_RESPONSES",
     "AW_TOPIC_DELTAS", "AW_TOPIC_DLQ",     "AW_REDIS_HOST",     "AW_REDIS_PORT",     "AW_REDIS_PREFIX",
     "AW_API_BASE_URL", "AW_API_KEY",       "OPENAI_API_KEY",    "AW_API_ORG",        "AW_API_PROJECT",
-    "AW_MAX_IN_FLIGHT", "AW_LOG_LEVEL",    "AW_HEALTH_PORT",
+    "AW_MAX_IN_FLIGHT", "AW_LOG_LEVEL",    "AW_HEALTH_PORT",   "AW_TOPIC_TOOL_REQUESTS", "AW_TOPIC_TOOL_REPLIES",
+    "AW_TOOL_SECRET",  "AW_TOOL_SECRET_PREVIOUS",
 };
+
+/* 16 bytes: the shortest secret accepted. */
+#define SECRET16 "0123456789abcdef"
 
 /* Every test starts from a clean environment: the suite may run under a
  * shell that exports AW_* for the local stack. */
@@ -68,6 +72,8 @@ static void test_defaults_are_the_documented_values(void **state) {
   assert_string_equal(c.kafka.topic_responses, "assistant.responses");
   assert_string_equal(c.kafka.topic_deltas, "assistant.deltas");
   assert_string_equal(c.kafka.topic_dlq, "assistant.dlq");
+  assert_string_equal(c.kafka.topic_tool_requests, "assistant.tool-requests");
+  assert_string_equal(c.kafka.topic_tool_replies, "assistant.tool-replies");
   assert_int_equal(c.kafka.nprops, 0);
   assert_string_equal(c.redis.host, "127.0.0.1");
   assert_int_equal(c.redis.port, 6379);
@@ -81,18 +87,25 @@ static void test_defaults_are_the_documented_values(void **state) {
   assert_int_equal(c.api.stream_idle_timeout_ms, 60000);
   assert_int_equal(c.api.max_retries, 5);
   assert_int_equal(c.worker.max_in_flight, 1000);
+  assert_int_equal(c.worker.max_in_flight_per_partition, 0);
   assert_int_equal(c.worker.max_event_bytes, 1024 * 1024);
   assert_int_equal(c.worker.max_answer_bytes, 256 * 1024);
   assert_int_equal(c.worker.commit_interval_ms, 200);
   assert_int_equal(c.worker.health_port, 0);
   assert_int_equal(c.log_level, LOG_INFO);
   assert_int_equal(c.nassistants, 0);
+  assert_int_equal(c.tools.nroutes, 0);
+  assert_int_equal(c.tools.noverrides, 0);
+  assert_string_equal(c.tools.secret, "");
+  assert_string_equal(c.tools.secret_previous, "");
+  assert_null(cfg_function_route(&c, "get_order"));
   cfg_free(&c);
 }
 
 static const char FULL[] =
     "{\"kafka\":{\"brokers\":\"k1:9092,k2:9092\",\"group_id\":\"g1\",\n"
-    "  \"topics\":{\"requests\":\"r.in\",\"responses\":\"r.out\",\"deltas\":\"r.delta\",\"dlq\":\"r.dlq\"},\n"
+    "  \"topics\":{\"requests\":\"r.in\",\"responses\":\"r.out\",\"deltas\":\"r.delta\",\"dlq\":\"r.dlq\",\n"
+    "    \"tool_requests\":\"r.tool-req\",\"tool_replies\":\"r.tool-rep\"},\n"
     "  \"properties\":{\"security.protocol\":\"SASL_SSL\",\"sasl.password\":\"hunter2\",\"linger.ms\":5,"
     "\"enable.idempotence\":true}},\n"
     " \"redis\":{\"host\":\"redis.svc\",\"port\":6380,\"prefix\":\"awp\",\"connect_timeout_ms\":1500},\n"
@@ -103,12 +116,15 @@ static const char FULL[] =
     " \"log_level\":\"debug\",\n"
     " \"assistants\":[{\"name\":\"support\",\"model\":\"gpt-4o\",\"instructions\":\"Be kind.\",\n"
     "   \"tools\":[ {\"type\": \"file_search\"}, {\"type\":\"function\",\"function\":{\"name\":\"get_order\"}} ]},\n"
-    "  {\"name\":\"plain\",\"model\":\"gpt-4o-mini\"}]}";
+    "  {\"name\":\"plain\",\"model\":\"gpt-4o-mini\"}],\n"
+    " \"functions\":{\"get_order\":{\"topic\":\"orders.tool-requests\",\"deadline_ms\":5000,"
+    "\"on_deadline\":\"cancel_run\",\"validate_arguments\":false}}}";
 
 static void test_file_sets_every_setting(void **state) {
   (void)state;
   cfg c;
   char err[256];
+  setenv("AW_TOOL_SECRET", SECRET16, 1); /* FULL has a function tool */
   assert_int_equal(cfg_load(&c, write_tmp(FULL), err, sizeof err), AW_OK);
   unlink(g_tmp);
   assert_string_equal(c.kafka.brokers, "k1:9092,k2:9092");
@@ -117,6 +133,8 @@ static void test_file_sets_every_setting(void **state) {
   assert_string_equal(c.kafka.topic_responses, "r.out");
   assert_string_equal(c.kafka.topic_deltas, "r.delta");
   assert_string_equal(c.kafka.topic_dlq, "r.dlq");
+  assert_string_equal(c.kafka.topic_tool_requests, "r.tool-req");
+  assert_string_equal(c.kafka.topic_tool_replies, "r.tool-rep");
   assert_int_equal(c.kafka.nprops, 4);
   assert_string_equal(c.kafka.props[0].key, "security.protocol"); /* file order kept */
   assert_string_equal(c.kafka.props[0].value, "SASL_SSL");
@@ -153,6 +171,15 @@ static void test_file_sets_every_setting(void **state) {
   assert_null(b->instructions);
   assert_null(b->tools_json);
   assert_null(cfg_find_assistant(&c, "nobody"));
+  const cfg_function *r = cfg_function_route(&c, "get_order");
+  assert_non_null(r);
+  assert_string_equal(r->name, "get_order");
+  assert_string_equal(r->topic, "orders.tool-requests");
+  assert_int_equal(r->deadline_ms, 5000);
+  assert_int_equal(r->on_deadline, CFG_ON_DEADLINE_CANCEL_RUN);
+  assert_int_equal(r->validate_arguments, 0);
+  assert_null(r->parameters_json); /* get_order declares no parameters */
+  assert_string_equal(c.tools.secret, SECRET16);
 
   be_assistant_def def;
   cfg_assistant_def(a, &def);
@@ -194,6 +221,10 @@ static void test_env_overrides_the_file(void **state) {
   setenv("AW_LOG_LEVEL", "warn", 1);
   setenv("AW_HEALTH_PORT", "9090", 1);
   setenv("AW_API_KEY", "sk-test-env", 1);
+  setenv("AW_TOPIC_TOOL_REQUESTS", "e.tool-req", 1);
+  setenv("AW_TOPIC_TOOL_REPLIES", "e.tool-rep", 1);
+  setenv("AW_TOOL_SECRET", SECRET16 "-env", 1);
+  setenv("AW_TOOL_SECRET_PREVIOUS", SECRET16 "-old", 1);
   cfg c;
   char err[256];
   assert_int_equal(cfg_load(&c, NULL, err, sizeof err), AW_OK);
@@ -214,6 +245,12 @@ static void test_env_overrides_the_file(void **state) {
   assert_int_equal(c.log_level, LOG_WARN);
   assert_int_equal(c.worker.health_port, 9090);
   assert_string_equal(c.api.api_key, "sk-test-env");
+  assert_string_equal(c.kafka.topic_tool_requests, "e.tool-req");
+  assert_string_equal(c.kafka.topic_tool_replies, "e.tool-rep");
+  assert_string_equal(c.tools.secret, SECRET16 "-env");
+  assert_string_equal(c.tools.secret_previous, SECRET16 "-old");
+  /* an explicit route topic is the file's, not the default's */
+  assert_string_equal(cfg_function_route(&c, "get_order")->topic, "orders.tool-requests");
   /* what env does not name keeps the file's value */
   assert_int_equal(c.api.request_timeout_ms, 1000);
   assert_int_equal(c.nassistants, 2);
@@ -286,6 +323,7 @@ static const struct {
     {"{\"api\":{\"timeout_ms\":0}}", "api.timeout_ms: 0 is out of range"},
     {"{\"api\":{\"max_retries\":-1}}", "api.max_retries: -1 is out of range"},
     {"{\"worker\":{\"max_in_flight\":0}}", "worker.max_in_flight: 0 is out of range"},
+    {"{\"worker\":{\"max_in_flight_per_partition\":-1}}", "worker.max_in_flight_per_partition: -1 is out of range"},
     {"{\"worker\":{\"max_event_bytes\":100}}", "worker.max_event_bytes: 100 is out of range"},
     {"{\"worker\":{\"health_port\":70000}}", "worker.health_port: 70000 is out of range"},
     {"{\"worker\":{\"commit_interval_ms\":1e300}}", "worker.commit_interval_ms: expected an integer"},
@@ -308,6 +346,54 @@ static const struct {
     {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tools\":[{\"type\":\"function\"}]}]}",
      "tools[0]: a function tool needs function.name"},
     {"{\"redis\":{\"host\":\"a\",\"host\":\"b\"}}", "redis.host: duplicate key"},
+    /* tool topics */
+    {"{\"kafka\":{\"topics\":{\"tool_requests\":\"a/b\"}}}", "kafka.topics.tool_requests: invalid Kafka topic name"},
+    {"{\"kafka\":{\"topics\":{\"tool_replies\":\"\"}}}", "kafka.topics.tool_replies: must not be empty"},
+    {"{\"kafka\":{\"topics\":{\"tool_replies\":7}}}", "kafka.topics.tool_replies: expected a string"},
+    /* function tools */
+    {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get weather\"}}]}]}",
+     "assistants[0] (\"a\").tools[0].function.name: invalid function name \"get weather\" (1..64 of [A-Za-z0-9_-])"},
+    {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":"
+     "\"f12345678901234567890123456789012345678901234567890123456789012345\"}}]}]}",
+     "tools[0].function.name: invalid function name"},
+    {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}},"
+     "{\"type\":\"file_search\"},{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}]}",
+     "assistants[0] (\"a\").tools[2]: duplicate function \"f\""},
+    {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+     "\"parameters\":\"{}\"}}]}]}",
+     "assistants[0] (\"a\").tools[0].function.parameters: expected an object (a JSON Schema)"},
+    {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+     "\"parameters\":{\"type\":\"object\"}}}]},"
+     "{\"name\":\"b\",\"model\":\"m\",\"tools\":[{\"type\":\"file_search\"},{\"type\":\"function\",\"function\":{\"name\":\"f\","
+     "\"parameters\":{\"type\":\"object\",\"required\":[\"x\"]}}}]}]}",
+     "assistants[1] (\"b\").tools[1]: function \"f\" is declared with other parameters than by an earlier assistant"},
+    {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+     "\"parameters\":{}}}]},{\"name\":\"b\",\"model\":\"m\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}]}",
+     "assistants[1] (\"b\").tools[0]: function \"f\" is declared with other parameters"}, /* absent differs from {} */
+    /* "functions" */
+    {"{\"functions\":[]}", "functions: expected an object"},
+    {"{\"functions\":{\"f\":1}}", "functions.f: expected an object"},
+    {"{\"functions\":{\"bad name\":{}}}", "functions.bad name: invalid function name (1..64 of [A-Za-z0-9_-])"},
+    {"{\"functions\":{\"f\":{},\"f\":{}}}", "functions.f: duplicate key"},
+    {"{\"functions\":{\"f\":{\"topic\":\"a\",\"topic\":\"b\"}}}", "functions.f.topic: duplicate key"},
+    {"{\"functions\":{\"f\":{\"timeout_ms\":5}}}",
+     "functions.f: unknown key \"timeout_ms\" (expected topic, deadline_ms, on_deadline, validate_arguments)"},
+    {"{\"functions\":{\"f\":{\"topic\":5}}}", "functions.f.topic: expected a string"},
+    {"{\"functions\":{\"f\":{\"topic\":\"no spaces\"}}}", "functions.f.topic: invalid Kafka topic name \"no spaces\""},
+    {"{\"functions\":{\"f\":{\"topic\":\"\"}}}", "functions.f.topic: invalid Kafka topic name \"\""},
+    {"{\"functions\":{\"f\":{\"deadline_ms\":\"30000\"}}}", "functions.f.deadline_ms: expected an integer"},
+    {"{\"functions\":{\"f\":{\"deadline_ms\":1500.5}}}", "functions.f.deadline_ms: expected an integer, got 1500.5"},
+    {"{\"functions\":{\"f\":{\"deadline_ms\":99}}}", "functions.f.deadline_ms: 99 is out of range [100, 600000]"},
+    {"{\"functions\":{\"f\":{\"deadline_ms\":600001}}}", "functions.f.deadline_ms: 600001 is out of range [100, 600000]"},
+    {"{\"functions\":{\"f\":{\"on_deadline\":\"retry\"}}}", "functions.f.on_deadline: expected \"error_output\" or \"cancel_run\""},
+    {"{\"functions\":{\"f\":{\"on_deadline\":1}}}", "functions.f.on_deadline: expected \"error_output\" or \"cancel_run\""},
+    {"{\"functions\":{\"f\":{\"validate_arguments\":\"yes\"}}}", "functions.f.validate_arguments: expected true or false"},
+    {"{\"functions\":{\"f\":{}}}", "functions.f: no configured assistant has a function tool named \"f\""},
+    {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}]}],"
+     "\"functions\":{\"get_weather\":{},\"get_wether\":{\"deadline_ms\":1000}}}",
+     "functions.get_wether: no configured assistant has a function tool named \"get_wether\""},
+    {"{\"functions\":{\"file_search\":{}},\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tools\":[{\"type\":\"file_search\"}]}]}",
+     "functions.file_search: no configured assistant has a function tool named \"file_search\""},
     {"{\"kafka\":{\"brokers\":\"a\"}", "invalid JSON"},
     {"[]", "must be a JSON object"},
 };
@@ -366,6 +452,8 @@ static void test_invalid_env_values_name_the_variable(void **state) {
       {"AW_TOPIC_DLQ", "bad topic", "AW_TOPIC_DLQ: invalid Kafka topic name"},
       {"AW_API_BASE_URL", "api.openai.com", "AW_API_BASE_URL: \"api.openai.com\" is not an http"},
       {"AW_API_KEY", "sk-has space", "AW_API_KEY: contains whitespace"},
+      {"AW_TOPIC_TOOL_REQUESTS", "bad topic", "AW_TOPIC_TOOL_REQUESTS: invalid Kafka topic name"},
+      {"AW_TOPIC_TOOL_REPLIES", "a:b", "AW_TOPIC_TOOL_REPLIES: invalid Kafka topic name"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     clear_env(NULL);
@@ -455,6 +543,7 @@ static void test_hash_is_stable_and_covers_every_part(void **state) {
 static void test_dump_hides_the_api_key_and_secret_properties(void **state) {
   (void)state;
   setenv("AW_API_KEY", "sk-very-secret-key", 1);
+  setenv("AW_TOOL_SECRET", SECRET16, 1); /* FULL has a function tool */
   cfg c;
   char err[256];
   assert_int_equal(cfg_load(&c, write_tmp(FULL), err, sizeof err), AW_OK);
@@ -490,6 +579,365 @@ static void test_dump_hides_the_api_key_and_secret_properties(void **state) {
   assert_int_equal(cfg_dump(&c, &b), AW_OK);
   j = cJSON_Parse(b.data);
   assert_true(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "api"), "api_key")));
+  cJSON_Delete(j);
+  buf_free(&b);
+  cfg_free(&c);
+}
+
+/* ---- function calling ------------------------------------------------------ */
+
+/* Load a document as a file through cfg_load (so the environment applies). */
+static int load_file(cfg *c, const char *json, char *err, size_t n) {
+  const char *path = write_tmp(json);
+  err[0] = '\0';
+  int rc = cfg_load(c, path, err, n);
+  unlink(path);
+  return rc;
+}
+
+static const char TOOLS_DOC[] =
+    "{\"assistants\":["
+    " {\"name\":\"weather\",\"model\":\"m\",\"tools\":[{\"type\":\"code_interpreter\"},"
+    "  {\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Weather at a place\","
+    "   \"parameters\":{ \"type\" : \"object\", \"properties\":{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]}}},"
+    "  {\"type\":\"function\",\"function\":{\"name\":\"lookup-order_2\"}}]},"
+    " {\"name\":\"plain\",\"model\":\"m\"},"
+    " {\"name\":\"travel\",\"model\":\"m\",\"tools\":["
+    "  {\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"worded differently\","
+    "   \"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]}}},"
+    "  {\"type\":\"function\",\"function\":{\"name\":\"book\",\"parameters\":{}}}]}]}";
+
+static void test_every_function_tool_gets_a_default_route(void **state) {
+  (void)state;
+  cfg c;
+  char err[512];
+  setenv("AW_TOOL_SECRET", SECRET16, 1);
+  assert_int_equal(load_file(&c, TOOLS_DOC, err, sizeof err), AW_OK);
+  /* one route per distinct name, in order of appearance; the shared
+   * get_weather (same parameters, another description) is routed once */
+  assert_int_equal(c.tools.nroutes, 3);
+  assert_string_equal(c.tools.routes[0].name, "get_weather");
+  assert_string_equal(c.tools.routes[1].name, "lookup-order_2");
+  assert_string_equal(c.tools.routes[2].name, "book");
+  const cfg_function *w = cfg_function_route(&c, "get_weather");
+  assert_non_null(w);
+  assert_ptr_equal(w, &c.tools.routes[0]);
+  assert_string_equal(w->topic, "assistant.tool-requests");
+  assert_int_equal(w->deadline_ms, 30000);
+  assert_int_equal(w->on_deadline, CFG_ON_DEADLINE_ERROR_OUTPUT);
+  assert_int_equal(w->validate_arguments, 1);
+  /* canonical: cJSON's unformatted print, as in tools_json */
+  assert_string_equal(w->parameters_json,
+                      "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]}");
+  assert_non_null(strstr(cfg_find_assistant(&c, "weather")->tools_json, w->parameters_json));
+  assert_null(cfg_function_route(&c, "lookup-order_2")->parameters_json); /* none declared */
+  assert_string_equal(cfg_function_route(&c, "book")->parameters_json, "{}");
+  /* only function tools are routed; unknown and NULL names have none */
+  assert_null(cfg_function_route(&c, "code_interpreter"));
+  assert_null(cfg_function_route(&c, "get_Weather"));
+  assert_null(cfg_function_route(&c, ""));
+  assert_null(cfg_function_route(&c, NULL));
+  cfg_free(&c);
+  assert_int_equal(c.tools.nroutes, 0);
+  assert_null(cfg_function_route(&c, "get_weather"));
+}
+
+static void test_functions_entry_overrides_only_what_it_names(void **state) {
+  (void)state;
+  cfg c;
+  char err[512];
+  /* "functions" may come before "assistants" */
+  static const char doc[] =
+      "{\"functions\":{\"get_weather\":{\"deadline_ms\":100},"
+      "  \"book\":{\"topic\":\"travel.bookings\",\"deadline_ms\":600000,\"on_deadline\":\"cancel_run\","
+      "           \"validate_arguments\":false},"
+      "  \"lookup-order_2\":{\"on_deadline\":\"error_output\",\"validate_arguments\":true}},"
+      " \"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tools\":["
+      "  {\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}},"
+      "  {\"type\":\"function\",\"function\":{\"name\":\"lookup-order_2\"}},"
+      "  {\"type\":\"function\",\"function\":{\"name\":\"book\"}},"
+      "  {\"type\":\"function\",\"function\":{\"name\":\"plain_default\"}}]}]}";
+  cfg_init(&c);
+  assert_int_equal(cfg_load_json(&c, doc, strlen(doc), err, sizeof err), AW_OK);
+  assert_int_equal(c.tools.noverrides, 3);
+  const cfg_function *w = cfg_function_route(&c, "get_weather");
+  assert_int_equal(w->deadline_ms, 100);
+  assert_string_equal(w->topic, "assistant.tool-requests");
+  assert_int_equal(w->on_deadline, CFG_ON_DEADLINE_ERROR_OUTPUT);
+  assert_int_equal(w->validate_arguments, 1);
+  const cfg_function *b = cfg_function_route(&c, "book");
+  assert_string_equal(b->topic, "travel.bookings");
+  assert_int_equal(b->deadline_ms, 600000);
+  assert_int_equal(b->on_deadline, CFG_ON_DEADLINE_CANCEL_RUN);
+  assert_int_equal(b->validate_arguments, 0);
+  const cfg_function *l = cfg_function_route(&c, "lookup-order_2");
+  assert_int_equal(l->deadline_ms, 30000);
+  assert_int_equal(l->validate_arguments, 1);
+  const cfg_function *p = cfg_function_route(&c, "plain_default");
+  assert_string_equal(p->topic, "assistant.tool-requests");
+  assert_int_equal(p->deadline_ms, CFG_DEFAULT_DEADLINE_MS);
+  assert_string_equal(cfg_on_deadline_name(b->on_deadline), "cancel_run");
+  assert_string_equal(cfg_on_deadline_name(w->on_deadline), "error_output");
+
+  /* a later document's "functions" replaces the earlier object */
+  const char *later = "{\"functions\":{\"book\":{\"deadline_ms\":2000}}}";
+  assert_int_equal(cfg_load_json(&c, later, strlen(later), err, sizeof err), AW_OK);
+  assert_int_equal(c.tools.noverrides, 1);
+  assert_int_equal(cfg_function_route(&c, "get_weather")->deadline_ms, 30000);
+  b = cfg_function_route(&c, "book");
+  assert_int_equal(b->deadline_ms, 2000);
+  assert_string_equal(b->topic, "assistant.tool-requests");
+  /* ... and a later assistants list that drops a named function is an error */
+  const char *fewer = "{\"assistants\":[{\"name\":\"a\",\"model\":\"m\"}]}";
+  assert_int_equal(cfg_load_json(&c, fewer, strlen(fewer), err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "functions.book: no configured assistant has a function tool named \"book\""));
+  cfg_free(&c);
+}
+
+static void test_default_route_topic_follows_tool_requests(void **state) {
+  (void)state;
+  cfg c;
+  char err[512];
+  static const char doc[] =
+      "{\"kafka\":{\"topics\":{\"tool_requests\":\"file.tools\"}},"
+      " \"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tools\":["
+      "  {\"type\":\"function\",\"function\":{\"name\":\"f\"}},{\"type\":\"function\",\"function\":{\"name\":\"g\"}}]}],"
+      " \"functions\":{\"g\":{\"topic\":\"own.topic\"}}}";
+  setenv("AW_TOOL_SECRET", SECRET16, 1);
+  assert_int_equal(load_file(&c, doc, err, sizeof err), AW_OK);
+  assert_string_equal(cfg_function_route(&c, "f")->topic, "file.tools");
+  assert_string_equal(cfg_function_route(&c, "g")->topic, "own.topic");
+  cfg_free(&c);
+  setenv("AW_TOPIC_TOOL_REQUESTS", "env.tools", 1); /* env applies after the file */
+  assert_int_equal(load_file(&c, doc, err, sizeof err), AW_OK);
+  assert_string_equal(c.kafka.topic_tool_requests, "env.tools");
+  assert_string_equal(cfg_function_route(&c, "f")->topic, "env.tools");
+  assert_string_equal(cfg_function_route(&c, "g")->topic, "own.topic");
+  cfg_free(&c);
+}
+
+/* n assistants with `per` function tools each, named f<assistant>_<tool>. */
+static char *functions_doc(int n, int per, int with_functions_entry) {
+  size_t cap = (size_t)(n * per) * 96 + 256;
+  char *doc = malloc(cap);
+  assert_non_null(doc);
+  size_t o = (size_t)snprintf(doc, cap, "{\"assistants\":[");
+  for (int i = 0; i < n; i++) {
+    o += (size_t)snprintf(doc + o, cap - o, "%s{\"name\":\"a%d\",\"model\":\"m\",\"tools\":[", i ? "," : "", i);
+    for (int j = 0; j < per; j++)
+      o += (size_t)snprintf(doc + o, cap - o, "%s{\"type\":\"function\",\"function\":{\"name\":\"f%d_%d\"}}",
+                            j ? "," : "", i, j);
+    o += (size_t)snprintf(doc + o, cap - o, "]}");
+  }
+  o += (size_t)snprintf(doc + o, cap - o, "]");
+  if (with_functions_entry)
+    o += (size_t)snprintf(doc + o, cap - o, ",\"functions\":{\"f%d_%d\":{\"deadline_ms\":1000}}", n - 1, per - 1);
+  snprintf(doc + o, cap - o, "}");
+  return doc;
+}
+
+static void test_function_routes_are_bounded(void **state) {
+  (void)state;
+  char err[512];
+  cfg c;
+  /* 128 distinct functions across assistants: fine, the last one overridable */
+  char *doc = functions_doc(2, 64, 1);
+  cfg_init(&c);
+  assert_int_equal(cfg_load_json(&c, doc, strlen(doc), err, sizeof err), AW_OK);
+  assert_int_equal(c.tools.nroutes, CFG_MAX_FUNCTIONS);
+  assert_int_equal(cfg_function_route(&c, "f1_63")->deadline_ms, 1000);
+  cfg_free(&c);
+  free(doc);
+  /* 129: refused, naming where the limit was crossed */
+  doc = functions_doc(3, 43, 0);
+  assert_int_equal(load(doc, err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "assistants[2] (\"a2\").tools[42]: more than 128 distinct functions across all assistants"));
+  free(doc);
+  /* a "functions" object of 129 entries */
+  size_t cap = 129 * 32 + 64;
+  doc = malloc(cap);
+  size_t o = (size_t)snprintf(doc, cap, "{\"functions\":{");
+  for (int i = 0; i < 129; i++) o += (size_t)snprintf(doc + o, cap - o, "%s\"f%d\":{}", i ? "," : "", i);
+  snprintf(doc + o, cap - o, "}}");
+  assert_int_equal(load(doc, err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "functions: 129 entries, at most 128"));
+  free(doc);
+}
+
+static void test_tool_secret_in_the_file_is_refused(void **state) {
+  (void)state;
+  char err[512];
+  static const char *const docs[][2] = {
+      {"{\"tool_secret\":\"s3cr3t-in-the-file!\"}", "tool_secret: the tool-call secret is not read from the config file"},
+      {"{\"tool_secret_previous\":\"s3cr3t-in-the-file!\"}", "tool_secret_previous: the tool-call secret is not read"},
+      {"{\"kafka\":{\"tool_secret\":\"s3cr3t-in-the-file!\"}}", "kafka.tool_secret: the tool-call secret is not read"},
+      {"{\"functions\":{\"f\":{\"tool_secret\":\"s3cr3t-in-the-file!\"}}}",
+       "functions.f.tool_secret: the tool-call secret is not read"},
+  };
+  for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+    int rc = load(docs[i][0], err, sizeof err);
+    if (rc != AW_ECONFIG || !strstr(err, docs[i][1]) || !strstr(err, "AW_TOOL_SECRET"))
+      fail_msg("%s: rc=%d err=\"%s\"", docs[i][0], rc, err);
+    assert_null(strstr(err, "s3cr3t")); /* the value is never echoed */
+  }
+}
+
+static void test_tool_secret_is_required_with_function_tools(void **state) {
+  (void)state;
+  cfg c;
+  char err[512];
+  /* no function tool: no secret needed */
+  assert_int_equal(load_file(&c, "{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tools\":[{\"type\":\"file_search\"}]}]}",
+                             err, sizeof err),
+                   AW_OK);
+  cfg_free(&c);
+  /* a function tool (of the second assistant): required, and it says why */
+  assert_int_equal(load_file(&c, TOOLS_DOC, err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "AW_TOOL_SECRET: required because assistant \"weather\" has function tools"));
+  assert_non_null(strstr(err, "at least 16 bytes"));
+  assert_int_equal(c.tools.nroutes, 0); /* freed on failure */
+  static const char second[] =
+      "{\"assistants\":[{\"name\":\"plain\",\"model\":\"m\"},{\"name\":\"tooled\",\"model\":\"m\",\"tools\":["
+      "{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}]}";
+  assert_int_equal(load_file(&c, second, err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "assistant \"tooled\" has function tools"));
+  /* the previous secret alone does not do */
+  setenv("AW_TOOL_SECRET_PREVIOUS", SECRET16, 1);
+  assert_int_equal(load_file(&c, second, err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "AW_TOOL_SECRET_PREVIOUS: set without AW_TOOL_SECRET"));
+  unsetenv("AW_TOOL_SECRET_PREVIOUS");
+  /* an empty variable counts as unset */
+  setenv("AW_TOOL_SECRET", "", 1);
+  assert_int_equal(load_file(&c, second, err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "AW_TOOL_SECRET: required"));
+  setenv("AW_TOOL_SECRET", SECRET16, 1);
+  assert_int_equal(load_file(&c, second, err, sizeof err), AW_OK);
+  assert_string_equal(c.tools.secret, SECRET16);
+  assert_string_equal(c.tools.secret_previous, "");
+  cfg_free(&c);
+  assert_string_equal(c.tools.secret, ""); /* wiped */
+}
+
+static void test_invalid_tool_secrets_are_refused_without_echo(void **state) {
+  (void)state;
+  char longsecret[CFG_SECRET_SIZE + 1];
+  memset(longsecret, 'k', sizeof longsecret - 1);
+  longsecret[sizeof longsecret - 1] = '\0';
+  static const char *const names[] = {"AW_TOOL_SECRET", "AW_TOOL_SECRET_PREVIOUS"};
+  const struct {
+    const char *value, *expect;
+  } cases[] = {
+      {"0123456789abcde", "shorter than 16 bytes"}, /* 15 */
+      {"x", "shorter than 16 bytes"},
+      {"0123456789 abcdef", "contains whitespace or control characters"},
+      {"0123456789abcdef\n", "contains whitespace or control characters"}, /* kubectl --from-file habit */
+      {"0123456789\tabcdef", "contains whitespace or control characters"},
+      {longsecret, "too long (at most 511 bytes)"},
+  };
+  for (size_t v = 0; v < 2; v++) {
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+      clear_env(NULL);
+      if (v == 1) setenv("AW_TOOL_SECRET", "a-valid-current-secret", 1);
+      setenv(names[v], cases[i].value, 1);
+      cfg c;
+      char err[512] = "";
+      char expect[128];
+      snprintf(expect, sizeof expect, "%s: %s", names[v], cases[i].expect);
+      int rc = cfg_load(&c, NULL, err, sizeof err);
+      if (rc != AW_ECONFIG || !strstr(err, expect)) fail_msg("%s case %zu: rc=%d err=\"%s\"", names[v], i, rc, err);
+      assert_null(strstr(err, "0123456789"));
+      assert_null(strstr(err, "kkkk"));
+    }
+  }
+  /* exactly 16 bytes, and up to 511, are fine */
+  clear_env(NULL);
+  longsecret[CFG_SECRET_SIZE - 1] = '\0';
+  setenv("AW_TOOL_SECRET", longsecret, 1);
+  setenv("AW_TOOL_SECRET_PREVIOUS", SECRET16, 1);
+  cfg c;
+  char err[512];
+  assert_int_equal(cfg_load(&c, NULL, err, sizeof err), AW_OK);
+  assert_int_equal(strlen(c.tools.secret), CFG_SECRET_SIZE - 1);
+  assert_string_equal(c.tools.secret_previous, SECRET16);
+  cfg_free(&c);
+}
+
+static void test_tool_key_signs_with_current_and_verifies_previous(void **state) {
+  (void)state;
+  cfg c;
+  char err[256];
+  corr_key k, old;
+  char id[CORR_ID_SIZE];
+  cfg_init(&c);
+  assert_int_equal(cfg_tool_key(&c, &k, err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "AW_TOOL_SECRET: not set"));
+  /* an id made before the roll, with the then current secret */
+  assert_int_equal(corr_key_init(&old, "the-old-secret-value", 20), AW_OK);
+  assert_int_equal(corr_new(&old, "conv", "run_1", "call_1", 1000, id, sizeof id), AW_OK);
+  setenv("AW_TOOL_SECRET", "the-new-secret-value", 1);
+  setenv("AW_TOOL_SECRET_PREVIOUS", "the-old-secret-value", 1);
+  assert_int_equal(cfg_apply_env(&c, err, sizeof err), AW_OK);
+  assert_int_equal(cfg_tool_key(&c, &k, err, sizeof err), AW_OK);
+  int64_t dl = 0;
+  assert_int_equal(corr_verify(&k, id, "conv", "run_1", "call_1", &dl), AW_OK);
+  assert_int_equal(dl, 1000);
+  /* new ids use the current secret: the old key alone does not verify them */
+  assert_int_equal(corr_new(&k, "conv", "run_1", "call_2", 2000, id, sizeof id), AW_OK);
+  assert_int_equal(corr_verify(&old, id, "conv", "run_1", "call_2", NULL), AW_EINVAL);
+  corr_key_clear(&k);
+  corr_key_clear(&old);
+  cfg_free(&c);
+}
+
+static void test_dump_shows_routes_and_hides_tool_secrets(void **state) {
+  (void)state;
+  cfg c;
+  char err[512];
+  setenv("AW_TOOL_SECRET", "current-tool-secret-XYZ", 1);
+  setenv("AW_TOOL_SECRET_PREVIOUS", "previous-tool-secret-XYZ", 1);
+  static const char doc[] =
+      "{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tools\":["
+      "  {\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\"}}},"
+      "  {\"type\":\"function\",\"function\":{\"name\":\"g\"}}]}],"
+      " \"functions\":{\"g\":{\"topic\":\"g.topic\",\"deadline_ms\":1234,\"on_deadline\":\"cancel_run\","
+      "\"validate_arguments\":false}}}";
+  assert_int_equal(load_file(&c, doc, err, sizeof err), AW_OK);
+  buf b;
+  buf_init(&b, 1 << 20);
+  assert_int_equal(cfg_dump(&c, &b), AW_OK);
+  assert_null(strstr(b.data, "tool-secret-XYZ"));
+  cJSON *j = cJSON_Parse(b.data);
+  assert_non_null(j);
+  assert_string_equal(cJSON_GetObjectItem(j, "tool_secret")->valuestring, "***");
+  assert_string_equal(cJSON_GetObjectItem(j, "tool_secret_previous")->valuestring, "***");
+  cJSON *topics = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "kafka"), "topics");
+  assert_string_equal(cJSON_GetObjectItem(topics, "tool_requests")->valuestring, "assistant.tool-requests");
+  assert_string_equal(cJSON_GetObjectItem(topics, "tool_replies")->valuestring, "assistant.tool-replies");
+  cJSON *fns = cJSON_GetObjectItem(j, "functions");
+  assert_int_equal(cJSON_GetArraySize(fns), 2);
+  cJSON *f = cJSON_GetObjectItem(fns, "f");
+  assert_string_equal(cJSON_GetObjectItem(f, "topic")->valuestring, "assistant.tool-requests");
+  assert_int_equal(cJSON_GetObjectItem(f, "deadline_ms")->valueint, 30000);
+  assert_string_equal(cJSON_GetObjectItem(f, "on_deadline")->valuestring, "error_output");
+  assert_true(cJSON_IsTrue(cJSON_GetObjectItem(f, "validate_arguments")));
+  cJSON *g = cJSON_GetObjectItem(fns, "g");
+  assert_string_equal(cJSON_GetObjectItem(g, "topic")->valuestring, "g.topic");
+  assert_int_equal(cJSON_GetObjectItem(g, "deadline_ms")->valueint, 1234);
+  assert_string_equal(cJSON_GetObjectItem(g, "on_deadline")->valuestring, "cancel_run");
+  assert_true(cJSON_IsFalse(cJSON_GetObjectItem(g, "validate_arguments")));
+  cJSON_Delete(j);
+  buf_free(&b);
+  cfg_free(&c);
+
+  /* unset: null, not "***"; no functions: an empty object */
+  clear_env(NULL);
+  assert_int_equal(cfg_load(&c, NULL, err, sizeof err), AW_OK);
+  buf_init(&b, 1 << 20);
+  assert_int_equal(cfg_dump(&c, &b), AW_OK);
+  j = cJSON_Parse(b.data);
+  assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "tool_secret")));
+  assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "tool_secret_previous")));
+  assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "functions")), 0);
   cJSON_Delete(j);
   buf_free(&b);
   cfg_free(&c);
@@ -566,6 +1014,15 @@ int main(void) {
       cmocka_unit_test_setup(test_dump_hides_the_api_key_and_secret_properties, clear_env),
       cmocka_unit_test_setup(test_kconf_needs_brokers_and_names_a_bad_property, clear_env),
       cmocka_unit_test_setup(test_kconf_set_never_shows_a_secret_value, clear_env),
+      cmocka_unit_test_setup(test_every_function_tool_gets_a_default_route, clear_env),
+      cmocka_unit_test_setup(test_functions_entry_overrides_only_what_it_names, clear_env),
+      cmocka_unit_test_setup(test_default_route_topic_follows_tool_requests, clear_env),
+      cmocka_unit_test_setup(test_function_routes_are_bounded, clear_env),
+      cmocka_unit_test_setup(test_tool_secret_in_the_file_is_refused, clear_env),
+      cmocka_unit_test_setup(test_tool_secret_is_required_with_function_tools, clear_env),
+      cmocka_unit_test_setup(test_invalid_tool_secrets_are_refused_without_echo, clear_env),
+      cmocka_unit_test_setup(test_tool_key_signs_with_current_and_verifies_previous, clear_env),
+      cmocka_unit_test_setup(test_dump_shows_routes_and_hides_tool_secrets, clear_env),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
