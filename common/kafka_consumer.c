@@ -136,6 +136,19 @@ int kc_resume(kc *c) {
 
 int kc_paused(const kc *c) { return c->paused; }
 
+int kc_pause_partition(kc *c, int32_t partition, int pause) {
+  if (!c->assigned) return AW_ESTATE;
+  for (int i = 0; i < c->assigned->cnt; i++) {
+    if (c->assigned->elems[i].partition != partition) continue;
+    rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(one, c->assigned->elems[i].topic, partition);
+    rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(c->rk, one) : rd_kafka_resume_partitions(c->rk, one);
+    rd_kafka_topic_partition_list_destroy(one);
+    return err ? AW_EKAFKA : AW_OK;
+  }
+  return AW_ENOTFOUND;
+}
+
 int kc_commit(kc *c, const rd_kafka_topic_partition_list_t *offsets, int async) {
   rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, offsets, async);
   if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {

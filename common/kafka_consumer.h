@@ -34,6 +34,9 @@ int kc_new(uv_loop_t *loop, rd_kafka_conf_t *conf, const char *topic, const kc_h
 /** Pause / resume fetching on every assigned partition (backpressure). */
 int kc_pause(kc *c) AW_MUST_CHECK;
 int kc_resume(kc *c) AW_MUST_CHECK;
+/** Pause (pause=1) or resume (0) one assigned partition of the topic,
+ *  independently of kc_pause/kc_resume (which act on all of them). */
+int kc_pause_partition(kc *c, int32_t partition, int pause) AW_MUST_CHECK;
 /** Is consumption paused? */
 int kc_paused(const kc *c);
 

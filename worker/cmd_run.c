@@ -101,6 +101,7 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
   wc.topic_dlq = r->c.kafka.topic_dlq;
   wc.redis_prefix = r->c.redis.prefix;
   wc.max_in_flight = (int)r->c.worker.max_in_flight;
+  wc.max_in_flight_per_partition = (int)r->c.worker.max_in_flight_per_partition;
   wc.limits.max_event_bytes = r->c.worker.max_event_bytes;
   wc.commit_interval_ms = r->c.worker.commit_interval_ms;
   wc.resolve_assistant = areg_resolve;

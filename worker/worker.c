@@ -103,6 +103,8 @@ struct wk_part {
   otrk t;
   uint64_t gen;
   int assigned;
+  long running;   /* events of this partition consumed and not done */
+  int paused;     /* paused by its own limit (max_in_flight_per_partition) */
 };
 
 struct wk {
@@ -176,6 +178,8 @@ static wk_part *part_get(wk *w, int32_t p) {
       otrk_init(&np[i].t);
       np[i].gen = 0;
       np[i].assigned = 0;
+      np[i].running = 0;
+      np[i].paused = 0;
     }
     w->parts = np;
     w->nparts = n;
@@ -208,6 +212,21 @@ static void on_commit_timer(uv_timer_t *t) { commit_progress(t->data, 0); }
 
 /* ---- backpressure ---------------------------------------------------------- */
 
+/* One partition over its own limit is paused alone, so one busy partition
+ * cannot take the whole worker's capacity; resuming waits for 3/4 of the
+ * limit so that a partition does not flap around it. */
+static void check_partition(wk *w, int32_t n) {
+  wk_part *p = n >= 0 && n < w->nparts ? &w->parts[n] : NULL;
+  long max = w->cfg.max_in_flight_per_partition;
+  if (!p || !p->assigned || max <= 0 || !w->consumer || w->stopping) return;
+  if (!p->paused && p->running >= max) {
+    if (kc_pause_partition(w->consumer, n, 1) == AW_OK) p->paused = 1;
+  } else if (p->paused && p->running <= max * 3 / 4) {
+    /* While everything is paused, kc_resume decides (see check_pressure). */
+    if (kc_paused(w->consumer) || kc_pause_partition(w->consumer, n, 0) == AW_OK) p->paused = 0;
+  }
+}
+
 static void check_pressure(wk *w) {
   if (!w->consumer || w->stopping) return;
   long max = w->cfg.max_in_flight;
@@ -220,6 +239,12 @@ static void check_pressure(wk *w) {
     if (kc_resume(w->consumer) == AW_OK) {
       w->st.paused = 0;
       log_debug(NULL, "resumed consumption at %ld events in flight", w->st.in_flight);
+      /* kc_resume resumed every partition: pause again the ones still
+       * over their own limit. */
+      for (int32_t i = 0; i < w->nparts; i++) {
+        w->parts[i].paused = 0;
+        check_partition(w, i);
+      }
     }
   }
 }
@@ -334,14 +359,18 @@ static void ev_free(wk_event *ev) {
 static void ev_finish(wk_event *ev) {
   wk *w = ev->w;
   ev_set_state(ev, ST_DONE);
-  if (!ev_stale(ev) && otrk_done(&w->parts[ev->partition].t, ev->offset) != AW_OK) {
+  int counted = !ev_stale(ev);
+  if (counted) w->parts[ev->partition].running--;
+  if (counted && otrk_done(&w->parts[ev->partition].t, ev->offset) != AW_OK) {
     log_ctx c = ev_ctx(ev);
     log_warn(&c, "offset %lld of partition %d was not tracked", (long long)ev->offset,
              (int)ev->partition);
   }
   w->st.in_flight--;
+  int32_t part = ev->partition;
   conv_advance(w, ev);
   ev_free(ev);
+  if (counted) check_partition(w, part);
   check_pressure(w);
   maybe_stopped(w);
 }
@@ -1005,6 +1034,7 @@ static void on_message(void *opaque, rd_kafka_message_t *m) {
   }
   w->st.consumed++;
   w->st.in_flight++;
+  p->running++;
   ev->w = w;
   ev->partition = m->partition;
   ev->offset = m->offset;
@@ -1029,12 +1059,10 @@ static void on_message(void *opaque, rd_kafka_message_t *m) {
   }
   rd_kafka_message_destroy(m);
 
-  if (ev->conv_id[0] && conv_enqueue(w, ev) == AW_OK) {
-    check_pressure(w);
-    return;
-  }
-  /* No conversation to order against: answer it right away. */
-  make_ready(ev);
+  int32_t part = ev->partition;
+  if (!ev->conv_id[0] || conv_enqueue(w, ev) != AW_OK)
+    make_ready(ev); /* no conversation to order against: answer it right away */
+  check_partition(w, part);
   check_pressure(w);
 }
 
@@ -1046,6 +1074,8 @@ static void on_assign(void *opaque, const rd_kafka_topic_partition_list_t *parts
     otrk_free(&p->t);
     p->gen++;
     p->assigned = 1;
+    p->running = 0;
+    p->paused = 0;
   }
   char n[16];
   snprintf(n, sizeof n, "%d", parts->cnt);
@@ -1062,6 +1092,8 @@ static void on_revoke(void *opaque, const rd_kafka_topic_partition_list_t *parts
     wk_part *p = &w->parts[n];
     p->assigned = 0;
     p->gen++;
+    p->running = 0;
+    p->paused = 0;
     otrk_free(&p->t);
   }
   char n[16];
@@ -1080,6 +1112,7 @@ void wk_config_default(wk_config *c) {
   c->topic_dlq = "assistant.dlq";
   c->redis_prefix = "aw";
   c->max_in_flight = 1000;
+  c->max_in_flight_per_partition = 0;
   contract_limits_default(&c->limits);
   c->commit_interval_ms = 200;
   c->delta_window_ms = 20;

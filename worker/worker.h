@@ -26,7 +26,8 @@
  * revoke and shutdown.  Events of one conversation run strictly one after
  * another; events of different conversations run concurrently, up to
  * max_in_flight consumed-but-not-done events, beyond which consumption is
- * paused.
+ * paused, and up to max_in_flight_per_partition of one partition, beyond
+ * which that partition alone is paused.
  */
 #ifndef AW_WORKER_H
 #define AW_WORKER_H
@@ -47,6 +48,7 @@ typedef struct wk_config {
   const char *topic_requests, *topic_responses, *topic_deltas, *topic_dlq;
   const char *redis_prefix;
   int max_in_flight;          /* consumed but not done; default 1000 */
+  int max_in_flight_per_partition; /* the same per partition; 0 = no own limit */
   contract_limits limits;     /* request decoding limits */
   long commit_interval_ms;    /* default 200 */
   long delta_window_ms;       /* coalescing window for deltas; default 20 */

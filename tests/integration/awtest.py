@@ -256,8 +256,10 @@ class Producer_:
         self.p.flush(10)
         self.p = None  # destroyed here, before the broker goes away
 
-    def send(self, topic: str, value: bytes | None, key: bytes | str | None) -> tuple[int, int]:
-        """Produce one message synchronously; returns (partition, offset)."""
+    def send(self, topic: str, value: bytes | None, key: bytes | str | None,
+             partition: int | None = None) -> tuple[int, int]:
+        """Produce one message synchronously (to `partition` if given, else by key); returns
+        (partition, offset)."""
         out: dict[str, Any] = {}
 
         def cb(err, m):
@@ -265,7 +267,8 @@ class Producer_:
 
         if isinstance(key, str):
             key = key.encode()
-        self.p.produce(topic, value=value, key=key, on_delivery=cb)
+        kw = {} if partition is None else {"partition": partition}
+        self.p.produce(topic, value=value, key=key, on_delivery=cb, **kw)
         self.p.flush(30)
         if out.get("err") is not None or "m" not in out:
             raise RuntimeError(f"produce to {topic} failed: {out.get('err')}")

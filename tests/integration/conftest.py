@@ -138,7 +138,8 @@ class Ctx:
             setattr(spec, k, v)
         return spec
 
-    def send(self, req: dict | bytes, key: str | bytes | None = None) -> tuple[int, int]:
+    def send(self, req: dict | bytes, key: str | bytes | None = None,
+             partition: int | None = None) -> tuple[int, int]:
         """Produce a request (a dict is msgpack-encoded) keyed by its conversation id unless a
         key is given; returns (partition, offset)."""
         if isinstance(req, dict):
@@ -146,7 +147,7 @@ class Ctx:
             value = pack(req)
         else:
             value = req
-        return self.producer.send(self.topics["requests"], value, key)
+        return self.producer.send(self.topics["requests"], value, key, partition)
 
     def ask(self, conversation_id: str, text, **kw) -> dict:
         req = make_request(conversation_id, text, **kw)
