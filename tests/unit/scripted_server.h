@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
+#include <uv.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -263,6 +264,29 @@ static inline char *ss_last_query(ss_server *s, const ss_route *r) {
   char *b = strdup(r->last_query ? r->last_query : "");
   pthread_mutex_unlock(&s->mu);
   return b;
+}
+
+/* ---- driving the test's loop --------------------------------------------------- */
+
+/* Includers include <cmocka.h> first (assert_false). */
+static int ss_guard_fired;
+
+static inline void ss_on_guard(uv_timer_t *t) {
+  ss_guard_fired = 1;
+  uv_stop(t->loop);
+}
+
+/* Run the loop until *flag is set (the tests' callbacks uv_stop the loop so
+ * the flag is re-checked); fails the test after 10 s. */
+static inline void ss_run_until(uv_loop_t *loop, const int *flag) {
+  uv_timer_t guard;
+  ss_guard_fired = 0;
+  uv_timer_init(loop, &guard);
+  uv_timer_start(&guard, ss_on_guard, 10000, 0);
+  while (!*flag && !ss_guard_fired) uv_run(loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&guard, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  assert_false(ss_guard_fired);
 }
 
 #endif

@@ -20,7 +20,6 @@
 #include "scripted_server.h"
 
 static uv_loop_t *g_loop;
-static int guard_fired;
 
 typedef struct fx {
   ss_server srv;
@@ -29,23 +28,6 @@ typedef struct fx {
   be_assistants_config cfg;
   char base[128];
 } fx;
-
-static void on_guard(uv_timer_t *t) {
-  guard_fired = 1;
-  uv_stop(t->loop);
-}
-
-/* Run until *flag; callbacks uv_stop the loop so the flag is re-checked. */
-static void run_until(uv_loop_t *loop, const int *flag) {
-  uv_timer_t guard;
-  guard_fired = 0;
-  uv_timer_init(loop, &guard);
-  uv_timer_start(&guard, on_guard, 10000, 0);
-  while (!*flag && !guard_fired) uv_run(loop, UV_RUN_DEFAULT);
-  uv_close((uv_handle_t *)&guard, NULL);
-  uv_run(loop, UV_RUN_NOWAIT);
-  assert_false(guard_fired);
-}
 
 static fx *fx_new(void) {
   fx *f = calloc(1, sizeof *f);
@@ -108,7 +90,7 @@ static void test_conversation_create_sends_metadata_and_returns_id(void **state)
   sres s = {0};
   assert_int_equal(be_conversation_create(f->be, md, 1, on_result, &s, NULL), AW_OK);
   assert_int_equal(s.done, 0);
-  run_until(&f->loop, &s.done);
+  ss_run_until(&f->loop, &s.done);
   assert_int_equal(s.err, AW_OK);
   assert_string_equal(s.id, "thread_1");
   char *b = ss_last_body(&f->srv, r);
@@ -131,8 +113,8 @@ static void test_conversation_delete_treats_404_as_done(void **state) {
   sres a = {0}, b = {0};
   assert_int_equal(be_conversation_delete(f->be, "thread_1", on_result, &a, NULL), AW_OK);
   assert_int_equal(be_conversation_delete(f->be, "thread_2", on_result, &b, NULL), AW_OK);
-  run_until(&f->loop, &a.done);
-  run_until(&f->loop, &b.done);
+  ss_run_until(&f->loop, &a.done);
+  ss_run_until(&f->loop, &b.done);
   assert_int_equal(a.err, AW_OK);
   assert_int_equal(b.err, AW_OK);
   assert_int_equal(be_conversation_delete(f->be, "../etc", on_result, &b, NULL), AW_EINVAL);
@@ -154,7 +136,7 @@ static void test_ensure_known_id_with_same_hash_is_used_as_is(void **state) {
   fx_start(f);
   sres s = {0};
   assert_int_equal(be_assistant_ensure(f->be, &DEF, "asst_1", on_result, &s, NULL), AW_OK);
-  run_until(&f->loop, &s.done);
+  ss_run_until(&f->loop, &s.done);
   assert_int_equal(s.err, AW_OK);
   assert_string_equal(s.id, "asst_1");
   assert_int_equal(ss_count(&f->srv, get), 1);
@@ -172,7 +154,7 @@ static void test_ensure_known_id_with_other_hash_is_updated(void **state) {
   fx_start(f);
   sres s = {0};
   assert_int_equal(be_assistant_ensure(f->be, &DEF, "asst_1", on_result, &s, NULL), AW_OK);
-  run_until(&f->loop, &s.done);
+  ss_run_until(&f->loop, &s.done);
   assert_int_equal(s.err, AW_OK);
   assert_string_equal(s.id, "asst_1");
   assert_int_equal(ss_count(&f->srv, upd), 1);
@@ -194,7 +176,7 @@ static void test_ensure_404_lists_pages_and_finds_by_name(void **state) {
   fx_start(f);
   sres s = {0};
   assert_int_equal(be_assistant_ensure(f->be, &DEF, "asst_gone", on_result, &s, NULL), AW_OK);
-  run_until(&f->loop, &s.done);
+  ss_run_until(&f->loop, &s.done);
   assert_int_equal(s.err, AW_OK);
   assert_string_equal(s.id, "asst_2");
   assert_int_equal(ss_count(&f->srv, list), 2);
@@ -215,7 +197,7 @@ static void test_ensure_without_match_creates(void **state) {
   fx_start(f);
   sres s = {0};
   assert_int_equal(be_assistant_ensure(f->be, &DEF, NULL, on_result, &s, NULL), AW_OK);
-  run_until(&f->loop, &s.done);
+  ss_run_until(&f->loop, &s.done);
   assert_int_equal(s.err, AW_OK);
   assert_string_equal(s.id, "asst_new");
   assert_int_equal(ss_count(&f->srv, cr), 1);
@@ -374,7 +356,7 @@ static void test_turn_streams_deltas_and_collects_the_answer(void **state) {
   tres t = {0};
   be_turn_input in = input(1);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, &t.op), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.ndone, 1);
   assert_int_equal(t.err, AW_OK);
   assert_string_equal(t.status, "completed");
@@ -416,7 +398,7 @@ static void test_turn_without_deltas_calls_no_delta_callback(void **state) {
   be_turn_input in = input(0);
   in.instructions = "Override";
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_OK);
   assert_int_equal(t.ndeltas, 0);
   assert_string_equal(t.text, ANSWER);
@@ -440,7 +422,7 @@ static void test_turn_stream_dropped_after_run_created_is_followed_by_polling(vo
   tres t = {0};
   be_turn_input in = input(1);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.ndone, 1);
   assert_int_equal(t.err, AW_OK);
   assert_string_equal(t.status, "completed");
@@ -470,7 +452,7 @@ static void test_turn_silent_stream_times_out_and_is_followed_by_polling(void **
   tres t = {0};
   be_turn_input in = input(1);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_OK);
   assert_string_equal(t.status, "completed");
   assert_int_equal(ss_count(&f->srv, r.runs), 1);
@@ -493,7 +475,7 @@ static void test_turn_adopts_its_active_run_after_a_retried_create(void **state)
   tres t = {0};
   be_turn_input in = input(1);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_OK);
   assert_string_equal(t.status, "completed");
   assert_string_equal(t.run_id, "run_9");
@@ -514,7 +496,7 @@ static void test_turn_active_run_on_first_attempt_is_an_error(void **state) {
   tres t = {0};
   be_turn_input in = input(0);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_EHTTP4XX);
   assert_int_equal(ss_count(&f->srv, r.runs), 1);
   assert_int_equal(ss_count(&f->srv, r.list_runs), 0);
@@ -532,7 +514,7 @@ static void test_turn_400_on_message_is_not_retried_and_precise(void **state) {
   tres t = {0};
   be_turn_input in = input(0);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_EHTTP4XX);
   assert_int_equal(ss_count(&f->srv, msg), 1);
   assert_string_equal(t.errmsg, "POST /v1/threads/thread_1/messages: HTTP 400 invalid_request_error: Bad thing");
@@ -555,7 +537,7 @@ static void test_turn_429_then_200_on_message(void **state) {
   tres t = {0};
   be_turn_input in = input(0);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_OK);
   assert_int_equal(ss_count(&f->srv, r.msg), 2);
   fx_free(f);
@@ -573,7 +555,7 @@ static void test_turn_run_failed_reports_last_error(void **state) {
   tres t = {0};
   be_turn_input in = input(1);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_OK);
   assert_string_equal(t.status, "failed");
   assert_string_equal(t.error_code, "rate_limit_exceeded");
@@ -593,7 +575,7 @@ static void test_turn_error_event_ends_with_error(void **state) {
   tres t = {0};
   be_turn_input in = input(0);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_EHTTP5XX);
   assert_string_equal(t.error_code, "server_error");
   assert_non_null(strstr(t.errmsg, "boom"));
@@ -613,7 +595,7 @@ static void test_turn_requires_action_cancels_the_run(void **state) {
   tres t = {0};
   be_turn_input in = input(0);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_EINVAL);
   assert_string_equal(t.error_code, "tool_calls_unsupported");
   assert_int_equal(ss_count(&f->srv, r.cancel), 1);
@@ -630,7 +612,7 @@ static void test_turn_answer_over_bound_is_etoobig(void **state) {
   tres t = {0};
   be_turn_input in = input(0);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_ETOOBIG);
   assert_string_equal(t.status, "completed");
   fx_free(f);
@@ -648,7 +630,7 @@ static void test_turn_cancel_from_delta_callback_stops_everything(void **state) 
   t.cancel_on_delta = 1;
   be_turn_input in = input(1);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, &t.op), AW_OK);
-  run_until(&f->loop, &t.delta_seen);
+  ss_run_until(&f->loop, &t.delta_seen);
   assert_string_equal(t.deltas, "Hel");
   uv_run(&f->loop, UV_RUN_NOWAIT);
   fx_free(f);
@@ -713,7 +695,7 @@ static void test_turn_requires_action_reports_tool_calls_without_cancelling(void
   tres t = {0};
   be_turn_input in = input(1);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS_FC, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.nactions, 1);
   assert_int_equal(t.action_after_done, 0);
   assert_int_equal(t.ncalls, 2);
@@ -746,7 +728,7 @@ static void test_turn_requires_action_without_callback_still_cancels(void **stat
   tres t = {0};
   be_turn_input in = input(0);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_EINVAL);
   assert_string_equal(t.error_code, "tool_calls_unsupported");
   assert_string_equal(t.status, "cancelled");
@@ -768,7 +750,7 @@ static void test_turn_requires_action_with_unreadable_calls_is_eparse_and_cancel
   tres t = {0};
   be_turn_input in = input(0);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS_FC, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.nactions, 0);
   assert_int_equal(t.err, AW_EPARSE);
   assert_string_equal(t.error_code, "invalid_required_action");
@@ -786,7 +768,7 @@ static void test_turn_cancel_from_requires_action_callback_calls_no_done(void **
   t.cancel_on_action = 1;
   be_turn_input in = input(0);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS_FC, &t, &t.op), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   uv_run(&f->loop, UV_RUN_NOWAIT);
   assert_int_equal(t.nactions, 1);
   assert_int_equal(t.ndone, 0);
@@ -805,7 +787,7 @@ static void test_submit_tool_outputs_streams_the_continued_run_to_completion(voi
   assert_int_equal(be_submit_tool_outputs(f->be, "thread_1", "run_1", OUT1, 2, 1, &EVENTS_FC, &t, &t.op),
                    AW_OK);
   assert_int_equal(t.done, 0);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.ndone, 1);
   assert_int_equal(t.err, AW_OK);
   assert_string_equal(t.status, "completed");
@@ -835,7 +817,7 @@ static void test_submit_tool_outputs_400_is_not_retried_and_precise(void **state
   fx_start(f);
   tres t = {0};
   assert_int_equal(be_submit_tool_outputs(f->be, "thread_1", "run_1", OUT1, 1, 0, &EVENTS_FC, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.ndone, 1);
   assert_int_equal(t.err, AW_EHTTP4XX);
   assert_string_equal(t.errmsg, "POST /v1/threads/thread_1/runs/run_1/submit_tool_outputs: HTTP 400 "
@@ -861,12 +843,12 @@ static void test_function_calling_over_two_rounds(void **state) {
   tres t1 = {0}, t2 = {0}, t3 = {0};
   be_turn_input in = input(1);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS_FC, &t1, NULL), AW_OK);
-  run_until(&f->loop, &t1.done);
+  ss_run_until(&f->loop, &t1.done);
   assert_string_equal(t1.status, "requires_action");
   assert_int_equal(t1.ncalls, 2);
 
   assert_int_equal(be_submit_tool_outputs(f->be, "thread_1", t1.run_id, OUT1, 2, 1, &EVENTS_FC, &t2, NULL), AW_OK);
-  run_until(&f->loop, &t2.done);
+  ss_run_until(&f->loop, &t2.done);
   assert_int_equal(t2.err, AW_OK);
   assert_string_equal(t2.status, "requires_action");
   assert_int_equal(t2.nactions, 1);
@@ -877,7 +859,7 @@ static void test_function_calling_over_two_rounds(void **state) {
 
   be_tool_output out3 = {"call_3", "2024-01-01"};
   assert_int_equal(be_submit_tool_outputs(f->be, "thread_1", t2.run_id, &out3, 1, 1, &EVENTS_FC, &t3, NULL), AW_OK);
-  run_until(&f->loop, &t3.done);
+  ss_run_until(&f->loop, &t3.done);
   assert_int_equal(t3.err, AW_OK);
   assert_string_equal(t3.status, "completed");
   assert_string_equal(t3.text, "It is 21C.");
@@ -913,7 +895,7 @@ static void test_submit_stream_dropped_is_polled_and_keeps_only_this_rounds_mess
   fx_start(f);
   tres t = {0};
   assert_int_equal(be_submit_tool_outputs(f->be, "thread_1", "run_1", OUT1, 1, 1, &EVENTS_FC, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_OK);
   assert_string_equal(t.status, "completed");
   assert_int_equal(ss_count(&f->srv, sub), 1); /* never submitted twice */
@@ -942,7 +924,7 @@ static void test_submit_400_on_a_retry_follows_the_run(void **state) {
   fx_start(f);
   tres t = {0};
   assert_int_equal(be_submit_tool_outputs(f->be, "thread_1", "run_1", OUT1, 1, 0, &EVENTS_FC, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_OK);
   assert_string_equal(t.status, "completed");
   assert_string_equal(t.errmsg, "");
@@ -986,7 +968,7 @@ static void test_resume_of_a_completed_run_collects_its_messages(void **state) {
   fx_start(f);
   tres t = {0};
   assert_int_equal(be_turn_resume(f->be, "thread_1", "run_1", &EVENTS_FC, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.ndone, 1);
   assert_int_equal(t.err, AW_OK);
   assert_string_equal(t.status, "completed");
@@ -1014,7 +996,7 @@ static void test_resume_of_a_running_run_polls_until_terminal(void **state) {
   tres t = {0};
   uint64_t t0 = uv_now(&f->loop);
   assert_int_equal(be_turn_resume(f->be, "thread_1", "run_1", &EVENTS, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_OK);
   assert_string_equal(t.status, "completed");
   assert_string_equal(t.text, ANSWER);
@@ -1032,7 +1014,7 @@ static void test_resume_of_a_run_requiring_action_reports_its_calls(void **state
   fx_start(f);
   tres t = {0};
   assert_int_equal(be_turn_resume(f->be, "thread_1", "run_1", &EVENTS_FC, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.nactions, 1);
   assert_int_equal(t.ncalls, 1);
   assert_string_equal(t.call_id[0], "call_1");
@@ -1054,7 +1036,7 @@ static void test_resume_of_an_unknown_run_is_a_404(void **state) {
   fx_start(f);
   tres t = {0};
   assert_int_equal(be_turn_resume(f->be, "thread_1", "run_1", &EVENTS_FC, &t, NULL), AW_OK);
-  run_until(&f->loop, &t.done);
+  ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_EHTTP4XX);
   assert_non_null(strstr(t.errmsg, "HTTP 404"));
   fx_free(f);
@@ -1079,7 +1061,7 @@ static void test_find_message_pages_and_reports_the_run_that_followed(void **sta
   fx_start(f);
   sres s = {0};
   assert_int_equal(be_find_message(f->be, "thread_1", "event_id", "ev-1", on_result, &s, NULL), AW_OK);
-  run_until(&f->loop, &s.done);
+  ss_run_until(&f->loop, &s.done);
   assert_int_equal(s.ncalls, 1);
   assert_int_equal(s.err, AW_OK);
   assert_string_equal(s.id, "msg_7");
@@ -1104,7 +1086,7 @@ static void test_find_message_without_a_run_reports_no_run_id(void **state) {
   fx_start(f);
   sres s = {0};
   assert_int_equal(be_find_message(f->be, "thread_1", "event_id", "ev-1", on_result, &s, NULL), AW_OK);
-  run_until(&f->loop, &s.done);
+  ss_run_until(&f->loop, &s.done);
   assert_int_equal(s.err, AW_OK);
   assert_string_equal(s.id, "msg_7");
   assert_int_equal(s.has_run_id, 0);
@@ -1120,7 +1102,7 @@ static void test_find_message_not_found_is_enotfound(void **state) {
   fx_start(f);
   sres s = {0};
   assert_int_equal(be_find_message(f->be, "thread_1", "event_id", "ev-1", on_result, &s, NULL), AW_OK);
-  run_until(&f->loop, &s.done);
+  ss_run_until(&f->loop, &s.done);
   assert_int_equal(s.err, AW_ENOTFOUND);
   assert_string_equal(s.id, "");
   assert_int_equal(ss_count(&f->srv, runs), 0);
@@ -1139,7 +1121,7 @@ static void test_find_message_searches_a_bounded_number_of_pages(void **state) {
   fx_start(f);
   sres s = {0};
   assert_int_equal(be_find_message(f->be, "thread_1", "event_id", "ev-1", on_result, &s, NULL), AW_OK);
-  run_until(&f->loop, &s.done);
+  ss_run_until(&f->loop, &s.done);
   assert_int_equal(s.err, AW_ENOTFOUND);
   assert_int_equal(ss_count(&f->srv, msgs), 5);
   assert_int_equal(be_find_message(f->be, "thread_1", "", "ev-1", on_result, &s, NULL), AW_EINVAL);
@@ -1158,7 +1140,7 @@ static void test_find_message_runs_list_failure_is_an_error_not_no_run(void **st
   fx_start(f);
   sres s = {0};
   assert_int_equal(be_find_message(f->be, "thread_1", "event_id", "ev-1", on_result, &s, NULL), AW_OK);
-  run_until(&f->loop, &s.done);
+  ss_run_until(&f->loop, &s.done);
   assert_int_equal(s.err, AW_EHTTP5XX);
   assert_string_equal(s.id, "");
   assert_int_equal(s.has_run_id, 0);

@@ -67,24 +67,6 @@ static int on_data(void *opaque, const char *d, size_t n) {
   return 0;
 }
 
-static int guard_fired;
-static void on_guard(uv_timer_t *t) {
-  guard_fired = 1;
-  uv_stop(t->loop);
-}
-
-/* Run the loop until *flag is set; fails the test after 10 s. */
-static void run_until(uv_loop_t *loop, const int *flag) {
-  uv_timer_t guard;
-  guard_fired = 0;
-  uv_timer_init(loop, &guard);
-  uv_timer_start(&guard, on_guard, 10000, 0);
-  while (!*flag && !guard_fired) uv_run(loop, UV_RUN_DEFAULT);
-  uv_close((uv_handle_t *)&guard, NULL);
-  uv_run(loop, UV_RUN_NOWAIT);
-  assert_false(guard_fired);
-}
-
 static fx *fx_new(void) {
   fx *f = calloc(1, sizeof *f);
   assert_non_null(f);
@@ -141,7 +123,7 @@ static void test_get_json_body_and_status(void **state) {
   http_request_opts o = opts(f, "GET", "/v1/x", &res);
   assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
   assert_int_equal(res.done, 0); /* never called back inside start */
-  run_until(&f->loop, &res.done);
+  ss_run_until(&f->loop, &res.done);
   assert_int_equal(res.err, AW_OK);
   assert_int_equal(res.status, 200);
   assert_string_equal(res.body, "{\"id\":\"x\"}");
@@ -162,7 +144,7 @@ static void test_post_body_reaches_server(void **state) {
   o.body = "{\"a\":1}";
   o.body_len = strlen(o.body);
   assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
-  run_until(&f->loop, &res.done);
+  ss_run_until(&f->loop, &res.done);
   assert_int_equal(res.status, 201);
   char *b = ss_last_body(&f->srv, r);
   assert_string_equal(b, "{\"a\":1}");
@@ -180,7 +162,7 @@ static void test_sequential_requests_reuse_one_connection(void **state) {
     result res = {0};
     http_request_opts o = opts(f, "GET", "/v1/x", &res);
     assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
-    run_until(&f->loop, &res.done);
+    ss_run_until(&f->loop, &res.done);
     assert_int_equal(res.status, 200);
   }
   assert_int_equal(ss_count(&f->srv, r), 5);
@@ -201,7 +183,7 @@ static void test_many_concurrent_requests_complete(void **state) {
     assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
   }
   assert_int_equal(http_client_pending(f->c), N);
-  for (int i = 0; i < N; i++) run_until(&f->loop, &res[i].done);
+  for (int i = 0; i < N; i++) ss_run_until(&f->loop, &res[i].done);
   for (int i = 0; i < N; i++) assert_int_equal(res[i].status, 200);
   assert_int_equal(ss_count(&f->srv, r), N);
   assert_int_equal(http_client_pending(f->c), 0);
@@ -227,7 +209,7 @@ static void test_stream_delivers_every_byte_in_odd_chunks(void **state) {
   o.timeout_ms = 0;
   o.idle_timeout_ms = 5000;
   assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
-  run_until(&f->loop, &res.done);
+  ss_run_until(&f->loop, &res.done);
   assert_int_equal(res.err, AW_OK);
   assert_int_equal(res.status, 200);
   assert_int_equal(res.delivered, 1);
@@ -247,7 +229,7 @@ static void test_stream_error_status_is_buffered_not_streamed(void **state) {
   http_request_opts o = opts(f, "POST", "/v1/s", &res);
   o.on_data = on_data;
   assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
-  run_until(&f->loop, &res.done);
+  ss_run_until(&f->loop, &res.done);
   assert_int_equal(res.status, 400);
   assert_int_equal(res.data_calls, 0);
   assert_string_equal(res.body, "{\"error\":{\"message\":\"no\"}}");
@@ -264,7 +246,7 @@ static void test_429_with_retry_after_0_is_retried_then_200(void **state) {
   result res = {0};
   http_request_opts o = opts(f, "GET", "/v1/x", &res);
   assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
-  run_until(&f->loop, &res.done);
+  ss_run_until(&f->loop, &res.done);
   assert_int_equal(res.status, 200);
   assert_int_equal(res.attempts, 2);
   assert_int_equal(ss_count(&f->srv, r), 2);
@@ -285,7 +267,7 @@ static void test_500_is_retried_then_200(void **state) {
   o.body_len = strlen(o.body);
   o.idempotent = 0; /* 5xx is the server's answer: retried even so */
   assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
-  run_until(&f->loop, &res.done);
+  ss_run_until(&f->loop, &res.done);
   assert_int_equal(res.status, 200);
   assert_int_equal(ss_count(&f->srv, r), 2);
   char *b = ss_last_body(&f->srv, r);
@@ -304,7 +286,7 @@ static void test_retry_after_ms_header_is_reported(void **state) {
   result res = {0};
   http_request_opts o = opts(f, "GET", "/v1/x", &res);
   assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
-  run_until(&f->loop, &res.done);
+  ss_run_until(&f->loop, &res.done);
   assert_int_equal(res.status, 503);
   assert_int_equal(res.attempts, 2);
   assert_int_equal(res.retry_after, 3);
@@ -322,7 +304,7 @@ static void test_400_is_not_retried(void **state) {
   result res = {0};
   http_request_opts o = opts(f, "POST", "/v1/x", &res);
   assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
-  run_until(&f->loop, &res.done);
+  ss_run_until(&f->loop, &res.done);
   assert_int_equal(res.status, 400);
   assert_int_equal(res.attempts, 1);
   assert_int_equal(ss_count(&f->srv, r), 1);
@@ -341,7 +323,7 @@ static void test_body_over_max_is_etoobig(void **state) {
   http_request_opts o = opts(f, "GET", "/v1/x", &res);
   o.max_body = 1000;
   assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
-  run_until(&f->loop, &res.done);
+  ss_run_until(&f->loop, &res.done);
   assert_int_equal(res.err, AW_ETOOBIG);
   assert_int_equal(ss_count(&f->srv, r), 1);
   fx_free(f);
@@ -363,7 +345,7 @@ static void test_connection_refused_is_eio_after_retries(void **state) {
   o.url = u;
   o.idempotent = 0; /* refused connections never reached the server: retried */
   assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
-  run_until(&f->loop, &res.done);
+  ss_run_until(&f->loop, &res.done);
   assert_int_equal(res.err, AW_EIO);
   assert_int_equal(res.status, 0);
   assert_int_equal(res.attempts, 3);
@@ -381,7 +363,7 @@ static void test_timeout_is_etimedout(void **state) {
   http_request_opts o = opts(f, "GET", "/v1/hang", &res);
   o.timeout_ms = 200;
   assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
-  run_until(&f->loop, &res.done);
+  ss_run_until(&f->loop, &res.done);
   assert_int_equal(res.err, AW_ETIMEDOUT);
   fx_free(f);
 }
@@ -396,7 +378,7 @@ static void test_stream_cut_after_bytes_is_not_retried(void **state) {
   http_request_opts o = opts(f, "POST", "/v1/s", &res);
   o.on_data = on_data;
   assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
-  run_until(&f->loop, &res.done);
+  ss_run_until(&f->loop, &res.done);
   assert_int_equal(res.err, AW_EIO);
   assert_int_equal(res.delivered, 1);
   assert_int_equal(res.attempts, 1);
@@ -415,7 +397,7 @@ static void test_stream_cut_before_any_byte_is_retried(void **state) {
   http_request_opts o = opts(f, "POST", "/v1/s", &res);
   o.on_data = on_data;
   assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
-  run_until(&f->loop, &res.done);
+  ss_run_until(&f->loop, &res.done);
   assert_int_equal(res.err, AW_OK);
   assert_int_equal(res.attempts, 2);
   assert_string_equal(res.streamed, "event: a\ndata: 1\n\n");
@@ -434,7 +416,7 @@ static void test_idle_stream_times_out(void **state) {
   o.timeout_ms = 0;
   o.idle_timeout_ms = 300;
   assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
-  run_until(&f->loop, &res.done);
+  ss_run_until(&f->loop, &res.done);
   assert_int_equal(res.err, AW_ETIMEDOUT);
   assert_int_equal(res.delivered, 1);
   assert_int_equal(ss_count(&f->srv, r), 1);
@@ -455,13 +437,13 @@ static void test_cancel_from_on_data_stops_without_callback(void **state) {
   http_request *req;
   assert_int_equal(http_request_start(f->c, &o, &req), AW_OK);
   res.cancel_in_data = req;
-  run_until(&f->loop, &res.data_calls);
+  ss_run_until(&f->loop, &res.data_calls);
   assert_int_equal(http_client_pending(f->c), 0);
   /* The loop keeps working and the cancelled request never calls back. */
   result res2 = {0};
   http_request_opts o2 = opts(f, "GET", "/v1/x", &res2);
   assert_int_equal(http_request_start(f->c, &o2, NULL), AW_OK);
-  run_until(&f->loop, &res2.done);
+  ss_run_until(&f->loop, &res2.done);
   assert_int_equal(res2.status, 200);
   assert_int_equal(res.ncalls, 0);
   fx_free(f);
@@ -500,7 +482,7 @@ static void test_free_with_requests_in_flight_calls_nothing(void **state) {
   http_request_opts o = opts(f, "POST", "/v1/s", &res);
   o.on_data = on_data;
   assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
-  run_until(&f->loop, &res.data_calls);
+  ss_run_until(&f->loop, &res.data_calls);
   fx_free(f); /* leak check by ASan and uv_loop_close */
   assert_int_equal(res.ncalls, 0);
 }
