@@ -77,6 +77,14 @@ else
   fail_step "ASan build (log: $BUILD/aw-build.log)"
   [ -f "$BUILD/CTestTestfile.cmake" ] || BUILD_OK=0
 fi
+# The release build (what the demo and the benchmark run) too: optimisation enables warnings
+# (-Wmaybe-uninitialized, -Wformat-truncation) that the ASan build does not see.
+RELEASE_BUILD=${AW_RELEASE_BUILD_DIR:-$ROOT/build}
+if aw_build "$RELEASE_BUILD" -DCMAKE_BUILD_TYPE=Release; then
+  echo "built $RELEASE_BUILD/ (release)"
+else
+  fail_step "release build (log: $RELEASE_BUILD/aw-build.log)"
+fi
 
 if [ $BUILD_OK = 1 ]; then
   ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -185,7 +185,7 @@ static int json_integer(const cJSON *v, long long *out, const char *where, char 
 static int set_from_json(cfg *c, const field *f, const cJSON *v, const char *where, char *errstr,
                          size_t n) {
   if (is_number_type(f->type)) {
-    long long x;
+    long long x = 0; /* set by json_integer on success */
     int rc = json_integer(v, &x, where, errstr, n);
     return rc ? rc : set_number(c, f, x, where, errstr, n);
   }
@@ -552,7 +552,7 @@ static int parse_function(cfg_function *o, const cJSON *obj, char *errstr, size_
                       it->valuestring);
       copy_str(o->topic, sizeof o->topic, it->valuestring);
     } else if (strcmp(k, "deadline_ms") == 0) {
-      long long x;
+      long long x = 0; /* set by json_integer on success */
       rc = json_integer(it, &x, path, errstr, n);
       if (rc) return rc;
       if (x < CFG_MIN_DEADLINE_MS || x > CFG_MAX_DEADLINE_MS)
