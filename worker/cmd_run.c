@@ -85,25 +85,6 @@ static void on_signal(uv_signal_t *s, int signum) {
   begin_shutdown(r, 0);
 }
 
-/* Did the configuration set this librdkafka property itself? */
-static int user_set(const cfg *c, const char *key) {
-  for (size_t i = 0; i < c->kafka.nprops; i++)
-    if (strcmp(c->kafka.props[i].key, key) == 0) return 1;
-  return 0;
-}
-
-/* Defaults of our own for the request consumer, unless configured: with
- * librdkafka's (fetch.wait.max.ms 500, and a 500 ms back-off after every
- * empty fetch) a request landing on an idle partition waited up to ~0.5 s
- * before the worker saw it; the broker long-polls, so shorter waits cost
- * only more frequent empty fetches. */
-static int consumer_defaults(const cfg *c, rd_kafka_conf_t *cc, char *errstr, size_t n) {
-  static const char *const kv[] = {"fetch.wait.max.ms", "50", "fetch.error.backoff.ms", "20"};
-  for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i += 2)
-    if (!user_set(c, kv[i]) && kconf_set(cc, kv[i], kv[i + 1], errstr, n)) return AW_ECONFIG;
-  return AW_OK;
-}
-
 static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
   run_ctx *r = opaque;
   if (r->stopping) return;
@@ -132,7 +113,6 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
       kconf_set(cc, "group.id", r->c.kafka.group_id, errstr, sizeof errstr) ||
       kconf_set(cc, "auto.offset.reset", "earliest", errstr, sizeof errstr) ||
       kconf_set(cc, "partition.assignment.strategy", "cooperative-sticky", errstr, sizeof errstr) ||
-      consumer_defaults(&r->c, cc, errstr, sizeof errstr) ||
       kconf_new(&r->c, "assistant-worker", &pc, errstr, sizeof errstr) ||
       kconf_set(pc, "linger.ms", "2", errstr, sizeof errstr)) {
     log_error(NULL, "kafka configuration: %s", errstr);
