@@ -8,7 +8,7 @@
  *   <prefix>:{c:<conv>}:ev:<event_id> the outcome of an answered event:
  *                                     "<status> <run_id>" (expires after 7 days)
  *   <prefix>:{c:<conv>}:evp:<event_id> how far an event got on the API:
- *                                     "-" (claimed), "<message_id>" or
+ *                                     "-" (claimed) or
  *                                     "<message_id> <run_id>" (7 days), so
  *                                     that a re-processed event neither adds
  *                                     its message twice nor starts a second run
@@ -59,8 +59,8 @@ int tmap_put_outcome(tmap *m, const char *conv, const char *event_id, const char
 int tmap_claim_progress(tmap *m, const char *conv, const char *event_id, tmap_cb cb,
                         void *opaque) AW_MUST_CHECK;
 
-/** Record the event's progress: the message added and, once known, the
- *  run (run_id NULL before the run exists). */
+/** Record the event's progress: its message and run (the worker writes it
+ *  once the run exists; run_id NULL writes the message alone). */
 int tmap_put_progress(tmap *m, const char *conv, const char *event_id, const char *message_id,
                       const char *run_id, tmap_cb cb, void *opaque) AW_MUST_CHECK;
 

@@ -598,10 +598,12 @@ static void put_progress(wk_event *ev) {
     ev->w->st.redis_errors++;
 }
 
+/* Only remembered: a record naming the message without its run would send
+ * a re-processed event to the same thread lookup as a bare claim, so the
+ * record is written once, when the run exists. */
 static void turn_message_added(void *opaque, const char *message_id) {
   wk_event *ev = opaque;
   copy_id(ev->msg_id, sizeof ev->msg_id, message_id);
-  put_progress(ev);
   log_ctx c = ev_ctx(ev);
   log_debug(&c, "message %s added", message_id);
 }
