@@ -110,6 +110,7 @@ int api_json_run_parse(const cJSON *run, api_json_run *out) {
   const char *tag = get_str(get(run, "metadata"), "aw_message_id");
   if (tag && strlen(tag) < sizeof out->tag) copy_str(out->tag, sizeof out->tag, tag);
   out->created_at = get_int(run, "created_at", 0);
+  out->expires_at = get_int(run, "expires_at", 0);
   const cJSON *u = get(run, "usage");
   if (cJSON_IsObject(u)) {
     out->usage.present = 1;

@@ -49,6 +49,7 @@ typedef struct api_json_run {
   char assistant_id[API_JSON_ID_MAX];
   char tag[API_JSON_ID_MAX]; /* metadata.aw_message_id, "" if none */
   int64_t created_at;
+  int64_t expires_at;    /* unix seconds; 0 when null (the run does not expire) */
   contract_usage usage;
   char error_code[64];   /* last_error.code, or incomplete_details.reason */
   char error_message[256];

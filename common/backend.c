@@ -44,6 +44,13 @@ int be_find_message(be_backend *be, const char *conversation, const char *key, c
   return be->ops->find_message(be, conversation, key, value, cb, opaque, op);
 }
 
+int be_run_cancel(be_backend *be, const char *conversation, const char *run_id, be_result_cb cb,
+                  void *opaque, be_op **op) {
+  if (op) *op = NULL;
+  if (!be->ops->run_cancel) return AW_ESTATE;
+  return be->ops->run_cancel(be, conversation, run_id, cb, opaque, op);
+}
+
 void be_free(be_backend *be) {
   if (be) be->ops->destroy(be);
 }

@@ -138,6 +138,8 @@ typedef struct be_turn_result {
   const be_tool_call *tool_calls; /* status requires_action: the calls the run
                                 waits for (as passed to on_requires_action) */
   size_t ntool_calls;
+  int64_t expires_at_ms;     /* status requires_action: when the API expires the
+                                waiting run (unix ms), 0 if unknown */
 } be_turn_result;
 
 typedef struct be_turn_events {
@@ -227,9 +229,17 @@ int be_find_message(be_backend *be, const char *conversation, const char *metada
                     const char *metadata_value, be_result_cb cb, void *opaque,
                     be_op **op) AW_MUST_CHECK;
 
+/** Ask the backend to cancel a run (POST .../runs/{run_id}/cancel).  The
+ *  run then goes cancelling -> cancelled; follow it with be_turn_resume to
+ *  its terminal status.  A run that already ended answers 400: res->err
+ *  AW_EHTTP4XX with the API's message (the caller resumes it to learn how
+ *  it ended).  cb is called exactly once unless cancelled. */
+int be_run_cancel(be_backend *be, const char *conversation, const char *run_id, be_result_cb cb,
+                  void *opaque, be_op **op) AW_MUST_CHECK;
+
 /* Later issues add here: fetch a generated file. */
 
-/* be_submit_tool_outputs, be_turn_resume and be_find_message return
+/* be_submit_tool_outputs, be_turn_resume, be_find_message and be_run_cancel return
  * AW_ESTATE before any I/O when the backend does not implement them. */
 
 /** Cancel a pending operation: no callback follows.  Safe on NULL. */
@@ -246,6 +256,7 @@ typedef struct be_ops {
   int (*turn_resume)(be_backend *, const char *, const char *, const be_turn_events *, void *, be_op **);
   int (*find_message)(be_backend *, const char *, const char *, const char *, be_result_cb, void *,
                       be_op **);
+  int (*run_cancel)(be_backend *, const char *, const char *, be_result_cb, void *, be_op **);
   void (*op_cancel)(be_op *);
   void (*destroy)(be_backend *);
 } be_ops;

@@ -76,6 +76,7 @@ typedef struct simple_op {
   be_result_cb cb;
   void *opaque;
   int is_delete;
+  int no_id;     /* the answer is not an object with an id to report */
 } simple_op;
 
 static void simple_done(void *opaque, const api_result *r) {
@@ -87,7 +88,7 @@ static void simple_done(void *opaque, const api_result *r) {
   res.http_status = r->http_status;
   res.error_code = nz(r->error_code);
   res.errmsg = r->errmsg;
-  if (r->err == AW_OK && !op->is_delete) {
+  if (r->err == AW_OK && !op->is_delete && !op->no_id) {
     res.id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r->json, "id"));
     if (!res.id) {
       res.err = AW_EPARSE;
@@ -169,6 +170,23 @@ static int conversation_delete(be_backend *bb, const char *handle, be_result_cb 
   if (!op) return AW_ENOMEM;
   op->is_delete = 1;
   int rc = api_threads_delete(be->api, handle, simple_done, op, &op->b.call);
+  if (rc) {
+    free(op);
+    return rc;
+  }
+  if (out) *out = (be_op *)op;
+  return AW_OK;
+}
+
+static int run_cancel(be_backend *bb, const char *conversation, const char *run_id, be_result_cb cb,
+                      void *opaque, be_op **out) {
+  be_asst *be = (be_asst *)bb;
+  if (out) *out = NULL;
+  if (!cb || !conversation || !run_id) return AW_EINVAL;
+  simple_op *op = simple_new(be, cb, opaque);
+  if (!op) return AW_ENOMEM;
+  op->no_id = 1;
+  int rc = api_runs_cancel(be->api, conversation, run_id, simple_done, op, &op->b.call);
   if (rc) {
     free(op);
     return rc;
@@ -483,6 +501,7 @@ static void turn_finish(turn_op *t) {
   if (t->calls_view && res.status && strcmp(res.status, "requires_action") == 0) {
     res.tool_calls = t->calls_view;
     res.ntool_calls = api_json_tool_calls_count(&t->calls);
+    res.expires_at_ms = t->run.expires_at * 1000;
   }
   if (log_enabled(LOG_DEBUG)) {
     log_ctx ctx = {.event_id = nz(t->event_id), .thread_id = nz(t->thread), .run_id = res.run_id};
@@ -1260,6 +1279,7 @@ static const be_ops assistants_ops = {
     .submit_tool_outputs = submit_tool_outputs,
     .turn_resume = turn_resume,
     .find_message = find_message,
+    .run_cancel = run_cancel,
     .op_cancel = op_cancel,
     .destroy = destroy,
 };

@@ -669,9 +669,13 @@ int contract_response_encode(const contract_response *r, buf *out) {
     }
   }
 
+  if (r->ntool_calls && !r->tool_calls) return AW_EINVAL;
+  for (size_t i = 0; i < r->ntool_calls; i++)
+    if (!r->tool_calls[i].id || !r->tool_calls[i].name || !r->tool_calls[i].outcome) return AW_EINVAL;
+
   mpu_enc e;
   mpu_enc_init(&e, out);
-  e_map(&e, 10);
+  e_map(&e, r->ntool_calls ? 11 : 10);
   e_key(&e, "v");
   e_int(&e, CONTRACT_VERSION);
   e_key(&e, "event_id");
@@ -758,6 +762,19 @@ int contract_response_encode(const contract_response *r, buf *out) {
   e_int(&e, r->timings.run_started_ms);
   e_key(&e, "completed_ms");
   e_int(&e, r->timings.completed_ms);
+  if (r->ntool_calls) {
+    e_key(&e, "tool_calls");
+    e_arr(&e, r->ntool_calls);
+    for (size_t i = 0; i < r->ntool_calls; i++) {
+      e_map(&e, 3);
+      e_key(&e, "id");
+      e_str(&e, r->tool_calls[i].id);
+      e_key(&e, "name");
+      e_str(&e, r->tool_calls[i].name);
+      e_key(&e, "outcome");
+      e_str(&e, r->tool_calls[i].outcome);
+    }
+  }
   return e.err;
 }
 

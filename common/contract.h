@@ -133,6 +133,13 @@ typedef struct contract_timings {
   int64_t completed_ms;  /* unix ms when the outcome was known */
 } contract_timings;
 
+/** One function call a run made, for the response's tool_calls. */
+typedef struct contract_tool_call {
+  const char *id;        /* call_... */
+  const char *name;      /* the function */
+  const char *outcome;   /* output|error|timeout|invalid_arguments|unknown_function */
+} contract_tool_call;
+
 typedef struct contract_response {
   const char *event_id;
   const char *conversation_id;
@@ -145,11 +152,14 @@ typedef struct contract_response {
   const char *error_code;    /* NULL when no error */
   const char *error_message;
   contract_timings timings;
+  const contract_tool_call *tool_calls; /* the run's function calls, all rounds */
+  size_t ntool_calls;                   /* 0: the key is left out */
 } contract_response;
 
 /** Append the msgpack encoding of r to out.  NULL event_id / conversation_id
  *  are written as "" (a rejected event whose ids were unreadable); NULL
- *  thread_id / run_id, usage.present == 0 and error_code == NULL as nil. */
+ *  thread_id / run_id, usage.present == 0 and error_code == NULL as nil.
+ *  tool_calls is written only when ntool_calls > 0 (additive key). */
 int contract_response_encode(const contract_response *r, buf *out) AW_MUST_CHECK;
 
 /* ---- delta ---------------------------------------------------------------- */

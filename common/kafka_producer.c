@@ -65,6 +65,26 @@ int kp_produce(kp *p, const char *topic, const void *key, size_t keylen, const v
   return err ? AW_EKAFKA : AW_OK;
 }
 
+int kp_produce_hdr(kp *p, const char *topic, const void *key, size_t keylen, const void *value,
+                   size_t len, const char *const *headers, size_t nheaders, void *msg_opaque) {
+  if (!nheaders) return kp_produce(p, topic, key, keylen, value, len, msg_opaque);
+  rd_kafka_headers_t *h = rd_kafka_headers_new(nheaders);
+  if (!h) return AW_ENOMEM;
+  for (size_t i = 0; i < nheaders; i++)
+    if (rd_kafka_header_add(h, headers[2 * i], -1, headers[2 * i + 1], -1)) {
+      rd_kafka_headers_destroy(h);
+      return AW_EINVAL;
+    }
+  rd_kafka_resp_err_t err = rd_kafka_producev(
+      p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
+      RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+  /* On success librdkafka owns the headers; on failure they are ours. */
+  if (err) rd_kafka_headers_destroy(h);
+  if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return AW_EAGAIN;
+  return err ? AW_EKAFKA : AW_OK;
+}
+
 int kp_outq_len(kp *p) { return rd_kafka_outq_len(p->rk); }
 
 void kp_flush(kp *p, int timeout_ms) { rd_kafka_flush(p->rk, timeout_ms); }

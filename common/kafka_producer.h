@@ -28,6 +28,11 @@ int kp_new(uv_loop_t *loop, rd_kafka_conf_t *conf, kp_dr_cb dr, void *cb_opaque,
 int kp_produce(kp *p, const char *topic, const void *key, size_t keylen, const void *value,
                size_t len, void *msg_opaque) AW_MUST_CHECK;
 
+/** kp_produce with Kafka headers: nheaders name/value pairs of C strings
+ *  in headers[2*i], headers[2*i+1] (copied). */
+int kp_produce_hdr(kp *p, const char *topic, const void *key, size_t keylen, const void *value,
+                   size_t len, const char *const *headers, size_t nheaders, void *msg_opaque) AW_MUST_CHECK;
+
 /** Messages produced and not yet reported. */
 int kp_outq_len(kp *p);
 

@@ -31,6 +31,8 @@ typedef struct run_ctx {
   areg *reg;
   wk *w;
   rmet *met;
+  corr_key tool_key;          /* signs tool-call correlation ids */
+  wk_tool_route routes[CFG_MAX_FUNCTIONS];
   ops_http *ops;  /* /healthz, /readyz, /metrics; NULL when health_port is 0 */
   uv_signal_t sigterm, sigint;
   uv_timer_t wait_redis;
@@ -108,7 +110,36 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
   wc.resolve_opaque = r->reg;
 
   char errstr[512];
-  rd_kafka_conf_t *cc = NULL, *pc = NULL;
+  rd_kafka_conf_t *cc = NULL, *pc = NULL, *rc_conf = NULL;
+  if (r->c.tools.nroutes) {
+    if (cfg_tool_key(&r->c, &r->tool_key, errstr, sizeof errstr) != AW_OK) {
+      log_error(NULL, "configuration: %s", errstr);
+      begin_shutdown(r, 1);
+      return;
+    }
+    for (size_t i = 0; i < r->c.tools.nroutes; i++) {
+      const cfg_function *f = &r->c.tools.routes[i];
+      r->routes[i] = (wk_tool_route){f->name, f->topic, f->deadline_ms, f->on_deadline == CFG_ON_DEADLINE_CANCEL_RUN,
+                                     f->validate_arguments, f->parameters_json};
+    }
+    wc.tool_routes = r->routes;
+    wc.ntool_routes = r->c.tools.nroutes;
+    wc.topic_tool_replies = r->c.kafka.topic_tool_replies;
+    wc.tool_key = &r->tool_key;
+    /* One group for the fleet's replies, apart from the request group so
+     * that neither rebalance disturbs the other. */
+    char group[CFG_GROUP_SIZE + 32];
+    snprintf(group, sizeof group, "%s.tool-replies", r->c.kafka.group_id);
+    if (kconf_new(&r->c, "assistant-worker-replies", &rc_conf, errstr, sizeof errstr) ||
+        kconf_set(rc_conf, "group.id", group, errstr, sizeof errstr) ||
+        kconf_set(rc_conf, "auto.offset.reset", "earliest", errstr, sizeof errstr) ||
+        kconf_set(rc_conf, "partition.assignment.strategy", "cooperative-sticky", errstr, sizeof errstr)) {
+      log_error(NULL, "kafka configuration: %s", errstr);
+      if (rc_conf) rd_kafka_conf_destroy(rc_conf);
+      begin_shutdown(r, 1);
+      return;
+    }
+  }
   if (kconf_new(&r->c, "assistant-worker", &cc, errstr, sizeof errstr) ||
       kconf_set(cc, "group.id", r->c.kafka.group_id, errstr, sizeof errstr) ||
       kconf_set(cc, "auto.offset.reset", "earliest", errstr, sizeof errstr) ||
@@ -118,10 +149,11 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
     log_error(NULL, "kafka configuration: %s", errstr);
     if (cc) rd_kafka_conf_destroy(cc);
     if (pc) rd_kafka_conf_destroy(pc);
+    if (rc_conf) rd_kafka_conf_destroy(rc_conf);
     begin_shutdown(r, 1);
     return;
   }
-  if (wk_new(r->loop, &wc, cc, pc, r->be, r->redis, &r->w, errstr, sizeof errstr) != AW_OK) {
+  if (wk_new(r->loop, &wc, cc, pc, rc_conf, r->be, r->redis, &r->w, errstr, sizeof errstr) != AW_OK) {
     log_error(NULL, "cannot start the worker: %s", errstr);
     begin_shutdown(r, 1);
     return;
@@ -254,6 +286,7 @@ int cmd_run_main(int argc, char **argv) {
   int rc = uv_loop_close(r.loop);
   if (rc) log_warn(NULL, "loop closed with handles open: %s", uv_strerror(rc));
   rmet_free(r.met);
+  corr_key_clear(&r.tool_key);
   cfg_free(&r.c);
   return r.exit_code;
 }

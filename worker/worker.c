@@ -5,7 +5,7 @@
  * callback that is still using it: those callbacks only move the state on
  * and the free happens when the last reference is gone, see ev_release).
  */
-#include "worker.h"
+#include "worker_int.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -21,115 +21,8 @@
 #include "offset_tracker.h"
 #include "thread_map.h"
 
-#define DELTA_FLUSH_BYTES 8192      /* flush a delta early past this */
-#define DELTA_MAX_BYTES (64 * 1024) /* bound of one event's pending deltas */
-#define RESPONSE_MAX_BYTES (2 * 1024 * 1024)
-#define RETRY_TICK_MS 100
-#define MAX_USER_METADATA 14        /* OpenAI allows 16; we add 2 */
-
-typedef enum {
-  ST_RECEIVED = 0,
-  ST_QUEUED,
-  ST_LOOKUP,
-  ST_THREAD,
-  ST_TURN,
-  ST_PUBLISHING,
-  ST_RECORDING,
-  ST_DONE,
-} wk_state;
-
-static const char *const state_names[] = {"received", "queued", "lookup", "thread",
-                                          "turn", "publishing", "recording", "done"};
-
-/* Delivery-report tokens: the low bits of the opaque say what was produced. */
-enum { DR_RESPONSE = 0, DR_DELTA = 1, DR_DLQ = 2, DR_MASK = 3 };
-
-typedef struct wk_conv wk_conv;
-typedef struct wk_part wk_part;
-
-typedef struct wk_event {
-  wk *w;
-  wk_state state;
-  struct wk_event *next;       /* conversation FIFO */
-  struct wk_event *ready_next; /* ready / retry / delta-dirty lists */
-  struct wk_event *retry_next;
-  struct wk_event *dirty_next;
-  int in_ready, in_retry, in_dirty;
-  wk_conv *conv;
-  int32_t partition;
-  int64_t offset;
-  uint64_t gen;                /* partition generation at consumption */
-  contract_request *req;       /* NULL when the event could not be decoded */
-  /* rejection (decode or validation failure) */
-  const char *reject_code;
-  char *reject_msg;
-  void *orig;                  /* original bytes, kept only for rejections */
-  size_t orig_len;
-  void *orig_key;
-  size_t orig_key_len;
-  char event_id[129];
-  char conv_id[257];
-  const char *assistant_id;
-  char thread_id[TMAP_ID_MAX];
-  char created_thread[TMAP_ID_MAX]; /* thread we created, to delete if we lose */
-  char run_id[TMAP_ID_MAX];
-  char msg_id[TMAP_ID_MAX];    /* the user message on the thread, once known */
-  char progress[2 * TMAP_ID_MAX]; /* progress record found at lookup; "" if new */
-  int claim;                   /* the lookup claimed the progress record */
-  int resumed;                 /* following a run an earlier attempt started */
-  int use_existing_message;    /* start the run for msg_id, do not add it again */
-  char status[16];
-  contract_kv *md;             /* message metadata handed to the backend */
-  be_op *op;
-  int pending_lookups;
-  int lookup_failed;
-  int dup;                     /* outcome record says it was answered */
-  int pending_dr;              /* produced, delivery report not yet seen */
-  int send_response, send_dlq; /* (re)produce these on the next attempt */
-  int await_deltas;            /* response held until the deltas are durable */
-  buf out;                     /* encoded response, until delivered */
-  buf delta;                   /* pending delta text */
-  int64_t seq;
-  int64_t received_ms, run_started_ms;
-} wk_event;
-
-struct wk_conv {
-  char *id;
-  wk_event *head, *tail;
-  UT_hash_handle hh;
-};
-
-struct wk_part {
-  otrk t;
-  uint64_t gen;
-  int assigned;
-  long running;   /* events of this partition consumed and not done */
-  int paused;     /* paused by its own limit (max_in_flight_per_partition) */
-};
-
-struct wk {
-  uv_loop_t *loop;
-  wk_config cfg;
-  be_backend *be;
-  rconn *redis;
-  tmap map;
-  kc *consumer;
-  kp *producer;
-  wk_conv *convs;              /* uthash by id */
-  wk_part *parts;
-  int nparts;
-  wk_event *ready_head, *ready_tail;
-  wk_event *retry_head;
-  wk_event *dirty_head;
-  uv_idle_t ready_idle;
-  uv_timer_t retry_timer, delta_timer, commit_timer, grace_timer;
-  wk_stats st;
-  int stopping;
-  int freeing;                 /* wk_free: late callbacks only unwind */
-  void (*stop_done)(void *);
-  void *stop_opaque;
-  int handles_open;
-};
+static const char *const state_names[] = {"received", "queued",     "lookup",    "thread", "turn",
+                                          "tools",    "publishing", "recording", "done"};
 
 static void ev_start(wk_event *ev);
 static void ev_finish(wk_event *ev);
@@ -137,13 +30,13 @@ static void ev_publish_rejection(wk_event *ev);
 static void ev_publish_response(wk_event *ev);
 static void maybe_stopped(wk *w);
 
-static int64_t now_ms(void) {
+int64_t wk_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static log_ctx ev_ctx(const wk_event *ev) {
+log_ctx wk_ev_ctx(const wk_event *ev) {
   log_ctx c = {ev->event_id[0] ? ev->event_id : NULL, ev->conv_id[0] ? ev->conv_id : NULL,
                ev->thread_id[0] ? ev->thread_id : NULL, ev->run_id[0] ? ev->run_id : NULL};
   return c;
@@ -151,16 +44,16 @@ static log_ctx ev_ctx(const wk_event *ev) {
 
 /* The one place where an event changes state, so that every transition can
  * be logged with the event's ids. */
-static void ev_set_state(wk_event *ev, wk_state s) {
+void wk_ev_set_state(wk_event *ev, wk_state s) {
   if (log_enabled(LOG_DEBUG)) {
-    log_ctx c = ev_ctx(ev);
+    log_ctx c = wk_ev_ctx(ev);
     log_write(LOG_DEBUG, &c, "event %s -> %s", state_names[ev->state], state_names[s]);
   }
   ev->state = s;
 }
 
 /* Bounded copy of an id; API ids are ~30 bytes, far below every buffer. */
-static void copy_id(char *dst, size_t n, const char *src) {
+void wk_copy_id(char *dst, size_t n, const char *src) {
   size_t k = src ? strnlen(src, n - 1) : 0;
   if (k) memcpy(dst, src, k);
   dst[k] = '\0';
@@ -287,12 +180,13 @@ static void on_retry_timer(uv_timer_t *t) {
     list = ev->retry_next;
     ev->in_retry = 0;
     if (ev->state == ST_PUBLISHING) ev_publish_response(ev);
+    else if (ev->state == ST_TOOLS) wkt_retry(ev);
     else ev_start(ev);
   }
   if (!w->retry_head) uv_timer_stop(t);
 }
 
-static void retry_later(wk_event *ev) {
+void wk_retry_later(wk_event *ev) {
   wk *w = ev->w;
   if (ev->in_retry) return;
   ev->in_retry = 1;
@@ -317,7 +211,7 @@ static int conv_enqueue(wk *w, wk_event *ev) {
     HASH_ADD_KEYPTR(hh, w->convs, c->id, strlen(c->id), c);
   }
   ev->conv = c;
-  ev_set_state(ev, ST_QUEUED);
+  wk_ev_set_state(ev, ST_QUEUED);
   if (c->tail) {
     c->tail->next = ev;
     c->tail = ev;
@@ -339,6 +233,9 @@ static void conv_advance(wk *w, wk_event *ev) {
     free(c->id);
     free(c);
   } else {
+    /* An abandoned event's successors must not overtake it: they are left
+     * to the next owner too. */
+    if (ev->abandoned) c->head->abandoned = 1;
     make_ready(c->head);
   }
 }
@@ -346,6 +243,7 @@ static void conv_advance(wk *w, wk_event *ev) {
 /* ---- event lifetime ------------------------------------------------------ */
 
 static void ev_free(wk_event *ev) {
+  wkt_forget(ev);
   contract_request_free(ev->req);
   free(ev->reject_msg);
   free(ev->orig);
@@ -358,11 +256,11 @@ static void ev_free(wk_event *ev) {
 
 static void ev_finish(wk_event *ev) {
   wk *w = ev->w;
-  ev_set_state(ev, ST_DONE);
+  wk_ev_set_state(ev, ST_DONE);
   int counted = !ev_stale(ev);
   if (counted) w->parts[ev->partition].running--;
-  if (counted && otrk_done(&w->parts[ev->partition].t, ev->offset) != AW_OK) {
-    log_ctx c = ev_ctx(ev);
+  if (counted && !ev->abandoned && otrk_done(&w->parts[ev->partition].t, ev->offset) != AW_OK) {
+    log_ctx c = wk_ev_ctx(ev);
     log_warn(&c, "offset %lld of partition %d was not tracked", (long long)ev->offset,
              (int)ev->partition);
   }
@@ -375,12 +273,21 @@ static void ev_finish(wk_event *ev) {
   maybe_stopped(w);
 }
 
+void wk_ev_abandon(wk_event *ev) {
+  log_ctx c = wk_ev_ctx(ev);
+  log_info(&c, "event left unanswered and uncommitted for the next owner");
+  ev->abandoned = 1;
+  be_op_cancel(ev->op);
+  ev->op = NULL;
+  ev_finish(ev);
+}
+
 /* ---- producing ----------------------------------------------------------- */
 
-static int produce(wk_event *ev, const char *topic, int kind, const void *key, size_t keylen,
-                   const void *val, size_t len) {
-  int rc = kp_produce(ev->w->producer, topic, key, keylen, val, len,
-                      (void *)((uintptr_t)ev | (uintptr_t)kind));
+int wk_produce(wk_event *ev, const char *topic, int kind, const void *key, size_t keylen,
+               const void *val, size_t len, const char *const *headers, size_t nheaders) {
+  int rc = kp_produce_hdr(ev->w->producer, topic, key, keylen, val, len, headers, nheaders,
+                          (void *)((uintptr_t)ev | (uintptr_t)kind));
   if (rc == AW_OK) ev->pending_dr++;
   return rc;
 }
@@ -392,14 +299,14 @@ static void flush_delta(wk_event *ev) {
   const char *run = ev->run_id[0] ? ev->run_id : NULL;
   if (contract_delta_encode(ev->event_id, ev->conv_id, run, ev->seq, ev->delta.data,
                             ev->delta.len, &enc) == AW_OK &&
-      produce(ev, ev->w->cfg.topic_deltas, DR_DELTA, ev->conv_id, strlen(ev->conv_id), enc.data,
-              enc.len) == AW_OK) {
+      wk_produce(ev, ev->w->cfg.topic_deltas, DR_DELTA, ev->conv_id, strlen(ev->conv_id), enc.data,
+                 enc.len, NULL, 0) == AW_OK) {
     ev->seq++;
     ev->w->st.deltas++;
   } else {
     /* A lost delta breaks "deltas concatenate to the answer" for this one
      * event; the response still carries the full text. */
-    log_ctx c = ev_ctx(ev);
+    log_ctx c = wk_ev_ctx(ev);
     log_warn(&c, "could not produce delta %lld", (long long)ev->seq);
     ev->w->st.kafka_errors++;
   }
@@ -439,7 +346,7 @@ static void on_outcome_recorded(void *opaque, int err, const char *value) {
     /* The answer is published; the record only speeds up duplicate
      * detection, so a Redis outage must not hold the offset back. */
     ev->w->st.redis_errors++;
-    log_ctx c = ev_ctx(ev);
+    log_ctx c = wk_ev_ctx(ev);
     log_warn(&c, "could not record the outcome in redis");
   }
   ev_finish(ev);
@@ -447,7 +354,7 @@ static void on_outcome_recorded(void *opaque, int err, const char *value) {
 
 /* All delivery reports are in: record the outcome, then the event is done. */
 static void ev_delivered(wk_event *ev) {
-  ev_set_state(ev, ST_RECORDING);
+  wk_ev_set_state(ev, ST_RECORDING);
   if (!ev->event_id[0] || !ev->conv_id[0] ||
       tmap_put_outcome(&ev->w->map, ev->conv_id, ev->event_id, ev->status, ev->run_id,
                        on_outcome_recorded, ev) != AW_OK) {
@@ -457,13 +364,21 @@ static void ev_delivered(wk_event *ev) {
 
 static void on_dr(void *cb_opaque, void *msg_opaque, rd_kafka_resp_err_t err) {
   wk *w = cb_opaque;
-  wk_event *ev = (wk_event *)((uintptr_t)msg_opaque & ~(uintptr_t)DR_MASK);
   int kind = (int)((uintptr_t)msg_opaque & DR_MASK);
+  if (kind == DR_REPLY_DLQ) {
+    wkt_on_reply_dlq_dr(w, (void *)((uintptr_t)msg_opaque & ~(uintptr_t)DR_MASK), err);
+    return;
+  }
+  if (w->freeing) return; /* the events are gone (wk_free) */
+  wk_event *ev = (wk_event *)((uintptr_t)msg_opaque & ~(uintptr_t)DR_MASK);
   ev->pending_dr--;
-  if (w->freeing) return;
+  if (kind == DR_TOOL_REQUEST) {
+    wkt_on_request_dr(ev, err);
+    return;
+  }
   if (err) {
     w->st.kafka_errors++;
-    log_ctx c = ev_ctx(ev);
+    log_ctx c = wk_ev_ctx(ev);
     log_warn(&c, "delivery failed (%s): %s",
              kind == DR_RESPONSE ? "response" : kind == DR_DLQ ? "dlq" : "delta", rd_kafka_err2str(err));
     /* A response or DLQ record that is not durable is produced again; the
@@ -473,7 +388,7 @@ static void on_dr(void *cb_opaque, void *msg_opaque, rd_kafka_resp_err_t err) {
     if (kind == DR_DLQ) ev->send_dlq = 1;
     if (kind != DR_DELTA) {
       w->st.produce_retries++;
-      if (ev->pending_dr == 0) retry_later(ev);
+      if (ev->pending_dr == 0) wk_retry_later(ev);
       return;
     }
   }
@@ -482,7 +397,7 @@ static void on_dr(void *cb_opaque, void *msg_opaque, rd_kafka_resp_err_t err) {
     ev->await_deltas = 0;
     ev_publish_response(ev);
   } else if (ev->send_response || ev->send_dlq) {
-    retry_later(ev); /* a failure earlier */
+    wk_retry_later(ev); /* a failure earlier */
   } else {
     ev_delivered(ev);
   }
@@ -494,8 +409,8 @@ static void ev_publish_response(wk_event *ev) {
   wk *w = ev->w;
   int rc = AW_OK;
   if (ev->send_response) {
-    rc = produce(ev, w->cfg.topic_responses, DR_RESPONSE, ev->conv_id, strlen(ev->conv_id),
-                 ev->out.data, ev->out.len);
+    rc = wk_produce(ev, w->cfg.topic_responses, DR_RESPONSE, ev->conv_id, strlen(ev->conv_id),
+                    ev->out.data, ev->out.len, NULL, 0);
     if (rc == AW_OK) ev->send_response = 0;
   }
   if (rc == AW_OK && ev->send_dlq) {
@@ -511,12 +426,13 @@ static void ev_publish_response(wk_event *ev) {
     d.error_message = ev->reject_msg ? ev->reject_msg : ev->reject_code;
     d.event_id = ev->event_id[0] ? ev->event_id : NULL;
     d.conversation_id = ev->conv_id[0] ? ev->conv_id : NULL;
-    d.failed_ms = now_ms();
+    d.failed_ms = wk_now_ms();
     buf dl;
     buf_init(&dl, ev->orig_len + ev->orig_key_len + 64 * 1024);
     rc = contract_dlq_encode(&d, &dl);
     if (rc == AW_OK)
-      rc = produce(ev, w->cfg.topic_dlq, DR_DLQ, ev->orig_key, ev->orig_key_len, dl.data, dl.len);
+      rc = wk_produce(ev, w->cfg.topic_dlq, DR_DLQ, ev->orig_key, ev->orig_key_len, dl.data, dl.len,
+                      NULL, 0);
     buf_free(&dl);
     if (rc == AW_OK) {
       ev->send_dlq = 0;
@@ -524,10 +440,10 @@ static void ev_publish_response(wk_event *ev) {
     }
   }
   if (rc != AW_OK) {
-    log_ctx c = ev_ctx(ev);
+    log_ctx c = wk_ev_ctx(ev);
     log_warn(&c, "produce failed (%s); will retry", aw_strerror(rc));
     w->st.produce_retries++;
-    if (ev->pending_dr == 0) retry_later(ev);
+    if (ev->pending_dr == 0) wk_retry_later(ev);
   }
 }
 
@@ -543,15 +459,15 @@ static void encode_and_publish(wk_event *ev, const contract_response *r) {
     small.error_code = "response_too_large";
     small.error_message = "the answer does not fit the response size limit";
     buf_reset(&ev->out);
-    copy_id(ev->status, sizeof ev->status, "failed");
+    wk_copy_id(ev->status, sizeof ev->status, "failed");
     if (contract_response_encode(&small, &ev->out) != AW_OK) {
-      log_ctx c = ev_ctx(ev);
+      log_ctx c = wk_ev_ctx(ev);
       log_error(&c, "cannot encode a response; dropping the answer");
       ev_finish(ev);
       return;
     }
   }
-  ev_set_state(ev, ST_PUBLISHING);
+  wk_ev_set_state(ev, ST_PUBLISHING);
   ev->send_response = 1;
   ev->send_dlq = ev->reject_code != NULL;
   /* The response goes out only once every delta of the event is durable:
@@ -574,10 +490,10 @@ static void ev_publish_rejection(wk_event *ev) {
   r.error_code = ev->reject_code;
   r.error_message = ev->reject_msg ? ev->reject_msg : ev->reject_code;
   r.timings.received_ms = ev->received_ms;
-  r.timings.completed_ms = now_ms();
-  copy_id(ev->status, sizeof ev->status, "rejected");
+  r.timings.completed_ms = wk_now_ms();
+  wk_copy_id(ev->status, sizeof ev->status, "rejected");
   ev->w->st.rejected++;
-  log_ctx c = ev_ctx(ev);
+  log_ctx c = wk_ev_ctx(ev);
   log_warn(&c, "event rejected: %s: %s", ev->reject_code, r.error_message);
   encode_and_publish(ev, &r);
 }
@@ -603,17 +519,17 @@ static void put_progress(wk_event *ev) {
  * record is written once, when the run exists. */
 static void turn_message_added(void *opaque, const char *message_id) {
   wk_event *ev = opaque;
-  copy_id(ev->msg_id, sizeof ev->msg_id, message_id);
-  log_ctx c = ev_ctx(ev);
+  wk_copy_id(ev->msg_id, sizeof ev->msg_id, message_id);
+  log_ctx c = wk_ev_ctx(ev);
   log_debug(&c, "message %s added", message_id);
 }
 
 static void turn_run_created(void *opaque, const char *run_id) {
   wk_event *ev = opaque;
-  copy_id(ev->run_id, sizeof ev->run_id, run_id);
-  ev->run_started_ms = now_ms();
+  wk_copy_id(ev->run_id, sizeof ev->run_id, run_id);
+  ev->run_started_ms = wk_now_ms();
   if (ev->msg_id[0]) put_progress(ev);
-  log_ctx c = ev_ctx(ev);
+  log_ctx c = wk_ev_ctx(ev);
   log_debug(&c, "run created");
 }
 
@@ -638,7 +554,7 @@ static void turn_text_delta(void *opaque, const char *text, size_t len) {
   if (!ev->req->stream) return;
   if (buf_append(&ev->delta, text, len) != AW_OK) {
     buf_init(&ev->delta, DELTA_MAX_BYTES);
-    log_ctx c = ev_ctx(ev);
+    log_ctx c = wk_ev_ctx(ev);
     log_warn(&c, "delta larger than %d bytes dropped", DELTA_MAX_BYTES);
     return;
   }
@@ -668,12 +584,19 @@ static const char *api_error_code(const be_turn_result *res) {
   }
 }
 
-static void turn_done(void *opaque, const be_turn_result *res) {
+void wk_turn_done(void *opaque, const be_turn_result *res) {
   wk_event *ev = opaque;
   wk *w = ev->w;
   ev->op = NULL;
-  if (res->run_id && *res->run_id) copy_id(ev->run_id, sizeof ev->run_id, res->run_id);
-  if (res->run_started_ms) ev->run_started_ms = res->run_started_ms;
+  if (res->run_id && *res->run_id) wk_copy_id(ev->run_id, sizeof ev->run_id, res->run_id);
+  if (res->run_started_ms && !ev->run_started_ms) ev->run_started_ms = res->run_started_ms;
+  if (w->tools && res->err == AW_OK && res->status && strcmp(res->status, "requires_action") == 0 &&
+      res->ntool_calls && ev->run_id[0]) {
+    /* Not the end: the run waits for its function outputs. */
+    flush_delta(ev);
+    wkt_begin(ev, res->tool_calls, res->ntool_calls, res->expires_at_ms);
+    return;
+  }
   dirty_remove(ev);
   flush_delta(ev);
   if (ev->resumed && ev->req->stream && res->err == AW_OK) republish_text(ev, res);
@@ -688,7 +611,7 @@ static void turn_done(void *opaque, const be_turn_result *res) {
   r.usage = res->usage;
   r.timings.received_ms = ev->received_ms;
   r.timings.run_started_ms = ev->run_started_ms;
-  r.timings.completed_ms = now_ms();
+  r.timings.completed_ms = wk_now_ms();
   if (res->err != AW_OK) {
     r.status = "failed";
     r.error_code = api_error_code(res);
@@ -700,8 +623,9 @@ static void turn_done(void *opaque, const be_turn_result *res) {
       r.error_message = res->errmsg ? res->errmsg : r.status;
     }
   }
-  copy_id(ev->status, sizeof ev->status, r.status);
-  log_ctx c = ev_ctx(ev);
+  wkt_annotate(ev, &r);
+  wk_copy_id(ev->status, sizeof ev->status, r.status);
+  log_ctx c = wk_ev_ctx(ev);
   if (strcmp(r.status, "completed") == 0) {
     w->st.answered++;
     log_info(&c, "run completed");
@@ -718,25 +642,42 @@ static void turn_not_started(wk_event *ev, int rc, const char *what) {
   be_turn_result res = {0};
   res.err = rc;
   res.errmsg = what;
-  turn_done(ev, &res);
+  wk_turn_done(ev, &res);
+}
+
+/* Reported again, with the calls, in on_done (status requires_action). */
+static void turn_requires_action(void *opaque, const be_tool_call *calls, size_t n) {
+  (void)opaque;
+  (void)calls;
+  (void)n;
 }
 
 static const be_turn_events turn_events = {
     .on_message_added = turn_message_added,
     .on_run_created = turn_run_created,
     .on_text_delta = turn_text_delta,
-    .on_done = turn_done,
+    .on_done = wk_turn_done,
 };
+
+static const be_turn_events turn_events_tools = {
+    .on_message_added = turn_message_added,
+    .on_run_created = turn_run_created,
+    .on_text_delta = turn_text_delta,
+    .on_done = wk_turn_done,
+    .on_requires_action = turn_requires_action,
+};
+
+const be_turn_events *wk_events(const wk *w) { return w->tools ? &turn_events_tools : &turn_events; }
 
 static void ev_run_turn(wk_event *ev) {
   wk *w = ev->w;
-  ev_set_state(ev, ST_TURN);
+  wk_ev_set_state(ev, ST_TURN);
   contract_request *q = ev->req;
   size_t n = 0;
   if (!ev->md) {
     ev->md = calloc(q->nmetadata + 2, sizeof *ev->md);
     if (!ev->md) {
-      retry_later(ev);
+      wk_retry_later(ev);
       return;
     }
   }
@@ -758,37 +699,37 @@ static void ev_run_turn(wk_event *ev) {
   in.want_deltas = q->stream;
   in.log_event_id = ev->event_id;
   in.existing_message_id = ev->use_existing_message ? ev->msg_id : NULL;
-  int rc = be_turn_start(w->be, &in, &turn_events, ev, &ev->op);
+  int rc = be_turn_start(w->be, &in, wk_events(ev->w), ev, &ev->op);
   if (rc != AW_OK) turn_not_started(ev, rc, "could not start the run");
 }
 
 /* ---- re-processing: continue what an earlier attempt started ------------- */
 
 static void ev_resume(wk_event *ev) {
-  ev_set_state(ev, ST_TURN);
+  wk_ev_set_state(ev, ST_TURN);
   ev->resumed = 1;
-  log_ctx c = ev_ctx(ev);
+  log_ctx c = wk_ev_ctx(ev);
   log_info(&c, "event was started before; resuming its run");
-  int rc = be_turn_resume(ev->w->be, ev->thread_id, ev->run_id, &turn_events, ev, &ev->op);
+  int rc = be_turn_resume(ev->w->be, ev->thread_id, ev->run_id, wk_events(ev->w), ev, &ev->op);
   if (rc != AW_OK) turn_not_started(ev, rc, "could not resume the run");
 }
 
 static void on_found_message(void *opaque, const be_result *res) {
   wk_event *ev = opaque;
   ev->op = NULL;
-  log_ctx c = ev_ctx(ev);
+  log_ctx c = wk_ev_ctx(ev);
   if (res->err == AW_ENOTFOUND) {
     ev_run_turn(ev); /* the earlier attempt stopped before adding the message */
   } else if (res->err) {
     log_warn(&c, "cannot look the event's message up on the thread: %s", res->errmsg ? res->errmsg : "");
-    retry_later(ev);
+    wk_retry_later(ev);
   } else if (res->run_id && *res->run_id) {
-    copy_id(ev->msg_id, sizeof ev->msg_id, res->id);
-    copy_id(ev->run_id, sizeof ev->run_id, res->run_id);
+    wk_copy_id(ev->msg_id, sizeof ev->msg_id, res->id);
+    wk_copy_id(ev->run_id, sizeof ev->run_id, res->run_id);
     put_progress(ev);
     ev_resume(ev);
   } else {
-    copy_id(ev->msg_id, sizeof ev->msg_id, res->id);
+    wk_copy_id(ev->msg_id, sizeof ev->msg_id, res->id);
     ev->use_existing_message = 1;
     log_info(&c, "event's message %s was added before; starting its run", ev->msg_id);
     ev_run_turn(ev);
@@ -804,13 +745,13 @@ static void ev_continue(wk_event *ev) {
   char *sp = strchr(ev->progress, ' ');
   if (sp && strncmp(sp + 1, "run_", 4) == 0) {
     *sp = '\0';
-    copy_id(ev->msg_id, sizeof ev->msg_id, ev->progress);
-    copy_id(ev->run_id, sizeof ev->run_id, sp + 1);
+    wk_copy_id(ev->msg_id, sizeof ev->msg_id, ev->progress);
+    wk_copy_id(ev->run_id, sizeof ev->run_id, sp + 1);
     ev_resume(ev);
     return;
   }
   /* Claimed, maybe with a message, but no run recorded: the thread says. */
-  ev_set_state(ev, ST_TURN);
+  wk_ev_set_state(ev, ST_TURN);
   int rc = be_find_message(ev->w->be, ev->thread_id, "event_id", ev->event_id, on_found_message, ev, &ev->op);
   if (rc != AW_OK) {
     be_result r = {0};
@@ -837,19 +778,19 @@ static void on_thread_claimed(void *opaque, int err, const char *winner) {
     if (be_conversation_delete(ev->w->be, ev->created_thread, on_loser_deleted, NULL, &op) != AW_OK)
       log_warn(NULL, "could not delete an unused thread");
     ev->created_thread[0] = '\0';
-    retry_later(ev);
+    wk_retry_later(ev);
     return;
   }
   if (winner && *winner && strcmp(winner, ev->created_thread) != 0) {
-    log_ctx c = ev_ctx(ev);
+    log_ctx c = wk_ev_ctx(ev);
     log_info(&c, "another worker created the conversation's thread first; using %s, deleting %s", winner,
              ev->created_thread);
     be_op *op = NULL;
     if (be_conversation_delete(ev->w->be, ev->created_thread, on_loser_deleted, NULL, &op) != AW_OK)
       log_warn(&c, "could not delete the unused thread %s", ev->created_thread);
-    copy_id(ev->thread_id, sizeof ev->thread_id, winner);
+    wk_copy_id(ev->thread_id, sizeof ev->thread_id, winner);
   } else {
-    copy_id(ev->thread_id, sizeof ev->thread_id, ev->created_thread);
+    wk_copy_id(ev->thread_id, sizeof ev->thread_id, ev->created_thread);
   }
   ev->created_thread[0] = '\0';
   ev_run_turn(ev);
@@ -864,16 +805,16 @@ static void on_thread_created(void *opaque, const be_result *res) {
     tr.error_code = res->error_code;
     tr.errmsg = res->errmsg;
     tr.http_status = res->http_status;
-    turn_done(ev, &tr);
+    wk_turn_done(ev, &tr);
     return;
   }
-  copy_id(ev->created_thread, sizeof ev->created_thread, res->id);
+  wk_copy_id(ev->created_thread, sizeof ev->created_thread, res->id);
   if (tmap_claim_thread(&ev->w->map, ev->conv_id, ev->created_thread, on_thread_claimed, ev) != AW_OK)
     on_thread_claimed(ev, AW_EREDIS, NULL);
 }
 
 static void ev_create_thread(wk_event *ev) {
-  ev_set_state(ev, ST_THREAD);
+  wk_ev_set_state(ev, ST_THREAD);
   contract_kv md[1] = {{"conversation_id", ev->conv_id}};
   int rc = be_conversation_create(ev->w->be, md, 1, on_thread_created, ev, &ev->op);
   if (rc != AW_OK) {
@@ -889,7 +830,7 @@ static void ev_create_thread(wk_event *ev) {
 static void lookup_done(wk_event *ev) {
   if (ev->dup) {
     ev->w->st.skipped_duplicates++;
-    log_ctx c = ev_ctx(ev);
+    log_ctx c = wk_ev_ctx(ev);
     log_info(&c, "event already answered; skipped");
     ev_finish(ev);
   } else if (ev->reject_code) {
@@ -908,7 +849,7 @@ static void on_lookup(wk_event *ev, int err) {
   if (--ev->pending_lookups > 0) return;
   if (ev->lookup_failed) {
     ev->w->st.redis_errors++;
-    retry_later(ev);
+    wk_retry_later(ev);
     return;
   }
   lookup_done(ev);
@@ -922,13 +863,13 @@ static void on_outcome(void *opaque, int err, const char *value) {
 
 static void on_progress(void *opaque, int err, const char *value) {
   wk_event *ev = opaque;
-  if (!err) copy_id(ev->progress, sizeof ev->progress, value ? value : "");
+  if (!err) wk_copy_id(ev->progress, sizeof ev->progress, value ? value : "");
   on_lookup(ev, err);
 }
 
 static void on_thread(void *opaque, int err, const char *value) {
   wk_event *ev = opaque;
-  if (!err && value) copy_id(ev->thread_id, sizeof ev->thread_id, value);
+  if (!err && value) wk_copy_id(ev->thread_id, sizeof ev->thread_id, value);
   on_lookup(ev, err);
 }
 
@@ -936,10 +877,14 @@ static void on_thread(void *opaque, int err, const char *value) {
 
 static void ev_start(wk_event *ev) {
   wk *w = ev->w;
+  if (ev->abandoned) {
+    ev_finish(ev); /* behind an abandoned event of its conversation */
+    return;
+  }
   if (ev_stale(ev)) {
     /* The partition was revoked before this event started: its new owner
      * reads it again from the committed offset. */
-    log_ctx c = ev_ctx(ev);
+    log_ctx c = wk_ev_ctx(ev);
     log_debug(&c, "partition revoked; event left to its new owner");
     ev_finish(ev);
     return;
@@ -948,14 +893,14 @@ static void ev_start(wk_event *ev) {
     ev_publish_rejection(ev); /* nothing to look up without both ids */
     return;
   }
-  ev_set_state(ev, ST_LOOKUP);
+  wk_ev_set_state(ev, ST_LOOKUP);
   int need_thread = !ev->reject_code && !ev->thread_id[0];
   int need_claim = !ev->reject_code;
   ev->pending_lookups = 1 + need_thread + need_claim;
   ev->lookup_failed = 0;
   if (tmap_get_outcome(&w->map, ev->conv_id, ev->event_id, on_outcome, ev) != AW_OK) {
     w->st.redis_errors++;
-    retry_later(ev);
+    wk_retry_later(ev);
     return;
   }
   if (need_thread && tmap_get_thread(&w->map, ev->conv_id, on_thread, ev) != AW_OK) {
@@ -1041,7 +986,7 @@ static void on_message(void *opaque, rd_kafka_message_t *m) {
   ev->partition = m->partition;
   ev->offset = m->offset;
   ev->gen = p->gen;
-  ev->received_ms = now_ms();
+  ev->received_ms = wk_now_ms();
   buf_init(&ev->out, RESPONSE_MAX_BYTES);
   buf_init(&ev->delta, DELTA_MAX_BYTES);
 
@@ -1055,8 +1000,8 @@ static void on_message(void *opaque, rd_kafka_message_t *m) {
     if (reject(ev, code ? code : "malformed_event", "%s", errstr, m) != AW_OK)
       log_error(NULL, "out of memory keeping a rejected event");
   } else {
-    copy_id(ev->event_id, sizeof ev->event_id, ev->req->event_id);
-    copy_id(ev->conv_id, sizeof ev->conv_id, ev->req->conversation_id);
+    wk_copy_id(ev->event_id, sizeof ev->event_id, ev->req->event_id);
+    wk_copy_id(ev->conv_id, sizeof ev->conv_id, ev->req->conversation_id);
     validate(w, ev, m);
   }
   rd_kafka_message_destroy(m);
@@ -1066,6 +1011,17 @@ static void on_message(void *opaque, rd_kafka_message_t *m) {
     make_ready(ev); /* no conversation to order against: answer it right away */
   check_partition(w, part);
   check_pressure(w);
+}
+
+static void log_parts(const char *what, const char *topic, const rd_kafka_topic_partition_list_t *parts) {
+  char list[1024], n[16];
+  size_t k = 0;
+  list[0] = '\0';
+  for (int i = 0; i < parts->cnt && k + 12 < sizeof list; i++)
+    k += (size_t)snprintf(list + k, sizeof list - k, "%s%d", i ? "," : "", (int)parts->elems[i].partition);
+  snprintf(n, sizeof n, "%d", parts->cnt);
+  const char *kv[] = {"count", n, "topic", topic, "partitions", list};
+  log_writekv(LOG_INFO, NULL, what, kv, 3);
 }
 
 static void on_assign(void *opaque, const rd_kafka_topic_partition_list_t *parts) {
@@ -1079,10 +1035,7 @@ static void on_assign(void *opaque, const rd_kafka_topic_partition_list_t *parts
     p->running = 0;
     p->paused = 0;
   }
-  char n[16];
-  snprintf(n, sizeof n, "%d", parts->cnt);
-  const char *kv[] = {"count", n};
-  log_writekv(LOG_INFO, NULL, "partitions assigned", kv, 1);
+  log_parts("partitions assigned", w->cfg.topic_requests, parts);
 }
 
 static void on_revoke(void *opaque, const rd_kafka_topic_partition_list_t *parts) {
@@ -1098,10 +1051,7 @@ static void on_revoke(void *opaque, const rd_kafka_topic_partition_list_t *parts
     p->paused = 0;
     otrk_free(&p->t);
   }
-  char n[16];
-  snprintf(n, sizeof n, "%d", parts->cnt);
-  const char *kv[] = {"count", n};
-  log_writekv(LOG_INFO, NULL, "partitions revoked", kv, 1);
+  log_parts("partitions revoked", w->cfg.topic_requests, parts);
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -1122,10 +1072,13 @@ void wk_config_default(wk_config *c) {
 }
 
 int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf,
-           rd_kafka_conf_t *producer_conf, be_backend *be, rconn *redis, wk **out,
-           char *errstr, size_t errstr_size) {
+           rd_kafka_conf_t *producer_conf, rd_kafka_conf_t *reply_conf, be_backend *be, rconn *redis,
+           wk **out, char *errstr, size_t errstr_size) {
   wk *w = calloc(1, sizeof *w);
-  if (!w) return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
+  if (!w) {
+    if (reply_conf) rd_kafka_conf_destroy(reply_conf);
+    return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
+  }
   w->loop = loop;
   w->cfg = *cfg;
   if (w->cfg.max_in_flight <= 0) w->cfg.max_in_flight = 1000;
@@ -1134,6 +1087,17 @@ int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf
   tmap_init(&w->map, redis, cfg->redis_prefix);
   int rc = kp_new(loop, producer_conf, on_dr, w, &w->producer, errstr, errstr_size);
   if (rc) {
+    if (reply_conf) rd_kafka_conf_destroy(reply_conf);
+    free(w);
+    return rc;
+  }
+  /* Before the request consumer: a run may need the reply consumer as soon
+   * as the first event arrives. */
+  rc = wkt_init(w, reply_conf, errstr, errstr_size);
+  if (rc) {
+    rd_kafka_conf_destroy(consumer_conf);
+    wkt_free(w);
+    kp_free(w->producer);
     free(w);
     return rc;
   }
@@ -1142,6 +1106,7 @@ int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf
   if (rc) {
     /* consumer_conf is still ours on failure: free it like kc_new would */
     rd_kafka_conf_destroy(consumer_conf);
+    wkt_free(w);
     kp_free(w->producer);
     free(w);
     return rc;
@@ -1184,11 +1149,15 @@ void wk_shutdown(wk *w, void (*done)(void *), void *opaque) {
   w->stop_opaque = opaque;
   if (kc_pause(w->consumer) != AW_OK) log_warn(NULL, "could not pause consumption");
   log_info(NULL, "shutting down: %ld events in flight", w->st.in_flight);
+  wkt_shutdown(w);
   uv_timer_start(&w->grace_timer, on_grace, (uint64_t)w->cfg.shutdown_grace_ms, 0);
   maybe_stopped(w);
 }
 
-void wk_get_stats(const wk *w, wk_stats *out) { *out = w->st; }
+void wk_get_stats(const wk *w, wk_stats *out) {
+  *out = w->st;
+  wkt_stats(w, out);
+}
 
 static void on_handle_closed(uv_handle_t *h) {
   wk *w = h->data;
@@ -1214,6 +1183,7 @@ void wk_free(wk *w) {
   }
   kc_close(w->consumer);
   kp_flush(w->producer, 5000);
+  wkt_free(w); /* after the flush: dead letters of tool replies report to it */
   kp_free(w->producer);
   for (int i = 0; i < w->nparts; i++) otrk_free(&w->parts[i].t);
   free(w->parts);

@@ -37,12 +37,23 @@
 #include "aw_error.h"
 #include "backend.h"
 #include "contract.h"
+#include "correlation.h"
 #include "redis_conn.h"
 
 typedef struct wk wk;
 
 /** Maps a configured assistant name to its API id (NULL if unknown). */
 typedef const char *(*wk_resolve_fn)(void *opaque, const char *name);
+
+/** How the calls of one function are routed (see config.h's cfg_function). */
+typedef struct wk_tool_route {
+  const char *name;
+  const char *topic;           /* where its tool requests go */
+  long deadline_ms;            /* how long a reply is waited for */
+  int cancel_on_deadline;      /* 0: submit a tool_timeout error output; 1: cancel the run */
+  int validate_arguments;      /* check the arguments against parameters_json first */
+  const char *parameters_json; /* the function's JSON Schema, or NULL */
+} wk_tool_route;
 
 typedef struct wk_config {
   const char *topic_requests, *topic_responses, *topic_deltas, *topic_dlq;
@@ -55,11 +66,21 @@ typedef struct wk_config {
   long shutdown_grace_ms;     /* default 30000 */
   wk_resolve_fn resolve_assistant;
   void *resolve_opaque;
+  /* Function calling (worker_tools.c).  ntool_routes == 0: no function is
+   * routed, and a run that asks for tool outputs is cancelled
+   * (tool_calls_unsupported).  Otherwise tool_key (borrowed) signs the
+   * correlation ids and replies are consumed from topic_tool_replies. */
+  const wk_tool_route *tool_routes; /* copied by wk_new */
+  size_t ntool_routes;
+  const char *topic_tool_replies;
+  const corr_key *tool_key;
 } wk_config;
 
 /** Counters, for logs and /metrics. */
 typedef struct wk_stats {
   unsigned long consumed, answered, rejected, failed, skipped_duplicates;
+  unsigned long tool_requests, tool_rounds, tool_timeouts, tool_replies, tool_replies_dlq;
+  long tool_waiting;          /* runs waiting for tool replies now */
   unsigned long deltas, dlq, redis_errors, kafka_errors, produce_retries;
   long in_flight;
   int paused;
@@ -68,11 +89,13 @@ typedef struct wk_stats {
 /** Defaults for wk_config (topics: assistant.requests etc). */
 void wk_config_default(wk_config *c);
 
-/** Create the worker and subscribe.  Takes ownership of both confs on
- *  success; be and redis are borrowed and must outlive the worker. */
+/** Create the worker and subscribe.  reply_conf configures the tool-reply
+ *  consumer (its group.id set by the caller); NULL when no function is
+ *  routed.  Takes ownership of the confs on success; be and redis are
+ *  borrowed and must outlive the worker. */
 int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf,
-           rd_kafka_conf_t *producer_conf, be_backend *be, rconn *redis, wk **out,
-           char *errstr, size_t errstr_size) AW_MUST_CHECK;
+           rd_kafka_conf_t *producer_conf, rd_kafka_conf_t *reply_conf, be_backend *be, rconn *redis,
+           wk **out, char *errstr, size_t errstr_size) AW_MUST_CHECK;
 
 /** Stop consuming, let in-flight events finish (up to the grace period),
  *  commit, then call done(opaque).  Idempotent. */

@@ -1,0 +1,515 @@
+/* tool_replies.c -- consume tool replies, record them for their run (see
+ * the header for the steps). */
+#include "tool_replies.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cjson/cJSON.h>
+
+#include "buf.h"
+#include "contract.h"
+#include "contract_tool.h"
+#include "kafka_consumer.h"
+#include "log.h"
+#include "offset_tracker.h"
+
+#define RETRY_MS 200
+
+typedef struct trep_msg {
+  trep *t;
+  struct trep_msg *retry_next;
+  int32_t partition;
+  int64_t offset;
+  uint64_t gen;
+  void *orig;
+  size_t orig_len;
+  void *key;
+  size_t key_len;
+  ctool_reply *reply;
+  const char *dlq_code;     /* set: dead-letter it with this reason */
+  char dlq_msg[256];
+  char run[128], call[128];
+  char *conv;
+  int pending_dr;
+  int stage;                /* 0 lookup, 1 apply, 2 dead-letter */
+} trep_msg;
+
+typedef struct trep_part {
+  otrk t;
+  uint64_t gen;
+  int assigned;
+} trep_part;
+
+struct trep {
+  uv_loop_t *loop;
+  trep_config cfg;
+  kc *consumer;
+  kp *producer;
+  tstate *ts;
+  const corr_key *key;
+  trep_complete_fn on_complete;
+  void *opaque;
+  unsigned dr_tag;
+  trep_part *parts;
+  int nparts;
+  long in_flight;
+  int paused, stopping, freeing;
+  trep_msg *retry_head;
+  uv_timer_t retry_timer, commit_timer;
+  int handles_open;
+  trep_stats st;
+};
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static trep_part *part_get(trep *t, int32_t p) {
+  if (p < 0) return NULL;
+  if (p >= t->nparts) {
+    trep_part *np = realloc(t->parts, (size_t)(p + 1) * sizeof *np);
+    if (!np) return NULL;
+    for (int i = t->nparts; i <= p; i++) {
+      otrk_init(&np[i].t);
+      np[i].gen = 0;
+      np[i].assigned = 0;
+    }
+    t->parts = np;
+    t->nparts = p + 1;
+  }
+  return &t->parts[p];
+}
+
+static void commit(trep *t, int sync) {
+  rd_kafka_topic_partition_list_t *l = NULL;
+  for (int i = 0; i < t->nparts; i++) {
+    int64_t off;
+    if (!t->parts[i].assigned || !otrk_take_commit(&t->parts[i].t, &off)) continue;
+    if (!l) l = rd_kafka_topic_partition_list_new(4);
+    rd_kafka_topic_partition_list_add(l, t->cfg.topic, i)->offset = off;
+  }
+  if (!l) return;
+  if (kc_commit(t->consumer, l, !sync) != AW_OK) t->st.kafka_errors++;
+  rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void on_commit_timer(uv_timer_t *h) { commit(h->data, 0); }
+
+static void check_pressure(trep *t) {
+  if (!t->consumer || t->stopping) return;
+  if (!t->paused && t->in_flight >= t->cfg.max_in_flight) {
+    if (kc_pause(t->consumer) == AW_OK) t->paused = 1;
+  } else if (t->paused && t->in_flight <= t->cfg.max_in_flight * 3 / 4) {
+    if (kc_resume(t->consumer) == AW_OK) t->paused = 0;
+  }
+}
+
+static void msg_free(trep_msg *m) {
+  ctool_reply_free(m->reply);
+  free(m->orig);
+  free(m->key);
+  free(m->conv);
+  free(m);
+}
+
+static void msg_done(trep_msg *m) {
+  trep *t = m->t;
+  trep_part *p = m->partition < t->nparts ? &t->parts[m->partition] : NULL;
+  if (p && p->assigned && p->gen == m->gen && otrk_done(&p->t, m->offset) != AW_OK)
+    log_warn(NULL, "tool reply offset %lld of partition %d was not tracked", (long long)m->offset,
+             (int)m->partition);
+  t->in_flight--;
+  msg_free(m);
+  check_pressure(t);
+}
+
+static void on_retry_timer(uv_timer_t *h);
+
+static void retry_later(trep_msg *m) {
+  trep *t = m->t;
+  m->retry_next = t->retry_head;
+  t->retry_head = m;
+  if (!uv_is_active((uv_handle_t *)&t->retry_timer))
+    uv_timer_start(&t->retry_timer, on_retry_timer, RETRY_MS, 0);
+}
+
+static void msg_step(trep_msg *m);
+
+static void on_retry_timer(uv_timer_t *h) {
+  trep *t = h->data;
+  trep_msg *l = t->retry_head;
+  t->retry_head = NULL;
+  while (l) {
+    trep_msg *m = l;
+    l = m->retry_next;
+    msg_step(m);
+  }
+}
+
+/* ---- dead letters -------------------------------------------------------------- */
+
+static void dead_letter(trep_msg *m, const char *code, const char *fmt, const char *detail) {
+  trep *t = m->t;
+  m->stage = 2;
+  m->dlq_code = code;
+  snprintf(m->dlq_msg, sizeof m->dlq_msg, fmt, detail ? detail : "");
+  log_ctx c = {NULL, m->conv, NULL, m->run[0] ? m->run : NULL};
+  log_warn(&c, "tool reply dead-lettered: %s: %s", code, m->dlq_msg);
+  contract_dlq d = {0};
+  d.original = m->orig;
+  d.original_len = m->orig_len;
+  d.original_key = m->key;
+  d.original_key_len = m->key_len;
+  d.topic = t->cfg.topic;
+  d.partition = m->partition;
+  d.offset = m->offset;
+  d.error_code = code;
+  d.error_message = m->dlq_msg;
+  d.conversation_id = m->conv;
+  d.failed_ms = now_ms();
+  buf b;
+  buf_init(&b, m->orig_len + m->key_len + 64 * 1024);
+  int rc = contract_dlq_encode(&d, &b);
+  if (rc == AW_OK)
+    rc = kp_produce(t->producer, t->cfg.dlq_topic, m->key, m->key_len, b.data, b.len,
+                    (void *)((uintptr_t)m | t->dr_tag));
+  buf_free(&b);
+  if (rc != AW_OK) {
+    t->st.kafka_errors++;
+    retry_later(m);
+    return;
+  }
+  m->pending_dr++;
+}
+
+void trep_on_dr(trep *t, void *msg_opaque, rd_kafka_resp_err_t err) {
+  trep_msg *m = msg_opaque;
+  m->pending_dr--;
+  if (t->freeing) {
+    if (m->pending_dr == 0) msg_free(m);
+    return;
+  }
+  if (err) {
+    t->st.kafka_errors++;
+    log_warn(NULL, "tool reply dead letter not delivered (%s); retrying", rd_kafka_err2str(err));
+    retry_later(m);
+    return;
+  }
+  t->st.dlq++;
+  msg_done(m);
+}
+
+/* ---- applying ------------------------------------------------------------------- */
+
+static void on_applied(void *opaque, int err, const char *verdict, long missing, const char *owner) {
+  trep_msg *m = opaque;
+  trep *t = m->t;
+  if (t->freeing) {
+    msg_free(m);
+    return;
+  }
+  if (err) {
+    t->st.redis_errors++;
+    retry_later(m);
+    return;
+  }
+  if (strcmp(verdict, "ok") != 0) {
+    dead_letter(m, verdict,
+                !strcmp(verdict, CTOOL_DLQ_ALREADY_ANSWERED) ? "the call already has a reply%s"
+                : !strcmp(verdict, CTOOL_DLQ_RUN_NOT_WAITING)
+                    ? "the run no longer waits for this call (deadline passed, or the run went on or ended)%s"
+                    : "no pending call has this correlation id%s",
+                "");
+    return;
+  }
+  t->st.recorded++;
+  log_ctx c = {NULL, m->conv, NULL, m->run};
+  char n[24];
+  snprintf(n, sizeof n, "%ld", missing);
+  const char *kv[] = {"tool_call_id", m->call, "missing", n};
+  log_writekv(LOG_INFO, &c, "tool reply recorded", kv, 2);
+  if (missing == 0) {
+    if (owner && strcmp(owner, t->cfg.owner) == 0) t->on_complete(t->opaque, m->conv, m->run);
+    else if (owner && *owner) tstate_wake(t->ts, owner, m->conv, m->run);
+  }
+  msg_done(m);
+}
+
+static void apply(trep_msg *m) {
+  trep *t = m->t;
+  ctool_reply *r = m->reply;
+  const char *kind = r->error_code ? "error" : "output";
+  char *owned = NULL;
+  const char *out = r->output;
+  size_t out_len = r->output_len;
+  if (r->error_code) {
+    /* What the model reads for a failed call. */
+    cJSON *o = cJSON_CreateObject(), *e = o ? cJSON_AddObjectToObject(o, "error") : NULL;
+    if (e && cJSON_AddStringToObject(e, "code", r->error_code) &&
+        cJSON_AddStringToObject(e, "message", r->error_message ? r->error_message : ""))
+      owned = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!owned) {
+      retry_later(m);
+      return;
+    }
+    out = owned;
+    out_len = strlen(owned);
+  }
+  int rc = tstate_apply_reply(t->ts, m->conv, m->run, m->call, kind, out, out_len, now_ms(), on_applied, m);
+  free(owned);
+  if (rc != AW_OK) {
+    t->st.redis_errors++;
+    retry_later(m);
+  }
+}
+
+static void on_corr(void *opaque, int err, const char *value) {
+  trep_msg *m = opaque;
+  trep *t = m->t;
+  if (t->freeing) {
+    msg_free(m);
+    return;
+  }
+  if (err) {
+    t->st.redis_errors++;
+    retry_later(m);
+    return;
+  }
+  if (!value) {
+    dead_letter(m, CTOOL_DLQ_UNKNOWN_CORRELATION, "no pending call has this correlation id%s", "");
+    return;
+  }
+  /* "<run> <call> <conv>" */
+  const char *sp1 = strchr(value, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+  if (!sp1 || !sp2 || (size_t)(sp1 - value) >= sizeof m->run || (size_t)(sp2 - sp1 - 1) >= sizeof m->call) {
+    dead_letter(m, CTOOL_DLQ_UNKNOWN_CORRELATION, "the correlation record is unreadable%s", "");
+    return;
+  }
+  memcpy(m->run, value, (size_t)(sp1 - value));
+  m->run[sp1 - value] = '\0';
+  memcpy(m->call, sp1 + 1, (size_t)(sp2 - sp1 - 1));
+  m->call[sp2 - sp1 - 1] = '\0';
+  m->conv = strdup(sp2 + 1);
+  if (!m->conv) {
+    retry_later(m);
+    return;
+  }
+  int64_t deadline = 0;
+  if (corr_verify(t->key, m->reply->correlation_id, m->conv, m->run, m->call, &deadline) != AW_OK) {
+    dead_letter(m, CTOOL_DLQ_BAD_CORRELATION, "the correlation id's signature does not match its call%s", "");
+    return;
+  }
+  if (now_ms() > deadline) {
+    dead_letter(m, CTOOL_DLQ_RUN_NOT_WAITING, "the reply came after the call's deadline%s", "");
+    return;
+  }
+  m->stage = 1;
+  apply(m);
+}
+
+static void lookup(trep_msg *m) {
+  trep *t = m->t;
+  const char *id = m->reply->correlation_id;
+  char head[TSTATE_CORR_KEY_CHARS + 1], digest[CORR_DIGEST_SIZE];
+  /* Only the shape is checked here; the signature once the call is known. */
+  if (strlen(id) != CORR_ID_LEN || strncmp(id, CORR_PREFIX, strlen(CORR_PREFIX)) != 0 ||
+      strspn(id + 4, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != CORR_ID_LEN - 4) {
+    dead_letter(m, CTOOL_DLQ_BAD_CORRELATION, "malformed correlation id (expected tc1. and 54 base64url characters)%s", "");
+    return;
+  }
+  memcpy(head, id, TSTATE_CORR_KEY_CHARS);
+  head[TSTATE_CORR_KEY_CHARS] = '\0';
+  if (corr_digest(head, digest) != AW_OK || tstate_corr_lookup(t->ts, digest, on_corr, m) != AW_OK) {
+    t->st.redis_errors++;
+    retry_later(m);
+  }
+}
+
+static void msg_step(trep_msg *m) {
+  trep *t = m->t;
+  trep_part *p = m->partition < t->nparts ? &t->parts[m->partition] : NULL;
+  if (!p || !p->assigned || p->gen != m->gen) {
+    /* Revoked meanwhile: the new owner reads it again. */
+    t->in_flight--;
+    msg_free(m);
+    return;
+  }
+  switch (m->stage) {
+  case 0: lookup(m); break;
+  case 1: apply(m); break;
+  default: dead_letter(m, m->dlq_code, "%s", m->dlq_msg); break;
+  }
+}
+
+/* ---- consumption ------------------------------------------------------------------ */
+
+static void on_message(void *opaque, rd_kafka_message_t *km) {
+  trep *t = opaque;
+  if (km->err) {
+    t->st.kafka_errors++;
+    log_warn(NULL, "tool reply consumer error: %s", rd_kafka_message_errstr(km));
+    rd_kafka_message_destroy(km);
+    return;
+  }
+  trep_part *p = part_get(t, km->partition);
+  trep_msg *m = calloc(1, sizeof *m);
+  if (!p || !m || otrk_add(&p->t, km->offset) != AW_OK) {
+    log_error(NULL, "cannot track tool reply offset %lld", (long long)km->offset);
+    free(m);
+    rd_kafka_message_destroy(km);
+    return;
+  }
+  t->st.consumed++;
+  t->in_flight++;
+  m->t = t;
+  m->partition = km->partition;
+  m->offset = km->offset;
+  m->gen = p->gen;
+  if (km->len) {
+    m->orig = malloc(km->len);
+    if (m->orig) memcpy(m->orig, km->payload, km->len);
+    m->orig_len = km->len;
+  }
+  if (km->key) {
+    m->key = malloc(km->key_len ? km->key_len : 1);
+    if (m->key && km->key_len) memcpy(m->key, km->key, km->key_len);
+    m->key_len = km->key_len;
+  }
+  const char *code = NULL;
+  char errstr[256];
+  int rc = (km->len && !m->orig) || (km->key && !m->key)
+               ? AW_ENOMEM
+               : ctool_reply_decode(km->payload, km->len, t->cfg.max_output, &m->reply, &code, errstr,
+                                    sizeof errstr);
+  rd_kafka_message_destroy(km);
+  if (rc == AW_ENOMEM) {
+    /* Left untracked-done: the offset is not committed past it. */
+    log_error(NULL, "out of memory keeping a tool reply");
+    m->stage = 2;
+    m->dlq_code = "internal_error";
+    snprintf(m->dlq_msg, sizeof m->dlq_msg, "out of memory");
+    retry_later(m);
+  } else if (rc != AW_OK) {
+    m->reply = NULL;
+    dead_letter(m, code ? code : "malformed_reply", "%s", errstr);
+  } else {
+    lookup(m);
+  }
+  check_pressure(t);
+}
+
+static void log_parts(const char *what, const char *topic, const rd_kafka_topic_partition_list_t *parts) {
+  char list[1024];
+  size_t k = 0;
+  list[0] = '\0';
+  for (int i = 0; i < parts->cnt && k + 12 < sizeof list; i++)
+    k += (size_t)snprintf(list + k, sizeof list - k, "%s%d", i ? "," : "", (int)parts->elems[i].partition);
+  char n[16];
+  snprintf(n, sizeof n, "%d", parts->cnt);
+  const char *kv[] = {"count", n, "topic", topic, "partitions", list};
+  log_writekv(LOG_INFO, NULL, what, kv, 3);
+}
+
+static void on_assign(void *opaque, const rd_kafka_topic_partition_list_t *parts) {
+  trep *t = opaque;
+  for (int i = 0; i < parts->cnt; i++) {
+    trep_part *p = part_get(t, parts->elems[i].partition);
+    if (!p) continue;
+    otrk_free(&p->t);
+    p->gen++;
+    p->assigned = 1;
+  }
+  log_parts("partitions assigned", t->cfg.topic, parts);
+}
+
+static void on_revoke(void *opaque, const rd_kafka_topic_partition_list_t *parts) {
+  trep *t = opaque;
+  commit(t, 1);
+  for (int i = 0; i < parts->cnt; i++) {
+    int32_t n = parts->elems[i].partition;
+    if (n < 0 || n >= t->nparts) continue;
+    t->parts[n].assigned = 0;
+    t->parts[n].gen++;
+    otrk_free(&t->parts[n].t);
+  }
+  log_parts("partitions revoked", t->cfg.topic, parts);
+}
+
+int trep_new(uv_loop_t *loop, const trep_config *cfg, rd_kafka_conf_t *consumer_conf, kp *producer,
+             tstate *ts, const corr_key *key, trep_complete_fn on_complete, void *opaque,
+             unsigned dr_tag, trep **out, char *errstr, size_t errstr_size) {
+  trep *t = calloc(1, sizeof *t);
+  if (!t) {
+    rd_kafka_conf_destroy(consumer_conf);
+    return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
+  }
+  t->loop = loop;
+  t->cfg = *cfg;
+  if (t->cfg.max_in_flight <= 0) t->cfg.max_in_flight = 1000;
+  if (t->cfg.commit_interval_ms <= 0) t->cfg.commit_interval_ms = 200;
+  t->producer = producer;
+  t->ts = ts;
+  t->key = key;
+  t->on_complete = on_complete;
+  t->opaque = opaque;
+  t->dr_tag = dr_tag;
+  kc_handlers h = {on_message, on_assign, on_revoke};
+  int rc = kc_new(loop, consumer_conf, cfg->topic, &h, t, 256, &t->consumer, errstr, errstr_size);
+  if (rc) {
+    rd_kafka_conf_destroy(consumer_conf);
+    free(t);
+    return rc;
+  }
+  uv_timer_init(loop, &t->retry_timer);
+  uv_timer_init(loop, &t->commit_timer);
+  t->retry_timer.data = t->commit_timer.data = t;
+  uv_timer_start(&t->commit_timer, on_commit_timer, (uint64_t)t->cfg.commit_interval_ms,
+                 (uint64_t)t->cfg.commit_interval_ms);
+  *out = t;
+  return AW_OK;
+}
+
+void trep_stop(trep *t) {
+  if (!t || t->stopping) return;
+  t->stopping = 1;
+  if (kc_pause(t->consumer) != AW_OK) log_warn(NULL, "could not pause the tool reply consumer");
+  commit(t, 1);
+}
+
+long trep_in_flight(const trep *t) { return t ? t->in_flight : 0; }
+
+void trep_get_stats(const trep *t, trep_stats *out) {
+  if (t) *out = t->st;
+  else memset(out, 0, sizeof *out);
+}
+
+static void on_closed(uv_handle_t *h) {
+  trep *t = h->data;
+  if (--t->handles_open == 0) free(t);
+}
+
+void trep_free(trep *t) {
+  if (!t) return;
+  t->freeing = 1;
+  commit(t, 1);
+  kc_close(t->consumer);
+  /* Replies waiting for a retry; those waiting for Redis were freed by
+   * their failed callbacks, those waiting for a delivery report by the
+   * producer's flush (trep_on_dr returns early while freeing). */
+  while (t->retry_head) {
+    trep_msg *m = t->retry_head;
+    t->retry_head = m->retry_next;
+    msg_free(m);
+  }
+  for (int i = 0; i < t->nparts; i++) otrk_free(&t->parts[i].t);
+  free(t->parts);
+  t->handles_open = 2;
+  uv_close((uv_handle_t *)&t->retry_timer, on_closed);
+  uv_close((uv_handle_t *)&t->commit_timer, on_closed);
+}

@@ -1,0 +1,825 @@
+/* worker_tools.c -- the tool phase of an event (prefix wkt_): a run stopped
+ * in requires_action; its function calls are routed to their services over
+ * Kafka, and the run goes on once every call has an output.
+ *
+ *   BEGIN    the round is recorded in Redis (tool_state.h), with a signed
+ *            correlation id per call; calls that need no service (unknown
+ *            function, arguments that break the function's schema) get
+ *            their error output right away
+ *   PUBLISH  one tool request per remaining call, all at once; the round is
+ *            marked published once every request is durable
+ *   WAIT     the event sits at the head of its conversation (so the next
+ *            request of the conversation waits) until the round is complete:
+ *            woken directly when this worker consumed the last reply, via
+ *            its wake list in Redis when another worker did, at the next
+ *            deadline, and by a slow safety poll
+ *   COLLECT  tstate_collect applies passed deadlines and hands the outputs
+ *   SUBMIT   be_submit_tool_outputs (streamed); the run goes on as a turn:
+ *            another round comes back here, the end goes to wk_turn_done
+ *   CANCEL   a deadline with on_deadline cancel_run: the run is cancelled
+ *            and followed to its end
+ *
+ * The owner of the request event is the only worker that submits, so one
+ * submission per round holds as long as one worker owns a partition; a
+ * worker that dies anywhere in this leaves the state in Redis, and the next
+ * owner of the event re-processes it: resuming the run by id brings it back
+ * here (BEGIN finds the round recorded and only re-publishes when the
+ * requests were not all durable).
+ */
+#include "worker_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <cjson/cJSON.h>
+
+#include "contract_tool.h"
+#include "json_schema.h"
+
+#define TICK_MS 20           /* wake-list drain while runs wait */
+#define SAFETY_POLL_MS 1000  /* a waiting run looks at its state at least this often */
+#define REDIS_RETRY_MS 200
+#define MAX_CALL_ID 64
+#define MAX_OUTCOMES 128     /* tool calls remembered for one response */
+#define ERR_OUTPUT_MAX 1024
+#define EXPIRY_GRACE_MS 1000 /* expires_at has a one-second resolution */
+
+typedef struct wkt_route {
+  wk_tool_route r;
+  char *name, *topic, *params;
+  jschema *schema;     /* NULL: no parameters declared, or not validated */
+} wkt_route;
+
+typedef struct wkt {
+  wkt_route *routes;
+  size_t nroutes;
+  tstate ts;
+  trep *replies;
+  char owner[33];      /* this worker instance, random */
+  struct wkt_ev *waiting; /* uthash by run id */
+  uv_timer_t tick;
+  int wakes_pending;   /* an LPOP of the wake list is out */
+  int stopping;
+  unsigned long requests, rounds, timeouts;
+  be_turn_events submit_events; /* the worker's, with on_done = on_submit_done */
+  be_turn_events cancel_events; /* the worker's, with on_done = wk_turn_done */
+} wkt;
+
+enum { S_BEGIN, S_PUBLISH, S_WAIT, S_COLLECT, S_SUBMIT, S_CANCEL };
+
+typedef struct wkt_call {
+  char id[MAX_CALL_ID];
+  char name[CTOOL_MAX_NAME + 1];
+  char *args;
+  const wkt_route *route;
+  char corr[CORR_ID_SIZE];
+  char digest[CORR_DIGEST_SIZE];
+  int64_t deadline_ms;
+  const char *preset_kind; /* decided without a service */
+  char *preset_output;
+  char *timeout_output;
+  int published, publishing;
+} wkt_call;
+
+typedef struct wkt_outcome {
+  char id[MAX_CALL_ID];
+  char name[CTOOL_MAX_NAME + 1];
+  char kind[24];
+} wkt_outcome;
+
+typedef struct wkt_ev {
+  wk_event *ev;
+  int stage;
+  int busy;            /* a Redis command of this event is out */
+  int abandon;         /* shutdown: leave it when the command returns */
+  int in_hash;
+  char run[TMAP_ID_MAX];
+  wkt_call *calls;
+  size_t ncalls;
+  int pending_dr;
+  int64_t next_check_ms, next_deadline_ms, began_ms;
+  wkt_outcome *outcomes;
+  size_t noutcomes;
+  contract_tool_call *view;
+  char cancel_fn[CTOOL_MAX_NAME + 1];
+  int resumed_after_4xx;
+  int64_t expires_at_ms;  /* when the API expires the waiting run; 0 unknown */
+  int expiry_checked;     /* the run was looked at after its expiry */
+  UT_hash_handle hh;
+} wkt_ev;
+
+static void begin_round(wkt_ev *te);
+static void publish(wkt_ev *te);
+static void collect(wkt_ev *te);
+
+static log_ctx te_ctx(const wkt_ev *te) { return wk_ev_ctx(te->ev); }
+
+/* ---- set-up -------------------------------------------------------------- */
+
+static const wkt_route *route_for(const wkt *T, const char *name) {
+  for (size_t i = 0; i < T->nroutes; i++)
+    if (strcmp(T->routes[i].r.name, name) == 0) return &T->routes[i];
+  return NULL;
+}
+
+static void complete_local(void *opaque, const char *conv, const char *run);
+static void on_submit_done(void *opaque, const be_turn_result *res);
+static void tick_start(wk *w);
+
+int wkt_init(wk *w, rd_kafka_conf_t *reply_conf, char *errstr, size_t errstr_size) {
+  const wk_config *c = &w->cfg;
+  if (!c->ntool_routes) {
+    if (reply_conf) rd_kafka_conf_destroy(reply_conf);
+    return AW_OK;
+  }
+  if (!reply_conf || !c->tool_key || !c->topic_tool_replies) {
+    if (reply_conf) rd_kafka_conf_destroy(reply_conf);
+    return aw_seterr(AW_EINVAL, errstr, errstr_size, "function routes need a tool key, reply topic and consumer");
+  }
+  wkt *T = calloc(1, sizeof *T);
+  if (!T || !(T->routes = calloc(c->ntool_routes, sizeof *T->routes))) {
+    free(T);
+    rd_kafka_conf_destroy(reply_conf);
+    return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
+  }
+  w->tools = T;
+  int rc = AW_OK;
+  for (size_t i = 0; i < c->ntool_routes && rc == AW_OK; i++) {
+    wkt_route *r = &T->routes[i];
+    r->r = c->tool_routes[i];
+    r->name = strdup(r->r.name);
+    r->topic = strdup(r->r.topic);
+    r->params = r->r.parameters_json ? strdup(r->r.parameters_json) : NULL;
+    T->nroutes++;
+    if (!r->name || !r->topic || (r->r.parameters_json && !r->params)) {
+      rc = aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
+      break;
+    }
+    r->r.name = r->name;
+    r->r.topic = r->topic;
+    r->r.parameters_json = r->params;
+    if (r->params && r->r.validate_arguments) {
+      char e[256];
+      rc = jschema_compile(r->params, strlen(r->params), &r->schema, e, sizeof e);
+      if (rc != AW_OK) rc = aw_seterr(rc, errstr, errstr_size, "function %s: parameters: %s", r->name, e);
+    }
+  }
+  unsigned char rnd[16];
+  if (rc == AW_OK && getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+    rc = aw_seterr(AW_EIO, errstr, errstr_size, "no random bytes for the worker id");
+  if (rc != AW_OK) {
+    rd_kafka_conf_destroy(reply_conf);
+    return rc; /* wkt_free (from wk_new's failure path) frees T */
+  }
+  for (size_t i = 0; i < sizeof rnd; i++) snprintf(T->owner + 2 * i, 3, "%02x", rnd[i]);
+  tstate_init(&T->ts, w->redis, c->redis_prefix);
+  T->submit_events = *wk_events(w);
+  T->submit_events.on_done = on_submit_done;
+  T->cancel_events = *wk_events(w);
+  uv_timer_init(w->loop, &T->tick);
+  T->tick.data = w;
+  trep_config tc = {0};
+  tc.topic = c->topic_tool_replies;
+  tc.dlq_topic = c->topic_dlq;
+  tc.owner = T->owner;
+  tc.commit_interval_ms = c->commit_interval_ms;
+  rc = trep_new(w->loop, &tc, reply_conf, w->producer, &T->ts, c->tool_key, complete_local, w, DR_REPLY_DLQ,
+                &T->replies, errstr, errstr_size);
+  if (rc != AW_OK) return rc;
+  log_info(NULL, "function calling on: %zu functions, replies from %s, worker id %s", T->nroutes,
+           c->topic_tool_replies, T->owner);
+  return AW_OK;
+}
+
+static void on_tick_closed(uv_handle_t *h) { free(h->data); }
+
+void wkt_free(wk *w) {
+  wkt *T = w->tools;
+  if (!T) return;
+  trep_free(T->replies);
+  for (size_t i = 0; i < T->nroutes; i++) {
+    jschema_free(T->routes[i].schema);
+    free(T->routes[i].name);
+    free(T->routes[i].topic);
+    free(T->routes[i].params);
+  }
+  free(T->routes);
+  w->tools = NULL;
+  if (T->owner[0]) {
+    T->tick.data = T;
+    uv_close((uv_handle_t *)&T->tick, on_tick_closed);
+  } else {
+    free(T);
+  }
+}
+
+/* ---- per-event state ------------------------------------------------------- */
+
+static void calls_free(wkt_ev *te) {
+  for (size_t i = 0; i < te->ncalls; i++) {
+    free(te->calls[i].args);
+    free(te->calls[i].preset_output);
+    free(te->calls[i].timeout_output);
+  }
+  free(te->calls);
+  te->calls = NULL;
+  te->ncalls = 0;
+}
+
+static void unpark(wkt_ev *te) {
+  wkt *T = te->ev->w->tools;
+  if (te->in_hash) {
+    HASH_DEL(T->waiting, te);
+    te->in_hash = 0;
+  }
+}
+
+static void park(wkt_ev *te) {
+  wkt *T = te->ev->w->tools;
+  if (te->in_hash) return;
+  HASH_ADD_STR(T->waiting, run, te);
+  te->in_hash = 1;
+  tick_start(te->ev->w);
+}
+
+void wkt_forget(wk_event *ev) {
+  wkt_ev *te = ev->tools;
+  if (!te) return;
+  unpark(te);
+  calls_free(te);
+  free(te->outcomes);
+  free(te->view);
+  free(te);
+  ev->tools = NULL;
+}
+
+/* {"error":{"code":..,"message":..}}: what the model reads for a call that
+ * got no real output. */
+static char *error_output(const char *code, const char *msg) {
+  cJSON *o = cJSON_CreateObject(), *e = o ? cJSON_AddObjectToObject(o, "error") : NULL;
+  char *s = NULL;
+  if (e && cJSON_AddStringToObject(e, "code", code) && cJSON_AddStringToObject(e, "message", msg))
+    s = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  return s;
+}
+
+/* The calls the model made, copied (their strings live only in the
+ * callback), each decided: routed, or answered at once with an error. */
+static int take_calls(wkt_ev *te, const be_tool_call *calls, size_t n) {
+  wk_event *ev = te->ev;
+  wkt *T = ev->w->tools;
+  int64_t now = wk_now_ms();
+  te->calls = calloc(n, sizeof *te->calls);
+  if (!te->calls) return AW_ENOMEM;
+  te->ncalls = n;
+  for (size_t i = 0; i < n; i++) {
+    wkt_call *c = &te->calls[i];
+    const char *id = calls[i].id ? calls[i].id : "";
+    const char *name = calls[i].name ? calls[i].name : "";
+    if (!*id || strlen(id) >= sizeof c->id || strchr(id, ' ')) return AW_EPARSE;
+    wk_copy_id(c->id, sizeof c->id, id);
+    wk_copy_id(c->name, sizeof c->name, name);
+    c->args = strdup(calls[i].arguments ? calls[i].arguments : "");
+    if (!c->args) return AW_ENOMEM;
+    c->route = route_for(T, name);
+    char msg[ERR_OUTPUT_MAX];
+    if (!c->route) {
+      snprintf(msg, sizeof msg, "no service is configured for the function '%.64s'", name);
+      c->preset_kind = "unknown_function";
+      c->preset_output = error_output("unknown_function", msg);
+      c->deadline_ms = now;
+    } else {
+      c->deadline_ms = now + c->route->r.deadline_ms;
+      if (c->route->r.validate_arguments) {
+        char e[512];
+        int bad = 0;
+        if (c->route->schema) {
+          bad = jschema_validate_text(c->route->schema, c->args, strlen(c->args), e, sizeof e) != AW_OK;
+        } else {
+          cJSON *j = cJSON_ParseWithLength(c->args, strlen(c->args));
+          bad = !cJSON_IsObject(j);
+          snprintf(e, sizeof e, "arguments are not a JSON object");
+          cJSON_Delete(j);
+        }
+        if (bad) {
+          snprintf(msg, sizeof msg, "invalid arguments for %s: %s", name, e);
+          c->preset_kind = "invalid_arguments";
+          c->preset_output = error_output("invalid_arguments", msg);
+        }
+      }
+    }
+    if (c->preset_kind && !c->preset_output) return AW_ENOMEM;
+    snprintf(msg, sizeof msg, "no reply from %s within %ld ms", name, c->route ? c->route->r.deadline_ms : 0L);
+    c->timeout_output = error_output("tool_timeout", msg);
+    if (!c->timeout_output) return AW_ENOMEM;
+    if (!c->preset_kind) {
+      char head[TSTATE_CORR_KEY_CHARS + 1];
+      int rc = corr_new(ev->w->cfg.tool_key, ev->conv_id, ev->run_id, c->id, c->deadline_ms, c->corr, sizeof c->corr);
+      if (rc != AW_OK) return rc;
+      memcpy(head, c->corr, TSTATE_CORR_KEY_CHARS);
+      head[TSTATE_CORR_KEY_CHARS] = '\0';
+      rc = corr_digest(head, c->digest);
+      if (rc != AW_OK) return rc;
+    }
+  }
+  return AW_OK;
+}
+
+/* The run cannot go on: answer the event with this error. */
+static void fail_turn(wkt_ev *te, int err, const char *code, const char *msg) {
+  wk_event *ev = te->ev;
+  unpark(te);
+  be_turn_result r = {0};
+  r.err = err;
+  r.error_code = code;
+  r.errmsg = msg;
+  r.run_id = ev->run_id;
+  wk_ev_set_state(ev, ST_TURN);
+  wk_turn_done(ev, &r);
+}
+
+void wkt_begin(wk_event *ev, const be_tool_call *calls, size_t n, int64_t expires_at_ms) {
+  wk *w = ev->w;
+  wkt *T = w->tools;
+  wkt_ev *te = ev->tools;
+  if (!te) {
+    te = calloc(1, sizeof *te);
+    if (!te) {
+      be_turn_result r = {0};
+      r.err = AW_ENOMEM;
+      r.errmsg = "out of memory routing tool calls";
+      wk_turn_done(ev, &r);
+      return;
+    }
+    te->ev = ev;
+    ev->tools = te;
+  }
+  calls_free(te);
+  wk_ev_set_state(ev, ST_TOOLS);
+  wk_copy_id(te->run, sizeof te->run, ev->run_id);
+  te->began_ms = wk_now_ms();
+  T->rounds++;
+  te->expires_at_ms = expires_at_ms;
+  te->expiry_checked = 0;
+  int rc = take_calls(te, calls, n);
+  if (rc != AW_OK) {
+    fail_turn(te, rc, rc == AW_ENOMEM ? "internal_error" : "invalid_tool_call",
+              rc == AW_ENOMEM ? "out of memory routing tool calls" : "a tool call could not be routed");
+    return;
+  }
+  if (T->stopping) {
+    /* Shutting down: the round is recorded by whoever owns the event next. */
+    wk_ev_abandon(ev);
+    return;
+  }
+  begin_round(te);
+}
+
+/* ---- BEGIN ------------------------------------------------------------------ */
+
+static void on_begun(void *opaque, int err, int fresh, long missing, int published) {
+  wkt_ev *te = opaque;
+  wk_event *ev = te->ev;
+  te->busy = 0;
+  if (te->abandon) {
+    wk_ev_abandon(ev);
+    return;
+  }
+  if (err) {
+    ev->w->st.redis_errors++;
+    wk_retry_later(ev);
+    return;
+  }
+  park(te);
+  log_ctx c = te_ctx(te);
+  if (!fresh) log_info(&c, "tool round was recorded before; %s", published ? "waiting for its replies" : "publishing its requests again");
+  if (!fresh && published) {
+    te->stage = S_WAIT;
+    if (missing == 0) collect(te);
+    return;
+  }
+  te->stage = S_PUBLISH;
+  publish(te);
+}
+
+static void begin_round(wkt_ev *te) {
+  wk_event *ev = te->ev;
+  wkt *T = ev->w->tools;
+  te->stage = S_BEGIN;
+  tstate_call *tc = calloc(te->ncalls, sizeof *tc);
+  if (!tc) {
+    wk_retry_later(ev);
+    return;
+  }
+  for (size_t i = 0; i < te->ncalls; i++) {
+    const wkt_call *c = &te->calls[i];
+    tc[i].id = c->id;
+    tc[i].name = c->name;
+    tc[i].deadline_ms = c->deadline_ms;
+    tc[i].cancel_on_deadline = c->route && c->route->r.cancel_on_deadline;
+    tc[i].timeout_output = c->timeout_output;
+    tc[i].preset_kind = c->preset_kind;
+    tc[i].preset_output = c->preset_output;
+    tc[i].corr_digest = c->preset_kind ? NULL : c->digest;
+  }
+  int rc = tstate_round_begin(&T->ts, ev->conv_id, ev->run_id, ev->event_id, T->owner, tc, te->ncalls, on_begun, te);
+  free(tc);
+  if (rc != AW_OK) {
+    ev->w->st.redis_errors++;
+    wk_retry_later(ev);
+    return;
+  }
+  te->busy = 1;
+}
+
+/* ---- PUBLISH ---------------------------------------------------------------- */
+
+static void published(wkt_ev *te) {
+  wk_event *ev = te->ev;
+  wkt *T = ev->w->tools;
+  size_t n = 0;
+  for (size_t i = 0; i < te->ncalls; i++) n += !te->calls[i].preset_kind;
+  tstate_set_published(&T->ts, ev->conv_id, ev->run_id);
+  log_ctx c = te_ctx(te);
+  char count[24];
+  snprintf(count, sizeof count, "%zu", n);
+  const char *kv[] = {"count", count};
+  if (n) log_writekv(LOG_INFO, &c, "tool requests published", kv, 1);
+  else log_info(&c, "every tool call of the round was answered without a service");
+  te->stage = S_WAIT;
+  te->next_check_ms = wk_now_ms() + SAFETY_POLL_MS;
+  te->next_deadline_ms = -1;
+  for (size_t i = 0; i < te->ncalls; i++)
+    if (!te->calls[i].preset_kind && (te->next_deadline_ms < 0 || te->calls[i].deadline_ms < te->next_deadline_ms))
+      te->next_deadline_ms = te->calls[i].deadline_ms;
+  /* Every call answered at once (no service needed): go on now. */
+  if (n == 0) collect(te);
+}
+
+static int publish_one(wkt_ev *te, wkt_call *c) {
+  wk_event *ev = te->ev;
+  ctool_request r = {0};
+  r.correlation_id = c->corr;
+  r.conversation_id = ev->conv_id;
+  r.thread_id = ev->thread_id;
+  r.run_id = ev->run_id;
+  r.tool_call_id = c->id;
+  r.name = c->name;
+  r.arguments_json = c->args;
+  r.arguments_json_len = strlen(c->args);
+  r.deadline_ms = c->deadline_ms;
+  r.reply_topic = ev->w->cfg.topic_tool_replies;
+  buf b;
+  buf_init(&b, CTOOL_DEFAULT_MAX_REQUEST);
+  int rc = ctool_request_encode(&r, &b);
+  if (rc == AW_OK) {
+    /* W3C trace context: the trace is the event's (a digest of its id),
+     * the span this request's. */
+    char trace[CORR_DIGEST_SIZE], tp[64];
+    unsigned char span[8];
+    if (corr_digest(ev->event_id, trace) != AW_OK || getrandom(span, sizeof span, 0) != (ssize_t)sizeof span)
+      memset(span, 0x5a, sizeof span);
+    int k = snprintf(tp, sizeof tp, "00-%.32s-", trace);
+    for (size_t i = 0; i < sizeof span; i++) k += snprintf(tp + k, sizeof tp - (size_t)k, "%02x", span[i]);
+    snprintf(tp + k, sizeof tp - (size_t)k, "-01");
+    const char *hdr[] = {"traceparent", tp};
+    rc = wk_produce(ev, c->route->r.topic, DR_TOOL_REQUEST, ev->conv_id, strlen(ev->conv_id), b.data, b.len, hdr, 1);
+  }
+  buf_free(&b);
+  return rc;
+}
+
+static void publish(wkt_ev *te) {
+  wk_event *ev = te->ev;
+  int failed = 0;
+  for (size_t i = 0; i < te->ncalls; i++) {
+    wkt_call *c = &te->calls[i];
+    if (c->preset_kind || c->published || c->publishing) continue;
+    /* The DR names the event, not the call: calls are published in order
+     * and reported in order per topic, but topics differ, so count. */
+    if (publish_one(te, c) == AW_OK) {
+      c->publishing = 1;
+      te->pending_dr++;
+      ev->w->tools->requests++;
+    } else {
+      failed = 1;
+    }
+  }
+  if (failed && te->pending_dr == 0) {
+    ev->w->st.kafka_errors++;
+    wk_retry_later(ev);
+    return;
+  }
+  if (te->pending_dr == 0) published(te);
+}
+
+void wkt_on_request_dr(wk_event *ev, rd_kafka_resp_err_t err) {
+  wkt_ev *te = ev->tools;
+  if (!te) return;
+  te->pending_dr--;
+  /* Which call?  The first one publishing: a failure makes every call
+   * still publishing go again, which only duplicates a request that the
+   * service answers twice (the second reply is already_answered). */
+  if (err) {
+    ev->w->st.kafka_errors++;
+    log_ctx c = te_ctx(te);
+    log_warn(&c, "tool request not delivered: %s", rd_kafka_err2str(err));
+    for (size_t i = 0; i < te->ncalls; i++) te->calls[i].publishing = 0;
+  }
+  if (te->pending_dr > 0) return;
+  if (te->abandon) {
+    wk_ev_abandon(ev);
+    return;
+  }
+  int all = 1;
+  for (size_t i = 0; i < te->ncalls; i++) {
+    wkt_call *c = &te->calls[i];
+    if (c->publishing) {
+      c->publishing = 0;
+      c->published = 1;
+    }
+    if (!c->preset_kind && !c->published) all = 0;
+  }
+  if (all) published(te);
+  else wk_retry_later(ev);
+}
+
+/* ---- WAIT: wake-ups, deadlines, safety poll ------------------------------------ */
+
+static void wake(wk *w, const char *run) {
+  wkt *T = w->tools;
+  wkt_ev *te = NULL;
+  HASH_FIND_STR(T->waiting, run, te);
+  if (te && te->stage == S_WAIT && !te->busy) collect(te);
+  else if (te) te->next_check_ms = 0; /* look again as soon as it is idle */
+}
+
+static void complete_local(void *opaque, const char *conv, const char *run) {
+  (void)conv;
+  wake(opaque, run);
+}
+
+static void on_wakes(void *opaque, int err, const char *const *items, size_t n) {
+  wk *w = opaque;
+  if (!w->tools) return;
+  w->tools->wakes_pending = 0;
+  if (err) return;
+  for (size_t i = 0; i < n; i++) {
+    char run[TMAP_ID_MAX];
+    const char *sp = strchr(items[i], ' ');
+    size_t k = sp ? (size_t)(sp - items[i]) : strlen(items[i]);
+    if (k >= sizeof run) continue;
+    memcpy(run, items[i], k);
+    run[k] = '\0';
+    wake(w, run);
+  }
+}
+
+/* The API's expiry of the waiting run passed before the round completed (a
+ * deadline longer than the run may wait): follow the run to its end, which
+ * reports it expired. */
+static void expired(wkt_ev *te) {
+  wk_event *ev = te->ev;
+  te->expiry_checked = 1;
+  unpark(te);
+  te->stage = S_SUBMIT;
+  wk_ev_set_state(ev, ST_TURN);
+  log_ctx c = te_ctx(te);
+  log_warn(&c, "the run's expiry passed while waiting for tool replies; following the run");
+  ev->resumed = 1;
+  int rc = be_turn_resume(ev->w->be, ev->thread_id, ev->run_id, &ev->w->tools->cancel_events, ev, &ev->op);
+  if (rc != AW_OK) fail_turn(te, rc, "api_error", "could not follow the expired run");
+}
+
+static void on_tick(uv_timer_t *h) {
+  wk *w = h->data;
+  wkt *T = w->tools;
+  if (!T->waiting) {
+    uv_timer_stop(h);
+    return;
+  }
+  if (!T->wakes_pending && tstate_take_wakes(&T->ts, T->owner, on_wakes, w) == AW_OK) T->wakes_pending = 1;
+  int64_t now = wk_now_ms();
+  wkt_ev *te, *tmp;
+  HASH_ITER(hh, T->waiting, te, tmp) {
+    if (te->stage != S_WAIT || te->busy) continue;
+    wk_part *p = te->ev->partition < w->nparts ? &w->parts[te->ev->partition] : NULL;
+    if (!p || !p->assigned || p->gen != te->ev->gen) {
+      /* Revoked: the partition's new owner picks the run up. */
+      wk_ev_abandon(te->ev);
+      continue;
+    }
+    if (te->expires_at_ms > 0 && !te->expiry_checked && now >= te->expires_at_ms + EXPIRY_GRACE_MS) {
+      expired(te);
+      continue;
+    }
+    if (now >= te->next_check_ms || (te->next_deadline_ms >= 0 && now >= te->next_deadline_ms)) collect(te);
+  }
+}
+
+static void tick_start(wk *w) {
+  if (!uv_is_active((uv_handle_t *)&w->tools->tick)) uv_timer_start(&w->tools->tick, on_tick, TICK_MS, TICK_MS);
+}
+
+/* ---- COLLECT, SUBMIT, CANCEL ------------------------------------------------------ */
+
+static void keep_outcomes(wkt_ev *te, const tstate_collected *c) {
+  size_t n = c->ncalls < MAX_OUTCOMES ? c->ncalls : MAX_OUTCOMES;
+  wkt_outcome *o = n ? calloc(n, sizeof *o) : NULL;
+  if (n && !o) return; /* the response then lists no tool calls */
+  for (size_t i = 0; i < n; i++) {
+    wk_copy_id(o[i].id, sizeof o[i].id, c->calls[i].id);
+    wk_copy_id(o[i].name, sizeof o[i].name, c->calls[i].name);
+    wk_copy_id(o[i].kind, sizeof o[i].kind, c->calls[i].kind[0] ? c->calls[i].kind : "timeout");
+  }
+  free(te->outcomes);
+  te->outcomes = o;
+  te->noutcomes = n;
+}
+
+
+static void on_cancel_sent(void *opaque, const be_result *res) {
+  wk_event *ev = opaque;
+  ev->op = NULL;
+  if (res->err) {
+    log_ctx c = wk_ev_ctx(ev);
+    log_warn(&c, "cancelling the run failed: %s", res->errmsg ? res->errmsg : "");
+  }
+  /* Either way, follow the run to its end (cancelled, or whatever it is). */
+  int rc = be_turn_resume(ev->w->be, ev->thread_id, ev->run_id, &ev->w->tools->cancel_events, ev, &ev->op);
+  if (rc != AW_OK) fail_turn(ev->tools, rc, "api_error", "could not follow the cancelled run");
+}
+
+static void submit(wkt_ev *te, const tstate_collected *c) {
+  wk_event *ev = te->ev;
+  size_t n = 0;
+  for (size_t i = 0; i < c->ncalls; i++) n += c->calls[i].round == c->round;
+  be_tool_output *outs = n ? calloc(n, sizeof *outs) : NULL;
+  if (!outs) {
+    fail_turn(te, AW_ENOMEM, "internal_error", "no tool outputs to submit");
+    return;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < c->ncalls; i++) {
+    if (c->calls[i].round != c->round) continue;
+    outs[k].tool_call_id = c->calls[i].id;
+    outs[k].output = c->calls[i].output;
+    k++;
+  }
+  unpark(te);
+  te->stage = S_SUBMIT;
+  wk_ev_set_state(ev, ST_TURN);
+  ev->resumed = 0; /* the continuation streams its deltas live */
+  log_ctx lc = te_ctx(te);
+  char count[24], ms[24];
+  snprintf(count, sizeof count, "%zu", n);
+  snprintf(ms, sizeof ms, "%" PRId64, wk_now_ms() - te->began_ms);
+  const char *kv[] = {"count", count, "round_ms", ms};
+  log_writekv(LOG_INFO, &lc, "tool outputs submitted", kv, 2);
+  int rc = be_submit_tool_outputs(ev->w->be, ev->thread_id, ev->run_id, outs, n, ev->req->stream,
+                                  &ev->w->tools->submit_events, ev, &ev->op);
+  free(outs);
+  if (rc != AW_OK) fail_turn(te, rc, "api_error", "could not submit the tool outputs");
+}
+
+/* A submission the API refused (4xx: the run expired, was cancelled, or the
+ * outputs were already taken by an earlier attempt): follow the run to learn
+ * how it really ended, once. */
+static void on_submit_done(void *opaque, const be_turn_result *res) {
+  wk_event *ev = opaque;
+  wkt_ev *te = ev->tools;
+  if (te && res->err == AW_EHTTP4XX && !te->resumed_after_4xx && ev->run_id[0]) {
+    te->resumed_after_4xx = 1;
+    ev->op = NULL;
+    log_ctx c = wk_ev_ctx(ev);
+    log_warn(&c, "the API refused the tool outputs (%s); following the run", res->errmsg ? res->errmsg : "");
+    ev->resumed = 1;
+    int rc = be_turn_resume(ev->w->be, ev->thread_id, ev->run_id, &ev->w->tools->submit_events, ev, &ev->op);
+    if (rc == AW_OK) return;
+  }
+  wk_turn_done(ev, res);
+}
+
+static void on_collected(void *opaque, int err, const tstate_collected *c) {
+  wkt_ev *te = opaque;
+  wk_event *ev = te->ev;
+  wkt *T = ev->w->tools;
+  te->busy = 0;
+  if (te->abandon) {
+    wk_ev_abandon(ev);
+    return;
+  }
+  int64_t now = wk_now_ms();
+  if (err) {
+    ev->w->st.redis_errors++;
+    te->stage = S_WAIT;
+    te->next_check_ms = now + REDIS_RETRY_MS;
+    return;
+  }
+  if (c->gone) {
+    fail_turn(te, AW_ESTATE, "tool_state_lost", "the run's tool-call state is gone from Redis (expired?)");
+    return;
+  }
+  if (!c->ready) {
+    te->stage = S_WAIT;
+    te->next_deadline_ms = c->next_deadline_ms;
+    te->next_check_ms = now + SAFETY_POLL_MS;
+    return;
+  }
+  keep_outcomes(te, c);
+  for (size_t i = 0; i < c->ncalls; i++)
+    if (c->calls[i].round == c->round && !strcmp(c->calls[i].kind, "timeout")) T->timeouts++;
+  if (c->cancel) {
+    wk_copy_id(te->cancel_fn, sizeof te->cancel_fn, c->cancel);
+    unpark(te);
+    te->stage = S_CANCEL;
+    wk_ev_set_state(ev, ST_TURN);
+    log_ctx lc = te_ctx(te);
+    log_warn(&lc, "no reply from %s by its deadline; cancelling the run", te->cancel_fn);
+    int rc = be_run_cancel(ev->w->be, ev->thread_id, ev->run_id, on_cancel_sent, ev, &ev->op);
+    if (rc != AW_OK) fail_turn(te, rc, "api_error", "could not cancel the run");
+    return;
+  }
+  submit(te, c);
+}
+
+static void collect(wkt_ev *te) {
+  wk_event *ev = te->ev;
+  te->stage = S_COLLECT;
+  if (tstate_collect(&ev->w->tools->ts, ev->conv_id, ev->run_id, wk_now_ms(), on_collected, te) != AW_OK) {
+    ev->w->st.redis_errors++;
+    te->stage = S_WAIT;
+    te->next_check_ms = wk_now_ms() + REDIS_RETRY_MS;
+    return;
+  }
+  te->busy = 1;
+}
+
+void wkt_retry(wk_event *ev) {
+  wkt_ev *te = ev->tools;
+  if (!te) return;
+  if (te->abandon || ev->w->tools->stopping) {
+    wk_ev_abandon(ev);
+    return;
+  }
+  if (te->stage == S_BEGIN) begin_round(te);
+  else if (te->stage == S_PUBLISH) publish(te);
+}
+
+/* ---- the end --------------------------------------------------------------------- */
+
+void wkt_annotate(wk_event *ev, contract_response *r) {
+  wkt_ev *te = ev->tools;
+  if (!te) return;
+  tstate_finish(&ev->w->tools->ts, ev->conv_id, ev->run_id);
+  if (te->noutcomes) {
+    free(te->view);
+    te->view = calloc(te->noutcomes, sizeof *te->view);
+    if (te->view) {
+      for (size_t i = 0; i < te->noutcomes; i++)
+        te->view[i] = (contract_tool_call){te->outcomes[i].id, te->outcomes[i].name, te->outcomes[i].kind};
+      r->tool_calls = te->view;
+      r->ntool_calls = te->noutcomes;
+    }
+  }
+  if (te->cancel_fn[0] && r->status && strcmp(r->status, "cancelled") == 0) {
+    static char msg[256];
+    snprintf(msg, sizeof msg, "no reply from %s by its deadline; the run was cancelled", te->cancel_fn);
+    r->error_code = "tool_timeout";
+    r->error_message = msg;
+  }
+}
+
+void wkt_on_reply_dlq_dr(wk *w, void *msg_opaque, rd_kafka_resp_err_t err) {
+  if (w->tools) trep_on_dr(w->tools->replies, msg_opaque, err);
+}
+
+void wkt_shutdown(wk *w) {
+  wkt *T = w->tools;
+  if (!T || T->stopping) return;
+  T->stopping = 1;
+  trep_stop(T->replies);
+  /* Waiting runs are checkpointed, not waited for: their state is in Redis
+   * and the event's offset stays uncommitted, so the next owner resumes. */
+  wkt_ev *te, *tmp;
+  HASH_ITER(hh, T->waiting, te, tmp) {
+    if (te->busy || te->pending_dr) te->abandon = 1;
+    else if (te->stage == S_WAIT) wk_ev_abandon(te->ev);
+  }
+}
+
+void wkt_stats(const wk *w, wk_stats *st) {
+  const wkt *T = w->tools;
+  if (!T) return;
+  st->tool_requests = T->requests;
+  st->tool_rounds = T->rounds;
+  st->tool_timeouts = T->timeouts;
+  st->tool_waiting = (long)HASH_COUNT(T->waiting);
+  trep_stats rs;
+  trep_get_stats(T->replies, &rs);
+  st->tool_replies = rs.recorded;
+  st->tool_replies_dlq = rs.dlq;
+}
