@@ -2,9 +2,13 @@
 # deploy/local/demo.sh -- the main job end to end on the local stack.
 #
 # Installs what is missing, builds (release, build/), starts a single-node Kafka (KRaft),
-# redis-server, the API simulator and one worker configured with the "Customer Support Bot",
-# then asks two questions in conversation demo-1 with `assistant-worker send` (the second one
-# streamed) and shows that both were answered in the same OpenAI thread.  Everything is
+# redis-server, the API simulator, one worker configured with the brief's "Customer Support Bot"
+# and "Weather Assistant", and the example weather service (deploy/examples), then:
+#   1. asks two questions in conversation demo-1 with `assistant-worker send` (the second one
+#      streamed) and shows that both were answered in the same OpenAI thread;
+#   2. asks the Weather Assistant about Paris and Tokyo in conversation demo-weather: the model
+#      calls get_weather twice in parallel, the worker routes both calls over Kafka to the
+#      weather service, and the answer uses both outputs.  Everything is
 # stopped on exit, also on Ctrl-C or an error; logs stay in the run dir it prints.
 # Re-running starts from scratch (new run dir, free ports).
 set -euo pipefail
@@ -17,6 +21,7 @@ BUILD=${AW_DEMO_BUILD_DIR:-$ROOT/build}   # release build (no sanitizers)
 CONV=demo-1
 Q1="How do I reset my password?"
 Q2="Thanks! And how do I change my email address?"
+Q3="What's the weather in Paris and in Tokyo?"
 RUN=
 
 say() { printf '%s\n' "$*"; }
@@ -48,8 +53,8 @@ say "Logs and data of this run: $RUN"
 
 t0=$(aw_now_ms)
 aw_kafka_start "$RUN" || die "Kafka did not start"
-aw_topics_create "$RUN" 12 assistant.requests assistant.responses assistant.deltas >/dev/null ||
-  die "cannot create topics"
+aw_topics_create "$RUN" 12 assistant.requests assistant.responses assistant.deltas \
+  assistant.tool-requests assistant.tool-replies >/dev/null || die "cannot create topics"
 aw_topics_create "$RUN" 4 assistant.dlq >/dev/null || die "cannot create topics"
 aw_redis_start "$RUN" || die "redis-server did not start"
 aw_simulator_start "$RUN" "$BUILD/aw-simulator" --token-delay-ms 15 || die "the simulator did not start"
@@ -64,7 +69,8 @@ cat >"$CONFIG" <<EOF
     "brokers": "$KAFKA",
     "group_id": "assistant-worker",
     "topics": {"requests": "assistant.requests", "responses": "assistant.responses",
-               "deltas": "assistant.deltas", "dlq": "assistant.dlq"}
+               "deltas": "assistant.deltas", "dlq": "assistant.dlq",
+               "tool_requests": "assistant.tool-requests", "tool_replies": "assistant.tool-replies"}
   },
   "redis": {"host": "127.0.0.1", "port": $REDIS_PORT, "prefix": "aw"},
   "api": {"base_url": "$API_URL", "timeout_ms": 30000, "max_retries": 5},
@@ -74,18 +80,54 @@ cat >"$CONFIG" <<EOF
       "model": "gpt-4o",
       "instructions": "Provide support based on the latest documentation.",
       "tools": [{"type": "file_search"}]
+    },
+    {
+      "name": "Weather Assistant",
+      "model": "gpt-4o",
+      "instructions": "You are a weather bot. Use the provided functions to answer questions.",
+      "tools": [
+        {
+          "type": "function",
+          "function": {
+            "name": "get_weather",
+            "description": "Retrieve weather information for a location.",
+            "parameters": {
+              "type": "object",
+              "properties": {
+                "location": {"type": "string", "description": "City name"}
+              },
+              "required": ["location"]
+            }
+          }
+        }
+      ]
     }
-  ]
+  ],
+  "functions": {
+    "get_weather": {"topic": "assistant.tool-requests", "deadline_ms": 15000, "on_deadline": "error_output"}
+  }
 }
 EOF
 # The simulator takes any bearer key; never a real one here (and never logged).
 export AW_API_KEY=sk-local-simulator
+# The HMAC key of tool-call correlation ids: a fresh random one per run (never logged).
+AW_TOOL_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export AW_TOOL_SECRET
 unset AW_KAFKA_BROKERS AW_KAFKA_BOOTSTRAP AW_REDIS_HOST AW_REDIS_PORT AW_REDIS_PREFIX AW_API_BASE_URL \
   AW_KAFKA_GROUP_ID AW_TOPIC_REQUESTS AW_TOPIC_RESPONSES AW_TOPIC_DELTAS AW_TOPIC_DLQ AW_CONFIG
 export AW_LOG_LEVEL=${AW_LOG_LEVEL:-info}
 
 aw_worker_start "$RUN" "$BUILD/assistant-worker" "$CONFIG" || die "the worker did not start"
-say "Stack up in $(( ($(aw_now_ms) - t0) / 1000 )) s: Kafka $KAFKA, Redis :$REDIS_PORT, simulator $API_URL, 1 worker."
+[ -x "$BUILD/weather_service" ] || die "$BUILD/weather_service was not built"
+aw_spawn "$RUN" weather-service "$BUILD/weather_service" --brokers "$KAFKA" \
+  --requests-topic assistant.tool-requests
+weather_ready() {
+  aw_alive "$RUN" weather-service || return 2
+  grep -q '"msg":"weather service ready"' "$RUN/weather-service/weather-service.log" 2>/dev/null || return 1
+}
+aw_wait_until 60 "the weather service to be ready" weather_ready ||
+  die "the weather service did not start (log: $RUN/weather-service/weather-service.log)"
+say "Stack up in $(( ($(aw_now_ms) - t0) / 1000 )) s: Kafka $KAFKA, Redis :$REDIS_PORT, simulator $API_URL, 1 worker, weather service."
 say ""
 
 # The renderer of `send`'s output: deltas as they arrive, then the answer and its ids; the
@@ -93,7 +135,7 @@ say ""
 RENDER="$RUN/render.py"
 cat >"$RENDER" <<'PY'
 import json, sys
-out, streamed, resp = sys.argv[1], False, None
+out, who, streamed, resp = sys.argv[1], sys.argv[2], False, None
 for line in sys.stdin:
     try:
         obj = json.loads(line)
@@ -101,7 +143,7 @@ for line in sys.stdin:
         continue
     if "seq" in obj and "text" in obj and "status" not in obj:
         if not streamed:
-            sys.stdout.write("Customer Support Bot (streamed): ")
+            sys.stdout.write(who + " (streamed): ")
             streamed = True
         sys.stdout.write(obj["text"])
         sys.stdout.flush()
@@ -111,7 +153,9 @@ if resp is None:
     sys.exit(3)
 text = "".join(p["text"]["value"] for m in resp.get("messages") or []
                for p in m.get("content") or [] if p.get("type") == "text")
-print() if streamed else print("Customer Support Bot: " + text)
+print() if streamed else print(who + ": " + text)
+for c in resp.get("tool_calls") or []:
+    print("  [tool call %s: %s -> %s]" % (c["id"], c["name"], c["outcome"]))
 usage = resp.get("usage") or {}
 print("  [status %s, thread %s, run %s, %s tokens]" % (
     resp["status"], resp.get("thread_id"), resp.get("run_id"), usage.get("total_tokens", "?")))
@@ -120,13 +164,16 @@ with open(out, "w") as f:
 sys.exit(0 if resp["status"] == "completed" else 4)
 PY
 
-# ask N TEXT [SEND_ARGS...]: send one message of the conversation and tell the story.
+# ask N TEXT [SEND_ARGS...]: send one message of conversation $CONV to assistant $WHO and tell
+# the story.
+WHO="Customer Support Bot"
 ask() {
   local n=$1 text=$2; shift 2
   say "User ($CONV): $text"
   set +e
-  "$BUILD/assistant-worker" send --config "$CONFIG" --conversation "$CONV" --timeout-ms 60000 "$@" "$text" \
-      2>"$RUN/send-$n.log" | tee "$RUN/send-$n.jsonl" | python3 -u "$RENDER" "$RUN/answer-$n.json"
+  "$BUILD/assistant-worker" send --config "$CONFIG" --conversation "$CONV" --assistant "$WHO" \
+      --timeout-ms 60000 "$@" "$text" \
+      2>"$RUN/send-$n.log" | tee "$RUN/send-$n.jsonl" | python3 -u "$RENDER" "$RUN/answer-$n.json" "$WHO"
   local st=("${PIPESTATUS[@]}")
   set -e
   if [ "${st[0]}" != 0 ] || [ "${st[2]}" != 0 ]; then
@@ -138,6 +185,7 @@ ask() {
 
 ask 1 "$Q1"
 ask 2 "$Q2" --stream
+CONV=demo-weather WHO="Weather Assistant" ask 3 "$Q3"
 
 field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 T1=$(field "$RUN/answer-1.json" thread_id)
@@ -149,4 +197,9 @@ if [ "$T1" = "$T2" ]; then
 else
   die "the follow-up used thread $T2, not $T1"
 fi
+A3=$(field "$RUN/answer-3.json" text)
+case "$A3" in
+  *Paris*Tokyo*) say "  demo-weather:  answered with both get_weather outputs (2 parallel calls routed over Kafka)" ;;
+  *) die "the weather answer does not use both outputs: $A3" ;;
+esac
 say "  logs:          $RUN (worker/worker.log, kafka/logs/server.log, redis/, simulator/)"
