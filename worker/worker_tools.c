@@ -161,9 +161,15 @@ int wkt_init(wk *w, rd_kafka_conf_t *reply_conf, char *errstr, size_t errstr_siz
     r->r.topic = r->topic;
     r->r.parameters_json = r->params;
     if (r->params && r->r.validate_arguments) {
+      /* A schema outside the subset json_schema.h checks ($ref...) must not
+       * stop the worker: its arguments are then only checked to be one
+       * JSON object, and the service sees the rest. */
       char e[256];
-      rc = jschema_compile(r->params, strlen(r->params), &r->schema, e, sizeof e);
-      if (rc != AW_OK) rc = aw_seterr(rc, errstr, errstr_size, "function %s: parameters: %s", r->name, e);
+      int crc = jschema_compile(r->params, strlen(r->params), &r->schema, e, sizeof e);
+      if (crc == AW_ENOMEM) rc = aw_seterr(crc, errstr, errstr_size, "out of memory");
+      else if (crc != AW_OK)
+        log_warn(NULL, "function %s: its parameters schema cannot be checked here (%s); only checking that "
+                       "arguments are a JSON object", r->name, e);
     }
   }
   unsigned char rnd[16];
