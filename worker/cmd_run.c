@@ -108,6 +108,8 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
   wc.commit_interval_ms = r->c.worker.commit_interval_ms;
   wc.resolve_assistant = areg_resolve;
   wc.resolve_opaque = r->reg;
+  wc.observe = rmet_observe;
+  wc.observe_opaque = r->met;
 
   char errstr[512];
   rd_kafka_conf_t *cc = NULL, *pc = NULL, *rc_conf = NULL;

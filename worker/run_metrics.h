@@ -22,6 +22,9 @@ int rmet_new(rmet **out) AW_MUST_CHECK;
  *  registry and render it into out. */
 int rmet_render(rmet *m, const wk *w, const rconn *redis, buf *out) AW_MUST_CHECK;
 
+/** The worker's observer (wk_config.observe, opaque = the rmet). */
+void rmet_observe(void *opaque, wk_obs what, double value);
+
 /** Free.  Safe on NULL. */
 void rmet_free(rmet *m);
 

@@ -342,6 +342,8 @@ static void dirty_remove(wk_event *ev) {
 static void on_outcome_recorded(void *opaque, int err, const char *value) {
   wk_event *ev = opaque;
   (void)value;
+  if (ev->w->cfg.observe && ev->received_ms)
+    ev->w->cfg.observe(ev->w->cfg.observe_opaque, WK_OBS_EVENT_SECONDS, (double)(wk_now_ms() - ev->received_ms) / 1000.0);
   if (err) {
     /* The answer is published; the record only speeds up duplicate
      * detection, so a Redis outage must not hold the offset back. */

@@ -45,6 +45,13 @@ typedef struct wk wk;
 /** Maps a configured assistant name to its API id (NULL if unknown). */
 typedef const char *(*wk_resolve_fn)(void *opaque, const char *name);
 
+/** Latencies the worker reports as they happen (for histograms). */
+typedef enum wk_obs {
+  WK_OBS_EVENT_SECONDS,      /* consumed -> outcome published, per answered event */
+  WK_OBS_TOOL_ROUND_SECONDS, /* tool requests published -> outputs submitted, per round */
+} wk_obs;
+typedef void (*wk_observe_fn)(void *opaque, wk_obs what, double value);
+
 /** How the calls of one function are routed (see config.h's cfg_function). */
 typedef struct wk_tool_route {
   const char *name;
@@ -74,6 +81,8 @@ typedef struct wk_config {
   size_t ntool_routes;
   const char *topic_tool_replies;
   const corr_key *tool_key;
+  wk_observe_fn observe;      /* optional */
+  void *observe_opaque;
 } wk_config;
 
 /** Counters, for logs and /metrics. */

@@ -685,6 +685,8 @@ static void submit(wkt_ev *te, const tstate_collected *c) {
   snprintf(ms, sizeof ms, "%" PRId64, wk_now_ms() - te->began_ms);
   const char *kv[] = {"count", count, "round_ms", ms};
   log_writekv(LOG_INFO, &lc, "tool outputs submitted", kv, 2);
+  if (ev->w->cfg.observe)
+    ev->w->cfg.observe(ev->w->cfg.observe_opaque, WK_OBS_TOOL_ROUND_SECONDS, (double)(wk_now_ms() - te->began_ms) / 1000.0);
   int rc = be_submit_tool_outputs(ev->w->be, ev->thread_id, ev->run_id, outs, n, ev->req->stream,
                                   &ev->w->tools->submit_events, ev, &ev->op);
   free(outs);
