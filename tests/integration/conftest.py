@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from awtest import (API_KEY, SIMULATOR_BIN, WORKER_BIN, Collector, Producer_, Stack, Worker, WorkerSpec,
-                    create_topics, delete_topics, make_request, pack, safe_name,
-                    wait_until)
+from awtest import (API_KEY, SIMULATOR_BIN, TOOL_SECRET, WORKER_BIN, Collector, FakeToolService,
+                    Producer_, Stack, Worker, WorkerSpec, create_topics, delete_topics, make_request,
+                    pack, safe_name, wait_until)
 
 STRICT = os.environ.get("CI") == "true" or os.environ.get("AW_TEST_STRICT") == "1"
 
@@ -102,7 +102,8 @@ def sim_settings(simulator):
 class Ctx:
     """One test's slice of the stack: unique topics, group id and Redis prefix."""
 
-    PARTITIONS = {"requests": 12, "responses": 12, "deltas": 12, "dlq": 4}
+    PARTITIONS = {"requests": 12, "responses": 12, "deltas": 12, "dlq": 4,
+                  "tool_requests": 4, "tool_replies": 4}
 
     def __init__(self, kafka: str, redis_port: int, producer: Producer_, workdir: Path):
         self.id = uuid.uuid4().hex[:12]
@@ -112,6 +113,17 @@ class Ctx:
         self.group_id = f"aw-test-{self.id}"
         self.redis_prefix = f"awt{self.id}"
         self._collectors: dict[str, Collector] = {}
+        self._extra_topics: list[str] = []
+
+    def new_topic(self, kind: str, partitions: int) -> str:
+        """Replace this test's topic of `kind` (e.g. "tool_replies") by a new one with
+        `partitions` partitions; workers started afterwards use it."""
+        assert kind not in self._collectors, f"a collector already reads {self.topics[kind]}"
+        name = f"t-{self.id}.{kind}-p{partitions}-{len(self._extra_topics)}"
+        create_topics(self.kafka, {name: partitions})
+        self._extra_topics.append(name)
+        self.topics[kind] = name
+        return name
 
     def collector(self, kind: str) -> Collector:
         if kind not in self._collectors:
@@ -182,7 +194,7 @@ class Ctx:
             c.close()
         # Drop the test's topics: the broker stays small over the session, and its shutdown
         # (which flushes and closes every partition's log) stays quick.
-        delete_topics(self.kafka, list(self.topics.values()))
+        delete_topics(self.kafka, sorted(set(self.topics.values()) | set(self._extra_topics)))
 
 
 @pytest.fixture
@@ -190,6 +202,22 @@ def ctx(request, stack, kafka, redis_port, producer):
     c = Ctx(kafka, redis_port, producer, stack.run_dir / "tests" / safe_name(request.node.name))
     yield c
     c.close()
+
+
+@pytest.fixture
+def tool_service(ctx):
+    """The test as the tool service: reads ctx's tool-requests topic, replies (FakeToolService).
+    Created on first use, so a test may first switch topics with ctx.new_topic."""
+    made: list[FakeToolService] = []
+
+    def get() -> FakeToolService:
+        if not made:
+            made.append(FakeToolService(ctx.kafka, ctx.topics["tool_requests"], ctx.producer))
+        return made[0]
+
+    yield get
+    for s in made:
+        s.close()
 
 
 @pytest.fixture
@@ -219,7 +247,7 @@ def worker(request, ctx, simulator):
         except AssertionError as e:
             problems.append(str(e))
         # Secrets are never logged, by any worker in any test.
-        leaked = [ln for ln in w.lines if API_KEY in ln or "Bearer " in ln]
+        leaked = [ln for ln in w.lines if API_KEY in ln or "Bearer " in ln or TOOL_SECRET in ln]
         if leaked:
             problems.append(f"{w.name} logged a secret: {leaked[0][:200]}")
     assert not problems, "\n\n".join(problems)
