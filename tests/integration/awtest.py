@@ -48,6 +48,21 @@ SUPPORT_BOT = {
     "tools": [{"type": "file_search"}],
 }
 
+# The brief's assistant with a function tool (function calling over Kafka).
+WEATHER_ASSISTANT = {
+    "name": "Weather Assistant",
+    "model": "gpt-4o",
+    "instructions": "You are a weather bot. Use the provided functions to answer questions.",
+    "tools": [{"type": "function", "function": {
+        "name": "get_weather",
+        "description": "Retrieve weather information for a location.",
+        "parameters": {"type": "object",
+                       "properties": {"location": {"type": "string", "description": "City name"}},
+                       "required": ["location"]}}}],
+}
+# AW_TOOL_SECRET of the test workers (the key that signs correlation ids); never logged.
+TOOL_SECRET = "aw-test-tool-secret-3f8a61c0d2e9"
+
 
 def deadline_after(timeout_s: float) -> float:
     return time.monotonic() + timeout_s
@@ -163,6 +178,7 @@ class Msg:
     value: bytes
     obj: Any = None           # msgpack-decoded value
     error: str | None = None  # why it could not be decoded
+    headers: list[tuple[str, bytes]] | None = None  # the Kafka headers, as received
 
     @property
     def key_str(self) -> str | None:
@@ -192,7 +208,9 @@ class Collector:
         self.messages: list[Msg] = []
         self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"collector-{uuid.uuid4().hex}",
                            "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                           "enable.partition.eof": False})
+                           "enable.partition.eof": False,
+                           # Responses commit in Kafka transactions: only committed answers count.
+                           "isolation.level": "read_committed"})
         md = self.c.list_topics(topic, timeout=10)
         tm = md.topics.get(topic)
         if tm is None or tm.error is not None:
@@ -204,7 +222,8 @@ class Collector:
         for m in self.c.consume(num_messages=500, timeout=timeout_s):
             if m.error():
                 raise KafkaException(m.error())
-            msg = Msg(m.topic(), m.partition(), m.offset(), m.key(), m.value() or b"")
+            msg = Msg(m.topic(), m.partition(), m.offset(), m.key(), m.value() or b"",
+                      headers=m.headers())
             try:
                 msg.obj = decode_msgpack(msg.value)
             except Exception as e:  # noqa: BLE001 -- any decoding failure is reported as such
@@ -462,6 +481,11 @@ class WorkerSpec:
     api: dict = field(default_factory=dict)  # the config file's "api" section (retries, timeouts)
     kafka_properties: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    functions: dict | None = None      # the config file's "functions" (per-function routes)
+    tool_secret: str | None = None     # AW_TOOL_SECRET; TOOL_SECRET when an assistant has a function tool
+
+    def has_function_tools(self) -> bool:
+        return any(t.get("type") == "function" for a in self.assistants for t in a.get("tools") or [])
 
 
 class Worker:
@@ -490,6 +514,8 @@ class Worker:
             cfg["worker"] = {"max_in_flight": s.max_in_flight}
         if s.api:
             cfg["api"] = dict(s.api)
+        if s.functions is not None:
+            cfg["functions"] = s.functions
         return cfg
 
     def _env(self) -> dict:
@@ -506,6 +532,13 @@ class Worker:
             "ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1:abort_on_error=0:strict_string_checks=1",
             "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
         })
+        if "tool_requests" in s.topics:
+            env["AW_TOPIC_TOOL_REQUESTS"] = s.topics["tool_requests"]
+        if "tool_replies" in s.topics:
+            env["AW_TOPIC_TOOL_REPLIES"] = s.topics["tool_replies"]
+        secret = s.tool_secret or (TOOL_SECRET if s.has_function_tools() else None)
+        if secret:
+            env["AW_TOOL_SECRET"] = secret
         env.update(s.extra_env)
         return env
 
@@ -575,6 +608,30 @@ class Worker:
     def tail(self, n: int = 40) -> str:
         return "\n".join(self.lines[-n:])
 
+    def logged(self, msg: str, **fields) -> list[dict]:
+        """The parsed log lines with this "msg" whose fields include `fields`."""
+        with self.cond:
+            return [e for e in self.events if e and e.get("msg") == msg
+                    and all(e.get(k) == v for k, v in fields.items())]
+
+    def assignment_log(self, topic: str) -> list[tuple[str, str, set[int] | None]]:
+        """(ts, "assigned"|"revoked", partitions or None when the line lists none) of this
+        worker's "partitions assigned"/"partitions revoked" lines about `topic` (kv "topic",
+        "partitions": "0,3,7")."""
+        out = []
+        with self.cond:
+            for e in self.events:
+                if not e or e.get("msg") not in ("partitions assigned", "partitions revoked"):
+                    continue
+                if e.get("topic") != topic:
+                    continue
+                raw = e.get("partitions")
+                parts = None
+                if isinstance(raw, str):
+                    parts = {int(x) for x in raw.split(",") if x.strip()}
+                out.append((str(e.get("ts", "")), e["msg"].split()[1], parts))
+        return out
+
     def stop(self, timeout_s: float = 60) -> int:
         """SIGTERM and wait for the exit; returns the exit code (SIGKILL after the deadline)."""
         if self.proc is None:
@@ -617,6 +674,80 @@ class Worker:
             return
         assert self.returncode == 0, (f"{self.name} exited with {self.returncode} after SIGTERM "
                                       f"(log {self.log_path}):\n{self.tail()}")
+
+
+def partition_owners(workers: Iterable["Worker"], topic: str) -> dict[int, "Worker"]:
+    """Which worker holds each partition of `topic`, from their assignment log lines (in
+    timestamp order: an assignment moves a partition, a revocation that lists it frees it)."""
+    evs = sorted(((ts, kind, parts, i, w) for i, w in enumerate(workers)
+                  for ts, kind, parts in w.assignment_log(topic)), key=lambda x: (x[0], x[3]))
+    owner: dict[int, Worker] = {}
+    for _ts, kind, parts, _i, w in evs:
+        for p in parts or ():
+            if kind == "assigned":
+                owner[p] = w
+            elif owner.get(p) is w:
+                del owner[p]
+    return owner
+
+
+# ---- function calling: a tool service played by the test ---------------------------------------
+
+TRACEPARENT_RE = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def make_tool_reply(correlation_id: str, output: str | None = None, error: dict | None = None,
+                    **extra) -> dict:
+    """A tool reply map (schemas/tool-reply.schema.json): {v, correlation_id, output | error}."""
+    r: dict[str, Any] = {"v": 1, "correlation_id": correlation_id}
+    if output is not None:
+        r["output"] = output
+    if error is not None:
+        r["error"] = error
+    r.update(extra)
+    return r
+
+
+class FakeToolService:
+    """The test as the service owning a function: reads every tool request published to a
+    topic (from the beginning, no consumer group, headers kept) and produces replies."""
+
+    def __init__(self, bootstrap: str, requests_topic: str, producer: "Producer_"):
+        self.requests = Collector(bootstrap, requests_topic)
+        self.producer = producer
+
+    def requests_for(self, conversation_id: str) -> list[Msg]:
+        self.requests.poll_once(0.01)
+        return [m for m in self.requests.messages if m.get("conversation_id") == conversation_id]
+
+    def wait_requests(self, conversation_id: str, n: int, timeout_s: float = 30,
+                      after: int = 0) -> list[Msg]:
+        """The conversation's tool requests number `after`+1 .. `after`+n (in topic order within
+        its partition), once that many were published."""
+        def got(ms):
+            mine = [m for m in ms if m.get("conversation_id") == conversation_id]
+            return mine[after:after + n] if len(mine) >= after + n else None
+        return self.requests.wait_for(got, timeout_s,
+                                      f"{after + n} tool request(s) of {conversation_id}")
+
+    def send_reply(self, req: Msg | dict | None, value: bytes, key: str | bytes | None = None,
+                   topic: str | None = None) -> bytes:
+        """Produce raw bytes as a reply to req (its reply_topic, keyed by its conversation);
+        returns the bytes."""
+        topic = topic or req["reply_topic"]
+        key = key if key is not None else (req["conversation_id"] if req is not None else None)
+        self.producer.send(topic, value, key)
+        return value
+
+    def reply(self, req: Msg | dict, output: str | None = None, error: dict | None = None,
+              correlation_id: str | None = None, **extra) -> bytes:
+        """Answer a tool request (by default with its own correlation id); returns the bytes
+        produced."""
+        body = make_tool_reply(correlation_id or req["correlation_id"], output, error, **extra)
+        return self.send_reply(req, pack(body))
+
+    def close(self) -> None:
+        self.requests.close()
 
 
 def safe_name(s: str) -> str:
