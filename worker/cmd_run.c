@@ -6,6 +6,7 @@
  * finish (up to the grace period), offsets are committed, exit 0.
  */
 #include <getopt.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,10 @@ static void begin_shutdown(run_ctx *r, int code) {
   else stop_loop(r, code);
 }
 
+/* The worker cannot go on (its transactions were fenced): exit non-zero
+ * so that the orchestrator restarts it; its events are re-processed. */
+static void on_worker_fatal(void *opaque) { begin_shutdown(opaque, 1); }
+
 static void on_signal(uv_signal_t *s, int signum) {
   run_ctx *r = s->data;
   log_info(NULL, "signal %d: shutting down", signum);
@@ -112,10 +117,35 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
   wc.observe_opaque = r->met;
 
   char errstr[512];
-  rd_kafka_conf_t *cc = NULL, *pc = NULL, *rc_conf = NULL;
+  rd_kafka_conf_t *cc = NULL, *pc = NULL, *rc_conf = NULL, *tc = NULL;
+  wc.txn_interval_ms = r->c.worker.txn_interval_ms;
+  wc.on_fatal = on_worker_fatal;
+  wc.fatal_opaque = r;
+  if (r->c.worker.exactly_once) {
+    /* A transactional id per process: stable ids (e.g. the pod name, via
+     * kafka.transactional_id) also fence a restarted pod's zombie; with
+     * consumer-group fencing (KIP-447) unique ids are safe too. */
+    char tid[CFG_GROUP_SIZE + 320], host[256] = "host";
+    if (r->c.kafka.transactional_id[0]) {
+      snprintf(tid, sizeof tid, "%s", r->c.kafka.transactional_id);
+    } else {
+      if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "host");
+      host[sizeof host - 1] = '\0';
+      snprintf(tid, sizeof tid, "%s.%s.%ld", r->c.kafka.group_id, host, (long)getpid());
+    }
+    if (kconf_new(&r->c, "assistant-worker-txn", &tc, errstr, sizeof errstr) ||
+        kconf_set(tc, "transactional.id", tid, errstr, sizeof errstr) ||
+        kconf_set(tc, "linger.ms", "2", errstr, sizeof errstr)) {
+      log_error(NULL, "kafka configuration: %s", errstr);
+      if (tc) rd_kafka_conf_destroy(tc);
+      begin_shutdown(r, 1);
+      return;
+    }
+  }
   if (r->c.tools.nroutes) {
     if (cfg_tool_key(&r->c, &r->tool_key, errstr, sizeof errstr) != AW_OK) {
       log_error(NULL, "configuration: %s", errstr);
+      if (tc) rd_kafka_conf_destroy(tc);
       begin_shutdown(r, 1);
       return;
     }
@@ -138,6 +168,7 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
         kconf_set(rc_conf, "partition.assignment.strategy", "cooperative-sticky", errstr, sizeof errstr)) {
       log_error(NULL, "kafka configuration: %s", errstr);
       if (rc_conf) rd_kafka_conf_destroy(rc_conf);
+      if (tc) rd_kafka_conf_destroy(tc);
       begin_shutdown(r, 1);
       return;
     }
@@ -152,10 +183,11 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
     if (cc) rd_kafka_conf_destroy(cc);
     if (pc) rd_kafka_conf_destroy(pc);
     if (rc_conf) rd_kafka_conf_destroy(rc_conf);
+    if (tc) rd_kafka_conf_destroy(tc);
     begin_shutdown(r, 1);
     return;
   }
-  if (wk_new(r->loop, &wc, cc, pc, rc_conf, r->be, r->redis, &r->w, errstr, sizeof errstr) != AW_OK) {
+  if (wk_new(r->loop, &wc, cc, pc, tc, rc_conf, r->be, r->redis, &r->w, errstr, sizeof errstr) != AW_OK) {
     log_error(NULL, "cannot start the worker: %s", errstr);
     begin_shutdown(r, 1);
     return;

@@ -290,6 +290,7 @@ int cmd_send_main(int argc, char **argv) {
   if (kconf_new(&c, "assistant-worker-send", &conf, err, sizeof err) ||
       kconf_set(conf, "group.id", group, err, sizeof err) ||
       kconf_set(conf, "enable.auto.commit", "false", err, sizeof err) ||
+      kconf_set(conf, "isolation.level", "read_committed", err, sizeof err) ||
       kconf_set(conf, "enable.auto.offset.store", "false", err, sizeof err) ||
       kconf_set(conf, "enable.partition.eof", "true", err, sizeof err) ||
       /* Measured with librdkafka 2.0.2 and a 3.9 broker: with the default

@@ -337,6 +337,7 @@ int cmd_tail_main(int argc, char **argv) {
   if (kconf_new(&c, "assistant-worker-tail", &conf, err, sizeof err) ||
       kconf_set(conf, "group.id", group, err, sizeof err) ||
       kconf_set(conf, "enable.auto.commit", "false", err, sizeof err) ||
+      kconf_set(conf, "isolation.level", "read_committed", err, sizeof err) ||
       kconf_set(conf, "enable.auto.offset.store", "false", err, sizeof err)) {
     fprintf(stderr, "assistant-worker tail: %s\n", err);
     goto out;

@@ -40,6 +40,7 @@ typedef enum {
   F_LONG,
   F_SIZE,
   F_LEVEL,    /* log level name */
+  F_BOOL,     /* true/false (env: true, false, 1, 0) into an int */
 } ftype;
 
 typedef struct field {
@@ -60,6 +61,7 @@ typedef struct field {
 static const field FIELDS[] = {
     S("kafka", "brokers", "AW_KAFKA_BROKERS", F_STR, kafka.brokers),
     S("kafka", "group_id", "AW_KAFKA_GROUP_ID", F_STR, kafka.group_id),
+    S("kafka", "transactional_id", "AW_KAFKA_TRANSACTIONAL_ID", F_STR_OPT, kafka.transactional_id),
     S("kafka.topics", "requests", "AW_TOPIC_REQUESTS", F_TOPIC, kafka.topic_requests),
     S("kafka.topics", "responses", "AW_TOPIC_RESPONSES", F_TOPIC, kafka.topic_responses),
     S("kafka.topics", "deltas", "AW_TOPIC_DELTAS", F_TOPIC, kafka.topic_deltas),
@@ -83,6 +85,8 @@ static const field FIELDS[] = {
     N("worker", "max_answer_bytes", NULL, F_SIZE, worker.max_answer_bytes, 1024, 64 * 1024 * 1024),
     N("worker", "commit_interval_ms", NULL, F_LONG, worker.commit_interval_ms, 1, 60000),
     N("worker", "health_port", "AW_HEALTH_PORT", F_INT, worker.health_port, 0, 65535),
+    S("worker", "exactly_once", "AW_EXACTLY_ONCE", F_BOOL, worker.exactly_once),
+    N("worker", "txn_interval_ms", NULL, F_LONG, worker.txn_interval_ms, 0, 60000),
     S("", "log_level", "AW_LOG_LEVEL", F_LEVEL, log_level),
 };
 #define NFIELDS (sizeof FIELDS / sizeof FIELDS[0])
@@ -184,6 +188,11 @@ static int json_integer(const cJSON *v, long long *out, const char *where, char 
 
 static int set_from_json(cfg *c, const field *f, const cJSON *v, const char *where, char *errstr,
                          size_t n) {
+  if (f->type == F_BOOL) {
+    if (!cJSON_IsBool(v)) return cfgerr(errstr, n, "%s: expected true or false", where);
+    *(int *)((char *)c + f->off) = cJSON_IsTrue(v) ? 1 : 0;
+    return AW_OK;
+  }
   if (is_number_type(f->type)) {
     long long x = 0; /* set by json_integer on success */
     int rc = json_integer(v, &x, where, errstr, n);
@@ -217,6 +226,8 @@ void cfg_init(cfg *c) {
   c->worker.max_answer_bytes = 256 * 1024;
   c->worker.commit_interval_ms = 200;
   c->worker.health_port = 0;
+  c->worker.exactly_once = 1;
+  c->worker.txn_interval_ms = 20;
   c->log_level = LOG_INFO;
 }
 
@@ -830,6 +841,11 @@ int cfg_apply_env(cfg *c, char *errstr, size_t errstr_size) {
       if (errno || endp == v || *endp)
         return cfgerr(errstr, errstr_size, "%s: expected an integer, got \"%.32s\"", f->env, v);
       rc = set_number(c, f, x, f->env, errstr, errstr_size);
+    } else if (f->type == F_BOOL) {
+      int b = !strcmp(v, "true") || !strcmp(v, "1") ? 1 : !strcmp(v, "false") || !strcmp(v, "0") ? 0 : -1;
+      if (b < 0) return cfgerr(errstr, errstr_size, "%s: expected true or false, got \"%.32s\"", f->env, v);
+      *(int *)((char *)c + f->off) = b;
+      rc = AW_OK;
     } else {
       rc = set_string(c, f, v, f->env, errstr, errstr_size);
     }
@@ -958,6 +974,7 @@ int cfg_dump(const cfg *c, buf *out) {
     case F_LONG: v = cJSON_CreateNumber((double)*(const long *)src); break;
     case F_SIZE: v = cJSON_CreateNumber((double)*(const size_t *)src); break;
     case F_LEVEL: v = cJSON_CreateString(LEVEL_NAMES[c->log_level <= LOG_OFF ? c->log_level : LOG_INFO]); break;
+    case F_BOOL: v = cJSON_CreateBool(*(const int *)src); break;
     default: v = cJSON_CreateString((const char *)src); break;
     }
     ok = sec && v && cJSON_AddItemToObject(sec, f->key, v);

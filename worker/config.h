@@ -5,7 +5,7 @@
  * (env wins).  cfg_load does all three and validates.
  *
  * File format (every key optional; unknown keys are rejected, by path):
- *   {"kafka": {"brokers": "h:9092", "group_id": "...",
+ *   {"kafka": {"brokers": "h:9092", "group_id": "...", "transactional_id": "...",
  *              "topics": {"requests": .., "responses": .., "deltas": .., "dlq": ..,
  *                         "tool_requests": .., "tool_replies": ..},
  *              "properties": {"security.protocol": "SASL_SSL", ...}},
@@ -14,7 +14,8 @@
  *              "stream_idle_timeout_ms": .., "max_retries": ..},
  *    "worker": {"max_in_flight": .., "max_in_flight_per_partition": .., "max_event_bytes": ..,
  *               "max_answer_bytes": ..,
- *               "commit_interval_ms": .., "health_port": ..},
+ *               "commit_interval_ms": .., "health_port": ..,
+ *               "exactly_once": true, "txn_interval_ms": ..},
  *    "log_level": "info",
  *    "assistants": [{"name": .., "model": .., "instructions": .., "tools": [..]}],
  *    "functions": {"get_weather": {"topic": .., "deadline_ms": ..,
@@ -48,7 +49,7 @@
  * AW_REDIS_PORT, AW_REDIS_PREFIX, AW_API_BASE_URL, AW_API_KEY (falls back to
  * OPENAI_API_KEY), AW_API_ORG, AW_API_PROJECT, AW_MAX_IN_FLIGHT,
  * AW_MAX_IN_FLIGHT_PER_PARTITION,
- * AW_LOG_LEVEL, AW_HEALTH_PORT.  A variable set to the empty string counts
+ * AW_LOG_LEVEL, AW_HEALTH_PORT, AW_EXACTLY_ONCE, AW_KAFKA_TRANSACTIONAL_ID.  A variable set to the empty string counts
  * as unset (a Kubernetes manifest often carries empty placeholders).
  *
  * Bounded: at most CFG_MAX_ASSISTANTS assistants, CFG_MAX_PROPERTIES
@@ -138,6 +139,7 @@ typedef struct cfg {
   struct {
     char brokers[CFG_BROKERS_SIZE]; /* no default: must be configured */
     char group_id[CFG_GROUP_SIZE];  /* "assistant-worker" */
+    char transactional_id[CFG_GROUP_SIZE]; /* "": <group_id>.<hostname>.<pid> */
     char topic_requests[CFG_TOPIC_SIZE];  /* "assistant.requests" */
     char topic_responses[CFG_TOPIC_SIZE]; /* "assistant.responses" */
     char topic_deltas[CFG_TOPIC_SIZE];    /* "assistant.deltas" */
@@ -169,6 +171,8 @@ typedef struct cfg {
     size_t max_answer_bytes;     /* 256 KiB */
     long commit_interval_ms;     /* 200 */
     int health_port;             /* 0 = off */
+    int exactly_once;            /* 1: responses and offsets commit in Kafka transactions */
+    long txn_interval_ms;        /* 20: least time between two transaction commits */
   } worker;
   log_level log_level;           /* LOG_INFO */
   cfg_assistant assistants[CFG_MAX_ASSISTANTS];

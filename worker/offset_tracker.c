@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/evp.h>
 
 void otrk_init(otrk *t) {
   memset(t, 0, sizeof *t);
@@ -91,4 +92,71 @@ int otrk_take_commit(otrk *t, int64_t *out) {
   t->committed = p;
   *out = p;
   return 1;
+}
+
+int otrk_metadata(const otrk *t, char *out, size_t outsz) {
+  if (outsz < 1) return AW_ETOOBIG;
+  out[0] = '\0';
+  int64_t cp = otrk_commit_point(t);
+  /* The last done offset: the ring is in offset order. */
+  int64_t last = -1;
+  for (size_t i = t->len; i-- > 0;) {
+    if (t->done[AT(t, i)]) {
+      last = t->offs[AT(t, i)];
+      break;
+    }
+  }
+  if (last < 0 || last <= cp) return AW_OK;
+  size_t span = (size_t)(last - cp);  /* offsets cp+1 .. last */
+  if (span > OTRK_META_MAX_SPAN) return AW_ETOOBIG;
+  size_t nbytes = (span + 7) / 8;
+  size_t need = strlen(OTRK_META_PREFIX) + 4 * ((nbytes + 2) / 3) + 1;
+  if (need > outsz) return AW_ETOOBIG;
+  unsigned char *bits = calloc(nbytes, 1);
+  if (!bits) return AW_ENOMEM;
+  for (size_t i = 0; i < t->len; i++) {
+    int64_t o = t->offs[AT(t, i)];
+    if (o > cp && t->done[AT(t, i)]) {
+      size_t b = (size_t)(o - cp - 1);
+      bits[b / 8] |= (unsigned char)(1u << (b % 8));
+    }
+  }
+  size_t k = strlen(OTRK_META_PREFIX);
+  memcpy(out, OTRK_META_PREFIX, k);
+  EVP_EncodeBlock((unsigned char *)out + k, bits, (int)nbytes);
+  free(bits);
+  return AW_OK;
+}
+
+int otrk_skip_parse(otrk_skip *s, int64_t base, const void *md, size_t len) {
+  memset(s, 0, sizeof *s);
+  s->base = base;
+  size_t k = strlen(OTRK_META_PREFIX);
+  if (!md || len < k || memcmp(md, OTRK_META_PREFIX, k) != 0) return AW_OK;
+  const unsigned char *b64 = (const unsigned char *)md + k;
+  size_t n = len - k;
+  if (n == 0) return AW_OK;
+  if (n % 4 != 0 || n > OTRK_META_MAX_BYTES) return AW_EPARSE;
+  unsigned char *bits = malloc(n / 4 * 3);
+  if (!bits) return AW_ENOMEM;
+  int got = EVP_DecodeBlock(bits, b64, (int)n);
+  if (got < 0) {
+    free(bits);
+    return AW_EPARSE;
+  }
+  /* EVP_DecodeBlock counts padding as zero bytes; they only add zero bits. */
+  s->bits = bits;
+  s->nbits = (size_t)got * 8;
+  return AW_OK;
+}
+
+int otrk_skip_has(const otrk_skip *s, int64_t offset) {
+  if (!s->bits || offset <= s->base) return 0;
+  size_t b = (size_t)(offset - s->base - 1);
+  return b < s->nbits && (s->bits[b / 8] >> (b % 8)) & 1;
+}
+
+void otrk_skip_free(otrk_skip *s) {
+  free(s->bits);
+  memset(s, 0, sizeof *s);
 }

@@ -45,4 +45,43 @@ int64_t otrk_commit_point(const otrk *t);
  *  return 1; else 0. */
 int otrk_take_commit(otrk *t, int64_t *out);
 
+/* ---- the done set beyond the commit point, as commit metadata ------------
+ *
+ * Events complete out of order, so offsets after the commit point may be
+ * done already (answered, in the same Kafka transaction as the commit).  The
+ * commit carries them in its metadata so that a new owner of the partition
+ * skips them instead of answering them twice:
+ *
+ *   "aw1:" base64( bitmap )   bit i (LSB first in each byte) set <=> offset
+ *                             commit_point + 1 + i is done
+ *
+ * "" when nothing beyond the commit point is done.  The broker caps commit
+ * metadata (offset.metadata.max.bytes, 4096 by default): OTRK_META_MAX_SPAN
+ * offsets past the commit point fit in 4096 bytes, and the worker holds a
+ * partition back before its tracker spans more (never drops the record). */
+#define OTRK_META_PREFIX "aw1:"
+#define OTRK_META_MAX_BYTES 4096
+#define OTRK_META_MAX_SPAN ((size_t)((OTRK_META_MAX_BYTES - 8) / 4 * 3 * 8))
+
+/** Write the metadata of t into out (NUL-terminated).  AW_ETOOBIG when it
+ *  needs more than outsz bytes (or the span exceeds OTRK_META_MAX_SPAN). */
+int otrk_metadata(const otrk *t, char *out, size_t outsz) AW_MUST_CHECK;
+
+/** Offsets already done after a committed offset, read back from metadata. */
+typedef struct otrk_skip {
+  int64_t base;         /* the committed offset; bit i is offset base + 1 + i */
+  unsigned char *bits;
+  size_t nbits;
+} otrk_skip;
+
+/** Parse metadata written by otrk_metadata for a commit at base.  Metadata
+ *  that is empty, foreign (no aw1: prefix) or malformed gives an empty set
+ *  (and AW_EPARSE for the malformed case, so the caller can log it). */
+int otrk_skip_parse(otrk_skip *s, int64_t base, const void *md, size_t len) AW_MUST_CHECK;
+
+/** Was offset done according to s? */
+int otrk_skip_has(const otrk_skip *s, int64_t offset);
+
+void otrk_skip_free(otrk_skip *s);
+
 #endif

@@ -21,8 +21,8 @@
 #include "offset_tracker.h"
 #include "thread_map.h"
 
-static const char *const state_names[] = {"received", "queued",     "lookup",    "thread", "turn",
-                                          "tools",    "publishing", "recording", "done"};
+static const char *const state_names[] = {"received",   "queued",     "lookup",    "thread", "turn",
+                                          "tools",      "publishing", "committing", "recording", "done"};
 
 static void ev_start(wk_event *ev);
 static void ev_finish(wk_event *ev);
@@ -69,6 +69,7 @@ static wk_part *part_get(wk *w, int32_t p) {
     if (!np) return NULL;
     for (int i = w->nparts; i < n; i++) {
       otrk_init(&np[i].t);
+      memset(&np[i].skip, 0, sizeof np[i].skip);
       np[i].gen = 0;
       np[i].assigned = 0;
       np[i].running = 0;
@@ -87,8 +88,16 @@ static int ev_stale(const wk_event *ev) {
 
 /* ---- commits ------------------------------------------------------------- */
 
+static void txn_commit(wk *w, int sync);
+static void ev_record(wk_event *ev);
+static void on_dr(void *cb_opaque, void *msg_opaque, rd_kafka_resp_err_t err);
+
 /* Commit the done prefix of every assigned partition that moved. */
 static void commit_progress(wk *w, int sync) {
+  if (w->txp) {
+    txn_commit(w, sync);
+    return;
+  }
   rd_kafka_topic_partition_list_t *l = NULL;
   for (int i = 0; i < w->nparts; i++) {
     int64_t off;
@@ -103,18 +112,193 @@ static void commit_progress(wk *w, int sync) {
 
 static void on_commit_timer(uv_timer_t *t) { commit_progress(t->data, 0); }
 
+/* ---- exactly-once: Kafka transactions ---------------------------------------
+ *
+ * An event's response (and DLQ record) is produced into the open
+ * transaction; once every report is in, its offset is marked done and it
+ * waits in txn_head (ST_COMMITTING) at the head of its conversation.  A
+ * commit closes the transaction (new answers wait in txn_wait), waits for
+ * the reports due and for the events it holds to be complete (txn_owed),
+ * then commits the responses together with every assigned partition's
+ * commit point and, in the metadata, the offsets done beyond it.  After the
+ * commit the events record their outcome and finish; after an abort they
+ * are produced again into the next transaction (their offsets stay marked
+ * done, so no commit may happen before they are in it again: txn_owed). */
+
+static void txn_wait_add(wk_event *ev) {
+  wk *w = ev->w;
+  if (ev->txn_where) return;
+  ev->txn_where = 1;
+  ev->txn_next = NULL;
+  if (w->txn_wait_tail) w->txn_wait_tail->txn_next = ev;
+  else w->txn_wait_head = ev;
+  w->txn_wait_tail = ev;
+}
+
+/* Offsets of every assigned partition with their done set as metadata. */
+static rd_kafka_topic_partition_list_t *txn_offsets(wk *w) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(w->nparts > 0 ? w->nparts : 1);
+  if (!l) return NULL;
+  for (int i = 0; i < w->nparts; i++) {
+    wk_part *p = &w->parts[i];
+    int64_t cp = otrk_commit_point(&p->t);
+    if (!p->assigned || cp < 0) continue;
+    char md[OTRK_META_MAX_BYTES + 1];
+    int rc = otrk_metadata(&p->t, md, sizeof md);
+    if (rc != AW_OK) {
+      /* Held back before this can happen (check_partition); if it does,
+       * the partition's commit waits and the Redis outcome records still
+       * catch a re-delivered event. */
+      log_error(NULL, "partition %d: done offsets beyond %lld do not fit the commit metadata", i, (long long)cp);
+      continue;
+    }
+    rd_kafka_topic_partition_t *e = rd_kafka_topic_partition_list_add(l, w->cfg.topic_requests, i);
+    e->offset = cp;
+    if (md[0]) {
+      e->metadata = strdup(md);
+      e->metadata_size = e->metadata ? strlen(md) : 0;
+    }
+  }
+  return l;
+}
+
+/* Answers that waited for the transaction to open (start-up, a commit). */
+static void txn_flush_wait(wk *w) {
+  wk_event *wait = w->txn_wait_head;
+  w->txn_wait_head = w->txn_wait_tail = NULL;
+  while (wait) {
+    wk_event *ev = wait;
+    wait = ev->txn_next;
+    ev->txn_where = 0;
+    ev->txn_next = NULL;
+    ev_publish_response(ev);
+  }
+}
+
+static void txn_commit(wk *w, int sync) {
+  if (!ktx_open(w->txp) && !sync) return;
+  if (!w->txn_closing && w->txn_wait_head) txn_flush_wait(w);
+  int64_t now = wk_now_ms();
+  if (!sync && !w->txn_closing) {
+    if (!ktx_produced(w->txp) && !w->txn_dirty) return;
+    if (now - w->txn_last_ms < w->cfg.txn_interval_ms) return;
+    w->txn_closing = 1;
+  }
+  int abort = 0;
+  if (sync) {
+    w->txn_closing = 1;
+    if (ktx_flush(w->txp, 10000) != AW_OK) {
+      log_error(NULL, "kafka transaction could not be flushed; its offsets stay uncommitted");
+      return;
+    }
+    /* An event still owed (part of its messages not produced) cannot be
+     * committed: abort, and the events are produced again afterwards. */
+    abort = w->txn_owed > 0;
+  } else if (ktx_pending(w->txp) > 0 || w->txn_owed > 0) {
+    return; /* closing: the last report due calls again */
+  }
+  rd_kafka_topic_partition_list_t *offs = txn_offsets(w);
+  rd_kafka_consumer_group_metadata_t *cg = rd_kafka_consumer_group_metadata(kc_handle(w->consumer));
+  w->txn_dirty = 0;
+  w->txn_last_ms = now;
+  int rc = sync ? ktx_commit_sync(w->txp, offs, cg, abort) : ktx_commit(w->txp, offs, cg, abort);
+  if (rc != AW_OK && rc != AW_EKAFKA) {
+    w->txn_dirty = 1;
+    if (!sync) {
+      if (offs) rd_kafka_topic_partition_list_destroy(offs);
+      if (cg) rd_kafka_consumer_group_metadata_destroy(cg);
+    }
+    log_warn(NULL, "kafka transaction commit not started: %s", aw_strerror(rc));
+  }
+}
+
+/* All of ev's messages are in the open transaction. */
+static void txn_enter(wk_event *ev) {
+  wk *w = ev->w;
+  wk_ev_set_state(ev, ST_COMMITTING);
+  if (!ev_stale(ev) && !ev->offset_done) {
+    if (otrk_done(&w->parts[ev->partition].t, ev->offset) != AW_OK) {
+      log_ctx c = wk_ev_ctx(ev);
+      log_warn(&c, "offset %lld of partition %d was not tracked", (long long)ev->offset, (int)ev->partition);
+    }
+    ev->offset_done = 1;
+    w->txn_dirty = 1;
+  }
+  if (ev->owed) {
+    ev->owed = 0;
+    w->txn_owed--;
+  }
+  ev->txn_seq = ktx_seq(w->txp);
+  ev->txn_where = 2;
+  ev->txn_next = w->txn_head;
+  w->txn_head = ev;
+  if (w->txn_closing) txn_commit(w, 0);
+}
+
+static void on_txn_done(void *opaque, uint64_t seq, int committed, const char *errstr) {
+  wk *w = opaque;
+  w->txn_closing = 0;
+  if (committed) {
+    w->st.txn_commits++;
+  } else {
+    w->st.txn_aborts++;
+    log_warn(NULL, "kafka transaction %llu aborted (%s); its answers are produced again",
+             (unsigned long long)seq, errstr && *errstr ? errstr : "no reason given");
+  }
+  wk_event *list = w->txn_head;
+  w->txn_head = NULL;
+  while (list) {
+    wk_event *ev = list;
+    list = ev->txn_next;
+    ev->txn_where = 0;
+    ev->txn_next = NULL;
+    if (committed) {
+      ev_record(ev);
+    } else if (ev_stale(ev) || w->freeing) {
+      ev_finish(ev); /* its partition moved: the new owner answers it */
+    } else {
+      ev->owed = 1;
+      w->txn_owed++;
+      ev->send_response = 1;
+      ev->send_dlq = ev->reject_code != NULL;
+      wk_ev_set_state(ev, ST_PUBLISHING);
+      ev_publish_response(ev);
+    }
+  }
+  txn_flush_wait(w);
+  if (ktx_fatal(w->txp)) {
+    log_error(NULL, "kafka transactions are fenced or broken: stopping (in-flight events are left to the next owner)");
+    if (w->cfg.on_fatal) w->cfg.on_fatal(w->cfg.fatal_opaque);
+  }
+}
+
+static void on_txn_dr(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err) {
+  wk *w = opaque;
+  on_dr(w, msg_opaque, err);
+  if (w->txn_closing && !w->freeing) txn_commit(w, 0);
+}
+
 /* ---- backpressure ---------------------------------------------------------- */
 
 /* One partition over its own limit is paused alone, so one busy partition
  * cannot take the whole worker's capacity; resuming waits for 3/4 of the
  * limit so that a partition does not flap around it. */
+/* With transactions, a partition is also held back while its tracker spans
+ * more offsets than half of what the commit metadata can record, so the
+ * done set always fits (the other half absorbs what was already fetched). */
+#define SPAN_HOLD (OTRK_META_MAX_SPAN / 2)
+#define SPAN_RESUME (OTRK_META_MAX_SPAN * 3 / 8)
+
 static void check_partition(wk *w, int32_t n) {
   wk_part *p = n >= 0 && n < w->nparts ? &w->parts[n] : NULL;
   long max = w->cfg.max_in_flight_per_partition;
-  if (!p || !p->assigned || max <= 0 || !w->consumer || w->stopping) return;
-  if (!p->paused && p->running >= max) {
+  if (!p || !p->assigned || !w->consumer || w->stopping) return;
+  size_t span = w->txp ? otrk_in_flight(&p->t) : 0;
+  int over = (max > 0 && p->running >= max) || span >= SPAN_HOLD;
+  int under = (max <= 0 || p->running <= max * 3 / 4) && span <= SPAN_RESUME;
+  if (!p->paused && over) {
     if (kc_pause_partition(w->consumer, n, 1) == AW_OK) p->paused = 1;
-  } else if (p->paused && p->running <= max * 3 / 4) {
+  } else if (p->paused && under) {
     /* While everything is paused, kc_resume decides (see check_pressure). */
     if (kc_paused(w->consumer) || kc_pause_partition(w->consumer, n, 0) == AW_OK) p->paused = 0;
   }
@@ -259,10 +443,16 @@ static void ev_finish(wk_event *ev) {
   wk_ev_set_state(ev, ST_DONE);
   int counted = !ev_stale(ev);
   if (counted) w->parts[ev->partition].running--;
-  if (counted && !ev->abandoned && otrk_done(&w->parts[ev->partition].t, ev->offset) != AW_OK) {
+  if (counted && !ev->abandoned && !ev->offset_done &&
+      otrk_done(&w->parts[ev->partition].t, ev->offset) != AW_OK) {
     log_ctx c = wk_ev_ctx(ev);
     log_warn(&c, "offset %lld of partition %d was not tracked", (long long)ev->offset,
              (int)ev->partition);
+  }
+  if (counted && !ev->abandoned && !ev->offset_done) w->txn_dirty = 1;
+  if (ev->owed) {
+    ev->owed = 0;
+    w->txn_owed--;
   }
   w->st.in_flight--;
   int32_t part = ev->partition;
@@ -354,14 +544,23 @@ static void on_outcome_recorded(void *opaque, int err, const char *value) {
   ev_finish(ev);
 }
 
-/* All delivery reports are in: record the outcome, then the event is done. */
-static void ev_delivered(wk_event *ev) {
+/* The outcome is durable: record it, then the event is done. */
+static void ev_record(wk_event *ev) {
   wk_ev_set_state(ev, ST_RECORDING);
   if (!ev->event_id[0] || !ev->conv_id[0] ||
       tmap_put_outcome(&ev->w->map, ev->conv_id, ev->event_id, ev->status, ev->run_id,
                        on_outcome_recorded, ev) != AW_OK) {
     ev_finish(ev);
   }
+}
+
+static void txn_enter(wk_event *ev);
+
+/* All delivery reports are in.  At-least-once: the outcome is durable now.
+ * Exactly-once: it is in the open transaction, durable once that commits. */
+static void ev_delivered(wk_event *ev) {
+  if (ev->w->txp) txn_enter(ev);
+  else ev_record(ev);
 }
 
 static void on_dr(void *cb_opaque, void *msg_opaque, rd_kafka_resp_err_t err) {
@@ -386,9 +585,12 @@ static void on_dr(void *cb_opaque, void *msg_opaque, rd_kafka_resp_err_t err) {
     /* A response or DLQ record that is not durable is produced again; the
      * offset stays uncommitted meanwhile.  A lost delta only breaks the
      * concatenation of this event's deltas; the response has the text. */
-    if (kind == DR_RESPONSE) ev->send_response = 1;
-    if (kind == DR_DLQ) ev->send_dlq = 1;
-    if (kind != DR_DELTA) {
+    if (w->txp && kind != DR_DELTA) {
+      /* The transaction holding it will abort; the abort produces the
+       * event's messages again in the next one. */
+    } else if (kind != DR_DELTA) {
+      if (kind == DR_RESPONSE) ev->send_response = 1;
+      if (kind == DR_DLQ) ev->send_dlq = 1;
       w->st.produce_retries++;
       if (ev->pending_dr == 0) wk_retry_later(ev);
       return;
@@ -407,12 +609,44 @@ static void on_dr(void *cb_opaque, void *msg_opaque, rd_kafka_resp_err_t err) {
 
 /* Produce the encoded response (and DLQ record for rejections) kept in
  * ev->out; on a full queue try again from the retry list. */
+static void txn_wait_add(wk_event *ev);
+
+/* The outcome's messages (response, DLQ record): into the open transaction
+ * when answers are exactly-once, else on the idempotent producer. */
+static int produce_outcome(wk_event *ev, const char *topic, int kind, const void *key, size_t keylen,
+                           const void *val, size_t len) {
+  wk *w = ev->w;
+  if (!w->txp) return wk_produce(ev, topic, kind, key, keylen, val, len, NULL, 0);
+  int rc = ktx_produce(w->txp, topic, key, keylen, val, len, (void *)((uintptr_t)ev | (uintptr_t)kind));
+  if (rc == AW_OK) {
+    ev->pending_dr++;
+    if (!ev->owed) {
+      ev->owed = 1;
+      w->txn_owed++;
+    }
+  }
+  return rc;
+}
+
 static void ev_publish_response(wk_event *ev) {
   wk *w = ev->w;
   int rc = AW_OK;
+  if (w->txp) {
+    if (ev_stale(ev) && !ev->owed) {
+      /* Revoked before its answer went out: the new owner answers it. */
+      ev_finish(ev);
+      return;
+    }
+    /* A transaction being closed takes no new event (it would never
+     * close under load); an event already in it completes its messages. */
+    if (!ktx_open(w->txp) || (w->txn_closing && !ev->owed)) {
+      txn_wait_add(ev);
+      return;
+    }
+  }
   if (ev->send_response) {
-    rc = wk_produce(ev, w->cfg.topic_responses, DR_RESPONSE, ev->conv_id, strlen(ev->conv_id),
-                    ev->out.data, ev->out.len, NULL, 0);
+    rc = produce_outcome(ev, w->cfg.topic_responses, DR_RESPONSE, ev->conv_id, strlen(ev->conv_id),
+                         ev->out.data, ev->out.len);
     if (rc == AW_OK) ev->send_response = 0;
   }
   if (rc == AW_OK && ev->send_dlq) {
@@ -433,8 +667,7 @@ static void ev_publish_response(wk_event *ev) {
     buf_init(&dl, ev->orig_len + ev->orig_key_len + 64 * 1024);
     rc = contract_dlq_encode(&d, &dl);
     if (rc == AW_OK)
-      rc = wk_produce(ev, w->cfg.topic_dlq, DR_DLQ, ev->orig_key, ev->orig_key_len, dl.data, dl.len,
-                      NULL, 0);
+      rc = produce_outcome(ev, w->cfg.topic_dlq, DR_DLQ, ev->orig_key, ev->orig_key_len, dl.data, dl.len);
     buf_free(&dl);
     if (rc == AW_OK) {
       ev->send_dlq = 0;
@@ -981,6 +1214,20 @@ static void on_message(void *opaque, rd_kafka_message_t *m) {
     rd_kafka_message_destroy(m);
     return;
   }
+  if (otrk_skip_has(&p->skip, m->offset)) {
+    /* Answered in a committed transaction beyond the committed offset
+     * (commit metadata): done already, never answered twice. */
+    if (otrk_done(&p->t, m->offset) != AW_OK) log_warn(NULL, "skipped offset was not tracked");
+    w->txn_dirty = 1;
+    w->st.consumed++;
+    w->st.skipped_duplicates++;
+    if (log_enabled(LOG_DEBUG))
+      log_debug(NULL, "offset %lld of partition %d was answered before (commit metadata); skipped",
+                (long long)m->offset, (int)m->partition);
+    free(ev);
+    rd_kafka_message_destroy(m);
+    return;
+  }
   w->st.consumed++;
   w->st.in_flight++;
   p->running++;
@@ -1032,11 +1279,29 @@ static void on_assign(void *opaque, const rd_kafka_topic_partition_list_t *parts
     wk_part *p = part_get(w, parts->elems[i].partition);
     if (!p) continue;
     otrk_free(&p->t);
+    otrk_skip_free(&p->skip);
     p->gen++;
     p->assigned = 1;
     p->running = 0;
     p->paused = 0;
   }
+  /* The offsets answered beyond each committed offset, from the commit
+   * metadata (blocking, once per assignment). */
+  rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(parts);
+  rd_kafka_resp_err_t err = c ? rd_kafka_committed(kc_handle(w->consumer), c, 10000) : RD_KAFKA_RESP_ERR__NO_OFFSET;
+  if (err) {
+    log_warn(NULL, "cannot read the committed offsets' metadata (%s); the Redis outcome records still skip answered events",
+             rd_kafka_err2str(err));
+  } else {
+    for (int i = 0; i < c->cnt; i++) {
+      rd_kafka_topic_partition_t *e = &c->elems[i];
+      wk_part *p = part_get(w, e->partition);
+      if (!p || e->offset < 0 || !e->metadata_size) continue;
+      if (otrk_skip_parse(&p->skip, e->offset, e->metadata, e->metadata_size) != AW_OK)
+        log_warn(NULL, "partition %d: unreadable commit metadata ignored", (int)e->partition);
+    }
+  }
+  if (c) rd_kafka_topic_partition_list_destroy(c);
   log_parts("partitions assigned", w->cfg.topic_requests, parts);
 }
 
@@ -1052,6 +1317,7 @@ static void on_revoke(void *opaque, const rd_kafka_topic_partition_list_t *parts
     p->running = 0;
     p->paused = 0;
     otrk_free(&p->t);
+    otrk_skip_free(&p->skip);
   }
   log_parts("partitions revoked", w->cfg.topic_requests, parts);
 }
@@ -1071,14 +1337,16 @@ void wk_config_default(wk_config *c) {
   c->commit_interval_ms = 200;
   c->delta_window_ms = 20;
   c->shutdown_grace_ms = 30000;
+  c->txn_interval_ms = 20;
 }
 
 int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf,
-           rd_kafka_conf_t *producer_conf, rd_kafka_conf_t *reply_conf, be_backend *be, rconn *redis,
-           wk **out, char *errstr, size_t errstr_size) {
+           rd_kafka_conf_t *producer_conf, rd_kafka_conf_t *txn_conf, rd_kafka_conf_t *reply_conf,
+           be_backend *be, rconn *redis, wk **out, char *errstr, size_t errstr_size) {
   wk *w = calloc(1, sizeof *w);
   if (!w) {
     if (reply_conf) rd_kafka_conf_destroy(reply_conf);
+    if (txn_conf) rd_kafka_conf_destroy(txn_conf);
     return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
   }
   w->loop = loop;
@@ -1087,11 +1355,24 @@ int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf
   w->be = be;
   w->redis = redis;
   tmap_init(&w->map, redis, cfg->redis_prefix);
+  if (w->cfg.txn_interval_ms < 0) w->cfg.txn_interval_ms = 0;
   int rc = kp_new(loop, producer_conf, on_dr, w, &w->producer, errstr, errstr_size);
   if (rc) {
     if (reply_conf) rd_kafka_conf_destroy(reply_conf);
+    if (txn_conf) rd_kafka_conf_destroy(txn_conf);
     free(w);
     return rc;
+  }
+  if (txn_conf) {
+    rc = ktx_new(loop, txn_conf, on_txn_dr, on_txn_done, w, &w->txp, errstr, errstr_size);
+    if (rc) {
+      rd_kafka_conf_destroy(txn_conf);
+      if (reply_conf) rd_kafka_conf_destroy(reply_conf);
+      rd_kafka_conf_destroy(consumer_conf);
+      kp_free(w->producer);
+      free(w);
+      return rc;
+    }
   }
   /* Before the request consumer: a run may need the reply consumer as soon
    * as the first event arrives. */
@@ -1099,6 +1380,7 @@ int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf
   if (rc) {
     rd_kafka_conf_destroy(consumer_conf);
     wkt_free(w);
+    ktx_free(w->txp);
     kp_free(w->producer);
     free(w);
     return rc;
@@ -1109,6 +1391,7 @@ int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf
     /* consumer_conf is still ours on failure: free it like kc_new would */
     rd_kafka_conf_destroy(consumer_conf);
     wkt_free(w);
+    ktx_free(w->txp);
     kp_free(w->producer);
     free(w);
     return rc;
@@ -1120,8 +1403,12 @@ int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf
   uv_timer_init(loop, &w->grace_timer);
   w->ready_idle.data = w->retry_timer.data = w->delta_timer.data = w->commit_timer.data =
       w->grace_timer.data = w;
-  uv_timer_start(&w->commit_timer, on_commit_timer, (uint64_t)w->cfg.commit_interval_ms,
-                 (uint64_t)w->cfg.commit_interval_ms);
+  /* Transactions commit as often as txn_interval_ms allows: a response is
+   * visible to read_committed consumers only after its commit. */
+  uint64_t tick = w->txp ? (uint64_t)(w->cfg.txn_interval_ms > 5 ? w->cfg.txn_interval_ms : 5)
+                         : (uint64_t)w->cfg.commit_interval_ms;
+  uv_timer_start(&w->commit_timer, on_commit_timer, tick, tick);
+  if (w->txp) log_info(NULL, "answers are exactly-once: responses commit with their offsets in Kafka transactions");
   *out = w;
   return AW_OK;
 }
@@ -1186,8 +1473,12 @@ void wk_free(wk *w) {
   kc_close(w->consumer);
   kp_flush(w->producer, 5000);
   wkt_free(w); /* after the flush: dead letters of tool replies report to it */
+  ktx_free(w->txp); /* aborts an open transaction: its events were not answered */
   kp_free(w->producer);
-  for (int i = 0; i < w->nparts; i++) otrk_free(&w->parts[i].t);
+  for (int i = 0; i < w->nparts; i++) {
+    otrk_free(&w->parts[i].t);
+    otrk_skip_free(&w->parts[i].skip);
+  }
   free(w->parts);
   w->handles_open = 5;
   uv_close((uv_handle_t *)&w->ready_idle, on_handle_closed);

@@ -9,7 +9,11 @@
  *      record in Redis, pipelined in one round trip)
  *   -> THREAD (create a thread and claim it with SET NX, if none)
  *   -> TURN (message added, run streaming; deltas published if asked)
+ *   -> TOOLS (the run waits for function outputs routed over Kafka:
+ *      worker_tools.c; back to TURN when they are submitted)
  *   -> PUBLISHING (response produced; waiting for its delivery report)
+ *   -> COMMITTING (exactly-once: the response is in the open Kafka
+ *      transaction, which commits it with the offsets)
  *   -> RECORDING (outcome record written to Redis)
  *   -> DONE (offset may be committed)
  *
@@ -21,9 +25,11 @@
  *
  * Rejected input (undecodable, invalid, unknown assistant) goes
  * QUEUED -> LOOKUP -> PUBLISHING with a `rejected` response and a DLQ record.
- * Offsets are committed as the contiguous prefix of DONE events per
- * partition, asynchronously every commit_interval_ms and synchronously on
- * revoke and shutdown.  Events of one conversation run strictly one after
+ * Offsets are committed as the contiguous prefix of done events per
+ * partition: exactly-once (txn_conf given), in the transaction holding the
+ * responses, with the offsets done beyond that prefix in the commit
+ * metadata (skipped when read again); at-least-once, after delivery, every
+ * commit_interval_ms.  Both commit synchronously on revoke and shutdown.  Events of one conversation run strictly one after
  * another; events of different conversations run concurrently, up to
  * max_in_flight consumed-but-not-done events, beyond which consumption is
  * paused, and up to max_in_flight_per_partition of one partition, beyond
@@ -83,10 +89,14 @@ typedef struct wk_config {
   const corr_key *tool_key;
   wk_observe_fn observe;      /* optional */
   void *observe_opaque;
+  long txn_interval_ms;       /* exactly-once: least time between two commits (default 20) */
+  void (*on_fatal)(void *opaque); /* the worker cannot go on (fenced transactions): restart */
+  void *fatal_opaque;
 } wk_config;
 
 /** Counters, for logs and /metrics. */
 typedef struct wk_stats {
+  unsigned long txn_commits, txn_aborts;
   unsigned long consumed, answered, rejected, failed, skipped_duplicates;
   unsigned long tool_requests, tool_rounds, tool_timeouts, tool_replies, tool_replies_dlq;
   long tool_waiting;          /* runs waiting for tool replies now */
@@ -98,13 +108,17 @@ typedef struct wk_stats {
 /** Defaults for wk_config (topics: assistant.requests etc). */
 void wk_config_default(wk_config *c);
 
-/** Create the worker and subscribe.  reply_conf configures the tool-reply
+/** Create the worker and subscribe.  txn_conf (with a transactional.id)
+ *  makes answers exactly-once: responses and DLQ records are produced in
+ *  Kafka transactions that also commit the consumed offsets; NULL keeps
+ *  at-least-once (responses on the idempotent producer, offsets committed
+ *  after delivery).  reply_conf configures the tool-reply
  *  consumer (its group.id set by the caller); NULL when no function is
  *  routed.  Takes ownership of the confs on success; be and redis are
  *  borrowed and must outlive the worker. */
 int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf,
-           rd_kafka_conf_t *producer_conf, rd_kafka_conf_t *reply_conf, be_backend *be, rconn *redis,
-           wk **out, char *errstr, size_t errstr_size) AW_MUST_CHECK;
+           rd_kafka_conf_t *producer_conf, rd_kafka_conf_t *txn_conf, rd_kafka_conf_t *reply_conf,
+           be_backend *be, rconn *redis, wk **out, char *errstr, size_t errstr_size) AW_MUST_CHECK;
 
 /** Stop consuming, let in-flight events finish (up to the grace period),
  *  commit, then call done(opaque).  Idempotent. */

@@ -11,6 +11,7 @@
 #include "correlation.h"
 #include "kafka_consumer.h"
 #include "kafka_producer.h"
+#include "kafka_txn.h"
 #include "log.h"
 #include "offset_tracker.h"
 #include "thread_map.h"
@@ -32,6 +33,7 @@ typedef enum {
   ST_TURN,
   ST_TOOLS,      /* the run waits for tool replies (worker_tools.c) */
   ST_PUBLISHING,
+  ST_COMMITTING, /* the response is in the open Kafka transaction */
   ST_RECORDING,
   ST_DONE,
 } wk_state;
@@ -89,6 +91,12 @@ typedef struct wk_event {
   int64_t received_ms, run_started_ms;
   struct wkt_ev *tools;        /* the tool phase's state (worker_tools.c), or NULL */
   int abandoned;               /* left to the next owner: never committed */
+  /* Exactly-once (Kafka transactions): */
+  struct wk_event *txn_next;   /* txn_wait or txn list */
+  int txn_where;               /* 0 none, 1 waiting to produce, 2 in the open transaction */
+  uint64_t txn_seq;            /* the transaction holding its response */
+  int offset_done;             /* its offset is marked done (in the transaction's offsets) */
+  int owed;                    /* offset done but the response not in the open transaction */
 } wk_event;
 
 struct wk_conv {
@@ -99,6 +107,7 @@ struct wk_conv {
 
 struct wk_part {
   otrk t;
+  otrk_skip skip;  /* offsets answered beyond the committed one (commit metadata) */
   uint64_t gen;
   int assigned;
   long running;   /* events of this partition consumed and not done */
@@ -107,6 +116,13 @@ struct wk_part {
 
 struct wk {
   struct wkt *tools;           /* function calling (worker_tools.c); NULL when off */
+  struct ktx *txp;             /* transactional producer of responses; NULL: at-least-once */
+  wk_event *txn_wait_head, *txn_wait_tail; /* responses waiting for the transaction to open */
+  wk_event *txn_head;          /* events whose response is in the open transaction */
+  long txn_owed;               /* events counted done whose response is not produced yet */
+  int txn_dirty;               /* offsets changed since the last commit */
+  int txn_closing;             /* a commit is due: no new event enters the transaction */
+  int64_t txn_last_ms;
   uv_loop_t *loop;
   wk_config cfg;
   be_backend *be;

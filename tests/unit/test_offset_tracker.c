@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <stdlib.h>
 #include <cmocka.h>
 
@@ -98,8 +99,75 @@ static void random_completion_order_matches_model(void **state) {
   otrk_free(&t);
 }
 
+/* The done set beyond the commit point survives the metadata round trip:
+ * after parsing, exactly the done offsets past the commit point are
+ * reported done, whatever the completion order (and gaps in offsets). */
+static void metadata_round_trips_the_done_set(void **state) {
+  (void)state;
+  enum { N = 3000 };
+  static unsigned char done[N];
+  memset(done, 0, sizeof done);
+  otrk t;
+  otrk_init(&t);
+  uint32_t x = 777;
+  for (int64_t o = 0; o < N; o++) {
+    if (o % 7 == 3) continue; /* gaps: offsets never consumed */
+    assert_int_equal(otrk_add(&t, o), AW_OK);
+  }
+  for (int round = 0; round < 4; round++) {
+    for (int k = 0; k < N / 5; k++) {
+      x = x * 1103515245u + 12345u;
+      int64_t o = (int64_t)((x >> 8) % N);
+      if (o % 7 == 3 || done[o]) continue;
+      done[o] = 1;
+      assert_int_equal(otrk_done(&t, o), AW_OK);
+    }
+    char md[OTRK_META_MAX_BYTES + 1];
+    assert_int_equal(otrk_metadata(&t, md, sizeof md), AW_OK);
+    int64_t cp = otrk_commit_point(&t);
+    otrk_skip sk;
+    assert_int_equal(otrk_skip_parse(&sk, cp, md, strlen(md)), AW_OK);
+    for (int64_t o = 0; o < N; o++) {
+      int want = o > cp && done[o];
+      assert_int_equal(otrk_skip_has(&sk, o), want);
+    }
+    otrk_skip_free(&sk);
+  }
+  otrk_free(&t);
+}
+
+/* Nothing done past the commit point: empty metadata; foreign or broken
+ * metadata: an empty set (broken is reported). */
+static void metadata_empty_foreign_and_broken(void **state) {
+  (void)state;
+  otrk t;
+  otrk_init(&t);
+  char md[64];
+  assert_int_equal(otrk_metadata(&t, md, sizeof md), AW_OK);
+  assert_string_equal(md, "");
+  assert_int_equal(otrk_add(&t, 10), AW_OK);
+  assert_int_equal(otrk_add(&t, 11), AW_OK);
+  assert_int_equal(otrk_done(&t, 10), AW_OK);
+  assert_int_equal(otrk_metadata(&t, md, sizeof md), AW_OK);
+  assert_string_equal(md, ""); /* 10 is covered by the commit point 11 */
+  assert_int_equal(otrk_add(&t, 12), AW_OK);
+  assert_int_equal(otrk_done(&t, 12), AW_OK);
+  assert_int_equal(otrk_metadata(&t, md, sizeof md), AW_OK);
+  assert_true(strncmp(md, OTRK_META_PREFIX, 4) == 0);
+  assert_int_equal(otrk_metadata(&t, md, 5), AW_ETOOBIG); /* does not fit: never cut */
+  otrk_skip sk;
+  assert_int_equal(otrk_skip_parse(&sk, 11, "someone else's", 14), AW_OK);
+  assert_false(otrk_skip_has(&sk, 12));
+  assert_int_equal(otrk_skip_parse(&sk, 11, "aw1:%%%", 7), AW_EPARSE);
+  assert_false(otrk_skip_has(&sk, 12));
+  otrk_skip_free(&sk);
+  otrk_free(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(metadata_round_trips_the_done_set),
+      cmocka_unit_test(metadata_empty_foreign_and_broken),
       cmocka_unit_test(commit_point_is_first_incomplete_offset),
       cmocka_unit_test(gaps_in_offsets_are_skipped),
       cmocka_unit_test(offsets_must_increase),
