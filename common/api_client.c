@@ -9,6 +9,7 @@
 #include "api_client.h"
 
 #include <curl/curl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@ struct api_call {
   int in_feed;     /* inside sse_feed: freeing must wait */
   int cancelled;
   int in_done;
+  uint64_t started_ns; /* uv_hrtime() at the start, for the observer */
   char method[8];
   char path[]; /* base path + path, without the query, for messages */
 };
@@ -164,6 +166,51 @@ size_t api_client_pending(const api_client *c) { return c ? c->pending : 0; }
 
 const char *api_client_base_path(const api_client *c) { return c->base_path; }
 
+/* An id segment: a known id prefix, or a digit anywhere (see api_route). */
+static int segment_is_id(const char *s, size_t n) {
+  static const char *const prefixes[] = {"asst_", "thread_", "msg_", "run_", "step_", "file_", "vs_", "call_"};
+  for (size_t i = 0; i < n; i++)
+    if (s[i] >= '0' && s[i] <= '9') return 1;
+  for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+    size_t pl = strlen(prefixes[i]);
+    if (n >= pl && !memcmp(s, prefixes[i], pl)) return 1;
+  }
+  return 0;
+}
+
+/* Append n bytes of p to out[*k], keeping room for the NUL; 1 if cut short. */
+static int route_put(char *out, size_t cap, size_t *k, const char *p, size_t n) {
+  size_t room = cap - 1 - *k;
+  size_t m = n < room ? n : room;
+  memcpy(out + *k, p, m);
+  *k += m;
+  return m < n;
+}
+
+int api_route(const char *method, const char *path, char *out, size_t n) {
+  if (!out || n == 0) return AW_EINVAL;
+  size_t k = 0;
+  int cut = 0;
+  if (!method) method = "";
+  if (!path) path = "";
+  cut |= route_put(out, n, &k, method, strlen(method));
+  cut |= route_put(out, n, &k, " ", 1);
+  size_t end = strcspn(path, "?#");
+  for (size_t i = 0; i < end;) {
+    if (path[i] == '/') {
+      cut |= route_put(out, n, &k, "/", 1);
+      i++;
+      continue;
+    }
+    size_t len = strcspn(path + i, "/?#");
+    if (segment_is_id(path + i, len)) cut |= route_put(out, n, &k, "{id}", 4);
+    else cut |= route_put(out, n, &k, path + i, len);
+    i += len;
+  }
+  out[k] = '\0';
+  return cut ? AW_ETOOBIG : AW_OK;
+}
+
 void api_call_cancel(api_call *call) {
   if (!call || call->cancelled || call->in_done) return;
   call->cancelled = 1;
@@ -215,6 +262,14 @@ static void on_http_done(void *opaque, const http_response *hr) {
                hr->status);
     }
     res.json = json;
+  }
+  if (call->c->cfg.observe) {
+    /* Before on_done: the time is the call's, not its caller's handling. */
+    char route[128];
+    double secs = (double)(uv_hrtime() - call->started_ns) / 1e9;
+    int cut = api_route(call->method, call->path + strlen(call->c->base_path), route, sizeof route);
+    (void)cut; /* a route cut to fit is still one bounded label */
+    call->c->cfg.observe(call->c->cfg.observe_opaque, route, hr->status, secs, hr->attempts);
   }
   call->in_done = 1;
   call->on_done(call->opaque, &res);
@@ -296,6 +351,7 @@ static int start(api_client *c, const char *method, const char *path, const char
   } else {
     o.timeout_ms = c->cfg.request_timeout_ms;
   }
+  call->started_ns = uv_hrtime();
   int rc = http_request_start(c->http, &o, &call->req);
   if (rc) {
     if (call->streaming) sse_free(&call->sse);

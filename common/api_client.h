@@ -44,6 +44,14 @@
 typedef struct api_client api_client;
 typedef struct api_call api_call;
 
+/** Told of every finished call (not of cancelled ones), on the loop thread,
+ *  before the call's on_done: route is "METHOD /path/template" (api_route),
+ *  http_status the last attempt's status (0: no response), seconds from the
+ *  call's start to its end (a stream's whole length, retries and backoff
+ *  included), attempts 1 + retries.  route is valid only during the call. */
+typedef void (*api_observe_fn)(void *opaque, const char *route, int http_status, double seconds,
+                               int attempts);
+
 typedef struct api_config {
   const char *base_url;      /* required, e.g. "https://api.openai.com/v1" */
   const char *api_key;       /* required; never logged */
@@ -55,6 +63,8 @@ typedef struct api_config {
   long max_connections;      /* 0 = unlimited */
   size_t max_body_bytes;     /* cap on a response body (default 4 MiB) */
   size_t max_event_bytes;    /* cap on one SSE event (default 1 MiB) */
+  api_observe_fn observe;    /* optional: latency and retries per call (metrics) */
+  void *observe_opaque;
 } api_config;
 
 typedef struct api_result {
@@ -97,6 +107,16 @@ size_t api_client_pending(const api_client *c);
 
 /** The path of the base URL ("/v1"), used to prefix paths in messages. */
 const char *api_client_base_path(const api_client *c);
+
+/** The route of a call, a bounded label for metrics: "METHOD " + path (below
+ *  the base URL) without its query, each segment that is an id replaced by
+ *  "{id}": a segment starting with asst_, thread_, msg_, run_, step_, file_,
+ *  vs_ or call_, or containing a digit (no endpoint name of the API has one,
+ *  so ids of a compatible server that uses other prefixes stay bounded too).
+ *  "POST", "/threads/thread_abc/runs?x=1" -> "POST /threads/{id}/runs".
+ *  Writes at most n bytes including the NUL (n > 0); AW_ETOOBIG when the
+ *  route was truncated to fit.  O(length), no allocation. */
+int api_route(const char *method, const char *path, char *out, size_t n) AW_MUST_CHECK;
 
 /* ---- generic --------------------------------------------------------------- */
 

@@ -283,6 +283,11 @@ typedef struct be_assistants_config {
   long retry_max_ms;         /* default 8000 */
   long max_connections;      /* curl CURLMOPT_MAX_TOTAL_CONNECTIONS, default 0 = unlimited */
   size_t max_answer_bytes;   /* cap on the text kept for one run (default 256 KiB) */
+  /* Optional: told of every finished API call, on the loop thread (see
+   * api_client.h's api_observe_fn: route "POST /threads/{id}/runs", HTTP
+   * status or 0, seconds, attempts).  NULL: no observer. */
+  void (*observe)(void *opaque, const char *route, int http_status, double seconds, int attempts);
+  void *observe_opaque;
 } be_assistants_config;
 
 /** Defaults for be_assistants_config (strings NULL). */

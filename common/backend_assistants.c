@@ -1310,6 +1310,8 @@ int be_assistants_new(uv_loop_t *loop, const be_assistants_config *cfg, be_backe
   if (cfg->retry_base_ms > 0) ac.retry.base_ms = cfg->retry_base_ms;
   if (cfg->retry_max_ms > 0) ac.retry.max_ms = cfg->retry_max_ms;
   ac.max_connections = cfg->max_connections;
+  ac.observe = cfg->observe;
+  ac.observe_opaque = cfg->observe_opaque;
   be_asst *be = calloc(1, sizeof *be);
   if (!be) return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
   int rc = api_client_new(loop, &ac, &be->api, errstr, errstr_size);

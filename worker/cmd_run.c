@@ -271,21 +271,29 @@ int cmd_run_main(int argc, char **argv) {
   }
   signal(SIGPIPE, SIG_IGN);
   r.loop = uv_default_loop();
+  /* The metrics first: the backend reports every API call to them. */
+  if (rmet_new(&r.met) != AW_OK) {
+    log_error(NULL, "start-up: out of memory");
+    cfg_free(&r.c);
+    return 1;
+  }
   be_assistants_config bc;
   be_assistants_config_default(&bc);
   cfg_backend_config(&r.c, &bc);
+  bc.observe = rmet_api_observe;
+  bc.observe_opaque = r.met;
   if (be_assistants_new(r.loop, &bc, &r.be, errstr, sizeof errstr) != AW_OK ||
       rconn_new(r.loop, r.c.redis.host, r.c.redis.port, &r.redis, errstr, sizeof errstr) != AW_OK) {
     log_error(NULL, "start-up: %s", errstr);
     be_free(r.be);
+    rmet_free(r.met);
     cfg_free(&r.c);
     return 1;
   }
   ops_http_config oc;
   ops_http_config_default(&oc);
   oc.port = r.c.worker.health_port > 0 ? r.c.worker.health_port : -1;
-  if (rmet_new(&r.met) != AW_OK ||
-      ops_http_start(r.loop, &oc, render_ops, &r, &r.ops, errstr, sizeof errstr) != AW_OK) {
+  if (ops_http_start(r.loop, &oc, render_ops, &r, &r.ops, errstr, sizeof errstr) != AW_OK) {
     log_error(NULL, "start-up: operations endpoint: %s", errstr);
     rconn_free(r.redis);
     be_free(r.be);

@@ -1,7 +1,23 @@
-/* run_metrics.c -- wk_stats as Prometheus series. */
+/* run_metrics.c -- wk_stats, API calls and consumer lag as Prometheus
+ * series (see run_metrics.h). */
 #include "run_metrics.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* Open addressing over twice the slots the cap can fill, so a probe always
+ * ends at the key or at an empty slot within a few steps. */
+#define API_SLOTS (2 * RMET_API_SERIES_MAX)
+
+typedef struct api_slot {
+  met_histogram_ref *seconds; /* NULL: empty slot */
+  met_counter_ref *retries;   /* the route's, shared by its statuses */
+  uint32_t hash;
+  int status;
+  char route[MET_MAX_LABEL_VALUE + 1];
+} api_slot;
 
 struct rmet {
   met_registry *reg;
@@ -11,17 +27,33 @@ struct rmet {
   met_counter_ref *tool_requests, *tool_rounds, *tool_timeouts, *tool_replies, *tool_replies_dlq;
   met_gauge_ref *tool_waiting;
   met_histogram_ref *event_seconds, *tool_round_seconds;
+  met_counter_ref *api_dropped;
+  size_t napi;
+  api_slot api[API_SLOTS];
 };
 
 /* Seconds: from a tool round trip of a few ms to a run of minutes. */
 static const double LATENCY_BOUNDS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
 #define NBOUNDS (sizeof LATENCY_BOUNDS / sizeof LATENCY_BOUNDS[0])
 
+/* API calls: from a millisecond (a local server) to a stream of minutes. */
+static const double API_BOUNDS[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                    1,     2.5,    5,     10,   30,    60,   300};
+#define NAPI_BOUNDS (sizeof API_BOUNDS / sizeof API_BOUNDS[0])
+static const char API_SECONDS_HELP[] =
+    "API calls by route and HTTP status (\"error\": no response), start to end including retries and, "
+    "for streams, the whole stream";
+static const char API_RETRIES_HELP[] = "API requests sent again (attempts - 1), by route";
+
+/* Registry size: the fixed series, the API series and their routes' retry
+ * counters, with room to spare. */
+#define MAX_SERIES (64 + 2 * RMET_API_SERIES_MAX)
+
 int rmet_new(rmet **out) {
   rmet *m = calloc(1, sizeof *m);
   if (!m) return AW_ENOMEM;
   const char *ans = "Events answered, by response status";
-  int rc = met_registry_new(64, &m->reg);
+  int rc = met_registry_new(MAX_SERIES, &m->reg);
   if (!rc) rc = met_counter(m->reg, "aw_events_consumed", "Request events consumed", &m->consumed, (const char *)NULL);
   if (!rc) rc = met_counter(m->reg, "aw_events_answered", ans, &m->completed, "status", "completed", (const char *)NULL);
   if (!rc) rc = met_counter(m->reg, "aw_events_answered", ans, &m->failed, "status", "failed", (const char *)NULL);
@@ -68,12 +100,48 @@ int rmet_new(rmet **out) {
     rc = met_histogram(m->reg, "aw_tool_round_seconds",
                        "Tool round trip: requests published to outputs submitted, per round", LATENCY_BOUNDS,
                        NBOUNDS, &m->tool_round_seconds, (const char *)NULL);
+  if (!rc)
+    rc = met_counter(m->reg, "aw_api_series_dropped",
+                     "API calls left out of aw_api_request_seconds: its series cap was reached", &m->api_dropped,
+                     (const char *)NULL);
   if (rc) {
     rmet_free(m);
     return rc;
   }
   *out = m;
   return AW_OK;
+}
+
+typedef struct lag_ctx {
+  buf *out;
+  int rc;
+  int64_t total;
+} lag_ctx;
+
+static void on_lag(void *opaque, int32_t partition, int64_t lag) {
+  lag_ctx *c = opaque;
+  c->total += lag;
+  if (!c->rc)
+    c->rc = buf_appendf(c->out, "aw_consumer_lag{partition=\"%d\"} %lld\n", (int)partition, (long long)lag);
+}
+
+/* Rendered here rather than kept in the registry: the set of partitions
+ * changes with every rebalance and the registry never forgets a series, so
+ * a revoked partition would linger with a stale value. */
+static int render_lag(const wk *w, buf *out) {
+  lag_ctx c = {out, AW_OK, 0};
+  c.rc = buf_appends(out,
+                     "# HELP aw_consumer_lag Messages of an assigned partition of the requests topic not yet done: "
+                     "high watermark minus commit point\n"
+                     "# TYPE aw_consumer_lag gauge\n");
+  if (!c.rc && w) (void)wk_lag(w, on_lag, &c);
+  if (!c.rc)
+    c.rc = buf_appendf(out,
+                       "# HELP aw_consumer_lag_total Sum of aw_consumer_lag over the assigned partitions\n"
+                       "# TYPE aw_consumer_lag_total gauge\n"
+                       "aw_consumer_lag_total %lld\n",
+                       (long long)c.total);
+  return c.rc;
 }
 
 int rmet_render(rmet *m, const wk *w, const rconn *redis, buf *out) {
@@ -100,13 +168,70 @@ int rmet_render(rmet *m, const wk *w, const rconn *redis, buf *out) {
     met_gauge_set(m->tool_waiting, (double)s.tool_waiting);
   }
   if (redis) met_gauge_set(m->redis_up, rconn_ready(redis) ? 1 : 0);
-  return met_render(m->reg, out);
+  int rc = met_render(m->reg, out);
+  if (!rc) rc = render_lag(w, out);
+  return rc;
 }
 
 void rmet_observe(void *opaque, wk_obs what, double value) {
   rmet *m = opaque;
   if (what == WK_OBS_EVENT_SECONDS) met_observe(m->event_seconds, value);
   else if (what == WK_OBS_TOOL_ROUND_SECONDS) met_observe(m->tool_round_seconds, value);
+}
+
+/* FNV-1a of the route, mixed with the status. */
+static uint32_t api_hash(const char *route, int status) {
+  uint32_t h = 2166136261u;
+  for (const unsigned char *p = (const unsigned char *)route; *p; p++) h = (h ^ *p) * 16777619u;
+  return h ^ ((uint32_t)status * 2654435761u);
+}
+
+/* Register the series of a new (route, status) in slot s; 0 on success. */
+static int api_register(rmet *m, api_slot *s, const char *route, int status, uint32_t hash) {
+  if (m->napi >= RMET_API_SERIES_MAX || strlen(route) > MET_MAX_LABEL_VALUE) return -1;
+  char st[16];
+  if (status > 0) snprintf(st, sizeof st, "%d", status);
+  else snprintf(st, sizeof st, "error");
+  const char *kv[] = {"route", route, "status", st};
+  met_histogram_ref *h;
+  met_counter_ref *c;
+  /* The retry counter first: registering it again for another status of the
+   * route returns the same series. */
+  if (met_counterv(m->reg, "aw_api_retries", API_RETRIES_HELP, kv, 1, &c) != AW_OK ||
+      met_histogramv(m->reg, "aw_api_request_seconds", API_SECONDS_HELP, API_BOUNDS, NAPI_BOUNDS, kv, 2, &h) != AW_OK)
+    return -1;
+  s->seconds = h;
+  s->retries = c;
+  s->hash = hash;
+  s->status = status;
+  snprintf(s->route, sizeof s->route, "%s", route);
+  m->napi++;
+  return 0;
+}
+
+void rmet_api_observe(void *opaque, const char *route, int http_status, double seconds, int attempts) {
+  rmet *m = opaque;
+  if (!m || !route) return;
+  int status = http_status > 0 ? http_status : 0;
+  uint32_t hash = api_hash(route, status);
+  api_slot *s = NULL;
+  for (size_t i = hash % API_SLOTS, n = 0; n < API_SLOTS; i = (i + 1) % API_SLOTS, n++) {
+    api_slot *t = &m->api[i];
+    if (!t->seconds) {
+      if (api_register(m, t, route, status, hash) == 0) s = t;
+      break;
+    }
+    if (t->hash == hash && t->status == status && !strcmp(t->route, route)) {
+      s = t;
+      break;
+    }
+  }
+  if (!s) {
+    met_inc(m->api_dropped);
+    return;
+  }
+  met_observe(s->seconds, seconds);
+  if (attempts > 1) met_add(s->retries, (double)(attempts - 1));
 }
 
 void rmet_free(rmet *m) {

@@ -3,6 +3,19 @@
  * The worker keeps plain counters (wk_stats) on its hot path; once a second
  * the ops server's render callback copies them into the registry and renders
  * the text, so no metric update costs more than an increment.
+ *
+ * API calls arrive through rmet_api_observe (the API client's observer) as
+ * aw_api_request_seconds{route,status} and aw_api_retries_total{route}.  The
+ * series are registered on first sight of a (route, status) pair, at most
+ * RMET_API_SERIES_MAX of them; calls beyond the cap are counted in
+ * aw_api_series_dropped_total only.  Once a series exists an observation
+ * costs a hash of the route, a probe and a histogram update: no allocation.
+ *
+ * Consumer lag is a snapshot taken at render time (wk_lag):
+ * aw_consumer_lag{partition} for the partitions assigned now (a revoked
+ * partition's series disappears) and aw_consumer_lag_total, their sum.
+ *
+ * @locality the loop thread only.
  */
 #ifndef AW_RUN_METRICS_H
 #define AW_RUN_METRICS_H
@@ -24,6 +37,15 @@ int rmet_render(rmet *m, const wk *w, const rconn *redis, buf *out) AW_MUST_CHEC
 
 /** The worker's observer (wk_config.observe, opaque = the rmet). */
 void rmet_observe(void *opaque, wk_obs what, double value);
+
+/** (route, status) series of aw_api_request_seconds, at most. */
+#define RMET_API_SERIES_MAX 64
+
+/** The API client's observer (be_assistants_config.observe, opaque = the
+ *  rmet): one finished call of route ("POST /threads/{id}/runs") with
+ *  http_status (0: no response, labelled "error"), its duration and its
+ *  attempts (attempts - 1 retries). */
+void rmet_api_observe(void *opaque, const char *route, int http_status, double seconds, int attempts);
 
 /** Free.  Safe on NULL. */
 void rmet_free(rmet *m);

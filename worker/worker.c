@@ -1284,6 +1284,7 @@ static void on_assign(void *opaque, const rd_kafka_topic_partition_list_t *parts
     p->assigned = 1;
     p->running = 0;
     p->paused = 0;
+    p->committed_at_assign = -1;
   }
   /* The offsets answered beyond each committed offset, from the commit
    * metadata (blocking, once per assignment). */
@@ -1296,6 +1297,7 @@ static void on_assign(void *opaque, const rd_kafka_topic_partition_list_t *parts
     for (int i = 0; i < c->cnt; i++) {
       rd_kafka_topic_partition_t *e = &c->elems[i];
       wk_part *p = part_get(w, e->partition);
+      if (p && e->offset >= 0) p->committed_at_assign = e->offset; /* for wk_lag */
       if (!p || e->offset < 0 || !e->metadata_size) continue;
       if (otrk_skip_parse(&p->skip, e->offset, e->metadata, e->metadata_size) != AW_OK)
         log_warn(NULL, "partition %d: unreadable commit metadata ignored", (int)e->partition);
@@ -1446,6 +1448,29 @@ void wk_shutdown(wk *w, void (*done)(void *), void *opaque) {
 void wk_get_stats(const wk *w, wk_stats *out) {
   *out = w->st;
   wkt_stats(w, out);
+}
+
+int wk_lag(const wk *w, wk_lag_fn cb, void *opaque) {
+  if (!w || !w->consumer || !cb) return 0;
+  rd_kafka_t *rk = kc_handle(w->consumer);
+  int n = 0;
+  for (int32_t i = 0; i < w->nparts; i++) {
+    const wk_part *p = &w->parts[i];
+    int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID;
+    if (!p->assigned ||
+        rd_kafka_get_watermark_offsets(rk, w->cfg.topic_requests, i, &lo, &hi) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        hi < 0)
+      continue;
+    int64_t base = otrk_commit_point(&p->t);
+    if (base < 0) base = p->committed_at_assign;
+    /* No commit yet: consumption starts at the low watermark (the consumer
+     * is configured auto.offset.reset=earliest); an empty partition has no lag. */
+    if (base < 0) base = lo >= 0 ? lo : hi == 0 ? 0 : -1;
+    if (base < 0) continue;
+    cb(opaque, i, hi > base ? hi - base : 0);
+    n++;
+  }
+  return n;
 }
 
 static void on_handle_closed(uv_handle_t *h) {

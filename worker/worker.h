@@ -127,6 +127,18 @@ void wk_shutdown(wk *w, void (*done)(void *opaque), void *opaque);
 /** Current counters. */
 void wk_get_stats(const wk *w, wk_stats *out);
 
+/** Lag of one partition of the requests topic: messages not yet done. */
+typedef void (*wk_lag_fn)(void *opaque, int32_t partition, int64_t lag);
+
+/** Call cb for each partition of the requests topic assigned to w whose lag
+ *  is known: librdkafka's cached high watermark (refreshed by fetches, so
+ *  it stands still while the partition is paused; never a broker round
+ *  trip) minus the partition's commit point (the first offset not yet done;
+ *  before anything was consumed since the assignment, the offset committed
+ *  then, or for a group without one the cached low watermark), at least 0.
+ *  Returns the number of partitions reported.  Loop thread; no allocation. */
+int wk_lag(const wk *w, wk_lag_fn cb, void *opaque);
+
 /** Free after wk_shutdown completed.  Safe on NULL. */
 void wk_free(wk *w);
 

@@ -112,6 +112,7 @@ struct wk_part {
   int assigned;
   long running;   /* events of this partition consumed and not done */
   int paused;     /* paused by its own limit (max_in_flight_per_partition) */
+  int64_t committed_at_assign; /* the group's committed offset when assigned, -1 if none (wk_lag) */
 };
 
 struct wk {

@@ -543,6 +543,83 @@ static void test_turn_429_then_200_on_message(void **state) {
   fx_free(f);
 }
 
+/* ---- the API observer (metrics) ------------------------------------------------ */
+
+typedef struct obs_rec {
+  char route[128];
+  int status, attempts;
+  double seconds;
+} obs_rec;
+
+typedef struct obs_log {
+  obs_rec r[16];
+  int n;
+} obs_log;
+
+static void on_observe(void *opaque, const char *route, int http_status, double seconds, int attempts) {
+  obs_log *l = opaque;
+  if (l->n >= 16) return;
+  obs_rec *r = &l->r[l->n++];
+  snprintf(r->route, sizeof r->route, "%s", route);
+  r->status = http_status;
+  r->attempts = attempts;
+  r->seconds = seconds;
+}
+
+static void test_turn_reports_each_api_call_with_route_status_and_attempts(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  obs_log log = {0};
+  f->cfg.observe = on_observe;
+  f->cfg.observe_opaque = &log;
+  turn_routes r = add_turn_routes(f);
+  r.msg->nresp = 0;
+  ss_add_resp(r.msg, (ss_resp){.status = 429, .body = "{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit_error\"}}",
+                               .hname = "Retry-After", .hval = "0"});
+  ss_add_resp(r.msg, (ss_resp){.status = 200, .body = MSG_CREATED});
+  ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_OK, .mode = SS_CHUNKED, .chunk = 64});
+  fx_start(f);
+  tres t = {0};
+  be_turn_input in = input(0);
+  assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, NULL), AW_OK);
+  ss_run_until(&f->loop, &t.done);
+  assert_int_equal(t.err, AW_OK);
+  assert_int_equal(log.n, 2);
+  assert_string_equal(log.r[0].route, "POST /threads/{id}/messages");
+  assert_int_equal(log.r[0].status, 200);
+  assert_int_equal(log.r[0].attempts, 2);
+  assert_string_equal(log.r[1].route, "POST /threads/{id}/runs");
+  assert_int_equal(log.r[1].status, 200);
+  assert_int_equal(log.r[1].attempts, 1);
+  assert_true(log.r[0].seconds > 0 && log.r[0].seconds < 30);
+  assert_true(log.r[1].seconds > 0 && log.r[1].seconds < 30);
+  fx_free(f);
+}
+
+static void test_a_call_without_response_is_observed_with_status_0(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  obs_log log = {0};
+  f->cfg.observe = on_observe;
+  f->cfg.observe_opaque = &log;
+  f->cfg.max_retries = 1;
+  assert_int_equal(ss_start(&f->srv), 0);
+  /* Nothing listens on port 1: the connection is refused, twice. */
+  snprintf(f->base, sizeof f->base, "http://127.0.0.1:1/v1");
+  f->cfg.base_url = f->base;
+  char err[128];
+  assert_int_equal(be_assistants_new(&f->loop, &f->cfg, &f->be, err, sizeof err), AW_OK);
+  sres s = {0};
+  assert_int_equal(be_conversation_create(f->be, NULL, 0, on_result, &s, NULL), AW_OK);
+  ss_run_until(&f->loop, &s.done);
+  assert_int_not_equal(s.err, AW_OK);
+  assert_int_equal(log.n, 1);
+  assert_string_equal(log.r[0].route, "POST /threads");
+  assert_int_equal(log.r[0].status, 0);
+  assert_int_equal(log.r[0].attempts, 2);
+  fx_free(f);
+}
+
 static void test_turn_run_failed_reports_last_error(void **state) {
   (void)state;
   fx *f = fx_new();
@@ -1164,6 +1241,8 @@ int main(void) {
       cmocka_unit_test(test_turn_active_run_on_first_attempt_is_an_error),
       cmocka_unit_test(test_turn_400_on_message_is_not_retried_and_precise),
       cmocka_unit_test(test_turn_429_then_200_on_message),
+      cmocka_unit_test(test_turn_reports_each_api_call_with_route_status_and_attempts),
+      cmocka_unit_test(test_a_call_without_response_is_observed_with_status_0),
       cmocka_unit_test(test_turn_run_failed_reports_last_error),
       cmocka_unit_test(test_turn_error_event_ends_with_error),
       cmocka_unit_test(test_turn_requires_action_cancels_the_run),
