@@ -26,7 +26,8 @@ struct rmet {
   met_gauge_ref *in_flight, *paused, *redis_up;
   met_counter_ref *tool_requests, *tool_rounds, *tool_timeouts, *tool_replies, *tool_replies_dlq;
   met_gauge_ref *tool_waiting;
-  met_histogram_ref *event_seconds, *tool_round_seconds;
+  met_histogram_ref *event_seconds, *tool_round_seconds, *txn_seconds;
+  met_counter_ref *txn_commits, *txn_aborts;
   met_counter_ref *api_dropped;
   size_t napi;
   api_slot api[API_SLOTS];
@@ -101,6 +102,15 @@ int rmet_new(rmet **out) {
                        "Tool round trip: requests published to outputs submitted, per round", LATENCY_BOUNDS,
                        NBOUNDS, &m->tool_round_seconds, (const char *)NULL);
   if (!rc)
+    rc = met_histogram(m->reg, "aw_txn_commit_seconds",
+                       "Kafka transaction commits (exactly-once): start to done, committed or aborted", API_BOUNDS,
+                       sizeof API_BOUNDS / sizeof API_BOUNDS[0], &m->txn_seconds, (const char *)NULL);
+  if (!rc)
+    rc = met_counter(m->reg, "aw_txn_commits", "Kafka transactions committed", &m->txn_commits, (const char *)NULL);
+  if (!rc)
+    rc = met_counter(m->reg, "aw_txn_aborts", "Kafka transactions aborted (their answers produced again)",
+                     &m->txn_aborts, (const char *)NULL);
+  if (!rc)
     rc = met_counter(m->reg, "aw_api_series_dropped",
                      "API calls left out of aw_api_request_seconds: its series cap was reached", &m->api_dropped,
                      (const char *)NULL);
@@ -166,6 +176,8 @@ int rmet_render(rmet *m, const wk *w, const rconn *redis, buf *out) {
     met_counter_set(m->tool_replies, (double)s.tool_replies);
     met_counter_set(m->tool_replies_dlq, (double)s.tool_replies_dlq);
     met_gauge_set(m->tool_waiting, (double)s.tool_waiting);
+    met_counter_set(m->txn_commits, (double)s.txn_commits);
+    met_counter_set(m->txn_aborts, (double)s.txn_aborts);
   }
   if (redis) met_gauge_set(m->redis_up, rconn_ready(redis) ? 1 : 0);
   int rc = met_render(m->reg, out);
@@ -177,6 +189,7 @@ void rmet_observe(void *opaque, wk_obs what, double value) {
   rmet *m = opaque;
   if (what == WK_OBS_EVENT_SECONDS) met_observe(m->event_seconds, value);
   else if (what == WK_OBS_TOOL_ROUND_SECONDS) met_observe(m->tool_round_seconds, value);
+  else if (what == WK_OBS_TXN_COMMIT_SECONDS) met_observe(m->txn_seconds, value);
 }
 
 /* FNV-1a of the route, mixed with the status. */

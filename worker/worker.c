@@ -201,6 +201,7 @@ static void txn_commit(wk *w, int sync) {
   rd_kafka_consumer_group_metadata_t *cg = rd_kafka_consumer_group_metadata(kc_handle(w->consumer));
   w->txn_dirty = 0;
   w->txn_last_ms = now;
+  w->txn_started_ns = uv_hrtime();
   int rc = sync ? ktx_commit_sync(w->txp, offs, cg, abort) : ktx_commit(w->txp, offs, cg, abort);
   if (rc != AW_OK && rc != AW_EKAFKA) {
     w->txn_dirty = 1;
@@ -238,6 +239,8 @@ static void txn_enter(wk_event *ev) {
 static void on_txn_done(void *opaque, uint64_t seq, int committed, const char *errstr) {
   wk *w = opaque;
   w->txn_closing = 0;
+  if (w->cfg.observe && w->txn_started_ns)
+    w->cfg.observe(w->cfg.observe_opaque, WK_OBS_TXN_COMMIT_SECONDS, (double)(uv_hrtime() - w->txn_started_ns) / 1e9);
   if (committed) {
     w->st.txn_commits++;
   } else {

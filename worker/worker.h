@@ -55,6 +55,7 @@ typedef const char *(*wk_resolve_fn)(void *opaque, const char *name);
 typedef enum wk_obs {
   WK_OBS_EVENT_SECONDS,      /* consumed -> outcome published, per answered event */
   WK_OBS_TOOL_ROUND_SECONDS, /* tool requests published -> outputs submitted, per round */
+  WK_OBS_TXN_COMMIT_SECONDS, /* a Kafka transaction's commit (or abort), start to done */
 } wk_obs;
 typedef void (*wk_observe_fn)(void *opaque, wk_obs what, double value);
 

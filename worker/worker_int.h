@@ -124,6 +124,7 @@ struct wk {
   int txn_dirty;               /* offsets changed since the last commit */
   int txn_closing;             /* a commit is due: no new event enters the transaction */
   int64_t txn_last_ms;
+  uint64_t txn_started_ns;     /* uv_hrtime() when the commit in progress began */
   uv_loop_t *loop;
   wk_config cfg;
   be_backend *be;

@@ -105,6 +105,7 @@ typedef struct wkt_ev {
   contract_tool_call *view;
   char cancel_fn[CTOOL_MAX_NAME + 1];
   int resumed_after_4xx;
+  int woken;              /* a wake-up came while busy: collect once idle */
   int64_t expires_at_ms;  /* when the API expires the waiting run; 0 unknown */
   int expiry_checked;     /* the run was looked at after its expiry */
   UT_hash_handle hh;
@@ -461,8 +462,9 @@ static void published(wkt_ev *te) {
   for (size_t i = 0; i < te->ncalls; i++)
     if (!te->calls[i].preset_kind && (te->next_deadline_ms < 0 || te->calls[i].deadline_ms < te->next_deadline_ms))
       te->next_deadline_ms = te->calls[i].deadline_ms;
-  /* Every call answered at once (no service needed): go on now. */
-  if (n == 0) collect(te);
+  /* Every call answered at once (no service needed), or the last reply
+   * was recorded while the requests' reports were still coming: go on. */
+  if (n == 0 || te->woken) collect(te);
 }
 
 static int publish_one(wkt_ev *te, wkt_call *c) {
@@ -560,7 +562,7 @@ static void wake(wk *w, const char *run) {
   wkt_ev *te = NULL;
   HASH_FIND_STR(T->waiting, run, te);
   if (te && te->stage == S_WAIT && !te->busy) collect(te);
-  else if (te) te->next_check_ms = 0; /* look again as soon as it is idle */
+  else if (te) te->woken = 1; /* still publishing or collecting: look again when idle */
 }
 
 static void complete_local(void *opaque, const char *conv, const char *run) {
@@ -735,6 +737,7 @@ static void on_collected(void *opaque, int err, const tstate_collected *c) {
     te->stage = S_WAIT;
     te->next_deadline_ms = c->next_deadline_ms;
     te->next_check_ms = now + SAFETY_POLL_MS;
+    if (te->woken) collect(te); /* the last reply came while this look was out */
     return;
   }
   keep_outcomes(te, c);
@@ -757,6 +760,7 @@ static void on_collected(void *opaque, int err, const tstate_collected *c) {
 static void collect(wkt_ev *te) {
   wk_event *ev = te->ev;
   te->stage = S_COLLECT;
+  te->woken = 0;
   if (tstate_collect(&ev->w->tools->ts, ev->conv_id, ev->run_id, wk_now_ms(), on_collected, te) != AW_OK) {
     ev->w->st.redis_errors++;
     te->stage = S_WAIT;
