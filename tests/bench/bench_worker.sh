@@ -1,27 +1,60 @@
 #!/usr/bin/env bash
 # Benchmark of the worker; prints a table of figures.  Not a pass/fail test.
-#   tests/bench/bench_worker.sh [--events N] [--conversations N] [--inflight N] [--token-delay-ms N]
-# Phases: throughput (instant simulator), RSS with N runs in flight (slow runs), and the
-# realistic profile (200-token answers paced 20 ms apart): CPU per event and per token, and
-# end-to-end latency by stage (pickup, setup, stream, publish).
+#   tests/bench/bench_worker.sh [--phases LIST] [--events N] [--conversations N] [--inflight N]
+#       [--token-delay-ms N] [--tool-conversations N] [--tool-rate N] [--tool-workers LIST]
+#       [--weather-x KEY=VALUE]... [--short-seconds N] [--short-rate N] [--json FILE]
+# Phases (--phases, comma-separated; default all: throughput,inflight,realistic,tools,short):
+#   throughput  instant simulator, backlog of --events over --conversations: events/s, CPU/event
+#   inflight    --inflight slow runs (tokens --token-delay-ms apart) at once: RSS per conversation
+#   realistic   --inflight runs, 200-token answers paced 20 ms apart: CPU per event and per
+#               token, end-to-end latency by stage (pickup, setup, stream, publish)
+#   tools       function calling over Kafka (the Weather Assistant and the example weather
+#               service, instant): --tool-conversations plain events, as many tool events (one
+#               city each), then both shuffled together, Poisson arrivals at --tool-rate/s, with
+#               1 and 2 workers (--tool-workers): the tool round trip (p50/p99, by stage), what
+#               it adds end to end, its CPU; --weather-x passes a librdkafka property to the
+#               weather service (e.g. linger.ms=0; its default is librdkafka's 5 ms)
+#   short       issue 4's short profile (20-token answers, instant simulator): maximum
+#               throughput and CPU/event, then --short-seconds at half that rate (or
+#               --short-rate): latency p50/p99/p99.9 end to end and in the worker, and the
+#               worker's added latency over the simulator's (measured directly)
 # Runs on the local stack (real Kafka broker, redis-server, the simulator), with a release
 # build.  Machines here are noisy: compare figures taken in one run, not across runs.
+# The per-phase JSON (every figure, more than the table shows) goes to --json FILE if given.
 set -euo pipefail
 AW_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 source "$AW_ROOT/deploy/local/lib.sh"
 
 events=20000 conversations=2000 inflight=1000 delay=500
+phases=throughput,inflight,realistic,tools,short
+tool_conversations=500 tool_rate=50 tool_workers=1,2 short_seconds=20 short_rate=0 json_out=
+weather_x=()
 while [ $# -gt 0 ]; do
   case "$1" in
+    --phases) phases=$2; shift ;;
     --events) events=$2; shift ;;
     --conversations) conversations=$2; shift ;;
     --inflight) inflight=$2; shift ;;
     --token-delay-ms) delay=$2; shift ;;
-    -h|--help) sed -n 2,5p "$0"; exit 0 ;;
+    --tool-conversations) tool_conversations=$2; shift ;;
+    --tool-rate) tool_rate=$2; shift ;;
+    --tool-workers) tool_workers=$2; shift ;;
+    --weather-x) weather_x+=(--weather-x "$2"); shift ;;
+    --short-seconds) short_seconds=$2; shift ;;
+    --short-rate) short_rate=$2; shift ;;
+    --json) json_out=$2; shift ;;
+    -h|--help) sed -n 2,23p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
+for p in ${phases//,/ }; do
+  case "$p" in
+    throughput|inflight|realistic|tools|short) ;;
+    *) echo "unknown phase $p (throughput, inflight, realistic, tools, short)" >&2; exit 2 ;;
+  esac
+done
+want() { case ",$phases," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 aw_install_deps
 aw_build "$AW_ROOT/build" -DCMAKE_BUILD_TYPE=Release
@@ -36,35 +69,115 @@ drive() {
     --simulator "$AW_ROOT/build/aw-simulator" --run "$run" "$@"
 }
 
-echo "throughput: $events events over $conversations conversations, instant simulator..." >&2
-tp=$(drive throughput --events "$events" --conversations "$conversations")
-echo "in flight: $inflight conversations, simulator pacing tokens ${delay} ms apart..." >&2
-inf=$(drive inflight --conversations "$inflight" --token-delay-ms "$delay")
-echo "realistic: $inflight conversations, 200-token answers paced 20 ms apart..." >&2
-real=$(drive realistic --conversations "$inflight" --answer-tokens 200 --token-delay-ms 20)
+tp=null inf=null real=null tools=null short=null
+if want throughput; then
+  echo "throughput: $events events over $conversations conversations, instant simulator..." >&2
+  tp=$(drive throughput --events "$events" --conversations "$conversations")
+fi
+if want inflight; then
+  echo "in flight: $inflight conversations, simulator pacing tokens ${delay} ms apart..." >&2
+  inf=$(drive inflight --conversations "$inflight" --token-delay-ms "$delay")
+fi
+if want realistic; then
+  echo "realistic: $inflight conversations, 200-token answers paced 20 ms apart..." >&2
+  real=$(drive realistic --conversations "$inflight" --answer-tokens 200 --token-delay-ms 20)
+fi
+if want tools; then
+  echo "tools: $tool_conversations plain then $tool_conversations tool events at $tool_rate/s, workers $tool_workers..." >&2
+  tools=$(drive tools --conversations "$tool_conversations" --rate "$tool_rate" --tool-workers "$tool_workers" \
+    ${weather_x[@]+"${weather_x[@]}"})
+fi
+if want short; then
+  echo "short: $events 20-token events over $conversations conversations, then ${short_seconds} s at half the rate..." >&2
+  short=$(drive short --events "$events" --conversations "$conversations" --answer-tokens 20 \
+    --seconds "$short_seconds" --rate "$short_rate")
+fi
 
-python3 - "$tp" "$inf" "$real" <<'PY'
+if [ -n "$json_out" ]; then
+  printf '{"throughput": %s, "inflight": %s, "realistic": %s, "tools": %s, "short": %s}\n' \
+    "$tp" "$inf" "$real" "$tools" "$short" >"$json_out"
+fi
+
+python3 - "$tp" "$inf" "$real" "$tools" "$short" <<'PY'
 import json, sys
-tp, inf, real = (json.loads(a) for a in sys.argv[1:4])
-rows = [
+tp, inf, real, tools, short = (json.loads(a) for a in sys.argv[1:6])
+
+def pcts(v, ps=("p50", "p99", "p99.9")):
+    return "/".join(f"{v[p]:.0f}" if abs(v[p]) >= 10 else f"{v[p]:.1f}" for p in ps)
+
+def cores(c):
+    who = ("worker", "simulator", "kafka", "redis", "load.py", "other")
+    return ", ".join(f"{k} {c[k]:.2f}" for k in who if k in c) + \
+        f" (machine {c['machine']:.2f} of {c['cores']})"
+
+rows = []
+if tp:
+  rows += [
   ("happy path, instant simulator", ""),
   ("  events answered", f"{tp['events']} {tp['statuses']}"),
   ("  throughput (events/s)", f"{tp['events_per_s']:.0f}"),
   ("  worker CPU per event (us)", f"{tp['cpu_us_per_event']:.0f}"),
   ("  worker RSS at the end (KiB)", f"{tp['rss_kib']}"),
+  ]
+if inf:
+  rows += [
   (f"{inf['conversations']} conversations in flight, slow runs", ""),
   ("  active streams seen at the simulator", f"{inf['active_streams']}"),
   ("  worker RSS idle (KiB)", f"{inf['idle_rss_kib']}"),
   ("  worker RSS, all in flight (KiB)", f"{inf['rss_kib_all_in_flight']}"),
   ("  RSS per in-flight conversation (bytes)", f"{inf['rss_bytes_per_conversation']:.0f}"),
   ("  answered afterwards", f"{inf['answered']}"),
+  ]
+if real:
+  rows += [
   (f"realistic: {real['conversations']} in flight, {real['tokens_per_answer']} tokens {real['token_delay_ms']} ms apart", ""),
   ("  answered", f"{real['answered']}"),
   ("  worker CPU per event (us)", f"{real['cpu_us_per_event']:.0f}"),
   ("  worker CPU per token (us)", f"{real['cpu_us_per_token']:.2f}"),
-] + [(f"  latency {k} p50/p99/p99.9 (ms)", "/".join(f"{v[p]:.0f}" for p in ("p50", "p99", "p99.9")))
-     for k, v in real["latency_ms"].items()]
-w = max(len(r[0]) for r in rows)
+  ] + [(f"  latency {k} p50/p99/p99.9 (ms)", pcts(v)) for k, v in real["latency_ms"].items()]
+if tools:
+  rows.append((f"tools: {tools['conversations']} plain, {tools['conversations']} get_weather (1 city), then "
+               f"both mixed; {tools['rate']:.0f}/s, instant service", ""))
+  for n, r in tools["runs"].items():
+    w = f"{n} worker" + ("s" if n != "1" else "")
+    t, p = r["tool"], r["plain"]
+    rows += [
+      (f"  {w}: answered plain / tool / mixed", f"{p['answered']} {p['statuses']} / {t['answered']} {t['statuses']}, "
+                                                 f"outputs {t['outcomes']} / {r['mixed']['answered']} {r['mixed']['statuses']}"),
+      (f"  {w}: tool round trip (round_ms) p50/p99 (ms)", pcts(t["round_ms"], ("p50", "p99"))),
+    ]
+    if n != "1":
+      rows += [
+        (f"  {w}:   replies consumed by the other worker", f"{100 * t['replies_by_other']:.0f}%"),
+        (f"  {w}:   round trip, reply consumed by the owner p50/p99", pcts(t["round_ms_self"], ("p50", "p99"))),
+        (f"  {w}:   round trip, reply consumed by the other p50/p99", pcts(t["round_ms_other"], ("p50", "p99"))),
+      ]
+    rows += [(f"  {w}:   {k} p50/p99 (ms)", pcts(v, ("p50", "p99"))) for k, v in t["stages_ms"].items()]
+    rows += [
+      (f"  {w}: e2e, mixed run: plain p50/p99 (ms)", pcts(r["mixed"]["e2e_plain_ms"], ("p50", "p99"))),
+      (f"  {w}: e2e, mixed run: tool p50/p99 (ms)", pcts(r["mixed"]["e2e_tool_ms"], ("p50", "p99"))),
+      (f"  {w}: added e2e by one round trip p50/p99 (ms)", pcts(r["added_e2e_ms"], ("p50", "p99"))),
+      (f"  {w}: worker CPU per plain / tool event (us)", f"{p['cpu_us_per_event']:.0f} / {t['cpu_us_per_event']:.0f}"),
+      (f"  {w}: worker CPU per tool round trip (us)", f"{r['cpu_us_per_round_trip']:.0f}"),
+      (f"  {w}: worker CPU idle (us/s, all workers)", f"{r['idle_cpu_us_per_s']:.0f}"),
+    ]
+if short:
+  m, h = short["max"], short["half"]
+  rows += [
+    (f"short: {short['tokens']}-token answers, instant simulator, {short['events']} over {short['conversations']} conversations", ""),
+    ("  maximum throughput (events/s)", f"{m['events_per_s']:.0f}  ({m['events']} {m['statuses']})"),
+    ("  worker CPU per event at maximum (us)", f"{m['cpu_us_per_event']:.0f}"),
+    ("  CPU in cores at maximum", cores(m["cpu_cores"])),
+    (f"  paced at half: {h['rate']:.0f} events/s for {h['seconds']:.0f} s, answered", f"{h['answered']}/{h['produced']} {h['statuses']}"),
+    ("  HTTP requests per event", ", ".join(f"{v:.2f} {k.replace('/v1/threads/{thread_id}', '')}" for k, v in h["http_per_event"].items())),
+    ("  worker CPU per event at half (us)", f"{h['cpu_us_per_event']:.0f}"),
+    ("  CPU in cores at half", cores(h["cpu_cores"])),
+  ] + [(f"  latency {k} p50/p99/p99.9 (ms)", pcts(v)) for k, v in h["latency_ms"].items()] + [
+    ("  simulator alone, same HTTP sequence p50/p99/p99.9 (ms)", pcts(h["simulator_ms"])),
+    ("  added latency e2e - simulator p50/p99/p99.9 (ms)", pcts(h["added_e2e_ms"])),
+    ("  added latency in worker - simulator p50/p99/p99.9 (ms)", pcts(h["added_in_worker_ms"])),
+  ]
+w = max(len(r[0]) for r in rows) if rows else 0
 for k, v in rows:
     print(f"{k:<{w}}  {v}")
 PY

@@ -1,6 +1,6 @@
 """Load driver for tests/bench/bench_worker.sh: measures the worker, prints figures.
 
-Not a pass/fail test.  Two phases, each on fresh topics and a fresh simulator:
+Not a pass/fail test.  Phases, each on fresh topics and a fresh simulator (and workers):
 
   throughput  N requests over C conversations are produced BEFORE the worker starts, so the
               worker is never waiting for input; the simulator answers instantly.  Reports
@@ -10,19 +10,28 @@ Not a pass/fail test.  Two phases, each on fresh topics and a fresh simulator:
               (token delay), so every run is in flight at once.  Once the simulator reports C
               active streams, the worker's RSS is sampled; the idle RSS (after start-up, before
               load) is subtracted and divided by C.
+  realistic   C conversations in flight, answers paced like a model (see realistic()).
+  tools       function calling over Kafka: the Weather Assistant and the example weather
+              service (see tools()).
+  short       the "short" profile of issue 4: 20-token answers as fast as the simulator can;
+              maximum throughput, then latency at half of it (see short()).
 """
 import argparse
+import datetime
+import http.client
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
 
 import msgpack
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -34,12 +43,69 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
 
+def cpu_total(pids):
+    return sum(cpu_seconds(p) for p in pids)
+
+
+def machine_busy_s():
+    """CPU seconds the whole machine spent busy (all cores; /proc/stat), and the core count."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / TICK, os.cpu_count()
+
+
+class CpuShare:
+    """Who used the CPU between start() and stop(): the workers, the simulator, this run's
+    broker and redis-server, this script, and everything else on the machine (other jobs),
+    in cores (1.0 = one core busy all the time)."""
+
+    def __init__(self, s):
+        self.who = {"worker": s.pids(), "simulator": [s.sim_pid],
+                    "kafka": [pid_of(s.a.run, "kafka")], "redis": [pid_of(s.a.run, "redis")],
+                    "load.py": [os.getpid()]}
+        self.who = {k: [p for p in v if p] for k, v in self.who.items()}
+
+    def start(self):
+        self.t0 = time.monotonic()
+        self.m0, self.cores = machine_busy_s()
+        self.c0 = {k: cpu_total(v) for k, v in self.who.items()}
+        return self
+
+    def stop(self):
+        secs = time.monotonic() - self.t0
+        m1, _ = machine_busy_s()
+        r = {k: (cpu_total(v) - self.c0[k]) / secs for k, v in self.who.items()}
+        r["machine"] = (m1 - self.m0) / secs
+        r["other"] = r["machine"] - sum(r[k] for k in self.who)
+        r["cores"] = self.cores
+        return r
+
+
+def pid_of(run, service):
+    try:
+        with open(os.path.join(run, service, "pid")) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def available(c, timeout=0.2):
+    """The messages c holds now (up to 1000), else the first to arrive within timeout.
+    (consume(1000, t) waits for 1000 messages or t, which adds up to t to any time taken
+    when it returns.)"""
+    ms = c.consume(1000, 0)
+    if not ms:
+        m = c.poll(timeout)
+        ms = [m] if m is not None else []
+    return ms
 
 
 def wait_for(pred, timeout, what):
@@ -53,18 +119,25 @@ def wait_for(pred, timeout, what):
 
 
 class Stack:
-    def __init__(self, a, phase):
+    def __init__(self, a, phase, tool_reply_partitions=0):
+        """tool_reply_partitions > 0: also the tool topics (requests with 12 partitions,
+        replies with that many)."""
         self.a = a
         self.tag = f"bench-{phase}-{uuid.uuid4().hex[:6]}"
         self.dir = os.path.join(a.run, self.tag)
         os.makedirs(self.dir)
-        self.topics = {k: f"{self.tag}.{k}" for k in ("requests", "responses", "deltas", "dlq")}
+        names = ["requests", "responses", "deltas", "dlq"]
+        if tool_reply_partitions:
+            names += ["tool-requests", "tool-replies"]
+        self.topics = {k: f"{self.tag}.{k}" for k in names}
         admin = AdminClient({"bootstrap.servers": a.bootstrap})
-        fs = admin.create_topics([NewTopic(t, num_partitions=12, replication_factor=1)
-                                  for t in self.topics.values()])
+        fs = admin.create_topics([NewTopic(t, num_partitions=tool_reply_partitions
+                                           if k == "tool-replies" else 12, replication_factor=1)
+                                  for k, t in self.topics.items()])
         for f in fs.values():
             f.result()
         self.procs = []
+        self.workers = []  # (name, pid, log path)
 
     def simulator(self, *args):
         port_file = os.path.join(self.dir, "sim.port")
@@ -72,6 +145,7 @@ class Stack:
         p = subprocess.Popen([self.a.simulator, "--host", "127.0.0.1", "--port", "0",
                               "--port-file", port_file, *args], stdout=log, stderr=log)
         self.procs.append(p)
+        self.sim_pid = p.pid
         port = wait_for(lambda: open(port_file).read().strip() if os.path.exists(port_file)
                         and os.path.getsize(port_file) else None, 20, "simulator port")
         self.sim_url = f"http://127.0.0.1:{port}"
@@ -84,11 +158,12 @@ class Stack:
         except Exception:
             return None
 
-    def worker(self, max_in_flight):
+    def worker(self, max_in_flight, name="worker", tools=False):
+        """Start a worker (log in <dir>/<name>.log).  tools: also the Weather Assistant of
+        deploy/local/demo.sh, its get_weather routed to this stack's tool topics."""
         cfg = os.path.join(self.dir, "config.json")
-        with open(cfg, "w") as f:
-            json.dump({"assistants": [{"name": "bench", "model": "gpt-4o",
-                                       "instructions": "Answer briefly."}]}, f)
+        conf = {"assistants": [{"name": "bench", "model": "gpt-4o",
+                                "instructions": "Answer briefly."}]}
         env = dict(os.environ, AW_KAFKA_BROKERS=self.a.bootstrap, AW_KAFKA_GROUP_ID=self.tag,
                    AW_TOPIC_REQUESTS=self.topics["requests"],
                    AW_TOPIC_RESPONSES=self.topics["responses"],
@@ -96,14 +171,74 @@ class Stack:
                    AW_REDIS_HOST="127.0.0.1", AW_REDIS_PORT=str(self.a.redis_port),
                    AW_REDIS_PREFIX=self.tag, AW_API_BASE_URL=self.sim_url + "/v1",
                    AW_API_KEY="sk-bench", AW_MAX_IN_FLIGHT=str(max_in_flight),
-                   AW_LOG_LEVEL="info")
-        self.worker_log = os.path.join(self.dir, "worker.log")
-        log = open(self.worker_log, "w")
+                   AW_LOG_LEVEL=os.environ.get("AW_BENCH_LOG_LEVEL", "info"))
+        if tools:
+            conf["assistants"].append(WEATHER_ASSISTANT)
+            conf["functions"] = {"get_weather": {"topic": self.topics["tool-requests"],
+                                                 "deadline_ms": 15000,
+                                                 "on_deadline": "error_output"}}
+            env.update(AW_TOPIC_TOOL_REQUESTS=self.topics["tool-requests"],
+                       AW_TOPIC_TOOL_REPLIES=self.topics["tool-replies"],
+                       AW_TOOL_SECRET=self.tool_secret)
+        with open(cfg, "w") as f:
+            json.dump(conf, f)
+        log_path = os.path.join(self.dir, name + ".log")
+        log = open(log_path, "w")
         p = subprocess.Popen([self.a.worker, "run", "--config", cfg], stdout=log, stderr=log,
                              env=env)
         self.procs.append(p)
-        self.worker_pid = p.pid
+        if not self.workers:
+            self.worker_pid, self.worker_log = p.pid, log_path
+        self.workers.append((name, p.pid, log_path))
         return p
+
+    @property
+    def tool_secret(self):
+        if not hasattr(self, "_tool_secret"):
+            self._tool_secret = os.urandom(32).hex()
+        return self._tool_secret
+
+    def weather_service(self):
+        """The example weather service (deploy/examples), answering instantly."""
+        log_path = os.path.join(self.dir, "weather-service.log")
+        log = open(log_path, "w")
+        p = subprocess.Popen([self.a.weather_service, "--brokers", self.a.bootstrap,
+                              "--group", self.tag + "-weather",
+                              "--requests-topic", self.topics["tool-requests"],
+                              *[x for kv in self.a.weather_x for x in ("-X", kv)]],
+                             stdout=log, stderr=log)
+        self.procs.append(p)
+        self.weather_pid = p.pid
+
+        def ready():
+            if p.poll() is not None:
+                raise SystemExit(f"bench: the weather service exited (log: {log_path})")
+            with open(log_path) as f:
+                return '"msg":"weather service ready"' in f.read()
+        wait_for(ready, 60, "the weather service")
+
+    def assigned(self, topic, nparts):
+        """Every worker holds part of topic and together they hold all nparts partitions
+        (from the workers' "partitions assigned"/"partitions revoked" log lines)."""
+        total = 0
+        for _, _, path in self.workers:
+            held = set()
+            for line in open(path):
+                if '"partitions ' not in line or f'"topic":"{topic}"' not in line:
+                    continue
+                j = json.loads(line)
+                parts = {int(x) for x in j.get("partitions", "").split(",") if x}
+                if j["msg"] == "partitions assigned":
+                    held |= parts
+                elif j["msg"] == "partitions revoked":
+                    held -= parts
+            if not held:
+                return False
+            total += len(held)
+        return total == nparts
+
+    def pids(self):
+        return [pid for _, pid, _ in self.workers]
 
     def logged(self, text):
         with open(self.worker_log) as f:
@@ -152,31 +287,38 @@ def throughput(a):
             prof = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "1999", "-g",
                                      "-o", a.profile, "-p", str(s.worker_pid)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cpu0 = cpu_seconds(s.worker_pid)
-        got, statuses, first, last = 0, {}, None, None
-        deadline = time.monotonic() + 600
-        while got < a.events and time.monotonic() < deadline:
-            for m in c.consume(1000, 1.0):
-                if m.error():
-                    continue
-                now = time.monotonic()
-                first = first or now
-                last = now
-                got += 1
-                st = msgpack.unpackb(m.value())["status"]
-                statuses[st] = statuses.get(st, 0) + 1
-        cpu1 = cpu_seconds(s.worker_pid)
-        rss = rss_kib(s.worker_pid)
+        r = drain(s, c, a.events)
+        r["rss_kib"] = rss_kib(s.worker_pid)
         if prof:
             prof.send_signal(signal.SIGINT)
             prof.wait(60)
         c.close()
-        secs = (last - first) if last and first and last > first else float("nan")
-        return {"events": got, "statuses": statuses, "seconds": secs,
-                "events_per_s": got / secs, "cpu_s": cpu1 - cpu0,
-                "cpu_us_per_event": (cpu1 - cpu0) * 1e6 / max(got, 1), "rss_kib": rss}
+        return r
     finally:
         s.close()
+
+
+def drain(s, c, n):
+    """Read n responses from c (the worker has a backlog of n requests): events/s from the
+    first response to the last, worker CPU (all of s's workers) from now to the last."""
+    cpu0 = cpu_total(s.pids())
+    got, statuses, first, last = 0, {}, None, None
+    deadline = time.monotonic() + 600
+    while got < n and time.monotonic() < deadline:
+        for m in available(c):
+            if m.error():
+                continue
+            now = time.monotonic()
+            first = first or now
+            last = now
+            got += 1
+            st = msgpack.unpackb(m.value())["status"]
+            statuses[st] = statuses.get(st, 0) + 1
+    cpu1 = cpu_total(s.pids())
+    secs = (last - first) if last and first and last > first else float("nan")
+    return {"events": got, "statuses": statuses, "seconds": secs,
+            "events_per_s": got / secs, "cpu_s": cpu1 - cpu0,
+            "cpu_us_per_event": (cpu1 - cpu0) * 1e6 / max(got, 1)}
 
 
 def inflight(a):
@@ -234,7 +376,7 @@ def realistic(a):
         got, stages = 0, {"pickup": [], "setup": [], "stream": [], "publish": [], "total": []}
         deadline = time.monotonic() + 600
         while got < a.conversations and time.monotonic() < deadline:
-            for m in c.consume(1000, 1.0):
+            for m in available(c):
                 if m.error():
                     continue
                 now_ms = time.time() * 1000
@@ -260,6 +402,387 @@ def realistic(a):
         s.close()
 
 
+# ---- paced load (tools, short) ------------------------------------------------------------
+
+WEATHER_ASSISTANT = {  # deploy/local/demo.sh's Weather Assistant, the brief's get_weather
+    "name": "Weather Assistant", "model": "gpt-4o",
+    "instructions": "You are a weather bot. Use the provided functions to answer questions.",
+    "tools": [{"type": "function", "function": {
+        "name": "get_weather", "description": "Retrieve weather information for a location.",
+        "parameters": {"type": "object",
+                       "properties": {"location": {"type": "string", "description": "City name"}},
+                       "required": ["location"]}}}]}
+CITIES = ["Paris", "Tokyo", "London", "Berlin", "Madrid", "Rome", "Sydney"]  # in both tables
+
+
+def stats(xs, ps=(50, 99, 99.9)):
+    return {("p%g" % p): pct(xs, p) for p in ps} | {"n": len(xs)}
+
+
+def minus(a, b):
+    """Percentile-wise difference of two stats() dicts."""
+    return {k: a[k] - b[k] for k in a if k in b and k != "n"}
+
+
+def log_ms(ts):
+    """A log line's "ts" (UTC, ms) as unix ms."""
+    d = datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return d.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000
+
+
+def consumer_at_end(s, topic, nparts=12):
+    """A consumer of topic from its current end (only what is produced from now on)."""
+    c = Consumer({"bootstrap.servers": s.a.bootstrap, "group.id": s.tag + "-reader",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, watermarks(c, topic, p)[1]) for p in range(nparts)])
+    return c
+
+
+def watermarks(c, topic, p):
+    """(low, high) of a partition; retried while a new topic's leaders are being elected."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def read_all(s, topic, nparts):
+    """Every message of topic, up to its current end."""
+    c = Consumer({"bootstrap.servers": s.a.bootstrap, "group.id": s.tag + "-tap",
+                  "enable.auto.commit": False})
+    ends, parts = {}, []
+    for p in range(nparts):
+        lo, hi = watermarks(c, topic, p)
+        if hi > lo:
+            ends[p] = hi
+            parts.append(TopicPartition(topic, p, lo))
+    c.assign(parts)
+    out, deadline = [], time.monotonic() + 60
+    while ends and time.monotonic() < deadline:
+        for m in c.consume(1000, 1.0):
+            if m.error():
+                continue
+            out.append(m)
+            if m.offset() >= ends.get(m.partition(), 0) - 1:
+                ends.pop(m.partition(), None)
+    c.close()
+    return out
+
+
+def request(conv, eid, assistant, content):
+    return (conv, {"v": 1, "event_id": eid, "conversation_id": conv, "assistant": assistant,
+                   "content": content, "stream": False})
+
+
+def paced(s, events, rate, timeout=120):
+    """Produce events [(key, request)] at `rate` per second on average, as Poisson arrivals
+    (exponential gaps, seeded: periodic arrivals can alias with the worker's periodic work,
+    e.g. its transaction commits every 20 ms), from a thread, while reading their responses.
+    Returns ({event_id: (sent_ms, got_ms, response)}, how far (ms) the producer fell behind
+    its schedule at worst).  sent_ms is taken just before produce() (the producer's
+    linger.ms is 1), got_ms when our consumer returned the response."""
+    c = consumer_at_end(s, s.topics["responses"])
+    sent, behind, want = {}, [0.0], {ev["event_id"] for _, ev in events}
+    rnd, at, schedule = random.Random(len(events)), 0.0, []
+    for _ in events:
+        schedule.append(at)
+        at += rnd.expovariate(rate)
+
+    def produce():
+        p = Producer({"bootstrap.servers": s.a.bootstrap, "linger.ms": 1,
+                      "queue.buffering.max.messages": 1000000})
+        t0 = time.monotonic()
+        for i, (key, ev) in enumerate(events):
+            d = t0 + schedule[i] - time.monotonic()
+            if d > 0:
+                time.sleep(d)
+            else:
+                behind[0] = max(behind[0], -d * 1000)
+            sent[ev["event_id"]] = time.time() * 1000
+            p.produce(s.topics["requests"], key=ev["conversation_id"], value=msgpack.packb(ev))
+            p.poll(0)
+        p.flush(60)
+
+    th = threading.Thread(target=produce, daemon=True)
+    th.start()
+    got = {}
+    deadline = time.monotonic() + at + timeout
+    while len(got) < len(want) and time.monotonic() < deadline:
+        for m in available(c):
+            if m.error():
+                continue
+            now = time.time() * 1000
+            v = msgpack.unpackb(m.value())
+            eid = v.get("event_id")
+            if eid in want and eid not in got:
+                got[eid] = (sent.get(eid, float("nan")), now, v)
+    th.join(60)
+    c.close()
+    return got, behind[0]
+
+
+def count_statuses(got):
+    st = {}
+    for _, _, v in got.values():
+        st[v["status"]] = st.get(v["status"], 0) + 1
+    return st
+
+
+def tools(a):
+    """One tool round trip over Kafka, with the Weather Assistant of deploy/local/demo.sh and
+    the example weather service answering instantly (no --delay-ms), on an instant simulator
+    (--answer-tokens 20, --token-delay-ms 0).  For 1 worker, and for 2 workers (the tool-reply
+    topic then has --reply-partitions partitions, not 12, so that about half of the replies
+    are consumed by the worker that does not own the run: it records the output and wakes the
+    owner through the owner's wake list in Redis, drained every 20 ms).
+
+    Per worker count, after a warm-up: C plain events ("How do I reset my password?", assistant
+    "bench", one per new conversation) at --rate per second (Poisson arrivals), then C tool
+    events (one city each, "What's the weather in Paris?", one per new conversation) at the
+    same pace, then both kinds again (C of each) shuffled together, at the same pace.
+      round_ms   the worker's "tool outputs submitted" log line: round began (requires_action
+                 seen) -> outputs collected and their submission starting
+      stages     the round cut at the tool request's and reply's Kafka CreateTime and the
+                 "tool reply recorded" log line (all ms-resolution clocks of this machine):
+                 record+publish (round recorded in Redis, requests produced),
+                 service (request delivered, consumed by the weather service, reply produced),
+                 reply (reply delivered, consumed by a worker, checked and recorded in Redis),
+                 wake+collect (owner woken, outputs collected from Redis)
+                 (round_ms and stages: the tool events of the tool and the mixed runs)
+      e2e        produced by us -> response read by us, in the mixed run; tool minus plain,
+                 percentile-wise, is what one round trip adds end to end (the round trip,
+                 submit_tool_outputs and its stream)
+      cpu        worker CPU (utime+stime, all workers) over the plain and the tool runs / their
+                 events; tool minus plain is the CPU of one round trip (same pace, so the CPU a
+                 worker burns anyway cancels)"""
+    out = {"conversations": a.conversations, "rate": a.rate, "runs": {}}
+    for n in a.tool_workers:
+        out["runs"][str(n)] = tools_once(a, n)
+    return out
+
+
+def tools_once(a, nworkers):
+    nreply = 12 if nworkers == 1 else a.reply_partitions
+    s = Stack(a, f"tools{nworkers}", tool_reply_partitions=nreply)
+    try:
+        s.simulator("--answer-tokens", "20", "--token-delay-ms", "0", "--threads", "1")
+        s.weather_service()
+        for i in range(nworkers):
+            s.worker(a.max_in_flight, f"worker{i}", tools=True)
+        wait_for(lambda: s.assigned(s.topics["requests"], 12)
+                 and s.assigned(s.topics["tool-replies"], nreply), 120, "partition assignment")
+
+        def batch(kind, prefix, n):
+            if kind == "tool":
+                return [request(f"{prefix}{i}", f"{prefix}{i}", "Weather Assistant",
+                                f"What's the weather in {CITIES[i % len(CITIES)]}?")
+                        for i in range(n)]
+            return [request(f"{prefix}{i}", f"{prefix}{i}", "bench",
+                            f"How do I reset my password? ({i})") for i in range(n)]
+
+        # Warm-up (connections to the simulator, allocator, topics' metadata), not counted.
+        warm = [e for pair in zip(batch("plain", "wp", a.warmup), batch("tool", "wt", a.warmup))
+                for e in pair]
+        paced(s, warm, a.rate)
+        cpu0 = cpu_total(s.pids())
+        time.sleep(5)
+        idle_us_per_s = (cpu_total(s.pids()) - cpu0) * 1e6 / 5
+        r = {"workers": nworkers, "reply_partitions": nreply,
+             "idle_cpu_us_per_s": idle_us_per_s}
+        tool_runs = set()
+        for kind in ("plain", "tool"):  # apart, for the CPU of each kind
+            cpu0 = cpu_total(s.pids())
+            got, behind = paced(s, batch(kind, kind[0], a.conversations), a.rate)
+            cpu1 = cpu_total(s.pids())
+            r[kind] = {"answered": len(got), "statuses": count_statuses(got),
+                       "producer_behind_ms": behind,
+                       "e2e_ms": stats([g - t for t, g, _ in got.values()]),
+                       "cpu_us_per_event": (cpu1 - cpu0) * 1e6 / max(len(got), 1)}
+            if kind == "tool":
+                r["tool"]["outcomes"] = {}
+                for _, _, v in got.values():
+                    for tc in v.get("tool_calls") or []:
+                        o = tc.get("outcome")
+                        r["tool"]["outcomes"][o] = r["tool"]["outcomes"].get(o, 0) + 1
+                tool_runs |= {v.get("run_id") for _, _, v in got.values()}
+        # Mixed, for latency under the same load: both kinds in random order, same pace.
+        mixed = batch("plain", "mp", a.conversations) + batch("tool", "mt", a.conversations)
+        random.Random(1).shuffle(mixed)
+        got, behind = paced(s, mixed, a.rate)
+        e2e = {"plain": [], "tool": []}
+        for eid, (t, g, v) in got.items():
+            e2e["tool" if eid.startswith("mt") else "plain"].append(g - t)
+            if eid.startswith("mt"):
+                tool_runs.add(v.get("run_id"))
+        r["mixed"] = {"answered": len(got), "statuses": count_statuses(got),
+                      "producer_behind_ms": behind,
+                      "e2e_plain_ms": stats(e2e["plain"]), "e2e_tool_ms": stats(e2e["tool"])}
+        r["tool"].update(round_trips(s, nreply, tool_runs))
+        r["added_e2e_ms"] = minus(r["mixed"]["e2e_tool_ms"], r["mixed"]["e2e_plain_ms"])
+        r["cpu_us_per_round_trip"] = r["tool"]["cpu_us_per_event"] - r["plain"]["cpu_us_per_event"]
+        return r
+    finally:
+        s.close()
+
+
+def round_trips(s, nreply, runs):
+    """round_ms and its stages for the runs given (see tools())."""
+    submitted, recorded = {}, {}
+    for name, _, path in s.workers:
+        for line in open(path):
+            if '"tool outputs submitted"' in line:
+                j = json.loads(line)
+                submitted[j.get("run_id")] = (name, log_ms(j["ts"]), int(j["round_ms"]))
+            elif '"tool reply recorded"' in line and '"missing":"0"' in line:
+                j = json.loads(line)
+                recorded[j.get("run_id")] = (name, log_ms(j["ts"]))
+    req = {}  # correlation id -> (run id, CreateTime)
+    for m in read_all(s, s.topics["tool-requests"], 12):
+        v = msgpack.unpackb(m.value())
+        req[v["correlation_id"]] = (v["run_id"], m.timestamp()[1])
+    rep = {}  # run id -> (request CreateTime, reply CreateTime)
+    for m in read_all(s, s.topics["tool-replies"], nreply):
+        v = msgpack.unpackb(m.value())
+        if v.get("correlation_id") in req:
+            run, t_req = req[v["correlation_id"]]
+            rep.setdefault(run, (t_req, m.timestamp()[1]))
+    rounds = {"all": [], "self": [], "other": []}
+    st = {"record+publish": [], "service": [], "reply": [], "wake+collect": []}
+    for run in runs:
+        if run not in submitted:
+            continue
+        owner, t_sub, round_ms = submitted[run]
+        rounds["all"].append(round_ms)
+        if run in recorded:
+            rounds["self" if recorded[run][0] == owner else "other"].append(round_ms)
+        if run in rep and run in recorded:
+            began = t_sub - round_ms
+            t_req, t_rep = rep[run]
+            t_rec = recorded[run][1]
+            st["record+publish"].append(t_req - began)
+            st["service"].append(t_rep - t_req)
+            st["reply"].append(t_rec - t_rep)
+            st["wake+collect"].append(t_sub - t_rec)
+    return {"round_ms": stats(rounds["all"]), "round_ms_self": stats(rounds["self"]),
+            "round_ms_other": stats(rounds["other"]),
+            "replies_by_other": len(rounds["other"]) / max(len(rounds["self"]) + len(rounds["other"]), 1),
+            "stages_ms": {k: stats(v) for k, v in st.items()}}
+
+
+def short(a):
+    """The "short" profile of issue 4: answers of --answer-tokens (20) tokens sent as fast as
+    the simulator can (--token-delay-ms 0), --events requests over --conversations.
+      1. maximum: the backlog is produced before the worker starts (as in throughput);
+         events/s from the first response to the last, worker CPU per event.
+      2. half: requests produced at half that rate (or --rate) for --seconds, on the same
+         conversations (their threads exist), each timed:
+           e2e        produced by us -> response read by us (both Kafka hops included)
+           in worker  response timings: completed_ms - received_ms (consumed -> answer ready,
+                      before publishing): Redis, the API calls, the worker's own work
+         and the simulator's share, measured directly: the worker's HTTP sequence for an event
+         on an existing thread (POST messages, POST runs with stream: true read to [DONE];
+         checked against the simulator's request counts) sent by this script straight to the
+         simulator, one at a time on one keep-alive connection (Python http.client), after
+         the worker's run.  "Added" is a percentile-wise difference: e2e (or in worker) minus
+         that simulator baseline.  The baseline includes Python's client overhead, so the added
+         figures are, if anything, underestimated by that much."""
+    s = Stack(a, "short")
+    try:
+        s.simulator("--answer-tokens", str(a.answer_tokens), "--token-delay-ms", "0",
+                    "--threads", "1")
+        s.produce(a.events, a.conversations)
+        c = s.consumer()
+        s.worker(a.max_in_flight)
+        wait_for(lambda: s.logged('"partitions assigned"'), 60, "partition assignment")
+        share = CpuShare(s).start()
+        r = {"tokens": a.answer_tokens, "events": a.events, "conversations": a.conversations,
+             "max": drain(s, c, a.events)}
+        r["max"]["cpu_cores"] = share.stop()
+        c.close()
+        rate = a.rate or r["max"]["events_per_s"] / 2
+        n = max(1, int(rate * a.seconds))
+        evs = [request(f"c{i % a.conversations}", f"h{i}", "bench",
+                       f"How do I reset my password? ({i})") for i in range(n)]
+        st0 = s.sim_stats()
+        cpu0 = cpu_total(s.pids())
+        share = CpuShare(s).start()
+        got, behind = paced(s, evs, rate)
+        cores = share.stop()
+        cpu1 = cpu_total(s.pids())
+        st1 = s.sim_stats()
+        routes = {k: sum(st1["requests"].get(k, {}).values()) - sum(st0["requests"].get(k, {}).values())
+                  for k in st1["requests"]}
+        routes = {k: round(v / max(len(got), 1), 3) for k, v in routes.items()
+                  if k.split()[-1].startswith("/v1/") and v}
+        stages = {"e2e": [], "pickup": [], "in_worker": [], "publish": []}
+        for t, g, v in got.values():
+            tm = v["timings"]
+            stages["e2e"].append(g - t)
+            stages["pickup"].append(tm["received_ms"] - t)
+            stages["in_worker"].append(tm["completed_ms"] - tm["received_ms"])
+            stages["publish"].append(g - tm["completed_ms"])
+        half = {"rate": rate, "seconds": a.seconds, "produced": n, "answered": len(got),
+                "statuses": count_statuses(got), "producer_behind_ms": behind,
+                "cpu_us_per_event": (cpu1 - cpu0) * 1e6 / max(len(got), 1),
+                "cpu_cores": cores, "http_per_event": routes,
+                "latency_ms": {k: stats(v) for k, v in stages.items()}}
+        sim = direct_baseline(s, a.baseline_events)
+        half["simulator_ms"] = stats(sim)
+        half["added_e2e_ms"] = minus(half["latency_ms"]["e2e"], half["simulator_ms"])
+        half["added_in_worker_ms"] = minus(half["latency_ms"]["in_worker"], half["simulator_ms"])
+        # Where a tail comes from (one stall, or spread out): the worst in-worker latency of
+        # each second of the paced part, by the second the event was consumed.
+        worst, t0 = {}, min(t for t, _, _ in got.values()) if got else 0
+        for t, g, v in got.values():
+            tm = v["timings"]
+            sec = int((tm["received_ms"] - t0) // 1000)
+            worst[sec] = max(worst.get(sec, 0), tm["completed_ms"] - tm["received_ms"])
+        half["worst_in_worker_ms_by_second"] = [worst[k] for k in sorted(worst)]
+        r["half"] = half
+        return r
+    finally:
+        s.close()
+
+
+def direct_baseline(s, n, nthreads=100):
+    """n times the worker's HTTP sequence for an event on an existing thread, straight to the
+    simulator; the latency of each sequence in ms."""
+    port = int(s.sim_url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    hdr = {"Authorization": "Bearer sk-bench", "OpenAI-Beta": "assistants=v2",
+           "Content-Type": "application/json"}
+
+    def call(path, body):
+        conn.request("POST", path, body=json.dumps(body), headers=hdr)
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            raise SystemExit(f"bench: simulator {path}: {resp.status} {data[:200]!r}")
+        return data
+
+    asst = json.loads(call("/v1/assistants", {"model": "gpt-4o",
+                                              "instructions": "Answer briefly."}))["id"]
+    threads = [json.loads(call("/v1/threads", {}))["id"] for _ in range(nthreads)]
+    out = []
+    for i in range(n):
+        t = threads[i % nthreads]
+        t0 = time.perf_counter()
+        msg = json.loads(call(f"/v1/threads/{t}/messages", {
+            "role": "user", "content": [{"type": "text", "text": f"How do I reset my password? ({i})"}],
+            "metadata": {"event_id": f"b{i}", "conversation_id": f"b{i % nthreads}"}}))
+        body = call(f"/v1/threads/{t}/runs", {"assistant_id": asst, "stream": True,
+                                              "metadata": {"aw_message_id": msg["id"]}})
+        out.append((time.perf_counter() - t0) * 1000)
+        if b"[DONE]" not in body[-64:]:
+            raise SystemExit("bench: the simulator's stream did not end with [DONE]")
+    conn.close()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
@@ -267,7 +790,8 @@ def main():
     ap.add_argument("--worker", required=True)
     ap.add_argument("--simulator", required=True)
     ap.add_argument("--run", required=True)
-    ap.add_argument("phase", choices=["throughput", "inflight", "realistic"])
+    ap.add_argument("--weather-service", help="default: weather_service next to --worker")
+    ap.add_argument("phase", choices=["throughput", "inflight", "realistic", "tools", "short"])
     ap.add_argument("--events", type=int, default=20000)
     ap.add_argument("--conversations", type=int, default=2000)
     ap.add_argument("--max-in-flight", type=int, default=1000)
@@ -275,8 +799,25 @@ def main():
     ap.add_argument("--profile", help="throughput: write a perf profile of the worker here")
     ap.add_argument("--answer-tokens", type=int, default=200)
     ap.add_argument("--stream", action="store_true", help="realistic: requests ask for deltas")
+    ap.add_argument("--rate", type=float, default=0,
+                    help="tools: events/s (default 50); short: events/s of the paced part "
+                         "(default half the maximum measured)")
+    ap.add_argument("--warmup", type=int, default=20, help="tools: warm-up events of each kind")
+    ap.add_argument("--tool-workers", default="1,2", help="tools: worker counts to run")
+    ap.add_argument("--reply-partitions", type=int, default=7,
+                    help="tools, 2+ workers: partitions of the tool-reply topic")
+    ap.add_argument("--weather-x", action="append", default=[], metavar="KEY=VALUE",
+                    help="tools: a librdkafka property for the weather service (-X), e.g. linger.ms=0")
+    ap.add_argument("--seconds", type=float, default=20, help="short: length of the paced part")
+    ap.add_argument("--baseline-events", type=int, default=2000,
+                    help="short: HTTP sequences sent straight to the simulator")
     a = ap.parse_args()
-    r = {"throughput": throughput, "inflight": inflight, "realistic": realistic}[a.phase](a)
+    a.weather_service = a.weather_service or os.path.join(os.path.dirname(a.worker), "weather_service")
+    a.tool_workers = [int(x) for x in a.tool_workers.split(",") if x]
+    if a.phase == "tools" and not a.rate:
+        a.rate = 50
+    r = {"throughput": throughput, "inflight": inflight, "realistic": realistic,
+         "tools": tools, "short": short}[a.phase](a)
     print(json.dumps(r))
 
 
