@@ -2,12 +2,14 @@
 #include "redis_conn.h"
 
 #include <hiredis/async.h>
-#include <hiredis/adapters/libuv.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "redis_uv.h"
+
+#define CONNECT_TIMEOUT_MS 2000
 
 struct rconn {
   uv_loop_t *loop;
@@ -18,7 +20,8 @@ struct rconn {
   int closing;           /* rconn_free called */
   long backoff_ms;
   unsigned long errors;
-  uv_timer_t timer;      /* reconnect timer */
+  uv_timer_t timer;      /* reconnect timer, and connect timeout while connecting */
+  int connecting;        /* ac exists, connect callback not yet run */
 };
 
 typedef struct pending {
@@ -28,7 +31,24 @@ typedef struct pending {
 
 static void start_connect(rconn *c);
 
-static void on_timer(uv_timer_t *t) { start_connect((rconn *)t->data); }
+static void schedule_reconnect(rconn *c);
+
+static void on_timer(uv_timer_t *t) {
+  rconn *c = t->data;
+  if (c->connecting && c->ac) {
+    /* No answer to the connect: give up on it (no callback follows a
+     * free before the connection is up) and try again. */
+    redisAsyncContext *ac = c->ac;
+    c->ac = NULL;
+    c->connecting = 0;
+    c->errors++;
+    log_warn(NULL, "redis connect to %s:%d timed out", c->host, c->port);
+    redisAsyncFree(ac);
+    schedule_reconnect(c);
+    return;
+  }
+  start_connect(c);
+}
 
 /* Try again later, doubling the wait from 50 ms up to 2 s so that a Redis
  * restart is noticed quickly without spinning while it is down. */
@@ -41,6 +61,8 @@ static void schedule_reconnect(rconn *c) {
 
 static void on_connect(const redisAsyncContext *ac, int status) {
   rconn *c = ac->data;
+  c->connecting = 0;
+  uv_timer_stop(&c->timer);
   if (status != REDIS_OK) {
     c->errors++;
     log_warn(NULL, "redis connect to %s:%d failed: %s", c->host, c->port, ac->errstr);
@@ -75,7 +97,7 @@ static void start_connect(rconn *c) {
     return;
   }
   ac->data = c;
-  if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
+  if (ruv_attach(ac, c->loop) != REDIS_OK) {
     redisAsyncFree(ac);
     schedule_reconnect(c);
     return;
@@ -83,6 +105,8 @@ static void start_connect(rconn *c) {
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
   c->ac = ac;
+  c->connecting = 1;
+  uv_timer_start(&c->timer, on_timer, CONNECT_TIMEOUT_MS, 0);
 }
 
 int rconn_new(uv_loop_t *loop, const char *host, int port, rconn **out, char *errstr,
