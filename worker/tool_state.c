@@ -88,6 +88,21 @@ static const char COLLECT[] =
     "end\n"
     "return out\n";
 
+/* KEYS[1] run hash.  Returns id, name, kind of every call with an outcome,
+ * all rounds in order. */
+static const char LIST[] =
+    "local R=KEYS[1]\n"
+    "local round=redis.call('HGET',R,'round')\n"
+    "if not round then return {} end\n"
+    "local out={}\n"
+    "for r=1,tonumber(round) do\n"
+    "  for id in string.gmatch(redis.call('HGET',R,'calls:'..r) or '','%S+') do\n"
+    "    local k=redis.call('HGET',R,'k:'..id)\n"
+    "    if k then out[#out+1]=id out[#out+1]=redis.call('HGET',R,'n:'..id) or '' out[#out+1]=k end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
 void tstate_init(tstate *t, rconn *redis, const char *prefix) {
   t->redis = redis;
   snprintf(t->prefix, sizeof t->prefix, "%s", prefix ? prefix : "aw");
@@ -444,4 +459,45 @@ void tstate_finish(tstate *t, const char *conv, const char *run) {
                         "1", key, ttl};
   size_t lens[] = {4, strlen(argv[1]), 1, strlen(key), strlen(ttl)};
   send_quiet(t, 5, argv, lens);
+}
+
+static void on_list(void *opaque, int err, redisReply *r) {
+  cb_box *b = opaque;
+  tstate_list_cb cb = (tstate_list_cb)b->fn;
+  if (err || !r || r->type != REDIS_REPLY_ARRAY || r->elements % 3 != 0) {
+    cb(b->opaque, AW_EREDIS, NULL, 0);
+    free(b);
+    return;
+  }
+  size_t n = r->elements / 3;
+  tstate_output *calls = n ? calloc(n, sizeof *calls) : NULL;
+  if (n && !calls) {
+    cb(b->opaque, AW_ENOMEM, NULL, 0);
+    free(b);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    redisReply **f = r->element + 3 * i;
+    calls[i].id = f[0]->type == REDIS_REPLY_STRING ? f[0]->str : "";
+    calls[i].name = f[1]->type == REDIS_REPLY_STRING ? f[1]->str : "";
+    calls[i].kind = f[2]->type == REDIS_REPLY_STRING ? f[2]->str : "";
+    calls[i].output = "";
+  }
+  cb(b->opaque, AW_OK, calls, n);
+  free(calls);
+  free(b);
+}
+
+int tstate_list(tstate *t, const char *conv, const char *run, tstate_list_cb cb, void *opaque) {
+  char key[512];
+  if (run_key(t, conv, run, key, sizeof key) != AW_OK) return AW_EINVAL;
+  cb_box *b = box_new((void (*)(void))cb, opaque);
+  if (!b) return AW_ENOMEM;
+  const char *argv[] = {"EVAL", LIST, "1", key};
+  size_t lens[] = {4, sizeof LIST - 1, 1, strlen(key)};
+  if (rconn_commandargv(t->redis, on_list, b, 4, argv, lens) != AW_OK) {
+    free(b);
+    return AW_EREDIS;
+  }
+  return AW_OK;
 }

@@ -143,6 +143,12 @@ typedef void (*tstate_collect_cb)(void *opaque, int err, const tstate_collected 
 int tstate_collect(tstate *t, const char *conv, const char *run, int64_t now_ms,
                    tstate_collect_cb cb, void *opaque) AW_MUST_CHECK;
 
+/** The calls of every round of the run that have an outcome (id, name,
+ *  kind; output ""), for the response of a run resumed by another worker.
+ *  n == 0 when the run has no tool state. */
+typedef void (*tstate_list_cb)(void *opaque, int err, const tstate_output *calls, size_t n);
+int tstate_list(tstate *t, const char *conv, const char *run, tstate_list_cb cb, void *opaque) AW_MUST_CHECK;
+
 /** The run is over: state done, expires in an hour (fire and forget). */
 void tstate_finish(tstate *t, const char *conv, const char *run);
 

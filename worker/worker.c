@@ -943,13 +943,19 @@ static void ev_run_turn(wk_event *ev) {
 
 /* ---- re-processing: continue what an earlier attempt started ------------- */
 
+static void ev_resume_run(wk_event *ev) {
+  int rc = be_turn_resume(ev->w->be, ev->thread_id, ev->run_id, wk_events(ev->w), ev, &ev->op);
+  if (rc != AW_OK) turn_not_started(ev, rc, "could not resume the run");
+}
+
 static void ev_resume(wk_event *ev) {
   wk_ev_set_state(ev, ST_TURN);
   ev->resumed = 1;
   log_ctx c = wk_ev_ctx(ev);
   log_info(&c, "event was started before; resuming its run");
-  int rc = be_turn_resume(ev->w->be, ev->thread_id, ev->run_id, wk_events(ev->w), ev, &ev->op);
-  if (rc != AW_OK) turn_not_started(ev, rc, "could not resume the run");
+  /* Its earlier tool rounds (if any) belong in the response too. */
+  if (ev->w->tools) wkt_prefetch(ev, ev_resume_run);
+  else ev_resume_run(ev);
 }
 
 static void on_found_message(void *opaque, const be_result *res) {

@@ -174,6 +174,9 @@ void wk_ev_abandon(wk_event *ev);
 int wkt_init(wk *w, rd_kafka_conf_t *reply_conf, char *errstr, size_t errstr_size) AW_MUST_CHECK;
 /** The run asks for tool outputs: route the calls and wait (ST_TOOLS). */
 void wkt_begin(wk_event *ev, const be_tool_call *calls, size_t n, int64_t expires_at_ms);
+/** Before resuming a run an earlier attempt started: fetch the tool calls
+ *  its rounds already had (for the response), then call then(ev). */
+void wkt_prefetch(wk_event *ev, void (*then)(wk_event *ev));
 /** Retry of a failed step of the tool phase (from the retry list). */
 void wkt_retry(wk_event *ev);
 /** The event leaves the tool phase (answered, abandoned or freed). */

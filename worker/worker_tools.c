@@ -781,6 +781,53 @@ void wkt_retry(wk_event *ev) {
   else if (te->stage == S_PUBLISH) publish(te);
 }
 
+/* ---- a run resumed by another attempt ------------------------------------------- */
+
+typedef struct prefetch {
+  wk_event *ev;
+  void (*then)(wk_event *ev);
+} prefetch;
+
+static void on_listed(void *opaque, int err, const tstate_output *calls, size_t n) {
+  prefetch *pf = opaque;
+  wk_event *ev = pf->ev;
+  void (*then)(wk_event *) = pf->then;
+  free(pf);
+  if (err) {
+    log_ctx c = wk_ev_ctx(ev);
+    log_warn(&c, "cannot read the run's earlier tool calls; the response may not list them");
+  } else if (n) {
+    wkt_ev *te = ev->tools;
+    if (!te && (te = calloc(1, sizeof *te)) != NULL) {
+      te->ev = ev;
+      wk_copy_id(te->run, sizeof te->run, ev->run_id);
+      ev->tools = te;
+    }
+    if (te) {
+      tstate_collected c = {0};
+      c.calls = calls;
+      c.ncalls = n;
+      keep_outcomes(te, &c);
+    }
+  }
+  then(ev);
+}
+
+void wkt_prefetch(wk_event *ev, void (*then)(wk_event *ev)) {
+  wkt *T = ev->w->tools;
+  prefetch *pf = T && !ev->tools ? malloc(sizeof *pf) : NULL;
+  if (!pf) {
+    then(ev);
+    return;
+  }
+  pf->ev = ev;
+  pf->then = then;
+  if (tstate_list(&T->ts, ev->conv_id, ev->run_id, on_listed, pf) != AW_OK) {
+    free(pf);
+    then(ev);
+  }
+}
+
 /* ---- the end --------------------------------------------------------------------- */
 
 void wkt_annotate(wk_event *ev, contract_response *r) {

@@ -548,3 +548,31 @@ def test_a_conversation_waits_for_its_tool_run_while_others_go_on(ctx, worker, t
     assert "tool_calls" not in r2.obj, "a run without function calls has no tool_calls key"
     roles = [(m["role"], m.get("run_id")) for m in simulator.thread_messages(r1["thread_id"])]
     assert roles == [("user", None), ("assistant", r1["run_id"]), ("user", None), ("assistant", r2["run_id"])]
+
+
+def test_owner_killed_after_submitting_the_heir_lists_the_tool_calls(ctx, worker, tool_service, sim_settings):
+    """The owner submitted the outputs and died while the run went on: the heir resumes the run by
+    id and its response still lists the calls of the rounds before (read back from Redis)."""
+    svc = tool_service()
+    w1 = weather_worker(worker, "doomed", kafka_properties=dict(FAST_GROUP))
+    conv = new_conv("conv-crash-late")
+    req = ask(ctx, conv, PARIS_TOKYO)
+    calls = by_location(tool_requests(ctx, svc, req, 2))
+    published(w1, calls["Paris"]["run_id"])
+    sim_settings.faults(token_delay_ms=400)  # the answer after the submission streams slowly
+    svc.reply(calls["Paris"], output=OUT["Paris"])
+    svc.reply(calls["Tokyo"], output=OUT["Tokyo"])
+    w1.wait_log(lambda e: e.get("msg") == "tool outputs submitted", 30, "the outputs to be submitted")
+    run_path = f"/threads/{calls['Paris']['thread_id']}/runs/{calls['Paris']['run_id']}"
+    wait_until(lambda: sim_settings.api("GET", run_path)["status"] == "in_progress", 30,
+               "the API to take the outputs (run in_progress)")
+    w1.kill()
+    sim_settings.faults(token_delay_ms=0)
+
+    weather_worker(worker, "heir", kafka_properties=dict(FAST_GROUP))
+    resp = the_response(ctx, req["event_id"], timeout_s=60, quiet_s=2.0)
+    assert resp["status"] == "completed", resp.obj
+    assert answer_text(resp) == f"Paris: {OUT['Paris']}. Tokyo: {OUT['Tokyo']}."
+    listed = tool_calls(resp)
+    assert sorted(cid for cid, _, _ in listed) == sorted(c["tool_call_id"] for c in calls.values())
+    assert [(name, outcome) for _, name, outcome in listed] == [("get_weather", "output")] * 2
