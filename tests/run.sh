@@ -4,7 +4,9 @@
 #   1. install what is missing (apt packages, .venv, the Kafka jars)     deploy/local/lib.sh
 #   2. build with ASan+UBSan into build-asan/, run the unit tests          ctest -L unit
 #   3. integration tests against a real broker, redis-server, simulator   pytest tests/integration
-#   4. build the libFuzzer targets with clang into build-fuzz/ and run each for a bounded time
+#   4. the chaos test's short form (tests/chaos/chaos.sh --short, on the ASan build): workers
+#      SIGKILLed and restarted, Redis and Kafka restarted, API faults; one test in the summary
+#   5. build the libFuzzer targets with clang into build-fuzz/ and run each for a bounded time
 #      (AW_FUZZ_SECONDS, default 20; a crash fails the run)
 #
 # Ends with one line "N passed, N failed" over all of it; exits non-zero if anything failed.
@@ -12,6 +14,7 @@
 #   AW_FUZZ_SECONDS=N   time per fuzz target (0 skips fuzzing)
 #   AW_BUILD_DIR, AW_FUZZ_BUILD_DIR  build dirs under the repo (default build-asan, build-fuzz)
 #   AW_PYTEST_ARGS=...  extra pytest arguments (e.g. "-k happy -x")
+#   AW_CHAOS=0          skip the chaos test; AW_CHAOS_ARGS=... extra arguments (e.g. "--seed 42")
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -140,7 +143,28 @@ EOF
   fi
 fi
 
-# ---- 4. fuzzing ------------------------------------------------------------------------------
+# ---- 4. chaos test (short form) -----------------------------------------------------------------
+section "chaos test, short form (tests/chaos/chaos.sh --short)"
+if [ "${AW_CHAOS:-1}" = 0 ]; then
+  echo "skipped (AW_CHAOS=0)"
+elif [ $BUILD_OK = 1 ]; then
+  # shellcheck disable=SC2086
+  run_bg "$LOGS/chaos.log" "$ROOT/tests/chaos/chaos.sh" --short --no-build --build "$BUILD" ${AW_CHAOS_ARGS:-}
+  rc=$?
+  # The counts table and the verdicts (and any violation's evidence) from the log.
+  if grep -q '^chaos test (' "$LOGS/chaos.log"; then
+    sed -n '/^chaos test (/,$p' "$LOGS/chaos.log"
+  else
+    tail -n 30 "$LOGS/chaos.log"
+  fi
+  if [ $rc = 0 ]; then
+    PASSED=$((PASSED + 1))
+  else
+    fail_step "chaos test (exit $rc, log: $LOGS/chaos.log)"
+  fi
+fi
+
+# ---- 5. fuzzing ------------------------------------------------------------------------------
 section "fuzz targets (libFuzzer, ${FUZZ_SECONDS}s each)"
 shopt -s nullglob
 fuzz_src=(tests/fuzz/fuzz_*.c)

@@ -12,6 +12,8 @@
 #   aw_worker_start RUN BIN CONFIG [NAME] a worker, waits for "worker ready"
 #   aw_topics_create RUN PARTITIONS TOPIC...
 #   aw_stop RUN NAME / aw_stop_all RUN   SIGTERM, wait (deadline), SIGKILL as last resort
+#   aw_kafka_restart RUN / aw_redis_restart RUN [NAME]   stop and start again on the same ports
+#                              and data (the chaos test)
 #
 # Every service lives in RUN/<name>/ (pid, port, logs, data) and is listed in RUN/services in
 # start order, so aw_stop_all stops them in reverse.  A run dir records the pid of the process
@@ -407,4 +409,40 @@ aw_worker_start() {
 aw_worker_ready() {
   aw_alive "$1" "$2" || return 2
   grep -q '"msg":"worker ready"' "$1/$2/$2.log" 2>/dev/null || return 1
+}
+
+# ---- restarts (the chaos test) -----------------------------------------------------------------
+
+# aw_kafka_restart RUN: stop the broker (SIGTERM, controlled shutdown) and start it again with
+# the same command line: same ports, same data dir, no format, so topics, committed offsets and
+# transactions survive.  Returns once it logged "Kafka Server started" again and serves metadata.
+aw_kafka_restart() {
+  local run=$1 dir="$1/kafka" pid cmd=() before
+  pid=$(cat "$dir/pid" 2>/dev/null) && aw_pid_in_run "$pid" "$run" ||
+    { aw_err "the Kafka broker of $run is not running"; return 1; }
+  # Its own command line, exactly as aw_kafka_start spawned it (NUL-separated arguments).
+  mapfile -d '' -t cmd <"/proc/$pid/cmdline" || return 1
+  [ ${#cmd[@]} -gt 0 ] || { aw_err "cannot read the broker's command line"; return 1; }
+  before=$(grep -c 'Kafka Server started' "$dir/logs/server.log" 2>/dev/null)
+  aw_stop "$run" kafka 60 || aw_err "the broker needed SIGKILL to stop"
+  aw_spawn "$run" kafka "${cmd[@]}"
+  aw_wait_until "$AW_START_TIMEOUT_S" "the Kafka broker to restart" aw_kafka_restarted "$run" "${before:-0}" ||
+    { aw_fail_start "$run" kafka "no new 'Kafka Server started' in logs/server.log"; return 1; }
+  "$AW_VENV/bin/python" "$AW_ROOT/deploy/local/kafka/admin.py" --bootstrap "$(cat "$dir/bootstrap")" \
+      wait --timeout 30 >>"$dir/kafka.log" 2>&1 ||
+    { aw_fail_start "$run" kafka "no metadata after the restart"; return 1; }
+}
+aw_kafka_restarted() {
+  aw_alive "$1" kafka || return 2
+  [ "$(grep -c 'Kafka Server started' "$1/kafka/logs/server.log" 2>/dev/null)" -gt "$2" ] || return 1
+}
+
+# aw_redis_restart RUN [NAME]: stop redis-server (SIGTERM: it fsyncs and exits) and start it
+# again with --aof on the same port and data dir, so it reloads its append-only file.  The
+# server must have been started with `aw_redis_start RUN --aof [NAME]` for its data to survive.
+aw_redis_restart() {
+  local run=$1 name=${2:-redis}
+  [ -s "$run/$name/port" ] || { aw_err "$name of $run was never started"; return 1; }
+  aw_stop "$run" "$name" 30 || aw_err "$name needed SIGKILL to stop"
+  aw_redis_start "$run" --aof "$name"
 }
