@@ -108,6 +108,7 @@ int api_json_run_parse(const cJSON *run, api_json_run *out) {
   const char *as = get_str(run, "assistant_id");
   if (as && strlen(as) < sizeof out->assistant_id) copy_str(out->assistant_id, sizeof out->assistant_id, as);
   const char *tag = get_str(get(run, "metadata"), "aw_message_id");
+  if (!tag) tag = get_str(get(run, "metadata"), "aw_tag");
   if (tag && strlen(tag) < sizeof out->tag) copy_str(out->tag, sizeof out->tag, tag);
   out->created_at = get_int(run, "created_at", 0);
   out->expires_at = get_int(run, "expires_at", 0);

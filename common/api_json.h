@@ -47,7 +47,8 @@ typedef struct api_json_run {
   char id[API_JSON_ID_MAX];
   char status[32];
   char assistant_id[API_JSON_ID_MAX];
-  char tag[API_JSON_ID_MAX]; /* metadata.aw_message_id, "" if none */
+  char tag[132];          /* metadata.aw_message_id, else metadata.aw_tag (an event id,
+                             up to 128 bytes), "" if none */
   int64_t created_at;
   int64_t expires_at;    /* unix seconds; 0 when null (the run does not expire) */
   contract_usage usage;

@@ -96,6 +96,10 @@ typedef struct be_turn_input {
   const char *log_event_id;  /* for log lines only */
   const char *existing_message_id; /* non-NULL: the user message was added
                                       by an earlier attempt; only start the run */
+  const char *run_tag;       /* stored in the run's metadata (aw_tag) so that
+                                be_find_message(key, value == run_tag) finds
+                                the run even when the message id was never
+                                known; NULL: none */
 } be_turn_input;
 
 /** A function call the model made; the run waits for its output.  Strings
@@ -171,7 +175,11 @@ typedef struct be_turn_events {
 /** Start a turn: add the user message to the conversation, start a run of
  *  the assistant and follow it to a terminal status (streaming; when the
  *  stream drops after the run was created, the run is followed by polling,
- *  never started twice).  events must stay valid until on_done. */
+ *  never started twice).  events must stay valid until on_done.
+ *  The message and the run are created by one request (the run's
+ *  additional_messages), so either both exist or neither; the message id is
+ *  then not known (on_message_added is not called) and the run carries
+ *  in->run_tag instead.  With existing_message_id only the run is created. */
 int be_turn_start(be_backend *be, const be_turn_input *in, const be_turn_events *events,
                   void *opaque, be_op **op) AW_MUST_CHECK;
 
@@ -219,8 +227,9 @@ int be_turn_resume(be_backend *be, const char *conversation, const char *run_id,
  *  most 5 pages: older messages are not searched) and takes the first one
  *  with role user and metadata[metadata_key] == metadata_value: res->id is
  *  its id.  Then lists the conversation's 20 newest runs and sets
- *  res->run_id to the one tagged with that message (metadata.aw_message_id,
- *  as be_turn_start tags its runs), NULL when no run followed it (yet).
+ *  res->run_id to the one tagged with that message (metadata.aw_message_id)
+ *  or with metadata_value (metadata.aw_tag, be_turn_input.run_tag), NULL
+ *  when no run followed it (yet).
  *  Not found: res->err AW_ENOTFOUND.  API failures: their AW_E* code (also
  *  when the message was found but the runs could not be listed, so that a
  *  caller never mistakes "unknown" for "no run").  metadata_key/value are

@@ -397,7 +397,9 @@ typedef struct turn_op {
   int answer_err;            /* AW_ETOOBIG when the answer exceeded its bound */
   char thread[API_JSON_ID_MAX];
   char assistant[API_JSON_ID_MAX];
-  char msg_id[API_JSON_ID_MAX];
+  char msg_id[API_JSON_ID_MAX];  /* "" when the message came with the run */
+  char run_tag[132];             /* metadata.aw_tag of the run, "" if none */
+  cJSON *add_msg;                /* the user message, sent as the run's additional_messages */
   char event_id[API_JSON_ID_MAX]; /* for log lines, truncated */
   int64_t msg_created_at;
   char *instructions, *additional; /* copies for the run body, NULL if none */
@@ -443,6 +445,7 @@ static void turn_free(turn_op *t) {
   buf_free(&t->round_ids);
   free(t->instructions);
   free(t->additional);
+  cJSON_Delete(t->add_msg);
   free(t);
 }
 
@@ -754,8 +757,8 @@ static void turn_on_runs_list(void *opaque, const api_result *r) {
   api_json_run run;
   if (r->err == AW_OK && first && api_json_run_parse(first, &run) == AW_OK &&
       !api_json_run_terminal(run.status) &&
-      (strcmp(run.tag, t->msg_id) == 0 ||
-       (!run.tag[0] && strcmp(run.assistant_id, t->assistant) == 0 &&
+      ((t->msg_id[0] && strcmp(run.tag, t->msg_id) == 0) || (!t->msg_id[0] && t->run_tag[0] && strcmp(run.tag, t->run_tag) == 0) ||
+       (t->msg_id[0] && !run.tag[0] && strcmp(run.assistant_id, t->assistant) == 0 &&
         run.created_at >= t->msg_created_at))) {
     t->run = run;
     t->run_created = 1;
@@ -911,9 +914,19 @@ static int turn_post_run(turn_op *t) {
   if (ok && t->instructions) ok = cJSON_AddStringToObject(j, "instructions", t->instructions) != NULL;
   if (ok && t->additional)
     ok = cJSON_AddStringToObject(j, "additional_instructions", t->additional) != NULL;
-  /* Tagging the run with our message lets a retry recognise it (adoption). */
+  /* Tagging the run with our message (or, when the message comes with the
+   * run, with the caller's tag) lets a retry recognise it (adoption) and a
+   * re-processed event find it (be_find_message). */
   if (ok) md = cJSON_AddObjectToObject(j, "metadata");
-  ok = md && cJSON_AddStringToObject(md, "aw_message_id", t->msg_id);
+  ok = md != NULL;
+  if (ok && t->msg_id[0]) ok = cJSON_AddStringToObject(md, "aw_message_id", t->msg_id) != NULL;
+  if (ok && !t->msg_id[0] && t->run_tag[0]) ok = cJSON_AddStringToObject(md, "aw_tag", t->run_tag) != NULL;
+  if (ok && t->add_msg) {
+    /* One request adds the message and starts the run: both or neither. */
+    cJSON *arr = cJSON_AddArrayToObject(j, "additional_messages");
+    ok = arr && cJSON_AddItemToArray(arr, t->add_msg);
+    if (ok) t->add_msg = NULL; /* owned by j now */
+  }
   char *body = NULL;
   if (!ok) cJSON_Delete(j);
   if (!ok || print_json(j, &body)) return AW_ENOMEM;
@@ -927,33 +940,7 @@ static int turn_post_run(turn_op *t) {
   return rc;
 }
 
-static void turn_start_run(turn_op *t) {
-  int rc = turn_post_run(t);
-  if (rc) turn_start_err(t, rc, "POST runs");
-}
-
-static void turn_on_message(void *opaque, const api_result *r) {
-  turn_op *t = opaque;
-  t->b.call = NULL;
-  if (r->err) {
-    turn_finish_api_err(t, r);
-    return;
-  }
-  const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r->json, "id"));
-  if (!id || !id[0] || strlen(id) >= sizeof t->msg_id) {
-    turn_seterr(t, AW_EPARSE, r->http_status, NULL, "POST %s/threads/%s/messages: response has no id",
-                api_client_base_path(t->be->api), t->thread);
-    turn_finish(t);
-    return;
-  }
-  copy_id(t->msg_id, sizeof t->msg_id, id);
-  const cJSON *ca = cJSON_GetObjectItemCaseSensitive(r->json, "created_at");
-  t->msg_created_at = cJSON_IsNumber(ca) ? (int64_t)ca->valuedouble : 0;
-  if (t->ev->on_message_added && USER_CB(t, t->ev->on_message_added(t->opaque, t->msg_id))) return;
-  turn_start_run(t);
-}
-
-static char *message_body(const be_turn_input *in, int *err) {
+static cJSON *message_object(const be_turn_input *in) {
   cJSON *j = cJSON_CreateObject(), *content = NULL;
   int ok = j && cJSON_AddStringToObject(j, "role", "user") &&
            (content = cJSON_AddArrayToObject(j, "content"));
@@ -969,14 +956,11 @@ static char *message_body(const be_turn_input *in, int *err) {
     ok = cJSON_AddStringToObject(p, "type", "text") && cJSON_AddStringToObject(p, "text", in->parts[i].text);
   }
   if (ok && add_metadata(j, in->metadata, in->nmetadata) != AW_OK) ok = 0;
-  char *body = NULL;
   if (!ok) {
     cJSON_Delete(j);
-    *err = AW_ENOMEM;
     return NULL;
   }
-  if ((*err = print_json(j, &body))) return NULL;
-  return body;
+  return j;
 }
 
 static turn_op *turn_new(be_asst *be, const be_turn_events *ev, void *opaque, const char *thread) {
@@ -1020,7 +1004,10 @@ static int turn_start(be_backend *bb, const be_turn_input *in, const be_turn_eve
   int rc = AW_OK;
   if (in->instructions && !(t->instructions = strdup(in->instructions))) rc = AW_ENOMEM;
   if (in->additional_instructions && !(t->additional = strdup(in->additional_instructions))) rc = AW_ENOMEM;
-  char *body = NULL;
+  if (!rc && in->run_tag) {
+    if (strlen(in->run_tag) >= sizeof t->run_tag) rc = AW_EINVAL;
+    else copy_id(t->run_tag, sizeof t->run_tag, in->run_tag);
+  }
   if (!rc && in->existing_message_id) {
     /* The message was added by an earlier attempt (a re-processed event):
      * only the run is started, tagged with that message. */
@@ -1030,13 +1017,9 @@ static int turn_start(be_backend *bb, const be_turn_input *in, const be_turn_eve
       rc = turn_post_run(t);
     }
   } else if (!rc) {
-    body = message_body(in, &rc);
-    if (!rc) {
-      turn_phase(t, T_MESSAGE);
-      rc = api_messages_create(be->api, t->thread, body, turn_on_message, t, &t->b.call);
-    }
+    t->add_msg = message_object(in);
+    rc = t->add_msg ? turn_post_run(t) : AW_ENOMEM;
   }
-  cJSON_free(body);
   if (rc) {
     t->b.call = NULL;
     turn_free(t);
@@ -1182,9 +1165,9 @@ static void find_on_done(void *opaque, const api_result *r) {
   int rc;
   if (op->phase == FIND_RUNS) {
     cJSON_ArrayForEach(m, data) {
-      const char *tag = md_get(m, "aw_message_id");
+      const char *tag = md_get(m, "aw_message_id"), *tag2 = md_get(m, "aw_tag");
       const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "id"));
-      if (tag && id && strcmp(tag, op->msg_id) == 0) {
+      if (id && ((tag && strcmp(tag, op->msg_id) == 0) || (tag2 && strcmp(tag2, op->value) == 0))) {
         find_finish(op, AW_OK, r->http_status, NULL, "", id);
         return;
       }

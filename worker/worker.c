@@ -766,7 +766,10 @@ static void turn_run_created(void *opaque, const char *run_id) {
   wk_event *ev = opaque;
   wk_copy_id(ev->run_id, sizeof ev->run_id, run_id);
   ev->run_started_ms = wk_now_ms();
-  if (ev->msg_id[0]) put_progress(ev);
+  /* The message came with the run (one request): its id is not known, and
+   * not needed to resume ("-"). */
+  if (!ev->msg_id[0]) wk_copy_id(ev->msg_id, sizeof ev->msg_id, "-");
+  put_progress(ev);
   log_ctx c = wk_ev_ctx(ev);
   log_debug(&c, "run created");
 }
@@ -937,6 +940,7 @@ static void ev_run_turn(wk_event *ev) {
   in.want_deltas = q->stream;
   in.log_event_id = ev->event_id;
   in.existing_message_id = ev->use_existing_message ? ev->msg_id : NULL;
+  in.run_tag = ev->event_id; /* a re-processed event finds its run by it */
   int rc = be_turn_start(w->be, &in, wk_events(ev->w), ev, &ev->op);
   if (rc != AW_OK) turn_not_started(ev, rc, "could not start the run");
 }

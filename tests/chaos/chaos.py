@@ -973,7 +973,8 @@ class Chaos:
                     if any(r.status == "completed" and r.thread_id == tid for r in rs) and e.event_id not in on_thread:
                         missing_on_thread.append(f"{tid} ({conv}): {e.event_id} answered but not on the thread")
                 runs = self.sim.list_all(f"/threads/{tid}/runs") or []
-                per_msg = collections.Counter((r.get("metadata") or {}).get("aw_message_id") for r in runs)
+                per_msg = collections.Counter((r.get("metadata") or {}).get("aw_message_id")
+                                              or (r.get("metadata") or {}).get("aw_tag") for r in runs)
                 for mid, n in per_msg.items():
                     if n > 1:
                         extra_runs.append(f"{tid} ({conv}): {n} runs for message {mid}")

@@ -307,7 +307,8 @@ static const contract_kv MD[] = {{"event_id", "ev-1"}};
 
 static be_turn_input input(int want_deltas) {
   be_turn_input in = {.conversation = "thread_1", .assistant_id = "asst_1", .parts = &PART, .nparts = 1,
-                      .metadata = MD, .nmetadata = 1, .want_deltas = want_deltas, .log_event_id = "ev-1"};
+                      .metadata = MD, .nmetadata = 1, .want_deltas = want_deltas, .log_event_id = "ev-1",
+                      .run_tag = "ev-1"};
   return in;
 }
 
@@ -360,10 +361,10 @@ static void test_turn_streams_deltas_and_collects_the_answer(void **state) {
   assert_int_equal(t.ndone, 1);
   assert_int_equal(t.err, AW_OK);
   assert_string_equal(t.status, "completed");
-  assert_string_equal(t.added, "msg_u1");
+  assert_string_equal(t.added, ""); /* the message came with the run: its id is not known */
   assert_string_equal(t.created, "run_1");
   assert_string_equal(t.run_id, "run_1");
-  assert_string_equal(t.message_id, "msg_u1");
+  assert_string_equal(t.message_id, "");
   assert_string_equal(t.deltas, ANSWER);
   assert_string_equal(t.text, ANSWER);
   assert_int_equal(t.nmessages, 1);
@@ -377,12 +378,12 @@ static void test_turn_streams_deltas_and_collects_the_answer(void **state) {
   assert_int_equal(t.usage.total_tokens, 15);
   assert_int_equal(ss_count(&f->srv, r.runs), 1);
   assert_int_equal(ss_count(&f->srv, r.get_run), 0);
-  char *b = ss_last_body(&f->srv, r.msg);
-  assert_string_equal(b, "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Hi there\"}],"
-                         "\"metadata\":{\"event_id\":\"ev-1\"}}");
-  free(b);
-  b = ss_last_body(&f->srv, r.runs);
-  assert_string_equal(b, "{\"assistant_id\":\"asst_1\",\"stream\":true,\"metadata\":{\"aw_message_id\":\"msg_u1\"}}");
+  /* One request: the message rides on the run (both or neither exist). */
+  assert_int_equal(ss_count(&f->srv, r.msg), 0);
+  char *b = ss_last_body(&f->srv, r.runs);
+  assert_string_equal(b, "{\"assistant_id\":\"asst_1\",\"stream\":true,\"metadata\":{\"aw_tag\":\"ev-1\"},"
+                         "\"additional_messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Hi there\"}],"
+                         "\"metadata\":{\"event_id\":\"ev-1\"}}]}");
   free(b);
   fx_free(f);
 }
@@ -468,7 +469,7 @@ static void test_turn_adopts_its_active_run_after_a_retried_create(void **state)
   ss_route *get9 = ss_route_add(&f->srv, "GET", "/v1/threads/thread_1/runs/run_9");
   ss_add_resp(r.runs, (ss_resp){.status = 502, .body = "{\"error\":{\"message\":\"bad gateway\",\"type\":\"server_error\"}}"});
   ss_add_resp(r.runs, (ss_resp){.status = 400, .body = "{\"error\":{\"message\":\"Thread thread_1 already has an active run run_9.\",\"type\":\"invalid_request_error\"}}"});
-  ss_add_resp(r.list_runs, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[{\"id\":\"run_9\",\"status\":\"in_progress\",\"assistant_id\":\"asst_1\",\"created_at\":1700000001,\"metadata\":{\"aw_message_id\":\"msg_u1\"}}],\"has_more\":false}"});
+  ss_add_resp(r.list_runs, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[{\"id\":\"run_9\",\"status\":\"in_progress\",\"assistant_id\":\"asst_1\",\"created_at\":1700000001,\"metadata\":{\"aw_tag\":\"ev-1\"}}],\"has_more\":false}"});
   ss_add_resp(get9, (ss_resp){.status = 200, .body = RUN_DONE("run_9")});
   ss_add_resp(r.list_msgs, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[" MSG_A1 "],\"has_more\":false}"});
   fx_start(f);
@@ -505,10 +506,10 @@ static void test_turn_active_run_on_first_attempt_is_an_error(void **state) {
   fx_free(f);
 }
 
-static void test_turn_400_on_message_is_not_retried_and_precise(void **state) {
+static void test_turn_400_on_create_is_not_retried_and_precise(void **state) {
   (void)state;
   fx *f = fx_new();
-  ss_route *msg = ss_route_add(&f->srv, "POST", "/v1/threads/thread_1/messages");
+  ss_route *msg = ss_route_add(&f->srv, "POST", "/v1/threads/thread_1/runs");
   ss_add_resp(msg, (ss_resp){.status = 400, .body = "{\"error\":{\"message\":\"Bad thing\",\"type\":\"invalid_request_error\",\"code\":null}}"});
   fx_start(f);
   tres t = {0};
@@ -517,21 +518,19 @@ static void test_turn_400_on_message_is_not_retried_and_precise(void **state) {
   ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_EHTTP4XX);
   assert_int_equal(ss_count(&f->srv, msg), 1);
-  assert_string_equal(t.errmsg, "POST /v1/threads/thread_1/messages: HTTP 400 invalid_request_error: Bad thing");
+  assert_string_equal(t.errmsg, "POST /v1/threads/thread_1/runs: HTTP 400 invalid_request_error: Bad thing");
   assert_string_equal(t.error_code, "invalid_request_error");
   assert_string_equal(t.run_id, "");
   assert_null(strstr(t.errmsg, "sk-test"));
   fx_free(f);
 }
 
-static void test_turn_429_then_200_on_message(void **state) {
+static void test_turn_429_then_200_on_create(void **state) {
   (void)state;
   fx *f = fx_new();
   turn_routes r = add_turn_routes(f);
-  r.msg->nresp = 0;
-  ss_add_resp(r.msg, (ss_resp){.status = 429, .body = "{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit_error\"}}",
-                               .hname = "Retry-After", .hval = "0"});
-  ss_add_resp(r.msg, (ss_resp){.status = 200, .body = MSG_CREATED});
+  ss_add_resp(r.runs, (ss_resp){.status = 429, .body = "{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit_error\"}}",
+                                .hname = "Retry-After", .hval = "0"});
   ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_OK, .mode = SS_CHUNKED, .chunk = 64});
   fx_start(f);
   tres t = {0};
@@ -539,7 +538,8 @@ static void test_turn_429_then_200_on_message(void **state) {
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, NULL), AW_OK);
   ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_OK);
-  assert_int_equal(ss_count(&f->srv, r.msg), 2);
+  assert_int_equal(ss_count(&f->srv, r.runs), 2);
+  assert_int_equal(ss_count(&f->srv, r.msg), 0);
   fx_free(f);
 }
 
@@ -573,10 +573,8 @@ static void test_turn_reports_each_api_call_with_route_status_and_attempts(void 
   f->cfg.observe = on_observe;
   f->cfg.observe_opaque = &log;
   turn_routes r = add_turn_routes(f);
-  r.msg->nresp = 0;
-  ss_add_resp(r.msg, (ss_resp){.status = 429, .body = "{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit_error\"}}",
-                               .hname = "Retry-After", .hval = "0"});
-  ss_add_resp(r.msg, (ss_resp){.status = 200, .body = MSG_CREATED});
+  ss_add_resp(r.runs, (ss_resp){.status = 429, .body = "{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit_error\"}}",
+                                .hname = "Retry-After", .hval = "0"});
   ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_OK, .mode = SS_CHUNKED, .chunk = 64});
   fx_start(f);
   tres t = {0};
@@ -584,15 +582,11 @@ static void test_turn_reports_each_api_call_with_route_status_and_attempts(void 
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, NULL), AW_OK);
   ss_run_until(&f->loop, &t.done);
   assert_int_equal(t.err, AW_OK);
-  assert_int_equal(log.n, 2);
-  assert_string_equal(log.r[0].route, "POST /threads/{id}/messages");
+  assert_int_equal(log.n, 1); /* one request per turn */
+  assert_string_equal(log.r[0].route, "POST /threads/{id}/runs");
   assert_int_equal(log.r[0].status, 200);
   assert_int_equal(log.r[0].attempts, 2);
-  assert_string_equal(log.r[1].route, "POST /threads/{id}/runs");
-  assert_int_equal(log.r[1].status, 200);
-  assert_int_equal(log.r[1].attempts, 1);
   assert_true(log.r[0].seconds > 0 && log.r[0].seconds < 30);
-  assert_true(log.r[1].seconds > 0 && log.r[1].seconds < 30);
   fx_free(f);
 }
 
@@ -786,7 +780,7 @@ static void test_turn_requires_action_reports_tool_calls_without_cancelling(void
   assert_int_equal(t.err, AW_OK);
   assert_string_equal(t.status, "requires_action");
   assert_string_equal(t.run_id, "run_1");
-  assert_string_equal(t.message_id, "msg_u1");
+  assert_string_equal(t.message_id, ""); /* came with the run */
   assert_int_equal(t.res_ncalls, 2);
   assert_string_equal(t.res_call_id, "call_1");
   assert_string_equal(t.text, "Let me check."); /* what the run wrote before calling */
@@ -1170,6 +1164,28 @@ static void test_find_message_without_a_run_reports_no_run_id(void **state) {
   fx_free(f);
 }
 
+/* A message that came with its run (additional_messages): the run carries
+ * the caller's tag (aw_tag) instead of the message id. */
+static void test_find_message_finds_a_run_by_its_tag(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *msgs = ss_route_add(&f->srv, "GET", "/v1/threads/thread_1/messages");
+  ss_route *runs = ss_route_add(&f->srv, "GET", "/v1/threads/thread_1/runs");
+  ss_add_resp(msgs, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[" UMSG("msg_7", "ev-1") "],\"has_more\":false}"});
+  ss_add_resp(runs, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":["
+      "{\"id\":\"run_8\",\"status\":\"in_progress\",\"metadata\":{\"aw_tag\":\"ev-2\"}},"
+      "{\"id\":\"run_7\",\"status\":\"in_progress\",\"metadata\":{\"aw_tag\":\"ev-1\"}}],\"has_more\":false}"});
+  fx_start(f);
+  sres s = {0};
+  assert_int_equal(be_find_message(f->be, "thread_1", "event_id", "ev-1", on_result, &s, NULL), AW_OK);
+  ss_run_until(&f->loop, &s.done);
+  assert_int_equal(s.err, AW_OK);
+  assert_string_equal(s.id, "msg_7");
+  assert_int_equal(s.has_run_id, 1);
+  assert_string_equal(s.run_id, "run_7");
+  fx_free(f);
+}
+
 static void test_find_message_not_found_is_enotfound(void **state) {
   (void)state;
   fx *f = fx_new();
@@ -1239,8 +1255,8 @@ int main(void) {
       cmocka_unit_test(test_turn_silent_stream_times_out_and_is_followed_by_polling),
       cmocka_unit_test(test_turn_adopts_its_active_run_after_a_retried_create),
       cmocka_unit_test(test_turn_active_run_on_first_attempt_is_an_error),
-      cmocka_unit_test(test_turn_400_on_message_is_not_retried_and_precise),
-      cmocka_unit_test(test_turn_429_then_200_on_message),
+      cmocka_unit_test(test_turn_400_on_create_is_not_retried_and_precise),
+      cmocka_unit_test(test_turn_429_then_200_on_create),
       cmocka_unit_test(test_turn_reports_each_api_call_with_route_status_and_attempts),
       cmocka_unit_test(test_a_call_without_response_is_observed_with_status_0),
       cmocka_unit_test(test_turn_run_failed_reports_last_error),
@@ -1265,6 +1281,7 @@ int main(void) {
       cmocka_unit_test(test_resume_of_an_unknown_run_is_a_404),
       cmocka_unit_test(test_find_message_pages_and_reports_the_run_that_followed),
       cmocka_unit_test(test_find_message_without_a_run_reports_no_run_id),
+      cmocka_unit_test(test_find_message_finds_a_run_by_its_tag),
       cmocka_unit_test(test_find_message_not_found_is_enotfound),
       cmocka_unit_test(test_find_message_searches_a_bounded_number_of_pages),
       cmocka_unit_test(test_find_message_runs_list_failure_is_an_error_not_no_run),
