@@ -206,18 +206,26 @@ void trep_on_dr(trep *t, void *msg_opaque, rd_kafka_resp_err_t err) {
 
 /* ---- applying ------------------------------------------------------------------- */
 
-static void on_applied(void *opaque, int err, const char *verdict, long missing, const char *owner) {
-  trep_msg *m = opaque;
+/* The common start of a Redis reply: 0 when the reply was dealt with here
+ * (shutting down, or a failure that retries the reply later). */
+static int redis_answered(trep_msg *m, int err) {
   trep *t = m->t;
   if (t->freeing) {
     msg_free(m);
-    return;
+    return 0;
   }
   if (err) {
     t->st.redis_errors++;
     retry_later(m);
-    return;
+    return 0;
   }
+  return 1;
+}
+
+static void on_applied(void *opaque, int err, const char *verdict, long missing, const char *owner) {
+  trep_msg *m = opaque;
+  trep *t = m->t;
+  if (!redis_answered(m, err)) return;
   if (strcmp(verdict, "ok") != 0) {
     dead_letter(m, verdict,
                 !strcmp(verdict, CTOOL_DLQ_ALREADY_ANSWERED) ? "the call already has a reply%s"
@@ -272,15 +280,7 @@ static void apply(trep_msg *m) {
 static void on_corr(void *opaque, int err, const char *value) {
   trep_msg *m = opaque;
   trep *t = m->t;
-  if (t->freeing) {
-    msg_free(m);
-    return;
-  }
-  if (err) {
-    t->st.redis_errors++;
-    retry_later(m);
-    return;
-  }
+  if (!redis_answered(m, err)) return;
   if (!value) {
     dead_letter(m, CTOOL_DLQ_UNKNOWN_CORRELATION, "no pending call has this correlation id%s", "");
     return;
