@@ -125,6 +125,30 @@ static void on_commit_timer(uv_timer_t *t) { commit_progress(t->data, 0); }
  * are produced again into the next transaction (their offsets stay marked
  * done, so no commit may happen before they are in it again: txn_owed). */
 
+/* An event is owed while the open transaction holds part of what it must
+ * produce: no commit may happen then (it would commit half an answer). */
+static void owe(wk_event *ev) {
+  wk *w = ev->w;
+  if (ev->owed) return;
+  ev->owed = 1;
+  w->txn_owed++;
+  ev->owed_prev = NULL;
+  ev->owed_next = w->owed_head;
+  if (w->owed_head) w->owed_head->owed_prev = ev;
+  w->owed_head = ev;
+}
+
+static void unowe(wk_event *ev) {
+  wk *w = ev->w;
+  if (!ev->owed) return;
+  ev->owed = 0;
+  w->txn_owed--;
+  if (ev->owed_prev) ev->owed_prev->owed_next = ev->owed_next;
+  else w->owed_head = ev->owed_next;
+  if (ev->owed_next) ev->owed_next->owed_prev = ev->owed_prev;
+  ev->owed_prev = ev->owed_next = NULL;
+}
+
 static void txn_wait_add(wk_event *ev) {
   wk *w = ev->w;
   if (ev->txn_where) return;
@@ -225,10 +249,7 @@ static void txn_enter(wk_event *ev) {
     ev->offset_done = 1;
     w->txn_dirty = 1;
   }
-  if (ev->owed) {
-    ev->owed = 0;
-    w->txn_owed--;
-  }
+  unowe(ev);
   ev->txn_seq = ktx_seq(w->txp);
   ev->txn_where = 2;
   ev->txn_next = w->txn_head;
@@ -248,6 +269,14 @@ static void on_txn_done(void *opaque, uint64_t seq, int committed, const char *e
     log_warn(NULL, "kafka transaction %llu aborted (%s); its answers are produced again",
              (unsigned long long)seq, errstr && *errstr ? errstr : "no reason given");
   }
+  if (!committed) {
+    /* Events whose messages were half produced into the aborted
+     * transaction produce all of them again. */
+    for (wk_event *ev = w->owed_head; ev; ev = ev->owed_next) {
+      ev->send_response = 1;
+      ev->send_dlq = ev->reject_code != NULL;
+    }
+  }
   wk_event *list = w->txn_head;
   w->txn_head = NULL;
   while (list) {
@@ -260,8 +289,7 @@ static void on_txn_done(void *opaque, uint64_t seq, int committed, const char *e
     } else if (ev_stale(ev) || w->freeing) {
       ev_finish(ev); /* its partition moved: the new owner answers it */
     } else {
-      ev->owed = 1;
-      w->txn_owed++;
+      owe(ev);
       ev->send_response = 1;
       ev->send_dlq = ev->reject_code != NULL;
       wk_ev_set_state(ev, ST_PUBLISHING);
@@ -453,10 +481,7 @@ static void ev_finish(wk_event *ev) {
              (int)ev->partition);
   }
   if (counted && !ev->abandoned && !ev->offset_done) w->txn_dirty = 1;
-  if (ev->owed) {
-    ev->owed = 0;
-    w->txn_owed--;
-  }
+  unowe(ev);
   w->st.in_flight--;
   int32_t part = ev->partition;
   conv_advance(w, ev);
@@ -623,10 +648,7 @@ static int produce_outcome(wk_event *ev, const char *topic, int kind, const void
   int rc = ktx_produce(w->txp, topic, key, keylen, val, len, (void *)((uintptr_t)ev | (uintptr_t)kind));
   if (rc == AW_OK) {
     ev->pending_dr++;
-    if (!ev->owed) {
-      ev->owed = 1;
-      w->txn_owed++;
-    }
+    owe(ev);
   }
   return rc;
 }
@@ -635,8 +657,10 @@ static void ev_publish_response(wk_event *ev) {
   wk *w = ev->w;
   int rc = AW_OK;
   if (w->txp) {
-    if (ev_stale(ev) && !ev->owed) {
-      /* Revoked before its answer went out: the new owner answers it. */
+    if (ev_stale(ev)) {
+      /* Revoked before its answer went out: the new owner answers it.  (An
+       * owed one's partial messages were in the transaction the revoke
+       * aborted.) */
       ev_finish(ev);
       return;
     }

@@ -96,7 +96,9 @@ typedef struct wk_event {
   int txn_where;               /* 0 none, 1 waiting to produce, 2 in the open transaction */
   uint64_t txn_seq;            /* the transaction holding its response */
   int offset_done;             /* its offset is marked done (in the transaction's offsets) */
-  int owed;                    /* offset done but the response not in the open transaction */
+  int owed;                    /* some of its messages are in the open transaction, not all
+                                  (or, after an abort, its offset is done and none are) */
+  struct wk_event *owed_prev, *owed_next; /* wk.owed_head list */
 } wk_event;
 
 struct wk_conv {
@@ -120,7 +122,8 @@ struct wk {
   struct ktx *txp;             /* transactional producer of responses; NULL: at-least-once */
   wk_event *txn_wait_head, *txn_wait_tail; /* responses waiting for the transaction to open */
   wk_event *txn_head;          /* events whose response is in the open transaction */
-  long txn_owed;               /* events counted done whose response is not produced yet */
+  long txn_owed;               /* owed events (no commit while there are any) */
+  wk_event *owed_head;         /* the owed events */
   int txn_dirty;               /* offsets changed since the last commit */
   int txn_closing;             /* a commit is due: no new event enters the transaction */
   int64_t txn_last_ms;
