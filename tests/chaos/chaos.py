@@ -44,6 +44,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 
 ROOT = Path(__file__).resolve().parents[2]
 LIB_SH = ROOT / "deploy" / "local" / "lib.sh"
+# The assistants and sanitizer markers the integration tests use: one definition of each.
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from awtest import SANITIZER_MARKERS, SUPPORT_BOT, WEATHER_ASSISTANT  # noqa: E402
 
 # Not shaped like an OpenAI key: never a real one, and the simulator takes any bearer key.
 API_KEY = "aw-chaos-key-4be1c07a"
@@ -55,26 +58,6 @@ TOPICS = {"requests": "assistant.requests", "responses": "assistant.responses",
 # The harness' own Kafka clients: the broker's restart makes librdkafka log every refused
 # connection at level 3; only critical lines are worth showing.
 QUIET = {"log_level": 2}
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                     "SUMMARY: UndefinedBehaviorSanitizer", "AddressSanitizer:DEADLYSIGNAL")
-
-SUPPORT_BOT = {
-    "name": "Customer Support Bot",
-    "model": "gpt-4o",
-    "instructions": "Provide support based on the latest documentation.",
-    "tools": [{"type": "file_search"}],
-}
-WEATHER_ASSISTANT = {
-    "name": "Weather Assistant",
-    "model": "gpt-4o",
-    "instructions": "You are a weather bot. Use the provided functions to answer questions.",
-    "tools": [{"type": "function", "function": {
-        "name": "get_weather",
-        "description": "Retrieve weather information for a location.",
-        "parameters": {"type": "object",
-                       "properties": {"location": {"type": "string", "description": "City name"}},
-                       "required": ["location"]}}}],
-}
 # The example weather service's table (deploy/examples/weather_service.c): the exact output of
 # each city, which the simulator's answer quotes as "<City>: <output>.".
 WEATHER = {"Paris": (22, "sunny"), "Tokyo": (18, "cloudy"), "London": (14, "rain"),
