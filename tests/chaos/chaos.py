@@ -33,7 +33,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LIB_SH = ROOT / "deploy" / "local" / "lib.sh"
 # The assistants and sanitizer markers the integration tests use: one definition of each.
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
+import awtest  # noqa: E402
 from awtest import SANITIZER_MARKERS, SUPPORT_BOT, WEATHER_ASSISTANT  # noqa: E402
 
 # Not shaped like an OpenAI key: never a real one, and the simulator takes any bearer key.
@@ -472,43 +472,18 @@ class Loader(threading.Thread):
 
 # ---- the simulator ---------------------------------------------------------------------------------
 
-class Simulator:
+class Simulator(awtest.Simulator):
+    """The integration tests' simulator client, plus listing that tolerates a gone object."""
+
     def __init__(self, port: int):
-        self.base = f"http://127.0.0.1:{port}"
-
-    def call(self, method: str, path: str, body: Any = None, timeout_s: float = 30) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        req.add_header("Authorization", f"Bearer {API_KEY}")
-        req.add_header("OpenAI-Beta", "assistants=v2")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout_s) as r:
-                raw = r.read()
-                return r.status, (json.loads(raw) if raw else None)
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            try:
-                return e.code, json.loads(raw)
-            except ValueError:
-                return e.code, raw.decode("utf-8", "replace")
-
-    def faults(self, **settings) -> dict:
-        st, obj = self.call("POST", "/admin/faults", settings)
-        if st != 200:
-            raise RuntimeError(f"POST /admin/faults {settings} -> {st}: {obj}")
-        return obj
-
-    def stats(self) -> dict:
-        return self.call("GET", "/admin/stats")[1]
+        super().__init__(port, record_path=None)
 
     def list_all(self, path: str) -> list[dict] | None:
         """Every item of a list endpoint, oldest first (None if the object does not exist)."""
         out, after = [], None
         while True:
             q = "order=asc&limit=100" + (f"&after={after}" if after else "")
-            st, page = self.call("GET", f"/v1{path}?{q}")
+            st, page = self._call("GET", f"/v1{path}?{q}")
             if st == 404:
                 return None
             if st != 200:
