@@ -646,6 +646,10 @@ int contract_request_encode(const contract_request *r, buf *out) {
   return e.err;
 }
 
+static bool backend_kind_valid(const char *s) {
+  return !strcmp(s, "assistants") || !strcmp(s, "responses") || !strcmp(s, "chat");
+}
+
 static bool status_valid(const char *s) {
   static const char *const ok[] = {"completed", "failed", "cancelled", "expired", "incomplete", "rejected"};
   if (!s) return false;
@@ -672,10 +676,13 @@ int contract_response_encode(const contract_response *r, buf *out) {
   if (r->ntool_calls && !r->tool_calls) return AW_EINVAL;
   for (size_t i = 0; i < r->ntool_calls; i++)
     if (!r->tool_calls[i].id || !r->tool_calls[i].name || !r->tool_calls[i].outcome) return AW_EINVAL;
+  if (r->backend_kind ? !backend_kind_valid(r->backend_kind)
+                      : (r->backend_conversation || r->backend_turn))
+    return AW_EINVAL;
 
   mpu_enc e;
   mpu_enc_init(&e, out);
-  e_map(&e, r->ntool_calls ? 11 : 10);
+  e_map(&e, 10 + (r->ntool_calls > 0) + (r->backend_kind != NULL));
   e_key(&e, "v");
   e_int(&e, CONTRACT_VERSION);
   e_key(&e, "event_id");
@@ -775,15 +782,25 @@ int contract_response_encode(const contract_response *r, buf *out) {
       e_str(&e, r->tool_calls[i].outcome);
     }
   }
+  if (r->backend_kind) {
+    e_key(&e, "backend");
+    e_map(&e, 3);
+    e_key(&e, "kind");
+    e_str(&e, r->backend_kind);
+    e_key(&e, "conversation");
+    e_str_or_nil(&e, r->backend_conversation);
+    e_key(&e, "turn");
+    e_str_or_nil(&e, r->backend_turn);
+  }
   return e.err;
 }
 
 int contract_delta_encode(const char *event_id, const char *conversation_id, const char *run_id,
-                          int64_t seq, const char *text, size_t text_len, buf *out) {
-  if (!event_id || !conversation_id || !run_id || seq < 0 || (!text && text_len)) return AW_EINVAL;
+                          int64_t seq, int attempt, const char *text, size_t text_len, buf *out) {
+  if (!event_id || !conversation_id || seq < 0 || attempt < 0 || (!text && text_len)) return AW_EINVAL;
   mpu_enc e;
   mpu_enc_init(&e, out);
-  e_map(&e, 6);
+  e_map(&e, 7);
   e_key(&e, "v");
   e_int(&e, CONTRACT_VERSION);
   e_key(&e, "event_id");
@@ -791,9 +808,11 @@ int contract_delta_encode(const char *event_id, const char *conversation_id, con
   e_key(&e, "conversation_id");
   e_str(&e, conversation_id);
   e_key(&e, "run_id");
-  e_str(&e, run_id);
+  e_str_or_nil(&e, run_id);
   e_key(&e, "seq");
   e_int(&e, seq);
+  e_key(&e, "attempt");
+  e_int(&e, attempt);
   e_key(&e, "text");
   e_strn(&e, text, text_len);
   return e.err;

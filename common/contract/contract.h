@@ -143,6 +143,7 @@ typedef struct contract_tool_call {
 typedef struct contract_response {
   const char *event_id;
   const char *conversation_id;
+  /* Assistants backend only (NULL on the others; use backend_*): */
   const char *thread_id;  /* NULL if none (e.g. rejected before a thread) */
   const char *run_id;     /* NULL if none */
   const char *status;     /* completed|failed|cancelled|expired|incomplete|rejected */
@@ -154,19 +155,34 @@ typedef struct contract_response {
   contract_timings timings;
   const contract_tool_call *tool_calls; /* the run's function calls, all rounds */
   size_t ntool_calls;                   /* 0: the key is left out */
+  /* The `backend` map (additive key, written only when backend_kind is set):
+   * which backend answered and its handles, on every backend. */
+  const char *backend_kind;         /* "assistants" | "responses" | "chat"; NULL: no `backend` */
+  const char *backend_conversation; /* thread_... / conv_...; NULL: nil (always on chat) */
+  const char *backend_turn;         /* run_... / resp_... of the (last) turn; NULL: nil */
 } contract_response;
 
 /** Append the msgpack encoding of r to out.  NULL event_id / conversation_id
  *  are written as "" (a rejected event whose ids were unreadable); NULL
  *  thread_id / run_id, usage.present == 0 and error_code == NULL as nil.
- *  tool_calls is written only when ntool_calls > 0 (additive key). */
+ *  tool_calls is written only when ntool_calls > 0, `backend` only when
+ *  backend_kind != NULL (additive keys).  AW_EINVAL for a backend_kind
+ *  other than the three names, and for backend_conversation / backend_turn
+ *  set without backend_kind (they would be dropped silently). */
 int contract_response_encode(const contract_response *r, buf *out) AW_MUST_CHECK;
 
 /* ---- delta ---------------------------------------------------------------- */
 
-/** Append a delta: {v, event_id, conversation_id, run_id, seq, text}. */
+/** Append a delta: {v, event_id, conversation_id, run_id, seq, attempt, text}.
+ *  run_id is the backend's handle of the turn (run_... / resp_...), NULL
+ *  written as nil (chat has none).  seq >= 0 counts the deltas of one
+ *  attempt from 0; attempt >= 0 is the worker's attempt at the turn (0 the
+ *  first; a turn re-generated or recovered after a crash publishes its text
+ *  again from seq 0 with attempt + 1).  AW_EINVAL if an id is NULL, seq or
+ *  attempt is negative, or text is NULL with text_len > 0. */
 int contract_delta_encode(const char *event_id, const char *conversation_id, const char *run_id,
-                          int64_t seq, const char *text, size_t text_len, buf *out) AW_MUST_CHECK;
+                          int64_t seq, int attempt, const char *text, size_t text_len,
+                          buf *out) AW_MUST_CHECK;
 
 /* ---- dead letter ---------------------------------------------------------- */
 

@@ -4,28 +4,28 @@
  * Design notes:
  *  - Decoding never asks msgpack-c to unpack.  The messages are flat maps of
  *    strings, so a cursor over the bytes is enough: the whole value is first
- *    walked by an allocation-free scanner (mp_skip: structure, depth <= 24,
- *    no trailing bytes), then the top-level pairs are picked out, then one
- *    malloc holds the struct and copies of its strings.  Nothing is
- *    allocated from a count the input declares.  contract.c has the same
- *    scanner as static functions; it is repeated here in compact form rather
- *    than shared because contract.c is owned separately (a later change may
- *    move both into one msgpack-scan module).
- *  - The arguments JSON -> msgpack conversion is a small strict RFC 8259
- *    parser that runs twice over the text: the first pass validates and
- *    counts the members of every container (msgpack needs counts up front),
- *    the second emits.  cJSON is not used because it turns every number into
- *    a double: 2^63-1 or an order id of 19 digits would silently change.
- *    Recursion is bounded by CTOOL_MAX_ARGUMENTS_DEPTH.
+ *    walked by the allocation-free scanner of msgpack_util.h (mpu_skip:
+ *    structure, depth <= 24, no trailing bytes), then the top-level pairs are
+ *    picked out, then one malloc holds the struct and copies of its strings.
+ *    Nothing is allocated from a count the input declares.
+ *  - The arguments JSON -> msgpack conversion parses with cJSON (see the
+ *    comment above ctool_arguments_to_msgpack for what that costs: numbers
+ *    are doubles, so arguments_json stays the authority).  Recursion is
+ *    bounded by CTOOL_MAX_ARGUMENTS_DEPTH.
  *  - Duplicate member names make the conversion fail (arguments nil): a
  *    msgpack map with two equal keys is read differently by different
  *    libraries.  They are found by sorting each object's keys once it is
  *    complete: O(k log k), not O(k^2), for an object of k members.
+ *  - Keys added to v1 later (event_id, round; nil thread_id / run_id on
+ *    backends other than Assistants) are optional on decode, so requests of
+ *    older workers still decode, and optional on encode, so that everything
+ *    that decodes encodes again.
  */
 #include "contract_tool.h"
 #include "msgpack_util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <cJSON.h>
 #include <msgpack.h>
@@ -212,6 +212,10 @@ static void e_text(mpu_enc *e, const char *s, size_t n, size_t max) {
 }
 
 static void e_id(mpu_enc *e, const char *s) { e_text(e, s, strlen(s), 0); }
+static void e_id_or_nil(mpu_enc *e, const char *s) {
+  if (s) e_id(e, s);
+  else (void)msgpack_pack_nil(&e->pk);
+}
 
 /* An id the decoder will accept: 1..max bytes of UTF-8 without NUL. */
 static bool id_ok(const char *s, size_t max) {
@@ -327,9 +331,11 @@ int ctool_arguments_to_msgpack(const char *json, size_t len, buf *out) {
 
 int ctool_request_encode(const ctool_request *r, buf *out) {
   if (!r || !out || !id_ok(r->correlation_id, CTOOL_MAX_CORRELATION_ID) ||
-      !id_ok(r->conversation_id, CTOOL_MAX_CONVERSATION_ID) || !id_ok(r->thread_id, CTOOL_MAX_OPENAI_ID) ||
-      !id_ok(r->run_id, CTOOL_MAX_OPENAI_ID) || !id_ok(r->tool_call_id, CTOOL_MAX_OPENAI_ID) ||
-      !id_ok(r->name, CTOOL_MAX_NAME) || !id_ok(r->reply_topic, CTOOL_MAX_TOPIC) || r->deadline_ms < 0)
+      !id_ok(r->conversation_id, CTOOL_MAX_CONVERSATION_ID) ||
+      (r->thread_id && !id_ok(r->thread_id, CTOOL_MAX_OPENAI_ID)) ||
+      (r->run_id && !id_ok(r->run_id, CTOOL_MAX_OPENAI_ID)) || !id_ok(r->tool_call_id, CTOOL_MAX_OPENAI_ID) ||
+      !id_ok(r->name, CTOOL_MAX_NAME) || !id_ok(r->reply_topic, CTOOL_MAX_TOPIC) || r->deadline_ms < 0 ||
+      (r->event_id && !id_ok(r->event_id, CTOOL_MAX_EVENT_ID)) || r->round < 0)
     return AW_EINVAL;
   if (!r->arguments_json || memchr(r->arguments_json, 0, r->arguments_json_len)) return AW_EINVAL;
 
@@ -342,7 +348,7 @@ int ctool_request_encode(const ctool_request *r, buf *out) {
   }
   mpu_enc e;
   mpu_enc_init(&e, out);
-  (void)msgpack_pack_map(&e.pk, 11);
+  (void)msgpack_pack_map(&e.pk, 11 + (r->event_id != NULL) + (r->round > 0));
   e_key(&e, "v");
   e_int(&e, r->v ? r->v : CTOOL_VERSION);
   e_key(&e, "correlation_id");
@@ -350,9 +356,9 @@ int ctool_request_encode(const ctool_request *r, buf *out) {
   e_key(&e, "conversation_id");
   e_id(&e, r->conversation_id);
   e_key(&e, "thread_id");
-  e_id(&e, r->thread_id);
+  e_id_or_nil(&e, r->thread_id);
   e_key(&e, "run_id");
-  e_id(&e, r->run_id);
+  e_id_or_nil(&e, r->run_id);
   e_key(&e, "tool_call_id");
   e_id(&e, r->tool_call_id);
   e_key(&e, "name");
@@ -366,13 +372,21 @@ int ctool_request_encode(const ctool_request *r, buf *out) {
   e_int(&e, r->deadline_ms);
   e_key(&e, "reply_topic");
   e_id(&e, r->reply_topic);
+  if (r->event_id) {
+    e_key(&e, "event_id");
+    e_id(&e, r->event_id);
+  }
+  if (r->round > 0) {
+    e_key(&e, "round");
+    e_int(&e, r->round);
+  }
   buf_free(&args);
   return e.err;
 }
 
 enum {
   RQ_V, RQ_CORR, RQ_CONV, RQ_THREAD, RQ_RUN, RQ_CALL, RQ_NAME, RQ_ARGS, RQ_ARGS_JSON, RQ_DEADLINE,
-  RQ_TOPIC, RQ_N
+  RQ_TOPIC, RQ_EVENT, RQ_ROUND, RQ_N
 };
 
 int ctool_request_decode(const void *data, size_t len, size_t max_bytes, ctool_request **out,
@@ -397,6 +411,7 @@ int ctool_request_decode(const void *data, size_t len, size_t max_bytes, ctool_r
       [RQ_RUN] = {.name = "run_id"}, [RQ_CALL] = {.name = "tool_call_id"}, [RQ_NAME] = {.name = "name"},
       [RQ_ARGS] = {.name = "arguments"}, [RQ_ARGS_JSON] = {.name = "arguments_json"},
       [RQ_DEADLINE] = {.name = "deadline_ms"}, [RQ_TOPIC] = {.name = "reply_topic"},
+      [RQ_EVENT] = {.name = "event_id"}, [RQ_ROUND] = {.name = "round"},
   };
   if (collect(&c, p, len, off, npairs, f, RQ_N, "")) {
     if (*err_code) return AW_EINVAL;
@@ -404,20 +419,27 @@ int ctool_request_decode(const void *data, size_t len, size_t max_bytes, ctool_r
   }
   if ((rc = want_version(&c, &f[RQ_V]))) return rc;
 
+  /* thread_id / run_id are nil on backends other than Assistants; event_id
+   * is absent in requests of older workers. */
   static const struct {
     int idx;
     size_t max;
-  } ids[] = {{RQ_CORR, CTOOL_MAX_CORRELATION_ID}, {RQ_CONV, CTOOL_MAX_CONVERSATION_ID},
-             {RQ_THREAD, CTOOL_MAX_OPENAI_ID},   {RQ_RUN, CTOOL_MAX_OPENAI_ID},
-             {RQ_CALL, CTOOL_MAX_OPENAI_ID},     {RQ_NAME, CTOOL_MAX_NAME}};
+    bool required;
+  } ids[] = {{RQ_CORR, CTOOL_MAX_CORRELATION_ID, true}, {RQ_CONV, CTOOL_MAX_CONVERSATION_ID, true},
+             {RQ_THREAD, CTOOL_MAX_OPENAI_ID, false},   {RQ_RUN, CTOOL_MAX_OPENAI_ID, false},
+             {RQ_CALL, CTOOL_MAX_OPENAI_ID, true},      {RQ_NAME, CTOOL_MAX_NAME, true},
+             {RQ_EVENT, CTOOL_MAX_EVENT_ID, false}};
   const char *s[RQ_N] = {0};
   size_t n[RQ_N] = {0};
   size_t total = sizeof(ctool_request);
   for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
-    if ((rc = want_str(&c, &f[ids[i].idx], "", true, 1, ids[i].max, NULL, &s[ids[i].idx], &n[ids[i].idx])))
-      return rc;
-    total += n[ids[i].idx] + 1;
+    int k = ids[i].idx;
+    if ((rc = want_str(&c, &f[k], "", ids[i].required, 1, ids[i].max, NULL, &s[k], &n[k]))) return rc;
+    if (s[k]) total += n[k] + 1;
   }
+  const field *rd = &f[RQ_ROUND];
+  if (rd->present && (rd->h.kind != MPU_INT || rd->h.neg || rd->h.u < 1 || rd->h.u > INT_MAX))
+    return dfail(&c, AW_EINVAL, CODE_INVALID, "field round must be an integer from 1 to %d", INT_MAX);
   if (f[RQ_ARGS].present && f[RQ_ARGS].h.kind != MPU_MAP)
     return dfail(&c, AW_EINVAL, CODE_INVALID, "field arguments must be a map or nil");
   size_t args_len = f[RQ_ARGS].present ? f[RQ_ARGS].end - f[RQ_ARGS].off : 0;
@@ -446,6 +468,8 @@ int ctool_request_decode(const void *data, size_t len, size_t max_bytes, ctool_r
   r->arguments_json_len = n[RQ_ARGS_JSON];
   r->reply_topic = arena_str(&a, s[RQ_TOPIC], n[RQ_TOPIC]);
   r->deadline_ms = (int64_t)dl->h.u;
+  r->event_id = arena_str(&a, s[RQ_EVENT], n[RQ_EVENT]);
+  r->round = rd->present ? (int)rd->h.u : 0;
   if (args_len) {
     memcpy(a.p, p + f[RQ_ARGS].off, args_len);
     r->arguments = a.p;

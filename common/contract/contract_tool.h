@@ -6,7 +6,8 @@
  *
  *   tool request (assistant.tool-requests, key = conversation_id)
  *     {v, correlation_id, conversation_id, thread_id, run_id, tool_call_id,
- *      name, arguments, arguments_json, deadline_ms, reply_topic}
+ *      name, arguments, arguments_json, deadline_ms, reply_topic,
+ *      event_id?, round?}   (? = additive: absent in older messages)
  *   tool reply   (assistant.tool-replies, key = conversation_id)
  *     {v, correlation_id, output} or {v, correlation_id, error: {code, message}}
  *
@@ -41,6 +42,7 @@
 #define CTOOL_MAX_CORRELATION_ID 128
 #define CTOOL_MAX_CONVERSATION_ID 256
 #define CTOOL_MAX_OPENAI_ID 128      /* thread_id, run_id, tool_call_id */
+#define CTOOL_MAX_EVENT_ID 128       /* as in the request (contract.h) */
 #define CTOOL_MAX_NAME 64            /* OpenAI's limit on function names */
 #define CTOOL_MAX_TOPIC 249          /* Kafka's limit on topic names */
 #define CTOOL_MAX_ERROR_CODE 64
@@ -69,14 +71,18 @@ typedef struct ctool_request {
   int v;                       /* 0 means CTOOL_VERSION when encoding */
   const char *correlation_id;  /* from corr_new() */
   const char *conversation_id;
-  const char *thread_id;
-  const char *run_id;
+  const char *thread_id;       /* Assistants backend only: the thread; NULL (nil) on the others */
+  const char *run_id;          /* Assistants backend only: the run; NULL (nil) on the others */
   const char *tool_call_id;    /* call_... */
   const char *name;            /* the function name */
   const char *arguments_json;  /* the arguments exactly as the model wrote them */
   size_t arguments_json_len;
   int64_t deadline_ms;         /* unix ms; the worker stops waiting then */
   const char *reply_topic;
+  /* Additive keys (v stays 1), written only when set; decoded as NULL / 0
+   * when absent (messages of older workers): */
+  const char *event_id;        /* the request event whose turn made the call */
+  int round;                   /* >= 1: the round of function calls within the turn; 0: unset */
   /* Decoded only (the encoder derives them from arguments_json): the
    * msgpack map of the arguments, or NULL / 0 when arguments was nil. */
   const void *arguments;
@@ -94,7 +100,11 @@ typedef struct ctool_request {
 int ctool_arguments_to_msgpack(const char *json, size_t len, buf *out) AW_MUST_CHECK;
 
 /** Append the msgpack encoding of r.  Every string field is required
- *  (AW_EINVAL if NULL), deadline_ms must be >= 0.  `arguments` is the
+ *  (AW_EINVAL if NULL) except thread_id / run_id (NULL written as nil) and
+ *  event_id (NULL: the key is left out); deadline_ms must be >= 0, round
+ *  >= 0 (0: the key is left out).  The worker always sets event_id and
+ *  round; they are optional here so that every decodable request, also an
+ *  older one, encodes again.  `arguments` is the
  *  conversion of arguments_json by ctool_arguments_to_msgpack(), or nil when
  *  that refuses it; arguments_json is written as given (invalid UTF-8
  *  replaced).  r->arguments / r->arguments_len are ignored. */
@@ -106,7 +116,9 @@ int ctool_request_encode(const ctool_request *r, buf *out) AW_MUST_CHECK;
  *  AW_EPARSE "malformed_request" (not one msgpack map, trailing bytes, nested
  *  deeper than 24), AW_EINVAL "missing_field" / "invalid_field" /
  *  "unsupported_version", AW_ETOOBIG "request_too_large", AW_ENOMEM
- *  "internal_error"; the field is named in errstr.  err_code may be NULL. */
+ *  "internal_error"; the field is named in errstr.  err_code may be NULL.
+ *  thread_id, run_id and event_id may be absent or nil (NULL), round
+ *  absent or nil (0); when present they must be valid (round >= 1). */
 int ctool_request_decode(const void *data, size_t len, size_t max_bytes, ctool_request **out,
                          const char **err_code, char *errstr, size_t errstr_size) AW_MUST_CHECK;
 

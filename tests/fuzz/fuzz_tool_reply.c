@@ -121,6 +121,9 @@ static void fuzz_arguments(const uint8_t *data, size_t size) {
   buf_free(&b);
 }
 
+/* Optional strings: both absent (NULL) or equal. */
+static int same_opt(const char *a, const char *b) { return (!a && !b) || (a && b && !strcmp(a, b)); }
+
 static void fuzz_request(const uint8_t *data, size_t size) {
   static const char *const codes[] = {"malformed_request", "missing_field", "invalid_field",
                                       "unsupported_version", "request_too_large"};
@@ -139,7 +142,8 @@ static void fuzz_request(const uint8_t *data, size_t size) {
   ctool_request *a = NULL;
   CHECK(ctool_request_decode(b.data, b.len, 8 * size + 4096, &a, &code, err, sizeof err) == AW_OK);
   CHECK(!strcmp(a->correlation_id, r->correlation_id) && !strcmp(a->conversation_id, r->conversation_id));
-  CHECK(!strcmp(a->thread_id, r->thread_id) && !strcmp(a->run_id, r->run_id));
+  CHECK(same_opt(a->thread_id, r->thread_id) && same_opt(a->run_id, r->run_id));
+  CHECK(same_opt(a->event_id, r->event_id) && a->round == r->round);
   CHECK(!strcmp(a->tool_call_id, r->tool_call_id) && !strcmp(a->name, r->name));
   CHECK(!strcmp(a->arguments_json, r->arguments_json) && !strcmp(a->reply_topic, r->reply_topic));
   CHECK(a->deadline_ms == r->deadline_ms);

@@ -858,6 +858,74 @@ static void response_rejected_has_nils_and_error(void **state) {
   buf_free(&b);
 }
 
+static void response_backend_map_is_written_only_when_kind_is_set(void **state) {
+  (void)state;
+  contract_response r = {.event_id = "e1", .conversation_id = "c1", .status = "completed",
+                         .timings = {1, 2, 3}};
+  buf b;
+  buf_init(&b, 4096);
+  /* Without backend_kind: the v1 shape of before, no `backend` key. */
+  assert_int_equal(contract_response_encode(&r, &b), AW_OK);
+  cJSON *j = json_view(&b);
+  assert_null(cJSON_GetObjectItemCaseSensitive(j, "backend"));
+  assert_int_equal(cJSON_GetArraySize(j), 10);
+  cJSON_Delete(j);
+
+  static const struct {
+    const char *kind, *thread, *run, *conv, *turn;
+  } cases[] = {
+      {"assistants", "thread_1", "run_1", "thread_1", "run_1"},
+      {"responses", NULL, NULL, "conv_1", "resp_2"},
+      {"chat", NULL, NULL, NULL, NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    r.thread_id = cases[i].thread;
+    r.run_id = cases[i].run;
+    r.backend_kind = cases[i].kind;
+    r.backend_conversation = cases[i].conv;
+    r.backend_turn = cases[i].turn;
+    buf_reset(&b);
+    assert_int_equal(contract_response_encode(&r, &b), AW_OK);
+    j = json_view(&b);
+    assert_int_equal(cJSON_GetArraySize(j), 11);
+    if (cases[i].thread) assert_string_equal(jstr(j, "thread_id"), cases[i].thread);
+    else assert_true(jnull(j, "thread_id"));
+    if (cases[i].run) assert_string_equal(jstr(j, "run_id"), cases[i].run);
+    else assert_true(jnull(j, "run_id"));
+    const cJSON *be = cJSON_GetObjectItemCaseSensitive(j, "backend");
+    assert_true(cJSON_IsObject(be));
+    assert_int_equal(cJSON_GetArraySize(be), 3);
+    assert_string_equal(jstr(be, "kind"), cases[i].kind);
+    if (cases[i].conv) assert_string_equal(jstr(be, "conversation"), cases[i].conv);
+    else assert_true(jnull(be, "conversation"));
+    if (cases[i].turn) assert_string_equal(jstr(be, "turn"), cases[i].turn);
+    else assert_true(jnull(be, "turn"));
+    cJSON_Delete(j);
+  }
+  buf_free(&b);
+}
+
+static void response_encode_refuses_unknown_or_orphan_backend_fields(void **state) {
+  (void)state;
+  buf b;
+  buf_init(&b, 4096);
+  assert_int_equal(buf_appends(&b, "prefix"), AW_OK);
+  contract_response ok = {.event_id = "e", .conversation_id = "c", .status = "completed"};
+  for (int i = 0; i < 5; i++) {
+    contract_response r = ok;
+    switch (i) {
+    case 0: r.backend_kind = "openai"; break;
+    case 1: r.backend_kind = ""; break;
+    case 2: r.backend_kind = "Chat"; break;
+    case 3: r.backend_conversation = "conv_1"; break; /* would be dropped without a kind */
+    case 4: r.backend_turn = "resp_1"; break;
+    }
+    if (contract_response_encode(&r, &b) != AW_EINVAL) fail_msg("case %d accepted", i);
+    assert_int_equal(b.len, 6); /* untouched */
+  }
+  buf_free(&b);
+}
+
 static void response_encode_validates_before_writing(void **state) {
   (void)state;
   buf b;
@@ -916,14 +984,15 @@ static void delta_json_view_and_sequence(void **state) {
   for (int i = 0; i < 3; i++) {
     buf b;
     buf_init(&b, 1024);
-    assert_int_equal(contract_delta_encode("e1", "c1", "run_1", i, chunks[i], strlen(chunks[i]), &b), AW_OK);
+    assert_int_equal(contract_delta_encode("e1", "c1", "run_1", i, 0, chunks[i], strlen(chunks[i]), &b), AW_OK);
     cJSON *j = json_view(&b);
-    assert_int_equal(cJSON_GetArraySize(j), 6);
+    assert_int_equal(cJSON_GetArraySize(j), 7);
     assert_int_equal(jnum(j, "v"), 1);
     assert_string_equal(jstr(j, "event_id"), "e1");
     assert_string_equal(jstr(j, "conversation_id"), "c1");
     assert_string_equal(jstr(j, "run_id"), "run_1");
     assert_int_equal(jnum(j, "seq"), i);
+    assert_int_equal(jnum(j, "attempt"), 0);
     assert_int_equal(buf_appends(&all, jstr(j, "text")), AW_OK);
     cJSON_Delete(j);
     buf_free(&b);
@@ -933,12 +1002,59 @@ static void delta_json_view_and_sequence(void **state) {
 
   buf b;
   buf_init(&b, 1024);
-  assert_int_equal(contract_delta_encode("e1", "c1", "run_1", 0, NULL, 0, &b), AW_OK);
+  assert_int_equal(contract_delta_encode("e1", "c1", "run_1", 0, 0, NULL, 0, &b), AW_OK);
   buf_reset(&b);
-  assert_int_equal(contract_delta_encode("e1", "c1", "run_1", -1, "x", 1, &b), AW_EINVAL);
-  assert_int_equal(contract_delta_encode("e1", "c1", NULL, 0, "x", 1, &b), AW_EINVAL);
-  assert_int_equal(contract_delta_encode("e1", "c1", "r", 0, NULL, 3, &b), AW_EINVAL);
+  assert_int_equal(contract_delta_encode("e1", "c1", "run_1", -1, 0, "x", 1, &b), AW_EINVAL);
+  assert_int_equal(contract_delta_encode("e1", "c1", "run_1", 0, -1, "x", 1, &b), AW_EINVAL);
+  assert_int_equal(contract_delta_encode(NULL, "c1", "run_1", 0, 0, "x", 1, &b), AW_EINVAL);
+  assert_int_equal(contract_delta_encode("e1", NULL, "run_1", 0, 0, "x", 1, &b), AW_EINVAL);
+  assert_int_equal(contract_delta_encode("e1", "c1", "r", 0, 0, NULL, 3, &b), AW_EINVAL);
   assert_int_equal(b.len, 0);
+  buf_free(&b);
+}
+
+/* A re-generated or recovered turn publishes its text again from seq 0 with
+ * the next attempt; a reader keeps the highest attempt.  Chat has no turn
+ * handle: run_id is nil. */
+static void delta_carries_attempt_and_nil_run_id(void **state) {
+  (void)state;
+  static const struct {
+    int attempt;
+    int64_t seq;
+    const char *text;
+  } stream[] = {{0, 0, "Old "}, {0, 1, "answ"}, {1, 0, "New "}, {1, 1, "answer"}};
+  buf answer;
+  buf_init(&answer, 1024);
+  int highest = -1;
+  for (size_t i = 0; i < sizeof stream / sizeof stream[0]; i++) {
+    buf b;
+    buf_init(&b, 1024);
+    assert_int_equal(contract_delta_encode("e1", "c1", NULL, stream[i].seq, stream[i].attempt, stream[i].text,
+                                           strlen(stream[i].text), &b),
+                     AW_OK);
+    cJSON *j = json_view(&b);
+    assert_true(jnull(j, "run_id"));
+    assert_int_equal(jnum(j, "seq"), stream[i].seq);
+    int attempt = (int)jnum(j, "attempt");
+    assert_int_equal(attempt, stream[i].attempt);
+    if (attempt > highest) {
+      highest = attempt;
+      buf_reset(&answer);
+    }
+    if (attempt == highest) assert_int_equal(buf_appends(&answer, jstr(j, "text")), AW_OK);
+    cJSON_Delete(j);
+    buf_free(&b);
+  }
+  assert_string_equal(answer.data, "New answer");
+  buf_free(&answer);
+
+  buf b;
+  buf_init(&b, 1024);
+  assert_int_equal(contract_delta_encode("e1", "c1", "resp_1", 3, 2147483647, "x", 1, &b), AW_OK);
+  cJSON *j = json_view(&b);
+  assert_string_equal(jstr(j, "run_id"), "resp_1");
+  assert_true(jnum(j, "attempt") == 2147483647.0);
+  cJSON_Delete(j);
   buf_free(&b);
 }
 
@@ -1224,7 +1340,8 @@ static void examples_match_the_encoders(void **state) {
   contract_out_message msg = {"msg_1", &part, 1};
   contract_response done = {.event_id = "e", .conversation_id = "c", .thread_id = "t", .run_id = "r",
                             .status = "completed", .messages = &msg, .nmessages = 1,
-                            .usage = {1, 1, 2, 3}, .timings = {1, 2, 3}};
+                            .usage = {1, 1, 2, 3}, .timings = {1, 2, 3},
+                            .backend_kind = "assistants", .backend_conversation = "t", .backend_turn = "r"};
   buf b;
   buf_init(&b, 1 << 16);
   assert_int_equal(contract_response_encode(&done, &b), AW_OK);
@@ -1237,7 +1354,7 @@ static void examples_match_the_encoders(void **state) {
   check_example("response-rejected.json", &b);
 
   buf_reset(&b);
-  assert_int_equal(contract_delta_encode("e", "c", "r", 0, "x", 1, &b), AW_OK);
+  assert_int_equal(contract_delta_encode("e", "c", "r", 0, 0, "x", 1, &b), AW_OK);
   check_example("delta.json", &b);
 
   contract_dlq d = {.original = "\x82", .original_len = 1, .original_key = "k", .original_key_len = 1,
@@ -1283,9 +1400,12 @@ int main(void) {
       cmocka_unit_test(request_encode_refuses_incomplete_struct),
       cmocka_unit_test(response_completed_json_view_has_every_field),
       cmocka_unit_test(response_rejected_has_nils_and_error),
+      cmocka_unit_test(response_backend_map_is_written_only_when_kind_is_set),
+      cmocka_unit_test(response_encode_refuses_unknown_or_orphan_backend_fields),
       cmocka_unit_test(response_encode_validates_before_writing),
       cmocka_unit_test(response_encode_sanitizes_invalid_utf8),
       cmocka_unit_test(delta_json_view_and_sequence),
+      cmocka_unit_test(delta_carries_attempt_and_nil_run_id),
       cmocka_unit_test(dlq_preserves_original_bytes_exactly),
       cmocka_unit_test(dlq_tells_null_key_from_empty_key),
       cmocka_unit_test(to_json_converts_every_msgpack_type),

@@ -175,7 +175,8 @@ static ctool_request sample_request(const char *args) {
   return (ctool_request){.correlation_id = CORR, .conversation_id = "conv-1", .thread_id = "thread_1",
                          .run_id = "run_1", .tool_call_id = "call_1", .name = "get_order",
                          .arguments_json = args, .arguments_json_len = strlen(args),
-                         .deadline_ms = 1764000030000, .reply_topic = "assistant.tool-replies"};
+                         .deadline_ms = 1764000030000, .reply_topic = "assistant.tool-replies",
+                         .event_id = "evt_1", .round = 2};
 }
 
 /* Encode a request with these arguments and decode it back. */
@@ -216,6 +217,8 @@ static void request_roundtrip_keeps_every_field(void **state) {
   assert_int_equal(r->arguments_json_len, strlen(args));
   assert_int_equal(r->deadline_ms, 1764000030000);
   assert_string_equal(r->reply_topic, "assistant.tool-replies");
+  assert_string_equal(r->event_id, "evt_1");
+  assert_int_equal(r->round, 2);
   char *v = args_view(r);
   assert_string_equal(v, "{\"order_id\":\"A-1\",\"verbose\":true}");
   free(v);
@@ -236,6 +239,7 @@ static void request_decode_is_one_allocation(void **state) {
   INSIDE(r->name);
   INSIDE(r->arguments_json);
   INSIDE(r->reply_topic);
+  INSIDE(r->event_id);
   INSIDE(r->arguments);
   INSIDE((const char *)r->arguments + r->arguments_len - 1);
 #undef INSIDE
@@ -412,13 +416,13 @@ static void request_encode_refuses_incomplete_struct(void **state) {
   char long_id[300];
   memset(long_id, 'a', sizeof long_id - 1);
   long_id[sizeof long_id - 1] = '\0';
-  for (int i = 0; i < 17; i++) {
+  for (int i = 0; i < 22; i++) {
     ctool_request r = ok;
     switch (i) {
     case 0: r.correlation_id = NULL; break;
     case 1: r.conversation_id = NULL; break;
-    case 2: r.thread_id = NULL; break;
-    case 3: r.run_id = NULL; break;
+    case 2: r.thread_id = ""; break; /* NULL is nil; empty is no id */
+    case 3: r.run_id = long_id; break;
     case 4: r.tool_call_id = NULL; break;
     case 5: r.name = NULL; break;
     case 6: r.arguments_json = NULL; break;
@@ -432,6 +436,11 @@ static void request_encode_refuses_incomplete_struct(void **state) {
     case 14: r.correlation_id = long_id; break;
     case 15: r.reply_topic = long_id; break;
     case 16: r.tool_call_id = ""; break;
+    case 17: r.event_id = ""; break;
+    case 18: r.event_id = long_id; break;     /* > 128 */
+    case 19: r.event_id = "e\xC0\x80"; break; /* overlong NUL */
+    case 20: r.round = -1; break;
+    case 21: r.thread_id = "\xFF"; break;
     }
     if (ctool_request_encode(&r, &b) != AW_EINVAL) fail_msg("case %d accepted", i);
     assert_int_equal(b.len, 1); /* untouched */
@@ -461,22 +470,121 @@ static void request_decode_accepts_nil_and_unknown(void **state) {
   request_dec(b.data, b.len, 0, &d);
   assert_int_equal(d.rc, AW_OK);
   assert_null(d.r->arguments);
+  /* A request of an older worker: no event_id, no round. */
+  assert_null(d.r->event_id);
+  assert_int_equal(d.r->round, 0);
   ctool_request_free(d.r);
+  buf_free(&b);
+  pack_json("{" REQ_BASE ",\"event_id\":null,\"round\":null}", &b);
+  request_dec(b.data, b.len, 0, &d);
+  assert_int_equal(d.rc, AW_OK);
+  assert_null(d.r->event_id);
+  assert_int_equal(d.r->round, 0);
+  ctool_request_free(d.r);
+  buf_free(&b);
+  pack_json("{" REQ_BASE ",\"event_id\":\"evt_9\",\"round\":7}", &b);
+  request_dec(b.data, b.len, 0, &d);
+  assert_int_equal(d.rc, AW_OK);
+  assert_string_equal(d.r->event_id, "evt_9");
+  assert_int_equal(d.r->round, 7);
+  ctool_request_free(d.r);
+  buf_free(&b);
+}
+
+/* Backends other than Assistants have no thread or run: the keys are nil
+ * (a decoder also takes them absent), and the request round-trips. */
+static void request_without_assistants_ids_has_nil_thread_and_run(void **state) {
+  (void)state;
+  ctool_request in = sample_request("{}");
+  in.thread_id = NULL;
+  in.run_id = NULL;
+  buf b;
+  buf_init(&b, 4096);
+  assert_int_equal(ctool_request_encode(&in, &b), AW_OK);
+  char *view = json_view_str(b.data, b.len);
+  cJSON *j = cJSON_Parse(view);
+  assert_non_null(j);
+  assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "thread_id")));
+  assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "run_id")));
+  assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "event_id")->valuestring, "evt_1");
+  assert_true(cJSON_GetObjectItemCaseSensitive(j, "round")->valuedouble == 2.0);
+  cJSON_Delete(j);
+  free(view);
+  decoded_request d;
+  request_dec(b.data, b.len, 0, &d);
+  assert_int_equal(d.rc, AW_OK);
+  assert_null(d.r->thread_id);
+  assert_null(d.r->run_id);
+  assert_string_equal(d.r->event_id, "evt_1");
+  assert_int_equal(d.r->round, 2);
+  ctool_request_free(d.r);
+  buf_free(&b);
+  /* Absent altogether. */
+  pack_json("{\"v\":1,\"correlation_id\":\"c\",\"conversation_id\":\"conv\",\"tool_call_id\":\"call\","
+            "\"name\":\"f\",\"arguments_json\":\"{}\",\"deadline_ms\":5,\"reply_topic\":\"rt\"}",
+            &b);
+  request_dec(b.data, b.len, 0, &d);
+  assert_int_equal(d.rc, AW_OK);
+  assert_null(d.r->thread_id);
+  assert_null(d.r->run_id);
+  ctool_request_free(d.r);
+  buf_free(&b);
+}
+
+/* Unset event_id / round leave their keys out: the v1 shape of before. */
+static void request_leaves_out_unset_event_id_and_round(void **state) {
+  (void)state;
+  ctool_request in = sample_request("{}");
+  in.event_id = NULL;
+  in.round = 0;
+  buf b;
+  buf_init(&b, 4096);
+  assert_int_equal(ctool_request_encode(&in, &b), AW_OK);
+  char *view = json_view_str(b.data, b.len);
+  cJSON *j = cJSON_Parse(view);
+  assert_non_null(j);
+  assert_int_equal(cJSON_GetArraySize(j), 11);
+  assert_null(cJSON_GetObjectItemCaseSensitive(j, "event_id"));
+  assert_null(cJSON_GetObjectItemCaseSensitive(j, "round"));
+  assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "thread_id")->valuestring, "thread_1");
+  cJSON_Delete(j);
+  free(view);
+  /* Each one alone. */
+  in.round = 1;
+  buf_reset(&b);
+  assert_int_equal(ctool_request_encode(&in, &b), AW_OK);
+  view = json_view_str(b.data, b.len);
+  j = cJSON_Parse(view);
+  assert_int_equal(cJSON_GetArraySize(j), 12);
+  assert_null(cJSON_GetObjectItemCaseSensitive(j, "event_id"));
+  assert_true(cJSON_GetObjectItemCaseSensitive(j, "round")->valuedouble == 1.0);
+  cJSON_Delete(j);
+  free(view);
+  in.round = 0;
+  in.event_id = "evt_2";
+  buf_reset(&b);
+  assert_int_equal(ctool_request_encode(&in, &b), AW_OK);
+  view = json_view_str(b.data, b.len);
+  j = cJSON_Parse(view);
+  assert_int_equal(cJSON_GetArraySize(j), 12);
+  assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "event_id")->valuestring, "evt_2");
+  assert_null(cJSON_GetObjectItemCaseSensitive(j, "round"));
+  cJSON_Delete(j);
+  free(view);
   buf_free(&b);
 }
 
 static void request_decode_rejects_every_bad_field(void **state) {
   (void)state;
-  static const char *const required[] = {"v", "correlation_id", "conversation_id", "thread_id", "run_id",
-                                         "tool_call_id", "name", "arguments_json", "deadline_ms",
-                                         "reply_topic"};
+  static const char *const required[] = {"v", "correlation_id", "conversation_id", "tool_call_id",
+                                         "name", "arguments_json", "deadline_ms", "reply_topic"};
   /* Each required key missing, then nil: missing_field. */
   for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
     for (int nil = 0; nil < 2; nil++) {
       char json[1024];
       size_t n = (size_t)snprintf(json, sizeof json, "{\"pad\":0");
       for (size_t j = 0; j < sizeof required / sizeof required[0]; j++) {
-        const char *val = j == 0 ? "1" : j == 8 ? "5" : "\"x\"";
+        const char *val = j == 0 ? "1" : j == 6 ? "5" : "\"x\"";
         if (j == i) val = nil ? "null" : NULL;
         if (val) n += (size_t)snprintf(json + n, sizeof json - n, ",\"%s\":%s", required[j], val);
       }
@@ -514,6 +622,17 @@ static void request_decode_rejects_bad_values(void **state) {
       {"deadline_ms", "1.5", "invalid_field"},
       {"deadline_ms", "\"5\"", "invalid_field"},
       {"reply_topic", "\"\"", "invalid_field"},
+      {"thread_id", "1", "invalid_field"},
+      {"run_id", "\"\"", "invalid_field"},
+      {"event_id", "\"\"", "invalid_field"},
+      {"event_id", "1", "invalid_field"},
+      {"event_id", "\"e\\u0000\"", "invalid_field"},
+      {"round", "0", "invalid_field"},
+      {"round", "-1", "invalid_field"},
+      {"round", "1.5", "invalid_field"},
+      {"round", "\"1\"", "invalid_field"},
+      {"round", "2147483648", "invalid_field"},
+      {"round", "true", "invalid_field"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     /* The base message without the case's key, then the case's value. */
@@ -538,15 +657,15 @@ static void request_decode_rejects_bad_values(void **state) {
     int len;
   } bounds[] = {{"correlation_id", 129}, {"conversation_id", 257}, {"thread_id", 129},
                 {"run_id", 129},         {"tool_call_id", 129},    {"name", 65},
-                {"reply_topic", 250}};
+                {"reply_topic", 250},    {"event_id", 129}};
   for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++) {
     for (int over = 0; over < 2; over++) {
       mp m;
       mp_begin(&m);
-      msgpack_pack_map(&m.pk, 10);
+      msgpack_pack_map(&m.pk, 11);
       static const char *const keys[] = {"correlation_id", "conversation_id", "thread_id", "run_id",
-                                         "tool_call_id", "name", "reply_topic"};
-      for (size_t j = 0; j < 7; j++) {
+                                         "tool_call_id", "name", "reply_topic", "event_id"};
+      for (size_t j = 0; j < 8; j++) {
         ps(&m, keys[j]);
         if (!strcmp(keys[j], bounds[i].key)) psn(&m, big, (size_t)bounds[i].len - (over ? 0 : 1));
         else ps(&m, "x");
@@ -1074,7 +1193,9 @@ static void examples_match_the_encoders_and_schemas(void **state) {
       .name = cJSON_GetObjectItemCaseSensitive(ex, "name")->valuestring,
       .arguments_json = aj, .arguments_json_len = strlen(aj),
       .deadline_ms = (int64_t)cJSON_GetObjectItemCaseSensitive(ex, "deadline_ms")->valuedouble,
-      .reply_topic = cJSON_GetObjectItemCaseSensitive(ex, "reply_topic")->valuestring};
+      .reply_topic = cJSON_GetObjectItemCaseSensitive(ex, "reply_topic")->valuestring,
+      .event_id = cJSON_GetObjectItemCaseSensitive(ex, "event_id")->valuestring,
+      .round = (int)cJSON_GetObjectItemCaseSensitive(ex, "round")->valuedouble};
   buf b;
   buf_init(&b, 1 << 16);
   assert_int_equal(ctool_request_encode(&in, &b), AW_OK);
@@ -1140,6 +1261,8 @@ int main(void) {
       cmocka_unit_test(arguments_conversion_respects_the_buffer),
       cmocka_unit_test(request_encode_refuses_incomplete_struct),
       cmocka_unit_test(request_decode_accepts_nil_and_unknown),
+      cmocka_unit_test(request_without_assistants_ids_has_nil_thread_and_run),
+      cmocka_unit_test(request_leaves_out_unset_event_id_and_round),
       cmocka_unit_test(request_decode_rejects_every_bad_field),
       cmocka_unit_test(request_decode_rejects_bad_values),
       cmocka_unit_test(request_decode_rejects_malformed_and_too_large),
