@@ -7,7 +7,9 @@ The simulator's --record file has one JSON line per request:
 validates the request body against the operation's requestBody schema, a JSON response against
 the schema of its status (components/responses are followed; an error status the operation
 does not list is checked against ErrorResponse), and each stream event against the
-AssistantStreamEvent member whose `event` enum names it.
+AssistantStreamEvent member whose `event` enum names it -- or, for the Responses API
+(/responses...), against the ResponseStreamEvent member whose `type` enum names it (its data
+carries `type` and `sequence_number`).
 
 Schemas are validated with openapi-schema-validator's OAS31Validator (JSON Schema 2020-12 plus
 the OpenAPI 3.1 vocabulary), every $ref resolved inside the spec through a `referencing`
@@ -49,6 +51,21 @@ def ajv_nullable(node: Any) -> None:
             ajv_nullable(v)
 
 
+def drop_discriminators(node: Any) -> None:
+    """In place: remove `discriminator`.  The validator resolves a discriminator value as a schema
+    name (`#/components/schemas/<value>`), which fails for the Responses schemas (the value
+    "message" names the schema Message, "function_call" FunctionToolCall...); without it the
+    oneOf/anyOf beside it is checked as plain JSON Schema, which is what the discriminator
+    shortcuts anyway."""
+    if isinstance(node, dict):
+        node.pop("discriminator", None)
+        for v in node.values():
+            drop_discriminators(v)
+    elif isinstance(node, list):
+        for v in node:
+            drop_discriminators(v)
+
+
 def _pointer(*parts: str) -> str:
     return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
 
@@ -59,6 +76,7 @@ class SpecChecker:
         with open(spec_path, "rb") as f:
             self.spec = yaml.load(f, Loader=loader)
         ajv_nullable(self.spec)
+        drop_discriminators(self.spec)
         self.registry = Registry().with_resource(
             SPEC_URI, Resource.from_contents(self.spec, default_specification=DRAFT202012))
         self._validators: dict[str, OAS31Validator] = {}
@@ -69,6 +87,7 @@ class SpecChecker:
             self._paths.append((tmpl.count("{"), tmpl, rx))
         self._paths.sort(key=lambda t: (t[0], t[1]))
         self.stream_events = self._stream_event_members()
+        self.response_events = self._response_event_members()
 
     # -- schemas --
     def validator(self, pointer: str) -> OAS31Validator:
@@ -121,6 +140,32 @@ class SpecChecker:
         walk({"$ref": "#/components/schemas/AssistantStreamEvent"}, "", 0)
         return out
 
+    def _response_event_members(self) -> dict[str, str]:
+        """type -> pointer of the ResponseStreamEvent member whose `type` enum names it (the
+        Responses API's events are told apart by their data's `type`, not by `event:`)."""
+        out: dict[str, str] = {}
+        for sub in self.spec["components"]["schemas"]["ResponseStreamEvent"].get("anyOf") or []:
+            node, ptr = self._resolve(sub)
+            ty = (node.get("properties") or {}).get("type") if isinstance(node, dict) else None
+            for name in (ty or {}).get("enum") or []:
+                out.setdefault(name, ptr)
+        return out
+
+    def _check_event(self, label: str, i: int, path: str, ev: dict) -> list[str]:
+        name, data = ev.get("event"), ev.get("data")
+        if path.startswith("/responses"):
+            member = self.response_events.get(name)
+            if member is None:
+                return [f"{label}: stream event #{i} {name!r} is not a ResponseStreamEvent"]
+            problems = [] if isinstance(data, dict) and data.get("type") == name else [
+                f"{label}: stream event #{i} {name!r}: data.type is not the event name"]
+            return problems + [f"{label}: stream event #{i} {name}: {e}" for e in self.errors(member, data)]
+        member = self.stream_events.get(name)
+        if member is None:
+            return [f"{label}: stream event #{i} {name!r} is not an AssistantStreamEvent"]
+        return [f"{label}: stream event #{i} {name}: {e}"
+                for e in self.errors(member, {"event": name, "data": data})]
+
     # -- operations --
     def operation(self, method: str, path: str) -> tuple[str, dict] | None:
         for _, tmpl, rx in self._paths:
@@ -164,13 +209,7 @@ class SpecChecker:
         events = rec.get("stream_events")
         if events:
             for i, ev in enumerate(events):
-                name = ev.get("event")
-                member = self.stream_events.get(name)
-                if member is None:
-                    problems.append(f"{label}: stream event #{i} {name!r} is not an AssistantStreamEvent")
-                    continue
-                problems += [f"{label}: stream event #{i} {name}: {e}"
-                             for e in self.errors(member, {"event": name, "data": ev.get("data")})]
+                problems += self._check_event(label, i, path, ev)
             return problems
 
         resp_body = rec.get("response_body")
@@ -188,6 +227,13 @@ class SpecChecker:
         content = (resp or {}).get("content") or {}
         if "application/json" in content and resp_body is not None:
             ptr = resp_ptr + _pointer("content", "application/json", "schema")
+            # Some Responses operations document their 404 as the bare `Error` object; the API
+            # (and the simulator) wrap it as {"error": {...}}, which is what is checked then.
+            if (isinstance(status, int) and status >= 400 and isinstance(resp_body, dict)
+                    and set(resp_body) == {"error"}
+                    and ((content["application/json"].get("schema") or {}).get("$ref", "")
+                         .endswith("/Error"))):
+                resp_body = resp_body["error"]
             problems += [f"{label}: response body {e}" for e in self.errors(ptr, resp_body)]
         elif content and resp_body is None and isinstance(status, int) and status < 300:
             problems.append(f"{label}: response body missing")

@@ -1,4 +1,6 @@
-/* sim_api.h -- routes and handlers of the Assistants API v2 (prefix sapi_).
+/* sim_api.h -- routing, auth and HTTP faults of /v1 and /admin, and the
+ * Assistants API v2 handlers (prefix sapi_).  The Responses and
+ * Conversations routes are served by sim_responses.h / sim_conversations.h.
  *
  * Independent of the HTTP library: the HTTP layer fills a sapi_req, gets a
  * sapi_reply (a JSON body, or an SSE stream to hand to MHD) and sends it.
@@ -14,6 +16,7 @@
 #include <stddef.h>
 #include <cjson/cJSON.h>
 #include "sim_stats.h"
+#include "sim_rstream.h"
 #include "sim_stream.h"
 
 typedef struct sapi_req {
@@ -35,6 +38,9 @@ typedef struct sapi_reply {
   char *body;          /* malloc'd JSON text (NULL for streams) */
   int retry_after_s;   /* >= 0: send Retry-After */
   sstream *stream;     /* non-NULL: answer with this SSE stream */
+  srstream *rstream;   /* non-NULL: answer by reading a response's events */
+  int drop;            /* close the connection without answering (an
+                          injected apply_then_fail with status 0) */
   cJSON *rec;          /* in: the --record line or NULL; moved into the
                           stream for SSE replies (then NULL) */
 } sapi_reply;

@@ -10,8 +10,22 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static sfault_cfg g_base, g_cur;
 static uint64_t g_rng;
 
+static const char *const apply_routes[SFAULT_APPLY_ROUTES] = {
+    "POST /v1/responses",
+    "POST /v1/conversations",
+    "POST /v1/conversations/{conversation_id}/items",
+    "POST /v1/threads",
+    "POST /v1/threads/runs",
+    "POST /v1/threads/{thread_id}/runs",
+    "POST /v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
+    "POST /v1/threads/{thread_id}/messages",
+};
+
+const char *sfault_apply_route(int i) { return i >= 0 && i < SFAULT_APPLY_ROUTES ? apply_routes[i] : NULL; }
+
 void sfault_defaults(sfault_cfg *c) {
   memset(c, 0, sizeof *c);
+  for (int i = 0; i < SFAULT_APPLY_ROUTES; i++) c->apply_fail[i].status = 500;
   c->answer_tokens = 20;
   c->retry_after_s = 1;
   c->seed = 1;
@@ -71,9 +85,38 @@ static const field fields[] = {
 };
 #define NFIELDS (sizeof fields / sizeof fields[0])
 
+/* apply_then_fail: {"<route>": {"n": N, "status": 500|502|0}, ...}; each
+ * route given is merged (n and status separately), the others are left
+ * alone, so GET's full table POSTed back restores it exactly. */
+static int apply_fail_json(sfault_cfg *c, const cJSON *obj, char *err, size_t n) {
+  if (!cJSON_IsObject(obj)) return aw_seterr(AW_EINVAL, err, n, "'apply_then_fail' must be an object");
+  for (const cJSON *rt = obj->child; rt; rt = rt->next) {
+    int i = 0;
+    while (i < SFAULT_APPLY_ROUTES && strcmp(apply_routes[i], rt->string) != 0) i++;
+    if (i == SFAULT_APPLY_ROUTES)
+      return aw_seterr(AW_EINVAL, err, n, "apply_then_fail: '%s' is not a creating route (see GET /admin/faults)",
+                       rt->string);
+    if (!cJSON_IsObject(rt)) return aw_seterr(AW_EINVAL, err, n, "apply_then_fail['%s'] must be an object", rt->string);
+    for (const cJSON *k = rt->child; k; k = k->next) {
+      double v = cJSON_IsNumber(k) ? k->valuedouble : -1;
+      if (strcmp(k->string, "n") == 0 && v >= 0 && v <= (1 << 30) && v == (double)(int)v) {
+        c->apply_fail[i].n = (int)v;
+      } else if (strcmp(k->string, "status") == 0 && (v == 500 || v == 502 || v == 0)) {
+        c->apply_fail[i].status = (int)v;
+      } else {
+        return aw_seterr(AW_EINVAL, err, n,
+                         "apply_then_fail['%s']: keys are 'n' (an integer >= 0) and 'status' (500, 502, or 0 "
+                         "to drop the connection)", rt->string);
+      }
+    }
+  }
+  return AW_OK;
+}
+
 /* Apply one key to c; validation and application share this code so a
  * failing body changes nothing (it is applied to a copy first). */
 static int apply(sfault_cfg *c, const cJSON *it, char *err, size_t n) {
+  if (strcmp(it->string, "apply_then_fail") == 0) return apply_fail_json(c, it, err, n);
   for (size_t i = 0; i < NFIELDS; i++) {
     const field *f = &fields[i];
     if (strcmp(f->name, it->string) != 0) continue;
@@ -136,6 +179,12 @@ cJSON *sfault_to_json(void) {
     else if (f->type == F_SEED) cJSON_AddNumberToObject(o, f->name, (double)*(const uint64_t *)p);
     else cJSON_AddNumberToObject(o, f->name, *(const int *)p);
   }
+  cJSON *af = cJSON_AddObjectToObject(o, "apply_then_fail");
+  for (int i = 0; af && i < SFAULT_APPLY_ROUTES; i++) {
+    cJSON *e = cJSON_AddObjectToObject(af, apply_routes[i]);
+    cJSON_AddNumberToObject(e, "n", c.apply_fail[i].n);
+    cJSON_AddNumberToObject(e, "status", c.apply_fail[i].status);
+  }
   return o;
 }
 
@@ -184,4 +233,17 @@ sfault_run sfault_take_run(char *code, size_t code_size) {
   snprintf(code, code_size, "%s", g_cur.fail_run_code);
   pthread_mutex_unlock(&g_mu);
   return r;
+}
+
+int sfault_take_apply_fail(const char *route) {
+  int st = -1;
+  pthread_mutex_lock(&g_mu);
+  for (int i = 0; i < SFAULT_APPLY_ROUTES; i++) {
+    if (strcmp(apply_routes[i], route) != 0 || g_cur.apply_fail[i].n <= 0) continue;
+    g_cur.apply_fail[i].n--;
+    st = g_cur.apply_fail[i].status;
+    break;
+  }
+  pthread_mutex_unlock(&g_mu);
+  return st;
 }

@@ -12,6 +12,11 @@
  *  - chaos rates in [0,1]: rate_429, rate_500, rate_drop_stream, drawn
  *    from a splitmix64 PRNG seeded by `seed`, so a run of the same request
  *    sequence fails the same way every time.
+ *  - apply_then_fail: per creating route ("POST /v1/responses", ...), the
+ *    next n requests that succeed are applied (the object exists, the run
+ *    or response goes on) but the client gets status (500 or 502) or, for
+ *    status 0, a connection closed without an answer: the "did my create
+ *    happen?" case a client must survive without doubling.
  * sfault_reset() returns to the baseline.
  *
  * @locality any thread (one mutex; the fast path is a few loads).
@@ -22,6 +27,9 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 #include "aw_error.h"
+
+/** Creating routes that apply_then_fail can target (sfault_apply_route()). */
+#define SFAULT_APPLY_ROUTES 8
 
 typedef struct sfault_cfg {
   int latency_ms;
@@ -37,6 +45,10 @@ typedef struct sfault_cfg {
   int requires_action_timeout_s; /* a run waiting for tool outputs expires after this */
   double rate_429, rate_500, rate_drop_stream;
   uint64_t seed;
+  struct {
+    int n;      /* requests left to fail after applying them */
+    int status; /* 500, 502, or 0: drop the connection */
+  } apply_fail[SFAULT_APPLY_ROUTES];
 } sfault_cfg;
 
 /** Outcome of the per-request HTTP fault draw. */
@@ -62,6 +74,13 @@ cJSON *sfault_to_json(void);
 sfault_http sfault_take_http(int *retry_after_s);
 /** Should the stream being created be dropped mid-way? */
 int sfault_take_drop_stream(void);
+/** Name of apply_then_fail route i (0..SFAULT_APPLY_ROUTES-1), as
+ *  sstats_route_name() spells it: "POST /v1/responses"... */
+const char *sfault_apply_route(int i);
+/** A request on route (its sstats name) succeeded: should its answer be
+ *  replaced?  Returns -1 (no), or the status to answer (500, 502) or 0
+ *  (drop the connection), consuming one count. */
+int sfault_take_apply_fail(const char *route);
 /** Draw the outcome of a run being created; code gets fail_run_code. */
 sfault_run sfault_take_run(char *code, size_t code_size);
 

@@ -80,7 +80,20 @@ static cJSON *record_start(struct MHD_Connection *c, const char *method, const c
 static enum MHD_Result send_reply(struct MHD_Connection *c, hreq *h) {
   sapi_reply *r = &h->reply;
   struct MHD_Response *resp;
-  if (r->stream) {
+  if (r->drop) {
+    /* apply_then_fail with status 0: the request took effect, the client
+     * sees the connection close without a status line. */
+    sstats_count(r->route, 0);
+    return MHD_NO;
+  }
+  if (r->rstream) {
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4 * 1024, srstream_read, r->rstream, srstream_free);
+    if (!resp) return MHD_NO; /* notify_completed frees the reader */
+    srstream_attach(r->rstream, c);
+    MHD_add_response_header(resp, "Content-Type", srstream_content_type(r->rstream));
+    r->rstream = NULL;
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+  } else if (r->stream) {
     resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4 * 1024, sstream_read, r->stream, sstream_free);
     if (!resp) return MHD_NO; /* notify_completed frees the stream */
     sstream_attach(r->stream, c);
@@ -163,6 +176,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
   if (!h) return;
   /* A reply never sent (client gone while delayed): release its parts. */
   if (h->reply.stream) sstream_free(h->reply.stream);
+  if (h->reply.rstream) srstream_free(h->reply.rstream);
   cJSON_Delete(h->reply.rec);
   free(h->reply.body);
   buf_free(&h->body);

@@ -27,14 +27,29 @@ static const char *const names[SR_COUNT] = {
     [SR_RUN_SUBMIT] = "POST /v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
     [SR_STEP_LIST] = "GET /v1/threads/{thread_id}/runs/{run_id}/steps",
     [SR_STEP_GET] = "GET /v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}",
+    [SR_RESP_CREATE] = "POST /v1/responses",
+    [SR_RESP_GET] = "GET /v1/responses/{response_id}",
+    [SR_RESP_DELETE] = "DELETE /v1/responses/{response_id}",
+    [SR_RESP_CANCEL] = "POST /v1/responses/{response_id}/cancel",
+    [SR_RESP_INPUT_ITEMS] = "GET /v1/responses/{response_id}/input_items",
+    [SR_CONV_CREATE] = "POST /v1/conversations",
+    [SR_CONV_GET] = "GET /v1/conversations/{conversation_id}",
+    [SR_CONV_UPDATE] = "POST /v1/conversations/{conversation_id}",
+    [SR_CONV_DELETE] = "DELETE /v1/conversations/{conversation_id}",
+    [SR_CITEM_LIST] = "GET /v1/conversations/{conversation_id}/items",
+    [SR_CITEM_CREATE] = "POST /v1/conversations/{conversation_id}/items",
+    [SR_CITEM_GET] = "GET /v1/conversations/{conversation_id}/items/{item_id}",
+    [SR_CITEM_DELETE] = "DELETE /v1/conversations/{conversation_id}/items/{item_id}",
     [SR_ADMIN_FAULTS_GET] = "GET /admin/faults",
     [SR_ADMIN_FAULTS_SET] = "POST /admin/faults",
     [SR_ADMIN_RESET] = "POST /admin/reset",
     [SR_ADMIN_STATS] = "GET /admin/stats",
+    [SR_ADMIN_RESPONSES] = "GET /admin/responses",
+    [SR_ADMIN_CONV] = "GET /admin/conversations/{conversation_id}",
     [SR_HEALTH] = "GET /healthz",
 };
 
-/* 26 routes x 600 statuses of 8 bytes = ~125 KB: cheap, and lets the hot
+/* ~45 routes x 600 statuses of 8 bytes = ~215 KB: cheap, and lets the hot
  * path be a single relaxed atomic add with no lookups. */
 static long g_counts[SR_COUNT][NSTATUS];
 static long g_streams, g_streams_total;

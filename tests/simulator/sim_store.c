@@ -12,13 +12,14 @@
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static smap g_ids;
-static slist g_assts;
+static slist g_assts, g_convs, g_resps; /* top-level kinds listed in creation order */
 static uint64_t g_seq, g_salt;
 static long g_run_counts[RS_COUNT];
 
-static const char *const kind_prefix[] = {"asst_", "thread_", "msg_", "run_", "step_"};
-static const char *const kind_object[] = {"assistant", "thread", "thread.message", "thread.run",
-                                          "thread.run.step"};
+static const char *const kind_prefix[SK_COUNT] = {"asst_", "thread_", "msg_", "run_", "step_",
+                                                  "conv_", "resp_", "item_"};
+static const char *const kind_object[SK_COUNT] = {"assistant", "thread", "thread.message", "thread.run",
+                                                  "thread.run.step", "conversation", "response", NULL};
 static const char *const status_names[RS_COUNT] = {
     "queued", "in_progress", "requires_action", "cancelling", "cancelled",
     "failed", "completed", "incomplete", "expired"};
@@ -26,6 +27,8 @@ static const char *const status_names[RS_COUNT] = {
 void sstore_lock(void) { pthread_mutex_lock(&g_mu); }
 void sstore_unlock(void) { pthread_mutex_unlock(&g_mu); }
 slist *sstore_assistants(void) { return &g_assts; }
+static slist *top(sobj_kind k) { return k == SK_ASST ? &g_assts : k == SK_CONV ? &g_convs : k == SK_RESP ? &g_resps : NULL; }
+const slist *sstore_toplist(sobj_kind k) { return top(k); }
 const char *srun_status_name(srun_status s) { return s < RS_COUNT ? status_names[s] : "unknown"; }
 int srun_status_active(srun_status s) {
   return s == RS_QUEUED || s == RS_IN_PROGRESS || s == RS_REQUIRES_ACTION || s == RS_CANCELLING;
@@ -69,6 +72,8 @@ static void make_id(const char *prefix, uint64_t n, char *out, size_t size) {
 }
 
 void sstore_call_id(char *out, size_t size) { make_id("call_", ++g_seq, out, size); }
+void sstore_make_id(const char *prefix, char *out, size_t size) { make_id(prefix, ++g_seq, out, size); }
+sobj *sstore_find(const char *id) { return smap_get(&g_ids, id); }
 
 static int slist_push(slist *l, sobj *o) {
   if (l->n == l->cap) {
@@ -100,21 +105,25 @@ static void slist_remove(slist *l, sobj *o) {
   }
 }
 
-sobj *sstore_new(sobj_kind k, sobj *parent) {
+static sobj *new_obj(sobj_kind k, sobj *parent, const char *prefix, const char *id) {
+  if (id && smap_get(&g_ids, id)) return NULL;
   sobj *o = calloc(1, sizeof *o);
   if (!o) return NULL;
   o->kind = k;
   o->seq = ++g_seq;
   o->created_at = sstore_unix_now();
   o->parent = parent;
-  make_id(kind_prefix[k], o->seq, o->id, sizeof o->id);
+  if (id) snprintf(o->id, sizeof o->id, "%s", id);
+  else make_id(prefix, o->seq, o->id, sizeof o->id);
   o->json = cJSON_CreateObject();
   if (k == SK_RUN) o->run = calloc(1, sizeof *o->run);
   if (!o->json || (k == SK_RUN && !o->run)) goto fail;
   cJSON_AddStringToObject(o->json, "id", o->id);
-  cJSON_AddStringToObject(o->json, "object", kind_object[k]);
-  cJSON_AddNumberToObject(o->json, "created_at", (double)o->created_at);
-  slist *l = k == SK_ASST ? &g_assts : k == SK_RUN ? &parent->runs : parent ? &parent->kids : NULL;
+  if (kind_object[k]) {
+    cJSON_AddStringToObject(o->json, "object", kind_object[k]);
+    cJSON_AddNumberToObject(o->json, "created_at", (double)o->created_at);
+  }
+  slist *l = top(k) ? top(k) : k == SK_RUN ? &parent->runs : parent ? &parent->kids : NULL;
   if (l && slist_push(l, o) != AW_OK) goto fail;
   if (smap_put(&g_ids, o->id, o) != AW_OK) {
     if (l) l->n--;
@@ -128,6 +137,10 @@ fail:
   free(o);
   return NULL;
 }
+
+sobj *sstore_new(sobj_kind k, sobj *parent) { return new_obj(k, parent, kind_prefix[k], NULL); }
+
+sobj *sstore_new_item(sobj *conv, const char *prefix, const char *id) { return new_obj(SK_ITEM, conv, prefix, id); }
 
 sobj *sstore_get(const char *id, sobj_kind k) {
   sobj *o = smap_get(&g_ids, id);
@@ -146,6 +159,7 @@ static void destroy(sobj *o) {
     cJSON_Delete(o->run->outputs);
     free(o->run);
   }
+  if (o->ext_free) o->ext_free(o->ext);
   free(o->kids.v);
   free(o->runs.v);
   cJSON_Delete(o->json);
@@ -153,7 +167,7 @@ static void destroy(sobj *o) {
 }
 
 void sstore_delete(sobj *o) {
-  if (o->kind == SK_ASST) slist_remove(&g_assts, o);
+  if (top(o->kind)) slist_remove(top(o->kind), o);
   else if (o->parent && o->kind == SK_RUN) slist_remove(&o->parent->runs, o);
   else if (o->parent) slist_remove(&o->parent->kids, o);
   if (o->parent && o->parent->active_run == o) o->parent->active_run = NULL;
@@ -161,18 +175,22 @@ void sstore_delete(sobj *o) {
 }
 
 void sstore_reset(void) {
-  /* Threads and assistants own everything else.  destroy() only turns map
+  /* Threads, assistants, conversations and responses (the top-level
+   * kinds) own everything else.  destroy() only turns map
    * slots into tombstones (smap_del never moves entries), so one pass over
    * the slots is safe while it runs. */
   for (size_t i = 0; i < g_ids.cap; i++) {
     smap_slot *s = &g_ids.slots[i];
     if (!s->key || !s->val) continue; /* empty or tombstone */
     sobj *o = s->val;
-    if (o->kind == SK_THREAD || o->kind == SK_ASST) destroy(o);
+    if (o->kind == SK_THREAD || o->kind == SK_ASST || o->kind == SK_CONV || o->kind == SK_RESP) destroy(o);
   }
   smap_free(&g_ids);
-  free(g_assts.v);
-  memset(&g_assts, 0, sizeof g_assts);
+  slist *tops[] = {&g_assts, &g_convs, &g_resps};
+  for (size_t i = 0; i < sizeof tops / sizeof tops[0]; i++) {
+    free(tops[i]->v);
+    memset(tops[i], 0, sizeof *tops[i]);
+  }
   memset(g_run_counts, 0, sizeof g_run_counts);
 }
 

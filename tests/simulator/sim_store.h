@@ -23,7 +23,10 @@
 #include "aw_error.h"
 #include "sim_faults.h"
 
-typedef enum { SK_ASST = 0, SK_THREAD, SK_MSG, SK_RUN, SK_STEP } sobj_kind;
+/* SK_CONV, SK_RESP (Conversations / Responses API) are top-level like
+ * threads; SK_ITEM is a conversation item (a child of its conversation),
+ * whose id prefix depends on its type (msg_, fc_, fco_). */
+typedef enum { SK_ASST = 0, SK_THREAD, SK_MSG, SK_RUN, SK_STEP, SK_CONV, SK_RESP, SK_ITEM, SK_COUNT } sobj_kind;
 
 typedef enum {
   RS_QUEUED = 0, RS_IN_PROGRESS, RS_REQUIRES_ACTION, RS_CANCELLING, RS_CANCELLED,
@@ -74,6 +77,10 @@ typedef struct sobj {
   slist runs;            /* thread: runs */
   struct sobj *active_run; /* thread: the run blocking new messages/runs */
   srun_state *run;       /* runs only */
+  /* State of another module's object (a response's progress, a
+   * conversation's lock), freed with ext_free when the object goes. */
+  void *ext;
+  void (*ext_free)(void *ext);
 } sobj;
 
 /** Salt the id generator from the clock and pid: ids are unique within
@@ -87,6 +94,18 @@ void sstore_unlock(void);
  *  are filled in; it is registered in the map and in the parent's list.
  *  NULL on ENOMEM.  Lock held. */
 sobj *sstore_new(sobj_kind k, sobj *parent);
+/** An item of a conversation (SK_ITEM under conv): id is used as given
+ *  when not NULL (an output item keeps the id it has in its response),
+ *  else made with prefix.  The json skeleton is {"id"} only: items carry
+ *  no object/created_at.  NULL on ENOMEM or when the id is taken.  Lock
+ *  held. */
+sobj *sstore_new_item(sobj *conv, const char *prefix, const char *id);
+/** A fresh id with the given prefix ("msg_", "fc_"...) for objects that
+ *  live inside another object's JSON (a response's output items).  Lock
+ *  held. */
+void sstore_make_id(const char *prefix, char *out, size_t size);
+/** Object by id, any kind, or NULL.  Lock held. */
+sobj *sstore_find(const char *id);
 /** A fresh tool call id ("call_" + 24 base62), unique like object ids.
  *  Lock held. */
 void sstore_call_id(char *out, size_t size);
@@ -98,6 +117,9 @@ void sstore_delete(sobj *o);
 void sstore_reset(void);
 /** The list of all assistants (creation order).  Lock held. */
 slist *sstore_assistants(void);
+/** All objects of a top-level kind (SK_ASST, SK_CONV, SK_RESP) in creation
+ *  order.  Lock held. */
+const slist *sstore_toplist(sobj_kind k);
 /** Index of the first element with seq >= s. */
 size_t slist_lower_bound(const slist *l, uint64_t s);
 /** Runs currently in each status.  Lock held. */
