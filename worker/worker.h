@@ -2,15 +2,14 @@
  * (prefix wk_).
  *
  * Each consumed request becomes an event that moves through one state
- * machine (see wk_state and the transition function in worker.c):
+ * machine (see wk_state and its transition function in event/event.c):
  *
  *   RECEIVED -> QUEUED (behind earlier events of its conversation)
- *   -> LOOKUP (outcome record, thread id and a claim of the event's progress
- *      record in Redis, pipelined in one round trip)
- *   -> THREAD (create a thread and claim it with SET NX, if none)
- *   -> TURN (message added, run streaming; deltas published if asked)
- *   -> TOOLS (the run waits for function outputs routed over Kafka:
- *      worker_tools.c; back to TURN when they are submitted)
+ *   -> LOOKUP (outcome record, the conversation's backend handle and a claim
+ *      of the event's progress record in Redis, pipelined in one round trip)
+ *   -> TURN (the backend's turn: be_turn_start; deltas published if asked)
+ *   -> TOOLS (the turn waits for function outputs routed over Kafka:
+ *      worker_tools.c; back to TURN with be_turn_continue)
  *   -> PUBLISHING (response produced; waiting for its delivery report)
  *   -> COMMITTING (exactly-once: the response is in the open Kafka
  *      transaction, which commits it with the offsets)
@@ -18,10 +17,10 @@
  *   -> DONE (offset may be committed)
  *
  * A re-processed event (redelivered after a crash or a rebalance) continues
- * what the earlier attempt started instead of repeating it: the progress
- * record names the run to resume by id, or, when it names none, the thread
- * is searched for the event's message (its metadata carries event_id) and
- * only the run is started for it.
+ * what the earlier attempt started instead of repeating it: its progress
+ * record holds the backend's last checkpoint (opaque here), and the backend
+ * is asked to recover the turn from it (or, when the record holds none, to
+ * look for what the event created) -- see backend.h.
  *
  * Rejected input (undecodable, invalid, unknown assistant) goes
  * QUEUED -> LOOKUP -> PUBLISHING with a `rejected` response and a DLQ record.
@@ -48,8 +47,8 @@
 
 typedef struct wk wk;
 
-/** Maps a configured assistant name to its API id (NULL if unknown). */
-typedef const char *(*wk_resolve_fn)(void *opaque, const char *name);
+/** Maps a configured assistant name to its definition (NULL if unknown). */
+typedef const be_assistant *(*wk_resolve_fn)(void *opaque, const char *name);
 
 /** Latencies the worker reports as they happen (for histograms). */
 typedef enum wk_obs {

@@ -1,10 +1,17 @@
-/* worker_int.h -- what worker.c and worker_tools.c share: the event and
- * worker structs and the internal functions of the state machine (prefix
- * wk_, not part of worker.h's interface). */
+/* worker_int.h -- the structs the worker's modules share: the event, its
+ * conversation and the worker itself, with the constants that size them
+ * (prefix wk_, not part of worker.h's interface).
+ *
+ * One header for the structs because every module moves the same event
+ * through the same worker; each module's functions are declared in its own
+ * header (intake.h, outbox.h, conv_sched.h, event.h, turn.h, delta.h,
+ * worker_tools.h), so what one module asks of another stays visible. */
 #ifndef AW_WORKER_INT_H
 #define AW_WORKER_INT_H
 
 #include <stdint.h>
+#include <string.h>
+#include <time.h>
 #include <uthash.h>
 
 #include "buf.h"
@@ -13,8 +20,8 @@
 #include "kafka_producer.h"
 #include "kafka_txn.h"
 #include "log.h"
-#include "offset_tracker.h"
-#include "thread_map.h"
+#include "part_table.h"
+#include "conv_store.h"
 #include "tool_replies.h"
 #include "tool_state.h"
 #include "worker.h"
@@ -29,7 +36,6 @@ typedef enum {
   ST_RECEIVED = 0,
   ST_QUEUED,
   ST_LOOKUP,
-  ST_THREAD,
   ST_TURN,
   ST_TOOLS,      /* the run waits for tool replies (worker_tools.c) */
   ST_PUBLISHING,
@@ -43,7 +49,6 @@ typedef enum {
 enum { DR_RESPONSE = 0, DR_DELTA = 1, DR_DLQ = 2, DR_TOOL_REQUEST = 3, DR_REPLY_DLQ = 4, DR_MASK = 7 };
 
 typedef struct wk_conv wk_conv;
-typedef struct wk_part wk_part;
 
 typedef struct wk_event {
   wk *w;
@@ -67,17 +72,18 @@ typedef struct wk_event {
   size_t orig_key_len;
   char event_id[129];
   char conv_id[257];
-  const char *assistant_id;
-  char thread_id[TMAP_ID_MAX];
-  char created_thread[TMAP_ID_MAX]; /* thread we created, to delete if we lose */
-  char run_id[TMAP_ID_MAX];
-  char msg_id[TMAP_ID_MAX];    /* the user message on the thread, once known */
-  char progress[2 * TMAP_ID_MAX]; /* progress record found at lookup; "" if new */
-  int claim;                   /* the lookup claimed the progress record */
-  int resumed;                 /* following a run an earlier attempt started */
-  int use_existing_message;    /* start the run for msg_id, do not add it again */
+  const be_assistant *assistant; /* configured, or asst_by_id */
+  be_assistant asst_by_id;     /* a request naming an asst_ id (Assistants backend) */
+  char handle[BE_HANDLE_MAX];  /* the conversation's backend handle, cached in Redis */
+  char checkpoint[BE_CHECKPOINT_MAX]; /* the backend's last checkpoint of this turn */
+  int recover;                 /* an earlier attempt started this event */
+  char turn_token[CORR_DIGEST_SIZE]; /* our id of the turn: digest of conversation and event
+                                  ids; keys the tool state and binds correlation ids */
+  const char *h_kind;          /* the backend's handles, for the response and logs */
+  char h_conv[BE_HANDLE_MAX];
+  char h_turn[BE_HANDLE_MAX];
+  int replayed;                /* the answer was recovered whole: no live deltas */
   char status[16];
-  contract_kv *md;             /* message metadata handed to the backend */
   be_op *op;
   int pending_lookups;
   int lookup_failed;
@@ -107,16 +113,6 @@ struct wk_conv {
   UT_hash_handle hh;
 };
 
-struct wk_part {
-  otrk t;
-  otrk_skip skip;  /* offsets answered beyond the committed one (commit metadata) */
-  uint64_t gen;
-  int assigned;
-  long running;   /* events of this partition consumed and not done */
-  int paused;     /* paused by its own limit (max_in_flight_per_partition) */
-  int64_t committed_at_assign; /* the group's committed offset when assigned, -1 if none (wk_lag) */
-};
-
 struct wk {
   struct wkt *tools;           /* function calling (worker_tools.c); NULL when off */
   struct ktx *txp;             /* transactional producer of responses; NULL: at-least-once */
@@ -132,12 +128,11 @@ struct wk {
   wk_config cfg;
   be_backend *be;
   rconn *redis;
-  tmap map;
+  cstore store;
   kc *consumer;
   kp *producer;
   wk_conv *convs;              /* uthash by id */
-  wk_part *parts;
-  int nparts;
+  ptab parts;                  /* the requests topic's partitions (intake.c) */
   wk_event *ready_head, *ready_tail;
   wk_event *retry_head;
   wk_event *dirty_head;
@@ -151,52 +146,22 @@ struct wk {
   int handles_open;
 };
 
-/* ---- shared internals (worker.c) ------------------------------------------ */
+/** Wall-clock milliseconds (timestamps in responses and records). */
+static inline int64_t wk_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
-int64_t wk_now_ms(void);
-log_ctx wk_ev_ctx(const wk_event *ev);
-void wk_ev_set_state(wk_event *ev, wk_state s);
-void wk_copy_id(char *dst, size_t n, const char *src);
-/** Try the event's current step again from the retry list. */
-void wk_retry_later(wk_event *ev);
-/** Produce with a delivery-report tag; counts ev->pending_dr. */
-int wk_produce(wk_event *ev, const char *topic, int kind, const void *key, size_t keylen,
-               const void *val, size_t len, const char *const *headers, size_t nheaders);
-/** The turn ended (or a submission's continuation did): answer. */
-void wk_turn_done(void *opaque, const be_turn_result *res);
-/** The callbacks every turn, resume and submission of an event uses
- *  (with on_requires_action when functions are routed). */
-const be_turn_events *wk_events(const wk *w);
-/** Leave the event (and the rest of its conversation queue) unanswered and
- *  uncommitted: its next owner re-processes it from the state in Redis. */
-void wk_ev_abandon(wk_event *ev);
+/** Bounded copy of an id; API ids are ~30 bytes, far below every buffer. */
+static inline void wk_copy_id(char *dst, size_t n, const char *src) {
+  size_t k = src ? strnlen(src, n - 1) : 0;
+  if (k) memcpy(dst, src, k);
+  dst[k] = '\0';
+}
 
-/* ---- the tool phase (worker_tools.c, prefix wkt_) ------------------------- */
-
-/** Set up tool routing (routes, schemas, reply consumer); called by wk_new. */
-int wkt_init(wk *w, rd_kafka_conf_t *reply_conf, char *errstr, size_t errstr_size) AW_MUST_CHECK;
-/** The run asks for tool outputs: route the calls and wait (ST_TOOLS). */
-void wkt_begin(wk_event *ev, const be_tool_call *calls, size_t n, int64_t expires_at_ms);
-/** Before resuming a run an earlier attempt started: fetch the tool calls
- *  its rounds already had (for the response), then call then(ev). */
-void wkt_prefetch(wk_event *ev, void (*then)(wk_event *ev));
-/** Retry of a failed step of the tool phase (from the retry list). */
-void wkt_retry(wk_event *ev);
-/** The event leaves the tool phase (answered, abandoned or freed). */
-void wkt_forget(wk_event *ev);
-/** Delivery report of a tool request. */
-void wkt_on_request_dr(wk_event *ev, rd_kafka_resp_err_t err);
-/** Delivery report of a dead-lettered tool reply. */
-void wkt_on_reply_dlq_dr(wk *w, void *msg_opaque, rd_kafka_resp_err_t err);
-/** The run is over and its response being built: add the tool calls (and,
- *  for a run a deadline cancelled, the tool_timeout error) to r.  Strings
- *  stay valid until the event is freed. */
-void wkt_annotate(wk_event *ev, contract_response *r);
-/** Counters of the tool phase into st. */
-void wkt_stats(const wk *w, wk_stats *st);
-/** Shutdown: stop the reply consumer and checkpoint the waiting runs. */
-void wkt_shutdown(wk *w);
-/** Free what wkt_init set up (after the producer was flushed). */
-void wkt_free(wk *w);
+/** The lifecycle step after an event finished: completes wk_shutdown once
+ *  nothing is in flight (worker.c). */
+void wk_maybe_stopped(wk *w);
 
 #endif

@@ -1,22 +1,49 @@
-/* backend.h -- the worker's own interface to an assistant backend (prefix be_).
+/* backend.h -- the worker's port to an assistant backend (prefix be_).
  *
- * The Kafka side of the worker speaks only this interface; the OpenAI
- * Assistants API v2 (backend_assistants.c) is one implementation, and the
- * Responses + Conversations API can be another without touching the worker.
- * Vocabulary:
- *   conversation handle -- the backend's durable id for a conversation
- *                          (an Assistants thread id, "thread_...").
- *   turn                -- one user input on a conversation and everything the
- *                          assistant does until it stops (a run).
+ * The Kafka side of the service knows no API.  It asks a backend for one
+ * thing: a *turn*, i.e. one user input on one of our conversations and
+ * everything the assistant does until it stops.  A turn ends in exactly one
+ * of three ways (be_end):
+ *
+ *   BE_END_ANSWER      the final answer, with a status of our contract's enum
+ *                      (completed, failed, cancelled, expired, incomplete)
+ *   BE_END_TOOL_CALLS  the model called functions; the turn waits for their
+ *                      outputs (be_turn_continue) or a cancel (be_turn_cancel)
+ *   BE_END_ERROR       the backend could not get an answer: err is an AW_E*
+ *                      whose class (aw_error_classify) says what the caller
+ *                      does -- retry later, reject the event, or stop
+ *
+ * Our ids are the join keys.  A turn is named by (conversation_id,
+ * event_id); what the backend needs to pick the turn up again after a crash
+ * is an opaque *checkpoint* string that it hands out through on_checkpoint
+ * and that the worker stores (Redis, per event) and hands back in
+ * be_turn_input.checkpoint, never parsing it (Assistants: thread and run;
+ * Responses: conversation and response; a history backend: its own).
+ *
+ * Recovery is the backend's business.  The worker says only "this event may
+ * have been started before" (be_turn_input.recover); the backend then looks
+ * for what the earlier attempt created (by the checkpoint, or by the
+ * event_id it tagged its objects with) and continues it rather than
+ * creating anything twice.  The same rule holds inside one attempt: a
+ * request that creates something is never repeated blindly after an outcome
+ * that may have been applied (5xx, timeout, connection reset).
+ *
+ * Conversation handles.  Backends that keep conversations server-side map
+ * our conversation_id to their handle (a thread, a conversation).  The
+ * worker fetches the cached handle (key named by be_handle_key) together
+ * with its other per-event lookups and passes it in be_turn_input.handle;
+ * a backend that has none creates one and claims it through the be_store
+ * port (SET NX: two workers racing on a new conversation end on one handle;
+ * the loser deletes its own).
  *
  * All calls are asynchronous on the caller's libuv loop and return an AW_E*
- * status for failures detected before any I/O; later failures arrive through
- * the callback.  Every callback is called exactly once per started operation
- * (on_done for turns), unless the operation is cancelled first; after
- * cancel, no callback is called.  Callbacks never run inside the call that
- * started the operation.
+ * for failures detected before any I/O; later outcomes arrive through the
+ * callbacks, on_done exactly once per started operation unless the op is
+ * cancelled first (then no callback follows).  Callbacks never run inside
+ * the call that started the operation.  Strings passed to callbacks are
+ * valid only during the callback.
  *
- * Strings passed to callbacks are valid only during the callback.
+ * @locality the loop thread only.
  */
 #ifndef AW_BACKEND_H
 #define AW_BACKEND_H
@@ -36,236 +63,195 @@ typedef struct be_op_head {
   be_backend *be;
 } be_op_head;
 
-/** Result of a simple operation. err is AW_OK or AW_E*; errmsg is a precise
- *  human-readable reason ("POST /v1/threads: HTTP 400 invalid_request_error:
- *  ..."), never containing secrets; id is the created/found object's id. */
+#define BE_CHECKPOINT_MAX 512 /* bytes of a checkpoint, NUL included */
+#define BE_HANDLE_MAX 128     /* bytes of a conversation / turn handle, NUL included */
+
+/* ---- the store port ------------------------------------------------------- */
+
+/** Claim result: winner is the handle now recorded for the conversation
+ *  (ours when we won); err AW_EREDIS when the store could not be reached
+ *  (the caller's handle is then not recorded). */
+typedef void (*be_store_cb)(void *opaque, int err, const char *winner);
+
+/** What a backend may keep in the fleet's store.  Implemented by the worker
+ *  over Redis (keys hash-tagged per conversation), by tests over a map. */
+typedef struct be_store {
+  /** Record handle for conversation_id under the backend's be_handle_key
+   *  unless one is recorded already (SET NX); cb gets the winner. */
+  int (*claim_handle)(void *self, const char *key, const char *conversation_id, const char *handle,
+                      be_store_cb cb, void *opaque);
+  void *self;
+} be_store;
+
+/* ---- assistants ----------------------------------------------------------- */
+
+/** An assistant as configured (or, on the Assistants backend, named by an
+ *  `asst_` id in a request: then only id is set). */
+typedef struct be_assistant {
+  const char *name;          /* the configured name, unique per deployment */
+  const char *model;
+  const char *instructions;  /* may be NULL */
+  const char *tools_json;    /* JSON array of tool definitions in the
+                                Assistants shape ("[{\"type\":\"function\",
+                                \"function\":{...}}]"), or NULL; backends
+                                translate it to their API's shape */
+  const char *hash;          /* stable hash of the definition */
+  const char *id;            /* Assistants backend: the asst_ id (ensured at
+                                start-up or named by the request); else NULL */
+} be_assistant;
+
+/** Result of a simple operation (assistant ensure, cancel). */
 typedef struct be_result {
-  int err;
+  int err;                 /* AW_OK or AW_E* */
   int http_status;         /* last HTTP status seen, 0 if none */
   const char *error_code;  /* API error code/type if any, else NULL */
-  const char *errmsg;
-  const char *id;
-  const char *run_id;      /* be_find_message: the run that followed the
-                              found message, NULL if none; else NULL */
+  const char *errmsg;      /* precise, never containing secrets */
+  const char *id;          /* the created / found object's id */
 } be_result;
 
 typedef void (*be_result_cb)(void *opaque, const be_result *res);
 
-/* ---- assistants ----------------------------------------------------------- */
-
-typedef struct be_assistant_def {
-  const char *name;          /* the configured name, unique per deployment */
-  const char *model;
-  const char *instructions;  /* may be NULL */
-  const char *tools_json;    /* JSON array of tool definitions as the API takes
-                                them ("[{\"type\":\"file_search\"}]"), or NULL */
-  const char *hash;          /* stable hash of the definition, stored in the
-                                assistant's metadata as aw_hash */
-} be_assistant_def;
-
-/** Make sure an assistant matching def exists and is up to date.
- *  known_id, if not NULL, is the id remembered from an earlier start.  Looks
- *  it up (or lists assistants by metadata aw_name when unknown), updates it
- *  when its aw_hash differs, creates it when missing.  res->id is the id. */
-int be_assistant_ensure(be_backend *be, const be_assistant_def *def, const char *known_id,
+/** Start-up: make sure the backend knows the assistant.  On the Assistants
+ *  backend: look it up by known_id (remembered from an earlier start) or by
+ *  metadata aw_name, update it when its aw_hash differs, create it when
+ *  missing; res->id is its asst_ id.  Backends that send the definition
+ *  with every turn answer at once (next loop iteration) with res->id NULL. */
+int be_assistant_ensure(be_backend *be, const be_assistant *def, const char *known_id,
                         be_result_cb cb, void *opaque, be_op **op) AW_MUST_CHECK;
-
-/* ---- conversations -------------------------------------------------------- */
-
-/** Create an empty conversation handle; metadata pairs are stored on it
- *  (the worker passes conversation_id).  res->id is the new handle. */
-int be_conversation_create(be_backend *be, const contract_kv *metadata, size_t nmetadata,
-                           be_result_cb cb, void *opaque, be_op **op) AW_MUST_CHECK;
-
-/** Delete a conversation handle (used when a creation race is lost). */
-int be_conversation_delete(be_backend *be, const char *handle, be_result_cb cb, void *opaque,
-                           be_op **op) AW_MUST_CHECK;
 
 /* ---- turns ---------------------------------------------------------------- */
 
 typedef struct be_turn_input {
-  const char *conversation;  /* handle from be_conversation_create */
-  const char *assistant_id;
+  const char *conversation_id; /* ours */
+  const char *event_id;        /* ours: the backend tags what it creates with it */
+  const char *handle;          /* cached conversation handle, or NULL/"" */
+  const char *checkpoint;      /* last checkpoint recorded for this event, or NULL */
+  int recover;                 /* 1: an earlier attempt may have started this
+                                  turn (its progress record existed); 0: new */
+  const be_assistant *assistant;
   const contract_part *parts;
   size_t nparts;
-  const contract_kv *metadata; /* user message metadata (worker adds event_id) */
+  const contract_kv *metadata; /* user metadata (the backend adds event_id
+                                  and conversation_id where it tags) */
   size_t nmetadata;
   const char *instructions;            /* override, or NULL */
   const char *additional_instructions; /* or NULL */
-  int want_deltas;           /* 0: the backend need not decode text deltas */
-  const char *log_event_id;  /* for log lines only */
-  const char *existing_message_id; /* non-NULL: the user message was added
-                                      by an earlier attempt; only start the run */
-  const char *run_tag;       /* stored in the run's metadata (aw_tag) so that
-                                be_find_message(key, value == run_tag) finds
-                                the run even when the message id was never
-                                known; NULL: none */
+  int want_deltas;             /* 0: the backend need not decode text deltas */
+  int tools_routed;            /* 0: nobody serves function calls; a turn that
+                                  calls one ends BE_END_ANSWER cancelled with
+                                  error_code tool_calls_unsupported */
 } be_turn_input;
 
-/** A function call the model made; the run waits for its output.  Strings
- *  are valid during the callback (or on_done) that carries them. */
+/** A function call the model made.  id is the backend's call id, echoed in
+ *  be_tool_output; it is unique within one round, not necessarily across
+ *  rounds (chat servers number their calls). */
 typedef struct be_tool_call {
-  const char *id;        /* the API's tool call id ("call_..."), echoed in be_tool_output */
-  const char *name;      /* the function's name */
-  const char *arguments; /* the arguments as the model wrote them: JSON text
-                            that may be invalid JSON ("" if none) */
+  const char *id;
+  const char *name;
+  const char *arguments; /* as the model wrote them: JSON text that may be
+                            invalid JSON ("" if none) */
 } be_tool_call;
 
-/** The output of one tool call, for be_submit_tool_outputs. */
+/** The output of one tool call, for be_turn_continue. */
 typedef struct be_tool_output {
   const char *tool_call_id; /* be_tool_call.id */
   const char *output;       /* any text the model should read (often JSON) */
 } be_tool_output;
 
-/** The outcome of a turn (be_turn_start), of a tool-output submission
- *  (be_submit_tool_outputs) or of a resumed run (be_turn_resume). */
+typedef enum be_end {
+  BE_END_ANSWER = 0,
+  BE_END_TOOL_CALLS,
+  BE_END_ERROR,
+} be_end;
+
+/** What the backend knows the turn by, for the response's `backend` object
+ *  (and the v1 fields thread_id / run_id on the Assistants backend). */
+typedef struct be_handles {
+  const char *kind;          /* "assistants", "responses", "chat" */
+  const char *conversation;  /* thread_... / conv_..., NULL if none */
+  const char *turn;          /* run_... / resp_... (the last one), NULL if none */
+} be_handles;
+
 typedef struct be_turn_result {
-  int err;                   /* AW_OK when the run reached a terminal status,
-                                or requires_action reported to
-                                on_requires_action */
-  const char *status;        /* completed|failed|cancelled|expired|incomplete,
-                                or requires_action (only when the caller set
-                                on_requires_action: the run waits for
-                                be_submit_tool_outputs) */
-  const char *run_id;        /* NULL if no run was created */
-  const char *message_id;    /* the user message added, NULL if none (always
-                                NULL for submissions and resumed runs) */
-  const contract_out_message *messages; /* assistant messages of this run
-                                (submissions: only those written after the
-                                outputs were submitted, i.e. this round) */
-  size_t nmessages;
-  contract_usage usage;
-  const char *error_code;    /* run.last_error.code or transport error code */
+  be_end end;
+  int err;                   /* BE_END_ERROR: the AW_E*; else AW_OK */
+  const char *status;        /* BE_END_ANSWER: completed|failed|cancelled|
+                                expired|incomplete; else NULL */
+  const char *error_code;    /* the API's error code (status != completed),
+                                or a transport code for BE_END_ERROR */
   const char *errmsg;
   int http_status;
-  int64_t run_started_ms;
-  const be_tool_call *tool_calls; /* status requires_action: the calls the run
-                                waits for (as passed to on_requires_action) */
+  const contract_out_message *messages; /* assistant messages of this call
+                                (continue: those written after the outputs) */
+  size_t nmessages;
+  contract_usage usage;
+  const be_tool_call *tool_calls; /* BE_END_TOOL_CALLS (n >= 1) */
   size_t ntool_calls;
-  int64_t expires_at_ms;     /* status requires_action: when the API expires the
-                                waiting run (unix ms), 0 if unknown */
+  int64_t expires_at_ms;     /* BE_END_TOOL_CALLS: when the backend gives up
+                                on the waiting turn (unix ms), 0 if never */
+  int64_t started_ms;        /* when the backend started generating, 0 if unknown */
+  int replayed;              /* 1: recovered whole; the text was not
+                                delivered as deltas during this call */
+  const char *checkpoint;    /* the turn's checkpoint now, NULL if none */
+  be_handles handles;
 } be_turn_result;
 
 typedef struct be_turn_events {
-  /** The user message was added (id for idempotency records). Optional. */
-  void (*on_message_added)(void *opaque, const char *message_id);
-  /** The run exists.  Optional. */
-  void (*on_run_created)(void *opaque, const char *run_id);
-  /** A piece of assistant text, in order; only when want_deltas. Optional. */
+  /** Something new exists that a later attempt needs to pick the turn up
+   *  again: store it (replacing the last one).  Optional. */
+  void (*on_checkpoint)(void *opaque, const char *checkpoint);
+  /** A piece of assistant text, in order; only when want_deltas.  Optional. */
   void (*on_text_delta)(void *opaque, const char *text, size_t len);
-  /** Exactly once, last.  The turn is freed by the backend after it returns. */
+  /** Exactly once, last. */
   void (*on_done)(void *opaque, const be_turn_result *res);
-  /** Function calling.  Optional; it is the last member so that positional
-   *  initialisers of the four callbacks above keep meaning NULL here.
-   *  NULL: a run that asks for tool outputs is cancelled and the turn ends
-   *  with AW_EINVAL / error_code "tool_calls_unsupported" (status
-   *  "cancelled").  Set: when the run reaches requires_action (type
-   *  submit_tool_outputs) the backend stops following it, calls this once
-   *  with the pending calls (ncalls >= 1; array and strings valid during the
-   *  call only), then on_done with err AW_OK, status "requires_action",
-   *  run_id set and the same calls in res->tool_calls.  The run is not
-   *  cancelled: it waits (the API expires it after ~10 minutes) for
-   *  be_submit_tool_outputs with the run id.  A requires_action whose tool
-   *  calls cannot be read ends the turn with AW_EPARSE and cancels the run.
-   *  be_op_cancel from inside this callback: no on_done follows. */
-  void (*on_requires_action)(void *opaque, const be_tool_call *calls, size_t ncalls);
 } be_turn_events;
 
-
-/** Start a turn: add the user message to the conversation, start a run of
- *  the assistant and follow it to a terminal status (streaming; when the
- *  stream drops after the run was created, the run is followed by polling,
- *  never started twice).  events must stay valid until on_done.
- *  The message and the run are created by one request (the run's
- *  additional_messages), so either both exist or neither; the message id is
- *  then not known (on_message_added is not called) and the run carries
- *  in->run_tag instead.  With existing_message_id only the run is created. */
+/** Start the turn, or (in->recover) pick it up where an earlier attempt
+ *  left it, and follow it to its end.  Never adds the user input twice: a
+ *  recovering backend first looks for what the event created.  in and its
+ *  strings are copied before the call returns; events must stay valid
+ *  until on_done. */
 int be_turn_start(be_backend *be, const be_turn_input *in, const be_turn_events *events,
                   void *opaque, be_op **op) AW_MUST_CHECK;
 
-/** Continue a run waiting in requires_action: POST the outputs to
- *  /threads/{conversation}/runs/{run_id}/submit_tool_outputs with
- *  stream:true and follow the continued run exactly like a turn: text deltas
- *  (when want_deltas), assistant messages written in this round, usage, the
- *  terminal status, or another requires_action round reported through
- *  events->on_requires_action (then submit again).  When the stream drops
- *  after the submission was accepted (or the request failed in transport
- *  and may have reached the API), the run is followed by polling; a
- *  submission is never sent twice on purpose.  A 4xx answer (the run is no
- *  longer waiting, expired, an output is missing or names an unknown call)
- *  ends with AW_EHTTP4XX, the API's message in errmsg, status NULL -- except
- *  a 400 to a retried attempt, which may mean the first one was accepted:
- *  then the run is followed by polling.  429 / 5xx after the retries end
- *  with AW_ERATELIMIT / AW_EHTTP5XX.  res->run_started_ms is when the
- *  submission started.
- *  outputs (n >= 1; every tool call of the round should have one) and its
- *  strings are copied before the call returns; events must stay valid until
- *  on_done, which is called exactly once unless the op is cancelled;
- *  on_message_added and on_run_created are not called.  AW_EINVAL for bad
- *  arguments before any I/O. */
-int be_submit_tool_outputs(be_backend *be, const char *conversation, const char *run_id,
-                           const be_tool_output *outputs, size_t n, int want_deltas,
-                           const be_turn_events *events, void *opaque, be_op **op) AW_MUST_CHECK;
+/** Continue a turn that ended BE_END_TOOL_CALLS with the outputs of its
+ *  calls (every call of the round should have one).  in is the turn's input
+ *  with in->checkpoint the checkpoint of that result; round (1, 2, ...)
+ *  numbers the submission within the turn (backends tag with it).  Never
+ *  submits twice: after an ambiguous outcome the backend checks whether the
+ *  submission was taken.  Ends like a turn: answer, another round of
+ *  calls, or error. */
+int be_turn_continue(be_backend *be, const be_turn_input *in, long round,
+                     const be_tool_output *outputs, size_t n, const be_turn_events *events,
+                     void *opaque, be_op **op) AW_MUST_CHECK;
 
-/** Pick up a run started earlier (e.g. by a worker that restarted mid-run):
- *  GET the run; when it is terminal, collect all its assistant messages and
- *  finish; when queued / in_progress / cancelling, poll it (200 ms doubling
- *  to 2 s) until it is, then collect; when it requires_action, report its
- *  pending tool calls (run.required_action) through on_requires_action and
- *  finish with status "requires_action" (or, without that callback, cancel
- *  it as be_turn_start does).  No text deltas are delivered (the answer
- *  arrives whole in on_done); on_message_added and on_run_created are not
- *  called.  A run that does not exist ends with AW_EHTTP4XX (http_status
- *  404).  events must stay valid until on_done (exactly once unless
- *  cancelled). */
-int be_turn_resume(be_backend *be, const char *conversation, const char *run_id,
-                   const be_turn_events *events, void *opaque, be_op **op) AW_MUST_CHECK;
-
-/** Find a user message added earlier by its metadata (the worker tags each
- *  message with its event_id), so that a re-processed event does not add it
- *  twice.  Lists the conversation's messages newest first (pages of 100, at
- *  most 5 pages: older messages are not searched) and takes the first one
- *  with role user and metadata[metadata_key] == metadata_value: res->id is
- *  its id.  Then lists the conversation's 20 newest runs and sets
- *  res->run_id to the one tagged with that message (metadata.aw_message_id)
- *  or with metadata_value (metadata.aw_tag, be_turn_input.run_tag), NULL
- *  when no run followed it (yet).
- *  Not found: res->err AW_ENOTFOUND.  API failures: their AW_E* code (also
- *  when the message was found but the runs could not be listed, so that a
- *  caller never mistakes "unknown" for "no run").  metadata_key/value are
- *  copied; cb is called exactly once unless cancelled. */
-int be_find_message(be_backend *be, const char *conversation, const char *metadata_key,
-                    const char *metadata_value, be_result_cb cb, void *opaque,
-                    be_op **op) AW_MUST_CHECK;
-
-/** Ask the backend to cancel a run (POST .../runs/{run_id}/cancel).  The
- *  run then goes cancelling -> cancelled; follow it with be_turn_resume to
- *  its terminal status.  A run that already ended answers 400: res->err
- *  AW_EHTTP4XX with the API's message (the caller resumes it to learn how
- *  it ended).  cb is called exactly once unless cancelled. */
-int be_run_cancel(be_backend *be, const char *conversation, const char *run_id, be_result_cb cb,
-                  void *opaque, be_op **op) AW_MUST_CHECK;
-
-/* Later issues add here: fetch a generated file. */
-
-/* be_submit_tool_outputs, be_turn_resume, be_find_message and be_run_cancel return
- * AW_ESTATE before any I/O when the backend does not implement them. */
+/** Cancel a turn waiting for tool outputs (a deadline with cancel_run, or
+ *  shutdown) and follow it to its end: normally BE_END_ANSWER cancelled (or
+ *  whatever the turn reached first).  in->checkpoint names the turn. */
+int be_turn_cancel(be_backend *be, const be_turn_input *in, const be_turn_events *events,
+                   void *opaque, be_op **op) AW_MUST_CHECK;
 
 /** Cancel a pending operation: no callback follows.  Safe on NULL. */
 void be_op_cancel(be_op *op);
 
+/** The backend's kind ("assistants", "responses", "chat"). */
+const char *be_kind(const be_backend *be);
+
+/** Name of the per-conversation key the worker fetches and hands back as
+ *  be_turn_input.handle ("thread" for Assistants: the key v1 deployments
+ *  already hold; "conv" for Responses), NULL when the backend keeps no
+ *  handle. */
+const char *be_handle_key(const be_backend *be);
+
 /** Backend operations table; implementations fill one in. */
 typedef struct be_ops {
-  int (*assistant_ensure)(be_backend *, const be_assistant_def *, const char *, be_result_cb, void *, be_op **);
-  int (*conversation_create)(be_backend *, const contract_kv *, size_t, be_result_cb, void *, be_op **);
-  int (*conversation_delete)(be_backend *, const char *, be_result_cb, void *, be_op **);
+  const char *kind;
+  const char *handle_key;
+  int (*assistant_ensure)(be_backend *, const be_assistant *, const char *, be_result_cb, void *, be_op **);
   int (*turn_start)(be_backend *, const be_turn_input *, const be_turn_events *, void *, be_op **);
-  int (*submit_tool_outputs)(be_backend *, const char *, const char *, const be_tool_output *, size_t,
-                             int, const be_turn_events *, void *, be_op **);
-  int (*turn_resume)(be_backend *, const char *, const char *, const be_turn_events *, void *, be_op **);
-  int (*find_message)(be_backend *, const char *, const char *, const char *, be_result_cb, void *,
-                      be_op **);
-  int (*run_cancel)(be_backend *, const char *, const char *, be_result_cb, void *, be_op **);
+  int (*turn_continue)(be_backend *, const be_turn_input *, long, const be_tool_output *, size_t,
+                       const be_turn_events *, void *, be_op **);
+  int (*turn_cancel)(be_backend *, const be_turn_input *, const be_turn_events *, void *, be_op **);
   void (*op_cancel)(be_op *);
   void (*destroy)(be_backend *);
 } be_ops;
@@ -278,9 +264,9 @@ struct be_backend {
 /** Free a backend (no operation may be pending). Safe on NULL. */
 void be_free(be_backend *be);
 
-/* ---- the Assistants API v2 implementation --------------------------------- */
+/* ---- configuration shared by the HTTP backends ---------------------------- */
 
-typedef struct be_assistants_config {
+typedef struct be_http_config {
   const char *base_url;      /* e.g. "https://api.openai.com/v1" or the simulator's */
   const char *api_key;       /* never logged */
   const char *organization;  /* optional OpenAI-Organization */
@@ -291,19 +277,24 @@ typedef struct be_assistants_config {
   long retry_base_ms;        /* default 250 */
   long retry_max_ms;         /* default 8000 */
   long max_connections;      /* curl CURLMOPT_MAX_TOTAL_CONNECTIONS, default 0 = unlimited */
-  size_t max_answer_bytes;   /* cap on the text kept for one run (default 256 KiB) */
+  size_t max_answer_bytes;   /* cap on the text kept for one turn (default 256 KiB) */
+  const be_store *store;     /* borrowed; required by backends with a handle_key */
   /* Optional: told of every finished API call, on the loop thread (see
    * api_client.h's api_observe_fn: route "POST /threads/{id}/runs", HTTP
    * status or 0, seconds, attempts).  NULL: no observer. */
   void (*observe)(void *opaque, const char *route, int http_status, double seconds, int attempts);
   void *observe_opaque;
-} be_assistants_config;
+} be_http_config;
 
-/** Defaults for be_assistants_config (strings NULL). */
-void be_assistants_config_default(be_assistants_config *c);
+/** Defaults for be_http_config (strings and store NULL). */
+void be_http_config_default(be_http_config *c);
 
-/** Create the Assistants API backend on loop. */
-int be_assistants_new(uv_loop_t *loop, const be_assistants_config *cfg, be_backend **out,
+/** The OpenAI Assistants API v2 (threads and runs): backend/assistants/. */
+int be_assistants_new(uv_loop_t *loop, const be_http_config *cfg, be_backend **out,
                       char *errstr, size_t errstr_size) AW_MUST_CHECK;
+
+/** The Responses + Conversations API: backend/responses/. */
+int be_responses_new(uv_loop_t *loop, const be_http_config *cfg, be_backend **out,
+                     char *errstr, size_t errstr_size) AW_MUST_CHECK;
 
 #endif

@@ -24,6 +24,7 @@ const char *aw_strerror(int err) {
   case AW_EFATAL: return "EFATAL";
   case AW_EAGAIN: return "EAGAIN";
   case AW_ESTATE: return "ESTATE";
+  case AW_EAMBIGUOUS: return "EAMBIGUOUS";
   default: return "EUNKNOWN";
   }
 }

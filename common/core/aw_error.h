@@ -50,6 +50,10 @@ enum {
   AW_EFATAL = -15,     /* unrecoverable: the process must stop */
   AW_EAGAIN = -16,     /* no capacity right now (retry) */
   AW_ESTATE = -17,     /* operation not valid in the current state */
+  AW_EAMBIGUOUS = -18, /* a request that creates something failed in a way that
+                          may have been applied (5xx, timeout, reset after
+                          sending): look for what it created before sending
+                          it again (retry) */
 };
 
 typedef enum {

@@ -24,7 +24,7 @@ static const char *const ENV_VARS[] = {
     "AW_TOPIC_DELTAS", "AW_TOPIC_DLQ",     "AW_REDIS_HOST",     "AW_REDIS_PORT",     "AW_REDIS_PREFIX",
     "AW_API_BASE_URL", "AW_API_KEY",       "OPENAI_API_KEY",    "AW_API_ORG",        "AW_API_PROJECT",
     "AW_MAX_IN_FLIGHT", "AW_LOG_LEVEL",    "AW_HEALTH_PORT",   "AW_TOPIC_TOOL_REQUESTS", "AW_TOPIC_TOOL_REPLIES",
-    "AW_TOOL_SECRET",  "AW_TOOL_SECRET_PREVIOUS",
+    "AW_TOOL_SECRET",  "AW_TOOL_SECRET_PREVIOUS", "AW_API_BACKEND",
 };
 
 /* 16 bytes: the shortest secret accepted. */
@@ -80,6 +80,7 @@ static void test_defaults_are_the_documented_values(void **state) {
   assert_string_equal(c.redis.prefix, "aw");
   assert_true(c.redis.connect_timeout_ms > 0);
   assert_string_equal(c.api.base_url, "https://api.openai.com/v1");
+  assert_string_equal(c.api.backend, "responses"); /* what live OpenAI serves */
   assert_string_equal(c.api.api_key, "");
   assert_string_equal(c.api.organization, "");
   assert_string_equal(c.api.project, "");
@@ -181,13 +182,14 @@ static void test_file_sets_every_setting(void **state) {
   assert_null(r->parameters_json); /* get_order declares no parameters */
   assert_string_equal(c.tools.secret, SECRET16);
 
-  be_assistant_def def;
+  be_assistant def;
   cfg_assistant_def(a, &def);
+  assert_null(def.id); /* an API id comes from the Assistants backend, never the file */
   assert_string_equal(def.name, "support");
   assert_ptr_equal(def.tools_json, a->tools_json);
   assert_string_equal(def.hash, a->hash);
 
-  be_assistants_config bc;
+  be_http_config bc;
   memset(&bc, 0, sizeof bc);
   bc.retry_base_ms = 250;
   cfg_backend_config(&c, &bc);
@@ -215,6 +217,7 @@ static void test_env_overrides_the_file(void **state) {
   setenv("AW_REDIS_PORT", "7000", 1);
   setenv("AW_REDIS_PREFIX", "envp", 1);
   setenv("AW_API_BASE_URL", "https://example.test/v1", 1);
+  setenv("AW_API_BACKEND", "assistants", 1);
   setenv("AW_API_ORG", "org-env", 1);
   setenv("AW_API_PROJECT", "proj-env", 1);
   setenv("AW_MAX_IN_FLIGHT", "77", 1);
@@ -239,6 +242,7 @@ static void test_env_overrides_the_file(void **state) {
   assert_int_equal(c.redis.port, 7000);
   assert_string_equal(c.redis.prefix, "envp");
   assert_string_equal(c.api.base_url, "https://example.test/v1");
+  assert_string_equal(c.api.backend, "assistants");
   assert_string_equal(c.api.organization, "org-env");
   assert_string_equal(c.api.project, "proj-env");
   assert_int_equal(c.worker.max_in_flight, 77);
@@ -320,6 +324,7 @@ static const struct {
     {"{\"redis\":{\"port\":65536}}", "redis.port: 65536 is out of range"},
     {"{\"redis\":{\"port\":63.5}}", "redis.port: expected an integer"},
     {"{\"api\":{\"base_url\":\"ftp://x\"}}", "api.base_url: \"ftp://x\" is not an http"},
+    {"{\"api\":{\"backend\":\"chatty\"}}", "api.backend: unknown backend \"chatty\""},
     {"{\"api\":{\"timeout_ms\":0}}", "api.timeout_ms: 0 is out of range"},
     {"{\"api\":{\"max_retries\":-1}}", "api.max_retries: -1 is out of range"},
     {"{\"worker\":{\"max_in_flight\":0}}", "worker.max_in_flight: 0 is out of range"},

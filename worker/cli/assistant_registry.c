@@ -14,7 +14,10 @@ struct areg {
   areg_done_cb done;
   void *opaque;
   size_t i;                         /* the assistant being ensured */
-  char ids[CFG_MAX_ASSISTANTS][96]; /* API id per configured assistant */
+  char ids[CFG_MAX_ASSISTANTS][96]; /* API id per configured assistant ("" on
+                                       backends that keep no assistants) */
+  be_assistant defs[CFG_MAX_ASSISTANTS]; /* what areg_resolve hands the worker */
+  int ready[CFG_MAX_ASSISTANTS];
   char key[CFG_PREFIX_SIZE + 16];
 };
 
@@ -43,7 +46,17 @@ static void on_ensured(void *opaque, const be_result *res) {
     finish(r, res->err, msg);
     return;
   }
+  cfg_assistant_def(a, &r->defs[r->i]);
+  r->ready[r->i] = 1;
+  if (!res->id) {
+    /* The backend sends the definition with every turn: nothing to remember. */
+    log_info(NULL, "assistant '%s' ready (model %s)", a->name, a->model);
+    r->i++;
+    next(r);
+    return;
+  }
   snprintf(r->ids[r->i], sizeof r->ids[r->i], "%s", res->id);
+  r->defs[r->i].id = r->ids[r->i];
   log_info(NULL, "assistant '%s' ready as %s", a->name, res->id);
   char val[128];
   snprintf(val, sizeof val, "%s %s", a->hash, res->id);
@@ -52,7 +65,7 @@ static void on_ensured(void *opaque, const be_result *res) {
 }
 
 static void ensure(areg *r, const char *known_id) {
-  be_assistant_def def;
+  be_assistant def;
   be_op *op = NULL;
   cfg_assistant_def(&r->c->assistants[r->i], &def);
   int rc = be_assistant_ensure(r->be, &def, known_id && *known_id ? known_id : NULL, on_ensured, r, &op);
@@ -99,10 +112,10 @@ int areg_new(const cfg *c, be_backend *be, rconn *redis, areg_done_cb done, void
   return AW_OK;
 }
 
-const char *areg_resolve(void *registry, const char *name) {
+const be_assistant *areg_resolve(void *registry, const char *name) {
   areg *r = registry;
   for (size_t i = 0; i < r->c->nassistants; i++)
-    if (strcmp(r->c->assistants[i].name, name) == 0) return r->ids[i][0] ? r->ids[i] : NULL;
+    if (strcmp(r->c->assistants[i].name, name) == 0) return r->ready[i] ? &r->defs[i] : NULL;
   return NULL;
 }
 

@@ -1,6 +1,9 @@
 /* assistant_registry.h -- configured assistants and their API ids
  * (prefix areg_).
  *
+ * Backends that take the definition with every turn (Responses) answer
+ * be_assistant_ensure at once; the registry then only holds definitions.
+ *
  * At start-up every assistant of the configuration is made to exist on the
  * API, idempotently: the id remembered in Redis (hash <prefix>:assistants,
  * field = name, value = "<definition hash> <id>") is checked and updated
@@ -27,8 +30,9 @@ typedef void (*areg_done_cb)(void *opaque, int err, const char *errmsg);
 int areg_new(const cfg *c, be_backend *be, rconn *redis, areg_done_cb done, void *opaque,
              areg **out) AW_MUST_CHECK;
 
-/** The API id of the assistant called name, or NULL (wk_resolve_fn). */
-const char *areg_resolve(void *registry, const char *name);
+/** The definition of the assistant called name (with its API id on the
+ *  Assistants backend), or NULL when unknown or not ready (wk_resolve_fn). */
+const be_assistant *areg_resolve(void *registry, const char *name);
 
 /** Free.  Safe on NULL. */
 void areg_free(areg *r);

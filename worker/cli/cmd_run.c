@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "assistant_registry.h"
+#include "conv_store.h"
 #include "backend.h"
 #include "cli.h"
 #include "config.h"
@@ -28,6 +29,8 @@ typedef struct run_ctx {
   uv_loop_t *loop;
   cfg c;
   rconn *redis;
+  cstore store;               /* the backends' store port (conversation handles) */
+  be_store store_port;
   be_backend *be;
   areg *reg;
   wk *w;
@@ -277,14 +280,25 @@ int cmd_run_main(int argc, char **argv) {
     cfg_free(&r.c);
     return 1;
   }
-  be_assistants_config bc;
-  be_assistants_config_default(&bc);
+  be_http_config bc;
+  be_http_config_default(&bc);
   cfg_backend_config(&r.c, &bc);
   bc.observe = rmet_api_observe;
   bc.observe_opaque = r.met;
-  if (be_assistants_new(r.loop, &bc, &r.be, errstr, sizeof errstr) != AW_OK ||
-      rconn_new(r.loop, r.c.redis.host, r.c.redis.port, &r.redis, errstr, sizeof errstr) != AW_OK) {
+  /* The backends' store port is the worker's conversation store; it exists
+   * once Redis does, and the backend uses it only for turns, which start
+   * after the worker. */
+  bc.store = &r.store_port;
+  int brc = rconn_new(r.loop, r.c.redis.host, r.c.redis.port, &r.redis, errstr, sizeof errstr);
+  if (brc == AW_OK) {
+    cstore_init(&r.store, r.redis, r.c.redis.prefix);
+    r.store_port = r.store.port;
+    brc = strcmp(r.c.api.backend, "assistants") == 0 ? be_assistants_new(r.loop, &bc, &r.be, errstr, sizeof errstr)
+                                                       : be_responses_new(r.loop, &bc, &r.be, errstr, sizeof errstr);
+  }
+  if (brc != AW_OK) {
     log_error(NULL, "start-up: %s", errstr);
+    rconn_free(r.redis);
     be_free(r.be);
     rmet_free(r.met);
     cfg_free(&r.c);
@@ -311,8 +325,8 @@ int cmd_run_main(int argc, char **argv) {
   uv_timer_init(r.loop, &r.wait_redis);
   r.wait_redis.data = &r;
   uv_timer_start(&r.wait_redis, on_wait_redis, 0, 20);
-  log_info(NULL, "starting: kafka %s, redis %s:%d, api %s", r.c.kafka.brokers, r.c.redis.host,
-           r.c.redis.port, r.c.api.base_url);
+  log_info(NULL, "starting: kafka %s, redis %s:%d, api %s (%s backend)", r.c.kafka.brokers, r.c.redis.host,
+           r.c.redis.port, r.c.api.base_url, r.c.api.backend);
 
   uv_run(r.loop, UV_RUN_DEFAULT);
 

@@ -41,6 +41,7 @@ typedef enum {
   F_SIZE,
   F_LEVEL,    /* log level name */
   F_BOOL,     /* true/false (env: true, false, 1, 0) into an int */
+  F_BACKEND,  /* a backend kind: responses, assistants */
 } ftype;
 
 typedef struct field {
@@ -72,6 +73,7 @@ static const field FIELDS[] = {
     N("redis", "port", "AW_REDIS_PORT", F_INT, redis.port, 1, 65535),
     S("redis", "prefix", "AW_REDIS_PREFIX", F_STR, redis.prefix),
     N("redis", "connect_timeout_ms", NULL, F_LONG, redis.connect_timeout_ms, 1, 600000),
+    S("api", "backend", "AW_API_BACKEND", F_BACKEND, api.backend),
     S("api", "base_url", "AW_API_BASE_URL", F_URL, api.base_url),
     S("api", "organization", "AW_API_ORG", F_STR_OPT, api.organization),
     S("api", "project", "AW_API_PROJECT", F_STR_OPT, api.project),
@@ -142,6 +144,8 @@ static int set_string(cfg *c, const field *f, const char *v, const char *where, 
     c->log_level = lvl;
     return AW_OK;
   }
+  if (f->type == F_BACKEND && strcmp(v, "responses") != 0 && strcmp(v, "assistants") != 0)
+    return cfgerr(errstr, n, "%s: unknown backend \"%.32s\" (expected responses or assistants)", where, v);
   if (len >= f->size)
     return cfgerr(errstr, n, "%s: too long (%zu bytes, at most %zu)", where, len, f->size - 1);
   if (len == 0 && f->type != F_STR_OPT) return cfgerr(errstr, n, "%s: must not be empty", where);
@@ -218,6 +222,7 @@ void cfg_init(cfg *c) {
   copy_str(c->redis.prefix, sizeof c->redis.prefix, "aw");
   c->redis.connect_timeout_ms = 2000;
   copy_str(c->api.base_url, sizeof c->api.base_url, "https://api.openai.com/v1");
+  copy_str(c->api.backend, sizeof c->api.backend, "responses");
   c->api.request_timeout_ms = 30000;
   c->api.stream_idle_timeout_ms = 60000;
   c->api.max_retries = 5;
@@ -906,7 +911,8 @@ const cfg_assistant *cfg_find_assistant(const cfg *c, const char *name) {
   return NULL;
 }
 
-void cfg_assistant_def(const cfg_assistant *a, be_assistant_def *def) {
+void cfg_assistant_def(const cfg_assistant *a, be_assistant *def) {
+  memset(def, 0, sizeof *def);
   def->name = a->name;
   def->model = a->model;
   def->instructions = a->instructions;
@@ -933,7 +939,7 @@ int cfg_tool_key(const cfg *c, corr_key *k, char *errstr, size_t errstr_size) {
   return AW_OK;
 }
 
-void cfg_backend_config(const cfg *c, be_assistants_config *bc) {
+void cfg_backend_config(const cfg *c, be_http_config *bc) {
   bc->base_url = c->api.base_url;
   bc->api_key = c->api.api_key;
   bc->organization = c->api.organization[0] ? c->api.organization : NULL;

@@ -10,7 +10,8 @@
  *                         "tool_requests": .., "tool_replies": ..},
  *              "properties": {"security.protocol": "SASL_SSL", ...}},
  *    "redis": {"host": .., "port": .., "prefix": .., "connect_timeout_ms": ..},
- *    "api":   {"base_url": .., "organization": .., "project": .., "timeout_ms": ..,
+ *    "api":   {"backend": "responses" | "assistants", "base_url": .., "organization": ..,
+ *              "project": .., "timeout_ms": ..,
  *              "stream_idle_timeout_ms": .., "max_retries": ..},
  *    "worker": {"max_in_flight": .., "max_in_flight_per_partition": .., "max_event_bytes": ..,
  *               "max_answer_bytes": ..,
@@ -156,6 +157,7 @@ typedef struct cfg {
     long connect_timeout_ms;     /* 2000 */
   } redis;
   struct {
+    char backend[16];            /* "responses" (default) or "assistants" */
     char base_url[CFG_URL_SIZE]; /* "https://api.openai.com/v1" */
     char api_key[CFG_SECRET_SIZE]; /* env only; "" when unset; never logged or dumped */
     char organization[CFG_ID_SIZE];
@@ -234,12 +236,12 @@ void cfg_assistant_hash(const char *name, const char *model, const char *instruc
 const cfg_assistant *cfg_find_assistant(const cfg *c, const char *name);
 
 /** Fill def with borrowed pointers into a (valid while c lives). */
-void cfg_assistant_def(const cfg_assistant *a, be_assistant_def *def);
+void cfg_assistant_def(const cfg_assistant *a, be_assistant *def);
 
 /** Copy the API settings of c into bc (borrowed strings).  Fields the
  *  config does not carry (retry_base_ms...) are left untouched: call
- *  be_assistants_config_default(bc) first. */
-void cfg_backend_config(const cfg *c, be_assistants_config *bc);
+ *  be_http_config_default(bc) first. */
+void cfg_backend_config(const cfg *c, be_http_config *bc);
 
 /** The route of function name: the "functions" entry merged over the
  *  defaults, with its parameters.  Non-NULL for every function tool of a

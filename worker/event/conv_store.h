@@ -1,70 +1,77 @@
-/* thread_map.h -- the conversation -> thread mapping and per-event outcome
- * records in Redis (prefix tmap_).
+/* conv_store.h -- what the fleet keeps per conversation and per event in
+ * Redis (prefix cstore_), and the backend's store port over it.
  *
  * Keys (all of one conversation share the hash tag {c:<conversation_id>}, so
  * they live in one Redis Cluster slot and can later be used together in one
  * MULTI or script):
- *   <prefix>:{c:<conv>}:thread        the thread id (string, no expiry)
- *   <prefix>:{c:<conv>}:ev:<event_id> the outcome of an answered event:
- *                                     "<status> <run_id>" (expires after 7 days)
- *   <prefix>:{c:<conv>}:evp:<event_id> how far an event got on the API:
- *                                     "-" (claimed) or
- *                                     "<message_id> <run_id>" (7 days), so
- *                                     that a re-processed event neither adds
- *                                     its message twice nor starts a second run
- * Claiming a thread is race-safe: SET NX decides which of two concurrently
- * created threads is used; the loser reads the winner's id (and its own
- * thread is deleted by the caller).
+ *   <prefix>:{c:<conv>}:<handle_key>   the backend's conversation handle
+ *                                     (be_handle_key: "thread" for
+ *                                     Assistants -- the key v1 deployments
+ *                                     already hold --, "conv" for Responses);
+ *                                     no expiry
+ *   <prefix>:{c:<conv>}:ev:<event_id>  the outcome of an answered event:
+ *                                     "<status> <turn handle or ->" (7 days)
+ *   <prefix>:{c:<conv>}:evp:<event_id> how far an event got: "-" (claimed:
+ *                                     an attempt started it) or the
+ *                                     backend's last checkpoint (7 days), so
+ *                                     that a re-processed event is
+ *                                     recovered, never started twice
+ * Claiming a handle is race-safe: SET NX decides which of two concurrently
+ * created handles is used; the loser reads the winner's (and the backend
+ * deletes its own).
  */
-#ifndef AW_THREAD_MAP_H
-#define AW_THREAD_MAP_H
+#ifndef AW_CONV_STORE_H
+#define AW_CONV_STORE_H
 
 #include <stddef.h>
 #include "aw_error.h"
+#include "backend.h"
 #include "redis_conn.h"
 
-#define TMAP_ID_MAX 96 /* longest id kept (API ids are ~30 bytes) */
+#define CSTORE_VALUE_MAX BE_CHECKPOINT_MAX /* longest value read back */
 
 /** Result of a lookup: err AW_OK or AW_EREDIS; value "" when absent. */
-typedef void (*tmap_cb)(void *opaque, int err, const char *value);
+typedef void (*cstore_cb)(void *opaque, int err, const char *value);
 
-typedef struct tmap {
+typedef struct cstore {
   rconn *redis;
   char prefix[64];
   long outcome_ttl_s;
-} tmap;
+  be_store port;  /* the backends' view (claim_handle) */
+} cstore;
 
 /** Initialise (the connection is borrowed). */
-void tmap_init(tmap *m, rconn *redis, const char *prefix);
+void cstore_init(cstore *m, rconn *redis, const char *prefix);
 
-/** GET the conversation's thread id. */
-int tmap_get_thread(tmap *m, const char *conv, tmap_cb cb, void *opaque) AW_MUST_CHECK;
-
-/** SET NX the thread id; the callback receives the id now in use (ours if we
- *  won, the other one if a thread was claimed first). */
-int tmap_claim_thread(tmap *m, const char *conv, const char *thread_id, tmap_cb cb,
+/** GET the conversation's handle under key (be_handle_key). */
+int cstore_get_handle(cstore *m, const char *key, const char *conv, cstore_cb cb,
                       void *opaque) AW_MUST_CHECK;
 
+/** SET NX the handle; the callback receives the handle now in use (ours if
+ *  we won, the other one if a handle was claimed first). */
+int cstore_claim_handle(cstore *m, const char *key, const char *conv, const char *handle,
+                        cstore_cb cb, void *opaque) AW_MUST_CHECK;
+
 /** GET the outcome record of an event ("" when it was never answered). */
-int tmap_get_outcome(tmap *m, const char *conv, const char *event_id, tmap_cb cb,
-                     void *opaque) AW_MUST_CHECK;
+int cstore_get_outcome(cstore *m, const char *conv, const char *event_id, cstore_cb cb,
+                       void *opaque) AW_MUST_CHECK;
 
 /** SET the outcome record of an event. */
-int tmap_put_outcome(tmap *m, const char *conv, const char *event_id, const char *status,
-                     const char *run_id, tmap_cb cb, void *opaque) AW_MUST_CHECK;
+int cstore_put_outcome(cstore *m, const char *conv, const char *event_id, const char *status,
+                       const char *turn, cstore_cb cb, void *opaque) AW_MUST_CHECK;
 
 /** Claim the event's progress record (SET NX GET): the callback receives
- *  "" when this call created it (the event is new to the API) and the
- *  record's value otherwise. */
-int tmap_claim_progress(tmap *m, const char *conv, const char *event_id, tmap_cb cb,
-                        void *opaque) AW_MUST_CHECK;
+ *  "" when this call created it (the event is new to the backend) and the
+ *  record's value otherwise ("-": claimed, no checkpoint yet). */
+int cstore_claim_progress(cstore *m, const char *conv, const char *event_id, cstore_cb cb,
+                          void *opaque) AW_MUST_CHECK;
 
-/** Record the event's progress: its message and run (the worker writes it
- *  once the run exists; run_id NULL writes the message alone). */
-int tmap_put_progress(tmap *m, const char *conv, const char *event_id, const char *message_id,
-                      const char *run_id, tmap_cb cb, void *opaque) AW_MUST_CHECK;
+/** Record the event's checkpoint (replaces the last one). */
+int cstore_put_progress(cstore *m, const char *conv, const char *event_id, const char *checkpoint,
+                        cstore_cb cb, void *opaque) AW_MUST_CHECK;
 
-/** Format the thread key of conv into out (for tests and tools). */
-int tmap_thread_key(const tmap *m, const char *conv, char *out, size_t n) AW_MUST_CHECK;
+/** Format the handle key of conv into out (for tests and tools). */
+int cstore_handle_key(const cstore *m, const char *key, const char *conv, char *out,
+                      size_t n) AW_MUST_CHECK;
 
 #endif

@@ -1,5 +1,7 @@
 /* tool_replies.c -- consume tool replies, record them for their run (see
- * the header for the steps). */
+ * the header for the steps).  The partitions' bookkeeping (offsets
+ * tracked, generations, commits, rebalance resets) is part_table.h, the
+ * same code as the request intake's. */
 #include "tool_replies.h"
 
 #include <stdint.h>
@@ -14,7 +16,7 @@
 #include "contract_tool.h"
 #include "kafka_consumer.h"
 #include "log.h"
-#include "offset_tracker.h"
+#include "part_table.h"
 
 #define RETRY_MS 200
 
@@ -37,12 +39,6 @@ typedef struct trep_msg {
   int stage;                /* 0 lookup, 1 apply, 2 dead-letter */
 } trep_msg;
 
-typedef struct trep_part {
-  otrk t;
-  uint64_t gen;
-  int assigned;
-} trep_part;
-
 struct trep {
   uv_loop_t *loop;
   trep_config cfg;
@@ -53,8 +49,7 @@ struct trep {
   trep_complete_fn on_complete;
   void *opaque;
   unsigned dr_tag;
-  trep_part *parts;
-  int nparts;
+  ptab parts;              /* the reply topic's partitions (part_table.h) */
   long in_flight;
   int paused, stopping, freeing;
   trep_msg *retry_head;
@@ -69,33 +64,8 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static trep_part *part_get(trep *t, int32_t p) {
-  if (p < 0) return NULL;
-  if (p >= t->nparts) {
-    trep_part *np = realloc(t->parts, (size_t)(p + 1) * sizeof *np);
-    if (!np) return NULL;
-    for (int i = t->nparts; i <= p; i++) {
-      otrk_init(&np[i].t);
-      np[i].gen = 0;
-      np[i].assigned = 0;
-    }
-    t->parts = np;
-    t->nparts = p + 1;
-  }
-  return &t->parts[p];
-}
-
 static void commit(trep *t, int sync) {
-  rd_kafka_topic_partition_list_t *l = NULL;
-  for (int i = 0; i < t->nparts; i++) {
-    int64_t off;
-    if (!t->parts[i].assigned || !otrk_take_commit(&t->parts[i].t, &off)) continue;
-    if (!l) l = rd_kafka_topic_partition_list_new(4);
-    rd_kafka_topic_partition_list_add(l, t->cfg.topic, i)->offset = off;
-  }
-  if (!l) return;
-  if (kc_commit(t->consumer, l, !sync) != AW_OK) t->st.kafka_errors++;
-  rd_kafka_topic_partition_list_destroy(l);
+  if (ptab_commit(&t->parts, t->consumer, t->cfg.topic, sync) != AW_OK) t->st.kafka_errors++;
 }
 
 static void on_commit_timer(uv_timer_t *h) { commit(h->data, 0); }
@@ -119,8 +89,8 @@ static void msg_free(trep_msg *m) {
 
 static void msg_done(trep_msg *m) {
   trep *t = m->t;
-  trep_part *p = m->partition < t->nparts ? &t->parts[m->partition] : NULL;
-  if (p && p->assigned && p->gen == m->gen && otrk_done(&p->t, m->offset) != AW_OK)
+  ptab_part *p = ptab_current(&t->parts, m->partition, m->gen);
+  if (p && otrk_done(&p->t, m->offset) != AW_OK)
     log_warn(NULL, "tool reply offset %lld of partition %d was not tracked", (long long)m->offset,
              (int)m->partition);
   t->in_flight--;
@@ -333,8 +303,7 @@ static void lookup(trep_msg *m) {
 
 static void msg_step(trep_msg *m) {
   trep *t = m->t;
-  trep_part *p = m->partition < t->nparts ? &t->parts[m->partition] : NULL;
-  if (!p || !p->assigned || p->gen != m->gen) {
+  if (!ptab_current(&t->parts, m->partition, m->gen)) {
     /* Revoked meanwhile: the new owner reads it again. */
     t->in_flight--;
     msg_free(m);
@@ -357,7 +326,7 @@ static void on_message(void *opaque, rd_kafka_message_t *km) {
     rd_kafka_message_destroy(km);
     return;
   }
-  trep_part *p = part_get(t, km->partition);
+  ptab_part *p = ptab_get(&t->parts, km->partition);
   trep_msg *m = calloc(1, sizeof *m);
   if (!p || !m || otrk_add(&p->t, km->offset) != AW_OK) {
     log_error(NULL, "cannot track tool reply offset %lld", (long long)km->offset);
@@ -404,41 +373,17 @@ static void on_message(void *opaque, rd_kafka_message_t *km) {
   check_pressure(t);
 }
 
-static void log_parts(const char *what, const char *topic, const rd_kafka_topic_partition_list_t *parts) {
-  char list[1024];
-  size_t k = 0;
-  list[0] = '\0';
-  for (int i = 0; i < parts->cnt && k + 12 < sizeof list; i++)
-    k += (size_t)snprintf(list + k, sizeof list - k, "%s%d", i ? "," : "", (int)parts->elems[i].partition);
-  char n[16];
-  snprintf(n, sizeof n, "%d", parts->cnt);
-  const char *kv[] = {"count", n, "topic", topic, "partitions", list};
-  log_writekv(LOG_INFO, NULL, what, kv, 3);
-}
-
 static void on_assign(void *opaque, const rd_kafka_topic_partition_list_t *parts) {
   trep *t = opaque;
-  for (int i = 0; i < parts->cnt; i++) {
-    trep_part *p = part_get(t, parts->elems[i].partition);
-    if (!p) continue;
-    otrk_free(&p->t);
-    p->gen++;
-    p->assigned = 1;
-  }
-  log_parts("partitions assigned", t->cfg.topic, parts);
+  ptab_assign(&t->parts, parts);
+  ptab_log("partitions assigned", t->cfg.topic, parts);
 }
 
 static void on_revoke(void *opaque, const rd_kafka_topic_partition_list_t *parts) {
   trep *t = opaque;
   commit(t, 1);
-  for (int i = 0; i < parts->cnt; i++) {
-    int32_t n = parts->elems[i].partition;
-    if (n < 0 || n >= t->nparts) continue;
-    t->parts[n].assigned = 0;
-    t->parts[n].gen++;
-    otrk_free(&t->parts[n].t);
-  }
-  log_parts("partitions revoked", t->cfg.topic, parts);
+  ptab_revoke(&t->parts, parts);
+  ptab_log("partitions revoked", t->cfg.topic, parts);
 }
 
 int trep_new(uv_loop_t *loop, const trep_config *cfg, rd_kafka_conf_t *consumer_conf, kp *producer,
@@ -507,8 +452,7 @@ void trep_free(trep *t) {
     t->retry_head = m->retry_next;
     msg_free(m);
   }
-  for (int i = 0; i < t->nparts; i++) otrk_free(&t->parts[i].t);
-  free(t->parts);
+  ptab_free(&t->parts);
   t->handles_open = 2;
   uv_close((uv_handle_t *)&t->retry_timer, on_closed);
   uv_close((uv_handle_t *)&t->commit_timer, on_closed);

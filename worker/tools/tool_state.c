@@ -12,13 +12,13 @@
 
 /* KEYS[1] run hash.  ARGV: event, owner, ttl_ms, n, then per call 7 values:
  * id, name, deadline, policy, timeout output, preset kind ("" = wait),
- * preset output.  Returns {fresh, missing, published}. */
+ * preset output.  Returns {fresh, missing, published, round}. */
 static const char ROUND_BEGIN[] =
     "local R=KEYS[1] local n=tonumber(ARGV[4])\n"
     "if redis.call('HEXISTS',R,'r:'..ARGV[5])==1 then\n"
     "  redis.call('HSET',R,'owner',ARGV[2])\n"
     "  local pub=0 if redis.call('HGET',R,'pub')==redis.call('HGET',R,'round') then pub=1 end\n"
-    "  return {0,tonumber(redis.call('HGET',R,'missing') or '0'),pub}\n"
+    "  return {0,tonumber(redis.call('HGET',R,'missing') or '0'),pub,tonumber(redis.call('HGET',R,'r:'..ARGV[5]) or '0')}\n"
     "end\n"
     "local round=redis.call('HINCRBY',R,'round',1)\n"
     "local ids={} local missing=0\n"
@@ -33,7 +33,7 @@ static const char ROUND_BEGIN[] =
     "'ev',ARGV[1],'owner',ARGV[2])\n"
     "redis.call('HDEL',R,'cancel')\n"
     "redis.call('PEXPIRE',R,ARGV[3])\n"
-    "return {1,missing,0}\n";
+    "return {1,missing,0,round}\n";
 
 /* KEYS[1] run hash.  ARGV: call, kind, output, now.  Returns {verdict,
  * missing, owner}. */
@@ -109,7 +109,7 @@ void tstate_init(tstate *t, rconn *redis, const char *prefix) {
 }
 
 static int run_key(const tstate *t, const char *conv, const char *run, char *out, size_t n) {
-  int k = snprintf(out, n, "%s:{c:%s}:run:%s", t->prefix, conv, run);
+  int k = snprintf(out, n, "%s:{c:%s}:turn:%s", t->prefix, conv, run);
   return k < 0 || (size_t)k >= n ? AW_EINVAL : AW_OK;
 }
 
@@ -142,14 +142,15 @@ typedef struct begin_op {
   int pending;      /* replies due, plus one while the sender holds it */
   int silent;       /* sending failed: the caller got the error, no callback */
   int failed, fresh, published;
-  long missing;
+  long missing, round;
   tstate_begin_cb cb;
   void *opaque;
 } begin_op;
 
 static void begin_step(begin_op *op) {
   if (--op->pending > 0) return;
-  if (!op->silent) op->cb(op->opaque, op->failed ? AW_EREDIS : AW_OK, op->fresh, op->missing, op->published);
+  if (!op->silent)
+    op->cb(op->opaque, op->failed ? AW_EREDIS : AW_OK, op->fresh, op->missing, op->published, op->round);
   free(op);
 }
 
@@ -161,12 +162,13 @@ static void on_corr_set(void *opaque, int err, redisReply *r) {
 
 static void on_round_begin(void *opaque, int err, redisReply *r) {
   begin_op *op = opaque;
-  if (err || !r || r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
+  if (err || !r || r->type != REDIS_REPLY_ARRAY || r->elements < 4) {
     op->failed = 1;
   } else {
     op->fresh = reply_int(r->element[0]) == 1;
     op->missing = (long)reply_int(r->element[1]);
     op->published = reply_int(r->element[2]) == 1;
+    op->round = (long)reply_int(r->element[3]);
   }
   begin_step(op);
 }

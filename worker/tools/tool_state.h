@@ -1,5 +1,8 @@
-/* tool_state.h -- the state of runs waiting for tool replies, in Redis
+/* tool_state.h -- the state of turns waiting for tool replies, in Redis
  * (prefix tstate_).
+ *
+ * A "run" below is a turn, named by our turn token (a digest of the
+ * conversation and event ids), never by a backend's id.
  *
  * A run that stops in requires_action is waited on by the worker that owns
  * its request event, but its replies may be consumed by any worker of the
@@ -8,7 +11,7 @@
  * atomically, which is what makes "exactly one output per call" and "the
  * round is complete" hold across workers):
  *
- *   <prefix>:{c:<conv>}:run:<run_id>   hash, one per waiting run
+ *   <prefix>:{c:<conv>}:turn:<turn token>   hash, one per waiting turn
  *       round        current round number (1, 2, ... one per requires_action)
  *       calls:<r>    the call ids of round r, space-separated, in order
  *       state        waiting | submitting | done
@@ -76,8 +79,9 @@ typedef struct tstate_call {
 } tstate_call;
 
 /** fresh: 1 when this call recorded the round, 0 when it was recorded
- *  before (a re-processed event: pub says whether its requests are durable). */
-typedef void (*tstate_begin_cb)(void *opaque, int err, int fresh, long missing, int published);
+ *  before (a re-processed event: pub says whether its requests are durable);
+ *  round: the round's number (1, 2, ...) within the turn. */
+typedef void (*tstate_begin_cb)(void *opaque, int err, int fresh, long missing, int published, long round);
 
 /** Record a round of calls for the run (owner = this worker) and the
  *  correlation records of the calls that wait for a reply.  API ids (run,

@@ -14,19 +14,24 @@
  *            its wake list in Redis when another worker did, at the next
  *            deadline, and by a slow safety poll
  *   COLLECT  tstate_collect applies passed deadlines and hands the outputs
- *   SUBMIT   be_submit_tool_outputs (streamed); the run goes on as a turn:
+ *   SUBMIT   be_turn_continue with the round's outputs; the turn goes on:
  *            another round comes back here, the end goes to wk_turn_done
- *   CANCEL   a deadline with on_deadline cancel_run: the run is cancelled
- *            and followed to its end
+ *   CANCEL   a deadline with on_deadline cancel_run: be_turn_cancel ends
+ *            the turn (cancelled)
  *
  * The owner of the request event is the only worker that submits, so one
  * submission per round holds as long as one worker owns a partition; a
  * worker that dies anywhere in this leaves the state in Redis, and the next
- * owner of the event re-processes it: resuming the run by id brings it back
- * here (BEGIN finds the round recorded and only re-publishes when the
- * requests were not all durable).
+ * owner of the event re-processes it: the backend recovers the turn from
+ * its checkpoint, which brings it back here (BEGIN finds the round recorded
+ * and only re-publishes when the requests were not all durable).
+ *
+ * Everything here is keyed by our ids, never by a backend's: the tool state
+ * and the correlation ids by the event's turn token (a digest of the
+ * conversation and event ids, wk_event.turn_token) and the call id, which
+ * the backend keeps unique within a turn.
  */
-#include "worker_int.h"
+#include "worker_tools.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -36,7 +41,12 @@
 #include <cjson/cJSON.h>
 
 #include "contract_tool.h"
+#include "conv_sched.h"
+#include "event.h"
+#include "intake.h"
 #include "json_schema.h"
+#include "outbox.h"
+#include "turn.h"
 
 #define TICK_MS 20           /* wake-list drain while runs wait */
 #define SAFETY_POLL_MS 1000  /* a waiting run looks at its state at least this often */
@@ -58,13 +68,11 @@ typedef struct wkt {
   tstate ts;
   trep *replies;
   char owner[33];      /* this worker instance, random */
-  struct wkt_ev *waiting; /* uthash by run id */
+  struct wkt_ev *waiting; /* uthash by turn token */
   uv_timer_t tick;
   int wakes_pending;   /* an LPOP of the wake list is out */
   int stopping;
   unsigned long requests, rounds, timeouts;
-  be_turn_events submit_events; /* the worker's, with on_done = on_submit_done */
-  be_turn_events cancel_events; /* the worker's, with on_done = wk_turn_done */
 } wkt;
 
 enum { S_BEGIN, S_PUBLISH, S_WAIT, S_COLLECT, S_SUBMIT, S_CANCEL };
@@ -95,7 +103,7 @@ typedef struct wkt_ev {
   int busy;            /* a Redis command of this event is out */
   int abandon;         /* shutdown: leave it when the command returns */
   int in_hash;
-  char run[TMAP_ID_MAX];
+  char turn[CORR_DIGEST_SIZE];
   wkt_call *calls;
   size_t ncalls;
   int pending_dr;
@@ -104,10 +112,10 @@ typedef struct wkt_ev {
   size_t noutcomes;
   contract_tool_call *view;
   char cancel_fn[CTOOL_MAX_NAME + 1];
-  int resumed_after_4xx;
   int woken;              /* a wake-up came while busy: collect once idle */
-  int64_t expires_at_ms;  /* when the API expires the waiting run; 0 unknown */
+  int64_t expires_at_ms;  /* when the backend gives up on the waiting turn; 0 never */
   int expiry_checked;     /* the run was looked at after its expiry */
+  long round;             /* the current round's number within the turn (tool_state) */
   UT_hash_handle hh;
 } wkt_ev;
 
@@ -125,8 +133,7 @@ static const wkt_route *route_for(const wkt *T, const char *name) {
   return NULL;
 }
 
-static void complete_local(void *opaque, const char *conv, const char *run);
-static void on_submit_done(void *opaque, const be_turn_result *res);
+static void complete_local(void *opaque, const char *conv, const char *turn);
 static void tick_start(wk *w);
 
 int wkt_init(wk *w, rd_kafka_conf_t *reply_conf, char *errstr, size_t errstr_size) {
@@ -182,9 +189,6 @@ int wkt_init(wk *w, rd_kafka_conf_t *reply_conf, char *errstr, size_t errstr_siz
   }
   for (size_t i = 0; i < sizeof rnd; i++) snprintf(T->owner + 2 * i, 3, "%02x", rnd[i]);
   tstate_init(&T->ts, w->redis, c->redis_prefix);
-  T->submit_events = *wk_events(w);
-  T->submit_events.on_done = on_submit_done;
-  T->cancel_events = *wk_events(w);
   uv_timer_init(w->loop, &T->tick);
   T->tick.data = w;
   trep_config tc = {0};
@@ -246,7 +250,7 @@ static void unpark(wkt_ev *te) {
 static void park(wkt_ev *te) {
   wkt *T = te->ev->w->tools;
   if (te->in_hash) return;
-  HASH_ADD_STR(T->waiting, run, te);
+  HASH_ADD_STR(T->waiting, turn, te);
   te->in_hash = 1;
   tick_start(te->ev->w);
 }
@@ -324,7 +328,7 @@ static int take_calls(wkt_ev *te, const be_tool_call *calls, size_t n) {
     if (!c->timeout_output) return AW_ENOMEM;
     if (!c->preset_kind) {
       char head[TSTATE_CORR_KEY_CHARS + 1];
-      int rc = corr_new(ev->w->cfg.tool_key, ev->conv_id, ev->run_id, c->id, c->deadline_ms, c->corr, sizeof c->corr);
+      int rc = corr_new(ev->w->cfg.tool_key, ev->conv_id, ev->turn_token, c->id, c->deadline_ms, c->corr, sizeof c->corr);
       if (rc != AW_OK) return rc;
       memcpy(head, c->corr, TSTATE_CORR_KEY_CHARS);
       head[TSTATE_CORR_KEY_CHARS] = '\0';
@@ -340,10 +344,10 @@ static void fail_turn(wkt_ev *te, int err, const char *code, const char *msg) {
   wk_event *ev = te->ev;
   unpark(te);
   be_turn_result r = {0};
+  r.end = BE_END_ERROR;
   r.err = err;
   r.error_code = code;
   r.errmsg = msg;
-  r.run_id = ev->run_id;
   wk_ev_set_state(ev, ST_TURN);
   wk_turn_done(ev, &r);
 }
@@ -356,6 +360,7 @@ void wkt_begin(wk_event *ev, const be_tool_call *calls, size_t n, int64_t expire
     te = calloc(1, sizeof *te);
     if (!te) {
       be_turn_result r = {0};
+      r.end = BE_END_ERROR;
       r.err = AW_ENOMEM;
       r.errmsg = "out of memory routing tool calls";
       wk_turn_done(ev, &r);
@@ -366,7 +371,7 @@ void wkt_begin(wk_event *ev, const be_tool_call *calls, size_t n, int64_t expire
   }
   calls_free(te);
   wk_ev_set_state(ev, ST_TOOLS);
-  wk_copy_id(te->run, sizeof te->run, ev->run_id);
+  wk_copy_id(te->turn, sizeof te->turn, ev->turn_token);
   te->began_ms = wk_now_ms();
   T->rounds++;
   te->expires_at_ms = expires_at_ms;
@@ -387,8 +392,9 @@ void wkt_begin(wk_event *ev, const be_tool_call *calls, size_t n, int64_t expire
 
 /* ---- BEGIN ------------------------------------------------------------------ */
 
-static void on_begun(void *opaque, int err, int fresh, long missing, int published) {
+static void on_begun(void *opaque, int err, int fresh, long missing, int published, long round) {
   wkt_ev *te = opaque;
+  te->round = round;
   wk_event *ev = te->ev;
   te->busy = 0;
   if (te->abandon) {
@@ -397,7 +403,7 @@ static void on_begun(void *opaque, int err, int fresh, long missing, int publish
   }
   if (err) {
     ev->w->st.redis_errors++;
-    wk_retry_later(ev);
+    wks_retry_later(ev);
     return;
   }
   park(te);
@@ -418,7 +424,7 @@ static void begin_round(wkt_ev *te) {
   te->stage = S_BEGIN;
   tstate_call *tc = calloc(te->ncalls, sizeof *tc);
   if (!tc) {
-    wk_retry_later(ev);
+    wks_retry_later(ev);
     return;
   }
   for (size_t i = 0; i < te->ncalls; i++) {
@@ -432,11 +438,11 @@ static void begin_round(wkt_ev *te) {
     tc[i].preset_output = c->preset_output;
     tc[i].corr_digest = c->preset_kind ? NULL : c->digest;
   }
-  int rc = tstate_round_begin(&T->ts, ev->conv_id, ev->run_id, ev->event_id, T->owner, tc, te->ncalls, on_begun, te);
+  int rc = tstate_round_begin(&T->ts, ev->conv_id, ev->turn_token, ev->event_id, T->owner, tc, te->ncalls, on_begun, te);
   free(tc);
   if (rc != AW_OK) {
     ev->w->st.redis_errors++;
-    wk_retry_later(ev);
+    wks_retry_later(ev);
     return;
   }
   te->busy = 1;
@@ -449,7 +455,7 @@ static void published(wkt_ev *te) {
   wkt *T = ev->w->tools;
   size_t n = 0;
   for (size_t i = 0; i < te->ncalls; i++) n += !te->calls[i].preset_kind;
-  tstate_set_published(&T->ts, ev->conv_id, ev->run_id);
+  tstate_set_published(&T->ts, ev->conv_id, ev->turn_token);
   log_ctx c = te_ctx(te);
   char count[24];
   snprintf(count, sizeof count, "%zu", n);
@@ -472,8 +478,12 @@ static int publish_one(wkt_ev *te, wkt_call *c) {
   ctool_request r = {0};
   r.correlation_id = c->corr;
   r.conversation_id = ev->conv_id;
-  r.thread_id = ev->thread_id;
-  r.run_id = ev->run_id;
+  /* v1's thread_id / run_id on the Assistants backend; our ids on all. */
+  int assistants = ev->h_kind && strcmp(ev->h_kind, "assistants") == 0;
+  r.thread_id = assistants && ev->h_conv[0] ? ev->h_conv : NULL;
+  r.run_id = assistants && ev->h_turn[0] ? ev->h_turn : NULL;
+  r.event_id = ev->event_id;
+  r.round = te->round;
   r.tool_call_id = c->id;
   r.name = c->name;
   r.arguments_json = c->args;
@@ -494,7 +504,7 @@ static int publish_one(wkt_ev *te, wkt_call *c) {
     for (size_t i = 0; i < sizeof span; i++) k += snprintf(tp + k, sizeof tp - (size_t)k, "%02x", span[i]);
     snprintf(tp + k, sizeof tp - (size_t)k, "-01");
     const char *hdr[] = {"traceparent", tp};
-    rc = wk_produce(ev, c->route->r.topic, DR_TOOL_REQUEST, ev->conv_id, strlen(ev->conv_id), b.data, b.len, hdr, 1);
+    rc = wko_produce(ev, c->route->r.topic, DR_TOOL_REQUEST, ev->conv_id, strlen(ev->conv_id), b.data, b.len, hdr, 1);
   }
   buf_free(&b);
   return rc;
@@ -518,7 +528,7 @@ static void publish(wkt_ev *te) {
   }
   if (failed && te->pending_dr == 0) {
     ev->w->st.kafka_errors++;
-    wk_retry_later(ev);
+    wks_retry_later(ev);
     return;
   }
   if (te->pending_dr == 0) published(te);
@@ -552,22 +562,22 @@ void wkt_on_request_dr(wk_event *ev, rd_kafka_resp_err_t err) {
     if (!c->preset_kind && !c->published) all = 0;
   }
   if (all) published(te);
-  else wk_retry_later(ev);
+  else wks_retry_later(ev);
 }
 
 /* ---- WAIT: wake-ups, deadlines, safety poll ------------------------------------ */
 
-static void wake(wk *w, const char *run) {
+static void wake(wk *w, const char *turn) {
   wkt *T = w->tools;
   wkt_ev *te = NULL;
-  HASH_FIND_STR(T->waiting, run, te);
+  HASH_FIND_STR(T->waiting, turn, te);
   if (te && te->stage == S_WAIT && !te->busy) collect(te);
   else if (te) te->woken = 1; /* still publishing or collecting: look again when idle */
 }
 
-static void complete_local(void *opaque, const char *conv, const char *run) {
+static void complete_local(void *opaque, const char *conv, const char *turn) {
   (void)conv;
-  wake(opaque, run);
+  wake(opaque, turn);
 }
 
 static void on_wakes(void *opaque, int err, const char *const *items, size_t n) {
@@ -576,19 +586,19 @@ static void on_wakes(void *opaque, int err, const char *const *items, size_t n) 
   w->tools->wakes_pending = 0;
   if (err) return;
   for (size_t i = 0; i < n; i++) {
-    char run[TMAP_ID_MAX];
+    char turn[CORR_DIGEST_SIZE];
     const char *sp = strchr(items[i], ' ');
     size_t k = sp ? (size_t)(sp - items[i]) : strlen(items[i]);
-    if (k >= sizeof run) continue;
-    memcpy(run, items[i], k);
-    run[k] = '\0';
-    wake(w, run);
+    if (k >= sizeof turn) continue;
+    memcpy(turn, items[i], k);
+    turn[k] = '\0';
+    wake(w, turn);
   }
 }
 
-/* The API's expiry of the waiting run passed before the round completed (a
- * deadline longer than the run may wait): follow the run to its end, which
- * reports it expired. */
+/* The backend's expiry of the waiting turn passed before the round
+ * completed (a deadline longer than the turn may wait): recover the turn,
+ * which reports how it ended (expired). */
 static void expired(wkt_ev *te) {
   wk_event *ev = te->ev;
   te->expiry_checked = 1;
@@ -596,10 +606,12 @@ static void expired(wkt_ev *te) {
   te->stage = S_SUBMIT;
   wk_ev_set_state(ev, ST_TURN);
   log_ctx c = te_ctx(te);
-  log_warn(&c, "the run's expiry passed while waiting for tool replies; following the run");
-  ev->resumed = 1;
-  int rc = be_turn_resume(ev->w->be, ev->thread_id, ev->run_id, &ev->w->tools->cancel_events, ev, &ev->op);
-  if (rc != AW_OK) fail_turn(te, rc, "api_error", "could not follow the expired run");
+  log_warn(&c, "the turn's expiry passed while waiting for tool replies; recovering the turn");
+  ev->recover = 1;
+  be_turn_input in;
+  wk_turn_input(ev, &in);
+  int rc = be_turn_start(ev->w->be, &in, &wk_turn_events, ev, &ev->op);
+  if (rc != AW_OK) fail_turn(te, rc, "api_error", "could not follow the expired turn");
 }
 
 static void on_tick(uv_timer_t *h) {
@@ -614,8 +626,7 @@ static void on_tick(uv_timer_t *h) {
   wkt_ev *te, *tmp;
   HASH_ITER(hh, T->waiting, te, tmp) {
     if (te->stage != S_WAIT || te->busy) continue;
-    wk_part *p = te->ev->partition < w->nparts ? &w->parts[te->ev->partition] : NULL;
-    if (!p || !p->assigned || p->gen != te->ev->gen) {
+    if (wki_stale(te->ev)) {
       /* Revoked: the partition's new owner picks the run up. */
       wk_ev_abandon(te->ev);
       continue;
@@ -649,18 +660,6 @@ static void keep_outcomes(wkt_ev *te, const tstate_collected *c) {
 }
 
 
-static void on_cancel_sent(void *opaque, const be_result *res) {
-  wk_event *ev = opaque;
-  ev->op = NULL;
-  if (res->err) {
-    log_ctx c = wk_ev_ctx(ev);
-    log_warn(&c, "cancelling the run failed: %s", res->errmsg ? res->errmsg : "");
-  }
-  /* Either way, follow the run to its end (cancelled, or whatever it is). */
-  int rc = be_turn_resume(ev->w->be, ev->thread_id, ev->run_id, &ev->w->tools->cancel_events, ev, &ev->op);
-  if (rc != AW_OK) fail_turn(ev->tools, rc, "api_error", "could not follow the cancelled run");
-}
-
 static void submit(wkt_ev *te, const tstate_collected *c) {
   wk_event *ev = te->ev;
   size_t n = 0;
@@ -680,7 +679,6 @@ static void submit(wkt_ev *te, const tstate_collected *c) {
   unpark(te);
   te->stage = S_SUBMIT;
   wk_ev_set_state(ev, ST_TURN);
-  ev->resumed = 0; /* the continuation streams its deltas live */
   log_ctx lc = te_ctx(te);
   char count[24], ms[24];
   snprintf(count, sizeof count, "%zu", n);
@@ -689,28 +687,11 @@ static void submit(wkt_ev *te, const tstate_collected *c) {
   log_writekv(LOG_INFO, &lc, "tool outputs submitted", kv, 2);
   if (ev->w->cfg.observe)
     ev->w->cfg.observe(ev->w->cfg.observe_opaque, WK_OBS_TOOL_ROUND_SECONDS, (double)(wk_now_ms() - te->began_ms) / 1000.0);
-  int rc = be_submit_tool_outputs(ev->w->be, ev->thread_id, ev->run_id, outs, n, ev->req->stream,
-                                  &ev->w->tools->submit_events, ev, &ev->op);
+  be_turn_input in;
+  wk_turn_input(ev, &in);
+  int rc = be_turn_continue(ev->w->be, &in, c->round, outs, n, &wk_turn_events, ev, &ev->op);
   free(outs);
   if (rc != AW_OK) fail_turn(te, rc, "api_error", "could not submit the tool outputs");
-}
-
-/* A submission the API refused (4xx: the run expired, was cancelled, or the
- * outputs were already taken by an earlier attempt): follow the run to learn
- * how it really ended, once. */
-static void on_submit_done(void *opaque, const be_turn_result *res) {
-  wk_event *ev = opaque;
-  wkt_ev *te = ev->tools;
-  if (te && res->err == AW_EHTTP4XX && !te->resumed_after_4xx && ev->run_id[0]) {
-    te->resumed_after_4xx = 1;
-    ev->op = NULL;
-    log_ctx c = wk_ev_ctx(ev);
-    log_warn(&c, "the API refused the tool outputs (%s); following the run", res->errmsg ? res->errmsg : "");
-    ev->resumed = 1;
-    int rc = be_turn_resume(ev->w->be, ev->thread_id, ev->run_id, &ev->w->tools->submit_events, ev, &ev->op);
-    if (rc == AW_OK) return;
-  }
-  wk_turn_done(ev, res);
 }
 
 static void on_collected(void *opaque, int err, const tstate_collected *c) {
@@ -750,8 +731,10 @@ static void on_collected(void *opaque, int err, const tstate_collected *c) {
     wk_ev_set_state(ev, ST_TURN);
     log_ctx lc = te_ctx(te);
     log_warn(&lc, "no reply from %s by its deadline; cancelling the run", te->cancel_fn);
-    int rc = be_run_cancel(ev->w->be, ev->thread_id, ev->run_id, on_cancel_sent, ev, &ev->op);
-    if (rc != AW_OK) fail_turn(te, rc, "api_error", "could not cancel the run");
+    be_turn_input in;
+    wk_turn_input(ev, &in);
+    int rc = be_turn_cancel(ev->w->be, &in, &wk_turn_events, ev, &ev->op);
+    if (rc != AW_OK) fail_turn(te, rc, "api_error", "could not cancel the turn");
     return;
   }
   submit(te, c);
@@ -761,7 +744,7 @@ static void collect(wkt_ev *te) {
   wk_event *ev = te->ev;
   te->stage = S_COLLECT;
   te->woken = 0;
-  if (tstate_collect(&ev->w->tools->ts, ev->conv_id, ev->run_id, wk_now_ms(), on_collected, te) != AW_OK) {
+  if (tstate_collect(&ev->w->tools->ts, ev->conv_id, ev->turn_token, wk_now_ms(), on_collected, te) != AW_OK) {
     ev->w->st.redis_errors++;
     te->stage = S_WAIT;
     te->next_check_ms = wk_now_ms() + REDIS_RETRY_MS;
@@ -781,7 +764,7 @@ void wkt_retry(wk_event *ev) {
   else if (te->stage == S_PUBLISH) publish(te);
 }
 
-/* ---- a run resumed by another attempt ------------------------------------------- */
+/* ---- a turn recovered by another attempt ------------------------------------------- */
 
 typedef struct prefetch {
   wk_event *ev;
@@ -800,7 +783,7 @@ static void on_listed(void *opaque, int err, const tstate_output *calls, size_t 
     wkt_ev *te = ev->tools;
     if (!te && (te = calloc(1, sizeof *te)) != NULL) {
       te->ev = ev;
-      wk_copy_id(te->run, sizeof te->run, ev->run_id);
+      wk_copy_id(te->turn, sizeof te->turn, ev->turn_token);
       ev->tools = te;
     }
     if (te) {
@@ -822,7 +805,7 @@ void wkt_prefetch(wk_event *ev, void (*then)(wk_event *ev)) {
   }
   pf->ev = ev;
   pf->then = then;
-  if (tstate_list(&T->ts, ev->conv_id, ev->run_id, on_listed, pf) != AW_OK) {
+  if (tstate_list(&T->ts, ev->conv_id, ev->turn_token, on_listed, pf) != AW_OK) {
     free(pf);
     then(ev);
   }
@@ -833,7 +816,7 @@ void wkt_prefetch(wk_event *ev, void (*then)(wk_event *ev)) {
 void wkt_annotate(wk_event *ev, contract_response *r) {
   wkt_ev *te = ev->tools;
   if (!te) return;
-  tstate_finish(&ev->w->tools->ts, ev->conv_id, ev->run_id);
+  tstate_finish(&ev->w->tools->ts, ev->conv_id, ev->turn_token);
   if (te->noutcomes) {
     free(te->view);
     te->view = calloc(te->noutcomes, sizeof *te->view);

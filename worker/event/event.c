@@ -1,0 +1,276 @@
+/* event.c -- the event state machine (wk_state, moved only by
+ * wk_ev_set_state): an event is looked up in Redis (outcome record, the
+ * conversation's backend handle, a claim of its progress record), its turn
+ * run (turn.c, worker_tools.c), its answer encoded and handed to the outbox,
+ * its outcome recorded, and it is freed.
+ *
+ * Cut here so that the states and every transition between them read in one
+ * place; the transport (outbox.c), the ordering (conv_sched.c), the
+ * partitions (intake.c) and the backend's turn (turn.c) are the modules it
+ * calls.
+ *
+ * Ownership: the worker owns every wk_event from consumption to DONE; an
+ * event is freed only in wk_ev_finish, which runs from the loop or from the
+ * last callback that uses it (never from one that still does).
+ */
+#include "event.h"
+#include "delta.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conv_store.h"
+#include "conv_sched.h"
+#include "intake.h"
+#include "outbox.h"
+#include "turn.h"
+#include "worker_tools.h"
+
+static const char *const state_names[] = {"received",   "queued",     "lookup",    "turn",     "tools",
+                                          "publishing", "committing", "recording", "done"};
+
+log_ctx wk_ev_ctx(const wk_event *ev) {
+  log_ctx c = {ev->event_id[0] ? ev->event_id : NULL, ev->conv_id[0] ? ev->conv_id : NULL,
+               ev->h_conv[0] ? ev->h_conv : NULL, ev->h_turn[0] ? ev->h_turn : NULL};
+  return c;
+}
+
+/* The one place where an event changes state, so that every transition can
+ * be logged with the event's ids. */
+void wk_ev_set_state(wk_event *ev, wk_state s) {
+  if (log_enabled(LOG_DEBUG)) {
+    log_ctx c = wk_ev_ctx(ev);
+    log_write(LOG_DEBUG, &c, "event %s -> %s", state_names[ev->state], state_names[s]);
+  }
+  ev->state = s;
+}
+
+/* ---- event lifetime ------------------------------------------------------ */
+
+void wk_ev_free(wk_event *ev) {
+  /* Never freed while on the delta timer's list (an event that stopped for
+   * tool calls and was abandoned within the window would be). */
+  wkd_unschedule(ev);
+  wkt_forget(ev);
+  contract_request_free(ev->req);
+  free(ev->reject_msg);
+  free(ev->orig);
+  free(ev->orig_key);
+  buf_free(&ev->out);
+  buf_free(&ev->delta);
+  free(ev);
+}
+
+void wk_ev_finish(wk_event *ev) {
+  wk *w = ev->w;
+  wk_ev_set_state(ev, ST_DONE);
+  int counted = !wki_stale(ev);
+  if (counted) w->parts.v[ev->partition].running--;
+  if (counted && !ev->abandoned && !ev->offset_done &&
+      otrk_done(&w->parts.v[ev->partition].t, ev->offset) != AW_OK) {
+    log_ctx c = wk_ev_ctx(ev);
+    log_warn(&c, "offset %lld of partition %d was not tracked", (long long)ev->offset,
+             (int)ev->partition);
+  }
+  if (counted && !ev->abandoned && !ev->offset_done) w->txn_dirty = 1;
+  wko_unowe(ev);
+  w->st.in_flight--;
+  int32_t part = ev->partition;
+  wks_advance(w, ev);
+  wk_ev_free(ev);
+  if (counted) wki_check_partition(w, part);
+  wki_check_pressure(w);
+  wk_maybe_stopped(w);
+}
+
+void wk_ev_abandon(wk_event *ev) {
+  log_ctx c = wk_ev_ctx(ev);
+  log_info(&c, "event left unanswered and uncommitted for the next owner");
+  ev->abandoned = 1;
+  be_op_cancel(ev->op);
+  ev->op = NULL;
+  wk_ev_finish(ev);
+}
+
+static void on_outcome_recorded(void *opaque, int err, const char *value) {
+  wk_event *ev = opaque;
+  (void)value;
+  if (ev->w->cfg.observe && ev->received_ms)
+    ev->w->cfg.observe(ev->w->cfg.observe_opaque, WK_OBS_EVENT_SECONDS, (double)(wk_now_ms() - ev->received_ms) / 1000.0);
+  if (err) {
+    /* The answer is published; the record only speeds up duplicate
+     * detection, so a Redis outage must not hold the offset back. */
+    ev->w->st.redis_errors++;
+    log_ctx c = wk_ev_ctx(ev);
+    log_warn(&c, "could not record the outcome in redis");
+  }
+  wk_ev_finish(ev);
+}
+
+/* The outcome is durable: record it, then the event is done. */
+void wk_ev_record(wk_event *ev) {
+  wk_ev_set_state(ev, ST_RECORDING);
+  if (!ev->event_id[0] || !ev->conv_id[0] ||
+      cstore_put_outcome(&ev->w->store, ev->conv_id, ev->event_id, ev->status, ev->h_turn,
+                       on_outcome_recorded, ev) != AW_OK) {
+    wk_ev_finish(ev);
+  }
+}
+
+/* ---- the answer ---------------------------------------------------------- */
+
+void wk_ev_publish(wk_event *ev, const contract_response *r) {
+  buf_reset(&ev->out);
+  int rc = contract_response_encode(r, &ev->out);
+  if (rc != AW_OK) {
+    /* Only an oversized answer gets here: answer with the error instead. */
+    contract_response small = *r;
+    small.messages = NULL;
+    small.nmessages = 0;
+    small.status = "failed";
+    small.error_code = "response_too_large";
+    small.error_message = "the answer does not fit the response size limit";
+    buf_reset(&ev->out);
+    wk_copy_id(ev->status, sizeof ev->status, "failed");
+    if (contract_response_encode(&small, &ev->out) != AW_OK) {
+      log_ctx c = wk_ev_ctx(ev);
+      log_error(&c, "cannot encode a response; dropping the answer");
+      wk_ev_finish(ev);
+      return;
+    }
+  }
+  wk_ev_set_state(ev, ST_PUBLISHING);
+  ev->send_response = 1;
+  ev->send_dlq = ev->reject_code != NULL;
+  /* The response goes out only once every delta of the event is durable:
+   * a reader that stops at the response (deltas and responses are separate
+   * topics, with no order between them) then has all the deltas.  A
+   * delta's first produce to the topic may wait for metadata and would
+   * otherwise land after the response. */
+  if (ev->pending_dr > 0) {
+    ev->await_deltas = 1;
+    return;
+  }
+  wko_publish(ev);
+}
+
+static void ev_publish_rejection(wk_event *ev) {
+  contract_response r = {0};
+  r.event_id = ev->event_id;
+  r.conversation_id = ev->conv_id;
+  r.status = "rejected";
+  r.error_code = ev->reject_code;
+  r.error_message = ev->reject_msg ? ev->reject_msg : ev->reject_code;
+  r.timings.received_ms = ev->received_ms;
+  r.timings.completed_ms = wk_now_ms();
+  wk_copy_id(ev->status, sizeof ev->status, "rejected");
+  ev->w->st.rejected++;
+  log_ctx c = wk_ev_ctx(ev);
+  log_warn(&c, "event rejected: %s: %s", ev->reject_code, r.error_message);
+  wk_ev_publish(ev, &r);
+}
+
+/* ---- lookup ------------------------------------------------------------- */
+
+static void lookup_done(wk_event *ev) {
+  if (ev->dup) {
+    ev->w->st.skipped_duplicates++;
+    log_ctx c = wk_ev_ctx(ev);
+    log_info(&c, "event already answered; skipped");
+    wk_ev_finish(ev);
+    return;
+  }
+  if (ev->reject_code) {
+    ev_publish_rejection(ev);
+    return;
+  }
+  wk_ev_set_state(ev, ST_TURN);
+  if (ev->recover) {
+    log_ctx c = wk_ev_ctx(ev);
+    log_info(&c, "event was started before; recovering its turn");
+    /* Its earlier tool rounds (if any) belong in the response too. */
+    if (ev->w->tools) {
+      wkt_prefetch(ev, wk_turn_start);
+      return;
+    }
+  }
+  wk_turn_start(ev);
+}
+
+/* The lookups were sent together (one pipelined round trip); decide when
+ * the last reply is in. */
+static void on_lookup(wk_event *ev, int err) {
+  if (err) ev->lookup_failed = 1;
+  if (--ev->pending_lookups > 0) return;
+  if (ev->lookup_failed) {
+    ev->w->st.redis_errors++;
+    wks_retry_later(ev);
+    return;
+  }
+  lookup_done(ev);
+}
+
+static void on_outcome(void *opaque, int err, const char *value) {
+  wk_event *ev = opaque;
+  if (!err && value && *value) ev->dup = 1;
+  on_lookup(ev, err);
+}
+
+/* "" : the claim is ours, the event is new to the backend; "-": an earlier
+ * attempt claimed it but recorded no checkpoint; else the checkpoint. */
+static void on_progress(void *opaque, int err, const char *value) {
+  wk_event *ev = opaque;
+  if (!err && value && *value) {
+    ev->recover = 1;
+    if (strcmp(value, "-") != 0) wk_copy_id(ev->checkpoint, sizeof ev->checkpoint, value);
+  }
+  on_lookup(ev, err);
+}
+
+static void on_handle(void *opaque, int err, const char *value) {
+  wk_event *ev = opaque;
+  if (!err && value) wk_copy_id(ev->handle, sizeof ev->handle, value);
+  on_lookup(ev, err);
+}
+
+/* ---- start -------------------------------------------------------------- */
+
+void wk_ev_start(wk_event *ev) {
+  wk *w = ev->w;
+  if (ev->abandoned) {
+    wk_ev_finish(ev); /* behind an abandoned event of its conversation */
+    return;
+  }
+  if (wki_stale(ev)) {
+    /* The partition was revoked before this event started: its new owner
+     * reads it again from the committed offset. */
+    log_ctx c = wk_ev_ctx(ev);
+    log_debug(&c, "partition revoked; event left to its new owner");
+    wk_ev_finish(ev);
+    return;
+  }
+  if (!ev->conv_id[0] || !ev->event_id[0]) {
+    ev_publish_rejection(ev); /* nothing to look up without both ids */
+    return;
+  }
+  wk_ev_set_state(ev, ST_LOOKUP);
+  const char *hkey = be_handle_key(w->be);
+  int need_handle = !ev->reject_code && hkey && !ev->handle[0];
+  int need_claim = !ev->reject_code && !ev->recover;
+  ev->pending_lookups = 1 + need_handle + need_claim;
+  ev->lookup_failed = 0;
+  if (cstore_get_outcome(&w->store, ev->conv_id, ev->event_id, on_outcome, ev) != AW_OK) {
+    w->st.redis_errors++;
+    wks_retry_later(ev);
+    return;
+  }
+  if (need_handle && cstore_get_handle(&w->store, hkey, ev->conv_id, on_handle, ev) != AW_OK) {
+    ev->lookup_failed = 1; /* decided when the outcome reply arrives */
+    ev->pending_lookups--;
+  }
+  if (need_claim && cstore_claim_progress(&w->store, ev->conv_id, ev->event_id, on_progress, ev) != AW_OK) {
+    ev->lookup_failed = 1;
+    ev->pending_lookups--;
+  }
+}

@@ -1,0 +1,92 @@
+/* part_table.c -- per-partition bookkeeping shared by the worker's two
+ * consumers (see the header for why it is one module). */
+#include "part_table.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+ptab_part *ptab_get(ptab *pt, int32_t p) {
+  if (p < 0) return NULL;
+  if (p >= pt->n) {
+    int n = p + 1;
+    ptab_part *np = realloc(pt->v, (size_t)n * sizeof *np);
+    if (!np) return NULL;
+    for (int i = pt->n; i < n; i++) {
+      memset(&np[i], 0, sizeof np[i]);
+      otrk_init(&np[i].t);
+      np[i].committed_at_assign = -1;
+    }
+    pt->v = np;
+    pt->n = n;
+  }
+  return &pt->v[p];
+}
+
+ptab_part *ptab_current(const ptab *pt, int32_t p, uint64_t gen) {
+  ptab_part *e = p >= 0 && p < pt->n ? &pt->v[p] : NULL;
+  return e && e->assigned && e->gen == gen ? e : NULL;
+}
+
+/* Both directions reset the same way: what was tracked belongs to the old
+ * generation, whose work finishes without touching the new one. */
+static void reset(ptab_part *p, int assigned) {
+  otrk_free(&p->t);
+  otrk_skip_free(&p->skip);
+  p->gen++;
+  p->assigned = assigned;
+  p->running = 0;
+  p->paused = 0;
+  p->committed_at_assign = -1;
+}
+
+void ptab_assign(ptab *pt, const rd_kafka_topic_partition_list_t *parts) {
+  for (int i = 0; i < parts->cnt; i++) {
+    ptab_part *p = ptab_get(pt, parts->elems[i].partition);
+    if (p) reset(p, 1);
+  }
+}
+
+void ptab_revoke(ptab *pt, const rd_kafka_topic_partition_list_t *parts) {
+  for (int i = 0; i < parts->cnt; i++) {
+    int32_t n = parts->elems[i].partition;
+    if (n >= 0 && n < pt->n) reset(&pt->v[n], 0);
+  }
+}
+
+int ptab_commit(ptab *pt, kc *c, const char *topic, int sync) {
+  rd_kafka_topic_partition_list_t *l = NULL;
+  for (int i = 0; i < pt->n; i++) {
+    int64_t off;
+    if (!pt->v[i].assigned || !otrk_take_commit(&pt->v[i].t, &off)) continue;
+    if (!l) l = rd_kafka_topic_partition_list_new(8);
+    rd_kafka_topic_partition_list_add(l, topic, i)->offset = off;
+  }
+  if (!l) return AW_OK;
+  int rc = kc_commit(c, l, !sync);
+  rd_kafka_topic_partition_list_destroy(l);
+  return rc;
+}
+
+void ptab_log(const char *what, const char *topic, const rd_kafka_topic_partition_list_t *parts) {
+  char list[1024], n[16];
+  size_t k = 0;
+  list[0] = '\0';
+  for (int i = 0; i < parts->cnt && k + 12 < sizeof list; i++)
+    k += (size_t)snprintf(list + k, sizeof list - k, "%s%d", i ? "," : "", (int)parts->elems[i].partition);
+  snprintf(n, sizeof n, "%d", parts->cnt);
+  const char *kv[] = {"count", n, "topic", topic, "partitions", list};
+  log_writekv(LOG_INFO, NULL, what, kv, 3);
+}
+
+void ptab_free(ptab *pt) {
+  for (int i = 0; i < pt->n; i++) {
+    otrk_free(&pt->v[i].t);
+    otrk_skip_free(&pt->v[i].skip);
+  }
+  free(pt->v);
+  pt->v = NULL;
+  pt->n = 0;
+}

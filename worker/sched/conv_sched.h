@@ -1,0 +1,21 @@
+/* conv_sched.h -- when an event's next step runs (prefix wks_): in order
+ * within its conversation, from the loop, and again after a transient
+ * failure.  Loop thread only. */
+#ifndef AW_CONV_SCHED_H
+#define AW_CONV_SCHED_H
+
+#include "worker_int.h"
+
+/** Queue ev behind earlier events of its conversation (QUEUED); it starts
+ *  now if it is the first.  AW_ENOMEM. */
+int wks_enqueue(wk *w, wk_event *ev) AW_MUST_CHECK;
+/** ev (the head of its conversation) is done: the next event may start. */
+void wks_advance(wk *w, wk_event *ev);
+/** Start ev from the loop's next idle turn (never inside a callback). */
+void wks_ready(wk_event *ev);
+/** Try the event's current step again from the retry list (RETRY_TICK_MS). */
+void wks_retry_later(wk_event *ev);
+/** Free every queued event and conversation (wk_free; nothing is answered). */
+void wks_free_all(wk *w);
+
+#endif
