@@ -1,4 +1,4 @@
-/* api_client.c -- Assistants API v2 calls over http_client (see api_client.h).
+/* api_client.c -- OpenAI-style API calls over http_client (see api_client.h).
  *
  * A call costs one small allocation (this struct plus its path for error
  * messages) on top of the http request; a stream adds an SSE parser whose
@@ -37,6 +37,7 @@ struct api_call {
   void *opaque;
   sse_parser sse;
   int streaming;
+  int idempotent;  /* 0: an outcome that may have been applied is AW_EAMBIGUOUS */
   int events;
   int stream_err;  /* AW_ETOOBIG from the SSE parser, AW_ECANCELLED by on_event */
   int in_feed;     /* inside sse_feed: freeing must wait */
@@ -82,13 +83,14 @@ int api_client_new(uv_loop_t *loop, const api_config *cfg, api_client **out, cha
   if (!cfg->api_key || !cfg->api_key[0] || !header_safe(cfg->api_key))
     return aw_seterr(AW_ECONFIG, errstr, errstr_size, "api: api_key is missing or invalid");
   if ((cfg->organization && !header_safe(cfg->organization)) ||
-      (cfg->project && !header_safe(cfg->project)))
-    return aw_seterr(AW_ECONFIG, errstr, errstr_size, "api: organization/project contain a line break");
+      (cfg->project && !header_safe(cfg->project)) || (cfg->beta && !header_safe(cfg->beta)))
+    return aw_seterr(AW_ECONFIG, errstr, errstr_size,
+                     "api: organization/project/beta contain a line break");
 
   api_client *c = calloc(1, sizeof *c);
   if (!c) return aw_seterr(AW_ENOMEM, errstr, errstr_size, "api: out of memory");
   c->cfg = *cfg;
-  c->cfg.base_url = c->cfg.api_key = c->cfg.organization = c->cfg.project = NULL;
+  c->cfg.base_url = c->cfg.api_key = c->cfg.organization = c->cfg.project = c->cfg.beta = NULL;
   if (c->cfg.max_body_bytes == 0) c->cfg.max_body_bytes = 4u << 20;
   if (c->cfg.max_event_bytes == 0) c->cfg.max_event_bytes = 1u << 20;
   c->base_url = strdup(cfg->base_url);
@@ -107,7 +109,7 @@ int api_client_new(uv_loop_t *loop, const api_config *cfg, api_client **out, cha
   rc = add_header(&c->headers, "Authorization", bearer);
   memset(bearer, 0, kl);
   free(bearer);
-  if (!rc) rc = add_header(&c->headers, "OpenAI-Beta", "assistants=v2");
+  if (!rc && cfg->beta && cfg->beta[0]) rc = add_header(&c->headers, "OpenAI-Beta", cfg->beta);
   if (!rc) rc = add_header(&c->headers, "Content-Type", "application/json");
   if (!rc && cfg->organization && cfg->organization[0])
     rc = add_header(&c->headers, "OpenAI-Organization", cfg->organization);
@@ -168,7 +170,8 @@ const char *api_client_base_path(const api_client *c) { return c->base_path; }
 
 /* An id segment: a known id prefix, or a digit anywhere (see api_route). */
 static int segment_is_id(const char *s, size_t n) {
-  static const char *const prefixes[] = {"asst_", "thread_", "msg_", "run_", "step_", "file_", "vs_", "call_"};
+  static const char *const prefixes[] = {"asst_", "thread_", "msg_", "run_", "step_", "file_",
+                                         "vs_",   "call_",   "resp_", "conv_"};
   for (size_t i = 0; i < n; i++)
     if (s[i] >= '0' && s[i] <= '9') return 1;
   for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
@@ -229,6 +232,19 @@ static int status_err(int status) {
   return AW_EIO; /* 1xx/3xx: we follow no redirects */
 }
 
+/* A call that creates something (not idempotent) failed: could the API have
+ * applied it anyway?  Not after 429 or another 4xx (the API judged and
+ * refused it), not when the request never left (hr->sent == 0), not when our
+ * caller stopped the stream; yes after a 5xx, a timeout or reset after
+ * sending, a dropped stream, a 2xx whose body we could not read. */
+static int maybe_applied(const api_call *call, const http_response *hr, int err) {
+  if (call->idempotent || err == AW_OK || err == AW_ENOMEM) return 0;
+  if (hr->err == AW_ECANCELLED) return call->stream_err == AW_ETOOBIG;
+  if (hr->status >= 400 && hr->status < 500) return 0;
+  if (hr->err) return hr->sent;
+  return hr->status >= 500 || (hr->status >= 200 && hr->status < 300);
+}
+
 static void on_http_done(void *opaque, const http_response *hr) {
   api_call *call = opaque;
   api_result res;
@@ -262,6 +278,11 @@ static void on_http_done(void *opaque, const http_response *hr) {
                hr->status);
     }
     res.json = json;
+  }
+  if (maybe_applied(call, hr, res.err)) {
+    /* The message and the HTTP status stay: they say what happened. */
+    res.err = AW_EAMBIGUOUS;
+    res.maybe_applied = 1;
   }
   if (call->c->cfg.observe) {
     /* Before on_done: the time is the call's, not its caller's handling. */
@@ -316,6 +337,7 @@ static int start(api_client *c, const char *method, const char *path, const char
   call->on_done = on_done;
   call->on_event = on_event;
   call->opaque = opaque;
+  call->idempotent = idempotent;
   snprintf(call->method, sizeof call->method, "%s", method);
   memcpy(call->path, c->base_path, bp);
   memcpy(call->path + bp, path, qpos);
@@ -375,9 +397,17 @@ int api_request(api_client *c, const char *method, const char *path, const char 
 int api_stream(api_client *c, const char *path, const char *body, api_event_cb on_event,
                api_done_cb on_done, void *opaque, api_call **out) {
   if (!on_event) return AW_EINVAL;
-  /* A stream that failed before any byte arrived is retried: a duplicate run
-   * that may cause is detected by the caller ("already has an active run"). */
-  return start(c, "POST", path, body, 1, on_event, on_done, opaque, out);
+  /* A POST stream creates something (a run, a response, a submission):
+   * retried only when certainly not applied (see api_stream's doc). */
+  return start(c, "POST", path, body, 0, on_event, on_done, opaque, out);
+}
+
+int api_stream_get(api_client *c, const char *path, api_event_cb on_event, api_done_cb on_done,
+                   void *opaque, api_call **out) {
+  if (!on_event) return AW_EINVAL;
+  /* Reading a stream again changes nothing: retried like any GET while no
+   * event byte was delivered (http_client never retries after that). */
+  return start(c, "GET", path, NULL, 1, on_event, on_done, opaque, out);
 }
 
 /* ---- endpoints ------------------------------------------------------------------ */

@@ -1,12 +1,13 @@
-/* api_client.h -- OpenAI Assistants API v2 client on a libuv loop (prefix api_).
+/* api_client.h -- client of OpenAI-style HTTP APIs on a libuv loop (prefix api_).
  *
- * A thin layer over http_client: it builds URLs from the configured base
+ * A thin layer over http_client shared by the backends (Assistants v2,
+ * Responses): it builds URLs from the configured base
  * ("http://127.0.0.1:PORT/v1"), sends the fixed headers (Authorization:
  * Bearer KEY -- never logged, never put in an error message --,
- * OpenAI-Beta: assistants=v2, Content-Type: application/json and the optional
- * OpenAI-Organization / OpenAI-Project) from one header list built at
- * creation, retries per retry.h (inside http_client), and turns responses
- * into results:
+ * Content-Type: application/json, and the optional OpenAI-Beta (cfg.beta:
+ * the Assistants backend sets "assistants=v2"), OpenAI-Organization and
+ * OpenAI-Project) from one header list built at creation, retries per
+ * retry.h (inside http_client), and turns responses into results:
  *
  *   2xx with a JSON body  -> res->json, a cJSON tree owned by the client,
  *                            valid only during the callback;
@@ -18,6 +19,17 @@
  *   transport failure     -> AW_EIO / AW_ETIMEDOUT; body over the cap
  *                            (default 4 MiB) -> AW_ETOOBIG; not JSON ->
  *                            AW_EPARSE.
+ *
+ * No side effect twice at the API.  A call that creates something (an
+ * api_request with idempotent == 0, every api_stream) is retried only when
+ * it certainly was not applied: on 429, and on failures before the request
+ * was sent (connection refused, DNS, connect timeout).  Any other failure
+ * -- 5xx, a timeout or reset after sending, a stream that dropped, a 2xx
+ * whose body could not be read -- ends at once with err AW_EAMBIGUOUS and
+ * maybe_applied = 1, keeping the HTTP status, error_code and message: the
+ * caller looks for what the request created (by the tags it put on it)
+ * before sending it again.  Idempotent calls (GET, DELETE, api_request with
+ * idempotent = 1) are retried on 429, 5xx and transport failures.
  *
  * Streaming calls (runs create with stream:true, threads create-and-run,
  * submit tool outputs)
@@ -57,6 +69,8 @@ typedef struct api_config {
   const char *api_key;       /* required; never logged */
   const char *organization;  /* optional */
   const char *project;       /* optional */
+  const char *beta;          /* OpenAI-Beta header value ("assistants=v2"),
+                                NULL: no such header */
   long request_timeout_ms;   /* per non-streaming attempt (default 30000) */
   long stream_idle_timeout_ms; /* a silent stream ends after this (default 60000) */
   retry_policy retry;        /* default retry_policy_default() */
@@ -69,6 +83,8 @@ typedef struct api_config {
 
 typedef struct api_result {
   int err;                 /* AW_OK or AW_E* (see above) */
+  int maybe_applied;       /* 1 iff err == AW_EAMBIGUOUS: a creating call
+                              failed in a way that may have been applied */
   int http_status;         /* 0 if no response */
   const cJSON *json;       /* parsed 2xx body (NULL for streams, errors) */
   const char *error_code;  /* API error.code or error.type, "" if none */
@@ -121,17 +137,31 @@ int api_route(const char *method, const char *path, char *out, size_t n) AW_MUST
 /* ---- generic --------------------------------------------------------------- */
 
 /** Call METHOD base_url+path (path starts with '/', may carry a query).
- *  body is JSON text or NULL (copied).  idempotent: the request may be
- *  retried after a transport failure that may have reached the server.
- *  *out (may be NULL) receives a handle for api_call_cancel. */
+ *  body is JSON text or NULL (copied).  idempotent 1: the request may be
+ *  sent again whatever happened (GET, DELETE, an update); 0: it creates
+ *  something, so it is retried only when certainly not applied and may end
+ *  AW_EAMBIGUOUS (see above).  *out (may be NULL) receives a handle for
+ *  api_call_cancel. */
 int api_request(api_client *c, const char *method, const char *path, const char *body,
                 int idempotent, api_done_cb on_done, void *opaque, api_call **out) AW_MUST_CHECK;
 
 /** POST base_url+path with body (which should contain "stream":true) and
- *  deliver the SSE events of the response.  Retried only while no event
- *  byte was received. */
+ *  deliver the SSE events of the response.  A POST stream creates something
+ *  (a run, a response, a tool-output submission): retried only on 429 and
+ *  on failures before the request was sent; a 5xx, a timeout, or a stream
+ *  that dropped (after events or not) ends AW_EAMBIGUOUS, maybe_applied 1,
+ *  res->events telling how many events were delivered. */
 int api_stream(api_client *c, const char *path, const char *body, api_event_cb on_event,
                api_done_cb on_done, void *opaque, api_call **out) AW_MUST_CHECK;
+
+/** GET base_url+path (may carry a query) and deliver the SSE events of the
+ *  response, e.g. to resume a stream: GET
+ *  /responses/{id}?stream=true&starting_after=N.  Idempotent: retried like
+ *  a GET (429, 5xx, transport failures) while no event byte was delivered;
+ *  a stream that drops after that ends AW_EIO / AW_ETIMEDOUT (never
+ *  AW_EAMBIGUOUS). */
+int api_stream_get(api_client *c, const char *path, api_event_cb on_event, api_done_cb on_done,
+                   void *opaque, api_call **out) AW_MUST_CHECK;
 
 /* ---- endpoints ---------------------------------------------------------------
  * body arguments are JSON text (may be NULL where the API accepts no body).
@@ -146,7 +176,7 @@ int api_assistants_update(api_client *c, const char *id, const char *body, api_d
 /** GET /assistants?limit=&order=&after= */
 int api_assistants_list(api_client *c, int limit, const char *order, const char *after, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
 
-/** POST /threads */
+/** POST /threads (creates: may end AW_EAMBIGUOUS) */
 int api_threads_create(api_client *c, const char *body, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
 /** GET /threads/{id} */
 int api_threads_retrieve(api_client *c, const char *id, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
@@ -160,17 +190,17 @@ int api_messages_create(api_client *c, const char *thread, const char *body, api
 /** GET /threads/{t}/messages?run_id=&order=&limit=&after= (run_id may be NULL) */
 int api_messages_list(api_client *c, const char *thread, const char *run_id, const char *order, int limit, const char *after, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
 
-/** POST /threads/{t}/runs (stream) */
+/** POST /threads/{t}/runs (stream; creates: may end AW_EAMBIGUOUS) */
 int api_runs_create(api_client *c, const char *thread, const char *body, api_event_cb on_event, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
 /** GET /threads/{t}/runs/{r} */
 int api_runs_retrieve(api_client *c, const char *thread, const char *run, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
 /** GET /threads/{t}/runs?limit=&order= */
 int api_runs_list(api_client *c, const char *thread, int limit, const char *order, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
 /** POST /threads/{t}/runs/{r}/submit_tool_outputs (stream; body carries
- *  "tool_outputs" and "stream":true).  Like every stream, retried only while
- *  no event byte was received: a retry after a submission that did reach the
- *  API meets a 400 (run no longer waiting), which callers resolve by
- *  retrieving the run. */
+ *  "tool_outputs" and "stream":true).  Like every POST stream, retried only
+ *  when certainly not applied; AW_EAMBIGUOUS otherwise, which callers
+ *  resolve by retrieving the run (still waiting for the same calls: not
+ *  taken). */
 int api_runs_submit_tool_outputs(api_client *c, const char *thread, const char *run, const char *body, api_event_cb on_event, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
 /** POST /threads/{t}/runs/{r}/cancel */
 int api_runs_cancel(api_client *c, const char *thread, const char *run, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;

@@ -350,10 +350,23 @@ static int map_curl_error(CURLcode cc) {
   }
 }
 
-/* Nothing of the request reached the server: safe to retry even a POST. */
-static int never_sent(CURLcode cc) {
-  return cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
-         cc == CURLE_COULDNT_RESOLVE_PROXY;
+/* Did any byte of the request possibly reach the server?  0 only when it
+ * certainly did not: the connection was never made (refused, name not
+ * resolved), or the attempt ended before curl got to sending it.  curl
+ * stamps PRETRANSFER right before it sends the request (and never stamps it
+ * 0: at least 1 us), and resets it for every transfer, so 0 means a timeout
+ * or TLS failure hit during the connect phase.  Safe to retry even a POST
+ * that creates something. */
+static int maybe_sent(http_request *r, CURLcode cc) {
+  if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
+      cc == CURLE_COULDNT_RESOLVE_PROXY)
+    return 0;
+  if (cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_SSL_CONNECT_ERROR) {
+    curl_off_t pre = 0;
+    if (curl_easy_getinfo(r->easy, CURLINFO_PRETRANSFER_TIME_T, &pre) == CURLE_OK && pre == 0)
+      return 0;
+  }
+  return 1;
 }
 
 static void on_retry_timer(uv_timer_t *t) {
@@ -445,11 +458,14 @@ static void finished(http_request *r, CURLcode cc) {
   }
   long ra = r->retry_after_ms_ms >= 0 ? r->retry_after_ms_ms : r->retry_after_ms;
 
+  int sent = err == AW_OK || maybe_sent(r, cc);
   if (r->retry && !r->delivered && (err == AW_OK || err == AW_EIO || err == AW_ETIMEDOUT)) {
     int transport = err;
     int status = err == AW_OK ? r->status : 0;
-    int ok_to_retry = err == AW_OK || r->idempotent || never_sent(cc);
-    if (ok_to_retry && retry_should(r->retry, r->attempts - 1, status, transport) == RETRY_YES) {
+    retry_decision d = r->idempotent
+                           ? retry_should(r->retry, r->attempts - 1, status, transport)
+                           : retry_should_create(r->retry, r->attempts - 1, status, transport, sent);
+    if (d == RETRY_YES) {
       long delay = retry_delay_ms(r->retry, r->attempts - 1, ra, next_rand(c));
       if (schedule_retry(r, delay) == AW_OK) return;
     }
@@ -464,6 +480,7 @@ static void finished(http_request *r, CURLcode cc) {
   res.body_len = r->body.len;
   res.attempts = r->attempts;
   res.delivered = r->delivered;
+  res.sent = sent;
   res.errmsg = r->errbuf[0] ? r->errbuf : (err ? curl_easy_strerror(cc) : "");
   if (err == AW_ETOOBIG) res.errmsg = "response body too large";
   r->state = R_DONE;

@@ -17,8 +17,12 @@
  * Retries live here because only this layer sees everything they depend on:
  * the status, the Retry-After / retry-after-ms headers, the transport error
  * and whether any body byte was already delivered.  With a retry_policy
- * (retry.h) a request is retried on 429, 5xx and connection failures, never
- * on other 4xx, and a streaming request only while nothing reached on_data.
+ * (retry.h) an idempotent request is retried on 429, 5xx and connection
+ * failures, never on other 4xx; a non-idempotent one (it creates something)
+ * only on 429 and on failures certainly before the request was sent
+ * (refused, DNS, connect-phase timeout: http_response.sent == 0), so that
+ * nothing is applied twice; a streaming request only while nothing reached
+ * on_data.
  * The same easy handle is re-added after the backoff, so method, headers and
  * body need not be rebuilt.
  *
@@ -63,6 +67,9 @@ typedef struct http_response {
   size_t body_len;
   int attempts;          /* 1 + retries made */
   int delivered;         /* streaming: bytes were passed to on_data */
+  int sent;              /* 0: the last attempt certainly never reached the
+                            server (connection refused, name not resolved,
+                            connect-phase timeout); 1: it may have */
   const char *errmsg;    /* transport error text ("" if none) */
 } http_response;
 
@@ -85,9 +92,11 @@ typedef struct http_request_opts {
                                        arrives for this long, 0 = none */
   size_t max_body;                  /* cap on a buffered body */
   const retry_policy *retry;        /* NULL = no retries; must outlive the request */
-  int idempotent;                   /* 0: transport failures after the
-                                       request may have been sent are not
-                                       retried (only connect failures are) */
+  int idempotent;                   /* 1: retried on 429, 5xx, transport
+                                       failures (retry_should).  0: the
+                                       request creates something: retried
+                                       only on 429 and failures before it
+                                       was sent (retry_should_create) */
   http_data_cb on_data;             /* non-NULL: stream 2xx bodies */
   http_done_cb on_done;             /* required */
   void *opaque;

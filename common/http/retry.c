@@ -27,6 +27,17 @@ retry_decision retry_should(const retry_policy *p, int attempt, int http_status,
   return RETRY_NO;
 }
 
+retry_decision retry_should_create(const retry_policy *p, int attempt, int http_status,
+                                   int transport_err, int sent) {
+  if (attempt < 0) attempt = 0;
+  if (attempt >= p->max_retries) return RETRY_NO;
+  /* 429 is the API refusing before doing anything. */
+  if (http_status == 429) return RETRY_YES;
+  if (http_status != 0) return RETRY_NO; /* 5xx may have been applied; 4xx stands */
+  if (!sent && (transport_err == AW_EIO || transport_err == AW_ETIMEDOUT)) return RETRY_YES;
+  return RETRY_NO;
+}
+
 long retry_delay_ms(const retry_policy *p, int attempt, long retry_after_ms, uint32_t rnd) {
   uint64_t cap = p->max_ms > 0 ? (uint64_t)p->max_ms : 0;
   uint64_t d = p->base_ms > 0 ? (uint64_t)p->base_ms : 0;

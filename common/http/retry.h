@@ -1,9 +1,16 @@
 /* retry.h -- retry policy for API requests (prefix retry_).
  *
  * Pure functions, no I/O, so the policy is unit-tested exactly:
- *   - retry on HTTP 429, any 5xx, and connection-level failures (connect
- *     refused/reset, timeouts, a response cut short before any byte of the
- *     body was delivered to the caller); never on other 4xx;
+ *   - an idempotent request (GET, DELETE, an update that may be applied
+ *     twice) is retried on HTTP 429, any 5xx, and connection-level failures
+ *     (connect refused/reset, timeouts, a response cut short before any byte
+ *     of the body was delivered to the caller); never on other 4xx;
+ *   - a request that creates something (retry_should_create) is retried only
+ *     when it certainly was not applied: HTTP 429, or a failure before the
+ *     request was sent (refused, DNS, connect timeout).  Anything else (5xx,
+ *     a read timeout, a reset after sending) may have been applied: the
+ *     caller must look for what it created before sending it again, so no
+ *     side effect happens twice at the API;
  *   - exponential backoff base * 2^attempt capped at max, with "full jitter"
  *     on the upper half: delay in [d/2, d];
  *   - a server's Retry-After (seconds or HTTP-date) or retry-after-ms header
@@ -35,6 +42,14 @@ void retry_policy_default(retry_policy *p);
  *  http_status (0 when no HTTP response) and transport_err (AW_OK, AW_EIO or
  *  AW_ETIMEDOUT) be retried?  Returns RETRY_NO once attempt >= max_retries. */
 retry_decision retry_should(const retry_policy *p, int attempt, int http_status, int transport_err);
+
+/** The same decision for a request that is not idempotent (it creates
+ *  something).  sent is 0 when the attempt certainly never reached the
+ *  server (connection refused, name not resolved, connect timeout), 1 when
+ *  it may have.  RETRY_YES only for 429 and for !sent transport failures;
+ *  RETRY_NO once attempt >= max_retries. */
+retry_decision retry_should_create(const retry_policy *p, int attempt, int http_status,
+                                   int transport_err, int sent);
 
 /** Delay before retry number attempt+1.  retry_after_ms is the server's
  *  request (-1 if none); rnd is a random 32-bit value (the caller's PRNG, so

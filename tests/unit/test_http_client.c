@@ -1,6 +1,7 @@
-/* test_http_client.c -- the libuv-driven curl client against a scripted
- * in-process server: bodies, streaming, retries, timeouts, cancellation,
- * connection reuse.  Needs: loopback networking only (no broker, no
+/* test_http_client.c -- the libuv-driven curl client (and the api_client
+ * layer above it) against a scripted in-process server: bodies, streaming,
+ * retries, "no side effect twice" for creating requests, timeouts,
+ * cancellation, connection reuse, headers.  Needs: loopback networking only (no broker, no
  * simulator).  Every test ends by freeing the client, running the loop until
  * its handles closed, and checking uv_loop_close (handle leak check); ASan
  * checks memory.
@@ -12,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "api_client.h"
 #include "http_client.h"
 #include "scripted_server.h"
 
@@ -25,7 +27,7 @@ typedef struct fx {
 
 typedef struct result {
   int done;
-  int err, status, attempts, delivered;
+  int err, status, attempts, delivered, sent;
   long retry_after;
   char body[8192];
   size_t body_len;
@@ -49,6 +51,7 @@ static void on_done(void *opaque, const http_response *r) {
   res->status = r->status;
   res->attempts = r->attempts;
   res->delivered = r->delivered;
+  res->sent = r->sent;
   res->retry_after = r->retry_after_ms;
   res->body_len = r->body_len < sizeof res->body - 1 ? r->body_len : sizeof res->body - 1;
   memcpy(res->body, r->body, res->body_len);
@@ -254,7 +257,7 @@ static void test_429_with_retry_after_0_is_retried_then_200(void **state) {
   fx_free(f);
 }
 
-static void test_500_is_retried_then_200(void **state) {
+static void test_500_on_idempotent_request_is_retried_then_200(void **state) {
   (void)state;
   fx *f = fx_new();
   ss_route *r = ss_route_add(&f->srv, "POST", "/v1/x");
@@ -265,7 +268,7 @@ static void test_500_is_retried_then_200(void **state) {
   http_request_opts o = opts(f, "POST", "/v1/x", &res);
   o.body = "{\"same\":1}";
   o.body_len = strlen(o.body);
-  o.idempotent = 0; /* 5xx is the server's answer: retried even so */
+  o.idempotent = 1; /* e.g. an update: applying it twice is harmless */
   assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
   ss_run_until(&f->loop, &res.done);
   assert_int_equal(res.status, 200);
@@ -273,6 +276,65 @@ static void test_500_is_retried_then_200(void **state) {
   char *b = ss_last_body(&f->srv, r);
   assert_string_equal(b, "{\"same\":1}"); /* the retry resent the body */
   free(b);
+  fx_free(f);
+}
+
+static void test_500_on_creating_post_is_not_retried(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *r = ss_route_add(&f->srv, "POST", "/v1/x");
+  ss_add_resp(r, (ss_resp){.status = 500, .body = "{}"});
+  ss_add_resp(r, (ss_resp){.status = 200, .body = "{}"});
+  fx_start(f);
+  result res = {0};
+  http_request_opts o = opts(f, "POST", "/v1/x", &res);
+  o.body = "{}";
+  o.body_len = 2;
+  o.idempotent = 0; /* the 500 may have created the object */
+  assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
+  ss_run_until(&f->loop, &res.done);
+  assert_int_equal(res.err, AW_OK);
+  assert_int_equal(res.status, 500);
+  assert_int_equal(res.attempts, 1);
+  assert_int_equal(res.sent, 1);
+  assert_int_equal(ss_count(&f->srv, r), 1);
+  fx_free(f);
+}
+
+static void test_429_on_creating_post_is_retried(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *r = ss_route_add(&f->srv, "POST", "/v1/x");
+  ss_add_resp(r, (ss_resp){.status = 429, .body = "{}", .hname = "Retry-After", .hval = "0"});
+  ss_add_resp(r, (ss_resp){.status = 201, .body = "{}"});
+  fx_start(f);
+  result res = {0};
+  http_request_opts o = opts(f, "POST", "/v1/x", &res);
+  o.idempotent = 0; /* 429: refused before anything was done */
+  assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
+  ss_run_until(&f->loop, &res.done);
+  assert_int_equal(res.status, 201);
+  assert_int_equal(res.attempts, 2);
+  assert_int_equal(ss_count(&f->srv, r), 2);
+  fx_free(f);
+}
+
+static void test_creating_post_timed_out_after_sending_is_not_retried(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *r = ss_route_add(&f->srv, "POST", "/v1/hang");
+  ss_add_resp(r, (ss_resp){.status = 200, .body = "{", .mode = SS_HANG});
+  fx_start(f);
+  result res = {0};
+  http_request_opts o = opts(f, "POST", "/v1/hang", &res);
+  o.idempotent = 0;
+  o.timeout_ms = 200;
+  assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
+  ss_run_until(&f->loop, &res.done);
+  assert_int_equal(res.err, AW_ETIMEDOUT);
+  assert_int_equal(res.sent, 1);
+  assert_int_equal(res.attempts, 1);
+  assert_int_equal(ss_count(&f->srv, r), 1);
   fx_free(f);
 }
 
@@ -349,6 +411,7 @@ static void test_connection_refused_is_eio_after_retries(void **state) {
   assert_int_equal(res.err, AW_EIO);
   assert_int_equal(res.status, 0);
   assert_int_equal(res.attempts, 3);
+  assert_int_equal(res.sent, 0);
   fx_free(f);
 }
 
@@ -487,6 +550,238 @@ static void test_free_with_requests_in_flight_calls_nothing(void **state) {
   assert_int_equal(res.ncalls, 0);
 }
 
+/* ---- api_client: results, AW_EAMBIGUOUS, GET streams, headers --------------- */
+
+typedef struct api_res {
+  int done, err, status, attempts, events, maybe_applied;
+  char code[64], msg[512];
+  char events_seen[1024];
+} api_res;
+
+static void on_api_done(void *opaque, const api_result *r) {
+  api_res *a = opaque;
+  uv_stop(g_loop);
+  a->done = 1;
+  a->err = r->err;
+  a->status = r->http_status;
+  a->attempts = r->attempts;
+  a->events = r->events;
+  a->maybe_applied = r->maybe_applied;
+  snprintf(a->code, sizeof a->code, "%s", r->error_code ? r->error_code : "");
+  snprintf(a->msg, sizeof a->msg, "%s", r->errmsg ? r->errmsg : "");
+}
+
+static int on_api_event(void *opaque, const char *ev, size_t evn, const char *data, size_t n) {
+  api_res *a = opaque;
+  size_t l = strlen(a->events_seen);
+  snprintf(a->events_seen + l, sizeof a->events_seen - l, "%.*s=%.*s;", (int)evn, ev, (int)n, data);
+  return 0;
+}
+
+static api_client *api_new(fx *f, const char *beta) {
+  char base[128], err[128];
+  snprintf(base, sizeof base, "http://127.0.0.1:%u/v1", f->srv.port);
+  api_config cfg;
+  api_config_default(&cfg);
+  cfg.base_url = base;
+  cfg.api_key = "sk-test";
+  cfg.beta = beta;
+  cfg.retry = f->rp;
+  cfg.request_timeout_ms = 2000;
+  cfg.stream_idle_timeout_ms = 2000;
+  api_client *c = NULL;
+  assert_int_equal(api_client_new(&f->loop, &cfg, &c, err, sizeof err), AW_OK);
+  return c;
+}
+
+static void api_free(fx *f, api_client *c) {
+  api_client_free(c);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+}
+
+static const char *ERR500 =
+    "{\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}";
+
+static void test_api_creating_post_500_is_ambiguous_with_status_and_message(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *r = ss_route_add(&f->srv, "POST", "/v1/threads");
+  ss_add_resp(r, (ss_resp){.status = 500, .body = ERR500});
+  ss_add_resp(r, (ss_resp){.status = 200, .body = "{\"id\":\"thread_2\"}"});
+  fx_start(f);
+  api_client *c = api_new(f, NULL);
+  api_res a = {0};
+  assert_int_equal(api_threads_create(c, "{}", on_api_done, &a, NULL), AW_OK);
+  ss_run_until(&f->loop, &a.done);
+  assert_int_equal(a.err, AW_EAMBIGUOUS);
+  assert_int_equal(a.maybe_applied, 1);
+  assert_int_equal(a.status, 500);
+  assert_int_equal(a.attempts, 1);
+  assert_string_equal(a.code, "server_error");
+  assert_non_null(strstr(a.msg, "The server had an error"));
+  assert_int_equal(ss_count(&f->srv, r), 1);
+  api_free(f, c);
+  fx_free(f);
+}
+
+static void test_api_creating_post_429_is_retried_and_not_ambiguous(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *r = ss_route_add(&f->srv, "POST", "/v1/threads");
+  ss_add_resp(r, (ss_resp){.status = 429, .body = "{\"error\":{\"message\":\"slow\",\"type\":\"rate_limit\"}}"});
+  fx_start(f);
+  f->rp.max_retries = 2;
+  api_client *c = api_new(f, NULL);
+  api_res a = {0};
+  assert_int_equal(api_threads_create(c, "{}", on_api_done, &a, NULL), AW_OK);
+  ss_run_until(&f->loop, &a.done);
+  assert_int_equal(a.err, AW_ERATELIMIT);
+  assert_int_equal(a.maybe_applied, 0);
+  assert_int_equal(a.attempts, 3);
+  assert_int_equal(ss_count(&f->srv, r), 3);
+  api_free(f, c);
+  fx_free(f);
+}
+
+static void test_api_creating_post_refused_is_retried_and_not_ambiguous(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  fx_start(f);
+  unsigned short port = f->srv.port;
+  ss_stop(&f->srv);
+  memset(&f->srv, 0, sizeof f->srv);
+  assert_int_equal(ss_start(&f->srv), 0);
+  f->rp.max_retries = 2;
+  char base[128], err[128];
+  snprintf(base, sizeof base, "http://127.0.0.1:%u/v1", port); /* nobody listens */
+  api_config cfg;
+  api_config_default(&cfg);
+  cfg.base_url = base;
+  cfg.api_key = "sk-test";
+  cfg.retry = f->rp;
+  api_client *c = NULL;
+  assert_int_equal(api_client_new(&f->loop, &cfg, &c, err, sizeof err), AW_OK);
+  api_res a = {0};
+  assert_int_equal(api_stream(c, "/threads/thread_1/runs", "{\"stream\":true}", on_api_event,
+                              on_api_done, &a, NULL), AW_OK);
+  ss_run_until(&f->loop, &a.done);
+  assert_int_equal(a.err, AW_EIO);
+  assert_int_equal(a.maybe_applied, 0);
+  assert_int_equal(a.attempts, 3);
+  api_free(f, c);
+  fx_free(f);
+}
+
+static void test_api_get_500_is_still_retried(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *r = ss_route_add(&f->srv, "GET", "/v1/threads/thread_1");
+  ss_add_resp(r, (ss_resp){.status = 500, .body = ERR500});
+  ss_add_resp(r, (ss_resp){.status = 200, .body = "{\"id\":\"thread_1\"}"});
+  fx_start(f);
+  api_client *c = api_new(f, NULL);
+  api_res a = {0};
+  assert_int_equal(api_threads_retrieve(c, "thread_1", on_api_done, &a, NULL), AW_OK);
+  ss_run_until(&f->loop, &a.done);
+  assert_int_equal(a.err, AW_OK);
+  assert_int_equal(a.attempts, 2);
+  assert_int_equal(ss_count(&f->srv, r), 2);
+  api_free(f, c);
+  fx_free(f);
+}
+
+static void test_api_post_stream_that_drops_is_ambiguous_and_not_retried(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *r = ss_route_add(&f->srv, "POST", "/v1/threads/thread_1/runs");
+  ss_add_resp(r, (ss_resp){.status = 200, .body = "event: thread.run.created\ndata: {\"id\":\"run_1\"}\n\n",
+                           .ctype = "text/event-stream", .mode = SS_DROP});
+  fx_start(f);
+  api_client *c = api_new(f, NULL);
+  api_res a = {0};
+  assert_int_equal(api_stream(c, "/threads/thread_1/runs", "{\"stream\":true}", on_api_event,
+                              on_api_done, &a, NULL), AW_OK);
+  ss_run_until(&f->loop, &a.done);
+  assert_int_equal(a.err, AW_EAMBIGUOUS);
+  assert_int_equal(a.maybe_applied, 1);
+  assert_int_equal(a.events, 1);
+  assert_int_equal(ss_count(&f->srv, r), 1);
+  api_free(f, c);
+  fx_free(f);
+}
+
+static void test_api_post_stream_500_is_ambiguous_and_not_retried(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *r = ss_route_add(&f->srv, "POST", "/v1/threads/thread_1/runs");
+  ss_add_resp(r, (ss_resp){.status = 500, .body = ERR500});
+  fx_start(f);
+  api_client *c = api_new(f, NULL);
+  api_res a = {0};
+  assert_int_equal(api_stream(c, "/threads/thread_1/runs", "{\"stream\":true}", on_api_event,
+                              on_api_done, &a, NULL), AW_OK);
+  ss_run_until(&f->loop, &a.done);
+  assert_int_equal(a.err, AW_EAMBIGUOUS);
+  assert_int_equal(a.status, 500);
+  assert_int_equal(a.events, 0);
+  assert_int_equal(ss_count(&f->srv, r), 1);
+  api_free(f, c);
+  fx_free(f);
+}
+
+static void test_api_stream_get_delivers_events_after_a_retried_500(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *r = ss_route_add(&f->srv, "GET", "/v1/responses/resp_1");
+  ss_add_resp(r, (ss_resp){.status = 500, .body = ERR500});
+  ss_add_resp(r, (ss_resp){.status = 200, .ctype = "text/event-stream", .mode = SS_CHUNKED, .chunk = 5,
+                           .body = "event: response.output_text.delta\ndata: {\"sequence_number\":4}\n\n"
+                                   "event: response.completed\ndata: {\"sequence_number\":5}\n\n"});
+  fx_start(f);
+  api_client *c = api_new(f, NULL);
+  api_res a = {0};
+  assert_int_equal(api_stream_get(c, "/responses/resp_1?stream=true&starting_after=3", on_api_event,
+                                  on_api_done, &a, NULL), AW_OK);
+  ss_run_until(&f->loop, &a.done);
+  assert_int_equal(a.err, AW_OK);
+  assert_int_equal(a.events, 2);
+  assert_int_equal(a.attempts, 2);
+  assert_string_equal(a.events_seen, "response.output_text.delta={\"sequence_number\":4};"
+                                     "response.completed={\"sequence_number\":5};");
+  char *q = ss_last_query(&f->srv, r);
+  assert_string_equal(q, "stream=true&starting_after=3");
+  free(q);
+  api_free(f, c);
+  fx_free(f);
+}
+
+static void test_api_sends_openai_beta_only_when_configured(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *r = ss_route_add(&f->srv, "GET", "/v1/threads/thread_1");
+  ss_add_resp(r, (ss_resp){.status = 200, .body = "{\"id\":\"thread_1\"}"});
+  fx_start(f);
+  api_client *c = api_new(f, NULL);
+  api_res a = {0};
+  assert_int_equal(api_threads_retrieve(c, "thread_1", on_api_done, &a, NULL), AW_OK);
+  ss_run_until(&f->loop, &a.done);
+  pthread_mutex_lock(&f->srv.mu);
+  assert_string_equal(r->last_beta, "");
+  assert_string_equal(r->last_auth, "Bearer sk-test");
+  pthread_mutex_unlock(&f->srv.mu);
+  api_free(f, c);
+
+  c = api_new(f, "assistants=v2");
+  api_res b = {0};
+  assert_int_equal(api_threads_retrieve(c, "thread_1", on_api_done, &b, NULL), AW_OK);
+  ss_run_until(&f->loop, &b.done);
+  pthread_mutex_lock(&f->srv.mu);
+  assert_string_equal(r->last_beta, "assistants=v2");
+  pthread_mutex_unlock(&f->srv.mu);
+  api_free(f, c);
+  fx_free(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_get_json_body_and_status),
@@ -496,7 +791,10 @@ int main(void) {
       cmocka_unit_test(test_stream_delivers_every_byte_in_odd_chunks),
       cmocka_unit_test(test_stream_error_status_is_buffered_not_streamed),
       cmocka_unit_test(test_429_with_retry_after_0_is_retried_then_200),
-      cmocka_unit_test(test_500_is_retried_then_200),
+      cmocka_unit_test(test_500_on_idempotent_request_is_retried_then_200),
+      cmocka_unit_test(test_500_on_creating_post_is_not_retried),
+      cmocka_unit_test(test_429_on_creating_post_is_retried),
+      cmocka_unit_test(test_creating_post_timed_out_after_sending_is_not_retried),
       cmocka_unit_test(test_retry_after_ms_header_is_reported),
       cmocka_unit_test(test_400_is_not_retried),
       cmocka_unit_test(test_body_over_max_is_etoobig),
@@ -508,6 +806,14 @@ int main(void) {
       cmocka_unit_test(test_cancel_from_on_data_stops_without_callback),
       cmocka_unit_test(test_cancel_before_response_and_while_waiting_to_retry),
       cmocka_unit_test(test_free_with_requests_in_flight_calls_nothing),
+      cmocka_unit_test(test_api_creating_post_500_is_ambiguous_with_status_and_message),
+      cmocka_unit_test(test_api_creating_post_429_is_retried_and_not_ambiguous),
+      cmocka_unit_test(test_api_creating_post_refused_is_retried_and_not_ambiguous),
+      cmocka_unit_test(test_api_get_500_is_still_retried),
+      cmocka_unit_test(test_api_post_stream_that_drops_is_ambiguous_and_not_retried),
+      cmocka_unit_test(test_api_post_stream_500_is_ambiguous_and_not_retried),
+      cmocka_unit_test(test_api_stream_get_delivers_events_after_a_retried_500),
+      cmocka_unit_test(test_api_sends_openai_beta_only_when_configured),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,6 +54,27 @@ static void test_transport_errors_are_retried(void **state) {
   assert_int_equal(retry_should(&p, 0, 0, AW_OK), RETRY_NO);
 }
 
+static void test_creating_request_is_retried_only_when_certainly_not_applied(void **state) {
+  (void)state;
+  retry_policy p;
+  retry_policy_default(&p);
+  /* 429: refused before anything was done. */
+  assert_int_equal(retry_should_create(&p, 0, 429, AW_OK, 1), RETRY_YES);
+  /* Never sent (refused, DNS, connect timeout). */
+  assert_int_equal(retry_should_create(&p, 0, 0, AW_EIO, 0), RETRY_YES);
+  assert_int_equal(retry_should_create(&p, 0, 0, AW_ETIMEDOUT, 0), RETRY_YES);
+  /* May have been applied: 5xx, a read timeout, a reset after sending. */
+  static const int no[] = {500, 502, 503, 504, 400, 404, 200};
+  for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+    assert_int_equal(retry_should_create(&p, 0, no[i], AW_OK, 1), RETRY_NO);
+  assert_int_equal(retry_should_create(&p, 0, 0, AW_ETIMEDOUT, 1), RETRY_NO);
+  assert_int_equal(retry_should_create(&p, 0, 0, AW_EIO, 1), RETRY_NO);
+  assert_int_equal(retry_should_create(&p, 0, 0, AW_ECANCELLED, 0), RETRY_NO);
+  /* The budget holds here too. */
+  assert_int_equal(retry_should_create(&p, 5, 429, AW_OK, 1), RETRY_NO);
+  assert_int_equal(retry_should_create(&p, 5, 0, AW_EIO, 0), RETRY_NO);
+}
+
 static void test_max_retries_is_respected(void **state) {
   (void)state;
   retry_policy p;
@@ -185,6 +206,7 @@ int main(void) {
       cmocka_unit_test(test_429_and_5xx_are_retried),
       cmocka_unit_test(test_other_4xx_and_success_are_not_retried),
       cmocka_unit_test(test_transport_errors_are_retried),
+      cmocka_unit_test(test_creating_request_is_retried_only_when_certainly_not_applied),
       cmocka_unit_test(test_max_retries_is_respected),
       cmocka_unit_test(test_delay_grows_exponentially_within_upper_half),
       cmocka_unit_test(test_delay_is_capped_at_max_ms),
