@@ -1,7 +1,8 @@
 /* fuzz_api_json.c -- libFuzzer target for everything that interprets API
  * JSON (api_json.h): error bodies, stream error events, run objects, delta
  * events, the answer collector, the tool calls of a run in requires_action
- * and run-steps pages, as the turn state machine uses them.
+ * and run-steps pages, as the turn state machine uses them; a run's
+ * expires_at, whatever number it is, maps to non-negative unix ms.
  * The first byte picks the entry point; the rest is the untrusted body.
  * Properties checked beyond "no crash, no leak, no UB": the collector never
  * exceeds its bound, and the text-from-offset view agrees with text_len;
@@ -44,6 +45,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (api_json_run_parse_text(p, n, &run) == AW_OK) {
       if (!run.id[0] || strlen(run.id) >= sizeof run.id) abort();
       (void)api_json_run_terminal(run.status);
+      /* expires_at as any accepted number: ms never wraps negative. */
+      int64_t ms = api_json_unix_ms(run.expires_at);
+      if (ms < 0 || (run.expires_at > 0 && ms < run.expires_at)) abort();
     }
     break;
   }

@@ -93,6 +93,12 @@ int api_json_error_event(const char *data, size_t len, char *code, size_t code_s
   return AW_OK;
 }
 
+int64_t api_json_unix_ms(int64_t secs) {
+  if (secs <= 0) return 0;
+  if (secs > INT64_MAX / 1000) return INT64_MAX / 1000 * 1000;
+  return secs * 1000;
+}
+
 int api_json_run_terminal(const char *s) {
   return s && (!strcmp(s, "completed") || !strcmp(s, "failed") || !strcmp(s, "cancelled") ||
                !strcmp(s, "expired") || !strcmp(s, "incomplete"));
@@ -107,9 +113,11 @@ int api_json_run_parse(const cJSON *run, api_json_run *out) {
   copy_str(out->status, sizeof out->status, st);
   const char *as = get_str(run, "assistant_id");
   if (as && strlen(as) < sizeof out->assistant_id) copy_str(out->assistant_id, sizeof out->assistant_id, as);
-  const char *tag = get_str(get(run, "metadata"), "aw_message_id");
-  if (!tag) tag = get_str(get(run, "metadata"), "aw_tag");
+  const char *tag = get_str(get(run, "metadata"), "aw_tag");
   if (tag && strlen(tag) < sizeof out->tag) copy_str(out->tag, sizeof out->tag, tag);
+  const char *mtag = get_str(get(run, "metadata"), "aw_message_id");
+  if (mtag && strlen(mtag) < sizeof out->message_tag)
+    copy_str(out->message_tag, sizeof out->message_tag, mtag);
   out->created_at = get_int(run, "created_at", 0);
   out->expires_at = get_int(run, "expires_at", 0);
   const cJSON *u = get(run, "usage");

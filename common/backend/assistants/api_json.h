@@ -47,8 +47,9 @@ typedef struct api_json_run {
   char id[API_JSON_ID_MAX];
   char status[32];
   char assistant_id[API_JSON_ID_MAX];
-  char tag[132];          /* metadata.aw_message_id, else metadata.aw_tag (an event id,
-                             up to 128 bytes), "" if none */
+  char tag[132];          /* metadata.aw_tag (our event id, up to 128 bytes), "" if none */
+  char message_tag[API_JSON_ID_MAX]; /* metadata.aw_message_id (the user message the
+                             run was started for), "" if none */
   int64_t created_at;
   int64_t expires_at;    /* unix seconds; 0 when null (the run does not expire) */
   contract_usage usage;
@@ -61,6 +62,12 @@ typedef struct api_json_run {
 int api_json_run_parse(const cJSON *run, api_json_run *out) AW_MUST_CHECK;
 /** Same from JSON text. */
 int api_json_run_parse_text(const char *data, size_t len, api_json_run *out) AW_MUST_CHECK;
+
+/** A unix time in seconds as the API sends it (expires_at) to unix ms for
+ *  our results: 0 (never / unknown) for values <= 0; values whose product
+ *  would overflow int64 (any number up to 9e18 passes the JSON mapping) are
+ *  clamped to the largest whole second that fits. */
+int64_t api_json_unix_ms(int64_t secs);
 
 /** Is status a terminal run status (completed, failed, cancelled, expired,
  *  incomplete)? */
