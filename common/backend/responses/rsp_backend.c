@@ -1,0 +1,144 @@
+/* rsp_backend.c -- backend.h on the Responses + Conversations API: the ops
+ * table, construction, assistant_ensure and op cancellation (see rsp_int.h).
+ */
+#include "rsp_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ==== assistant_ensure: nothing to create ======================================= */
+
+typedef struct ensure_op {
+  rsp_op b;
+  uv_timer_t timer;
+  be_result_cb cb;
+  void *opaque;
+} ensure_op;
+
+static void ensure_closed(uv_handle_t *h) { free(h->data); }
+
+static void ensure_close(ensure_op *op) {
+  uv_timer_stop(&op->timer);
+  op->timer.data = op;
+  uv_close((uv_handle_t *)&op->timer, ensure_closed);
+}
+
+static void ensure_fire(uv_timer_t *h) {
+  ensure_op *op = h->data;
+  /* The definition travels with every request: nothing to look up. */
+  be_result res = {.err = AW_OK, .errmsg = ""};
+  op->b.in_cb++;
+  op->cb(op->opaque, &res);
+  ensure_close(op);
+}
+
+static int assistant_ensure(be_backend *bb, const be_assistant *def, const char *known_id,
+                            be_result_cb cb, void *opaque, be_op **out) {
+  rsp_backend *be = (rsp_backend *)bb;
+  (void)known_id;
+  *out = NULL;
+  if (!def->model || !def->model[0]) return AW_EINVAL;
+  /* Refuse a tools definition the turns could not send, at start-up. */
+  cJSON *tools = NULL;
+  int rc = rsp_json_tools(def->tools_json, &tools);
+  cJSON_Delete(tools);
+  if (rc) return rc;
+  ensure_op *op = calloc(1, sizeof *op);
+  if (!op) return AW_ENOMEM;
+  op->b.head.be = bb;
+  op->b.kind = RSP_OP_ENSURE;
+  op->cb = cb;
+  op->opaque = opaque;
+  if (uv_timer_init(be->loop, &op->timer) != 0) {
+    free(op);
+    return AW_ENOMEM;
+  }
+  op->timer.data = op;
+  uv_timer_start(&op->timer, ensure_fire, 0, 0);
+  *out = (be_op *)op;
+  return AW_OK;
+}
+
+/* ==== turns ===================================================================== */
+
+static int turn_start(be_backend *bb, const be_turn_input *in, const be_turn_events *ev, void *opaque,
+                      be_op **out) {
+  return rsp_turn_begin((rsp_backend *)bb, RSP_TURN_START, in, 0, NULL, 0, ev, opaque, out);
+}
+
+static int turn_continue(be_backend *bb, const be_turn_input *in, long round, const be_tool_output *outs,
+                         size_t n, const be_turn_events *ev, void *opaque, be_op **out) {
+  return rsp_turn_begin((rsp_backend *)bb, RSP_TURN_CONTINUE, in, round, outs, n, ev, opaque, out);
+}
+
+static int turn_cancel(be_backend *bb, const be_turn_input *in, const be_turn_events *ev, void *opaque,
+                       be_op **out) {
+  return rsp_turn_begin((rsp_backend *)bb, RSP_TURN_CANCEL, in, 0, NULL, 0, ev, opaque, out);
+}
+
+static void op_cancel(be_op *bop) {
+  rsp_op *b = (rsp_op *)bop;
+  if (b->kind == RSP_OP_TURN) {
+    rsp_turn_cancel_op(b);
+    return;
+  }
+  ensure_op *op = (ensure_op *)b;
+  if (b->cancelled) return;
+  b->cancelled = 1;
+  if (!b->in_cb) ensure_close(op); /* inside its callback: closed right after */
+}
+
+static void destroy(be_backend *bb) {
+  rsp_backend *be = (rsp_backend *)bb;
+  api_client_free(be->api);
+  free(be);
+}
+
+static const be_ops responses_ops = {
+    .kind = "responses",
+    .handle_key = "conv",
+    .assistant_ensure = assistant_ensure,
+    .turn_start = turn_start,
+    .turn_continue = turn_continue,
+    .turn_cancel = turn_cancel,
+    .op_cancel = op_cancel,
+    .destroy = destroy,
+};
+
+int be_responses_new(uv_loop_t *loop, const be_http_config *cfg, be_backend **out, char *errstr,
+                     size_t errstr_size) {
+  if (!loop || !cfg || !out)
+    return aw_seterr(AW_EINVAL, errstr, errstr_size, "be_responses_new: NULL argument");
+  if (!cfg->store || !cfg->store->claim_handle)
+    return aw_seterr(AW_ECONFIG, errstr, errstr_size,
+                     "responses backend: a store is required (conversation handles)");
+  api_config ac;
+  api_config_default(&ac);
+  ac.base_url = cfg->base_url;
+  ac.api_key = cfg->api_key;
+  ac.organization = cfg->organization;
+  ac.project = cfg->project;
+  ac.beta = NULL; /* the Responses API takes no OpenAI-Beta header */
+  if (cfg->request_timeout_ms > 0) ac.request_timeout_ms = cfg->request_timeout_ms;
+  if (cfg->stream_idle_timeout_ms > 0) ac.stream_idle_timeout_ms = cfg->stream_idle_timeout_ms;
+  if (cfg->max_retries >= 0) ac.retry.max_retries = cfg->max_retries;
+  if (cfg->retry_base_ms > 0) ac.retry.base_ms = cfg->retry_base_ms;
+  if (cfg->retry_max_ms > 0) ac.retry.max_ms = cfg->retry_max_ms;
+  ac.max_connections = cfg->max_connections;
+  ac.observe = cfg->observe;
+  ac.observe_opaque = cfg->observe_opaque;
+  rsp_backend *be = calloc(1, sizeof *be);
+  if (!be) return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
+  int rc = api_client_new(loop, &ac, &be->api, errstr, errstr_size);
+  if (rc) {
+    free(be);
+    return rc;
+  }
+  be->base.ops = &responses_ops;
+  be->loop = loop;
+  be->store = cfg->store;
+  be->max_answer_bytes = cfg->max_answer_bytes ? cfg->max_answer_bytes : 256u * 1024u;
+  be->wait_base_ms = cfg->retry_base_ms > 0 ? cfg->retry_base_ms : 250;
+  *out = &be->base;
+  return AW_OK;
+}

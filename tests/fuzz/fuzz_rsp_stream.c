@@ -1,0 +1,85 @@
+/* fuzz_rsp_stream.c -- libFuzzer target: the Responses stream mapper
+ * (rsp_stream_event) and what it feeds (the answer collector, its views)
+ * on arbitrary event data.  The input is split at NUL bytes into the data
+ * of successive events; the first byte chooses want_deltas and a small text
+ * cap so that the bound is reached.  Checks: no crash, no leak, deltas only
+ * after the response is known, the answer never exceeds its cap, the built
+ * views point at NUL-terminated strings, and a terminal event is final.
+ * Each event's data is also scanned as a conversation items page (the
+ * recovery path) against a fixed user input.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rsp_int.h"
+
+static void check_views(rsp_answer *a) {
+  const contract_out_message *m;
+  const be_tool_call *c;
+  size_t nm, nc, total = 0;
+  if (rsp_answer_build(a, &m, &nm, &c, &nc) != AW_OK) return;
+  for (size_t i = 0; i < nm; i++)
+    for (size_t j = 0; j < m[i].nparts; j++) {
+      if (strlen(m[i].parts[j].text) != m[i].parts[j].text_len) abort();
+      total += m[i].parts[j].text_len;
+    }
+  if (total != a->text_len || total > a->max_text) abort();
+  if (nc > RSP_CALLS_MAX) abort();
+  for (size_t i = 0; i < nc; i++)
+    if (!c[i].id[0] || !c[i].name[0] || !c[i].arguments) abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 1) return 0;
+  int want = data[0] & 1;
+  size_t cap = (data[0] & 2) ? 16 : 4096;
+  const char *known = (data[0] & 4) ? "resp_1" : NULL; /* a resumed stream */
+  data++;
+  size--;
+
+  rsp_answer a;
+  rsp_answer_init(&a, cap);
+  rsp_stream st;
+  rsp_stream_init(&st, &a, want, known);
+  rsp_answer scan_ans;
+  rsp_answer_init(&scan_ans, cap);
+  const contract_part part = {.type = CONTRACT_PART_TEXT, .text = "Hi there", .text_len = 8};
+  cJSON *input = NULL;
+  if (rsp_json_user_input(&part, 1, &input) != AW_OK) abort();
+
+  int terminal_seen = 0;
+  size_t i = 0;
+  while (i <= size) {
+    const uint8_t *nul = memchr(data + i, 0, size - i);
+    size_t n = nul ? (size_t)(nul - (data + i)) : size - i;
+    char *ev_data = malloc(n + 1);
+    memcpy(ev_data, data + i, n);
+    ev_data[n] = '\0';
+    rsp_ev e;
+    int rc = rsp_stream_event(&st, ev_data, n, &e);
+    if (rc != AW_OK && rc != AW_EPARSE) abort();
+    if (terminal_seen && e != RSP_EV_NONE) abort();
+    if (e == RSP_EV_DELTA && (!st.created || !st.delta || strlen(st.delta) != st.delta_len)) abort();
+    if (e == RSP_EV_TERMINAL) terminal_seen = 1;
+    if (a.text_len > cap) abort();
+
+    cJSON *page = cJSON_ParseWithLength(ev_data, n);
+    if (page) {
+      int found, ready, incomplete;
+      rc = rsp_items_scan(page, input, &scan_ans, &found, &ready, &incomplete);
+      if (rc == AW_OK && ready && !found) abort();
+      cJSON_Delete(page);
+    }
+    free(ev_data);
+    if (!nul) break;
+    i += n + 1;
+  }
+  check_views(&a);
+  check_views(&scan_ans);
+  cJSON_Delete(input);
+  rsp_stream_free(&st);
+  rsp_answer_free(&a);
+  rsp_answer_free(&scan_ans);
+  return 0;
+}
