@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # deploy/local/demo.sh -- the main job end to end on the local stack.
 #
+#   deploy/local/demo.sh [--backend responses|assistants]
+#
 # Installs what is missing, builds (release, build/), starts a single-node Kafka (KRaft),
 # redis-server, the API simulator, one worker configured with the brief's "Customer Support Bot"
 # and "Weather Assistant", and the example weather service (deploy/examples), then:
 #   1. asks two questions in conversation demo-1 with `assistant-worker send` (the second one
-#      streamed) and shows that both were answered in the same OpenAI thread;
+#      streamed) and shows that both were answered in the same backend conversation (a
+#      Responses API conversation by default; an Assistants thread with --backend assistants);
 #   2. asks the Weather Assistant about Paris and Tokyo in conversation demo-weather: the model
 #      calls get_weather twice in parallel, the worker routes both calls over Kafka to the
 #      weather service, and the answer uses both outputs.  Everything is
@@ -18,6 +21,16 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$ROOT/deploy/local/lib.sh"
 
 BUILD=${AW_DEMO_BUILD_DIR:-$ROOT/build}   # release build (no sanitizers)
+BACKEND=responses
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --backend) BACKEND=${2:-}; shift 2 ;;
+    --backend=*) BACKEND=${1#--backend=}; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) printf 'demo: unknown argument %s (try --help)\n' "$1" >&2; exit 2 ;;
+  esac
+done
+case "$BACKEND" in responses|assistants) ;; *) printf 'demo: --backend responses or assistants\n' >&2; exit 2 ;; esac
 CONV=demo-1
 Q1="How do I reset my password?"
 Q2="Thanks! And how do I change my email address?"
@@ -73,7 +86,7 @@ cat >"$CONFIG" <<EOF
                "tool_requests": "assistant.tool-requests", "tool_replies": "assistant.tool-replies"}
   },
   "redis": {"host": "127.0.0.1", "port": $REDIS_PORT, "prefix": "aw"},
-  "api": {"base_url": "$API_URL", "timeout_ms": 30000, "max_retries": 5},
+  "api": {"backend": "$BACKEND", "base_url": "$API_URL", "timeout_ms": 30000, "max_retries": 5},
   "assistants": [
     {
       "name": "Customer Support Bot",
@@ -127,7 +140,7 @@ weather_ready() {
 }
 aw_wait_until 60 "the weather service to be ready" weather_ready ||
   die "the weather service did not start (log: $RUN/weather-service/weather-service.log)"
-say "Stack up in $(( ($(aw_now_ms) - t0) / 1000 )) s: Kafka $KAFKA, Redis :$REDIS_PORT, simulator $API_URL, 1 worker, weather service."
+say "Stack up in $(( ($(aw_now_ms) - t0) / 1000 )) s: Kafka $KAFKA, Redis :$REDIS_PORT, simulator $API_URL, 1 worker ($BACKEND backend), weather service."
 say ""
 
 # The renderer of `send`'s output: deltas as they arrive, then the answer and its ids; the
@@ -157,10 +170,11 @@ print() if streamed else print(who + ": " + text)
 for c in resp.get("tool_calls") or []:
     print("  [tool call %s: %s -> %s]" % (c["id"], c["name"], c["outcome"]))
 usage = resp.get("usage") or {}
-print("  [status %s, thread %s, run %s, %s tokens]" % (
-    resp["status"], resp.get("thread_id"), resp.get("run_id"), usage.get("total_tokens", "?")))
+be = resp.get("backend") or {}
+print("  [status %s, %s backend: conversation %s, turn %s, %s tokens]" % (
+    resp["status"], be.get("kind"), be.get("conversation"), be.get("turn"), usage.get("total_tokens", "?")))
 with open(out, "w") as f:
-    json.dump({"status": resp["status"], "thread_id": resp.get("thread_id"), "text": text}, f)
+    json.dump({"status": resp["status"], "conversation": be.get("conversation"), "text": text}, f)
 sys.exit(0 if resp["status"] == "completed" else 4)
 PY
 
@@ -188,14 +202,14 @@ ask 2 "$Q2" --stream
 CONV=demo-weather WHO="Weather Assistant" ask 3 "$Q3"
 
 field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
-T1=$(field "$RUN/answer-1.json" thread_id)
-T2=$(field "$RUN/answer-2.json" thread_id)
+T1=$(field "$RUN/answer-1.json" conversation)
+T2=$(field "$RUN/answer-2.json" conversation)
 say "Summary"
-say "  conversation:  $CONV (2 messages, both answered: completed)"
+say "  conversation:  $CONV (2 messages, both answered: completed; $BACKEND backend)"
 if [ "$T1" = "$T2" ]; then
-  say "  thread:        $T1 (the same for both messages: the follow-up continued the thread)"
+  say "  backend conv:  $T1 (the same for both messages: the follow-up continued it)"
 else
-  die "the follow-up used thread $T2, not $T1"
+  die "the follow-up used backend conversation $T2, not $T1"
 fi
 A3=$(field "$RUN/answer-3.json" text)
 case "$A3" in
