@@ -198,8 +198,10 @@ typedef struct be_turn_result {
 
 typedef struct be_turn_events {
   /** Something new exists that a later attempt needs to pick the turn up
-   *  again: store it (replacing the last one).  Optional. */
-  void (*on_checkpoint)(void *opaque, const char *checkpoint);
+   *  again: store it (replacing the last one).  handles: what the backend
+   *  knows the turn by now (deltas published from here on carry its turn
+   *  handle).  Optional. */
+  void (*on_checkpoint)(void *opaque, const char *checkpoint, const be_handles *handles);
   /** A piece of assistant text, in order; only when want_deltas.  Optional. */
   void (*on_text_delta)(void *opaque, const char *text, size_t len);
   /** Exactly once, last. */

@@ -233,8 +233,10 @@ typedef struct tres {
   int64_t expires_at_ms, started_ms;
 } tres;
 
-static void t_checkpoint(void *o, const char *cp) {
+static void t_checkpoint(void *o, const char *cp, const be_handles *h) {
   tres *t = o;
+  assert_non_null(h);
+  assert_non_null(h->kind);
   t->ncheckpoints++;
   snprintf(t->checkpoint, sizeof t->checkpoint, "%s", cp);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "be_errors.h"
 #include "conv_store.h"
 #include "delta.h"
 #include "event.h"
@@ -26,8 +27,15 @@ static void on_progress_put(void *opaque, int err, const char *value) {
   if (err) ((wk *)opaque)->st.redis_errors++;
 }
 
-static void turn_checkpoint(void *opaque, const char *checkpoint) {
+static void take_handles(wk_event *ev, const be_handles *h) {
+  if (h->kind) ev->h_kind = h->kind;
+  if (h->conversation && *h->conversation) wk_copy_id(ev->h_conv, sizeof ev->h_conv, h->conversation);
+  if (h->turn && *h->turn) wk_copy_id(ev->h_turn, sizeof ev->h_turn, h->turn);
+}
+
+static void turn_checkpoint(void *opaque, const char *checkpoint, const be_handles *handles) {
   wk_event *ev = opaque;
+  if (handles) take_handles(ev, handles); /* deltas from here on name the turn */
   if (!checkpoint || !*checkpoint || strcmp(checkpoint, ev->checkpoint) == 0) return;
   wk_copy_id(ev->checkpoint, sizeof ev->checkpoint, checkpoint);
   if (!ev->run_started_ms) ev->run_started_ms = wk_now_ms();
@@ -39,27 +47,15 @@ static void turn_checkpoint(void *opaque, const char *checkpoint) {
 }
 
 /* Stable error code of a turn that ended in an error: the backend's, else
- * one per error code (one taxonomy on every backend, schemas/README.md). */
+ * the one taxonomy every backend shares (be_errors.h, schemas/README.md). */
 static const char *turn_error_code(const be_turn_result *res) {
   if (res->error_code && *res->error_code) return res->error_code;
-  switch (res->err) {
-  case AW_ERATELIMIT: return "rate_limited";
-  case AW_EHTTP5XX:
-  case AW_EAMBIGUOUS: return "api_unavailable";
-  case AW_ETIMEDOUT: return "api_timeout";
-  case AW_EIO: return "api_connection_error";
-  case AW_EHTTP4XX: return "api_invalid_request";
-  case AW_ETOOBIG: return "answer_too_large";
-  default: return "api_error";
-  }
+  return be_error_code(res->err);
 }
 
 static void keep_handles(wk_event *ev, const be_turn_result *res) {
-  if (res->handles.kind) ev->h_kind = res->handles.kind;
-  if (res->handles.conversation && *res->handles.conversation)
-    wk_copy_id(ev->h_conv, sizeof ev->h_conv, res->handles.conversation);
-  if (res->handles.turn && *res->handles.turn) wk_copy_id(ev->h_turn, sizeof ev->h_turn, res->handles.turn);
-  if (res->checkpoint && *res->checkpoint) turn_checkpoint(ev, res->checkpoint);
+  take_handles(ev, &res->handles);
+  if (res->checkpoint && *res->checkpoint) turn_checkpoint(ev, res->checkpoint, NULL);
   if (res->started_ms && !ev->run_started_ms) ev->run_started_ms = res->started_ms;
 }
 

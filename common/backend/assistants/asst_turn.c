@@ -105,7 +105,8 @@ int asst_turn_run_known(turn_op *t) {
   if (strcmp(cp, t->checkpoint) == 0) return 0;
   memcpy(t->checkpoint, cp, sizeof cp);
   if (!t->ev->on_checkpoint) return 0;
-  return USER_CB(t, t->ev->on_checkpoint(t->opaque, t->checkpoint));
+  be_handles h = {"assistants", asst_nz(t->thread), asst_nz(t->run.id)};
+  return USER_CB(t, t->ev->on_checkpoint(t->opaque, t->checkpoint, &h));
 }
 
 /* ---- the end --------------------------------------------------------------------- */

@@ -409,7 +409,8 @@ static int turn_checkpoint(rsp_turn *t) {
   }
   log_ctx ctx = turn_ctx(t);
   log_info(&ctx, "response created");
-  if (t->ev->on_checkpoint && USER_CB(t, t->ev->on_checkpoint(t->opaque, t->checkpoint))) return 1;
+  be_handles h = {"responses", nz(t->conv), nz(t->st.resp.id)};
+  if (t->ev->on_checkpoint && USER_CB(t, t->ev->on_checkpoint(t->opaque, t->checkpoint, &h))) return 1;
   return 0;
 }
 
