@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api_json.h"
 #include "http_client.h"
 #include "sse.h"
 
@@ -268,7 +267,7 @@ static void on_http_done(void *opaque, const http_response *hr) {
              hr->err == AW_ETIMEDOUT ? "timed out: " : hr->err == AW_ETOOBIG ? "" : "transport error: ",
              hr->errmsg);
   } else if ((res.err = status_err(hr->status)) != AW_OK) {
-    api_json_error(call->method, call->path, hr->status, hr->body, hr->body_len, code, sizeof code,
+    api_error_format(call->method, call->path, hr->status, hr->body, hr->body_len, code, sizeof code,
                    msg, sizeof msg);
   } else if (!call->streaming) {
     json = cJSON_ParseWithLength(hr->body, hr->body_len);
@@ -415,7 +414,7 @@ int api_stream_get(api_client *c, const char *path, api_event_cb on_event, api_d
 static int id_ok(const char *id) {
   if (!id) return 0;
   size_t n = strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-");
-  return n > 0 && n < API_JSON_ID_MAX && id[n] == '\0';
+  return n > 0 && n < API_ID_MAX && id[n] == '\0';
 }
 
 static int order_ok(const char *o) { return !o || !strcmp(o, "asc") || !strcmp(o, "desc"); }
@@ -462,7 +461,10 @@ int api_assistants_list(api_client *c, int limit, const char *order, const char 
 }
 
 int api_threads_create(api_client *c, const char *body, api_done_cb cb, void *opaque, api_call **out) {
-  return start(c, "POST", "/threads", body ? body : "{}", 0, NULL, cb, opaque, out);
+  /* Retried like an idempotent request: threads cannot be looked up, and a
+   * second empty thread is the only thing a repeat can leave (no message,
+   * no run, nothing billed; the conversation's claim keeps one). */
+  return start(c, "POST", "/threads", body ? body : "{}", 1, NULL, cb, opaque, out);
 }
 
 int api_threads_retrieve(api_client *c, const char *id, api_done_cb cb, void *opaque, api_call **out) {

@@ -53,6 +53,8 @@
 #include "aw_error.h"
 #include "retry.h"
 
+#define API_ID_MAX 96 /* longest id put into a path, NUL included (ids are ~30 bytes) */
+
 typedef struct api_client api_client;
 typedef struct api_call api_call;
 
@@ -103,6 +105,15 @@ typedef int (*api_event_cb)(void *opaque, const char *event, size_t event_len, c
 
 /** Defaults (strings NULL). */
 void api_config_default(api_config *cfg);
+
+/** Format the error of a non-2xx response: "POST /v1/threads: HTTP 400
+ *  invalid_request_error: <message>" (type and message from the API's
+ *  {"error":{...}} object, else a sanitized prefix of the body).  code
+ *  receives error.code, else error.type, else "" (may be NULL).  Secrets
+ *  shaped like keys are masked.  Never fails; outputs are truncated.
+ *  (api_error.c; pure, fuzzed by tests/fuzz/fuzz_api_json.c.) */
+void api_error_format(const char *method, const char *path, int status, const char *body,
+                      size_t body_len, char *code, size_t code_size, char *msg, size_t msg_size);
 
 /** Create a client; strings in cfg are copied.  AW_ECONFIG for a missing
  *  base_url / api_key, AW_ENOMEM. */
@@ -176,7 +187,7 @@ int api_assistants_update(api_client *c, const char *id, const char *body, api_d
 /** GET /assistants?limit=&order=&after= */
 int api_assistants_list(api_client *c, int limit, const char *order, const char *after, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
 
-/** POST /threads (creates: may end AW_EAMBIGUOUS) */
+/** POST /threads (retried like an idempotent request: a repeat can only leave an empty thread) */
 int api_threads_create(api_client *c, const char *body, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;
 /** GET /threads/{id} */
 int api_threads_retrieve(api_client *c, const char *id, api_done_cb cb, void *opaque, api_call **out) AW_MUST_CHECK;

@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   switch (sel) {
   case 0: {
     char code[64], msg[768];
-    api_json_error("POST", "/v1/threads/t/runs", 400, p, n, code, sizeof code, msg, sizeof msg);
+    api_error_format("POST", "/v1/threads/t/runs", 400, p, n, code, sizeof code, msg, sizeof msg);
     if (strlen(msg) >= sizeof msg) abort();
     break;
   }

@@ -45,33 +45,6 @@ static void copy_printable(char *dst, size_t n, const char *s, size_t len) {
   if (n) dst[o] = '\0';
 }
 
-void api_json_error(const char *method, const char *path, int status, const char *body,
-                    size_t body_len, char *code, size_t code_size, char *msg, size_t msg_size) {
-  char detail[512];
-  const char *type = NULL, *ecode = NULL, *emsg = NULL;
-  cJSON *j = body_len ? cJSON_ParseWithLength(body, body_len) : NULL;
-  const cJSON *e = get(j, "error");
-  if (cJSON_IsObject(e)) {
-    type = get_str(e, "type");
-    ecode = get_str(e, "code");
-    emsg = get_str(e, "message");
-  }
-  if (code) copy_str(code, code_size, ecode ? ecode : type ? type : "");
-  if (emsg) copy_printable(detail, sizeof detail, emsg, strlen(emsg));
-  else copy_printable(detail, sizeof detail, body ? body : "", body ? body_len : 0);
-  char red[sizeof detail];
-  log_redact(detail, red, sizeof red);
-  if (msg && msg_size) {
-    if (type)
-      snprintf(msg, msg_size, "%s %s: HTTP %d %s: %s", method, path, status, type, red);
-    else if (red[0])
-      snprintf(msg, msg_size, "%s %s: HTTP %d: %s", method, path, status, red);
-    else
-      snprintf(msg, msg_size, "%s %s: HTTP %d", method, path, status);
-  }
-  cJSON_Delete(j);
-}
-
 int api_json_error_event(const char *data, size_t len, char *code, size_t code_size, char *msg,
                          size_t msg_size) {
   cJSON *j = cJSON_ParseWithLength(data, len);

@@ -25,17 +25,11 @@
 #include <cJSON.h>
 #include "aw_error.h"
 #include "buf.h"
+#include "api_client.h"
 #include "contract.h"
 
-#define API_JSON_ID_MAX 96 /* ids are ~30 bytes; longer ones are rejected */
+#define API_JSON_ID_MAX API_ID_MAX
 
-/** Format the error of a non-2xx response: "POST /v1/threads: HTTP 400
- *  invalid_request_error: <message>" (type and message from the API's
- *  {"error":{...}} object, else a sanitized prefix of the body).  code
- *  receives error.code, else error.type, else "" (may be NULL).  Secrets
- *  shaped like keys are masked.  Never fails; outputs are truncated. */
-void api_json_error(const char *method, const char *path, int status, const char *body,
-                    size_t body_len, char *code, size_t code_size, char *msg, size_t msg_size);
 
 /** Parse an error object as sent in a stream's `error` event (either the
  *  object itself or wrapped in "error").  AW_EPARSE if not JSON. */

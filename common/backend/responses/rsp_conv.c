@@ -87,6 +87,9 @@ static void on_claimed(void *opaque, int err, const char *winner) {
   snprintf(c->winner, sizeof c->winner, "%s", winner);
   /* Another worker created one too and claimed first: ours would stay an
    * empty orphan. */
+  log_ctx lc = {c->event_id[0] ? c->event_id : NULL, c->conversation_id, NULL, NULL};
+  log_info(&lc, "another worker created the conversation's backend conversation first; using %s, deleting %s",
+           c->winner, c->ours);
   c->phase = C_DELETE;
   char path[160];
   snprintf(path, sizeof path, "/conversations/%s", c->ours);
@@ -139,7 +142,10 @@ int rsp_conv_ensure(api_client *api, const be_store *store, const char *conversa
   c->conversation_id = strdup(conversation_id);
   char *body = NULL;
   int rc = c->conversation_id ? rsp_json_conv_body(conversation_id, &body) : AW_ENOMEM;
-  if (!rc) rc = api_request(api, "POST", "/conversations", body, 0, on_created, c, &c->call);
+  /* Retried like an idempotent request (1): conversations cannot be looked
+   * up by metadata, and a repeat can only leave a second, empty, unclaimed
+   * conversation (no item, nothing billed). */
+  if (!rc) rc = api_request(api, "POST", "/conversations", body, 1, on_created, c, &c->call);
   cJSON_free(body);
   if (rc) {
     c->call = NULL;
