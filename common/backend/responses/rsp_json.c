@@ -375,8 +375,20 @@ int rsp_json_user_input(const contract_part *parts, size_t nparts, cJSON **out) 
   int ok = arr && msg && cJSON_AddItemToArray(arr, msg);
   if (!ok) cJSON_Delete(msg);
   ok = ok && cJSON_AddStringToObject(msg, "type", "message") &&
-       cJSON_AddStringToObject(msg, "role", "user") &&
-       (content = cJSON_AddArrayToObject(msg, "content"));
+       cJSON_AddStringToObject(msg, "role", "user");
+  /* One text part goes as a plain string: the spec's input item union
+   * (EasyInputMessage | InputMessage) matches a parts array twice, so only
+   * the string form is unambiguous to a validator; servers treat both
+   * alike. */
+  if (ok && nparts == 1 && parts[0].type == CONTRACT_PART_TEXT && parts[0].text) {
+    if (!cJSON_AddStringToObject(msg, "content", parts[0].text)) {
+      cJSON_Delete(arr);
+      return AW_ENOMEM;
+    }
+    *out = arr;
+    return AW_OK;
+  }
+  ok = ok && (content = cJSON_AddArrayToObject(msg, "content"));
   int rc = ok ? AW_OK : AW_ENOMEM;
   for (size_t i = 0; !rc && i < nparts; i++) {
     /* Images and files: refused by the worker with unsupported_content. */
@@ -534,6 +546,11 @@ int rsp_json_close_calls_body(const be_tool_call *calls, size_t n, const char *o
  * content as the parts we gave (input_text), some as one string. */
 static int same_texts(const cJSON *stored, const cJSON *sent) {
   const cJSON *sc = get(stored, "content"), *wc = get(sent, "content");
+  if (cJSON_IsString(wc)) { /* we sent one text as a string */
+    if (cJSON_IsString(sc)) return strcmp(sc->valuestring, wc->valuestring) == 0;
+    return cJSON_IsArray(sc) && cJSON_GetArraySize(sc) == 1 &&
+           str_is(get_str(cJSON_GetArrayItem(sc, 0), "text"), wc->valuestring);
+  }
   if (cJSON_IsString(sc))
     return cJSON_GetArraySize(wc) == 1 &&
            str_is(get_str(cJSON_GetArrayItem(wc, 0), "text"), sc->valuestring);
