@@ -4,7 +4,8 @@ The simulator's --record file has one JSON line per request:
   {"method", "path", "query": {k: v}, "status", "request_body", "response_body",
    "stream_events": [{"event", "data"}]}
 (bodies parsed JSON or null; stream data JSON or "[DONE]").  For every line under /v1 this
-validates the request body against the operation's requestBody schema, a JSON response against
+validates the request body against the operation's requestBody schema (unless the request was
+refused with a 4xx other than 429: see refused_request), a JSON response against
 the schema of its status (components/responses are followed; an error status the operation
 does not list is checked against ErrorResponse), and each stream event against the
 AssistantStreamEvent member whose `event` enum names it -- or, for the Responses API
@@ -64,6 +65,15 @@ def drop_discriminators(node: Any) -> None:
     elif isinstance(node, list):
         for v in node:
             drop_discriminators(v)
+
+
+def refused_request(status: Any) -> bool:
+    """Was the request refused as the client's fault (4xx other than 429)?  Such a request may be
+    invalid on purpose (tests send unknown fields, wrong types, conversation together with
+    previous_response_id... to get the 400), so its body is not checked against the spec; its
+    answer, the error body, still is.  A request that was accepted (2xx), rate limited (429) or
+    met a server error (5xx, e.g. an apply_then_fail fault after it was applied) must conform."""
+    return isinstance(status, int) and 400 <= status < 500 and status != 429
 
 
 def _pointer(*parts: str) -> str:
@@ -185,6 +195,9 @@ class SpecChecker:
         label = f"{method} {full_path} -> {status}"
         found = self.operation(method, path)
         if found is None:
+            if refused_request(status):  # e.g. 404 Invalid URL: only the error body has to conform
+                return [f"{label}: error body {e}" for e in
+                        self.errors("/components/schemas/ErrorResponse", rec.get("response_body"))]
             return [f"{label}: no such operation in the spec"]
         tmpl, op = found
         base = _pointer("paths", tmpl, method.lower())
@@ -192,7 +205,9 @@ class SpecChecker:
 
         body = rec.get("request_body")
         rb, rb_ptr = self._resolve(op.get("requestBody"))
-        if rb is None:
+        if refused_request(status):
+            pass  # invalid on purpose, maybe: only the error answer has to conform
+        elif rb is None:
             if body not in (None, {}, ""):
                 problems.append(f"{label}: request has a body but the operation takes none")
         else:

@@ -367,15 +367,37 @@ static void schedule(const char *id, int64_t delay_ms) {
 
 /* ---- what the model does ------------------------------------------------ */
 
+/* Does this array of stored items hold a user message? */
+static int has_user_msg(const cJSON *items) {
+  const cJSON *it;
+  cJSON_ArrayForEach(it, items) if (is(cJSON_GetObjectItemCaseSensitive(it, "role"), "user")) return 1;
+  return 0;
+}
+
+/* At most this many previous responses are followed back for the turn's
+ * user message (a chain of tool rounds is far shorter). */
+#define CHAIN_MAX 256
+
 /* The history the model sees, oldest first (borrowed items in a reference
- * array): the previous response's input and output, or the conversation's
- * items (which already hold this request's input), or the input. */
+ * array): the previous responses' inputs and outputs, followed back through
+ * previous_response_id to the one whose input holds a user message (so a
+ * chain of tool rounds still sees the turn's question and every round of
+ * it), then the input; or the conversation's items (which already hold this
+ * request's input); or the input. */
 static cJSON *history(sobj *prev, sobj *conv, const cJSON *inputs) {
   cJSON *h = cJSON_CreateArray();
   const cJSON *it;
-  if (prev) {
-    cJSON_ArrayForEach(it, st_of(prev)->inputs) cJSON_AddItemReferenceToArray(h, (cJSON *)it);
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(prev->json, "output"))
+  sobj *chain[CHAIN_MAX];
+  int nchain = 0;
+  for (sobj *p = prev; p && nchain < CHAIN_MAX;) {
+    chain[nchain++] = p;
+    if (has_user_msg(st_of(p)->inputs)) break;
+    const cJSON *pid = cJSON_GetObjectItemCaseSensitive(p->json, "previous_response_id");
+    p = cJSON_IsString(pid) ? sstore_get(pid->valuestring, SK_RESP) : NULL;
+  }
+  while (nchain-- > 0) {
+    cJSON_ArrayForEach(it, st_of(chain[nchain])->inputs) cJSON_AddItemReferenceToArray(h, (cJSON *)it);
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(chain[nchain]->json, "output"))
       cJSON_AddItemReferenceToArray(h, (cJSON *)it);
   }
   if (conv) {
@@ -395,8 +417,20 @@ static cJSON *label_for(const cJSON *hist, const char *call_id) {
         !is(cJSON_GetObjectItemCaseSensitive(it, "call_id"), call_id))
       continue;
     const char *name = cJSON_GetObjectItemCaseSensitive(it, "name")->valuestring;
-    cJSON *args = strcmp(name, "get_weather") == 0
-                      ? cJSON_Parse(cJSON_GetObjectItemCaseSensitive(it, "arguments")->valuestring) : NULL;
+    const char *text = cJSON_GetObjectItemCaseSensitive(it, "arguments")->valuestring;
+    cJSON *args = strcmp(name, "get_weather") == 0 ? cJSON_Parse(text) : NULL;
+    if (!args && strcmp(name, "get_weather") == 0) {
+      /* "bad arguments" cut the closing brace: the label is the city of
+       * the arguments as planned (sim_tools labels calls the same way). */
+      size_t len = strlen(text);
+      char *fixed = malloc(len + 2);
+      if (fixed) {
+        memcpy(fixed, text, len);
+        memcpy(fixed + len, "}", 2);
+        args = cJSON_Parse(fixed);
+        free(fixed);
+      }
+    }
     const cJSON *loc = cJSON_GetObjectItemCaseSensitive(args, "location");
     cJSON *l = cJSON_CreateString(cJSON_IsString(loc) && loc->valuestring[0] ? loc->valuestring : name);
     cJSON_Delete(args);
@@ -424,6 +458,7 @@ static cJSON *as_run_tools(const cJSON *tools) {
 
 static cJSON *as_run_choice(const cJSON *choice) {
   if (!cJSON_IsObject(choice)) return choice ? cJSON_Duplicate(choice, 1) : NULL;
+  if (!is(cJSON_GetObjectItemCaseSensitive(choice, "type"), "function")) return cJSON_CreateString("none");
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "type", "function");
   cJSON_AddItemToObject(cJSON_AddObjectToObject(o, "function"), "name",
@@ -431,39 +466,48 @@ static cJSON *as_run_choice(const cJSON *choice) {
   return o;
 }
 
-/* Decide the output (rs->answer or rs->calls) from the history. */
+static int item_is(const cJSON *it, const char *type) {
+  return is(cJSON_GetObjectItemCaseSensitive(it, "type"), type);
+}
+
+/* The answer built from the function_call_output items of hist[from..],
+ * in order (every round of the turn, as for runs). */
+static int answer_from_outputs(rstate *rs, const cJSON *hist, int from, const char *instr_s) {
+  cJSON *outs = cJSON_CreateArray();
+  int n = cJSON_GetArraySize(hist), k = 0;
+  for (int i = from; i < n; i++) {
+    const cJSON *o = cJSON_GetArrayItem(hist, i);
+    if (!item_is(o, "function_call_output")) continue;
+    cJSON *rec = cJSON_CreateObject();
+    cJSON_AddItemToObject(rec, "label", label_for(hist, cJSON_GetObjectItemCaseSensitive(o, "call_id")->valuestring));
+    cJSON_AddItemToObject(rec, "output", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(o, "output"), 1));
+    cJSON_AddItemToArray(outs, rec);
+    k++;
+  }
+  rs->answer = stools_answer(outs);
+  cJSON_Delete(outs);
+  rs->tokens_total = smodel_count_tokens(rs->answer);
+  rs->input_tokens = smodel_count_tokens(instr_s) + k;
+  return rs->answer ? AW_OK : AW_ENOMEM;
+}
+
+/* Decide the output (rs->answer or rs->calls) from the history.  The
+ * turn's user message (the last one) decides the rounds of calls, as for
+ * runs (sim_tools: "twice", "two rounds", parallel_tool_calls false): a
+ * response whose history ends with function_call_output items continues
+ * that turn with its next round (the rounds made since the user message
+ * are the groups of consecutive function_call items after it), and
+ * answers from every output of the turn once all rounds are made. */
 static int plan(rstate *rs, const cJSON *hist, const cJSON *body, int answer_tokens) {
   const cJSON *instr = cJSON_GetObjectItemCaseSensitive(body, "instructions");
   const char *instr_s = cJSON_IsString(instr) ? instr->valuestring : NULL;
-  int n = cJSON_GetArraySize(hist), first = n;
-  while (first > 0 && is(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(hist, first - 1), "type"),
-                         "function_call_output"))
-    first--;
-  if (first < n) {
-    /* Outputs at the end: answer from them, in order. */
-    cJSON *outs = cJSON_CreateArray();
-    for (int i = first; i < n; i++) {
-      const cJSON *o = cJSON_GetArrayItem(hist, i);
-      cJSON *rec = cJSON_CreateObject();
-      cJSON_AddItemToObject(rec, "label", label_for(hist, cJSON_GetObjectItemCaseSensitive(o, "call_id")->valuestring));
-      cJSON_AddItemToObject(rec, "output", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(o, "output"), 1));
-      cJSON_AddItemToArray(outs, rec);
-    }
-    rs->answer = stools_answer(outs);
-    cJSON_Delete(outs);
-    rs->tokens_total = smodel_count_tokens(rs->answer);
-    rs->input_tokens = smodel_count_tokens(instr_s) + (n - first);
-    return rs->answer ? AW_OK : AW_ENOMEM;
+  int n = cJSON_GetArraySize(hist), u = n;
+  while (u-- > 0 && !is(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(hist, u), "role"), "user")) {
   }
+  int outputs_last = n > 0 && item_is(cJSON_GetArrayItem(hist, n - 1), "function_call_output");
   buf user;
   buf_init(&user, 1 << 20);
-  for (int i = n; i-- > 0;) {
-    const cJSON *it = cJSON_GetArrayItem(hist, i);
-    if (is(cJSON_GetObjectItemCaseSensitive(it, "role"), "user")) {
-      sconv_item_text(it, &user);
-      break;
-    }
-  }
+  if (u >= 0) sconv_item_text(cJSON_GetArrayItem(hist, u), &user);
   const char *text = user.data ? user.data : "";
   cJSON *tools = as_run_tools(cJSON_GetObjectItemCaseSensitive(body, "tools"));
   cJSON *choice = as_run_choice(cJSON_GetObjectItemCaseSensitive(body, "tool_choice"));
@@ -471,17 +515,27 @@ static int plan(rstate *rs, const cJSON *hist, const cJSON *body, int answer_tok
                          !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(body, "parallel_tool_calls")));
   cJSON_Delete(tools);
   cJSON_Delete(choice);
-  /* A response is one round: the client sends the outputs in the next
-   * response, which answers from them ("twice" is not repeated here). */
-  if (p) rs->calls = cJSON_DetachItemFromArray(p, 0);
-  cJSON_Delete(p);
-  if (!rs->calls) {
+  int made = 0;
+  if (outputs_last)
+    for (int i = u + 1; i < n; i++)
+      made += item_is(cJSON_GetArrayItem(hist, i), "function_call") &&
+              (i == u + 1 || !item_is(cJSON_GetArrayItem(hist, i - 1), "function_call"));
+  int rc;
+  if (p && made < cJSON_GetArraySize(p)) {
+    rs->calls = cJSON_DetachItemFromArray(p, made);
+    rs->input_tokens = smodel_count_tokens(text) + smodel_count_tokens(instr_s);
+    rc = rs->calls ? AW_OK : AW_ENOMEM;
+  } else if (outputs_last) {
+    rc = answer_from_outputs(rs, hist, u + 1, instr_s);
+  } else {
     rs->answer = smodel_answer(text, instr_s, NULL, answer_tokens);
     rs->tokens_total = answer_tokens;
+    rs->input_tokens = smodel_count_tokens(text) + smodel_count_tokens(instr_s);
+    rc = rs->answer ? AW_OK : AW_ENOMEM;
   }
-  rs->input_tokens = smodel_count_tokens(text) + smodel_count_tokens(instr_s);
+  cJSON_Delete(p);
   buf_free(&user);
-  return rs->calls || rs->answer ? AW_OK : AW_ENOMEM;
+  return rc;
 }
 
 /* ---- create ------------------------------------------------------------- */
@@ -506,6 +560,42 @@ static const sreq_field ftool_fields[] = {
     {NULL, 0, 0, 0, 0, NULL},
 };
 
+static int check_obj_null(const cJSON *v, const char *name, sapi_reply *r) {
+  return cJSON_IsNull(v) || cJSON_IsObject(v) ? 0 : sreq_bad_type(r, name, "an object", v);
+}
+
+static int check_vector_store_ids(const cJSON *v, const char *name, sapi_reply *r) {
+  if (!cJSON_IsArray(v)) return sreq_bad_type(r, name, "an array of strings", v);
+  const cJSON *s;
+  cJSON_ArrayForEach(s, v) if (!cJSON_IsString(s)) return sreq_bad_type(r, name, "an array of strings", v);
+  return 0;
+}
+
+static int check_max_num_results(const cJSON *v, const char *name, sapi_reply *r) {
+  if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long)v->valuedouble)
+    return sreq_bad_type(r, name, "an integer", v);
+  if (v->valuedouble < 1 || v->valuedouble > 50) {
+    SREQ_BAD(r, name, "invalid_value", "Invalid '%s': expected an integer between 1 and 50.", name);
+    return -1;
+  }
+  return 0;
+}
+
+static int check_obj(const cJSON *v, const char *name, sapi_reply *r) {
+  return cJSON_IsObject(v) ? 0 : sreq_bad_type(r, name, "an object", v);
+}
+
+/* FileSearchTool: accepted (and echoed) so a valid request is not refused;
+ * the scripted model does no retrieval, it answers as without the tool. */
+static const sreq_field fstool_fields[] = {
+    {"type", V_STR, 1, 0, 0, NULL},
+    {"vector_store_ids", V_FN, 1, 0, 0, check_vector_store_ids},
+    {"max_num_results", V_FN, 0, 0, 0, check_max_num_results},
+    {"ranking_options", V_FN, 0, 0, 0, check_obj},
+    {"filters", V_FN, 0, 0, 0, check_obj_null},
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
 static int check_tools(const cJSON *v, const char *name, sapi_reply *r) {
   if (!cJSON_IsArray(v)) return sreq_bad_type(r, name, "an array", v);
   int i = 0;
@@ -514,11 +604,14 @@ static int check_tools(const cJSON *v, const char *name, sapi_reply *r) {
     char pre[256];
     if (snprintf(pre, sizeof pre, "%s[%d]", name, i++) >= (int)sizeof pre) pre[sizeof pre - 1] = '\0';
     if (!cJSON_IsObject(t)) return sreq_bad_type(r, pre, "an object", t);
-    if (!is(cJSON_GetObjectItemCaseSensitive(t, "type"), "function")) {
-      SREQ_BAD(r, pre, "invalid_value", "Invalid value for '%s.type': the simulator takes function tools only.", pre);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+    const sreq_field *fields = is(type, "function") ? ftool_fields : is(type, "file_search") ? fstool_fields : NULL;
+    if (!fields) {
+      SREQ_BAD(r, pre, "invalid_value",
+               "Invalid value for '%s.type': the simulator takes function and file_search tools only.", pre);
       return -1;
     }
-    if (sreq_check_fields(t, ftool_fields, r, pre, 0)) return -1;
+    if (sreq_check_fields(t, fields, r, pre, 0)) return -1;
   }
   return 0;
 }
@@ -528,13 +621,12 @@ static int check_tool_choice(const cJSON *v, const char *name, sapi_reply *r) {
   if (cJSON_IsObject(v) && is(cJSON_GetObjectItemCaseSensitive(v, "type"), "function") &&
       cJSON_IsString(cJSON_GetObjectItemCaseSensitive(v, "name")))
     return 0;
-  SREQ_BAD(r, name, "invalid_value", "Invalid value for '%s': expected none, auto, required or {type: function, name}.",
+  if (cJSON_IsObject(v) && cJSON_GetArraySize(v) == 1 && is(cJSON_GetObjectItemCaseSensitive(v, "type"), "file_search"))
+    return 0;
+  SREQ_BAD(r, name, "invalid_value",
+           "Invalid value for '%s': expected none, auto, required, {type: function, name} or {type: file_search}.",
            name);
   return -1;
-}
-
-static int check_obj_null(const cJSON *v, const char *name, sapi_reply *r) {
-  return cJSON_IsNull(v) || cJSON_IsObject(v) ? 0 : sreq_bad_type(r, name, "an object", v);
 }
 
 static int check_str_array(const cJSON *v, const char *name, sapi_reply *r) {
@@ -613,10 +705,24 @@ static void fill(sobj *resp, const cJSON *body, const char *conv_id) {
   cJSON_AddStringToObject(cJSON_AddObjectToObject(text, "format"), "type", "text");
   cJSON_AddItemToObject(j, "text", or_default(body, "text", text));
   cJSON_AddItemToObject(j, "tool_choice", or_default(body, "tool_choice", cJSON_CreateString("auto")));
-  /* Stored as the API echoes them: every function tool with all its keys. */
+  /* Stored as the API echoes them: every tool with all its keys. */
   cJSON *tl = cJSON_AddArrayToObject(j, "tools");
   const cJSON *t;
   cJSON_ArrayForEach(t, tools) {
+    if (is(cJSON_GetObjectItemCaseSensitive(t, "type"), "file_search")) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddStringToObject(o, "type", "file_search");
+      cJSON_AddItemToObject(o, "vector_store_ids",
+                            cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(t, "vector_store_ids"), 1));
+      cJSON_AddItemToObject(o, "filters", or_default(t, "filters", cJSON_CreateNull()));
+      cJSON_AddItemToObject(o, "max_num_results", or_default(t, "max_num_results", cJSON_CreateNumber(20)));
+      cJSON *rank = cJSON_CreateObject();
+      cJSON_AddStringToObject(rank, "ranker", "auto");
+      cJSON_AddNumberToObject(rank, "score_threshold", 0);
+      cJSON_AddItemToObject(o, "ranking_options", or_default(t, "ranking_options", rank));
+      cJSON_AddItemToArray(tl, o);
+      continue;
+    }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "type", "function");
     cJSON_AddItemToObject(o, "name", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(t, "name"), 1));
