@@ -4,8 +4,10 @@
 #   1. install what is missing (apt packages, .venv, the Kafka jars)     deploy/local/lib.sh
 #   2. build with ASan+UBSan into build-asan/, run the unit tests          ctest -L unit
 #   3. integration tests against a real broker, redis-server, simulator   pytest tests/integration
-#   4. the chaos test's short form (tests/chaos/chaos.sh --short, on the ASan build): workers
-#      SIGKILLed and restarted, Redis and Kafka restarted, API faults; one test in the summary
+#      (once per backend: AW_TEST_BACKEND=responses, then assistants)
+#   4. the chaos test's short form (tests/chaos/chaos.sh --short, on the ASan build), once per
+#      backend: workers SIGKILLed and restarted, Redis and Kafka restarted, API faults; one test
+#      each in the summary
 #   5. build the libFuzzer targets with clang into build-fuzz/ and run each for a bounded time
 #      (AW_FUZZ_SECONDS, default 20; a crash fails the run)
 #
@@ -15,6 +17,7 @@
 #   AW_BUILD_DIR, AW_FUZZ_BUILD_DIR  build dirs under the repo (default build-asan, build-fuzz)
 #   AW_PYTEST_ARGS=...  extra pytest arguments (e.g. "-k happy -x")
 #   AW_CHAOS=0          skip the chaos test; AW_CHAOS_ARGS=... extra arguments (e.g. "--seed 42")
+#   AW_TEST_BACKENDS="responses assistants"  the backends of steps 3 and 4 (default: both)
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -113,14 +116,23 @@ if [ $BUILD_OK = 1 ]; then
 fi
 
 # ---- 3. integration tests ---------------------------------------------------------------------
-section "integration tests (pytest, Kafka KRaft + redis-server + simulator)"
-if [ $BUILD_OK = 1 ]; then
-  junit="$LOGS/pytest.xml"
+# Once per backend (AW_TEST_BACKEND): the suite is backend-neutral, tests about one backend's API
+# skip on the other, and test_backends.py (which pins the backend per test) runs in the first
+# pass only.
+BACKENDS=${AW_TEST_BACKENDS:-responses assistants}
+pass_no=0
+for backend in $BACKENDS; do
+  pass_no=$((pass_no + 1))
+  section "integration tests, $backend backend (pytest, Kafka KRaft + redis-server + simulator)"
+  [ $BUILD_OK = 1 ] || continue
+  junit="$LOGS/pytest-$backend.xml"
   rm -f "$junit"
+  extra=()
+  [ $pass_no = 1 ] || extra=(--ignore=tests/integration/test_backends.py)
   # Strict: a missing worker/simulator binary is a failure here, not a skip.
   # shellcheck disable=SC2086
-  AW_TEST_STRICT=1 PYTHONDONTWRITEBYTECODE=1 "$AW_VENV/bin/python" -m pytest tests/integration \
-    -q -p no:cacheprovider -rfEs --junitxml="$junit" ${AW_PYTEST_ARGS:-} 2>&1 &
+  AW_TEST_BACKEND=$backend AW_TEST_STRICT=1 PYTHONDONTWRITEBYTECODE=1 "$AW_VENV/bin/python" -m pytest \
+    tests/integration -q -p no:cacheprovider -rfEs --junitxml="$junit" "${extra[@]}" ${AW_PYTEST_ARGS:-} 2>&1 &
   CHILD=$!
   wait "$CHILD"
   rc=$?
@@ -135,34 +147,40 @@ print(tot("tests"), tot("failures"), tot("errors"), tot("skipped"))
 EOF
 )
     PASSED=$((PASSED + t - f - e - s)); FAILED=$((FAILED + f + e))
+    echo "pytest on $backend: $((t - f - e - s)) passed, $((f + e)) failed, $s skipped ($junit)"
     if [ $rc != 0 ] && [ $rc != 5 ] && [ $((f + e)) = 0 ]; then
-      fail_step "pytest exited $rc"
+      fail_step "pytest on $backend exited $rc"
     fi
   else
-    fail_step "pytest exited $rc without a report"
+    fail_step "pytest on $backend exited $rc without a report"
   fi
-fi
+done
 
 # ---- 4. chaos test (short form) -----------------------------------------------------------------
-section "chaos test, short form (tests/chaos/chaos.sh --short)"
-if [ "${AW_CHAOS:-1}" = 0 ]; then
-  echo "skipped (AW_CHAOS=0)"
-elif [ $BUILD_OK = 1 ]; then
+for backend in $BACKENDS; do
+  section "chaos test, short form, $backend backend (tests/chaos/chaos.sh --short --backend $backend)"
+  if [ "${AW_CHAOS:-1}" = 0 ]; then
+    echo "skipped (AW_CHAOS=0)"
+    continue
+  fi
+  [ $BUILD_OK = 1 ] || continue
+  chaos_log="$LOGS/chaos-$backend.log"
   # shellcheck disable=SC2086
-  run_bg "$LOGS/chaos.log" "$ROOT/tests/chaos/chaos.sh" --short --no-build --build "$BUILD" ${AW_CHAOS_ARGS:-}
+  run_bg "$chaos_log" "$ROOT/tests/chaos/chaos.sh" --short --no-build --build "$BUILD" \
+    --backend "$backend" ${AW_CHAOS_ARGS:-}
   rc=$?
   # The counts table and the verdicts (and any violation's evidence) from the log.
-  if grep -q '^chaos test (' "$LOGS/chaos.log"; then
-    sed -n '/^chaos test (/,$p' "$LOGS/chaos.log"
+  if grep -q '^chaos test (' "$chaos_log"; then
+    sed -n '/^chaos test (/,$p' "$chaos_log"
   else
-    tail -n 30 "$LOGS/chaos.log"
+    tail -n 30 "$chaos_log"
   fi
   if [ $rc = 0 ]; then
     PASSED=$((PASSED + 1))
   else
-    fail_step "chaos test (exit $rc, log: $LOGS/chaos.log)"
+    fail_step "chaos test on $backend (exit $rc, log: $chaos_log)"
   fi
-fi
+done
 
 # ---- 5. fuzzing ------------------------------------------------------------------------------
 section "fuzz targets (libFuzzer, ${FUZZ_SECONDS}s each)"

@@ -1,11 +1,12 @@
 """The chaos test (issue 4, part 5): a fleet of workers answering thousands of conversations
 while workers are SIGKILLed and restarted, redis-server and the Kafka broker are restarted, and the
 API simulator injects HTTP 500s, 429s and dropped streams.  Then it checks, from the topics (read
-committed) and the simulator's threads, that
+committed) and the simulator's threads (--backend assistants) or conversations (--backend
+responses, the default; AW_TEST_BACKEND sets it), that
 
   1. every event was answered exactly once,
   2. every conversation kept its order (answers on the responses topic, messages on the thread),
-  3. no thread holds a user message twice (and each conversation uses one thread),
+  3. no thread (conversation) holds a user message twice (and each conversation uses one),
   4. no tool output was lost (every weather answer carries both cities' outputs),
 
 prints the counts as a table and exits 0 only when all four hold (and no worker crashed by itself
@@ -115,6 +116,7 @@ class Event:
     weather: tuple[str, str] | None
     stream: bool
     value: bytes = b""
+    text: str = ""             # the user message (unique: it names the conversation and position)
     sent_at: float | None = None  # monotonic time its delivery was confirmed
     send_error: str | None = None
 
@@ -144,7 +146,7 @@ def make_plan(n_conv: int, n_msgs: int, weather_every: int, stream_every: int,
             if stream:
                 req["stream"] = True
             evs.append(Event(eid, conv, k, weather, stream,
-                             msgpack.packb(req, use_bin_type=True)))
+                             msgpack.packb(req, use_bin_type=True), text))
         convs[conv] = evs
     order = [convs[f"c-{i}"][k] for k in range(n_msgs) for i in range(n_conv)]
     return convs, order
@@ -375,8 +377,12 @@ class Reader(threading.Thread):
         with self.lock:
             if topic == TOPICS["responses"]:
                 err = obj.get("error")
-                r = Resp(obj.get("event_id"), obj.get("conversation_id"), obj.get("thread_id"),
-                         obj.get("run_id"), obj.get("status"),
+                # The backend's handles (thread/run or conversation/response); thread_id and
+                # run_id are the Assistants backend's only.
+                be = obj.get("backend") if isinstance(obj.get("backend"), dict) else {}
+                r = Resp(obj.get("event_id"), obj.get("conversation_id"),
+                         be.get("conversation") or obj.get("thread_id"),
+                         be.get("turn") or obj.get("run_id"), obj.get("status"),
                          err.get("code") if isinstance(err, dict) else None,
                          list(obj.get("tool_calls") or []), answer_text(obj), partition, offset)
                 self.responses.append(r)
@@ -534,7 +540,8 @@ class Chaos:
             "kafka": {"brokers": self.kafka, "group_id": GROUP, "topics": dict(TOPICS),
                       "properties": {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}},
             "redis": {"host": "127.0.0.1", "port": self.redis_port, "prefix": "aw"},
-            "api": {"base_url": f"{self.sim.base}/v1", "timeout_ms": 30000, "max_retries": a.max_retries},
+            "api": {"base_url": f"{self.sim.base}/v1", "timeout_ms": 30000, "max_retries": a.max_retries,
+                    "backend": a.backend},
             "log_level": a.log_level,
             "assistants": [SUPPORT_BOT, WEATHER_ASSISTANT],
             "functions": {"get_weather": {"topic": TOPICS["tool_requests"],
@@ -898,18 +905,29 @@ class Chaos:
         extra_runs: list[str] = []
         threads_checked = 0
         missing_threads: list[str] = []
+        # Conversation items carry no metadata (Responses): a user message is known by its text.
+        by_text = {e.text: e for evs in convs.values() for e in evs}
         for conv, evs in convs.items():
             idx = {e.event_id: e.index for e in evs}
             tids = set(threads_by_conv.get(conv, set()))
             if redis_threads.get(conv):
                 tids.add(redis_threads[conv])
             for tid in sorted(tids):
-                msgs = self.sim.list_all(f"/threads/{tid}/messages")
+                is_conv = awtest.is_conversation(tid)
+                msgs = self.sim.list_all(f"/conversations/{tid}/items" if is_conv else f"/threads/{tid}/messages")
                 if msgs is None:
                     missing_threads.append(f"{conv}: {tid}")
                     continue
                 threads_checked += 1
-                users = [m for m in msgs if m.get("role") == "user"]
+                if is_conv:
+                    users = []
+                    for m in msgs:
+                        if m.get("type") == "message" and m.get("role") == "user":
+                            e = by_text.get(awtest.Simulator.item_text(m))
+                            users.append({"id": m.get("id"), "metadata": {
+                                "event_id": e.event_id if e else None, "conversation_id": e.conv if e else None}})
+                else:
+                    users = [m for m in msgs if m.get("role") == "user"]
                 eids = [(m.get("metadata") or {}).get("event_id") for m in users]
                 c = collections.Counter(eids)
                 for eid, n in c.items():
@@ -930,6 +948,15 @@ class Chaos:
                     rs = by_event.get(e.event_id) or []
                     if any(r.status == "completed" and r.thread_id == tid for r in rs) and e.event_id not in on_thread:
                         missing_on_thread.append(f"{tid} ({conv}): {e.event_id} answered but not on the thread")
+                if is_conv:
+                    # One response per round of function calls plus the answer's (a weather
+                    # event has one round).
+                    per_ev = collections.Counter(r.get("event_id") for r in self.sim.admin_responses(conversation=tid))
+                    weather = {e.event_id for e in evs if e.weather}
+                    for eid, n in per_ev.items():
+                        if n > (2 if eid in weather else 1):
+                            extra_runs.append(f"{tid} ({conv}): {n} responses for event {eid}")
+                    continue
                 runs = self.sim.list_all(f"/threads/{tid}/runs") or []
                 per_msg = collections.Counter((r.get("metadata") or {}).get("aw_message_id")
                                               or (r.get("metadata") or {}).get("aw_tag") for r in runs)
@@ -1023,7 +1050,7 @@ class Chaos:
         try:
             pipe = r.pipeline(transaction=False)
             for c in convs:
-                pipe.get(f"aw:{{c:{c}}}:thread")
+                pipe.get(f"aw:{{c:{c}}}:{awtest.handle_key_suffix(self.args.backend)}")
             vals = pipe.execute()
         finally:
             r.close()
@@ -1238,6 +1265,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--build", default=os.environ.get("AW_CHAOS_BUILD_DIR", "build"),
                     help="build dir with assistant-worker, aw-simulator, weather_service (build)")
     ap.add_argument("--log-level", default="info", help="the workers' log level (info)")
+    ap.add_argument("--backend", choices=["responses", "assistants"],
+                    default=os.environ.get("AW_TEST_BACKEND", "responses"),
+                    help="the workers' api.backend (AW_TEST_BACKEND, else responses)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every chaos action")
     a = ap.parse_args(argv)
     long_, short = {"conversations": 2000, "duration": 300, "kill_interval": [2.0, 6.0], "token_delay_ms": 40,
@@ -1259,7 +1289,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
-    log(f"seed {a.seed} (rerun with --seed {a.seed}); build {a.build}")
+    log(f"seed {a.seed} (rerun with --seed {a.seed}); build {a.build}; backend {a.backend}")
     chaos = Chaos(a)
 
     def on_signal(signum, _frame):

@@ -3,6 +3,8 @@
 #
 #   tests/chaos/chaos.sh            the long form: 2000 conversations x 5 messages, 5 min of chaos
 #   tests/chaos/chaos.sh --short    the CI form (tests/run.sh): 150 conversations, 1 min of chaos
+#   tests/chaos/chaos.sh --backend assistants   the workers' api.backend (responses|assistants;
+#                                   default: AW_TEST_BACKEND, else responses)
 #   tests/chaos/chaos.sh --help     every option (counts, duration, kill interval, fault rates, seed)
 #
 # Installs what is missing and builds the build dir it uses (--build DIR, default build/:

@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -36,6 +37,29 @@ SHARED_DIR = Path(os.environ.get("AW_SHARED_DIR", ROOT.parent / "shared"))
 # Deliberately not shaped like an OpenAI key ("sk-..."): the logger masks that shape as a last
 # resort, so only a key that would leak literally shows that the worker never logs it at all.
 API_KEY = "aw-test-secret-5c9e1f7d"
+# The backend the suite runs on (tests/run.sh runs it once per backend); tests that only make
+# sense on one say so with @pytest.mark.only_backend("assistants").
+BACKEND = os.environ.get("AW_TEST_BACKEND", "responses")
+
+
+def conv_handle(resp: dict) -> str | None:
+    """The backend's conversation handle of a response (thread_... or conv_...)."""
+    return (resp.get("backend") or {}).get("conversation")
+
+
+def turn_handle(resp: dict) -> str | None:
+    """The backend's handle of a response's (last) turn (run_... or resp_...)."""
+    return (resp.get("backend") or {}).get("turn")
+
+
+def is_conversation(handle: str) -> bool:
+    """A Responses API conversation handle (conv_...), not an Assistants thread (thread_...)."""
+    return handle.startswith("conv_")
+
+
+def handle_key_suffix(backend: str = BACKEND) -> str:
+    """The last part of the Redis key of a conversation's backend handle on `backend`."""
+    return "thread" if backend == "assistants" else "conv"
 
 # Markers of a sanitizer report in a process's stderr (ASan, LSan, UBSan).
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
@@ -379,6 +403,16 @@ def answer_text(resp: Msg | dict) -> str:
     return "".join(out)
 
 
+def event_deltas(msgs: Iterable[Msg], event_id: str) -> list[Msg]:
+    """The deltas of event_id a reader keeps: those of the highest `attempt` seen (absent = 0),
+    in seq order (schemas/README.md, delta)."""
+    mine = [m for m in msgs if m.get("event_id") == event_id]
+    if not mine:
+        return []
+    top = max(m.get("attempt", 0) for m in mine)
+    return sorted((m for m in mine if m.get("attempt", 0) == top), key=lambda m: m["seq"])
+
+
 def error_code(msg: Msg | dict) -> str | None:
     obj = msg.obj if isinstance(msg, Msg) else msg
     err = obj.get("error") if isinstance(obj, dict) else None
@@ -461,8 +495,63 @@ class Simulator:
     def message_text(m: dict) -> str:
         return "".join(p["text"]["value"] for p in m.get("content") or [] if p.get("type") == "text")
 
-    def user_texts(self, thread_id: str) -> list[str]:
-        return [self.message_text(m) for m in self.thread_messages(thread_id) if m.get("role") == "user"]
+    def conversation_items(self, conv_id: str) -> list[dict]:
+        """Every item of a Responses API conversation, oldest first (follows pagination)."""
+        out, after = [], None
+        while True:
+            q = "order=asc&limit=100" + (f"&after={after}" if after else "")
+            page = self.api("GET", f"/conversations/{conv_id}/items?{q}")
+            out.extend(page.get("data") or [])
+            if not page.get("has_more"):
+                return out
+            after = page["last_id"]
+
+    @staticmethod
+    def item_text(item: dict) -> str:
+        parts = item.get("content") or []
+        if isinstance(parts, str):
+            return parts
+        return "".join(p.get("text") or "" for p in parts if isinstance(p, dict))
+
+    def user_texts(self, handle: str) -> list[str]:
+        """The user messages of a backend conversation (an Assistants thread or a Responses
+        conversation), oldest first."""
+        if is_conversation(handle):
+            return [self.item_text(i) for i in self.conversation_items(handle)
+                    if i.get("type") == "message" and i.get("role") == "user"]
+        return [self.message_text(m) for m in self.thread_messages(handle) if m.get("role") == "user"]
+
+    def admin_responses(self, **filters: str) -> list[dict]:
+        """The simulator's Responses API responses, oldest first, as GET /admin/responses lists
+        them ({id, status, conversation, event_id, previous_response_id, background}); filters:
+        conversation, event_id, status."""
+        q = urllib.parse.urlencode({k: v for k, v in filters.items() if v is not None})
+        status, obj = self._call("GET", "/admin/responses" + (f"?{q}" if q else ""))
+        assert status == 200, f"GET /admin/responses?{q} -> {status}: {obj}"
+        return obj["data"]
+
+    def turns_of(self, handle: str, event_id: str | None = None) -> list[str]:
+        """The backend turns started on a conversation handle, oldest first (optionally only
+        those tagged with event_id): the runs of a thread, or the responses of a conversation
+        (one per round of function calls plus the answer's)."""
+        if is_conversation(handle):
+            return [r["id"] for r in self.admin_responses(conversation=handle, event_id=event_id)]
+        runs = self.api("GET", f"/threads/{handle}/runs?order=asc&limit=100")["data"]
+        # The worker tags a run with its event id (run metadata aw_tag).
+        return [r["id"] for r in runs
+                if event_id is None or (r.get("metadata") or {}).get("aw_tag") == event_id]
+
+    def tool_outputs(self, handle: str, turn: str | None = None) -> list[tuple[str, Any]]:
+        """(call id, output or None) of every function call as the API got them, all rounds in
+        order: the tool steps of the run `turn` of a thread, or the function_call items of a
+        conversation each with the output of its function_call_output item."""
+        if is_conversation(handle):
+            items = self.conversation_items(handle)
+            outs = {i["call_id"]: i.get("output") for i in items if i.get("type") == "function_call_output"}
+            return [(i["call_id"], outs.get(i["call_id"])) for i in items if i.get("type") == "function_call"]
+        steps = self.api("GET", f"/threads/{handle}/runs/{turn}/steps?order=asc&limit=100")["data"]
+        return [(c["id"], c["function"]["output"]) for s in steps if s["type"] == "tool_calls"
+                for c in s["step_details"]["tool_calls"]]
 
 
 # ---- workers ---------------------------------------------------------------------------------
@@ -482,6 +571,7 @@ class WorkerSpec:
     kafka_properties: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     functions: dict | None = None      # the config file's "functions" (per-function routes)
+    backend: str = field(default_factory=lambda: BACKEND)  # api.backend
     tool_secret: str | None = None     # AW_TOOL_SECRET; TOOL_SECRET when an assistant has a function tool
 
     def has_function_tools(self) -> bool:
@@ -512,8 +602,8 @@ class Worker:
         cfg = {"kafka": {"properties": props}, "assistants": s.assistants}
         if s.max_in_flight is not None:
             cfg["worker"] = {"max_in_flight": s.max_in_flight}
-        if s.api:
-            cfg["api"] = dict(s.api)
+        cfg["api"] = dict(s.api)
+        cfg["api"].setdefault("backend", s.backend)
         if s.functions is not None:
             cfg["functions"] = s.functions
         return cfg

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from awtest import (API_KEY, SIMULATOR_BIN, TOOL_SECRET, WORKER_BIN, Collector, FakeToolService,
-                    Producer_, Stack, Worker, WorkerSpec, create_topics, delete_topics, make_request,
-                    pack, safe_name, wait_until)
+from awtest import (API_KEY, BACKEND, SIMULATOR_BIN, TOOL_SECRET, WORKER_BIN, Collector, FakeToolService,
+                    Producer_, Stack, Worker, WorkerSpec, create_topics, delete_topics, handle_key_suffix,
+                    make_request, pack, safe_name, wait_until)
 
 STRICT = os.environ.get("CI") == "true" or os.environ.get("AW_TEST_STRICT") == "1"
 
@@ -30,9 +30,14 @@ def _on_sigterm(signum, frame):
 
 def pytest_configure(config):
     signal.signal(signal.SIGTERM, _on_sigterm)
+    config.addinivalue_line("markers", "only_backend(name): the test is about one backend's API")
 
 
 def pytest_collection_modifyitems(session, config, items):
+    for it in items:
+        m = it.get_closest_marker("only_backend")
+        if m and m.args[0] != BACKEND:
+            it.add_marker(pytest.mark.skip(reason=f"about the {m.args[0]} backend (suite runs on {BACKEND})"))
     # The conformance test reads everything the simulator recorded, so it runs last and so
     # covers the traffic of every other test too.
     items.sort(key=lambda it: it.nodeid.split("::")[0].endswith("test_conformance.py"))
@@ -186,8 +191,10 @@ class Ctx:
 
         return self.responses.wait_for(done, timeout_s, f"responses to {len(want)} events")
 
-    def thread_key(self, conversation_id: str) -> str:
-        return f"{self.redis_prefix}:{{c:{conversation_id}}}:thread"
+    def thread_key(self, conversation_id: str, backend: str = BACKEND) -> str:
+        """The Redis key of the conversation's backend handle (thread or conversation) on
+        `backend` (the suite's by default)."""
+        return f"{self.redis_prefix}:{{c:{conversation_id}}}:{handle_key_suffix(backend)}"
 
     def close(self):
         for c in self._collectors.values():

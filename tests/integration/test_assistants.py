@@ -1,7 +1,12 @@
 """Assistants of the configuration are created or updated at start-up, idempotently."""
 import re
 
+import pytest
+
 from awtest import answer_text
+
+# Only the Assistants API keeps assistant objects; other backends send the definition with every turn.
+pytestmark = pytest.mark.only_backend("assistants")
 
 
 def ready_id(w, name):

@@ -3,7 +3,7 @@ import base64
 
 import pytest
 
-from awtest import assert_valid, error_code, make_request, pack
+from awtest import assert_valid, conv_handle, error_code, make_request, pack, turn_handle
 
 KEY = "conv-bad"
 
@@ -55,7 +55,8 @@ def test_bad_request_is_rejected_dead_lettered_with_original_bytes_and_worker_ca
 
     resp = ctx.responses.wait_for(rejected, 30, f"the rejected response to {case}")
     assert_valid("response", resp)
-    assert resp["run_id"] is None and resp["messages"] == []
+    assert resp["run_id"] is None and resp["thread_id"] is None and resp["messages"] == []
+    assert turn_handle(resp) is None and conv_handle(resp) is None, resp.obj
     assert resp["event_id"] == (obj["event_id"] if eid_known else "")
     if conv_known:
         assert resp["conversation_id"] == KEY and resp.key_str == KEY
@@ -75,6 +76,6 @@ def test_unknown_assistant_is_rejected_with_unknown_assistant_code(ctx, worker):
     assert resp.key_str == "conv-who"
     assert resp["status"] == "rejected"
     assert error_code(resp) == "unknown_assistant"
-    assert resp["run_id"] is None
+    assert resp["run_id"] is None and turn_handle(resp) is None
     good = ctx.ask("conv-who", "Hello, support bot?")
     assert ctx.response_for(good["event_id"])["status"] == "completed"

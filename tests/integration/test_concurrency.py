@@ -1,7 +1,7 @@
 """Many conversations at once: ordered within a conversation, each event answered once."""
 import collections
 
-from awtest import make_request, pack
+from awtest import conv_handle, make_request, pack
 
 
 def test_50_conversations_x_5_messages_keep_per_conversation_order_and_answer_each_event_once(
@@ -29,19 +29,19 @@ def test_50_conversations_x_5_messages_keep_per_conversation_order_and_answer_ea
     assert set(counts) == set(all_ids)
 
     # Order: a conversation's responses arrive in the order of its requests (one partition
-    # per key, so arrival order is offset order), and all use one thread.
+    # per key, so arrival order is offset order), and all use one backend conversation (thread).
     by_conv = collections.defaultdict(list)
     for m in ctx.responses.messages:
         by_conv[m.key_str].append(m)
     threads = set()
     for c in convs:
         assert [m["event_id"] for m in by_conv[c]] == [e for e, _ in sent[c]], f"order of {c}"
-        tids = {m["thread_id"] for m in by_conv[c]}
+        tids = {conv_handle(m) for m in by_conv[c]}
         assert len(tids) == 1, f"{c} used threads {tids}"
         threads |= tids
     assert len(threads) == len(convs), "one thread per conversation"
 
-    # In each thread the user messages are in order.
+    # In each thread (conversation) the user messages are in order.
     for c in convs:
-        tid = by_conv[c][0]["thread_id"]
+        tid = conv_handle(by_conv[c][0])
         assert simulator.user_texts(tid) == [t for _, t in sent[c]], f"thread of {c}"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from awtest import SHARED_DIR, wait_until
+from awtest import SHARED_DIR, conv_handle, wait_until
 from openapi_check import SpecChecker
 
 SPEC = SHARED_DIR / "openai-openapi" / "openapi.validatable.yaml"
@@ -26,12 +26,19 @@ def test_api_traffic_conforms_to_openapi_spec(ctx, worker, simulator):
     c = ctx.ask("conv-conf-2", "Hello", stream=True)
     for req in (a, b, c):
         assert ctx.response_for(req["event_id"])["status"] == "completed"
-    thread = ctx.response_for(c["event_id"])["thread_id"]
+    handle = conv_handle(ctx.response_for(c["event_id"]))
+
+    def names_handle(data):
+        """A stream event of the thread (Assistants) or conversation (Responses) `handle`."""
+        if not isinstance(data, dict):
+            return False
+        conv = (data.get("response") or {}).get("conversation") if isinstance(data.get("response"), dict) else None
+        return data.get("thread_id") == handle or (isinstance(conv, dict) and conv.get("id") == handle)
 
     # The record line of a streamed run is written when its stream ends, which can be just
     # after the worker published the answer.
     def streamed_run_recorded():
-        return any(isinstance(ev.get("data"), dict) and ev["data"].get("thread_id") == thread
+        return any(names_handle(ev.get("data"))
                    for r in _records(simulator.record_path) for ev in r.get("stream_events") or [])
 
     wait_until(streamed_run_recorded, 10, "the streamed run in the simulator's record")

@@ -23,7 +23,7 @@ def test_events_answered_past_the_commit_point_are_skipped_after_a_crash(ctx, wo
     slow = make_request(new_conv("conv-slow"), "What's the weather in Paris?", assistant=WEATHER)
     ctx.send(slow, partition=PART)
     (treq,) = tool_requests(ctx, svc, slow, 1)
-    published(w1, treq["run_id"])
+    published(w1, treq)
 
     fast = []
     for i in range(5):

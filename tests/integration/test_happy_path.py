@@ -1,5 +1,5 @@
 """One conversation, answered: the response, its thread and the thread cache."""
-from awtest import answer_text, assert_valid
+from awtest import BACKEND, answer_text, assert_valid, conv_handle, turn_handle
 
 
 def test_request_is_answered_completed_with_text_thread_run_and_usage(ctx, worker, redis_client):
@@ -11,13 +11,18 @@ def test_request_is_answered_completed_with_text_thread_run_and_usage(ctx, worke
     assert resp["status"] == "completed", resp.obj
     assert resp["event_id"] == req["event_id"] and resp["conversation_id"] == "conv-happy"
     assert answer_text(resp).strip(), "the answer has text"
-    assert resp["thread_id"] and resp["run_id"]
+    assert conv_handle(resp) and turn_handle(resp), resp.obj
+    assert resp["backend"]["kind"] == BACKEND
+    if BACKEND == "assistants":
+        assert (resp["thread_id"], resp["run_id"]) == (conv_handle(resp), turn_handle(resp))
+    else:
+        assert resp["thread_id"] is None and resp["run_id"] is None, resp.obj
     usage = resp["usage"]
     assert usage and usage["total_tokens"] > 0
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     t = resp["timings"]
     assert 0 < t["received_ms"] <= t["run_started_ms"] <= t["completed_ms"]
-    assert redis_client.get(ctx.thread_key("conv-happy")) == resp["thread_id"]
+    assert redis_client.get(ctx.thread_key("conv-happy")) == conv_handle(resp)
 
 
 def test_follow_up_in_same_conversation_reuses_thread(ctx, worker, simulator):
@@ -27,7 +32,8 @@ def test_follow_up_in_same_conversation_reuses_thread(ctx, worker, simulator):
     second = ctx.ask("conv-follow", "Thanks! And how do I change my email address?")
     r2 = ctx.response_for(second["event_id"])
     assert r1["status"] == r2["status"] == "completed", (r1.obj, r2.obj)
-    assert r2["thread_id"] == r1["thread_id"]
-    assert r2["run_id"] != r1["run_id"]
-    assert simulator.user_texts(r1["thread_id"]) == [
+    assert conv_handle(r2) == conv_handle(r1)
+    assert turn_handle(r2) != turn_handle(r1)
+    assert simulator.turns_of(conv_handle(r1)) == [turn_handle(r1), turn_handle(r2)]
+    assert simulator.user_texts(conv_handle(r1)) == [
         "How do I reset my password?", "Thanks! And how do I change my email address?"]

@@ -5,7 +5,7 @@ import socket
 import urllib.error
 import urllib.request
 
-from awtest import make_request, wait_until
+from awtest import BACKEND, make_request, wait_until
 
 
 def free_port():
@@ -32,7 +32,9 @@ def lags(text):
     return {int(p): float(v) for p, v in re.findall(r'^aw_consumer_lag\{partition="(\d+)"\} (\S+)$', text, re.M)}
 
 
-RUNS_200 = 'aw_api_request_seconds_count{route="POST /threads/{id}/runs",status="200"}'
+# The route that starts a turn (one streamed request per answer without function calls).
+TURN_ROUTE = {"assistants": "POST /threads/{id}/runs", "responses": "POST /responses"}[BACKEND]
+RUNS_200 = f'aw_api_request_seconds_count{{route="{TURN_ROUTE}",status="200"}}'
 
 
 def test_healthz_readyz_and_metrics_count_the_answered_events(ctx, worker):
@@ -58,12 +60,13 @@ def test_healthz_readyz_and_metrics_count_the_answered_events(ctx, worker):
     assert metric(text, "aw_redis_up") == 1
     assert "# TYPE aw_events_answered_total counter" in text
     assert "sk-" not in text  # no secret ever appears
-    # Every run was one streamed POST /threads/{id}/runs, timed under its route template.
+    # Every turn was one streamed request of its route (POST /threads/{id}/runs or POST
+    # /responses), timed under its route template.
     assert (metric(text, RUNS_200) or 0) >= 3, text
     assert "# TYPE aw_api_request_seconds histogram" in text
-    assert 'aw_api_retries_total{route="POST /threads/{id}/runs"}' in text
+    assert f'aw_api_retries_total{{route="{TURN_ROUTE}"}}' in text
     routes = set(re.findall(r'route="([^"]*)"', text))
-    assert routes and not any(i in r for r in routes for i in ("thread_", "run_", "msg_", "asst_")), routes
+    assert routes and not any(i in r for r in routes for i in ("thread_", "run_", "msg_", "asst_", "conv_", "resp_")), routes
     # Redis and Kafka errors stay exposed.
     assert metric(text, "aw_redis_errors_total") is not None
     assert metric(text, "aw_kafka_errors_total") is not None

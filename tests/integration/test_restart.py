@@ -1,6 +1,8 @@
 """A restarted worker finds the conversation's thread again (Redis), nothing answered twice."""
 import collections
 
+from awtest import conv_handle
+
 
 def test_restarted_worker_reuses_thread_of_conversation(ctx, worker, simulator):
     w1 = worker("before-restart")
@@ -14,8 +16,8 @@ def test_restarted_worker_reuses_thread_of_conversation(ctx, worker, simulator):
     second = ctx.ask("conv-restart", "Thanks! And how do I change my email address?")
     r2 = ctx.response_for(second["event_id"])
     assert r2["status"] == "completed"
-    assert r2["thread_id"] == r1["thread_id"]
-    assert simulator.user_texts(r1["thread_id"]) == [
+    assert conv_handle(r2) == conv_handle(r1)
+    assert simulator.user_texts(conv_handle(r1)) == [
         "How do I reset my password?", "Thanks! And how do I change my email address?"]
     ctx.responses.quiet_for(1.0)
     counts = collections.Counter(m.get("event_id") for m in ctx.responses.messages)

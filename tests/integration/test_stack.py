@@ -35,4 +35,5 @@ def test_request_helper_builds_schema_valid_requests():
 def test_redis_server_of_the_session_answers(redis_client, ctx):
     redis_client.set(ctx.thread_key("c1"), "thread_x", ex=60)
     assert redis_client.get(ctx.thread_key("c1")) == "thread_x"
-    assert ctx.thread_key("c1") == f"{ctx.redis_prefix}:{{c:c1}}:thread"
+    assert ctx.thread_key("c1", "assistants") == f"{ctx.redis_prefix}:{{c:c1}}:thread"
+    assert ctx.thread_key("c1", "responses") == f"{ctx.redis_prefix}:{{c:c1}}:conv"

@@ -23,8 +23,8 @@ import uuid
 
 import pytest
 
-from awtest import (SUPPORT_BOT, TRACEPARENT_RE, WEATHER_ASSISTANT, answer_text, assert_valid,
-                    error_code, make_request, pack, partition_owners, wait_until)
+from awtest import (BACKEND, SUPPORT_BOT, TRACEPARENT_RE, WEATHER_ASSISTANT, answer_text, assert_valid,
+                    conv_handle, error_code, make_request, pack, partition_owners, turn_handle, wait_until)
 
 WEATHER = WEATHER_ASSISTANT["name"]
 PARIS_TOKYO = "What's the weather in Paris and in Tokyo?"
@@ -60,8 +60,10 @@ def by_location(treqs) -> dict:
     return {location(t): t for t in treqs}
 
 
-def check_tool_request(ctx, treq, conv: str, city: str | None = None) -> None:
-    """One published tool request: schema, key, trace header, routing fields."""
+def check_tool_request(ctx, treq, conv: str, city: str | None = None, req: dict | None = None,
+                       round_: int | None = None) -> None:
+    """One published tool request: schema, key, trace header, routing fields (of the request
+    event req and the round, when given)."""
     assert_valid("tool-request", treq)
     assert treq.key_str == conv, "a tool request is keyed by its conversation id"
     hdrs = dict(treq.headers or [])
@@ -71,8 +73,16 @@ def check_tool_request(ctx, treq, conv: str, city: str | None = None) -> None:
     assert treq["conversation_id"] == conv
     assert treq["name"] == "get_weather"
     assert treq["reply_topic"] == ctx.topics["tool_replies"]
-    assert treq["tool_call_id"].startswith("call_") and treq["run_id"].startswith("run_")
-    assert treq["thread_id"].startswith("thread_")
+    assert treq["tool_call_id"].startswith("call_")
+    if BACKEND == "assistants":
+        assert treq["run_id"].startswith("run_") and treq["thread_id"].startswith("thread_"), treq.obj
+    else:
+        assert treq["run_id"] is None and treq["thread_id"] is None, treq.obj
+    assert treq["event_id"] and treq["round"] >= 1, treq.obj
+    if req is not None:
+        assert treq["event_id"] == req["event_id"]
+    if round_ is not None:
+        assert treq["round"] == round_, treq.obj
     if city is not None:
         assert treq["arguments"] == {"location": city}, treq.obj
         assert json.loads(treq["arguments_json"]) == {"location": city}
@@ -97,9 +107,26 @@ def tool_requests(ctx, svc, req: dict, n: int, after: int = 0, timeout_s: float 
     return svc.requests.wait_for(got, timeout_s, f"{after + n} tool request(s) of {conv}")
 
 
-def published(w, run_id: str, timeout_s: float = 30) -> int:
-    return w.wait_log(lambda e: e.get("msg") == "tool requests published" and e.get("run_id") == run_id,
-                      timeout_s, f'"tool requests published" for {run_id}')
+def published(w, treq, timeout_s: float = 30) -> int:
+    """The worker's "tool requests published" line of treq's event (its log fields event_id,
+    conversation_id, thread_id = the backend conversation, run_id = the backend turn)."""
+    event_id = treq["event_id"]
+    return w.wait_log(lambda e: e.get("msg") == "tool requests published" and e.get("event_id") == event_id,
+                      timeout_s, f'"tool requests published" for {event_id}')
+
+
+def check_one_turn(sim, resp, event_id: str, rounds: int, treq=None) -> None:
+    """resp's turn is the one that made the calls, never restarted: on Assistants the thread
+    has one run of the event (treq's); on Responses the conversation has one response of the
+    event per round of calls plus the answer's, resp naming the last."""
+    handle, turn = conv_handle(resp), turn_handle(resp)
+    turns = sim.turns_of(handle, event_id)
+    if BACKEND == "assistants":
+        assert turns == [turn], f"one run: {turns}"
+        if treq is not None:
+            assert (resp["thread_id"], resp["run_id"]) == (treq["thread_id"], treq["run_id"])
+    else:
+        assert len(turns) == rounds + 1 and turns[-1] == turn, f"{rounds + 1} responses, {turn} last: {turns}"
 
 
 def the_response(ctx, event_id: str, timeout_s: float = 30, quiet_s: float = 1.0):
@@ -116,11 +143,11 @@ def tool_calls(resp) -> list[tuple[str, str, str]]:
     return [(c["id"], c["name"], c["outcome"]) for c in resp.get("tool_calls") or []]
 
 
-def submitted_outputs(sim, thread_id: str, run_id: str) -> list[tuple[str, str]]:
-    """(call id, output) of every tool call of the run as the API got them, all rounds in order."""
-    steps = sim.api("GET", f"/threads/{thread_id}/runs/{run_id}/steps?order=asc&limit=100")["data"]
-    return [(c["id"], c["function"]["output"]) for s in steps if s["type"] == "tool_calls"
-            for c in s["step_details"]["tool_calls"]]
+def submitted_outputs(sim, resp) -> list[tuple[str, str]]:
+    """(call id, output) of every tool call of resp's turn as the API got them, all rounds in
+    order (the run's steps; on Responses the conversation's function calls and their outputs:
+    every test conversation has one event that calls functions)."""
+    return sim.tool_outputs(conv_handle(resp), turn_handle(resp))
 
 
 def dlq_records(ctx, code: str) -> list:
@@ -160,17 +187,17 @@ def test_one_call_is_published_answered_and_its_output_used(ctx, worker, tool_se
     t0 = now_ms()
     req = ask(ctx, conv, "What's the weather in Paris?")
     (treq,) = tool_requests(ctx, svc, req, 1)
-    check_tool_request(ctx, treq, conv, "Paris")
+    check_tool_request(ctx, treq, conv, "Paris", req, 1)
     assert t0 < treq["deadline_ms"] <= now_ms() + 30_000 + 1000, "the default deadline is 30 s"
-    published(w, treq["run_id"])
+    published(w, treq)
 
     svc.reply(treq, output=OUT["Paris"])
     resp = the_response(ctx, req["event_id"])
     assert resp["status"] == "completed", resp.obj
     assert answer_text(resp) == f"Paris: {OUT['Paris']}."
-    assert (resp["thread_id"], resp["run_id"]) == (treq["thread_id"], treq["run_id"])
+    check_one_turn(simulator, resp, req["event_id"], 1, treq)
     assert tool_calls(resp) == [(treq["tool_call_id"], "get_weather", "output")]
-    assert submitted_outputs(simulator, treq["thread_id"], treq["run_id"]) == [(treq["tool_call_id"], OUT["Paris"])]
+    assert submitted_outputs(simulator, resp) == [(treq["tool_call_id"], OUT["Paris"])]
     assert w.logged("tool reply recorded") and w.logged("tool outputs submitted")
     # One request per call, and nothing dead-lettered.
     assert len(svc.requests_for(conv)) == 1
@@ -209,14 +236,13 @@ def test_parallel_calls_replied_in_reverse_order_to_another_worker(ctx, worker, 
     assert ctx.send(req, partition=part)[0] == part
     treqs = tool_requests(ctx, svc, req, 2)
     for t in treqs:
-        check_tool_request(ctx, t, conv)
+        check_tool_request(ctx, t, conv, req=req, round_=1)
     calls = by_location(treqs)
     assert set(calls) == {"Paris", "Tokyo"}
     assert len({t["run_id"] for t in treqs}) == 1 and len({t["tool_call_id"] for t in treqs}) == 2
     assert len({t["correlation_id"] for t in treqs}) == 2
-    run_id = treqs[0]["run_id"]
-    published(publisher, run_id)
-    assert not replier.logged("tool requests published", run_id=run_id)
+    published(publisher, treqs[0])
+    assert not replier.logged("tool requests published", event_id=req["event_id"])
 
     svc.reply(calls["Tokyo"], output=OUT["Tokyo"])
     svc.reply(calls["Paris"], output=OUT["Paris"])
@@ -231,7 +257,8 @@ def test_parallel_calls_replied_in_reverse_order_to_another_worker(ctx, worker, 
     assert not publisher.logged("tool reply recorded"), f"{publisher.name} does not hold the replies partition"
     assert publisher.logged("tool outputs submitted"), "the owner of the request event submits the outputs"
     assert not replier.logged("tool outputs submitted")
-    assert submitted_outputs(simulator, resp["thread_id"], run_id) == [
+    check_one_turn(simulator, resp, req["event_id"], 1, treqs[0])
+    assert submitted_outputs(simulator, resp) == [
         (calls["Paris"]["tool_call_id"], OUT["Paris"]), (calls["Tokyo"]["tool_call_id"], OUT["Tokyo"])]
 
 
@@ -243,14 +270,16 @@ def test_two_rounds_of_calls_four_replies_one_response(ctx, worker, tool_service
     conv = new_conv("conv-twice")
     req = ask(ctx, conv, "What's the weather in Paris and in Tokyo? Check twice.")
     first = by_location(tool_requests(ctx, svc, req, 2))
+    for city, t in first.items():
+        check_tool_request(ctx, t, conv, city, req, 1)
     run_id = first["Paris"]["run_id"]
-    published(w, run_id)
+    published(w, first["Paris"])
     svc.reply(first["Paris"], output=OUT["Paris"])
     svc.reply(first["Tokyo"], output=OUT["Tokyo"])
 
     second = by_location(tool_requests(ctx, svc, req, 2, after=2))
     for city, t in second.items():
-        check_tool_request(ctx, t, conv, city)
+        check_tool_request(ctx, t, conv, city, req, 2)
         assert t["run_id"] == run_id
     ids1 = {t["tool_call_id"] for t in first.values()}
     ids2 = {t["tool_call_id"] for t in second.values()}
@@ -269,7 +298,8 @@ def test_two_rounds_of_calls_four_replies_one_response(ctx, worker, tool_service
                                 (first["Tokyo"]["tool_call_id"], "get_weather", "output"),
                                 (second["Paris"]["tool_call_id"], "get_weather", "output"),
                                 (second["Tokyo"]["tool_call_id"], "get_weather", "error")]
-    outs = submitted_outputs(simulator, resp["thread_id"], run_id)
+    check_one_turn(simulator, resp, req["event_id"], 2, first["Paris"])
+    outs = submitted_outputs(simulator, resp)
     assert [o for _, o in outs[:3]] == [OUT["Paris"], OUT["Tokyo"], "21°C and clear"]
     assert json.loads(outs[3][1]) == {"error": err}, "an error reply is submitted as {\"error\": {code, message}}"
     assert len(svc.requests_for(conv)) == 4
@@ -286,14 +316,15 @@ def test_deadline_error_output_submits_tool_timeout_and_the_run_goes_on(ctx, wor
     t0 = now_ms()
     req = ask(ctx, conv, "What's the weather in Paris?")
     (treq,) = tool_requests(ctx, svc, req, 1)  # published; nobody answers
-    check_tool_request(ctx, treq, conv, "Paris")
+    check_tool_request(ctx, treq, conv, "Paris", req, 1)
     assert t0 < treq["deadline_ms"] <= now_ms() + 1500
     resp = the_response(ctx, req["event_id"], timeout_s=20)
     assert resp["status"] == "completed", resp.obj
     assert resp["timings"]["completed_ms"] >= treq["deadline_ms"], "answered before the deadline passed"
     assert "tool_timeout" in answer_text(resp)
     assert tool_calls(resp) == [(treq["tool_call_id"], "get_weather", "timeout")]
-    ((cid, out),) = submitted_outputs(simulator, resp["thread_id"], resp["run_id"])
+    check_one_turn(simulator, resp, req["event_id"], 1, treq)
+    ((cid, out),) = submitted_outputs(simulator, resp)
     assert cid == treq["tool_call_id"]
     assert json.loads(out) == {"error": {"code": "tool_timeout",
                                          "message": "no reply from get_weather within 1500 ms"}}
@@ -314,17 +345,27 @@ def test_deadline_cancel_run_cancels_the_run(ctx, worker, tool_service, simulato
     assert resp["status"] == "cancelled", resp.obj
     assert error_code(resp) == "tool_timeout", resp.obj
     assert "get_weather" in resp["error"]["message"]
-    assert resp["run_id"] == treq["run_id"]
     assert tool_calls(resp) == [(treq["tool_call_id"], "get_weather", "timeout")]
-    run = simulator.api("GET", f"/threads/{treq['thread_id']}/runs/{treq['run_id']}")
-    assert run["status"] == "cancelled", run["status"]
-    assert submitted_outputs(simulator, treq["thread_id"], treq["run_id"]) == [(treq["tool_call_id"], None)], \
-        "nothing was submitted"
+    handle, turn = conv_handle(resp), turn_handle(resp)
+    if BACKEND == "assistants":
+        assert resp["run_id"] == treq["run_id"]
+        run = simulator.api("GET", f"/threads/{treq['thread_id']}/runs/{treq['run_id']}")
+        assert run["status"] == "cancelled", run["status"]
+        assert submitted_outputs(simulator, resp) == [(treq["tool_call_id"], None)], "nothing was submitted"
+    else:
+        # The turn is the one response that made the call; no output went to the model (no
+        # further response); the open call is closed in the conversation as cancelled, so that
+        # the conversation's next turn is not refused.
+        assert simulator.turns_of(handle, req["event_id"]) == [turn], "no response after the call"
+        ((cid, out),) = submitted_outputs(simulator, resp)
+        assert cid == treq["tool_call_id"] and out != OUT["Paris"]
+        assert json.loads(out) == {"error": "cancelled"}, out
 
     late = svc.reply(treq, output=OUT["Paris"])
     wait_dlq(ctx, "run_not_waiting", late)
 
 
+@pytest.mark.only_backend("assistants")  # only a run expires while it waits for outputs
 def test_run_expired_by_the_api_while_waiting_is_answered_expired(ctx, worker, tool_service, sim_settings):
     sim_settings.faults(requires_action_timeout_s=2)
     svc = tool_service()
@@ -377,7 +418,7 @@ def test_forged_duplicate_and_late_replies_are_dead_lettered_with_their_bytes(ct
     assert "tool_timeout" in text and "forged" not in text and "second opinion" not in text
     assert tool_calls(resp) == [(paris["tool_call_id"], "get_weather", "output"),
                                 (tokyo["tool_call_id"], "get_weather", "timeout")]
-    assert submitted_outputs(simulator, resp["thread_id"], resp["run_id"])[0] == (paris["tool_call_id"], OUT["Paris"])
+    assert submitted_outputs(simulator, resp)[0] == (paris["tool_call_id"], OUT["Paris"])
 
     late = svc.reply(tokyo, output=OUT["Tokyo"])
     wait_dlq(ctx, "run_not_waiting", late)
@@ -397,8 +438,7 @@ def test_owner_killed_while_waiting_another_worker_completes_the_run_once(ctx, w
     conv = new_conv("conv-crash")
     req = ask(ctx, conv, PARIS_TOKYO)
     calls = by_location(tool_requests(ctx, svc, req, 2))
-    run_id, thread_id = calls["Paris"]["run_id"], calls["Paris"]["thread_id"]
-    published(w1, run_id)
+    published(w1, calls["Paris"])
     w1.kill()
 
     svc.reply(calls["Tokyo"], output=OUT["Tokyo"])
@@ -406,12 +446,12 @@ def test_owner_killed_while_waiting_another_worker_completes_the_run_once(ctx, w
     heir = weather_worker(worker, "heir", kafka_properties=dict(FAST_GROUP))
     resp = the_response(ctx, req["event_id"], timeout_s=60, quiet_s=2.0)
     assert resp["status"] == "completed", resp.obj
-    assert (resp["thread_id"], resp["run_id"]) == (thread_id, run_id), "the run was resumed, not restarted"
     assert answer_text(resp) == f"Paris: {OUT['Paris']}. Tokyo: {OUT['Tokyo']}."
     assert [outcome for _, _, outcome in tool_calls(resp)] == ["output", "output"]
-    assert simulator.user_texts(thread_id).count(PARIS_TOKYO) == 1, "the user message is on the thread once"
-    runs = simulator.api("GET", f"/threads/{thread_id}/runs?limit=100")["data"]
-    assert [r["id"] for r in runs] == [run_id], "one run"
+    assert simulator.user_texts(conv_handle(resp)).count(PARIS_TOKYO) == 1, "the user message is on the thread once"
+    # The turn was resumed, not restarted.
+    check_one_turn(simulator, resp, req["event_id"], 1, calls["Paris"])
+    assert simulator.turns_of(conv_handle(resp)) == simulator.turns_of(conv_handle(resp), req["event_id"])
     assert heir.logged("tool outputs submitted")
     assert not dlq_records(ctx, "already_answered") and not dlq_records(ctx, "run_not_waiting")
 
@@ -462,19 +502,19 @@ def test_weather_service_answers_paris_and_tokyo_end_to_end(ctx, worker, weather
 
 
 def test_function_service_down_the_run_waits_and_completes_once_it_is_up(ctx, worker, tool_service,
-                                                                         weather_service):
+                                                                         weather_service, simulator):
     observer = tool_service()
     w = weather_worker(worker)
     conv = new_conv("conv-down")
     req = ask(ctx, conv, PARIS_TOKYO)
     treqs = tool_requests(ctx, observer, req, 2)
-    published(w, treqs[0]["run_id"])
+    published(w, treqs[0])
     assert not [m for m in ctx.responses.messages if m.get("event_id") == req["event_id"]]
     weather_service()  # new group: starts from the earliest offset, answers what is waiting
     resp = the_response(ctx, req["event_id"])
     assert resp["status"] == "completed", resp.obj
     assert answer_text(resp) == f"Paris: {PARIS_JSON}. Tokyo: {TOKYO_JSON}."
-    assert resp["run_id"] == treqs[0]["run_id"]
+    check_one_turn(simulator, resp, req["event_id"], 1, treqs[0])
 
 
 # ---- 8. invalid arguments ------------------------------------------------------------------------
@@ -495,11 +535,11 @@ def test_invalid_arguments_are_answered_to_the_model_without_a_tool_request(ctx,
         assert "invalid_arguments" in answer_text(resp)
         ((call_id, name, outcome),) = tool_calls(resp)
         assert (name, outcome) == ("get_weather", "invalid_arguments")
-        ((cid, out),) = submitted_outputs(simulator, resp["thread_id"], resp["run_id"])
+        ((cid, out),) = submitted_outputs(simulator, resp)
         assert cid == call_id
         err = json.loads(out)["error"]
         assert err["code"] == "invalid_arguments" and err["message"], out
-        assert not [e for e in w.logged("tool requests published", run_id=resp["run_id"])
+        assert not [e for e in w.logged("tool requests published", event_id=r["event_id"])
                     if e.get("count") != "0"], "a tool request was published"
     svc.requests.quiet_for(1.0)
     assert not svc.requests_for(broken) and not svc.requests_for(wrong), "no tool request was published"
@@ -511,7 +551,7 @@ def test_invalid_arguments_are_published_when_validation_is_off(ctx, worker, too
     conv = new_conv("conv-novalidate")
     req = ask(ctx, conv, "What's the weather in Paris? (bad arguments)")
     (treq,) = tool_requests(ctx, svc, req, 1)
-    check_tool_request(ctx, treq, conv)
+    check_tool_request(ctx, treq, conv, req=req, round_=1)
     assert treq["arguments"] is None
     assert treq["arguments_json"] == '{"location":"Paris"'
     svc.reply(treq, output=OUT["Paris"])
@@ -544,10 +584,17 @@ def test_a_conversation_waits_for_its_tool_run_while_others_go_on(ctx, worker, t
     assert answer_text(r1) == f"Paris: {OUT['Paris']}."
     assert r1.partition == r2.partition and r1.offset < r2.offset, "answered in order"
     assert r2["timings"]["run_started_ms"] >= r1["timings"]["completed_ms"]
-    assert r1["thread_id"] == r2["thread_id"]
+    assert conv_handle(r1) == conv_handle(r2)
     assert "tool_calls" not in r2.obj, "a run without function calls has no tool_calls key"
-    roles = [(m["role"], m.get("run_id")) for m in simulator.thread_messages(r1["thread_id"])]
-    assert roles == [("user", None), ("assistant", r1["run_id"]), ("user", None), ("assistant", r2["run_id"])]
+    handle = conv_handle(r1)
+    if BACKEND == "assistants":
+        roles = [(m["role"], m.get("run_id")) for m in simulator.thread_messages(handle)]
+        assert roles == [("user", None), ("assistant", r1["run_id"]), ("user", None), ("assistant", r2["run_id"])]
+    else:
+        kinds = [(i["type"], i.get("role")) for i in simulator.conversation_items(handle)]
+        assert kinds == [("message", "user"), ("function_call", None), ("function_call_output", None),
+                         ("message", "assistant"), ("message", "user"), ("message", "assistant")], kinds
+        assert simulator.turns_of(handle) == simulator.turns_of(handle, first["event_id"]) + [turn_handle(r2)]
 
 
 def test_owner_killed_after_submitting_the_heir_lists_the_tool_calls(ctx, worker, tool_service, sim_settings):
@@ -558,14 +605,20 @@ def test_owner_killed_after_submitting_the_heir_lists_the_tool_calls(ctx, worker
     conv = new_conv("conv-crash-late")
     req = ask(ctx, conv, PARIS_TOKYO)
     calls = by_location(tool_requests(ctx, svc, req, 2))
-    published(w1, calls["Paris"]["run_id"])
+    published(w1, calls["Paris"])
     sim_settings.faults(token_delay_ms=400)  # the answer after the submission streams slowly
     svc.reply(calls["Paris"], output=OUT["Paris"])
     svc.reply(calls["Tokyo"], output=OUT["Tokyo"])
     w1.wait_log(lambda e: e.get("msg") == "tool outputs submitted", 30, "the outputs to be submitted")
-    run_path = f"/threads/{calls['Paris']['thread_id']}/runs/{calls['Paris']['run_id']}"
-    wait_until(lambda: sim_settings.api("GET", run_path)["status"] == "in_progress", 30,
-               "the API to take the outputs (run in_progress)")
+    if BACKEND == "assistants":
+        run_path = f"/threads/{calls['Paris']['thread_id']}/runs/{calls['Paris']['run_id']}"
+        wait_until(lambda: sim_settings.api("GET", run_path)["status"] == "in_progress", 30,
+                   "the API to take the outputs (run in_progress)")
+    else:
+        # The outputs went in as the input of the turn's second response, which streams.
+        wait_until(lambda: [r for r in sim_settings.admin_responses(event_id=req["event_id"])
+                            if r["status"] == "in_progress"], 30,
+                   "the API to take the outputs (a second response in_progress)")
     w1.kill()
     sim_settings.faults(token_delay_ms=0)
 
