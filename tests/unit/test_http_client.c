@@ -605,13 +605,13 @@ static const char *ERR500 =
 static void test_api_creating_post_500_is_ambiguous_with_status_and_message(void **state) {
   (void)state;
   fx *f = fx_new();
-  ss_route *r = ss_route_add(&f->srv, "POST", "/v1/threads");
+  ss_route *r = ss_route_add(&f->srv, "POST", "/v1/threads/thread_1/messages");
   ss_add_resp(r, (ss_resp){.status = 500, .body = ERR500});
-  ss_add_resp(r, (ss_resp){.status = 200, .body = "{\"id\":\"thread_2\"}"});
+  ss_add_resp(r, (ss_resp){.status = 200, .body = "{\"id\":\"msg_2\"}"});
   fx_start(f);
   api_client *c = api_new(f, NULL);
   api_res a = {0};
-  assert_int_equal(api_threads_create(c, "{}", on_api_done, &a, NULL), AW_OK);
+  assert_int_equal(api_messages_create(c, "thread_1", "{}", on_api_done, &a, NULL), AW_OK);
   ss_run_until(&f->loop, &a.done);
   assert_int_equal(a.err, AW_EAMBIGUOUS);
   assert_int_equal(a.maybe_applied, 1);
@@ -620,6 +620,26 @@ static void test_api_creating_post_500_is_ambiguous_with_status_and_message(void
   assert_string_equal(a.code, "server_error");
   assert_non_null(strstr(a.msg, "The server had an error"));
   assert_int_equal(ss_count(&f->srv, r), 1);
+  api_free(f, c);
+  fx_free(f);
+}
+
+/* An empty thread is the one creation retried like an idempotent request: it
+ * cannot be looked up, and a repeat leaves only an empty unclaimed thread. */
+static void test_api_thread_create_500_is_retried(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *r = ss_route_add(&f->srv, "POST", "/v1/threads");
+  ss_add_resp(r, (ss_resp){.status = 500, .body = ERR500});
+  ss_add_resp(r, (ss_resp){.status = 200, .body = "{\"id\":\"thread_2\"}"});
+  fx_start(f);
+  api_client *c = api_new(f, NULL);
+  api_res a = {0};
+  assert_int_equal(api_threads_create(c, "{}", on_api_done, &a, NULL), AW_OK);
+  ss_run_until(&f->loop, &a.done);
+  assert_int_equal(a.err, AW_OK);
+  assert_int_equal(a.attempts, 2);
+  assert_int_equal(ss_count(&f->srv, r), 2);
   api_free(f, c);
   fx_free(f);
 }
@@ -807,6 +827,7 @@ int main(void) {
       cmocka_unit_test(test_cancel_before_response_and_while_waiting_to_retry),
       cmocka_unit_test(test_free_with_requests_in_flight_calls_nothing),
       cmocka_unit_test(test_api_creating_post_500_is_ambiguous_with_status_and_message),
+      cmocka_unit_test(test_api_thread_create_500_is_retried),
       cmocka_unit_test(test_api_creating_post_429_is_retried_and_not_ambiguous),
       cmocka_unit_test(test_api_creating_post_refused_is_retried_and_not_ambiguous),
       cmocka_unit_test(test_api_get_500_is_still_retried),
