@@ -822,9 +822,11 @@ int contract_dlq_encode(const contract_dlq *d, buf *out) {
   if (!d || !d->topic || !d->error_code || (!d->original && d->original_len) ||
       (!d->original_key && d->original_key_len))
     return AW_EINVAL;
+  int degraded = d->original_size > 0;
+  if (degraded && !d->original_sha256) return AW_EINVAL;
   mpu_enc e;
   mpu_enc_init(&e, out);
-  e_map(&e, 8);
+  e_map(&e, degraded ? 10 : 8);
   e_key(&e, "v");
   e_int(&e, CONTRACT_VERSION);
   e_key(&e, "original");
@@ -853,6 +855,12 @@ int contract_dlq_encode(const contract_dlq *d, buf *out) {
   e_str_or_nil(&e, d->conversation_id);
   e_key(&e, "failed_ms");
   e_int(&e, d->failed_ms);
+  if (degraded) {
+    e_key(&e, "original_size");
+    e_int(&e, d->original_size);
+    e_key(&e, "original_sha256");
+    e_str(&e, d->original_sha256);
+  }
   return e.err;
 }
 

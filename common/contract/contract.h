@@ -199,11 +199,19 @@ typedef struct contract_dlq {
   const char *event_id;        /* if known, else NULL */
   const char *conversation_id; /* if known, else NULL */
   int64_t failed_ms;
+  /* A degraded dead letter (the whole original did not fit the producer's
+   * or the topic's size limit): original holds only its leading bytes;
+   * original_size is the whole original's size and original_sha256 its
+   * SHA-256 in lower-case hex.  original_size 0: not degraded (both keys
+   * absent). */
+  int64_t original_size;
+  const char *original_sha256;
 } contract_dlq;
 
 /** Append a dead letter.  original is copied byte for byte as bin;
  *  original_key NULL is written as nil (Kafka's null key), non-NULL as bin
- *  (possibly empty). */
+ *  (possibly empty); original_size and original_sha256 are written when
+ *  original_size is set (AW_EINVAL if original_sha256 is then NULL). */
 int contract_dlq_encode(const contract_dlq *d, buf *out) AW_MUST_CHECK;
 
 /* ---- JSON view ------------------------------------------------------------ */

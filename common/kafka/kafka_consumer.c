@@ -16,6 +16,12 @@ struct kc {
   int max_batch;
   int paused;
   rd_kafka_topic_partition_list_t *assigned;
+  kc_revoke_gate_fn gate;
+  void *gate_opaque;
+  rd_kafka_topic_partition_list_t *held; /* a revocation waiting for kc_revoke_release */
+  int held_cooperative;
+  int revoking;                          /* KC_REVOKE_* while on_revoke runs */
+  int closing;
 };
 
 /* The owner sees revocations before they happen so that it can commit what
@@ -36,26 +42,85 @@ static void assigned_remove(kc *c, const rd_kafka_topic_partition_list_t *parts)
     rd_kafka_topic_partition_list_del(c->assigned, parts->elems[i].topic, parts->elems[i].partition);
 }
 
+/* Carry out a revocation: the owner commits (on_revoke), then librdkafka
+ * stops fetching the partitions and the rebalance goes on. */
+static void revoke_now(kc *c, const rd_kafka_topic_partition_list_t *parts, int cooperative, int how) {
+  rd_kafka_error_t *e = NULL;
+  c->revoking = rd_kafka_assignment_lost(c->rk) ? KC_REVOKE_LOST : how;
+  if (c->h.on_revoke) c->h.on_revoke(c->opaque, parts);
+  c->revoking = 0;
+  if (cooperative) e = rd_kafka_incremental_unassign(c->rk, parts);
+  else rd_kafka_assign(c->rk, NULL);
+  if (cooperative) assigned_remove(c, parts);
+  else if (c->assigned) {
+    rd_kafka_topic_partition_list_destroy(c->assigned);
+    c->assigned = NULL;
+  }
+  if (e) {
+    log_error(NULL, "kafka rebalance: %s", rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+  }
+}
+
+void kc_revoke_release(kc *c) {
+  if (!c || !c->held) return;
+  rd_kafka_topic_partition_list_t *parts = c->held;
+  c->held = NULL;
+  /* Paused by hold(): a pause outlives the assignment in librdkafka, so it
+   * is lifted before the partitions go (they may come back to us). */
+  if (parts->cnt) rd_kafka_resume_partitions(c->rk, parts);
+  revoke_now(c, parts, c->held_cooperative, KC_REVOKE_HELD);
+  rd_kafka_topic_partition_list_destroy(parts);
+}
+
+int kc_revoke_held(const kc *c) { return c && c->held != NULL; }
+int kc_revoking(const kc *c) { return c ? c->revoking : 0; }
+
+void kc_set_revoke_gate(kc *c, kc_revoke_gate_fn gate, void *opaque) {
+  c->gate = gate;
+  c->gate_opaque = opaque;
+}
+
+/* Hold a revocation (see kc_set_revoke_gate): the partitions stay assigned
+ * but paused until the owner releases it.  A second revocation while one is
+ * held joins it. */
+static int hold(kc *c, const rd_kafka_topic_partition_list_t *parts, int cooperative) {
+  if (!c->gate || c->closing || rd_kafka_assignment_lost(c->rk)) return 0;
+  if (!c->held && !c->gate(c->gate_opaque, parts)) return 0;
+  if (!c->held) {
+    c->held = rd_kafka_topic_partition_list_copy(parts);
+    if (!c->held) return 0; /* out of memory: revoke at once (blocking) */
+  } else {
+    for (int i = 0; i < parts->cnt; i++)
+      if (!rd_kafka_topic_partition_list_find(c->held, parts->elems[i].topic, parts->elems[i].partition))
+        rd_kafka_topic_partition_list_add(c->held, parts->elems[i].topic, parts->elems[i].partition);
+  }
+  c->held_cooperative = cooperative;
+  if (parts->cnt) rd_kafka_pause_partitions(c->rk, (rd_kafka_topic_partition_list_t *)parts);
+  log_debug(NULL, "kafka rebalance: revocation of %d partitions held until their commit is done", parts->cnt);
+  return 1;
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
   kc *c = opaque;
   int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
   rd_kafka_error_t *e = NULL;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    /* A later rebalance supersedes a held revocation (librdkafka may rejoin
+     * without waiting, e.g. when the topic's metadata changed): carry it out
+     * first, or its late unassign would drop partitions assigned now. */
+    kc_revoke_release(c);
     if (c->h.on_assign) c->h.on_assign(c->opaque, parts);
     if (cooperative) e = rd_kafka_incremental_assign(rk, parts);
     else rd_kafka_assign(rk, parts);
     assigned_add(c, parts);
     if (c->paused && parts->cnt) rd_kafka_pause_partitions(rk, parts);
+  } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && hold(c, parts, cooperative)) {
+    return;
   } else {
-    if (c->h.on_revoke) c->h.on_revoke(c->opaque, parts);
-    if (cooperative) e = rd_kafka_incremental_unassign(rk, parts);
-    else rd_kafka_assign(rk, NULL);
-    if (cooperative) assigned_remove(c, parts);
-    else if (c->assigned) {
-      rd_kafka_topic_partition_list_destroy(c->assigned);
-      c->assigned = NULL;
-    }
+    kc_revoke_release(c);
+    revoke_now(c, parts, cooperative, KC_REVOKE_NOW);
   }
   if (e) {
     log_error(NULL, "kafka rebalance: %s", rd_kafka_error_string(e));
@@ -163,9 +228,12 @@ rd_kafka_t *kc_handle(kc *c) { return c->rk; }
 void kc_close(kc *c) {
   if (!c) return;
   kuv_watch_free(c->watch);
+  c->closing = 1;
+  kc_revoke_release(c);
   rd_kafka_consumer_close(c->rk); /* runs the revoke callback */
   rd_kafka_queue_destroy(c->q);
   if (c->assigned) rd_kafka_topic_partition_list_destroy(c->assigned);
+  if (c->held) rd_kafka_topic_partition_list_destroy(c->held);
   rd_kafka_destroy(c->rk);
   free(c);
 }

@@ -31,6 +31,29 @@ typedef struct kc_handlers {
 int kc_new(uv_loop_t *loop, rd_kafka_conf_t *conf, const char *topic, const kc_handlers *h,
            void *opaque, int max_batch, kc **out, char *errstr, size_t errstr_size) AW_MUST_CHECK;
 
+/** A revocation gate: asked before a revocation is carried out (the
+ *  owner's on_revoke, then the unassign).  It returns 0 to carry it out at
+ *  once, 1 to hold it: the revoked partitions are paused and the
+ *  revocation waits, without blocking the loop, for kc_revoke_release
+ *  (the owner first commits what it finished on them, on its own thread).
+ *  librdkafka allows the unassign outside the rebalance callback; the group
+ *  waits for it (up to max.poll.interval.ms) before it completes the
+ *  rebalance, so the next owner starts from the committed offsets.  Not
+ *  asked for lost partitions (there is nothing left to commit) nor while
+ *  closing.  gate NULL removes it. */
+typedef int (*kc_revoke_gate_fn)(void *opaque, const rd_kafka_topic_partition_list_t *parts);
+void kc_set_revoke_gate(kc *c, kc_revoke_gate_fn gate, void *opaque);
+/** Is a revocation held? */
+int kc_revoke_held(const kc *c);
+/** Carry out the held revocation now (on_revoke, then the unassign); no-op
+ *  when none is held.  Loop thread, never from a kc callback. */
+void kc_revoke_release(kc *c);
+/** Inside on_revoke: KC_REVOKE_HELD for a revocation that was held (the
+ *  gate's commit is done), KC_REVOKE_LOST for lost partitions (a commit
+ *  would be refused), KC_REVOKE_NOW for one carried out at once; 0 outside. */
+enum { KC_REVOKE_NOW = 1, KC_REVOKE_HELD = 2, KC_REVOKE_LOST = 3 };
+int kc_revoking(const kc *c);
+
 /** Pause / resume fetching on every assigned partition (backpressure). */
 int kc_pause(kc *c) AW_MUST_CHECK;
 int kc_resume(kc *c) AW_MUST_CHECK;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kafka_producer.h"
 #include "kafka_uv.h"
 #include "log.h"
 
@@ -26,6 +27,7 @@ struct ktx {
   int state;           /* loop-owned */
   uint64_t seq;
   long pending, produced, failed;
+  size_t max_bytes;    /* message.max.bytes */
   /* The thread and what it shares with the loop (under mu). */
   pthread_t th;
   int th_started;
@@ -225,6 +227,7 @@ int ktx_new(uv_loop_t *loop, rd_kafka_conf_t *conf, ktx_dr_fn dr, ktx_done_fn do
     free(t);
     return aw_seterr(AW_ECONFIG, errstr, errstr_size, "kafka transactional producer: no transactional.id");
   }
+  t->max_bytes = kp_conf_max_message_bytes(conf);
   rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR);
   t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
   if (!t->rk) {
@@ -254,15 +257,19 @@ uint64_t ktx_seq(const ktx *t) { return t->seq; }
 long ktx_pending(const ktx *t) { return t->pending; }
 long ktx_produced(const ktx *t) { return t->produced; }
 rd_kafka_t *ktx_handle(ktx *t) { return t->rk; }
+size_t ktx_max_message_bytes(const ktx *t) { return t->max_bytes; }
+int ktx_committing(const ktx *t) { return t && t->state == S_COMMITTING; }
 
 int ktx_produce(ktx *t, const char *topic, const void *key, size_t keylen, const void *value, size_t len,
                 void *msg_opaque) {
   if (t->state != S_OPEN) return AW_EAGAIN;
+  /* Refused before producing: librdkafka would refuse it too, and a record
+   * that never entered the transaction cannot poison it. */
+  if (kp_record_size(keylen, len, 0) > t->max_bytes) return AW_ETOOBIG;
   rd_kafka_resp_err_t err = rd_kafka_producev(
       t->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, len),
       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
-  if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return AW_EAGAIN;
-  if (err) return AW_EKAFKA;
+  if (err) return kp_err_code(err);
   t->pending++;
   t->produced++;
   return AW_OK;

@@ -58,7 +58,16 @@ long ktx_pending(const ktx *t);
 long ktx_produced(const ktx *t);
 
 /** Produce into the open transaction (value and key copied).  AW_EAGAIN when
- *  not open or the queue is full, AW_EKAFKA otherwise. */
+ *  not open or the queue is full; AW_ETOOBIG when the record is larger than
+ *  message.max.bytes (checked first: nothing is queued and the transaction
+ *  stays healthy); AW_EINVAL for another permanent error (kp_err_code);
+ *  AW_EKAFKA otherwise.
+ *
+ *  A message that the broker refuses (its delivery report carries the
+ *  error: kp_err_permanent tells whether producing it again can help)
+ *  makes the transaction abortable: the next commit aborts it and the done
+ *  callback says so; the owner then produces its other messages again,
+ *  with a smaller record, or none, in place of the refused one. */
 int ktx_produce(ktx *t, const char *topic, const void *key, size_t keylen, const void *value,
                 size_t len, void *msg_opaque) AW_MUST_CHECK;
 
@@ -82,6 +91,12 @@ int ktx_commit_sync(ktx *t, rd_kafka_topic_partition_list_t *offsets,
                     rd_kafka_consumer_group_metadata_t *cgmd, int abort) AW_MUST_CHECK;
 
 rd_kafka_t *ktx_handle(ktx *t);
+
+/** The producer's message.max.bytes. */
+size_t ktx_max_message_bytes(const ktx *t);
+
+/** Is a commit (or abort) running on the module's thread? */
+int ktx_committing(const ktx *t);
 
 /** Stop the thread, abort an open transaction, free (blocking).  Safe on
  *  NULL. */

@@ -24,7 +24,8 @@ static const char *const ENV_VARS[] = {
     "AW_TOPIC_DELTAS", "AW_TOPIC_DLQ",     "AW_REDIS_HOST",     "AW_REDIS_PORT",     "AW_REDIS_PREFIX",
     "AW_API_BASE_URL", "AW_API_KEY",       "OPENAI_API_KEY",    "AW_API_ORG",        "AW_API_PROJECT",
     "AW_MAX_IN_FLIGHT", "AW_LOG_LEVEL",    "AW_HEALTH_PORT",   "AW_TOPIC_TOOL_REQUESTS", "AW_TOPIC_TOOL_REPLIES",
-    "AW_TOOL_SECRET",  "AW_TOOL_SECRET_PREVIOUS", "AW_API_BACKEND",
+    "AW_TOOL_SECRET",  "AW_TOOL_SECRET_PREVIOUS", "AW_API_BACKEND", "AW_KAFKA_GROUP_INSTANCE_ID",
+    "AW_MAX_EVENT_BYTES",
 };
 
 /* 16 bytes: the shortest secret accepted. */
@@ -1002,6 +1003,110 @@ static void test_kconf_set_never_shows_a_secret_value(void **state) {
   rd_kafka_conf_destroy(conf);
 }
 
+static void test_group_instance_id_and_max_event_bytes_come_from_file_or_env(void **state) {
+  (void)state;
+  cfg c;
+  char err[512];
+  cfg_init(&c);
+  assert_string_equal(c.kafka.group_instance_id, ""); /* dynamic membership by default */
+  const char *doc = "{\"kafka\":{\"group_instance_id\":\"pod-a\"},\"worker\":{\"max_event_bytes\":5000}}";
+  assert_int_equal(cfg_load_json(&c, doc, strlen(doc), err, sizeof err), AW_OK);
+  assert_string_equal(c.kafka.group_instance_id, "pod-a");
+  assert_int_equal(c.worker.max_event_bytes, 5000);
+  setenv("AW_KAFKA_GROUP_INSTANCE_ID", "pod-b", 1);
+  setenv("AW_MAX_EVENT_BYTES", "7000", 1);
+  assert_int_equal(cfg_apply_env(&c, err, sizeof err), AW_OK);
+  assert_string_equal(c.kafka.group_instance_id, "pod-b");
+  assert_int_equal(c.worker.max_event_bytes, 7000);
+  setenv("AW_MAX_EVENT_BYTES", "12", 1); /* below the 1024 floor */
+  assert_int_equal(cfg_apply_env(&c, err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "AW_MAX_EVENT_BYTES"));
+  cfg_free(&c);
+}
+
+static void test_kconf_defaults_are_overridden_by_properties(void **state) {
+  (void)state;
+  cfg c;
+  char err[512], v[64];
+  size_t vn;
+  rd_kafka_conf_t *conf = NULL;
+  static const char *const defaults[] = {KCONF_CONSUMER_DEFAULTS, NULL};
+  cfg_init(&c);
+  const char *doc = "{\"kafka\":{\"brokers\":\"k:9092\"}}";
+  assert_int_equal(cfg_load_json(&c, doc, strlen(doc), err, sizeof err), AW_OK);
+  assert_int_equal(kconf_new_with(&c, "t", defaults, &conf, err, sizeof err), AW_OK);
+  vn = sizeof v;
+  assert_int_equal(rd_kafka_conf_get(conf, "session.timeout.ms", v, &vn), RD_KAFKA_CONF_OK);
+  assert_string_equal(v, "10000");
+  vn = sizeof v;
+  assert_int_equal(rd_kafka_conf_get(conf, "heartbeat.interval.ms", v, &vn), RD_KAFKA_CONF_OK);
+  assert_string_equal(v, "1000");
+  rd_kafka_conf_destroy(conf);
+  cfg_free(&c);
+
+  cfg_init(&c);
+  doc = "{\"kafka\":{\"brokers\":\"k:9092\",\"properties\":{\"session.timeout.ms\":\"30000\"}}}";
+  assert_int_equal(cfg_load_json(&c, doc, strlen(doc), err, sizeof err), AW_OK);
+  assert_int_equal(kconf_new_with(&c, "t", defaults, &conf, err, sizeof err), AW_OK);
+  vn = sizeof v;
+  assert_int_equal(rd_kafka_conf_get(conf, "session.timeout.ms", v, &vn), RD_KAFKA_CONF_OK);
+  assert_string_equal(v, "30000");
+  rd_kafka_conf_destroy(conf);
+  cfg_free(&c);
+}
+
+/* Loads doc, runs kconf_check_limits, returns its code with warn/err filled. */
+static int check_limits(const char *doc, char *warn, size_t wn, char *err, size_t en) {
+  cfg c;
+  cfg_init(&c);
+  assert_int_equal(cfg_load_json(&c, doc, strlen(doc), err, en), AW_OK);
+  int rc = kconf_check_limits(&c, warn, wn, err, en);
+  cfg_free(&c);
+  return rc;
+}
+
+static void test_limits_that_interact_are_checked_at_start_up(void **state) {
+  (void)state;
+  char warn[1024], err[512];
+  /* The defaults: max_event_bytes 1 MiB > message.max.bytes 1,000,000, so a
+   * rejected event that large is dead-lettered degraded: said, not refused. */
+  assert_int_equal(check_limits("{}", warn, sizeof warn, err, sizeof err), AW_OK);
+  assert_non_null(strstr(warn, "dead-lettered degraded"));
+  assert_null(strstr(warn, "response_too_large"));
+  assert_null(strstr(warn, "one per fetch"));
+
+  /* Room for everything: no finding. */
+  assert_int_equal(check_limits("{\"kafka\":{\"properties\":{\"message.max.bytes\":\"4000000\"}}}", warn,
+                                sizeof warn, err, sizeof err),
+                   AW_OK);
+  assert_string_equal(warn, "");
+
+  /* A small producer limit: answers may not fit. */
+  assert_int_equal(check_limits("{\"kafka\":{\"properties\":{\"message.max.bytes\":\"100000\"}}}", warn,
+                                sizeof warn, err, sizeof err),
+                   AW_OK);
+  assert_non_null(strstr(warn, "response_too_large"));
+
+  /* Fetch sizes below the event limit: still works, one event per fetch. */
+  assert_int_equal(check_limits("{\"worker\":{\"max_event_bytes\":2000000},\"kafka\":{\"properties\":"
+                                "{\"message.max.bytes\":\"4000000\"}}}",
+                                warn, sizeof warn, err, sizeof err),
+                   AW_OK);
+  assert_non_null(strstr(warn, "one per fetch"));
+
+  /* Refused: an accepted event could never be received. */
+  assert_int_equal(check_limits("{\"worker\":{\"max_event_bytes\":2000000},\"kafka\":{\"properties\":"
+                                "{\"receive.message.max.bytes\":\"1000000\"}}}",
+                                warn, sizeof warn, err, sizeof err),
+                   AW_ECONFIG);
+  assert_non_null(strstr(err, "receive.message.max.bytes"));
+  /* Refused: not even a degraded record fits. */
+  assert_int_equal(check_limits("{\"kafka\":{\"properties\":{\"message.max.bytes\":\"5000\"}}}", warn,
+                                sizeof warn, err, sizeof err),
+                   AW_ECONFIG);
+  assert_non_null(strstr(err, "message.max.bytes"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_defaults_are_the_documented_values, clear_env),
@@ -1018,6 +1123,9 @@ int main(void) {
       cmocka_unit_test_setup(test_hash_is_stable_and_covers_every_part, clear_env),
       cmocka_unit_test_setup(test_dump_hides_the_api_key_and_secret_properties, clear_env),
       cmocka_unit_test_setup(test_kconf_needs_brokers_and_names_a_bad_property, clear_env),
+      cmocka_unit_test_setup(test_group_instance_id_and_max_event_bytes_come_from_file_or_env, clear_env),
+      cmocka_unit_test_setup(test_kconf_defaults_are_overridden_by_properties, clear_env),
+      cmocka_unit_test_setup(test_limits_that_interact_are_checked_at_start_up, clear_env),
       cmocka_unit_test_setup(test_kconf_set_never_shows_a_secret_value, clear_env),
       cmocka_unit_test_setup(test_every_function_tool_gets_a_default_route, clear_env),
       cmocka_unit_test_setup(test_functions_entry_overrides_only_what_it_names, clear_env),

@@ -112,6 +112,13 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
   wc.redis_prefix = r->c.redis.prefix;
   wc.max_in_flight = (int)r->c.worker.max_in_flight;
   wc.max_in_flight_per_partition = (int)r->c.worker.max_in_flight_per_partition;
+  wc.max_queue_per_conversation = (int)r->c.worker.max_queue_per_conversation;
+  wc.max_inflight_bytes = (long)r->c.worker.max_inflight_bytes;
+  wc.max_tool_rounds = (int)r->c.worker.max_tool_rounds;
+  wc.conversation_ttl_s = r->c.worker.conversation_ttl_s;
+  wc.outcome_ttl_s = r->c.worker.outcome_ttl_s;
+  wc.tool_state_ttl_s = r->c.worker.tool_state_ttl_s;
+  wc.tool_state_done_ttl_s = r->c.worker.tool_state_done_ttl_s;
   wc.limits.max_event_bytes = r->c.worker.max_event_bytes;
   wc.commit_interval_ms = r->c.worker.commit_interval_ms;
   wc.resolve_assistant = areg_resolve;
@@ -121,6 +128,11 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
 
   char errstr[512];
   rd_kafka_conf_t *cc = NULL, *pc = NULL, *rc_conf = NULL, *tc = NULL;
+  /* Static membership (group.instance.id, e.g. the pod name): a restarted
+   * pod gets its partitions back without a rebalance; a dead one's wait
+   * for session.timeout.ms.  The same id serves both groups (an instance
+   * id is unique per group). */
+  static const char *const consumer_defaults[] = {KCONF_CONSUMER_DEFAULTS, NULL};
   wc.txn_interval_ms = r->c.worker.txn_interval_ms;
   wc.on_fatal = on_worker_fatal;
   wc.fatal_opaque = r;
@@ -136,7 +148,8 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
       host[sizeof host - 1] = '\0';
       snprintf(tid, sizeof tid, "%s.%s.%ld", r->c.kafka.group_id, host, (long)getpid());
     }
-    if (kconf_new(&r->c, "assistant-worker-txn", &tc, errstr, sizeof errstr) ||
+    static const char *const txn_defaults[] = {KCONF_TXN_DEFAULTS, NULL};
+    if (kconf_new_with(&r->c, "assistant-worker-txn", txn_defaults, &tc, errstr, sizeof errstr) ||
         kconf_set(tc, "transactional.id", tid, errstr, sizeof errstr) ||
         kconf_set(tc, "linger.ms", "2", errstr, sizeof errstr)) {
       log_error(NULL, "kafka configuration: %s", errstr);
@@ -165,8 +178,10 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
      * that neither rebalance disturbs the other. */
     char group[CFG_GROUP_SIZE + 32];
     snprintf(group, sizeof group, "%s.tool-replies", r->c.kafka.group_id);
-    if (kconf_new(&r->c, "assistant-worker-replies", &rc_conf, errstr, sizeof errstr) ||
+    if (kconf_new_with(&r->c, "assistant-worker-replies", consumer_defaults, &rc_conf, errstr, sizeof errstr) ||
         kconf_set(rc_conf, "group.id", group, errstr, sizeof errstr) ||
+        (r->c.kafka.group_instance_id[0] &&
+         kconf_set(rc_conf, "group.instance.id", r->c.kafka.group_instance_id, errstr, sizeof errstr)) ||
         kconf_set(rc_conf, "auto.offset.reset", "earliest", errstr, sizeof errstr) ||
         kconf_set(rc_conf, "partition.assignment.strategy", "cooperative-sticky", errstr, sizeof errstr)) {
       log_error(NULL, "kafka configuration: %s", errstr);
@@ -176,8 +191,10 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
       return;
     }
   }
-  if (kconf_new(&r->c, "assistant-worker", &cc, errstr, sizeof errstr) ||
+  if (kconf_new_with(&r->c, "assistant-worker", consumer_defaults, &cc, errstr, sizeof errstr) ||
       kconf_set(cc, "group.id", r->c.kafka.group_id, errstr, sizeof errstr) ||
+      (r->c.kafka.group_instance_id[0] &&
+       kconf_set(cc, "group.instance.id", r->c.kafka.group_instance_id, errstr, sizeof errstr)) ||
       kconf_set(cc, "auto.offset.reset", "earliest", errstr, sizeof errstr) ||
       kconf_set(cc, "partition.assignment.strategy", "cooperative-sticky", errstr, sizeof errstr) ||
       kconf_new(&r->c, "assistant-worker", &pc, errstr, sizeof errstr) ||
@@ -267,6 +284,17 @@ int cmd_run_main(int argc, char **argv) {
     cfg_free(&r.c);
     return 2;
   }
+  {
+    /* The limits that interact (kafka_conf.h): refuse what cannot work,
+     * say at start-up what will degrade. */
+    char warn[1024];
+    if (kconf_check_limits(&r.c, warn, sizeof warn, errstr, sizeof errstr) != AW_OK) {
+      log_error(NULL, "configuration: %s", errstr);
+      cfg_free(&r.c);
+      return 2;
+    }
+    if (warn[0]) log_warn(NULL, "configuration: %s", warn);
+  }
   if (!r.c.api.api_key[0]) {
     log_error(NULL, "configuration: no API key (AW_API_KEY or OPENAI_API_KEY)");
     cfg_free(&r.c);
@@ -292,6 +320,9 @@ int cmd_run_main(int argc, char **argv) {
   int brc = rconn_new(r.loop, r.c.redis.host, r.c.redis.port, &r.redis, errstr, sizeof errstr);
   if (brc == AW_OK) {
     cstore_init(&r.store, r.redis, r.c.redis.prefix);
+    /* The backend claims handles through this store: the same lifetimes as the worker's. */
+    r.store.handle_ttl_s = r.c.worker.conversation_ttl_s;
+    r.store.outcome_ttl_s = r.c.worker.outcome_ttl_s;
     r.store_port = r.store.port;
     brc = strcmp(r.c.api.backend, "assistants") == 0 ? be_assistants_new(r.loop, &bc, &r.be, errstr, sizeof errstr)
                                                        : be_responses_new(r.loop, &bc, &r.be, errstr, sizeof errstr);

@@ -63,6 +63,7 @@ static const field FIELDS[] = {
     S("kafka", "brokers", "AW_KAFKA_BROKERS", F_STR, kafka.brokers),
     S("kafka", "group_id", "AW_KAFKA_GROUP_ID", F_STR, kafka.group_id),
     S("kafka", "transactional_id", "AW_KAFKA_TRANSACTIONAL_ID", F_STR_OPT, kafka.transactional_id),
+    S("kafka", "group_instance_id", "AW_KAFKA_GROUP_INSTANCE_ID", F_STR_OPT, kafka.group_instance_id),
     S("kafka.topics", "requests", "AW_TOPIC_REQUESTS", F_TOPIC, kafka.topic_requests),
     S("kafka.topics", "responses", "AW_TOPIC_RESPONSES", F_TOPIC, kafka.topic_responses),
     S("kafka.topics", "deltas", "AW_TOPIC_DELTAS", F_TOPIC, kafka.topic_deltas),
@@ -83,7 +84,18 @@ static const field FIELDS[] = {
     N("worker", "max_in_flight", "AW_MAX_IN_FLIGHT", F_LONG, worker.max_in_flight, 1, 1000000),
     N("worker", "max_in_flight_per_partition", "AW_MAX_IN_FLIGHT_PER_PARTITION", F_LONG,
       worker.max_in_flight_per_partition, 0, 1000000),
-    N("worker", "max_event_bytes", NULL, F_SIZE, worker.max_event_bytes, 1024, 64 * 1024 * 1024),
+    N("worker", "max_queue_per_conversation", "AW_MAX_QUEUE_PER_CONVERSATION", F_LONG,
+      worker.max_queue_per_conversation, 0, 1000000),
+    N("worker", "max_inflight_bytes", "AW_MAX_INFLIGHT_BYTES", F_SIZE, worker.max_inflight_bytes, 0,
+      64L * 1024 * 1024 * 1024),
+    N("worker", "max_tool_rounds", "AW_MAX_TOOL_ROUNDS", F_LONG, worker.max_tool_rounds, 1, 1000),
+    N("worker", "conversation_ttl_s", "AW_CONVERSATION_TTL_S", F_LONG, worker.conversation_ttl_s, 0,
+      10L * 365 * 24 * 3600),
+    N("worker", "outcome_ttl_s", "AW_OUTCOME_TTL_S", F_LONG, worker.outcome_ttl_s, 60, 365L * 24 * 3600),
+    N("worker", "tool_state_ttl_s", "AW_TOOL_STATE_TTL_S", F_LONG, worker.tool_state_ttl_s, 60, 7L * 24 * 3600),
+    N("worker", "tool_state_done_ttl_s", "AW_TOOL_STATE_DONE_TTL_S", F_LONG, worker.tool_state_done_ttl_s, 60,
+      30L * 24 * 3600),
+    N("worker", "max_event_bytes", "AW_MAX_EVENT_BYTES", F_SIZE, worker.max_event_bytes, 1024, 64 * 1024 * 1024),
     N("worker", "max_answer_bytes", NULL, F_SIZE, worker.max_answer_bytes, 1024, 64 * 1024 * 1024),
     N("worker", "commit_interval_ms", NULL, F_LONG, worker.commit_interval_ms, 1, 60000),
     N("worker", "health_port", "AW_HEALTH_PORT", F_INT, worker.health_port, 0, 65535),
@@ -227,6 +239,13 @@ void cfg_init(cfg *c) {
   c->api.stream_idle_timeout_ms = 60000;
   c->api.max_retries = 5;
   c->worker.max_in_flight = 1000;
+  c->worker.max_queue_per_conversation = 100;
+  c->worker.max_inflight_bytes = 256UL * 1024 * 1024;
+  c->worker.max_tool_rounds = 16;
+  c->worker.conversation_ttl_s = 30L * 24 * 3600;
+  c->worker.outcome_ttl_s = 7L * 24 * 3600;
+  c->worker.tool_state_ttl_s = 900;
+  c->worker.tool_state_done_ttl_s = 3600;
   c->worker.max_event_bytes = 1024 * 1024;
   c->worker.max_answer_bytes = 256 * 1024;
   c->worker.commit_interval_ms = 200;

@@ -6,6 +6,7 @@
  *
  * File format (every key optional; unknown keys are rejected, by path):
  *   {"kafka": {"brokers": "h:9092", "group_id": "...", "transactional_id": "...",
+ *              "group_instance_id": "...",
  *              "topics": {"requests": .., "responses": .., "deltas": .., "dlq": ..,
  *                         "tool_requests": .., "tool_replies": ..},
  *              "properties": {"security.protocol": "SASL_SSL", ...}},
@@ -50,7 +51,8 @@
  * AW_REDIS_PORT, AW_REDIS_PREFIX, AW_API_BASE_URL, AW_API_KEY (falls back to
  * OPENAI_API_KEY), AW_API_ORG, AW_API_PROJECT, AW_MAX_IN_FLIGHT,
  * AW_MAX_IN_FLIGHT_PER_PARTITION,
- * AW_LOG_LEVEL, AW_HEALTH_PORT, AW_EXACTLY_ONCE, AW_KAFKA_TRANSACTIONAL_ID.  A variable set to the empty string counts
+ * AW_LOG_LEVEL, AW_HEALTH_PORT, AW_EXACTLY_ONCE, AW_KAFKA_TRANSACTIONAL_ID,
+ * AW_KAFKA_GROUP_INSTANCE_ID, AW_MAX_EVENT_BYTES.  A variable set to the empty string counts
  * as unset (a Kubernetes manifest often carries empty placeholders).
  *
  * Bounded: at most CFG_MAX_ASSISTANTS assistants, CFG_MAX_PROPERTIES
@@ -141,6 +143,8 @@ typedef struct cfg {
     char brokers[CFG_BROKERS_SIZE]; /* no default: must be configured */
     char group_id[CFG_GROUP_SIZE];  /* "assistant-worker" */
     char transactional_id[CFG_GROUP_SIZE]; /* "": <group_id>.<hostname>.<pid> */
+    char group_instance_id[CFG_GROUP_SIZE]; /* "": dynamic membership; else group.instance.id
+                                              (static membership, e.g. the pod name) */
     char topic_requests[CFG_TOPIC_SIZE];  /* "assistant.requests" */
     char topic_responses[CFG_TOPIC_SIZE]; /* "assistant.responses" */
     char topic_deltas[CFG_TOPIC_SIZE];    /* "assistant.deltas" */
@@ -169,6 +173,13 @@ typedef struct cfg {
   struct {
     long max_in_flight;          /* 1000 */
     long max_in_flight_per_partition; /* 0: no limit of its own */
+    long max_queue_per_conversation; /* 100; 0: no limit */
+    size_t max_inflight_bytes;   /* 256 MiB; 0: no limit */
+    long max_tool_rounds;        /* 16 */
+    long conversation_ttl_s;     /* 30 days; 0: never */
+    long outcome_ttl_s;          /* 7 days */
+    long tool_state_ttl_s;       /* 900 */
+    long tool_state_done_ttl_s;  /* 3600 */
     size_t max_event_bytes;      /* 1 MiB */
     size_t max_answer_bytes;     /* 256 KiB */
     long commit_interval_ms;     /* 200 */

@@ -2,6 +2,7 @@
 #include "kafka_conf.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "log.h"
 
@@ -25,6 +26,11 @@ void kconf_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *
 
 int kconf_new(const cfg *c, const char *client_id, rd_kafka_conf_t **out, char *errstr,
               size_t errstr_size) {
+  return kconf_new_with(c, client_id, NULL, out, errstr, errstr_size);
+}
+
+int kconf_new_with(const cfg *c, const char *client_id, const char *const *defaults, rd_kafka_conf_t **out,
+                   char *errstr, size_t errstr_size) {
   *out = NULL;
   if (!c->kafka.brokers[0])
     return aw_seterr(AW_ECONFIG, errstr, errstr_size,
@@ -33,6 +39,8 @@ int kconf_new(const cfg *c, const char *client_id, rd_kafka_conf_t **out, char *
   if (!conf) return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
   int rc = kconf_set(conf, "bootstrap.servers", c->kafka.brokers, errstr, errstr_size);
   if (!rc && client_id) rc = kconf_set(conf, "client.id", client_id, errstr, errstr_size);
+  for (size_t i = 0; !rc && defaults && defaults[i] && defaults[i + 1]; i += 2)
+    rc = kconf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size);
   for (size_t i = 0; !rc && i < c->kafka.nprops; i++)
     rc = kconf_set(conf, c->kafka.props[i].key, c->kafka.props[i].value, errstr, errstr_size);
   if (rc) {
@@ -41,5 +49,72 @@ int kconf_new(const cfg *c, const char *client_id, rd_kafka_conf_t **out, char *
   }
   rd_kafka_conf_set_log_cb(conf, kconf_log_cb);
   *out = conf;
+  return AW_OK;
+}
+
+/* A numeric librdkafka property from kafka.properties, else its default. */
+static long long prop(const cfg *c, const char *key, long long dflt) {
+  for (size_t i = 0; i < c->kafka.nprops; i++)
+    if (strcmp(c->kafka.props[i].key, key) == 0) {
+      char *end = NULL;
+      long long v = strtoll(c->kafka.props[i].value, &end, 10);
+      return end && end != c->kafka.props[i].value && v > 0 ? v : dflt;
+    }
+  return dflt;
+}
+
+/* Room a dead letter's or a response's envelope takes beyond the original
+ * or the answer text: ids, source, error, timings, msgpack framing, record
+ * framing.  Generous on purpose: it only decides what is reported. */
+#define ENVELOPE_BYTES (16 * 1024)
+
+#define ADD_WARN(...)                                                                                       \
+  do {                                                                                                      \
+    size_t k_ = strlen(warn);                                                                               \
+    if (k_ + 1 < warn_size) snprintf(warn + k_, warn_size - k_, "%s" __VA_ARGS__);                         \
+  } while (0)
+
+int kconf_check_limits(const cfg *c, char *warn, size_t warn_size, char *errstr, size_t errstr_size) {
+  if (warn && warn_size) warn[0] = '\0';
+  long long msg_max = prop(c, "message.max.bytes", 1000000);
+  long long recv_max = prop(c, "receive.message.max.bytes", 100000000);
+  long long fetch_max = prop(c, "fetch.max.bytes", 52428800);
+  long long part_max = prop(c, "max.partition.fetch.bytes", 1048576);
+  long long ev_max = (long long)c->worker.max_event_bytes;
+  long long ans_max = (long long)c->worker.max_answer_bytes;
+  /* librdkafka needs a fetch response (up to fetch.max.bytes) to fit
+   * receive.message.max.bytes; an event the worker accepts must fit both. */
+  if (recv_max < ev_max + 512)
+    return aw_seterr(AW_ECONFIG, errstr, errstr_size,
+                     "kafka receive.message.max.bytes (%lld) is smaller than worker.max_event_bytes (%lld) + 512: "
+                     "events the worker accepts could never be received; raise receive.message.max.bytes or lower "
+                     "worker.max_event_bytes",
+                     recv_max, ev_max);
+  if (msg_max < ENVELOPE_BYTES + 1024)
+    return aw_seterr(AW_ECONFIG, errstr, errstr_size,
+                     "kafka message.max.bytes (%lld) leaves no room for a response or a degraded dead letter "
+                     "(at least %d bytes needed)",
+                     msg_max, ENVELOPE_BYTES + 1024);
+  if (!warn || !warn_size) return AW_OK;
+  const char *sep = "";
+  if (ev_max + ENVELOPE_BYTES > msg_max) {
+    ADD_WARN("worker.max_event_bytes (%lld) plus a dead letter's envelope exceeds the producer's message.max.bytes "
+             "(%lld): a rejected event that large is dead-lettered degraded (its size, SHA-256 and leading bytes)",
+             sep, ev_max, msg_max);
+    sep = "; ";
+  }
+  if (ans_max * 2 + ENVELOPE_BYTES > msg_max) {
+    /* The text can be in a response twice at most (messages and, for
+     * Assistants, nothing else large), so twice is the safe bound. */
+    ADD_WARN("worker.max_answer_bytes (%lld) may not fit the producer's message.max.bytes (%lld) with the response's "
+             "envelope: such an answer is published as failed with error response_too_large",
+             sep, ans_max, msg_max);
+    sep = "; ";
+  }
+  if (part_max < ev_max || fetch_max < ev_max) {
+    ADD_WARN("the consumer's max.partition.fetch.bytes (%lld) or fetch.max.bytes (%lld) is below "
+             "worker.max_event_bytes (%lld): events that large are still fetched, one per fetch request",
+             sep, part_max, fetch_max, ev_max);
+  }
   return AW_OK;
 }

@@ -33,6 +33,41 @@
 int kconf_new(const cfg *c, const char *client_id, rd_kafka_conf_t **out, char *errstr,
               size_t errstr_size) AW_MUST_CHECK;
 
+/** kconf_new with defaults: NULL-terminated key, value pairs set before the
+ *  free-form kafka.properties, so that those can override them (the
+ *  workload's timeouts; see KCONF_CONSUMER_DEFAULTS). */
+int kconf_new_with(const cfg *c, const char *client_id, const char *const *defaults, rd_kafka_conf_t **out,
+                   char *errstr, size_t errstr_size) AW_MUST_CHECK;
+
+/** The request consumer's defaults for this workload (overridable in
+ *  kafka.properties): a dead worker's partitions move after 10 s
+ *  (session.timeout.ms; librdkafka's default is 45 s), heartbeats every
+ *  second (a third of it or less, as Kafka asks). */
+#define KCONF_CONSUMER_DEFAULTS "session.timeout.ms", "10000", "heartbeat.interval.ms", "1000"
+/** The transactional producer's: a dead worker's open transaction is
+ *  aborted by the coordinator 10 s after it began (librdkafka's default is
+ *  60 s), so the read_committed readers of the output topics wait at most
+ *  that (plus the broker's abort check period,
+ *  transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by
+ *  default) for what the next owner answers.  The worker's transactions
+ *  last milliseconds (worker.txn_interval_ms).  librdkafka lowers
+ *  message.timeout.ms and socket.timeout.ms to it unless they are set. */
+#define KCONF_TXN_DEFAULTS "transaction.timeout.ms", "10000"
+
+/** The limits that interact, checked against each other at start-up:
+ *  worker.max_event_bytes and worker.max_answer_bytes against the
+ *  producers' message.max.bytes and the consumer's
+ *  receive.message.max.bytes, fetch.max.bytes and max.partition.fetch.bytes
+ *  (from kafka.properties, else librdkafka's defaults).  AW_ECONFIG with
+ *  the reason in errstr when the worker could not work (a consumed event
+ *  could never be received; not even a degraded record fits a producer
+ *  record); else AW_OK, with what merely degrades (dead letters cut,
+ *  answers too large, large events fetched one at a time) in warn
+ *  (empty when nothing), one sentence per finding.  The topics'
+ *  max.message.bytes are not read from the brokers (see README). */
+int kconf_check_limits(const cfg *c, char *warn, size_t warn_size, char *errstr,
+                       size_t errstr_size) AW_MUST_CHECK;
+
 /** Set one property; AW_ECONFIG naming the key when librdkafka refuses it
  *  (the value is shown only when the key is not secret). */
 int kconf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errstr,

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "conv_sched.h"
+#include "degrade.h"
 #include "event.h"
 #include "intake.h"
 #include "worker_tools.h"
@@ -111,6 +112,9 @@ static void txn_flush_wait(wk *w) {
 
 static void txn_commit(wk *w, int sync) {
   if (!ktx_open(w->txp) && !sync) return;
+  /* Starting or broken: nothing was produced, nothing can be committed
+   * (and waiting for init_transactions would block the loop). */
+  if (sync && !ktx_open(w->txp) && !ktx_committing(w->txp)) return;
   if (!w->txn_closing && w->txn_wait_head) txn_flush_wait(w);
   int64_t now = wk_now_ms();
   if (!sync && !w->txn_closing) {
@@ -121,8 +125,16 @@ static void txn_commit(wk *w, int sync) {
   int abort = 0;
   if (sync) {
     w->txn_closing = 1;
-    if (ktx_flush(w->txp, 10000) != AW_OK) {
-      log_error(NULL, "kafka transaction could not be flushed; its offsets stay uncommitted");
+    /* Blocks: only on shutdown, and on a revocation that was not held
+     * (the transactions were not ready); a held one committed on the
+     * transaction thread (revoke_gate). */
+    int frc = ktx_flush(w->txp, 10000);
+    if (frc != AW_OK) {
+      if (frc == AW_ETIMEDOUT)
+        log_warn(NULL, "kafka transaction: delivery reports still due after 10 s; its offsets stay uncommitted "
+                       "(the next owner answers those events)");
+      else
+        log_info(NULL, "kafka transaction not open; offsets left to the next owner");
       return;
     }
     /* An event still owed (part of its messages not produced) cannot be
@@ -172,6 +184,17 @@ void wko_on_txn_done(void *opaque, uint64_t seq, int committed, const char *errs
   w->txn_closing = 0;
   if (w->cfg.observe && w->txn_started_ns)
     w->cfg.observe(w->cfg.observe_opaque, WK_OBS_TXN_COMMIT_SECONDS, (double)(uv_hrtime() - w->txn_started_ns) / 1e9);
+  /* A held revocation goes on once a commit that began after it ended:
+   * its partitions' finished events are committed (or, aborted, left to
+   * the next owner), before anything is produced into the next transaction,
+   * so that the aborted events of those partitions finish as stale below
+   * instead of entering a transaction without their offsets. */
+  if (w->revoke_waiting && seq >= w->revoke_after_seq) {
+    w->revoke_waiting = 0;
+    log_debug(NULL, "kafka transaction %llu %s; the held revocation goes on", (unsigned long long)seq,
+              committed ? "committed" : "aborted");
+    kc_revoke_release(w->consumer);
+  }
   if (committed) {
     w->st.txn_commits++;
   } else {
@@ -207,6 +230,12 @@ void wko_on_txn_done(void *opaque, uint64_t seq, int committed, const char *errs
     }
   }
   txn_flush_wait(w);
+  if (w->revoke_waiting && !ktx_fatal(w->txp)) {
+    /* This commit began before the revocation: close the next one now. */
+    w->txn_closing = 1;
+    w->txn_dirty = 1;
+    txn_commit(w, 0);
+  }
   if (ktx_fatal(w->txp)) {
     log_error(NULL, "kafka transactions are fenced or broken: stopping (in-flight events are left to the next owner)");
     if (w->cfg.on_fatal) w->cfg.on_fatal(w->cfg.fatal_opaque);
@@ -222,11 +251,41 @@ void wko_on_txn_dr(void *opaque, void *msg_opaque, rd_kafka_resp_err_t err) {
 /* ---- commits ------------------------------------------------------------- */
 
 void wko_commit(wk *w, int sync) {
+  int revoking = w->consumer ? kc_revoking(w->consumer) : 0;
+  /* A held revocation's commit is done (revoke_gate); lost partitions
+   * cannot be committed any more (the group moved on). */
+  if (revoking == KC_REVOKE_HELD || revoking == KC_REVOKE_LOST) return;
   if (w->txp) {
     txn_commit(w, sync);
     return;
   }
+  /* At-least-once: a revocation commits asynchronously, never blocking the
+   * loop; librdkafka completes the unassign (and so the rebalance) only
+   * once the commits it has outstanding are answered. */
+  if (revoking) sync = 0;
   if (ptab_commit(&w->parts, w->consumer, w->cfg.topic_requests, sync) != AW_OK) w->st.kafka_errors++;
+}
+
+/* kc's revocation gate (exactly-once): hold the revocation until a commit
+ * that began after it has ended, so that everything finished on the revoked
+ * partitions is committed with its offsets before they go, without the loop
+ * waiting for the transaction coordinator.  Not held while the transactions
+ * are starting or broken: nothing can be committed then. */
+static int revoke_gate(void *opaque, const rd_kafka_topic_partition_list_t *parts) {
+  wk *w = opaque;
+  (void)parts;
+  if (!w->txp || w->freeing || ktx_fatal(w->txp)) return 0;
+  int committing = ktx_committing(w->txp);
+  if (!ktx_open(w->txp) && !committing) return 0;
+  w->revoke_waiting = 1;
+  w->revoke_after_seq = ktx_seq(w->txp) + (committing ? 1 : 0);
+  if (!committing) {
+    /* Close the open transaction now: the commit interval does not apply. */
+    w->txn_closing = 1;
+    w->txn_dirty = 1;
+    txn_commit(w, 0);
+  }
+  return 1;
 }
 
 static void on_commit_timer(uv_timer_t *t) { wko_commit(t->data, 0); }
@@ -237,6 +296,7 @@ void wko_start(wk *w) {
   uint64_t tick = w->txp ? (uint64_t)(w->cfg.txn_interval_ms > 5 ? w->cfg.txn_interval_ms : 5)
                          : (uint64_t)w->cfg.commit_interval_ms;
   uv_timer_start(&w->commit_timer, on_commit_timer, tick, tick);
+  if (w->txp) kc_set_revoke_gate(w->consumer, revoke_gate, w);
 }
 
 /* ---- producing ----------------------------------------------------------- */
@@ -254,6 +314,77 @@ int wko_produce(wk_event *ev, const char *topic, int kind, const void *key, size
 static void ev_delivered(wk_event *ev) {
   if (ev->w->txp) txn_enter(ev);
   else wk_ev_record(ev);
+}
+
+/* ---- outcomes that do not fit ----------------------------------------------
+ *
+ * A response or DLQ record refused for good (kp_err_permanent: too large
+ * for the producer's message.max.bytes or the topic's max.message.bytes,
+ * invalid, not authorised) is never produced again as it is: that would
+ * retry forever and, in a transaction, hold back every other event.  Each
+ * refusal moves the record one step down: whole -> degraded (degrade.h: a
+ * `failed` response_too_large response; a dead letter with the original's
+ * size, SHA-256 and leading bytes) -> given up (logged at error level with
+ * the event's ids, counted in kafka_errors; the offset is still committed,
+ * so the event does not come back).  A refusal that is not about size
+ * gives up at once: a smaller record would be refused the same way. */
+
+/* A degraded record is kept this small, so that it fits a topic whose
+ * max.message.bytes is smaller than the producer's message.max.bytes. */
+#define DEGRADED_MAX_BYTES (16 * 1024)
+
+static size_t record_limit(const wk *w) {
+  return w->txp ? ktx_max_message_bytes(w->txp) : kp_max_message_bytes(w->producer);
+}
+
+/* The value bytes a record of this key may have at shrink level lvl. */
+static size_t value_limit(const wk *w, size_t keylen, int lvl) {
+  size_t lim = record_limit(w);
+  if (lvl > 0 && lim > DEGRADED_MAX_BYTES) lim = DEGRADED_MAX_BYTES;
+  size_t over = kp_record_size(keylen, 0, 0);
+  return lim > over ? lim - over : 0;
+}
+
+/* ev->out becomes the `failed` response_too_large response. */
+static int degrade_response(wk_event *ev) {
+  wk *w = ev->w;
+  int assistants = ev->h_kind && strcmp(ev->h_kind, "assistants") == 0;
+  contract_response r = {0};
+  r.event_id = ev->event_id;
+  r.conversation_id = ev->conv_id;
+  r.thread_id = assistants && ev->h_conv[0] ? ev->h_conv : NULL;
+  r.run_id = assistants && ev->h_turn[0] ? ev->h_turn : NULL;
+  r.backend_kind = ev->h_kind;
+  r.backend_conversation = ev->h_kind && ev->h_conv[0] ? ev->h_conv : NULL;
+  r.backend_turn = ev->h_kind && ev->h_turn[0] ? ev->h_turn : NULL;
+  r.timings.received_ms = ev->received_ms;
+  r.timings.run_started_ms = ev->run_started_ms;
+  r.timings.completed_ms = wk_now_ms();
+  size_t was = ev->out.len;
+  buf_reset(&ev->out);
+  int rc = odg_response_too_large(&r, was, record_limit(w), &ev->out);
+  if (rc == AW_OK) wk_copy_id(ev->status, sizeof ev->status, "failed");
+  return rc;
+}
+
+/* The record of this kind was refused for good (too_big: for its size):
+ * the next attempt produces a smaller one, or none. */
+static void refused(wk_event *ev, int kind, int too_big, const char *why) {
+  uint8_t *lvl = kind == DR_RESPONSE ? &ev->shrink_response : &ev->shrink_dlq;
+  const char *what = kind == DR_RESPONSE ? "response" : "dead letter";
+  *lvl = too_big && *lvl < 2 ? (uint8_t)(*lvl + 1) : 2;
+  if (kind == DR_RESPONSE && *lvl == 1 && degrade_response(ev) != AW_OK) *lvl = 2;
+  log_ctx c = wk_ev_ctx(ev);
+  if (*lvl == 1) {
+    ev->w->st.kafka_errors++;
+    log_warn(&c, "%s refused for good (%s): producing a degraded one in its place", what, why);
+    return;
+  }
+  ev->w->st.kafka_errors++;
+  log_error(&c, "%s refused for good (%s), degraded or not: given up; the event is committed without it", what,
+            why);
+  if (kind == DR_RESPONSE) ev->send_response = 0;
+  else ev->send_dlq = 0;
 }
 
 void wko_on_dr(void *cb_opaque, void *msg_opaque, rd_kafka_resp_err_t err) {
@@ -275,6 +406,7 @@ void wko_on_dr(void *cb_opaque, void *msg_opaque, rd_kafka_resp_err_t err) {
     log_ctx c = wk_ev_ctx(ev);
     log_warn(&c, "delivery failed (%s): %s",
              kind == DR_RESPONSE ? "response" : kind == DR_DLQ ? "dlq" : "delta", rd_kafka_err2str(err));
+    if (kind != DR_DELTA && kp_err_permanent(err)) refused(ev, kind, kp_err_too_big(err), rd_kafka_err2str(err));
     /* A response or DLQ record that is not durable is produced again; the
      * offset stays uncommitted meanwhile.  A lost delta only breaks the
      * concatenation of this event's deltas; the response has the text. */
@@ -282,8 +414,8 @@ void wko_on_dr(void *cb_opaque, void *msg_opaque, rd_kafka_resp_err_t err) {
       /* The transaction holding it will abort; the abort produces the
        * event's messages again in the next one. */
     } else if (kind != DR_DELTA) {
-      if (kind == DR_RESPONSE) ev->send_response = 1;
-      if (kind == DR_DLQ) ev->send_dlq = 1;
+      if (kind == DR_RESPONSE && ev->shrink_response < 2) ev->send_response = 1;
+      if (kind == DR_DLQ && ev->shrink_dlq < 2) ev->send_dlq = 1;
       w->st.produce_retries++;
       if (ev->pending_dr == 0) wks_retry_later(ev);
       return;
@@ -332,12 +464,18 @@ void wko_publish(wk_event *ev) {
       return;
     }
   }
-  if (ev->send_response) {
+  if (ev->shrink_response >= 2) ev->send_response = 0;
+  if (ev->shrink_dlq >= 2) ev->send_dlq = 0;
+  while (ev->send_response) {
     rc = produce_outcome(ev, w->cfg.topic_responses, DR_RESPONSE, ev->conv_id, strlen(ev->conv_id),
                          ev->out.data, ev->out.len);
     if (rc == AW_OK) ev->send_response = 0;
+    if (rc != AW_ETOOBIG && rc != AW_EINVAL) break;
+    /* Refused before anything was queued: the transaction is unharmed. */
+    refused(ev, DR_RESPONSE, rc == AW_ETOOBIG, rc == AW_ETOOBIG ? "larger than message.max.bytes" : "invalid");
+    rc = AW_OK;
   }
-  if (rc == AW_OK && ev->send_dlq) {
+  while (rc == AW_OK && ev->send_dlq) {
     contract_dlq d = {0};
     d.original = ev->orig;
     d.original_len = ev->orig_len;
@@ -352,15 +490,36 @@ void wko_publish(wk_event *ev) {
     d.conversation_id = ev->conv_id[0] ? ev->conv_id : NULL;
     d.failed_ms = wk_now_ms();
     buf dl;
-    buf_init(&dl, ev->orig_len + ev->orig_key_len + 64 * 1024);
-    rc = contract_dlq_encode(&d, &dl);
-    if (rc == AW_OK)
+    size_t lim = value_limit(w, ev->orig_key_len, ev->shrink_dlq);
+    buf_init(&dl, lim);
+    int degraded = 0;
+    /* Checked against the limit before producing, so that a dead letter
+     * that would not fit is produced degraded rather than refused. */
+    rc = odg_dlq_encode_within(&d, lim, &dl, &degraded);
+    if (rc == AW_OK) {
+      if (degraded && ev->shrink_dlq == 0) {
+        ev->shrink_dlq = 1;
+        log_ctx c = wk_ev_ctx(ev);
+        log_warn(&c, "dead letter of %zu original bytes exceeds the %zu-byte record limit: degraded (size, sha256, "
+                     "leading bytes)", ev->orig_len, record_limit(w));
+      }
       rc = produce_outcome(ev, w->cfg.topic_dlq, DR_DLQ, ev->orig_key, ev->orig_key_len, dl.data, dl.len);
+    }
     buf_free(&dl);
     if (rc == AW_OK) {
       ev->send_dlq = 0;
       w->st.dlq++;
     }
+    if (rc != AW_ETOOBIG && rc != AW_EINVAL) break;
+    refused(ev, DR_DLQ, rc == AW_ETOOBIG, rc == AW_ETOOBIG ? "larger than message.max.bytes" : "invalid");
+    rc = AW_OK;
+  }
+  if (rc == AW_OK && ev->pending_dr == 0 && ev->state == ST_PUBLISHING && !ev->send_response && !ev->send_dlq) {
+    /* Nothing left to produce and nothing produced: every record was given
+     * up.  The event is done (its offset commits; nothing would change on
+     * a retry). */
+    ev_delivered(ev);
+    return;
   }
   if (rc != AW_OK) {
     log_ctx c = wk_ev_ctx(ev);

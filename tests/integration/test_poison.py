@@ -1,0 +1,125 @@
+"""No single input stops the others (issue 11, part 1): an event whose outcome would not fit
+Kafka's record limit is answered with a record that fits (a degraded dead letter: the original's
+size, SHA-256 and leading bytes; a `failed` response_too_large response), and every other
+conversation keeps being answered around it.
+
+Needs the broker, Redis and the simulator (conftest.py)."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+
+from confluent_kafka import Producer
+
+from awtest import assert_valid, error_code, make_request, new_event_id, pack
+
+GOOD = 20              # good events in other conversations around each poison pill
+ANSWER_BOUND_S = 60    # all of them answered within this (the wedge left half unanswered after a minute)
+
+
+def big_producer(kafka: str, compression: str = "none") -> Producer:
+    """A producer that may send records above librdkafka's default 1,000,000-byte limit (the
+    broker's topic limit, 1,048,588 by default, applies to the batch as sent: compressed)."""
+    return Producer({"bootstrap.servers": kafka, "acks": "all", "message.max.bytes": 4_000_000,
+                     "compression.type": compression, "linger.ms": 0})
+
+
+def send_raw(p: Producer, topic: str, key: bytes, value: bytes) -> tuple[int, int]:
+    out = {}
+    p.produce(topic, value=value, key=key, on_delivery=lambda err, m: out.update(err=err, m=m))
+    p.flush(60)
+    assert out.get("err") is None and "m" in out, f"produce failed: {out.get('err')}"
+    return out["m"].partition(), out["m"].offset()
+
+
+def good_events(ctx, n: int, tag: str) -> list[str]:
+    ids = []
+    for i in range(n):
+        req = make_request(f"good-{tag}-{i}", f"How do I reset my password? ({tag} {i})")
+        ctx.send(req)
+        ids.append(req["event_id"])
+    return ids
+
+
+def assert_all_answered(ctx, ids: list[str]) -> float:
+    t0 = time.monotonic()
+    got = ctx.responses_for(ids, ANSWER_BOUND_S)
+    for eid, m in got.items():
+        assert m["status"] == "completed", (eid, m.obj)
+    return time.monotonic() - t0
+
+
+def degraded_dead_letter(ctx, partition: int, offset: int, original: bytes, code: str):
+    dl = ctx.dlq.wait_for(lambda ms: next((m for m in ms if m.get("source", {}).get("offset") == offset
+                                           and m["source"]["partition"] == partition), None),
+                          ANSWER_BOUND_S, "the dead letter of the poison pill")
+    assert_valid("dlq", dl)
+    assert dl["error"]["code"] == code, dl["error"]
+    assert dl["original_size"] == len(original)
+    assert dl["original_sha256"] == hashlib.sha256(original).hexdigest()
+    lead = dl["original"]
+    assert 0 < len(lead) < len(original) and original.startswith(lead), "the original's leading bytes"
+    assert len(dl.value) <= 1_000_000, "the dead letter fits the producer's message.max.bytes"
+    assert len(lead) > 900_000, "as many leading bytes as fit"
+    assert base64.b64decode(dl.json()["original"]) == lead
+    return dl
+
+
+def test_invalid_event_just_under_max_event_bytes_is_dead_lettered_degraded_and_others_go_on(ctx, worker, kafka):
+    # 1,040,000 bytes: under worker.max_event_bytes (1 MiB), not msgpack, so it is dead-lettered;
+    # with its envelope the dead letter would exceed the producer's message.max.bytes (1,000,000).
+    w = worker()
+    poison = b"\xc1" + bytes((i * 31 + 7) % 256 for i in range(1_040_000 - 1))
+    before = good_events(ctx, GOOD // 2, "before")
+    p = big_producer(kafka)
+    partition, offset = send_raw(p, ctx.topics["requests"], b"poison-1", poison)
+    after = good_events(ctx, GOOD - GOOD // 2, "after")
+    took = assert_all_answered(ctx, before + after)
+    degraded_dead_letter(ctx, partition, offset, poison, "malformed_event")
+    rej = ctx.responses.wait_for(lambda ms: next((m for m in ms if m.get("status") == "rejected"
+                                                  and error_code(m) == "malformed_event"), None),
+                                 30, "the rejected response")
+    assert_valid("response", rej)
+    assert not w.logged("produce failed (ETOOBIG); will retry")
+    print(f"poison just under max_event_bytes: {GOOD} other conversations answered in {took:.1f}s")
+
+
+def test_compressed_event_over_max_event_bytes_is_dead_lettered_degraded_and_others_go_on(ctx, worker, kafka):
+    # 1.2 MiB that the broker accepted because it travelled gzip-compressed: over max_event_bytes,
+    # so it is rejected event_too_large, and its dead letter cannot carry it whole.
+    worker()
+    req = make_request("poison-2", "x" * (1_200 * 1024))
+    poison = pack(req)
+    assert len(poison) > 1_200 * 1024
+    before = good_events(ctx, GOOD // 2, "before")
+    p = big_producer(kafka, "gzip")
+    partition, offset = send_raw(p, ctx.topics["requests"], b"poison-2", poison)
+    after = good_events(ctx, GOOD - GOOD // 2, "after")
+    took = assert_all_answered(ctx, before + after)
+    dl = degraded_dead_letter(ctx, partition, offset, poison, "event_too_large")
+    assert dl["event_id"] in (None, req["event_id"])
+    print(f"compressed poison over max_event_bytes: {GOOD} other conversations answered in {took:.1f}s")
+
+
+def test_response_over_the_record_limit_is_answered_failed_response_too_large_and_others_go_on(
+        ctx, worker, sim_settings):
+    # Answers of 2,500 words (simulator setting); the scripted model repeats the message's
+    # keywords, so an answer about 40-letter words is about twice the size of one about
+    # "password".  The worker's producers may write records of at most 24,000 bytes: the
+    # ordinary answers (~16 KB) fit, the long-worded one (~30 KB) does not.
+    sim_settings.faults(answer_tokens=2500)
+    worker(kafka_properties={"message.max.bytes": "24000"})
+    before = good_events(ctx, GOOD // 2, "before")
+    words = " ".join(("lorem" + chr(97 + i)) * 8 for i in range(4))  # 4 keywords of 48 letters
+    big = make_request("poison-3", f"Tell me about {words}", event_id=new_event_id())
+    ctx.send(big)
+    after = good_events(ctx, GOOD - GOOD // 2, "after")
+    took = assert_all_answered(ctx, before + after)
+    resp = ctx.response_for(big["event_id"], ANSWER_BOUND_S)
+    assert_valid("response", resp)
+    assert resp["status"] == "failed", {k: v for k, v in resp.obj.items() if k != "messages"}
+    assert error_code(resp) == "response_too_large", resp.obj
+    assert resp["messages"] == []
+    assert len(resp.value) < 24_000
+    print(f"response over the record limit: {GOOD} other conversations answered in {took:.1f}s")
