@@ -32,6 +32,13 @@ void wk_config_default(wk_config *c) {
   c->delta_window_ms = 20;
   c->shutdown_grace_ms = 30000;
   c->txn_interval_ms = 20;
+  c->max_queue_per_conversation = 100;
+  c->max_inflight_bytes = 256L * 1024 * 1024;
+  c->max_tool_rounds = 16;
+  c->conversation_ttl_s = 30L * 24 * 3600;
+  c->outcome_ttl_s = 7L * 24 * 3600;
+  c->tool_state_ttl_s = 15 * 60;
+  c->tool_state_done_ttl_s = 3600;
 }
 
 int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf,
@@ -48,7 +55,12 @@ int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf
   if (w->cfg.max_in_flight <= 0) w->cfg.max_in_flight = 1000;
   w->be = be;
   w->redis = redis;
+  if (w->cfg.max_queue_per_conversation < 0) w->cfg.max_queue_per_conversation = 0;
+  if (w->cfg.max_inflight_bytes < 0) w->cfg.max_inflight_bytes = 0;
+  if (w->cfg.max_tool_rounds <= 0) w->cfg.max_tool_rounds = 16;
   cstore_init(&w->store, redis, cfg->redis_prefix);
+  if (w->cfg.outcome_ttl_s > 0) w->store.outcome_ttl_s = w->cfg.outcome_ttl_s;
+  w->store.handle_ttl_s = w->cfg.conversation_ttl_s > 0 ? w->cfg.conversation_ttl_s : 0;
   if (w->cfg.txn_interval_ms < 0) w->cfg.txn_interval_ms = 0;
   int rc = kp_new(loop, producer_conf, wko_on_dr, w, &w->producer, errstr, errstr_size);
   if (rc) {
@@ -108,6 +120,7 @@ static void on_grace(uv_timer_t *t) {
   log_warn(NULL, "shutdown grace period over with %ld events in flight; their offsets stay uncommitted",
            w->st.in_flight);
   w->st.in_flight = 0; /* abandon: they are read again by the next owner */
+  w->st.in_flight_bytes = 0;
   wk_maybe_stopped(w);
 }
 

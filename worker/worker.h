@@ -30,9 +30,14 @@
  * metadata (skipped when read again); at-least-once, after delivery, every
  * commit_interval_ms.  Both commit synchronously on revoke and shutdown.  Events of one conversation run strictly one after
  * another; events of different conversations run concurrently, up to
- * max_in_flight consumed-but-not-done events, beyond which consumption is
- * paused, and up to max_in_flight_per_partition of one partition, beyond
- * which that partition alone is paused.
+ * max_in_flight consumed-but-not-done events or max_inflight_bytes of them
+ * (wk_event_bytes), beyond which consumption is paused, and up to
+ * max_in_flight_per_partition of one partition, beyond which that partition
+ * alone is paused.  One conversation holds at most max_queue_per_conversation
+ * of them: beyond that an event is answered `rejected` with
+ * conversation_queue_full (and dead-lettered with its original bytes, for a
+ * replay), so that a burst on one conversation cannot take max_in_flight
+ * and stall every partition while its events run one by one.
  */
 #ifndef AW_WORKER_H
 #define AW_WORKER_H
@@ -92,6 +97,21 @@ typedef struct wk_config {
   long txn_interval_ms;       /* exactly-once: least time between two commits (default 20) */
   void (*on_fatal)(void *opaque); /* the worker cannot go on (fenced transactions): restart */
   void *fatal_opaque;
+  /* Bounds (issue 11 part 3).  Each is a documented setting; 0 turns the
+   * bound off where noted. */
+  int max_queue_per_conversation; /* events of one conversation consumed and not done; beyond
+                                     it an event is answered `rejected` (conversation_queue_full)
+                                     at once; default 100, 0 = no limit */
+  long max_inflight_bytes;    /* decoded events in flight (wk_event_bytes); consumption pauses
+                                 past it; default 256 MiB, 0 = no limit */
+  int max_tool_rounds;        /* rounds of tool calls per turn; past it the turn is cancelled
+                                 and answered `failed` (too_many_tool_rounds); default 16 */
+  long conversation_ttl_s;    /* the conversation -> backend handle key, refreshed on every
+                                 use; default 30 days, 0 = never expires */
+  long outcome_ttl_s;         /* an event's outcome and progress records; default 7 days */
+  long tool_state_ttl_s;      /* a waiting turn's tool state, correlation records and wake
+                                 lists (at least the longest deadline + 60 s); default 900 */
+  long tool_state_done_ttl_s; /* a finished turn's tool state; default 3600 */
 } wk_config;
 
 /** Counters, for logs and /metrics. */
@@ -102,6 +122,9 @@ typedef struct wk_stats {
   long tool_waiting;          /* runs waiting for tool replies now */
   unsigned long deltas, dlq, redis_errors, kafka_errors, produce_retries;
   long in_flight;
+  long in_flight_bytes;       /* the sum of wk_event_bytes of the events in flight */
+  unsigned long conv_queue_full; /* events answered conversation_queue_full */
+  unsigned long tool_round_cap;  /* turns ended too_many_tool_rounds */
   int paused;
 } wk_stats;
 

@@ -9,6 +9,7 @@
 #ifndef AW_WORKER_INT_H
 #define AW_WORKER_INT_H
 
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -90,6 +91,8 @@ typedef struct wk_event {
   int dup;                     /* outcome record says it was answered */
   int pending_dr;              /* produced, delivery report not yet seen */
   int send_response, send_dlq; /* (re)produce these on the next attempt */
+  uint8_t shrink_response;     /* outbox: 0 whole, 1 degraded (did not fit), 2 given up */
+  uint8_t shrink_dlq;          /* the same for the DLQ record (outbox.c, degrade.h) */
   int await_deltas;            /* response held until the deltas are durable */
   buf out;                     /* encoded response, until delivered */
   buf delta;                   /* pending delta text */
@@ -105,11 +108,13 @@ typedef struct wk_event {
   int owed;                    /* some of its messages are in the open transaction, not all
                                   (or, after an abort, its offset is done and none are) */
   struct wk_event *owed_prev, *owed_next; /* wk.owed_head list */
+  long bytes;                  /* its share of wk_stats.in_flight_bytes (wk_event_bytes) */
 } wk_event;
 
 struct wk_conv {
   char *id;
   wk_event *head, *tail;
+  long n;                      /* events queued, the head included (max_queue_per_conversation) */
   UT_hash_handle hh;
 };
 
@@ -124,6 +129,8 @@ struct wk {
   int txn_closing;             /* a commit is due: no new event enters the transaction */
   int64_t txn_last_ms;
   uint64_t txn_started_ns;     /* uv_hrtime() when the commit in progress began */
+  uint64_t revoke_after_seq;   /* a held revocation waits for the end of this transaction */
+  int revoke_waiting;          /* a revocation is held for a commit (outbox.c) */
   uv_loop_t *loop;
   wk_config cfg;
   be_backend *be;
@@ -158,6 +165,17 @@ static inline void wk_copy_id(char *dst, size_t n, const char *src) {
   size_t k = src ? strnlen(src, n - 1) : 0;
   if (k) memcpy(dst, src, k);
   dst[k] = '\0';
+}
+
+/** What an event in flight counts against worker.max_inflight_bytes: the
+ *  event itself, its decoded request (about as large as the Kafka value it
+ *  came from, value_len) and the original bytes kept for a dead letter.
+ *  The response and delta buffers are not counted: each is bounded per
+ *  event (RESPONSE_MAX_BYTES, DELTA_MAX_BYTES) and lives only while the
+ *  event is answered. */
+static inline long wk_event_bytes(const wk_event *ev, size_t value_len) {
+  size_t n = sizeof *ev + (ev->req ? value_len : 0) + ev->orig_len + ev->orig_key_len;
+  return n > (size_t)LONG_MAX / 2 ? LONG_MAX / 2 : (long)n;
 }
 
 /** The lifecycle step after an event finished: completes wk_shutdown once

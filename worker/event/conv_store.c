@@ -20,6 +20,7 @@ void cstore_init(cstore *m, rconn *redis, const char *prefix) {
   m->redis = redis;
   snprintf(m->prefix, sizeof m->prefix, "%s", prefix && *prefix ? prefix : "aw");
   m->outcome_ttl_s = 7 * 24 * 3600;
+  m->handle_ttl_s = 30L * 24 * 3600;
   m->port.claim_handle = port_claim;
   m->port.self = m;
 }
@@ -86,8 +87,16 @@ int cstore_get_handle(cstore *m, const char *hkey, const char *conv, cstore_cb c
   if (cstore_handle_key(m, hkey, conv, key, sizeof key)) return AW_ETOOBIG;
   call *c = new_call(m, key, cb, opaque);
   if (!c) return AW_ENOMEM;
-  const char *argv[] = {"GET", key};
-  return issue(m, c, 2, argv);
+  if (m->handle_ttl_s <= 0) {
+    const char *argv[] = {"GET", key};
+    return issue(m, c, 2, argv);
+  }
+  /* Every use renews the lifetime (GETEX, Redis >= 6.2): a conversation
+   * in use never loses its handle; one idle for longer starts afresh. */
+  char ttl[32];
+  snprintf(ttl, sizeof ttl, "%ld", m->handle_ttl_s);
+  const char *argv[] = {"GETEX", key, "EX", ttl};
+  return issue(m, c, 4, argv);
 }
 
 int cstore_claim_handle(cstore *m, const char *hkey, const char *conv, const char *handle, cstore_cb cb,
@@ -97,8 +106,14 @@ int cstore_claim_handle(cstore *m, const char *hkey, const char *conv, const cha
   call *c = new_call(m, key, cb, opaque);
   if (!c) return AW_ENOMEM;
   c->claim = 1;
-  const char *argv[] = {"SET", key, handle, "NX"};
-  return issue(m, c, 4, argv);
+  if (m->handle_ttl_s <= 0) {
+    const char *argv[] = {"SET", key, handle, "NX"};
+    return issue(m, c, 4, argv);
+  }
+  char ttl[32];
+  snprintf(ttl, sizeof ttl, "%ld", m->handle_ttl_s);
+  const char *argv[] = {"SET", key, handle, "NX", "EX", ttl};
+  return issue(m, c, 6, argv);
 }
 
 /* The be_store port: the winner of a claim is ours when SET NX answered OK

@@ -8,12 +8,21 @@
  *                                     (be_handle_key: "thread" for
  *                                     Assistants -- the key v1 deployments
  *                                     already hold --, "conv" for Responses);
- *                                     no expiry
+ *                                     expires handle_ttl_s (worker.
+ *                                     conversation_ttl_s, 30 days) after
+ *                                     its last use: every lookup renews it
+ *                                     (GETEX); 0 keeps it forever.  A
+ *                                     conversation idle for longer gets a
+ *                                     new backend conversation (the old
+ *                                     one's history is not carried over)
  *   <prefix>:{c:<conv>}:ev:<event_id>  the outcome of an answered event:
- *                                     "<status> <turn handle or ->" (7 days)
+ *                                     "<status> <turn handle or ->"
+ *                                     (outcome_ttl_s: worker.outcome_ttl_s,
+ *                                     7 days)
  *   <prefix>:{c:<conv>}:evp:<event_id> how far an event got: "-" (claimed:
  *                                     an attempt started it) or the
- *                                     backend's last checkpoint (7 days), so
+ *                                     backend's last checkpoint
+ *                                     (outcome_ttl_s), so
  *                                     that a re-processed event is
  *                                     recovered, never started twice
  * Claiming a handle is race-safe: SET NX decides which of two concurrently
@@ -36,7 +45,8 @@ typedef void (*cstore_cb)(void *opaque, int err, const char *value);
 typedef struct cstore {
   rconn *redis;
   char prefix[64];
-  long outcome_ttl_s;
+  long outcome_ttl_s;   /* outcome and progress records (default 7 days) */
+  long handle_ttl_s;    /* the handle key, renewed on use; 0: no expiry (default 30 days) */
   be_store port;  /* the backends' view (claim_handle) */
 } cstore;
 

@@ -76,6 +76,8 @@ void wk_ev_finish(wk_event *ev) {
   if (counted && !ev->abandoned && !ev->offset_done) w->txn_dirty = 1;
   wko_unowe(ev);
   w->st.in_flight--;
+  w->st.in_flight_bytes -= ev->bytes;
+  if (w->st.in_flight_bytes < 0) w->st.in_flight_bytes = 0; /* after the grace period's reset */
   int32_t part = ev->partition;
   wks_advance(w, ev);
   wk_ev_free(ev);

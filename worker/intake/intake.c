@@ -46,18 +46,27 @@ void wki_check_partition(wk *w, int32_t n) {
   }
 }
 
+/* Both budgets, events and bytes, pause at their limit and resume at 3/4 of
+ * it.  The byte budget is checked after an event is taken, so one event
+ * larger than the budget still gets in (alone): it is bounded by
+ * max_event_bytes, and what librdkafka fetched before the pause is bounded
+ * by the consumer's queued.max.messages.kbytes. */
 void wki_check_pressure(wk *w) {
   if (!w->consumer || w->stopping) return;
-  long max = w->cfg.max_in_flight;
-  if (!kc_paused(w->consumer) && w->st.in_flight >= max) {
+  long max = w->cfg.max_in_flight, maxb = w->cfg.max_inflight_bytes;
+  int over = w->st.in_flight >= max || (maxb > 0 && w->st.in_flight_bytes >= maxb);
+  int under = w->st.in_flight <= max * 3 / 4 && (maxb <= 0 || w->st.in_flight_bytes <= maxb / 4 * 3);
+  if (!kc_paused(w->consumer) && over) {
     if (kc_pause(w->consumer) == AW_OK) {
       w->st.paused = 1;
-      log_debug(NULL, "paused consumption at %ld events in flight", w->st.in_flight);
+      log_debug(NULL, "paused consumption at %ld events (%ld bytes) in flight", w->st.in_flight,
+                w->st.in_flight_bytes);
     }
-  } else if (kc_paused(w->consumer) && w->st.in_flight <= max * 3 / 4) {
+  } else if (kc_paused(w->consumer) && under) {
     if (kc_resume(w->consumer) == AW_OK) {
       w->st.paused = 0;
-      log_debug(NULL, "resumed consumption at %ld events in flight", w->st.in_flight);
+      log_debug(NULL, "resumed consumption at %ld events (%ld bytes) in flight", w->st.in_flight,
+                w->st.in_flight_bytes);
       /* kc_resume resumed every partition: pause again the ones still
        * over their own limit. */
       for (int32_t i = 0; i < w->parts.n; i++) {
@@ -195,11 +204,26 @@ void wki_on_message(void *opaque, rd_kafka_message_t *m) {
     validate(w, ev, m);
     turn_token(ev);
   }
-  rd_kafka_message_destroy(m);
-
   int32_t part = ev->partition;
-  if (!ev->conv_id[0] || wks_enqueue(w, ev) != AW_OK)
-    wks_ready(ev); /* no conversation to order against: answer it right away */
+  int erc = ev->conv_id[0] ? wks_enqueue(w, ev) : AW_EINVAL;
+  if (erc == AW_EAGAIN && !ev->reject_code) {
+    /* Its conversation's queue is full: answered now, out of the
+     * conversation's order (nothing of it reaches the backend), with the
+     * original bytes in the dead letter for a replay. */
+    w->st.conv_queue_full++;
+    char detail[64];
+    snprintf(detail, sizeof detail, "%d", w->cfg.max_queue_per_conversation);
+    if (reject(ev, "conversation_queue_full",
+               "the conversation already has %s events waiting in this worker "
+               "(worker.max_queue_per_conversation); send it again later",
+               detail, m) != AW_OK)
+      log_error(NULL, "out of memory keeping a rejected event");
+  }
+  ev->bytes = wk_event_bytes(ev, m->len);
+  w->st.in_flight_bytes += ev->bytes;
+  rd_kafka_message_destroy(m);
+  if (erc != AW_OK)
+    wks_ready(ev); /* no conversation to order against, or its queue is full: answer it right away */
   wki_check_partition(w, part);
   wki_check_pressure(w);
 }

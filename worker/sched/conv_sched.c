@@ -76,6 +76,8 @@ void wks_retry_later(wk_event *ev) {
 int wks_enqueue(wk *w, wk_event *ev) {
   wk_conv *c = NULL;
   HASH_FIND_STR(w->convs, ev->conv_id, c);
+  int max = w->cfg.max_queue_per_conversation;
+  if (c && max > 0 && c->n >= max) return AW_EAGAIN;
   if (!c) {
     c = calloc(1, sizeof *c);
     if (!c || !(c->id = strdup(ev->conv_id))) {
@@ -85,6 +87,7 @@ int wks_enqueue(wk *w, wk_event *ev) {
     HASH_ADD_KEYPTR(hh, w->convs, c->id, strlen(c->id), c);
   }
   ev->conv = c;
+  c->n++;
   wk_ev_set_state(ev, ST_QUEUED);
   if (c->tail) {
     c->tail->next = ev;
@@ -101,6 +104,7 @@ void wks_advance(wk *w, wk_event *ev) {
   wk_conv *c = ev->conv;
   if (!c) return;
   c->head = ev->next;
+  c->n--;
   if (!c->head) {
     c->tail = NULL;
     HASH_DEL(w->convs, c);

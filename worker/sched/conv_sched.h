@@ -7,7 +7,8 @@
 #include "worker_int.h"
 
 /** Queue ev behind earlier events of its conversation (QUEUED); it starts
- *  now if it is the first.  AW_ENOMEM. */
+ *  now if it is the first.  AW_EAGAIN (not queued) when the conversation
+ *  already holds max_queue_per_conversation events; AW_ENOMEM. */
 int wks_enqueue(wk *w, wk_event *ev) AW_MUST_CHECK;
 /** ev (the head of its conversation) is done: the next event may start. */
 void wks_advance(wk *w, wk_event *ev);

@@ -31,7 +31,11 @@ typedef struct trep_msg {
   void *key;
   size_t key_len;
   ctool_reply *reply;
-  const char *dlq_code;     /* set: dead-letter it with this reason */
+  /* The dead letter's reason, copied: the code may come from a Redis reply
+   * (tstate_apply_reply's verdict), which is freed when the callback
+   * returns, and a retry (a produce or its delivery failed) sends it again
+   * after that. */
+  char dlq_code[48];        /* set (non-empty): dead-letter it with this reason */
   char dlq_msg[256];
   char run[128], call[128];
   char *conv;
@@ -123,13 +127,11 @@ static void on_retry_timer(uv_timer_t *h) {
 
 /* ---- dead letters -------------------------------------------------------------- */
 
-static void dead_letter(trep_msg *m, const char *code, const char *fmt, const char *detail) {
+/* Produce the dead letter of m (stage 2) with the reason already in
+ * m->dlq_code / m->dlq_msg; a failure retries this step only, so the reason
+ * is formatted once (dead_letter) and sent as often as needed. */
+static void dlq_send(trep_msg *m) {
   trep *t = m->t;
-  m->stage = 2;
-  m->dlq_code = code;
-  snprintf(m->dlq_msg, sizeof m->dlq_msg, fmt, detail ? detail : "");
-  log_ctx c = {NULL, m->conv, NULL, m->run[0] ? m->run : NULL};
-  log_warn(&c, "tool reply dead-lettered: %s: %s", code, m->dlq_msg);
   contract_dlq d = {0};
   d.original = m->orig;
   d.original_len = m->orig_len;
@@ -138,7 +140,7 @@ static void dead_letter(trep_msg *m, const char *code, const char *fmt, const ch
   d.topic = t->cfg.topic;
   d.partition = m->partition;
   d.offset = m->offset;
-  d.error_code = code;
+  d.error_code = m->dlq_code;
   d.error_message = m->dlq_msg;
   d.conversation_id = m->conv;
   d.failed_ms = now_ms();
@@ -155,6 +157,17 @@ static void dead_letter(trep_msg *m, const char *code, const char *fmt, const ch
     return;
   }
   m->pending_dr++;
+}
+
+/* Dead-letter m: code and detail are copied (they may live only as long as
+ * the caller's callback), then the record is produced. */
+static void dead_letter(trep_msg *m, const char *code, const char *fmt, const char *detail) {
+  m->stage = 2;
+  snprintf(m->dlq_code, sizeof m->dlq_code, "%s", code && *code ? code : "internal_error");
+  snprintf(m->dlq_msg, sizeof m->dlq_msg, fmt, detail ? detail : "");
+  log_ctx c = {NULL, m->conv, NULL, m->run[0] ? m->run : NULL};
+  log_warn(&c, "tool reply dead-lettered: %s: %s", m->dlq_code, m->dlq_msg);
+  dlq_send(m);
 }
 
 void trep_on_dr(trep *t, void *msg_opaque, rd_kafka_resp_err_t err) {
@@ -312,7 +325,7 @@ static void msg_step(trep_msg *m) {
   switch (m->stage) {
   case 0: lookup(m); break;
   case 1: apply(m); break;
-  default: dead_letter(m, m->dlq_code, "%s", m->dlq_msg); break;
+  default: dlq_send(m); break; /* the reason was kept when it was decided */
   }
 }
 
@@ -361,7 +374,7 @@ static void on_message(void *opaque, rd_kafka_message_t *km) {
     /* Left untracked-done: the offset is not committed past it. */
     log_error(NULL, "out of memory keeping a tool reply");
     m->stage = 2;
-    m->dlq_code = "internal_error";
+    snprintf(m->dlq_code, sizeof m->dlq_code, "internal_error");
     snprintf(m->dlq_msg, sizeof m->dlq_msg, "out of memory");
     retry_later(m);
   } else if (rc != AW_OK) {

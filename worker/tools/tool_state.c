@@ -10,20 +10,32 @@
 
 #include "buf.h"
 
-/* KEYS[1] run hash.  ARGV: event, owner, ttl_ms, n, then per call 7 values:
- * id, name, deadline, policy, timeout output, preset kind ("" = wait),
- * preset output.  Returns {fresh, missing, published, round}. */
+/* KEYS[1] run hash.  ARGV: event, owner, ttl_ms, n, max_rounds (0: no
+ * cap), then per call 7 values: id, name, deadline, policy, timeout output,
+ * preset kind ("" = wait), preset output.  Returns {fresh, missing,
+ * published, round}; fresh 2 (nothing recorded) when the turn already has
+ * max_rounds rounds.  A new round first drops what the previous one no
+ * longer needs (its outputs, timeout outputs, deadlines, policies): the
+ * response needs only each call's round, name and outcome, so a turn's
+ * hash holds one round's outputs at a time. */
 static const char ROUND_BEGIN[] =
-    "local R=KEYS[1] local n=tonumber(ARGV[4])\n"
-    "if redis.call('HEXISTS',R,'r:'..ARGV[5])==1 then\n"
+    "local R=KEYS[1] local n=tonumber(ARGV[4]) local maxr=tonumber(ARGV[5])\n"
+    "if redis.call('HEXISTS',R,'r:'..ARGV[6])==1 then\n"
     "  redis.call('HSET',R,'owner',ARGV[2])\n"
     "  local pub=0 if redis.call('HGET',R,'pub')==redis.call('HGET',R,'round') then pub=1 end\n"
-    "  return {0,tonumber(redis.call('HGET',R,'missing') or '0'),pub,tonumber(redis.call('HGET',R,'r:'..ARGV[5]) or '0')}\n"
+    "  return {0,tonumber(redis.call('HGET',R,'missing') or '0'),pub,tonumber(redis.call('HGET',R,'r:'..ARGV[6]) or '0')}\n"
+    "end\n"
+    "local cur=tonumber(redis.call('HGET',R,'round') or '0')\n"
+    "if maxr>0 and cur>=maxr then return {2,0,0,cur} end\n"
+    "if cur>0 then\n"
+    "  for id in string.gmatch(redis.call('HGET',R,'calls:'..cur) or '','%S+') do\n"
+    "    redis.call('HDEL',R,'o:'..id,'x:'..id,'d:'..id,'p:'..id)\n"
+    "  end\n"
     "end\n"
     "local round=redis.call('HINCRBY',R,'round',1)\n"
     "local ids={} local missing=0\n"
     "for i=0,n-1 do\n"
-    "  local b=5+i*7 local id=ARGV[b]\n"
+    "  local b=6+i*7 local id=ARGV[b]\n"
     "  ids[#ids+1]=id\n"
     "  redis.call('HSET',R,'r:'..id,round,'n:'..id,ARGV[b+1],'d:'..id,ARGV[b+2],'p:'..id,ARGV[b+3],'x:'..id,ARGV[b+4])\n"
     "  if ARGV[b+5]~='' then redis.call('HSET',R,'k:'..id,ARGV[b+5],'o:'..id,ARGV[b+6])\n"
@@ -36,12 +48,13 @@ static const char ROUND_BEGIN[] =
     "return {1,missing,0,round}\n";
 
 /* KEYS[1] run hash.  ARGV: call, kind, output, now.  Returns {verdict,
- * missing, owner}. */
+ * missing, owner}.  A call with an outcome (k:, kept after its round's
+ * outputs were dropped) is already answered. */
 static const char APPLY[] =
     "local R=KEYS[1] local c=ARGV[1]\n"
     "local r=redis.call('HGET',R,'r:'..c)\n"
     "if not r then return {'unknown_correlation_id'} end\n"
-    "if redis.call('HEXISTS',R,'o:'..c)==1 then return {'already_answered'} end\n"
+    "if redis.call('HEXISTS',R,'k:'..c)==1 then return {'already_answered'} end\n"
     "if redis.call('HGET',R,'state')~='waiting' or redis.call('HGET',R,'round')~=r then\n"
     "  return {'run_not_waiting'} end\n"
     "if tonumber(ARGV[4])>tonumber(redis.call('HGET',R,'d:'..c)) then return {'run_not_waiting'} end\n"
@@ -106,6 +119,9 @@ static const char LIST[] =
 void tstate_init(tstate *t, rconn *redis, const char *prefix) {
   t->redis = redis;
   snprintf(t->prefix, sizeof t->prefix, "%s", prefix ? prefix : "aw");
+  t->wait_ttl_ms = TSTATE_WAIT_TTL_MS;
+  t->done_ttl_ms = TSTATE_DONE_TTL_MS;
+  t->max_rounds = TSTATE_DEFAULT_MAX_ROUNDS;
 }
 
 static int run_key(const tstate *t, const char *conv, const char *run, char *out, size_t n) {
@@ -141,7 +157,7 @@ static int reply_is(const redisReply *r, const char *s) {
 typedef struct begin_op {
   int pending;      /* replies due, plus one while the sender holds it */
   int silent;       /* sending failed: the caller got the error, no callback */
-  int failed, fresh, published;
+  int failed, fresh, published, over_cap;
   long missing, round;
   tstate_begin_cb cb;
   void *opaque;
@@ -150,7 +166,8 @@ typedef struct begin_op {
 static void begin_step(begin_op *op) {
   if (--op->pending > 0) return;
   if (!op->silent)
-    op->cb(op->opaque, op->failed ? AW_EREDIS : AW_OK, op->fresh, op->missing, op->published, op->round);
+    op->cb(op->opaque, op->failed ? AW_EREDIS : op->over_cap ? AW_ETOOBIG : AW_OK, op->fresh, op->missing,
+           op->published, op->round);
   free(op);
 }
 
@@ -166,6 +183,7 @@ static void on_round_begin(void *opaque, int err, redisReply *r) {
     op->failed = 1;
   } else {
     op->fresh = reply_int(r->element[0]) == 1;
+    op->over_cap = reply_int(r->element[0]) == 2;
     op->missing = (long)reply_int(r->element[1]);
     op->published = reply_int(r->element[2]) == 1;
     op->round = (long)reply_int(r->element[3]);
@@ -179,10 +197,10 @@ int tstate_round_begin(tstate *t, const char *conv, const char *run, const char 
   if (!conv || !run || !owner || !calls || !n || !cb || n > 1024) return AW_EINVAL;
   char key[512], corr_key[160];
   if (run_key(t, conv, run, key, sizeof key) != AW_OK) return AW_EINVAL;
-  size_t argc = 4 + 4 + n * 7;
+  size_t argc = 4 + 5 + n * 7;
   const char **argv = calloc(argc, sizeof *argv);
   size_t *lens = calloc(argc, sizeof *lens);
-  char(*nums)[24] = calloc(n * 2 + 2, sizeof *nums);
+  char(*nums)[24] = calloc(n * 2 + 3, sizeof *nums);
   begin_op *op = calloc(1, sizeof *op);
   buf val;
   buf_init(&val, 1024);
@@ -196,7 +214,7 @@ int tstate_round_begin(tstate *t, const char *conv, const char *run, const char 
       if (!calls[i].corr_digest) continue;
       buf_reset(&val);
       char ttl[24];
-      snprintf(ttl, sizeof ttl, "%ld", TSTATE_WAIT_TTL_MS);
+      snprintf(ttl, sizeof ttl, "%ld", t->wait_ttl_ms);
       snprintf(corr_key, sizeof corr_key, "%s:tc:%s", t->prefix, calls[i].corr_digest);
       if (buf_appendf(&val, "%s %s %s", run, calls[i].id, conv) != AW_OK) {
         rc = AW_ENOMEM;
@@ -220,9 +238,11 @@ int tstate_round_begin(tstate *t, const char *conv, const char *run, const char 
     argv[k++] = key;
     argv[k++] = event_id ? event_id : "";
     argv[k++] = owner;
-    snprintf(nums[nk], sizeof nums[nk], "%ld", TSTATE_WAIT_TTL_MS);
+    snprintf(nums[nk], sizeof nums[nk], "%ld", t->wait_ttl_ms);
     argv[k++] = nums[nk++];
     snprintf(nums[nk], sizeof nums[nk], "%zu", n);
+    argv[k++] = nums[nk++];
+    snprintf(nums[nk], sizeof nums[nk], "%ld", t->max_rounds > 0 ? t->max_rounds : 0L);
     argv[k++] = nums[nk++];
     for (size_t i = 0; i < n; i++) {
       argv[k++] = calls[i].id;
@@ -310,8 +330,12 @@ static void on_apply(void *opaque, int err, redisReply *r) {
   if (err || !r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
       r->element[0]->type != REDIS_REPLY_STRING) {
     cb(b->opaque, AW_EREDIS, NULL, 0, NULL);
-  } else if (reply_is(r->element[0], "ok") && r->elements >= 3 && r->element[2]->type == REDIS_REPLY_STRING) {
-    cb(b->opaque, AW_OK, "ok", (long)reply_int(r->element[1]), r->element[2]->str);
+  } else if (reply_is(r->element[0], "ok")) {
+    /* "ok" without its missing count and owner is not a verdict. */
+    if (r->elements >= 3 && r->element[2]->type == REDIS_REPLY_STRING)
+      cb(b->opaque, AW_OK, "ok", (long)reply_int(r->element[1]), r->element[2]->str);
+    else
+      cb(b->opaque, AW_EREDIS, NULL, 0, NULL);
   } else {
     cb(b->opaque, AW_OK, r->element[0]->str, 0, NULL);
   }
@@ -345,8 +369,10 @@ void tstate_wake(tstate *t, const char *owner, const char *conv, const char *run
     size_t lens[] = {5, strlen(key), v.len};
     send_quiet(t, 3, argv, lens);
     /* A dead owner's list must not linger. */
-    const char *eargv[] = {"PEXPIRE", key, "900000"};
-    size_t elens[] = {7, strlen(key), 6};
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%ld", t->wait_ttl_ms);
+    const char *eargv[] = {"PEXPIRE", key, ttl};
+    size_t elens[] = {7, strlen(key), strlen(ttl)};
     send_quiet(t, 3, eargv, elens);
   }
   buf_free(&v);
@@ -454,10 +480,14 @@ int tstate_collect(tstate *t, const char *conv, const char *run, int64_t now_ms,
 void tstate_finish(tstate *t, const char *conv, const char *run) {
   char key[512], ttl[24];
   if (run_key(t, conv, run, key, sizeof key) != AW_OK) return;
-  snprintf(ttl, sizeof ttl, "%ld", TSTATE_DONE_TTL_MS);
+  snprintf(ttl, sizeof ttl, "%ld", t->done_ttl_ms);
+  /* The last round's outputs go too: a recovered response lists the calls
+   * (tstate_list: ids, names, outcomes) and never submits them again. */
   const char *argv[] = {"EVAL",
-                        "if redis.call('EXISTS',KEYS[1])==1 then redis.call('HSET',KEYS[1],'state','done') "
-                        "redis.call('PEXPIRE',KEYS[1],ARGV[1]) end return 1",
+                        "local R=KEYS[1] if redis.call('EXISTS',R)==1 then redis.call('HSET',R,'state','done') "
+                        "for id in string.gmatch(redis.call('HGET',R,'calls:'..(redis.call('HGET',R,'round') or '0')) "
+                        "or '','%S+') do redis.call('HDEL',R,'o:'..id,'x:'..id,'d:'..id,'p:'..id) end "
+                        "redis.call('PEXPIRE',R,ARGV[1]) end return 1",
                         "1", key, ttl};
   size_t lens[] = {4, strlen(argv[1]), 1, strlen(key), strlen(ttl)};
   send_quiet(t, 5, argv, lens);

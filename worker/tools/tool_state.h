@@ -26,16 +26,25 @@
  *       x:<id>       the output to submit if the deadline passes
  *       o:<id> k:<id> its output and outcome (output, error, timeout,
  *                    invalid_arguments, unknown_function), once known
- *     It expires 15 minutes after the last round began (the API expires a
- *     waiting run after 10) and an hour after the run ended.
- *   <prefix>:tc:<digest>   "<run> <call> <conv>" for each issued
+ *     Bounded: a turn has at most max_rounds rounds (worker.max_tool_rounds;
+ *     the round past it is not recorded), and when a round begins the
+ *     previous round's o:, x:, d: and p: fields are dropped (tstate_finish
+ *     drops the last round's): only r:, n: and k: of finished rounds stay,
+ *     what the response's tool_calls and the DLQ verdicts need.
+ *     It expires wait_ttl_ms after the last round began
+ *     (worker.tool_state_ttl_s, 15 minutes: the Assistants API expires a
+ *     waiting run after 10) and done_ttl_ms after the run ended
+ *     (worker.tool_state_done_ttl_s, an hour).
+ *   <prefix>:tc:<digest>   (expires wait_ttl_ms after its round began)
+ *       "<run> <call> <conv>" for each issued
  *       correlation id; digest = corr_digest of the id's first
  *       TSTATE_CORR_KEY_CHARS characters (its nonce), so a reply whose
  *       signature part was tampered with still finds the record and fails
  *       corr_verify (bad_correlation_id) instead of looking unknown.
  *   <prefix>:wake:<owner>  list of "<run> <conv>" whose round became
  *       complete on another worker; the owner drains it (LPOP) on a short
- *       tick while it has waiting runs.
+ *       tick while it has waiting runs (expires wait_ttl_ms after the last
+ *       push: a dead owner's list does not linger).
  *
  * Deadlines are applied by the owner (tstate_collect writes the timeout
  * outputs of the calls whose deadline has passed), so they survive the
@@ -57,12 +66,18 @@
 #define TSTATE_CORR_KEY_CHARS 26 /* "tc1." + 22 base64url chars: the 16-byte nonce */
 #define TSTATE_WAIT_TTL_MS (15 * 60 * 1000L)
 #define TSTATE_DONE_TTL_MS (60 * 60 * 1000L)
+#define TSTATE_DEFAULT_MAX_ROUNDS 16
 
 typedef struct tstate {
   rconn *redis;
   char prefix[64];
+  long wait_ttl_ms;  /* a waiting turn's hash, correlation records, wake lists */
+  long done_ttl_ms;  /* a finished turn's hash */
+  long max_rounds;   /* rounds per turn; 0: no cap */
 } tstate;
 
+/** Initialise with the default lifetimes and cap (TSTATE_*); the caller may
+ *  set wait_ttl_ms, done_ttl_ms and max_rounds afterwards. */
 void tstate_init(tstate *t, rconn *redis, const char *prefix);
 
 /** One call of a round, as recorded by tstate_round_begin. */
@@ -80,7 +95,9 @@ typedef struct tstate_call {
 
 /** fresh: 1 when this call recorded the round, 0 when it was recorded
  *  before (a re-processed event: pub says whether its requests are durable);
- *  round: the round's number (1, 2, ...) within the turn. */
+ *  round: the round's number (1, 2, ...) within the turn.  err AW_ETOOBIG:
+ *  the turn already has max_rounds rounds; nothing was recorded (round: the
+ *  last one's number). */
 typedef void (*tstate_begin_cb)(void *opaque, int err, int fresh, long missing, int published, long round);
 
 /** Record a round of calls for the run (owner = this worker) and the

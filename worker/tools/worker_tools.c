@@ -72,7 +72,7 @@ typedef struct wkt {
   uv_timer_t tick;
   int wakes_pending;   /* an LPOP of the wake list is out */
   int stopping;
-  unsigned long requests, rounds, timeouts;
+  unsigned long requests, rounds, timeouts, round_caps;
 } wkt;
 
 enum { S_BEGIN, S_PUBLISH, S_WAIT, S_COLLECT, S_SUBMIT, S_CANCEL };
@@ -116,12 +116,14 @@ typedef struct wkt_ev {
   int64_t expires_at_ms;  /* when the backend gives up on the waiting turn; 0 never */
   int expiry_checked;     /* the run was looked at after its expiry */
   long round;             /* the current round's number within the turn (tool_state) */
+  int over_cap;           /* the turn asked for more than max_tool_rounds rounds: cancelled */
   UT_hash_handle hh;
 } wkt_ev;
 
 static void begin_round(wkt_ev *te);
 static void publish(wkt_ev *te);
 static void collect(wkt_ev *te);
+static void over_cap(wkt_ev *te);
 
 static log_ctx te_ctx(const wkt_ev *te) { return wk_ev_ctx(te->ev); }
 
@@ -189,6 +191,15 @@ int wkt_init(wk *w, rd_kafka_conf_t *reply_conf, char *errstr, size_t errstr_siz
   }
   for (size_t i = 0; i < sizeof rnd; i++) snprintf(T->owner + 2 * i, 3, "%02x", rnd[i]);
   tstate_init(&T->ts, w->redis, c->redis_prefix);
+  /* A waiting turn's state must outlive its longest deadline, whatever the
+   * configured lifetime says, or its replies would find it gone. */
+  long max_deadline = 0;
+  for (size_t i = 0; i < T->nroutes; i++)
+    if (T->routes[i].r.deadline_ms > max_deadline) max_deadline = T->routes[i].r.deadline_ms;
+  if (c->tool_state_ttl_s > 0) T->ts.wait_ttl_ms = c->tool_state_ttl_s * 1000;
+  if (T->ts.wait_ttl_ms < max_deadline + 60000) T->ts.wait_ttl_ms = max_deadline + 60000;
+  if (c->tool_state_done_ttl_s > 0) T->ts.done_ttl_ms = c->tool_state_done_ttl_s * 1000;
+  if (c->max_tool_rounds > 0) T->ts.max_rounds = c->max_tool_rounds;
   uv_timer_init(w->loop, &T->tick);
   T->tick.data = w;
   trep_config tc = {0};
@@ -387,10 +398,37 @@ void wkt_begin(wk_event *ev, const be_tool_call *calls, size_t n, int64_t expire
     wk_ev_abandon(ev);
     return;
   }
+  if (T->ts.max_rounds > 0 && te->round >= T->ts.max_rounds) {
+    /* Known here already (this worker recorded the last allowed round);
+     * otherwise the round_begin script decides. */
+    over_cap(te);
+    return;
+  }
   begin_round(te);
 }
 
 /* ---- BEGIN ------------------------------------------------------------------ */
+
+/* The turn asked for one round of tool calls more than max_tool_rounds: it
+ * is cancelled at the backend (a run left waiting for outputs would block
+ * its thread until it expires) and answered failed, too_many_tool_rounds
+ * (wkt_annotate).  Nothing of the round was published. */
+static void over_cap(wkt_ev *te) {
+  wk_event *ev = te->ev;
+  wkt *T = ev->w->tools;
+  T->round_caps++;
+  unpark(te);
+  te->over_cap = 1;
+  te->stage = S_CANCEL;
+  wk_ev_set_state(ev, ST_TURN);
+  log_ctx lc = te_ctx(te);
+  log_warn(&lc, "the turn asked for more than %ld rounds of tool calls (worker.max_tool_rounds); cancelling it",
+           T->ts.max_rounds);
+  be_turn_input in;
+  wk_turn_input(ev, &in);
+  int rc = be_turn_cancel(ev->w->be, &in, &wk_turn_events, ev, &ev->op);
+  if (rc != AW_OK) fail_turn(te, rc, "too_many_tool_rounds", "the turn asked for too many rounds of tool calls");
+}
 
 static void on_begun(void *opaque, int err, int fresh, long missing, int published, long round) {
   wkt_ev *te = opaque;
@@ -399,6 +437,10 @@ static void on_begun(void *opaque, int err, int fresh, long missing, int publish
   te->busy = 0;
   if (te->abandon) {
     wk_ev_abandon(ev);
+    return;
+  }
+  if (err == AW_ETOOBIG) {
+    over_cap(te);
     return;
   }
   if (err) {
@@ -827,6 +869,17 @@ void wkt_annotate(wk_event *ev, contract_response *r) {
       r->ntool_calls = te->noutcomes;
     }
   }
+  if (te->over_cap) {
+    /* Whatever the cancellation ended in, the answer is this error. */
+    static char cap_msg[160];
+    snprintf(cap_msg, sizeof cap_msg,
+             "the turn asked for more than %ld rounds of tool calls (worker.max_tool_rounds); it was cancelled",
+             ev->w->tools->ts.max_rounds);
+    r->status = "failed";
+    r->error_code = "too_many_tool_rounds";
+    r->error_message = cap_msg;
+    return;
+  }
   if (te->cancel_fn[0] && r->status && strcmp(r->status, "cancelled") == 0) {
     static char msg[256];
     snprintf(msg, sizeof msg, "no reply from %s by its deadline; the run was cancelled", te->cancel_fn);
@@ -859,6 +912,7 @@ void wkt_stats(const wk *w, wk_stats *st) {
   st->tool_requests = T->requests;
   st->tool_rounds = T->rounds;
   st->tool_timeouts = T->timeouts;
+  st->tool_round_cap = T->round_caps;
   st->tool_waiting = (long)HASH_COUNT(T->waiting);
   trep_stats rs;
   trep_get_stats(T->replies, &rs);
