@@ -69,6 +69,8 @@ struct http_request {
   void *opaque;
   retry_timer *timer;
   buf body;
+  char *send;             /* a creating request's body, read by on_read (owned) */
+  size_t send_len, send_off;
   char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -177,6 +179,7 @@ static void req_release(http_request *r) {
     uv_close((uv_handle_t *)&r->timer->t, on_timer_closed);
   }
   buf_free(&r->body);
+  free(r->send);
   free(r);
 }
 
@@ -260,6 +263,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *soc
 /* ---- per-transfer callbacks ---------------------------------------------------- */
 
 static void reset_attempt(http_request *r) {
+  r->send_off = 0; /* our own retry sends the body from its start */
   r->decided = r->streaming = 0;
   r->abort = ABORT_NONE;
   r->status = 0;
@@ -367,6 +371,30 @@ static int maybe_sent(http_request *r, CURLcode cc) {
       return 0;
   }
   return 1;
+}
+
+/* A creating request's body goes through a read callback that cannot seek,
+ * on purpose.  libcurl (7.88) silently sends a request again on a fresh
+ * connection when the reused one it was sent on dies before any byte of the
+ * answer arrives -- exactly the "applied, then the connection dropped" case,
+ * where a second POST would create a second run or response.  Without a way
+ * to rewind the body, that hidden retry fails (CURLE_SEND_FAIL_REWIND)
+ * instead, and the failure is classed ambiguous like any other, so the
+ * backend looks for what the first attempt created. */
+static size_t on_read(char *dst, size_t size, size_t n, void *opaque) {
+  http_request *r = opaque;
+  size_t want = size * n, left = r->send_len - r->send_off;
+  size_t k = left < want ? left : want;
+  if (k) memcpy(dst, r->send + r->send_off, k);
+  r->send_off += k;
+  return k;
+}
+
+static int on_seek(void *opaque, curl_off_t offset, int origin) {
+  (void)opaque;
+  (void)offset;
+  (void)origin;
+  return CURL_SEEKFUNC_CANTSEEK;
 }
 
 static void on_retry_timer(uv_timer_t *t) {
@@ -636,17 +664,33 @@ int http_request_start(http_client *c, const http_request_opts *o, http_request 
   } else {
     bad |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o->method) != CURLE_OK;
   }
-  if (o->body || strcmp(o->method, "POST") == 0) {
+  if ((o->body || strcmp(o->method, "POST") == 0) && !o->idempotent) {
+    size_t n = o->body ? o->body_len : 0;
+    r->send = malloc(n ? n : 1);
+    if (!r->send) {
+      bad = 1;
+    } else {
+      if (n) memcpy(r->send, o->body, n);
+      r->send_len = n;
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)n);
+      curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+      curl_easy_setopt(e, CURLOPT_READDATA, r);
+      curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
+      curl_easy_setopt(e, CURLOPT_SEEKDATA, r);
+    }
+  } else if (o->body || strcmp(o->method, "POST") == 0) {
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(o->body ? o->body_len : 0));
     bad |= curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, o->body ? o->body : "") != CURLE_OK;
   }
   if (bad) {
     recycle_easy(c, r->easy);
+    free(r->send);
     free(r);
     return AW_EINVAL;
   }
   if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
     recycle_easy(c, r->easy);
+    free(r->send);
     free(r);
     return AW_ENOMEM;
   }

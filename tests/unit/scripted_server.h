@@ -29,6 +29,7 @@ typedef enum {
   SS_CHUNKED,   /* chunked, `chunk` bytes per write (odd sizes split SSE lines) */
   SS_DROP,      /* chunked, send body then close the connection mid-stream */
   SS_HANG,      /* chunked, send body then block until the server stops */
+  SS_CLOSE,     /* take the request (counted), then close the connection with no answer */
 } ss_mode;
 
 typedef struct ss_resp {
@@ -160,6 +161,7 @@ static inline enum MHD_Result ss_handler(void *cls, struct MHD_Connection *conn,
   }
   pthread_mutex_unlock(&s->mu);
 
+  if (resp.mode == SS_CLOSE) return MHD_NO; /* applied, then the connection died */
   struct MHD_Response *mr;
   if (resp.mode == SS_PLAIN) {
     const char *b = resp.body ? resp.body : "";

@@ -624,6 +624,36 @@ static void test_api_creating_post_500_is_ambiguous_with_status_and_message(void
   fx_free(f);
 }
 
+/* The server takes a creating POST on a reused keep-alive connection, then
+ * closes it without answering.  libcurl on its own would send the POST again
+ * on a fresh connection (its hidden retry of requests on dead reused
+ * connections); the request must instead be sent once and end ambiguous. */
+static void test_api_creating_post_on_a_reused_connection_that_dies_is_sent_once(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *g = ss_route_add(&f->srv, "GET", "/v1/threads/thread_1");
+  ss_add_resp(g, (ss_resp){.status = 200, .body = "{\"id\":\"thread_1\"}"});
+  ss_route *r = ss_route_add(&f->srv, "POST", "/v1/threads/thread_1/messages");
+  ss_add_resp(r, (ss_resp){.mode = SS_CLOSE});
+  ss_add_resp(r, (ss_resp){.status = 200, .body = "{\"id\":\"msg_2\"}"});
+  fx_start(f);
+  api_client *c = api_new(f, NULL);
+  api_res a = {0};
+  /* A first request leaves a keep-alive connection for the POST to reuse. */
+  assert_int_equal(api_threads_retrieve(c, "thread_1", on_api_done, &a, NULL), AW_OK);
+  ss_run_until(&f->loop, &a.done);
+  assert_int_equal(a.err, AW_OK);
+  api_res b = {0};
+  assert_int_equal(api_messages_create(c, "thread_1", "{\"role\":\"user\",\"content\":\"hi\"}", on_api_done, &b,
+                                       NULL), AW_OK);
+  ss_run_until(&f->loop, &b.done);
+  assert_int_equal(b.err, AW_EAMBIGUOUS);
+  assert_int_equal(b.maybe_applied, 1);
+  assert_int_equal(ss_count(&f->srv, r), 1);
+  api_free(f, c);
+  fx_free(f);
+}
+
 /* An empty thread is the one creation retried like an idempotent request: it
  * cannot be looked up, and a repeat leaves only an empty unclaimed thread. */
 static void test_api_thread_create_500_is_retried(void **state) {
@@ -828,6 +858,7 @@ int main(void) {
       cmocka_unit_test(test_free_with_requests_in_flight_calls_nothing),
       cmocka_unit_test(test_api_creating_post_500_is_ambiguous_with_status_and_message),
       cmocka_unit_test(test_api_thread_create_500_is_retried),
+      cmocka_unit_test(test_api_creating_post_on_a_reused_connection_that_dies_is_sent_once),
       cmocka_unit_test(test_api_creating_post_429_is_retried_and_not_ambiguous),
       cmocka_unit_test(test_api_creating_post_refused_is_retried_and_not_ambiguous),
       cmocka_unit_test(test_api_get_500_is_still_retried),
