@@ -780,7 +780,7 @@ class Chaos:
         self.start_stack()
         # Faults from the start: workers joining later meet them at start-up too.
         self.sim.faults(rate_500=a.rate_500, rate_429=a.rate_429, rate_drop_stream=a.rate_drop,
-                        seed=a.seed, retry_after_s=1)
+                        rate_apply_fail=a.rate_apply_fail, seed=a.seed, retry_after_s=1)
         for slot in range(a.workers):
             self.spawn_worker(slot)
         wait_until(lambda: all(w.ready() or not w.alive() for w in self.workers.values()), 90,
@@ -798,7 +798,8 @@ class Chaos:
             f"{a.duration * a.load_fraction:.0f}s; chaos for {a.duration:.0f}s: SIGKILL a worker every "
             f"{a.kill_interval[0]:g}-{a.kill_interval[1]:g}s, Redis restart at "
             f"{a.redis_at * a.duration:.0f}s, Kafka restart at {a.kafka_at * a.duration:.0f}s; simulator "
-            f"500 {a.rate_500:.0%}, 429 {a.rate_429:.0%}, dropped streams {a.rate_drop:.0%}")
+            f"500 {a.rate_500:.0%}, 429 {a.rate_429:.0%}, dropped streams {a.rate_drop:.0%}, "
+            f"applied-then-failed creates {a.rate_apply_fail:.0%}")
         loader.start()
         admin_consumer = Consumer({"bootstrap.servers": self.kafka, "group.id": "chaos-admin",
                                    "enable.auto.commit": False, **QUIET})
@@ -817,7 +818,7 @@ class Chaos:
                 w.close_stall()
             fleet_problems = self.stop_fleet()
             # The simulator's threads, without faults now.
-            self.sim.faults(rate_500=0, rate_429=0, rate_drop_stream=0, token_delay_ms=0)
+            self.sim.faults(rate_500=0, rate_429=0, rate_drop_stream=0, rate_apply_fail=0, token_delay_ms=0)
             sim_stats = self.sim.stats()
             # Read the output topics to their end (read committed).
             try:
@@ -903,6 +904,8 @@ class Chaos:
         missing_on_thread: list[str] = []
         wrong_conv_on_thread: list[str] = []
         extra_runs: list[str] = []
+        max_runs_per_event = 0      # runs (Assistants) or responses beyond one per tool round (Responses)
+        max_user_msgs_per_event = 0  # copies of one event's user message on its thread/conversation
         threads_checked = 0
         missing_threads: list[str] = []
         # Conversation items carry no metadata (Responses): a user message is known by its text.
@@ -930,6 +933,7 @@ class Chaos:
                     users = [m for m in msgs if m.get("role") == "user"]
                 eids = [(m.get("metadata") or {}).get("event_id") for m in users]
                 c = collections.Counter(eids)
+                max_user_msgs_per_event = max([max_user_msgs_per_event] + [n for e, n in c.items() if e])
                 for eid, n in c.items():
                     if n > 1:
                         dup_msgs.append(f"{tid} ({conv}): {eid} x{n}")
@@ -954,6 +958,7 @@ class Chaos:
                     per_ev = collections.Counter(r.get("event_id") for r in self.sim.admin_responses(conversation=tid))
                     weather = {e.event_id for e in evs if e.weather}
                     for eid, n in per_ev.items():
+                        max_runs_per_event = max(max_runs_per_event, n - (1 if eid in weather else 0))
                         if n > (2 if eid in weather else 1):
                             extra_runs.append(f"{tid} ({conv}): {n} responses for event {eid}")
                     continue
@@ -961,6 +966,7 @@ class Chaos:
                 per_msg = collections.Counter((r.get("metadata") or {}).get("aw_message_id")
                                               or (r.get("metadata") or {}).get("aw_tag") for r in runs)
                 for mid, n in per_msg.items():
+                    max_runs_per_event = max(max_runs_per_event, n)
                     if n > 1:
                         extra_runs.append(f"{tid} ({conv}): {n} runs for message {mid}")
 
@@ -1021,6 +1027,8 @@ class Chaos:
             "missing_threads": missing_threads,
             "threads_checked": threads_checked,
             "extra_runs": extra_runs,
+            "max_runs_per_event": max_runs_per_event,
+            "max_user_msgs_per_event": max_user_msgs_per_event,
             "weather_events": len(weather_events),
             "weather_completed": weather_completed,
             "tool_outputs_lost": tool_lost,
@@ -1089,6 +1097,7 @@ class Chaos:
             "no thread holding a duplicate user message": not res["duplicate_user_messages"]
                 and not res["conversations_multi_thread"],
             "no tool output lost": not res["tool_outputs_lost"],
+            "one run per event (no side effect twice at the API)": not res["extra_runs"],
         }
         sane = {
             "no worker crashed or failed to start": not self.crashes and not self.start_failures,
@@ -1121,7 +1130,9 @@ class Chaos:
             ("restarts", f"redis-server {len(self.redis_restarts)} ({', '.join(self.redis_restarts) or '-'}), "
                          f"Kafka broker {len(self.kafka_restarts)} ({', '.join(self.kafka_restarts) or '-'})"),
             ("API faults injected", self.fault_counts(res["sim_stats"])),
-            ("extra runs (informational)", len(res["extra_runs"])),
+            ("runs per event (max)", f"{res['max_runs_per_event']} (Responses: responses beyond one per "
+                                     f"tool round); events with more than one: {len(res['extra_runs'])}"),
+            ("user messages per event (max)", res["max_user_msgs_per_event"]),
             ("worker stalls (informational)", f"{len(self.stalls())} (no progress for >=10 s with work pending)"),
             ("dead letters", ", ".join(f"{k} {v}" for k, v in sorted(res["dlq"].items(), key=str)) or "0"),
             ("duration", f"chaos {res['timings']['chaos_s']}s, drain {res['timings']['drain_s']}s, "
@@ -1192,10 +1203,10 @@ class Chaos:
     def recoveries(self) -> str:
         """What the workers' logs say they picked up from killed predecessors: proof that the
         kills landed on work in flight."""
-        kinds = {"runs resumed": '"msg":"event was started before; resuming its run"',
+        kinds = {"turns recovered": '"msg":"event was started before; recovering its turn"',
                  "messages found on the thread": '"msg":"event\'s message ',
                  "events found answered": '"msg":"event already answered; skipped"',
-                 "thread races lost": '"msg":"another worker created the conversation\'s thread first'}
+                 "handle races lost": '"msg":"another worker created the conversation\'s '}
         n = collections.Counter()
         for w in self.all_workers:
             text = w.log_text()
@@ -1205,14 +1216,18 @@ class Chaos:
 
     @staticmethod
     def fault_counts(stats: dict) -> str:
-        n500 = n429 = 0
+        n500 = n429 = n502 = ndrop = 0
         for route, by in (stats.get("requests") or {}).items():
             if "/admin/" in route:
                 continue
             n500 += int(by.get("500", 0))
             n429 += int(by.get("429", 0))
-        return f"HTTP 500 x{n500}, 429 x{n429} of {stats.get('requests_total', '?')} requests; " \
-               f"{stats.get('streams_total', '?')} streams"
+            n502 += int(by.get("502", 0))
+            ndrop += int(by.get("0", 0))
+        # 502s and dropped connections come only from "applied, then failed"; its 500s are
+        # counted with the others.
+        return f"HTTP 500 x{n500}, 429 x{n429}, 502 x{n502}, dropped after applying x{ndrop} of " \
+               f"{stats.get('requests_total', '?')} requests; {stats.get('streams_total', '?')} streams"
 
     def cleanup(self) -> None:
         for w in self.all_workers:
@@ -1253,6 +1268,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--rate-500", type=float, default=0.05)
     ap.add_argument("--rate-429", type=float, default=0.02)
     ap.add_argument("--rate-drop", type=float, default=0.01, help="streams dropped mid-stream")
+    ap.add_argument("--rate-apply-fail", type=float, default=0.03,
+                    help="creating requests applied, then answered 500 / 502 / a dropped connection")
     ap.add_argument("--token-delay-ms", type=int, help="simulator pacing per token (long 40, short 40)")
     ap.add_argument("--answer-tokens", type=int, default=20)
     ap.add_argument("--max-retries", type=int, default=5, help="the workers' api.max_retries (5)")

@@ -81,6 +81,7 @@ static const field fields[] = {
     {"rate_429", F_RATE, OFF(rate_429), 0, 1},
     {"rate_500", F_RATE, OFF(rate_500), 0, 1},
     {"rate_drop_stream", F_RATE, OFF(rate_drop_stream), 0, 1},
+    {"rate_apply_fail", F_RATE, OFF(rate_apply_fail), 0, 1},
     {"seed", F_SEED, OFF(seed), 0, 0},
 };
 #define NFIELDS (sizeof fields / sizeof fields[0])
@@ -236,14 +237,22 @@ sfault_run sfault_take_run(char *code, size_t code_size) {
 }
 
 int sfault_take_apply_fail(const char *route) {
-  int st = -1;
+  static const int rate_statuses[] = {500, 502, 0};
+  static unsigned rate_next;
+  int st = -1, creating = 0;
   pthread_mutex_lock(&g_mu);
   for (int i = 0; i < SFAULT_APPLY_ROUTES; i++) {
-    if (strcmp(apply_routes[i], route) != 0 || g_cur.apply_fail[i].n <= 0) continue;
+    if (strcmp(apply_routes[i], route) != 0) continue;
+    creating = 1;
+    if (g_cur.apply_fail[i].n <= 0) break;
     g_cur.apply_fail[i].n--;
     st = g_cur.apply_fail[i].status;
     break;
   }
+  /* The rate (the chaos test's form) cycles through the three outcomes a
+   * gateway gives a client whose request was applied. */
+  if (st < 0 && creating && g_cur.rate_apply_fail > 0 && draw() < g_cur.rate_apply_fail)
+    st = rate_statuses[rate_next++ % 3];
   pthread_mutex_unlock(&g_mu);
   return st;
 }

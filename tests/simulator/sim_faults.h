@@ -44,6 +44,7 @@ typedef struct sfault_cfg {
   char fail_run_code[32]; /* server_error | rate_limit_exceeded | invalid_prompt */
   int requires_action_timeout_s; /* a run waiting for tool outputs expires after this */
   double rate_429, rate_500, rate_drop_stream;
+  double rate_apply_fail; /* any creating request: applied, then 500 / 502 / dropped in turn */
   uint64_t seed;
   struct {
     int n;      /* requests left to fail after applying them */
