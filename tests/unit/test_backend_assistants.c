@@ -640,7 +640,10 @@ static void test_ambiguous_500_on_post_runs_looks_up_the_tagged_run_instead_of_p
   fx_free(f);
 }
 
-static void test_ambiguous_post_runs_without_a_tagged_run_ends_eambiguous_after_bounded_lookups(void **state) {
+/* A 5xx on POST runs may have created the run: the tagged run is looked for
+ * (4 looks); certainly absent, the run is created again -- at most 3 POSTs,
+ * then the ambiguous outcome stands. */
+static void test_ambiguous_post_runs_without_a_tagged_run_posts_again_only_after_lookups_bounded(void **state) {
   (void)state;
   fx *f = fx_new();
   turn_routes r = add_turn_routes(f);
@@ -656,8 +659,27 @@ static void test_ambiguous_post_runs_without_a_tagged_run_ends_eambiguous_after_
   assert_int_equal(aw_error_classify(t.err), AW_CLASS_RETRY);
   assert_string_equal(t.error_code, "api_unavailable"); /* the API gave none */
   assert_int_equal(t.http_status, 503);
-  assert_int_equal(ss_count(&f->srv, r.runs), 1);
-  assert_int_equal(ss_count(&f->srv, r.list_runs), 4);
+  assert_int_equal(ss_count(&f->srv, r.runs), 3);
+  assert_int_equal(ss_count(&f->srv, r.list_runs), 12);
+  fx_free(f);
+}
+
+static void test_ambiguous_post_runs_then_absent_run_is_created_once_more_and_answers(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  turn_routes r = add_turn_routes(f);
+  ss_add_resp(r.runs, (ss_resp){.status = 500, .body = ""});
+  ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_OK});
+  ss_add_resp(r.list_runs, (ss_resp){.status = 200, .body = LIST(RUN_TAGGED("run_0", "completed", "ev-0"))});
+  fx_start(f);
+  tres t = {0};
+  be_turn_input in = input(0);
+  assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, &t.op), AW_OK);
+  ss_run_until(&f->loop, &t.done);
+  assert_int_equal(t.end, BE_END_ANSWER);
+  assert_string_equal(t.status, "completed");
+  assert_int_equal(ss_count(&f->srv, r.list_runs), 4); /* looked before creating again */
+  assert_int_equal(ss_count(&f->srv, r.runs), 2);
   fx_free(f);
 }
 
@@ -1104,6 +1126,40 @@ static void test_cancel_while_claiming_frees_the_turn_when_the_store_answers(voi
   assert_int_equal(t.ndone, 0);
 }
 
+static void test_tool_choice_goes_on_run_creation_not_on_submissions(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  turn_routes r = add_turn_routes(f);
+  ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_RA, .mode = SS_CHUNKED, .chunk = 11});
+  ss_add_resp(r.submit, (ss_resp){.status = 200, .body = STREAM_SUBMIT_OK});
+  fx_start(f);
+  be_assistant forced = {.id = "asst_1",
+                         .tool_choice_json = "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}"};
+  tres t1 = {0}, t2 = {0};
+  be_turn_input in = input(1);
+  in.assistant = &forced;
+  assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t1, &t1.op), AW_OK);
+  ss_run_until(&f->loop, &t1.done);
+  assert_int_equal(t1.end, BE_END_TOOL_CALLS);
+  char *b = ss_last_body(&f->srv, r.runs);
+  /* the Assistants shape, as configured: the run's tool_choice (for the whole run) */
+  assert_non_null(strstr(b, "\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}"));
+  free(b);
+  in.checkpoint = t1.res_checkpoint;
+  assert_int_equal(be_turn_continue(f->be, &in, 1, OUT1, 2, &EVENTS, &t2, &t2.op), AW_OK);
+  ss_run_until(&f->loop, &t2.done);
+  b = ss_last_body(&f->srv, r.submit);
+  assert_null(strstr(b, "tool_choice")); /* submit_tool_outputs takes none */
+  free(b);
+  /* not JSON: refused before any I/O */
+  be_assistant bad = {.id = "asst_1", .tool_choice_json = "{nope"};
+  tres t3 = {0};
+  be_turn_input in3 = input(1);
+  in3.assistant = &bad;
+  assert_int_equal(be_turn_start(f->be, &in3, &EVENTS, &t3, &t3.op), AW_EINVAL);
+  fx_free(f);
+}
+
 int main(void) {
   log_set_level(LOG_ERROR); /* recovery paths log at info and warn on purpose */
   const struct CMUnitTest tests[] = {
@@ -1123,7 +1179,8 @@ int main(void) {
       cmocka_unit_test(test_recover_finds_the_tagged_message_and_starts_only_its_run),
       cmocka_unit_test(test_recover_lookup_failure_is_an_error_not_a_fresh_start),
       cmocka_unit_test(test_ambiguous_500_on_post_runs_looks_up_the_tagged_run_instead_of_posting_again),
-      cmocka_unit_test(test_ambiguous_post_runs_without_a_tagged_run_ends_eambiguous_after_bounded_lookups),
+      cmocka_unit_test(test_ambiguous_post_runs_without_a_tagged_run_posts_again_only_after_lookups_bounded),
+      cmocka_unit_test(test_ambiguous_post_runs_then_absent_run_is_created_once_more_and_answers),
       cmocka_unit_test(test_429_on_post_runs_is_retried_it_was_not_applied),
       cmocka_unit_test(test_400_on_post_runs_is_a_reject_with_a_precise_message),
       cmocka_unit_test(test_turn_run_failed_is_an_answer_with_its_last_error),
@@ -1131,6 +1188,7 @@ int main(void) {
       cmocka_unit_test(test_turn_cancel_from_delta_callback_stops_everything),
       cmocka_unit_test(test_bad_input_is_einval_before_any_io),
       cmocka_unit_test(test_tool_calls_end_the_turn_then_continue_streams_to_the_answer),
+      cmocka_unit_test(test_tool_choice_goes_on_run_creation_not_on_submissions),
       cmocka_unit_test(test_expires_at_beyond_int64_ms_is_clamped_not_wrapped),
       cmocka_unit_test(test_tool_calls_not_routed_cancel_the_run_and_answer_cancelled),
       cmocka_unit_test(test_unreadable_tool_calls_cancel_the_run_and_end_eparse),

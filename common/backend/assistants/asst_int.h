@@ -103,6 +103,7 @@ typedef enum {
 /* Lookups of the run tagged with our event after an ambiguous POST runs,
  * and submissions of one round after ambiguous outcomes. */
 #define ASST_LOOKUPS_MAX 4
+#define ASST_POSTS_MAX 3   /* run creations per turn: the first and two after certain absence */
 #define ASST_SUBMITS_MAX 3
 
 typedef struct turn_timer {
@@ -124,6 +125,7 @@ typedef struct turn_op {
   int ambiguous_lookup;       /* LOOKUP_RUNS after an ambiguous POST runs */
   int fresh_thread;           /* we created the thread and won its claim */
   int lookups, submits, pages;
+  int posts;               /* POST runs sent by this turn */
   int answer_err;             /* AW_ETOOBIG / AW_ENOMEM: the answer exceeded its bound */
   int calls_err;              /* result of parsing required_action */
   int submit_refused;         /* CHECK_SUBMIT after a 4xx (not after an ambiguity) */
@@ -135,6 +137,7 @@ typedef struct turn_op {
   char msg_id[API_JSON_ID_MAX];  /* an existing user message to start the run for */
   cJSON *add_msg;             /* the user message, sent as the run's additional_messages */
   char *instructions, *additional;
+  char *tool_choice;          /* the assistant's tool_choice_json, sent on run creation, or NULL */
   char *submit_body;          /* continue: kept to submit again when certainly not taken */
   api_json_run run;           /* the run as last seen */
   size_t deltas_emitted;

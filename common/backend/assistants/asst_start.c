@@ -84,11 +84,20 @@ static void on_lookup_runs(void *opaque, const api_result *r) {
   }
   if (t->ambiguous_lookup) {
     /* The run may not be listed yet: look again after a backoff, a few
-     * times, then leave it to a later attempt (recover) rather than risk a
-     * second run. */
+     * times.  Still absent after that, it was certainly not created (the
+     * API creates a run before it answers): create it, a bounded number
+     * of times; past that, leave it to a later attempt (recover). */
     if (++t->lookups < ASST_LOOKUPS_MAX) {
       asst_turn_phase(t, T_LOOKUP_WAIT);
       asst_turn_after(t, t->be->retry_base_ms << t->lookups, lookup_runs);
+    } else if (t->posts < ASST_POSTS_MAX) {
+      if (log_enabled(LOG_INFO)) {
+        log_ctx ctx = {.event_id = t->event_id, .conversation_id = t->conversation_id, .thread_id = t->thread};
+        log_info(&ctx, "no run of this event after an ambiguous failure; creating it again");
+      }
+      asst_turn_clearerr(t);
+      t->ambiguous_lookup = 0;
+      post_run_or_fail(t);
     } else {
       asst_turn_finish(t); /* t->err: AW_EAMBIGUOUS */
     }
@@ -301,6 +310,13 @@ static int input_ok(const be_turn_input *in) {
       return 0; /* images and files: not supported yet */
   for (size_t i = 0; i < in->nmetadata; i++)
     if (!in->metadata[i].key || !in->metadata[i].value) return 0;
+  if (in->assistant->tool_choice_json) {
+    /* Sent as given (the configuration validated its shape): JSON at least. */
+    cJSON *tc = cJSON_Parse(in->assistant->tool_choice_json);
+    int ok = cJSON_IsString(tc) || cJSON_IsObject(tc);
+    cJSON_Delete(tc);
+    if (!ok) return 0;
+  }
   return 1;
 }
 
@@ -320,6 +336,8 @@ int asst_turn_start(be_backend *bb, const be_turn_input *in, const be_turn_event
   if (!(t->conversation_id = strdup(in->conversation_id))) rc = AW_ENOMEM;
   if (in->instructions && !(t->instructions = strdup(in->instructions))) rc = AW_ENOMEM;
   if (in->additional_instructions && !(t->additional = strdup(in->additional_instructions))) rc = AW_ENOMEM;
+  if (in->assistant->tool_choice_json && !(t->tool_choice = strdup(in->assistant->tool_choice_json)))
+    rc = AW_ENOMEM;
   if (!rc && !(t->add_msg = message_object(in))) rc = AW_ENOMEM;
   if (!rc && in->handle && in->handle[0]) {
     asst_copy(t->thread, sizeof t->thread, in->handle);

@@ -63,6 +63,7 @@ void asst_turn_free(turn_op *t) {
   free(t->conversation_id);
   free(t->instructions);
   free(t->additional);
+  free(t->tool_choice);
   cJSON_free(t->submit_body);
   cJSON_Delete(t->add_msg);
   free(t);
@@ -522,6 +523,7 @@ static void on_submit_done(void *opaque, const api_result *r) {
 }
 
 int asst_turn_post_run(turn_op *t) {
+  t->posts++;
   cJSON *j = cJSON_CreateObject();
   cJSON *md = NULL;
   int ok = j && cJSON_AddStringToObject(j, "assistant_id", t->assistant) &&
@@ -529,6 +531,13 @@ int asst_turn_post_run(turn_op *t) {
   if (ok && t->instructions) ok = cJSON_AddStringToObject(j, "instructions", t->instructions) != NULL;
   if (ok && t->additional)
     ok = cJSON_AddStringToObject(j, "additional_instructions", t->additional) != NULL;
+  if (ok && t->tool_choice) {
+    /* The run's tool_choice holds for the whole run: every step of it,
+     * also after tool outputs were submitted (see README). */
+    cJSON *tc = cJSON_Parse(t->tool_choice);
+    ok = tc && cJSON_AddItemToObject(j, "tool_choice", tc);
+    if (!ok) cJSON_Delete(tc);
+  }
   /* The run carries our event id (aw_tag): what a lookup after an
    * ambiguous outcome or a crash finds it by.  Started for a message an
    * earlier attempt added, it names that message too. */
