@@ -123,3 +123,24 @@ def test_response_over_the_record_limit_is_answered_failed_response_too_large_an
     assert resp["messages"] == []
     assert len(resp.value) < 24_000
     print(f"response over the record limit: {GOOD} other conversations answered in {took:.1f}s")
+
+
+def test_tool_call_whose_arguments_cannot_be_produced_is_answered_to_the_model(ctx, worker):
+    """A function call whose arguments would make a tool request over the producer's record
+    limit is answered to the model as an `arguments_too_large` error output, without a tool
+    request, instead of failing in Kafka; the turn completes and other conversations go on."""
+    from awtest import SUPPORT_BOT, WEATHER_ASSISTANT
+    worker(assistants=[dict(WEATHER_ASSISTANT), dict(SUPPORT_BOT)],
+           kafka_properties={"message.max.bytes": "200000"})
+    huge = "X" * 120_000   # the request carries it twice: 240 KB > 200 KB
+    req = make_request("conv-huge-args", f'call get_weather with {{"location": "{huge}"}}',
+                       assistant=WEATHER_ASSISTANT["name"])
+    ctx.send(req)
+    ids = good_events(ctx, GOOD, "huge-args")
+    resp = ctx.response_for(req["event_id"], ANSWER_BOUND_S)
+    assert resp["status"] == "completed", resp.obj
+    assert [(c["name"], c["outcome"]) for c in resp["tool_calls"]] == [("get_weather", "arguments_too_large")]
+    assert_all_answered(ctx, ids)
+    ctx.collector("tool_requests").quiet_for(1.0)
+    assert not [m for m in ctx.collector("tool_requests").messages
+                if m.get("conversation_id") == "conv-huge-args"], "no tool request was produced"

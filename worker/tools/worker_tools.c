@@ -45,6 +45,7 @@
 #include "event.h"
 #include "intake.h"
 #include "json_schema.h"
+#include "kafka_producer.h"
 #include "outbox.h"
 #include "turn.h"
 
@@ -55,6 +56,7 @@
 #define MAX_OUTCOMES 128     /* tool calls remembered for one response */
 #define ERR_OUTPUT_MAX 1024
 #define EXPIRY_GRACE_MS 1000 /* expires_at has a one-second resolution */
+#define REQUEST_OVERHEAD 4096 /* a tool request beyond its arguments: ids, topic, headers */
 
 typedef struct wkt_route {
   wk_tool_route r;
@@ -331,6 +333,20 @@ static int take_calls(wkt_ev *te, const be_tool_call *calls, size_t n) {
           c->preset_kind = "invalid_arguments";
           c->preset_output = error_output("invalid_arguments", msg);
         }
+      }
+    }
+    if (c->route && !c->preset_kind) {
+      /* A tool request carries the arguments twice (as a map and as the
+       * model wrote them): one that could not be produced is answered to the
+       * model now, instead of failing in Kafka round after round. */
+      size_t limit = kp_max_message_bytes(ev->w->producer);
+      if (limit > CTOOL_DEFAULT_MAX_REQUEST) limit = CTOOL_DEFAULT_MAX_REQUEST;
+      size_t need = 2 * strlen(c->args) + strlen(name) + REQUEST_OVERHEAD;
+      if (need > limit) {
+        snprintf(msg, sizeof msg, "the arguments for %.64s are too large to send to its service (%zu bytes)",
+                 name, strlen(c->args));
+        c->preset_kind = "arguments_too_large";
+        c->preset_output = error_output("arguments_too_large", msg);
       }
     }
     if (c->preset_kind && !c->preset_output) return AW_ENOMEM;
