@@ -41,6 +41,7 @@ void be_http_config_default(be_http_config *c) {
   c->retry_max_ms = 8000;
   c->max_connections = 0;
   c->max_answer_bytes = 256u * 1024u;
+  c->background = 1;
 }
 
 void be_free(be_backend *be) {

@@ -95,6 +95,13 @@ typedef struct be_assistant {
                                 Assistants shape ("[{\"type\":\"function\",
                                 \"function\":{...}}]"), or NULL; backends
                                 translate it to their API's shape */
+  const char *tool_choice_json; /* JSON in the Assistants shape: "\"auto\"",
+                                "\"required\"", "\"none\"" or
+                                {"type":"function","function":{"name":..}};
+                                NULL: not sent (the API's default, auto).
+                                Responses: sent on the first response of a
+                                turn only; Assistants: on run creation (the
+                                run's whole life) */
   const char *hash;          /* stable hash of the definition */
   const char *id;            /* Assistants backend: the asst_ id (ensured at
                                 start-up or named by the request); else NULL */
@@ -280,6 +287,12 @@ typedef struct be_http_config {
   long retry_max_ms;         /* default 8000 */
   long max_connections;      /* curl CURLMOPT_MAX_TOTAL_CONNECTIONS, default 0 = unlimited */
   size_t max_answer_bytes;   /* cap on the text kept for one turn (default 256 KiB) */
+  int background;            /* Responses: 1 (default) turns are background +
+                                stream (a dropped stream is resumed with
+                                starting_after); 0: stream only, for servers
+                                that refuse both together (OGX): a dropped
+                                stream is followed by polling the stored
+                                response */
   const be_store *store;     /* borrowed; required by backends with a handle_key */
   /* Optional: told of every finished API call, on the loop thread (see
    * api_client.h's api_observe_fn: route "POST /threads/{id}/runs", HTTP

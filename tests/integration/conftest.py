@@ -230,7 +230,7 @@ def tool_service(ctx):
 @pytest.fixture
 def worker(request, ctx, simulator):
     """Factory: worker(name="w1", **spec_overrides) starts `assistant-worker run` for this
-    test's topics/group/prefix and returns it once it logged "worker ready" and "partitions
+    test's topics/group/prefix (against the simulator unless api_base_url= names another server) and returns it once it logged "worker ready" and "partitions
     assigned".  At teardown every worker still running gets SIGTERM; each must have exited 0
     without a sanitizer report."""
     require_binary(WORKER_BIN)
@@ -238,7 +238,9 @@ def worker(request, ctx, simulator):
 
     def start(name: str | None = None, wait: bool = True, **overrides) -> Worker:
         name = name or f"worker{len(started) + 1}"
-        w = Worker(ctx.spec(simulator.base_url, **overrides), ctx.workdir, name)
+        # api_base_url: another API server than the session's simulator (e.g. OGX).
+        base_url = overrides.pop("api_base_url", simulator.base_url)
+        w = Worker(ctx.spec(base_url, **overrides), ctx.workdir, name)
         started.append(w)
         w.start()
         if wait:

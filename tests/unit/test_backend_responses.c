@@ -911,6 +911,193 @@ static void test_invalid_inputs_are_refused_before_io(void **state) {
   assert_int_equal(t.done, 0);
 }
 
+/* ---- background off (servers that refuse background with stream: OGX) ------------------------------- */
+
+static void test_background_off_sends_no_background_and_polls_after_a_drop(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  f->cfg.background = 0;
+  ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
+  ss_add_resp(post, (ss_resp){.status = 200, .ctype = "text/event-stream", .mode = SS_DROP,
+                              .body = EV_("response.created", J_CREATED("resp_1", 0))
+                                      EV_("response.output_text.delta", J_DELTA("Hel", 1))});
+  ss_route *get = ss_route_add(&f->srv, "GET", "/v1/responses/resp_1");
+  ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"in_progress\",\"output\":[]}"});
+  ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"completed\",\"output\":[" MSG_ITEM("Hello") "]," USAGE "}"});
+  fx_start(f);
+  be_turn_input in = input("conv_1");
+  tres t = {0};
+  be_op *op;
+  assert_int_equal(be_turn_start(f->be, &in, &EV, &t, &op), AW_OK);
+  ss_run_until(&f->loop, &t.done);
+  assert_int_equal(t.end, BE_END_ANSWER);
+  assert_string_equal(t.status, "completed");
+  assert_string_equal(t.text, "Hello");
+  assert_string_equal(t.deltas, "Hello"); /* "Hel" streamed, the rest at once at the end */
+  assert_string_equal(t.checkpoint, "r1 conv_1 resp_1 0");
+  assert_int_equal(t.usage.present, 1);
+  char *b = body_of(f, post);
+  assert_null(strstr(b, "\"background\""));
+  assert_non_null(strstr(b, "\"stream\":true,\"store\":true"));
+  free(b);
+  /* exactly one POST: the response was polled, never resumed nor posted again */
+  assert_int_equal(ss_count(&f->srv, post), 1);
+  assert_int_equal(ss_count(&f->srv, get), 2);
+  char *q = ss_last_query(&f->srv, get);
+  assert_null(strstr(q, "stream=true"));
+  free(q);
+  fx_free(f);
+}
+
+static void test_background_off_recover_of_running_response_polls(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  f->cfg.background = 0;
+  ss_route *get = ss_route_add(&f->srv, "GET", "/v1/responses/resp_1");
+  ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"in_progress\",\"output\":[]}"});
+  ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"completed\",\"output\":[" MSG_ITEM("Hello") "]}"});
+  fx_start(f);
+  be_turn_input in = input("conv_1");
+  in.recover = 1;
+  in.checkpoint = "r1 conv_1 resp_1 0";
+  tres t = {0};
+  be_op *op;
+  assert_int_equal(be_turn_start(f->be, &in, &EV, &t, &op), AW_OK);
+  ss_run_until(&f->loop, &t.done);
+  assert_string_equal(t.status, "completed");
+  assert_string_equal(t.text, "Hello");
+  assert_int_equal(t.replayed, 1);
+  assert_int_equal(ss_count(&f->srv, get), 2);
+  char *q = ss_last_query(&f->srv, get);
+  assert_null(strstr(q, "stream=true"));
+  free(q);
+  fx_free(f);
+}
+
+static void test_resume_answered_with_a_json_object_polls_instead_of_looping(void **state) {
+  (void)state;
+  fx *f = fx_new(); /* background on: the server still ignores stream=true on GET (OGX) */
+  ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
+  ss_add_resp(post, (ss_resp){.status = 200, .ctype = "text/event-stream", .mode = SS_DROP,
+                              .body = EV_("response.created", J_CREATED("resp_1", 0))});
+  ss_route *get = ss_route_add(&f->srv, "GET", "/v1/responses/resp_1");
+  /* the resume: 200 with the plain object, no SSE */
+  ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"in_progress\",\"output\":[]}"});
+  ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"completed\",\"output\":[" MSG_ITEM("Hello") "]}"});
+  fx_start(f);
+  be_turn_input in = input("conv_1");
+  tres t = {0};
+  be_op *op;
+  assert_int_equal(be_turn_start(f->be, &in, &EV, &t, &op), AW_OK);
+  ss_run_until(&f->loop, &t.done);
+  assert_string_equal(t.status, "completed");
+  assert_string_equal(t.text, "Hello");
+  assert_string_equal(t.deltas, "Hello");
+  assert_int_equal(ss_count(&f->srv, post), 1);
+  assert_int_equal(ss_count(&f->srv, get), 2); /* one resume, one poll: no resume loop */
+  char *q = ss_last_query(&f->srv, get);
+  assert_null(strstr(q, "stream=true"));
+  free(q);
+  fx_free(f);
+}
+
+/* ---- tool_choice ------------------------------------------------------------------------------------------ */
+
+static void test_tool_choice_goes_on_the_first_response_only(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
+  ss_add_resp(post, sse(SSE_TWO_CALLS));
+  ss_add_resp(post, sse(SSE_AFTER_OUTPUTS));
+  fx_start(f);
+  be_assistant forced = ASST;
+  forced.tool_choice_json = "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}";
+  be_turn_input in = input("conv_1");
+  in.assistant = &forced;
+  tres t = {0};
+  be_op *op;
+  assert_int_equal(be_turn_start(f->be, &in, &EV, &t, &op), AW_OK);
+  ss_run_until(&f->loop, &t.done);
+  assert_int_equal(t.end, BE_END_TOOL_CALLS);
+  char *b = body_of(f, post);
+  /* translated to the Responses shape */
+  assert_non_null(strstr(b, "\"tool_choice\":{\"type\":\"function\",\"name\":\"get_weather\"}"));
+  free(b);
+  be_turn_input in2 = input("conv_1");
+  in2.assistant = &forced;
+  in2.checkpoint = t.res_checkpoint;
+  be_tool_output outs[] = {{"call_a", "{\"temp\":21}"}, {"call_b", "12:00"}};
+  tres t2 = {0};
+  assert_int_equal(be_turn_continue(f->be, &in2, 1, outs, 2, &EV, &t2, &op), AW_OK);
+  ss_run_until(&f->loop, &t2.done);
+  assert_string_equal(t2.status, "completed");
+  b = body_of(f, post);
+  assert_non_null(strstr(b, "function_call_output"));
+  assert_null(strstr(b, "tool_choice")); /* else the forced call would be forced again */
+  free(b);
+  fx_free(f);
+}
+
+static void test_tool_choice_translation_and_refusals(void **state) {
+  (void)state;
+  static const struct {
+    const char *in, *out;
+  } ok[] = {
+      {"\"auto\"", "\"auto\""},
+      {"\"required\"", "\"required\""},
+      {"\"none\"", "\"none\""},
+      {"{\"type\":\"function\",\"function\":{\"name\":\"f\"}}", "{\"type\":\"function\",\"name\":\"f\"}"},
+      {"{\"type\":\"function\",\"name\":\"f\"}", "{\"type\":\"function\",\"name\":\"f\"}"},
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    cJSON *o = NULL;
+    assert_int_equal(rsp_json_tool_choice(ok[i].in, &o), AW_OK);
+    char *s = cJSON_PrintUnformatted(o);
+    assert_string_equal(s, ok[i].out);
+    cJSON_free(s);
+    cJSON_Delete(o);
+  }
+  cJSON *o = (cJSON *)1;
+  assert_int_equal(rsp_json_tool_choice(NULL, &o), AW_OK);
+  assert_null(o);
+  const char *bad[] = {"\"sometimes\"", "{\"type\":\"function\"}", "{\"type\":\"file_search\"}", "3", "{nope"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_equal(rsp_json_tool_choice(bad[i], &o), AW_EINVAL);
+    assert_null(o);
+  }
+  /* a body without a tool_choice has none; round >= 1 drops it */
+  be_turn_input in = input("conv_1");
+  be_assistant a = ASST;
+  a.tool_choice_json = "\"required\"";
+  in.assistant = &a;
+  cJSON *input_ = NULL, *body = NULL;
+  assert_int_equal(rsp_json_user_input(PARTS, 1, &input_), AW_OK);
+  assert_int_equal(rsp_json_turn_body(&in, input_, 0, 1, &body, NULL), AW_OK);
+  assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(body, "tool_choice")));
+  assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "background")));
+  cJSON_Delete(body);
+  assert_int_equal(rsp_json_turn_body(&in, input_, 2, 0, &body, NULL), AW_OK);
+  assert_null(cJSON_GetObjectItemCaseSensitive(body, "tool_choice"));
+  assert_null(cJSON_GetObjectItemCaseSensitive(body, "background"));
+  cJSON_Delete(body);
+  a.tool_choice_json = "\"sometimes\"";
+  assert_int_equal(rsp_json_turn_body(&in, input_, 0, 1, &body, NULL), AW_EINVAL);
+  assert_null(body);
+  cJSON_Delete(input_);
+}
+
+static void test_assistant_ensure_refuses_a_bad_tool_choice(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  fx_start(f);
+  be_op *op;
+  sres s = {0};
+  be_assistant bad = ASST;
+  bad.tool_choice_json = "{\"type\":\"function\"}";
+  assert_int_equal(be_assistant_ensure(f->be, &bad, NULL, on_result, &s, &op), AW_EINVAL);
+  fx_free(f);
+}
+
 /* ---- the pure parts ----------------------------------------------------------------------------------------------- */
 
 static void test_checkpoint_round_trips_and_fits(void **state) {
@@ -985,6 +1172,12 @@ int main(void) {
       cmocka_unit_test(test_invalid_inputs_are_refused_before_io),
       cmocka_unit_test(test_checkpoint_round_trips_and_fits),
       cmocka_unit_test(test_stream_mapper_skips_replayed_and_foreign_events),
+      cmocka_unit_test(test_background_off_sends_no_background_and_polls_after_a_drop),
+      cmocka_unit_test(test_background_off_recover_of_running_response_polls),
+      cmocka_unit_test(test_resume_answered_with_a_json_object_polls_instead_of_looping),
+      cmocka_unit_test(test_tool_choice_goes_on_the_first_response_only),
+      cmocka_unit_test(test_tool_choice_translation_and_refusals),
+      cmocka_unit_test(test_assistant_ensure_refuses_a_bad_tool_choice),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,7 +25,7 @@ static const char *const ENV_VARS[] = {
     "AW_API_BASE_URL", "AW_API_KEY",       "OPENAI_API_KEY",    "AW_API_ORG",        "AW_API_PROJECT",
     "AW_MAX_IN_FLIGHT", "AW_LOG_LEVEL",    "AW_HEALTH_PORT",   "AW_TOPIC_TOOL_REQUESTS", "AW_TOPIC_TOOL_REPLIES",
     "AW_TOOL_SECRET",  "AW_TOOL_SECRET_PREVIOUS", "AW_API_BACKEND", "AW_KAFKA_GROUP_INSTANCE_ID",
-    "AW_MAX_EVENT_BYTES",
+    "AW_MAX_EVENT_BYTES", "AW_API_BACKGROUND",
 };
 
 /* 16 bytes: the shortest secret accepted. */
@@ -504,30 +504,30 @@ static void test_properties_merge_by_key(void **state) {
 static void test_hash_is_stable_and_covers_every_part(void **state) {
   (void)state;
   char h[17], h2[17];
-  cfg_assistant_hash("support", "gpt-4o", "Be kind.", "[{\"type\":\"file_search\"}]", h);
+  cfg_assistant_hash("support", "gpt-4o", "Be kind.", "[{\"type\":\"file_search\"}]", NULL, h);
   /* pinned (computed independently, in Python, from the documented
    * serialisation): the hash is stored in the API's assistant metadata, so it must
    * not change between runs, builds or machines */
   assert_string_equal(h, "ef057acf0b2d3bd4");
-  cfg_assistant_hash("support", "gpt-4o", "Be kind.", "[{\"type\":\"file_search\"}]", h2);
+  cfg_assistant_hash("support", "gpt-4o", "Be kind.", "[{\"type\":\"file_search\"}]", NULL, h2);
   assert_string_equal(h, h2);
-  cfg_assistant_hash("support2", "gpt-4o", "Be kind.", "[{\"type\":\"file_search\"}]", h2);
+  cfg_assistant_hash("support2", "gpt-4o", "Be kind.", "[{\"type\":\"file_search\"}]", NULL, h2);
   assert_string_not_equal(h, h2);
-  cfg_assistant_hash("support", "gpt-4o-mini", "Be kind.", "[{\"type\":\"file_search\"}]", h2);
+  cfg_assistant_hash("support", "gpt-4o-mini", "Be kind.", "[{\"type\":\"file_search\"}]", NULL, h2);
   assert_string_not_equal(h, h2);
-  cfg_assistant_hash("support", "gpt-4o", "Be kind!", "[{\"type\":\"file_search\"}]", h2);
+  cfg_assistant_hash("support", "gpt-4o", "Be kind!", "[{\"type\":\"file_search\"}]", NULL, h2);
   assert_string_not_equal(h, h2);
-  cfg_assistant_hash("support", "gpt-4o", "Be kind.", "[{\"type\":\"code_interpreter\"}]", h2);
+  cfg_assistant_hash("support", "gpt-4o", "Be kind.", "[{\"type\":\"code_interpreter\"}]", NULL, h2);
   assert_string_not_equal(h, h2);
-  cfg_assistant_hash("support", "gpt-4o", "Be kind.", NULL, h2);
+  cfg_assistant_hash("support", "gpt-4o", "Be kind.", NULL, NULL, h2);
   assert_string_not_equal(h, h2);
   /* absent instructions differ from empty ones; fields cannot bleed into each other */
   char x[17], y[17];
-  cfg_assistant_hash("a", "m", NULL, NULL, x);
-  cfg_assistant_hash("a", "m", "", NULL, y);
+  cfg_assistant_hash("a", "m", NULL, NULL, NULL, x);
+  cfg_assistant_hash("a", "m", "", NULL, NULL, y);
   assert_string_not_equal(x, y);
-  cfg_assistant_hash("ab", "c", NULL, NULL, x);
-  cfg_assistant_hash("a", "bc", NULL, NULL, y);
+  cfg_assistant_hash("ab", "c", NULL, NULL, NULL, x);
+  cfg_assistant_hash("a", "bc", NULL, NULL, NULL, y);
   assert_string_not_equal(x, y);
 
   /* from the file: whitespace in tools does not matter, content does */
@@ -540,7 +540,7 @@ static void test_hash_is_stable_and_covers_every_part(void **state) {
   assert_int_equal(cfg_load_json(&c1, d1, strlen(d1), err, sizeof err), AW_OK);
   assert_int_equal(cfg_load_json(&c2, d2, strlen(d2), err, sizeof err), AW_OK);
   assert_string_equal(c1.assistants[0].hash, c2.assistants[0].hash);
-  cfg_assistant_hash("s", "m", NULL, "[{\"type\":\"file_search\"}]", h);
+  cfg_assistant_hash("s", "m", NULL, "[{\"type\":\"file_search\"}]", NULL, h);
   assert_string_equal(c1.assistants[0].hash, h);
   cfg_free(&c1);
   cfg_free(&c2);
@@ -1107,6 +1107,115 @@ static void test_limits_that_interact_are_checked_at_start_up(void **state) {
   assert_non_null(strstr(err, "message.max.bytes"));
 }
 
+static void test_api_background_defaults_on_and_comes_from_file_or_env(void **state) {
+  (void)state;
+  cfg c;
+  char err[512];
+  be_http_config bc;
+  cfg_init(&c);
+  assert_int_equal(c.api.background, 1);
+  be_http_config_default(&bc);
+  assert_int_equal(bc.background, 1);
+  cfg_backend_config(&c, &bc);
+  assert_int_equal(bc.background, 1);
+  const char *off = "{\"api\":{\"background\":false}}";
+  assert_int_equal(cfg_load_json(&c, off, strlen(off), err, sizeof err), AW_OK);
+  assert_int_equal(c.api.background, 0);
+  cfg_backend_config(&c, &bc);
+  assert_int_equal(bc.background, 0);
+  /* env wins over the file */
+  setenv("AW_API_BACKGROUND", "true", 1);
+  assert_int_equal(cfg_apply_env(&c, err, sizeof err), AW_OK);
+  assert_int_equal(c.api.background, 1);
+  setenv("AW_API_BACKGROUND", "0", 1);
+  assert_int_equal(cfg_apply_env(&c, err, sizeof err), AW_OK);
+  assert_int_equal(c.api.background, 0);
+  setenv("AW_API_BACKGROUND", "maybe", 1);
+  assert_int_equal(cfg_apply_env(&c, err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "AW_API_BACKGROUND"));
+  unsetenv("AW_API_BACKGROUND");
+  /* dumped with the api section */
+  buf out;
+  buf_init(&out, 1 << 20);
+  assert_int_equal(cfg_dump(&c, &out), AW_OK);
+  assert_non_null(strstr((const char *)out.data, "\"background\":\tfalse"));
+  buf_free(&out);
+  cfg_free(&c);
+  assert_int_equal(load("{\"api\":{\"background\":\"no\"}}", err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "api.background"));
+}
+
+static void test_tool_choice_is_validated_canonical_and_hashed(void **state) {
+  (void)state;
+  char err[512];
+  cfg c;
+  setenv("AW_TOOL_SECRET", SECRET16, 1);
+#define W_TOOLS "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}]"
+  const char *forced = "{\"assistants\":[{\"name\":\"w\",\"model\":\"m\"," W_TOOLS ","
+                       "\"tool_choice\":{ \"type\": \"function\", \"function\": { \"name\": \"get_weather\" } }},"
+                       "{\"name\":\"r\",\"model\":\"m\"," W_TOOLS ",\"tool_choice\":\"required\"},"
+                       "{\"name\":\"n\",\"model\":\"m\",\"tool_choice\":\"none\"},"
+                       "{\"name\":\"plain\",\"model\":\"m\"," W_TOOLS "},"
+                       "{\"name\":\"nul\",\"model\":\"m\"," W_TOOLS ",\"tool_choice\":null}]}";
+  cfg_init(&c);
+  assert_int_equal(cfg_load_json(&c, forced, strlen(forced), err, sizeof err), AW_OK);
+  const cfg_assistant *w = cfg_find_assistant(&c, "w"), *r = cfg_find_assistant(&c, "r"),
+                      *no = cfg_find_assistant(&c, "n"), *plain = cfg_find_assistant(&c, "plain"),
+                      *nul = cfg_find_assistant(&c, "nul");
+  assert_string_equal(w->tool_choice_json, "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}");
+  assert_string_equal(r->tool_choice_json, "\"required\"");
+  assert_string_equal(no->tool_choice_json, "\"none\"");
+  assert_null(plain->tool_choice_json);
+  assert_null(nul->tool_choice_json);
+  /* carried to the backends */
+  be_assistant def;
+  cfg_assistant_def(w, &def);
+  assert_ptr_equal(def.tool_choice_json, w->tool_choice_json);
+  cfg_assistant_def(plain, &def);
+  assert_null(def.tool_choice_json);
+  /* in the hash: a definition without one keeps its old hash; with one it differs */
+  char h[17];
+  cfg_assistant_hash("plain", "m", NULL, plain->tools_json, NULL, h);
+  assert_string_equal(plain->hash, h);
+  cfg_assistant_hash("w", "m", NULL, w->tools_json, NULL, h);
+  assert_string_not_equal(w->hash, h);
+  cfg_assistant_hash("w", "m", NULL, w->tools_json, w->tool_choice_json, h);
+  assert_string_equal(w->hash, h);
+  cfg_assistant_hash("w", "m", NULL, w->tools_json, "\"auto\"", h);
+  assert_string_not_equal(w->hash, h);
+  /* dumped */
+  buf out;
+  buf_init(&out, 1 << 20);
+  assert_int_equal(cfg_dump(&c, &out), AW_OK);
+  assert_non_null(strstr((const char *)out.data, "\"tool_choice\":\t\"required\""));
+  buf_free(&out);
+  cfg_free(&c);
+
+  static const struct {
+    const char *json, *expect;
+  } bad[] = {
+      {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tool_choice\":\"sometimes\"}]}",
+       "assistants[0] (\"a\").tool_choice: \"sometimes\": expected \"auto\", \"required\", \"none\" or"},
+      {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tool_choice\":1}]}", "assistants[0] (\"a\").tool_choice: expected"},
+      {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tool_choice\":\"required\"}]}",
+       "tool_choice: \"required\" but the assistant has no tools"},
+      {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\"," W_TOOLS ",\"tool_choice\":{\"type\":\"function\",\"name\":\"get_weather\"}}]}",
+       "tool_choice: unknown key \"name\""},
+      {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\"," W_TOOLS ",\"tool_choice\":{\"type\":\"file_search\"}}]}",
+       "tool_choice: expected"},
+      {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\"," W_TOOLS ",\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"get_time\"}}}]}",
+       "tool_choice: function \"get_time\" is not one of the assistant's function tools"},
+      {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\"," W_TOOLS ",\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"x\":1}}}]}",
+       "tool_choice: expected"},
+  };
+#undef W_TOOLS
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    int rc = load(bad[i].json, err, sizeof err);
+    if (rc != AW_ECONFIG || !strstr(err, bad[i].expect))
+      fail_msg("case %zu %s: rc=%d err=\"%s\", expected \"%s\"", i, bad[i].json, rc, err, bad[i].expect);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_defaults_are_the_documented_values, clear_env),
@@ -1136,6 +1245,8 @@ int main(void) {
       cmocka_unit_test_setup(test_invalid_tool_secrets_are_refused_without_echo, clear_env),
       cmocka_unit_test_setup(test_tool_key_signs_with_current_and_verifies_previous, clear_env),
       cmocka_unit_test_setup(test_dump_shows_routes_and_hides_tool_secrets, clear_env),
+      cmocka_unit_test_setup(test_api_background_defaults_on_and_comes_from_file_or_env, clear_env),
+      cmocka_unit_test_setup(test_tool_choice_is_validated_canonical_and_hashed, clear_env),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -81,6 +81,7 @@ static const field FIELDS[] = {
     N("api", "timeout_ms", NULL, F_LONG, api.request_timeout_ms, 1, 3600000),
     N("api", "stream_idle_timeout_ms", NULL, F_LONG, api.stream_idle_timeout_ms, 1, 3600000),
     N("api", "max_retries", NULL, F_INT, api.max_retries, 0, 100),
+    S("api", "background", "AW_API_BACKGROUND", F_BOOL, api.background),
     N("worker", "max_in_flight", "AW_MAX_IN_FLIGHT", F_LONG, worker.max_in_flight, 1, 1000000),
     N("worker", "max_in_flight_per_partition", "AW_MAX_IN_FLIGHT_PER_PARTITION", F_LONG,
       worker.max_in_flight_per_partition, 0, 1000000),
@@ -251,6 +252,7 @@ void cfg_init(cfg *c) {
   c->worker.commit_interval_ms = 200;
   c->worker.health_port = 0;
   c->worker.exactly_once = 1;
+  c->api.background = 1;
   c->worker.txn_interval_ms = 20;
   c->log_level = LOG_INFO;
 }
@@ -259,6 +261,7 @@ static void free_assistants(cfg *c) {
   for (size_t i = 0; i < c->nassistants; i++) {
     free(c->assistants[i].instructions);
     free(c->assistants[i].tools_json);
+    free(c->assistants[i].tool_choice_json);
   }
   memset(c->assistants, 0, sizeof c->assistants);
   c->nassistants = 0;
@@ -313,13 +316,18 @@ static uint64_t fnv_field(uint64_t h, const char *s) {
 }
 
 void cfg_assistant_hash(const char *name, const char *model, const char *instructions,
-                        const char *tools_json, char out[17]) {
+                        const char *tools_json, const char *tool_choice_json, char out[17]) {
   static const char tag[] = "aw-assistant-v1;";
   uint64_t h = fnv(FNV_OFFSET, tag, sizeof tag - 1);
   h = fnv_field(h, name);
   h = fnv_field(h, model);
   h = fnv_field(h, instructions);
   h = fnv_field(h, tools_json);
+  /* Only when set: definitions without one keep the hash they had. */
+  if (tool_choice_json) {
+    h = fnv(h, "tool_choice;", 12);
+    h = fnv_field(h, tool_choice_json);
+  }
   snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
@@ -463,18 +471,65 @@ static int parse_tools(const cJSON *tools, const char *where, char **out, char *
   return AW_OK;
 }
 
+/* tool_choice: "auto" | "required" | "none" | {"type":"function","function":
+ * {"name":..}} naming one of the assistant's function tools; printed
+ * canonically into *out. */
+static int parse_tool_choice(const cJSON *choice, const cJSON *tools, const char *where, char **out,
+                             char *errstr, size_t n) {
+  *out = NULL;
+  static const char expect[] =
+      "expected \"auto\", \"required\", \"none\" or {\"type\": \"function\", \"function\": {\"name\": ..}}";
+  if (cJSON_IsString(choice)) {
+    const char *v = choice->valuestring;
+    if (strcmp(v, "auto") && strcmp(v, "required") && strcmp(v, "none"))
+      return cfgerr(errstr, n, "%s.tool_choice: \"%.40s\": %s", where, v, expect);
+    if (!strcmp(v, "required") && cJSON_GetArraySize(tools) == 0)
+      return cfgerr(errstr, n, "%s.tool_choice: \"required\" but the assistant has no tools", where);
+  } else if (cJSON_IsObject(choice)) {
+    const cJSON *it;
+    cJSON_ArrayForEach(it, choice) {
+      if (strcmp(it->string, "type") && strcmp(it->string, "function"))
+        return cfgerr(errstr, n, "%s.tool_choice: unknown key \"%.40s\" (%s)", where, it->string, expect);
+    }
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(choice, "type");
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(choice, "function");
+    const cJSON *fname = cJSON_IsObject(fn) ? cJSON_GetObjectItemCaseSensitive(fn, "name") : NULL;
+    if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "function") || !cJSON_IsString(fname) ||
+        cJSON_GetArraySize(fn) != 1)
+      return cfgerr(errstr, n, "%s.tool_choice: %s", where, expect);
+    /* It must name one of this assistant's function tools. */
+    int found = 0;
+    cJSON_ArrayForEach(it, tools) {
+      const cJSON *f = cJSON_GetObjectItemCaseSensitive(it, "function");
+      const cJSON *nm = cJSON_IsObject(f) ? cJSON_GetObjectItemCaseSensitive(f, "name") : NULL;
+      const cJSON *tt = cJSON_GetObjectItemCaseSensitive(it, "type");
+      if (cJSON_IsString(tt) && !strcmp(tt->valuestring, "function") && cJSON_IsString(nm) &&
+          !strcmp(nm->valuestring, fname->valuestring))
+        found = 1;
+    }
+    if (!found)
+      return cfgerr(errstr, n, "%s.tool_choice: function \"%.64s\" is not one of the assistant's function tools",
+                    where, fname->valuestring);
+  } else {
+    return cfgerr(errstr, n, "%s.tool_choice: %s", where, expect);
+  }
+  *out = cJSON_PrintUnformatted(choice);
+  return *out ? AW_OK : aw_seterr(AW_ENOMEM, errstr, n, "out of memory");
+}
+
 static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size_t n) {
   char where[96];
   snprintf(where, sizeof where, "assistants[%d]", idx);
   if (!cJSON_IsObject(obj)) return cfgerr(errstr, n, "%s: expected an object", where);
-  const cJSON *name = NULL, *model = NULL, *instr = NULL, *tools = NULL, *it;
+  const cJSON *name = NULL, *model = NULL, *instr = NULL, *tools = NULL, *choice = NULL, *it;
   cJSON_ArrayForEach(it, obj) {
     const char *k = it->string;
     if (strcmp(k, "name") == 0) name = it;
     else if (strcmp(k, "model") == 0) model = it;
     else if (strcmp(k, "instructions") == 0) instr = it;
     else if (strcmp(k, "tools") == 0) tools = it;
-    else return cfgerr(errstr, n, "%s: unknown key \"%s\" (expected name, model, instructions, tools)", where, k);
+    else if (strcmp(k, "tool_choice") == 0) choice = it;
+    else return cfgerr(errstr, n, "%s: unknown key \"%s\" (expected name, model, instructions, tools, tool_choice)", where, k);
   }
   if (!name) return cfgerr(errstr, n, "%s: missing name", where);
   if (!cJSON_IsString(name)) return cfgerr(errstr, n, "%s.name: expected a string", where);
@@ -515,9 +570,18 @@ static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size
     }
   }
   a->tools_json = tools_json;
+  if (choice && !cJSON_IsNull(choice)) {
+    int rc = parse_tool_choice(choice, tools, where, &a->tool_choice_json, errstr, n);
+    if (rc) {
+      free(a->instructions);
+      free(a->tools_json);
+      memset(a, 0, sizeof *a);
+      return rc;
+    }
+  }
   copy_str(a->name, sizeof a->name, name->valuestring);
   copy_str(a->model, sizeof a->model, model->valuestring);
-  cfg_assistant_hash(a->name, a->model, a->instructions, a->tools_json, a->hash);
+  cfg_assistant_hash(a->name, a->model, a->instructions, a->tools_json, a->tool_choice_json, a->hash);
   c->nassistants++;
   return AW_OK;
 }
@@ -936,6 +1000,7 @@ void cfg_assistant_def(const cfg_assistant *a, be_assistant *def) {
   def->model = a->model;
   def->instructions = a->instructions;
   def->tools_json = a->tools_json;
+  def->tool_choice_json = a->tool_choice_json;
   def->hash = a->hash;
 }
 
@@ -967,6 +1032,7 @@ void cfg_backend_config(const cfg *c, be_http_config *bc) {
   bc->stream_idle_timeout_ms = c->api.stream_idle_timeout_ms;
   bc->max_retries = c->api.max_retries;
   bc->max_answer_bytes = c->worker.max_answer_bytes;
+  bc->background = c->api.background;
 }
 
 /* ---- dump ----------------------------------------------------------------- */
@@ -1032,6 +1098,11 @@ int cfg_dump(const cfg *c, buf *out) {
     if (ok) {
       cJSON *t = a->tools_json ? cJSON_Parse(a->tools_json) : cJSON_CreateArray();
       ok = t && cJSON_AddItemToObject(o, "tools", t);
+      if (!ok) cJSON_Delete(t);
+    }
+    if (ok && a->tool_choice_json) {
+      cJSON *t = cJSON_Parse(a->tool_choice_json);
+      ok = t && cJSON_AddItemToObject(o, "tool_choice", t);
       if (!ok) cJSON_Delete(t);
     }
     ok = ok && cJSON_AddStringToObject(o, "hash", a->hash);

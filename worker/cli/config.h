@@ -13,13 +13,15 @@
  *    "redis": {"host": .., "port": .., "prefix": .., "connect_timeout_ms": ..},
  *    "api":   {"backend": "responses" | "assistants", "base_url": .., "organization": ..,
  *              "project": .., "timeout_ms": ..,
- *              "stream_idle_timeout_ms": .., "max_retries": ..},
+ *              "stream_idle_timeout_ms": .., "max_retries": .., "background": true},
  *    "worker": {"max_in_flight": .., "max_in_flight_per_partition": .., "max_event_bytes": ..,
  *               "max_answer_bytes": ..,
  *               "commit_interval_ms": .., "health_port": ..,
  *               "exactly_once": true, "txn_interval_ms": ..},
  *    "log_level": "info",
- *    "assistants": [{"name": .., "model": .., "instructions": .., "tools": [..]}],
+ *    "assistants": [{"name": .., "model": .., "instructions": .., "tools": [..],
+ *                    "tool_choice": "auto" | "required" | "none" |
+ *                                   {"type": "function", "function": {"name": ..}}}],
  *    "functions": {"get_weather": {"topic": .., "deadline_ms": ..,
  *                                  "on_deadline": "error_output" | "cancel_run",
  *                                  "validate_arguments": true}}}
@@ -49,7 +51,7 @@
  * AW_TOPIC_RESPONSES, AW_TOPIC_DELTAS, AW_TOPIC_DLQ, AW_TOPIC_TOOL_REQUESTS,
  * AW_TOPIC_TOOL_REPLIES, AW_TOOL_SECRET, AW_TOOL_SECRET_PREVIOUS, AW_REDIS_HOST,
  * AW_REDIS_PORT, AW_REDIS_PREFIX, AW_API_BASE_URL, AW_API_KEY (falls back to
- * OPENAI_API_KEY), AW_API_ORG, AW_API_PROJECT, AW_MAX_IN_FLIGHT,
+ * OPENAI_API_KEY), AW_API_ORG, AW_API_PROJECT, AW_API_BACKGROUND, AW_MAX_IN_FLIGHT,
  * AW_MAX_IN_FLIGHT_PER_PARTITION,
  * AW_LOG_LEVEL, AW_HEALTH_PORT, AW_EXACTLY_ONCE, AW_KAFKA_TRANSACTIONAL_ID,
  * AW_KAFKA_GROUP_INSTANCE_ID, AW_MAX_EVENT_BYTES.  A variable set to the empty string counts
@@ -113,6 +115,8 @@ typedef struct cfg_assistant {
   char model[CFG_MODEL_SIZE];
   char *instructions; /* malloc'd, or NULL when not set */
   char *tools_json;   /* canonical: the array printed unformatted by cJSON; NULL when no tools */
+  char *tool_choice_json; /* canonical (cJSON's unformatted print) "auto" | "required" | "none" |
+                             {"type":"function","function":{"name":..}}; NULL when not set */
   char hash[17];      /* FNV-1a 64 of the definition, 16 lowercase hex digits */
 } cfg_assistant;
 
@@ -169,6 +173,7 @@ typedef struct cfg {
     long request_timeout_ms;     /* 30000 */
     long stream_idle_timeout_ms; /* 60000 */
     int max_retries;             /* 5 */
+    int background;              /* 1: Responses turns are background + stream; 0: stream only */
   } api;
   struct {
     long max_in_flight;          /* 1000 */
@@ -238,10 +243,11 @@ int cfg_load(cfg *c, const char *path, char *errstr, size_t errstr_size) AW_MUST
 
 /** Compute the hash of an assistant definition into out (16 hex digits +
  *  NUL): FNV-1a 64 over a length-prefixed serialisation of name, model,
- *  instructions (absent differs from "") and tools_json.  Stable across runs
- *  and machines. */
+ *  instructions (absent differs from "") and tools_json, then tool_choice_json
+ *  when set (absent: the hash of a definition without tool_choice, as
+ *  before the setting existed).  Stable across runs and machines. */
 void cfg_assistant_hash(const char *name, const char *model, const char *instructions,
-                        const char *tools_json, char out[17]);
+                        const char *tools_json, const char *tool_choice_json, char out[17]);
 
 /** The assistant called name, or NULL. */
 const cfg_assistant *cfg_find_assistant(const cfg *c, const char *name);

@@ -43,6 +43,10 @@ static int assistant_ensure(be_backend *bb, const be_assistant *def, const char 
   int rc = rsp_json_tools(def->tools_json, &tools);
   cJSON_Delete(tools);
   if (rc) return rc;
+  cJSON *choice = NULL;
+  rc = rsp_json_tool_choice(def->tool_choice_json, &choice);
+  cJSON_Delete(choice);
+  if (rc) return rc;
   ensure_op *op = calloc(1, sizeof *op);
   if (!op) return AW_ENOMEM;
   op->b.head.be = bb;
@@ -139,6 +143,7 @@ int be_responses_new(uv_loop_t *loop, const be_http_config *cfg, be_backend **ou
   be->store = cfg->store;
   be->max_answer_bytes = cfg->max_answer_bytes ? cfg->max_answer_bytes : 256u * 1024u;
   be->wait_base_ms = cfg->retry_base_ms > 0 ? cfg->retry_base_ms : 250;
+  be->background = cfg->background ? 1 : 0;
   *out = &be->base;
   return AW_OK;
 }

@@ -2,7 +2,8 @@
  *
  * backend.h on the OpenAI Responses API with server-side conversations:
  * one conversation (conv_...) per conversation_id of ours, one response
- * (resp_..., background + stream + store) per round of a turn.  The
+ * (resp_..., background + stream + store; stream + store when
+ * be_http_config.background is 0) per round of a turn.  The
  * assistant's definition (model, instructions, tools) travels with every
  * request: there is nothing to create at start-up.
  *
@@ -105,6 +106,12 @@ int rsp_status_terminal(const char *status);
  *  text that is not an array of tool objects. */
 int rsp_json_tools(const char *tools_json, cJSON **out) AW_MUST_CHECK;
 
+/** Translate tool_choice_json (Assistants shape: "auto", "required",
+ *  "none", {"type":"function","function":{"name":..}}) into the Responses
+ *  shape ({"type":"function","name":..}; one already in that shape is kept).
+ *  *out NULL when tool_choice_json is NULL.  AW_EINVAL for anything else. */
+int rsp_json_tool_choice(const char *tool_choice_json, cJSON **out) AW_MUST_CHECK;
+
 /** The `input` of a first round: one user message with the parts as
  *  input_text.  AW_EINVAL for a part that is not text. */
 int rsp_json_user_input(const contract_part *parts, size_t nparts, cJSON **out) AW_MUST_CHECK;
@@ -116,10 +123,14 @@ int rsp_json_outputs_input(const be_tool_output *outs, size_t n, const char *out
 /** POST /responses body as a tree, without "conversation" (added once the
  *  handle is known).  input is copied.  round 0: a first round (user
  *  metadata added, at most RSP_METADATA_MAX pairs in all: extra user pairs
- *  are dropped, *dropped counts them); round >= 1 adds aw_round instead.
- *  AW_EINVAL for tools_json that is not an array of tools. */
-int rsp_json_turn_body(const be_turn_input *in, const cJSON *input, long round, cJSON **out,
-                       int *dropped) AW_MUST_CHECK;
+ *  are dropped, *dropped counts them; the assistant's tool_choice, if any);
+ *  round >= 1 adds aw_round instead and no tool_choice (a forced call would
+ *  be forced again after its output: a loop).  background 0 leaves
+ *  "background" out (stream + store only).  AW_EINVAL for tools_json that
+ *  is not an array of tools, or a tool_choice_json rsp_json_tool_choice
+ *  refuses. */
+int rsp_json_turn_body(const be_turn_input *in, const cJSON *input, long round, int background,
+                       cJSON **out, int *dropped) AW_MUST_CHECK;
 
 /** POST /conversations body: {"metadata":{"conversation_id":...}}. */
 int rsp_json_conv_body(const char *conversation_id, char **out) AW_MUST_CHECK;
@@ -203,6 +214,7 @@ typedef struct rsp_backend {
   const be_store *store;
   size_t max_answer_bytes;
   long wait_base_ms;      /* first delay of resumes, lookups and polls (retry_base_ms) */
+  int background;         /* be_http_config.background: 0 = stream only, no resume */
 } rsp_backend;
 
 enum { RSP_OP_ENSURE = 1, RSP_OP_TURN };

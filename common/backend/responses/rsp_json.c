@@ -368,6 +368,37 @@ int rsp_json_tools(const char *tools_json, cJSON **out) {
   return AW_OK;
 }
 
+int rsp_json_tool_choice(const char *tool_choice_json, cJSON **out) {
+  *out = NULL;
+  if (!tool_choice_json) return AW_OK;
+  cJSON *in = cJSON_Parse(tool_choice_json), *o = NULL;
+  int rc = AW_EINVAL;
+  if (cJSON_IsString(in)) {
+    const char *v = in->valuestring;
+    if (!strcmp(v, "auto") || !strcmp(v, "required") || !strcmp(v, "none")) {
+      o = cJSON_CreateString(v);
+      rc = o ? AW_OK : AW_ENOMEM;
+    }
+  } else if (cJSON_IsObject(in)) {
+    const char *ty = get_str(in, "type");
+    const char *name = get_str(get(in, "function"), "name"); /* Assistants shape */
+    if (!name) name = get_str(in, "name");                   /* Responses shape */
+    if (ty && !strcmp(ty, "function") && name && name[0]) {
+      o = cJSON_CreateObject();
+      rc = o && cJSON_AddStringToObject(o, "type", "function") && cJSON_AddStringToObject(o, "name", name)
+               ? AW_OK
+               : AW_ENOMEM;
+    }
+  }
+  cJSON_Delete(in);
+  if (rc) {
+    cJSON_Delete(o);
+    return rc;
+  }
+  *out = o;
+  return AW_OK;
+}
+
 int rsp_json_user_input(const contract_part *parts, size_t nparts, cJSON **out) {
   *out = NULL;
   if (!parts || !nparts) return AW_EINVAL;
@@ -444,14 +475,20 @@ static int md_add(cJSON *md, const char *k, const char *v) {
   return cJSON_AddStringToObject(md, k, v) ? AW_OK : AW_ENOMEM;
 }
 
-int rsp_json_turn_body(const be_turn_input *in, const cJSON *input, long round, cJSON **out,
-                       int *dropped) {
+int rsp_json_turn_body(const be_turn_input *in, const cJSON *input, long round, int background,
+                       cJSON **out, int *dropped) {
   *out = NULL;
   if (dropped) *dropped = 0;
   const be_assistant *a = in->assistant;
-  cJSON *tools = NULL;
+  cJSON *tools = NULL, *choice = NULL;
   int rc = rsp_json_tools(a->tools_json, &tools);
   if (rc) return rc;
+  /* The first response of a turn only: the continuation that carries the
+   * outputs must be free to answer (a forced call would be forced again). */
+  if (round == 0 && (rc = rsp_json_tool_choice(a->tool_choice_json, &choice)) != AW_OK) {
+    cJSON_Delete(tools);
+    return rc;
+  }
   cJSON *j = cJSON_CreateObject(), *md = NULL;
   int ok = j && cJSON_AddStringToObject(j, "model", a->model);
   /* The request's instructions replace the assistant's; additional ones are
@@ -472,12 +509,17 @@ int rsp_json_turn_body(const be_turn_input *in, const cJSON *input, long round, 
     ok = cJSON_AddItemToObject(j, "tools", tools);
     if (ok) tools = NULL;
   }
+  if (ok && choice) {
+    ok = cJSON_AddItemToObject(j, "tool_choice", choice);
+    if (ok) choice = NULL;
+  }
   cJSON *inp = ok ? cJSON_Duplicate(input, 1) : NULL;
   ok = ok && inp && cJSON_AddItemToObject(j, "input", inp);
   if (!ok) cJSON_Delete(inp);
-  ok = ok && cJSON_AddTrueToObject(j, "stream") && cJSON_AddTrueToObject(j, "background") &&
+  ok = ok && cJSON_AddTrueToObject(j, "stream") && (!background || cJSON_AddTrueToObject(j, "background")) &&
        cJSON_AddTrueToObject(j, "store") && (md = cJSON_AddObjectToObject(j, "metadata"));
   cJSON_Delete(tools);
+  cJSON_Delete(choice);
   rc = ok ? AW_OK : AW_ENOMEM;
   /* Our tags first: a recovery does not read them (conversation items carry
    * no metadata), but they name the response for people and tools. */

@@ -4,11 +4,13 @@
  *   start:    [CONV] --> POST --(terminal)------------------------------> DONE
  *                         |--(stream lost after response.created)--> RESUME <-> RESUME_WAIT
  *                         |                                            \--(refused / bound)--> POLL <-> POLL_WAIT
+ *                         |--(the same, background off)--------------------------------> POLL
  *                         \--(ambiguous before response.created)--> LOOKUP <-> LOOKUP_WAIT
  *                                   found, output complete --> DONE (answer from the items)
  *                                   found, output pending  --> LOOKUP again (bounded)
  *                                   not found (bounded wait) --> POST again (bounded)
- *   recover:  checkpoint --> RETRIEVE --(running)--> RESUME (replay, no deltas)
+ *   recover:  checkpoint --> RETRIEVE --(running)--> RESUME (replay, no deltas; POLL when
+ *                                                      background is off)
  *                                     \--(ended)--> DONE, or LOOKUP for the outputs of its calls
  *             no checkpoint --> LOOKUP (one look) --> DONE, or POST
  *   continue: POST with function_call_output items, then as start
@@ -455,6 +457,15 @@ static void on_post_done(void *opaque, const api_result *r) {
     turn_finish(t);
     return;
   }
+  if (t->st.created && !t->be->background) {
+    /* Not a background response: its stream cannot be resumed, but it is
+     * stored; follow it by polling until it ends. */
+    log_info(&ctx, "stream ended before the response did (%s); polling the response",
+             r->err ? r->errmsg : "clean end");
+    t->polls = 0;
+    turn_poll(t);
+    return;
+  }
   if (t->st.created) {
     log_info(&ctx, "stream ended before the response did (%s); resuming after event %" PRId64,
              r->err ? r->errmsg : "clean end", t->st.seq);
@@ -508,9 +519,11 @@ static void on_resume_done(void *opaque, const api_result *r) {
     return;
   }
   /* Refused (a server that cannot resume, a response not in background
-   * mode) or not readable as a stream: the object itself will tell. */
+   * mode) or not readable as a stream: the object itself will tell.  A 2xx
+   * that delivered no event at all is a server that ignores stream=true and
+   * answers with the response object (OGX): resuming is not supported. */
   if (r->err == AW_EHTTP4XX || r->err == AW_ETOOBIG || r->http_status == 501 ||
-      ++t->resumes >= RESUMES_MAX) {
+      (r->err == AW_OK && r->events == 0) || ++t->resumes >= RESUMES_MAX) {
     log_ctx ctx = turn_ctx(t);
     log_info(&ctx, "resuming the stream failed (%s); polling the response",
              r->err ? r->errmsg : "ended before the response did");
@@ -761,6 +774,12 @@ static void on_retrieved(void *opaque, const api_result *r) {
     turn_finish(t);
     return;
   }
+  if (!t->be->background) {
+    /* Not a background response: nothing to resume; poll until it ends. */
+    t->polls = 0;
+    turn_poll(t);
+    return;
+  }
   rsp_stream_free(&t->st);
   rsp_answer_reset(&t->ans);
   rsp_resp keep = t->st.resp;
@@ -815,7 +834,8 @@ static int turn_setup(rsp_turn *t, const be_turn_input *in, long round, const be
   int rc = t->mode == RSP_TURN_START ? rsp_json_user_input(in->parts, in->nparts, &t->input)
                                      : rsp_json_outputs_input(outs, n, NULL, &t->input);
   int dropped = 0;
-  if (!rc) rc = rsp_json_turn_body(in, t->input, t->mode == RSP_TURN_START ? 0 : round, &t->req, &dropped);
+  if (!rc) rc = rsp_json_turn_body(in, t->input, t->mode == RSP_TURN_START ? 0 : round, t->be->background,
+                                   &t->req, &dropped);
   if (dropped) {
     log_ctx ctx = {.event_id = t->event_id, .conversation_id = t->conversation_id};
     log_warn(&ctx, "%d user metadata pair(s) dropped: the API keeps at most %d", dropped, RSP_METADATA_MAX);
