@@ -162,7 +162,8 @@ class Stack:
         """Start a worker (log in <dir>/<name>.log).  tools: also the Weather Assistant of
         deploy/local/demo.sh, its get_weather routed to this stack's tool topics."""
         cfg = os.path.join(self.dir, "config.json")
-        conf = {"assistants": [{"name": "bench", "model": "gpt-4o",
+        conf = {"api": {"backend": self.a.backend},
+                "assistants": [{"name": "bench", "model": "gpt-4o",
                                 "instructions": "Answer briefly."}]}
         env = dict(os.environ, AW_KAFKA_BROKERS=self.a.bootstrap, AW_KAFKA_GROUP_ID=self.tag,
                    AW_TOPIC_REQUESTS=self.topics["requests"],
@@ -172,6 +173,7 @@ class Stack:
                    AW_REDIS_PREFIX=self.tag, AW_API_BASE_URL=self.sim_url + "/v1",
                    AW_API_KEY="sk-bench", AW_MAX_IN_FLIGHT=str(max_in_flight),
                    AW_LOG_LEVEL=os.environ.get("AW_BENCH_LOG_LEVEL", "info"))
+        env.pop("AW_API_BACKEND", None)  # the config file's api.backend decides
         if tools:
             conf["assistants"].append(WEATHER_ASSISTANT)
             conf["functions"] = {"get_weather": {"topic": self.topics["tool-requests"],
@@ -361,9 +363,11 @@ def realistic(a):
     request per conversation, all in flight at once.  Reports worker CPU per event and per
     token and the end-to-end latency split by stage, from the response's timings:
       pickup  = worker consumed it - producer's timestamp
-      setup   = run created - consumed (Redis lookup, thread, message, run creation)
-      stream  = run finished - run created (the simulator's pacing)
-      publish = response read by us - run finished (encode, produce, delivery, our consumer)"""
+      setup   = turn started - consumed (Redis lookup, conversation or thread creation, the
+                turn's creating request up to the stream's first event: response.created, or
+                the run's creation on the Assistants backend; timings.run_started_ms)
+      stream  = turn finished - turn started (the simulator's pacing)
+      publish = response read by us - turn finished (encode, produce, delivery, our consumer)"""
     s = Stack(a, "realistic")
     try:
         s.simulator("--answer-tokens", str(a.answer_tokens), "--token-delay-ms", str(a.token_delay_ms),
@@ -537,15 +541,16 @@ def tools(a):
     the example weather service answering instantly (no --delay-ms), on an instant simulator
     (--answer-tokens 20, --token-delay-ms 0).  For 1 worker, and for 2 workers (the tool-reply
     topic then has --reply-partitions partitions, not 12, so that about half of the replies
-    are consumed by the worker that does not own the run: it records the output and wakes the
+    are consumed by the worker that does not own the turn: it records the output and wakes the
     owner through the owner's wake list in Redis, drained every 20 ms).
 
     Per worker count, after a warm-up: C plain events ("How do I reset my password?", assistant
     "bench", one per new conversation) at --rate per second (Poisson arrivals), then C tool
     events (one city each, "What's the weather in Paris?", one per new conversation) at the
     same pace, then both kinds again (C of each) shuffled together, at the same pace.
-      round_ms   the worker's "tool outputs submitted" log line: round began (requires_action
-                 seen) -> outputs collected and their submission starting
+      round_ms   the worker's "tool outputs submitted" log line: round began (the turn ended
+                 with function calls: requires_action, or a response's function_call items)
+                 -> outputs collected and their submission starting
       stages     the round cut at the tool request's and reply's Kafka CreateTime and the
                  "tool reply recorded" log line (all ms-resolution clocks of this machine):
                  record+publish (round recorded in Redis, requests produced),
@@ -554,8 +559,8 @@ def tools(a):
                  wake+collect (owner woken, outputs collected from Redis)
                  (round_ms and stages: the tool events of the tool and the mixed runs)
       e2e        produced by us -> response read by us, in the mixed run; tool minus plain,
-                 percentile-wise, is what one round trip adds end to end (the round trip,
-                 submit_tool_outputs and its stream)
+                 percentile-wise, is what one round trip adds end to end (the round trip, and
+                 submit_tool_outputs or the follow-up response, with its stream)
       cpu        worker CPU (utime+stime, all workers) over the plain and the tool runs / their
                  events; tool minus plain is the CPU of one round trip (same pace, so the CPU a
                  worker burns anyway cancels)"""
@@ -593,7 +598,7 @@ def tools_once(a, nworkers):
         idle_us_per_s = (cpu_total(s.pids()) - cpu0) * 1e6 / 5
         r = {"workers": nworkers, "reply_partitions": nreply,
              "idle_cpu_us_per_s": idle_us_per_s}
-        tool_runs = set()
+        tool_events = set()  # event ids of the tool events (backend-neutral join key)
         for kind in ("plain", "tool"):  # apart, for the CPU of each kind
             cpu0 = cpu_total(s.pids())
             got, behind = paced(s, batch(kind, kind[0], a.conversations), a.rate)
@@ -608,7 +613,7 @@ def tools_once(a, nworkers):
                     for tc in v.get("tool_calls") or []:
                         o = tc.get("outcome")
                         r["tool"]["outcomes"][o] = r["tool"]["outcomes"].get(o, 0) + 1
-                tool_runs |= {v.get("run_id") for _, _, v in got.values()}
+                tool_events |= set(got)
         # Mixed, for latency under the same load: both kinds in random order, same pace.
         mixed = batch("plain", "mp", a.conversations) + batch("tool", "mt", a.conversations)
         random.Random(1).shuffle(mixed)
@@ -617,11 +622,11 @@ def tools_once(a, nworkers):
         for eid, (t, g, v) in got.items():
             e2e["tool" if eid.startswith("mt") else "plain"].append(g - t)
             if eid.startswith("mt"):
-                tool_runs.add(v.get("run_id"))
+                tool_events.add(eid)
         r["mixed"] = {"answered": len(got), "statuses": count_statuses(got),
                       "producer_behind_ms": behind,
                       "e2e_plain_ms": stats(e2e["plain"]), "e2e_tool_ms": stats(e2e["tool"])}
-        r["tool"].update(round_trips(s, nreply, tool_runs))
+        r["tool"].update(round_trips(s, nreply, tool_events))
         r["added_e2e_ms"] = minus(r["mixed"]["e2e_tool_ms"], r["mixed"]["e2e_plain_ms"])
         r["cpu_us_per_round_trip"] = r["tool"]["cpu_us_per_event"] - r["plain"]["cpu_us_per_event"]
         return r
@@ -629,40 +634,46 @@ def tools_once(a, nworkers):
         s.close()
 
 
-def round_trips(s, nreply, runs):
-    """round_ms and its stages for the runs given (see tools())."""
+def round_trips(s, nreply, events):
+    """round_ms and its stages for the tool events given (see tools()), joined by event id
+    (one round per event): the Assistants backend's run ids are not on the Responses
+    backend's messages.  "tool reply recorded" lines name the conversation and the call,
+    mapped to the event through the tool requests."""
+    req, call_event = {}, {}  # correlation id -> (event id, CreateTime); (conv, call) -> event
+    for m in read_all(s, s.topics["tool-requests"], 12):
+        v = msgpack.unpackb(m.value())
+        req[v["correlation_id"]] = (v["event_id"], m.timestamp()[1])
+        call_event[(v["conversation_id"], v["tool_call_id"])] = v["event_id"]
     submitted, recorded = {}, {}
     for name, _, path in s.workers:
         for line in open(path):
             if '"tool outputs submitted"' in line:
                 j = json.loads(line)
-                submitted[j.get("run_id")] = (name, log_ms(j["ts"]), int(j["round_ms"]))
+                submitted[j.get("event_id")] = (name, log_ms(j["ts"]), int(j["round_ms"]))
             elif '"tool reply recorded"' in line and '"missing":"0"' in line:
                 j = json.loads(line)
-                recorded[j.get("run_id")] = (name, log_ms(j["ts"]))
-    req = {}  # correlation id -> (run id, CreateTime)
-    for m in read_all(s, s.topics["tool-requests"], 12):
-        v = msgpack.unpackb(m.value())
-        req[v["correlation_id"]] = (v["run_id"], m.timestamp()[1])
-    rep = {}  # run id -> (request CreateTime, reply CreateTime)
+                ev = call_event.get((j.get("conversation_id"), j.get("tool_call_id")))
+                if ev:
+                    recorded[ev] = (name, log_ms(j["ts"]))
+    rep = {}  # event id -> (request CreateTime, reply CreateTime)
     for m in read_all(s, s.topics["tool-replies"], nreply):
         v = msgpack.unpackb(m.value())
         if v.get("correlation_id") in req:
-            run, t_req = req[v["correlation_id"]]
-            rep.setdefault(run, (t_req, m.timestamp()[1]))
+            ev, t_req = req[v["correlation_id"]]
+            rep.setdefault(ev, (t_req, m.timestamp()[1]))
     rounds = {"all": [], "self": [], "other": []}
     st = {"record+publish": [], "service": [], "reply": [], "wake+collect": []}
-    for run in runs:
-        if run not in submitted:
+    for ev in events:
+        if ev not in submitted:
             continue
-        owner, t_sub, round_ms = submitted[run]
+        owner, t_sub, round_ms = submitted[ev]
         rounds["all"].append(round_ms)
-        if run in recorded:
-            rounds["self" if recorded[run][0] == owner else "other"].append(round_ms)
-        if run in rep and run in recorded:
+        if ev in recorded:
+            rounds["self" if recorded[ev][0] == owner else "other"].append(round_ms)
+        if ev in rep and ev in recorded:
             began = t_sub - round_ms
-            t_req, t_rep = rep[run]
-            t_rec = recorded[run][1]
+            t_req, t_rep = rep[ev]
+            t_rec = recorded[ev][1]
             st["record+publish"].append(t_req - began)
             st["service"].append(t_rep - t_req)
             st["reply"].append(t_rec - t_rep)
@@ -677,19 +688,21 @@ def short(a):
     """The "short" profile of issue 4: answers of --answer-tokens (20) tokens sent as fast as
     the simulator can (--token-delay-ms 0), --events requests over --conversations.
       1. maximum: the backlog is produced before the worker starts (as in throughput);
-         events/s from the first response to the last, worker CPU per event.
+         events/s from the first response to the last, worker CPU per event, HTTP requests
+         per event (the first event of each conversation also creates it).
       2. half: requests produced at half that rate (or --rate) for --seconds, on the same
-         conversations (their threads exist), each timed:
+         conversations (their backend conversations or threads exist), each timed:
            e2e        produced by us -> response read by us (both Kafka hops included)
            in worker  response timings: completed_ms - received_ms (consumed -> answer ready,
                       before publishing): Redis, the API calls, the worker's own work
          and the simulator's share, measured directly: the worker's HTTP sequence for an event
-         on an existing thread (POST messages, POST runs with stream: true read to [DONE];
-         checked against the simulator's request counts) sent by this script straight to the
-         simulator, one at a time on one keep-alive connection (Python http.client), after
-         the worker's run.  "Added" is a percentile-wise difference: e2e (or in worker) minus
-         that simulator baseline.  The baseline includes Python's client overhead, so the added
-         figures are, if anything, underestimated by that much."""
+         on an existing conversation of its backend (see direct_baseline(); one request, a
+         stream read to its end; checked against the simulator's request counts,
+         http_per_event) sent by this script straight to the simulator, one at a time on one
+         keep-alive connection (Python http.client), after the worker's run.  "Added" is a
+         percentile-wise difference: e2e (or in worker) minus that simulator baseline.  The
+         baseline includes Python's client overhead, so the added figures are, if anything,
+         underestimated by that much."""
     s = Stack(a, "short")
     try:
         s.simulator("--answer-tokens", str(a.answer_tokens), "--token-delay-ms", "0",
@@ -698,10 +711,12 @@ def short(a):
         c = s.consumer()
         s.worker(a.max_in_flight)
         wait_for(lambda: s.logged('"partitions assigned"'), 60, "partition assignment")
+        st0 = s.sim_stats()
         share = CpuShare(s).start()
         r = {"tokens": a.answer_tokens, "events": a.events, "conversations": a.conversations,
              "max": drain(s, c, a.events)}
         r["max"]["cpu_cores"] = share.stop()
+        r["max"]["http_per_event"] = http_per_event(st0, s.sim_stats(), r["max"]["events"])
         c.close()
         rate = a.rate or r["max"]["events_per_s"] / 2
         n = max(1, int(rate * a.seconds))
@@ -714,10 +729,7 @@ def short(a):
         cores = share.stop()
         cpu1 = cpu_total(s.pids())
         st1 = s.sim_stats()
-        routes = {k: sum(st1["requests"].get(k, {}).values()) - sum(st0["requests"].get(k, {}).values())
-                  for k in st1["requests"]}
-        routes = {k: round(v / max(len(got), 1), 3) for k, v in routes.items()
-                  if k.split()[-1].startswith("/v1/") and v}
+        routes = http_per_event(st0, st1, len(got))
         stages = {"e2e": [], "pickup": [], "in_worker": [], "publish": []}
         for t, g, v in got.values():
             tm = v["timings"]
@@ -748,13 +760,31 @@ def short(a):
         s.close()
 
 
-def direct_baseline(s, n, nthreads=100):
-    """n times the worker's HTTP sequence for an event on an existing thread, straight to the
-    simulator; the latency of each sequence in ms."""
+def http_per_event(st0, st1, events):
+    """{route: requests per event} of the simulator's /v1 routes between two /admin/stats
+    answers (every status counted)."""
+    routes = {k: sum(st1["requests"].get(k, {}).values()) - sum(st0["requests"].get(k, {}).values())
+              for k in st1["requests"]}
+    return {k: round(v / max(events, 1), 3) for k, v in routes.items()
+            if k.split()[-1].startswith("/v1/") and v}
+
+
+def direct_baseline(s, n, nconv=100):
+    """n times the worker's HTTP sequence for an event on an existing conversation (of its
+    backend, s.a.backend), straight to the simulator, one at a time on one keep-alive
+    connection; the latency of each sequence in ms.  The conversations (threads) are created
+    first and not timed, as the worker's were in the maximum part.
+      responses   POST /v1/responses {model, instructions, input (one user message),
+                  conversation, stream, background, store, metadata (event_id,
+                  conversation_id)}, the SSE read to its terminal event (response.completed,
+                  .failed or .incomplete; the simulator ends the stream there)
+      assistants  POST /v1/threads/{id}/runs {assistant_id, stream, metadata.aw_tag,
+                  additional_messages: the user message}, the SSE read to [DONE]"""
     port = int(s.sim_url.rsplit(":", 1)[1])
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    hdr = {"Authorization": "Bearer sk-bench", "OpenAI-Beta": "assistants=v2",
-           "Content-Type": "application/json"}
+    hdr = {"Authorization": "Bearer sk-bench", "Content-Type": "application/json"}
+    if s.a.backend == "assistants":
+        hdr["OpenAI-Beta"] = "assistants=v2"  # the Responses API takes no beta header
 
     def call(path, body):
         conn.request("POST", path, body=json.dumps(body), headers=hdr)
@@ -764,22 +794,47 @@ def direct_baseline(s, n, nthreads=100):
             raise SystemExit(f"bench: simulator {path}: {resp.status} {data[:200]!r}")
         return data
 
-    asst = json.loads(call("/v1/assistants", {"model": "gpt-4o",
-                                              "instructions": "Answer briefly."}))["id"]
-    threads = [json.loads(call("/v1/threads", {}))["id"] for _ in range(nthreads)]
+    def text(i):
+        return f"How do I reset my password? ({i})"
+
     out = []
-    for i in range(n):
-        t = threads[i % nthreads]
-        t0 = time.perf_counter()
-        # The worker's sequence: one request, the message riding on the run.
-        body = call(f"/v1/threads/{t}/runs", {
-            "assistant_id": asst, "stream": True, "metadata": {"aw_tag": f"b{i}"},
-            "additional_messages": [{
-                "role": "user", "content": [{"type": "text", "text": f"How do I reset my password? ({i})"}],
-                "metadata": {"event_id": f"b{i}", "conversation_id": f"b{i % nthreads}"}}]})
-        out.append((time.perf_counter() - t0) * 1000)
-        if b"[DONE]" not in body[-64:]:
-            raise SystemExit("bench: the simulator's stream did not end with [DONE]")
+    if s.a.backend == "responses":
+        convs = [json.loads(call("/v1/conversations", {"metadata": {"conversation_id": f"b{k}"}}))["id"]
+                 for k in range(nconv)]
+        for i in range(n):
+            t0 = time.perf_counter()
+            body = call("/v1/responses", {
+                "model": "gpt-4o", "instructions": "Answer briefly.",
+                "input": [{"type": "message", "role": "user",
+                           "content": [{"type": "input_text", "text": text(i)}]}],
+                "conversation": convs[i % nconv], "stream": True, "background": True,
+                "store": True, "metadata": {"event_id": f"b{i}", "conversation_id": f"b{i % nconv}"}})
+            out.append((time.perf_counter() - t0) * 1000)
+            last = None
+            for line in body.splitlines():
+                if line.startswith(b"data:"):
+                    last = line
+            kind = json.loads(last[5:]).get("type") if last else None
+            if kind not in ("response.completed", "response.failed", "response.incomplete"):
+                raise SystemExit(f"bench: the simulator's response stream ended with {kind!r}")
+            if kind != "response.completed":
+                raise SystemExit(f"bench: the simulator's response ended {kind}")
+    else:
+        asst = json.loads(call("/v1/assistants", {"model": "gpt-4o",
+                                                  "instructions": "Answer briefly."}))["id"]
+        threads = [json.loads(call("/v1/threads", {}))["id"] for _ in range(nconv)]
+        for i in range(n):
+            t = threads[i % nconv]
+            t0 = time.perf_counter()
+            # The worker's sequence: one request, the message riding on the run.
+            body = call(f"/v1/threads/{t}/runs", {
+                "assistant_id": asst, "stream": True, "metadata": {"aw_tag": f"b{i}"},
+                "additional_messages": [{
+                    "role": "user", "content": [{"type": "text", "text": text(i)}],
+                    "metadata": {"event_id": f"b{i}", "conversation_id": f"b{i % nconv}"}}]})
+            out.append((time.perf_counter() - t0) * 1000)
+            if b"[DONE]" not in body[-64:]:
+                raise SystemExit("bench: the simulator's stream did not end with [DONE]")
     conn.close()
     return out
 
@@ -793,6 +848,8 @@ def main():
     ap.add_argument("--run", required=True)
     ap.add_argument("--weather-service", help="default: weather_service next to --worker")
     ap.add_argument("phase", choices=["throughput", "inflight", "realistic", "tools", "short"])
+    ap.add_argument("--backend", choices=["responses", "assistants"], default="responses",
+                    help="the worker's api.backend (and the direct baseline's HTTP sequence)")
     ap.add_argument("--events", type=int, default=20000)
     ap.add_argument("--conversations", type=int, default=2000)
     ap.add_argument("--max-in-flight", type=int, default=1000)
@@ -819,6 +876,7 @@ def main():
         a.rate = 50
     r = {"throughput": throughput, "inflight": inflight, "realistic": realistic,
          "tools": tools, "short": short}[a.phase](a)
+    r["backend"] = a.backend
     print(json.dumps(r))
 
 
