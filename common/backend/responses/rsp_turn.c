@@ -352,9 +352,10 @@ static void turn_finish(rsp_turn *t) {
   res.handles.kind = "responses";
   res.handles.conversation = nz(t->conv);
   res.handles.turn = nz(t->st.resp.id) ? t->st.resp.id : nz(t->cp_resp);
-  {
+  /* The worker logs every turn's end at info (or warn): debug here. */
+  if (log_enabled(LOG_DEBUG)) {
     log_ctx ctx = turn_ctx(t);
-    log_info(&ctx, "turn ended: %s%s%s%s", res.end == BE_END_ERROR ? "error " : res.end == BE_END_TOOL_CALLS ? "tool_calls" : "answer ",
+    log_debug(&ctx, "turn ended: %s%s%s%s", res.end == BE_END_ERROR ? "error " : res.end == BE_END_TOOL_CALLS ? "tool_calls" : "answer ",
              res.end == BE_END_ERROR ? aw_strerror(res.err) : res.status ? res.status : "",
              res.error_code ? " " : "", res.error_code ? res.error_code : "");
   }
@@ -409,8 +410,10 @@ static int turn_checkpoint(rsp_turn *t) {
     t->checkpoint[0] = '\0';
     return 0;
   }
-  log_ctx ctx = turn_ctx(t);
-  log_info(&ctx, "response created");
+  if (log_enabled(LOG_DEBUG)) {
+    log_ctx ctx = turn_ctx(t);
+    log_debug(&ctx, "response created");
+  }
   be_handles h = {"responses", nz(t->conv), nz(t->st.resp.id)};
   if (t->ev->on_checkpoint && USER_CB(t, t->ev->on_checkpoint(t->opaque, t->checkpoint, &h))) return 1;
   return 0;
