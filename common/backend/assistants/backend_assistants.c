@@ -16,6 +16,7 @@
  * claim (in_store) is freed when the store calls back.
  */
 #include "asst_int.h"
+#include "be_http.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,37 +110,21 @@ static const be_ops assistants_ops = {
 
 int be_assistants_new(uv_loop_t *loop, const be_http_config *cfg, be_backend **out, char *errstr,
                       size_t errstr_size) {
-  if (!loop || !cfg || !out)
-    return aw_seterr(AW_EINVAL, errstr, errstr_size, "be_assistants_new: NULL argument");
-  if (!cfg->store || !cfg->store->claim_handle)
-    return aw_seterr(AW_ECONFIG, errstr, errstr_size,
-                     "assistants backend: a store is required (thread handles are claimed in it)");
-  api_config ac;
-  api_config_default(&ac);
-  ac.base_url = cfg->base_url;
-  ac.api_key = cfg->api_key;
-  ac.organization = cfg->organization;
-  ac.project = cfg->project;
-  ac.beta = "assistants=v2";
-  if (cfg->request_timeout_ms > 0) ac.request_timeout_ms = cfg->request_timeout_ms;
-  if (cfg->stream_idle_timeout_ms > 0) ac.stream_idle_timeout_ms = cfg->stream_idle_timeout_ms;
-  if (cfg->max_retries >= 0) ac.retry.max_retries = cfg->max_retries;
-  if (cfg->retry_base_ms > 0) ac.retry.base_ms = cfg->retry_base_ms;
-  if (cfg->retry_max_ms > 0) ac.retry.max_ms = cfg->retry_max_ms;
-  ac.max_connections = cfg->max_connections;
-  ac.observe = cfg->observe;
-  ac.observe_opaque = cfg->observe_opaque;
+  api_client *api = NULL;
+  int rc = be_http_client_new(loop, cfg, "assistants", "assistants=v2", &api, errstr, errstr_size);
+  if (rc) return rc;
   be_asst *be = calloc(1, sizeof *be);
-  if (!be) return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
-  int rc = api_client_new(loop, &ac, &be->api, errstr, errstr_size);
-  if (rc) {
-    free(be);
-    return rc;
+  if (!be) {
+    api_client_free(api);
+    return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
   }
+  be->api = api;
   be->base.ops = &assistants_ops;
   be->loop = loop;
   be->store = cfg->store;
-  be->retry_base_ms = ac.retry.base_ms;
+  retry_policy rp;
+  retry_policy_default(&rp);
+  be->retry_base_ms = cfg->retry_base_ms > 0 ? cfg->retry_base_ms : rp.base_ms;
   be->max_answer_bytes = cfg->max_answer_bytes ? cfg->max_answer_bytes : 256u * 1024u;
   *out = &be->base;
   return AW_OK;

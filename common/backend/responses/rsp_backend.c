@@ -2,6 +2,7 @@
  * table, construction, assistant_ensure and op cancellation (see rsp_int.h).
  */
 #include "rsp_int.h"
+#include "be_http.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -111,33 +112,16 @@ static const be_ops responses_ops = {
 
 int be_responses_new(uv_loop_t *loop, const be_http_config *cfg, be_backend **out, char *errstr,
                      size_t errstr_size) {
-  if (!loop || !cfg || !out)
-    return aw_seterr(AW_EINVAL, errstr, errstr_size, "be_responses_new: NULL argument");
-  if (!cfg->store || !cfg->store->claim_handle)
-    return aw_seterr(AW_ECONFIG, errstr, errstr_size,
-                     "responses backend: a store is required (conversation handles)");
-  api_config ac;
-  api_config_default(&ac);
-  ac.base_url = cfg->base_url;
-  ac.api_key = cfg->api_key;
-  ac.organization = cfg->organization;
-  ac.project = cfg->project;
-  ac.beta = NULL; /* the Responses API takes no OpenAI-Beta header */
-  if (cfg->request_timeout_ms > 0) ac.request_timeout_ms = cfg->request_timeout_ms;
-  if (cfg->stream_idle_timeout_ms > 0) ac.stream_idle_timeout_ms = cfg->stream_idle_timeout_ms;
-  if (cfg->max_retries >= 0) ac.retry.max_retries = cfg->max_retries;
-  if (cfg->retry_base_ms > 0) ac.retry.base_ms = cfg->retry_base_ms;
-  if (cfg->retry_max_ms > 0) ac.retry.max_ms = cfg->retry_max_ms;
-  ac.max_connections = cfg->max_connections;
-  ac.observe = cfg->observe;
-  ac.observe_opaque = cfg->observe_opaque;
+  api_client *api = NULL;
+  /* The Responses API takes no OpenAI-Beta header. */
+  int rc = be_http_client_new(loop, cfg, "responses", NULL, &api, errstr, errstr_size);
+  if (rc) return rc;
   rsp_backend *be = calloc(1, sizeof *be);
-  if (!be) return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
-  int rc = api_client_new(loop, &ac, &be->api, errstr, errstr_size);
-  if (rc) {
-    free(be);
-    return rc;
+  if (!be) {
+    api_client_free(api);
+    return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
   }
+  be->api = api;
   be->base.ops = &responses_ops;
   be->loop = loop;
   be->store = cfg->store;
