@@ -30,6 +30,15 @@ static struct {
   char topic[64];
 } fake;
 
+/* The rest of the producer that tool_replies.c uses (the record limit of a
+ * dead letter): the defaults of the real one. */
+size_t kp_max_message_bytes(const kp *p) {
+  (void)p;
+  return 1000000;
+}
+
+size_t kp_record_size(size_t keylen, size_t len, size_t hdrlen) { return keylen + len + hdrlen + KP_RECORD_OVERHEAD; }
+
 int kp_produce(kp *p, const char *topic, const void *key, size_t keylen, const void *value, size_t len,
                void *msg_opaque) {
   (void)p;
@@ -186,6 +195,29 @@ static void dead_letter_retried_after_a_failed_produce_keeps_its_reason(void **s
   assert_int_equal(otrk_commit_point(&ptab_get(&t->parts, 0)->t), 8);
 }
 
+/* A reply over the record limit (its bytes travel again in the dead letter,
+ * with an envelope) is dead-lettered degraded -- its size, SHA-256 and the
+ * leading bytes that fit -- at once, instead of failing to produce forever. */
+static void dead_letter_of_a_reply_over_the_record_limit_is_degraded_and_produced_once(void **state) {
+  fixture *f = *state;
+  trep *t = f->t;
+  trep_msg *m = consumed_reply(t, 9);
+  free(m->orig);
+  m->orig_len = 1200000; /* the fake producer's limit is 1,000,000 */
+  m->orig = malloc(m->orig_len);
+  assert_non_null(m->orig);
+  memset(m->orig, 'r', m->orig_len);
+  redis_answers_verdict(m, "already_answered");
+  assert_int_equal(fake.calls, 1);
+  assert_non_null(fake.value);
+  assert_true(fake.value_len + KP_RECORD_OVERHEAD <= 1000000);
+  assert_true(has(fake.value, fake.value_len, "original_sha256"));
+  assert_true(has(fake.value, fake.value_len, "original_size"));
+  trep_on_dr(t, (void *)((uintptr_t)fake.opaque & ~(uintptr_t)7u), RD_KAFKA_RESP_ERR_NO_ERROR);
+  assert_int_equal(t->in_flight, 0);
+  assert_int_equal(t->st.dlq, 1);
+}
+
 static void dead_letter_retried_after_a_failed_delivery_keeps_its_reason(void **state) {
   fixture *f = *state;
   trep *t = f->t;
@@ -225,6 +257,8 @@ static void dead_letter_of_an_undecodable_reply_keeps_the_decoders_message_on_re
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(dead_letter_retried_after_a_failed_produce_keeps_its_reason, setup, teardown),
+      cmocka_unit_test_setup_teardown(dead_letter_of_a_reply_over_the_record_limit_is_degraded_and_produced_once,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(dead_letter_retried_after_a_failed_delivery_keeps_its_reason, setup, teardown),
       cmocka_unit_test_setup_teardown(dead_letter_of_an_undecodable_reply_keeps_the_decoders_message_on_retry, setup,
                                       teardown),

@@ -3,6 +3,7 @@
  * tracked, generations, commits, rebalance resets) is part_table.h, the
  * same code as the request intake's. */
 #include "tool_replies.h"
+#include "degrade.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -144,9 +145,15 @@ static void dlq_send(trep_msg *m) {
   d.error_message = m->dlq_msg;
   d.conversation_id = m->conv;
   d.failed_ms = now_ms();
+  /* A reply too large for a dead letter with all its bytes (they travel
+   * with an envelope) gets the degraded one (its size, SHA-256 and leading
+   * bytes), like a poison request: retrying it would never fit. */
+  size_t lim = kp_max_message_bytes(t->producer), over = kp_record_size(m->key_len, 0, 0);
+  lim = lim > over ? lim - over : 0;
   buf b;
-  buf_init(&b, m->orig_len + m->key_len + 64 * 1024);
-  int rc = contract_dlq_encode(&d, &b);
+  buf_init(&b, lim);
+  int degraded = 0;
+  int rc = odg_dlq_encode_within(&d, lim, &b, &degraded);
   if (rc == AW_OK)
     rc = kp_produce(t->producer, t->cfg.dlq_topic, m->key, m->key_len, b.data, b.len,
                     (void *)((uintptr_t)m | t->dr_tag));
