@@ -1,7 +1,7 @@
 /* weather_service.c -- an example tool service: answers get_weather calls.
  *
  * A member of a Kafka consumer group on the tool-request topic.  For every
- * tool request (common/contract_tool.h, schemas/README.md "Tool calls")
+ * tool request (common/contract/contract_tool.h, schemas/README.md "Tool calls")
  * whose function name is ours it produces one tool reply to the request's
  * reply_topic, keyed like the request (the conversation id), carrying the
  * request's correlation_id unchanged and the W3C trace headers copied over.
@@ -221,7 +221,7 @@ static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const
   log_writekv(lvl, NULL, msg ? msg : "", kv, 2);
 }
 
-/* Same rule as the worker's cfg_is_secret_property (worker/config.c). */
+/* Same rule as the worker's cfg_is_secret_property (worker/cli/config.c). */
 static int secret_property(const char *key) {
   return strstr(key, "password") || strstr(key, "secret") || strcmp(key, "ssl.key.pem") == 0 ||
          strcmp(key, "ssl_key.pem") == 0 || strcmp(key, "sasl.oauthbearer.config") == 0 ||

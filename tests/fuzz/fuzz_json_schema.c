@@ -1,5 +1,5 @@
 /* fuzz_json_schema.c -- libFuzzer target for the tool-arguments validator
- * (common/json_schema.c).
+ * (common/contract/json_schema.c).
  *
  * Input: schema text, a NUL byte, instance text.  Without a NUL the whole
  * input is tried as a schema and as an instance of a few fixed schemas

@@ -1,4 +1,4 @@
-/* test_contract.c -- the Kafka message contract (common/contract.c).
+/* test_contract.c -- the Kafka message contract (common/contract/contract.c).
  *
  * Needs: nothing (no broker, no network).  Reads the schemas/examples JSON files from
  * the source tree (found from __FILE__, or $AW_SOURCE_DIR).

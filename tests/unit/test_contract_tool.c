@@ -1,4 +1,4 @@
-/* test_contract_tool.c -- tool request / reply messages (common/contract_tool.c).
+/* test_contract_tool.c -- tool request / reply messages (common/contract/contract_tool.c).
  *
  * Needs: nothing (no broker, no network).  Reads schemas/ and schemas/examples
  * from the source tree (found from __FILE__, or $AW_SOURCE_DIR).

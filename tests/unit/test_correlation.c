@@ -1,4 +1,4 @@
-/* test_correlation.c -- tool-call correlation ids (common/correlation.c).
+/* test_correlation.c -- tool-call correlation ids (common/contract/correlation.c).
  *
  * Needs: nothing (no broker, no network, no Redis).
  */

@@ -1,5 +1,5 @@
 /* test_json_schema.c -- validating tool-call arguments against a function's
- * JSON Schema (common/json_schema.c).
+ * JSON Schema (common/contract/json_schema.c).
  *
  * Needs: nothing (no broker, no network, no Redis).
  *
