@@ -301,6 +301,7 @@ class Resp:
     text: str
     partition: int
     offset: int
+    ts_ms: int = 0   # the record's timestamp (produce time)
 
 
 def answer_text(obj: dict) -> str:
@@ -368,9 +369,9 @@ class Reader(threading.Thread):
                 except Exception:  # noqa: BLE001
                     self.undecodable += 1
                     continue
-                self._take(m.topic(), m.partition(), m.offset(), obj)
+                self._take(m.topic(), m.partition(), m.offset(), obj, m.timestamp()[1])
 
-    def _take(self, topic: str, partition: int, offset: int, obj: Any) -> None:
+    def _take(self, topic: str, partition: int, offset: int, obj: Any, ts_ms: int = 0) -> None:
         if not isinstance(obj, dict):
             self.undecodable += 1
             return
@@ -384,7 +385,7 @@ class Reader(threading.Thread):
                          be.get("conversation") or obj.get("thread_id"),
                          be.get("turn") or obj.get("run_id"), obj.get("status"),
                          err.get("code") if isinstance(err, dict) else None,
-                         list(obj.get("tool_calls") or []), answer_text(obj), partition, offset)
+                         list(obj.get("tool_calls") or []), answer_text(obj), partition, offset, ts_ms)
                 self.responses.append(r)
                 self.by_event[r.event_id].append(r)
             elif topic == TOPICS["tool_requests"]:
@@ -513,6 +514,7 @@ class Chaos:
     all_workers: list[WorkerProc] = field(default_factory=list)
     weather: list[Proc] = field(default_factory=list)
     kills: int = 0
+    kill_log: list = field(default_factory=list)  # (unix ms, WorkerProc) per SIGKILL
     crashes: list[str] = field(default_factory=list)
     start_failures: list[str] = field(default_factory=list)
     redis_restarts: list[str] = field(default_factory=list)
@@ -638,6 +640,7 @@ class Chaos:
             return
         slot = rng.choice(sorted(ready))
         w = self.workers[slot]
+        self.kill_log.append((int(time.time() * 1000), w))
         w.kill()
         w.close_stall()
         self.kills += 1
@@ -845,6 +848,42 @@ class Chaos:
         return self.report(result, loader, reader, total)
 
     # ---- checks ----
+    def kill_to_first_answer(self, reader: Reader) -> list[float]:
+        """Per SIGKILL that left partitions behind: seconds from the kill to the first answer on
+        one of them.  Requests and responses are keyed by conversation over the same number of
+        partitions, so a request partition's answers land on the response partition of the same
+        number, produced by its owner only: after the kill, by the next owner."""
+        import datetime
+        out = []
+        for kill_ms, w in self.kill_log:
+            owned: set[int] = set()
+            try:
+                lines = w.log_path.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            for ln in lines:
+                if '"msg":"partitions ' not in ln or f'"topic":"{TOPICS["requests"]}"' not in ln:
+                    continue
+                try:
+                    e = json.loads(ln)
+                    ts = datetime.datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).timestamp() * 1000
+                except (ValueError, KeyError):
+                    continue
+                if ts > kill_ms:
+                    break
+                parts = {int(x) for x in str(e.get("partitions", "")).split(",") if x.strip().isdigit()}
+                if e.get("msg") == "partitions assigned":
+                    owned |= parts
+                elif e.get("msg") == "partitions revoked":
+                    owned -= parts
+            if not owned:
+                continue
+            with reader.lock:
+                after = [r.ts_ms for r in reader.responses if r.partition in owned and r.ts_ms > kill_ms]
+            if after:
+                out.append((min(after) - kill_ms) / 1000.0)
+        return out
+
     def check(self, convs: dict[str, list[Event]], order: list[Event], reader: Reader,
               sim_stats: dict) -> dict:
         a = self.args
@@ -1004,7 +1043,10 @@ class Chaos:
                     tool_lost_kind[f"{r.status} ({r.error_code})"] += 1
         tool_requests_per_conv = collections.Counter(t["conv"] for t in reader.tool_requests)
 
+        kill_to_answer = self.kill_to_first_answer(reader)
+
         return {
+            "kill_to_first_answer_s": kill_to_answer,
             "events_sent": len(sent),
             "events_not_sent": [f"{e.event_id}: {e.send_error}" for e in order if e.sent_at is None],
             "answered_once": counts.get(1, 0),
@@ -1133,6 +1175,7 @@ class Chaos:
             ("runs per event (max)", f"{res['max_runs_per_event']} (Responses: responses beyond one per "
                                      f"tool round); events with more than one: {len(res['extra_runs'])}"),
             ("user messages per event (max)", res["max_user_msgs_per_event"]),
+            ("kill to first answer (s)", self.percentiles(res["kill_to_first_answer_s"])),
             ("worker stalls (informational)", f"{len(self.stalls())} (no progress for >=10 s with work pending)"),
             ("dead letters", ", ".join(f"{k} {v}" for k, v in sorted(res["dlq"].items(), key=str)) or "0"),
             ("duration", f"chaos {res['timings']['chaos_s']}s, drain {res['timings']['drain_s']}s, "
@@ -1213,6 +1256,14 @@ class Chaos:
             for k, needle in kinds.items():
                 n[k] += text.count(needle)
         return ", ".join(f"{k} {n[k]}" for k in kinds)
+
+    @staticmethod
+    def percentiles(xs: list[float]) -> str:
+        """p50 / max of xs, with their count: the next owner's first answer after each kill."""
+        if not xs:
+            return "no kill left partitions with answers after it"
+        ys = sorted(xs)
+        return f"p50 {ys[len(ys) // 2]:.1f}, max {ys[-1]:.1f} ({len(ys)} kills)"
 
     @staticmethod
     def fault_counts(stats: dict) -> str:
