@@ -16,6 +16,7 @@
 #include "conv_store.h"
 #include "delta.h"
 #include "event.h"
+#include "intake.h"
 #include "worker_tools.h"
 
 /* Progress writes are not waited for: a record that is lost (crash, Redis
@@ -164,6 +165,14 @@ void wk_turn_input(wk_event *ev, be_turn_input *in) {
 }
 
 void wk_turn_start(wk_event *ev) {
+  if (wki_stale(ev)) {
+    /* The partition moved while the lookup was out: its new owner runs the
+     * turn; starting it here too could create it twice. */
+    log_ctx c = wk_ev_ctx(ev);
+    log_debug(&c, "partition revoked before the turn started; left to its new owner");
+    wk_ev_finish(ev);
+    return;
+  }
   be_turn_input in;
   wk_turn_input(ev, &in);
   int rc = be_turn_start(ev->w->be, &in, &wk_turn_events, ev, &ev->op);

@@ -252,11 +252,39 @@ void wki_on_assign(void *opaque, const rd_kafka_topic_partition_list_t *parts) {
   ptab_log("partitions assigned", w->cfg.topic_requests, parts);
 }
 
+/* A turn of a revoked partition must not go on at the API: the partition's
+ * new owner recovers the event, and a request of ours still waiting (a 429
+ * backoff, a retry) could land after the new owner looked for it and create
+ * the run or the response a second time.  Such turns are cancelled and left
+ * unanswered (their offsets stay uncommitted); what is already being
+ * published is not touched: it commits with the revocation. */
+static void abandon_revoked_turns(wk *w) {
+  size_t n = 0, cap = 0;
+  wk_event **v = NULL;
+  wk_conv *c, *tmp;
+  HASH_ITER(hh, w->convs, c, tmp) {
+    wk_event *ev = c->head;
+    if (!ev || ev->state != ST_TURN || !ev->op || !wki_stale(ev)) continue;
+    if (n == cap) {
+      size_t ncap = cap ? 2 * cap : 16;
+      wk_event **nv = realloc(v, ncap * sizeof *nv);
+      if (!nv) break; /* the rest find out when they end: their answers never commit */
+      v = nv;
+      cap = ncap;
+    }
+    v[n++] = ev;
+  }
+  /* Abandoning moves the conversation queues on: not while walking them. */
+  for (size_t i = 0; i < n; i++) wk_ev_abandon(v[i]);
+  free(v);
+}
+
 void wki_on_revoke(void *opaque, const rd_kafka_topic_partition_list_t *parts) {
   wk *w = opaque;
   wko_commit(w, 1);
   ptab_revoke(&w->parts, parts);
   ptab_log("partitions revoked", w->cfg.topic_requests, parts);
+  abandon_revoked_turns(w);
 }
 
 int wk_lag(const wk *w, wk_lag_fn cb, void *opaque) {
