@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "sim_chat.h"
 #include "sim_conversations.h"
 #include "sim_faults.h"
 #include "sim_req.h"
@@ -433,6 +434,7 @@ static void admin(const sapi_req *q, sapi_reply *r, const char *what) {
     malloc_trim(0); /* hand the freed store back to the OS between test suites */
     sfault_reset();
     sstats_reset();
+    schat_reset();
     log_info(NULL, "state and faults reset");
     cJSON *o = cJSON_CreateObject();
     cJSON_AddTrueToObject(o, "ok");
@@ -462,8 +464,10 @@ static void apply_then_fail(sapi_reply *r) {
   log_info(NULL, "apply_then_fail: %s applied, answering %d (injected)", sstats_route_name(r->route), st);
   if (r->stream) sstream_free(r->stream);
   if (r->rstream) srstream_free(r->rstream);
+  if (r->cstream) scstream_free(r->cstream);
   r->stream = NULL;
   r->rstream = NULL;
+  r->cstream = NULL;
   free(r->body);
   r->body = NULL;
   if (st == 0) {
@@ -531,6 +535,8 @@ static sstats_route classify(const char *m, char s[MAX_SEG][64], int n) {
     if (n == 5) return get ? SR_CITEM_GET : del ? SR_CITEM_DELETE : SR_UNKNOWN;
     return SR_UNKNOWN;
   }
+  if (strcmp(s[1], "chat") == 0)
+    return n == 3 && strcmp(s[2], "completions") == 0 && post ? SR_CHAT_CREATE : SR_UNKNOWN;
   if (strcmp(s[1], "threads") != 0) return SR_UNKNOWN;
   if (n == 2) return post ? SR_THREAD_CREATE : SR_UNKNOWN;
   if (n == 3 && strcmp(s[2], "runs") == 0) return post ? SR_THREAD_RUN : SR_UNKNOWN;
@@ -561,6 +567,7 @@ static void route_v1(const sapi_req *q, sapi_reply *r, char s[MAX_SEG][64]) {
     return;
   }
   switch (r->route) {
+  case SR_CHAT_CREATE: schat_handle(q, r); return;
   case SR_ASST_CREATE: asst_create(q, r); return;
   case SR_ASST_UPDATE: asst_update(q, r, s[2]); return;
   case SR_THREAD_CREATE: thread_create(q, r); return;
@@ -633,6 +640,12 @@ void sapi_handle(const sapi_req *q, sapi_reply *r) {
     sconv_admin(r, s[2]);
     return;
   }
+  if (n == 3 && strcmp(s[0], "admin") == 0 && strcmp(s[1], "chat") == 0 && strcmp(s[2], "requests") == 0 &&
+      strcmp(q->method, "GET") == 0) {
+    r->route = SR_ADMIN_CHAT_REQUESTS;
+    schat_admin_requests(q, r);
+    return;
+  }
   if (n == 1 && strcmp(s[0], "healthz") == 0) {
     r->route = SR_HEALTH;
     cJSON *o = cJSON_CreateObject();
@@ -651,7 +664,7 @@ void sapi_handle(const sapi_req *q, sapi_reply *r) {
               "Bearer auth (i.e. Authorization: Bearer YOUR_KEY).");
     return;
   }
-  int assistants_api = r->route < SR_RESP_CREATE; /* the Responses/Conversations APIs need no beta header */
+  int assistants_api = r->route < SR_RESP_CREATE; /* the Responses/Conversations/Chat APIs need no beta header */
   if (assistants_api && (!q->beta || !strstr(q->beta, "assistants=v2"))) {
     /* The real service refuses Assistants calls without this header. */
     BAD(r, NULL, "invalid_beta",

@@ -2,6 +2,8 @@
  * Assistants API v2 handlers (prefix sapi_).  The Responses and
  * Conversations routes are served by sim_responses.h / sim_conversations.h.
  *
+ * Chat Completions are served by sim_chat.h.
+ *
  * Independent of the HTTP library: the HTTP layer fills a sapi_req, gets a
  * sapi_reply (a JSON body, or an SSE stream to hand to MHD) and sends it.
  * Bodies are validated against the request schemas of the OpenAI spec
@@ -15,6 +17,7 @@
 
 #include <stddef.h>
 #include <cjson/cJSON.h>
+#include "sim_cstream.h"
 #include "sim_stats.h"
 #include "sim_rstream.h"
 #include "sim_stream.h"
@@ -39,6 +42,7 @@ typedef struct sapi_reply {
   int retry_after_s;   /* >= 0: send Retry-After */
   sstream *stream;     /* non-NULL: answer with this SSE stream */
   srstream *rstream;   /* non-NULL: answer by reading a response's events */
+  scstream *cstream;   /* non-NULL: answer with a chat completion's chunks or object */
   int drop;            /* close the connection without answering (an
                           injected apply_then_fail with status 0) */
   cJSON *rec;          /* in: the --record line or NULL; moved into the

@@ -19,6 +19,7 @@ static const char *const apply_routes[SFAULT_APPLY_ROUTES] = {
     "POST /v1/threads/{thread_id}/runs",
     "POST /v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
     "POST /v1/threads/{thread_id}/messages",
+    "POST /v1/chat/completions",
 };
 
 const char *sfault_apply_route(int i) { return i >= 0 && i < SFAULT_APPLY_ROUTES ? apply_routes[i] : NULL; }
@@ -30,6 +31,7 @@ void sfault_defaults(sfault_cfg *c) {
   c->retry_after_s = 1;
   c->seed = 1;
   c->requires_action_timeout_s = 600;
+  c->max_context_tokens = 100000;
   snprintf(c->fail_run_code, sizeof c->fail_run_code, "server_error");
 }
 
@@ -78,6 +80,7 @@ static const field fields[] = {
     {"expire_next_n_runs", F_INT, OFF(expire_next_n_runs), 0, 1 << 30},
     {"fail_run_code", F_CODE, OFF(fail_run_code), 0, 0},
     {"requires_action_timeout_s", F_INT, OFF(requires_action_timeout_s), 1, 86400},
+    {"max_context_tokens", F_INT, OFF(max_context_tokens), 1, 1 << 30},
     {"rate_429", F_RATE, OFF(rate_429), 0, 1},
     {"rate_500", F_RATE, OFF(rate_500), 0, 1},
     {"rate_drop_stream", F_RATE, OFF(rate_drop_stream), 0, 1},

@@ -9,6 +9,8 @@
  *    expire_next_n_runs;
  *  - requires_action_timeout_s: how long a run waits for tool outputs
  *    before it expires (600, as the real API);
+ *  - max_context_tokens: a chat completion whose messages hold more words
+ *    is refused (400 context_length_exceeded), as a model's context window;
  *  - chaos rates in [0,1]: rate_429, rate_500, rate_drop_stream, drawn
  *    from a splitmix64 PRNG seeded by `seed`, so a run of the same request
  *    sequence fails the same way every time.
@@ -29,7 +31,7 @@
 #include "aw_error.h"
 
 /** Creating routes that apply_then_fail can target (sfault_apply_route()). */
-#define SFAULT_APPLY_ROUTES 8
+#define SFAULT_APPLY_ROUTES 9
 
 typedef struct sfault_cfg {
   int latency_ms;
@@ -43,6 +45,7 @@ typedef struct sfault_cfg {
   int expire_next_n_runs;
   char fail_run_code[32]; /* server_error | rate_limit_exceeded | invalid_prompt */
   int requires_action_timeout_s; /* a run waiting for tool outputs expires after this */
+  int max_context_tokens;        /* words a chat completion's messages may hold */
   double rate_429, rate_500, rate_drop_stream;
   double rate_apply_fail; /* any creating request: applied, then 500 / 502 / dropped in turn */
   uint64_t seed;
@@ -58,7 +61,7 @@ typedef enum { SFAULT_NONE = 0, SFAULT_429, SFAULT_500 } sfault_http;
 typedef enum { SFAULT_RUN_OK = 0, SFAULT_RUN_FAIL, SFAULT_RUN_EXPIRE } sfault_run;
 
 /** Defaults: no faults, 20 answer tokens, retry_after_s 1, seed 1,
- *  requires_action_timeout_s 600. */
+ *  requires_action_timeout_s 600, max_context_tokens 100000. */
 void sfault_defaults(sfault_cfg *c);
 /** Install c as baseline and current settings. */
 void sfault_init(const sfault_cfg *c);

@@ -93,6 +93,13 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, hreq *h) {
     MHD_add_response_header(resp, "Content-Type", srstream_content_type(r->rstream));
     r->rstream = NULL;
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
+  } else if (r->cstream) {
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4 * 1024, scstream_read, r->cstream, scstream_free);
+    if (!resp) return MHD_NO; /* notify_completed frees the reader */
+    scstream_attach(r->cstream, c);
+    MHD_add_response_header(resp, "Content-Type", scstream_content_type(r->cstream));
+    r->cstream = NULL;
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
   } else if (r->stream) {
     resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4 * 1024, sstream_read, r->stream, sstream_free);
     if (!resp) return MHD_NO; /* notify_completed frees the stream */
@@ -177,6 +184,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
   /* A reply never sent (client gone while delayed): release its parts. */
   if (h->reply.stream) sstream_free(h->reply.stream);
   if (h->reply.rstream) srstream_free(h->reply.rstream);
+  if (h->reply.cstream) scstream_free(h->reply.cstream);
   cJSON_Delete(h->reply.rec);
   free(h->reply.body);
   buf_free(&h->body);

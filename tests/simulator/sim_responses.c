@@ -14,7 +14,7 @@
 #include "sim_rstream.h"
 #include "sim_stats.h"
 #include "sim_timer.h"
-#include "sim_tools.h"
+#include "sim_turn.h"
 
 /* One logged event: its type and its printed JSON (sequence_number in). */
 typedef struct rev {
@@ -408,37 +408,6 @@ static cJSON *history(sobj *prev, sobj *conv, const cJSON *inputs) {
   return h;
 }
 
-/* The call a function_call_output answers: its label in the answer is
- * the city of a get_weather call, else the function name (as for runs). */
-static cJSON *label_for(const cJSON *hist, const char *call_id) {
-  const cJSON *it;
-  cJSON_ArrayForEach(it, hist) {
-    if (!is(cJSON_GetObjectItemCaseSensitive(it, "type"), "function_call") ||
-        !is(cJSON_GetObjectItemCaseSensitive(it, "call_id"), call_id))
-      continue;
-    const char *name = cJSON_GetObjectItemCaseSensitive(it, "name")->valuestring;
-    const char *text = cJSON_GetObjectItemCaseSensitive(it, "arguments")->valuestring;
-    cJSON *args = strcmp(name, "get_weather") == 0 ? cJSON_Parse(text) : NULL;
-    if (!args && strcmp(name, "get_weather") == 0) {
-      /* "bad arguments" cut the closing brace: the label is the city of
-       * the arguments as planned (sim_tools labels calls the same way). */
-      size_t len = strlen(text);
-      char *fixed = malloc(len + 2);
-      if (fixed) {
-        memcpy(fixed, text, len);
-        memcpy(fixed + len, "}", 2);
-        args = cJSON_Parse(fixed);
-        free(fixed);
-      }
-    }
-    const cJSON *loc = cJSON_GetObjectItemCaseSensitive(args, "location");
-    cJSON *l = cJSON_CreateString(cJSON_IsString(loc) && loc->valuestring[0] ? loc->valuestring : name);
-    cJSON_Delete(args);
-    return l;
-  }
-  return cJSON_CreateString(call_id);
-}
-
 /* Responses tools {type:function,name,...} in the Assistants shape
  * sim_tools reads ({type:function,function:{name}}); the same for a
  * tool_choice naming a function. */
@@ -466,76 +435,27 @@ static cJSON *as_run_choice(const cJSON *choice) {
   return o;
 }
 
-static int item_is(const cJSON *it, const char *type) {
-  return is(cJSON_GetObjectItemCaseSensitive(it, "type"), type);
-}
-
-/* The answer built from the function_call_output items of hist[from..],
- * in order (every round of the turn, as for runs). */
-static int answer_from_outputs(rstate *rs, const cJSON *hist, int from, const char *instr_s) {
-  cJSON *outs = cJSON_CreateArray();
-  int n = cJSON_GetArraySize(hist), k = 0;
-  for (int i = from; i < n; i++) {
-    const cJSON *o = cJSON_GetArrayItem(hist, i);
-    if (!item_is(o, "function_call_output")) continue;
-    cJSON *rec = cJSON_CreateObject();
-    cJSON_AddItemToObject(rec, "label", label_for(hist, cJSON_GetObjectItemCaseSensitive(o, "call_id")->valuestring));
-    cJSON_AddItemToObject(rec, "output", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(o, "output"), 1));
-    cJSON_AddItemToArray(outs, rec);
-    k++;
-  }
-  rs->answer = stools_answer(outs);
-  cJSON_Delete(outs);
-  rs->tokens_total = smodel_count_tokens(rs->answer);
-  rs->input_tokens = smodel_count_tokens(instr_s) + k;
-  return rs->answer ? AW_OK : AW_ENOMEM;
-}
-
-/* Decide the output (rs->answer or rs->calls) from the history.  The
- * turn's user message (the last one) decides the rounds of calls, as for
- * runs (sim_tools: "twice", "two rounds", parallel_tool_calls false): a
- * response whose history ends with function_call_output items continues
- * that turn with its next round (the rounds made since the user message
- * are the groups of consecutive function_call items after it), and
- * answers from every output of the turn once all rounds are made. */
+/* Decide the output (rs->answer or rs->calls) from the history
+ * (sim_turn: the next round of calls, or the answer from the turn's
+ * outputs, or the scripted answer).  Usage counts, as for runs, the user
+ * message and the instructions (the instructions and the outputs when
+ * answering outputs). */
 static int plan(rstate *rs, const cJSON *hist, const cJSON *body, int answer_tokens) {
   const cJSON *instr = cJSON_GetObjectItemCaseSensitive(body, "instructions");
   const char *instr_s = cJSON_IsString(instr) ? instr->valuestring : NULL;
-  int n = cJSON_GetArraySize(hist), u = n;
-  while (u-- > 0 && !is(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(hist, u), "role"), "user")) {
-  }
-  int outputs_last = n > 0 && item_is(cJSON_GetArrayItem(hist, n - 1), "function_call_output");
-  buf user;
-  buf_init(&user, 1 << 20);
-  if (u >= 0) sconv_item_text(cJSON_GetArrayItem(hist, u), &user);
-  const char *text = user.data ? user.data : "";
   cJSON *tools = as_run_tools(cJSON_GetObjectItemCaseSensitive(body, "tools"));
   cJSON *choice = as_run_choice(cJSON_GetObjectItemCaseSensitive(body, "tool_choice"));
-  cJSON *p = stools_plan(text, instr_s, tools, choice,
-                         !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(body, "parallel_tool_calls")));
+  int parallel = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(body, "parallel_tool_calls"));
+  sturn t;
+  int rc = sturn_decide(hist, instr_s, tools, choice, parallel, answer_tokens, &t);
   cJSON_Delete(tools);
   cJSON_Delete(choice);
-  int made = 0;
-  if (outputs_last)
-    for (int i = u + 1; i < n; i++)
-      made += item_is(cJSON_GetArrayItem(hist, i), "function_call") &&
-              (i == u + 1 || !item_is(cJSON_GetArrayItem(hist, i - 1), "function_call"));
-  int rc;
-  if (p && made < cJSON_GetArraySize(p)) {
-    rs->calls = cJSON_DetachItemFromArray(p, made);
-    rs->input_tokens = smodel_count_tokens(text) + smodel_count_tokens(instr_s);
-    rc = rs->calls ? AW_OK : AW_ENOMEM;
-  } else if (outputs_last) {
-    rc = answer_from_outputs(rs, hist, u + 1, instr_s);
-  } else {
-    rs->answer = smodel_answer(text, instr_s, NULL, answer_tokens);
-    rs->tokens_total = answer_tokens;
-    rs->input_tokens = smodel_count_tokens(text) + smodel_count_tokens(instr_s);
-    rc = rs->answer ? AW_OK : AW_ENOMEM;
-  }
-  cJSON_Delete(p);
-  buf_free(&user);
-  return rc;
+  if (rc) return rc;
+  rs->calls = t.calls;
+  rs->answer = t.answer;
+  rs->tokens_total = t.calls ? 0 : t.tokens;
+  rs->input_tokens = smodel_count_tokens(instr_s) + (t.from_outputs ? t.outputs : t.user_tokens);
+  return AW_OK;
 }
 
 /* ---- create ------------------------------------------------------------- */

@@ -40,12 +40,14 @@ static const char *const names[SR_COUNT] = {
     [SR_CITEM_CREATE] = "POST /v1/conversations/{conversation_id}/items",
     [SR_CITEM_GET] = "GET /v1/conversations/{conversation_id}/items/{item_id}",
     [SR_CITEM_DELETE] = "DELETE /v1/conversations/{conversation_id}/items/{item_id}",
+    [SR_CHAT_CREATE] = "POST /v1/chat/completions",
     [SR_ADMIN_FAULTS_GET] = "GET /admin/faults",
     [SR_ADMIN_FAULTS_SET] = "POST /admin/faults",
     [SR_ADMIN_RESET] = "POST /admin/reset",
     [SR_ADMIN_STATS] = "GET /admin/stats",
     [SR_ADMIN_RESPONSES] = "GET /admin/responses",
     [SR_ADMIN_CONV] = "GET /admin/conversations/{conversation_id}",
+    [SR_ADMIN_CHAT_REQUESTS] = "GET /admin/chat/requests",
     [SR_HEALTH] = "GET /healthz",
 };
 
