@@ -93,10 +93,16 @@ typedef struct wk_event {
   int send_response, send_dlq; /* (re)produce these on the next attempt */
   uint8_t shrink_response;     /* outbox: 0 whole, 1 degraded (did not fit), 2 given up */
   uint8_t shrink_dlq;          /* the same for the DLQ record (outbox.c, degrade.h) */
+  uint8_t suspect;             /* outbox: a record of its outcome was refused for good in a
+                                  batch with others; produced again alone (w->alone) before
+                                  the refusal counts */
   int await_deltas;            /* response held until the deltas are durable */
   buf out;                     /* encoded response, until delivered */
   buf delta;                   /* pending delta text */
   int64_t seq;
+  int attempt;                 /* the deltas' attempt number: 1 for a recovered turn,
+                                  or the backend's generation of a regenerated text
+                                  (be_handles.attempt) */
   int64_t received_ms, run_started_ms;
   struct wkt_ev *tools;        /* the tool phase's state (worker_tools.c), or NULL */
   int abandoned;               /* left to the next owner: never committed */
@@ -131,6 +137,12 @@ struct wk {
   uint64_t txn_started_ns;     /* uv_hrtime() when the commit in progress began */
   uint64_t revoke_after_seq;   /* a held revocation waits for the end of this transaction */
   int revoke_waiting;          /* a revocation is held for a commit (outbox.c) */
+  wk_event *alone;             /* the event whose outcome records are produced alone now */
+  long outcome_pending;        /* outcome records (responses, DLQ) produced, not reported */
+  long suspects_waiting;       /* suspects on the wait list (txn_wait): they go first */
+  int final_commit;            /* wk_shutdown's last commit: 1 asked, 2 running (outbox.c) */
+  uint64_t final_seq;          /* the transaction that commit closes */
+  void (*final_done)(wk *w);   /* called once it ended (or could not run) */
   uv_loop_t *loop;
   wk_config cfg;
   be_backend *be;

@@ -83,6 +83,55 @@ typedef struct be_store {
   void *self;
 } be_store;
 
+/* ---- the history port ----------------------------------------------------- */
+
+/* Backends whose servers keep no conversation (Chat Completions) keep each
+ * conversation's history in the fleet's store, through this port.  The
+ * store does not parse what it keeps: a *turn* is an opaque text the
+ * backend wrote (one JSON object per answered event), and the store only
+ * knows which event_id each turn belongs to.
+ *
+ *   history  the conversation's committed turns, oldest first, capped (turns
+ *            and bytes: the oldest go first) and expiring after a TTL that
+ *            every commit renews
+ *   pending  one event's turn while it waits for tool outputs (what the
+ *            next round must send again: the user's message, the
+ *            assistant's calls, the outputs so far); replaced each round,
+ *            dropped by the commit, expiring on its own otherwise */
+
+/** What load read, valid during the callback only. */
+typedef struct be_history_view {
+  const char *const *turns; /* the newest committed turns, oldest first */
+  const size_t *lens;
+  size_t nturns;
+  int committed;            /* this event's turn is in the history already */
+  const char *pending;      /* this event's pending turn, or NULL */
+  size_t pending_len;
+} be_history_view;
+
+/** err AW_OK or AW_EREDIS (store unreachable: retry class). */
+typedef void (*be_history_load_cb)(void *opaque, int err, const be_history_view *v);
+/** applied: 1 the write took effect; 0 commit found the event's turn there
+ *  already (nothing was written). */
+typedef void (*be_history_cb)(void *opaque, int err, int applied);
+
+typedef struct be_history {
+  /** One round trip (pipelined): the newest max_turns committed turns, whether
+   *  event_id's turn is among the committed ones (whole history, not only the
+   *  ones read), and event_id's pending turn. */
+  int (*load)(void *self, const char *conversation_id, const char *event_id, size_t max_turns,
+              be_history_load_cb cb, void *opaque);
+  /** Replace event_id's pending turn. */
+  int (*save_pending)(void *self, const char *conversation_id, const char *event_id, const char *turn,
+                      size_t len, be_history_cb cb, void *opaque);
+  /** One atomic write: unless event_id's turn is committed already, append
+   *  turn, trim the history to its caps, renew its TTL; in both cases drop
+   *  event_id's pending turn. */
+  int (*commit)(void *self, const char *conversation_id, const char *event_id, const char *turn,
+                size_t len, be_history_cb cb, void *opaque);
+  void *self;
+} be_history;
+
 /* ---- assistants ----------------------------------------------------------- */
 
 /** An assistant as configured (or, on the Assistants backend, named by an
@@ -105,6 +154,11 @@ typedef struct be_assistant {
   const char *hash;          /* stable hash of the definition */
   const char *id;            /* Assistants backend: the asst_ id (ensured at
                                 start-up or named by the request); else NULL */
+  /* Chat backend: the context budget, i.e. how much of the stored history
+   * is sent with a turn (the oldest turns are left out first, a turn is
+   * never cut).  0: the backend's default. */
+  long history_max_messages; /* messages sent, the current turn's included */
+  long history_max_tokens;   /* approximate tokens sent (bytes / 4) */
 } be_assistant;
 
 /** Result of a simple operation (assistant ensure, cancel). */
@@ -176,7 +230,11 @@ typedef enum be_end {
 typedef struct be_handles {
   const char *kind;          /* "assistants", "responses", "chat" */
   const char *conversation;  /* thread_... / conv_..., NULL if none */
-  const char *turn;          /* run_... / resp_... (the last one), NULL if none */
+  const char *turn;          /* run_... / resp_... / chatcmpl-... (the last one), NULL if none */
+  int attempt;               /* 0, or the generation of the turn's text when a
+                                backend generates it again (a stateless server
+                                cannot resume): deltas from here on start again
+                                at seq 0 with this attempt number */
 } be_handles;
 
 typedef struct be_turn_result {
@@ -294,6 +352,7 @@ typedef struct be_http_config {
                                 stream is followed by polling the stored
                                 response */
   const be_store *store;     /* borrowed; required by backends with a handle_key */
+  const be_history *history; /* borrowed; required by the chat backend */
   /* Optional: told of every finished API call, on the loop thread (see
    * api_client.h's api_observe_fn: route "POST /threads/{id}/runs", HTTP
    * status or 0, seconds, attempts).  NULL: no observer. */
@@ -311,5 +370,10 @@ int be_assistants_new(uv_loop_t *loop, const be_http_config *cfg, be_backend **o
 /** The Responses + Conversations API: backend/responses/. */
 int be_responses_new(uv_loop_t *loop, const be_http_config *cfg, be_backend **out,
                      char *errstr, size_t errstr_size) AW_MUST_CHECK;
+
+/** Chat Completions, the conversation's history kept by the fleet through
+ *  cfg->history: backend/chat/. */
+int be_chat_new(uv_loop_t *loop, const be_http_config *cfg, be_backend **out,
+                char *errstr, size_t errstr_size) AW_MUST_CHECK;
 
 #endif

@@ -22,8 +22,11 @@ void wkd_flush(wk_event *ev) {
   const char *run = ev->h_turn[0] ? ev->h_turn : NULL;
   /* A recovered turn's text is published whole again from seq 0: attempt 1
    * tells readers to drop what attempt 0 published (every replay carries
-   * the same text at the same seqs). */
-  if (contract_delta_encode(ev->event_id, ev->conv_id, run, ev->seq, ev->recover ? 1 : 0, ev->delta.data,
+   * the same text at the same seqs).  A backend that generates the text
+   * again (a stateless server cannot resume) numbers its generations, and
+   * a reader keeps only the highest attempt it saw. */
+  int attempt = ev->attempt > 0 ? ev->attempt : ev->recover ? 1 : 0;
+  if (contract_delta_encode(ev->event_id, ev->conv_id, run, ev->seq, attempt, ev->delta.data,
                             ev->delta.len, &enc) == AW_OK &&
       wko_produce(ev, ev->w->cfg.topic_deltas, DR_DELTA, ev->conv_id, strlen(ev->conv_id), enc.data,
                  enc.len, NULL, 0) == AW_OK) {
@@ -51,6 +54,16 @@ static void on_delta_timer(uv_timer_t *t) {
     wkd_flush(ev);
   }
   uv_timer_stop(t);
+}
+
+void wkd_new_attempt(wk_event *ev, int attempt) {
+  if (attempt <= ev->attempt) return;
+  /* Text still buffered belongs to the abandoned generation: readers drop
+   * it anyway once they see the new attempt, so it is not sent. */
+  wkd_unschedule(ev);
+  buf_reset(&ev->delta);
+  ev->attempt = attempt;
+  ev->seq = 0;
 }
 
 void wkd_unschedule(wk_event *ev) {

@@ -32,6 +32,7 @@ static void take_handles(wk_event *ev, const be_handles *h) {
   if (h->kind) ev->h_kind = h->kind;
   if (h->conversation && *h->conversation) wk_copy_id(ev->h_conv, sizeof ev->h_conv, h->conversation);
   if (h->turn && *h->turn) wk_copy_id(ev->h_turn, sizeof ev->h_turn, h->turn);
+  if (h->attempt > ev->attempt) wkd_new_attempt(ev, h->attempt);
 }
 
 static void turn_checkpoint(void *opaque, const char *checkpoint, const be_handles *handles) {

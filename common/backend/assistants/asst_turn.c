@@ -106,7 +106,7 @@ int asst_turn_run_known(turn_op *t) {
   if (strcmp(cp, t->checkpoint) == 0) return 0;
   memcpy(t->checkpoint, cp, sizeof cp);
   if (!t->ev->on_checkpoint) return 0;
-  be_handles h = {"assistants", asst_nz(t->thread), asst_nz(t->run.id)};
+  be_handles h = {.kind = "assistants", .conversation = asst_nz(t->thread), .turn = asst_nz(t->run.id)};
   return USER_CB(t, t->ev->on_checkpoint(t->opaque, t->checkpoint, &h));
 }
 

@@ -414,7 +414,7 @@ static int turn_checkpoint(rsp_turn *t) {
     log_ctx ctx = turn_ctx(t);
     log_debug(&ctx, "response created");
   }
-  be_handles h = {"responses", nz(t->conv), nz(t->st.resp.id)};
+  be_handles h = {.kind = "responses", .conversation = nz(t->conv), .turn = nz(t->st.resp.id)};
   if (t->ev->on_checkpoint && USER_CB(t, t->ev->on_checkpoint(t->opaque, t->checkpoint, &h))) return 1;
   return 0;
 }
