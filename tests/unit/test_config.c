@@ -25,7 +25,8 @@ static const char *const ENV_VARS[] = {
     "AW_API_BASE_URL", "AW_API_KEY",       "OPENAI_API_KEY",    "AW_API_ORG",        "AW_API_PROJECT",
     "AW_MAX_IN_FLIGHT", "AW_LOG_LEVEL",    "AW_HEALTH_PORT",   "AW_TOPIC_TOOL_REQUESTS", "AW_TOPIC_TOOL_REPLIES",
     "AW_TOOL_SECRET",  "AW_TOOL_SECRET_PREVIOUS", "AW_API_BACKEND", "AW_KAFKA_GROUP_INSTANCE_ID",
-    "AW_MAX_EVENT_BYTES", "AW_API_BACKGROUND",
+    "AW_MAX_EVENT_BYTES", "AW_API_BACKGROUND", "AW_CONVERSATION_TTL_S", "AW_TOOL_STATE_TTL_S",
+    "AW_HISTORY_MAX_TURNS", "AW_HISTORY_MAX_BYTES", "AW_HISTORY_TTL_S",
 };
 
 /* 16 bytes: the shortest secret accepted. */
@@ -94,6 +95,11 @@ static void test_defaults_are_the_documented_values(void **state) {
   assert_int_equal(c.worker.max_answer_bytes, 256 * 1024);
   assert_int_equal(c.worker.commit_interval_ms, 200);
   assert_int_equal(c.worker.health_port, 0);
+  assert_int_equal(c.worker.history_max_turns, 100);
+  assert_int_equal(c.worker.history_max_bytes, 1024 * 1024);
+  assert_int_equal(c.worker.conversation_ttl_s, 30L * 24 * 3600);
+  assert_int_equal(c.worker.history_ttl_s, 30L * 24 * 3600); /* worker.conversation_ttl_s's */
+  assert_int_equal(cfg_history_ttl_s(&c), 30L * 24 * 3600);
   assert_int_equal(c.log_level, LOG_INFO);
   assert_int_equal(c.nassistants, 0);
   assert_int_equal(c.tools.nroutes, 0);
@@ -325,7 +331,26 @@ static const struct {
     {"{\"redis\":{\"port\":65536}}", "redis.port: 65536 is out of range"},
     {"{\"redis\":{\"port\":63.5}}", "redis.port: expected an integer"},
     {"{\"api\":{\"base_url\":\"ftp://x\"}}", "api.base_url: \"ftp://x\" is not an http"},
-    {"{\"api\":{\"backend\":\"chatty\"}}", "api.backend: unknown backend \"chatty\""},
+    {"{\"api\":{\"backend\":\"chatty\"}}",
+     "api.backend: unknown backend \"chatty\" (expected responses, assistants or chat)"},
+    {"{\"worker\":{\"history_max_turns\":0}}", "worker.history_max_turns: 0 is out of range [1, 100000]"},
+    {"{\"worker\":{\"history_max_bytes\":100}}", "worker.history_max_bytes: 100 is out of range [1024,"},
+    {"{\"worker\":{\"history_ttl_s\":-1}}", "worker.history_ttl_s: -1 is out of range [0,"},
+    {"{\"worker\":{\"history_ttl_s\":\"1d\"}}", "worker.history_ttl_s: expected an integer"},
+    {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"history\":40}]}",
+     "assistants[0] (\"a\").history: expected an object ({\"max_messages\": .., \"max_tokens\": ..})"},
+    {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"history\":{\"max_turns\":4}}]}",
+     "assistants[0] (\"a\").history: unknown key \"max_turns\" (expected max_messages, max_tokens)"},
+    {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"history\":{\"max_messages\":0}}]}",
+     "assistants[0] (\"a\").history.max_messages: 0 is out of range [1, 10000] (leave it out for the backend's default)"},
+    {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"history\":{\"max_tokens\":-5}}]}",
+     "assistants[0] (\"a\").history.max_tokens: -5 is out of range [1, 10000000]"},
+    {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"history\":{\"max_tokens\":2.5}}]}",
+     "assistants[0] (\"a\").history.max_tokens: expected an integer, got 2.5"},
+    {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"history\":{\"max_messages\":\"40\"}}]}",
+     "assistants[0] (\"a\").history.max_messages: expected an integer"},
+    {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"history\":{\"max_messages\":4,\"max_messages\":5}}]}",
+     "assistants[0] (\"a\").history.max_messages: duplicate key"},
     {"{\"api\":{\"timeout_ms\":0}}", "api.timeout_ms: 0 is out of range"},
     {"{\"api\":{\"max_retries\":-1}}", "api.max_retries: -1 is out of range"},
     {"{\"worker\":{\"max_in_flight\":0}}", "worker.max_in_flight: 0 is out of range"},
@@ -460,6 +485,10 @@ static void test_invalid_env_values_name_the_variable(void **state) {
       {"AW_API_KEY", "sk-has space", "AW_API_KEY: contains whitespace"},
       {"AW_TOPIC_TOOL_REQUESTS", "bad topic", "AW_TOPIC_TOOL_REQUESTS: invalid Kafka topic name"},
       {"AW_TOPIC_TOOL_REPLIES", "a:b", "AW_TOPIC_TOOL_REPLIES: invalid Kafka topic name"},
+      {"AW_API_BACKEND", "chatgpt", "AW_API_BACKEND: unknown backend \"chatgpt\" (expected responses, assistants or chat)"},
+      {"AW_HISTORY_MAX_TURNS", "0", "AW_HISTORY_MAX_TURNS: 0 is out of range"},
+      {"AW_HISTORY_MAX_BYTES", "1k", "AW_HISTORY_MAX_BYTES: expected an integer"},
+      {"AW_HISTORY_TTL_S", "-1", "AW_HISTORY_TTL_S: -1 is out of range"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     clear_env(NULL);
@@ -1216,6 +1245,71 @@ static void test_tool_choice_is_validated_canonical_and_hashed(void **state) {
   }
 }
 
+static void test_chat_backend_and_history_settings_come_from_file_or_env(void **state) {
+  (void)state;
+  cfg c;
+  char err[512];
+  const char *doc = "{\"api\":{\"backend\":\"chat\"},"
+                    "\"worker\":{\"conversation_ttl_s\":3600,\"history_max_turns\":20,\"history_max_bytes\":65536},"
+                    "\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"history\":{\"max_messages\":12,\"max_tokens\":8000}},"
+                    "{\"name\":\"b\",\"model\":\"m\",\"history\":{\"max_tokens\":500}},"
+                    "{\"name\":\"c\",\"model\":\"m\",\"history\":null},"
+                    "{\"name\":\"d\",\"model\":\"m\",\"history\":{}}]}";
+  const char *path = write_tmp(doc);
+  assert_int_equal(cfg_load(&c, path, err, sizeof err), AW_OK);
+  assert_string_equal(c.api.backend, "chat");
+  assert_int_equal(c.worker.history_max_turns, 20);
+  assert_int_equal(c.worker.history_max_bytes, 65536);
+  /* Not set: the conversation's lifetime, whatever that was set to. */
+  assert_int_equal(c.worker.history_ttl_s, 3600);
+  assert_int_equal(cfg_history_ttl_s(&c), 3600);
+  const cfg_assistant *a = cfg_find_assistant(&c, "a"), *b = cfg_find_assistant(&c, "b");
+  assert_int_equal(a->history_max_messages, 12);
+  assert_int_equal(a->history_max_tokens, 8000);
+  assert_int_equal(b->history_max_messages, 0); /* 0: the backend's default */
+  assert_int_equal(b->history_max_tokens, 500);
+  assert_int_equal(cfg_find_assistant(&c, "c")->history_max_messages, 0);
+  assert_int_equal(cfg_find_assistant(&c, "d")->history_max_tokens, 0);
+  be_assistant def;
+  cfg_assistant_def(a, &def);
+  assert_int_equal(def.history_max_messages, 12);
+  assert_int_equal(def.history_max_tokens, 8000);
+  cfg_assistant_def(b, &def);
+  assert_int_equal(def.history_max_messages, 0);
+  assert_int_equal(def.history_max_tokens, 500);
+  /* Not in the hash (it names the Assistants backend's remote definition). */
+  char h[17];
+  cfg_assistant_hash("a", "m", NULL, NULL, NULL, h);
+  assert_string_equal(a->hash, h);
+  /* Dumped, with the ttl in use. */
+  buf out;
+  buf_init(&out, 1 << 20);
+  assert_int_equal(cfg_dump(&c, &out), AW_OK);
+  assert_non_null(strstr((const char *)out.data, "\"history_ttl_s\":\t3600"));
+  assert_non_null(strstr((const char *)out.data, "\"max_messages\":\t12"));
+  assert_non_null(strstr((const char *)out.data, "\"backend\":\t\"chat\""));
+  buf_free(&out);
+  cfg_free(&c);
+
+  /* An explicit ttl, 0 included (no expiry), is kept; env wins over the file. */
+  setenv("AW_HISTORY_TTL_S", "0", 1);
+  setenv("AW_HISTORY_MAX_TURNS", "7", 1);
+  setenv("AW_HISTORY_MAX_BYTES", "4096", 1);
+  setenv("AW_API_BACKEND", "chat", 1);
+  assert_int_equal(cfg_load(&c, NULL, err, sizeof err), AW_OK);
+  assert_string_equal(c.api.backend, "chat");
+  assert_int_equal(c.worker.history_ttl_s, 0);
+  assert_int_equal(cfg_history_ttl_s(&c), 0);
+  assert_int_equal(c.worker.history_max_turns, 7);
+  assert_int_equal(c.worker.history_max_bytes, 4096);
+  cfg_free(&c);
+  setenv("AW_HISTORY_TTL_S", "86400", 1);
+  assert_int_equal(cfg_load(&c, path, err, sizeof err), AW_OK);
+  unlink(path);
+  assert_int_equal(c.worker.history_ttl_s, 86400); /* not the file's conversation_ttl_s */
+  cfg_free(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_defaults_are_the_documented_values, clear_env),
@@ -1247,6 +1341,7 @@ int main(void) {
       cmocka_unit_test_setup(test_dump_shows_routes_and_hides_tool_secrets, clear_env),
       cmocka_unit_test_setup(test_api_background_defaults_on_and_comes_from_file_or_env, clear_env),
       cmocka_unit_test_setup(test_tool_choice_is_validated_canonical_and_hashed, clear_env),
+      cmocka_unit_test_setup(test_chat_backend_and_history_settings_come_from_file_or_env, clear_env),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 #include "assistant_registry.h"
 #include "conv_store.h"
 #include "backend.h"
+#include "history_store.h"
 #include "cli.h"
 #include "config.h"
 #include "kafka_conf.h"
@@ -31,6 +32,7 @@ typedef struct run_ctx {
   rconn *redis;
   cstore store;               /* the backends' store port (conversation handles) */
   be_store store_port;
+  hstore history;             /* the chat backend's history port (conversation history in Redis) */
   be_backend *be;
   areg *reg;
   wk *w;
@@ -221,6 +223,7 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
 static int render_ops(void *opaque, buf *out) {
   run_ctx *r = opaque;
   ops_http_set_ready(r->ops, r->w && !r->stopping && rconn_ready(r->redis));
+  rmet_history(r->met, &r->history.stats);
   return rmet_render(r->met, r->w, r->redis, out);
 }
 
@@ -324,8 +327,21 @@ int cmd_run_main(int argc, char **argv) {
     r.store.handle_ttl_s = r.c.worker.conversation_ttl_s;
     r.store.outcome_ttl_s = r.c.worker.outcome_ttl_s;
     r.store_port = r.store.port;
-    brc = strcmp(r.c.api.backend, "assistants") == 0 ? be_assistants_new(r.loop, &bc, &r.be, errstr, sizeof errstr)
-                                                       : be_responses_new(r.loop, &bc, &r.be, errstr, sizeof errstr);
+    /* The history port, for the chat backend: over the same connection;
+     * its counters are on /metrics whatever the backend (zero unless chat). */
+    hstore_init(&r.history, r.redis, r.c.redis.prefix);
+    r.history.max_turns = (size_t)r.c.worker.history_max_turns;
+    r.history.max_bytes = r.c.worker.history_max_bytes;
+    r.history.ttl_s = cfg_history_ttl_s(&r.c);
+    r.history.pending_ttl_s = r.c.worker.tool_state_ttl_s; /* a pending turn lives as long as its tool state */
+    if (strcmp(r.c.api.backend, "assistants") == 0) {
+      brc = be_assistants_new(r.loop, &bc, &r.be, errstr, sizeof errstr);
+    } else if (strcmp(r.c.api.backend, "chat") == 0) {
+      bc.history = &r.history.port;
+      brc = be_chat_new(r.loop, &bc, &r.be, errstr, sizeof errstr);
+    } else {
+      brc = be_responses_new(r.loop, &bc, &r.be, errstr, sizeof errstr);
+    }
   }
   if (brc != AW_OK) {
     log_error(NULL, "start-up: %s", errstr);

@@ -41,7 +41,7 @@ typedef enum {
   F_SIZE,
   F_LEVEL,    /* log level name */
   F_BOOL,     /* true/false (env: true, false, 1, 0) into an int */
-  F_BACKEND,  /* a backend kind: responses, assistants */
+  F_BACKEND,  /* a backend kind: responses, assistants, chat */
 } ftype;
 
 typedef struct field {
@@ -96,6 +96,10 @@ static const field FIELDS[] = {
     N("worker", "tool_state_ttl_s", "AW_TOOL_STATE_TTL_S", F_LONG, worker.tool_state_ttl_s, 60, 7L * 24 * 3600),
     N("worker", "tool_state_done_ttl_s", "AW_TOOL_STATE_DONE_TTL_S", F_LONG, worker.tool_state_done_ttl_s, 60,
       30L * 24 * 3600),
+    N("worker", "history_max_turns", "AW_HISTORY_MAX_TURNS", F_LONG, worker.history_max_turns, 1, 100000),
+    N("worker", "history_max_bytes", "AW_HISTORY_MAX_BYTES", F_SIZE, worker.history_max_bytes, 1024,
+      256L * 1024 * 1024),
+    N("worker", "history_ttl_s", "AW_HISTORY_TTL_S", F_LONG, worker.history_ttl_s, 0, 10L * 365 * 24 * 3600),
     N("worker", "max_event_bytes", "AW_MAX_EVENT_BYTES", F_SIZE, worker.max_event_bytes, 1024, 64 * 1024 * 1024),
     N("worker", "max_answer_bytes", NULL, F_SIZE, worker.max_answer_bytes, 1024, 64 * 1024 * 1024),
     N("worker", "commit_interval_ms", NULL, F_LONG, worker.commit_interval_ms, 1, 60000),
@@ -157,8 +161,8 @@ static int set_string(cfg *c, const field *f, const char *v, const char *where, 
     c->log_level = lvl;
     return AW_OK;
   }
-  if (f->type == F_BACKEND && strcmp(v, "responses") != 0 && strcmp(v, "assistants") != 0)
-    return cfgerr(errstr, n, "%s: unknown backend \"%.32s\" (expected responses or assistants)", where, v);
+  if (f->type == F_BACKEND && strcmp(v, "responses") != 0 && strcmp(v, "assistants") != 0 && strcmp(v, "chat") != 0)
+    return cfgerr(errstr, n, "%s: unknown backend \"%.32s\" (expected responses, assistants or chat)", where, v);
   if (len >= f->size)
     return cfgerr(errstr, n, "%s: too long (%zu bytes, at most %zu)", where, len, f->size - 1);
   if (len == 0 && f->type != F_STR_OPT) return cfgerr(errstr, n, "%s: must not be empty", where);
@@ -247,6 +251,9 @@ void cfg_init(cfg *c) {
   c->worker.outcome_ttl_s = 7L * 24 * 3600;
   c->worker.tool_state_ttl_s = 900;
   c->worker.tool_state_done_ttl_s = 3600;
+  c->worker.history_max_turns = 100;
+  c->worker.history_max_bytes = 1024 * 1024;
+  c->worker.history_ttl_s = -1; /* unset: worker.conversation_ttl_s (cfg_history_ttl_s) */
   c->worker.max_event_bytes = 1024 * 1024;
   c->worker.max_answer_bytes = 256 * 1024;
   c->worker.commit_interval_ms = 200;
@@ -517,11 +524,45 @@ static int parse_tool_choice(const cJSON *choice, const cJSON *tools, const char
   return *out ? AW_OK : aw_seterr(AW_ENOMEM, errstr, n, "out of memory");
 }
 
+static int no_duplicate_keys(const cJSON *obj, const char *section, char *errstr, size_t n);
+
+/* history: {"max_messages": N, "max_tokens": N}, each optional, each a
+ * positive integer: the chat backend's context budget for this assistant
+ * (0, i.e. absent: the backend's default).  Not part of the hash: the hash
+ * names what the Assistants backend keeps remotely, and the budget lives
+ * only in the worker. */
+static int parse_history(cfg_assistant *a, const cJSON *hist, const char *where, char *errstr, size_t n) {
+  char path[160];
+  snprintf(path, sizeof path, "%s.history", where);
+  if (cJSON_IsNull(hist)) return AW_OK;
+  if (!cJSON_IsObject(hist))
+    return cfgerr(errstr, n, "%s: expected an object ({\"max_messages\": .., \"max_tokens\": ..})", path);
+  int rc = no_duplicate_keys(hist, path, errstr, n);
+  if (rc) return rc;
+  const cJSON *it;
+  cJSON_ArrayForEach(it, hist) {
+    long *dst;
+    long long hi;
+    if (strcmp(it->string, "max_messages") == 0) dst = &a->history_max_messages, hi = CFG_MAX_HISTORY_MESSAGES;
+    else if (strcmp(it->string, "max_tokens") == 0) dst = &a->history_max_tokens, hi = CFG_MAX_HISTORY_TOKENS;
+    else return cfgerr(errstr, n, "%s: unknown key \"%.40s\" (expected max_messages, max_tokens)", path, it->string);
+    char kp[200];
+    snprintf(kp, sizeof kp, "%s.%s", path, it->string);
+    long long x = 0; /* set by json_integer on success */
+    rc = json_integer(it, &x, kp, errstr, n);
+    if (rc) return rc;
+    if (x < 1 || x > hi)
+      return cfgerr(errstr, n, "%s: %lld is out of range [1, %lld] (leave it out for the backend's default)", kp, x, hi);
+    *dst = (long)x;
+  }
+  return AW_OK;
+}
+
 static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size_t n) {
   char where[96];
   snprintf(where, sizeof where, "assistants[%d]", idx);
   if (!cJSON_IsObject(obj)) return cfgerr(errstr, n, "%s: expected an object", where);
-  const cJSON *name = NULL, *model = NULL, *instr = NULL, *tools = NULL, *choice = NULL, *it;
+  const cJSON *name = NULL, *model = NULL, *instr = NULL, *tools = NULL, *choice = NULL, *hist = NULL, *it;
   cJSON_ArrayForEach(it, obj) {
     const char *k = it->string;
     if (strcmp(k, "name") == 0) name = it;
@@ -529,7 +570,8 @@ static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size
     else if (strcmp(k, "instructions") == 0) instr = it;
     else if (strcmp(k, "tools") == 0) tools = it;
     else if (strcmp(k, "tool_choice") == 0) choice = it;
-    else return cfgerr(errstr, n, "%s: unknown key \"%s\" (expected name, model, instructions, tools, tool_choice)", where, k);
+    else if (strcmp(k, "history") == 0) hist = it;
+    else return cfgerr(errstr, n, "%s: unknown key \"%s\" (expected name, model, instructions, tools, tool_choice, history)", where, k);
   }
   if (!name) return cfgerr(errstr, n, "%s: missing name", where);
   if (!cJSON_IsString(name)) return cfgerr(errstr, n, "%s.name: expected a string", where);
@@ -557,6 +599,13 @@ static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size
 
   cfg_assistant *a = &c->assistants[c->nassistants];
   memset(a, 0, sizeof *a);
+  if (hist) {
+    int rc = parse_history(a, hist, where, errstr, n);
+    if (rc) {
+      memset(a, 0, sizeof *a);
+      return rc;
+    }
+  }
   char *tools_json = NULL;
   if (tools) {
     int rc = parse_tools(tools, where, &tools_json, errstr, n);
@@ -982,6 +1031,7 @@ int cfg_load(cfg *c, const char *path, char *errstr, size_t errstr_size) {
   int rc = path ? cfg_load_file(c, path, errstr, errstr_size) : AW_OK;
   if (!rc) rc = cfg_apply_env(c, errstr, errstr_size);
   if (!rc) rc = check_loaded(c, errstr, errstr_size);
+  if (!rc) c->worker.history_ttl_s = cfg_history_ttl_s(c); /* the value in use, for --print-config */
   if (rc) cfg_free(c);
   return rc;
 }
@@ -1002,6 +1052,12 @@ void cfg_assistant_def(const cfg_assistant *a, be_assistant *def) {
   def->tools_json = a->tools_json;
   def->tool_choice_json = a->tool_choice_json;
   def->hash = a->hash;
+  def->history_max_messages = a->history_max_messages;
+  def->history_max_tokens = a->history_max_tokens;
+}
+
+long cfg_history_ttl_s(const cfg *c) {
+  return c->worker.history_ttl_s < 0 ? c->worker.conversation_ttl_s : c->worker.history_ttl_s;
 }
 
 const cfg_function *cfg_function_route(const cfg *c, const char *name) {
@@ -1104,6 +1160,12 @@ int cfg_dump(const cfg *c, buf *out) {
       cJSON *t = cJSON_Parse(a->tool_choice_json);
       ok = t && cJSON_AddItemToObject(o, "tool_choice", t);
       if (!ok) cJSON_Delete(t);
+    }
+    if (ok && (a->history_max_messages || a->history_max_tokens)) {
+      cJSON *h = cJSON_AddObjectToObject(o, "history");
+      ok = h && (!a->history_max_messages ||
+                 cJSON_AddNumberToObject(h, "max_messages", (double)a->history_max_messages)) &&
+           (!a->history_max_tokens || cJSON_AddNumberToObject(h, "max_tokens", (double)a->history_max_tokens));
     }
     ok = ok && cJSON_AddStringToObject(o, "hash", a->hash);
   }

@@ -11,17 +11,19 @@
  *                         "tool_requests": .., "tool_replies": ..},
  *              "properties": {"security.protocol": "SASL_SSL", ...}},
  *    "redis": {"host": .., "port": .., "prefix": .., "connect_timeout_ms": ..},
- *    "api":   {"backend": "responses" | "assistants", "base_url": .., "organization": ..,
+ *    "api":   {"backend": "responses" | "assistants" | "chat", "base_url": .., "organization": ..,
  *              "project": .., "timeout_ms": ..,
  *              "stream_idle_timeout_ms": .., "max_retries": .., "background": true},
  *    "worker": {"max_in_flight": .., "max_in_flight_per_partition": .., "max_event_bytes": ..,
  *               "max_answer_bytes": ..,
  *               "commit_interval_ms": .., "health_port": ..,
- *               "exactly_once": true, "txn_interval_ms": ..},
+ *               "exactly_once": true, "txn_interval_ms": ..,
+ *               "history_max_turns": .., "history_max_bytes": .., "history_ttl_s": ..},
  *    "log_level": "info",
  *    "assistants": [{"name": .., "model": .., "instructions": .., "tools": [..],
  *                    "tool_choice": "auto" | "required" | "none" |
- *                                   {"type": "function", "function": {"name": ..}}}],
+ *                                   {"type": "function", "function": {"name": ..}},
+ *                    "history": {"max_messages": .., "max_tokens": ..}}],
  *    "functions": {"get_weather": {"topic": .., "deadline_ms": ..,
  *                                  "on_deadline": "error_output" | "cancel_run",
  *                                  "validate_arguments": true}}}
@@ -54,7 +56,9 @@
  * OPENAI_API_KEY), AW_API_ORG, AW_API_PROJECT, AW_API_BACKGROUND, AW_MAX_IN_FLIGHT,
  * AW_MAX_IN_FLIGHT_PER_PARTITION,
  * AW_LOG_LEVEL, AW_HEALTH_PORT, AW_EXACTLY_ONCE, AW_KAFKA_TRANSACTIONAL_ID,
- * AW_KAFKA_GROUP_INSTANCE_ID, AW_MAX_EVENT_BYTES.  A variable set to the empty string counts
+ * AW_KAFKA_GROUP_INSTANCE_ID, AW_MAX_EVENT_BYTES, AW_HISTORY_MAX_TURNS, AW_HISTORY_MAX_BYTES,
+ * AW_HISTORY_TTL_S (and the other worker.* variables of README.md's
+ * table).  A variable set to the empty string counts
  * as unset (a Kubernetes manifest often carries empty placeholders).
  *
  * Bounded: at most CFG_MAX_ASSISTANTS assistants, CFG_MAX_PROPERTIES
@@ -82,6 +86,8 @@
 #define CFG_MAX_TOOLS 128                          /* OpenAI's limit per assistant */
 #define CFG_MAX_PROP_VALUE_BYTES 4096
 #define CFG_MAX_FUNCTIONS 128  /* distinct function names across all assistants */
+#define CFG_MAX_HISTORY_MESSAGES 10000L   /* assistants[].history.max_messages, at most */
+#define CFG_MAX_HISTORY_TOKENS 10000000L  /* assistants[].history.max_tokens, at most */
 
 /* Tool-call deadlines: the API expires a run left in requires_action after
  * 10 minutes, so waiting longer than that for a reply is pointless. */
@@ -118,6 +124,12 @@ typedef struct cfg_assistant {
   char *tool_choice_json; /* canonical (cJSON's unformatted print) "auto" | "required" | "none" |
                              {"type":"function","function":{"name":..}}; NULL when not set */
   char hash[17];      /* FNV-1a 64 of the definition, 16 lowercase hex digits */
+  /* "history": the chat backend's context budget (be_assistant's fields of
+   * the same name); 0 when not set (the backend's default, 40 messages /
+   * 4000 tokens).  Not hashed (the hash is the Assistants backend's remote
+   * definition); ignored by the other backends. */
+  long history_max_messages;
+  long history_max_tokens;
 } cfg_assistant;
 
 /** What the worker does when a tool reply has not arrived by the deadline. */
@@ -165,7 +177,7 @@ typedef struct cfg {
     long connect_timeout_ms;     /* 2000 */
   } redis;
   struct {
-    char backend[16];            /* "responses" (default) or "assistants" */
+    char backend[16];            /* "responses" (default), "assistants" or "chat" */
     char base_url[CFG_URL_SIZE]; /* "https://api.openai.com/v1" */
     char api_key[CFG_SECRET_SIZE]; /* env only; "" when unset; never logged or dumped */
     char organization[CFG_ID_SIZE];
@@ -185,6 +197,11 @@ typedef struct cfg {
     long outcome_ttl_s;          /* 7 days */
     long tool_state_ttl_s;       /* 900 */
     long tool_state_done_ttl_s;  /* 3600 */
+    /* The chat backend's history in Redis (history_store.h): */
+    long history_max_turns;      /* 100: turns kept per conversation */
+    size_t history_max_bytes;    /* 1 MiB: bytes kept per conversation (the newest turn always) */
+    long history_ttl_s;          /* -1 until cfg_load resolves it: worker.conversation_ttl_s;
+                                    renewed by every commit; 0: never */
     size_t max_event_bytes;      /* 1 MiB */
     size_t max_answer_bytes;     /* 256 KiB */
     long commit_interval_ms;     /* 200 */
@@ -248,6 +265,9 @@ int cfg_load(cfg *c, const char *path, char *errstr, size_t errstr_size) AW_MUST
  *  before the setting existed).  Stable across runs and machines. */
 void cfg_assistant_hash(const char *name, const char *model, const char *instructions,
                         const char *tools_json, const char *tool_choice_json, char out[17]);
+
+/** worker.history_ttl_s, or worker.conversation_ttl_s when it is not set. */
+long cfg_history_ttl_s(const cfg *c);
 
 /** The assistant called name, or NULL. */
 const cfg_assistant *cfg_find_assistant(const cfg *c, const char *name);

@@ -29,6 +29,7 @@ struct rmet {
   met_histogram_ref *event_seconds, *tool_round_seconds, *txn_seconds;
   met_counter_ref *txn_commits, *txn_aborts;
   met_counter_ref *api_dropped;
+  met_counter_ref *hist_loads, *hist_saves, *hist_commits, *hist_dups, *hist_bytes, *hist_trimmed, *hist_errors;
   size_t napi;
   api_slot api[API_SLOTS];
 };
@@ -114,6 +115,31 @@ int rmet_new(rmet **out) {
     rc = met_counter(m->reg, "aw_api_series_dropped",
                      "API calls left out of aw_api_request_seconds: its series cap was reached", &m->api_dropped,
                      (const char *)NULL);
+  /* The chat backend's history store: with the events counters, bytes per
+   * stored turn and Redis round trips per event (loads + saves + commits). */
+  if (!rc)
+    rc = met_counter(m->reg, "aw_history_loads", "History loads (one pipelined Redis round trip each)",
+                     &m->hist_loads, (const char *)NULL);
+  if (!rc)
+    rc = met_counter(m->reg, "aw_history_pending_saves", "Pending turns (waiting for tool outputs) written",
+                     &m->hist_saves, (const char *)NULL);
+  if (!rc)
+    rc = met_counter(m->reg, "aw_history_commits", "History commits that appended a turn", &m->hist_commits,
+                     (const char *)NULL);
+  if (!rc)
+    rc = met_counter(m->reg, "aw_history_commit_duplicates",
+                     "History commits that found the event's turn committed already (nothing appended)",
+                     &m->hist_dups, (const char *)NULL);
+  if (!rc)
+    rc = met_counter(m->reg, "aw_history_bytes_committed", "Bytes of the turns appended to histories",
+                     &m->hist_bytes, (const char *)NULL);
+  if (!rc)
+    rc = met_counter(m->reg, "aw_history_turns_trimmed",
+                     "Oldest turns dropped from histories by worker.history_max_turns / history_max_bytes",
+                     &m->hist_trimmed, (const char *)NULL);
+  if (!rc)
+    rc = met_counter(m->reg, "aw_history_errors", "History store operations that failed at Redis",
+                     &m->hist_errors, (const char *)NULL);
   if (rc) {
     rmet_free(m);
     return rc;
@@ -183,6 +209,17 @@ int rmet_render(rmet *m, const wk *w, const rconn *redis, buf *out) {
   int rc = met_render(m->reg, out);
   if (!rc) rc = render_lag(w, out);
   return rc;
+}
+
+void rmet_history(rmet *m, const hstore_stats *s) {
+  if (!m || !s) return;
+  met_counter_set(m->hist_loads, (double)s->loads);
+  met_counter_set(m->hist_saves, (double)s->pending_saves);
+  met_counter_set(m->hist_commits, (double)s->commits);
+  met_counter_set(m->hist_dups, (double)s->commit_duplicates);
+  met_counter_set(m->hist_bytes, (double)s->bytes_committed);
+  met_counter_set(m->hist_trimmed, (double)s->turns_trimmed);
+  met_counter_set(m->hist_errors, (double)s->errors);
 }
 
 void rmet_observe(void *opaque, wk_obs what, double value) {

@@ -11,6 +11,13 @@
  * aw_api_series_dropped_total only.  Once a series exists an observation
  * costs a hash of the route, a probe and a histogram update: no allocation.
  *
+ * The chat backend's history store counts in plain counters of its own
+ * (hstore_stats); rmet_history copies them before a render:
+ * aw_history_loads_total, aw_history_pending_saves_total,
+ * aw_history_commits_total (turns appended), aw_history_commit_duplicates_total,
+ * aw_history_bytes_committed_total, aw_history_turns_trimmed_total and
+ * aw_history_errors_total (zero on the other backends).
+ *
  * Consumer lag is a snapshot taken at render time (wk_lag):
  * aw_consumer_lag{partition} for the partitions assigned now (a revoked
  * partition's series disappears) and aw_consumer_lag_total, their sum.
@@ -22,6 +29,7 @@
 
 #include "aw_error.h"
 #include "buf.h"
+#include "history_store.h"
 #include "metrics.h"
 #include "redis_conn.h"
 #include "worker.h"
@@ -34,6 +42,10 @@ int rmet_new(rmet **out) AW_MUST_CHECK;
 /** Copy the counters of w (may be NULL before it starts) and redis into the
  *  registry and render it into out. */
 int rmet_render(rmet *m, const wk *w, const rconn *redis, buf *out) AW_MUST_CHECK;
+
+/** Copy the history store's counters into the registry (call before
+ *  rmet_render; safe with NULL). */
+void rmet_history(rmet *m, const hstore_stats *s);
 
 /** The worker's observer (wk_config.observe, opaque = the rmet). */
 void rmet_observe(void *opaque, wk_obs what, double value);
