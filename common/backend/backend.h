@@ -159,6 +159,10 @@ typedef struct be_assistant {
    * never cut).  0: the backend's default. */
   long history_max_messages; /* messages sent, the current turn's included */
   long history_max_tokens;   /* approximate tokens sent (bytes / 4) */
+  /* Cap on the tokens the model generates per request (chat: max_tokens,
+   * the one every server honours; Responses: max_output_tokens); 0: not
+   * sent (the server's default).  A capped answer ends `incomplete`. */
+  long max_output_tokens;
 } be_assistant;
 
 /** Result of a simple operation (assistant ensure, cancel). */

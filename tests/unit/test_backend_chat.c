@@ -487,12 +487,16 @@ static void test_history_beyond_max_messages_is_left_out_by_whole_turns(void **s
   /* system + current = 2, h-3 makes 4; the tool turn (4 messages) would
    * make 8 > 7: it is left out whole, and everything older with it. */
   a.history_max_messages = 7;
+  a.max_output_tokens = 64;
   be_turn_input in = input("e-1", &a);
   tres t;
   run_start(f, &in, &t);
   assert_string_equal(t.status, "completed");
   assert_int_equal(f->hist.last_max_turns, 7);
   cJSON *q = last_request(f);
+  /* The assistant's output cap goes as max_tokens (what every server honours). */
+  assert_int_equal(cJSON_GetObjectItem(q, "max_tokens")->valueint, 64);
+  assert_null(cJSON_GetObjectItem(q, "max_completion_tokens"));
   assert_int_equal(nmsgs(q), 4);
   assert_string_equal(str_at(q, 1, "content"), "u3");
   assert_string_equal(str_at(q, 2, "content"), "a3");

@@ -341,6 +341,10 @@ static const struct {
      "assistants[0] (\"a\").history: expected an object ({\"max_messages\": .., \"max_tokens\": ..})"},
     {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"history\":{\"max_turns\":4}}]}",
      "assistants[0] (\"a\").history: unknown key \"max_turns\" (expected max_messages, max_tokens)"},
+    {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"max_output_tokens\":0}]}",
+     "assistants[0] (\"a\").max_output_tokens: 0 is out of range [1, 1000000]"},
+    {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"max_output_tokens\":\"64\"}]}",
+     "assistants[0] (\"a\").max_output_tokens"},
     {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"history\":{\"max_messages\":0}}]}",
      "assistants[0] (\"a\").history.max_messages: 0 is out of range [1, 10000] (leave it out for the backend's default)"},
     {"{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"history\":{\"max_tokens\":-5}}]}",
@@ -1251,7 +1255,7 @@ static void test_chat_backend_and_history_settings_come_from_file_or_env(void **
   char err[512];
   const char *doc = "{\"api\":{\"backend\":\"chat\"},"
                     "\"worker\":{\"conversation_ttl_s\":3600,\"history_max_turns\":20,\"history_max_bytes\":65536},"
-                    "\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"history\":{\"max_messages\":12,\"max_tokens\":8000}},"
+                    "\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"max_output_tokens\":96,\"history\":{\"max_messages\":12,\"max_tokens\":8000}},"
                     "{\"name\":\"b\",\"model\":\"m\",\"history\":{\"max_tokens\":500}},"
                     "{\"name\":\"c\",\"model\":\"m\",\"history\":null},"
                     "{\"name\":\"d\",\"model\":\"m\",\"history\":{}}]}";
@@ -1274,7 +1278,9 @@ static void test_chat_backend_and_history_settings_come_from_file_or_env(void **
   cfg_assistant_def(a, &def);
   assert_int_equal(def.history_max_messages, 12);
   assert_int_equal(def.history_max_tokens, 8000);
+  assert_int_equal(def.max_output_tokens, 96);
   cfg_assistant_def(b, &def);
+  assert_int_equal(def.max_output_tokens, 0); /* not sent */
   assert_int_equal(def.history_max_messages, 0);
   assert_int_equal(def.history_max_tokens, 500);
   /* Not in the hash (it names the Assistants backend's remote definition). */

@@ -562,7 +562,8 @@ static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size
   char where[96];
   snprintf(where, sizeof where, "assistants[%d]", idx);
   if (!cJSON_IsObject(obj)) return cfgerr(errstr, n, "%s: expected an object", where);
-  const cJSON *name = NULL, *model = NULL, *instr = NULL, *tools = NULL, *choice = NULL, *hist = NULL, *it;
+  const cJSON *name = NULL, *model = NULL, *instr = NULL, *tools = NULL, *choice = NULL, *hist = NULL, *maxout = NULL,
+              *it;
   cJSON_ArrayForEach(it, obj) {
     const char *k = it->string;
     if (strcmp(k, "name") == 0) name = it;
@@ -571,7 +572,8 @@ static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size
     else if (strcmp(k, "tools") == 0) tools = it;
     else if (strcmp(k, "tool_choice") == 0) choice = it;
     else if (strcmp(k, "history") == 0) hist = it;
-    else return cfgerr(errstr, n, "%s: unknown key \"%s\" (expected name, model, instructions, tools, tool_choice, history)", where, k);
+    else if (strcmp(k, "max_output_tokens") == 0) maxout = it;
+    else return cfgerr(errstr, n, "%s: unknown key \"%s\" (expected name, model, instructions, tools, tool_choice, history, max_output_tokens)", where, k);
   }
   if (!name) return cfgerr(errstr, n, "%s: missing name", where);
   if (!cJSON_IsString(name)) return cfgerr(errstr, n, "%s.name: expected a string", where);
@@ -597,8 +599,19 @@ static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size
   if (c->nassistants >= CFG_MAX_ASSISTANTS)
     return cfgerr(errstr, n, "assistants: more than %d assistants", CFG_MAX_ASSISTANTS);
 
+  long long max_output = 0;
+  if (maxout && !cJSON_IsNull(maxout)) {
+    char kp[128];
+    snprintf(kp, sizeof kp, "%s.max_output_tokens", where);
+    int rc = json_integer(maxout, &max_output, kp, errstr, n);
+    if (rc) return rc;
+    if (max_output < 1 || max_output > CFG_MAX_OUTPUT_TOKENS)
+      return cfgerr(errstr, n, "%s: %lld is out of range [1, %ld] (leave it out for the server's default)", kp,
+                    max_output, CFG_MAX_OUTPUT_TOKENS);
+  }
   cfg_assistant *a = &c->assistants[c->nassistants];
   memset(a, 0, sizeof *a);
+  a->max_output_tokens = (long)max_output;
   if (hist) {
     int rc = parse_history(a, hist, where, errstr, n);
     if (rc) {
@@ -1054,6 +1067,7 @@ void cfg_assistant_def(const cfg_assistant *a, be_assistant *def) {
   def->hash = a->hash;
   def->history_max_messages = a->history_max_messages;
   def->history_max_tokens = a->history_max_tokens;
+  def->max_output_tokens = a->max_output_tokens;
 }
 
 long cfg_history_ttl_s(const cfg *c) {
@@ -1167,6 +1181,7 @@ int cfg_dump(const cfg *c, buf *out) {
                  cJSON_AddNumberToObject(h, "max_messages", (double)a->history_max_messages)) &&
            (!a->history_max_tokens || cJSON_AddNumberToObject(h, "max_tokens", (double)a->history_max_tokens));
     }
+    if (ok && a->max_output_tokens) ok = cJSON_AddNumberToObject(o, "max_output_tokens", (double)a->max_output_tokens) != NULL;
     ok = ok && cJSON_AddStringToObject(o, "hash", a->hash);
   }
   cJSON *fns = ok ? cJSON_AddObjectToObject(root, "functions") : NULL;

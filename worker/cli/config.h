@@ -88,6 +88,7 @@
 #define CFG_MAX_FUNCTIONS 128  /* distinct function names across all assistants */
 #define CFG_MAX_HISTORY_MESSAGES 10000L   /* assistants[].history.max_messages, at most */
 #define CFG_MAX_HISTORY_TOKENS 10000000L  /* assistants[].history.max_tokens, at most */
+#define CFG_MAX_OUTPUT_TOKENS 1000000L    /* assistants[].max_output_tokens, at most */
 
 /* Tool-call deadlines: the API expires a run left in requires_action after
  * 10 minutes, so waiting longer than that for a reply is pointless. */
@@ -130,6 +131,7 @@ typedef struct cfg_assistant {
    * definition); ignored by the other backends. */
   long history_max_messages;
   long history_max_tokens;
+  long max_output_tokens;      /* assistants[].max_output_tokens, 0: not sent */
 } cfg_assistant;
 
 /** What the worker does when a tool reply has not arrived by the deadline. */

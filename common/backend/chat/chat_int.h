@@ -153,8 +153,8 @@ const char *chat_msgs_final_text(const cJSON *msgs);
 /** POST /chat/completions body: model, messages (by reference, not
  *  copied), stream + stream_options.include_usage, tools (tools: a
  *  chat_json_tools array, may be NULL) and, when choice is not NULL,
- *  tool_choice.  *out is cJSON_free'd by the caller. */
-int chat_json_body(const char *model, const cJSON *messages, const cJSON *tools, const cJSON *choice,
+ *  tool_choice; max_tokens when > 0.  *out is cJSON_free'd by the caller. */
+int chat_json_body(const char *model, const cJSON *messages, const cJSON *tools, const cJSON *choice, long max_tokens,
                    char **out) AW_MUST_CHECK;
 
 /* ---- stored turn records (chat_json.c) ------------------------------------------- */
@@ -314,6 +314,7 @@ struct chat_turn {
   char *conversation_id;
   char event_id[129];
   char *model, *system;
+  long max_output_tokens;     /* be_assistant.max_output_tokens: max_tokens, 0 not sent */
   long max_msgs, max_tokens;
   cJSON *tools, *choice;      /* choice goes on a turn's first request only */
   cJSON *user;                /* start: the user message, until it joins cur */

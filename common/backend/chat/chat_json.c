@@ -315,7 +315,7 @@ const char *chat_msgs_final_text(const cJSON *msgs) {
 }
 
 int chat_json_body(const char *model, const cJSON *messages, const cJSON *tools, const cJSON *choice,
-                   char **out) {
+                   long max_tokens, char **out) {
   *out = NULL;
   cJSON *j = cJSON_CreateObject(), *so = NULL;
   /* References: the body is printed once and the trees stay the caller's. */
@@ -323,7 +323,9 @@ int chat_json_body(const char *model, const cJSON *messages, const cJSON *tools,
            cJSON_AddTrueToObject(j, "stream") && add_item(j, "stream_options", so = cJSON_CreateObject()) &&
            cJSON_AddTrueToObject(so, "include_usage") &&
            (!tools || cJSON_AddItemReferenceToObject(j, "tools", (cJSON *)tools)) &&
-           (!choice || cJSON_AddItemReferenceToObject(j, "tool_choice", (cJSON *)choice));
+           (!choice || cJSON_AddItemReferenceToObject(j, "tool_choice", (cJSON *)choice)) &&
+           /* max_tokens, not max_completion_tokens: llama.cpp ignores the newer name. */
+           (max_tokens <= 0 || cJSON_AddNumberToObject(j, "max_tokens", (double)max_tokens));
   char *s = ok ? cJSON_PrintUnformatted(j) : NULL;
   cJSON_Delete(j);
   if (!s) return AW_ENOMEM;

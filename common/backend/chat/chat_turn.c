@@ -461,7 +461,7 @@ void chat_turn_generate(chat_turn *t, const be_history_view *v) {
   if (!rc) {
     cJSON_free(t->body);
     t->body = NULL;
-    rc = chat_json_body(t->model, ctx, t->tools, t->rounds == 0 ? t->choice : NULL, &t->body);
+    rc = chat_json_body(t->model, ctx, t->tools, t->rounds == 0 ? t->choice : NULL, t->max_output_tokens, &t->body);
   }
   cJSON_Delete(ctx);
   if (rc) {
@@ -508,6 +508,7 @@ static int turn_setup(chat_turn *t, const be_turn_input *in, const be_tool_outpu
                                       : t->cp_gen + (t->recover && t->mode == CHAT_TURN_CONTINUE ? 1 : 0);
   if (t->mode == CHAT_TURN_CANCEL) return AW_OK;
   if (!(t->model = strdup(in->assistant->model))) return AW_ENOMEM;
+  t->max_output_tokens = in->assistant->max_output_tokens;
   chat_budget_of(in->assistant, &t->max_msgs, &t->max_tokens);
   int rc = chat_json_tools(in->assistant->tools_json, &t->tools, NULL, 0);
   if (!rc) rc = chat_json_tool_choice(in->assistant->tool_choice_json, &t->choice, NULL, 0);

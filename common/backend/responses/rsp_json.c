@@ -490,7 +490,8 @@ int rsp_json_turn_body(const be_turn_input *in, const cJSON *input, long round, 
     return rc;
   }
   cJSON *j = cJSON_CreateObject(), *md = NULL;
-  int ok = j && cJSON_AddStringToObject(j, "model", a->model);
+  int ok = j && cJSON_AddStringToObject(j, "model", a->model) &&
+           (a->max_output_tokens <= 0 || cJSON_AddNumberToObject(j, "max_output_tokens", (double)a->max_output_tokens));
   /* The request's instructions replace the assistant's; additional ones are
    * appended, as the Assistants API did with additional_instructions. */
   const char *base = in->instructions ? in->instructions : a->instructions;
