@@ -42,14 +42,45 @@ API_KEY = "aw-test-secret-5c9e1f7d"
 BACKEND = os.environ.get("AW_TEST_BACKEND", "responses")
 
 
+# On the chat backend the fleet keeps each conversation's history in Redis (no handle at the
+# API): conftest's ctx fixture points this at the test's Redis prefix, and the Simulator's
+# conversation readers below read that history for a "history:<conversation_id>" handle.
+HISTORY_READER: Callable[[str], list[dict]] | None = None
+
+
 def conv_handle(resp: dict) -> str | None:
-    """The backend's conversation handle of a response (thread_... or conv_...)."""
-    return (resp.get("backend") or {}).get("conversation")
+    """The backend's conversation handle of a response (thread_... or conv_...); on the chat
+    backend, which has none, "history:<conversation_id>" (the fleet's history of it)."""
+    be = resp.get("backend") or {}
+    h = be.get("conversation")
+    if h is None and be.get("kind") == "chat" and resp.get("conversation_id"):
+        return "history:" + resp["conversation_id"]
+    return h
+
+
+def is_history(handle: str) -> bool:
+    """A chat backend conversation: its history is the fleet's (Redis)."""
+    return handle.startswith("history:")
+
+
+def history_turns(handle: str) -> list[dict]:
+    """The stored turns ({"e": event_id, "i": last completion id, "m": messages}) of a
+    "history:<conversation_id>" handle, oldest first."""
+    assert HISTORY_READER is not None, "no history reader: not on the chat backend?"
+    return HISTORY_READER(handle.split(":", 1)[1])
 
 
 def turn_handle(resp: dict) -> str | None:
-    """The backend's handle of a response's (last) turn (run_... or resp_...)."""
-    return (resp.get("backend") or {}).get("turn")
+    """The backend's handle of a response's (last) turn (run_... or resp_...); on the chat
+    backend, which names none in the response, the id of the stored turn's last completion
+    (chatcmpl-...), if the turn was stored."""
+    be = resp.get("backend") or {}
+    h = be.get("turn")
+    if h is None and be.get("kind") == "chat" and HISTORY_READER is not None and resp.get("conversation_id"):
+        for t in HISTORY_READER(resp["conversation_id"]):
+            if t.get("e") == resp.get("event_id"):
+                return t.get("i")
+    return h
 
 
 def is_conversation(handle: str) -> bool:
@@ -69,7 +100,9 @@ SUPPORT_BOT = {
     "name": "Customer Support Bot",
     "model": "gpt-4o",
     "instructions": "Provide support based on the latest documentation.",
-    "tools": [{"type": "file_search"}],
+    # Chat Completions servers have no file search: the chat backend refuses the tool at
+    # start-up, so the bot goes without it there.
+    "tools": [] if BACKEND == "chat" else [{"type": "file_search"}],
 }
 
 # The brief's assistant with a function tool (function calling over Kafka).
@@ -516,10 +549,19 @@ class Simulator:
     def user_texts(self, handle: str) -> list[str]:
         """The user messages of a backend conversation (an Assistants thread or a Responses
         conversation), oldest first."""
+        if is_history(handle):
+            return [self.item_text(m) for t in history_turns(handle) for m in t["m"] if m.get("role") == "user"]
         if is_conversation(handle):
             return [self.item_text(i) for i in self.conversation_items(handle)
                     if i.get("type") == "message" and i.get("role") == "user"]
         return [self.message_text(m) for m in self.thread_messages(handle) if m.get("role") == "user"]
+
+    def chat_requests(self, after: int = -1) -> list[dict]:
+        """The Chat Completions requests the simulator kept (GET /admin/chat/requests), oldest
+        first: {index, status, body}, those with an index above `after`."""
+        status, obj = self._call("GET", "/admin/chat/requests" + (f"?after={after}" if after >= 0 else ""))
+        assert status == 200, f"GET /admin/chat/requests -> {status}: {obj}"
+        return obj
 
     def admin_responses(self, **filters: str) -> list[dict]:
         """The simulator's Responses API responses, oldest first, as GET /admin/responses lists
@@ -533,7 +575,10 @@ class Simulator:
     def turns_of(self, handle: str, event_id: str | None = None) -> list[str]:
         """The backend turns started on a conversation handle, oldest first (optionally only
         those tagged with event_id): the runs of a thread, or the responses of a conversation
-        (one per round of function calls plus the answer's)."""
+        (one per round of function calls plus the answer's); on chat, the stored turns (their
+        last completion's id: one per answered event)."""
+        if is_history(handle):
+            return [t.get("i") for t in history_turns(handle) if event_id is None or t.get("e") == event_id]
         if is_conversation(handle):
             return [r["id"] for r in self.admin_responses(conversation=handle, event_id=event_id)]
         runs = self.api("GET", f"/threads/{handle}/runs?order=asc&limit=100")["data"]
@@ -544,7 +589,15 @@ class Simulator:
     def tool_outputs(self, handle: str, turn: str | None = None) -> list[tuple[str, Any]]:
         """(call id, output or None) of every function call as the API got them, all rounds in
         order: the tool steps of the run `turn` of a thread, or the function_call items of a
-        conversation each with the output of its function_call_output item."""
+        conversation each with the output of its function_call_output item; on chat, the
+        stored turns' assistant tool_calls each with its tool message's content."""
+        if is_history(handle):
+            out = []
+            for t in history_turns(handle):
+                outs = {m.get("tool_call_id"): m.get("content") for m in t["m"] if m.get("role") == "tool"}
+                out += [(c["id"], outs.get(c["id"])) for m in t["m"] if m.get("role") == "assistant"
+                        for c in m.get("tool_calls") or []]
+            return out
         if is_conversation(handle):
             items = self.conversation_items(handle)
             outs = {i["call_id"]: i.get("output") for i in items if i.get("type") == "function_call_output"}

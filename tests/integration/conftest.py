@@ -7,6 +7,7 @@ skips the tests that need it locally, and fails them under CI (CI=true) or AW_TE
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import uuid
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
+import awtest
 from awtest import (API_KEY, BACKEND, SIMULATOR_BIN, TOOL_SECRET, WORKER_BIN, Collector, FakeToolService,
                     Producer_, Stack, Worker, WorkerSpec, create_topics, delete_topics, handle_key_suffix,
                     make_request, pack, safe_name, wait_until)
@@ -30,14 +32,14 @@ def _on_sigterm(signum, frame):
 
 def pytest_configure(config):
     signal.signal(signal.SIGTERM, _on_sigterm)
-    config.addinivalue_line("markers", "only_backend(name): the test is about one backend's API")
+    config.addinivalue_line("markers", "only_backend(name, ...): the test is about these backends' APIs")
 
 
 def pytest_collection_modifyitems(session, config, items):
     for it in items:
         m = it.get_closest_marker("only_backend")
-        if m and m.args[0] != BACKEND:
-            it.add_marker(pytest.mark.skip(reason=f"about the {m.args[0]} backend (suite runs on {BACKEND})"))
+        if m and BACKEND not in m.args:
+            it.add_marker(pytest.mark.skip(reason=f"about the {'/'.join(m.args)} backend (suite runs on {BACKEND})"))
     # The conformance test reads everything the simulator recorded, so it runs last and so
     # covers the traffic of every other test too.
     items.sort(key=lambda it: it.nodeid.split("::")[0].endswith("test_conformance.py"))
@@ -205,9 +207,13 @@ class Ctx:
 
 
 @pytest.fixture
-def ctx(request, stack, kafka, redis_port, producer):
+def ctx(request, stack, kafka, redis_port, redis_client, producer):
     c = Ctx(kafka, redis_port, producer, stack.run_dir / "tests" / safe_name(request.node.name))
+    # The chat backend's histories of this test (its Redis prefix): see awtest.history_turns.
+    awtest.HISTORY_READER = lambda conv: [
+        json.loads(t) for t in redis_client.lrange(f"{c.redis_prefix}:{{c:{conv}}}:hist", 0, -1)]
     yield c
+    awtest.HISTORY_READER = None
     c.close()
 
 

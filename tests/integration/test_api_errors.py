@@ -1,10 +1,11 @@
 """API failures end in a precise error on the response topic, and the worker carries on."""
 import pytest
 
-from awtest import BACKEND, answer_text, assert_valid, conv_handle, event_deltas, turn_handle
+from awtest import BACKEND, answer_text, assert_valid, conv_handle, event_deltas, history_turns, turn_handle
 
 # The first API call of a new conversation: it creates the backend's conversation.
-FIRST_CALL = {"assistants": "POST /v1/threads", "responses": "POST /v1/conversations"}
+FIRST_CALL = {"assistants": "POST /v1/threads", "responses": "POST /v1/conversations",
+              "chat": "POST /v1/chat/completions"}
 
 
 def ask_ok(ctx, conv, text="Thanks, and how do I change my email address?"):
@@ -18,11 +19,19 @@ def test_failed_run_gives_failed_response_with_the_run_error_and_conversation_go
         ctx, worker, sim_settings):
     sim = sim_settings
     worker()
-    sim.faults(fail_next_n_runs=1)
+    # On chat a failed generation is an HTTP error (a 400: a 500 would be retried).
+    sim.faults(fail_next_n_runs=1, **({"fail_run_code": "invalid_prompt"} if BACKEND == "chat" else {}))
     req = ctx.ask("conv-run-failed", "How do I reset my password?")
     resp = ctx.response_for(req["event_id"])
+    sim.faults(fail_run_code="server_error")
     assert_valid("response", resp)
     assert resp["status"] == "failed"
+    if BACKEND == "chat":
+        assert resp["error"]["code"] == "invalid_prompt", resp.obj
+        # Nothing of the failed turn is kept: the history has the next turn only.
+        nxt = ask_ok(ctx, "conv-run-failed")
+        assert [t["e"] for t in history_turns(conv_handle(nxt))] == [nxt["event_id"]]
+        return
     assert turn_handle(resp) and conv_handle(resp), resp.obj
     assert resp["error"]["code"] and resp["error"]["message"], resp.obj
     nxt = ask_ok(ctx, "conv-run-failed")
@@ -60,7 +69,8 @@ def test_stream_dropped_mid_run_is_followed_by_polling_and_deltas_still_add_up(
     ctx.deltas.wait_for(lambda ms: "".join(m["text"] for m in mine(ms)) == final, 30,
                         "deltas adding up to the final answer after the drop")
     assert [m["seq"] for m in mine(ctx.deltas.messages)] == list(range(len(mine(ctx.deltas.messages))))
-    assert {m["run_id"] for m in mine(ctx.deltas.messages)} == {turn_handle(resp)}, \
+    # (The deltas name the backend's turn, which is null on chat.)
+    assert {m["run_id"] for m in mine(ctx.deltas.messages)} == {resp["backend"]["turn"]}, \
         ([m.obj for m in ctx.deltas.messages if m.get("event_id") == req["event_id"]], resp.obj)
 
 

@@ -37,9 +37,15 @@ def test_api_traffic_conforms_to_openapi_spec(ctx, worker, simulator):
 
     # The record line of a streamed run is written when its stream ends, which can be just
     # after the worker published the answer.
+    def chat_hello(r):
+        """The streamed chat completion of conv-conf-2 (chat: no handle; its last message)."""
+        msgs = (r.get("request_body") or {}).get("messages") if isinstance(r.get("request_body"), dict) else None
+        return (r.get("path", "").endswith("/chat/completions") and bool(r.get("stream_events"))
+                and bool(msgs) and msgs[-1].get("content") == "Hello")
+
     def streamed_run_recorded():
-        return any(names_handle(ev.get("data"))
-                   for r in _records(simulator.record_path) for ev in r.get("stream_events") or [])
+        return any(chat_hello(r) or any(names_handle(ev.get("data")) for ev in r.get("stream_events") or [])
+                   for r in _records(simulator.record_path))
 
     wait_until(streamed_run_recorded, 10, "the streamed run in the simulator's record")
 

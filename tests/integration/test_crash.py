@@ -11,6 +11,7 @@ from awtest import SUPPORT_BOT, answer_text, conv_handle, turn_handle, wait_unti
 FAST_GROUP = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}
 
 
+@pytest.mark.only_backend("assistants", "responses")  # chat generates the turn again: test_chat.py
 def test_worker_killed_mid_run_another_resumes_the_run_without_duplicates(ctx, worker, sim_settings):
     sim = sim_settings
     w1 = worker("doomed", kafka_properties=dict(FAST_GROUP))

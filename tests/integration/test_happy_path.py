@@ -1,5 +1,5 @@
 """One conversation, answered: the response, its thread and the thread cache."""
-from awtest import BACKEND, answer_text, assert_valid, conv_handle, turn_handle
+from awtest import BACKEND, answer_text, assert_valid, conv_handle, history_turns, turn_handle
 
 
 def test_request_is_answered_completed_with_text_thread_run_and_usage(ctx, worker, redis_client):
@@ -22,7 +22,14 @@ def test_request_is_answered_completed_with_text_thread_run_and_usage(ctx, worke
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     t = resp["timings"]
     assert 0 < t["received_ms"] <= t["run_started_ms"] <= t["completed_ms"]
-    assert redis_client.get(ctx.thread_key("conv-happy")) == conv_handle(resp)
+    if BACKEND == "chat":
+        # No handle at the API: the fleet keeps the turn (user message and answer) itself.
+        turns = history_turns(conv_handle(resp))
+        assert [t["e"] for t in turns] == [req["event_id"]]
+        assert [m["role"] for m in turns[0]["m"]] == ["user", "assistant"]
+        assert turns[0]["m"][1]["content"] == answer_text(resp)
+    else:
+        assert redis_client.get(ctx.thread_key("conv-happy")) == conv_handle(resp)
 
 
 def test_follow_up_in_same_conversation_reuses_thread(ctx, worker, simulator):

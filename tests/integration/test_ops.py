@@ -33,7 +33,8 @@ def lags(text):
 
 
 # The route that starts a turn (one streamed request per answer without function calls).
-TURN_ROUTE = {"assistants": "POST /threads/{id}/runs", "responses": "POST /responses"}[BACKEND]
+TURN_ROUTE = {"assistants": "POST /threads/{id}/runs", "responses": "POST /responses",
+              "chat": "POST /chat/completions"}[BACKEND]
 RUNS_200 = f'aw_api_request_seconds_count{{route="{TURN_ROUTE}",status="200"}}'
 
 

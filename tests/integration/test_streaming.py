@@ -1,5 +1,5 @@
 """stream: true publishes deltas that add up to the final answer."""
-from awtest import answer_text, assert_valid, turn_handle
+from awtest import answer_text, assert_valid
 
 
 def test_streamed_deltas_concatenate_in_seq_order_to_final_text_with_contiguous_seq(
@@ -24,7 +24,7 @@ def test_streamed_deltas_concatenate_in_seq_order_to_final_text_with_contiguous_
     for d in deltas:
         assert_valid("delta", d)
         assert d.key_str == "conv-stream"
-        assert d["run_id"] == turn_handle(resp) and d["conversation_id"] == "conv-stream"
+        assert d["run_id"] == resp["backend"]["turn"] and d["conversation_id"] == "conv-stream"
         assert d["attempt"] == 0, "nothing was recovered: one attempt"
     seqs = [d["seq"] for d in deltas]
     assert sorted(seqs) == list(range(len(deltas))), f"seq must be 0..n-1 without gaps: {seqs}"

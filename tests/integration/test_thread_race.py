@@ -7,6 +7,8 @@ at the same moment; the simulator's latency keeps both thread creations in fligh
 import json
 import re
 
+import pytest
+
 from awtest import BACKEND, conv_handle, wait_until
 
 
@@ -25,6 +27,7 @@ def created_handles(simulator, conversation_id):
     return out
 
 
+@pytest.mark.only_backend("assistants", "responses")  # chat has no handle at the API
 def test_concurrent_thread_creation_keeps_one_thread_and_deletes_the_other(ctx, worker, sim_settings,
                                                                            redis_client):
     simulator = sim_settings

@@ -24,7 +24,8 @@ import uuid
 import pytest
 
 from awtest import (BACKEND, SUPPORT_BOT, TRACEPARENT_RE, WEATHER_ASSISTANT, answer_text, assert_valid,
-                    conv_handle, error_code, make_request, pack, partition_owners, turn_handle, wait_until)
+                    conv_handle, error_code, history_turns, make_request, pack, partition_owners, turn_handle,
+                    wait_until)
 
 WEATHER = WEATHER_ASSISTANT["name"]
 PARIS_TOKYO = "What's the weather in Paris and in Tokyo?"
@@ -125,6 +126,11 @@ def check_one_turn(sim, resp, event_id: str, rounds: int, treq=None) -> None:
         assert turns == [turn], f"one run: {turns}"
         if treq is not None:
             assert (resp["thread_id"], resp["run_id"]) == (treq["thread_id"], treq["run_id"])
+    elif BACKEND == "chat":
+        # The fleet stored the turn once, whole: one assistant tool-call message per round.
+        assert turns == [turn], f"the turn stored once: {turns}"
+        (t,) = [t for t in history_turns(handle) if t["e"] == event_id]
+        assert sum(1 for m in t["m"] if m.get("tool_calls")) == rounds, t
     else:
         assert len(turns) == rounds + 1 and turns[-1] == turn, f"{rounds + 1} responses, {turn} last: {turns}"
 
@@ -352,6 +358,11 @@ def test_deadline_cancel_run_cancels_the_run(ctx, worker, tool_service, simulato
         run = simulator.api("GET", f"/threads/{treq['thread_id']}/runs/{treq['run_id']}")
         assert run["status"] == "cancelled", run["status"]
         assert submitted_outputs(simulator, resp) == [(treq["tool_call_id"], None)], "nothing was submitted"
+    elif BACKEND == "chat":
+        # A cancelled turn leaves nothing of itself in the history (its calls never reached
+        # the model again).
+        assert simulator.turns_of(handle, req["event_id"]) == [], "nothing stored"
+        assert submitted_outputs(simulator, resp) == []
     else:
         # The turn is the one response that made the call; no output went to the model (no
         # further response); the open call is closed in the conversation as cancelled, so that
@@ -590,6 +601,10 @@ def test_a_conversation_waits_for_its_tool_run_while_others_go_on(ctx, worker, t
     if BACKEND == "assistants":
         roles = [(m["role"], m.get("run_id")) for m in simulator.thread_messages(handle)]
         assert roles == [("user", None), ("assistant", r1["run_id"]), ("user", None), ("assistant", r2["run_id"])]
+    elif BACKEND == "chat":
+        roles = [[(m["role"], bool(m.get("tool_calls"))) for m in t["m"]] for t in history_turns(handle)]
+        assert roles == [[("user", False), ("assistant", True), ("tool", False), ("assistant", False)],
+                         [("user", False), ("assistant", False)]], roles
     else:
         kinds = [(i["type"], i.get("role")) for i in simulator.conversation_items(handle)]
         assert kinds == [("message", "user"), ("function_call", None), ("function_call_output", None),
@@ -614,6 +629,14 @@ def test_owner_killed_after_submitting_the_heir_lists_the_tool_calls(ctx, worker
         run_path = f"/threads/{calls['Paris']['thread_id']}/runs/{calls['Paris']['run_id']}"
         wait_until(lambda: sim_settings.api("GET", run_path)["status"] == "in_progress", 30,
                    "the API to take the outputs (run in_progress)")
+    elif BACKEND == "chat":
+        # The outputs went to the model with the turn's messages so far, and the answer streams.
+        wait_until(lambda: [r for r in sim_settings.chat_requests()
+                            if isinstance(r.get("body"), dict) and r["body"]["messages"][-1].get("role") == "tool"
+                            and r["body"]["messages"][-1].get("tool_call_id") in
+                            {calls["Paris"]["tool_call_id"], calls["Tokyo"]["tool_call_id"]}
+                            and sim_settings.stats().get("active_streams", 0) >= 1], 30,
+                   "the API to take the outputs (the next completion streaming)")
     else:
         # The outputs went in as the input of the turn's second response, which streams.
         wait_until(lambda: [r for r in sim_settings.admin_responses(event_id=req["event_id"])

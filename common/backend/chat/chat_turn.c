@@ -423,13 +423,15 @@ static void on_post_done(void *opaque, const api_result *r) {
      * harmless here; the class of what happened is what counts.  (The API
      * client says "timed out" in its message for timeouts.) */
     int err = r->http_status >= 500 ? AW_EHTTP5XX : strstr(r->errmsg, "timed out") ? AW_ETIMEDOUT : AW_EIO;
-    turn_retry(t, err, r->http_status, NULL, "%s", r->errmsg);
+    turn_retry(t, err, r->http_status, nz(r->error_code), "%s", r->errmsg);
     return;
   }
   case AW_EHTTP5XX:
   case AW_EIO:
   case AW_ETIMEDOUT:
-    turn_retry(t, r->err, r->http_status, NULL, "%s", r->errmsg);
+    /* The API's own code (server_error), when its body gave one, wins over
+     * the transport's, as on the other backends. */
+    turn_retry(t, r->err, r->http_status, nz(r->error_code), "%s", r->errmsg);
     return;
   default: /* 429 after the client's retries, an event over its size, ... */
     chat_turn_seterr(t, r->err, r->http_status, r->error_code, "%s", r->errmsg);
