@@ -545,7 +545,8 @@ class Chaos:
             "api": {"base_url": f"{self.sim.base}/v1", "timeout_ms": 30000, "max_retries": a.max_retries,
                     "backend": a.backend},
             "log_level": a.log_level,
-            "assistants": [SUPPORT_BOT, WEATHER_ASSISTANT],
+            # Chat Completions has no hosted tools: the bot goes without file_search there.
+            "assistants": [dict(SUPPORT_BOT, tools=[]) if a.backend == "chat" else SUPPORT_BOT, WEATHER_ASSISTANT],
             "functions": {"get_weather": {"topic": TOPICS["tool_requests"],
                                           "deadline_ms": a.tool_deadline_ms, "on_deadline": "error_output"}},
         }
@@ -1009,6 +1010,36 @@ class Chaos:
                     if n > 1:
                         extra_runs.append(f"{tid} ({conv}): {n} runs for message {mid}")
 
+        if a.backend == "chat":
+            # The fleet keeps the history (Redis): each answered event's turn is there exactly
+            # once, in the order the events were sent, with its own user message.
+            hist = self.redis_histories(list(convs))
+            for conv, evs in convs.items():
+                idx = {e.event_id: e.index for e in evs}
+                turns = hist.get(conv) or []
+                if turns:
+                    threads_checked += 1
+                eids = [t.get("e") for t in turns]
+                c = collections.Counter(eids)
+                max_user_msgs_per_event = max([max_user_msgs_per_event] + list(c.values()))
+                for eid, n in c.items():
+                    if n > 1:
+                        dup_msgs.append(f"history of {conv}: {eid} x{n}")
+                for t in turns:
+                    msgs = t.get("m") or []
+                    user = msgs[0] if msgs and msgs[0].get("role") == "user" else {}
+                    e = by_text.get(user.get("content") if isinstance(user.get("content"), str) else None)
+                    if e is None or e.conv != conv or e.event_id != t.get("e"):
+                        wrong_conv_on_thread.append(f"history of {conv}: turn {t.get('e')} holds "
+                                                    f"{str(user.get('content'))[:60]!r}")
+                positions = [idx[x] for x in eids if x in idx]
+                if positions != sorted(positions):
+                    thread_order_viol.append(f"history of {conv}: turns {['m%d' % i for i in positions]}")
+                for e in evs:
+                    rs = by_event.get(e.event_id) or []
+                    if any(r.status == "completed" for r in rs) and e.event_id not in c:
+                        missing_on_thread.append(f"history of {conv}: {e.event_id} answered but not in the history")
+
         # 4. Tool outputs: a completed weather answer lists both calls with outcome "output" and
         # quotes both outputs; a weather event that ended otherwise for a tool reason lost them.
         # Two ways to lose one, counted apart: the answer lacks a city's output (the model never
@@ -1091,6 +1122,19 @@ class Chaos:
             "undecodable": reader.undecodable,
         }
 
+    def redis_histories(self, convs: list[str]) -> dict[str, list[dict]]:
+        """The chat backend's stored turns per conversation (worker/event/history_store.h)."""
+        import redis as redis_lib
+        r = redis_lib.Redis(host="127.0.0.1", port=self.redis_port, decode_responses=True)
+        try:
+            pipe = r.pipeline(transaction=False)
+            for c in convs:
+                pipe.lrange(f"aw:{{c:{c}}}:hist", 0, -1)
+            vals = pipe.execute()
+        finally:
+            r.close()
+        return {c: [json.loads(t) for t in v] for c, v in zip(convs, vals) if v}
+
     def redis_threads(self, convs: list[str]) -> dict[str, str]:
         try:
             import redis as redis_lib
@@ -1172,9 +1216,12 @@ class Chaos:
             ("restarts", f"redis-server {len(self.redis_restarts)} ({', '.join(self.redis_restarts) or '-'}), "
                          f"Kafka broker {len(self.kafka_restarts)} ({', '.join(self.kafka_restarts) or '-'})"),
             ("API faults injected", self.fault_counts(res["sim_stats"])),
-            ("runs per event (max)", f"{res['max_runs_per_event']} (Responses: responses beyond one per "
+            ("runs per event (max)", "n/a (chat: nothing is created at the API; a regenerated turn is "
+                                     "allowed)" if a.backend == "chat" else
+                                     f"{res['max_runs_per_event']} (Responses: responses beyond one per "
                                      f"tool round); events with more than one: {len(res['extra_runs'])}"),
-            ("user messages per event (max)", res["max_user_msgs_per_event"]),
+            ("user messages per event (max)", f"{res['max_user_msgs_per_event']}"
+                                              + (" (turns per event in the Redis history)" if a.backend == "chat" else "")),
             ("kill to first answer (s)", self.percentiles(res["kill_to_first_answer_s"])),
             ("worker stalls (informational)", f"{len(self.stalls())} (no progress for >=10 s with work pending)"),
             ("dead letters", ", ".join(f"{k} {v}" for k, v in sorted(res["dlq"].items(), key=str)) or "0"),
@@ -1333,7 +1380,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--build", default=os.environ.get("AW_CHAOS_BUILD_DIR", "build"),
                     help="build dir with assistant-worker, aw-simulator, weather_service (build)")
     ap.add_argument("--log-level", default="info", help="the workers' log level (info)")
-    ap.add_argument("--backend", choices=["responses", "assistants"],
+    ap.add_argument("--backend", choices=["responses", "assistants", "chat"],
                     default=os.environ.get("AW_TEST_BACKEND", "responses"),
                     help="the workers' api.backend (AW_TEST_BACKEND, else responses)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every chaos action")
