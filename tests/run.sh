@@ -4,7 +4,7 @@
 #   1. install what is missing (apt packages, .venv, the Kafka jars)     deploy/local/lib.sh
 #   2. build with ASan+UBSan into build-asan/, run the unit tests          ctest -L unit
 #   3. integration tests against a real broker, redis-server, simulator   pytest tests/integration
-#      (once per backend: AW_TEST_BACKEND=responses, then assistants)
+#      (once per backend: AW_TEST_BACKEND=responses, then assistants, then chat)
 #   4. the chaos test's short form (tests/chaos/chaos.sh --short, on the ASan build), once per
 #      backend: workers SIGKILLed and restarted, Redis and Kafka restarted, API faults; one test
 #      each in the summary
@@ -17,11 +17,14 @@
 #   AW_BUILD_DIR, AW_FUZZ_BUILD_DIR  build dirs under the repo (default build-asan, build-fuzz)
 #   AW_PYTEST_ARGS=...  extra pytest arguments (e.g. "-k happy -x")
 #   AW_CHAOS=0          skip the chaos test; AW_CHAOS_ARGS=... extra arguments (e.g. "--seed 42")
-#   AW_TEST_BACKENDS="responses assistants"  the backends of steps 3 and 4 (default: both)
+#   AW_TEST_BACKENDS="responses assistants chat"  the backends of steps 3 and 4 (default: all three)
 #   AW_OGX=1            also run tests/integration/test_ogx.py in step 3: installs (cached) and starts
 #                       llama-cpp-python with SmolLM2 and OGX 1.5.0, and runs the worker against them
 #                       (about 10 min more on a fresh machine, 2 min when cached; off by default to
 #                       keep the suite within its time budget)
+#   AW_REALMODEL=1      also run tests/integration/test_realmodel.py in step 3: the chat backend against
+#                       llama-cpp-python with SmolLM2 (installed and cached like the above; AW_OGX=1
+#                       implies it)
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -121,9 +124,11 @@ fi
 
 # ---- 3. integration tests ---------------------------------------------------------------------
 # Once per backend (AW_TEST_BACKEND): the suite is backend-neutral, tests about one backend's API
-# skip on the other, and test_backends.py and test_ogx.py (which pin the backend per test) run in
-# the first pass only.
-BACKENDS=${AW_TEST_BACKENDS:-responses assistants}
+# skip on the others, and the files that pin the backend per test or test the simulator alone
+# (FIRST_PASS_ONLY) run in the first pass only.
+BACKENDS=${AW_TEST_BACKENDS:-responses assistants chat}
+FIRST_PASS_ONLY=(test_backends.py test_ogx.py test_realmodel.py test_simulator_chat.py
+                 test_simulator_responses.py test_simulator_tools.py test_stack.py)
 pass_no=0
 for backend in $BACKENDS; do
   pass_no=$((pass_no + 1))
@@ -132,7 +137,9 @@ for backend in $BACKENDS; do
   junit="$LOGS/pytest-$backend.xml"
   rm -f "$junit"
   extra=()
-  [ $pass_no = 1 ] || extra=(--ignore=tests/integration/test_backends.py --ignore=tests/integration/test_ogx.py)
+  if [ $pass_no != 1 ]; then
+    for f in "${FIRST_PASS_ONLY[@]}"; do extra+=("--ignore=tests/integration/$f"); done
+  fi
   # Strict: a missing worker/simulator binary is a failure here, not a skip.
   # shellcheck disable=SC2086
   AW_TEST_BACKEND=$backend AW_TEST_STRICT=1 PYTHONDONTWRITEBYTECODE=1 "$AW_VENV/bin/python" -m pytest \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deploy/local/demo.sh -- the main job end to end on the local stack.
 #
-#   deploy/local/demo.sh [--backend responses|assistants]
+#   deploy/local/demo.sh [--backend responses|assistants|chat] [--no-real-model]
 #
 # Installs what is missing, builds (release, build/), starts a single-node Kafka (KRaft),
 # redis-server, the API simulator, one worker configured with the brief's "Customer Support Bot"
@@ -11,26 +11,37 @@
 #      Responses API conversation by default; an Assistants thread with --backend assistants);
 #   2. asks the Weather Assistant about Paris and Tokyo in conversation demo-weather: the model
 #      calls get_weather twice in parallel, the worker routes both calls over Kafka to the
-#      weather service, and the answer uses both outputs.  Everything is
-# stopped on exit, also on Ctrl-C or an error; logs stay in the run dir it prints.
+#      weather service, and the answer uses both outputs;
+#   3. (unless --no-real-model) the Customer Support Bot answers with a real language model:
+#      SmolLM2-135M-Instruct served by llama-cpp-python's /v1/chat/completions, through a second
+#      worker on the chat backend (the fleet keeps the conversation's history in Redis and sends
+#      it with every turn): two turns in conversation demo-real, the second streamed, with the
+#      latency of each.  Both install from PyPI (deploy/local/lib_realmodel.sh): the first run
+#      compiles llama.cpp (3 min on 2 idle cores, 20+ on busy ones) and caches it; re-runs start
+#      the model in seconds.
+# Everything is stopped on exit, also on Ctrl-C or an error; logs stay in the run dir it prints.
 # Re-running starts from scratch (new run dir, free ports).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=lib.sh
 . "$ROOT/deploy/local/lib.sh"
+# shellcheck source=lib_realmodel.sh
+. "$ROOT/deploy/local/lib_realmodel.sh"
 
 BUILD=${AW_DEMO_BUILD_DIR:-$ROOT/build}   # release build (no sanitizers)
 BACKEND=responses
+REAL_MODEL=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --backend) BACKEND=${2:-}; shift 2 ;;
     --backend=*) BACKEND=${1#--backend=}; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --no-real-model) REAL_MODEL=0; shift ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) printf 'demo: unknown argument %s (try --help)\n' "$1" >&2; exit 2 ;;
   esac
 done
-case "$BACKEND" in responses|assistants) ;; *) printf 'demo: --backend responses or assistants\n' >&2; exit 2 ;; esac
+case "$BACKEND" in responses|assistants|chat) ;; *) printf 'demo: --backend responses, assistants or chat\n' >&2; exit 2 ;; esac
 CONV=demo-1
 Q1="How do I reset my password?"
 Q2="Thanks! And how do I change my email address?"
@@ -76,6 +87,9 @@ aw_simulator_start "$RUN" "$BUILD/aw-simulator" --token-delay-ms 15 || die "the 
 # variables are then cleared so that the file is what the worker and `send` read.
 KAFKA=$AW_KAFKA_BOOTSTRAP REDIS_PORT=$AW_REDIS_PORT API_URL=$AW_API_BASE_URL
 CONFIG="$RUN/worker.config.json"
+# Chat Completions servers have no file search: on the chat backend the bot goes without it.
+SUPPORT_TOOLS='[{"type": "file_search"}]'
+[ "$BACKEND" = chat ] && SUPPORT_TOOLS='[]'
 cat >"$CONFIG" <<EOF
 {
   "kafka": {
@@ -92,7 +106,7 @@ cat >"$CONFIG" <<EOF
       "name": "Customer Support Bot",
       "model": "gpt-4o",
       "instructions": "Provide support based on the latest documentation.",
-      "tools": [{"type": "file_search"}]
+      "tools": $SUPPORT_TOOLS
     },
     {
       "name": "Weather Assistant",
@@ -174,8 +188,10 @@ be = resp.get("backend") or {}
 print("  [status %s, %s backend: conversation %s, turn %s, %s tokens]" % (
     resp["status"], be.get("kind"), be.get("conversation"), be.get("turn"), usage.get("total_tokens", "?")))
 with open(out, "w") as f:
-    json.dump({"status": resp["status"], "conversation": be.get("conversation"), "text": text}, f)
-sys.exit(0 if resp["status"] == "completed" else 4)
+    json.dump({"status": resp["status"], "conversation": be.get("conversation"), "text": text,
+               "usage": usage, "message_id": ((resp.get("messages") or [{}])[0]).get("id")}, f)
+# A capped answer (incomplete) of the real model is still its answer.
+sys.exit(0 if resp["status"] in ("completed", "incomplete") else 4)
 PY
 
 # ask N TEXT [SEND_ARGS...]: send one message of conversation $CONV to assistant $WHO and tell
@@ -185,12 +201,14 @@ ask() {
   local n=$1 text=$2; shift 2
   say "User ($CONV): $text"
   set +e
-  "$BUILD/assistant-worker" send --config "$CONFIG" --conversation "$CONV" --assistant "$WHO" \
-      --timeout-ms 60000 "$@" "$text" \
+  "$BUILD/assistant-worker" send --config "${ASK_CONFIG:-$CONFIG}" --conversation "$CONV" --assistant "$WHO" \
+      --timeout-ms "${ASK_TIMEOUT_MS:-60000}" "$@" "$text" \
       2>"$RUN/send-$n.log" | tee "$RUN/send-$n.jsonl" | python3 -u "$RENDER" "$RUN/answer-$n.json" "$WHO"
   local st=("${PIPESTATUS[@]}")
   set -e
-  if [ "${st[0]}" != 0 ] || [ "${st[2]}" != 0 ]; then
+  # The renderer judges (send exits non-zero for anything but completed; a real model's answer
+  # capped by max_output_tokens is "incomplete" and still its answer).
+  if [ "${st[2]}" != 0 ]; then
     tail -n 5 "$RUN/send-$n.log" >&2
     die "no completed answer to message $n (send exit ${st[0]}; see $RUN/send-$n.log and $RUN/worker/worker.log)"
   fi
@@ -206,7 +224,9 @@ T1=$(field "$RUN/answer-1.json" conversation)
 T2=$(field "$RUN/answer-2.json" conversation)
 say "Summary"
 say "  conversation:  $CONV (2 messages, both answered: completed; $BACKEND backend)"
-if [ "$T1" = "$T2" ]; then
+if [ "$BACKEND" = chat ]; then
+  say "  history:       kept by the fleet in Redis (aw:{c:$CONV}:hist), sent with each turn"
+elif [ "$T1" = "$T2" ]; then
   say "  backend conv:  $T1 (the same for both messages: the follow-up continued it)"
 else
   die "the follow-up used backend conversation $T2, not $T1"
@@ -217,3 +237,56 @@ case "$A3" in
   *) die "the weather answer does not use both outputs: $A3" ;;
 esac
 say "  logs:          $RUN (worker/worker.log, kafka/logs/server.log, redis/, simulator/)"
+
+# ---- 3. the Customer Support Bot on a real model -------------------------------------------
+[ "$REAL_MODEL" = 1 ] || exit 0
+say ""
+say "A real model: SmolLM2-135M-Instruct (PyPI $AW_SMOLLM2_PKG) served by llama-cpp-python $AW_LLAMA_CPP_VERSION"
+t_model=$(aw_now_ms)
+# Plain chatml: the bot calls no functions, and the function-calling template HTML-escapes text.
+AW_REALMODEL_ARGS="--chat_format chatml ${AW_REALMODEL_ARGS:-}" aw_realmodel_start "$RUN" || die "the model server did not start (log: $RUN/realmodel/realmodel.log)"
+say "Model server up in $(( ($(aw_now_ms) - t_model) / 1000 )) s at $AW_REALMODEL_URL (Chat Completions)"
+# A second worker, on the chat backend, with its own topics and group: the first one keeps
+# answering on the simulator.
+aw_topics_create "$RUN" 4 assistant-real.requests assistant-real.responses assistant-real.deltas \
+  assistant-real.dlq >/dev/null || die "cannot create topics"
+REAL_CONFIG="$RUN/worker-real.config.json"
+cat >"$REAL_CONFIG" <<EOF
+{
+  "kafka": {
+    "brokers": "$KAFKA",
+    "group_id": "assistant-worker-real",
+    "topics": {"requests": "assistant-real.requests", "responses": "assistant-real.responses",
+               "deltas": "assistant-real.deltas", "dlq": "assistant-real.dlq",
+               "tool_requests": "assistant.tool-requests", "tool_replies": "assistant.tool-replies"}
+  },
+  "redis": {"host": "127.0.0.1", "port": $REDIS_PORT, "prefix": "aw"},
+  "api": {"backend": "chat", "base_url": "$AW_REALMODEL_URL", "timeout_ms": 120000,
+          "stream_idle_timeout_ms": 120000, "max_retries": 2},
+  "assistants": [
+    {
+      "name": "Customer Support Bot",
+      "model": "smollm2",
+      "instructions": "You are the customer support bot of an online shop. Answer in one or two short sentences.",
+      "max_output_tokens": 128,
+      "history": {"max_messages": 20, "max_tokens": 2000}
+    }
+  ]
+}
+EOF
+aw_worker_start "$RUN" "$BUILD/assistant-worker" "$REAL_CONFIG" worker-real ||
+  die "the chat worker did not start (log: $RUN/worker-real/worker-real.log)"
+CONV=demo-real
+R1="Hello! How do I reset my password?"
+R2="Thanks. Can I change my email address too?"
+t=$(aw_now_ms); ASK_CONFIG=$REAL_CONFIG ASK_TIMEOUT_MS=180000 ask 4 "$R1"; L4=$(( $(aw_now_ms) - t ))
+t=$(aw_now_ms); ASK_CONFIG=$REAL_CONFIG ASK_TIMEOUT_MS=180000 ask 5 "$R2" --stream; L5=$(( $(aw_now_ms) - t ))
+MID=$(field "$RUN/answer-4.json" message_id)
+# What the chat worker sent with each turn (its "context:" log line, one per turn).
+CTX=$(grep -o '"msg":"context: [^"]*"' "$RUN/worker-real/worker-real.log" | sed 's/"msg":"context: //; s/"$//')
+CTX1=$(sed -n 1p <<<"$CTX") CTX2=$(sed -n 2p <<<"$CTX")
+say "Real model"
+say "  answered by:   model smollm2 (SmolLM2-135M-Instruct Q4_1) on llama-cpp-python, chat backend ($MID)"
+say "  latency:       $L4 ms and $L5 ms from send to response (the second one streamed; capped at 128 tokens)"
+say "  sent:          turn 1: $CTX1; turn 2: $CTX2 (the fleet's history, kept in Redis)"
+case "$CTX2" in 1\ of\ 1\ *) ;; *) die "the second turn did not carry the first one: $CTX2" ;; esac

@@ -473,8 +473,9 @@ void chat_turn_generate(chat_turn *t, const be_history_view *v) {
   }
   log_ctx lc = chat_turn_ctx(t);
   if (cs.turns_corrupt) log_warn(&lc, "%zu stored turn(s) could not be read and were left out", cs.turns_corrupt);
-  log_debug(&lc, "context: %zu of %zu stored turns, %zu messages, ~%zu tokens", cs.turns_sent, v->nturns,
-            cs.messages, cs.tokens);
+  /* Info: what a turn sends is what it costs, and what the model knew. */
+  log_info(&lc, "context: %zu of %zu stored turns sent, %zu messages, ~%zu tokens", cs.turns_sent, v->nturns,
+           cs.messages, cs.tokens);
   if (chat_turn_checkpoint(t)) return;
   turn_post(t);
 }
