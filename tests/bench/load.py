@@ -15,6 +15,13 @@ Not a pass/fail test.  Phases, each on fresh topics and a fresh simulator (and w
               service (see tools()).
   short       the "short" profile of issue 4: 20-token answers as fast as the simulator can;
               maximum throughput, then latency at half of it (see short()).
+  history     chat backend: C conversations x T turns, turn by turn, with a small history budget
+              (assistants[].history.max_messages): the messages sent per request against the
+              budget, Redis bytes per stored turn, history round trips per event (see history()).
+
+Every worker serves /metrics on a free ops port (worker.health_port, AW_HEALTH_PORT): the chat
+backend's history counters (aw_history_*) are scraped from it before and after a measured part
+(history_figures()).
 """
 import argparse
 import datetime
@@ -23,6 +30,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -138,6 +146,7 @@ class Stack:
             f.result()
         self.procs = []
         self.workers = []  # (name, pid, log path)
+        self.ops_ports = []  # each worker's /metrics port
 
     def simulator(self, *args):
         port_file = os.path.join(self.dir, "sim.port")
@@ -158,13 +167,20 @@ class Stack:
         except Exception:
             return None
 
-    def worker(self, max_in_flight, name="worker", tools=False):
-        """Start a worker (log in <dir>/<name>.log).  tools: also the Weather Assistant of
-        deploy/local/demo.sh, its get_weather routed to this stack's tool topics."""
-        cfg = os.path.join(self.dir, "config.json")
-        conf = {"api": {"backend": self.a.backend},
-                "assistants": [{"name": "bench", "model": "gpt-4o",
-                                "instructions": "Answer briefly."}]}
+    def worker(self, max_in_flight, name="worker", tools=False, history=None):
+        """Start a worker (log in <dir>/<name>.log), serving /metrics on a free ops port.
+        tools: also the Weather Assistant of deploy/local/demo.sh, its get_weather routed to
+        this stack's tool topics.  history: the "bench" assistant's assistants[].history (the
+        chat backend's budget of what is sent; the other backends ignore it).  No assistant
+        has a hosted tool (file_search, code_interpreter): the chat backend refuses them."""
+        cfg = os.path.join(self.dir, name + ".config.json")
+        bench = {"name": "bench", "model": "gpt-4o", "instructions": "Answer briefly."}
+        if history:
+            bench["history"] = history
+        conf = {"api": {"backend": self.a.backend}, "assistants": [bench]}
+        with socket.socket() as so:  # a free port (released for the worker to bind)
+            so.bind(("127.0.0.1", 0))
+            ops_port = so.getsockname()[1]
         env = dict(os.environ, AW_KAFKA_BROKERS=self.a.bootstrap, AW_KAFKA_GROUP_ID=self.tag,
                    AW_TOPIC_REQUESTS=self.topics["requests"],
                    AW_TOPIC_RESPONSES=self.topics["responses"],
@@ -172,6 +188,7 @@ class Stack:
                    AW_REDIS_HOST="127.0.0.1", AW_REDIS_PORT=str(self.a.redis_port),
                    AW_REDIS_PREFIX=self.tag, AW_API_BASE_URL=self.sim_url + "/v1",
                    AW_API_KEY="sk-bench", AW_MAX_IN_FLIGHT=str(max_in_flight),
+                   AW_HEALTH_PORT=str(ops_port),
                    AW_LOG_LEVEL=os.environ.get("AW_BENCH_LOG_LEVEL", "info"))
         env.pop("AW_API_BACKEND", None)  # the config file's api.backend decides
         if tools:
@@ -192,7 +209,37 @@ class Stack:
         if not self.workers:
             self.worker_pid, self.worker_log = p.pid, log_path
         self.workers.append((name, p.pid, log_path))
+        self.ops_ports.append(ops_port)
         return p
+
+    def metrics(self, settle=True):
+        """The workers' /metrics, summed over the workers and over each metric's labels:
+        {metric name: value} (histogram series keep their _bucket/_sum/_count names).  The
+        worker renders its metrics once a second (worker/ops/ops_http.c render_interval_ms):
+        settle waits 2.2 s first, so that what was done before the call is in the figures
+        (call it outside CPU measurements)."""
+        if settle:
+            time.sleep(2.2)
+        out = {}
+        for port in self.ops_ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+            for line in text.splitlines():
+                if not line or line.startswith("#"):
+                    continue
+                name_labels, _, value = line.rpartition(" ")
+                name = name_labels.split("{", 1)[0]
+                try:
+                    out[name] = out.get(name, 0.0) + float(value)
+                except ValueError:
+                    pass
+        return out
+
+    def chat_requests(self, after=-1):
+        """GET /admin/chat/requests?after=N: [{"index", "status", "body"}] (the last 256)."""
+        q = f"?after={after}" if after >= 0 else ""
+        with urllib.request.urlopen(self.sim_url + "/admin/chat/requests" + q, timeout=10) as r:
+            return json.loads(r.read())
 
     @property
     def tool_secret(self):
@@ -358,6 +405,35 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(p / 100.0 * len(xs)))] if xs else float("nan")
 
 
+HISTORY_COUNTERS = ("aw_history_loads_total", "aw_history_pending_saves_total",
+                    "aw_history_commits_total", "aw_history_commit_duplicates_total",
+                    "aw_history_bytes_committed_total", "aw_history_turns_trimmed_total",
+                    "aw_history_errors_total")
+
+
+def history_figures(m0, m1, events):
+    """The chat backend's history store between two Stack.metrics() scrapes, over `events`
+    answered: Redis bytes per stored turn (bytes committed / commits), Redis round trips per
+    event ((loads + pending saves + commits + duplicate commits) / events), loads and commits
+    per event, and the counters' deltas.  None when the worker has no aw_history_* counters."""
+    if "aw_history_commits_total" not in m1:
+        return None
+    d = {k.removeprefix("aw_history_").removesuffix("_total"): m1.get(k, 0) - m0.get(k, 0)
+         for k in HISTORY_COUNTERS}
+    ev = max(events, 1)
+    return {"counters": d, "events": events,
+            "bytes_per_turn": d["bytes_committed"] / d["commits"] if d["commits"] else float("nan"),
+            "round_trips_per_event": (d["loads"] + d["pending_saves"] + d["commits"]
+                                      + d["commit_duplicates"]) / ev,
+            "loads_per_event": d["loads"] / ev, "commits_per_event": d["commits"] / ev}
+
+
+def messages_sent(reqs):
+    """[number of messages] of each chat completion request body of /admin/chat/requests."""
+    return [len(r["body"].get("messages") or []) if isinstance(r.get("body"), dict) else 0
+            for r in reqs]
+
+
 def realistic(a):
     """A model's real pace: answers of --answer-tokens tokens, --token-delay-ms apart, one
     request per conversation, all in flight at once.  Reports worker CPU per event and per
@@ -375,6 +451,7 @@ def realistic(a):
         s.worker(a.conversations + 100)
         wait_for(lambda: s.logged('"partitions assigned"'), 60, "partition assignment")
         c = s.consumer()
+        m0, st0 = s.metrics(settle=False), s.sim_stats()  # nothing done yet
         cpu0 = cpu_seconds(s.worker_pid)
         s.produce(a.conversations, a.conversations, stream=a.stream)
         got, stages = 0, {"pickup": [], "setup": [], "stream": [], "publish": [], "total": []}
@@ -400,6 +477,8 @@ def realistic(a):
                 "token_delay_ms": a.token_delay_ms, "stream": a.stream,
                 "cpu_us_per_event": cpu_us / max(got, 1),
                 "cpu_us_per_token": cpu_us / max(got * a.answer_tokens, 1),
+                "http_per_event": http_per_event(st0, s.sim_stats(), got),
+                "history": history_figures(m0, s.metrics(), got) if a.backend == "chat" else None,
                 "latency_ms": {k: {"p50": pct(v, 50), "p99": pct(v, 99), "p99.9": pct(v, 99.9)}
                                for k, v in stages.items()}}
     finally:
@@ -711,24 +790,26 @@ def short(a):
         c = s.consumer()
         s.worker(a.max_in_flight)
         wait_for(lambda: s.logged('"partitions assigned"'), 60, "partition assignment")
-        st0 = s.sim_stats()
+        st0, m0 = s.sim_stats(), s.metrics(settle=False)  # nothing done yet
         share = CpuShare(s).start()
         r = {"tokens": a.answer_tokens, "events": a.events, "conversations": a.conversations,
              "max": drain(s, c, a.events)}
         r["max"]["cpu_cores"] = share.stop()
         r["max"]["http_per_event"] = http_per_event(st0, s.sim_stats(), r["max"]["events"])
+        if a.backend == "chat":
+            r["max"]["history"] = history_figures(m0, s.metrics(), r["max"]["events"])
         c.close()
         rate = a.rate or r["max"]["events_per_s"] / 2
         n = max(1, int(rate * a.seconds))
         evs = [request(f"c{i % a.conversations}", f"h{i}", "bench",
                        f"How do I reset my password? ({i})") for i in range(n)]
-        st0 = s.sim_stats()
+        st0, m0 = s.sim_stats(), s.metrics()
         cpu0 = cpu_total(s.pids())
         share = CpuShare(s).start()
         got, behind = paced(s, evs, rate)
         cores = share.stop()
         cpu1 = cpu_total(s.pids())
-        st1 = s.sim_stats()
+        st1, m1 = s.sim_stats(), s.metrics()
         routes = http_per_event(st0, st1, len(got))
         stages = {"e2e": [], "pickup": [], "in_worker": [], "publish": []}
         for t, g, v in got.values():
@@ -741,7 +822,12 @@ def short(a):
                 "statuses": count_statuses(got), "producer_behind_ms": behind,
                 "cpu_us_per_event": (cpu1 - cpu0) * 1e6 / max(len(got), 1),
                 "cpu_cores": cores, "http_per_event": routes,
+                "history": history_figures(m0, m1, len(got)) if a.backend == "chat" else None,
                 "latency_ms": {k: stats(v) for k, v in stages.items()}}
+        if a.backend == "chat":  # the last (at most 256) requests: existing conversations
+            sent = messages_sent(s.chat_requests())
+            half["messages_sent"] = {"requests": len(sent), "max": max(sent, default=0),
+                                     "budget": CHAT_DEFAULT_MAX_MESSAGES}
         sim = direct_baseline(s, a.baseline_events)
         half["simulator_ms"] = stats(sim)
         half["added_e2e_ms"] = minus(half["latency_ms"]["e2e"], half["simulator_ms"])
@@ -756,6 +842,55 @@ def short(a):
         half["worst_in_worker_ms_by_second"] = [worst[k] for k in sorted(worst)]
         r["half"] = half
         return r
+    finally:
+        s.close()
+
+
+CHAT_DEFAULT_MAX_MESSAGES = 40  # common/backend/chat/chat_int.h, README "assistants[].history"
+
+
+def history(a):
+    """Chat backend, several turns per conversation: --conversations conversations x --turns
+    turns (--answer-tokens-token answers, instant simulator), turn by turn (turn k of every
+    conversation is produced once turn k-1 of all was answered), with the "bench" assistant's
+    history budget {"max_messages": --history-max-messages}.  Every chat completion request
+    body is read back from GET /admin/chat/requests after each turn (fewer than 256 a turn):
+    the number of messages sent per request (system + history + the user's), its maximum
+    against the budget, and by turn; Redis bytes per stored turn and history round trips per
+    event from the worker's /metrics; worker CPU and chat completions per event."""
+    if a.conversations > 250:
+        raise SystemExit("bench: history: at most 250 conversations (the simulator keeps 256 bodies)")
+    s = Stack(a, "history")
+    try:
+        s.simulator("--answer-tokens", str(a.answer_tokens), "--token-delay-ms", "0", "--threads", "1")
+        budget = a.history_max_messages
+        s.worker(a.max_in_flight, history={"max_messages": budget})
+        wait_for(lambda: s.logged('"partitions assigned"'), 60, "partition assignment")
+        # Chat completions already logged (none: a fresh simulator) are skipped by index.
+        last = max((r["index"] for r in s.chat_requests()), default=-1)
+        st0, m0, cpu0 = s.sim_stats(), s.metrics(), cpu_total(s.pids())
+        by_turn, statuses, answered = [], {}, 0
+        for t in range(a.turns):
+            evs = [request(f"c{k}", f"t{t}c{k}", "bench", f"Question {t} of conversation {k}: "
+                           f"how do I reset my password?") for k in range(a.conversations)]
+            got, _ = paced(s, evs, 10000)
+            answered += len(got)
+            for k, v in count_statuses(got).items():
+                statuses[k] = statuses.get(k, 0) + v
+            reqs = s.chat_requests(last)
+            last = max((r["index"] for r in reqs), default=last)
+            sent = messages_sent(reqs)
+            by_turn.append({"requests": len(sent), "max": max(sent, default=0),
+                            "min": min(sent, default=0)})
+        cpu1, st1, m1 = cpu_total(s.pids()), s.sim_stats(), s.metrics()
+        return {"conversations": a.conversations, "turns": a.turns, "tokens": a.answer_tokens,
+                "answered": answered, "statuses": statuses,
+                "cpu_us_per_event": (cpu1 - cpu0) * 1e6 / max(answered, 1),
+                "http_per_event": http_per_event(st0, st1, answered),
+                "history": history_figures(m0, m1, answered),
+                "messages_sent": {"budget": budget, "requests": sum(b["requests"] for b in by_turn),
+                                  "max": max((b["max"] for b in by_turn), default=0),
+                                  "by_turn": by_turn}}
     finally:
         s.close()
 
@@ -779,7 +914,12 @@ def direct_baseline(s, n, nconv=100):
                   conversation_id)}, the SSE read to its terminal event (response.completed,
                   .failed or .incomplete; the simulator ends the stream there)
       assistants  POST /v1/threads/{id}/runs {assistant_id, stream, metadata.aw_tag,
-                  additional_messages: the user message}, the SSE read to [DONE]"""
+                  additional_messages: the user message}, the SSE read to [DONE]
+      chat        POST /v1/chat/completions {model, messages: the system message, the history
+                  the budget lets through and the user message, stream, stream_options}: the
+                  worker's own request bodies, replayed (the last ones it sent, from
+                  GET /admin/chat/requests: existing conversations, their history included),
+                  the SSE read to [DONE]"""
     port = int(s.sim_url.rsplit(":", 1)[1])
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     hdr = {"Authorization": "Bearer sk-bench", "Content-Type": "application/json"}
@@ -798,7 +938,17 @@ def direct_baseline(s, n, nconv=100):
         return f"How do I reset my password? ({i})"
 
     out = []
-    if s.a.backend == "responses":
+    if s.a.backend == "chat":
+        bodies = [r["body"] for r in s.chat_requests() if isinstance(r.get("body"), dict)]
+        if not bodies:
+            raise SystemExit("bench: no chat completion request of the worker to replay")
+        for i in range(n):
+            t0 = time.perf_counter()
+            body = call("/v1/chat/completions", bodies[i % len(bodies)])
+            out.append((time.perf_counter() - t0) * 1000)
+            if b"[DONE]" not in body[-64:]:
+                raise SystemExit("bench: the simulator's chat stream did not end with [DONE]")
+    elif s.a.backend == "responses":
         convs = [json.loads(call("/v1/conversations", {"metadata": {"conversation_id": f"b{k}"}}))["id"]
                  for k in range(nconv)]
         for i in range(n):
@@ -847,8 +997,9 @@ def main():
     ap.add_argument("--simulator", required=True)
     ap.add_argument("--run", required=True)
     ap.add_argument("--weather-service", help="default: weather_service next to --worker")
-    ap.add_argument("phase", choices=["throughput", "inflight", "realistic", "tools", "short"])
-    ap.add_argument("--backend", choices=["responses", "assistants"], default="responses",
+    ap.add_argument("phase", choices=["throughput", "inflight", "realistic", "tools", "short",
+                                      "history"])
+    ap.add_argument("--backend", choices=["responses", "assistants", "chat"], default="responses",
                     help="the worker's api.backend (and the direct baseline's HTTP sequence)")
     ap.add_argument("--events", type=int, default=20000)
     ap.add_argument("--conversations", type=int, default=2000)
@@ -869,13 +1020,16 @@ def main():
     ap.add_argument("--seconds", type=float, default=20, help="short: length of the paced part")
     ap.add_argument("--baseline-events", type=int, default=2000,
                     help="short: HTTP sequences sent straight to the simulator")
+    ap.add_argument("--turns", type=int, default=8, help="history: turns per conversation")
+    ap.add_argument("--history-max-messages", type=int, default=6,
+                    help="history: the assistant's history.max_messages (the budget)")
     a = ap.parse_args()
     a.weather_service = a.weather_service or os.path.join(os.path.dirname(a.worker), "weather_service")
     a.tool_workers = [int(x) for x in a.tool_workers.split(",") if x]
     if a.phase == "tools" and not a.rate:
         a.rate = 50
     r = {"throughput": throughput, "inflight": inflight, "realistic": realistic,
-         "tools": tools, "short": short}[a.phase](a)
+         "tools": tools, "short": short, "history": history}[a.phase](a)
     r["backend"] = a.backend
     print(json.dumps(r))
 
