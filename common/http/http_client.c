@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "log.h"
 
 typedef struct sock_ctx {
   uv_poll_t poll;
@@ -89,6 +90,9 @@ struct http_client {
   int nfree, free_max;
   char *user_agent;
   uint32_t rng;
+  int verbose; /* CURLOPT_DEBUGFUNCTION on every transfer (on_debug) */
+  void (*debug_fn)(void *opaque, const char *line, size_t len);
+  void *debug_opaque;
 };
 
 static void check_done(http_client *c);
@@ -97,6 +101,83 @@ static int start_idle_watch(http_request *r);
 void http_client_config_default(http_client_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   cfg->free_easy_max = 32;
+  /* A debugging switch, not a secret: read here, where every client's
+   * configuration starts, so that the layers above need no setting of it. */
+  const char *v = getenv("AW_HTTP_VERBOSE");
+  cfg->verbose = v && strcmp(v, "1") == 0;
+}
+
+/* ---- verbose output ----------------------------------------------------------- */
+
+static int name_has(const char *name, size_t len, const char *word) {
+  size_t w = strlen(word);
+  for (size_t i = 0; i + w <= len; i++)
+    if (strncasecmp(name + i, word, w) == 0) return 1;
+  return 0;
+}
+
+int http_header_is_secret(const char *name, size_t len) {
+  /* Names by substring, so that a new credential header (x-api-key,
+   * X-Auth-Token, ...) is masked without a list to maintain; masking a
+   * harmless header in a debugging aid costs nothing. */
+  static const char *const words[] = {"auth", "key", "token", "secret", "password", "cookie",
+                                      "session", "organization", "project"};
+  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+    if (name_has(name, len, words[i])) return 1;
+  return 0;
+}
+
+size_t http_header_mask(const char *line, size_t len, char *out, size_t n) {
+  if (!n) return 0;
+  const char *colon = memchr(line, ':', len);
+  size_t keep = len;
+  const char *tail = "";
+  /* "Name: value": keep the name and the colon, mask the value.  A request
+   * or status line has no colon before its first space, and is kept. */
+  if (colon && !memchr(line, ' ', (size_t)(colon - line)) && http_header_is_secret(line, (size_t)(colon - line))) {
+    keep = (size_t)(colon - line) + 1;
+    tail = " ***";
+  }
+  int w = snprintf(out, n, "%.*s%s", (int)keep, line, tail);
+  if (w < 0) w = 0;
+  return (size_t)w < n ? (size_t)w : n - 1;
+}
+
+static void debug_line(http_client *c, char dir, const char *line, size_t len, int header) {
+  char out[1024];
+  out[0] = dir;
+  out[1] = ' ';
+  size_t m = header ? http_header_mask(line, len, out + 2, sizeof out - 2)
+                    : (size_t)snprintf(out + 2, sizeof out - 2, "%.*s", (int)(len < 1000 ? len : 1000), line);
+  if (m > sizeof out - 3) m = sizeof out - 3;
+  if (c->debug_fn) c->debug_fn(c->debug_opaque, out, m + 2);
+  else log_info(NULL, "http: %.*s", (int)(m + 2), out);
+}
+
+/* curl's debug callback: connection messages ("*") and header lines ("<"
+ * in, ">" out), one line each, secret header values masked.  Bodies and TLS
+ * records are never shown (they carry users' text and tokens). */
+static int on_debug(CURL *h, curl_infotype t, char *data, size_t size, void *ud) {
+  (void)h;
+  http_client *c = ud;
+  char dir;
+  switch (t) {
+  case CURLINFO_TEXT: dir = '*'; break;
+  case CURLINFO_HEADER_IN: dir = '<'; break;
+  case CURLINFO_HEADER_OUT: dir = '>'; break;
+  default: return 0;
+  }
+  /* HEADER_OUT is the whole request head at once: split it into lines. */
+  size_t i = 0;
+  while (i < size) {
+    size_t j = i;
+    while (j < size && data[j] != '\n') j++;
+    size_t end = j;
+    while (end > i && (data[end - 1] == '\r' || data[end - 1] == '\n')) end--;
+    if (end > i) debug_line(c, dir, data + i, end - i, t != CURLINFO_TEXT);
+    i = j + 1;
+  }
+  return 0;
 }
 
 static uint32_t next_rand(http_client *c) {
@@ -551,6 +632,9 @@ int http_client_new(uv_loop_t *loop, const http_client_config *cfg, http_client 
   c->free_easy = c->free_max ? calloc((size_t)c->free_max, sizeof *c->free_easy) : NULL;
   c->user_agent = strdup(cfg->user_agent ? cfg->user_agent : "assistant-worker/1");
   c->rng = (uint32_t)uv_hrtime() ^ (uint32_t)(uintptr_t)c;
+  c->verbose = cfg->verbose;
+  c->debug_fn = cfg->debug_fn;
+  c->debug_opaque = cfg->debug_opaque;
   if (!c->rng) c->rng = 1;
   if ((c->free_max && !c->free_easy) || !c->user_agent) goto nomem;
   /* curl_global_init is not thread-safe in 7.88 but is refcounted; calling it
@@ -639,7 +723,11 @@ int http_request_start(http_client *c, const http_request_opts *o, http_request 
   bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
   curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  if (getenv("AW_HTTP_VERBOSE")) curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+  if (c->verbose) {
+    curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, on_debug);
+    curl_easy_setopt(e, CURLOPT_DEBUGDATA, c);
+    curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+  }
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);

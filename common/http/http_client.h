@@ -53,6 +53,15 @@ typedef struct http_client_config {
   long max_host_connections;  /* CURLMOPT_MAX_HOST_CONNECTIONS; 0 = unlimited */
   int free_easy_max;          /* easy handles kept for reuse (default 32) */
   const char *user_agent;     /* default "assistant-worker/1" */
+  /* Debugging: with verbose set, curl's connection messages and every
+   * request's and response's header lines go to debug_fn (NULL: one log
+   * line each at info), with the values of secret headers replaced by "***"
+   * (http_header_is_secret) and bodies never shown.  The default is 1 when
+   * the environment variable AW_HTTP_VERBOSE is set to 1 (read by
+   * http_client_config_default), else 0. */
+  int verbose;
+  void (*debug_fn)(void *opaque, const char *line, size_t len); /* one masked line, no CR/LF */
+  void *debug_opaque;
 } http_client_config;
 
 /** Outcome of a request, valid only during on_done. */
@@ -102,8 +111,21 @@ typedef struct http_request_opts {
   void *opaque;
 } http_request_opts;
 
-/** Defaults: 8 free easy handles... see http_client_config. */
+/** Defaults: 32 free easy handles, verbose from AW_HTTP_VERBOSE... see
+ *  http_client_config. */
 void http_client_config_default(http_client_config *cfg);
+
+/** Is the header called name (len bytes, any case) one whose value the
+ *  verbose output masks?  Authorization, Proxy-Authorization, Cookie,
+ *  Set-Cookie, api-key, OpenAI-Organization, OpenAI-Project, and any name
+ *  containing "auth", "key", "token", "secret", "password", "cookie" or
+ *  "session". */
+int http_header_is_secret(const char *name, size_t len);
+
+/** Copy one header line (len bytes, no CR/LF needed) into out (size n,
+ *  NUL-terminated, truncated to fit) with the value replaced by "***" when
+ *  http_header_is_secret says so.  Returns the length written. */
+size_t http_header_mask(const char *line, size_t len, char *out, size_t n);
 
 /** Create a client on loop.  AW_ENOMEM / AW_EFATAL (curl init failed). */
 int http_client_new(uv_loop_t *loop, const http_client_config *cfg, http_client **out,

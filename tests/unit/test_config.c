@@ -27,6 +27,7 @@ static const char *const ENV_VARS[] = {
     "AW_TOOL_SECRET",  "AW_TOOL_SECRET_PREVIOUS", "AW_API_BACKEND", "AW_KAFKA_GROUP_INSTANCE_ID",
     "AW_MAX_EVENT_BYTES", "AW_API_BACKGROUND", "AW_CONVERSATION_TTL_S", "AW_TOOL_STATE_TTL_S",
     "AW_HISTORY_MAX_TURNS", "AW_HISTORY_MAX_BYTES", "AW_HISTORY_TTL_S",
+    "AW_API_ALLOW_INSECURE_HTTP", "AW_HEALTH_BIND", "AW_ALLOW_CORE_DUMPS", "AW_REDIS_PASSWORD",
 };
 
 /* 16 bytes: the shortest secret accepted. */
@@ -118,9 +119,9 @@ static const char FULL[] =
     "\"enable.idempotence\":true}},\n"
     " \"redis\":{\"host\":\"redis.svc\",\"port\":6380,\"prefix\":\"awp\",\"connect_timeout_ms\":1500},\n"
     " \"api\":{\"base_url\":\"http://sim:8080/v1/\",\"organization\":\"org-1\",\"project\":\"proj-1\","
-    "\"timeout_ms\":1000,\"stream_idle_timeout_ms\":2000,\"max_retries\":0},\n"
+    "\"timeout_ms\":1000,\"stream_idle_timeout_ms\":2000,\"max_retries\":0,\"allow_insecure_http\":true},\n"
     " \"worker\":{\"max_in_flight\":10,\"max_event_bytes\":2048,\"max_answer_bytes\":4096,"
-    "\"commit_interval_ms\":50,\"health_port\":8081},\n"
+    "\"commit_interval_ms\":50,\"health_port\":8081,\"health_bind\":\"127.0.0.1\",\"allow_core_dumps\":true},\n"
     " \"log_level\":\"debug\",\n"
     " \"assistants\":[{\"name\":\"support\",\"model\":\"gpt-4o\",\"instructions\":\"Be kind.\",\n"
     "   \"tools\":[ {\"type\": \"file_search\"}, {\"type\":\"function\",\"function\":{\"name\":\"get_order\"}} ]},\n"
@@ -154,6 +155,9 @@ static void test_file_sets_every_setting(void **state) {
   assert_string_equal(c.redis.prefix, "awp");
   assert_int_equal(c.redis.connect_timeout_ms, 1500);
   assert_string_equal(c.api.base_url, "http://sim:8080/v1"); /* trailing slash dropped */
+  assert_int_equal(c.api.allow_insecure_http, 1); /* else http://sim would be refused */
+  assert_string_equal(c.worker.health_bind, "127.0.0.1");
+  assert_int_equal(c.worker.allow_core_dumps, 1);
   assert_string_equal(c.api.organization, "org-1");
   assert_string_equal(c.api.project, "proj-1");
   assert_int_equal(c.api.request_timeout_ms, 1000);
@@ -1316,6 +1320,107 @@ static void test_chat_backend_and_history_settings_come_from_file_or_env(void **
   cfg_free(&c);
 }
 
+/* ---- secret hygiene --------------------------------------------------------- */
+
+static void test_plain_http_to_a_remote_host_is_refused_unless_allowed(void **state) {
+  (void)state;
+  cfg c;
+  char err[512];
+  setenv("AW_API_BASE_URL", "http://user:url-secret@api.example.com/v1", 1);
+  assert_int_equal(cfg_load(&c, NULL, err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "api.allow_insecure_http"));
+  assert_non_null(strstr(err, "http://***@api.example.com/v1")); /* named, credentials masked */
+  assert_null(strstr(err, "url-secret"));
+  setenv("AW_API_ALLOW_INSECURE_HTTP", "1", 1);
+  assert_int_equal(cfg_load(&c, NULL, err, sizeof err), AW_OK);
+  assert_int_equal(c.api.allow_insecure_http, 1);
+  cfg_free(&c);
+  unsetenv("AW_API_ALLOW_INSECURE_HTTP");
+  /* Loopback (the simulator, a local model server) and https need no opt-in. */
+  static const char *const ok[] = {"http://127.0.0.1:8080/v1", "http://localhost:8000/v1", "http://[::1]:1/v1",
+                                   "https://api.example.com/v1"};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    setenv("AW_API_BASE_URL", ok[i], 1);
+    if (cfg_load(&c, NULL, err, sizeof err) != AW_OK) fail_msg("%s: %s", ok[i], err);
+    assert_int_equal(c.api.allow_insecure_http, 0);
+    cfg_free(&c);
+  }
+}
+
+static void test_health_bind_defaults_to_every_interface_and_must_be_numeric(void **state) {
+  (void)state;
+  cfg c;
+  char err[512];
+  assert_int_equal(cfg_load(&c, NULL, err, sizeof err), AW_OK);
+  assert_string_equal(c.worker.health_bind, "0.0.0.0"); /* Kubernetes probes come from the node */
+  assert_int_equal(c.worker.allow_core_dumps, 0);
+  cfg_free(&c);
+  setenv("AW_HEALTH_BIND", "::1", 1);
+  assert_int_equal(cfg_load(&c, NULL, err, sizeof err), AW_OK);
+  assert_string_equal(c.worker.health_bind, "::1");
+  cfg_free(&c);
+  setenv("AW_HEALTH_BIND", "localhost", 1);
+  assert_int_equal(cfg_load(&c, NULL, err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "worker.health_bind"));
+  setenv("AW_HEALTH_BIND", "127.0.0.1", 1);
+  setenv("AW_ALLOW_CORE_DUMPS", "true", 1);
+  assert_int_equal(cfg_load(&c, NULL, err, sizeof err), AW_OK);
+  assert_string_equal(c.worker.health_bind, "127.0.0.1");
+  assert_int_equal(c.worker.allow_core_dumps, 1);
+  cfg_free(&c);
+}
+
+static void test_print_config_masks_credentials_in_urls_and_brokers(void **state) {
+  (void)state;
+  cfg c;
+  char err[512];
+  setenv("AW_API_BASE_URL", "https://user:url-secret@api.example.com/v1", 1);
+  setenv("AW_KAFKA_BROKERS", "k1:9092,bob:broker-secret@k2:9092", 1);
+  assert_int_equal(cfg_load(&c, NULL, err, sizeof err), AW_OK);
+  assert_string_equal(c.api.base_url, "https://user:url-secret@api.example.com/v1"); /* used as is */
+  buf b;
+  buf_init(&b, 1 << 20);
+  assert_int_equal(cfg_dump(&c, &b), AW_OK);
+  assert_null(strstr(b.data, "url-secret"));
+  assert_null(strstr(b.data, "broker-secret"));
+  cJSON *j = cJSON_Parse(b.data);
+  assert_non_null(j);
+  assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "api"), "base_url")->valuestring,
+                      "https://***@api.example.com/v1");
+  assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "kafka"), "brokers")->valuestring,
+                      "k1:9092,***@k2:9092");
+  cJSON_Delete(j);
+  buf_free(&b);
+  cfg_free(&c);
+}
+
+static void test_scrub_secret_env_removes_every_secret_and_keeps_the_rest(void **state) {
+  (void)state;
+  cfg c;
+  char err[512];
+  setenv("AW_API_KEY", "sk-scrub-1", 1);
+  setenv("OPENAI_API_KEY", "sk-scrub-2", 1);
+  setenv("AW_TOOL_SECRET", SECRET16 "-scrub", 1);
+  setenv("AW_TOOL_SECRET_PREVIOUS", SECRET16 "-prev", 1);
+  setenv("AW_REDIS_PASSWORD", "pw-scrub", 1); /* a secret of another module, named like one */
+  setenv("AW_KAFKA_BROKERS", "k:9092", 1);
+  assert_int_equal(cfg_load(&c, NULL, err, sizeof err), AW_OK);
+  assert_int_equal(cfg_scrub_secret_env(), 5);
+  assert_null(getenv("AW_API_KEY"));
+  assert_null(getenv("OPENAI_API_KEY"));
+  assert_null(getenv("AW_TOOL_SECRET"));
+  assert_null(getenv("AW_TOOL_SECRET_PREVIOUS"));
+  assert_null(getenv("AW_REDIS_PASSWORD"));
+  assert_string_equal(getenv("AW_KAFKA_BROKERS"), "k:9092");
+  extern char **environ;
+  for (char **e = environ; *e; e++) assert_null(strstr(*e, "scrub"));
+  /* The loaded configuration keeps its copies. */
+  assert_string_equal(c.api.api_key, "sk-scrub-1");
+  assert_string_equal(c.tools.secret, SECRET16 "-scrub");
+  assert_int_equal(cfg_scrub_secret_env(), 0);
+  cfg_free(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_defaults_are_the_documented_values, clear_env),
@@ -1348,6 +1453,10 @@ int main(void) {
       cmocka_unit_test_setup(test_api_background_defaults_on_and_comes_from_file_or_env, clear_env),
       cmocka_unit_test_setup(test_tool_choice_is_validated_canonical_and_hashed, clear_env),
       cmocka_unit_test_setup(test_chat_backend_and_history_settings_come_from_file_or_env, clear_env),
+      cmocka_unit_test_setup(test_plain_http_to_a_remote_host_is_refused_unless_allowed, clear_env),
+      cmocka_unit_test_setup(test_health_bind_defaults_to_every_interface_and_must_be_numeric, clear_env),
+      cmocka_unit_test_setup(test_print_config_masks_credentials_in_urls_and_brokers, clear_env),
+      cmocka_unit_test_setup(test_scrub_secret_env_removes_every_secret_and_keeps_the_rest, clear_env),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

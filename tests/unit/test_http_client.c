@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
 
 #include "api_client.h"
 #include "http_client.h"
@@ -832,6 +833,108 @@ static void test_api_sends_openai_beta_only_when_configured(void **state) {
   fx_free(f);
 }
 
+/* ---- verbose output (AW_HTTP_VERBOSE) ---------------------------------------- */
+
+typedef struct dbg {
+  char text[16384];
+  size_t len;
+} dbg;
+
+static void on_debug_line(void *opaque, const char *line, size_t len) {
+  dbg *d = opaque;
+  if (d->len + len + 2 >= sizeof d->text) return;
+  memcpy(d->text + d->len, line, len);
+  d->len += len;
+  d->text[d->len++] = '\n';
+  d->text[d->len] = '\0';
+}
+
+static void test_verbose_output_shows_headers_but_masks_every_secret_header(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *r = ss_route_add(&f->srv, "GET", "/v1/v");
+  ss_add_resp(r, (ss_resp){.status = 200, .body = "{\"answer\":\"body-text\"}",
+                           .hname = "Set-Cookie", .hval = "session=cookie-secret-4"});
+  assert_int_equal(ss_start(&f->srv), 0);
+  dbg d = {0};
+  http_client_config cfg;
+  http_client_config_default(&cfg);
+  cfg.verbose = 1;
+  cfg.debug_fn = on_debug_line;
+  cfg.debug_opaque = &d;
+  char err[128];
+  assert_int_equal(http_client_new(&f->loop, &cfg, &f->c, err, sizeof err), AW_OK);
+  struct curl_slist *h = NULL;
+  h = curl_slist_append(h, "Authorization: Bearer sk-secret-1");
+  h = curl_slist_append(h, "api-key: azure-secret-2");
+  h = curl_slist_append(h, "OpenAI-Organization: org-secret-3");
+  h = curl_slist_append(h, "x-api-key: secret-5");
+  h = curl_slist_append(h, "Proxy-Authorization: Basic secret-6");
+  h = curl_slist_append(h, "X-Trace: visible-7");
+  result res = {0};
+  http_request_opts o = opts(f, "GET", "/v1/v", &res);
+  o.headers = h;
+  assert_int_equal(http_request_start(f->c, &o, NULL), AW_OK);
+  ss_run_until(&f->loop, &res.done);
+  assert_int_equal(res.status, 200);
+  /* The secrets did reach the server... */
+  pthread_mutex_lock(&f->srv.mu);
+  assert_string_equal(r->last_auth, "Bearer sk-secret-1");
+  pthread_mutex_unlock(&f->srv.mu);
+  /* ...and the verbose output shows the exchange with their values masked. */
+  assert_non_null(strstr(d.text, "> GET /v1/v HTTP/1.1\n"));
+  assert_non_null(strstr(d.text, "> Authorization: ***\n"));
+  assert_non_null(strstr(d.text, "> api-key: ***\n"));
+  assert_non_null(strstr(d.text, "> OpenAI-Organization: ***\n"));
+  assert_non_null(strstr(d.text, "> X-Trace: visible-7\n"));
+  assert_non_null(strstr(d.text, "< HTTP/1.1 200"));
+  assert_non_null(strstr(d.text, "< Set-Cookie: ***\n"));
+  static const char *const secrets[] = {"sk-secret-1", "azure-secret-2", "org-secret-3", "cookie-secret-4",
+                                        "secret-5", "secret-6", "Bearer", "body-text"};
+  for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+    if (strstr(d.text, secrets[i])) fail_msg("verbose output shows \"%s\":\n%s", secrets[i], d.text);
+  }
+  curl_slist_free_all(h);
+  fx_free(f);
+}
+
+static void test_verbose_is_off_unless_aw_http_verbose_is_1(void **state) {
+  (void)state;
+  http_client_config cfg;
+  unsetenv("AW_HTTP_VERBOSE");
+  http_client_config_default(&cfg);
+  assert_int_equal(cfg.verbose, 0);
+  setenv("AW_HTTP_VERBOSE", "1", 1);
+  http_client_config_default(&cfg);
+  assert_int_equal(cfg.verbose, 1);
+  setenv("AW_HTTP_VERBOSE", "0", 1);
+  http_client_config_default(&cfg);
+  assert_int_equal(cfg.verbose, 0);
+  unsetenv("AW_HTTP_VERBOSE");
+}
+
+static void test_header_mask_keeps_names_and_masks_secret_values(void **state) {
+  (void)state;
+  char out[64];
+  const char *l = "authorization: Bearer x";
+  assert_int_equal(http_header_mask(l, strlen(l), out, sizeof out), strlen("authorization: ***"));
+  assert_string_equal(out, "authorization: ***");
+  l = "X-Auth-Token: t";
+  http_header_mask(l, strlen(l), out, sizeof out);
+  assert_string_equal(out, "X-Auth-Token: ***");
+  l = "Content-Type: application/json";
+  http_header_mask(l, strlen(l), out, sizeof out);
+  assert_string_equal(out, l);
+  l = "GET http://u:p@h:1/x HTTP/1.1"; /* a request line, not a header */
+  http_header_mask(l, strlen(l), out, sizeof out);
+  assert_string_equal(out, l);
+  l = "Authorization: Bearer a-very-long-token-that-does-not-fit";
+  http_header_mask(l, strlen(l), out, 8);
+  assert_string_equal(out, "Authori"); /* truncated, never the value */
+  assert_true(http_header_is_secret("OpenAI-Project", 14));
+  assert_false(http_header_is_secret("Content-Length", 14));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_get_json_body_and_status),
@@ -866,6 +969,9 @@ int main(void) {
       cmocka_unit_test(test_api_post_stream_500_is_ambiguous_and_not_retried),
       cmocka_unit_test(test_api_stream_get_delivers_events_after_a_retried_500),
       cmocka_unit_test(test_api_sends_openai_beta_only_when_configured),
+      cmocka_unit_test(test_verbose_output_shows_headers_but_masks_every_secret_header),
+      cmocka_unit_test(test_verbose_is_off_unless_aw_http_verbose_is_1),
+      cmocka_unit_test(test_header_mask_keeps_names_and_masks_secret_values),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,11 +6,19 @@
  * Needs: loopback networking only (the server binds 127.0.0.1 on an ephemeral
  * port; requests are made with libcurl's easy API from the test thread while
  * libmicrohttpd answers on its own thread, so the test drives loop time by
- * simply not running the loop).  Every test stops the server, runs the loop
+ * simply not running the loop).  The slow-client tests hold raw TCP
+ * connections that never finish their request, bind sources in 127.0.0.0/8
+ * (127.0.0.2 as "another client") and wait on the sockets' own readiness.  Every test stops the server, runs the loop
  * until its handles closed and checks uv_loop_close (handle leak check); ASan
  * checks memory.
  */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <setjmp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -485,6 +493,179 @@ static void test_stop_closes_the_port_and_frees_everything(void **state) {
   assert_int_equal(r.cc, CURLE_COULDNT_CONNECT);
 }
 
+/* ---- slow clients and the bind address ----------------------------------- */
+
+/* A client that connected from src (NULL: any) and sent the first lines of a
+ * request but never its end: the slowloris shape. */
+static int open_slow(const char *dst, int port, const char *src) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  if (src) {
+    assert_int_equal(inet_pton(AF_INET, src, &a.sin_addr), 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  }
+  a.sin_port = htons((uint16_t)port);
+  assert_int_equal(inet_pton(AF_INET, dst, &a.sin_addr), 1);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  static const char part[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n"; /* no final CRLF */
+  assert_int_equal(send(fd, part, sizeof part - 1, MSG_NOSIGNAL), (ssize_t)(sizeof part - 1));
+  return fd;
+}
+
+/* Has the server closed fd within wait_ms?  Waits on the socket's own
+ * readiness (EOF or reset makes it readable). */
+static int closed_by_server(int fd, int wait_ms) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  if (poll(&p, 1, wait_ms) <= 0) return 0;
+  char b[256];
+  ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+/* GET /healthz from src (NULL: any) with a deadline; elapsed ms in *ms. */
+static void healthz_within(const char *dst, int port, const char *src, long deadline_ms, resp *r, long *ms) {
+  memset(r, 0, sizeof *r);
+  CURL *h = curl_easy_init();
+  assert_non_null(h);
+  char url[128];
+  snprintf(url, sizeof url, "http://%s:%d/healthz", dst, port);
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, deadline_ms);
+  if (src) curl_easy_setopt(h, CURLOPT_INTERFACE, src);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+  uint64_t t0 = uv_hrtime();
+  r->cc = curl_easy_perform(h);
+  *ms = (long)((uv_hrtime() - t0) / 1000000u);
+  if (r->cc == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+  curl_easy_cleanup(h);
+}
+
+enum { NSLOW = 16 };
+
+static void test_healthz_answers_at_once_while_16_slow_clients_hold_connections(void **state) {
+  (void)state;
+  fx f;
+  fx_init(&f);
+  ops_http_config c;
+  test_config(&c); /* the production limits and timeout */
+  fx_start(&f, &c);
+  int port = ops_http_port(f.o);
+  int fds[NSLOW];
+  for (int i = 0; i < NSLOW; i++) {
+    fds[i] = open_slow("127.0.0.1", port, NULL);
+    assert_true(fds[i] >= 0);
+  }
+  /* The probe queues behind the slow clients in the listen backlog, so the
+   * server has taken all of them before it sees the probe. */
+  resp r;
+  long ms;
+  healthz_within("127.0.0.1", port, NULL, 2000, &r, &ms);
+  if (r.cc != CURLE_OK) fail_msg("/healthz failed after %ld ms: %s", ms, curl_easy_strerror(r.cc));
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "ok\n");
+  assert_true(ms < 2000);
+  /* ...and the slow clients were still connected while it answered. */
+  for (int i = 0; i < NSLOW; i++) {
+    assert_false(closed_by_server(fds[i], 0));
+    close(fds[i]);
+  }
+  fx_done(&f);
+}
+
+static void test_an_idle_connection_is_closed_after_the_connection_timeout(void **state) {
+  (void)state;
+  fx f;
+  fx_init(&f);
+  ops_http_config c;
+  test_config(&c);
+  c.connection_timeout_s = 1;
+  fx_start(&f, &c);
+  int fd = open_slow("127.0.0.1", ops_http_port(f.o), NULL);
+  assert_true(fd >= 0);
+  uint64_t t0 = uv_hrtime();
+  assert_true(closed_by_server(fd, 5000));
+  uint64_t ms = (uv_hrtime() - t0) / 1000000u;
+  assert_true(ms < 4000);
+  close(fd);
+  fx_done(&f);
+}
+
+static void test_one_client_address_cannot_take_every_connection(void **state) {
+  (void)state;
+  fx f;
+  fx_init(&f);
+  ops_http_config c;
+  test_config(&c);
+  c.max_connections_per_ip = 4;
+  fx_start(&f, &c);
+  int port = ops_http_port(f.o);
+  int fds[4];
+  for (int i = 0; i < 4; i++) {
+    fds[i] = open_slow("127.0.0.1", port, "127.0.0.1");
+    assert_true(fds[i] >= 0);
+  }
+  int extra = open_slow("127.0.0.1", port, "127.0.0.1");
+  assert_true(extra >= 0);
+  assert_true(closed_by_server(extra, 2000)); /* over that address's limit: turned away */
+  close(extra);
+  /* Another address (the kubelet's) is still served at once. */
+  resp r;
+  long ms;
+  healthz_within("127.0.0.1", port, "127.0.0.2", 2000, &r, &ms);
+  if (r.cc != CURLE_OK) fail_msg("/healthz from 127.0.0.2 failed: %s", curl_easy_strerror(r.cc));
+  assert_int_equal(r.status, 200);
+  for (int i = 0; i < 4; i++) close(fds[i]);
+  fx_done(&f);
+}
+
+static void test_bind_address_is_honoured(void **state) {
+  (void)state;
+  fx f;
+  fx_init(&f);
+  ops_http_config c;
+  test_config(&c); /* 127.0.0.1 */
+  fx_start(&f, &c);
+  int port = ops_http_port(f.o);
+  expect(port, NULL, "/healthz", 200, "ok\n");
+  /* 127.0.0.2 is this machine too, but not the bound address. */
+  errno = 0;
+  assert_int_equal(open_slow("127.0.0.2", port, NULL), -1);
+  assert_int_equal(errno, ECONNREFUSED);
+  fx_done(&f);
+
+  /* Every interface (the default): 127.0.0.2 reaches it. */
+  fx_init(&f);
+  ops_http_config_default(&c);
+  assert_string_equal(c.bind_addr, "0.0.0.0");
+  c.port = 0;
+  fx_start(&f, &c);
+  resp r;
+  long ms;
+  healthz_within("127.0.0.2", ops_http_port(f.o), NULL, 2000, &r, &ms);
+  assert_int_equal(r.cc, CURLE_OK);
+  assert_int_equal(r.status, 200);
+  fx_done(&f);
+}
+
+static void test_defaults_leave_room_beyond_one_client(void **state) {
+  (void)state;
+  ops_http_config c;
+  ops_http_config_default(&c);
+  assert_true(c.max_connections >= 64);
+  assert_true(c.max_connections_per_ip * 2 <= c.max_connections);
+  assert_true(c.connection_timeout_s > 0 && c.connection_timeout_s <= 5);
+}
+
 static int group_setup(void **state) {
   (void)state;
   log_set_level(LOG_ERROR); /* the expected warnings would only be noise */
@@ -512,6 +693,11 @@ int main(void) {
       cmocka_unit_test(test_port_in_use_is_eio_with_the_reason),
       cmocka_unit_test(test_ipv6_loopback_is_served),
       cmocka_unit_test(test_stop_closes_the_port_and_frees_everything),
+      cmocka_unit_test(test_healthz_answers_at_once_while_16_slow_clients_hold_connections),
+      cmocka_unit_test(test_an_idle_connection_is_closed_after_the_connection_timeout),
+      cmocka_unit_test(test_one_client_address_cannot_take_every_connection),
+      cmocka_unit_test(test_bind_address_is_honoured),
+      cmocka_unit_test(test_defaults_leave_room_beyond_one_client),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

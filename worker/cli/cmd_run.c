@@ -22,8 +22,10 @@
 #include "kafka_conf.h"
 #include "log.h"
 #include "ops_http.h"
+#include "proc_guard.h"
 #include "redis_conn.h"
 #include "run_metrics.h"
+#include "url_safety.h"
 #include "worker.h"
 
 typedef struct run_ctx {
@@ -273,6 +275,12 @@ int cmd_run_main(int argc, char **argv) {
     return 2;
   }
   log_set_level(r.c.log_level);
+  /* Secret hygiene (README "Secrets"): from here on the keys live in r.c
+   * only: not in the environment (/proc/<pid>/environ, child processes),
+   * and, unless the operator asked for cores, not in a core dump. */
+  if (!r.c.worker.allow_core_dumps && pguard_no_core_dumps(errstr, sizeof errstr) != AW_OK)
+    log_warn(NULL, "start-up: cannot disable core dumps (%s); a core dump would contain the API key", errstr);
+  cfg_scrub_secret_env();
   if (print_config) {
     buf out;
     buf_init(&out, 1 << 20);
@@ -354,6 +362,7 @@ int cmd_run_main(int argc, char **argv) {
   ops_http_config oc;
   ops_http_config_default(&oc);
   oc.port = r.c.worker.health_port > 0 ? r.c.worker.health_port : -1;
+  oc.bind_addr = r.c.worker.health_bind;
   if (ops_http_start(r.loop, &oc, render_ops, &r, &r.ops, errstr, sizeof errstr) != AW_OK) {
     log_error(NULL, "start-up: operations endpoint: %s", errstr);
     rconn_free(r.redis);
@@ -363,7 +372,9 @@ int cmd_run_main(int argc, char **argv) {
     cfg_free(&r.c);
     return 1;
   }
-  if (r.ops) log_info(NULL, "operations endpoint on port %d: /healthz /readyz /metrics", ops_http_port(r.ops));
+  if (r.ops)
+    log_info(NULL, "operations endpoint on %s port %d: /healthz /readyz /metrics", r.c.worker.health_bind,
+             ops_http_port(r.ops));
   uv_signal_init(r.loop, &r.sigterm);
   uv_signal_init(r.loop, &r.sigint);
   r.sigterm.data = r.sigint.data = &r;
@@ -372,8 +383,21 @@ int cmd_run_main(int argc, char **argv) {
   uv_timer_init(r.loop, &r.wait_redis);
   r.wait_redis.data = &r;
   uv_timer_start(&r.wait_redis, on_wait_redis, 0, 20);
-  log_info(NULL, "starting: kafka %s, redis %s:%d, api %s (%s backend)", r.c.kafka.brokers, r.c.redis.host,
-           r.c.redis.port, r.c.api.base_url, r.c.api.backend);
+  {
+    /* URLs are logged with their userinfo masked (url_safety.h). */
+    char brokers[CFG_BROKERS_SIZE], api[CFG_URL_SIZE];
+    url_redact(r.c.kafka.brokers, brokers, sizeof brokers);
+    url_redact(r.c.api.base_url, api, sizeof api);
+    if (url_transport(r.c.api.base_url) == URL_CLEARTEXT_REMOTE) /* cfg_load refuses it unless allowed */
+      log_warn(NULL,
+               "INSECURE: api.base_url %s is plain http to a host that is not loopback: the API key and every "
+               "conversation cross the network in cleartext (allowed by api.allow_insecure_http)",
+               api);
+    log_info(NULL, "starting: kafka %s, redis %s:%d, api %s (%s backend)", brokers, r.c.redis.host,
+             r.c.redis.port, api, r.c.api.backend);
+    if (r.c.worker.allow_core_dumps)
+      log_warn(NULL, "worker.allow_core_dumps: core dumps are allowed and will contain the API key");
+  }
 
   uv_run(r.loop, UV_RUN_DEFAULT);
 

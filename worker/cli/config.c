@@ -16,6 +16,9 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
+#include "url_safety.h"
+
 #include <cJSON.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -82,6 +85,7 @@ static const field FIELDS[] = {
     N("api", "stream_idle_timeout_ms", NULL, F_LONG, api.stream_idle_timeout_ms, 1, 3600000),
     N("api", "max_retries", NULL, F_INT, api.max_retries, 0, 100),
     S("api", "background", "AW_API_BACKGROUND", F_BOOL, api.background),
+    S("api", "allow_insecure_http", "AW_API_ALLOW_INSECURE_HTTP", F_BOOL, api.allow_insecure_http),
     N("worker", "max_in_flight", "AW_MAX_IN_FLIGHT", F_LONG, worker.max_in_flight, 1, 1000000),
     N("worker", "max_in_flight_per_partition", "AW_MAX_IN_FLIGHT_PER_PARTITION", F_LONG,
       worker.max_in_flight_per_partition, 0, 1000000),
@@ -104,6 +108,8 @@ static const field FIELDS[] = {
     N("worker", "max_answer_bytes", NULL, F_SIZE, worker.max_answer_bytes, 1024, 64 * 1024 * 1024),
     N("worker", "commit_interval_ms", NULL, F_LONG, worker.commit_interval_ms, 1, 60000),
     N("worker", "health_port", "AW_HEALTH_PORT", F_INT, worker.health_port, 0, 65535),
+    S("worker", "health_bind", "AW_HEALTH_BIND", F_STR, worker.health_bind),
+    S("worker", "allow_core_dumps", "AW_ALLOW_CORE_DUMPS", F_BOOL, worker.allow_core_dumps),
     S("worker", "exactly_once", "AW_EXACTLY_ONCE", F_BOOL, worker.exactly_once),
     N("worker", "txn_interval_ms", NULL, F_LONG, worker.txn_interval_ms, 0, 60000),
     S("", "log_level", "AW_LOG_LEVEL", F_LEVEL, log_level),
@@ -172,8 +178,11 @@ static int set_string(cfg *c, const field *f, const char *v, const char *where, 
   if (f->type == F_TOPIC && !topic_ok(v))
     return cfgerr(errstr, n, "%s: invalid Kafka topic name \"%s\" (1..249 of [A-Za-z0-9._-])", where, v);
   if (f->type == F_URL) {
-    if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
-      return cfgerr(errstr, n, "%s: \"%s\" is not an http:// or https:// URL", where, v);
+    if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
+      char shown[CFG_URL_SIZE];
+      return cfgerr(errstr, n, "%s: \"%s\" is not an http:// or https:// URL", where,
+                    url_redact(v, shown, sizeof shown));
+    }
     memcpy(dst, v, len + 1);
     while (len > 0 && dst[len - 1] == '/') dst[--len] = '\0';
     return AW_OK;
@@ -258,6 +267,7 @@ void cfg_init(cfg *c) {
   c->worker.max_answer_bytes = 256 * 1024;
   c->worker.commit_interval_ms = 200;
   c->worker.health_port = 0;
+  copy_str(c->worker.health_bind, sizeof c->worker.health_bind, "0.0.0.0");
   c->worker.exactly_once = 1;
   c->api.background = 1;
   c->worker.txn_interval_ms = 20;
@@ -1024,8 +1034,69 @@ int cfg_apply_env(cfg *c, char *errstr, size_t errstr_size) {
   return resolve_routes(c, errstr, errstr_size); /* the default topic may have changed */
 }
 
+/* Every environment variable cfg_apply_env reads a secret from.  A new
+ * secret read from the environment belongs here, so that
+ * cfg_scrub_secret_env removes it once copied. */
+static const char *const SECRET_ENV[] = {"AW_API_KEY", "OPENAI_API_KEY", "AW_TOOL_SECRET",
+                                         "AW_TOOL_SECRET_PREVIOUS"};
+
+static int is_secret_env_name(const char *name, size_t len) {
+  for (size_t i = 0; i < sizeof SECRET_ENV / sizeof SECRET_ENV[0]; i++)
+    if (strlen(SECRET_ENV[i]) == len && strncmp(SECRET_ENV[i], name, len) == 0) return 1;
+  /* A guard for secrets added elsewhere later: any AW_ variable named like one. */
+  if (len < 3 || strncmp(name, "AW_", 3) != 0) return 0;
+  static const char *const words[] = {"SECRET", "PASSWORD", "TOKEN", "_KEY"};
+  for (size_t w = 0; w < sizeof words / sizeof words[0]; w++) {
+    size_t wl = strlen(words[w]);
+    for (size_t i = 0; i + wl <= len; i++)
+      if (strncmp(name + i, words[w], wl) == 0) return 1;
+  }
+  return 0;
+}
+
+int cfg_scrub_secret_env(void) {
+  extern char **environ;
+  int n = 0;
+  for (;;) {
+    char name[256];
+    int found = 0;
+    for (char **e = environ; e && *e; e++) {
+      const char *eq = strchr(*e, '=');
+      size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
+      if (!eq || len >= sizeof name || !is_secret_env_name(*e, len)) continue;
+      /* unsetenv only drops the pointer: the bytes of the process's
+       * initial environment stay where /proc/<pid>/environ and a core dump
+       * read them, so wipe the value in place first. */
+      explicit_bzero((char *)eq + 1, strlen(eq + 1));
+      memcpy(name, *e, len);
+      name[len] = '\0';
+      found = 1;
+      break;
+    }
+    if (!found) break;
+    unsetenv(name); /* environ changes: scan again from the start */
+    n++;
+  }
+  return n;
+}
+
 /* Checks across the file and the environment. */
 static int check_loaded(const cfg *c, char *errstr, size_t n) {
+  /* The bearer key travels with every request: over http:// to another
+   * machine anyone on the path reads it.  Loopback (the simulator, a local
+   * llama.cpp) stays allowed. */
+  if (url_transport(c->api.base_url) == URL_CLEARTEXT_REMOTE && !c->api.allow_insecure_http) {
+    char shown[CFG_URL_SIZE];
+    return cfgerr(errstr, n,
+                  "api.base_url: %s is plain http to a host that is not loopback: the API key would cross the "
+                  "network in cleartext (use https, or set api.allow_insecure_http: true / "
+                  "AW_API_ALLOW_INSECURE_HTTP=1 for a trusted network)",
+                  url_redact(c->api.base_url, shown, sizeof shown));
+  }
+  unsigned char addr[sizeof(struct in6_addr)];
+  if (inet_pton(AF_INET, c->worker.health_bind, addr) != 1 && inet_pton(AF_INET6, c->worker.health_bind, addr) != 1)
+    return cfgerr(errstr, n, "worker.health_bind: \"%.64s\" is not a numeric IPv4 or IPv6 address",
+                  c->worker.health_bind);
   if (c->tools.nroutes > 0 && !c->tools.secret[0]) {
     const char *who = "";
     for (size_t i = 0; i < c->nassistants && !*who; i++)
@@ -1136,7 +1207,13 @@ int cfg_dump(const cfg *c, buf *out) {
     case F_SIZE: v = cJSON_CreateNumber((double)*(const size_t *)src); break;
     case F_LEVEL: v = cJSON_CreateString(LEVEL_NAMES[c->log_level <= LOG_OFF ? c->log_level : LOG_INFO]); break;
     case F_BOOL: v = cJSON_CreateBool(*(const int *)src); break;
-    default: v = cJSON_CreateString((const char *)src); break;
+    default: {
+      /* URLs and broker lists may carry credentials (https://user:pass@host). */
+      char shown[CFG_BROKERS_SIZE > CFG_URL_SIZE ? CFG_BROKERS_SIZE : CFG_URL_SIZE];
+      int is_url = f->type == F_URL || (strcmp(f->section, "kafka") == 0 && strcmp(f->key, "brokers") == 0);
+      v = cJSON_CreateString(is_url ? url_redact((const char *)src, shown, sizeof shown) : (const char *)src);
+      break;
+    }
     }
     ok = sec && v && cJSON_AddItemToObject(sec, f->key, v);
     if (!ok) cJSON_Delete(v);

@@ -13,10 +13,12 @@
  *    "redis": {"host": .., "port": .., "prefix": .., "connect_timeout_ms": ..},
  *    "api":   {"backend": "responses" | "assistants" | "chat", "base_url": .., "organization": ..,
  *              "project": .., "timeout_ms": ..,
- *              "stream_idle_timeout_ms": .., "max_retries": .., "background": true},
+ *              "stream_idle_timeout_ms": .., "max_retries": .., "background": true,
+ *              "allow_insecure_http": false},
  *    "worker": {"max_in_flight": .., "max_in_flight_per_partition": .., "max_event_bytes": ..,
  *               "max_answer_bytes": ..,
- *               "commit_interval_ms": .., "health_port": ..,
+ *               "commit_interval_ms": .., "health_port": .., "health_bind": "0.0.0.0",
+ *               "allow_core_dumps": false,
  *               "exactly_once": true, "txn_interval_ms": ..,
  *               "history_max_turns": .., "history_max_bytes": .., "history_ttl_s": ..},
  *    "log_level": "info",
@@ -188,6 +190,7 @@ typedef struct cfg {
     long stream_idle_timeout_ms; /* 60000 */
     int max_retries;             /* 5 */
     int background;              /* 1: Responses turns are background + stream; 0: stream only */
+    int allow_insecure_http;     /* 0: cfg_load refuses an http:// base_url to a non-loopback host */
   } api;
   struct {
     long max_in_flight;          /* 1000 */
@@ -208,6 +211,8 @@ typedef struct cfg {
     size_t max_answer_bytes;     /* 256 KiB */
     long commit_interval_ms;     /* 200 */
     int health_port;             /* 0 = off */
+    char health_bind[64];        /* "0.0.0.0": numeric IPv4/IPv6 address of the ops endpoint */
+    int allow_core_dumps;        /* 0: `run` makes the process non-dumpable (secrets in memory) */
     int exactly_once;            /* 1: responses and offsets commit in Kafka transactions */
     long txn_interval_ms;        /* 20: least time between two transaction commits */
   } worker;
@@ -259,6 +264,17 @@ int cfg_apply_env(cfg *c, char *errstr, size_t errstr_size) AW_MUST_CHECK;
  *  (AW_TOOL_SECRET present when some assistant has a function tool).  On
  *  failure c has been freed. */
 int cfg_load(cfg *c, const char *path, char *errstr, size_t errstr_size) AW_MUST_CHECK;
+
+/** Remove every secret cfg_apply_env read (AW_API_KEY, OPENAI_API_KEY,
+ *  AW_TOOL_SECRET, AW_TOOL_SECRET_PREVIOUS, and any AW_* variable whose name
+ *  holds SECRET, PASSWORD, TOKEN or _KEY) from the process environment,
+ *  wiping the value bytes in place first so that /proc/<pid>/environ and a
+ *  core dump no longer show them.  Call once the configuration is loaded;
+ *  nothing may read a secret from the environment afterwards (all of them
+ *  go through cfg_load).  Returns the number of variables removed.
+ *  @locality main thread, before other threads exist (setenv/unsetenv are
+ *  not thread-safe). */
+int cfg_scrub_secret_env(void);
 
 /** Compute the hash of an assistant definition into out (16 hex digits +
  *  NUL): FNV-1a 64 over a length-prefixed serialisation of name, model,

@@ -56,8 +56,9 @@ void ops_http_config_default(ops_http_config *c) {
   c->stale_ms = 10000;
   c->render_interval_ms = 1000;
   c->max_metrics_bytes = 1u << 20;
-  c->max_connections = 8;
-  c->connection_timeout_s = 5;
+  c->max_connections = 128;
+  c->max_connections_per_ip = 32;
+  c->connection_timeout_s = 3;
 }
 
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
@@ -225,10 +226,11 @@ int ops_http_start(uv_loop_t *loop, const ops_http_config *cfg, ops_render_fn re
     return aw_seterr(AW_ECONFIG, errstr, errstr_size,
                      "ops http: need 0 < render_interval_ms (%ld) < stale_ms (%ld)",
                      cfg->render_interval_ms, cfg->stale_ms);
-  if (cfg->max_connections == 0 || cfg->connection_timeout_s == 0 || cfg->max_metrics_bytes == 0)
+  if (cfg->max_connections == 0 || cfg->max_connections_per_ip == 0 || cfg->connection_timeout_s == 0 ||
+      cfg->max_metrics_bytes == 0)
     return aw_seterr(AW_ECONFIG, errstr, errstr_size,
-                     "ops http: max_connections, connection_timeout_s and max_metrics_bytes "
-                     "must be positive");
+                     "ops http: max_connections, max_connections_per_ip, connection_timeout_s and "
+                     "max_metrics_bytes must be positive");
   struct sockaddr_storage ss;
   int v6 = 0;
   if (parse_addr(addr, cfg->port, &ss, &v6) != AW_OK)
@@ -260,6 +262,7 @@ int ops_http_start(uv_loop_t *loop, const ops_http_config *cfg, ops_render_fn re
   o->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, o,
                           MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                           MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+                          MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip,
                           MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,
                           MHD_OPTION_EXTERNAL_LOGGER, mhd_log, o, MHD_OPTION_END);
   atomic_store(&o->starting, 0);

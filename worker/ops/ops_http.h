@@ -12,9 +12,19 @@
  *   methods on those paths: 405 with "Allow: GET, HEAD".  Other paths: 404.
  *
  * Threads.  libmicrohttpd serves requests on its own internal thread
- * (MHD_USE_INTERNAL_POLLING_THREAD) with a small connection limit and a
- * connection timeout, so a slow or hostile client can neither hold many
- * sockets nor stall the loop.  The loop thread owns a uv_timer that ticks
+ * (MHD_USE_INTERNAL_POLLING_THREAD with epoll): one thread multiplexes every
+ * connection, so a slow client holds a socket, never the thread.  Slow
+ * clients.  A connection that has not sent its request is a socket and a
+ * 32 KiB memory pool, nothing more; what a few of them must not do is use up
+ * the connection limit, or /healthz stops answering and Kubernetes restarts
+ * a healthy pod.  Hence a generous total limit (max_connections, 128: fd and
+ * memory budget of at most 4 MiB), a lower one per client address
+ * (max_connections_per_ip, 32: one client cannot take more than a quarter,
+ * while the kubelet's probes and Prometheus come from other addresses), and
+ * a short inactivity timeout (connection_timeout_s, 3 s: a probe completes in
+ * milliseconds, Kubernetes' own probe timeout is 1 s).  A client that
+ * trickles a byte every 2 s stays connected; the per-address limit is what
+ * bounds such clients.  Nothing reaches the loop thread.  The loop thread owns a uv_timer that ticks
  * every render_interval_ms: each tick bumps the heartbeat (so the timer
  * firing is itself the proof that the loop runs) and calls the render
  * callback into a back buffer, then swaps it with the published one under a
@@ -47,8 +57,9 @@ typedef struct ops_http_config {
   long stale_ms;                /* /healthz answers 503 past this heartbeat age; default 10000 */
   long render_interval_ms;      /* heartbeat + render period; default 1000 */
   size_t max_metrics_bytes;     /* cap of one snapshot; default 1 MiB */
-  unsigned max_connections;     /* concurrent connections; default 8 */
-  unsigned connection_timeout_s; /* idle connection timeout; default 5 */
+  unsigned max_connections;     /* concurrent connections; default 128 */
+  unsigned max_connections_per_ip; /* concurrent connections of one client address; default 32 */
+  unsigned connection_timeout_s; /* inactivity timeout of a connection; default 3 */
 } ops_http_config;
 
 /** Fill c with the defaults (port -1: off). */
