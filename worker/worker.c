@@ -124,14 +124,21 @@ static void on_grace(uv_timer_t *t) {
   wk_maybe_stopped(w);
 }
 
-void wk_maybe_stopped(wk *w) {
-  if (!w->stopping || w->st.in_flight > 0 || !w->stop_done) return;
+/* The last commit ended: the shutdown is complete. */
+static void on_final_commit(wk *w) {
   void (*done)(void *) = w->stop_done;
   w->stop_done = NULL;
-  wko_commit(w, 1);
   uv_timer_stop(&w->grace_timer);
   uv_timer_stop(&w->commit_timer);
-  done(w->stop_opaque);
+  if (done) done(w->stop_opaque);
+}
+
+void wk_maybe_stopped(wk *w) {
+  if (!w->stopping || w->st.in_flight > 0 || !w->stop_done || w->final_commit) return;
+  uv_timer_stop(&w->grace_timer);
+  /* Not blocking: the loop goes on serving the ops endpoint's heartbeat,
+   * Redis and the consumer while the coordinator answers (outbox.c). */
+  wko_commit_final(w, on_final_commit);
 }
 
 void wk_shutdown(wk *w, void (*done)(void *), void *opaque) {
@@ -161,6 +168,7 @@ void wk_free(wk *w) {
   w->freeing = 1;
   /* Events abandoned at the end of the grace period. */
   wks_free_all(w);
+  wko_forget(w); /* before kc_close: its revocation commits, and must not see them */
   kc_close(w->consumer);
   kp_flush(w->producer, 5000);
   wkt_free(w); /* after the flush: dead letters of tool replies report to it */

@@ -28,7 +28,9 @@
  * partition: exactly-once (txn_conf given), in the transaction holding the
  * responses, with the offsets done beyond that prefix in the commit
  * metadata (skipped when read again); at-least-once, after delivery, every
- * commit_interval_ms.  Both commit synchronously on revoke and shutdown.  Events of one conversation run strictly one after
+ * commit_interval_ms.  Neither a revocation nor the shutdown blocks the loop
+ * to commit (outbox.c: a held revocation, the shutdown's last commit on the
+ * transaction thread; at-least-once, asynchronous commits).  Events of one conversation run strictly one after
  * another; events of different conversations run concurrently, up to
  * max_in_flight consumed-but-not-done events or max_inflight_bytes of them
  * (wk_event_bytes), beyond which consumption is paused, and up to

@@ -94,8 +94,8 @@ typedef struct wk_event {
   uint8_t shrink_response;     /* outbox: 0 whole, 1 degraded (did not fit), 2 given up */
   uint8_t shrink_dlq;          /* the same for the DLQ record (outbox.c, degrade.h) */
   uint8_t suspect;             /* outbox: a record of its outcome was refused for good in a
-                                  batch with others; produced again alone (w->alone) before
-                                  the refusal counts */
+                                  batch with others: its records go alone (w->alone) until it
+                                  is done (1; 2 once they did) */
   int await_deltas;            /* response held until the deltas are durable */
   buf out;                     /* encoded response, until delivered */
   buf delta;                   /* pending delta text */

@@ -22,6 +22,8 @@ struct kc {
   int held_cooperative;
   int revoking;                          /* KC_REVOKE_* while on_revoke runs */
   int closing;
+  kc_commit_done_fn notify;              /* kc_commit_notify's callback, while one is due */
+  void *notify_opaque;
 };
 
 /* The owner sees revocations before they happen so that it can commit what
@@ -223,12 +225,39 @@ int kc_commit(kc *c, const rd_kafka_topic_partition_list_t *offsets, int async) 
   return AW_OK;
 }
 
+/* librdkafka's commit callback, served by rd_kafka_consumer_poll on the
+ * consumer queue (serve), so on the loop. */
+static void on_commit_reply(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
+                            void *opaque) {
+  (void)rk;
+  (void)offsets;
+  kc *c = opaque;
+  kc_commit_done_fn done = c->notify;
+  c->notify = NULL;
+  if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) log_warn(NULL, "kafka commit failed: %s", rd_kafka_err2str(err));
+  if (done) done(c->notify_opaque, err && err != RD_KAFKA_RESP_ERR__NO_OFFSET ? AW_EKAFKA : AW_OK);
+}
+
+int kc_commit_notify(kc *c, const rd_kafka_topic_partition_list_t *offsets, kc_commit_done_fn done, void *opaque) {
+  if (c->notify || c->closing || !done) return AW_ESTATE;
+  c->notify = done;
+  c->notify_opaque = opaque;
+  rd_kafka_resp_err_t err = rd_kafka_commit_queue(c->rk, offsets, c->q, on_commit_reply, c);
+  if (err) {
+    c->notify = NULL;
+    log_warn(NULL, "kafka commit failed: %s", rd_kafka_err2str(err));
+    return AW_EKAFKA;
+  }
+  return AW_OK;
+}
+
 rd_kafka_t *kc_handle(kc *c) { return c->rk; }
 
 void kc_close(kc *c) {
   if (!c) return;
   kuv_watch_free(c->watch);
   c->closing = 1;
+  c->notify = NULL; /* a late commit reply served by the close calls no one */
   kc_revoke_release(c);
   rd_kafka_consumer_close(c->rk); /* runs the revoke callback */
   rd_kafka_queue_destroy(c->q);

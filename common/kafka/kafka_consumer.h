@@ -64,8 +64,20 @@ int kc_pause_partition(kc *c, int32_t partition, int pause) AW_MUST_CHECK;
 int kc_paused(const kc *c);
 
 /** Commit offsets (the next offset to read, per partition); async=1 returns
- *  at once, async=0 waits for the broker (used on revoke and shutdown). */
+ *  at once, async=0 waits for the broker (blocking: not on the running loop;
+ *  the shutdown uses kc_commit_notify). */
 int kc_commit(kc *c, const rd_kafka_topic_partition_list_t *offsets, int async) AW_MUST_CHECK;
+
+/** Called on the loop with the result of kc_commit_notify: AW_OK, or
+ *  AW_EKAFKA (logged). */
+typedef void (*kc_commit_done_fn)(void *opaque, int err);
+/** Commit offsets without blocking and call done(opaque, err) once the
+ *  broker answered (shutdown: the loop keeps running meanwhile).  AW_OK when
+ *  the commit was sent (done follows, unless the consumer is closed
+ *  first); otherwise done is never called: AW_ESTATE while another
+ *  notified commit is due or when closing, AW_EKAFKA.  Loop thread. */
+int kc_commit_notify(kc *c, const rd_kafka_topic_partition_list_t *offsets, kc_commit_done_fn done,
+                     void *opaque) AW_MUST_CHECK;
 
 /** The librdkafka handle (for metrics and admin). */
 rd_kafka_t *kc_handle(kc *c);

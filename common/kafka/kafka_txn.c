@@ -37,6 +37,7 @@ struct ktx {
   rd_kafka_topic_partition_list_t *offsets;
   rd_kafka_consumer_group_metadata_t *cgmd;
   int abort;
+  int abort_asked;     /* by the caller (else: a message of it failed) */
   int res_committed, res_fatal;
   char res_err[512];
   uv_async_t async;
@@ -88,7 +89,10 @@ static void run_commit(ktx *t) {
     }
   }
   if (abort && !t->res_fatal) {
-    if (!t->res_err[0]) snprintf(t->res_err, sizeof t->res_err, "a message of the transaction was not delivered");
+    if (!t->res_err[0])
+      snprintf(t->res_err, sizeof t->res_err, "%s",
+               t->abort_asked ? "aborted on purpose: an answer in it cannot be committed now"
+                              : "a message of the transaction was not delivered");
     e = retrying(t, 4);
     if (e) {
       keep_error(t, "abort_transaction", e);
@@ -256,6 +260,7 @@ int ktx_fatal(const ktx *t) { return t && t->state == S_FATAL; }
 uint64_t ktx_seq(const ktx *t) { return t->seq; }
 long ktx_pending(const ktx *t) { return t->pending; }
 long ktx_produced(const ktx *t) { return t->produced; }
+int ktx_doomed(const ktx *t) { return t && t->state == S_OPEN && t->failed > 0; }
 rd_kafka_t *ktx_handle(ktx *t) { return t->rk; }
 size_t ktx_max_message_bytes(const ktx *t) { return t->max_bytes; }
 int ktx_committing(const ktx *t) { return t && t->state == S_COMMITTING; }
@@ -269,6 +274,12 @@ int ktx_produce(ktx *t, const char *topic, const void *key, size_t keylen, const
   rd_kafka_resp_err_t err = rd_kafka_producev(
       t->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, len),
       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+  if (err == RD_KAFKA_RESP_ERR__STATE) {
+    /* The transaction failed (a refused batch, a sequence gap): librdkafka
+     * takes nothing more until it is aborted. */
+    t->failed++;
+    return AW_ESTATE;
+  }
   if (err) return kp_err_code(err);
   t->pending++;
   t->produced++;
@@ -281,6 +292,7 @@ int ktx_commit(ktx *t, rd_kafka_topic_partition_list_t *offsets, rd_kafka_consum
   t->offsets = offsets;
   t->cgmd = cgmd;
   t->abort = abort || t->failed > 0;
+  t->abort_asked = abort && t->failed == 0;
   t->state = S_COMMITTING;
   post(t, JOB_COMMIT);
   return AW_OK;

@@ -8,7 +8,9 @@
  *
  * librdkafka's transactional calls block (init, send_offsets, commit,
  * abort, begin), so they run on a thread of this module; the loop never
- * waits for the broker except in ktx_commit_sync (rebalances, shutdown).
+ * waits for the broker except in ktx_flush and ktx_commit_sync, which the
+ * worker calls only from wk_free (its consumer's last revocation), after
+ * the loop stopped.
  * The states, all changed on the loop:
  *
  *   STARTING --(init_transactions, begin)--> OPEN --ktx_commit--> COMMITTING
@@ -56,12 +58,17 @@ uint64_t ktx_seq(const ktx *t);
 long ktx_pending(const ktx *t);
 /** Messages produced in the open transaction. */
 long ktx_produced(const ktx *t);
+/** The open transaction can only abort: a message of it failed, or
+ *  librdkafka refused a produce because the transaction failed.  Produce
+ *  nothing more into it; commit (which aborts) as soon as no report is due. */
+int ktx_doomed(const ktx *t);
 
 /** Produce into the open transaction (value and key copied).  AW_EAGAIN when
  *  not open or the queue is full; AW_ETOOBIG when the record is larger than
  *  message.max.bytes (checked first: nothing is queued and the transaction
- *  stays healthy); AW_EINVAL for another permanent error (kp_err_code);
- *  AW_EKAFKA otherwise.
+ *  stays healthy); AW_ESTATE when the transaction failed and takes nothing
+ *  more (ktx_doomed from then on: abort it); AW_EINVAL for another permanent
+ *  error (kp_err_code); AW_EKAFKA otherwise.
  *
  *  A message that the broker refuses (its delivery report carries the
  *  error: kp_err_permanent tells whether producing it again can help)

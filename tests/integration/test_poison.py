@@ -10,9 +10,11 @@ import base64
 import hashlib
 import time
 
+import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from awtest import assert_valid, error_code, make_request, new_event_id, pack
+from awtest import assert_valid, create_topics, error_code, make_request, new_event_id, pack
 
 GOOD = 20              # good events in other conversations around each poison pill
 ANSWER_BOUND_S = 60    # all of them answered within this (the wedge left half unanswered after a minute)
@@ -144,3 +146,127 @@ def test_tool_call_whose_arguments_cannot_be_produced_is_answered_to_the_model(c
     ctx.collector("tool_requests").quiet_for(1.0)
     assert not [m for m in ctx.collector("tool_requests").messages
                 if m.get("conversation_id") == "conv-huge-args"], "no tool request was produced"
+
+
+# ---- refusals by the broker: a topic's max.message.bytes below the producer's message.max.bytes --
+#
+# The producer's own check (message.max.bytes, 1,000,000 by default) lets these records through;
+# the broker refuses them (MESSAGE_TOO_LARGE) because the output topic was created with a smaller
+# max.message.bytes.  The broker applies that limit to the record batch as sent, and librdkafka
+# batches the records of one partition, so every record that shared a batch with the large one is
+# refused with it.  What must hold: the large record is replaced by its degraded form, the records
+# refused only for their company go out whole, nothing is retried forever, and every other
+# conversation is answered (exactly once: responses commit in Kafka transactions).
+
+def topic_with_max_message_bytes(ctx, kind: str, max_message_bytes: int) -> str:
+    """Replace this test's topic of `kind` by one created with a topic-level max.message.bytes
+    (before any worker or collector uses it); returns its name."""
+    name = f"t-{ctx.id}.{kind}-max{max_message_bytes}"
+    admin = AdminClient({"bootstrap.servers": ctx.kafka})
+    fs = admin.create_topics([NewTopic(name, num_partitions=ctx.PARTITIONS[kind], replication_factor=1,
+                                       config={"max.message.bytes": str(max_message_bytes)})],
+                             operation_timeout=30)
+    for f in fs.values():
+        f.result()
+    create_topics(ctx.kafka, {name: ctx.PARTITIONS[kind]})  # already there: waits for the leaders
+    ctx._extra_topics.append(name)  # dropped with the test's topics
+    ctx.topics[kind] = name
+    res = ConfigResource(ConfigResource.Type.TOPIC, name)
+    got = admin.describe_configs([res])[res].result()
+    assert got["max.message.bytes"].value == str(max_message_bytes), got["max.message.bytes"]
+    return name
+
+
+def refusals(w) -> list[dict]:
+    return [e for e in w.events if e and "delivery failed" in str(e.get("msg", ""))]
+
+
+def assert_goes_quiet(ctx, w, kind: str, seconds: float = 3.0) -> None:
+    """Nothing is retried forever: once everything is answered, no record is refused any more
+    and nothing more arrives on the topic."""
+    before = len(refusals(w))
+    more = ctx.collector(kind).quiet_for(seconds)
+    assert not more, f"{len(more)} more record(s) on {kind} after everything was answered"
+    assert len(refusals(w)) == before, "records are still being refused: " + w.tail(10)
+
+
+def assert_once_each(ctx, ids: list[str]) -> None:
+    counts = {}
+    for m in ctx.responses.messages:
+        e = m.get("event_id")
+        if e in ids:
+            counts[e] = counts.get(e, 0) + 1
+    assert all(counts.get(e) == 1 for e in ids), {e: c for e, c in counts.items() if c != 1}
+
+
+@pytest.mark.parametrize("exactly_once", [True, False], ids=["transactions", "at-least-once"])
+def test_response_the_broker_refuses_for_the_topics_max_message_bytes_is_answered_failed_and_others_whole(
+        ctx, worker, sim_settings, exactly_once):
+    # Answers of 2,500 words: ~16 KB for the ordinary question, ~30 KB for the long-worded one.
+    # The responses topic takes batches of at most 24,000 bytes; the producers may write records
+    # of 1,000,000 (the default), so only the broker refuses.  Two ordinary answers batched
+    # together (32 KB) are refused too: each is then produced again on its own, and goes out.
+    sim_settings.faults(answer_tokens=2500)
+    topic_with_max_message_bytes(ctx, "responses", 24_000)
+    w = worker(extra_env={"AW_EXACTLY_ONCE": "true" if exactly_once else "false"})
+    before = good_events(ctx, GOOD // 2, "before")
+    words = " ".join(("lorem" + chr(97 + i)) * 8 for i in range(4))  # 4 keywords of 48 letters
+    big = make_request("poison-broker-response", f"Tell me about {words}", event_id=new_event_id())
+    ctx.send(big)
+    after = good_events(ctx, GOOD - GOOD // 2, "after")
+    took = assert_all_answered(ctx, before + after)
+    resp = ctx.response_for(big["event_id"], ANSWER_BOUND_S)
+    assert_valid("response", resp)
+    assert resp["status"] == "failed", {k: v for k, v in resp.obj.items() if k != "messages"}
+    assert error_code(resp) == "response_too_large", resp.obj
+    assert resp["messages"] == []
+    assert len(resp.value) < 24_000
+    assert any("Broker: Message size too large" in e["msg"] for e in refusals(w)), "the broker refused"
+    assert not w.logged("produce failed (ETOOBIG); will retry")
+    assert_goes_quiet(ctx, w, "responses")
+    if exactly_once:
+        assert_once_each(ctx, before + after + [big["event_id"]])
+    print(f"response refused by the broker ({'transactions' if exactly_once else 'at-least-once'}): "
+          f"{GOOD} other conversations answered in {took:.1f}s, {len(refusals(w))} refused deliveries")
+
+
+def test_dead_letter_the_broker_refuses_for_the_topics_max_message_bytes_is_degraded_and_small_ones_whole(
+        ctx, worker):
+    # A 300,000-byte invalid event: its dead letter passes the producer's check (1,000,000) and
+    # is refused by the dead-letter topic (64,000 per batch).  Small invalid events under the same
+    # key land in the same dead-letter partition at the same moment, so librdkafka batches their
+    # dead letters with the large one and the broker refuses them all: theirs go out whole
+    # afterwards, the large one's degraded (size, SHA-256, leading bytes).
+    topic_with_max_message_bytes(ctx, "dlq", 64_000)
+    w = worker()
+    poison = b"\xc1" + bytes((i * 31 + 7) % 256 for i in range(300_000 - 1))
+    smalls = [b"\xc1small invalid event %d " % i + b"." * 2000 for i in range(8)]
+    before = good_events(ctx, GOOD // 2, "before")
+    items = [(b"poison-dlq", poison)] + [(b"poison-dlq", s) for s in smalls]
+    ctx.producer.send_many(ctx.topics["requests"], items)
+    after = good_events(ctx, GOOD - GOOD // 2, "after")
+    took = assert_all_answered(ctx, before + after)
+
+    def dead_letters(ms):
+        big = [m for m in ms if m.get("original_size") == len(poison)]
+        whole = {m.obj.get("original"): m for m in ms if m.get("original_size") is None}
+        return (big[0], whole) if big and all(s in whole for s in smalls) else None
+
+    dl, whole = ctx.dlq.wait_for(dead_letters, ANSWER_BOUND_S, "every dead letter")
+    assert_valid("dlq", dl)
+    assert dl["error"]["code"] == "malformed_event", dl["error"]
+    assert dl["original_sha256"] == hashlib.sha256(poison).hexdigest()
+    lead = dl["original"]
+    assert 0 < len(lead) < len(poison) and poison.startswith(lead), "the original's leading bytes"
+    assert len(dl.value) < 64_000
+    for s in smalls:
+        assert_valid("dlq", whole[s])  # a small dead letter goes out whole
+    assert not [m for m in ctx.dlq.messages if m.get("original_size") is not None and m is not dl], \
+        "only the large dead letter is degraded"
+    assert any("Broker: Message size too large" in e["msg"] for e in refusals(w)), "the broker refused"
+    assert_goes_quiet(ctx, w, "dlq")
+    sources = [(m["source"]["partition"], m["source"]["offset"]) for m in ctx.dlq.messages]
+    assert len(sources) == len(set(sources)) == 1 + len(smalls), "one dead letter per rejected event"
+    assert_once_each(ctx, before + after)
+    print(f"dead letter refused by the broker: {GOOD} other conversations answered in {took:.1f}s, "
+          f"{len(refusals(w))} refused deliveries")

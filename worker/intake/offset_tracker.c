@@ -50,7 +50,8 @@ static int grow(otrk *t) {
 }
 
 int otrk_add(otrk *t, int64_t offset) {
-  if (offset < 0 || (t->next_after >= 0 && offset < t->next_after)) return AW_EINVAL;
+  /* INT64_MAX has no "one past" (next_after): no broker hands it out. */
+  if (offset < 0 || offset == INT64_MAX || (t->next_after >= 0 && offset < t->next_after)) return AW_EINVAL;
   if (t->len == t->cap) {
     int rc = grow(t);
     if (rc) return rc;
@@ -131,6 +132,7 @@ int otrk_metadata(const otrk *t, char *out, size_t outsz) {
 int otrk_skip_parse(otrk_skip *s, int64_t base, const void *md, size_t len) {
   memset(s, 0, sizeof *s);
   s->base = base;
+  if (base < 0) return AW_EINVAL; /* no committed offset: nothing can be beyond it */
   size_t k = strlen(OTRK_META_PREFIX);
   if (!md || len < k || memcmp(md, OTRK_META_PREFIX, k) != 0) return AW_OK;
   const unsigned char *b64 = (const unsigned char *)md + k;
@@ -152,8 +154,10 @@ int otrk_skip_parse(otrk_skip *s, int64_t base, const void *md, size_t len) {
 
 int otrk_skip_has(const otrk_skip *s, int64_t offset) {
   if (!s->bits || offset <= s->base) return 0;
-  size_t b = (size_t)(offset - s->base - 1);
-  return b < s->nbits && (s->bits[b / 8] >> (b % 8)) & 1;
+  /* offset > base >= 0: the distance fits uint64_t (and in int64_t arithmetic
+   * a far offset would overflow). */
+  uint64_t b = (uint64_t)offset - (uint64_t)s->base - 1;
+  return b < (uint64_t)s->nbits && (s->bits[b / 8] >> (b % 8)) & 1;
 }
 
 void otrk_skip_free(otrk_skip *s) {

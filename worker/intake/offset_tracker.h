@@ -32,7 +32,7 @@ void otrk_init(otrk *t);
 /** Free storage. */
 void otrk_free(otrk *t);
 /** Record that offset was consumed; offsets must increase.  AW_EINVAL if
- *  not, AW_ENOMEM. */
+ *  not (or offset < 0, or INT64_MAX), AW_ENOMEM. */
 int otrk_add(otrk *t, int64_t offset) AW_MUST_CHECK;
 /** Mark offset done.  AW_ENOTFOUND if it is not tracked. */
 int otrk_done(otrk *t, int64_t offset) AW_MUST_CHECK;
@@ -74,9 +74,11 @@ typedef struct otrk_skip {
   size_t nbits;
 } otrk_skip;
 
-/** Parse metadata written by otrk_metadata for a commit at base.  Metadata
+/** Parse metadata written by otrk_metadata for a commit at base (it comes
+ *  from the broker: any member of the group may have written it).  Metadata
  *  that is empty, foreign (no aw1: prefix) or malformed gives an empty set
- *  (and AW_EPARSE for the malformed case, so the caller can log it). */
+ *  (and AW_EPARSE for the malformed case, so the caller can log it); so does
+ *  a negative base (AW_EINVAL).  Pure: any thread. */
 int otrk_skip_parse(otrk_skip *s, int64_t base, const void *md, size_t len) AW_MUST_CHECK;
 
 /** Was offset done according to s? */

@@ -70,6 +70,20 @@ int ptab_commit(ptab *pt, kc *c, const char *topic, int sync) {
   return rc;
 }
 
+int ptab_commit_notify(ptab *pt, kc *c, const char *topic, kc_commit_done_fn done, void *opaque) {
+  rd_kafka_topic_partition_list_t *l = NULL;
+  for (int i = 0; i < pt->n; i++) {
+    int64_t off;
+    if (!pt->v[i].assigned || !otrk_take_commit(&pt->v[i].t, &off)) continue;
+    if (!l) l = rd_kafka_topic_partition_list_new(8);
+    rd_kafka_topic_partition_list_add(l, topic, i)->offset = off;
+  }
+  if (!l) return AW_ENOTFOUND;
+  int rc = kc_commit_notify(c, l, done, opaque);
+  rd_kafka_topic_partition_list_destroy(l);
+  return rc;
+}
+
 void ptab_log(const char *what, const char *topic, const rd_kafka_topic_partition_list_t *parts) {
   char list[1024], n[16];
   size_t k = 0;

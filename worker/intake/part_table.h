@@ -60,6 +60,11 @@ void ptab_revoke(ptab *pt, const rd_kafka_topic_partition_list_t *parts);
  *  broker).  AW_OK also when nothing moved. */
 int ptab_commit(ptab *pt, kc *c, const char *topic, int sync) AW_MUST_CHECK;
 
+/** ptab_commit without blocking, for the shutdown: done(opaque, err)
+ *  follows on the loop (kc_commit_notify).  AW_ENOTFOUND when nothing moved
+ *  (done is not called), else as kc_commit_notify. */
+int ptab_commit_notify(ptab *pt, kc *c, const char *topic, kc_commit_done_fn done, void *opaque) AW_MUST_CHECK;
+
 /** Log an assignment change ("partitions assigned" / "partitions revoked"). */
 void ptab_log(const char *what, const char *topic, const rd_kafka_topic_partition_list_t *parts);
 

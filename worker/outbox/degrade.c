@@ -63,8 +63,12 @@ int odg_dlq_encode_within(const contract_dlq *d, size_t max, buf *out, int *degr
 int odg_response_too_large(const contract_response *r, size_t answer_bytes, size_t limit, buf *out) {
   contract_response s = *r;
   char msg[160];
-  snprintf(msg, sizeof msg, "the answer (%zu bytes encoded) exceeds the Kafka record limit (%zu bytes)",
-           answer_bytes, limit);
+  if (limit)
+    snprintf(msg, sizeof msg, "the answer (%zu bytes encoded) exceeds the Kafka record limit (%zu bytes)",
+             answer_bytes, limit);
+  else
+    snprintf(msg, sizeof msg, "the answer (%zu bytes encoded) was refused by the Kafka broker as larger than the "
+             "topic's max.message.bytes", answer_bytes);
   s.status = "failed";
   s.messages = NULL;
   s.nmessages = 0;

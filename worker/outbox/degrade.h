@@ -33,8 +33,10 @@ void odg_sha256_hex(const void *data, size_t len, char out[65]);
 int odg_dlq_encode_within(const contract_dlq *d, size_t max, buf *out, int *degraded) AW_MUST_CHECK;
 
 /** Append to out the `failed` response that replaces an answer of
- *  answer_bytes bytes that did not fit limit bytes: r's ids, backend handles
- *  and timings, no messages or tool calls, error response_too_large. */
+ *  answer_bytes bytes that did not fit limit bytes (0: the limit is the
+ *  topic's max.message.bytes, unknown here, and the broker refused it): r's
+ *  ids, backend handles and timings, no messages or tool calls, error
+ *  response_too_large. */
 int odg_response_too_large(const contract_response *r, size_t answer_bytes, size_t limit,
                            buf *out) AW_MUST_CHECK;
 

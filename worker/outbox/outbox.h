@@ -19,8 +19,18 @@ void wko_publish(wk_event *ev);
 /** The event no longer holds part of the open transaction (it finished). */
 void wko_unowe(wk_event *ev);
 /** Commit the done prefix of every assigned partition that moved (sync:
- *  wait; on revoke and shutdown). */
+ *  wait; only for a revocation that is not held, which with transactions
+ *  open happens only in wk_free). */
 void wko_commit(wk *w, int sync);
+/** wk_shutdown's last commit, without blocking the loop: waits for a commit
+ *  in progress and the reports due (10 s at most), commits (or, an event
+ *  still owed, aborts) on ktx's thread -- at-least-once, an asynchronous
+ *  offset commit -- then calls done(w) once, possibly before returning.
+ *  No other commit starts afterwards (the commit timer is stopped). */
+void wko_commit_final(wk *w, void (*done)(wk *w));
+/** wk_free, right after the events were freed: drop the outbox's lists of
+ *  them (a commit made while freeing must not walk freed events). */
+void wko_forget(wk *w);
 /** Start the commit timer (wk_new, after the handles are initialised). */
 void wko_start(wk *w);
 /** kp callback: delivery report of anything the idempotent producer sent. */

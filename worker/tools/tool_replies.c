@@ -276,16 +276,14 @@ static void on_corr(void *opaque, int err, const char *value) {
     return;
   }
   /* "<run> <call> <conv>" */
-  const char *sp1 = strchr(value, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-  if (!sp1 || !sp2 || (size_t)(sp1 - value) >= sizeof m->run || (size_t)(sp2 - sp1 - 1) >= sizeof m->call) {
+  const char *conv = NULL;
+  size_t conv_len = 0;
+  if (tstate_parse_corr(value, strlen(value), m->run, sizeof m->run, m->call, sizeof m->call, &conv, &conv_len) !=
+      AW_OK) {
     dead_letter(m, CTOOL_DLQ_UNKNOWN_CORRELATION, "the correlation record is unreadable%s", "");
     return;
   }
-  memcpy(m->run, value, (size_t)(sp1 - value));
-  m->run[sp1 - value] = '\0';
-  memcpy(m->call, sp1 + 1, (size_t)(sp2 - sp1 - 1));
-  m->call[sp2 - sp1 - 1] = '\0';
-  m->conv = strdup(sp2 + 1);
+  m->conv = strndup(conv, conv_len);
   if (!m->conv) {
     retry_later(m);
     return;

@@ -286,6 +286,45 @@ void tstate_set_published(tstate *t, const char *conv, const char *run) {
   send_quiet(t, 4, argv, lens);
 }
 
+/* ---- values read back ------------------------------------------------------ */
+
+/* The part of s[0..len) up to the first space: its length, or len when
+ * there is none. */
+static size_t part_len(const char *s, size_t len) {
+  const char *sp = memchr(s, ' ', len);
+  return sp ? (size_t)(sp - s) : len;
+}
+
+int tstate_parse_corr(const char *value, size_t len, char *run, size_t run_size, char *call, size_t call_size,
+                      const char **conv, size_t *conv_len) {
+  if (!value || !run || !call || !conv || !conv_len || memchr(value, '\0', len)) return AW_EPARSE;
+  size_t r = part_len(value, len);
+  if (r == 0 || r >= len || r >= run_size) return AW_EPARSE;
+  const char *c = value + r + 1;
+  size_t left = len - r - 1;
+  size_t k = part_len(c, left);
+  if (k == 0 || k >= left || k >= call_size) return AW_EPARSE;
+  const char *v = c + k + 1;
+  size_t vlen = left - k - 1;
+  if (vlen == 0) return AW_EPARSE;
+  memcpy(run, value, r);
+  run[r] = '\0';
+  memcpy(call, c, k);
+  call[k] = '\0';
+  *conv = v;
+  *conv_len = vlen;
+  return AW_OK;
+}
+
+int tstate_parse_wake(const char *item, size_t len, char *run, size_t run_size) {
+  if (!item || !run || memchr(item, '\0', len)) return AW_EPARSE;
+  size_t r = part_len(item, len);
+  if (r == 0 || r + 1 >= len || r >= run_size) return AW_EPARSE;
+  memcpy(run, item, r);
+  run[r] = '\0';
+  return AW_OK;
+}
+
 /* ---- replies ------------------------------------------------------------- */
 
 typedef struct cb_box {

@@ -118,6 +118,27 @@ void tstate_set_published(tstate *t, const char *conv, const char *run);
 typedef void (*tstate_corr_cb)(void *opaque, int err, const char *value);
 int tstate_corr_lookup(tstate *t, const char *digest, tstate_corr_cb cb, void *opaque) AW_MUST_CHECK;
 
+/* ---- the values above, read back --------------------------------------------
+ *
+ * What Redis hands back is data anyone with access to the instance could
+ * have written: the parsers below take (bytes, length) and check every part
+ * before a caller copies or binds it.  Pure: any thread, no allocation. */
+
+/** Split a correlation record's value "<run> <call> <conv>" (the first two
+ *  spaces separate; conv is the rest and may hold spaces).  run and call are
+ *  copied NUL-terminated into run[run_size] and call[call_size]; *conv and
+ *  *conv_len point into value.  AW_EPARSE when a separator is missing, a
+ *  part is empty, run or call does not fit its buffer, or value holds a NUL
+ *  in its first len bytes; the outputs are then untouched. */
+int tstate_parse_corr(const char *value, size_t len, char *run, size_t run_size, char *call,
+                      size_t call_size, const char **conv, size_t *conv_len) AW_MUST_CHECK;
+
+/** The turn token of a wake-up "<run> <conv>" (tstate_take_wakes), copied
+ *  NUL-terminated into run[run_size].  AW_EPARSE when the run part is
+ *  empty, does not fit, there is no conversation after the space, or item
+ *  holds a NUL in its first len bytes. */
+int tstate_parse_wake(const char *item, size_t len, char *run, size_t run_size) AW_MUST_CHECK;
+
 /** verdict: "ok" (recorded; missing = calls still without output, owner =
  *  the run's owner), or the DLQ reason: "unknown_correlation_id",
  *  "already_answered", "run_not_waiting". */

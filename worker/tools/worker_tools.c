@@ -645,12 +645,8 @@ static void on_wakes(void *opaque, int err, const char *const *items, size_t n) 
   if (err) return;
   for (size_t i = 0; i < n; i++) {
     char turn[CORR_DIGEST_SIZE];
-    const char *sp = strchr(items[i], ' ');
-    size_t k = sp ? (size_t)(sp - items[i]) : strlen(items[i]);
-    if (k >= sizeof turn) continue;
-    memcpy(turn, items[i], k);
-    turn[k] = '\0';
-    wake(w, turn);
+    /* "<turn> <conv>"; anything else is not ours: skipped. */
+    if (tstate_parse_wake(items[i], strlen(items[i]), turn, sizeof turn) == AW_OK) wake(w, turn);
   }
 }
 
