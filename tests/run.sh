@@ -128,7 +128,8 @@ fi
 # (FIRST_PASS_ONLY) run in the first pass only.
 BACKENDS=${AW_TEST_BACKENDS:-responses assistants chat}
 FIRST_PASS_ONLY=(test_backends.py test_ogx.py test_realmodel.py test_simulator_chat.py
-                 test_simulator_responses.py test_simulator_tools.py test_stack.py)
+                 test_simulator_responses.py test_simulator_tools.py test_stack.py test_secrets.py
+                 test_shutdown.py)
 pass_no=0
 for backend in $BACKENDS; do
   pass_no=$((pass_no + 1))
