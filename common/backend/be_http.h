@@ -8,6 +8,10 @@
 #include "api_client.h"
 #include "backend.h"
 
+/** The API client's configuration from cfg (beta: the OpenAI-Beta header,
+ *  NULL for none).  Strings are borrowed from cfg. */
+void be_http_api_config(const be_http_config *cfg, const char *beta, api_config *out);
+
 /** Check cfg (a store is required: both HTTP backends claim conversation
  *  handles in it) and make the API client: beta is the OpenAI-Beta header
  *  (NULL: none).  kind names the backend in error messages. */

@@ -2,6 +2,7 @@
  * construction, assistant_ensure and op cancellation (see chat_int.h).
  */
 #include "chat_int.h"
+#include "be_http.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,22 +126,10 @@ int be_chat_new(uv_loop_t *loop, const be_http_config *cfg, be_backend **out, ch
     return aw_seterr(AW_EINVAL, errstr, errstr_size,
                      "chat backend: a history store is required (the server keeps no conversation)");
   /* Not be_http_client_new: that one requires a handle store, which this
-   * backend has no use for. */
+   * backend has no use for.  The same client configuration, no OpenAI-Beta
+   * header; the retry policy is kept for the backend's own retries. */
   api_config ac;
-  api_config_default(&ac);
-  ac.base_url = cfg->base_url;
-  ac.api_key = cfg->api_key;
-  ac.organization = cfg->organization;
-  ac.project = cfg->project;
-  ac.beta = NULL; /* no OpenAI-Beta header */
-  if (cfg->request_timeout_ms > 0) ac.request_timeout_ms = cfg->request_timeout_ms;
-  if (cfg->stream_idle_timeout_ms > 0) ac.stream_idle_timeout_ms = cfg->stream_idle_timeout_ms;
-  if (cfg->max_retries >= 0) ac.retry.max_retries = cfg->max_retries;
-  if (cfg->retry_base_ms > 0) ac.retry.base_ms = cfg->retry_base_ms;
-  if (cfg->retry_max_ms > 0) ac.retry.max_ms = cfg->retry_max_ms;
-  ac.max_connections = cfg->max_connections;
-  ac.observe = cfg->observe;
-  ac.observe_opaque = cfg->observe_opaque;
+  be_http_api_config(cfg, NULL, &ac);
   api_client *api = NULL;
   int rc = api_client_new(loop, &ac, &api, errstr, errstr_size);
   if (rc) return rc;
