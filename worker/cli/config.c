@@ -1,20 +1,14 @@
-/* config.c -- defaults, JSON config file, environment overrides, validation.
+/* config.c -- defaults, the JSON config file, validation, accessors, dump.
  *
- * Scalar settings are described once, in FIELDS: where they live in the
+ * Scalar settings are described once, in cfg_fields: where they live in the
  * file (section + key), which environment variable overrides them, their
- * type and their range.  The file walker and the environment pass both go
- * through set_string()/set_number(), so a value is validated the same way
- * wherever it comes from.  Properties, assistants and functions have their
- * own parsers.
- *
- * Function routes depend on three sources (the assistants' tools, the
- * "functions" object, kafka.topics.tool_requests, which env may override),
- * so they are not updated piecemeal: resolve_routes() rebuilds them from
- * scratch at the end of every cfg_load_json and cfg_apply_env.  That costs a
- * re-parse of every assistant's tools at start-up, and keeps one place where
- * the cross-references are checked.
+ * type and their range.  The file walker and the environment pass
+ * (config_env.c) both go through cfg_set_string()/cfg_set_number(), so a
+ * value is validated the same way wherever it comes from.  Properties are
+ * parsed here; assistants (config_assistants.c) and functions
+ * (config_functions.c) have their own files.
  */
-#include "config.h"
+#include "config_int.h"
 
 #include <arpa/inet.h>
 #include "url_safety.h"
@@ -34,35 +28,13 @@ _Static_assert(CFG_TOPIC_SIZE == CTOOL_MAX_TOPIC + 1, "topic names: the contract
 
 /* ---- field table ---------------------------------------------------------- */
 
-typedef enum {
-  F_STR,      /* non-empty string */
-  F_STR_OPT,  /* string, may be empty */
-  F_TOPIC,    /* Kafka topic name */
-  F_URL,      /* http(s) URL, trailing '/' dropped */
-  F_INT,
-  F_LONG,
-  F_SIZE,
-  F_LEVEL,    /* log level name */
-  F_BOOL,     /* true/false (env: true, false, 1, 0) into an int */
-  F_BACKEND,  /* a backend kind: responses, assistants, chat */
-} ftype;
-
-typedef struct field {
-  const char *section; /* "" for top level */
-  const char *key;
-  const char *env;     /* NULL: file only */
-  ftype type;
-  size_t off;
-  size_t size;         /* string capacity incl. NUL */
-  long long lo, hi;    /* numbers */
-} field;
 
 #define OFF(m) offsetof(cfg, m)
 #define SZ(m) sizeof(((cfg *)0)->m)
 #define S(sec, key, env, t, m) {sec, key, env, t, OFF(m), SZ(m), 0, 0}
 #define N(sec, key, env, t, m, lo, hi) {sec, key, env, t, OFF(m), SZ(m), lo, hi}
 
-static const field FIELDS[] = {
+const field cfg_fields[] = {
     S("kafka", "brokers", "AW_KAFKA_BROKERS", F_STR, kafka.brokers),
     S("kafka", "group_id", "AW_KAFKA_GROUP_ID", F_STR, kafka.group_id),
     S("kafka", "transactional_id", "AW_KAFKA_TRANSACTIONAL_ID", F_STR_OPT, kafka.transactional_id),
@@ -114,17 +86,16 @@ static const field FIELDS[] = {
     N("worker", "txn_interval_ms", NULL, F_LONG, worker.txn_interval_ms, 0, 60000),
     S("", "log_level", "AW_LOG_LEVEL", F_LEVEL, log_level),
 };
-#define NFIELDS (sizeof FIELDS / sizeof FIELDS[0])
+const size_t cfg_nfields = sizeof cfg_fields / sizeof cfg_fields[0];
 
-/* Sections that are objects, with the keys they hold beyond FIELDS. */
+/* Sections that are objects, with the keys they hold beyond cfg_fields. */
 static const char *const SECTIONS[] = {"kafka", "kafka.topics", "redis", "api", "worker"};
 
-static void copy_str(char *dst, size_t size, const char *src) {
+void cfg_copy(char *dst, size_t size, const char *src) {
   snprintf(dst, size, "%s", src);
 }
 
-static int cfgerr(char *errstr, size_t n, const char *fmt, ...) AW_PRINTF(3, 4);
-static int cfgerr(char *errstr, size_t n, const char *fmt, ...) {
+int cfg_err(char *errstr, size_t n, const char *fmt, ...) {
   if (errstr && n) {
     va_list ap;
     va_start(ap, fmt);
@@ -135,13 +106,13 @@ static int cfgerr(char *errstr, size_t n, const char *fmt, ...) {
 }
 
 /* "section.key" or "key" into out. */
-static const char *path_of(const char *section, const char *key, char *out, size_t n) {
+const char *cfg_path(const char *section, const char *key, char *out, size_t n) {
   if (section && *section) snprintf(out, n, "%s.%s", section, key);
   else snprintf(out, n, "%s", key);
   return out;
 }
 
-static int topic_ok(const char *s) {
+int cfg_topic_ok(const char *s) {
   size_t n = strlen(s);
   if (n == 0 || n > 249 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0) return 0;
   for (; *s; s++) {
@@ -155,32 +126,32 @@ static int topic_ok(const char *s) {
 
 /* Set a string-typed field; where names the source ("kafka.brokers" or
  * "AW_KAFKA_BROKERS") for errors. */
-static int set_string(cfg *c, const field *f, const char *v, const char *where, char *errstr,
+int cfg_set_string(cfg *c, const field *f, const char *v, const char *where, char *errstr,
                       size_t n) {
   char *dst = (char *)c + f->off;
   size_t len = strlen(v);
   if (f->type == F_LEVEL) {
     log_level lvl;
     if (log_parse_level(v, &lvl) != AW_OK)
-      return cfgerr(errstr, n, "%s: invalid log level \"%.32s\" (expected debug, info, warn, error or off)",
+      return cfg_err(errstr, n, "%s: invalid log level \"%.32s\" (expected debug, info, warn, error or off)",
                     where, v);
     c->log_level = lvl;
     return AW_OK;
   }
   if (f->type == F_BACKEND && strcmp(v, "responses") != 0 && strcmp(v, "assistants") != 0 && strcmp(v, "chat") != 0)
-    return cfgerr(errstr, n, "%s: unknown backend \"%.32s\" (expected responses, assistants or chat)", where, v);
+    return cfg_err(errstr, n, "%s: unknown backend \"%.32s\" (expected responses, assistants or chat)", where, v);
   if (len >= f->size)
-    return cfgerr(errstr, n, "%s: too long (%zu bytes, at most %zu)", where, len, f->size - 1);
-  if (len == 0 && f->type != F_STR_OPT) return cfgerr(errstr, n, "%s: must not be empty", where);
+    return cfg_err(errstr, n, "%s: too long (%zu bytes, at most %zu)", where, len, f->size - 1);
+  if (len == 0 && f->type != F_STR_OPT) return cfg_err(errstr, n, "%s: must not be empty", where);
   for (const char *p = v; *p; p++)
     if ((unsigned char)*p < 0x20 || *p == 0x7f)
-      return cfgerr(errstr, n, "%s: contains a control character", where);
-  if (f->type == F_TOPIC && !topic_ok(v))
-    return cfgerr(errstr, n, "%s: invalid Kafka topic name \"%s\" (1..249 of [A-Za-z0-9._-])", where, v);
+      return cfg_err(errstr, n, "%s: contains a control character", where);
+  if (f->type == F_TOPIC && !cfg_topic_ok(v))
+    return cfg_err(errstr, n, "%s: invalid Kafka topic name \"%s\" (1..249 of [A-Za-z0-9._-])", where, v);
   if (f->type == F_URL) {
     if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
       char shown[CFG_URL_SIZE];
-      return cfgerr(errstr, n, "%s: \"%s\" is not an http:// or https:// URL", where,
+      return cfg_err(errstr, n, "%s: \"%s\" is not an http:// or https:// URL", where,
                     url_redact(v, shown, sizeof shown));
     }
     memcpy(dst, v, len + 1);
@@ -191,9 +162,9 @@ static int set_string(cfg *c, const field *f, const char *v, const char *where, 
   return AW_OK;
 }
 
-static int set_number(cfg *c, const field *f, long long v, const char *where, char *errstr, size_t n) {
+int cfg_set_number(cfg *c, const field *f, long long v, const char *where, char *errstr, size_t n) {
   if (v < f->lo || v > f->hi)
-    return cfgerr(errstr, n, "%s: %lld is out of range [%lld, %lld]", where, v, f->lo, f->hi);
+    return cfg_err(errstr, n, "%s: %lld is out of range [%lld, %lld]", where, v, f->lo, f->hi);
   void *dst = (char *)c + f->off;
   switch (f->type) {
   case F_INT: *(int *)dst = (int)v; break;
@@ -204,14 +175,14 @@ static int set_number(cfg *c, const field *f, long long v, const char *where, ch
   return AW_OK;
 }
 
-static int is_number_type(ftype t) { return t == F_INT || t == F_LONG || t == F_SIZE; }
+int cfg_is_number_type(ftype t) { return t == F_INT || t == F_LONG || t == F_SIZE; }
 
 /* A JSON number that is an exact integer (cJSON keeps doubles). */
-static int json_integer(const cJSON *v, long long *out, const char *where, char *errstr, size_t n) {
-  if (!cJSON_IsNumber(v)) return cfgerr(errstr, n, "%s: expected an integer", where);
+int cfg_json_integer(const cJSON *v, long long *out, const char *where, char *errstr, size_t n) {
+  if (!cJSON_IsNumber(v)) return cfg_err(errstr, n, "%s: expected an integer", where);
   double d = v->valuedouble;
   if (d != d || d < -9.0e15 || d > 9.0e15 || d != (double)(long long)d)
-    return cfgerr(errstr, n, "%s: expected an integer, got %g", where, d);
+    return cfg_err(errstr, n, "%s: expected an integer, got %g", where, d);
   *out = (long long)d;
   return AW_OK;
 }
@@ -219,36 +190,36 @@ static int json_integer(const cJSON *v, long long *out, const char *where, char 
 static int set_from_json(cfg *c, const field *f, const cJSON *v, const char *where, char *errstr,
                          size_t n) {
   if (f->type == F_BOOL) {
-    if (!cJSON_IsBool(v)) return cfgerr(errstr, n, "%s: expected true or false", where);
+    if (!cJSON_IsBool(v)) return cfg_err(errstr, n, "%s: expected true or false", where);
     *(int *)((char *)c + f->off) = cJSON_IsTrue(v) ? 1 : 0;
     return AW_OK;
   }
-  if (is_number_type(f->type)) {
-    long long x = 0; /* set by json_integer on success */
-    int rc = json_integer(v, &x, where, errstr, n);
-    return rc ? rc : set_number(c, f, x, where, errstr, n);
+  if (cfg_is_number_type(f->type)) {
+    long long x = 0; /* set by cfg_json_integer on success */
+    int rc = cfg_json_integer(v, &x, where, errstr, n);
+    return rc ? rc : cfg_set_number(c, f, x, where, errstr, n);
   }
-  if (!cJSON_IsString(v)) return cfgerr(errstr, n, "%s: expected a string", where);
-  return set_string(c, f, v->valuestring, where, errstr, n);
+  if (!cJSON_IsString(v)) return cfg_err(errstr, n, "%s: expected a string", where);
+  return cfg_set_string(c, f, v->valuestring, where, errstr, n);
 }
 
 /* ---- init / free ---------------------------------------------------------- */
 
 void cfg_init(cfg *c) {
   memset(c, 0, sizeof *c);
-  copy_str(c->kafka.group_id, sizeof c->kafka.group_id, "assistant-worker");
-  copy_str(c->kafka.topic_requests, sizeof c->kafka.topic_requests, "assistant.requests");
-  copy_str(c->kafka.topic_responses, sizeof c->kafka.topic_responses, "assistant.responses");
-  copy_str(c->kafka.topic_deltas, sizeof c->kafka.topic_deltas, "assistant.deltas");
-  copy_str(c->kafka.topic_dlq, sizeof c->kafka.topic_dlq, "assistant.dlq");
-  copy_str(c->kafka.topic_tool_requests, sizeof c->kafka.topic_tool_requests, CTOOL_DEFAULT_REQUEST_TOPIC);
-  copy_str(c->kafka.topic_tool_replies, sizeof c->kafka.topic_tool_replies, CTOOL_DEFAULT_REPLY_TOPIC);
-  copy_str(c->redis.host, sizeof c->redis.host, "127.0.0.1");
+  cfg_copy(c->kafka.group_id, sizeof c->kafka.group_id, "assistant-worker");
+  cfg_copy(c->kafka.topic_requests, sizeof c->kafka.topic_requests, "assistant.requests");
+  cfg_copy(c->kafka.topic_responses, sizeof c->kafka.topic_responses, "assistant.responses");
+  cfg_copy(c->kafka.topic_deltas, sizeof c->kafka.topic_deltas, "assistant.deltas");
+  cfg_copy(c->kafka.topic_dlq, sizeof c->kafka.topic_dlq, "assistant.dlq");
+  cfg_copy(c->kafka.topic_tool_requests, sizeof c->kafka.topic_tool_requests, CTOOL_DEFAULT_REQUEST_TOPIC);
+  cfg_copy(c->kafka.topic_tool_replies, sizeof c->kafka.topic_tool_replies, CTOOL_DEFAULT_REPLY_TOPIC);
+  cfg_copy(c->redis.host, sizeof c->redis.host, "127.0.0.1");
   c->redis.port = 6379;
-  copy_str(c->redis.prefix, sizeof c->redis.prefix, "aw");
+  cfg_copy(c->redis.prefix, sizeof c->redis.prefix, "aw");
   c->redis.connect_timeout_ms = 2000;
-  copy_str(c->api.base_url, sizeof c->api.base_url, "https://api.openai.com/v1");
-  copy_str(c->api.backend, sizeof c->api.backend, "responses");
+  cfg_copy(c->api.base_url, sizeof c->api.base_url, "https://api.openai.com/v1");
+  cfg_copy(c->api.backend, sizeof c->api.backend, "responses");
   c->api.request_timeout_ms = 30000;
   c->api.stream_idle_timeout_ms = 60000;
   c->api.max_retries = 5;
@@ -267,14 +238,14 @@ void cfg_init(cfg *c) {
   c->worker.max_answer_bytes = 256 * 1024;
   c->worker.commit_interval_ms = 200;
   c->worker.health_port = 0;
-  copy_str(c->worker.health_bind, sizeof c->worker.health_bind, "0.0.0.0");
+  cfg_copy(c->worker.health_bind, sizeof c->worker.health_bind, "0.0.0.0");
   c->worker.exactly_once = 1;
   c->api.background = 1;
   c->worker.txn_interval_ms = 20;
   c->log_level = LOG_INFO;
 }
 
-static void free_assistants(cfg *c) {
+void cfg_free_assistants(cfg *c) {
   for (size_t i = 0; i < c->nassistants; i++) {
     free(c->assistants[i].instructions);
     free(c->assistants[i].tools_json);
@@ -284,7 +255,7 @@ static void free_assistants(cfg *c) {
   c->nassistants = 0;
 }
 
-static void free_routes(cfg *c) {
+void cfg_free_routes(cfg *c) {
   for (size_t i = 0; i < c->tools.nroutes; i++) free(c->tools.routes[i].parameters_json);
   memset(c->tools.routes, 0, sizeof c->tools.routes);
   c->tools.nroutes = 0;
@@ -296,8 +267,8 @@ void cfg_free(cfg *c) {
     free(c->kafka.props[i].value);
   }
   c->kafka.nprops = 0;
-  free_assistants(c);
-  free_routes(c);
+  cfg_free_assistants(c);
+  cfg_free_routes(c);
   memset(c->tools.overrides, 0, sizeof c->tools.overrides);
   c->tools.noverrides = 0;
   /* Do not leave keys in freed-but-mapped memory longer than needed. */
@@ -367,7 +338,7 @@ static int put_property(cfg *c, const char *key, const char *value, char *errstr
     }
   }
   if (c->kafka.nprops >= CFG_MAX_PROPERTIES)
-    return cfgerr(errstr, n, "kafka.properties: more than %d properties", CFG_MAX_PROPERTIES);
+    return cfg_err(errstr, n, "kafka.properties: more than %d properties", CFG_MAX_PROPERTIES);
   char *k = strdup(key), *v = strdup(value);
   if (!k || !v) {
     free(k);
@@ -381,18 +352,18 @@ static int put_property(cfg *c, const char *key, const char *value, char *errstr
 }
 
 static int parse_properties(cfg *c, const cJSON *obj, char *errstr, size_t n) {
-  if (!cJSON_IsObject(obj)) return cfgerr(errstr, n, "kafka.properties: expected an object");
+  if (!cJSON_IsObject(obj)) return cfg_err(errstr, n, "kafka.properties: expected an object");
   const cJSON *it;
   cJSON_ArrayForEach(it, obj) {
     const char *k = it->string;
     char val[64];
     const char *v;
     if (!*k || strlen(k) >= CFG_PROP_KEY_SIZE)
-      return cfgerr(errstr, n, "kafka.properties: invalid property name \"%.40s\"", k);
+      return cfg_err(errstr, n, "kafka.properties: invalid property name \"%.40s\"", k);
     if (strcmp(k, "bootstrap.servers") == 0 || strcmp(k, "metadata.broker.list") == 0)
-      return cfgerr(errstr, n, "kafka.properties.%s: set kafka.brokers instead", k);
+      return cfg_err(errstr, n, "kafka.properties.%s: set kafka.brokers instead", k);
     if (strcmp(k, "group.id") == 0)
-      return cfgerr(errstr, n, "kafka.properties.group.id: set kafka.group_id instead");
+      return cfg_err(errstr, n, "kafka.properties.group.id: set kafka.group_id instead");
     if (cJSON_IsString(it)) {
       v = it->valuestring;
     } else if (cJSON_IsBool(it)) {
@@ -403,462 +374,15 @@ static int parse_properties(cfg *c, const cJSON *obj, char *errstr, size_t n) {
       else snprintf(val, sizeof val, "%.17g", d);
       v = val;
     } else {
-      return cfgerr(errstr, n, "kafka.properties.%s: expected a string, number or boolean", k);
+      return cfg_err(errstr, n, "kafka.properties.%s: expected a string, number or boolean", k);
     }
     if (strlen(v) >= CFG_MAX_PROP_VALUE_BYTES)
-      return cfgerr(errstr, n, "kafka.properties.%s: value too long (at most %d bytes)", k,
+      return cfg_err(errstr, n, "kafka.properties.%s: value too long (at most %d bytes)", k,
                     CFG_MAX_PROP_VALUE_BYTES - 1);
     int rc = put_property(c, k, v, errstr, n);
     if (rc) return rc;
   }
   return AW_OK;
-}
-
-/* ---- assistants ----------------------------------------------------------- */
-
-/* Names are what producers write in requests ("Customer Support Bot"), so
- * any text the API accepts as a name (up to 256 characters) is allowed,
- * except control characters and surrounding blanks, which would make two
- * names look alike in logs and configuration. */
-static int name_ok(const char *s) {
-  size_t n = strlen(s);
-  if (n == 0 || n >= CFG_NAME_SIZE || s[0] == ' ' || s[n - 1] == ' ') return 0;
-  for (; *s; s++)
-    if ((unsigned char)*s < 0x20 || *s == 0x7f) return 0;
-  return 1;
-}
-
-/* OpenAI's rule for function names: 1..64 of [A-Za-z0-9_-]. */
-static int function_name_ok(const char *s) {
-  size_t n = strlen(s);
-  if (n == 0 || n >= CFG_FUNCTION_NAME_SIZE) return 0;
-  for (; *s; s++) {
-    char ch = *s;
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-          ch == '_' || ch == '-'))
-      return 0;
-  }
-  return 1;
-}
-
-static int parse_tools(const cJSON *tools, const char *where, char **out, char *errstr, size_t n) {
-  *out = NULL;
-  if (cJSON_IsNull(tools)) return AW_OK;
-  if (!cJSON_IsArray(tools)) return cfgerr(errstr, n, "%s.tools: expected an array", where);
-  int nt = cJSON_GetArraySize(tools);
-  if (nt > CFG_MAX_TOOLS)
-    return cfgerr(errstr, n, "%s.tools: %d tools, at most %d", where, nt, CFG_MAX_TOOLS);
-  if (nt == 0) return AW_OK;
-  int i = 0;
-  const char *fnames[CFG_MAX_TOOLS]; /* function names so far, for duplicates */
-  int nf = 0;
-  const cJSON *t;
-  cJSON_ArrayForEach(t, tools) {
-    if (!cJSON_IsObject(t)) return cfgerr(errstr, n, "%s.tools[%d]: expected an object", where, i);
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
-    if (!cJSON_IsString(type) || !*type->valuestring)
-      return cfgerr(errstr, n, "%s.tools[%d]: missing \"type\" string", where, i);
-    if (strcmp(type->valuestring, "function") == 0) {
-      const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
-      const cJSON *fname = cJSON_GetObjectItemCaseSensitive(fn, "name");
-      if (!cJSON_IsObject(fn) || !cJSON_IsString(fname) || !*fname->valuestring)
-        return cfgerr(errstr, n, "%s.tools[%d]: a function tool needs function.name", where, i);
-      /* Names are routing keys and travel in tool requests: hold them to
-       * the API's rule here rather than learn of a bad one at start-up. */
-      if (!function_name_ok(fname->valuestring))
-        return cfgerr(errstr, n, "%s.tools[%d].function.name: invalid function name \"%.80s\" (1..%d of [A-Za-z0-9_-])",
-                      where, i, fname->valuestring, CFG_FUNCTION_NAME_SIZE - 1);
-      for (int j = 0; j < nf; j++)
-        if (strcmp(fnames[j], fname->valuestring) == 0)
-          return cfgerr(errstr, n, "%s.tools[%d]: duplicate function \"%s\"", where, i, fname->valuestring);
-      fnames[nf++] = fname->valuestring;
-      const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
-      if (params && !cJSON_IsObject(params))
-        return cfgerr(errstr, n, "%s.tools[%d].function.parameters: expected an object (a JSON Schema)", where, i);
-    }
-    i++;
-  }
-  char *s = cJSON_PrintUnformatted(tools);
-  if (!s) return aw_seterr(AW_ENOMEM, errstr, n, "out of memory");
-  if (strlen(s) > CFG_MAX_TOOLS_BYTES) {
-    free(s);
-    return cfgerr(errstr, n, "%s.tools: longer than %u bytes", where, CFG_MAX_TOOLS_BYTES);
-  }
-  *out = s;
-  return AW_OK;
-}
-
-/* tool_choice: "auto" | "required" | "none" | {"type":"function","function":
- * {"name":..}} naming one of the assistant's function tools; printed
- * canonically into *out. */
-static int parse_tool_choice(const cJSON *choice, const cJSON *tools, const char *where, char **out,
-                             char *errstr, size_t n) {
-  *out = NULL;
-  static const char expect[] =
-      "expected \"auto\", \"required\", \"none\" or {\"type\": \"function\", \"function\": {\"name\": ..}}";
-  if (cJSON_IsString(choice)) {
-    const char *v = choice->valuestring;
-    if (strcmp(v, "auto") && strcmp(v, "required") && strcmp(v, "none"))
-      return cfgerr(errstr, n, "%s.tool_choice: \"%.40s\": %s", where, v, expect);
-    if (!strcmp(v, "required") && cJSON_GetArraySize(tools) == 0)
-      return cfgerr(errstr, n, "%s.tool_choice: \"required\" but the assistant has no tools", where);
-  } else if (cJSON_IsObject(choice)) {
-    const cJSON *it;
-    cJSON_ArrayForEach(it, choice) {
-      if (strcmp(it->string, "type") && strcmp(it->string, "function"))
-        return cfgerr(errstr, n, "%s.tool_choice: unknown key \"%.40s\" (%s)", where, it->string, expect);
-    }
-    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(choice, "type");
-    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(choice, "function");
-    const cJSON *fname = cJSON_IsObject(fn) ? cJSON_GetObjectItemCaseSensitive(fn, "name") : NULL;
-    if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "function") || !cJSON_IsString(fname) ||
-        cJSON_GetArraySize(fn) != 1)
-      return cfgerr(errstr, n, "%s.tool_choice: %s", where, expect);
-    /* It must name one of this assistant's function tools. */
-    int found = 0;
-    cJSON_ArrayForEach(it, tools) {
-      const cJSON *f = cJSON_GetObjectItemCaseSensitive(it, "function");
-      const cJSON *nm = cJSON_IsObject(f) ? cJSON_GetObjectItemCaseSensitive(f, "name") : NULL;
-      const cJSON *tt = cJSON_GetObjectItemCaseSensitive(it, "type");
-      if (cJSON_IsString(tt) && !strcmp(tt->valuestring, "function") && cJSON_IsString(nm) &&
-          !strcmp(nm->valuestring, fname->valuestring))
-        found = 1;
-    }
-    if (!found)
-      return cfgerr(errstr, n, "%s.tool_choice: function \"%.64s\" is not one of the assistant's function tools",
-                    where, fname->valuestring);
-  } else {
-    return cfgerr(errstr, n, "%s.tool_choice: %s", where, expect);
-  }
-  *out = cJSON_PrintUnformatted(choice);
-  return *out ? AW_OK : aw_seterr(AW_ENOMEM, errstr, n, "out of memory");
-}
-
-static int no_duplicate_keys(const cJSON *obj, const char *section, char *errstr, size_t n);
-
-/* history: {"max_messages": N, "max_tokens": N}, each optional, each a
- * positive integer: the chat backend's context budget for this assistant
- * (0, i.e. absent: the backend's default).  Not part of the hash: the hash
- * names what the Assistants backend keeps remotely, and the budget lives
- * only in the worker. */
-static int parse_history(cfg_assistant *a, const cJSON *hist, const char *where, char *errstr, size_t n) {
-  char path[160];
-  snprintf(path, sizeof path, "%s.history", where);
-  if (cJSON_IsNull(hist)) return AW_OK;
-  if (!cJSON_IsObject(hist))
-    return cfgerr(errstr, n, "%s: expected an object ({\"max_messages\": .., \"max_tokens\": ..})", path);
-  int rc = no_duplicate_keys(hist, path, errstr, n);
-  if (rc) return rc;
-  const cJSON *it;
-  cJSON_ArrayForEach(it, hist) {
-    long *dst;
-    long long hi;
-    if (strcmp(it->string, "max_messages") == 0) dst = &a->history_max_messages, hi = CFG_MAX_HISTORY_MESSAGES;
-    else if (strcmp(it->string, "max_tokens") == 0) dst = &a->history_max_tokens, hi = CFG_MAX_HISTORY_TOKENS;
-    else return cfgerr(errstr, n, "%s: unknown key \"%.40s\" (expected max_messages, max_tokens)", path, it->string);
-    char kp[200];
-    snprintf(kp, sizeof kp, "%s.%s", path, it->string);
-    long long x = 0; /* set by json_integer on success */
-    rc = json_integer(it, &x, kp, errstr, n);
-    if (rc) return rc;
-    if (x < 1 || x > hi)
-      return cfgerr(errstr, n, "%s: %lld is out of range [1, %lld] (leave it out for the backend's default)", kp, x, hi);
-    *dst = (long)x;
-  }
-  return AW_OK;
-}
-
-static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size_t n) {
-  char where[96];
-  snprintf(where, sizeof where, "assistants[%d]", idx);
-  if (!cJSON_IsObject(obj)) return cfgerr(errstr, n, "%s: expected an object", where);
-  const cJSON *name = NULL, *model = NULL, *instr = NULL, *tools = NULL, *choice = NULL, *hist = NULL, *maxout = NULL,
-              *it;
-  cJSON_ArrayForEach(it, obj) {
-    const char *k = it->string;
-    if (strcmp(k, "name") == 0) name = it;
-    else if (strcmp(k, "model") == 0) model = it;
-    else if (strcmp(k, "instructions") == 0) instr = it;
-    else if (strcmp(k, "tools") == 0) tools = it;
-    else if (strcmp(k, "tool_choice") == 0) choice = it;
-    else if (strcmp(k, "history") == 0) hist = it;
-    else if (strcmp(k, "max_output_tokens") == 0) maxout = it;
-    else return cfgerr(errstr, n, "%s: unknown key \"%s\" (expected name, model, instructions, tools, tool_choice, history, max_output_tokens)", where, k);
-  }
-  if (!name) return cfgerr(errstr, n, "%s: missing name", where);
-  if (!cJSON_IsString(name)) return cfgerr(errstr, n, "%s.name: expected a string", where);
-  if (!name_ok(name->valuestring))
-    return cfgerr(errstr, n, "%s.name: invalid name \"%.80s\" (1..%d bytes, no control characters or surrounding blanks)", where,
-                  name->valuestring, CFG_NAME_SIZE - 1);
-  if (strncmp(name->valuestring, "asst_", 5) == 0)
-    return cfgerr(errstr, n, "%s.name: \"%s\" must not start with \"asst_\" (requests use that prefix for API ids)",
-                  where, name->valuestring);
-  snprintf(where, sizeof where, "assistants[%d] (\"%.64s\")", idx, name->valuestring);
-  if (cfg_find_assistant(c, name->valuestring))
-    return cfgerr(errstr, n, "%s: duplicate assistant name", where);
-  if (!model) return cfgerr(errstr, n, "%s: missing model", where);
-  if (!cJSON_IsString(model) || !*model->valuestring)
-    return cfgerr(errstr, n, "%s.model: expected a non-empty string", where);
-  if (strlen(model->valuestring) >= CFG_MODEL_SIZE)
-    return cfgerr(errstr, n, "%s.model: too long (at most %d bytes)", where, CFG_MODEL_SIZE - 1);
-  if (instr && !cJSON_IsNull(instr)) {
-    if (!cJSON_IsString(instr)) return cfgerr(errstr, n, "%s.instructions: expected a string", where);
-    if (strlen(instr->valuestring) > CFG_MAX_INSTRUCTIONS_BYTES)
-      return cfgerr(errstr, n, "%s.instructions: longer than %u bytes", where, CFG_MAX_INSTRUCTIONS_BYTES);
-  }
-  if (c->nassistants >= CFG_MAX_ASSISTANTS)
-    return cfgerr(errstr, n, "assistants: more than %d assistants", CFG_MAX_ASSISTANTS);
-
-  long long max_output = 0;
-  if (maxout && !cJSON_IsNull(maxout)) {
-    char kp[128];
-    snprintf(kp, sizeof kp, "%s.max_output_tokens", where);
-    int rc = json_integer(maxout, &max_output, kp, errstr, n);
-    if (rc) return rc;
-    if (max_output < 1 || max_output > CFG_MAX_OUTPUT_TOKENS)
-      return cfgerr(errstr, n, "%s: %lld is out of range [1, %ld] (leave it out for the server's default)", kp,
-                    max_output, CFG_MAX_OUTPUT_TOKENS);
-  }
-  cfg_assistant *a = &c->assistants[c->nassistants];
-  memset(a, 0, sizeof *a);
-  a->max_output_tokens = (long)max_output;
-  if (hist) {
-    int rc = parse_history(a, hist, where, errstr, n);
-    if (rc) {
-      memset(a, 0, sizeof *a);
-      return rc;
-    }
-  }
-  char *tools_json = NULL;
-  if (tools) {
-    int rc = parse_tools(tools, where, &tools_json, errstr, n);
-    if (rc) return rc;
-  }
-  if (instr && cJSON_IsString(instr)) {
-    a->instructions = strdup(instr->valuestring);
-    if (!a->instructions) {
-      free(tools_json);
-      return aw_seterr(AW_ENOMEM, errstr, n, "out of memory");
-    }
-  }
-  a->tools_json = tools_json;
-  if (choice && !cJSON_IsNull(choice)) {
-    int rc = parse_tool_choice(choice, tools, where, &a->tool_choice_json, errstr, n);
-    if (rc) {
-      free(a->instructions);
-      free(a->tools_json);
-      memset(a, 0, sizeof *a);
-      return rc;
-    }
-  }
-  copy_str(a->name, sizeof a->name, name->valuestring);
-  copy_str(a->model, sizeof a->model, model->valuestring);
-  cfg_assistant_hash(a->name, a->model, a->instructions, a->tools_json, a->tool_choice_json, a->hash);
-  c->nassistants++;
-  return AW_OK;
-}
-
-static int parse_assistants(cfg *c, const cJSON *arr, char *errstr, size_t n) {
-  if (!cJSON_IsArray(arr)) return cfgerr(errstr, n, "assistants: expected an array");
-  int na = cJSON_GetArraySize(arr);
-  if (na > CFG_MAX_ASSISTANTS)
-    return cfgerr(errstr, n, "assistants: %d assistants, at most %d", na, CFG_MAX_ASSISTANTS);
-  free_assistants(c); /* the file's list replaces any earlier one */
-  int i = 0;
-  const cJSON *it;
-  cJSON_ArrayForEach(it, arr) {
-    int rc = parse_assistant(c, it, i++, errstr, n);
-    if (rc) return rc;
-  }
-  return AW_OK;
-}
-
-/* ---- functions ------------------------------------------------------------ */
-
-static const char *const ON_DEADLINE_NAMES[] = {"error_output", "cancel_run"};
-
-const char *cfg_on_deadline_name(cfg_on_deadline d) {
-  return d == CFG_ON_DEADLINE_CANCEL_RUN ? ON_DEADLINE_NAMES[1] : ON_DEADLINE_NAMES[0];
-}
-
-static void route_defaults(cfg_function *r, const char *name) {
-  memset(r, 0, sizeof *r);
-  copy_str(r->name, sizeof r->name, name);
-  r->deadline_ms = CFG_DEFAULT_DEADLINE_MS;
-  r->on_deadline = CFG_ON_DEADLINE_ERROR_OUTPUT;
-  r->validate_arguments = 1;
-}
-
-/* Keys that would hold the tool secret: refused wherever they appear. */
-static int is_tool_secret_key(const char *k) {
-  return strcmp(k, "tool_secret") == 0 || strcmp(k, "tool_secret_previous") == 0;
-}
-
-static int refuse_tool_secret(const char *path, char *errstr, size_t n) {
-  return cfgerr(errstr, n,
-                "%s: the tool-call secret is not read from the config file on purpose; "
-                "set AW_TOOL_SECRET (and AW_TOOL_SECRET_PREVIOUS while rotating) in the environment, "
-                "e.g. from a Kubernetes Secret",
-                path);
-}
-
-static int no_duplicate_keys(const cJSON *obj, const char *section, char *errstr, size_t n);
-
-static int parse_function(cfg_function *o, const cJSON *obj, char *errstr, size_t n) {
-  char where[96], path[128];
-  snprintf(where, sizeof where, "functions.%s", obj->string);
-  if (!cJSON_IsObject(obj)) return cfgerr(errstr, n, "%s: expected an object", where);
-  int rc = no_duplicate_keys(obj, where, errstr, n);
-  if (rc) return rc;
-  route_defaults(o, obj->string);
-  const cJSON *it;
-  cJSON_ArrayForEach(it, obj) {
-    const char *k = it->string;
-    snprintf(path, sizeof path, "%s.%s", where, k);
-    if (is_tool_secret_key(k)) return refuse_tool_secret(path, errstr, n);
-    if (strcmp(k, "topic") == 0) {
-      if (!cJSON_IsString(it)) return cfgerr(errstr, n, "%s: expected a string", path);
-      if (!topic_ok(it->valuestring))
-        return cfgerr(errstr, n, "%s: invalid Kafka topic name \"%.80s\" (1..249 of [A-Za-z0-9._-])", path,
-                      it->valuestring);
-      copy_str(o->topic, sizeof o->topic, it->valuestring);
-    } else if (strcmp(k, "deadline_ms") == 0) {
-      long long x = 0; /* set by json_integer on success */
-      rc = json_integer(it, &x, path, errstr, n);
-      if (rc) return rc;
-      if (x < CFG_MIN_DEADLINE_MS || x > CFG_MAX_DEADLINE_MS)
-        return cfgerr(errstr, n, "%s: %lld is out of range [%d, %d] (the API expires a run waiting for tools after 10 minutes)",
-                      path, x, CFG_MIN_DEADLINE_MS, CFG_MAX_DEADLINE_MS);
-      o->deadline_ms = (long)x;
-    } else if (strcmp(k, "on_deadline") == 0) {
-      if (cJSON_IsString(it) && strcmp(it->valuestring, ON_DEADLINE_NAMES[0]) == 0)
-        o->on_deadline = CFG_ON_DEADLINE_ERROR_OUTPUT;
-      else if (cJSON_IsString(it) && strcmp(it->valuestring, ON_DEADLINE_NAMES[1]) == 0)
-        o->on_deadline = CFG_ON_DEADLINE_CANCEL_RUN;
-      else
-        return cfgerr(errstr, n, "%s: expected \"error_output\" or \"cancel_run\"", path);
-    } else if (strcmp(k, "validate_arguments") == 0) {
-      if (!cJSON_IsBool(it)) return cfgerr(errstr, n, "%s: expected true or false", path);
-      o->validate_arguments = cJSON_IsTrue(it);
-    } else {
-      return cfgerr(errstr, n, "%s: unknown key \"%s\" (expected topic, deadline_ms, on_deadline, validate_arguments)",
-                    where, k);
-    }
-  }
-  return AW_OK;
-}
-
-/* The "functions" object, checked on its own; whether its names exist is
- * resolve_routes()' business, once every source is in. */
-static int parse_functions(cfg *c, const cJSON *obj, char *errstr, size_t n) {
-  if (!cJSON_IsObject(obj)) return cfgerr(errstr, n, "functions: expected an object");
-  int rc = no_duplicate_keys(obj, "functions", errstr, n);
-  if (rc) return rc;
-  int nf = cJSON_GetArraySize(obj);
-  if (nf > CFG_MAX_FUNCTIONS)
-    return cfgerr(errstr, n, "functions: %d entries, at most %d", nf, CFG_MAX_FUNCTIONS);
-  memset(c->tools.overrides, 0, sizeof c->tools.overrides); /* the file's object replaces any earlier one */
-  c->tools.noverrides = 0;
-  const cJSON *it;
-  cJSON_ArrayForEach(it, obj) {
-    if (!function_name_ok(it->string))
-      return cfgerr(errstr, n, "functions.%.80s: invalid function name (1..%d of [A-Za-z0-9_-])", it->string,
-                    CFG_FUNCTION_NAME_SIZE - 1);
-    rc = parse_function(&c->tools.overrides[c->tools.noverrides], it, errstr, n);
-    if (rc) return rc;
-    c->tools.noverrides++;
-  }
-  return AW_OK;
-}
-
-static cfg_function *find_route(cfg *c, const char *name) {
-  for (size_t i = 0; i < c->tools.nroutes; i++)
-    if (strcmp(c->tools.routes[i].name, name) == 0) return &c->tools.routes[i];
-  return NULL;
-}
-
-/* Add the function tools of assistant ai to the routes, with the defaults. */
-static int add_assistant_routes(cfg *c, size_t ai, char *errstr, size_t n) {
-  const cfg_assistant *a = &c->assistants[ai];
-  if (!a->tools_json) return AW_OK;
-  cJSON *arr = cJSON_Parse(a->tools_json); /* printed by cJSON: fails only for lack of memory */
-  if (!arr) return aw_seterr(AW_ENOMEM, errstr, n, "out of memory");
-  int rc = AW_OK, ti = 0;
-  const cJSON *t;
-  cJSON_ArrayForEach(t, arr) {
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
-    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
-    const cJSON *fname = cJSON_GetObjectItemCaseSensitive(fn, "name");
-    const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
-    int idx = ti++;
-    if (!cJSON_IsString(type) || strcmp(type->valuestring, "function") != 0 || !cJSON_IsString(fname)) continue;
-    char *pj = NULL;
-    if (params && !(pj = cJSON_PrintUnformatted(params))) {
-      rc = aw_seterr(AW_ENOMEM, errstr, n, "out of memory");
-      break;
-    }
-    cfg_function *r = find_route(c, fname->valuestring);
-    if (r) {
-      int same = (!pj && !r->parameters_json) || (pj && r->parameters_json && strcmp(pj, r->parameters_json) == 0);
-      free(pj);
-      if (!same) {
-        rc = cfgerr(errstr, n,
-                    "assistants[%zu] (\"%.64s\").tools[%d]: function \"%s\" is declared with other parameters "
-                    "than by an earlier assistant (calls are routed by name: one name, one schema)",
-                    ai, a->name, idx, fname->valuestring);
-        break;
-      }
-      continue;
-    }
-    if (c->tools.nroutes >= CFG_MAX_FUNCTIONS) {
-      free(pj);
-      rc = cfgerr(errstr, n, "assistants[%zu] (\"%.64s\").tools[%d]: more than %d distinct functions across all assistants",
-                  ai, a->name, idx, CFG_MAX_FUNCTIONS);
-      break;
-    }
-    r = &c->tools.routes[c->tools.nroutes++];
-    route_defaults(r, fname->valuestring);
-    r->parameters_json = pj;
-  }
-  cJSON_Delete(arr);
-  return rc;
-}
-
-/* Rebuild the routes from the assistants, the "functions" entries and the
- * default topic; every entry must name a function tool. */
-static int resolve_routes(cfg *c, char *errstr, size_t n) {
-  free_routes(c);
-  for (size_t i = 0; i < c->nassistants; i++) {
-    int rc = add_assistant_routes(c, i, errstr, n);
-    if (rc) return rc;
-  }
-  for (size_t i = 0; i < c->tools.nroutes; i++)
-    copy_str(c->tools.routes[i].topic, sizeof c->tools.routes[i].topic, c->kafka.topic_tool_requests);
-  for (size_t i = 0; i < c->tools.noverrides; i++) {
-    const cfg_function *o = &c->tools.overrides[i];
-    cfg_function *r = find_route(c, o->name);
-    if (!r)
-      return cfgerr(errstr, n, "functions.%s: no configured assistant has a function tool named \"%s\"", o->name,
-                    o->name);
-    if (o->topic[0]) copy_str(r->topic, sizeof r->topic, o->topic);
-    r->deadline_ms = o->deadline_ms;
-    r->on_deadline = o->on_deadline;
-    r->validate_arguments = o->validate_arguments;
-  }
-  return AW_OK;
-}
-
-/* Does assistant a declare a function tool?  (Error path only: re-parses.) */
-static int has_function_tool(const cfg_assistant *a) {
-  cJSON *arr = a->tools_json ? cJSON_Parse(a->tools_json) : NULL;
-  int found = 0;
-  const cJSON *t;
-  cJSON_ArrayForEach(t, arr) {
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
-    if (cJSON_IsString(type) && strcmp(type->valuestring, "function") == 0) found = 1;
-  }
-  cJSON_Delete(arr);
-  return found;
 }
 
 /* ---- the document --------------------------------------------------------- */
@@ -869,45 +393,45 @@ static int is_section(const char *path) {
   return 0;
 }
 
-static int no_duplicate_keys(const cJSON *obj, const char *section, char *errstr, size_t n) {
+int cfg_no_duplicate_keys(const cJSON *obj, const char *section, char *errstr, size_t n) {
   for (const cJSON *a = obj->child; a; a = a->next)
     for (const cJSON *b = a->next; b; b = b->next)
       if (strcmp(a->string, b->string) == 0) {
         char p[256];
-        return cfgerr(errstr, n, "%s: duplicate key", path_of(section, a->string, p, sizeof p));
+        return cfg_err(errstr, n, "%s: duplicate key", cfg_path(section, a->string, p, sizeof p));
       }
   return AW_OK;
 }
 
 static int parse_object(cfg *c, const cJSON *obj, const char *section, char *errstr, size_t n) {
-  int rc = no_duplicate_keys(obj, section, errstr, n);
+  int rc = cfg_no_duplicate_keys(obj, section, errstr, n);
   if (rc) return rc;
   const cJSON *it;
   cJSON_ArrayForEach(it, obj) {
     const char *k = it->string;
     char path[256];
-    path_of(section, k, path, sizeof path);
+    cfg_path(section, k, path, sizeof path);
     if (strcmp(path, "api_key") == 0 || strcmp(path, "api.api_key") == 0 ||
         strcmp(path, "api.key") == 0 || strcmp(path, "openai_api_key") == 0)
-      return cfgerr(errstr, n,
+      return cfg_err(errstr, n,
                     "%s: the API key is not read from the config file on purpose; "
                     "set AW_API_KEY (or OPENAI_API_KEY) in the environment, e.g. from a Kubernetes Secret",
                     path);
-    if (is_tool_secret_key(k)) return refuse_tool_secret(path, errstr, n);
+    if (cfg_is_tool_secret_key(k)) return cfg_refuse_tool_secret(path, errstr, n);
     if (strcmp(path, "kafka.properties") == 0) {
       rc = parse_properties(c, it, errstr, n);
     } else if (strcmp(path, "assistants") == 0) {
-      rc = parse_assistants(c, it, errstr, n);
+      rc = cfg_parse_assistants(c, it, errstr, n);
     } else if (strcmp(path, "functions") == 0) {
-      rc = parse_functions(c, it, errstr, n);
+      rc = cfg_parse_functions(c, it, errstr, n);
     } else if (is_section(path)) {
-      if (!cJSON_IsObject(it)) return cfgerr(errstr, n, "%s: expected an object", path);
+      if (!cJSON_IsObject(it)) return cfg_err(errstr, n, "%s: expected an object", path);
       rc = parse_object(c, it, path, errstr, n);
     } else {
       const field *f = NULL;
-      for (size_t i = 0; i < NFIELDS; i++)
-        if (strcmp(FIELDS[i].section, section) == 0 && strcmp(FIELDS[i].key, k) == 0) f = &FIELDS[i];
-      if (!f) return cfgerr(errstr, n, "unknown key \"%s\"", path);
+      for (size_t i = 0; i < cfg_nfields; i++)
+        if (strcmp(cfg_fields[i].section, section) == 0 && strcmp(cfg_fields[i].key, k) == 0) f = &cfg_fields[i];
+      if (!f) return cfg_err(errstr, n, "unknown key \"%s\"", path);
       rc = set_from_json(c, f, it, path, errstr, n);
     }
     if (rc) return rc;
@@ -920,27 +444,27 @@ int cfg_load_json(cfg *c, const char *json, size_t len, char *errstr, size_t err
   cJSON *doc = cJSON_ParseWithLengthOpts(json, len, &end, 0);
   if (!doc) {
     size_t off = end && end >= json ? (size_t)(end - json) : 0;
-    return cfgerr(errstr, errstr_size, "invalid JSON near byte %zu", off);
+    return cfg_err(errstr, errstr_size, "invalid JSON near byte %zu", off);
   }
   int rc;
-  if (!cJSON_IsObject(doc)) rc = cfgerr(errstr, errstr_size, "the configuration must be a JSON object");
+  if (!cJSON_IsObject(doc)) rc = cfg_err(errstr, errstr_size, "the configuration must be a JSON object");
   else rc = parse_object(c, doc, "", errstr, errstr_size);
   cJSON_Delete(doc);
-  if (!rc) rc = resolve_routes(c, errstr, errstr_size);
+  if (!rc) rc = cfg_resolve_routes(c, errstr, errstr_size);
   return rc;
 }
 
 int cfg_load_file(cfg *c, const char *path, char *errstr, size_t errstr_size) {
   FILE *f = fopen(path, "rb");
-  if (!f) return cfgerr(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
+  if (!f) return cfg_err(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
   struct stat st;
   if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
     fclose(f);
-    return cfgerr(errstr, errstr_size, "%s: not a regular file", path);
+    return cfg_err(errstr, errstr_size, "%s: not a regular file", path);
   }
   if ((unsigned long long)st.st_size > CFG_MAX_FILE_BYTES) {
     fclose(f);
-    return cfgerr(errstr, errstr_size, "%s: larger than %u bytes", path, CFG_MAX_FILE_BYTES);
+    return cfg_err(errstr, errstr_size, "%s: larger than %u bytes", path, CFG_MAX_FILE_BYTES);
   }
   size_t size = (size_t)st.st_size;
   char *data = malloc(size + 1);
@@ -953,141 +477,25 @@ int cfg_load_file(cfg *c, const char *path, char *errstr, size_t errstr_size) {
   fclose(f);
   if (rerr || got != size) {
     free(data);
-    return cfgerr(errstr, errstr_size, "%s: read error", path);
+    return cfg_err(errstr, errstr_size, "%s: read error", path);
   }
   char inner[512];
   int rc = cfg_load_json(c, data, size, inner, sizeof inner);
   free(data);
   if (rc) {
-    if (rc == AW_ECONFIG) cfgerr(errstr, errstr_size, "%s: %s", path, inner);
+    if (rc == AW_ECONFIG) cfg_err(errstr, errstr_size, "%s: %s", path, inner);
     else aw_seterr(rc, errstr, errstr_size, "%s", inner);
   }
   return rc;
 }
 
-/* ---- environment ---------------------------------------------------------- */
-
-static const char *env(const char *name) {
-  const char *v = getenv(name);
-  return v && *v ? v : NULL;
-}
-
-/* A tool secret from the environment; its value is never echoed. */
-static int env_tool_secret(const char *name, char *dst, size_t size, char *errstr, size_t n) {
-  const char *v = env(name);
-  if (!v) return AW_OK;
-  size_t len = strlen(v);
-  if (len >= size) return cfgerr(errstr, n, "%s: too long (at most %zu bytes)", name, size - 1);
-  if (len < CORR_MIN_SECRET)
-    return cfgerr(errstr, n, "%s: shorter than %d bytes (use a random value, e.g. from `openssl rand -base64 32`)",
-                  name, CORR_MIN_SECRET);
-  for (const char *p = v; *p; p++)
-    if ((unsigned char)*p <= 0x20 || *p == 0x7f)
-      return cfgerr(errstr, n, "%s: contains whitespace or control characters", name);
-  memcpy(dst, v, len + 1);
-  return AW_OK;
-}
-
-int cfg_apply_env(cfg *c, char *errstr, size_t errstr_size) {
-  for (size_t i = 0; i < NFIELDS; i++) {
-    const field *f = &FIELDS[i];
-    const char *v = f->env ? env(f->env) : NULL;
-    if (!v) continue;
-    int rc;
-    if (is_number_type(f->type)) {
-      char *endp;
-      errno = 0;
-      long long x = strtoll(v, &endp, 10);
-      if (errno || endp == v || *endp)
-        return cfgerr(errstr, errstr_size, "%s: expected an integer, got \"%.32s\"", f->env, v);
-      rc = set_number(c, f, x, f->env, errstr, errstr_size);
-    } else if (f->type == F_BOOL) {
-      int b = !strcmp(v, "true") || !strcmp(v, "1") ? 1 : !strcmp(v, "false") || !strcmp(v, "0") ? 0 : -1;
-      if (b < 0) return cfgerr(errstr, errstr_size, "%s: expected true or false, got \"%.32s\"", f->env, v);
-      *(int *)((char *)c + f->off) = b;
-      rc = AW_OK;
-    } else {
-      rc = set_string(c, f, v, f->env, errstr, errstr_size);
-    }
-    if (rc) return rc;
-  }
-  const char *name = "AW_API_KEY", *key = env(name);
-  if (!key) key = env(name = "OPENAI_API_KEY");
-  if (key) {
-    /* Never echo the value. */
-    if (strlen(key) >= sizeof c->api.api_key)
-      return cfgerr(errstr, errstr_size, "%s: too long (at most %zu bytes)", name, sizeof c->api.api_key - 1);
-    for (const char *p = key; *p; p++)
-      if ((unsigned char)*p <= 0x20 || *p == 0x7f)
-        return cfgerr(errstr, errstr_size, "%s: contains whitespace or control characters", name);
-    copy_str(c->api.api_key, sizeof c->api.api_key, key);
-  }
-  int rc = env_tool_secret("AW_TOOL_SECRET", c->tools.secret, sizeof c->tools.secret, errstr, errstr_size);
-  if (!rc)
-    rc = env_tool_secret("AW_TOOL_SECRET_PREVIOUS", c->tools.secret_previous, sizeof c->tools.secret_previous,
-                         errstr, errstr_size);
-  if (rc) return rc;
-  if (c->tools.secret_previous[0] && !c->tools.secret[0])
-    return cfgerr(errstr, errstr_size,
-                  "AW_TOOL_SECRET_PREVIOUS: set without AW_TOOL_SECRET (the previous secret only verifies "
-                  "replies; new correlation ids need the current one)");
-  return resolve_routes(c, errstr, errstr_size); /* the default topic may have changed */
-}
-
-/* Every environment variable cfg_apply_env reads a secret from.  A new
- * secret read from the environment belongs here, so that
- * cfg_scrub_secret_env removes it once copied. */
-static const char *const SECRET_ENV[] = {"AW_API_KEY", "OPENAI_API_KEY", "AW_TOOL_SECRET",
-                                         "AW_TOOL_SECRET_PREVIOUS"};
-
-static int is_secret_env_name(const char *name, size_t len) {
-  for (size_t i = 0; i < sizeof SECRET_ENV / sizeof SECRET_ENV[0]; i++)
-    if (strlen(SECRET_ENV[i]) == len && strncmp(SECRET_ENV[i], name, len) == 0) return 1;
-  /* A guard for secrets added elsewhere later: any AW_ variable named like one. */
-  if (len < 3 || strncmp(name, "AW_", 3) != 0) return 0;
-  static const char *const words[] = {"SECRET", "PASSWORD", "TOKEN", "_KEY"};
-  for (size_t w = 0; w < sizeof words / sizeof words[0]; w++) {
-    size_t wl = strlen(words[w]);
-    for (size_t i = 0; i + wl <= len; i++)
-      if (strncmp(name + i, words[w], wl) == 0) return 1;
-  }
-  return 0;
-}
-
-int cfg_scrub_secret_env(void) {
-  extern char **environ;
-  int n = 0;
-  for (;;) {
-    char name[256];
-    int found = 0;
-    for (char **e = environ; e && *e; e++) {
-      const char *eq = strchr(*e, '=');
-      size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
-      if (!eq || len >= sizeof name || !is_secret_env_name(*e, len)) continue;
-      /* unsetenv only drops the pointer: the bytes of the process's
-       * initial environment stay where /proc/<pid>/environ and a core dump
-       * read them, so wipe the value in place first. */
-      explicit_bzero((char *)eq + 1, strlen(eq + 1));
-      memcpy(name, *e, len);
-      name[len] = '\0';
-      found = 1;
-      break;
-    }
-    if (!found) break;
-    unsetenv(name); /* environ changes: scan again from the start */
-    n++;
-  }
-  return n;
-}
-
-/* Checks across the file and the environment. */
 static int check_loaded(const cfg *c, char *errstr, size_t n) {
   /* The bearer key travels with every request: over http:// to another
    * machine anyone on the path reads it.  Loopback (the simulator, a local
    * llama.cpp) stays allowed. */
   if (url_transport(c->api.base_url) == URL_CLEARTEXT_REMOTE && !c->api.allow_insecure_http) {
     char shown[CFG_URL_SIZE];
-    return cfgerr(errstr, n,
+    return cfg_err(errstr, n,
                   "api.base_url: %s is plain http to a host that is not loopback: the API key would cross the "
                   "network in cleartext (use https, or set api.allow_insecure_http: true / "
                   "AW_API_ALLOW_INSECURE_HTTP=1 for a trusted network)",
@@ -1095,13 +503,13 @@ static int check_loaded(const cfg *c, char *errstr, size_t n) {
   }
   unsigned char addr[sizeof(struct in6_addr)];
   if (inet_pton(AF_INET, c->worker.health_bind, addr) != 1 && inet_pton(AF_INET6, c->worker.health_bind, addr) != 1)
-    return cfgerr(errstr, n, "worker.health_bind: \"%.64s\" is not a numeric IPv4 or IPv6 address",
+    return cfg_err(errstr, n, "worker.health_bind: \"%.64s\" is not a numeric IPv4 or IPv6 address",
                   c->worker.health_bind);
   if (c->tools.nroutes > 0 && !c->tools.secret[0]) {
     const char *who = "";
     for (size_t i = 0; i < c->nassistants && !*who; i++)
-      if (has_function_tool(&c->assistants[i])) who = c->assistants[i].name;
-    return cfgerr(errstr, n,
+      if (cfg_has_function_tool(&c->assistants[i])) who = c->assistants[i].name;
+    return cfg_err(errstr, n,
                   "AW_TOOL_SECRET: required because assistant \"%.64s\" has function tools (the key that signs "
                   "tool-call correlation ids, at least %d bytes; set it in the environment, e.g. from a Kubernetes Secret)",
                   who, CORR_MIN_SECRET);
@@ -1111,7 +519,7 @@ static int check_loaded(const cfg *c, char *errstr, size_t n) {
 
 int cfg_load(cfg *c, const char *path, char *errstr, size_t errstr_size) {
   cfg_init(c);
-  if (!path) path = env("AW_CONFIG");
+  if (!path) path = cfg_env("AW_CONFIG");
   int rc = path ? cfg_load_file(c, path, errstr, errstr_size) : AW_OK;
   if (!rc) rc = cfg_apply_env(c, errstr, errstr_size);
   if (!rc) rc = check_loaded(c, errstr, errstr_size);
@@ -1153,7 +561,7 @@ const cfg_function *cfg_function_route(const cfg *c, const char *name) {
 }
 
 int cfg_tool_key(const cfg *c, corr_key *k, char *errstr, size_t errstr_size) {
-  if (!c->tools.secret[0]) return cfgerr(errstr, errstr_size, "AW_TOOL_SECRET: not set");
+  if (!c->tools.secret[0]) return cfg_err(errstr, errstr_size, "AW_TOOL_SECRET: not set");
   int rc = corr_key_init(k, c->tools.secret, strlen(c->tools.secret));
   if (!rc && c->tools.secret_previous[0])
     rc = corr_key_set_previous(k, c->tools.secret_previous, strlen(c->tools.secret_previous));
@@ -1196,8 +604,8 @@ static const char *const LEVEL_NAMES[] = {"debug", "info", "warn", "error", "off
 int cfg_dump(const cfg *c, buf *out) {
   cJSON *root = cJSON_CreateObject();
   int ok = root != NULL;
-  for (size_t i = 0; ok && i < NFIELDS; i++) {
-    const field *f = &FIELDS[i];
+  for (size_t i = 0; ok && i < cfg_nfields; i++) {
+    const field *f = &cfg_fields[i];
     cJSON *sec = section_obj(root, f->section);
     const void *src = (const char *)c + f->off;
     cJSON *v = NULL;
