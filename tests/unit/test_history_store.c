@@ -32,90 +32,18 @@
 #include <uv.h>
 
 #include "history_store.h"
+#include "redis_fixture.h"
 #include "run_metrics.h"
-
-/* ---- the server ------------------------------------------------------------- */
-
-static pid_t g_pid;
-static int g_port;
-
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = -1;
-  if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-    port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
-
-static redisContext *sync_connect(void) {
-  struct timeval tv = {1, 0};
-  redisContext *c = redisConnectWithTimeout("127.0.0.1", g_port, tv);
-  if (c && !c->err) return c;
-  if (c) redisFree(c);
-  return NULL;
-}
-
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
 
 static int start_server(void **state) {
   (void)state;
-  const char *bin = getenv("AW_REDIS_SERVER") ? getenv("AW_REDIS_SERVER") : "redis-server";
-  for (int attempt = 0; attempt < 3 && !g_pid; attempt++) {
-    g_port = free_port();
-    if (g_port <= 0) return 0;
-    char port[16];
-    snprintf(port, sizeof port, "%d", g_port);
-    pid_t pid = fork();
-    if (pid < 0) return 0;
-    if (pid == 0) {
-      FILE *devnull = freopen("/dev/null", "w", stdout);
-      (void)devnull;
-      execlp(bin, bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", "/tmp",
-             "--daemonize", "no", (char *)NULL);
-      _exit(127);
-    }
-    for (int i = 0; i < 100; i++) { /* up to 5 s */
-      int st;
-      if (waitpid(pid, &st, WNOHANG) == pid) break; /* exited: missing binary, port taken */
-      redisContext *c = sync_connect();
-      if (c) {
-        redisReply *r = redisCommand(c, "PING");
-        int ok = r && r->type == REDIS_REPLY_STATUS;
-        if (r) freeReplyObject(r);
-        redisFree(c);
-        if (ok) {
-          g_pid = pid;
-          break;
-        }
-      }
-      sleep_ms(50);
-    }
-    if (!g_pid) {
-      kill(pid, SIGKILL);
-      waitpid(pid, NULL, 0);
-    }
-  }
-  if (!g_pid) fprintf(stderr, "test_history_store: no redis-server (%s): skipping\n", bin);
+  rfx_start("test_history_store");
   return 0;
 }
 
 static int stop_server(void **state) {
   (void)state;
-  if (g_pid) {
-    kill(g_pid, SIGTERM);
-    waitpid(g_pid, NULL, 0);
-    g_pid = 0;
-  }
+  rfx_stop();
   return 0;
 }
 
@@ -130,39 +58,22 @@ typedef struct env {
 
 static env *g_env;
 
-static void on_tick(uv_timer_t *t) { (void)t; }
-
 /* Run the loop until *flag is set (or 5 s pass: a failure). */
 static void run_until(env *e, const int *flag) {
-  uv_timer_t t;
-  uv_timer_init(&e->loop, &t);
-  uv_timer_start(&t, on_tick, 5, 5);
-  for (int i = 0; i < 1000 && !*flag; i++) uv_run(&e->loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&t, NULL);
-  uv_run(&e->loop, UV_RUN_NOWAIT);
-  if (!*flag) fail_msg("no callback within 5 s");
+  if (!rfx_run_until(&e->loop, flag)) fail_msg("no callback within 5 s");
 }
 
 static int setup(void **state) {
-  if (!g_pid) return 0;
+  if (!rfx_port()) return 0;
   env *e = calloc(1, sizeof *e);
   assert_non_null(e);
   assert_int_equal(uv_loop_init(&e->loop), 0);
-  char err[256];
-  assert_int_equal(rconn_new(&e->loop, "127.0.0.1", g_port, &e->rc, err, sizeof err), AW_OK);
-  uv_timer_t t;
-  uv_timer_init(&e->loop, &t);
-  uv_timer_start(&t, on_tick, 5, 5);
-  for (int i = 0; i < 1000 && !rconn_ready(e->rc); i++) uv_run(&e->loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&t, NULL);
-  uv_run(&e->loop, UV_RUN_NOWAIT);
-  assert_true(rconn_ready(e->rc));
+  e->rc = rfx_rconn(&e->loop);
+  assert_non_null(e->rc);
   hstore_init(&e->h, e->rc, "awt");
-  e->sync = sync_connect();
+  e->sync = rfx_sync();
   assert_non_null(e->sync);
-  redisReply *r = redisCommand(e->sync, "FLUSHALL");
-  assert_non_null(r);
-  freeReplyObject(r);
+  rfx_flush();
   g_env = e;
   *state = e;
   return 0;
@@ -180,10 +91,7 @@ static int teardown(void **state) {
   return 0;
 }
 
-#define NEED_REDIS()                                   \
-  do {                                                 \
-    if (!g_pid) skip();                                \
-  } while (0)
+#define NEED_REDIS() RFX_NEED()
 
 /* ---- calls, run to their callback ------------------------------------------- */
 
@@ -635,7 +543,7 @@ static void test_bad_arguments_and_a_down_redis_are_refused_before_any_io(void *
   hstore down;
   rconn *dead = NULL;
   char err[128];
-  int port = free_port();
+  int port = rfx_free_port();
   assert_int_equal(rconn_new(&e->loop, "127.0.0.1", port, &dead, err, sizeof err), AW_OK);
   hstore_init(&down, dead, "awt");
   assert_int_equal(hstore_load(&down, "c", "ev", 5, never_load, NULL), AW_EREDIS);

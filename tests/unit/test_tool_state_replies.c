@@ -75,7 +75,7 @@ static redisReply *random_reply(void) {
   assert_non_null(r);
   r->type = REDIS_REPLY_ARRAY;
   r->elements = rnd() % 24;
-  if (rnd() % 3 == 0) r->elements = 3 + 5 * (rnd() % 4); /* collect's "ready" shape */
+  if (rnd() % 3 == 0) r->elements = 4 + 5 * (rnd() % 4); /* collect's "ready" shape */
   if (rnd() % 4 == 0) r->elements = 3 * (rnd() % 5);     /* list's shape */
   r->element = r->elements ? calloc(r->elements, sizeof *r->element) : NULL;
   for (size_t i = 0; i < r->elements; i++) {
@@ -87,11 +87,11 @@ static redisReply *random_reply(void) {
     }
   }
   if (r->elements && rnd() % 2) {
-    static const char *const V[] = {"ok", "ready", "wait", "gone"};
+    static const char *const V[] = {"ok", "ready", "wait", "gone", "held"};
     redisReply *e = r->element[0];
     free(e->str);
     e->type = REDIS_REPLY_STRING;
-    e->str = strdup(V[rnd() % 4]);
+    e->str = strdup(V[rnd() % 5]);
     e->len = strlen(e->str);
   }
   return r;
@@ -172,7 +172,7 @@ static void answer(int which, redisReply *r, int err) {
   int rc = AW_OK;
   switch (which) {
   case 0: rc = tstate_apply_reply(&ts, "conv", "turn", "call_1", "output", "x", 1, 5, on_apply_cb, NULL); break;
-  case 1: rc = tstate_collect(&ts, "conv", "turn", 5, on_collect_cb, NULL); break;
+  case 1: rc = tstate_collect(&ts, "conv", "turn", "me.1", 5, on_collect_cb, NULL); break;
   case 2: rc = tstate_list(&ts, "conv", "turn", on_list_cb, NULL); break;
   case 3: rc = tstate_take_wakes(&ts, "me", on_wakes_cb, NULL); break;
   case 4: rc = tstate_corr_lookup(&ts, "d", on_corr_cb, NULL); break;

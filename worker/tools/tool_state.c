@@ -62,10 +62,18 @@ static const char APPLY[] =
     "local m=redis.call('HINCRBY',R,'missing',-1)\n"
     "return {'ok',m,redis.call('HGET',R,'owner') or ''}\n";
 
-/* KEYS[1] run hash.  ARGV: now.  Applies the passed deadlines, then returns
- * {'gone'}, {'wait', missing, next_deadline} or {'ready', round, cancel,
- * then per call of every round: round, id, name, kind, output (current
- * round only)}. */
+/* KEYS[1] run hash.  ARGV: now, claim token, lease ms.  Applies the passed
+ * deadlines, then returns {'gone'}, {'wait', missing, next_deadline},
+ * {'held', until} or {'ready', round, cancel, taken_over, then per call of
+ * every round: round, id, name, kind, output (current round only)}.
+ *
+ * A ready round is claimed for its submission by the caller's token, with a
+ * lease: a worker that lost its partition without knowing yet (a session
+ * timeout it has not noticed) may still collect the round its successor
+ * collects, and both would submit.  The second to come finds the claim
+ * ('held') and waits for the lease to pass; then it takes the claim over
+ * (taken_over 1) and must recover the turn from the backend instead of
+ * submitting, because the first may have submitted. */
 static const char COLLECT[] =
     "local R=KEYS[1]\n"
     "local round=redis.call('HGET',R,'round')\n"
@@ -90,8 +98,15 @@ static const char COLLECT[] =
     "end\n"
     "cancel=redis.call('HGET',R,'cancel') or ''\n"
     "if missing>0 and cancel=='' then return {'wait',missing,nextd} end\n"
-    "redis.call('HSET',R,'state','submitting')\n"
-    "local out={'ready',tonumber(round),cancel}\n"
+    "local holder=redis.call('HGET',R,'sub:'..round)\n"
+    "local over=0\n"
+    "if holder and holder~=ARGV[2] then\n"
+    "  local lease=tonumber(redis.call('HGET',R,'subu:'..round) or '0')\n"
+    "  if lease>now then return {'held',lease} end\n"
+    "  over=1\n"
+    "end\n"
+    "redis.call('HSET',R,'state','submitting','sub:'..round,ARGV[2],'subu:'..round,now+tonumber(ARGV[3]))\n"
+    "local out={'ready',tonumber(round),cancel,over}\n"
     "for r=1,tonumber(round) do\n"
     "  for id in string.gmatch(redis.call('HGET',R,'calls:'..r) or '','%S+') do\n"
     "    out[#out+1]=r out[#out+1]=id out[#out+1]=redis.call('HGET',R,'n:'..id) or ''\n"
@@ -122,6 +137,7 @@ void tstate_init(tstate *t, rconn *redis, const char *prefix) {
   t->wait_ttl_ms = TSTATE_WAIT_TTL_MS;
   t->done_ttl_ms = TSTATE_DONE_TTL_MS;
   t->max_rounds = TSTATE_DEFAULT_MAX_ROUNDS;
+  t->submit_lease_ms = TSTATE_SUBMIT_LEASE_MS;
 }
 
 static int run_key(const tstate *t, const char *conv, const char *run, char *out, size_t n) {
@@ -470,11 +486,15 @@ static void on_collect(void *opaque, int err, redisReply *r) {
     c.missing = (long)reply_int(e[1]);
     c.next_deadline_ms = reply_int(e[2]);
     cb(b->opaque, AW_OK, &c);
-  } else if (reply_is(e[0], "ready") && r->elements >= 3 && (r->elements - 3) % 5 == 0) {
+  } else if (reply_is(e[0], "held") && r->elements >= 2) {
+    c.held_until_ms = reply_int(e[1]);
+    cb(b->opaque, AW_OK, &c);
+  } else if (reply_is(e[0], "ready") && r->elements >= 4 && (r->elements - 4) % 5 == 0) {
     c.ready = 1;
     c.round = (long)reply_int(e[1]);
     c.cancel = e[2]->type == REDIS_REPLY_STRING && e[2]->len ? e[2]->str : NULL;
-    size_t n = (r->elements - 3) / 5;
+    c.taken_over = reply_int(e[3]) != 0;
+    size_t n = (r->elements - 4) / 5;
     tstate_output *calls = n ? calloc(n, sizeof *calls) : NULL;
     if (n && !calls) {
       cb(b->opaque, AW_ENOMEM, NULL);
@@ -482,7 +502,7 @@ static void on_collect(void *opaque, int err, redisReply *r) {
       return;
     }
     for (size_t i = 0; i < n; i++) {
-      redisReply **f = e + 3 + i * 5;
+      redisReply **f = e + 4 + i * 5;
       calls[i].round = (long)reply_int(f[0]);
       calls[i].id = f[1]->type == REDIS_REPLY_STRING ? f[1]->str : "";
       calls[i].name = f[2]->type == REDIS_REPLY_STRING ? f[2]->str : "";
@@ -500,16 +520,18 @@ static void on_collect(void *opaque, int err, redisReply *r) {
   free(b);
 }
 
-int tstate_collect(tstate *t, const char *conv, const char *run, int64_t now_ms, tstate_collect_cb cb,
-                   void *opaque) {
-  char key[512], now[24];
+int tstate_collect(tstate *t, const char *conv, const char *run, const char *claim, int64_t now_ms,
+                   tstate_collect_cb cb, void *opaque) {
+  char key[512], now[24], lease[24];
+  if (!claim || !claim[0]) return AW_EINVAL;
   if (run_key(t, conv, run, key, sizeof key) != AW_OK) return AW_EINVAL;
   snprintf(now, sizeof now, "%" PRId64, now_ms);
+  snprintf(lease, sizeof lease, "%ld", t->submit_lease_ms);
   cb_box *b = box_new((void (*)(void))cb, opaque);
   if (!b) return AW_ENOMEM;
-  const char *argv[] = {"EVAL", COLLECT, "1", key, now};
-  size_t lens[] = {4, sizeof COLLECT - 1, 1, strlen(key), strlen(now)};
-  if (rconn_commandargv(t->redis, on_collect, b, 5, argv, lens) != AW_OK) {
+  const char *argv[] = {"EVAL", COLLECT, "1", key, now, claim, lease};
+  size_t lens[] = {4, sizeof COLLECT - 1, 1, strlen(key), strlen(now), strlen(claim), strlen(lease)};
+  if (rconn_commandargv(t->redis, on_collect, b, 7, argv, lens) != AW_OK) {
     free(b);
     return AW_EREDIS;
   }

@@ -67,6 +67,11 @@
 #define TSTATE_WAIT_TTL_MS (15 * 60 * 1000L)
 #define TSTATE_DONE_TTL_MS (60 * 60 * 1000L)
 #define TSTATE_DEFAULT_MAX_ROUNDS 16
+/* How long a round's submission claim keeps another attempt from
+ * submitting it: longer than a submission takes to be visible to the
+ * backend's recovery (the request's first bytes back), short enough that a
+ * crash right after claiming delays the event's recovery only this long. */
+#define TSTATE_SUBMIT_LEASE_MS (15 * 1000L)
 
 typedef struct tstate {
   rconn *redis;
@@ -74,6 +79,7 @@ typedef struct tstate {
   long wait_ttl_ms;  /* a waiting turn's hash, correlation records, wake lists */
   long done_ttl_ms;  /* a finished turn's hash */
   long max_rounds;   /* rounds per turn; 0: no cap */
+  long submit_lease_ms; /* TSTATE_SUBMIT_LEASE_MS; tests shorten it */
 } tstate;
 
 /** Initialise with the default lifetimes and cap (TSTATE_*); the caller may
@@ -172,6 +178,10 @@ typedef struct tstate_collected {
   long round, missing;
   int64_t next_deadline_ms; /* earliest deadline still pending; -1 if none */
   const char *cancel;    /* function whose deadline cancels the run, or NULL */
+  int64_t held_until_ms; /* not ready for us: another attempt claimed the
+                            round's submission; its lease ends then */
+  int taken_over;        /* ready, but another attempt's claim lapsed: it may
+                            have submitted, so recover instead of submitting */
   const tstate_output *calls; /* when ready: every call of every round */
   size_t ncalls;
 } tstate_collected;
@@ -180,9 +190,11 @@ typedef void (*tstate_collect_cb)(void *opaque, int err, const tstate_collected 
 
 /** The owner's look at its run: apply the deadlines that have passed
  *  (now_ms), then report whether the round is ready; when it is, the state
- *  becomes "submitting" (replies arriving from now on are run_not_waiting)
- *  and the outputs are returned. */
-int tstate_collect(tstate *t, const char *conv, const char *run, int64_t now_ms,
+ *  becomes "submitting" (replies arriving from now on are run_not_waiting),
+ *  the round's submission is claimed for `claim` (a token unique to this
+ *  attempt at the event) and the outputs are returned.  When another
+ *  attempt's claim is still within its lease, held_until_ms says until when. */
+int tstate_collect(tstate *t, const char *conv, const char *run, const char *claim, int64_t now_ms,
                    tstate_collect_cb cb, void *opaque) AW_MUST_CHECK;
 
 /** The calls of every round of the run that have an outcome (id, name,

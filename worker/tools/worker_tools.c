@@ -19,12 +19,16 @@
  *   CANCEL   a deadline with on_deadline cancel_run: be_turn_cancel ends
  *            the turn (cancelled)
  *
- * The owner of the request event is the only worker that submits, so one
- * submission per round holds as long as one worker owns a partition; a
- * worker that dies anywhere in this leaves the state in Redis, and the next
- * owner of the event re-processes it: the backend recovers the turn from
- * its checkpoint, which brings it back here (BEGIN finds the round recorded
- * and only re-publishes when the requests were not all durable).
+ * The owner of the request event is the only worker that submits.  Two
+ * may believe they own it for a while (one lost its partition to a session
+ * timeout it has not noticed yet), so COLLECT also claims the round's
+ * submission in Redis with a lease (tool_state.h): the other attempt waits
+ * for the lease, then recovers the turn from the backend instead of
+ * submitting.  A worker that dies anywhere in this leaves the state in
+ * Redis, and the next owner of the event re-processes it: the backend
+ * recovers the turn from its checkpoint, which brings it back here (BEGIN
+ * finds the round recorded and only re-publishes when the requests were
+ * not all durable).
  *
  * Everything here is keyed by our ids, never by a backend's: the tool state
  * and the correlation ids by the event's turn token (a digest of the
@@ -75,6 +79,7 @@ typedef struct wkt {
   int wakes_pending;   /* an LPOP of the wake list is out */
   int stopping;
   unsigned long requests, rounds, timeouts, round_caps;
+  unsigned long attempts; /* numbers this worker's claim tokens */
 } wkt;
 
 enum { S_BEGIN, S_PUBLISH, S_WAIT, S_COLLECT, S_SUBMIT, S_CANCEL };
@@ -119,6 +124,7 @@ typedef struct wkt_ev {
   int expiry_checked;     /* the run was looked at after its expiry */
   long round;             /* the current round's number within the turn (tool_state) */
   int over_cap;           /* the turn asked for more than max_tool_rounds rounds: cancelled */
+  char claim[48];         /* this attempt's token for the rounds' submission claims */
   UT_hash_handle hh;
 } wkt_ev;
 
@@ -650,22 +656,28 @@ static void on_wakes(void *opaque, int err, const char *const *items, size_t n) 
   }
 }
 
-/* The backend's expiry of the waiting turn passed before the round
- * completed (a deadline longer than the turn may wait): recover the turn,
- * which reports how it ended (expired). */
-static void expired(wkt_ev *te) {
+/* Follow the turn from the backend instead of submitting: the backend's
+ * recovery reports how it ended, or brings it back here with its calls. */
+static void recover_turn(wkt_ev *te, const char *why) {
   wk_event *ev = te->ev;
-  te->expiry_checked = 1;
   unpark(te);
   te->stage = S_SUBMIT;
   wk_ev_set_state(ev, ST_TURN);
   log_ctx c = te_ctx(te);
-  log_warn(&c, "the turn's expiry passed while waiting for tool replies; recovering the turn");
+  log_warn(&c, "%s; recovering the turn", why);
   ev->recover = 1;
   be_turn_input in;
   wk_turn_input(ev, &in);
   int rc = be_turn_start(ev->w->be, &in, &wk_turn_events, ev, &ev->op);
-  if (rc != AW_OK) fail_turn(te, rc, "api_error", "could not follow the expired turn");
+  if (rc != AW_OK) fail_turn(te, rc, "api_error", "could not follow the turn");
+}
+
+/* The backend's expiry of the waiting turn passed before the round
+ * completed (a deadline longer than the turn may wait): recover the turn,
+ * which reports how it ended (expired). */
+static void expired(wkt_ev *te) {
+  te->expiry_checked = 1;
+  recover_turn(te, "the turn's expiry passed while waiting for tool replies");
 }
 
 static void on_tick(uv_timer_t *h) {
@@ -768,11 +780,31 @@ static void on_collected(void *opaque, int err, const tstate_collected *c) {
     fail_turn(te, AW_ESTATE, "tool_state_lost", "the run's tool-call state is gone from Redis (expired?)");
     return;
   }
+  if (wki_stale(ev)) {
+    /* Revoked while the look was out: the partition's new owner submits. */
+    wk_ev_abandon(ev);
+    return;
+  }
+  if (c->held_until_ms > 0) {
+    /* Another attempt at this event (a worker that has not yet noticed it
+     * lost the partition, or one that died right after claiming) is
+     * submitting the round: look again once its lease has passed. */
+    log_ctx lc = te_ctx(te);
+    log_info(&lc, "another attempt is submitting this round; waiting for its claim to lapse");
+    te->stage = S_WAIT;
+    te->next_check_ms = c->held_until_ms + 1;
+    te->next_deadline_ms = -1;
+    return;
+  }
   if (!c->ready) {
     te->stage = S_WAIT;
     te->next_deadline_ms = c->next_deadline_ms;
     te->next_check_ms = now + SAFETY_POLL_MS;
     if (te->woken) collect(te); /* the last reply came while this look was out */
+    return;
+  }
+  if (c->taken_over) {
+    recover_turn(te, "another attempt's claim on this round lapsed and it may have submitted");
     return;
   }
   keep_outcomes(te, c);
@@ -796,9 +828,11 @@ static void on_collected(void *opaque, int err, const tstate_collected *c) {
 
 static void collect(wkt_ev *te) {
   wk_event *ev = te->ev;
+  wkt *T = ev->w->tools;
   te->stage = S_COLLECT;
   te->woken = 0;
-  if (tstate_collect(&ev->w->tools->ts, ev->conv_id, ev->turn_token, wk_now_ms(), on_collected, te) != AW_OK) {
+  if (!te->claim[0]) snprintf(te->claim, sizeof te->claim, "%s.%lu", T->owner, ++T->attempts);
+  if (tstate_collect(&T->ts, ev->conv_id, ev->turn_token, te->claim, wk_now_ms(), on_collected, te) != AW_OK) {
     ev->w->st.redis_errors++;
     te->stage = S_WAIT;
     te->next_check_ms = wk_now_ms() + REDIS_RETRY_MS;
