@@ -3,6 +3,10 @@
 #
 #   1. install what is missing (apt packages, .venv, the Kafka jars)     deploy/local/lib.sh
 #   2. build with ASan+UBSan into build-asan/, run the unit tests          ctest -L unit
+#      then the deployment artefacts, with the release build: the Helm chart checked offline
+#      (tests/deploy/check_chart.sh: lint, Kubernetes schemas, checkov, the binary accepting
+#      every rendered configuration) and the image's runtime layout started against the local
+#      stack (tests/deploy/check_rootfs.sh); AW_DEPLOY_CHECKS=0 skips both
 #   3. integration tests against a real broker, redis-server, simulator   pytest tests/integration
 #      (once per backend: AW_TEST_BACKEND=responses, then assistants, then chat)
 #   4. the chaos test's short form (tests/chaos/chaos.sh --short, on the ASan build), once per
@@ -121,6 +125,26 @@ if [ $BUILD_OK = 1 ]; then
     fail_step "ctest (exit $rc, log: $LOGS/ctest.log)"
   fi
 fi
+
+# ---- 2b. deployment artefacts (the Helm chart, the image's runtime layout) ---------------------
+# Each script prints "ok:"/"FAILED:" lines and "N passed, N failed", added to the counts here.
+for check in check_chart check_rootfs; do
+  section "deployment: tests/deploy/$check.sh (release build)"
+  if [ "${AW_DEPLOY_CHECKS:-1}" = 0 ]; then echo "skipped (AW_DEPLOY_CHECKS=0)"; continue; fi
+  args=(--binary "$RELEASE_BUILD/assistant-worker")
+  [ $check = check_chart ] && args+=(--out "$LOGS/chart-check")
+  run_bg "$LOGS/$check.log" "$ROOT/tests/deploy/$check.sh" "${args[@]}"
+  rc=$?
+  grep -E '^(FAILED|chart check:|run dir:)' "$LOGS/$check.log"
+  if [[ $(tail -n 1 "$LOGS/$check.log") =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    PASSED=$((PASSED + BASH_REMATCH[1])); FAILED=$((FAILED + BASH_REMATCH[2]))
+    echo "$check: ${BASH_REMATCH[1]} passed, ${BASH_REMATCH[2]} failed (log: $LOGS/$check.log)"
+    [ $rc = 0 ] || [ "${BASH_REMATCH[2]}" != 0 ] || fail_step "$check exited $rc"
+  else
+    tail -n 20 "$LOGS/$check.log"
+    fail_step "$check exited $rc without a summary (log: $LOGS/$check.log)"
+  fi
+done
 
 # ---- 3. integration tests ---------------------------------------------------------------------
 # Once per backend (AW_TEST_BACKEND): the suite is backend-neutral, tests about one backend's API
