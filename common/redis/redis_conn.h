@@ -7,6 +7,20 @@
  * with AW_EREDIS (their callbacks run with reply NULL) and the connection is
  * re-established in the background with backoff; commands issued while it
  * is down fail at once with AW_EREDIS, so callers retry later.
+ *
+ * Authentication.  Every connection, the first and each reconnect, starts
+ * with a handshake before the connection counts as up (rconn_ready) and
+ * before any caller's command can be sent: AUTH [username] password when a
+ * password is configured, else a PING, so that a server that requires a
+ * password and got none is noticed at once (NOAUTH) instead of at the first
+ * real command.  The connect timeout covers the handshake too.  A refused
+ * handshake is kept (rconn_auth_error): before the connection was ever up
+ * it is fatal -- the credentials are wrong and retrying cannot help, so the
+ * process should stop with a clear message; after it, retry-class: the
+ * connection keeps trying with backoff (a password being rotated, a
+ * restarted server that has not loaded its ACL yet).  Messages name the
+ * user, never the password; the password is wiped when the rconn is freed.
+ * hiredis 0.14.1 has no TLS: see README.md "Redis TLS" (a loopback stunnel).
  */
 #ifndef AW_REDIS_CONN_H
 #define AW_REDIS_CONN_H
@@ -22,9 +36,29 @@ typedef struct rconn rconn;
  *  The reply is freed after the callback returns. */
 typedef void (*rconn_reply_cb)(void *opaque, int err, redisReply *reply);
 
-/** Connect to host:port on loop (asynchronously; rconn_ready() tells). */
+/** How to connect (every field optional; strings are copied). */
+typedef struct rconn_options {
+  const char *username;    /* ACL user; NULL or "": AUTH without one (the "default" user) */
+  const char *password;    /* NULL or "": no AUTH (a PING checks that none is needed) */
+  long connect_timeout_ms; /* connect + handshake; <= 0: 2000 */
+} rconn_options;
+
+/** Connect to host:port on loop (asynchronously; rconn_ready() tells),
+ *  without credentials. */
 int rconn_new(uv_loop_t *loop, const char *host, int port, rconn **out, char *errstr,
               size_t errstr_size) AW_MUST_CHECK;
+
+/** rconn_new with options (NULL: none). */
+int rconn_new_opts(uv_loop_t *loop, const char *host, int port, const rconn_options *opts, rconn **out,
+                   char *errstr, size_t errstr_size) AW_MUST_CHECK;
+
+/** Did the server refuse the last handshake (wrong or missing password,
+ *  disabled user)?  AW_OK when not (or a later handshake succeeded);
+ *  AW_EFATAL when the connection has never been up (start-up: stop);
+ *  AW_EREDIS when it had been up before (retry: it keeps trying).  errstr
+ *  gets the reason, naming the user and the server's error, never the
+ *  password. */
+int rconn_auth_error(const rconn *c, char *errstr, size_t errstr_size) AW_MUST_CHECK;
 
 /** Is the connection up? */
 int rconn_ready(const rconn *c);

@@ -6,8 +6,14 @@
 #   aw_install_deps            apt packages, the Python venv (.venv), the Kafka jars
 #   aw_build DIR [ARGS...]     cmake -G Ninja + build into DIR
 #   aw_run_dir_new             a fresh per-run temp dir (prints it); reaps earlier dead runs
-#   aw_kafka_start RUN         single-node KRaft broker; RUN/kafka/bootstrap has host:port
-#   aw_redis_start RUN [--aof] [NAME]   redis-server; RUN/NAME/port
+#   aw_kafka_start RUN         single-node KRaft broker; RUN/kafka/bootstrap has host:port (PLAINTEXT),
+#                              RUN/kafka/sasl_bootstrap a second listener that requires SASL
+#                              (SCRAM-SHA-256; user and password in RUN/kafka/sasl.{user,password})
+#   aw_redis_start RUN [--aof] [NAME]   redis-server that requires AUTH; RUN/NAME/port; the run's
+#                              ACL user and password in RUN/redis.{user,password}
+#   aw_redis_tls_start RUN [NAME]       redis-server on a TLS port only; RUN/NAME/tls_port
+#   aw_redis_tunnel_start RUN NAME TLS_NAME [CAFILE]  stunnel (client mode) on RUN/NAME/port in
+#                              front of it: what the worker (no TLS in hiredis 0.14) connects to
 #   aw_simulator_start RUN BIN [ARGS...] the API simulator; RUN/simulator/{port,record.jsonl}
 #   aw_worker_start RUN BIN CONFIG [NAME] a worker, waits for "worker ready"
 #   aw_topics_create RUN PARTITIONS TOPIC...
@@ -33,7 +39,7 @@ AW_START_TIMEOUT_S=${AW_START_TIMEOUT_S:-90}
 
 AW_APT_PACKAGES=(build-essential cmake ninja-build pkg-config librdkafka-dev libcurl4-openssl-dev
   libmsgpack-dev libhiredis-dev libcmocka-dev libcjson-dev libuv1-dev libmicrohttpd-dev uthash-dev libssl-dev
-  redis-server clang libclang-rt-14-dev wrk python3-venv maven)
+  redis-server clang libclang-rt-14-dev wrk python3-venv maven stunnel4 openssl)
 
 aw_info() { [ "${AW_VERBOSE:-0}" = 1 ] && printf '[aw] %s\n' "$*" >&2; return 0; }
 aw_err() { printf '[aw] error: %s\n' "$*" >&2; }
@@ -294,12 +300,17 @@ aw_fail_start() {
 # JVM) on two free loopback ports; returns when it serves metadata.  Writes RUN/kafka/bootstrap
 # (host:port) and exports AW_KAFKA_BOOTSTRAP.  About 3 s on 2 cores.
 aw_kafka_start() {
-  local run=$1 dir="$1/kafka" ports bport cport cid
+  local run=$1 dir="$1/kafka" ports bport cport sport cid
   aw_kafka_fetch || return 1
   mkdir -p "$dir/data" "$dir/logs"
-  read -r bport cport <<<"$(aw_free_ports 2)"
-  sed -e "s/@BROKER_PORT@/$bport/g" -e "s/@CONTROLLER_PORT@/$cport/g" -e "s#@DATA_DIR@#$dir/data#g" \
+  read -r bport cport sport <<<"$(aw_free_ports 3)"
+  sed -e "s/@BROKER_PORT@/$bport/g" -e "s/@CONTROLLER_PORT@/$cport/g" -e "s/@SASL_PORT@/$sport/g" \
+    -e "s#@DATA_DIR@#$dir/data#g" \
     "$AW_ROOT/deploy/local/kafka/server.properties.in" >"$dir/server.properties"
+  # The SASL listener's one user (SCRAM-SHA-256): its credential is written into the cluster's
+  # metadata when the storage is formatted; the password stays in the run dir (mode 0600).
+  aw_secret_new "$dir/sasl.password" || return 1
+  echo aw >"$dir/sasl.user"
   # Serial GC and C1 only: on 2 cores the broker starts in ~2.5 s instead of ~3 s; the
   # tests' traffic is far too small for the JIT's top tier to matter.
   local java_opts=($AW_KAFKA_HEAP -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
@@ -312,20 +323,22 @@ while True:
         print(c)
         break')
   if ! java "${java_opts[@]}" -Dkafka.logs.dir="$dir/format" -cp "$AW_KAFKA_HOME/libs/*" \
-        kafka.tools.StorageTool format --cluster-id="$cid" --config="$dir/server.properties" >"$dir/format.log" 2>&1; then
+        kafka.tools.StorageTool format --cluster-id="$cid" --config="$dir/server.properties" \
+        --add-scram "SCRAM-SHA-256=[name=aw,password=$(cat "$dir/sasl.password")]" >"$dir/format.log" 2>&1; then
     cat "$dir/format.log" "$dir/format/server.log" >&2 2>/dev/null
     aw_err "kafka storage format failed"
     return 1
   fi
   aw_spawn "$run" kafka java "${java_opts[@]}" -Dkafka.logs.dir="$dir/logs" -cp "$AW_KAFKA_HOME/libs/*" kafka.Kafka "$dir/server.properties"
   echo "127.0.0.1:$bport" >"$dir/bootstrap"
+  echo "127.0.0.1:$sport" >"$dir/sasl_bootstrap"
   aw_wait_until "$AW_START_TIMEOUT_S" "the Kafka broker" aw_kafka_started "$run" ||
     { aw_fail_start "$run" kafka "no 'Kafka Server started' in logs/server.log"; return 1; }
   # The broker said it started; make sure a client sees it (and the metadata it serves).
   "$AW_VENV/bin/python" "$AW_ROOT/deploy/local/kafka/admin.py" --bootstrap "127.0.0.1:$bport" \
       wait --timeout 30 >>"$dir/kafka.log" 2>&1 ||
     { aw_fail_start "$run" kafka "no metadata from 127.0.0.1:$bport"; return 1; }
-  export AW_KAFKA_BOOTSTRAP="127.0.0.1:$bport"
+  export AW_KAFKA_BOOTSTRAP="127.0.0.1:$bport" AW_KAFKA_SASL_BOOTSTRAP="127.0.0.1:$sport"
 }
 aw_kafka_started() {
   aw_alive "$1" kafka || return 2
@@ -342,8 +355,43 @@ aw_topics_create() {
 
 # ---- Redis ---------------------------------------------------------------------------------
 
+# aw_secret_new FILE: a random password (48 hex digits, no newline) in FILE, mode 0600, unless
+# FILE already holds one (a restarted service keeps its credentials).
+aw_secret_new() {
+  [ -s "$1" ] && return 0
+  ( umask 077 && openssl rand -hex 24 | tr -d '\n' >"$1.tmp" && mv "$1.tmp" "$1" ) ||
+    { aw_err "cannot write $1"; return 1; }
+}
+
+# aw_redis_auth RUN: the run's Redis credentials, made once: one ACL user for every redis-server
+# of the run (a restarted or second server takes the same), RUN/redis.user ("aw") and
+# RUN/redis.password.  Exports what the worker reads, AW_REDIS_USERNAME and
+# AW_REDIS_PASSWORD_FILE (a path: the password itself never enters the environment).
+aw_redis_auth() {
+  local run=$1
+  aw_secret_new "$run/redis.password" || return 1
+  [ -s "$run/redis.user" ] || echo aw >"$run/redis.user"
+  export AW_REDIS_USERNAME=aw AW_REDIS_PASSWORD_FILE="$run/redis.password"
+}
+
+# aw_redis_aclfile RUN DIR: DIR/users.acl for redis-server --aclfile: the run's user with every
+# right, its password stored as a SHA-256 (no plain text in the ACL file), the default user off.
+aw_redis_aclfile() {
+  local run=$1 dir=$2 sum
+  sum=$(sha256sum <"$run/redis.password" | cut -d' ' -f1)
+  ( umask 077 && printf 'user default off\nuser aw on #%s ~* &* +@all\n' "$sum" >"$dir/users.acl" )
+}
+
+# aw_redis_cli RUN ARGS...: redis-cli authenticated as the run's user (the password through
+# REDISCLI_AUTH, not the command line).
+aw_redis_cli() {
+  local run=$1; shift
+  REDISCLI_AUTH="$(cat "$run/redis.password")" redis-cli --user "$(cat "$run/redis.user")" --no-auth-warning "$@"
+}
+
 # aw_redis_start RUN [--aof] [NAME]: redis-server on a free loopback port (RUN/NAME/port,
-# NAME defaults to "redis").  Without --aof nothing is persisted; with --aof every write is
+# NAME defaults to "redis") that requires AUTH as the run's ACL user (aw_redis_auth; the
+# default user is disabled).  Without --aof nothing is persisted; with --aof every write is
 # fsynced to an append-only file in RUN/NAME/data, so stopping and starting it again (same
 # NAME: it reuses its port and data) keeps the data -- for durability tests.
 aw_redis_start() {
@@ -355,10 +403,12 @@ aw_redis_start() {
   done
   local dir="$run/$name" port
   mkdir -p "$dir/data"
+  aw_redis_auth "$run" && aw_redis_aclfile "$run" "$dir" || return 1
   if [ -s "$dir/port" ]; then port=$(cat "$dir/port"); else port=$(aw_free_ports 1); fi
   echo "$port" >"$dir/port"
   aw_spawn "$run" "$name" redis-server --bind 127.0.0.1 --port "$port" --dir "$dir/data" \
-    --save '' --appendonly "$aof" --appendfsync always --daemonize no --protected-mode yes
+    --save '' --appendonly "$aof" --appendfsync always --daemonize no --protected-mode yes \
+    --aclfile "$dir/users.acl"
   aw_wait_until 20 "redis-server ($name)" aw_redis_ping "$run" "$name" ||
     { aw_fail_start "$run" "$name" "no PONG on port $port"; return 1; }
   [ "$name" = redis ] && export AW_REDIS_PORT=$port
@@ -366,7 +416,110 @@ aw_redis_start() {
 }
 aw_redis_ping() {
   aw_alive "$1" "$2" || return 2
-  [ "$(redis-cli -h 127.0.0.1 -p "$(cat "$1/$2/port")" ping 2>/dev/null)" = PONG ] || return 1
+  [ "$(aw_redis_cli "$1" -h 127.0.0.1 -p "$(cat "$1/$2/port")" ping 2>/dev/null)" = PONG ] || return 1
+}
+
+# ---- Redis over TLS: a loopback stunnel in front of a TLS-only redis-server ------------------
+#
+# hiredis 0.14.1 (Debian 12) has no TLS, so the worker speaks plain Redis to a TLS client on
+# loopback -- stunnel; in a pod, a sidecar (README.md, "Redis TLS") -- which verifies the
+# server's certificate against the CA and presents a client certificate.  Here every
+# certificate is made with openssl in the run dir.
+
+# aw_tls_ca DIR: a CA (DIR/ca.key, DIR/ca.crt), once.
+aw_tls_ca() {
+  local dir=$1
+  mkdir -p "$dir" || return 1
+  [ -s "$dir/ca.crt" ] && return 0
+  ( umask 077 && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=aw local test CA" \
+      -keyout "$dir/ca.key" -out "$dir/ca.crt" ) >"$dir/openssl.log" 2>&1 ||
+    { aw_err "openssl could not make a CA in $dir"; return 1; }
+}
+
+# aw_tls_cert DIR NAME: DIR/NAME.key and DIR/NAME.crt signed by DIR's CA, for 127.0.0.1 and
+# localhost, as a server and as a client.
+aw_tls_cert() {
+  local dir=$1 name=$2
+  [ -s "$dir/$name.crt" ] && return 0
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >"$dir/$name.ext"
+  ( umask 077 &&
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$name" -keyout "$dir/$name.key" -out "$dir/$name.csr" &&
+    openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+      -days 2 -extfile "$dir/$name.ext" -out "$dir/$name.crt" ) >>"$dir/openssl.log" 2>&1 ||
+    { aw_err "openssl could not make the certificate $name in $dir"; return 1; }
+}
+
+# aw_redis_tls_start RUN [NAME]: redis-server (NAME defaults to "redis-tls") listening on a TLS
+# port only (RUN/NAME/tls_port; no plain port), requiring AUTH as the run's user and a client
+# certificate of the run's CA; certificates in RUN/NAME/tls (ca, server, client).
+aw_redis_tls_start() {
+  local run=$1 name=${2:-redis-tls}
+  local dir="$run/$name" tls="$run/$name/tls" port
+  mkdir -p "$dir/data"
+  aw_redis_auth "$run" && aw_redis_aclfile "$run" "$dir" || return 1
+  aw_tls_ca "$tls" && aw_tls_cert "$tls" server && aw_tls_cert "$tls" client || return 1
+  if [ -s "$dir/tls_port" ]; then port=$(cat "$dir/tls_port"); else port=$(aw_free_ports 1); fi
+  echo "$port" >"$dir/tls_port"
+  aw_spawn "$run" "$name" redis-server --bind 127.0.0.1 --port 0 --tls-port "$port" \
+    --tls-cert-file "$tls/server.crt" --tls-key-file "$tls/server.key" --tls-ca-cert-file "$tls/ca.crt" \
+    --tls-auth-clients yes --dir "$dir/data" --save '' --appendonly no --daemonize no \
+    --aclfile "$dir/users.acl"
+  aw_wait_until 20 "redis-server ($name, TLS)" aw_redis_tls_ping "$run" "$name" ||
+    { aw_fail_start "$run" "$name" "no PONG over TLS on port $port"; return 1; }
+}
+aw_redis_tls_ping() {
+  local tls="$1/$2/tls"
+  aw_alive "$1" "$2" || return 2
+  [ "$(aw_redis_cli "$1" --tls --cacert "$tls/ca.crt" --cert "$tls/client.crt" --key "$tls/client.key" \
+       -h 127.0.0.1 -p "$(cat "$1/$2/tls_port")" ping 2>/dev/null)" = PONG ] || return 1
+}
+
+# aw_redis_tunnel_start RUN NAME TLS_NAME [CAFILE]: stunnel in client mode on a free loopback
+# port (RUN/NAME/port) forwarding to the TLS port of TLS_NAME (aw_redis_tls_start).  It verifies
+# the server's certificate (its chain up to CAFILE, by default TLS_NAME's CA, and the address
+# 127.0.0.1 in it) and presents TLS_NAME's client certificate.  With the default CA it returns
+# once a PING through the tunnel answers; with another CAFILE once the port listens (for a test
+# that expects the server to be refused).
+aw_redis_tunnel_start() {
+  local run=$1 name=$2 target=$3 cafile=${4:-}
+  local dir="$run/$name" tls="$run/$target/tls" port tport
+  command -v stunnel4 >/dev/null 2>&1 || { aw_err "stunnel4 is not installed"; return 1; }
+  mkdir -p "$dir"
+  tport=$(cat "$run/$target/tls_port") || return 1
+  if [ -s "$dir/port" ]; then port=$(cat "$dir/port"); else port=$(aw_free_ports 1); fi
+  echo "$port" >"$dir/port"
+  # verifyChain is what "verify = 2" means; checkIP adds the identity check, without which any
+  # certificate the CA ever signed would pass.  foreground: logs to stderr and no pid file, so
+  # aw_spawn tracks the process itself.
+  cat >"$dir/stunnel.conf" <<CONF
+foreground = yes
+pid =
+debug = notice
+[redis]
+client = yes
+accept = 127.0.0.1:$port
+connect = 127.0.0.1:$tport
+verifyChain = yes
+CAfile = ${cafile:-$tls/ca.crt}
+checkIP = 127.0.0.1
+cert = $tls/client.crt
+key = $tls/client.key
+CONF
+  aw_spawn "$run" "$name" "$(command -v stunnel4)" "$dir/stunnel.conf"
+  if [ -z "$cafile" ]; then
+    aw_wait_until 20 "stunnel ($name)" aw_redis_ping "$run" "$name" ||
+      { aw_fail_start "$run" "$name" "no PONG through the tunnel on port $port"; return 1; }
+  else
+    aw_wait_until 20 "stunnel ($name)" aw_port_listening "$run" "$name" "$port" ||
+      { aw_fail_start "$run" "$name" "port $port does not listen"; return 1; }
+  fi
+}
+aw_port_listening() {
+  aw_alive "$1" "$2" || return 2
+  python3 -c 'import socket, sys
+s = socket.socket()
+s.settimeout(1)
+sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)' "$3"
 }
 
 # ---- the simulator and the worker ------------------------------------------------------------

@@ -1,6 +1,11 @@
 """The test harness itself: broker, Redis and the contract helpers work (needs no worker)."""
 import collections
 
+import pytest
+import redis as redis_lib
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
 from awtest import Collector, assert_valid, make_request, pack, schema_errors
 
 
@@ -37,3 +42,30 @@ def test_redis_server_of_the_session_answers(redis_client, ctx):
     assert redis_client.get(ctx.thread_key("c1")) == "thread_x"
     assert ctx.thread_key("c1", "assistants") == f"{ctx.redis_prefix}:{{c:c1}}:thread"
     assert ctx.thread_key("c1", "responses") == f"{ctx.redis_prefix}:{{c:c1}}:conv"
+
+
+def test_redis_of_the_session_refuses_clients_without_the_run_password(redis_port, redis_auth):
+    user, password = redis_auth
+    for kw in ({}, {"username": user, "password": password + "x"}, {"password": password}):
+        c = redis_lib.Redis(host="127.0.0.1", port=redis_port, socket_timeout=5, **kw)
+        try:
+            # No password: NOAUTH; a wrong one, or the right one for the disabled default user:
+            # WRONGPASS.  Both are authentication errors, never an answer.
+            with pytest.raises((redis_lib.exceptions.AuthenticationError, redis_lib.exceptions.ResponseError)):
+                c.ping()
+        finally:
+            c.close()
+    ok = redis_lib.Redis(host="127.0.0.1", port=redis_port, username=user, password=password)
+    try:
+        assert ok.execute_command("ACL", "WHOAMI") == user.encode()
+    finally:
+        ok.close()
+
+
+def test_broker_sasl_listener_accepts_the_run_user_and_refuses_a_wrong_password(stack, kafka):
+    bootstrap, user, password = stack.kafka_sasl()
+    conf = {"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanisms": "SCRAM-SHA-256", "sasl.username": user}
+    assert AdminClient(dict(conf, **{"sasl.password": password})).list_topics(timeout=20).brokers
+    with pytest.raises(KafkaException):
+        AdminClient(dict(conf, **{"sasl.password": password + "x"})).list_topics(timeout=3)

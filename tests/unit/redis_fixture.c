@@ -14,6 +14,34 @@
 
 static pid_t g_pid;
 static int g_port;
+static const char g_user[] = "aw-unit";
+static char g_password[33];
+static char g_aclfile[64];
+
+const char *rfx_user(void) { return g_user; }
+const char *rfx_password(void) { return g_password; }
+
+/* A random password and the ACL file that gives it to g_user (default user
+ * off).  Returns 0 on failure. */
+static int write_aclfile(void) {
+  unsigned char raw[16];
+  FILE *u = fopen("/dev/urandom", "rb");
+  if (!u) return 0;
+  size_t got = fread(raw, 1, sizeof raw, u);
+  fclose(u);
+  if (got != sizeof raw) return 0;
+  for (size_t i = 0; i < sizeof raw; i++) snprintf(g_password + 2 * i, 3, "%02x", raw[i]);
+  snprintf(g_aclfile, sizeof g_aclfile, "/tmp/aw-unit-redis-XXXXXX");
+  int fd = mkstemp(g_aclfile); /* mode 0600 */
+  if (fd < 0) return 0;
+  FILE *f = fdopen(fd, "w");
+  if (!f) {
+    close(fd);
+    return 0;
+  }
+  fprintf(f, "user default off\nuser %s on >%s ~* &* +@all\n", g_user, g_password);
+  return fclose(f) == 0;
+}
 
 int rfx_free_port(void) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -37,16 +65,27 @@ static void sleep_ms(long ms) {
 
 int rfx_port(void) { return g_pid ? g_port : 0; }
 
-redisContext *rfx_sync(void) {
+redisContext *rfx_sync(void) { return rfx_sync_with(g_user, g_password); }
+
+redisContext *rfx_sync_with(const char *user, const char *password) {
   struct timeval tv = {1, 0};
   redisContext *c = redisConnectWithTimeout("127.0.0.1", g_port, tv);
-  if (c && !c->err) return c;
+  if (c && !c->err) {
+    redisReply *r = redisCommand(c, "AUTH %s %s", user, password);
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r) freeReplyObject(r);
+    if (ok) return c;
+  }
   if (c) redisFree(c);
   return NULL;
 }
 
 int rfx_start(const char *who) {
   const char *bin = getenv("AW_REDIS_SERVER") ? getenv("AW_REDIS_SERVER") : "redis-server";
+  if (!g_pid && !g_aclfile[0] && !write_aclfile()) {
+    fprintf(stderr, "%s: cannot write the redis ACL file: skipping\n", who);
+    return 0;
+  }
   for (int attempt = 0; attempt < 3 && !g_pid; attempt++) {
     g_port = rfx_free_port();
     if (g_port <= 0) return 0;
@@ -58,7 +97,7 @@ int rfx_start(const char *who) {
       FILE *devnull = freopen("/dev/null", "w", stdout);
       (void)devnull;
       execlp(bin, bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", "/tmp",
-             "--daemonize", "no", (char *)NULL);
+             "--daemonize", "no", "--aclfile", g_aclfile, (char *)NULL);
       _exit(127);
     }
     /* Polled, not slept on: the server is ready when it answers PING. */
@@ -93,6 +132,10 @@ void rfx_stop(void) {
     waitpid(g_pid, NULL, 0);
     g_pid = 0;
   }
+  if (g_aclfile[0]) {
+    unlink(g_aclfile);
+    g_aclfile[0] = '\0';
+  }
 }
 
 void rfx_flush(void) {
@@ -119,7 +162,8 @@ int rfx_run_until(uv_loop_t *loop, const int *flag) {
 rconn *rfx_rconn(uv_loop_t *loop) {
   char err[256];
   rconn *rc = NULL;
-  if (rconn_new(loop, "127.0.0.1", g_port, &rc, err, sizeof err) != AW_OK) return NULL;
+  rconn_options o = {g_user, g_password, 0};
+  if (rconn_new_opts(loop, "127.0.0.1", g_port, &o, &rc, err, sizeof err) != AW_OK) return NULL;
   uv_timer_t t;
   uv_timer_init(loop, &t);
   uv_timer_start(&t, on_tick, 5, 5);

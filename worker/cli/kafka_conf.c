@@ -1,4 +1,5 @@
-/* kafka_conf.c -- librdkafka configuration from cfg, logs routed to log.h. */
+/* kafka_conf.c -- librdkafka configuration from cfg (credentials included),
+ * logs routed to log.h. */
 #include "kafka_conf.h"
 
 #include <stdio.h>
@@ -43,6 +44,14 @@ int kconf_new_with(const cfg *c, const char *client_id, const char *const *defau
     rc = kconf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size);
   for (size_t i = 0; !rc && i < c->kafka.nprops; i++)
     rc = kconf_set(conf, c->kafka.props[i].key, c->kafka.props[i].value, errstr, errstr_size);
+  /* The credentials from the environment or mounted files (config_creds.c),
+   * after the properties: they win over the file's. */
+  if (!rc && c->kafka.sasl_username[0])
+    rc = kconf_set(conf, "sasl.username", c->kafka.sasl_username, errstr, errstr_size);
+  if (!rc && c->kafka.sasl_password[0])
+    rc = kconf_set(conf, "sasl.password", c->kafka.sasl_password, errstr, errstr_size);
+  if (!rc && c->kafka.ssl_key_password[0])
+    rc = kconf_set(conf, "ssl.key.password", c->kafka.ssl_key_password, errstr, errstr_size);
   if (rc) {
     rd_kafka_conf_destroy(conf);
     return rc;
@@ -116,5 +125,64 @@ int kconf_check_limits(const cfg *c, char *warn, size_t warn_size, char *errstr,
              "worker.max_event_bytes (%lld): events that large are still fetched, one per fetch request",
              sep, part_max, fetch_max, ev_max);
   }
+  return AW_OK;
+}
+
+/* ---- start-up check of the credentials ---------------------------------------------- */
+
+typedef struct preflight {
+  char auth_err[512]; /* the first authentication failure librdkafka reported */
+} preflight;
+
+/* librdkafka's error callback, served by rd_kafka_poll on this thread. */
+static void preflight_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+  (void)rk;
+  preflight *p = opaque;
+  if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION && !p->auth_err[0])
+    snprintf(p->auth_err, sizeof p->auth_err, "%s", reason ? reason : rd_kafka_err2str(err));
+}
+
+static const char *prop_or(const cfg *c, const char *key, const char *dflt) {
+  for (size_t i = 0; i < c->kafka.nprops; i++)
+    if (strcmp(c->kafka.props[i].key, key) == 0) return c->kafka.props[i].value;
+  return dflt;
+}
+
+int kconf_preflight(const cfg *c, int timeout_ms, char *errstr, size_t errstr_size) {
+  rd_kafka_conf_t *conf = NULL;
+  int rc = kconf_new(c, "assistant-worker-preflight", &conf, errstr, errstr_size);
+  if (rc) return rc;
+  preflight p = {{0}};
+  rd_kafka_conf_set_error_cb(conf, preflight_error_cb);
+  rd_kafka_conf_set_opaque(conf, &p);
+  char e[512];
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+  if (!rk) {
+    rd_kafka_conf_destroy(conf);
+    return aw_seterr(AW_ECONFIG, errstr, errstr_size, "kafka: %s", e);
+  }
+  /* Metadata answers once a broker accepted the connection (and its
+   * authentication); a refused authentication arrives on the error
+   * callback, which rd_kafka_poll serves. */
+  rc = AW_ETIMEDOUT;
+  for (int waited = 0; waited < timeout_ms && rc == AW_ETIMEDOUT && !p.auth_err[0]; waited += 250) {
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(rk, 0, NULL, &md, 250) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_metadata_destroy(md);
+      rc = AW_OK;
+    }
+    rd_kafka_poll(rk, 0);
+  }
+  rd_kafka_poll(rk, 0);
+  rd_kafka_destroy(rk);
+  if (p.auth_err[0]) {
+    const char *user = c->kafka.sasl_username[0] ? c->kafka.sasl_username : prop_or(c, "sasl.username", "(none)");
+    return aw_seterr(AW_ECONFIG, errstr, errstr_size,
+                     "kafka at %s refused authentication (SASL user \"%.64s\", mechanism %s, security.protocol %s): %s",
+                     c->kafka.brokers, user, prop_or(c, "sasl.mechanisms", prop_or(c, "sasl.mechanism", "GSSAPI")),
+                     prop_or(c, "security.protocol", "plaintext"), p.auth_err);
+  }
+  if (rc) return aw_seterr(rc, errstr, errstr_size, "kafka at %s did not answer within %d ms", c->kafka.brokers,
+                           timeout_ms);
   return AW_OK;
 }

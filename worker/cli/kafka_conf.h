@@ -4,6 +4,8 @@
  *   bootstrap.servers  = cfg kafka.brokers (required)
  *   client.id          = the caller's client id
  *   the free-form kafka.properties, in file order (they may override client.id)
+ *   sasl.username, sasl.password, ssl.key.password from the environment or
+ *     mounted files (config_creds.c), when set: they win over the properties
  *   a log callback that writes librdkafka's logs through log.h as JSON lines.
  * The caller then sets what its role needs (group.id, enable.auto.commit...)
  * with kconf_set, after the free-form properties, so those cannot weaken
@@ -72,6 +74,21 @@ int kconf_check_limits(const cfg *c, char *warn, size_t warn_size, char *errstr,
  *  (the value is shown only when the key is not secret). */
 int kconf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errstr,
               size_t errstr_size) AW_MUST_CHECK;
+
+/** Check at start-up that the brokers accept the configured credentials:
+ *  a short-lived client built like every other (kconf_new) asks for
+ *  metadata until it answers or timeout_ms passed.  AW_OK when it
+ *  answered; AW_ECONFIG (fatal) when librdkafka reported
+ *  RD_KAFKA_RESP_ERR__AUTHENTICATION, errstr naming the brokers, the SASL
+ *  user, the mechanism and librdkafka's reason (never the password);
+ *  AW_ETIMEDOUT (retry: the brokers may come later) when nothing answered.
+ *  Why only at start-up: librdkafka treats an authentication failure as
+ *  non-fatal and keeps reconnecting, which is right for a running worker (a
+ *  password being rotated), but a worker that never got in has wrong
+ *  credentials, and would otherwise sit in init_transactions while only
+ *  its logs say why.  Blocks up to timeout_ms (main thread, before the
+ *  loop runs). */
+int kconf_preflight(const cfg *c, int timeout_ms, char *errstr, size_t errstr_size) AW_MUST_CHECK;
 
 /** The log callback kconf_new installs (exposed for tests): maps syslog
  *  levels 0-3 to error, 4 to warn, 5-6 to info, 7 to debug, and writes
