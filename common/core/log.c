@@ -100,6 +100,7 @@ static void emit(log_level lvl, const log_ctx *ctx, const char *msg, const char 
     o = field(line, o, n, "conversation_id", ctx->conversation_id);
     o = field(line, o, n, "thread_id", ctx->thread_id);
     o = field(line, o, n, "run_id", ctx->run_id);
+    o = field(line, o, n, "tenant", ctx->tenant);
   }
   for (int i = 0; i + 1 < 2 * nkv; i += 2) o = field(line, o, n, kv[i], kv[i + 1]);
   line[o++] = '}';

@@ -2,7 +2,8 @@
  *
  * One line per record on stderr:
  *   {"ts":"2026-11-24T01:02:03.456Z","level":"info","msg":"run completed",
- *    "event_id":"...","conversation_id":"...","thread_id":"...","run_id":"..."}
+ *    "event_id":"...","conversation_id":"...","thread_id":"...","run_id":"...",
+ *    "tenant":"..."}
  * Context ids are passed in a log_ctx so every line about an event carries
  * them.  Values are JSON-escaped.  Secrets are never logged: callers must
  * not pass them, and log_redact() masks known secret shapes as a last guard
@@ -23,6 +24,7 @@ typedef struct log_ctx {
   const char *conversation_id;
   const char *thread_id;
   const char *run_id;
+  const char *tenant;          /* worker.tenant_source's tenant, when the deployment has tenants */
 } log_ctx;
 
 /** Set the minimum level written (default LOG_INFO). */

@@ -67,7 +67,9 @@ static int port_commit(void *self, const char *conv, const char *event_id, const
 void hstore_init(hstore *h, rconn *redis, const char *prefix) {
   memset(h, 0, sizeof *h);
   h->redis = redis;
-  snprintf(h->prefix, sizeof h->prefix, "%s", prefix && *prefix ? prefix : "aw");
+  if (rk_space_init(&h->keys, prefix, 0) != AW_OK) {
+    /* A prefix with a brace: every key fails (AW_EINVAL); the configuration refuses it. */
+  }
   h->max_turns = HSTORE_DEFAULT_MAX_TURNS;
   h->max_bytes = HSTORE_DEFAULT_MAX_BYTES;
   h->ttl_s = HSTORE_DEFAULT_TTL_S;
@@ -85,26 +87,20 @@ void hstore_init(hstore *h, rconn *redis, const char *prefix) {
 
 /* ---- keys ------------------------------------------------------------------ */
 
-#define KEY_MAX 768 /* prefix 63 + conversation id 256 + event id 128 + the rest */
-
-static int fmt_key(char *out, size_t n, const char *fmt, const char *prefix, const char *conv,
-                   const char *event_id) {
-  int k = snprintf(out, n, fmt, prefix, conv, event_id ? event_id : "");
-  return (k < 0 || (size_t)k >= n) ? AW_ETOOBIG : AW_OK;
-}
+#define KEY_MAX RK_KEY_MAX
 
 int hstore_key(const hstore *h, const char *conv, char *out, size_t n) {
-  return fmt_key(out, n, "%s:{c:%s}:hist%s", h->prefix, conv, NULL);
+  return rk_conv_key(&h->keys, conv, RK_HIST, NULL, out, n);
 }
 
 /* The three keys of (conv, event_id); AW_EINVAL for empty ids. */
 static int keys_of(const hstore *h, const char *conv, const char *event_id, char hist[KEY_MAX],
                    char ids[KEY_MAX], char pend[KEY_MAX]) {
   if (!conv || !*conv || !event_id || !*event_id) return AW_EINVAL;
-  if (hstore_key(h, conv, hist, KEY_MAX) || fmt_key(ids, KEY_MAX, "%s:{c:%s}:hist:ids%s", h->prefix, conv, NULL) ||
-      fmt_key(pend, KEY_MAX, "%s:{c:%s}:hist:p:%s", h->prefix, conv, event_id))
-    return AW_ETOOBIG;
-  return AW_OK;
+  int rc = hstore_key(h, conv, hist, KEY_MAX);
+  if (!rc) rc = rk_conv_key(&h->keys, conv, RK_HIST_IDS, NULL, ids, KEY_MAX);
+  if (!rc) rc = rk_conv_key(&h->keys, conv, RK_HIST_PENDING, event_id, pend, KEY_MAX);
+  return rc;
 }
 
 static long long reply_int(const redisReply *r, int *ok) {

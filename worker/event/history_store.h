@@ -2,18 +2,20 @@
  * (Chat Completions) in Redis (prefix hstore_): the be_history port of
  * backend.h over the worker's Redis connection.
  *
- * Keys (all of one conversation share conv_store.h's hash tag
- * {c:<conversation_id>}, so they live in one Redis Cluster slot and the
- * commit script may touch them together):
- *   <prefix>:{c:<conv>}:hist           list: the committed turns, oldest
+ * Keys (built by rkeys.h: ids percent-encoded; all of one conversation share
+ * conv_store.h's hash tag <tag> = c:<enc conversation> or
+ * t:<enc tenant>:c:<enc conversation>, so they live in one Redis Cluster slot
+ * and the commit script may touch them together; conv arguments are
+ * conversation references, rkeys.h):
+ *   <prefix>:{<tag>}:hist              list: the committed turns, oldest
  *                                      first, each the opaque text the
  *                                      backend gave (one JSON object per
  *                                      answered event)
- *   <prefix>:{c:<conv>}:hist:ids       hash: "e:<event_id>" -> that turn's
+ *   <prefix>:{<tag>}:hist:ids          hash: "e:<event_id>" -> that turn's
  *                                      byte length, for every turn in the
  *                                      list, plus "bytes" -> the list's
  *                                      total bytes
- *   <prefix>:{c:<conv>}:hist:p:<event_id>  string: the event's pending turn
+ *   <prefix>:{<tag>}:hist:p:<event_id> string: the event's pending turn
  *                                      (waiting for tool outputs), expires
  *                                      pending_ttl_s (worker.tool_state_ttl_s,
  *                                      900 s) after its last save
@@ -57,6 +59,7 @@
 #include "aw_error.h"
 #include "backend.h"
 #include "redis_conn.h"
+#include "rkeys.h"
 
 #define HSTORE_TURN_MAX (16u * 1024 * 1024) /* bytes of one turn, committed or pending */
 #define HSTORE_DEFAULT_MAX_TURNS 100
@@ -77,7 +80,8 @@ typedef struct hstore_stats {
 
 typedef struct hstore {
   rconn *redis;
-  char prefix[64];
+  rk_space keys;      /* prefix, and whether references carry a tenant (keys.tenanted,
+                         set after init when worker.tenant_source is not none) */
   size_t max_turns;   /* turns kept per conversation (default 100) */
   size_t max_bytes;   /* bytes kept per conversation (default 1 MiB; the newest turn always) */
   long ttl_s;         /* hist and hist:ids, renewed by every commit; 0: no expiry (30 days) */
@@ -110,7 +114,7 @@ int hstore_commit(hstore *h, const char *conv, const char *event_id, const char 
                   be_history_cb cb, void *opaque) AW_MUST_CHECK;
 
 /** Format the conversation's history list key into out (for tests and
- *  tools); the other keys are this plus ":ids" and ":p:<event_id>". */
+ *  tools); the other keys are this plus ":ids" and ":p:<enc event_id>". */
 int hstore_key(const hstore *h, const char *conv, char *out, size_t n) AW_MUST_CHECK;
 
 #endif

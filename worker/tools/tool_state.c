@@ -133,7 +133,9 @@ static const char LIST[] =
 
 void tstate_init(tstate *t, rconn *redis, const char *prefix) {
   t->redis = redis;
-  snprintf(t->prefix, sizeof t->prefix, "%s", prefix ? prefix : "aw");
+  if (rk_space_init(&t->keys, prefix, 0) != AW_OK) {
+    /* A prefix with a brace: every key fails (AW_EINVAL); the configuration refuses it. */
+  }
   t->wait_ttl_ms = TSTATE_WAIT_TTL_MS;
   t->done_ttl_ms = TSTATE_DONE_TTL_MS;
   t->max_rounds = TSTATE_DEFAULT_MAX_ROUNDS;
@@ -141,8 +143,7 @@ void tstate_init(tstate *t, rconn *redis, const char *prefix) {
 }
 
 static int run_key(const tstate *t, const char *conv, const char *run, char *out, size_t n) {
-  int k = snprintf(out, n, "%s:{c:%s}:turn:%s", t->prefix, conv, run);
-  return k < 0 || (size_t)k >= n ? AW_EINVAL : AW_OK;
+  return rk_conv_key(&t->keys, conv, RK_TURN, run, out, n);
 }
 
 static void ignore_reply(void *opaque, int err, redisReply *r) {
@@ -211,7 +212,7 @@ int tstate_round_begin(tstate *t, const char *conv, const char *run, const char 
                        const char *owner, const tstate_call *calls, size_t n, tstate_begin_cb cb,
                        void *opaque) {
   if (!conv || !run || !owner || !calls || !n || !cb || n > 1024) return AW_EINVAL;
-  char key[512], corr_key[160];
+  char key[RK_KEY_MAX], corr_key[RK_KEY_MAX];
   if (run_key(t, conv, run, key, sizeof key) != AW_OK) return AW_EINVAL;
   size_t argc = 4 + 5 + n * 7;
   const char **argv = calloc(argc, sizeof *argv);
@@ -231,7 +232,10 @@ int tstate_round_begin(tstate *t, const char *conv, const char *run, const char 
       buf_reset(&val);
       char ttl[24];
       snprintf(ttl, sizeof ttl, "%ld", t->wait_ttl_ms);
-      snprintf(corr_key, sizeof corr_key, "%s:tc:%s", t->prefix, calls[i].corr_digest);
+      if (rk_fleet_key(&t->keys, RK_CORR, calls[i].corr_digest, corr_key, sizeof corr_key) != AW_OK) {
+        rc = AW_EINVAL;
+        break;
+      }
       if (buf_appendf(&val, "%s %s %s", run, calls[i].id, conv) != AW_OK) {
         rc = AW_ENOMEM;
         break;
@@ -291,7 +295,7 @@ int tstate_round_begin(tstate *t, const char *conv, const char *run, const char 
 }
 
 void tstate_set_published(tstate *t, const char *conv, const char *run) {
-  char key[512];
+  char key[RK_KEY_MAX];
   if (run_key(t, conv, run, key, sizeof key) != AW_OK) return;
   /* pub = round: a later round is not "published" by an earlier mark. */
   const char *argv[] = {"EVAL",
@@ -366,8 +370,8 @@ static void on_corr_lookup(void *opaque, int err, redisReply *r) {
 }
 
 int tstate_corr_lookup(tstate *t, const char *digest, tstate_corr_cb cb, void *opaque) {
-  char key[160];
-  snprintf(key, sizeof key, "%s:tc:%s", t->prefix, digest);
+  char key[RK_KEY_MAX];
+  if (!digest || rk_fleet_key(&t->keys, RK_CORR, digest, key, sizeof key) != AW_OK) return AW_EINVAL;
   cb_box *b = box_new((void (*)(void))cb, opaque);
   if (!b) return AW_ENOMEM;
   const char *argv[] = {"GET", key};
@@ -400,7 +404,7 @@ static void on_apply(void *opaque, int err, redisReply *r) {
 int tstate_apply_reply(tstate *t, const char *conv, const char *run, const char *call,
                        const char *kind, const char *output, size_t output_len, int64_t now_ms,
                        tstate_apply_cb cb, void *opaque) {
-  char key[512], now[24];
+  char key[RK_KEY_MAX], now[24];
   if (run_key(t, conv, run, key, sizeof key) != AW_OK) return AW_EINVAL;
   snprintf(now, sizeof now, "%" PRId64, now_ms);
   cb_box *b = box_new((void (*)(void))cb, opaque);
@@ -415,8 +419,8 @@ int tstate_apply_reply(tstate *t, const char *conv, const char *run, const char 
 }
 
 void tstate_wake(tstate *t, const char *owner, const char *conv, const char *run) {
-  char key[160];
-  snprintf(key, sizeof key, "%s:wake:%s", t->prefix, owner);
+  char key[RK_KEY_MAX];
+  if (!owner || rk_fleet_key(&t->keys, RK_WAKE, owner, key, sizeof key) != AW_OK) return;
   buf v;
   buf_init(&v, 1024);
   if (buf_appendf(&v, "%s %s", run, conv) == AW_OK) {
@@ -452,8 +456,8 @@ static void on_wakes(void *opaque, int err, redisReply *r) {
 }
 
 int tstate_take_wakes(tstate *t, const char *owner, tstate_wakes_cb cb, void *opaque) {
-  char key[160];
-  snprintf(key, sizeof key, "%s:wake:%s", t->prefix, owner);
+  char key[RK_KEY_MAX];
+  if (!owner || rk_fleet_key(&t->keys, RK_WAKE, owner, key, sizeof key) != AW_OK) return AW_EINVAL;
   cb_box *b = box_new((void (*)(void))cb, opaque);
   if (!b) return AW_ENOMEM;
   const char *argv[] = {"LPOP", key, "256"};
@@ -522,7 +526,7 @@ static void on_collect(void *opaque, int err, redisReply *r) {
 
 int tstate_collect(tstate *t, const char *conv, const char *run, const char *claim, int64_t now_ms,
                    tstate_collect_cb cb, void *opaque) {
-  char key[512], now[24], lease[24];
+  char key[RK_KEY_MAX], now[24], lease[24];
   if (!claim || !claim[0]) return AW_EINVAL;
   if (run_key(t, conv, run, key, sizeof key) != AW_OK) return AW_EINVAL;
   snprintf(now, sizeof now, "%" PRId64, now_ms);
@@ -539,7 +543,7 @@ int tstate_collect(tstate *t, const char *conv, const char *run, const char *cla
 }
 
 void tstate_finish(tstate *t, const char *conv, const char *run) {
-  char key[512], ttl[24];
+  char key[RK_KEY_MAX], ttl[24];
   if (run_key(t, conv, run, key, sizeof key) != AW_OK) return;
   snprintf(ttl, sizeof ttl, "%ld", t->done_ttl_ms);
   /* The last round's outputs go too: a recovered response lists the calls
@@ -582,7 +586,7 @@ static void on_list(void *opaque, int err, redisReply *r) {
 }
 
 int tstate_list(tstate *t, const char *conv, const char *run, tstate_list_cb cb, void *opaque) {
-  char key[512];
+  char key[RK_KEY_MAX];
   if (run_key(t, conv, run, key, sizeof key) != AW_OK) return AW_EINVAL;
   cb_box *b = box_new((void (*)(void))cb, opaque);
   if (!b) return AW_ENOMEM;

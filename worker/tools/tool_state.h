@@ -2,7 +2,11 @@
  * (prefix tstate_).
  *
  * A "run" below is a turn, named by our turn token (a digest of the
- * conversation and event ids), never by a backend's id.
+ * tenant, conversation and event ids), never by a backend's id.  A "conv"
+ * is a conversation reference (rkeys.h: the conversation id, or
+ * "<enc tenant>:<conversation id>" with tenants), so that a reply consumed
+ * by any worker finds the tenant's turn again; keys are built by rkeys.h
+ * (<tag> = c:<enc conversation> or t:<enc tenant>:c:<enc conversation>).
  *
  * A run that stops in requires_action is waited on by the worker that owns
  * its request event, but its replies may be consumed by any worker of the
@@ -11,7 +15,7 @@
  * atomically, which is what makes "exactly one output per call" and "the
  * round is complete" hold across workers):
  *
- *   <prefix>:{c:<conv>}:turn:<turn token>   hash, one per waiting turn
+ *   <prefix>:{<tag>}:turn:<turn token>   hash, one per waiting turn
  *       round        current round number (1, 2, ... one per requires_action)
  *       calls:<r>    the call ids of round r, space-separated, in order
  *       state        waiting | submitting | done
@@ -62,6 +66,7 @@
 #include <stdint.h>
 #include "aw_error.h"
 #include "redis_conn.h"
+#include "rkeys.h"
 
 #define TSTATE_CORR_KEY_CHARS 26 /* "tc1." + 22 base64url chars: the 16-byte nonce */
 #define TSTATE_WAIT_TTL_MS (15 * 60 * 1000L)
@@ -75,7 +80,8 @@
 
 typedef struct tstate {
   rconn *redis;
-  char prefix[64];
+  rk_space keys;     /* prefix, and whether references carry a tenant (keys.tenanted, set
+                        after init when worker.tenant_source is not none) */
   long wait_ttl_ms;  /* a waiting turn's hash, correlation records, wake lists */
   long done_ttl_ms;  /* a finished turn's hash */
   long max_rounds;   /* rounds per turn; 0: no cap */
