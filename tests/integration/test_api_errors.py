@@ -76,7 +76,7 @@ def test_stream_dropped_mid_run_is_followed_by_polling_and_deltas_still_add_up(
 
 @pytest.mark.only_backend("assistants")  # on responses an asst_ id is rejected: test_backends.py
 def test_unknown_assistant_id_fails_with_the_api_error(ctx, worker):
-    worker()
+    worker(worker={"allow_assistant_ids": True})  # asst_ ids are refused unless allowed
     req = ctx.ask("conv-bad-asst", "How do I reset my password?", assistant="asst_doesnotexist000")
     resp = ctx.response_for(req["event_id"])
     assert_valid("response", resp)

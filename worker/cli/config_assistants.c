@@ -1,6 +1,7 @@
 /* config_assistants.c -- the "assistants" array of the configuration: names,
  * models, instructions, tools and tool_choice (checked here so that a turn
- * never sends what the API would refuse), per-assistant history bounds.
+ * never sends what the API would refuse), per-assistant history bounds and
+ * what a request may override (allow_overrides, overrides.h).
  */
 #include "config_int.h"
 
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "contract_tool.h"
+#include "overrides.h"
 
 
 /* Names are what producers write in requests ("Customer Support Bot"), so
@@ -163,12 +165,41 @@ static int parse_history(cfg_assistant *a, const cJSON *hist, const char *where,
   return AW_OK;
 }
 
+/* allow_overrides: an array of request field names ("instructions",
+ * "additional_instructions"), each at most once; [] allows none.  Absent or
+ * null: WKOV_DEFAULT (overrides.h says why). */
+static int parse_allow_overrides(const cJSON *arr, const char *where, unsigned *out, char *errstr, size_t n) {
+  *out = WKOV_DEFAULT;
+  if (!arr || cJSON_IsNull(arr)) return AW_OK;
+  static const char expect[] = "expected an array of \"instructions\", \"additional_instructions\"";
+  if (!cJSON_IsArray(arr)) return cfg_err(errstr, n, "%s.allow_overrides: %s", where, expect);
+  unsigned bits = 0;
+  int i = 0;
+  const cJSON *it;
+  cJSON_ArrayForEach(it, arr) {
+    unsigned b = cJSON_IsString(it) ? wkov_bit(it->valuestring) : 0;
+    if (!b)
+      return cfg_err(errstr, n, "%s.allow_overrides[%d]: %s%.40s%s: %s", where, i, cJSON_IsString(it) ? "\"" : "",
+                     cJSON_IsString(it) ? it->valuestring : "not a string", cJSON_IsString(it) ? "\"" : "", expect);
+    if (bits & b) return cfg_err(errstr, n, "%s.allow_overrides[%d]: \"%s\" is listed twice", where, i, it->valuestring);
+    bits |= b;
+    i++;
+  }
+  *out = bits;
+  return AW_OK;
+}
+
+unsigned cfg_allowed_overrides(void *c, const char *name) {
+  const cfg_assistant *a = name ? cfg_find_assistant(c, name) : NULL;
+  return a ? a->allow_overrides : WKOV_DEFAULT;
+}
+
 static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size_t n) {
   char where[96];
   snprintf(where, sizeof where, "assistants[%d]", idx);
   if (!cJSON_IsObject(obj)) return cfg_err(errstr, n, "%s: expected an object", where);
   const cJSON *name = NULL, *model = NULL, *instr = NULL, *tools = NULL, *choice = NULL, *hist = NULL, *maxout = NULL,
-              *it;
+              *overrides = NULL, *it;
   cJSON_ArrayForEach(it, obj) {
     const char *k = it->string;
     if (strcmp(k, "name") == 0) name = it;
@@ -178,7 +209,8 @@ static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size
     else if (strcmp(k, "tool_choice") == 0) choice = it;
     else if (strcmp(k, "history") == 0) hist = it;
     else if (strcmp(k, "max_output_tokens") == 0) maxout = it;
-    else return cfg_err(errstr, n, "%s: unknown key \"%s\" (expected name, model, instructions, tools, tool_choice, history, max_output_tokens)", where, k);
+    else if (strcmp(k, "allow_overrides") == 0) overrides = it;
+    else return cfg_err(errstr, n, "%s: unknown key \"%s\" (expected name, model, instructions, tools, tool_choice, history, max_output_tokens, allow_overrides)", where, k);
   }
   if (!name) return cfg_err(errstr, n, "%s: missing name", where);
   if (!cJSON_IsString(name)) return cfg_err(errstr, n, "%s.name: expected a string", where);
@@ -214,9 +246,13 @@ static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size
       return cfg_err(errstr, n, "%s: %lld is out of range [1, %ld] (leave it out for the server's default)", kp,
                     max_output, CFG_MAX_OUTPUT_TOKENS);
   }
+  unsigned allow = 0;
+  int orc = parse_allow_overrides(overrides, where, &allow, errstr, n);
+  if (orc) return orc;
   cfg_assistant *a = &c->assistants[c->nassistants];
   memset(a, 0, sizeof *a);
   a->max_output_tokens = (long)max_output;
+  a->allow_overrides = allow;
   if (hist) {
     int rc = parse_history(a, hist, where, errstr, n);
     if (rc) {

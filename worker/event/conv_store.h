@@ -1,10 +1,13 @@
 /* conv_store.h -- what the fleet keeps per conversation and per event in
  * Redis (prefix cstore_), and the backend's store port over it.
  *
- * Keys (all of one conversation share the hash tag {c:<conversation_id>}, so
- * they live in one Redis Cluster slot and can later be used together in one
- * MULTI or script):
- *   <prefix>:{c:<conv>}:<handle_key>   the backend's conversation handle
+ * Conversations are named by their reference (rkeys.h: the conversation id,
+ * or "<enc tenant>:<conversation id>" when the deployment has tenants), and
+ * every key is built by rkeys.h (ids percent-encoded, the hash tag holding
+ * exactly the encoded tenant and conversation, so all keys of one
+ * conversation live in one Redis Cluster slot and can later be used
+ * together in one MULTI or script).  Below, <tag> is that tag:
+ *   <prefix>:{<tag>}:<handle_key>      the backend's conversation handle
  *                                     (be_handle_key: "thread" for
  *                                     Assistants -- the key v1 deployments
  *                                     already hold --, "conv" for Responses);
@@ -15,16 +18,18 @@
  *                                     conversation idle for longer gets a
  *                                     new backend conversation (the old
  *                                     one's history is not carried over)
- *   <prefix>:{c:<conv>}:ev:<event_id>  the outcome of an answered event:
- *                                     "<status> <turn handle or ->"
- *                                     (outcome_ttl_s: worker.outcome_ttl_s,
- *                                     7 days)
- *   <prefix>:{c:<conv>}:evp:<event_id> how far an event got: "-" (claimed:
- *                                     an attempt started it) or the
- *                                     backend's last checkpoint
- *                                     (outcome_ttl_s), so
- *                                     that a re-processed event is
- *                                     recovered, never started twice
+ *   <prefix>:{<tag>}:ev:<event_id>     the outcome of an answered event:
+ *                                     "<status> <turn handle or -> d:<digest>
+ *                                     <ms>" (outcome_ttl_s: worker.
+ *                                     outcome_ttl_s, 7 days); only accepted
+ *                                     events write it (event_claim.h)
+ *   <prefix>:{<tag>}:evp:<event_id>    how far an event got: "d:<digest>:<ms>"
+ *                                     then "-" (claimed: an attempt started
+ *                                     it) or the backend's last checkpoint
+ *                                     (outcome_ttl_s), so that a
+ *                                     re-processed event is recovered, never
+ *                                     started twice (records of older
+ *                                     workers lack the "d:" prefix)
  * Claiming a handle is race-safe: SET NX decides which of two concurrently
  * created handles is used; the loser reads the winner's (and the backend
  * deletes its own).
@@ -36,21 +41,27 @@
 #include "aw_error.h"
 #include "backend.h"
 #include "redis_conn.h"
+#include "rkeys.h"
+#include "event_claim.h"
 
-#define CSTORE_VALUE_MAX BE_CHECKPOINT_MAX /* longest value read back */
+/* Longest value read back: a progress record is a checkpoint behind its
+ * claim's prefix (event_claim.h). */
+#define CSTORE_VALUE_MAX (BE_CHECKPOINT_MAX + EVC_PROGRESS_PREFIX_MAX)
 
 /** Result of a lookup: err AW_OK or AW_EREDIS; value "" when absent. */
 typedef void (*cstore_cb)(void *opaque, int err, const char *value);
 
 typedef struct cstore {
   rconn *redis;
-  char prefix[64];
+  rk_space keys;        /* prefix, and whether references carry a tenant (set keys.tenanted
+                           after init when worker.tenant_source is not none) */
   long outcome_ttl_s;   /* outcome and progress records (default 7 days) */
   long handle_ttl_s;    /* the handle key, renewed on use; 0: no expiry (default 30 days) */
   be_store port;  /* the backends' view (claim_handle) */
 } cstore;
 
-/** Initialise (the connection is borrowed). */
+/** Initialise (the connection is borrowed).  Every conv argument below is
+ *  a conversation reference (rkeys.h). */
 void cstore_init(cstore *m, rconn *redis, const char *prefix);
 
 /** GET the conversation's handle under key (be_handle_key). */
@@ -62,21 +73,28 @@ int cstore_get_handle(cstore *m, const char *key, const char *conv, cstore_cb cb
 int cstore_claim_handle(cstore *m, const char *key, const char *conv, const char *handle,
                         cstore_cb cb, void *opaque) AW_MUST_CHECK;
 
-/** GET the outcome record of an event ("" when it was never answered). */
-int cstore_get_outcome(cstore *m, const char *conv, const char *event_id, cstore_cb cb,
+/** SET the outcome record of an accepted event: its status, turn handle,
+ *  the digest of what it asked and when (event_claim.h's value).  Never for
+ *  a rejected event: that would claim its event_id. */
+int cstore_put_outcome(cstore *m, const char *conv, const char *event_id, const char *status,
+                       const char *turn, const char *digest, int64_t at_ms, cstore_cb cb,
                        void *opaque) AW_MUST_CHECK;
 
-/** SET the outcome record of an event. */
-int cstore_put_outcome(cstore *m, const char *conv, const char *event_id, const char *status,
-                       const char *turn, cstore_cb cb, void *opaque) AW_MUST_CHECK;
+/** Result of cstore_claim_event: err AW_OK or AW_EREDIS; outcome the
+ *  outcome record ("" when none), progress the progress record as it was
+ *  before the claim ("" when none, or when this call created it). */
+typedef void (*cstore_claim_cb)(void *opaque, int err, const char *outcome, const char *progress);
 
-/** Claim the event's progress record (SET NX GET): the callback receives
- *  "" when this call created it (the event is new to the backend) and the
- *  record's value otherwise ("-": claimed, no checkpoint yet). */
-int cstore_claim_progress(cstore *m, const char *conv, const char *event_id, cstore_cb cb,
-                          void *opaque) AW_MUST_CHECK;
+/** Read the event's outcome record and, only when there is none and claim
+ *  is set, claim its progress record with claim_value (SET NX GET), in one
+ *  script: an event already answered, or one whose id another message
+ *  holds, claims nothing.  claim 0 only reads the progress record.  For
+ *  evc_decide. */
+int cstore_claim_event(cstore *m, const char *conv, const char *event_id, int claim, const char *claim_value,
+                       cstore_claim_cb cb, void *opaque) AW_MUST_CHECK;
 
-/** Record the event's checkpoint (replaces the last one). */
+/** Record the event's checkpoint (replaces the last one, keeping the
+ *  claim's prefix "d:<digest>:<ms> " when the record has one). */
 int cstore_put_progress(cstore *m, const char *conv, const char *event_id, const char *checkpoint,
                         cstore_cb cb, void *opaque) AW_MUST_CHECK;
 

@@ -1,6 +1,7 @@
 /* event.c -- the event state machine (wk_state, moved only by
- * wk_ev_set_state): an event is looked up in Redis (outcome record, the
- * conversation's backend handle, a claim of its progress record), its turn
+ * wk_ev_set_state): an event is admitted (what its request may override:
+ * overrides.h), looked up in Redis (outcome record, the conversation's
+ * backend handle, a claim of its progress record: event_claim.h), its turn
  * run (turn.c, worker_tools.c), its answer encoded and handed to the outbox,
  * its outcome recorded, and it is freed.
  *
@@ -22,8 +23,10 @@
 
 #include "conv_store.h"
 #include "conv_sched.h"
+#include "event_claim.h"
 #include "intake.h"
 #include "outbox.h"
+#include "overrides.h"
 #include "turn.h"
 #include "worker_tools.h"
 
@@ -32,7 +35,8 @@ static const char *const state_names[] = {"received",   "queued",     "lookup", 
 
 log_ctx wk_ev_ctx(const wk_event *ev) {
   log_ctx c = {ev->event_id[0] ? ev->event_id : NULL, ev->conv_id[0] ? ev->conv_id : NULL,
-               ev->h_conv[0] ? ev->h_conv : NULL, ev->h_turn[0] ? ev->h_turn : NULL};
+               ev->h_conv[0] ? ev->h_conv : NULL, ev->h_turn[0] ? ev->h_turn : NULL,
+               ev->tenant[0] ? ev->tenant : NULL};
   return c;
 }
 
@@ -95,11 +99,15 @@ void wk_ev_abandon(wk_event *ev) {
   wk_ev_finish(ev);
 }
 
+static void observe_event_seconds(wk_event *ev) {
+  if (ev->w->cfg.observe && ev->received_ms)
+    ev->w->cfg.observe(ev->w->cfg.observe_opaque, WK_OBS_EVENT_SECONDS, (double)(wk_now_ms() - ev->received_ms) / 1000.0);
+}
+
 static void on_outcome_recorded(void *opaque, int err, const char *value) {
   wk_event *ev = opaque;
   (void)value;
-  if (ev->w->cfg.observe && ev->received_ms)
-    ev->w->cfg.observe(ev->w->cfg.observe_opaque, WK_OBS_EVENT_SECONDS, (double)(wk_now_ms() - ev->received_ms) / 1000.0);
+  observe_event_seconds(ev);
   if (err) {
     /* The answer is published; the record only speeds up duplicate
      * detection, so a Redis outage must not hold the offset back. */
@@ -110,19 +118,42 @@ static void on_outcome_recorded(void *opaque, int err, const char *value) {
   wk_ev_finish(ev);
 }
 
+/* Only an event the worker accepted claims its event_id (event_claim.h).
+ * A rejected one (malformed, invalid, unknown assistant, refused override,
+ * reused id, ...) records nothing, so it cannot make a later event with
+ * the same id be skipped.  It is still answered once per Kafka record
+ * without one: exactly-once, its response, dead letter and offset commit
+ * are one Kafka transaction, so a record that was answered is never read
+ * again (and a producer's re-send, a new record, is rejected again).
+ * At-least-once (worker.exactly_once false), a crash between its answer
+ * and the offset commit answers it a second time (a second rejected
+ * response and dead letter with the same event_id), as that mode does for
+ * anything without a record. */
+static int ev_claims_its_id(const wk_event *ev) {
+  return !ev->reject_code && ev->digest[0] && ev->event_id[0] && ev->conv_ref[0];
+}
+
 /* The outcome is durable: record it, then the event is done. */
 void wk_ev_record(wk_event *ev) {
   wk_ev_set_state(ev, ST_RECORDING);
-  if (!ev->event_id[0] || !ev->conv_id[0] ||
-      cstore_put_outcome(&ev->w->store, ev->conv_id, ev->event_id, ev->status, ev->h_turn,
-                       on_outcome_recorded, ev) != AW_OK) {
+  if (!ev_claims_its_id(ev)) {
+    observe_event_seconds(ev);
+    wk_ev_finish(ev);
+    return;
+  }
+  if (cstore_put_outcome(&ev->w->store, ev->conv_ref, ev->event_id, ev->status, ev->h_turn, ev->digest,
+                         wk_now_ms(), on_outcome_recorded, ev) != AW_OK) {
     wk_ev_finish(ev);
   }
 }
 
 /* ---- the answer ---------------------------------------------------------- */
 
-void wk_ev_publish(wk_event *ev, const contract_response *r) {
+void wk_ev_publish(wk_event *ev, const contract_response *r0) {
+  /* Every answer carries the event's tenant, whoever built it. */
+  contract_response tr = *r0;
+  if (!tr.tenant && ev->tenant[0]) tr.tenant = ev->tenant;
+  const contract_response *r = &tr;
   buf_reset(&ev->out);
   int rc = contract_response_encode(r, &ev->out);
   if (rc != AW_OK) {
@@ -173,6 +204,59 @@ static void ev_publish_rejection(wk_event *ev) {
   wk_ev_publish(ev, &r);
 }
 
+/* A refusal decided here rather than at intake (admission, lookup): the
+ * same rejected response and dead letter (intake kept the original bytes
+ * for it). */
+static void ev_reject(wk_event *ev, const char *code, const char *msg) {
+  ev->reject_code = code;
+  free(ev->reject_msg);
+  ev->reject_msg = strdup(msg); /* NULL: the code stands for the message */
+}
+
+/* ---- admission ------------------------------------------------------------ */
+
+/* What this request may do (overrides.h), decided once per event before
+ * anything of it is looked up or claimed, and the digest its records will
+ * carry (event_claim.h).  0: go on; 1: it was refused (ev->reject_code) or
+ * is tried again later. */
+static int ev_admit(wk_event *ev) {
+  if (ev->admitted || ev->reject_code || !ev->req) return 0;
+  wk *w = ev->w;
+  const contract_request *q = ev->req;
+  /* An asst_ id is no configured assistant: the default allowance. */
+  wkov_policy p = {WKOV_DEFAULT, w->cfg.allow_assistant_ids};
+  if (ev->assistant != &ev->asst_by_id && w->cfg.allowed_overrides)
+    p.allowed = w->cfg.allowed_overrides(w->cfg.overrides_opaque, q->assistant);
+  const char *field = NULL;
+  char msg[512];
+  if (wkov_check(q, &p, &field, msg, sizeof msg) != AW_OK) {
+    ev->admitted = 1;
+    ev_reject(ev, WKOV_CODE, msg);
+    return 1;
+  }
+  if (evc_digest(q, ev->digest) != AW_OK) {
+    log_ctx c = wk_ev_ctx(ev);
+    log_warn(&c, "cannot digest the event (out of memory); trying again");
+    wks_retry_later(ev);
+    return 1;
+  }
+  ev->admitted = 1;
+  return 0;
+}
+
+/* Admitted for good: the original bytes were kept only for the dead letter
+ * of a refusal at admission. */
+static void ev_release_original(wk_event *ev) {
+  long n = (long)(ev->orig_len + ev->orig_key_len);
+  free(ev->orig);
+  free(ev->orig_key);
+  ev->orig = ev->orig_key = NULL;
+  ev->orig_len = ev->orig_key_len = 0;
+  ev->bytes -= n;
+  ev->w->st.in_flight_bytes -= n;
+  if (ev->w->st.in_flight_bytes < 0) ev->w->st.in_flight_bytes = 0;
+}
+
 /* ---- lookup ------------------------------------------------------------- */
 
 static void lookup_done(wk_event *ev) {
@@ -187,6 +271,7 @@ static void lookup_done(wk_event *ev) {
     ev_publish_rejection(ev);
     return;
   }
+  ev_release_original(ev);
   wk_ev_set_state(ev, ST_TURN);
   if (ev->recover) {
     log_ctx c = wk_ev_ctx(ev);
@@ -213,19 +298,25 @@ static void on_lookup(wk_event *ev, int err) {
   lookup_done(ev);
 }
 
-static void on_outcome(void *opaque, int err, const char *value) {
+/* Whose the event_id is (event_claim.h): new (the claim is ours),
+ * answered (skipped), started by this message (recovered from its
+ * checkpoint, if one was recorded) or held by a different message
+ * (rejected event_id_reused). */
+static void on_claim(void *opaque, int err, const char *outcome, const char *progress) {
   wk_event *ev = opaque;
-  if (!err && value && *value) ev->dup = 1;
-  on_lookup(ev, err);
-}
-
-/* "" : the claim is ours, the event is new to the backend; "-": an earlier
- * attempt claimed it but recorded no checkpoint; else the checkpoint. */
-static void on_progress(void *opaque, int err, const char *value) {
-  wk_event *ev = opaque;
-  if (!err && value && *value) {
-    ev->recover = 1;
-    if (strcmp(value, "-") != 0) wk_copy_id(ev->checkpoint, sizeof ev->checkpoint, value);
+  if (!err) {
+    evc_decision d;
+    evc_decide(outcome, progress, ev->digest, &d);
+    if (d.verdict == EVC_ANSWERED) {
+      ev->dup = 1;
+    } else if (d.verdict == EVC_RECOVER) {
+      ev->recover = 1;
+      if (d.checkpoint) wk_copy_id(ev->checkpoint, sizeof ev->checkpoint, d.checkpoint);
+    } else if (d.verdict == EVC_REUSED) {
+      char msg[512];
+      evc_reused_message(msg, sizeof msg, ev->event_id, &d);
+      ev_reject(ev, EVC_CODE, msg);
+    }
   }
   on_lookup(ev, err);
 }
@@ -252,27 +343,34 @@ void wk_ev_start(wk_event *ev) {
     wk_ev_finish(ev);
     return;
   }
-  if (!ev->conv_id[0] || !ev->event_id[0]) {
-    ev_publish_rejection(ev); /* nothing to look up without both ids */
+  if (!ev->conv_id[0] || !ev->event_id[0] || !ev->conv_ref[0] || ev->reject_code) {
+    /* Nothing to look up without both ids, or when the event's identity
+     * (key rule, tenant) was rejected: its conversation is not known.  A
+     * rejected event neither claims its id nor is skipped by a claim. */
+    ev_publish_rejection(ev);
+    return;
+  }
+  if (ev_admit(ev)) {
+    if (ev->reject_code) ev_publish_rejection(ev);
     return;
   }
   wk_ev_set_state(ev, ST_LOOKUP);
   const char *hkey = be_handle_key(w->be);
-  int need_handle = !ev->reject_code && hkey && !ev->handle[0];
-  int need_claim = !ev->reject_code && !ev->recover;
-  ev->pending_lookups = 1 + need_handle + need_claim;
+  int need_handle = hkey && !ev->handle[0];
+  ev->pending_lookups = 1 + need_handle;
   ev->lookup_failed = 0;
-  if (cstore_get_outcome(&w->store, ev->conv_id, ev->event_id, on_outcome, ev) != AW_OK) {
+  ev->dup = 0;
+  /* The outcome and progress records in one script (the claim is made only
+   * when no outcome exists), the handle beside it: one round trip. */
+  char claim[EVC_PROGRESS_PREFIX_MAX + 8];
+  if (evc_progress_claim_value(claim, sizeof claim, ev->digest, wk_now_ms()) != AW_OK ||
+      cstore_claim_event(&w->store, ev->conv_ref, ev->event_id, !ev->recover, claim, on_claim, ev) != AW_OK) {
     w->st.redis_errors++;
     wks_retry_later(ev);
     return;
   }
-  if (need_handle && cstore_get_handle(&w->store, hkey, ev->conv_id, on_handle, ev) != AW_OK) {
-    ev->lookup_failed = 1; /* decided when the outcome reply arrives */
-    ev->pending_lookups--;
-  }
-  if (need_claim && cstore_claim_progress(&w->store, ev->conv_id, ev->event_id, on_progress, ev) != AW_OK) {
-    ev->lookup_failed = 1;
+  if (need_handle && cstore_get_handle(&w->store, hkey, ev->conv_ref, on_handle, ev) != AW_OK) {
+    ev->lookup_failed = 1; /* decided when the claim's reply arrives */
     ev->pending_lookups--;
   }
 }
