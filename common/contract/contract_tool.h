@@ -11,7 +11,8 @@
  *   tool reply   (assistant.tool-replies, key = conversation_id)
  *     {v, correlation_id, output} or {v, correlation_id, error: {code, message}}
  *
- * The W3C traceparent travels in the Kafka headers, not in the value.
+ * The W3C traceparent travels in the Kafka headers, not in the value, and
+ * so do the signatures of both messages (tool_sign.h).
  * The correlation id is made and checked by correlation.h; this module only
  * carries it.
  *
@@ -64,6 +65,14 @@
 #define CTOOL_DLQ_UNKNOWN_CORRELATION "unknown_correlation_id" /* not issued, or forgotten */
 #define CTOOL_DLQ_ALREADY_ANSWERED "already_answered"     /* a duplicate reply */
 #define CTOOL_DLQ_RUN_NOT_WAITING "run_not_waiting"       /* late, cancelled or finished run */
+/* Reply authentication (tool_sign.h): checked before anything else, so a
+ * reply that anyone who reads the request topic could have written is never
+ * recorded (and cannot take the call's place before the genuine reply). */
+#define CTOOL_DLQ_UNSIGNED_REPLY "unsigned_reply"         /* no aw-sig header */
+#define CTOOL_DLQ_BAD_REPLY_SIGNATURE "bad_reply_signature" /* malformed, or not the MAC under any key */
+/* The call's correlation id pins another reply topic than the one the reply
+ * came from (functions.<name>.reply_topic). */
+#define CTOOL_DLQ_WRONG_REPLY_TOPIC "wrong_reply_topic"
 
 /* ---- tool request ----------------------------------------------------------- */
 

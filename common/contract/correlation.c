@@ -7,6 +7,9 @@
  * version so that a future "tc2." cannot be confused with this one.  The
  * base64 decoder refuses non-canonical text (a last character with spare
  * bits set), so each id has exactly one spelling and its digest is stable.
+ * The two versions share everything but the prefix and the bound ids: tc2
+ * adds the reply topic, so that which topic a reply may come from needs no
+ * state (a worker checks the topic it consumed the reply from).
  */
 #include "correlation.h"
 
@@ -25,6 +28,7 @@
 #define PREFIX_LEN (sizeof CORR_PREFIX - 1)
 
 _Static_assert(PREFIX_LEN + B64_LEN == CORR_ID_LEN, "CORR_ID_LEN matches the layout");
+_Static_assert(sizeof CORR_PREFIX_PINNED == sizeof CORR_PREFIX, "both versions' prefixes are as long");
 
 static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -72,16 +76,18 @@ static int bound_len(const char *s, size_t *n) {
   return *n == 0 || *n > CORR_MAX_BOUND_ID ? -1 : 0;
 }
 
-/* tag = HMAC-SHA256(key, framing)[0..16).  nonce_deadline: the first 24 raw bytes. */
-static int make_tag(const unsigned char *key, size_t key_len, const unsigned char *nonce_deadline,
-                    const char *ids[3], const size_t lens[3], unsigned char tag[TAG_LEN]) {
-  unsigned char msg[4 + NONCE_LEN + 8 + 3 * (4 + CORR_MAX_BOUND_ID)];
+/* tag = HMAC-SHA256(key, framing)[0..16).  nonce_deadline: the first 24 raw
+ * bytes; ver: "tc1" (3 ids) or "tc2" (4: the reply topic too). */
+static int make_tag(const unsigned char *key, size_t key_len, const char ver[4],
+                    const unsigned char *nonce_deadline, const char *const *ids, const size_t *lens, int nids,
+                    unsigned char tag[TAG_LEN]) {
+  unsigned char msg[4 + NONCE_LEN + 8 + 4 * (4 + CORR_MAX_BOUND_ID)];
   size_t m = 0;
-  memcpy(msg, "tc1", 4); /* with its NUL */
+  memcpy(msg, ver, 4); /* with its NUL */
   m = 4;
   memcpy(msg + m, nonce_deadline, NONCE_LEN + 8);
   m += NONCE_LEN + 8;
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < nids; i++) {
     put_be32(msg + m, (uint32_t)lens[i]);
     m += 4;
     memcpy(msg + m, ids[i], lens[i]);
@@ -97,12 +103,12 @@ static int make_tag(const unsigned char *key, size_t key_len, const unsigned cha
   return AW_OK;
 }
 
-int corr_new(const corr_key *k, const char *conversation_id, const char *run_id,
-             const char *tool_call_id, int64_t deadline_ms, char *out, size_t outsz) {
-  const char *ids[3] = {conversation_id, run_id, tool_call_id};
-  size_t lens[3];
+/* Make a "<ver>." id binding nids ids. */
+static int make_id(const corr_key *k, const char ver[4], const char *const *ids, int nids, int64_t deadline_ms,
+                   char *out, size_t outsz) {
+  size_t lens[4];
   if (!k || !k->cur_len || !out || outsz < CORR_ID_SIZE || deadline_ms < 0) return AW_EINVAL;
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < nids; i++)
     if (bound_len(ids[i], &lens[i])) return AW_EINVAL;
 
   unsigned char raw[RAW_LEN];
@@ -116,10 +122,11 @@ int corr_new(const corr_key *k, const char *conversation_id, const char *run_id,
   }
   uint64_t d = (uint64_t)deadline_ms;
   for (int i = 7; i >= 0; i--, d >>= 8) raw[NONCE_LEN + i] = (unsigned char)d;
-  int rc = make_tag(k->cur, k->cur_len, raw, ids, lens, raw + NONCE_LEN + 8);
+  int rc = make_tag(k->cur, k->cur_len, ver, raw, ids, lens, nids, raw + NONCE_LEN + 8);
   if (rc) return rc;
 
-  memcpy(out, CORR_PREFIX, PREFIX_LEN);
+  memcpy(out, ver, 3);
+  out[3] = '.';
   char *o = out + PREFIX_LEN;
   for (size_t i = 0; i < RAW_LEN; i += 3) {
     uint32_t v = (uint32_t)raw[i] << 16;
@@ -132,6 +139,18 @@ int corr_new(const corr_key *k, const char *conversation_id, const char *run_id,
   }
   *o = '\0';
   return AW_OK;
+}
+
+int corr_new(const corr_key *k, const char *conversation_id, const char *run_id,
+             const char *tool_call_id, int64_t deadline_ms, char *out, size_t outsz) {
+  const char *ids[3] = {conversation_id, run_id, tool_call_id};
+  return make_id(k, "tc1", ids, 3, deadline_ms, out, outsz);
+}
+
+int corr_new_pinned(const corr_key *k, const char *conversation_id, const char *run_id, const char *tool_call_id,
+                    const char *reply_topic, int64_t deadline_ms, char *out, size_t outsz) {
+  const char *ids[4] = {conversation_id, run_id, tool_call_id, reply_topic};
+  return make_id(k, "tc2", ids, 4, deadline_ms, out, outsz);
 }
 
 static int b64url_val(unsigned char ch) {
@@ -163,14 +182,14 @@ static int b64url_decode(const char *s, unsigned char raw[RAW_LEN]) {
   return n == RAW_LEN && acc == 0 ? 0 : -1;
 }
 
-int corr_verify(const corr_key *k, const char *id, const char *conversation_id, const char *run_id,
-                const char *tool_call_id, int64_t *deadline_ms_out) {
-  const char *ids[3] = {conversation_id, run_id, tool_call_id};
-  size_t lens[3];
+/* Check a "<ver>." id binding nids ids. */
+static int check_id(const corr_key *k, const char ver[4], const char *id, const char *const *ids, int nids,
+                    int64_t *deadline_ms_out) {
+  size_t lens[4];
   if (!k || !k->cur_len || !id) return AW_EINVAL;
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < nids; i++)
     if (bound_len(ids[i], &lens[i])) return AW_EINVAL;
-  if (strnlen(id, CORR_ID_LEN + 1) != CORR_ID_LEN || memcmp(id, CORR_PREFIX, PREFIX_LEN)) return AW_EINVAL;
+  if (strnlen(id, CORR_ID_LEN + 1) != CORR_ID_LEN || memcmp(id, ver, 3) || id[3] != '.') return AW_EINVAL;
   unsigned char raw[RAW_LEN];
   if (b64url_decode(id + PREFIX_LEN, raw)) return AW_EINVAL;
   uint64_t d = 0;
@@ -179,17 +198,29 @@ int corr_verify(const corr_key *k, const char *id, const char *conversation_id, 
 
   const unsigned char *tag = raw + NONCE_LEN + 8;
   unsigned char want[TAG_LEN];
-  int rc = make_tag(k->cur, k->cur_len, raw, ids, lens, want);
+  int rc = make_tag(k->cur, k->cur_len, ver, raw, ids, lens, nids, want);
   if (rc) return rc;
   int ok = CRYPTO_memcmp(want, tag, TAG_LEN) == 0;
   if (!ok && k->prev_len) {
-    if ((rc = make_tag(k->prev, k->prev_len, raw, ids, lens, want))) return rc;
+    if ((rc = make_tag(k->prev, k->prev_len, ver, raw, ids, lens, nids, want))) return rc;
     ok = CRYPTO_memcmp(want, tag, TAG_LEN) == 0;
   }
   OPENSSL_cleanse(want, sizeof want);
   if (!ok) return AW_EINVAL;
   if (deadline_ms_out) *deadline_ms_out = (int64_t)d;
   return AW_OK;
+}
+
+int corr_verify(const corr_key *k, const char *id, const char *conversation_id, const char *run_id,
+                const char *tool_call_id, int64_t *deadline_ms_out) {
+  const char *ids[3] = {conversation_id, run_id, tool_call_id};
+  return check_id(k, "tc1", id, ids, 3, deadline_ms_out);
+}
+
+int corr_verify_pinned(const corr_key *k, const char *id, const char *conversation_id, const char *run_id,
+                       const char *tool_call_id, const char *reply_topic, int64_t *deadline_ms_out) {
+  const char *ids[4] = {conversation_id, run_id, tool_call_id, reply_topic};
+  return check_id(k, "tc2", id, ids, 4, deadline_ms_out);
 }
 
 int corr_digest(const char *id, char out[CORR_DIGEST_SIZE]) {

@@ -20,6 +20,14 @@
  * echo it), but it is not stored anywhere in clear: the Redis record of a
  * pending call is keyed by corr_digest(id).
  *
+ * Pinned ids ("tc2.", corr_new_pinned) bind one more id: the topic the
+ * reply must be published to (the function's reply topic), framed like the
+ * others after tool_call_id under the version "tc2".  A worker checks a
+ * reply's id against the topic it consumed the reply from, so a reply for a
+ * call pinned to one topic is refused on any other, without any state.
+ * The worker makes only pinned ids; tc1 ids stay for older records and
+ * tests.
+ *
  * Key rotation: verify accepts ids made with the current or the previous
  * secret; new ids always use the current one.  Roll a new secret out as
  * "current" with the old one as "previous", and drop "previous" once no
@@ -38,6 +46,7 @@
 #include "aw_error.h"
 
 #define CORR_PREFIX "tc1."
+#define CORR_PREFIX_PINNED "tc2."  /* corr_new_pinned: the reply topic bound too */
 #define CORR_ID_LEN 58           /* strlen of every id corr_new makes */
 #define CORR_ID_SIZE (CORR_ID_LEN + 1)
 #define CORR_MIN_SECRET 16
@@ -79,6 +88,17 @@ int corr_new(const corr_key *k, const char *conversation_id, const char *run_id,
  *  deadline has passed is the caller's decision. */
 int corr_verify(const corr_key *k, const char *id, const char *conversation_id, const char *run_id,
                 const char *tool_call_id, int64_t *deadline_ms_out) AW_MUST_CHECK;
+
+/** corr_new for a pinned id ("tc2."): also binds reply_topic (1..
+ *  CORR_MAX_BOUND_ID bytes, else AW_EINVAL). */
+int corr_new_pinned(const corr_key *k, const char *conversation_id, const char *run_id, const char *tool_call_id,
+                    const char *reply_topic, int64_t deadline_ms, char *out, size_t outsz) AW_MUST_CHECK;
+
+/** corr_verify for a pinned id: AW_OK only for a "tc2." id made by
+ *  corr_new_pinned for exactly these ids and this reply topic (a "tc1." id
+ *  is AW_EINVAL here). */
+int corr_verify_pinned(const corr_key *k, const char *id, const char *conversation_id, const char *run_id,
+                       const char *tool_call_id, const char *reply_topic, int64_t *deadline_ms_out) AW_MUST_CHECK;
 
 /** A short stable digest of any id string: the first 16 bytes of SHA-256(id)
  *  as 32 lowercase hex digits, NUL-terminated.  Used as the Redis key of a

@@ -2,11 +2,26 @@
  *
  * A member of a Kafka consumer group on the tool-request topic.  For every
  * tool request (common/contract/contract_tool.h, schemas/README.md "Tool calls")
- * whose function name is ours it produces one tool reply to the request's
- * reply_topic, keyed like the request (the conversation id), carrying the
+ * whose function name is ours it produces one tool reply to its own reply
+ * topic, keyed like the request (the conversation id), carrying the
  * request's correlation_id unchanged and the W3C trace headers copied over.
  * The weather comes from a small built-in table, so replies are
  * deterministic (tests and the demo rely on that).
+ *
+ * Trust (common/contract/tool_sign.h): anyone who may write to the request
+ * topic could otherwise make this service act, and steer its reply to a
+ * topic of their choosing.  So every request of our function must carry the
+ * worker's signature (the aw-sig / aw-sig-ts headers, made with the key
+ * shared by the workers and their services, AW_TOOL_REQUEST_KEY), fresh
+ * within --max-skew-ms, and name as reply_topic the topic this service is
+ * configured to answer on (--reply-topic): the service never takes where to
+ * write from a message.  A request that fails any of this is logged (with
+ * the precise reason) and skipped, never executed.  Every reply is signed
+ * with the same key, so the worker can tell it from a racer's.  A replay of
+ * a genuine request within the skew window is answered again: harmless for
+ * a read-only function like this one (the worker dead-letters the second
+ * reply as already_answered); a function with side effects should also
+ * remember the correlation ids it served for that long.
  *
  * Delivery: at-least-once, in the simplest way that is still correct.  One
  * message at a time: consume, produce the reply, poll the producer until its
@@ -19,10 +34,10 @@
  * commit); a real service would pipeline replies and commit in order, like
  * the worker's offset tracker does.
  *
- * Messages that are not ours (another function's requests) and messages that
- * do not decode are committed without a reply: there is nobody to answer for
- * the first, and nobody to answer to for the second (without a decoded
- * reply_topic and correlation_id no reply can be routed).
+ * Messages that are not ours (another function's requests), messages that
+ * do not decode and requests refused as untrusted are committed without a
+ * reply: there is nobody to answer for the first, nobody to answer to for
+ * the second, and nothing a forger should get for the third.
  *
  * Deadlines are the worker's business: a request past its deadline_ms is
  * still answered (the worker dead-letters the reply if the run stopped
@@ -45,6 +60,7 @@
 #include "correlation.h"
 #include "log.h"
 #include "msgpack_util.h"
+#include "tool_sign.h"
 
 #define PROG "weather_service"
 #define DEFAULT_GROUP "weather-service"
@@ -86,7 +102,9 @@ typedef struct options {
   const char *brokers;
   const char *group;
   const char *requests_topic;
+  const char *reply_topic;   /* where replies go; a request naming another is refused */
   const char *function;
+  long long max_skew_ms;     /* how far a request's signature time may be from ours */
   long long fail_every; /* 0: never */
   long long delay_ms;
   const char *props[MAX_PROPS]; /* "KEY=VALUE", for both clients */
@@ -96,21 +114,30 @@ typedef struct options {
 
 static void usage(FILE *f) {
   fputs("usage: " PROG " --brokers HOST:PORT [--group G] [--requests-topic T]\n"
-        "                       [--function NAME] [--fail-every N] [--delay-ms N]\n"
+        "                       [--reply-topic T] [--function NAME] [--max-skew-ms N]\n"
+        "                       [--fail-every N] [--delay-ms N]\n"
         "                       [--log-level L] [-X KEY=VALUE]... [--help]\n"
         "\n"
-        "Example tool service: answers the worker's tool requests for one function\n"
-        "(get_weather) with the weather of a built-in city table, as tool replies on\n"
-        "each request's reply_topic.  Logs are JSON lines on stderr.\n"
+        "Example tool service: answers the worker's signed tool requests for one\n"
+        "function (get_weather) with the weather of a built-in city table, as signed\n"
+        "tool replies on its reply topic.  Logs are JSON lines on stderr.\n"
         "\n"
         "  --brokers HOST:PORT   Kafka bootstrap servers (required)\n"
         "  --group G             consumer group id (default " DEFAULT_GROUP ")\n"
         "  --requests-topic T    tool-request topic (default " CTOOL_DEFAULT_REQUEST_TOPIC ")\n"
+        "  --reply-topic T       where replies go (default $AW_TOPIC_TOOL_REPLIES, else\n"
+        "                        " CTOOL_DEFAULT_REPLY_TOPIC "); a request naming another\n"
+        "                        reply_topic is refused\n"
         "  --function NAME       function name to serve (default " DEFAULT_FUNCTION ")\n"
+        "  --max-skew-ms N       refuse requests signed more than N ms away from now\n"
+        "                        (default 300000)\n"
         "  --fail-every N        answer every Nth request with error simulated_failure\n"
         "  --delay-ms N          wait N ms before each reply\n"
         "  --log-level L         debug, info (default), warn, error, off\n"
         "  -X KEY=VALUE          librdkafka property for both clients (repeatable)\n"
+        "Environment: AW_TOOL_REQUEST_KEY (or AW_TOOL_REQUEST_KEY_FILE naming a file),\n"
+        "the key shared with the workers (required), and AW_TOOL_REQUEST_KEY_PREVIOUS\n"
+        "(or ..._PREVIOUS_FILE) while rotating.\n"
         "SIGINT/SIGTERM stop cleanly.  Exit status 0 when stopped, 1 on a fatal Kafka\n"
         "error, 2 on bad usage.\n",
         f);
@@ -133,9 +160,13 @@ static int parse_args(int argc, char **argv, options *o) {
   memset(o, 0, sizeof *o);
   o->group = DEFAULT_GROUP;
   o->requests_topic = CTOOL_DEFAULT_REQUEST_TOPIC;
+  o->reply_topic = getenv("AW_TOPIC_TOOL_REPLIES") && *getenv("AW_TOPIC_TOOL_REPLIES") ? getenv("AW_TOPIC_TOOL_REPLIES")
+                                                                                     : CTOOL_DEFAULT_REPLY_TOPIC;
   o->function = DEFAULT_FUNCTION;
+  o->max_skew_ms = TSIG_DEFAULT_MAX_SKEW_MS;
   o->level = LOG_INFO;
-  for (int i = 1; i < argc; i++) {
+  /* Every option but --help takes a value: two arguments a step. */
+  for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -146,6 +177,8 @@ static int parse_args(int argc, char **argv, options *o) {
       if (parse_count(a, v, &o->fail_every)) return -1;
     } else if (strcmp(a, "--delay-ms") == 0) {
       if (parse_count(a, v, &o->delay_ms)) return -1;
+    } else if (strcmp(a, "--max-skew-ms") == 0) {
+      if (parse_count(a, v, &o->max_skew_ms)) return -1;
     } else if (strcmp(a, "--log-level") == 0) {
       if (log_parse_level(v, &o->level)) {
         fprintf(stderr, PROG ": --log-level needs debug, info, warn, error or off\n");
@@ -153,7 +186,7 @@ static int parse_args(int argc, char **argv, options *o) {
       }
     } else if (strcmp(a, "--brokers") == 0 || strcmp(a, "--group") == 0 ||
                strcmp(a, "--requests-topic") == 0 || strcmp(a, "--function") == 0 ||
-               strcmp(a, "-X") == 0) {
+               strcmp(a, "--reply-topic") == 0 || strcmp(a, "-X") == 0) {
       if (!v || !*v) {
         fprintf(stderr, PROG ": %s needs a value\n", a);
         return -1;
@@ -168,6 +201,8 @@ static int parse_args(int argc, char **argv, options *o) {
         o->brokers = v;
       } else if (a[2] == 'g') {
         o->group = v;
+      } else if (strcmp(a, "--reply-topic") == 0) {
+        o->reply_topic = v;
       } else if (a[2] == 'r') {
         o->requests_topic = v;
       } else {
@@ -177,7 +212,6 @@ static int parse_args(int argc, char **argv, options *o) {
       fprintf(stderr, PROG ": unknown argument %s (see --help)\n", a);
       return -1;
     }
-    i++; /* every option but --help takes a value */
   }
   if (!o->brokers) {
     fputs(PROG ": --brokers is required (see --help)\n", stderr);
@@ -413,42 +447,40 @@ static int answer(const ctool_request *req, const options *o, long long seq, cto
   return 0;
 }
 
-/* The trace headers of the request, for the reply; NULL when there are none
- * (or on allocation failure: tracing is best effort). */
-static rd_kafka_headers_t *trace_headers(const rd_kafka_message_t *m) {
-  rd_kafka_headers_t *in = NULL, *out = NULL;
-  if (rd_kafka_message_headers(m, &in) != RD_KAFKA_RESP_ERR_NO_ERROR) return NULL;
-  static const char *const names[] = {"traceparent", "tracestate"};
-  for (size_t i = 0; i < 2; i++) {
-    const void *v;
-    size_t vn;
-    if (rd_kafka_header_get_last(in, names[i], &v, &vn) != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
-    if (!out) out = rd_kafka_headers_new(2);
-    if (out) rd_kafka_header_add(out, names[i], -1, v, (ssize_t)vn);
+/* The reply's headers: the request's trace headers copied over, and the
+ * reply's signature (sig, the aw-sig value).  NULL only when out of memory. */
+static rd_kafka_headers_t *reply_headers(const rd_kafka_message_t *m, const char *sig) {
+  rd_kafka_headers_t *in = NULL, *out = rd_kafka_headers_new(3);
+  if (!out) return NULL;
+  if (rd_kafka_message_headers(m, &in) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    static const char *const names[] = {"traceparent", "tracestate"};
+    for (size_t i = 0; i < 2; i++) {
+      const void *v;
+      size_t vn;
+      if (rd_kafka_header_get_last(in, names[i], &v, &vn) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_header_add(out, names[i], -1, v, (ssize_t)vn);
+    }
   }
+  rd_kafka_header_add(out, TSIG_HEADER, -1, sig, -1);
   return out;
 }
 
-/* Produce value to topic and wait for its delivery report, retrying until it
- * is delivered.  AW_ECANCELLED when a signal came first (the request stays
- * uncommitted and is answered again after a restart), AW_EFATAL on a fatal
- * producer error. */
+/* Produce value to topic, signed with sig, and wait for its delivery
+ * report, retrying until it is delivered.  AW_ECANCELLED when a signal came
+ * first (the request stays uncommitted and is answered again after a
+ * restart), AW_EFATAL on a fatal producer error, AW_ENOMEM. */
 static int deliver(rd_kafka_t *prod, const rd_kafka_message_t *req_msg, const char *topic, const void *key,
-                   size_t key_len, const buf *value, const log_ctx *lc) {
+                   size_t key_len, const buf *value, const char *sig, const log_ctx *lc) {
   for (;;) {
     delivery d = {0, RD_KAFKA_RESP_ERR_NO_ERROR};
-    rd_kafka_headers_t *hdrs = trace_headers(req_msg);
-    rd_kafka_resp_err_t err;
-    if (hdrs)
-      err = rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
-                              RD_KAFKA_V_VALUE(value->data, value->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&d), RD_KAFKA_V_END);
-    else
-      err = rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
-                              RD_KAFKA_V_VALUE(value->data, value->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_OPAQUE(&d), RD_KAFKA_V_END);
+    rd_kafka_headers_t *hdrs = reply_headers(req_msg, sig);
+    if (!hdrs) return AW_ENOMEM;
+    rd_kafka_resp_err_t err =
+        rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+                          RD_KAFKA_V_VALUE(value->data, value->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&d), RD_KAFKA_V_END);
     if (err) {
-      if (hdrs) rd_kafka_headers_destroy(hdrs); /* producev takes them only on success */
+      rd_kafka_headers_destroy(hdrs); /* producev takes them only on success */
       d.done = 1;
       d.err = err;
     }
@@ -467,9 +499,34 @@ static int deliver(rd_kafka_t *prod, const rd_kafka_message_t *req_msg, const ch
   }
 }
 
+/* The value of header name of m into *v / *n: NULL when absent, "" for a
+ * header without a value (present, and so malformed rather than missing). */
+static void header_of(const rd_kafka_message_t *m, const char *name, const void **v, size_t *n) {
+  rd_kafka_headers_t *h = NULL;
+  *v = NULL;
+  *n = 0;
+  if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      rd_kafka_header_get_last(h, name, v, n) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    *v = NULL;
+    *n = 0;
+  } else if (!*v) {
+    *v = "";
+  }
+}
+
+/* Log a refused request (never executed, committed without a reply). */
+static void refuse(const rd_kafka_message_t *m, const log_ctx *lc, const ctool_request *req, const char *reason,
+                   const char *detail) {
+  char pos[96];
+  snprintf(pos, sizeof pos, "%s[%" PRId32 "]@%" PRId64, rd_kafka_topic_name(m->rkt), m->partition, m->offset);
+  const char *kv[8] = {"reason", reason, "detail", detail, "tool_call_id", req->tool_call_id, "message", pos};
+  log_writekv(LOG_WARN, lc, "tool request refused", kv, 4);
+}
+
 /* Serve one consumed message.  0 when its offset may be committed,
- * AW_ECANCELLED / AW_EFATAL when it must not be. */
-static int serve(rd_kafka_t *prod, const rd_kafka_message_t *m, const options *o, long long *served) {
+ * AW_ECANCELLED / AW_EFATAL / AW_ENOMEM when it must not be. */
+static int serve(rd_kafka_t *prod, const rd_kafka_message_t *m, const options *o, const tsig_key *tk,
+                 long long *served) {
   ctool_request *req = NULL;
   const char *code = NULL;
   char why[256];
@@ -481,9 +538,32 @@ static int serve(rd_kafka_t *prod, const rd_kafka_message_t *m, const options *o
     log_writekv(LOG_WARN, NULL, "undecodable tool request skipped", kv, 3);
     return AW_OK;
   }
-  log_ctx lc = {NULL, req->conversation_id, req->thread_id, req->run_id};
+  log_ctx lc = {NULL, req->conversation_id, req->thread_id, req->run_id, NULL};
   if (strcmp(req->name, o->function) != 0) {
     log_debug(&lc, "tool request for %s ignored (not %s)", req->name, o->function);
+    ctool_request_free(req);
+    return AW_OK;
+  }
+  /* Trust before anything is done for it: signed by a worker, recently,
+   * and addressed to where this service replies. */
+  const void *sig, *ts;
+  size_t sig_len, ts_len;
+  header_of(m, TSIG_HEADER, &sig, &sig_len);
+  header_of(m, TSIG_TS_HEADER, &ts, &ts_len);
+  const char *reason = NULL;
+  int vrc = tsig_request_verify(tk, req, sig, sig_len, ts, ts_len, realtime_ms(), o->max_skew_ms, &reason);
+  if (vrc == AW_ENOMEM || vrc == AW_EFATAL) {
+    log_error(&lc, "cannot verify the signature of %s: %s", req->tool_call_id, aw_strerror(vrc));
+    ctool_request_free(req);
+    return vrc;
+  }
+  if (vrc != AW_OK) {
+    refuse(m, &lc, req, reason ? reason : TSIG_R_MISMATCH, "not signed by a worker (or altered, or too old)");
+    ctool_request_free(req);
+    return AW_OK;
+  }
+  if (strcmp(req->reply_topic, o->reply_topic) != 0) {
+    refuse(m, &lc, req, "reply_topic_mismatch", req->reply_topic);
     ctool_request_free(req);
     return AW_OK;
   }
@@ -502,11 +582,13 @@ static int serve(rd_kafka_t *prod, const rd_kafka_message_t *m, const options *o
   }
 
   ctool_reply r;
-  char output[256], message[MAX_LOCATION + 64];
+  char output[256], message[MAX_LOCATION + 64], rsig[TSIG_HEADER_SIZE];
   buf value;
   buf_init(&value, CTOOL_DEFAULT_MAX_OUTPUT + CTOOL_REPLY_OVERHEAD);
   int rc = answer(req, o, seq, &r, output, sizeof output, message, sizeof message);
   if (!rc) rc = ctool_reply_encode(&r, &value);
+  /* Signed over what the worker will decode: the encoded reply. */
+  if (!rc) rc = tsig_reply_sign_encoded(tk, value.data, value.len, rsig);
   if (rc) {
     /* Cannot happen with the fixed table and bounded message; if it does,
      * stop rather than commit a request that got no reply. */
@@ -517,14 +599,82 @@ static int serve(rd_kafka_t *prod, const rd_kafka_message_t *m, const options *o
   }
   const void *key = m->key ? m->key : req->conversation_id;
   size_t key_len = m->key ? m->key_len : strlen(req->conversation_id);
-  rc = deliver(prod, m, req->reply_topic, key, key_len, &value, &lc);
+  rc = deliver(prod, m, o->reply_topic, key, key_len, &value, rsig, &lc);
   if (!rc) {
     const char *kv[8] = {"tool_call_id", req->tool_call_id, "correlation_digest", digest,
-                         "reply_topic",  req->reply_topic,  "result", r.error_code ? r.error_code : "output"};
+                         "reply_topic",  o->reply_topic,    "result", r.error_code ? r.error_code : "output"};
     log_writekv(LOG_INFO, &lc, "tool reply delivered", kv, 4);
   }
   buf_free(&value);
   ctool_request_free(req);
+  return rc;
+}
+
+/* ---- the key shared with the workers ---------------------------------------------- */
+
+/* Take a variable out of the environment once read, its bytes wiped first
+ * (unsetenv alone leaves them where /proc/<pid>/environ shows them). */
+static void scrub_env(const char *name) {
+  char *v = getenv(name);
+  if (v) explicit_bzero(v, strlen(v));
+  unsetenv(name);
+}
+
+/* One key from the variable env, or from the file its _FILE variable names
+ * (one trailing newline dropped).  The key's bytes into dst (size >
+ * TSIG_MAX_KEY), its length into *len (0: neither is set).  -1 after a
+ * message on stderr that never shows the key. */
+static int load_key(const char *env, const char *env_file, char *dst, size_t size, size_t *len) {
+  const char *v = getenv(env), *path = getenv(env_file);
+  *len = 0;
+  if (v && !*v) v = NULL;
+  if (path && !*path) path = NULL;
+  if (v && path) {
+    fprintf(stderr, PROG ": %s and %s are both set: set one\n", env, env_file);
+    return -1;
+  }
+  if (v) {
+    *len = strlen(v);
+    if (*len >= size) *len = size; /* refused below */
+    else memcpy(dst, v, *len);
+  } else if (path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+      fprintf(stderr, PROG ": %s (%s): cannot open: %s\n", env_file, path, strerror(errno));
+      return -1;
+    }
+    *len = fread(dst, 1, size, f);
+    fclose(f);
+    if (*len > 0 && dst[*len - 1] == '\n') (*len)--;
+    if (*len > 0 && dst[*len - 1] == '\r') (*len)--;
+  }
+  scrub_env(env);
+  if (*len && (*len < TSIG_MIN_KEY || *len > TSIG_MAX_KEY)) {
+    explicit_bzero(dst, size);
+    fprintf(stderr, PROG ": %s: the key must be %d to %d bytes\n", v || !path ? env : env_file, TSIG_MIN_KEY,
+            TSIG_MAX_KEY);
+    return -1;
+  }
+  return 0;
+}
+
+/* AW_TOOL_REQUEST_KEY (required) and AW_TOOL_REQUEST_KEY_PREVIOUS into k. */
+static int load_keys(tsig_key *k) {
+  /* Two bytes beyond the longest key for a file's line end, one more to
+   * notice a longer file. */
+  char cur[TSIG_MAX_KEY + 3], prev[TSIG_MAX_KEY + 3];
+  size_t cl = 0, pl = 0;
+  int rc = load_key("AW_TOOL_REQUEST_KEY", "AW_TOOL_REQUEST_KEY_FILE", cur, sizeof cur, &cl);
+  if (!rc) rc = load_key("AW_TOOL_REQUEST_KEY_PREVIOUS", "AW_TOOL_REQUEST_KEY_PREVIOUS_FILE", prev, sizeof prev, &pl);
+  if (!rc && !cl) {
+    fputs(PROG ": AW_TOOL_REQUEST_KEY (or AW_TOOL_REQUEST_KEY_FILE) is required: the key shared with the "
+               "workers that signs tool requests and replies\n",
+          stderr);
+    rc = -1;
+  }
+  if (!rc && (tsig_key_init(k, cur, cl) != AW_OK || (pl && tsig_key_set_previous(k, prev, pl) != AW_OK))) rc = -1;
+  explicit_bzero(cur, sizeof cur);
+  explicit_bzero(prev, sizeof prev);
   return rc;
 }
 
@@ -536,6 +686,8 @@ int main(int argc, char **argv) {
   if (pa) return pa > 0 ? 0 : 2;
   log_set_level(o.level);
   log_set_component(PROG);
+  tsig_key tk;
+  if (load_keys(&tk)) return 2;
 
   int status = 1;
   char err[512];
@@ -591,8 +743,9 @@ int main(int argc, char **argv) {
     goto out;
   }
   {
-    const char *kv[6] = {"topic", o.requests_topic, "group", o.group, "function", o.function};
-    log_writekv(LOG_INFO, NULL, "weather service ready", kv, 3);
+    const char *kv[8] = {"topic", o.requests_topic, "group", o.group, "function", o.function,
+                         "reply_topic", o.reply_topic};
+    log_writekv(LOG_INFO, NULL, "weather service ready", kv, 4);
   }
 
   status = 0;
@@ -610,7 +763,7 @@ int main(int argc, char **argv) {
       }
       continue;
     }
-    int rc = serve(prod, m, &o, &served);
+    int rc = serve(prod, m, &o, &tk, &served);
     if (rc) {
       rd_kafka_message_destroy(m);
       if (rc != AW_ECANCELLED) status = 1;
@@ -638,5 +791,6 @@ out:
     rd_kafka_destroy(prod);
   }
   if (conf) rd_kafka_conf_destroy(conf);
+  tsig_key_clear(&tk);
   return status;
 }

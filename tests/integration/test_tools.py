@@ -477,9 +477,12 @@ def weather_service(ctx, kafka):
     require_weather_binary()
     started = []
 
-    def start(name: str = "weather") -> WeatherService:
+    def start(name: str = "weather", *extra: str, env: dict[str, str] | None = None) -> WeatherService:
+        # Its reply topic from its own configuration (the worker's tool_replies), its key from
+        # the environment (the test key unless env says otherwise).
         s = WeatherService(ctx.workdir, name, ["--brokers", kafka, "--group", f"weather-{ctx.id}",
-                                               "--requests-topic", ctx.topics["tool_requests"]])
+                                               "--requests-topic", ctx.topics["tool_requests"],
+                                               "--reply-topic", ctx.topics["tool_replies"], *extra], env=env)
         started.append(s)
         s.start()
         s.wait_msg("weather service ready", 30)

@@ -2,8 +2,10 @@
 
 Each test gets its own request and reply topics and consumer group, starts the built binary
 (build-asan/weather_service, or AW_BUILD_DIR's), produces tool requests built here per
-schemas/tool-request.schema.json and reads the replies.  Correlation ids only need the tc1.
-shape: the service echoes them, verifying them is the worker's job.  Every service a test starts
+schemas/tool-request.schema.json, signed with the test key like a worker signs them
+(toolsign.py; tests/integration/test_tool_signing.py has the refusals), and reads the replies,
+checking the service's signature on each.  Correlation ids only need the tc1. shape: the
+service echoes them, verifying them is the worker's job.  Every service a test starts
 must stop on SIGTERM with exit status 0 and no sanitizer report.
 
 Needs: Kafka (no Redis, no simulator, no worker).
@@ -23,8 +25,9 @@ import pytest
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from awtest import (BUILD_DIR, Collector, Worker, assert_valid, create_topics, delete_topics, pack,
-                    safe_name)
+import toolsign
+from awtest import (BUILD_DIR, TOOL_REQUEST_KEY, Collector, Worker, assert_valid, create_topics, decode_msgpack,
+                    delete_topics, pack, safe_name)
 WEATHER_BIN = BUILD_DIR / "weather_service"
 # Like conftest.require_binary: a missing binary skips locally, fails under CI / AW_TEST_STRICT.
 STRICT = os.environ.get("CI") == "true" or os.environ.get("AW_TEST_STRICT") == "1"
@@ -45,15 +48,18 @@ EXPECTED = {
 class WeatherService(Worker):
     """One weather_service process; reuses Worker's log capture, waits and clean-exit checks."""
 
-    def __init__(self, workdir: Path, name: str, args: list[str]):
+    def __init__(self, workdir: Path, name: str, args: list[str], env: dict[str, str] | None = None):
         super().__init__(spec=None, workdir=workdir, name=name, binary=WEATHER_BIN)
         self.args = args
+        # The key shared with the workers (AW_TOOL_REQUEST_KEY...): the test key unless given.
+        self.extra_env = {"AW_TOOL_REQUEST_KEY": TOOL_REQUEST_KEY} if env is None else env
 
     def start(self) -> "WeatherService":
         assert self.binary.exists(), f"{self.binary} is not built"
         env = {k: v for k, v in os.environ.items() if not k.startswith("AW_")}
         env.update({"ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1:abort_on_error=0:strict_string_checks=1",
                     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"})
+        env.update(self.extra_env)
         self.lines, self.events, self.returncode = [], [], None
         self.proc = subprocess.Popen([str(self.binary), *self.args], env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -78,7 +84,8 @@ class WCtx:
     def start(self, *extra: str, name: str | None = None) -> WeatherService:
         name = name or f"weather{len(self.services) + 1}"
         s = WeatherService(self.workdir, name, ["--brokers", self.kafka, "--group", self.group,
-                                                "--requests-topic", self.requests_topic, *extra])
+                                                "--requests-topic", self.requests_topic,
+                                                "--reply-topic", self.replies_topic, *extra])
         self.services.append(s)
         s.start()
         s.wait_msg("weather service ready", 30)
@@ -106,15 +113,23 @@ class WCtx:
         return r
 
     def send(self, req: dict | bytes, key: str | None = None) -> None:
+        """Produce a request; a dict is signed like a worker signs it (raw bytes go unsigned)."""
+        headers = None
         if isinstance(req, dict):
             key = key or req["conversation_id"]
+            if {"correlation_id", "name", "deadline_ms", "reply_topic", "arguments_json"} <= req.keys():
+                headers = toolsign.sign_request([TOOL_REQUEST_KEY], req, int(time.time() * 1000))
             req = pack(req)
-        self.producer.send(self.requests_topic, req, key)
+        self.producer.send(self.requests_topic, req, key, headers=headers)
 
     def reply_for(self, req: dict, timeout_s: float = 60):
+        """The reply carrying req's correlation id, once its signature (the service's) checked."""
         cid = req["correlation_id"]
-        return self.replies.wait_for(lambda ms: next((m for m in ms if m.get("correlation_id") == cid), None),
-                                     timeout_s, f"the reply to {req['tool_call_id']} ({req['arguments_json']})")
+        rep = self.replies.wait_for(lambda ms: next((m for m in ms if m.get("correlation_id") == cid), None),
+                                    timeout_s, f"the reply to {req['tool_call_id']} ({req['arguments_json']})")
+        why = toolsign.verify_reply([TOOL_REQUEST_KEY], rep.obj, rep.headers)
+        assert why is None, f"the service's reply does not verify ({why}): {rep.obj}"
+        return rep
 
     def close(self) -> list[str]:
         problems = []
@@ -251,8 +266,9 @@ def test_weather_service_copies_the_trace_headers_into_the_reply(wctx):
     wctx.start()
     req = wctx.request("Rome")
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    signed = toolsign.sign_request([TOOL_REQUEST_KEY], req, int(time.time() * 1000))
     wctx.producer.p.produce(wctx.requests_topic, value=pack(req), key=req["conversation_id"],
-                            headers=[("traceparent", traceparent), ("tracestate", "aw=1"), ("other", "x")])
+                            headers=[("traceparent", traceparent), ("tracestate", "aw=1"), ("other", "x"), *signed])
     assert wctx.producer.p.flush(30) == 0
     assert output_of(wctx.reply_for(req))["location"] == "Rome"
     # The Collector keeps no headers: read the reply again with them.
@@ -267,6 +283,9 @@ def test_weather_service_copies_the_trace_headers_into_the_reply(wctx):
                 if not m.error() and m.key() == req["conversation_id"].encode():
                     found = m
         assert found is not None, "the reply was not read back"
-        assert dict(found.headers() or []) == {"traceparent": traceparent.encode(), "tracestate": b"aw=1"}
+        got = dict(found.headers() or [])
+        assert toolsign.verify_reply([TOOL_REQUEST_KEY], decode_msgpack(found.value()), found.headers()) is None
+        del got[toolsign.SIG_HEADER]  # the reply's own signature, checked above
+        assert got == {"traceparent": traceparent.encode(), "tracestate": b"aw=1"}
     finally:
         c.close()

@@ -281,8 +281,46 @@ static void digest_is_short_stable_hex(void **state) {
   assert_int_equal(corr_digest(NULL, d1), AW_EINVAL);
 }
 
+/* A pinned id (tc2.) binds the reply topic too: it verifies only for the
+ * topic it was made for, never as a tc1 id, and a tc1 id never as pinned. */
+static void pinned_id_is_bound_to_its_reply_topic(void **state) {
+  (void)state;
+  corr_key k;
+  key(&k, SECRET);
+  assert_int_equal(corr_key_set_previous(&k, OLD_SECRET, strlen(OLD_SECRET)), AW_OK);
+  char id[CORR_ID_SIZE], id1[CORR_ID_SIZE];
+  assert_int_equal(corr_new_pinned(&k, "conv-1", "run_1", "call_1", "weather.replies", 77, id, sizeof id), AW_OK);
+  assert_int_equal(strlen(id), CORR_ID_LEN);
+  assert_memory_equal(id, CORR_PREFIX_PINNED, 4);
+  int64_t d = -1;
+  assert_int_equal(corr_verify_pinned(&k, id, "conv-1", "run_1", "call_1", "weather.replies", &d), AW_OK);
+  assert_true(d == 77);
+  assert_int_equal(corr_verify_pinned(&k, id, "conv-1", "run_1", "call_1", "assistant.tool-replies", NULL),
+                   AW_EINVAL);
+  assert_int_equal(corr_verify_pinned(&k, id, "conv-1", "run_1", "call_2", "weather.replies", NULL), AW_EINVAL);
+  assert_int_equal(corr_verify(&k, id, "conv-1", "run_1", "call_1", NULL), AW_EINVAL);
+  /* The same nonce and tag under the other prefix is another id. */
+  memcpy(id1, id, sizeof id);
+  memcpy(id1, CORR_PREFIX, 4);
+  assert_int_equal(corr_verify(&k, id1, "conv-1", "run_1", "call_1", NULL), AW_EINVAL);
+  assert_int_equal(corr_verify_pinned(&k, id1, "conv-1", "run_1", "call_1", "weather.replies", NULL), AW_EINVAL);
+  make(&k, 5, id1);
+  assert_int_equal(corr_verify_pinned(&k, id1, "conv-1", "run_1", "call_1", "weather.replies", NULL), AW_EINVAL);
+  /* The topic is a bound id like the others: empty or too long is refused. */
+  assert_int_equal(corr_new_pinned(&k, "conv-1", "run_1", "call_1", "", 1, id, sizeof id), AW_EINVAL);
+  assert_int_equal(corr_new_pinned(&k, "conv-1", "run_1", "call_1", NULL, 1, id, sizeof id), AW_EINVAL);
+  /* Rotation: an id of the previous secret verifies. */
+  corr_key old;
+  key(&old, OLD_SECRET);
+  assert_int_equal(corr_new_pinned(&old, "conv-1", "run_1", "call_1", "t", 1, id, sizeof id), AW_OK);
+  assert_int_equal(corr_verify_pinned(&k, id, "conv-1", "run_1", "call_1", "t", NULL), AW_OK);
+  corr_key_clear(&old);
+  corr_key_clear(&k);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(pinned_id_is_bound_to_its_reply_topic),
       cmocka_unit_test(new_id_verifies_and_carries_the_deadline),
       cmocka_unit_test(ids_are_unique),
       cmocka_unit_test(every_changed_character_fails),

@@ -1,6 +1,8 @@
 /* config_functions.c -- the "functions" object (where each function's tool
- * requests go, its deadline and what a missed deadline does) and the routes
- * built from it, the assistants' tools and kafka.topics.tool_requests.
+ * requests go, which topic its replies must come from, its deadline and what
+ * a missed deadline does) and the routes built from it, the assistants'
+ * tools and kafka.topics.tool_requests / tool_replies; and the tool request
+ * key those requests and replies are signed with (tool_sign.h).
  *
  * The routes depend on those three sources (env may override the topic), so
  * they are not updated piecemeal: cfg_resolve_routes() rebuilds them from
@@ -16,6 +18,7 @@
 #include <string.h>
 
 #include "contract_tool.h"
+#include "tool_sign.h"
 
 
 static const char *const ON_DEADLINE_NAMES[] = {"error_output", "cancel_run"};
@@ -32,12 +35,21 @@ static void route_defaults(cfg_function *r, const char *name) {
   r->validate_arguments = 1;
 }
 
-/* Keys that would hold the tool secret: refused wherever they appear. */
+/* Keys that would hold the tool secret or the tool request key: refused
+ * wherever they appear. */
 int cfg_is_tool_secret_key(const char *k) {
-  return strcmp(k, "tool_secret") == 0 || strcmp(k, "tool_secret_previous") == 0;
+  return strcmp(k, "tool_secret") == 0 || strcmp(k, "tool_secret_previous") == 0 ||
+         strcmp(k, "tool_request_key") == 0 || strcmp(k, "tool_request_key_previous") == 0 ||
+         strcmp(k, "request_key") == 0;
 }
 
 int cfg_refuse_tool_secret(const char *path, char *errstr, size_t n) {
+  if (strstr(path, "request_key"))
+    return cfg_err(errstr, n,
+                   "%s: the tool request key is not read from the config file on purpose; set "
+                   "AW_TOOL_REQUEST_KEY or AW_TOOL_REQUEST_KEY_FILE (and ..._PREVIOUS while rotating), e.g. from a "
+                   "Kubernetes Secret",
+                   path);
   return cfg_err(errstr, n,
                 "%s: the tool-call secret is not read from the config file on purpose; "
                 "set AW_TOOL_SECRET (and AW_TOOL_SECRET_PREVIOUS while rotating) in the environment, "
@@ -64,6 +76,12 @@ static int parse_function(cfg_function *o, const cJSON *obj, char *errstr, size_
         return cfg_err(errstr, n, "%s: invalid Kafka topic name \"%.80s\" (1..249 of [A-Za-z0-9._-])", path,
                       it->valuestring);
       cfg_copy(o->topic, sizeof o->topic, it->valuestring);
+    } else if (strcmp(k, "reply_topic") == 0) {
+      if (!cJSON_IsString(it)) return cfg_err(errstr, n, "%s: expected a string", path);
+      if (!cfg_topic_ok(it->valuestring))
+        return cfg_err(errstr, n, "%s: invalid Kafka topic name \"%.80s\" (1..249 of [A-Za-z0-9._-])", path,
+                      it->valuestring);
+      cfg_copy(o->reply_topic, sizeof o->reply_topic, it->valuestring);
     } else if (strcmp(k, "deadline_ms") == 0) {
       long long x = 0; /* set by cfg_json_integer on success */
       rc = cfg_json_integer(it, &x, path, errstr, n);
@@ -83,7 +101,8 @@ static int parse_function(cfg_function *o, const cJSON *obj, char *errstr, size_
       if (!cJSON_IsBool(it)) return cfg_err(errstr, n, "%s: expected true or false", path);
       o->validate_arguments = cJSON_IsTrue(it);
     } else {
-      return cfg_err(errstr, n, "%s: unknown key \"%s\" (expected topic, deadline_ms, on_deadline, validate_arguments)",
+      return cfg_err(errstr, n, "%s: unknown key \"%s\" (expected topic, reply_topic, deadline_ms, on_deadline, "
+                            "validate_arguments)",
                     where, k);
     }
   }
@@ -174,8 +193,10 @@ int cfg_resolve_routes(cfg *c, char *errstr, size_t n) {
     int rc = add_assistant_routes(c, i, errstr, n);
     if (rc) return rc;
   }
-  for (size_t i = 0; i < c->tools.nroutes; i++)
+  for (size_t i = 0; i < c->tools.nroutes; i++) {
     cfg_copy(c->tools.routes[i].topic, sizeof c->tools.routes[i].topic, c->kafka.topic_tool_requests);
+    cfg_copy(c->tools.routes[i].reply_topic, sizeof c->tools.routes[i].reply_topic, c->kafka.topic_tool_replies);
+  }
   for (size_t i = 0; i < c->tools.noverrides; i++) {
     const cfg_function *o = &c->tools.overrides[i];
     cfg_function *r = find_route(c, o->name);
@@ -183,6 +204,7 @@ int cfg_resolve_routes(cfg *c, char *errstr, size_t n) {
       return cfg_err(errstr, n, "functions.%s: no configured assistant has a function tool named \"%s\"", o->name,
                     o->name);
     if (o->topic[0]) cfg_copy(r->topic, sizeof r->topic, o->topic);
+    if (o->reply_topic[0]) cfg_copy(r->reply_topic, sizeof r->reply_topic, o->reply_topic);
     r->deadline_ms = o->deadline_ms;
     r->on_deadline = o->on_deadline;
     r->validate_arguments = o->validate_arguments;
@@ -203,3 +225,45 @@ int cfg_has_function_tool(const cfg_assistant *a) {
   return found;
 }
 
+
+/* ---- the tool request key (tool_sign.h) ------------------------------------------ */
+
+/* One key: from the variable env or the file its _FILE variable names
+ * (cfg_load_secret: not both, bounded, no control characters), and at least
+ * TSIG_MIN_KEY bytes.  Its value is never echoed. */
+static int request_key(const char *env, const char *env_file, char *dst, size_t size, char *errstr, size_t n) {
+  int rc = cfg_load_secret(env, cfg_env(env_file), env_file, dst, size, errstr, n);
+  if (rc) return rc;
+  if (dst[0] && strlen(dst) < TSIG_MIN_KEY) {
+    explicit_bzero(dst, size);
+    return cfg_err(errstr, n, "%s: shorter than %d bytes (use a random value, e.g. from `openssl rand -base64 32`)",
+                   env, TSIG_MIN_KEY);
+  }
+  return AW_OK;
+}
+
+int cfg_load_tool_request_keys(cfg *c, char *errstr, size_t n) {
+  int rc = request_key("AW_TOOL_REQUEST_KEY", "AW_TOOL_REQUEST_KEY_FILE", c->tools.request_key,
+                       sizeof c->tools.request_key, errstr, n);
+  if (!rc)
+    rc = request_key("AW_TOOL_REQUEST_KEY_PREVIOUS", "AW_TOOL_REQUEST_KEY_PREVIOUS_FILE", c->tools.request_key_previous,
+                     sizeof c->tools.request_key_previous, errstr, n);
+  if (rc) return rc;
+  if (c->tools.request_key_previous[0] && !c->tools.request_key[0])
+    return cfg_err(errstr, n,
+                   "AW_TOOL_REQUEST_KEY_PREVIOUS: set without AW_TOOL_REQUEST_KEY (the previous key only keeps "
+                   "services and replies on it working during a rotation; requests need the current one)");
+  return AW_OK;
+}
+
+int cfg_tool_request_key(const cfg *c, tsig_key *k, char *errstr, size_t errstr_size) {
+  if (!c->tools.request_key[0]) return cfg_err(errstr, errstr_size, "AW_TOOL_REQUEST_KEY: not set");
+  int rc = tsig_key_init(k, c->tools.request_key, strlen(c->tools.request_key));
+  if (!rc && c->tools.request_key_previous[0])
+    rc = tsig_key_set_previous(k, c->tools.request_key_previous, strlen(c->tools.request_key_previous));
+  if (rc) {
+    tsig_key_clear(k);
+    return aw_seterr(rc, errstr, errstr_size, "tool request key refused by tsig_key_init");
+  }
+  return AW_OK;
+}

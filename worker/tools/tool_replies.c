@@ -18,6 +18,7 @@
 #include "kafka_consumer.h"
 #include "log.h"
 #include "part_table.h"
+#include "tool_sign.h"
 
 #define RETRY_MS 200
 
@@ -39,7 +40,9 @@ typedef struct trep_msg {
   char dlq_code[48];        /* set (non-empty): dead-letter it with this reason */
   char dlq_msg[256];
   char run[128], call[128];
-  char *conv;
+  char *conv;               /* the conversation's reference (rkeys.h), from the correlation record */
+  const char *conv_id;      /* the conversation id within it (points into conv) */
+  char tenant[RK_TENANT_MAX + 1]; /* the tenant within it, "" without */
   int pending_dr;
   int stage;                /* 0 lookup, 1 apply, 2 dead-letter */
 } trep_msg;
@@ -143,7 +146,7 @@ static void dlq_send(trep_msg *m) {
   d.offset = m->offset;
   d.error_code = m->dlq_code;
   d.error_message = m->dlq_msg;
-  d.conversation_id = m->conv;
+  d.conversation_id = m->conv_id;
   d.failed_ms = now_ms();
   /* A reply too large for a dead letter with all its bytes (they travel
    * with an envelope) gets the degraded one (its size, SHA-256 and leading
@@ -172,13 +175,15 @@ static void dead_letter(trep_msg *m, const char *code, const char *fmt, const ch
   m->stage = 2;
   snprintf(m->dlq_code, sizeof m->dlq_code, "%s", code && *code ? code : "internal_error");
   snprintf(m->dlq_msg, sizeof m->dlq_msg, fmt, detail ? detail : "");
-  log_ctx c = {NULL, m->conv, NULL, m->run[0] ? m->run : NULL};
+  log_ctx c = {NULL, m->conv_id, NULL, m->run[0] ? m->run : NULL, m->tenant[0] ? m->tenant : NULL};
   log_warn(&c, "tool reply dead-lettered: %s: %s", m->dlq_code, m->dlq_msg);
   dlq_send(m);
 }
 
-void trep_on_dr(trep *t, void *msg_opaque, rd_kafka_resp_err_t err) {
+void trep_on_dr(trep *any, void *msg_opaque, rd_kafka_resp_err_t err) {
   trep_msg *m = msg_opaque;
+  trep *t = m->t; /* a worker has one trep per reply topic; the message knows its own */
+  (void)any;
   m->pending_dr--;
   if (t->freeing) {
     if (m->pending_dr == 0) msg_free(m);
@@ -191,6 +196,9 @@ void trep_on_dr(trep *t, void *msg_opaque, rd_kafka_resp_err_t err) {
     return;
   }
   t->st.dlq++;
+  if (strcmp(m->dlq_code, CTOOL_DLQ_UNSIGNED_REPLY) == 0) t->st.unsigned_replies++;
+  else if (strcmp(m->dlq_code, CTOOL_DLQ_BAD_REPLY_SIGNATURE) == 0) t->st.bad_signatures++;
+  else if (strcmp(m->dlq_code, CTOOL_DLQ_WRONG_REPLY_TOPIC) == 0) t->st.wrong_topic++;
   msg_done(m);
 }
 
@@ -226,7 +234,7 @@ static void on_applied(void *opaque, int err, const char *verdict, long missing,
     return;
   }
   t->st.recorded++;
-  log_ctx c = {NULL, m->conv, NULL, m->run};
+  log_ctx c = {NULL, m->conv_id, NULL, m->run, m->tenant[0] ? m->tenant : NULL};
   char n[24];
   snprintf(n, sizeof n, "%ld", missing);
   const char *kv[] = {"tool_call_id", m->call, "missing", n};
@@ -275,7 +283,9 @@ static void on_corr(void *opaque, int err, const char *value) {
     dead_letter(m, CTOOL_DLQ_UNKNOWN_CORRELATION, "no pending call has this correlation id%s", "");
     return;
   }
-  /* "<run> <call> <conv>" */
+  /* "<run> <call> <conversation reference>": the reference leads to the
+   * tenant's turn (rkeys.h); the signature binds the conversation id and
+   * the turn token, whose digest covers the tenant. */
   const char *conv = NULL;
   size_t conv_len = 0;
   if (tstate_parse_corr(value, strlen(value), m->run, sizeof m->run, m->call, sizeof m->call, &conv, &conv_len) !=
@@ -288,8 +298,28 @@ static void on_corr(void *opaque, int err, const char *value) {
     retry_later(m);
     return;
   }
+  if (rk_ref_split(&t->ts->keys, m->conv, m->tenant, sizeof m->tenant, &m->conv_id) != AW_OK) {
+    m->conv_id = NULL;
+    dead_letter(m, CTOOL_DLQ_UNKNOWN_CORRELATION, "the correlation record names no conversation%s", "");
+    return;
+  }
   int64_t deadline = 0;
-  if (corr_verify(t->key, m->reply->correlation_id, m->conv, m->run, m->call, &deadline) != AW_OK) {
+  const char *id = m->reply->correlation_id;
+  int pinned = strncmp(id, CORR_PREFIX_PINNED, strlen(CORR_PREFIX_PINNED)) == 0;
+  int vrc = pinned ? corr_verify_pinned(t->key, id, m->conv_id, m->run, m->call, t->cfg.topic, &deadline)
+            : t->cfg.accept_unpinned ? corr_verify(t->key, id, m->conv_id, m->run, m->call, &deadline)
+                                     : AW_EINVAL;
+  if (vrc != AW_OK) {
+    /* A genuine id of a call pinned to another of the worker's reply
+     * topics: the reply came the wrong way (functions.<name>.reply_topic). */
+    for (size_t i = 0; pinned && i < t->cfg.npinned; i++) {
+      const char *other = t->cfg.pinned_topics[i];
+      if (strcmp(other, t->cfg.topic) != 0 &&
+          corr_verify_pinned(t->key, id, m->conv_id, m->run, m->call, other, NULL) == AW_OK) {
+        dead_letter(m, CTOOL_DLQ_WRONG_REPLY_TOPIC, "the call's replies are accepted only from %s", other);
+        return;
+      }
+    }
     dead_letter(m, CTOOL_DLQ_BAD_CORRELATION, "the correlation id's signature does not match its call%s", "");
     return;
   }
@@ -306,9 +336,11 @@ static void lookup(trep_msg *m) {
   const char *id = m->reply->correlation_id;
   char head[TSTATE_CORR_KEY_CHARS + 1], digest[CORR_DIGEST_SIZE];
   /* Only the shape is checked here; the signature once the call is known. */
-  if (strlen(id) != CORR_ID_LEN || strncmp(id, CORR_PREFIX, strlen(CORR_PREFIX)) != 0 ||
+  if (strlen(id) != CORR_ID_LEN ||
+      (strncmp(id, CORR_PREFIX, strlen(CORR_PREFIX)) != 0 && strncmp(id, CORR_PREFIX_PINNED, strlen(CORR_PREFIX)) != 0) ||
       strspn(id + 4, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != CORR_ID_LEN - 4) {
-    dead_letter(m, CTOOL_DLQ_BAD_CORRELATION, "malformed correlation id (expected tc1. and 54 base64url characters)%s", "");
+    dead_letter(m, CTOOL_DLQ_BAD_CORRELATION,
+                "malformed correlation id (expected tc2. or tc1. and 54 base64url characters)%s", "");
     return;
   }
   memcpy(head, id, TSTATE_CORR_KEY_CHARS);
@@ -368,12 +400,30 @@ static void on_message(void *opaque, rd_kafka_message_t *km) {
     if (m->key && km->key_len) memcpy(m->key, km->key, km->key_len);
     m->key_len = km->key_len;
   }
-  const char *code = NULL;
+  const char *code = NULL, *unauth = NULL;
   char errstr[256];
   int rc = (km->len && !m->orig) || (km->key && !m->key)
                ? AW_ENOMEM
                : ctool_reply_decode(km->payload, km->len, t->cfg.max_output, &m->reply, &code, errstr,
                                     sizeof errstr);
+  if (rc == AW_OK) {
+    /* The service's signature, before anything else looks at the reply
+     * (tool_sign.h): a racer who read the request has the correlation id,
+     * not the key. */
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *sig = NULL;
+    size_t sig_len = 0;
+    if (rd_kafka_message_headers(km, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(hdrs, TSIG_HEADER, &sig, &sig_len) != RD_KAFKA_RESP_ERR_NO_ERROR)
+      sig = NULL;
+    else if (!sig)
+      sig = ""; /* a header with a null value: present, and malformed */
+    const char *why = NULL;
+    int vrc = t->cfg.request_key ? tsig_reply_verify(t->cfg.request_key, m->reply, sig, sig_len, &why)
+                                 : (why = "no tool request key", AW_EINVAL);
+    if (vrc == AW_ENOMEM || vrc == AW_EFATAL) rc = AW_ENOMEM; /* retried, like a lack of memory */
+    else if (vrc != AW_OK) unauth = why ? why : TSIG_R_MISMATCH;
+  }
   rd_kafka_message_destroy(km);
   if (rc == AW_ENOMEM) {
     /* Left untracked-done: the offset is not committed past it. */
@@ -385,6 +435,10 @@ static void on_message(void *opaque, rd_kafka_message_t *km) {
   } else if (rc != AW_OK) {
     m->reply = NULL;
     dead_letter(m, code ? code : "malformed_reply", "%s", errstr);
+  } else if (unauth && strcmp(unauth, TSIG_R_MISSING) == 0) {
+    dead_letter(m, CTOOL_DLQ_UNSIGNED_REPLY, "the reply carries no " TSIG_HEADER " header (%s)", unauth);
+  } else if (unauth) {
+    dead_letter(m, CTOOL_DLQ_BAD_REPLY_SIGNATURE, "the reply's " TSIG_HEADER " header does not verify (%s)", unauth);
   } else {
     lookup(m);
   }
