@@ -115,3 +115,50 @@ def test_at_least_once_shutdown_commits_the_answered_offsets_without_blocking(ct
     finally:
         c.close()
     assert tp.offset == offset + 1, f"committed {tp.offset}, the answered event is at {offset}"
+
+
+def _join_answered(e: dict) -> bool:
+    """librdkafka's debug line (debug=cgrp) of the request consumer saying the group answered
+    its JoinGroup with the cooperative protocol: from there until its first assignment
+    arrives, librdkafka 2.0.2 aborts when the consumer is destroyed (upstream issue #4312)."""
+    msg = str(e.get("msg", ""))
+    return ("#consumer-" in str(e.get("kafka_client", "")) and "JoinGroup response: GenerationId" in msg
+            and "cooperative-sticky" in msg)
+
+
+def test_a_sigterm_before_the_first_assignment_exits_cleanly(ctx, worker):
+    # Ten workers, each stopped before its first assignment: the even ones as soon as the
+    # request consumer logged its subscription (its group has not answered yet), the odd
+    # ones as soon as the group answered its join (librdkafka's cgrp debug line), which is
+    # where the chaos test's workers aborted on SIGTERM (2 of 77, about 1 s after start:
+    # the first coordinator lookup of a new group is retried after 1 s): there the old
+    # close aborted every time on this machine.  Each must exit 0 with its "worker stopped".
+    requests = ctx.topics["requests"]
+    for i in range(10):
+        at_join = i % 2 == 1
+        w = worker(f"early{i}", wait=False, kafka_properties={"debug": "cgrp"},
+                   extra_env={"AW_LOG_LEVEL": "debug"})
+        w.wait_log(lambda e: e.get("msg") == "consumer subscribed" and e.get("topic") == requests, 60,
+                   "the request consumer's subscription")
+        if at_join:
+            w.wait_log(_join_answered, 60, "the group's answer to the join")
+        w.proc.send_signal(signal.SIGTERM)
+        rc = w.stop(60)
+        assert rc == 0, f"run {i} ({'at the join' if at_join else 'at the subscription'}) exited {rc}:\n" + w.tail(15)
+        assert w.logged("worker stopped"), w.tail(15)
+
+
+def test_a_sigterm_right_after_an_assignment_exits_cleanly(ctx, worker):
+    # SIGTERM as soon as the worker logged "partitions assigned": the committed offsets of
+    # the partitions just assigned are being read off the loop (kafka_committed.c) and the
+    # close must not wait for, nor be kept from finishing by, that read.  It hung for good in
+    # rd_kafka_destroy when the fetch was cancelled under way.  Each of five workers (one
+    # group: each new one is assigned every partition again) must exit 0 within the grace.
+    for i in range(5):
+        w = worker(f"assigned{i}", wait=False, kafka_properties={"debug": "cgrp,consumer"},
+                   extra_env={"AW_LOG_LEVEL": "debug"})
+        w.wait_msg("partitions assigned", 60)
+        w.proc.send_signal(signal.SIGTERM)
+        rc = w.stop(40)
+        assert rc == 0, f"run {i} exited {rc}:\n" + w.tail(15)
+        assert w.logged("worker stopped"), w.tail(15)

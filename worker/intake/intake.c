@@ -31,18 +31,21 @@ int wki_stale(const wk_event *ev) { return !ptab_current(&ev->w->parts, ev->part
 #define SPAN_HOLD (OTRK_META_MAX_SPAN / 2)
 #define SPAN_RESUME (OTRK_META_MAX_SPAN * 3 / 8)
 
+/* The consumer keeps each layer's reason apart (kafka_consumer.h): this
+ * one holds or releases KC_PAUSE_LIMIT only, so releasing it never resumes
+ * a partition that the whole worker's pause (wki_check_pressure) or its
+ * start (STARTING) still holds. */
 void wki_check_partition(wk *w, int32_t n) {
   ptab_part *p = n >= 0 && n < w->parts.n ? &w->parts.v[n] : NULL;
   long max = w->cfg.max_in_flight_per_partition;
-  if (!p || !p->assigned || !w->consumer || w->stopping) return;
+  if (!p || p->state != PTAB_ACTIVE || !w->consumer || w->stopping) return;
   size_t span = w->txp ? otrk_in_flight(&p->t) : 0;
   int over = (max > 0 && p->running >= max) || span >= SPAN_HOLD;
   int under = (max <= 0 || p->running <= max * 3 / 4) && span <= SPAN_RESUME;
   if (!p->paused && over) {
-    if (kc_pause_partition(w->consumer, n, 1) == AW_OK) p->paused = 1;
+    if (kc_pause_partition(w->consumer, n, KC_PAUSE_LIMIT, 1) == AW_OK) p->paused = 1;
   } else if (p->paused && under) {
-    /* While everything is paused, kc_resume decides (see wki_check_pressure). */
-    if (kc_paused(w->consumer) || kc_pause_partition(w->consumer, n, 0) == AW_OK) p->paused = 0;
+    if (kc_pause_partition(w->consumer, n, KC_PAUSE_LIMIT, 0) == AW_OK) p->paused = 0;
   }
 }
 
@@ -56,6 +59,8 @@ void wki_check_pressure(wk *w) {
   long max = w->cfg.max_in_flight, maxb = w->cfg.max_inflight_bytes;
   int over = w->st.in_flight >= max || (maxb > 0 && w->st.in_flight_bytes >= maxb);
   int under = w->st.in_flight <= max * 3 / 4 && (maxb <= 0 || w->st.in_flight_bytes <= maxb / 4 * 3);
+  over = over || w->held;   /* wk_hold: too many turns wait for the API's rate limit */
+  under = under && !w->held;
   if (!kc_paused(w->consumer) && over) {
     if (kc_pause(w->consumer) == AW_OK) {
       w->st.paused = 1;
@@ -67,31 +72,24 @@ void wki_check_pressure(wk *w) {
       w->st.paused = 0;
       log_debug(NULL, "resumed consumption at %ld events (%ld bytes) in flight", w->st.in_flight,
                 w->st.in_flight_bytes);
-      /* kc_resume resumed every partition: pause again the ones still
-       * over their own limit. */
-      for (int32_t i = 0; i < w->parts.n; i++) {
-        w->parts.v[i].paused = 0;
-        wki_check_partition(w, i);
-      }
+      /* kc_resume left the partitions held for their own limit paused:
+       * release the ones under it by now. */
+      for (int32_t i = 0; i < w->parts.n; i++) wki_check_partition(w, i);
     }
   }
 }
 
 /* ---- consumption --------------------------------------------------------- */
 
-static int reject(wk_event *ev, const char *code, const char *fmt, const char *detail,
-                  const rd_kafka_message_t *m) {
-  ev->reject_code = code;
-  size_t n = strlen(fmt) + (detail ? strlen(detail) : 0) + 1;
-  ev->reject_msg = malloc(n);
-  if (ev->reject_msg) snprintf(ev->reject_msg, n, fmt, detail ? detail : "");
-  if (m->len) {
+/* The original bytes and key, for a dead letter (once per event). */
+static int keep_original(wk_event *ev, const rd_kafka_message_t *m) {
+  if (m->len && !ev->orig) {
     ev->orig = malloc(m->len);
     if (!ev->orig) return AW_ENOMEM;
     memcpy(ev->orig, m->payload, m->len);
     ev->orig_len = m->len;
   }
-  if (m->key_len) {
+  if (m->key_len && !ev->orig_key) {
     ev->orig_key = malloc(m->key_len);
     if (!ev->orig_key) return AW_ENOMEM;
     memcpy(ev->orig_key, m->key, m->key_len);
@@ -100,16 +98,26 @@ static int reject(wk_event *ev, const char *code, const char *fmt, const char *d
   return AW_OK;
 }
 
-/* Our name of the event's turn: a digest of the conversation and event ids
- * (length-prefixed, so no two pairs of ids share it), free of the spaces
- * and braces ids may hold, for the tool state's keys and the correlation
- * ids' binding. */
+static int reject(wk_event *ev, const char *code, const char *fmt, const char *detail,
+                  const rd_kafka_message_t *m) {
+  ev->reject_code = code;
+  size_t n = strlen(fmt) + (detail ? strlen(detail) : 0) + 1;
+  ev->reject_msg = malloc(n);
+  if (ev->reject_msg) snprintf(ev->reject_msg, n, fmt, detail ? detail : "");
+  return keep_original(ev, m);
+}
+
+/* Our name of the event's turn: a digest of the tenant (when there is one),
+ * conversation and event ids (length-prefixed, so no two triples of ids
+ * share it; without a tenant the bytes are what they were before tenants),
+ * free of the spaces and braces ids may hold, for the tool state's keys and
+ * the correlation ids' binding -- which so binds the tenant too. */
 static void turn_token(wk_event *ev) {
-  char b[sizeof ev->conv_id + sizeof ev->event_id + 32];
-  int k = snprintf(b, sizeof b, "%zu:%s", strlen(ev->conv_id), ev->conv_id);
-  if (k < 0 || (size_t)k >= sizeof b) k = 0;
-  memcpy(b + k, ev->event_id, strlen(ev->event_id) + 1); /* both ids are bounded: it fits */
-  if (corr_digest(b, ev->turn_token) != AW_OK) ev->turn_token[0] = '\0';
+  char b[sizeof ev->tenant + sizeof ev->conv_id + sizeof ev->event_id + 64]; /* all bounded: it fits */
+  int k = ev->tenant[0] ? snprintf(b, sizeof b, "T%zu:%s%zu:%s%s", strlen(ev->tenant), ev->tenant,
+                                   strlen(ev->conv_id), ev->conv_id, ev->event_id)
+                        : snprintf(b, sizeof b, "%zu:%s%s", strlen(ev->conv_id), ev->conv_id, ev->event_id);
+  if (k < 0 || (size_t)k >= sizeof b || corr_digest(b, ev->turn_token) != AW_OK) ev->turn_token[0] = '\0';
 }
 
 /* Checks beyond the contract's syntax: what this worker can serve. */
@@ -145,6 +153,26 @@ static void validate(wk *w, wk_event *ev, const rd_kafka_message_t *m) {
   ev->assistant = w->cfg.resolve_assistant ? w->cfg.resolve_assistant(w->cfg.resolve_opaque, q->assistant) : NULL;
   if (!ev->assistant)
     (void)reject(ev, "unknown_assistant", "no assistant named '%s' is configured", q->assistant, m);
+}
+
+/* Whose conversation the event is (ev_identity.h: worker.key_rule and
+ * worker.tenant_source): sets conv_id, tenant and conv_ref, or rejects the
+ * event (conv_ref stays "", so nothing of any conversation is looked up);
+ * 0 when rejected. */
+static int decide_identity(wk *w, wk_event *ev, const rd_kafka_message_t *m) {
+  wid_record rec;
+  wid_identity id;
+  wid_record_of(&w->cfg.identity, m, &rec);
+  wid_decide(&w->cfg.identity, &rec, ev->req, &id);
+  wk_copy_id(ev->conv_id, sizeof ev->conv_id, id.conv);
+  if (id.reject_code) {
+    if (reject(ev, id.reject_code, "%s", id.reject_msg, m) != AW_OK)
+      log_error(NULL, "out of memory keeping a rejected event");
+    return 0;
+  }
+  wk_copy_id(ev->tenant, sizeof ev->tenant, id.tenant);
+  wk_copy_id(ev->conv_ref, sizeof ev->conv_ref, id.ref);
+  return 1;
 }
 
 void wki_on_message(void *opaque, rd_kafka_message_t *m) {
@@ -200,9 +228,14 @@ void wki_on_message(void *opaque, rd_kafka_message_t *m) {
       log_error(NULL, "out of memory keeping a rejected event");
   } else {
     wk_copy_id(ev->event_id, sizeof ev->event_id, ev->req->event_id);
-    wk_copy_id(ev->conv_id, sizeof ev->conv_id, ev->req->conversation_id);
-    validate(w, ev, m);
+    if (decide_identity(w, ev, m)) validate(w, ev, m);
     turn_token(ev);
+    /* An accepted event may still be refused at admission (event.c: an
+     * override its assistant does not allow, an event_id another message
+     * holds), and that dead letter carries the original bytes too: kept
+     * until admitted (wk_ev_start releases them). */
+    if (!ev->reject_code && keep_original(ev, m) != AW_OK)
+      log_error(NULL, "out of memory keeping an event's original bytes");
   }
   int32_t part = ev->partition;
   int erc = ev->conv_id[0] ? wks_enqueue(w, ev) : AW_EINVAL;
@@ -228,28 +261,97 @@ void wki_on_message(void *opaque, rd_kafka_message_t *m) {
   wki_check_pressure(w);
 }
 
+/* ---- the start of an assigned partition ---------------------------------------
+ *
+ * A partition must not be consumed before its committed offset's metadata
+ * is known (the offsets past it that are answered already: consumed
+ * without it they would be answered again, caught only by the Redis
+ * outcome records).  Reading it asks the group coordinator, so it runs off
+ * the loop (kc_committed) while the partition stays STARTING and held by
+ * the consumer (KC_PAUSE_START, kc_set_start_held); the loop meanwhile
+ * serves everything else.  The answer starts the partitions still waiting
+ * in the generation that asked (ptab_start) and releases their hold; one
+ * revoked meanwhile drops it (its next owner reads its own).  After the
+ * bounded attempts fail, the partitions start without it, as the blocking
+ * read did when it failed: a warning, and the Redis records skip what was
+ * answered. */
+
+/* One attempt waits this long, and there are this many, with a backoff of
+ * 0.25 s doubling up to 4 s between them: about 40 s before the partitions
+ * start without the metadata.  An attempt under way is what the close
+ * waits for at most. */
+#define START_ATTEMPT_MS 5000
+#define START_ATTEMPTS 6
+
+typedef struct start_req {
+  wk *w;
+  int n;
+  struct {
+    int32_t partition;
+    uint64_t gen;
+  } v[];
+} start_req;
+
+static void on_start_known(void *opaque, rd_kafka_topic_partition_list_t *offs, int err, const char *errstr) {
+  start_req *r = opaque;
+  wk *w = r->w;
+  if (err == AW_ECANCELLED) { /* the consumer is closing: nothing starts any more */
+    free(r);
+    return;
+  }
+  if (err != AW_OK)
+    log_warn(NULL, "cannot read the committed offsets' metadata (%s); the Redis outcome records still skip "
+                   "answered events",
+             errstr);
+  rd_kafka_topic_partition_list_t *started = rd_kafka_topic_partition_list_new(r->n > 0 ? r->n : 1);
+  for (int i = 0; i < r->n; i++) {
+    int32_t n = r->v[i].partition;
+    const rd_kafka_topic_partition_t *e =
+        offs ? rd_kafka_topic_partition_list_find(offs, w->cfg.topic_requests, n) : NULL;
+    int rc = ptab_start(&w->parts, n, r->v[i].gen, e ? e->offset : -1, e ? e->metadata : NULL,
+                        e ? e->metadata_size : 0);
+    if (rc == AW_ESTATE) continue; /* revoked since: stale */
+    if (rc == AW_EPARSE) log_warn(NULL, "partition %d: unreadable commit metadata ignored", (int)n);
+    if (kc_pause_partition(w->consumer, n, KC_PAUSE_START, 0) != AW_OK)
+      log_warn(NULL, "partition %d: cannot resume it after its start", (int)n);
+    if (started) rd_kafka_topic_partition_list_add(started, w->cfg.topic_requests, n);
+  }
+  if (started && started->cnt) ptab_log("partitions started", w->cfg.topic_requests, started);
+  if (started) rd_kafka_topic_partition_list_destroy(started);
+  if (offs) rd_kafka_topic_partition_list_destroy(offs);
+  free(r);
+}
+
 void wki_on_assign(void *opaque, const rd_kafka_topic_partition_list_t *parts) {
   wk *w = opaque;
-  ptab_assign(&w->parts, parts);
-  /* The offsets answered beyond each committed offset, from the commit
-   * metadata (blocking, once per assignment). */
-  rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(parts);
-  rd_kafka_resp_err_t err = c ? rd_kafka_committed(kc_handle(w->consumer), c, 10000) : RD_KAFKA_RESP_ERR__NO_OFFSET;
-  if (err) {
-    log_warn(NULL, "cannot read the committed offsets' metadata (%s); the Redis outcome records still skip answered events",
-             rd_kafka_err2str(err));
-  } else {
-    for (int i = 0; i < c->cnt; i++) {
-      rd_kafka_topic_partition_t *e = &c->elems[i];
-      ptab_part *p = ptab_get(&w->parts, e->partition);
-      if (p && e->offset >= 0) p->committed_at_assign = e->offset; /* for wk_lag */
-      if (!p || e->offset < 0 || !e->metadata_size) continue;
-      if (otrk_skip_parse(&p->skip, e->offset, e->metadata, e->metadata_size) != AW_OK)
-        log_warn(NULL, "partition %d: unreadable commit metadata ignored", (int)e->partition);
+  ptab_assign_starting(&w->parts, parts);
+  ptab_log("partitions assigned", w->cfg.topic_requests, parts);
+  /* Shutting down: they stay held until the close revokes them. */
+  if (!parts->cnt || w->stopping) return;
+  start_req *r = malloc(sizeof *r + (size_t)parts->cnt * sizeof r->v[0]);
+  if (r) {
+    r->w = w;
+    r->n = parts->cnt;
+    for (int i = 0; i < parts->cnt; i++) {
+      r->v[i].partition = parts->elems[i].partition;
+      ptab_part *p = ptab_get(&w->parts, parts->elems[i].partition);
+      r->v[i].gen = p ? p->gen : 0;
     }
   }
-  if (c) rd_kafka_topic_partition_list_destroy(c);
-  ptab_log("partitions assigned", w->cfg.topic_requests, parts);
+  if (r && kc_committed(w->consumer, parts, START_ATTEMPT_MS, START_ATTEMPTS, on_start_known, r) == AW_OK) return;
+  /* Out of memory: started without the metadata, like a failed read. */
+  if (!r) {
+    log_error(NULL, "out of memory reading the committed offsets; partitions start without their metadata");
+    for (int i = 0; i < parts->cnt; i++) {
+      int32_t n = parts->elems[i].partition;
+      ptab_part *p = ptab_get(&w->parts, n);
+      if (p && ptab_start(&w->parts, n, p->gen, -1, NULL, 0) == AW_OK &&
+          kc_pause_partition(w->consumer, n, KC_PAUSE_START, 0) != AW_OK)
+        log_warn(NULL, "partition %d: cannot resume it after its start", (int)n);
+    }
+    return;
+  }
+  on_start_known(r, NULL, AW_ENOMEM, "out of memory");
 }
 
 /* A turn of a revoked partition must not go on at the API: the partition's
@@ -294,7 +396,7 @@ int wk_lag(const wk *w, wk_lag_fn cb, void *opaque) {
   for (int32_t i = 0; i < w->parts.n; i++) {
     const ptab_part *p = &w->parts.v[i];
     int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID;
-    if (!p->assigned ||
+    if (p->state != PTAB_ACTIVE || /* STARTING: its commit point is not known yet */
         rd_kafka_get_watermark_offsets(rk, w->cfg.topic_requests, i, &lo, &hi) != RD_KAFKA_RESP_ERR_NO_ERROR ||
         hi < 0)
       continue;

@@ -10,8 +10,10 @@
 /** kc handler: a consumed request becomes an event queued behind its
  *  conversation (or answered as rejected); takes the message. */
 void wki_on_message(void *opaque, rd_kafka_message_t *m);
-/** kc handler: partitions assigned; reads the commit metadata (the offsets
- *  answered beyond the committed one) once, blocking. */
+/** kc handler: partitions assigned, STARTING: their committed offsets and
+ *  commit metadata (the offsets answered beyond the committed one) are read
+ *  off the loop, and they are consumed once that answer came (or the reads
+ *  failed: then without the metadata). */
 void wki_on_assign(void *opaque, const rd_kafka_topic_partition_list_t *parts);
 /** kc handler: partitions revoked; commits synchronously first, then the
  *  partitions' events become stale. */

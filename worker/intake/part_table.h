@@ -12,6 +12,20 @@
  * pause flag and committed offset serve the request consumer only; the reply
  * consumer leaves them at their defaults.
  *
+ * A partition's state is one enum, moved only by ptab_set_state (which logs
+ * each change):
+ *
+ *   UNASSIGNED --ptab_assign_starting--> STARTING --ptab_start--> ACTIVE
+ *        ^                          |                       |
+ *        +------ptab_revoke---------+-----------------------+
+ *
+ * STARTING (request consumer): assigned, its committed offset and the commit
+ * metadata (which offsets past it are done) are being read off the loop, and
+ * the consumer holds it paused; nothing of it is consumed until ptab_start
+ * takes the answer, which it does only for the generation that asked (a
+ * partition revoked, or revoked and assigned again, meanwhile drops it).
+ * The reply consumer assigns straight to ACTIVE (ptab_assign).
+ *
  * Loop thread only (the consumer's callbacks run there).
  */
 #ifndef AW_PART_TABLE_H
@@ -23,11 +37,14 @@
 #include "kafka_consumer.h"
 #include "offset_tracker.h"
 
+typedef enum ptab_state { PTAB_UNASSIGNED = 0, PTAB_STARTING, PTAB_ACTIVE } ptab_state;
+
 typedef struct ptab_part {
   otrk t;
   otrk_skip skip;  /* offsets answered beyond the committed one (commit metadata) */
   uint64_t gen;
-  int assigned;
+  ptab_state state;
+  int assigned;    /* state != PTAB_UNASSIGNED (kept by ptab_set_state, for readers) */
   long running;   /* messages of this partition consumed and not done */
   int paused;     /* paused by its own limit (max_in_flight_per_partition) */
   int64_t committed_at_assign; /* the group's committed offset when assigned, -1 if none (wk_lag) */
@@ -47,13 +64,31 @@ ptab_part *ptab_get(ptab *pt, int32_t p);
  *  one its work was consumed under), else NULL: the work is stale. */
 ptab_part *ptab_current(const ptab *pt, int32_t p, uint64_t gen);
 
-/** Start a new generation of each listed partition, assigned, with nothing
- *  tracked (rebalance callback). */
+/** Move partition p's entry to state `to` (the one place that does), with
+ *  a debug log line naming the partition, both states and why. */
+void ptab_set_state(ptab *pt, int32_t p, ptab_state to, const char *why);
+
+/** Name of a state, for logs. */
+const char *ptab_state_name(ptab_state s);
+
+/** Start a new generation of each listed partition, assigned (ACTIVE),
+ *  with nothing tracked (rebalance callback). */
 void ptab_assign(ptab *pt, const rd_kafka_topic_partition_list_t *parts);
+/** The same, STARTING: nothing of them is consumed before ptab_start. */
+void ptab_assign_starting(ptab *pt, const rd_kafka_topic_partition_list_t *parts);
 
 /** Start a new generation of each listed partition, unassigned, with
  *  nothing tracked (rebalance callback, after the last commit). */
 void ptab_revoke(ptab *pt, const rd_kafka_topic_partition_list_t *parts);
+
+/** The start of partition p, read for generation gen: committed is the
+ *  group's committed offset (< 0: none, or unknown) and md/mdlen the
+ *  commit's metadata (NULL/0: none, or unknown).  Only while p is still
+ *  STARTING in generation gen: then it keeps both (the skip set, the offset
+ *  for wk_lag) and becomes ACTIVE: AW_OK, or AW_EPARSE when the metadata
+ *  was unreadable (ignored: it starts with no skip set).  Else nothing
+ *  changes: AW_ESTATE (the answer is stale: drop it).  Pure. */
+int ptab_start(ptab *pt, int32_t p, uint64_t gen, int64_t committed, const void *md, size_t mdlen) AW_MUST_CHECK;
 
 /** At-least-once: commit to topic, through c, the commit point of every
  *  assigned partition that moved since the last call (sync: wait for the
