@@ -5,6 +5,12 @@
  * buffers hold only the event being parsed.  The JSON of a response is
  * parsed once, handed to the callback, and freed right after it: callers
  * copy what they keep.
+ *
+ * With a rate gate (cfg.gate, api_gate.h) a call first waits for the
+ * gate's grant; meanwhile it keeps its URL and body in the same allocation
+ * (one copy of the body per call, only when a gate is configured), and its
+ * response heads are read for the x-ratelimit-* headers, which go back to
+ * the gate.
  */
 #include "api_client.h"
 
@@ -13,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "http_client.h"
 #include "sse.h"
@@ -43,8 +50,19 @@ struct api_call {
   int cancelled;
   int in_done;
   uint64_t started_ns; /* uv_hrtime() at the start, for the observer */
+  /* The rate gate (cfg.gate; all zero without one): */
+  void *ticket;        /* the pending acquire; NULL once granted */
+  const char *url;     /* what is sent once granted (into path[]) */
+  const char *body;    /* into path[], or NULL */
+  size_t body_len;
+  uint64_t sent_ns;    /* uv_hrtime() when it was handed to http_client */
+  int heads;           /* final response heads read (one per attempt answered) */
+  int head_status;     /* the status of the head being read */
+  rlh_info rl;         /* its rate-limit headers */
+  char cls[API_GATE_CLASS_MAX];
   char method[8];
-  char path[]; /* base path + path, without the query, for messages */
+  char path[]; /* base path + path, without the query, for messages; with a
+                  gate, then the URL and the body, each NUL-terminated */
 };
 
 void api_config_default(api_config *cfg) {
@@ -216,6 +234,11 @@ int api_route(const char *method, const char *path, char *out, size_t n) {
 void api_call_cancel(api_call *call) {
   if (!call || call->cancelled || call->in_done) return;
   call->cancelled = 1;
+  if (call->ticket) {
+    const api_gate *g = call->c->cfg.gate;
+    g->cancel(g->self, call->ticket);
+    call->ticket = NULL;
+  }
   http_request_cancel(call->req);
   call->req = NULL;
   if (!call->in_feed) call_free(call);
@@ -321,7 +344,84 @@ static int on_http_data(void *opaque, const char *data, size_t len) {
   return rc != AW_OK;
 }
 
+/* ---- the rate gate ------------------------------------------------------------ */
+
+/* Response heads, line by line, of a gated call: the rate-limit headers of
+ * each final head go to the gate as soon as the head is complete, before
+ * the body (a stream's first event) arrives. */
+static void on_http_header(void *opaque, const char *line, size_t len) {
+  api_call *call = opaque;
+  const api_gate *g = call->c->cfg.gate;
+  if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+    rlh_init(&call->rl);
+    const char *sp = memchr(line, ' ', len);
+    call->head_status = sp && (size_t)(sp - line) + 4 <= len ? atoi(sp + 1) : 0;
+    return;
+  }
+  if (len > 2 || (len > 0 && line[0] != '\r' && line[0] != '\n')) {
+    (void)rlh_header(&call->rl, line, len, time(NULL));
+    return;
+  }
+  /* The blank line: the head is complete.  Interim heads (100 Continue)
+   * say nothing about limits. */
+  if (call->head_status >= 100 && call->head_status < 200) return;
+  /* The first answer's age is known (sent at the grant); a retry's send
+   * time is http_client's: 0 then, which credits nothing (conservative). */
+  long age = call->heads == 0 ? (long)((uv_hrtime() - call->sent_ns) / 1000000u) : 0;
+  call->heads++;
+  if (g && (call->head_status == 429 || rlh_any(&call->rl)))
+    g->feedback(g->self, call->cls, call->head_status, &call->rl, age);
+}
+
 /* ---- starting calls ----------------------------------------------------------- */
+
+/* Hand the call to http_client: at once, or when the gate granted it. */
+static int send_call(api_call *call, const char *url, const char *body, size_t body_len) {
+  api_client *c = call->c;
+  http_request_opts o;
+  memset(&o, 0, sizeof o);
+  o.method = call->method;
+  o.url = url;
+  o.headers = c->headers;
+  o.body = body;
+  o.body_len = body_len;
+  o.max_body = c->cfg.max_body_bytes;
+  o.retry = &c->cfg.retry;
+  o.idempotent = call->idempotent;
+  o.on_done = on_http_done;
+  o.opaque = call;
+  if (c->cfg.gate) o.on_header = on_http_header;
+  if (call->streaming) {
+    o.on_data = on_http_data;
+    o.idle_timeout_ms = c->cfg.stream_idle_timeout_ms;
+    o.connect_timeout_ms = c->cfg.request_timeout_ms;
+  } else {
+    o.timeout_ms = c->cfg.request_timeout_ms;
+  }
+  call->sent_ns = uv_hrtime();
+  return http_request_start(c->http, &o, &call->req);
+}
+
+/* The gate let a waiting call go (a later loop iteration than its start). */
+static void on_gate_grant(void *opaque) {
+  api_call *call = opaque;
+  call->ticket = NULL;
+  int rc = send_call(call, call->url, call->body, call->body_len);
+  if (rc) {
+    /* Nothing was sent: the call ends as a failure before sending (not
+     * ambiguous), through the same path as any other outcome. */
+    http_response hr;
+    memset(&hr, 0, sizeof hr);
+    hr.err = rc;
+    hr.retry_after_ms = -1;
+    hr.body = "";
+    hr.attempts = 1;
+    hr.errmsg = "the request could not be started";
+    on_http_done(call, &hr);
+  }
+}
+
+#define URL_MAX 2048
 
 static int start(api_client *c, const char *method, const char *path, const char *body,
                  int idempotent, api_event_cb on_event, api_done_cb on_done, void *opaque,
@@ -330,7 +430,13 @@ static int start(api_client *c, const char *method, const char *path, const char
   if (!c || !path || path[0] != '/' || !on_done) return AW_EINVAL;
   size_t qpos = strcspn(path, "?");
   size_t bp = strlen(c->base_path);
-  api_call *call = calloc(1, sizeof *call + bp + qpos + 1);
+  size_t bl = strlen(c->base_url), pl = strlen(path);
+  if (bl + pl + 1 > URL_MAX) return AW_EINVAL;
+  const api_gate *g = c->cfg.gate;
+  size_t blen = body ? strlen(body) : 0;
+  /* A gated call keeps its URL and body until it is sent. */
+  size_t keep = g ? bl + pl + 1 + (body ? blen + 1 : 0) : 0;
+  api_call *call = calloc(1, sizeof *call + bp + qpos + 1 + keep);
   if (!call) return AW_ENOMEM;
   call->c = c;
   call->on_done = on_done;
@@ -342,39 +448,36 @@ static int start(api_client *c, const char *method, const char *path, const char
   memcpy(call->path + bp, path, qpos);
   call->path[bp + qpos] = '\0';
 
-  size_t bl = strlen(c->base_url), pl = strlen(path);
-  char url[2048];
-  if (bl + pl + 1 > sizeof url) {
-    free(call);
-    return AW_EINVAL;
-  }
+  char stack_url[URL_MAX];
+  char *url = g ? call->path + bp + qpos + 1 : stack_url;
   memcpy(url, c->base_url, bl);
   memcpy(url + bl, path, pl + 1);
-
-  http_request_opts o;
-  memset(&o, 0, sizeof o);
-  o.method = method;
-  o.url = url;
-  o.headers = c->headers;
-  o.body = body;
-  o.body_len = body ? strlen(body) : 0;
-  o.max_body = c->cfg.max_body_bytes;
-  o.retry = &c->cfg.retry;
-  o.idempotent = idempotent;
-  o.on_done = on_http_done;
-  o.opaque = call;
   if (on_event) {
     call->streaming = 1;
     sse_init(&call->sse, c->cfg.max_event_bytes, on_sse_event, call);
-    o.on_data = on_http_data;
-    o.idle_timeout_ms = c->cfg.stream_idle_timeout_ms;
-    o.connect_timeout_ms = c->cfg.request_timeout_ms;
-  } else {
-    o.timeout_ms = c->cfg.request_timeout_ms;
   }
   call->started_ns = uv_hrtime();
-  int rc = http_request_start(c->http, &o, &call->req);
+  int rc = AW_EAGAIN;
+  if (g) {
+    call->url = url;
+    if (body) {
+      char *b = url + bl + pl + 1;
+      memcpy(b, body, blen + 1);
+      call->body = b;
+      call->body_len = blen;
+    }
+    api_gate_class(path, call->cls, sizeof call->cls);
+    void *ticket = NULL;
+    /* A gate that cannot take the call (out of memory) does not stop it:
+     * it is sent at once, uncounted. */
+    if (g->acquire(g->self, call->cls, call->body, call->body_len, on_gate_grant, call, &ticket) == AW_OK) {
+      call->ticket = ticket;
+      rc = AW_OK;
+    }
+  }
+  if (rc != AW_OK) rc = send_call(call, url, body, blen);
   if (rc) {
+    if (call->ticket) g->cancel(g->self, call->ticket);
     if (call->streaming) sse_free(&call->sse);
     free(call);
     return rc;

@@ -50,6 +50,7 @@
 #include <stddef.h>
 #include <cJSON.h>
 #include <uv.h>
+#include "api_gate.h"
 #include "aw_error.h"
 #include "retry.h"
 
@@ -81,6 +82,12 @@ typedef struct api_config {
   size_t max_event_bytes;    /* cap on one SSE event (default 1 MiB) */
   api_observe_fn observe;    /* optional: latency and retries per call (metrics) */
   void *observe_opaque;
+  /* Optional (borrowed, must outlive the client): the fleet's rate gate.
+   * Every call first asks it for permission (per class, api_gate.h) and
+   * feeds it the rate-limit headers of every response; a call waiting at
+   * the gate has sent nothing, and its timeouts start when it is sent.
+   * NULL (the default): calls are sent at once. */
+  const api_gate *gate;
 } api_config;
 
 typedef struct api_result {

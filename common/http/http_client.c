@@ -66,6 +66,7 @@ struct http_request {
   uint64_t last_activity; /* uv_now() of the last byte received */
   const retry_policy *retry;
   http_data_cb on_data;
+  http_header_cb on_header;
   http_done_cb on_done;
   void *opaque;
   retry_timer *timer;
@@ -371,6 +372,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   const char *v;
   size_t vlen;
   char tmp[64];
+  if (r->on_header && !r->cancelled) r->on_header(r->opaque, p, len);
   if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
     /* A new response (after a 100 Continue, say): forget the previous one's. */
     r->retry_after_ms = r->retry_after_ms_ms = -1;
@@ -712,6 +714,7 @@ int http_request_start(http_client *c, const http_request_opts *o, http_request 
   r->idempotent = o->idempotent;
   r->idle_ms = o->idle_timeout_ms > 0 ? o->idle_timeout_ms : 0;
   r->on_data = o->on_data;
+  r->on_header = o->on_header;
   r->on_done = o->on_done;
   r->opaque = o->opaque;
   r->attempts = 1;

@@ -87,6 +87,12 @@ typedef struct http_response {
 typedef int (*http_data_cb)(void *opaque, const char *data, size_t len);
 /** Called once when the request is over, unless it was cancelled. */
 typedef void (*http_done_cb)(void *opaque, const http_response *res);
+/** One line of a response head, as received (CR/LF included, len bytes):
+ *  the status line ("HTTP/1.1 429 ..."), each header, and the blank line
+ *  that ends the head -- of every attempt, the retried ones too.  For
+ *  callers that read headers this module does not (the rate gate's
+ *  x-ratelimit-*: api_gate.h).  Must not cancel the request. */
+typedef void (*http_header_cb)(void *opaque, const char *line, size_t len);
 
 typedef struct http_request_opts {
   const char *method;               /* "GET", "POST", "DELETE" */
@@ -107,6 +113,7 @@ typedef struct http_request_opts {
                                        only on 429 and failures before it
                                        was sent (retry_should_create) */
   http_data_cb on_data;             /* non-NULL: stream 2xx bodies */
+  http_header_cb on_header;         /* optional: every response head line */
   http_done_cb on_done;             /* required */
   void *opaque;
 } http_request_opts;
