@@ -253,7 +253,13 @@ typedef struct be_turn_result {
   const contract_out_message *messages; /* assistant messages of this call
                                 (continue: those written after the outputs) */
   size_t nmessages;
-  contract_usage usage;
+  contract_usage usage;       /* what the API reported for the requests this
+                                call made or recovered (a run's usage is the
+                                whole run's, a response's that response's;
+                                the worker adds them up per turn, see
+                                worker/outbox/usage.h); present 0: none */
+  const char *model;         /* the model the API says it used, NULL if it
+                                did not say */
   const be_tool_call *tool_calls; /* BE_END_TOOL_CALLS (n >= 1) */
   size_t ntool_calls;
   int64_t expires_at_ms;     /* BE_END_TOOL_CALLS: when the backend gives up
@@ -362,6 +368,9 @@ typedef struct be_http_config {
    * status or 0, seconds, attempts).  NULL: no observer. */
   void (*observe)(void *opaque, const char *route, int http_status, double seconds, int attempts);
   void *observe_opaque;
+  /* Optional (borrowed, must outlive the backend): the fleet's rate gate,
+   * asked before every API request (common/http/api_gate.h).  NULL: none. */
+  const struct api_gate *gate;
 } be_http_config;
 
 /** Defaults for be_http_config (strings and store NULL). */

@@ -16,6 +16,7 @@ void be_http_api_config(const be_http_config *cfg, const char *beta, api_config 
   ac->max_connections = cfg->max_connections;
   ac->observe = cfg->observe;
   ac->observe_opaque = cfg->observe_opaque;
+  ac->gate = cfg->gate;
 }
 
 int be_http_client_new(uv_loop_t *loop, const be_http_config *cfg, const char *kind, const char *beta,

@@ -14,7 +14,10 @@
  *    fuzzer made up (it has no key);
  *  - arguments: an accepted text is JSON cJSON also accepts, converts to one
  *    msgpack map whose JSON view parses;
- *  - request: success re-encodes and decodes to the same strings.
+ *  - request: success re-encodes and decodes to the same strings;
+ *  - usage record (contract_usage.h, what billing consumers decode): failure
+ *    gives a known code and no record; success keeps cached <= input and
+ *    reasoning <= output, and re-encodes to a record that decodes the same.
  * A violated property aborts, so libFuzzer saves the input.
  */
 #include <cjson/cJSON.h>
@@ -25,6 +28,7 @@
 
 #include "contract.h"
 #include "contract_tool.h"
+#include "contract_usage.h"
 #include "correlation.h"
 
 #define CHECK(cond)                                                                 \
@@ -153,6 +157,36 @@ static void fuzz_request(const uint8_t *data, size_t size) {
 }
 
 /** libFuzzer entry point: one input = one Kafka message value (or id, or JSON). */
+static void fuzz_usage(const uint8_t *data, size_t size) {
+  static const char *const codes[] = {"malformed_record", "missing_field", "invalid_field", "unsupported_version",
+                                      "record_too_large"};
+  cusage_record *r = NULL;
+  const char *code = NULL;
+  char err[256];
+  int rc = cusage_decode(data, size, &r, &code, err, sizeof err);
+  if (rc) {
+    CHECK(r == NULL && known(code, codes, sizeof codes / sizeof codes[0]));
+    return;
+  }
+  CHECK(r && !code && r->cached_tokens <= r->input_tokens && r->reasoning_tokens <= r->output_tokens);
+  buf b;
+  buf_init(&b, CUSAGE_MAX_RECORD);
+  rc = cusage_encode(r, &b);
+  /* A decoded record encodes unless its times run backwards, which only the
+   * encoder checks (it computes duration_ms). */
+  CHECK(rc == AW_OK || (rc == AW_EINVAL && r->completed_ms < r->started_ms));
+  if (rc == AW_OK) {
+    cusage_record *again = NULL;
+    CHECK(cusage_decode(b.data, b.len, &again, &code, err, sizeof err) == AW_OK);
+    CHECK(!strcmp(again->event_id, r->event_id) && !strcmp(again->model, r->model) &&
+          str_eq(again->tenant, r->tenant) && again->total_tokens == r->total_tokens &&
+          again->tokens_reported == r->tokens_reported);
+    cusage_free(again);
+  }
+  buf_free(&b);
+  cusage_free(r);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static corr_key k;
@@ -165,5 +199,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_corr(data, size, &k);
   fuzz_arguments(data, size);
   fuzz_request(data, size);
+  fuzz_usage(data, size);
   return 0;
 }

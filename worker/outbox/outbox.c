@@ -17,10 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "contract_usage.h"
 #include "conv_sched.h"
 #include "degrade.h"
 #include "event.h"
 #include "intake.h"
+#include "usage.h"
 #include "worker_tools.h"
 
 /* ---- exactly-once: Kafka transactions ---------------------------------------
@@ -35,6 +37,12 @@
  * commit the events record their outcome and finish; after an abort they
  * are produced again into the next transaction (their offsets stay marked
  * done, so no commit may happen before they are in it again: txn_owed). */
+
+/* Does the event's outcome include a usage record (produced again after
+ * an abort, like its response)? */
+static int usage_owed(const wk_event *ev) {
+  return ev->w->cfg.topic_usage && ev->usage.due && !ev->usage.given_up;
+}
 
 /* An event is owed while the open transaction holds part of what it must
  * produce: no commit may happen then (it would commit half an answer). */
@@ -255,6 +263,7 @@ void wko_on_txn_done(void *opaque, uint64_t seq, int committed, const char *errs
     for (wk_event *ev = w->owed_head; ev; ev = ev->owed_next) {
       ev->send_response = 1;
       ev->send_dlq = ev->reject_code != NULL;
+      ev->send_usage = usage_owed(ev);
     }
   }
   wk_event *list = w->txn_head;
@@ -265,6 +274,7 @@ void wko_on_txn_done(void *opaque, uint64_t seq, int committed, const char *errs
     ev->txn_where = 0;
     ev->txn_next = NULL;
     if (committed) {
+      wku_committed(ev); /* its usage record, if any, is durable with it */
       wk_ev_record(ev);
     } else if (wki_stale(ev) || w->freeing) {
       wk_ev_finish(ev); /* its partition moved: the new owner answers it */
@@ -272,6 +282,7 @@ void wko_on_txn_done(void *opaque, uint64_t seq, int committed, const char *errs
       owe(ev);
       ev->send_response = 1;
       ev->send_dlq = ev->reject_code != NULL;
+      ev->send_usage = usage_owed(ev);
       wk_ev_set_state(ev, ST_PUBLISHING);
       wko_publish(ev);
     }
@@ -499,8 +510,12 @@ int wko_produce(wk_event *ev, const char *topic, int kind, const void *key, size
 /* All delivery reports are in.  At-least-once: the outcome is durable now.
  * Exactly-once: it is in the open transaction, durable once that commits. */
 static void ev_delivered(wk_event *ev) {
-  if (ev->w->txp) txn_enter(ev);
-  else wk_ev_record(ev);
+  if (ev->w->txp) {
+    txn_enter(ev);
+  } else {
+    wku_committed(ev);
+    wk_ev_record(ev);
+  }
 }
 
 /* ---- outcomes that do not fit ----------------------------------------------
@@ -544,6 +559,7 @@ static int degrade_response(wk_event *ev, int broker) {
   contract_response r = {0};
   r.event_id = ev->event_id;
   r.conversation_id = ev->conv_id;
+  r.tenant = ev->tenant[0] ? ev->tenant : NULL;
   r.thread_id = assistants && ev->h_conv[0] ? ev->h_conv : NULL;
   r.run_id = assistants && ev->h_turn[0] ? ev->h_turn : NULL;
   r.backend_kind = ev->h_kind;
@@ -563,6 +579,17 @@ static int degrade_response(wk_event *ev, int broker) {
  * the broker, or by the producer's own check): the next attempt produces a
  * smaller one, or none. */
 static void refused(wk_event *ev, int kind, int too_big, int broker, const char *why) {
+  if (kind == DR_USAGE) {
+    /* A few hundred bytes: too big for the topic means a misconfigured
+     * topic, and nothing smaller says the same.  Given up, like a record
+     * refused for another permanent reason. */
+    ev->w->st.kafka_errors++;
+    ev->usage.given_up = 1;
+    ev->send_usage = 0;
+    log_ctx c = wk_ev_ctx(ev);
+    log_error(&c, "usage record refused for good (%s): given up; the event is committed without it", why);
+    return;
+  }
   uint8_t *lvl = kind == DR_RESPONSE ? &ev->shrink_response : &ev->shrink_dlq;
   const char *what = kind == DR_RESPONSE ? "response" : "dead letter";
   *lvl = too_big && *lvl < 2 ? (uint8_t)(*lvl + 1) : 2;
@@ -614,7 +641,7 @@ static void refused_in_company(wk_event *ev, int kind, rd_kafka_resp_err_t err) 
   log_warn(&c, "%s refused by the broker in a batch with other records (%s): produced again alone before the "
                "refusal counts.  If this repeats, a topic's max.message.bytes is below what the producer batches: "
                "set batch.size in kafka.properties to at most the output topics' max.message.bytes",
-           kind == DR_RESPONSE ? "response" : "dead letter", rd_kafka_err2str(err));
+           kind == DR_RESPONSE ? "response" : kind == DR_USAGE ? "usage record" : "dead letter", rd_kafka_err2str(err));
   ev->suspect = 1;
 }
 
@@ -660,7 +687,7 @@ void wko_on_dr(void *cb_opaque, void *msg_opaque, rd_kafka_resp_err_t err) {
     wkt_on_request_dr(ev, err);
     return;
   }
-  int outcome = kind == DR_RESPONSE || kind == DR_DLQ;
+  int outcome = kind == DR_RESPONSE || kind == DR_DLQ || kind == DR_USAGE;
   int alone = outcome && w->alone == ev;
   if (outcome) w->outcome_pending--;
   ev_dr(w, ev, kind, alone, err); /* may finish (free) ev */
@@ -672,7 +699,8 @@ static void ev_dr(wk *w, wk_event *ev, int kind, int alone, rd_kafka_resp_err_t 
     w->st.kafka_errors++;
     log_ctx c = wk_ev_ctx(ev);
     log_warn(&c, "delivery failed (%s): %s",
-             kind == DR_RESPONSE ? "response" : kind == DR_DLQ ? "dlq" : "delta", rd_kafka_err2str(err));
+             kind == DR_RESPONSE ? "response" : kind == DR_DLQ ? "dlq" : kind == DR_USAGE ? "usage" : "delta",
+             rd_kafka_err2str(err));
     /* A permanent refusal of a record that shared its batch may be the
      * batch's (see "records refused in company" above): it counts only for
      * a record alone. */
@@ -689,6 +717,7 @@ static void ev_dr(wk *w, wk_event *ev, int kind, int alone, rd_kafka_resp_err_t 
     } else if (kind != DR_DELTA) {
       if (kind == DR_RESPONSE && ev->shrink_response < 2) ev->send_response = 1;
       if (kind == DR_DLQ && ev->shrink_dlq < 2) ev->send_dlq = 1;
+      if (kind == DR_USAGE && !ev->usage.given_up) ev->send_usage = 1;
       w->st.produce_retries++;
       if (ev->pending_dr == 0) wks_retry_later(ev);
       return;
@@ -698,7 +727,7 @@ static void ev_dr(wk *w, wk_event *ev, int kind, int alone, rd_kafka_resp_err_t 
   if (ev->await_deltas) {
     ev->await_deltas = 0;
     wko_publish(ev);
-  } else if (ev->send_response || ev->send_dlq) {
+  } else if (ev->send_response || ev->send_dlq || ev->send_usage) {
     wks_retry_later(ev); /* a failure earlier */
   } else {
     ev_delivered(ev);
@@ -799,7 +828,26 @@ void wko_publish(wk_event *ev) {
     refused(ev, DR_DLQ, rc == AW_ETOOBIG, 0, rc == AW_ETOOBIG ? "larger than message.max.bytes" : "invalid");
     rc = AW_OK;
   }
-  if (rc == AW_OK && ev->pending_dr == 0 && ev->state == ST_PUBLISHING && !ev->send_response && !ev->send_dlq) {
+  if (ev->usage.given_up || !w->cfg.topic_usage) ev->send_usage = 0;
+  while (rc == AW_OK && ev->send_usage) {
+    /* The usage record: in the same transaction as the response, so that
+     * it is published exactly when the response is (usage.h).  Encoded
+     * again for every attempt, from fields frozen at the turn's end. */
+    buf ub;
+    buf_init(&ub, CUSAGE_MAX_RECORD);
+    rc = wku_encode(ev, &ub);
+    if (rc == AW_OK)
+      rc = produce_outcome(ev, w->cfg.topic_usage, DR_USAGE, ev->conv_id, strlen(ev->conv_id), ub.data, ub.len);
+    else
+      rc = AW_EINVAL; /* cannot be encoded: given up below */
+    buf_free(&ub);
+    if (rc == AW_OK) ev->send_usage = 0;
+    if (rc != AW_ETOOBIG && rc != AW_EINVAL) break;
+    refused(ev, DR_USAGE, rc == AW_ETOOBIG, 0, rc == AW_ETOOBIG ? "larger than message.max.bytes" : "invalid");
+    rc = AW_OK;
+  }
+  if (rc == AW_OK && ev->pending_dr == 0 && ev->state == ST_PUBLISHING && !ev->send_response && !ev->send_dlq &&
+      !ev->send_usage) {
     /* Nothing left to produce and nothing produced: every record was given
      * up.  The event is done (its offset commits; nothing would change on
      * a retry). */

@@ -100,6 +100,14 @@ int api_json_run_parse(const cJSON *run, api_json_run *out) {
     out->usage.completion_tokens = get_int(u, "completion_tokens", 0);
     out->usage.total_tokens = get_int(u, "total_tokens", 0);
   }
+  const char *model = get_str(run, "model");
+  size_t mlen = model ? strlen(model) : 0;
+  if (mlen && mlen < sizeof out->model) {
+    int ok = 1;
+    for (size_t i = 0; i < mlen; i++)
+      if ((unsigned char)model[i] < 0x20 || model[i] == 0x7f) ok = 0;
+    if (ok) memcpy(out->model, model, mlen + 1);
+  }
   const cJSON *le = get(run, "last_error");
   if (cJSON_IsObject(le)) {
     copy_str(out->error_code, sizeof out->error_code, get_str(le, "code"));

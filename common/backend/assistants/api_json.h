@@ -46,7 +46,8 @@ typedef struct api_json_run {
                              run was started for), "" if none */
   int64_t created_at;
   int64_t expires_at;    /* unix seconds; 0 when null (the run does not expire) */
-  contract_usage usage;
+  contract_usage usage;  /* the whole run's (the API has no cached/reasoning detail here) */
+  char model[128];       /* the model the run used, "" if none or unusable */
   char error_code[64];   /* last_error.code, or incomplete_details.reason */
   char error_message[256];
 } api_json_run;

@@ -134,6 +134,7 @@ void asst_turn_finish(turn_op *t) {
   memset(&res, 0, sizeof res);
   res.http_status = t->http_status;
   res.usage = t->run.usage;
+  res.model = asst_nz(t->run.model);
   res.started_ms = t->started_ms;
   res.replayed = t->replay;
   res.checkpoint = asst_nz(t->checkpoint);

@@ -52,6 +52,9 @@ void chat_turn_commit(chat_turn *t) {
   int completed = t->status && !strcmp(t->status, "completed");
   chat_record r = {.event_id = t->event_id, .msgs = t->cur, .gen = -1, .id = nz(t->turn_id),
                    .status = completed ? NULL : t->status, .error_code = completed ? NULL : nz(t->error_code)};
+  r.u = t->pending_u;
+  contract_usage mine = chat_turn_usage(t);
+  chat_usage_add(&r.u, &mine);
   if (!rc) rc = chat_record_format(&r, &t->record, &len);
   chat_turn_to(t, CHAT_S_COMMIT);
   const be_history *h = t->be->history;
@@ -95,6 +98,9 @@ void chat_turn_save_round(chat_turn *t) {
   }
   t->rounds = chat_msgs_rounds(t->cur);
   chat_record r = {.event_id = t->event_id, .msgs = t->cur, .gen = t->gen};
+  r.ul = chat_turn_usage(t);
+  r.u = t->pending_u;
+  chat_usage_add(&r.u, &r.ul);
   if (!rc) rc = chat_record_format(&r, &t->record, &len);
   chat_turn_to(t, CHAT_S_SAVE);
   const be_history *h = t->be->history;
@@ -141,6 +147,11 @@ static void turn_replay_committed(chat_turn *t, const be_history_view *v) {
   chat_record_free(&t->rec);
   t->rec = r;
   t->replayed = 1;
+  /* A re-processed event whose turn was committed: its usage record did
+   * not go out with it (else the event would be answered), so report what
+   * the stored turn cost.  After our own commit lost a race (reloaded), ours
+   * is what this call cost. */
+  t->replay_u = t->reloaded ? chat_turn_usage(t) : r.u;
   t->answer = chat_msgs_final_text(r.msgs);
   t->status = r.status && !strcmp(r.status, "incomplete") ? "incomplete" : "completed";
   snprintf(t->error_code, sizeof t->error_code, "%s", r.status && r.error_code ? r.error_code : "");
@@ -171,6 +182,10 @@ static void turn_offer_pending(chat_turn *t, chat_record *p) {
   t->rounds = chat_msgs_rounds(t->rec.msgs);
   if (t->rec.gen > t->gen) t->gen = t->rec.gen;
   t->replayed = 1;
+  /* Nobody reported these requests yet: a start picks up every round of
+   * the turn (a crash while it waited), a continuation only the round an
+   * earlier attempt made after the outputs it was given. */
+  t->replay_u = t->mode == CHAT_TURN_START ? t->rec.u : t->rec.ul;
   t->end_calls = 1;
   if (chat_checkpoint_format(t->checkpoint, sizeof t->checkpoint, t->gen, t->rounds)) t->checkpoint[0] = '\0';
   chat_turn_finish(t);
@@ -232,6 +247,7 @@ static void continue_loaded(chat_turn *t, const be_history_view *v) {
   }
   /* Take the pending messages over and answer its calls in their order. */
   t->cur = cJSON_DetachItemFromObjectCaseSensitive(p.root, "m");
+  t->pending_u = p.u;
   t->rounds = chat_msgs_rounds(t->cur);
   int rc = chat_msgs_add_outputs(t->cur, (const char *const *)t->out_ids, (const char *const *)t->out_texts, t->nouts);
   if (p.gen > t->cp_gen) t->gen = t->recover ? p.gen + 1 : p.gen;

@@ -30,7 +30,12 @@
  * s and ec (only for an incomplete answer: its status and code on replay)
  * are optional.  A *pending* turn (be_history.save_pending, between tool
  * rounds) is the same object ending with the assistant message whose calls
- * wait for outputs, plus "g": the generation it was written by.
+ * wait for outputs, plus "g": the generation it was written by.  Both may
+ * carry "u": [prompt, completion, cached, reasoning], the usage the API
+ * reported for every request of the turn so far, and a pending one "ul":
+ * the same for its last request only, so that a turn picked up from the
+ * store (a crash while it waited, or after its commit) still reports what
+ * its requests cost (worker/outbox/usage.h adds the turn up).
  *
  * Checkpoint (opaque to the worker): "c1 <generation> <rounds>".  The
  * generation numbers the times the turn's text was generated again after
@@ -167,6 +172,8 @@ typedef struct chat_record {
   const char *id;         /* "i", or NULL */
   const char *status;     /* "s", NULL for completed */
   const char *error_code; /* "ec", or NULL */
+  contract_usage u;       /* "u": the turn's requests so far (present 0: none) */
+  contract_usage ul;      /* "ul": a pending turn's last request (present 0: none) */
 } chat_record;
 
 /** Parse a stored turn.  AW_EPARSE for anything but an object with a string
@@ -224,7 +231,9 @@ typedef struct chat_stream {
   size_t ncalls, calls_cap, call_bytes;
   char id[CHAT_ID_MAX];  /* the chunks' id, "" until seen */
   char finish[32];       /* finish_reason, "" until seen */
-  contract_usage usage;
+  char model[128];       /* the chunks' model, "" until seen (or unusable) */
+  contract_usage usage;  /* with prompt_tokens_details.cached_tokens and
+                            completion_tokens_details.reasoning_tokens */
   int chunks;            /* chunk objects read */
   int done;              /* [DONE] seen: nothing after it counts */
   int failed;            /* an {"error":{...}} object arrived */
@@ -346,6 +355,11 @@ struct chat_turn {
   char error_code[64];
   char errmsg[512];
   char turn_id[CHAT_ID_MAX];  /* the last chunk id */
+  contract_usage usage_before; /* usage of this call's earlier requests (a
+                                  retry after a stream that reported some) */
+  contract_usage pending_u;   /* continue: the usage the pending turn carried ("u") */
+  contract_usage replay_u;    /* replayed: what the stored turn says its requests cost */
+  char model_seen[128];       /* the last model a chunk named */
   int64_t started_ms;
   char checkpoint[BE_CHECKPOINT_MAX];
 };
@@ -373,6 +387,10 @@ void chat_turn_generate(chat_turn *t, const be_history_view *v);
 /* chat_history.c */
 /** Load the conversation (every turn's first step). */
 void chat_turn_load(chat_turn *t);
+/** The usage of this call's own requests (a retry's included). */
+contract_usage chat_turn_usage(const chat_turn *t);
+/** a += b (present if either is). */
+void chat_usage_add(contract_usage *a, const contract_usage *b);
 /** Append the final assistant message (t->answer) and commit the turn, then finish. */
 void chat_turn_commit(chat_turn *t);
 /** Append the assistant's calls (t->calls) and save the pending round, then finish with them. */

@@ -335,6 +335,39 @@ int chat_json_body(const char *model, const cJSON *messages, const cJSON *tools,
 
 /* ==== stored turn records =================================================================== */
 
+/* "u" / "ul": [prompt, completion, cached, reasoning]; anything else is none. */
+static void usage_parse(const cJSON *a, contract_usage *u) {
+  memset(u, 0, sizeof *u);
+  if (cJSON_GetArraySize(a) != 4) return;
+  int64_t v[4];
+  for (int i = 0; i < 4; i++) {
+    const cJSON *x = cJSON_GetArrayItem(a, i);
+    if (!cJSON_IsNumber(x) || !(x->valuedouble >= 0 && x->valuedouble < 9.0e15)) return;
+    v[i] = (int64_t)x->valuedouble;
+  }
+  u->present = 1;
+  u->prompt_tokens = v[0];
+  u->completion_tokens = v[1];
+  u->total_tokens = v[0] + v[1];
+  u->cached_tokens = v[2];
+  u->reasoning_tokens = v[3];
+}
+
+static int usage_add_json(cJSON *j, const char *k, const contract_usage *u) {
+  if (!u->present) return 1;
+  cJSON *a = cJSON_AddArrayToObject(j, k);
+  const double v[4] = {(double)u->prompt_tokens, (double)u->completion_tokens, (double)u->cached_tokens,
+                       (double)u->reasoning_tokens};
+  for (int i = 0; a && i < 4; i++) {
+    cJSON *x = cJSON_CreateNumber(v[i]);
+    if (!x || !cJSON_AddItemToArray(a, x)) {
+      cJSON_Delete(x);
+      return 0;
+    }
+  }
+  return a != NULL;
+}
+
 int chat_record_parse(const char *text, size_t len, chat_record *r) {
   memset(r, 0, sizeof *r);
   r->gen = -1;
@@ -356,6 +389,8 @@ int chat_record_parse(const char *text, size_t len, chat_record *r) {
   r->id = chat_get_str(root, "i");
   r->status = chat_get_str(root, "s");
   r->error_code = chat_get_str(root, "ec");
+  usage_parse(chat_get(root, "u"), &r->u);
+  usage_parse(chat_get(root, "ul"), &r->ul);
   return AW_OK;
 }
 
@@ -372,7 +407,8 @@ int chat_record_format(const chat_record *r, char **out, size_t *len) {
   cJSON *j = cJSON_CreateObject();
   int ok = j && add_str(j, "e", r->event_id) && cJSON_AddItemReferenceToObject(j, "m", (cJSON *)r->msgs) &&
            (r->gen < 0 || cJSON_AddNumberToObject(j, "g", r->gen)) && (!r->id || add_str(j, "i", r->id)) &&
-           (!r->status || add_str(j, "s", r->status)) && (!r->error_code || add_str(j, "ec", r->error_code));
+           (!r->status || add_str(j, "s", r->status)) && (!r->error_code || add_str(j, "ec", r->error_code)) &&
+           usage_add_json(j, "u", &r->u) && usage_add_json(j, "ul", &r->ul);
   char *s = ok ? cJSON_PrintUnformatted(j) : NULL;
   cJSON_Delete(j);
   if (!s) return AW_ENOMEM;

@@ -192,6 +192,16 @@ int chat_stream_event(chat_stream *st, const char *data, size_t len, chat_ev *ev
     st->usage.completion_tokens = count_of(u, "completion_tokens");
     st->usage.total_tokens = count_of(u, "total_tokens");
     if (!st->usage.total_tokens) st->usage.total_tokens = st->usage.prompt_tokens + st->usage.completion_tokens;
+    st->usage.cached_tokens = count_of(chat_get(u, "prompt_tokens_details"), "cached_tokens");
+    st->usage.reasoning_tokens = count_of(chat_get(u, "completion_tokens_details"), "reasoning_tokens");
+  }
+  const char *model = chat_get_str(j, "model");
+  size_t mlen = model ? strlen(model) : 0;
+  if (mlen && mlen < sizeof st->model && strcmp(model, st->model) != 0) {
+    int ok = 1;
+    for (size_t i = 0; i < mlen; i++)
+      if ((unsigned char)model[i] < 0x20 || model[i] == 0x7f) ok = 0;
+    if (ok) memcpy(st->model, model, mlen + 1);
   }
   const cJSON *ch = NULL, *c;
   cJSON_ArrayForEach(c, choices) {

@@ -243,7 +243,17 @@ void chat_turn_finish(chat_turn *t) {
   res.error_code = nz(t->error_code);
   res.errmsg = t->errmsg;
   res.http_status = t->http_status;
-  if (!t->replayed) res.usage = t->st.usage;
+  if (!t->replayed) {
+    /* Every request of this call that reported usage counts (a retry is
+     * charged again). */
+    res.usage = chat_turn_usage(t);
+    if (t->st.model[0]) snprintf(t->model_seen, sizeof t->model_seen, "%s", t->st.model);
+    res.model = nz(t->model_seen);
+  } else {
+    /* Picked up from the store: what its requests cost, as stored (the
+     * worker that made them did not get to report it). */
+    res.usage = t->replay_u;
+  }
   res.started_ms = t->started_ms;
   res.replayed = t->replayed;
   res.checkpoint = nz(t->checkpoint);
@@ -440,7 +450,26 @@ static void on_post_done(void *opaque, const api_result *r) {
   }
 }
 
+void chat_usage_add(contract_usage *a, const contract_usage *b) {
+  if (!b->present) return;
+  a->present = 1;
+  a->prompt_tokens += b->prompt_tokens;
+  a->completion_tokens += b->completion_tokens;
+  a->total_tokens += b->total_tokens;
+  a->cached_tokens += b->cached_tokens;
+  a->reasoning_tokens += b->reasoning_tokens;
+}
+
+contract_usage chat_turn_usage(const chat_turn *t) {
+  contract_usage u = t->usage_before;
+  chat_usage_add(&u, &t->st.usage);
+  return u;
+}
+
 static void turn_post(chat_turn *t) {
+  /* The request before this one was charged when it reported usage: keep it. */
+  chat_usage_add(&t->usage_before, &t->st.usage);
+  if (t->st.model[0]) snprintf(t->model_seen, sizeof t->model_seen, "%s", t->st.model);
   chat_stream_reset(&t->st);
   t->err = t->http_status = 0;
   t->error_code[0] = t->errmsg[0] = '\0';

@@ -87,7 +87,7 @@ static void on_claimed(void *opaque, int err, const char *winner) {
   snprintf(c->winner, sizeof c->winner, "%s", winner);
   /* Another worker created one too and claimed first: ours would stay an
    * empty orphan. */
-  log_ctx lc = {c->event_id[0] ? c->event_id : NULL, c->conversation_id, NULL, NULL};
+  log_ctx lc = {c->event_id[0] ? c->event_id : NULL, c->conversation_id, NULL, NULL, NULL};
   log_info(&lc, "another worker created the conversation's backend conversation first; using %s, deleting %s",
            c->winner, c->ours);
   c->phase = C_DELETE;

@@ -86,7 +86,9 @@ typedef struct rsp_resp {
   char status[32];      /* queued|in_progress|completed|failed|incomplete|cancelled */
   char error_code[64];  /* error.code, or incomplete_details.reason */
   char errmsg[256];     /* error.message */
-  contract_usage usage;
+  contract_usage usage; /* with input_tokens_details.cached_tokens and
+                           output_tokens_details.reasoning_tokens (0 if absent) */
+  char model[128];      /* the model the response names, "" if none or unusable */
   int64_t created_at;   /* unix seconds, 0 if absent */
 } rsp_resp;
 

@@ -261,6 +261,21 @@ int rsp_json_response(const cJSON *resp, rsp_resp *out) {
     out->usage.prompt_tokens = get_int(u, "input_tokens");
     out->usage.completion_tokens = get_int(u, "output_tokens");
     out->usage.total_tokens = get_int(u, "total_tokens");
+    int64_t cached = get_int(get(u, "input_tokens_details"), "cached_tokens");
+    int64_t reasoning = get_int(get(u, "output_tokens_details"), "reasoning_tokens");
+    out->usage.cached_tokens = cached > 0 ? cached : 0;
+    out->usage.reasoning_tokens = reasoning > 0 ? reasoning : 0;
+  }
+  /* The model that answered (a dated snapshot of the one asked for, on
+   * OpenAI): kept only when it is printable and fits, else the caller
+   * falls back to the configured one. */
+  const char *model = get_str(resp, "model");
+  size_t mlen = model ? strlen(model) : 0;
+  if (mlen && mlen < sizeof out->model) {
+    int ok = 1;
+    for (size_t i = 0; i < mlen; i++)
+      if ((unsigned char)model[i] < 0x20 || model[i] == 0x7f) ok = 0;
+    if (ok) memcpy(out->model, model, mlen + 1);
   }
   const cJSON *e = get(resp, "error");
   if (cJSON_IsObject(e)) {

@@ -346,6 +346,7 @@ static void turn_finish(rsp_turn *t) {
   res.errmsg = t->errmsg;
   res.http_status = t->http_status;
   res.usage = t->st.resp.usage;
+  res.model = nz(t->st.resp.model);
   res.started_ms = t->started_ms ? t->started_ms : t->st.resp.created_at * 1000;
   res.replayed = t->replayed;
   res.checkpoint = nz(t->checkpoint);
