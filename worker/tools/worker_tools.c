@@ -36,6 +36,7 @@
  * the backend keeps unique within a turn.
  */
 #include "worker_tools.h"
+#include "tools_int.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -51,6 +52,7 @@
 #include "json_schema.h"
 #include "kafka_producer.h"
 #include "outbox.h"
+#include "tool_sign.h"
 #include "turn.h"
 
 #define TICK_MS 20           /* wake-list drain while runs wait */
@@ -61,26 +63,6 @@
 #define ERR_OUTPUT_MAX 1024
 #define EXPIRY_GRACE_MS 1000 /* expires_at has a one-second resolution */
 #define REQUEST_OVERHEAD 4096 /* a tool request beyond its arguments: ids, topic, headers */
-
-typedef struct wkt_route {
-  wk_tool_route r;
-  char *name, *topic, *params;
-  jschema *schema;     /* NULL: no parameters declared, or not validated */
-} wkt_route;
-
-typedef struct wkt {
-  wkt_route *routes;
-  size_t nroutes;
-  tstate ts;
-  trep *replies;
-  char owner[33];      /* this worker instance, random */
-  struct wkt_ev *waiting; /* uthash by turn token */
-  uv_timer_t tick;
-  int wakes_pending;   /* an LPOP of the wake list is out */
-  int stopping;
-  unsigned long requests, rounds, timeouts, round_caps;
-  unsigned long attempts; /* numbers this worker's claim tokens */
-} wkt;
 
 enum { S_BEGIN, S_PUBLISH, S_WAIT, S_COLLECT, S_SUBMIT, S_CANCEL };
 
@@ -123,6 +105,7 @@ typedef struct wkt_ev {
   int64_t expires_at_ms;  /* when the backend gives up on the waiting turn; 0 never */
   int expiry_checked;     /* the run was looked at after its expiry */
   long round;             /* the current round's number within the turn (tool_state) */
+  long rounds_seen;       /* the highest round the tool state listed (usage records) */
   int over_cap;           /* the turn asked for more than max_tool_rounds rounds: cancelled */
   char claim[48];         /* this attempt's token for the rounds' submission claims */
   UT_hash_handle hh;
@@ -135,115 +118,7 @@ static void over_cap(wkt_ev *te);
 
 static log_ctx te_ctx(const wkt_ev *te) { return wk_ev_ctx(te->ev); }
 
-/* ---- set-up -------------------------------------------------------------- */
-
-static const wkt_route *route_for(const wkt *T, const char *name) {
-  for (size_t i = 0; i < T->nroutes; i++)
-    if (strcmp(T->routes[i].r.name, name) == 0) return &T->routes[i];
-  return NULL;
-}
-
-static void complete_local(void *opaque, const char *conv, const char *turn);
 static void tick_start(wk *w);
-
-int wkt_init(wk *w, rd_kafka_conf_t *reply_conf, char *errstr, size_t errstr_size) {
-  const wk_config *c = &w->cfg;
-  if (!c->ntool_routes) {
-    if (reply_conf) rd_kafka_conf_destroy(reply_conf);
-    return AW_OK;
-  }
-  if (!reply_conf || !c->tool_key || !c->topic_tool_replies) {
-    if (reply_conf) rd_kafka_conf_destroy(reply_conf);
-    return aw_seterr(AW_EINVAL, errstr, errstr_size, "function routes need a tool key, reply topic and consumer");
-  }
-  wkt *T = calloc(1, sizeof *T);
-  if (!T || !(T->routes = calloc(c->ntool_routes, sizeof *T->routes))) {
-    free(T);
-    rd_kafka_conf_destroy(reply_conf);
-    return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
-  }
-  w->tools = T;
-  int rc = AW_OK;
-  for (size_t i = 0; i < c->ntool_routes && rc == AW_OK; i++) {
-    wkt_route *r = &T->routes[i];
-    r->r = c->tool_routes[i];
-    r->name = strdup(r->r.name);
-    r->topic = strdup(r->r.topic);
-    r->params = r->r.parameters_json ? strdup(r->r.parameters_json) : NULL;
-    T->nroutes++;
-    if (!r->name || !r->topic || (r->r.parameters_json && !r->params)) {
-      rc = aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
-      break;
-    }
-    r->r.name = r->name;
-    r->r.topic = r->topic;
-    r->r.parameters_json = r->params;
-    if (r->params && r->r.validate_arguments) {
-      /* A schema outside the subset json_schema.h checks ($ref...) must not
-       * stop the worker: its arguments are then only checked to be one
-       * JSON object, and the service sees the rest. */
-      char e[256];
-      int crc = jschema_compile(r->params, strlen(r->params), &r->schema, e, sizeof e);
-      if (crc == AW_ENOMEM) rc = aw_seterr(crc, errstr, errstr_size, "out of memory");
-      else if (crc != AW_OK)
-        log_warn(NULL, "function %s: its parameters schema cannot be checked here (%s); only checking that "
-                       "arguments are a JSON object", r->name, e);
-    }
-  }
-  unsigned char rnd[16];
-  if (rc == AW_OK && getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-    rc = aw_seterr(AW_EIO, errstr, errstr_size, "no random bytes for the worker id");
-  if (rc != AW_OK) {
-    rd_kafka_conf_destroy(reply_conf);
-    return rc; /* wkt_free (from wk_new's failure path) frees T */
-  }
-  for (size_t i = 0; i < sizeof rnd; i++) snprintf(T->owner + 2 * i, 3, "%02x", rnd[i]);
-  tstate_init(&T->ts, w->redis, c->redis_prefix);
-  /* A waiting turn's state must outlive its longest deadline, whatever the
-   * configured lifetime says, or its replies would find it gone. */
-  long max_deadline = 0;
-  for (size_t i = 0; i < T->nroutes; i++)
-    if (T->routes[i].r.deadline_ms > max_deadline) max_deadline = T->routes[i].r.deadline_ms;
-  if (c->tool_state_ttl_s > 0) T->ts.wait_ttl_ms = c->tool_state_ttl_s * 1000;
-  if (T->ts.wait_ttl_ms < max_deadline + 60000) T->ts.wait_ttl_ms = max_deadline + 60000;
-  if (c->tool_state_done_ttl_s > 0) T->ts.done_ttl_ms = c->tool_state_done_ttl_s * 1000;
-  if (c->max_tool_rounds > 0) T->ts.max_rounds = c->max_tool_rounds;
-  uv_timer_init(w->loop, &T->tick);
-  T->tick.data = w;
-  trep_config tc = {0};
-  tc.topic = c->topic_tool_replies;
-  tc.dlq_topic = c->topic_dlq;
-  tc.owner = T->owner;
-  tc.commit_interval_ms = c->commit_interval_ms;
-  rc = trep_new(w->loop, &tc, reply_conf, w->producer, &T->ts, c->tool_key, complete_local, w, DR_REPLY_DLQ,
-                &T->replies, errstr, errstr_size);
-  if (rc != AW_OK) return rc;
-  log_info(NULL, "function calling on: %zu functions, replies from %s, worker id %s", T->nroutes,
-           c->topic_tool_replies, T->owner);
-  return AW_OK;
-}
-
-static void on_tick_closed(uv_handle_t *h) { free(h->data); }
-
-void wkt_free(wk *w) {
-  wkt *T = w->tools;
-  if (!T) return;
-  trep_free(T->replies);
-  for (size_t i = 0; i < T->nroutes; i++) {
-    jschema_free(T->routes[i].schema);
-    free(T->routes[i].name);
-    free(T->routes[i].topic);
-    free(T->routes[i].params);
-  }
-  free(T->routes);
-  w->tools = NULL;
-  if (T->owner[0]) {
-    T->tick.data = T;
-    uv_close((uv_handle_t *)&T->tick, on_tick_closed);
-  } else {
-    free(T);
-  }
-}
 
 /* ---- per-event state ------------------------------------------------------- */
 
@@ -314,7 +189,7 @@ static int take_calls(wkt_ev *te, const be_tool_call *calls, size_t n) {
     wk_copy_id(c->name, sizeof c->name, name);
     c->args = strdup(calls[i].arguments ? calls[i].arguments : "");
     if (!c->args) return AW_ENOMEM;
-    c->route = route_for(T, name);
+    c->route = wkt_route_for(T, name);
     char msg[ERR_OUTPUT_MAX];
     if (!c->route) {
       snprintf(msg, sizeof msg, "no service is configured for the function '%.64s'", name);
@@ -361,7 +236,10 @@ static int take_calls(wkt_ev *te, const be_tool_call *calls, size_t n) {
     if (!c->timeout_output) return AW_ENOMEM;
     if (!c->preset_kind) {
       char head[TSTATE_CORR_KEY_CHARS + 1];
-      int rc = corr_new(ev->w->cfg.tool_key, ev->conv_id, ev->turn_token, c->id, c->deadline_ms, c->corr, sizeof c->corr);
+      /* Pinned: the id also binds the function's reply topic, the only
+       * topic its reply is accepted from (tool_replies.c). */
+      int rc = corr_new_pinned(ev->w->cfg.tool_key, ev->conv_id, ev->turn_token, c->id, c->route->r.reply_topic,
+                               c->deadline_ms, c->corr, sizeof c->corr);
       if (rc != AW_OK) return rc;
       memcpy(head, c->corr, TSTATE_CORR_KEY_CHARS);
       head[TSTATE_CORR_KEY_CHARS] = '\0';
@@ -502,7 +380,7 @@ static void begin_round(wkt_ev *te) {
     tc[i].preset_output = c->preset_output;
     tc[i].corr_digest = c->preset_kind ? NULL : c->digest;
   }
-  int rc = tstate_round_begin(&T->ts, ev->conv_id, ev->turn_token, ev->event_id, T->owner, tc, te->ncalls, on_begun, te);
+  int rc = tstate_round_begin(&T->ts, ev->conv_ref, ev->turn_token, ev->event_id, T->owner, tc, te->ncalls, on_begun, te);
   free(tc);
   if (rc != AW_OK) {
     ev->w->st.redis_errors++;
@@ -519,7 +397,7 @@ static void published(wkt_ev *te) {
   wkt *T = ev->w->tools;
   size_t n = 0;
   for (size_t i = 0; i < te->ncalls; i++) n += !te->calls[i].preset_kind;
-  tstate_set_published(&T->ts, ev->conv_id, ev->turn_token);
+  tstate_set_published(&T->ts, ev->conv_ref, ev->turn_token);
   log_ctx c = te_ctx(te);
   char count[24];
   snprintf(count, sizeof count, "%zu", n);
@@ -553,7 +431,7 @@ static int publish_one(wkt_ev *te, wkt_call *c) {
   r.arguments_json = c->args;
   r.arguments_json_len = strlen(c->args);
   r.deadline_ms = c->deadline_ms;
-  r.reply_topic = ev->w->cfg.topic_tool_replies;
+  r.reply_topic = c->route->r.reply_topic;
   buf b;
   buf_init(&b, CTOOL_DEFAULT_MAX_REQUEST);
   int rc = ctool_request_encode(&r, &b);
@@ -567,8 +445,14 @@ static int publish_one(wkt_ev *te, wkt_call *c) {
     int k = snprintf(tp, sizeof tp, "00-%.32s-", trace);
     for (size_t i = 0; i < sizeof span; i++) k += snprintf(tp + k, sizeof tp - (size_t)k, "%02x", span[i]);
     snprintf(tp + k, sizeof tp - (size_t)k, "-01");
-    const char *hdr[] = {"traceparent", tp};
-    rc = wko_produce(ev, c->route->r.topic, DR_TOOL_REQUEST, ev->conv_id, strlen(ev->conv_id), b.data, b.len, hdr, 1);
+    /* Signed (tool_sign.h) over what the service will decode: the encoded
+     * bytes, at the time of this publication (a request published again is
+     * signed again, so its timestamp stays fresh). */
+    char sig[TSIG_HEADER_SIZE], sts[TSIG_TS_SIZE];
+    rc = tsig_request_sign_encoded(ev->w->cfg.tool_request_key, b.data, b.len, wk_now_ms(), sig, sts);
+    const char *hdr[] = {"traceparent", tp, TSIG_HEADER, sig, TSIG_TS_HEADER, sts};
+    if (rc == AW_OK)
+      rc = wko_produce(ev, c->route->r.topic, DR_TOOL_REQUEST, ev->conv_id, strlen(ev->conv_id), b.data, b.len, hdr, 3);
   }
   buf_free(&b);
   return rc;
@@ -639,7 +523,7 @@ static void wake(wk *w, const char *turn) {
   else if (te) te->woken = 1; /* still publishing or collecting: look again when idle */
 }
 
-static void complete_local(void *opaque, const char *conv, const char *turn) {
+void wkt_complete_local(void *opaque, const char *conv, const char *turn) {
   (void)conv;
   wake(opaque, turn);
 }
@@ -715,6 +599,8 @@ static void keep_outcomes(wkt_ev *te, const tstate_collected *c) {
   size_t n = c->ncalls < MAX_OUTCOMES ? c->ncalls : MAX_OUTCOMES;
   wkt_outcome *o = n ? calloc(n, sizeof *o) : NULL;
   if (n && !o) return; /* the response then lists no tool calls */
+  for (size_t i = 0; i < c->ncalls; i++)
+    if (c->calls[i].round > te->rounds_seen) te->rounds_seen = c->calls[i].round;
   for (size_t i = 0; i < n; i++) {
     wk_copy_id(o[i].id, sizeof o[i].id, c->calls[i].id);
     wk_copy_id(o[i].name, sizeof o[i].name, c->calls[i].name);
@@ -832,7 +718,7 @@ static void collect(wkt_ev *te) {
   te->stage = S_COLLECT;
   te->woken = 0;
   if (!te->claim[0]) snprintf(te->claim, sizeof te->claim, "%s.%lu", T->owner, ++T->attempts);
-  if (tstate_collect(&T->ts, ev->conv_id, ev->turn_token, te->claim, wk_now_ms(), on_collected, te) != AW_OK) {
+  if (tstate_collect(&T->ts, ev->conv_ref, ev->turn_token, te->claim, wk_now_ms(), on_collected, te) != AW_OK) {
     ev->w->st.redis_errors++;
     te->stage = S_WAIT;
     te->next_check_ms = wk_now_ms() + REDIS_RETRY_MS;
@@ -893,7 +779,7 @@ void wkt_prefetch(wk_event *ev, void (*then)(wk_event *ev)) {
   }
   pf->ev = ev;
   pf->then = then;
-  if (tstate_list(&T->ts, ev->conv_id, ev->turn_token, on_listed, pf) != AW_OK) {
+  if (tstate_list(&T->ts, ev->conv_ref, ev->turn_token, on_listed, pf) != AW_OK) {
     free(pf);
     then(ev);
   }
@@ -901,10 +787,16 @@ void wkt_prefetch(wk_event *ev, void (*then)(wk_event *ev)) {
 
 /* ---- the end --------------------------------------------------------------------- */
 
+long wkt_rounds(const wk_event *ev) {
+  const wkt_ev *te = ev->tools;
+  if (!te) return 0;
+  return te->round > te->rounds_seen ? te->round : te->rounds_seen;
+}
+
 void wkt_annotate(wk_event *ev, contract_response *r) {
   wkt_ev *te = ev->tools;
   if (!te) return;
-  tstate_finish(&ev->w->tools->ts, ev->conv_id, ev->turn_token);
+  tstate_finish(&ev->w->tools->ts, ev->conv_ref, ev->turn_token);
   if (te->noutcomes) {
     free(te->view);
     te->view = calloc(te->noutcomes, sizeof *te->view);
@@ -935,14 +827,14 @@ void wkt_annotate(wk_event *ev, contract_response *r) {
 }
 
 void wkt_on_reply_dlq_dr(wk *w, void *msg_opaque, rd_kafka_resp_err_t err) {
-  if (w->tools) trep_on_dr(w->tools->replies, msg_opaque, err);
+  if (w->tools && w->tools->nreplies) trep_on_dr(w->tools->replies[0], msg_opaque, err); /* the message knows its trep */
 }
 
 void wkt_shutdown(wk *w) {
   wkt *T = w->tools;
   if (!T || T->stopping) return;
   T->stopping = 1;
-  trep_stop(T->replies);
+  for (size_t i = 0; i < T->nreplies; i++) trep_stop(T->replies[i]);
   /* Waiting runs are checkpointed, not waited for: their state is in Redis
    * and the event's offset stays uncommitted, so the next owner resumes. */
   wkt_ev *te, *tmp;
@@ -960,8 +852,15 @@ void wkt_stats(const wk *w, wk_stats *st) {
   st->tool_timeouts = T->timeouts;
   st->tool_round_cap = T->round_caps;
   st->tool_waiting = (long)HASH_COUNT(T->waiting);
-  trep_stats rs;
-  trep_get_stats(T->replies, &rs);
-  st->tool_replies = rs.recorded;
-  st->tool_replies_dlq = rs.dlq;
+  st->tool_replies = st->tool_replies_dlq = 0;
+  st->tool_replies_unsigned = st->tool_replies_bad_signature = st->tool_replies_wrong_topic = 0;
+  for (size_t i = 0; i < T->nreplies; i++) {
+    trep_stats rs;
+    trep_get_stats(T->replies[i], &rs);
+    st->tool_replies += rs.recorded;
+    st->tool_replies_dlq += rs.dlq;
+    st->tool_replies_unsigned += rs.unsigned_replies;
+    st->tool_replies_bad_signature += rs.bad_signatures;
+    st->tool_replies_wrong_topic += rs.wrong_topic;
+  }
 }

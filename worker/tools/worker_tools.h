@@ -29,6 +29,9 @@ void wkt_on_reply_dlq_dr(wk *w, void *msg_opaque, rd_kafka_resp_err_t err);
  *  for a run a deadline cancelled, the tool_timeout error) to r.  Strings
  *  stay valid until the event is freed. */
 void wkt_annotate(wk_event *ev, contract_response *r);
+/** Rounds of function calls the event's turn has had, as far as the tool
+ *  state says (also those of an earlier attempt); 0 without any. */
+long wkt_rounds(const wk_event *ev);
 /** Counters of the tool phase into st. */
 void wkt_stats(const wk *w, wk_stats *st);
 /** Shutdown: stop the reply consumer and checkpoint the waiting runs. */
