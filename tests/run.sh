@@ -153,7 +153,8 @@ done
 BACKENDS=${AW_TEST_BACKENDS:-responses assistants chat}
 FIRST_PASS_ONLY=(test_backends.py test_ogx.py test_realmodel.py test_simulator_chat.py
                  test_simulator_responses.py test_simulator_tools.py test_stack.py test_secrets.py
-                 test_shutdown.py test_bad_input.py test_backpressure.py test_cli.py test_group.py)
+                 test_shutdown.py test_bad_input.py test_backpressure.py test_cli.py test_group.py
+                 test_infra_auth.py test_rebalance.py test_key_rule.py test_tool_signing.py)
 pass_no=0
 for backend in $BACKENDS; do
   pass_no=$((pass_no + 1))

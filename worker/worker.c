@@ -61,6 +61,7 @@ int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf
   cstore_init(&w->store, redis, cfg->redis_prefix);
   if (w->cfg.outcome_ttl_s > 0) w->store.outcome_ttl_s = w->cfg.outcome_ttl_s;
   w->store.handle_ttl_s = w->cfg.conversation_ttl_s > 0 ? w->cfg.conversation_ttl_s : 0;
+  w->store.keys.tenanted = w->cfg.identity.tenant != WID_TENANT_NONE;
   if (w->cfg.txn_interval_ms < 0) w->cfg.txn_interval_ms = 0;
   int rc = kp_new(loop, producer_conf, wko_on_dr, w, &w->producer, errstr, errstr_size);
   if (rc) {
@@ -68,6 +69,19 @@ int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf
     if (txn_conf) rd_kafka_conf_destroy(txn_conf);
     free(w);
     return rc;
+  }
+  if (w->cfg.topic_usage) {
+    /* A topic the broker does not know would hold every transaction that
+     * carries a usage record until it timed out, and with it the answers:
+     * without the topic, the records are off (and say so). */
+    char why[128];
+    if (!wku_topic_usable(kp_handle(w->producer), w->cfg.topic_usage, 5000, why, sizeof why)) {
+      log_error(NULL, "usage records are OFF: the usage topic %s cannot be written (%s); create it, or set "
+                "usage.enabled to false", w->cfg.topic_usage, why);
+      w->cfg.topic_usage = NULL;
+    } else {
+      log_info(NULL, "usage records go to %s", w->cfg.topic_usage);
+    }
   }
   if (txn_conf) {
     rc = ktx_new(loop, txn_conf, wko_on_txn_dr, wko_on_txn_done, w, &w->txp, errstr, errstr_size);
@@ -102,6 +116,9 @@ int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf
     free(w);
     return rc;
   }
+  /* A partition is consumed only once its commit metadata is known
+   * (intake.c, wki_on_assign). */
+  kc_set_start_held(w->consumer, 1);
   uv_idle_init(loop, &w->ready_idle);
   uv_timer_init(loop, &w->retry_timer);
   uv_timer_init(loop, &w->delta_timer);
@@ -151,6 +168,12 @@ void wk_shutdown(wk *w, void (*done)(void *), void *opaque) {
   wkt_shutdown(w);
   uv_timer_start(&w->grace_timer, on_grace, (uint64_t)w->cfg.shutdown_grace_ms, 0);
   wk_maybe_stopped(w);
+}
+
+void wk_hold(wk *w, int hold) {
+  if (!w || w->held == !!hold) return;
+  w->held = !!hold;
+  wki_check_pressure(w);
 }
 
 void wk_get_stats(const wk *w, wk_stats *out) {

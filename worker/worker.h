@@ -22,15 +22,21 @@
  * is asked to recover the turn from it (or, when the record holds none, to
  * look for what the event created) -- see backend.h.
  *
- * Rejected input (undecodable, invalid, unknown assistant) goes
- * QUEUED -> LOOKUP -> PUBLISHING with a `rejected` response and a DLQ record.
+ * Rejected input (undecodable, invalid, unknown assistant; keyed against
+ * worker.key_rule or without the tenant worker.tenant_source asks for,
+ * ev_identity.h; an override its assistant does not allow, overrides.h) goes
+ * QUEUED -> PUBLISHING with a `rejected` response and a DLQ record, looking
+ * nothing up and recording nothing, so it claims no event_id (event_claim.h;
+ * an event_id a different message holds is found at LOOKUP -> PUBLISHING).
  * Offsets are committed as the contiguous prefix of done events per
  * partition: exactly-once (txn_conf given), in the transaction holding the
  * responses, with the offsets done beyond that prefix in the commit
  * metadata (skipped when read again); at-least-once, after delivery, every
  * commit_interval_ms.  Neither a revocation nor the shutdown blocks the loop
  * to commit (outbox.c: a held revocation, the shutdown's last commit on the
- * transaction thread; at-least-once, asynchronous commits).  Events of one conversation run strictly one after
+ * transaction thread; at-least-once, asynchronous commits), nor an
+ * assignment to read its commit metadata (intake.c: the partitions wait,
+ * paused, for a read on a pool thread).  Events of one conversation run strictly one after
  * another; events of different conversations run concurrently, up to
  * max_in_flight consumed-but-not-done events or max_inflight_bytes of them
  * (wk_event_bytes), beyond which consumption is paused, and up to
@@ -50,12 +56,18 @@
 #include "backend.h"
 #include "contract.h"
 #include "correlation.h"
+#include "ev_identity.h"
 #include "redis_conn.h"
+#include "tool_sign.h"
 
 typedef struct wk wk;
 
 /** Maps a configured assistant name to its definition (NULL if unknown). */
 typedef const be_assistant *(*wk_resolve_fn)(void *opaque, const char *name);
+
+/** The request fields (event/overrides.h: WKOV_* bits) a request for the
+ *  configured assistant called name may override. */
+typedef unsigned (*wk_overrides_fn)(void *opaque, const char *name);
 
 /** Latencies the worker reports as they happen (for histograms). */
 typedef enum wk_obs {
@@ -73,6 +85,7 @@ typedef struct wk_tool_route {
   int cancel_on_deadline;      /* 0: submit a tool_timeout error output; 1: cancel the run */
   int validate_arguments;      /* check the arguments against parameters_json first */
   const char *parameters_json; /* the function's JSON Schema, or NULL */
+  const char *reply_topic;     /* named in its requests; its replies count only from there */
 } wk_tool_route;
 
 typedef struct wk_config {
@@ -86,6 +99,12 @@ typedef struct wk_config {
   long shutdown_grace_ms;     /* default 30000 */
   wk_resolve_fn resolve_assistant;
   void *resolve_opaque;
+  /* What a request may override (event/overrides.h), checked at admission.
+   * Zeroed: the default allowance (additional_instructions) and no asst_
+   * ids. */
+  wk_overrides_fn allowed_overrides; /* NULL: the default allowance for every assistant */
+  void *overrides_opaque;
+  int allow_assistant_ids;    /* worker.allow_assistant_ids: a request may name an asst_ id */
   /* Function calling (worker_tools.c).  ntool_routes == 0: no function is
    * routed, and a run that asks for tool outputs is cancelled
    * (tool_calls_unsupported).  Otherwise tool_key (borrowed) signs the
@@ -94,6 +113,7 @@ typedef struct wk_config {
   size_t ntool_routes;
   const char *topic_tool_replies;
   const corr_key *tool_key;
+  const tsig_key *tool_request_key; /* borrowed: signs tool requests, verifies replies (tool_sign.h) */
   wk_observe_fn observe;      /* optional */
   void *observe_opaque;
   long txn_interval_ms;       /* exactly-once: least time between two commits (default 20) */
@@ -114,6 +134,19 @@ typedef struct wk_config {
   long tool_state_ttl_s;      /* a waiting turn's tool state, correlation records and wake
                                  lists (at least the longest deadline + 60 s); default 900 */
   long tool_state_done_ttl_s; /* a finished turn's tool state; default 3600 */
+  /* Whose conversation an event is (ev_identity.h): worker.key_rule and
+   * worker.tenant_source; zeroed: key rule match, no tenant.  With a tenant
+   * source every store's references carry the tenant (rkeys.h). */
+  wid_rules identity;
+  /* Usage records (outbox/usage.h): one per finished turn that reached the
+   * API, produced with its response (in its Kafka transaction).  NULL: none
+   * (the default here; `run` turns them on with kafka.topics.usage). */
+  const char *topic_usage;
+  const char *usage_tenant_key; /* metadata key whose value is the record's tenant
+                                   when the event has none of its own; NULL: none */
+  /* Optional: told of every usage record once it is durable (labels
+   * bounded as wku_labels says), opaque observe_opaque. */
+  void (*usage_observe)(void *opaque, const char *assistant, const char *model, const int64_t tokens[4]);
 } wk_config;
 
 /** Counters, for logs and /metrics. */
@@ -121,12 +154,15 @@ typedef struct wk_stats {
   unsigned long txn_commits, txn_aborts;
   unsigned long consumed, answered, rejected, failed, skipped_duplicates;
   unsigned long tool_requests, tool_rounds, tool_timeouts, tool_replies, tool_replies_dlq;
+  /* among tool_replies_dlq: unsigned_reply, bad_reply_signature, wrong_reply_topic */
+  unsigned long tool_replies_unsigned, tool_replies_bad_signature, tool_replies_wrong_topic;
   long tool_waiting;          /* runs waiting for tool replies now */
   unsigned long deltas, dlq, redis_errors, kafka_errors, produce_retries;
   long in_flight;
   long in_flight_bytes;       /* the sum of wk_event_bytes of the events in flight */
   unsigned long conv_queue_full; /* events answered conversation_queue_full */
   unsigned long tool_round_cap;  /* turns ended too_many_tool_rounds */
+  unsigned long usage_records;   /* usage records durable (committed, or delivered) */
   int paused;
 } wk_stats;
 
@@ -151,6 +187,12 @@ void wk_shutdown(wk *w, void (*done)(void *opaque), void *opaque);
 
 /** Current counters. */
 void wk_get_stats(const wk *w, wk_stats *out);
+
+/** Hold (1) or release (0) consumption from outside the worker, on top of
+ *  its own limits: the API rate gate holds it while too many turns wait for
+ *  the fleet's rate limit (worker/ratelimit/rate_gate.h).  Shows in
+ *  wk_stats.paused like the in-flight limit.  Loop thread. */
+void wk_hold(wk *w, int hold);
 
 /** Lag of one partition of the requests topic: messages not yet done. */
 typedef void (*wk_lag_fn)(void *opaque, int32_t partition, int64_t lag);

@@ -25,6 +25,7 @@
 #include "conv_store.h"
 #include "tool_replies.h"
 #include "tool_state.h"
+#include "usage.h"
 #include "worker.h"
 
 #define DELTA_FLUSH_BYTES 8192      /* flush a delta early past this */
@@ -47,7 +48,7 @@ typedef enum {
 
 
 /* Delivery-report tokens: the low bits of the opaque say what was produced. */
-enum { DR_RESPONSE = 0, DR_DELTA = 1, DR_DLQ = 2, DR_TOOL_REQUEST = 3, DR_REPLY_DLQ = 4, DR_MASK = 7 };
+enum { DR_RESPONSE = 0, DR_DELTA = 1, DR_DLQ = 2, DR_TOOL_REQUEST = 3, DR_REPLY_DLQ = 4, DR_USAGE = 5, DR_MASK = 7 };
 
 typedef struct wk_conv wk_conv;
 
@@ -73,6 +74,10 @@ typedef struct wk_event {
   size_t orig_key_len;
   char event_id[129];
   char conv_id[257];
+  char tenant[RK_TENANT_MAX + 1]; /* "" without tenant (worker.tenant_source; ev_identity.h) */
+  char conv_ref[RK_REF_MAX];   /* the conversation's reference in the stores (rkeys.h): the
+                                  conversation id, or "<enc tenant>:<conversation id>"; "" when
+                                  the event's identity was rejected (nothing is looked up) */
   const be_assistant *assistant; /* configured, or asst_by_id */
   be_assistant asst_by_id;     /* a request naming an asst_ id (Assistants backend) */
   char handle[BE_HANDLE_MAX];  /* the conversation's backend handle, cached in Redis */
@@ -89,8 +94,13 @@ typedef struct wk_event {
   int pending_lookups;
   int lookup_failed;
   int dup;                     /* outcome record says it was answered */
+  int admitted;                /* admission ran (event.c: overrides, digest) */
+  char digest[EVC_DIGEST_HEX]; /* what the request asks (event_claim.h): its records carry it;
+                                  "" until admitted, and for a rejected event */
   int pending_dr;              /* produced, delivery report not yet seen */
   int send_response, send_dlq; /* (re)produce these on the next attempt */
+  int send_usage;              /* the same for the usage record (usage.h) */
+  wku_turn usage;              /* what the turn cost so far, and its record (usage.h) */
   uint8_t shrink_response;     /* outbox: 0 whole, 1 degraded (did not fit), 2 given up */
   uint8_t shrink_dlq;          /* the same for the DLQ record (outbox.c, degrade.h) */
   uint8_t suspect;             /* outbox: a record of its outcome was refused for good in a
@@ -159,6 +169,7 @@ struct wk {
   uv_timer_t retry_timer, delta_timer, commit_timer, grace_timer;
   wk_stats st;
   int stopping;
+  int held;                    /* wk_hold: consumption held from outside (the rate gate) */
   int freeing;                 /* wk_free: late callbacks only unwind */
   void (*stop_done)(void *);
   void *stop_opaque;

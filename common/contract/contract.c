@@ -56,6 +56,7 @@ void contract_limits_default(contract_limits *l) {
   l->max_event_bytes = 1024 * 1024;
   l->max_text_bytes = 256 * 1024;
   l->max_parts = 16;
+  l->conversation_id_optional = 0;
 }
 
 /* ---- ids of events that fail to decode -------------------------------------- */
@@ -425,7 +426,7 @@ static int build_request(dctx *c, const req_fields *f, arena *a) {
     r->field = s ? arena_str(a, s, n) : NULL;                                                  \
   } while (0)
   STR_FIELD(event_id, true, 1, MAX_EVENT_ID, TOO_LONG_INVALID);
-  STR_FIELD(conversation_id, true, 1, MAX_CONVERSATION_ID, TOO_LONG_INVALID);
+  STR_FIELD(conversation_id, !c->lim->conversation_id_optional, 1, MAX_CONVERSATION_ID, TOO_LONG_INVALID);
   STR_FIELD(assistant, true, 1, MAX_ASSISTANT, TOO_LONG_INVALID);
   rc = decode_content(c, f->content, check, a, r);
   if (rc) return rc;
@@ -682,7 +683,7 @@ int contract_response_encode(const contract_response *r, buf *out) {
 
   mpu_enc e;
   mpu_enc_init(&e, out);
-  e_map(&e, 10 + (r->ntool_calls > 0) + (r->backend_kind != NULL));
+  e_map(&e, 10 + (r->ntool_calls > 0) + (r->backend_kind != NULL) + (r->tenant != NULL));
   e_key(&e, "v");
   e_int(&e, CONTRACT_VERSION);
   e_key(&e, "event_id");
@@ -791,6 +792,10 @@ int contract_response_encode(const contract_response *r, buf *out) {
     e_str_or_nil(&e, r->backend_conversation);
     e_key(&e, "turn");
     e_str_or_nil(&e, r->backend_turn);
+  }
+  if (r->tenant) {
+    e_key(&e, "tenant");
+    e_str(&e, r->tenant);
   }
   return e.err;
 }

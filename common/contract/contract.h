@@ -64,6 +64,9 @@ typedef struct contract_limits {
   size_t max_event_bytes;   /* whole msgpack payload (default 1 MiB) */
   size_t max_text_bytes;    /* one text part (default 256 KiB) */
   size_t max_parts;         /* default 16 */
+  int conversation_id_optional; /* 1: a request may leave conversation_id out (then NULL):
+                                   its Kafka key names the conversation (worker.key_rule
+                                   route_by_key); default 0 */
 } contract_limits;
 
 /** Defaults for contract_limits. */
@@ -125,6 +128,11 @@ typedef struct contract_out_message {
 typedef struct contract_usage {
   int present;
   int64_t prompt_tokens, completion_tokens, total_tokens;
+  /* Breakdowns as the APIs report them (0 when the API does not say):
+   * cached_tokens are part of prompt_tokens, reasoning_tokens part of
+   * completion_tokens.  Not in the response's `usage` (its keys are v1's);
+   * they travel in the usage record (contract_usage.h). */
+  int64_t cached_tokens, reasoning_tokens;
 } contract_usage;
 
 typedef struct contract_timings {
@@ -160,13 +168,15 @@ typedef struct contract_response {
   const char *backend_kind;         /* "assistants" | "responses" | "chat"; NULL: no `backend` */
   const char *backend_conversation; /* thread_... / conv_...; NULL: nil (always on chat) */
   const char *backend_turn;         /* run_... / resp_... of the (last) turn; NULL: nil */
+  const char *tenant;               /* the event's tenant (worker.tenant_source); NULL: the key
+                                       is left out (additive) */
 } contract_response;
 
 /** Append the msgpack encoding of r to out.  NULL event_id / conversation_id
  *  are written as "" (a rejected event whose ids were unreadable); NULL
  *  thread_id / run_id, usage.present == 0 and error_code == NULL as nil.
  *  tool_calls is written only when ntool_calls > 0, `backend` only when
- *  backend_kind != NULL (additive keys).  AW_EINVAL for a backend_kind
+ *  backend_kind != NULL, `tenant` only when tenant != NULL (additive keys).  AW_EINVAL for a backend_kind
  *  other than the three names, and for backend_conversation / backend_turn
  *  set without backend_kind (they would be dropped silently). */
 int contract_response_encode(const contract_response *r, buf *out) AW_MUST_CHECK;

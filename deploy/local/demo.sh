@@ -78,7 +78,7 @@ say "Logs and data of this run: $RUN"
 t0=$(aw_now_ms)
 aw_kafka_start "$RUN" || die "Kafka did not start"
 aw_topics_create "$RUN" 12 assistant.requests assistant.responses assistant.deltas \
-  assistant.tool-requests assistant.tool-replies >/dev/null || die "cannot create topics"
+  assistant.tool-requests assistant.tool-replies assistant.usage >/dev/null || die "cannot create topics"
 aw_topics_create "$RUN" 4 assistant.dlq >/dev/null || die "cannot create topics"
 aw_redis_start "$RUN" || die "redis-server did not start"
 aw_simulator_start "$RUN" "$BUILD/aw-simulator" --token-delay-ms 15 || die "the simulator did not start"
@@ -86,6 +86,9 @@ aw_simulator_start "$RUN" "$BUILD/aw-simulator" --token-delay-ms 15 || die "the 
 # The addresses lib.sh picked (free ports) go into the worker's config file; the AW_*
 # variables are then cleared so that the file is what the worker and `send` read.
 KAFKA=$AW_KAFKA_BOOTSTRAP REDIS_PORT=$AW_REDIS_PORT API_URL=$AW_API_BASE_URL
+# Redis requires AUTH: the ACL user lib.sh made, its password in a file of the run dir (mode
+# 0600), named by the config file -- as a mounted Kubernetes Secret would be.
+REDIS_USER=$AW_REDIS_USERNAME REDIS_PASSWORD_FILE=$AW_REDIS_PASSWORD_FILE
 CONFIG="$RUN/worker.config.json"
 # Chat Completions servers have no file search: on the chat backend the bot goes without it.
 SUPPORT_TOOLS='[{"type": "file_search"}]'
@@ -96,10 +99,11 @@ cat >"$CONFIG" <<EOF
     "brokers": "$KAFKA",
     "group_id": "assistant-worker",
     "topics": {"requests": "assistant.requests", "responses": "assistant.responses",
-               "deltas": "assistant.deltas", "dlq": "assistant.dlq",
+               "deltas": "assistant.deltas", "dlq": "assistant.dlq", "usage": "assistant.usage",
                "tool_requests": "assistant.tool-requests", "tool_replies": "assistant.tool-replies"}
   },
-  "redis": {"host": "127.0.0.1", "port": $REDIS_PORT, "prefix": "aw"},
+  "redis": {"host": "127.0.0.1", "port": $REDIS_PORT, "prefix": "aw",
+            "username": "$REDIS_USER", "password_file": "$REDIS_PASSWORD_FILE"},
   "api": {"backend": "$BACKEND", "base_url": "$API_URL", "timeout_ms": 30000, "max_retries": 5},
   "assistants": [
     {
@@ -140,8 +144,13 @@ export AW_API_KEY=sk-local-simulator
 # The HMAC key of tool-call correlation ids: a fresh random one per run (never logged).
 AW_TOOL_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export AW_TOOL_SECRET
+# The key the worker and the weather service share: it signs tool requests and their replies
+# (schemas/README.md, "Signatures"); also fresh per run, never logged.
+AW_TOOL_REQUEST_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export AW_TOOL_REQUEST_KEY
 unset AW_KAFKA_BROKERS AW_KAFKA_BOOTSTRAP AW_REDIS_HOST AW_REDIS_PORT AW_REDIS_PREFIX AW_API_BASE_URL \
-  AW_KAFKA_GROUP_ID AW_TOPIC_REQUESTS AW_TOPIC_RESPONSES AW_TOPIC_DELTAS AW_TOPIC_DLQ AW_CONFIG
+  AW_KAFKA_GROUP_ID AW_TOPIC_REQUESTS AW_TOPIC_RESPONSES AW_TOPIC_DELTAS AW_TOPIC_DLQ AW_CONFIG \
+  AW_REDIS_USERNAME AW_REDIS_PASSWORD_FILE AW_KAFKA_SASL_BOOTSTRAP
 export AW_LOG_LEVEL=${AW_LOG_LEVEL:-info}
 
 aw_worker_start "$RUN" "$BUILD/assistant-worker" "$CONFIG" || die "the worker did not start"
@@ -249,7 +258,7 @@ say "Model server up in $(( ($(aw_now_ms) - t_model) / 1000 )) s at $AW_REALMODE
 # A second worker, on the chat backend, with its own topics and group: the first one keeps
 # answering on the simulator.
 aw_topics_create "$RUN" 4 assistant-real.requests assistant-real.responses assistant-real.deltas \
-  assistant-real.dlq >/dev/null || die "cannot create topics"
+  assistant-real.dlq assistant-real.usage >/dev/null || die "cannot create topics"
 REAL_CONFIG="$RUN/worker-real.config.json"
 cat >"$REAL_CONFIG" <<EOF
 {
@@ -257,10 +266,11 @@ cat >"$REAL_CONFIG" <<EOF
     "brokers": "$KAFKA",
     "group_id": "assistant-worker-real",
     "topics": {"requests": "assistant-real.requests", "responses": "assistant-real.responses",
-               "deltas": "assistant-real.deltas", "dlq": "assistant-real.dlq",
+               "deltas": "assistant-real.deltas", "dlq": "assistant-real.dlq", "usage": "assistant-real.usage",
                "tool_requests": "assistant.tool-requests", "tool_replies": "assistant.tool-replies"}
   },
-  "redis": {"host": "127.0.0.1", "port": $REDIS_PORT, "prefix": "aw"},
+  "redis": {"host": "127.0.0.1", "port": $REDIS_PORT, "prefix": "aw",
+            "username": "$REDIS_USER", "password_file": "$REDIS_PASSWORD_FILE"},
   "api": {"backend": "chat", "base_url": "$AW_REALMODEL_URL", "timeout_ms": 120000,
           "stream_idle_timeout_ms": 120000, "max_retries": 2},
   "assistants": [

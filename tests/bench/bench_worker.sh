@@ -106,6 +106,8 @@ AW_BUILD_TOOL_ARGS="${AW_BUILD_TOOL_ARGS:-} assistant-worker aw-simulator weathe
 run=$(aw_run_dir_new)
 trap 'aw_stop_all "$run" >/dev/null 2>&1' EXIT
 aw_kafka_start "$run"
+# Redis requires AUTH: aw_redis_start exports AW_REDIS_USERNAME and AW_REDIS_PASSWORD_FILE, which
+# load.py's workers inherit (their environment is this one plus theirs).
 aw_redis_start "$run"
 
 drive() {

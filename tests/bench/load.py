@@ -134,7 +134,7 @@ class Stack:
         self.tag = f"bench-{phase}-{uuid.uuid4().hex[:6]}"
         self.dir = os.path.join(a.run, self.tag)
         os.makedirs(self.dir)
-        names = ["requests", "responses", "deltas", "dlq"]
+        names = ["requests", "responses", "deltas", "dlq", "usage"]
         if tool_reply_partitions:
             names += ["tool-requests", "tool-replies"]
         self.topics = {k: f"{self.tag}.{k}" for k in names}
@@ -185,6 +185,7 @@ class Stack:
                    AW_TOPIC_REQUESTS=self.topics["requests"],
                    AW_TOPIC_RESPONSES=self.topics["responses"],
                    AW_TOPIC_DELTAS=self.topics["deltas"], AW_TOPIC_DLQ=self.topics["dlq"],
+                   AW_TOPIC_USAGE=self.topics["usage"],
                    AW_REDIS_HOST="127.0.0.1", AW_REDIS_PORT=str(self.a.redis_port),
                    AW_REDIS_PREFIX=self.tag, AW_API_BASE_URL=self.sim_url + "/v1",
                    AW_API_KEY="sk-bench", AW_MAX_IN_FLIGHT=str(max_in_flight),
@@ -198,7 +199,7 @@ class Stack:
                                                  "on_deadline": "error_output"}}
             env.update(AW_TOPIC_TOOL_REQUESTS=self.topics["tool-requests"],
                        AW_TOPIC_TOOL_REPLIES=self.topics["tool-replies"],
-                       AW_TOOL_SECRET=self.tool_secret)
+                       AW_TOOL_SECRET=self.tool_secret, AW_TOOL_REQUEST_KEY=self.tool_request_key)
         with open(cfg, "w") as f:
             json.dump(conf, f)
         log_path = os.path.join(self.dir, name + ".log")
@@ -247,6 +248,13 @@ class Stack:
             self._tool_secret = os.urandom(32).hex()
         return self._tool_secret
 
+    @property
+    def tool_request_key(self):
+        """Shared by the workers and the weather service: signs tool requests and replies."""
+        if not hasattr(self, "_tool_request_key"):
+            self._tool_request_key = os.urandom(32).hex()
+        return self._tool_request_key
+
     def weather_service(self):
         """The example weather service (deploy/examples), answering instantly."""
         log_path = os.path.join(self.dir, "weather-service.log")
@@ -254,7 +262,9 @@ class Stack:
         p = subprocess.Popen([self.a.weather_service, "--brokers", self.a.bootstrap,
                               "--group", self.tag + "-weather",
                               "--requests-topic", self.topics["tool-requests"],
+                              "--reply-topic", self.topics["tool-replies"],
                               *[x for kv in self.a.weather_x for x in ("-X", kv)]],
+                             env=dict(os.environ, AW_TOOL_REQUEST_KEY=self.tool_request_key),
                              stdout=log, stderr=log)
         self.procs.append(p)
         self.weather_pid = p.pid

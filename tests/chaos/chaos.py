@@ -8,8 +8,9 @@ responses, the default; AW_TEST_BACKEND sets it), that
   2. every conversation kept its order (answers on the responses topic, messages on the thread),
   3. no thread (conversation) holds a user message twice (and each conversation uses one),
   4. no tool output was lost (every weather answer carries both cities' outputs),
+  5. no event has two usage records, and none has one without an answer,
 
-prints the counts as a table and exits 0 only when all four hold (and no worker crashed by itself
+prints the counts as a table and exits 0 only when all of them hold (and no worker crashed by itself
 or reported a sanitizer error).  tests/chaos/chaos.sh is the entry point; README.md next to this
 file explains the counts.
 
@@ -52,9 +53,11 @@ from awtest import SANITIZER_MARKERS, SUPPORT_BOT, WEATHER_ASSISTANT  # noqa: E4
 # Not shaped like an OpenAI key: never a real one, and the simulator takes any bearer key.
 API_KEY = "aw-chaos-key-4be1c07a"
 TOOL_SECRET = "aw-chaos-tool-secret-9d3e2a51f0b8"
+# Shared by the workers and the weather services: signs tool requests and replies.
+TOOL_REQUEST_KEY = "aw-chaos-tool-request-key-47c1e0a9"
 GROUP = "assistant-worker"
 TOPICS = {"requests": "assistant.requests", "responses": "assistant.responses",
-          "deltas": "assistant.deltas", "dlq": "assistant.dlq",
+          "deltas": "assistant.deltas", "dlq": "assistant.dlq", "usage": "assistant.usage",
           "tool_requests": "assistant.tool-requests", "tool_replies": "assistant.tool-replies"}
 # The harness' own Kafka clients: the broker's restart makes librdkafka log every refused
 # connection at level 3; only critical lines are worth showing.
@@ -332,6 +335,7 @@ class Reader(threading.Thread):
         self.tool_requests: list[dict] = []
         self.tool_replies = 0
         self.deltas = 0
+        self.usage: collections.Counter = collections.Counter()  # usage records per event id
         self.dlq: list[dict] = []
         self.undecodable = 0
         self.errors: list[str] = []
@@ -395,6 +399,8 @@ class Reader(threading.Thread):
                 self.tool_replies += 1
             elif topic == TOPICS["deltas"]:
                 self.deltas += 1
+            elif topic == TOPICS["usage"]:
+                self.usage[obj.get("event_id")] += 1
             elif topic == TOPICS["dlq"]:
                 err = obj.get("error")
                 self.dlq.append({"code": err.get("code") if isinstance(err, dict) else None,
@@ -530,11 +536,23 @@ class Chaos:
 
     def worker_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AW_") and k != "OPENAI_API_KEY"}
-        env.update({"AW_API_KEY": API_KEY, "AW_TOOL_SECRET": TOOL_SECRET,
+        # Redis requires AUTH (lib.sh): the run's ACL user, its password from the run's file.
+        env.update({"AW_REDIS_USERNAME": self.redis_user(),
+                    "AW_REDIS_PASSWORD_FILE": str(self.run / "redis.password")})
+        env.update({"AW_API_KEY": API_KEY, "AW_TOOL_SECRET": TOOL_SECRET, "AW_TOOL_REQUEST_KEY": TOOL_REQUEST_KEY,
                     "AW_LOG_LEVEL": self.args.log_level,
                     "ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1:abort_on_error=0",
                     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"})
         return env
+
+    def redis_user(self) -> str:
+        return (self.run / "redis.user").read_text().strip()
+
+    def redis_client(self):
+        """A client of the run's Redis, authenticated as the workers are."""
+        import redis as redis_lib
+        return redis_lib.Redis(host="127.0.0.1", port=self.redis_port, username=self.redis_user(),
+                               password=(self.run / "redis.password").read_text(), decode_responses=True)
 
     def write_config(self) -> Path:
         a = self.args
@@ -562,7 +580,7 @@ class Chaos:
         self.kafka = (self.run / "kafka" / "bootstrap").read_text().strip()
         lib_sh("aw_topics_create", str(self.run), str(a.partitions), TOPICS["requests"],
                TOPICS["responses"], TOPICS["deltas"], TOPICS["tool_requests"], TOPICS["tool_replies"])
-        lib_sh("aw_topics_create", str(self.run), "4", TOPICS["dlq"])
+        lib_sh("aw_topics_create", str(self.run), "4", TOPICS["dlq"], TOPICS["usage"])
         lib_sh("aw_redis_start", str(self.run), "--aof", "redis")
         self.redis_port = int((self.run / "redis" / "port").read_text())
         lib_sh("aw_simulator_start", str(self.run), str(a.build / "aw-simulator"),
@@ -579,8 +597,10 @@ class Chaos:
         name = f"weather-{n}" if not any(p.name == f"weather-{n}" for p in self.weather) else \
             f"weather-{n}.{sum(1 for p in self.weather if p.name.startswith(f'weather-{n}'))}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("AW_")}
+        env["AW_TOOL_REQUEST_KEY"] = TOOL_REQUEST_KEY
         p = Proc(self.run, name, [str(self.args.build / "weather_service"), "--brokers", self.kafka,
-                                  "--group", "weather-service", "--requests-topic", TOPICS["tool_requests"]],
+                                  "--group", "weather-service", "--requests-topic", TOPICS["tool_requests"],
+                                  "--reply-topic", TOPICS["tool_replies"]],
                  env)
         self.weather.append(p)
         wait_until(lambda: '"msg":"weather service ready"' in p.log_text() or not p.alive(), 60,
@@ -792,7 +812,7 @@ class Chaos:
         self.check_fleet()
         reader = Reader(self.kafka, {TOPICS["responses"]: a.partitions, TOPICS["tool_requests"]: a.partitions,
                                      TOPICS["tool_replies"]: a.partitions, TOPICS["deltas"]: a.partitions,
-                                     TOPICS["dlq"]: 4})
+                                     TOPICS["dlq"]: 4, TOPICS["usage"]: 4})
         reader.start()
         scrape_stop = threading.Event()
         threading.Thread(target=self.scraper, args=(scrape_stop,), daemon=True, name="scraper").start()
@@ -1111,6 +1131,9 @@ class Chaos:
             "tool_requests_conversations": len(tool_requests_per_conv),
             "tool_replies": reader.tool_replies,
             "deltas": reader.deltas,
+            "usage_records": sum(reader.usage.values()),
+            "usage_doubled": sorted(e for e, n in reader.usage.items() if n > 1)[:20],
+            "usage_unanswered": sorted(e for e in reader.usage if e not in reader.by_event)[:20],
             "dlq": dict(collections.Counter(d["code"] for d in reader.dlq)),
             "status_first": dict(first_status),
             "status_all": dict(all_status),
@@ -1124,12 +1147,11 @@ class Chaos:
 
     def redis_histories(self, convs: list[str]) -> dict[str, list[dict]]:
         """The chat backend's stored turns per conversation (worker/event/history_store.h)."""
-        import redis as redis_lib
-        r = redis_lib.Redis(host="127.0.0.1", port=self.redis_port, decode_responses=True)
+        r = self.redis_client()
         try:
             pipe = r.pipeline(transaction=False)
             for c in convs:
-                pipe.lrange(f"aw:{{c:{c}}}:hist", 0, -1)
+                pipe.lrange(awtest.rk_key("aw", c, "hist"), 0, -1)
             vals = pipe.execute()
         finally:
             r.close()
@@ -1140,11 +1162,11 @@ class Chaos:
             import redis as redis_lib
         except ImportError:
             return {}
-        r = redis_lib.Redis(host="127.0.0.1", port=self.redis_port, decode_responses=True)
+        r = self.redis_client()
         try:
             pipe = r.pipeline(transaction=False)
             for c in convs:
-                pipe.get(f"aw:{{c:{c}}}:{awtest.handle_key_suffix(self.args.backend)}")
+                pipe.get(awtest.rk_key("aw", c, awtest.handle_key_suffix(self.args.backend)))
             vals = pipe.execute()
         finally:
             r.close()
@@ -1184,6 +1206,8 @@ class Chaos:
                 and not res["conversations_multi_thread"],
             "no tool output lost": not res["tool_outputs_lost"],
             "one run per event (no side effect twice at the API)": not res["extra_runs"],
+            "usage recorded at most once per event, only for answered ones": not res["usage_doubled"]
+                and not res["usage_unanswered"],
         }
         sane = {
             "no worker crashed or failed to start": not self.crashes and not self.start_failures,
@@ -1224,6 +1248,8 @@ class Chaos:
                                               + (" (turns per event in the Redis history)" if a.backend == "chat" else "")),
             ("kill to first answer (s)", self.percentiles(res["kill_to_first_answer_s"])),
             ("worker stalls (informational)", f"{len(self.stalls())} (no progress for >=10 s with work pending)"),
+            ("usage records", f"{res['usage_records']} (events with more than one: {len(res['usage_doubled'])}, "
+                              f"for unanswered events: {len(res['usage_unanswered'])})"),
             ("dead letters", ", ".join(f"{k} {v}" for k, v in sorted(res["dlq"].items(), key=str)) or "0"),
             ("duration", f"chaos {res['timings']['chaos_s']}s, drain {res['timings']['drain_s']}s, "
                          f"total {res['timings']['total_s']}s"),

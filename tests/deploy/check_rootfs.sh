@@ -99,7 +99,7 @@ mv "$RUN/held-out.so" "$lib"
 
 # ---- 3: the worker from the layout against the local stack -------------------------------------
 aw_kafka_start "$RUN" >"$RUN/stack.log" 2>&1 &&
-  aw_topics_create "$RUN" 3 assistant.requests assistant.responses assistant.deltas assistant.dlq \
+  aw_topics_create "$RUN" 3 assistant.requests assistant.responses assistant.deltas assistant.dlq assistant.usage \
     assistant.tool-requests assistant.tool-replies >>"$RUN/stack.log" 2>&1 &&
   aw_redis_start "$RUN" >>"$RUN/stack.log" 2>&1 &&
   aw_simulator_start "$RUN" "$SIM" >>"$RUN/stack.log" 2>&1 ||

@@ -27,6 +27,8 @@ import msgpack
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+import toolsign  # the tool request / reply signatures (schemas/README.md, "Signatures")
+
 ROOT = Path(__file__).resolve().parents[2]
 LIB_SH = ROOT / "deploy" / "local" / "lib.sh"
 SCHEMAS_DIR = ROOT / "schemas"
@@ -92,6 +94,34 @@ def handle_key_suffix(backend: str = BACKEND) -> str:
     """The last part of the Redis key of a conversation's backend handle on `backend`."""
     return "thread" if backend == "assistants" else "conv"
 
+
+# ---- Redis key names: a port of worker/event/rkeys.c (keep the two in step) -----------------
+
+def rk_encode(s: str | bytes) -> str:
+    """rkeys.c's id encoding: '%', '{', '}', ':', space, control bytes and non-ASCII become %XX
+    (upper-case hex); every other byte stands for itself."""
+    b = s.encode() if isinstance(s, str) else s
+    return "".join(f"%{c:02X}" if c in b"%{}: " or c < 0x20 or c >= 0x7F else chr(c) for c in b)
+
+
+def rk_tag(conversation_id: str | bytes, tenant: str | bytes | None = None) -> str:
+    """The hash tag of a conversation's keys: c:<enc conv>, or t:<enc tenant>:c:<enc conv>."""
+    return (f"t:{rk_encode(tenant)}:" if tenant else "") + f"c:{rk_encode(conversation_id)}"
+
+
+def rk_key(prefix: str, conversation_id: str | bytes, kind: str, arg: str | bytes | None = None,
+           tenant: str | bytes | None = None) -> str:
+    """A conversation's key: <prefix>:{<tag>}:<kind>[:<enc arg>]; kind is the handle name
+    ("thread"/"conv"), "ev", "evp", "turn" or "hist:p" (with arg), "hist" or "hist:ids"."""
+    return f"{prefix}:{{{rk_tag(conversation_id, tenant)}}}:{kind}" + (
+        f":{rk_encode(arg)}" if arg is not None else "")
+
+
+def rk_ref(conversation_id: str, tenant: str | None = None) -> str:
+    """A conversation's reference (what the backends tag the API's objects with): the id, or
+    <enc tenant>:<id> when the deployment has tenants."""
+    return f"{rk_encode(tenant)}:{conversation_id}" if tenant else conversation_id
+
 # Markers of a sanitizer report in a process's stderr (ASan, LSan, UBSan).
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "SUMMARY: UndefinedBehaviorSanitizer", "AddressSanitizer:DEADLYSIGNAL")
@@ -119,6 +149,8 @@ WEATHER_ASSISTANT = {
 }
 # AW_TOOL_SECRET of the test workers (the key that signs correlation ids); never logged.
 TOOL_SECRET = "aw-test-tool-secret-3f8a61c0d2e9"
+# AW_TOOL_REQUEST_KEY of the test workers and tool services (signs tool requests and replies).
+TOOL_REQUEST_KEY = "aw-test-tool-request-key-5b0c97e1d4a2"
 
 
 def deadline_after(timeout_s: float) -> float:
@@ -163,6 +195,19 @@ class Stack:
     def start_redis(self, name: str = "redis", aof: bool = False) -> int:
         lib_sh("aw_redis_start", str(self.run_dir), *(["--aof"] if aof else []), name)
         return int((self.run_dir / name / "port").read_text().strip())
+
+    def redis_auth(self) -> tuple[str, str]:
+        """(user, password) of every redis-server of the run: each requires AUTH as that ACL
+        user (lib.sh aw_redis_auth); the password file is RUN/redis.password."""
+        return ((self.run_dir / "redis.user").read_text().strip(),
+                (self.run_dir / "redis.password").read_text())
+
+    def kafka_sasl(self) -> tuple[str, str, str]:
+        """(bootstrap, user, password) of the broker's SASL_PLAINTEXT listener (SCRAM-SHA-256);
+        the suite's own clients use the PLAINTEXT one."""
+        d = self.run_dir / "kafka"
+        return ((d / "sasl_bootstrap").read_text().strip(), (d / "sasl.user").read_text().strip(),
+                (d / "sasl.password").read_text())
 
     def start_simulator(self, binary: Path, *args: str) -> "Simulator":
         lib_sh("aw_simulator_start", str(self.run_dir), str(binary), *args)
@@ -333,9 +378,9 @@ class Producer_:
         self.p = None  # destroyed here, before the broker goes away
 
     def send(self, topic: str, value: bytes | None, key: bytes | str | None,
-             partition: int | None = None) -> tuple[int, int]:
-        """Produce one message synchronously (to `partition` if given, else by key); returns
-        (partition, offset)."""
+             partition: int | None = None, headers: list[tuple[str, bytes]] | None = None) -> tuple[int, int]:
+        """Produce one message synchronously (to `partition` if given, else by key; with Kafka
+        `headers` if given); returns (partition, offset)."""
         out: dict[str, Any] = {}
 
         def cb(err, m):
@@ -344,6 +389,8 @@ class Producer_:
         if isinstance(key, str):
             key = key.encode()
         kw = {} if partition is None else {"partition": partition}
+        if headers:
+            kw["headers"] = headers
         self.p.produce(topic, value=value, key=key, on_delivery=cb, **kw)
         self.p.flush(30)
         if out.get("err") is not None or "m" not in out:
@@ -491,10 +538,25 @@ class Simulator:
         assert status == 200, f"POST /admin/faults {settings} -> {status}: {obj}"
         return obj
 
+    def rate_limit(self, **settings) -> dict:
+        """Merge rate-limit settings (requests_per_minute, tokens_per_minute, burst_ms: per API
+        key and endpoint class, see the simulator's README) and return them."""
+        status, obj = self._call("POST", "/admin/rate_limit", settings)
+        assert status == 200, f"POST /admin/rate_limit {settings} -> {status}: {obj}"
+        return obj
+
     def settings(self) -> dict:
         """The current fault/pacing settings (GET /admin/faults)."""
         status, obj = self._call("GET", "/admin/faults")
         assert status == 200, f"GET /admin/faults -> {status}: {obj}"
+        return obj
+
+    def usage(self, model: str | None = None) -> dict:
+        """The tokens the simulator charged (GET /admin/usage, tests/simulator/sim_usage.h), all or
+        one model's: {"total": {requests, input_tokens, ...}, "models": {...}, "charges": [...]}."""
+        q = "?" + urllib.parse.urlencode({"model": model}) if model else ""
+        status, obj = self._call("GET", "/admin/usage" + q)
+        assert status == 200, f"GET /admin/usage{q} -> {status}: {obj}"
         return obj
 
     def stats(self) -> dict:
@@ -621,11 +683,16 @@ class WorkerSpec:
     assistants: list[dict] = field(default_factory=lambda: [dict(SUPPORT_BOT)])
     max_in_flight: int | None = None
     api: dict = field(default_factory=dict)  # the config file's "api" section (retries, timeouts)
+    worker: dict = field(default_factory=dict)  # the config file's "worker" section (allow_assistant_ids, ...)
     kafka_properties: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     functions: dict | None = None      # the config file's "functions" (per-function routes)
     backend: str = field(default_factory=lambda: BACKEND)  # api.backend
     tool_secret: str | None = None     # AW_TOOL_SECRET; TOOL_SECRET when an assistant has a function tool
+    tool_request_key: str | None = None  # AW_TOOL_REQUEST_KEY; TOOL_REQUEST_KEY with a function tool
+    tool_request_key_previous: str | None = None  # AW_TOOL_REQUEST_KEY_PREVIOUS (rotation)
+    redis_username: str | None = None  # AW_REDIS_USERNAME (the session's Redis requires AUTH)
+    redis_password: str | None = None  # AW_REDIS_PASSWORD
 
     def has_function_tools(self) -> bool:
         return any(t.get("type") == "function" for a in self.assistants for t in a.get("tools") or [])
@@ -653,8 +720,11 @@ class Worker:
         props = {"auto.offset.reset": "earliest"}
         props.update(s.kafka_properties)
         cfg = {"kafka": {"properties": props}, "assistants": s.assistants}
+        worker = dict(s.worker)
         if s.max_in_flight is not None:
-            cfg["worker"] = {"max_in_flight": s.max_in_flight}
+            worker["max_in_flight"] = s.max_in_flight
+        if worker:
+            cfg["worker"] = worker
         cfg["api"] = dict(s.api)
         cfg["api"].setdefault("backend", s.backend)
         if s.functions is not None:
@@ -679,9 +749,20 @@ class Worker:
             env["AW_TOPIC_TOOL_REQUESTS"] = s.topics["tool_requests"]
         if "tool_replies" in s.topics:
             env["AW_TOPIC_TOOL_REPLIES"] = s.topics["tool_replies"]
+        if "usage" in s.topics:
+            env["AW_TOPIC_USAGE"] = s.topics["usage"]
         secret = s.tool_secret or (TOOL_SECRET if s.has_function_tools() else None)
         if secret:
             env["AW_TOOL_SECRET"] = secret
+        request_key = s.tool_request_key or (TOOL_REQUEST_KEY if s.has_function_tools() else None)
+        if request_key:
+            env["AW_TOOL_REQUEST_KEY"] = request_key
+        if s.tool_request_key_previous:
+            env["AW_TOOL_REQUEST_KEY_PREVIOUS"] = s.tool_request_key_previous
+        if s.redis_username:
+            env["AW_REDIS_USERNAME"] = s.redis_username
+        if s.redis_password:
+            env["AW_REDIS_PASSWORD"] = s.redis_password
         env.update(s.extra_env)
         return env
 
@@ -853,11 +934,20 @@ def make_tool_reply(correlation_id: str, output: str | None = None, error: dict 
 
 class FakeToolService:
     """The test as the service owning a function: reads every tool request published to a
-    topic (from the beginning, no consumer group, headers kept) and produces replies."""
+    topic (from the beginning, no consumer group, headers kept) and produces replies.  Like a
+    real service it trusts only signed requests (toolsign.py, the documented scheme): every
+    request wait_requests returns has been verified with `keys` (AW_TOOL_REQUEST_KEY and, while
+    rotating, the previous one), and reply() signs with keys[0] unless told not to."""
 
-    def __init__(self, bootstrap: str, requests_topic: str, producer: "Producer_"):
+    def __init__(self, bootstrap: str, requests_topic: str, producer: "Producer_",
+                 keys: list[str] | None = None):
         self.requests = Collector(bootstrap, requests_topic)
         self.producer = producer
+        self.keys = list(keys or [TOOL_REQUEST_KEY])
+
+    def verify(self, req: Msg) -> str | None:
+        """None when req is a genuine, fresh tool request, else why not (tool_sign.h's reasons)."""
+        return toolsign.verify_request(self.keys, req.obj, req.headers, int(time.time() * 1000))
 
     def requests_for(self, conversation_id: str) -> list[Msg]:
         self.requests.poll_once(0.01)
@@ -870,24 +960,35 @@ class FakeToolService:
         def got(ms):
             mine = [m for m in ms if m.get("conversation_id") == conversation_id]
             return mine[after:after + n] if len(mine) >= after + n else None
-        return self.requests.wait_for(got, timeout_s,
-                                      f"{after + n} tool request(s) of {conversation_id}")
+        got_reqs = self.requests.wait_for(got, timeout_s,
+                                          f"{after + n} tool request(s) of {conversation_id}")
+        for m in got_reqs:
+            why = self.verify(m)
+            assert why is None, f"a tool request of {conversation_id} does not verify ({why}): {m.obj}"
+        return got_reqs
 
     def send_reply(self, req: Msg | dict | None, value: bytes, key: str | bytes | None = None,
-                   topic: str | None = None) -> bytes:
-        """Produce raw bytes as a reply to req (its reply_topic, keyed by its conversation);
-        returns the bytes."""
+                   topic: str | None = None, headers: list[tuple[str, bytes]] | None = None) -> bytes:
+        """Produce raw bytes as a reply to req (its reply_topic, keyed by its conversation), with
+        `headers` (none: unsigned); returns the bytes."""
         topic = topic or req["reply_topic"]
         key = key if key is not None else (req["conversation_id"] if req is not None else None)
-        self.producer.send(topic, value, key)
+        self.producer.send(topic, value, key, headers=headers)
         return value
 
     def reply(self, req: Msg | dict, output: str | None = None, error: dict | None = None,
-              correlation_id: str | None = None, **extra) -> bytes:
-        """Answer a tool request (by default with its own correlation id); returns the bytes
-        produced."""
+              correlation_id: str | None = None, sign: bool = True, keys: list[str] | None = None,
+              topic: str | None = None, **extra) -> bytes:
+        """Answer a tool request (by default with its own correlation id, signed with this
+        service's key, or with `keys`; sign=False: unsigned); returns the bytes produced."""
         body = make_tool_reply(correlation_id or req["correlation_id"], output, error, **extra)
-        return self.send_reply(req, pack(body))
+        headers = None
+        if sign:
+            try:
+                headers = toolsign.sign_reply((keys or self.keys)[:1], body)
+            except (KeyError, TypeError, AttributeError):
+                headers = None  # not a reply the scheme can sign (a test of bad input): unsigned
+        return self.send_reply(req, pack(body), topic=topic, headers=headers)
 
     def close(self) -> None:
         self.requests.close()

@@ -76,8 +76,15 @@ def redis_port(stack) -> int:
 
 
 @pytest.fixture(scope="session")
-def redis_client(redis_port):
-    c = redis_lib.Redis(host="127.0.0.1", port=redis_port, decode_responses=True)
+def redis_auth(stack, redis_port) -> tuple[str, str]:
+    """(user, password): every Redis of the session requires AUTH (deploy/local/lib.sh)."""
+    return stack.redis_auth()
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_port, redis_auth):
+    c = redis_lib.Redis(host="127.0.0.1", port=redis_port, username=redis_auth[0], password=redis_auth[1],
+                        decode_responses=True)
     yield c
     c.close()
 
@@ -110,11 +117,13 @@ class Ctx:
     """One test's slice of the stack: unique topics, group id and Redis prefix."""
 
     PARTITIONS = {"requests": 12, "responses": 12, "deltas": 12, "dlq": 4,
-                  "tool_requests": 4, "tool_replies": 4}
+                  "tool_requests": 4, "tool_replies": 4, "usage": 4}
 
-    def __init__(self, kafka: str, redis_port: int, producer: Producer_, workdir: Path):
+    def __init__(self, kafka: str, redis_port: int, producer: Producer_, workdir: Path,
+                 redis_auth: tuple[str, str] | None = None):
         self.id = uuid.uuid4().hex[:12]
         self.kafka, self.redis_port, self.producer, self.workdir = kafka, redis_port, producer, workdir
+        self.redis_auth = redis_auth  # (user, password) the workers authenticate with
         self.topics = {k: f"t-{self.id}.{k}" for k in self.PARTITIONS}
         create_topics(kafka, {self.topics[k]: n for k, n in self.PARTITIONS.items()})
         self.group_id = f"aw-test-{self.id}"
@@ -149,10 +158,17 @@ class Ctx:
     def dlq(self) -> Collector:
         return self.collector("dlq")
 
+    @property
+    def usage(self) -> Collector:
+        """The usage records (kafka.topics.usage: one per finished turn, schemas/usage.schema.json)."""
+        return self.collector("usage")
+
     def spec(self, api_base_url: str, **overrides) -> WorkerSpec:
         spec = WorkerSpec(brokers=self.kafka, redis_port=self.redis_port, api_base_url=api_base_url,
                           topics=dict(self.topics), group_id=self.group_id,
-                          redis_prefix=self.redis_prefix)
+                          redis_prefix=self.redis_prefix,
+                          redis_username=self.redis_auth[0] if self.redis_auth else None,
+                          redis_password=self.redis_auth[1] if self.redis_auth else None)
         for k, v in overrides.items():
             setattr(spec, k, v)
         return spec
@@ -193,10 +209,10 @@ class Ctx:
 
         return self.responses.wait_for(done, timeout_s, f"responses to {len(want)} events")
 
-    def thread_key(self, conversation_id: str, backend: str = BACKEND) -> str:
+    def thread_key(self, conversation_id: str, backend: str = BACKEND, tenant: str | None = None) -> str:
         """The Redis key of the conversation's backend handle (thread or conversation) on
-        `backend` (the suite's by default)."""
-        return f"{self.redis_prefix}:{{c:{conversation_id}}}:{handle_key_suffix(backend)}"
+        `backend` (the suite's by default), of `tenant`'s conversation when given."""
+        return awtest.rk_key(self.redis_prefix, conversation_id, handle_key_suffix(backend), tenant=tenant)
 
     def close(self):
         for c in self._collectors.values():
@@ -207,11 +223,11 @@ class Ctx:
 
 
 @pytest.fixture
-def ctx(request, stack, kafka, redis_port, redis_client, producer):
-    c = Ctx(kafka, redis_port, producer, stack.run_dir / "tests" / safe_name(request.node.name))
+def ctx(request, stack, kafka, redis_port, redis_auth, redis_client, producer):
+    c = Ctx(kafka, redis_port, producer, stack.run_dir / "tests" / safe_name(request.node.name), redis_auth)
     # The chat backend's histories of this test (its Redis prefix): see awtest.history_turns.
-    awtest.HISTORY_READER = lambda conv: [
-        json.loads(t) for t in redis_client.lrange(f"{c.redis_prefix}:{{c:{conv}}}:hist", 0, -1)]
+    awtest.HISTORY_READER = lambda conv, tenant=None: [
+        json.loads(t) for t in redis_client.lrange(awtest.rk_key(c.redis_prefix, conv, "hist", tenant=tenant), 0, -1)]
     yield c
     awtest.HISTORY_READER = None
     c.close()
@@ -262,7 +278,8 @@ def worker(request, ctx, simulator):
         except AssertionError as e:
             problems.append(str(e))
         # Secrets are never logged, by any worker in any test.
-        leaked = [ln for ln in w.lines if API_KEY in ln or "Bearer " in ln or TOOL_SECRET in ln]
+        leaked = [ln for ln in w.lines if API_KEY in ln or "Bearer " in ln or TOOL_SECRET in ln
+                  or (ctx.redis_auth and ctx.redis_auth[1] in ln)]
         if leaked:
             problems.append(f"{w.name} logged a secret: {leaked[0][:200]}")
     assert not problems, "\n\n".join(problems)

@@ -11,11 +11,13 @@
 #include "sim_chat.h"
 #include "sim_conversations.h"
 #include "sim_faults.h"
+#include "sim_ratelimit.h"
 #include "sim_req.h"
 #include "sim_responses.h"
 #include "sim_run.h"
 #include "sim_store.h"
 #include "sim_timer.h"
+#include "sim_usage.h"
 
 #define BAD SREQ_BAD
 
@@ -407,6 +409,7 @@ static void admin_stats(sapi_reply *r) {
   for (int s = 0; s < RS_COUNT; s++) cJSON_AddNumberToObject(resps, srun_status_name((srun_status)s), (double)counts[s]);
   cJSON_AddNumberToObject(o, "conversations", (double)convs);
   cJSON_AddNumberToObject(o, "pending_timers", (double)stimer_pending());
+  cJSON_AddItemToObject(o, "rate_limit", srl_stats_json());
   sreq_json(r, 200, o);
 }
 
@@ -433,18 +436,37 @@ static void admin(const sapi_req *q, sapi_reply *r, const char *what) {
     sstore_unlock();
     malloc_trim(0); /* hand the freed store back to the OS between test suites */
     sfault_reset();
+    srl_reset();
     sstats_reset();
     schat_reset();
+    susage_reset();
     log_info(NULL, "state and faults reset");
     cJSON *o = cJSON_CreateObject();
     cJSON_AddTrueToObject(o, "ok");
     sreq_json(r, 200, o);
+  } else if (strcmp(what, "rate_limit") == 0 && (get || post)) {
+    r->route = SR_ADMIN_RATE_LIMIT;
+    if (post) {
+      cJSON *body = sreq_parse_body(q, r, 1);
+      if (!body) return;
+      char err[256];
+      int rc = srl_set_json(body, err, sizeof err);
+      cJSON_Delete(body);
+      if (rc) {
+        BAD(r, NULL, "invalid_value", "%s", err);
+        return;
+      }
+    }
+    sreq_json(r, 200, srl_settings_json());
   } else if (strcmp(what, "responses") == 0 && get) {
     r->route = SR_ADMIN_RESPONSES;
     sresp_admin(q, r);
   } else if (strcmp(what, "stats") == 0 && get) {
     r->route = SR_ADMIN_STATS;
     admin_stats(r);
+  } else if (strcmp(what, "usage") == 0 && get) {
+    r->route = SR_ADMIN_USAGE;
+    sreq_json(r, 200, susage_to_json(q->arg(q->arg_cls, "model")));
   } else {
     sreq_err(r, 404, "invalid_request_error", NULL, NULL, "Invalid URL (%s %s)", q->method, q->path);
   }
@@ -670,6 +692,13 @@ void sapi_handle(const sapi_req *q, sapi_reply *r) {
     BAD(r, NULL, "invalid_beta",
         "You must provide the 'OpenAI-Beta' header to access the Assistants API. Please try again by setting the "
         "header 'OpenAI-Beta: assistants=v2'.");
+    return;
+  }
+  const char *rl_type = NULL;
+  char rl_msg[512];
+  if (srl_take(q->auth, q->path, q->body, q->body_len, &r->rl, &rl_type, rl_msg, sizeof rl_msg) == 429) {
+    r->retry_after_s = (int)((r->rl.retry_after_ms + 999) / 1000);
+    sreq_err(r, 429, rl_type, NULL, "rate_limit_exceeded", "%s", rl_msg);
     return;
   }
   int retry_after = 0;

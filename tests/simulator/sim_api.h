@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <cjson/cJSON.h>
 #include "sim_cstream.h"
+#include "sim_ratelimit.h"
 #include "sim_stats.h"
 #include "sim_rstream.h"
 #include "sim_stream.h"
@@ -40,6 +41,7 @@ typedef struct sapi_reply {
   int status;
   char *body;          /* malloc'd JSON text (NULL for streams) */
   int retry_after_s;   /* >= 0: send Retry-After */
+  srl_reply rl;        /* the rate-limit headers (sim_ratelimit.h) */
   sstream *stream;     /* non-NULL: answer with this SSE stream */
   srstream *rstream;   /* non-NULL: answer by reading a response's events */
   scstream *cstream;   /* non-NULL: answer with a chat completion's chunks or object */

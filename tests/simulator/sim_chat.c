@@ -15,6 +15,7 @@
 #include "sim_req.h"
 #include "sim_store.h"
 #include "sim_turn.h"
+#include "sim_usage.h"
 
 #define BAD SREQ_BAD
 
@@ -473,6 +474,9 @@ typedef struct chat_in {
   cJSON *hist;       /* the history in the Responses API's stored form (sim_turn.h) */
   buf instr;         /* the system and developer messages, space separated */
   int prompt_tokens; /* words of every message's text and tool call arguments */
+  int cached_tokens; /* words of the messages before the last user message, when an
+                        assistant message is among them (earlier turns sent again) */
+  int user_tokens;   /* words of the last user message */
 } chat_in;
 
 static cJSON *text_item(const char *role, const char *type, const char *text) {
@@ -496,12 +500,19 @@ static int read_messages(const cJSON *msgs, chat_in *in) {
   in->hist = cJSON_CreateArray();
   int rc = in->hist ? AW_OK : AW_ENOMEM;
   const cJSON *m;
+  int assistant_seen = 0;
   cJSON_ArrayForEach(m, msgs) {
     if (rc != AW_OK) break;
     const cJSON *role = get(m, "role");
     buf_reset(&text);
     if ((rc = content_text(get(m, "content"), &text)) != AW_OK) break;
     const char *t = text.data ? text.data : "";
+    if (is(role, "user")) {
+      /* What came before the question is the prefix a real server caches. */
+      in->cached_tokens = assistant_seen ? in->prompt_tokens : 0;
+      in->user_tokens = smodel_count_tokens(t);
+    }
+    if (is(role, "assistant")) assistant_seen = 1;
     in->prompt_tokens += smodel_count_tokens(t);
     cJSON *it = NULL;
     if (is(role, "system") || is(role, "developer")) {
@@ -627,6 +638,14 @@ static void serve(const cJSON *body, sapi_reply *r) {
   } else if (decide(body, &in, cfg.answer_tokens, &a) != AW_OK) {
     sreq_json(r, 500, NULL);
     goto out;
+  }
+  /* Deterministic stand-ins for the details a real server reports
+   * (sim_usage.h): the re-sent history counts as cached, and an o-series
+   * model reasons one token per word of the question. */
+  a.cached_tokens = in.cached_tokens;
+  if (susage_reasoning_model(a.model)) {
+    a.reasoning_tokens = in.user_tokens > 0 ? in.user_tokens : 1;
+    a.completion_tokens += a.reasoning_tokens;
   }
   sstore_lock();
   sstore_make_id("chatcmpl-", a.id, sizeof a.id);

@@ -13,6 +13,7 @@
 #include "sim_record.h"
 #include "sim_stats.h"
 #include "sim_timer.h"
+#include "sim_usage.h"
 
 typedef enum { PH_ROLE = 0, PH_CONTENT, PH_FINISH, PH_USAGE, PH_DONE, PH_END } cphase;
 
@@ -31,6 +32,7 @@ struct scstream {
   buf out;          /* what MHD has not taken yet */
   size_t off;
   cJSON *rec;
+  int charged;      /* its usage was produced and charged (sim_usage.h) */
 };
 
 /* One chunk is a word or a piece of arguments; the JSON answer holds the
@@ -74,14 +76,22 @@ static cJSON *usage(const scstream *st) {
   cJSON_AddNumberToObject(u, "completion_tokens", st->a.completion_tokens);
   cJSON_AddNumberToObject(u, "total_tokens", st->a.prompt_tokens + st->a.completion_tokens);
   cJSON *pd = cJSON_AddObjectToObject(u, "prompt_tokens_details");
-  cJSON_AddNumberToObject(pd, "cached_tokens", 0);
+  cJSON_AddNumberToObject(pd, "cached_tokens", st->a.cached_tokens);
   cJSON_AddNumberToObject(pd, "audio_tokens", 0);
   cJSON *cd = cJSON_AddObjectToObject(u, "completion_tokens_details");
-  cJSON_AddNumberToObject(cd, "reasoning_tokens", 0);
+  cJSON_AddNumberToObject(cd, "reasoning_tokens", st->a.reasoning_tokens);
   cJSON_AddNumberToObject(cd, "audio_tokens", 0);
   cJSON_AddNumberToObject(cd, "accepted_prediction_tokens", 0);
   cJSON_AddNumberToObject(cd, "rejected_prediction_tokens", 0);
   return u;
+}
+
+/* The usage goes out now (the usage chunk, or the object): charge it, once. */
+static void charge(scstream *st) {
+  if (st->charged) return;
+  st->charged = 1;
+  susage_charge("chat", st->a.id, st->a.model, st->a.prompt_tokens, st->a.completion_tokens, st->a.cached_tokens,
+                st->a.reasoning_tokens);
 }
 
 /* The fields every chunk and the object share. */
@@ -219,6 +229,7 @@ static int step(scstream *st, int delay_ms) {
     return put(st, chunk(st, cJSON_CreateObject(), st->a.finish)) ? -1 : 0;
   case PH_USAGE:
     st->ph = PH_DONE;
+    charge(st);
     return put(st, chunk(st, NULL, NULL)) ? -1 : 0;
   case PH_DONE:
     st->ph = PH_END;
@@ -256,6 +267,7 @@ static int object(scstream *st) {
   cJSON_AddStringToObject(c, "finish_reason", st->a.finish);
   cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), c);
   cJSON_AddItemToObject(o, "usage", usage(st));
+  charge(st);
   char *s = cJSON_PrintUnformatted(o);
   int rc = s ? buf_appends(&st->out, s) : AW_ENOMEM;
   free(s);

@@ -43,6 +43,8 @@ typedef struct scstream_answer {
   cJSON *calls;       /* [{id, name, arguments}] or NULL; taken */
   const char *finish; /* "stop" | "length" | "tool_calls" (static) */
   int prompt_tokens, completion_tokens;
+  int cached_tokens;     /* of prompt_tokens (usage.prompt_tokens_details) */
+  int reasoning_tokens;  /* of completion_tokens (usage.completion_tokens_details) */
   int include_usage;  /* SSE: usage: null on each chunk, then the usage chunk */
 } scstream_answer;
 

@@ -127,6 +127,9 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, hreq *h) {
       MHD_add_response_header(resp, "Retry-After", v);
     }
   }
+  char rl_name[64], rl_value[32];
+  for (int i = 0; srl_header(&r->rl, i, rl_name, sizeof rl_name, rl_value, sizeof rl_value); i++)
+    MHD_add_response_header(resp, rl_name, rl_value);
   sstats_count(r->route, r->status);
   enum MHD_Result ok = MHD_queue_response(c, (unsigned)r->status, resp);
   MHD_destroy_response(resp);

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "sim_faults.h"
 #include "sim_http.h"
+#include "sim_ratelimit.h"
 #include "sim_record.h"
 #include "sim_store.h"
 #include "sim_timer.h"
@@ -34,6 +35,9 @@ static const char usage[] =
     "  --seed N             seed for the chaos-rate PRNG (default 1)\n"
     "  --requires-action-timeout-s N\n"
     "                       a run waiting for tool outputs expires after N s (default 600)\n"
+    "  --rate-limit-rpm N   requests per minute per API key and endpoint class (default 0: none)\n"
+    "  --rate-limit-tpm N   tokens per minute per API key and endpoint class (default 0: none)\n"
+    "  --rate-limit-burst-ms N  the window those limits are enforced over (default 1000)\n"
     "  --log-level LEVEL    debug|info|warn|error|off (default info)\n"
     "  --help               this text\n";
 
@@ -81,6 +85,8 @@ int main(int argc, char **argv) {
   const char *port_file = NULL, *record = NULL;
   sfault_cfg fc;
   sfault_defaults(&fc);
+  srl_cfg rl;
+  srl_defaults(&rl);
   log_set_component("simulator");
   /* Every option takes a value: each step consumes a pair. */
   for (int i = 1; i < argc; i += 2) {
@@ -120,6 +126,15 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--requires-action-timeout-s") == 0) {
       if (num(a, v, 1, 86400, &x)) return 2;
       fc.requires_action_timeout_s = (int)x, ok = 1;
+    } else if (strcmp(a, "--rate-limit-rpm") == 0) {
+      if (num(a, v, 0, 1000000000L, &x)) return 2;
+      rl.requests_per_minute = x, ok = 1;
+    } else if (strcmp(a, "--rate-limit-tpm") == 0) {
+      if (num(a, v, 0, 1000000000000L, &x)) return 2;
+      rl.tokens_per_minute = x, ok = 1;
+    } else if (strcmp(a, "--rate-limit-burst-ms") == 0) {
+      if (num(a, v, 10, 600000, &x)) return 2;
+      rl.burst_ms = x, ok = 1;
     } else if (strcmp(a, "--seed") == 0) {
       if (num(a, v, 0, LONG_MAX, &x)) return 2;
       fc.seed = (uint64_t)x, ok = 1;
@@ -142,6 +157,7 @@ int main(int argc, char **argv) {
 
   ho.max_conns = raise_fd_limit();
   sfault_init(&fc);
+  srl_init(&rl);
   sstore_init();
   char err[256];
   if (record && srec_open(record, err, sizeof err) != AW_OK) {

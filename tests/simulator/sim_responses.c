@@ -10,6 +10,7 @@
 #include "sim_conversations.h"
 #include "sim_faults.h"
 #include "sim_model.h"
+#include "sim_usage.h"
 #include "sim_req.h"
 #include "sim_rstream.h"
 #include "sim_stats.h"
@@ -34,6 +35,9 @@ typedef struct rstate {
   size_t emit_pos;
   int tokens_total, tokens_done, max_tokens;
   int input_tokens;
+  int cached_tokens;    /* of input_tokens: the instructions, when the history had been sent before */
+  int reasoning_tokens; /* added to output_tokens by an o-series model (sim_usage.h) */
+  int charged;          /* its usage was charged (sim_usage.h): once per response */
   cJSON *calls;       /* [{name, arguments, label}] or NULL */
   cJSON *inputs;      /* the input items, stored form, for input_items */
   sfault_run fault;
@@ -143,16 +147,26 @@ static void set_status(sobj *resp, srun_status st) {
   }
 }
 
+/* The response's usage, charged once (sim_usage.h): output = the tokens
+ * written plus the reasoning of an o-series model. */
 static void set_usage(sobj *resp) {
   rstate *rs = st_of(resp);
+  int output = rs->tokens_done + rs->reasoning_tokens;
   cJSON *u = cJSON_CreateObject();
   cJSON_AddNumberToObject(u, "input_tokens", rs->input_tokens);
-  cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "input_tokens_details"), "cached_tokens", 0);
+  cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "input_tokens_details"), "cached_tokens", rs->cached_tokens);
   cJSON_AddNumberToObject(cJSON_GetObjectItemCaseSensitive(u, "input_tokens_details"), "cache_write_tokens", 0);
-  cJSON_AddNumberToObject(u, "output_tokens", rs->tokens_done);
-  cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "output_tokens_details"), "reasoning_tokens", 0);
-  cJSON_AddNumberToObject(u, "total_tokens", rs->input_tokens + rs->tokens_done);
+  cJSON_AddNumberToObject(u, "output_tokens", output);
+  cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "output_tokens_details"), "reasoning_tokens",
+                          rs->reasoning_tokens);
+  cJSON_AddNumberToObject(u, "total_tokens", rs->input_tokens + output);
   jset(resp->json, "usage", u);
+  if (!rs->charged) {
+    rs->charged = 1;
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(resp->json, "model");
+    susage_charge("responses", resp->id, cJSON_IsString(model) ? model->valuestring : "", rs->input_tokens, output,
+                  rs->cached_tokens, rs->reasoning_tokens);
+  }
 }
 
 /* The response ends: usage, output items appended to its conversation
@@ -455,6 +469,14 @@ static int plan(rstate *rs, const cJSON *hist, const cJSON *body, int answer_tok
   rs->answer = t.answer;
   rs->tokens_total = t.calls ? 0 : t.tokens;
   rs->input_tokens = smodel_count_tokens(instr_s) + (t.from_outputs ? t.outputs : t.user_tokens);
+  /* Deterministic stand-ins for what a real API reports: the instructions
+   * count as cached once the history holds more than this request's first
+   * item (earlier turns or rounds were sent before with the same prefix);
+   * an o-series model reasons one token per word of the question. */
+  rs->cached_tokens = cJSON_GetArraySize(hist) > 1 ? smodel_count_tokens(instr_s) : 0;
+  const cJSON *model = cJSON_GetObjectItemCaseSensitive(body, "model");
+  if (cJSON_IsString(model) && susage_reasoning_model(model->valuestring))
+    rs->reasoning_tokens = t.user_tokens > 0 ? t.user_tokens : 1;
   return AW_OK;
 }
 

@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "sim_model.h"
+#include "sim_usage.h"
 #include "sim_timer.h"
 #include "sim_tools.h"
 
@@ -178,12 +179,23 @@ static cJSON *usage_json(const srun_state *rs) {
   return u;
 }
 
+/* A run ends: its usage, charged once (sim_usage.h). */
+static void run_usage(sobj *run) {
+  srun_state *rs = run->run;
+  jset(run->json, "usage", usage_json(rs));
+  if (rs->charged) return;
+  rs->charged = 1;
+  const cJSON *model = cJSON_GetObjectItemCaseSensitive(run->json, "model");
+  susage_charge("runs", run->id, cJSON_IsString(model) ? model->valuestring : "", rs->prompt_tokens, rs->tokens_done,
+                0, 0);
+}
+
 static void fail_run(sobj *run, const char *code, const char *msg, sevents *ev) {
   cJSON *e = cJSON_CreateObject();
   cJSON_AddStringToObject(e, "code", code);
   cJSON_AddStringToObject(e, "message", msg);
   jset(run->json, "last_error", e);
-  jset(run->json, "usage", usage_json(run->run));
+  run_usage(run);
   srun_set_status(run, RS_FAILED);
   sev_emit(ev, "thread.run.failed", run->json);
 }
@@ -234,7 +246,7 @@ static void ra_expire(void *arg, int shutting_down) {
         jset(step->json, "status", cJSON_CreateString("expired"));
         jset(step->json, "expired_at", cJSON_CreateNumber((double)sstore_unix_now()));
       }
-      jset(run->json, "usage", usage_json(run->run));
+      run_usage(run);
       srun_set_status(run, RS_EXPIRED);
     }
     sstore_unlock();
@@ -552,7 +564,7 @@ void srun_finish(sobj *run, sevents *ev) {
     jset(step->json, "usage", usage_json(rs));
     sev_emit(ev, "thread.run.step.completed", step->json);
   }
-  jset(run->json, "usage", usage_json(rs));
+  run_usage(run);
   srun_set_status(run, RS_COMPLETED);
   sev_emit(ev, "thread.run.completed", run->json);
 }
@@ -585,7 +597,7 @@ void srun_finalize_cancel(sobj *run, sevents *ev) {
     jset(step->json, "cancelled_at", cJSON_CreateNumber(now));
     sev_emit(ev, "thread.run.step.cancelled", step->json);
   }
-  jset(run->json, "usage", usage_json(rs));
+  run_usage(run);
   srun_set_status(run, RS_CANCELLED);
   sev_emit(ev, "thread.run.cancelled", run->json);
 }

@@ -49,6 +49,8 @@ static const char *const names[SR_COUNT] = {
     [SR_ADMIN_CONV] = "GET /admin/conversations/{conversation_id}",
     [SR_ADMIN_CHAT_REQUESTS] = "GET /admin/chat/requests",
     [SR_HEALTH] = "GET /healthz",
+    [SR_ADMIN_RATE_LIMIT] = "/admin/rate_limit",
+    [SR_ADMIN_USAGE] = "GET /admin/usage",
 };
 
 /* ~45 routes x 600 statuses of 8 bytes = ~215 KB: cheap, and lets the hot

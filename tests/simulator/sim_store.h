@@ -64,6 +64,7 @@ typedef struct srun_state {
                          expiry timer armed for an earlier round is stale */
   int resumed;        /* outputs submitted: the next start reports the
                          completed tool step */
+  int charged;        /* its usage was charged when it ended (sim_usage.h) */
 } srun_state;
 
 typedef struct sobj {

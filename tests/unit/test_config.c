@@ -28,6 +28,8 @@ static const char *const ENV_VARS[] = {
     "AW_MAX_EVENT_BYTES", "AW_API_BACKGROUND", "AW_CONVERSATION_TTL_S", "AW_TOOL_STATE_TTL_S",
     "AW_HISTORY_MAX_TURNS", "AW_HISTORY_MAX_BYTES", "AW_HISTORY_TTL_S",
     "AW_API_ALLOW_INSECURE_HTTP", "AW_HEALTH_BIND", "AW_ALLOW_CORE_DUMPS", "AW_REDIS_PASSWORD",
+    "AW_TOOL_REQUEST_KEY", "AW_TOOL_REQUEST_KEY_PREVIOUS", "AW_TOOL_REQUEST_KEY_FILE",
+    "AW_TOOL_REQUEST_KEY_PREVIOUS_FILE",
 };
 
 /* 16 bytes: the shortest secret accepted. */
@@ -134,6 +136,7 @@ static void test_file_sets_every_setting(void **state) {
   cfg c;
   char err[256];
   setenv("AW_TOOL_SECRET", SECRET16, 1); /* FULL has a function tool */
+  setenv("AW_TOOL_REQUEST_KEY", SECRET16 "-request", 1);
   assert_int_equal(cfg_load(&c, write_tmp(FULL), err, sizeof err), AW_OK);
   unlink(g_tmp);
   assert_string_equal(c.kafka.brokers, "k1:9092,k2:9092");
@@ -238,6 +241,7 @@ static void test_env_overrides_the_file(void **state) {
   setenv("AW_TOPIC_TOOL_REQUESTS", "e.tool-req", 1);
   setenv("AW_TOPIC_TOOL_REPLIES", "e.tool-rep", 1);
   setenv("AW_TOOL_SECRET", SECRET16 "-env", 1);
+  setenv("AW_TOOL_REQUEST_KEY", SECRET16 "-request", 1);
   setenv("AW_TOOL_SECRET_PREVIOUS", SECRET16 "-old", 1);
   cfg c;
   char err[256];
@@ -416,7 +420,7 @@ static const struct {
     {"{\"functions\":{\"f\":{},\"f\":{}}}", "functions.f: duplicate key"},
     {"{\"functions\":{\"f\":{\"topic\":\"a\",\"topic\":\"b\"}}}", "functions.f.topic: duplicate key"},
     {"{\"functions\":{\"f\":{\"timeout_ms\":5}}}",
-     "functions.f: unknown key \"timeout_ms\" (expected topic, deadline_ms, on_deadline, validate_arguments)"},
+     "functions.f: unknown key \"timeout_ms\" (expected topic, reply_topic, deadline_ms, on_deadline, validate_arguments)"},
     {"{\"functions\":{\"f\":{\"topic\":5}}}", "functions.f.topic: expected a string"},
     {"{\"functions\":{\"f\":{\"topic\":\"no spaces\"}}}", "functions.f.topic: invalid Kafka topic name \"no spaces\""},
     {"{\"functions\":{\"f\":{\"topic\":\"\"}}}", "functions.f.topic: invalid Kafka topic name \"\""},
@@ -587,6 +591,7 @@ static void test_dump_hides_the_api_key_and_secret_properties(void **state) {
   (void)state;
   setenv("AW_API_KEY", "sk-very-secret-key", 1);
   setenv("AW_TOOL_SECRET", SECRET16, 1); /* FULL has a function tool */
+  setenv("AW_TOOL_REQUEST_KEY", SECRET16 "-request", 1);
   cfg c;
   char err[256];
   assert_int_equal(cfg_load(&c, write_tmp(FULL), err, sizeof err), AW_OK);
@@ -655,6 +660,7 @@ static void test_every_function_tool_gets_a_default_route(void **state) {
   cfg c;
   char err[512];
   setenv("AW_TOOL_SECRET", SECRET16, 1);
+  setenv("AW_TOOL_REQUEST_KEY", SECRET16 "-request", 1);
   assert_int_equal(load_file(&c, TOOLS_DOC, err, sizeof err), AW_OK);
   /* one route per distinct name, in order of appearance; the shared
    * get_weather (same parameters, another description) is routed once */
@@ -747,6 +753,7 @@ static void test_default_route_topic_follows_tool_requests(void **state) {
       "  {\"type\":\"function\",\"function\":{\"name\":\"f\"}},{\"type\":\"function\",\"function\":{\"name\":\"g\"}}]}],"
       " \"functions\":{\"g\":{\"topic\":\"own.topic\"}}}";
   setenv("AW_TOOL_SECRET", SECRET16, 1);
+  setenv("AW_TOOL_REQUEST_KEY", SECRET16 "-request", 1);
   assert_int_equal(load_file(&c, doc, err, sizeof err), AW_OK);
   assert_string_equal(cfg_function_route(&c, "f")->topic, "file.tools");
   assert_string_equal(cfg_function_route(&c, "g")->topic, "own.topic");
@@ -854,6 +861,10 @@ static void test_tool_secret_is_required_with_function_tools(void **state) {
   assert_int_equal(load_file(&c, second, err, sizeof err), AW_ECONFIG);
   assert_non_null(strstr(err, "AW_TOOL_SECRET: required"));
   setenv("AW_TOOL_SECRET", SECRET16, 1);
+  /* the tool request key is required too, and it says why */
+  assert_int_equal(load_file(&c, second, err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "AW_TOOL_REQUEST_KEY: required because function tools are routed"));
+  setenv("AW_TOOL_REQUEST_KEY", SECRET16 "-request", 1);
   assert_int_equal(load_file(&c, second, err, sizeof err), AW_OK);
   assert_string_equal(c.tools.secret, SECRET16);
   assert_string_equal(c.tools.secret_previous, "");
@@ -905,6 +916,71 @@ static void test_invalid_tool_secrets_are_refused_without_echo(void **state) {
   cfg_free(&c);
 }
 
+/* AW_TOOL_REQUEST_KEY: from the variable or the file _FILE names (not
+ * both), at least 16 bytes, never echoed; the previous one needs a current
+ * one; refused in the file; reply topics default to tool_replies and follow
+ * it, a "functions" entry pins its own. */
+static void test_tool_request_key_and_reply_topics(void **state) {
+  (void)state;
+  cfg c;
+  char err[512];
+  setenv("AW_TOOL_SECRET", SECRET16, 1);
+  static const char doc[] =
+      "{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tools\":["
+      "  {\"type\":\"function\",\"function\":{\"name\":\"f\"}},{\"type\":\"function\",\"function\":{\"name\":\"g\"}}]}],"
+      " \"functions\":{\"g\":{\"reply_topic\":\"g.replies\"}}}";
+  /* from a file (one trailing newline dropped) */
+  char path[300];
+  snprintf(path, sizeof path, "%s", write_tmp("request-key-from-a-file-0042\n"));
+  setenv("AW_TOOL_REQUEST_KEY_FILE", path, 1);
+  setenv("AW_TOPIC_TOOL_REPLIES", "fleet.replies", 1);
+  assert_int_equal(load_file(&c, doc, err, sizeof err), AW_OK);
+  assert_string_equal(c.tools.request_key, "request-key-from-a-file-0042");
+  assert_string_equal(cfg_function_route(&c, "f")->reply_topic, "fleet.replies");
+  assert_string_equal(cfg_function_route(&c, "g")->reply_topic, "g.replies");
+  tsig_key k;
+  assert_int_equal(cfg_tool_request_key(&c, &k, err, sizeof err), AW_OK);
+  assert_int_equal(k.cur_len, strlen("request-key-from-a-file-0042"));
+  assert_int_equal(k.prev_len, 0);
+  tsig_key_clear(&k);
+  cfg_free(&c);
+  assert_string_equal(c.tools.request_key, ""); /* wiped */
+  /* both the variable and the file: refused, naming both */
+  setenv("AW_TOOL_REQUEST_KEY", "request-key-from-the-env-0042", 1);
+  assert_int_equal(load_file(&c, doc, err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "AW_TOOL_REQUEST_KEY and AW_TOOL_REQUEST_KEY_FILE are both set"));
+  unlink(path);
+  unsetenv("AW_TOOL_REQUEST_KEY_FILE");
+  /* too short, never echoed */
+  setenv("AW_TOOL_REQUEST_KEY", "short-key-1", 1);
+  assert_int_equal(load_file(&c, doc, err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "AW_TOOL_REQUEST_KEY: shorter than 16 bytes"));
+  assert_null(strstr(err, "short-key-1"));
+  /* a previous key without a current one */
+  unsetenv("AW_TOOL_REQUEST_KEY");
+  setenv("AW_TOOL_REQUEST_KEY_PREVIOUS", "request-key-previous-0042", 1);
+  assert_int_equal(load_file(&c, doc, err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "AW_TOOL_REQUEST_KEY_PREVIOUS: set without AW_TOOL_REQUEST_KEY"));
+  /* rotating: both keys in the tsig_key */
+  setenv("AW_TOOL_REQUEST_KEY", "request-key-current-0042", 1);
+  assert_int_equal(load_file(&c, doc, err, sizeof err), AW_OK);
+  assert_int_equal(cfg_tool_request_key(&c, &k, err, sizeof err), AW_OK);
+  assert_int_equal(k.prev_len, strlen("request-key-previous-0042"));
+  tsig_key_clear(&k);
+  cfg_free(&c);
+  /* never from the config file */
+  assert_int_equal(load("{\"tool_request_key\":\"s3cr3t-in-the-file!\"}", err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "tool_request_key: the tool request key is not read from the config file"));
+  assert_null(strstr(err, "s3cr3t"));
+  assert_int_equal(load("{\"functions\":{\"f\":{\"reply_topic\":\"no spaces\"}}}", err, sizeof err), AW_ECONFIG);
+  assert_non_null(strstr(err, "functions.f.reply_topic: invalid Kafka topic name"));
+  /* without function tools nothing is required */
+  clear_env(NULL);
+  assert_int_equal(cfg_load(&c, NULL, err, sizeof err), AW_OK);
+  assert_int_equal(cfg_tool_request_key(&c, &k, err, sizeof err), AW_ECONFIG);
+  cfg_free(&c);
+}
+
 static void test_tool_key_signs_with_current_and_verifies_previous(void **state) {
   (void)state;
   cfg c;
@@ -938,21 +1014,26 @@ static void test_dump_shows_routes_and_hides_tool_secrets(void **state) {
   char err[512];
   setenv("AW_TOOL_SECRET", "current-tool-secret-XYZ", 1);
   setenv("AW_TOOL_SECRET_PREVIOUS", "previous-tool-secret-XYZ", 1);
+  setenv("AW_TOOL_REQUEST_KEY", "current-request-key-XYZ", 1);
+  setenv("AW_TOOL_REQUEST_KEY_PREVIOUS", "previous-request-key-XYZ", 1);
   static const char doc[] =
       "{\"assistants\":[{\"name\":\"a\",\"model\":\"m\",\"tools\":["
       "  {\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\"}}},"
       "  {\"type\":\"function\",\"function\":{\"name\":\"g\"}}]}],"
-      " \"functions\":{\"g\":{\"topic\":\"g.topic\",\"deadline_ms\":1234,\"on_deadline\":\"cancel_run\","
-      "\"validate_arguments\":false}}}";
+      " \"functions\":{\"g\":{\"topic\":\"g.topic\",\"reply_topic\":\"g.replies\",\"deadline_ms\":1234,"
+      "\"on_deadline\":\"cancel_run\",\"validate_arguments\":false}}}";
   assert_int_equal(load_file(&c, doc, err, sizeof err), AW_OK);
   buf b;
   buf_init(&b, 1 << 20);
   assert_int_equal(cfg_dump(&c, &b), AW_OK);
   assert_null(strstr(b.data, "tool-secret-XYZ"));
+  assert_null(strstr(b.data, "request-key-XYZ"));
   cJSON *j = cJSON_Parse(b.data);
   assert_non_null(j);
   assert_string_equal(cJSON_GetObjectItem(j, "tool_secret")->valuestring, "***");
   assert_string_equal(cJSON_GetObjectItem(j, "tool_secret_previous")->valuestring, "***");
+  assert_string_equal(cJSON_GetObjectItem(j, "tool_request_key")->valuestring, "***");
+  assert_string_equal(cJSON_GetObjectItem(j, "tool_request_key_previous")->valuestring, "***");
   cJSON *topics = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "kafka"), "topics");
   assert_string_equal(cJSON_GetObjectItem(topics, "tool_requests")->valuestring, "assistant.tool-requests");
   assert_string_equal(cJSON_GetObjectItem(topics, "tool_replies")->valuestring, "assistant.tool-replies");
@@ -960,11 +1041,13 @@ static void test_dump_shows_routes_and_hides_tool_secrets(void **state) {
   assert_int_equal(cJSON_GetArraySize(fns), 2);
   cJSON *f = cJSON_GetObjectItem(fns, "f");
   assert_string_equal(cJSON_GetObjectItem(f, "topic")->valuestring, "assistant.tool-requests");
+  assert_string_equal(cJSON_GetObjectItem(f, "reply_topic")->valuestring, "assistant.tool-replies");
   assert_int_equal(cJSON_GetObjectItem(f, "deadline_ms")->valueint, 30000);
   assert_string_equal(cJSON_GetObjectItem(f, "on_deadline")->valuestring, "error_output");
   assert_true(cJSON_IsTrue(cJSON_GetObjectItem(f, "validate_arguments")));
   cJSON *g = cJSON_GetObjectItem(fns, "g");
   assert_string_equal(cJSON_GetObjectItem(g, "topic")->valuestring, "g.topic");
+  assert_string_equal(cJSON_GetObjectItem(g, "reply_topic")->valuestring, "g.replies");
   assert_int_equal(cJSON_GetObjectItem(g, "deadline_ms")->valueint, 1234);
   assert_string_equal(cJSON_GetObjectItem(g, "on_deadline")->valuestring, "cancel_run");
   assert_true(cJSON_IsFalse(cJSON_GetObjectItem(g, "validate_arguments")));
@@ -980,6 +1063,7 @@ static void test_dump_shows_routes_and_hides_tool_secrets(void **state) {
   j = cJSON_Parse(b.data);
   assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "tool_secret")));
   assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "tool_secret_previous")));
+  assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "tool_request_key")));
   assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "functions")), 0);
   cJSON_Delete(j);
   buf_free(&b);
@@ -1187,6 +1271,7 @@ static void test_tool_choice_is_validated_canonical_and_hashed(void **state) {
   char err[512];
   cfg c;
   setenv("AW_TOOL_SECRET", SECRET16, 1);
+  setenv("AW_TOOL_REQUEST_KEY", SECRET16 "-request", 1);
 #define W_TOOLS "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}]"
   const char *forced = "{\"assistants\":[{\"name\":\"w\",\"model\":\"m\"," W_TOOLS ","
                        "\"tool_choice\":{ \"type\": \"function\", \"function\": { \"name\": \"get_weather\" } }},"
@@ -1449,6 +1534,7 @@ int main(void) {
       cmocka_unit_test_setup(test_tool_secret_is_required_with_function_tools, clear_env),
       cmocka_unit_test_setup(test_invalid_tool_secrets_are_refused_without_echo, clear_env),
       cmocka_unit_test_setup(test_tool_key_signs_with_current_and_verifies_previous, clear_env),
+      cmocka_unit_test_setup(test_tool_request_key_and_reply_topics, clear_env),
       cmocka_unit_test_setup(test_dump_shows_routes_and_hides_tool_secrets, clear_env),
       cmocka_unit_test_setup(test_api_background_defaults_on_and_comes_from_file_or_env, clear_env),
       cmocka_unit_test_setup(test_tool_choice_is_validated_canonical_and_hashed, clear_env),

@@ -24,6 +24,8 @@
 #include "ops_http.h"
 #include "proc_guard.h"
 #include "redis_conn.h"
+#include "rate_gate.h"
+#include "rate_metrics.h"
 #include "run_metrics.h"
 #include "url_safety.h"
 #include "worker.h"
@@ -40,6 +42,7 @@ typedef struct run_ctx {
   wk *w;
   rmet *met;
   corr_key tool_key;          /* signs tool-call correlation ids */
+  tsig_key tool_request_key;  /* signs tool requests, verifies tool replies */
   wk_tool_route routes[CFG_MAX_FUNCTIONS];
   ops_http *ops;  /* /healthz, /readyz, /metrics; NULL when health_port is 0 */
   uv_signal_t sigterm, sigint;
@@ -47,6 +50,9 @@ typedef struct run_ctx {
   long waited_ms;
   int exit_code;
   int stopping;
+  rg *gate;                   /* the fleet's API rate limit; NULL when api.rate_limit is off */
+  rlm *gate_met;              /* its /metrics series */
+  int gate_hold;              /* the gate asks to hold consumption (applied once the worker exists) */
 } run_ctx;
 
 static void usage(FILE *f) {
@@ -124,11 +130,27 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
   wc.tool_state_ttl_s = r->c.worker.tool_state_ttl_s;
   wc.tool_state_done_ttl_s = r->c.worker.tool_state_done_ttl_s;
   wc.limits.max_event_bytes = r->c.worker.max_event_bytes;
+  /* Checked by cfg_load already: these parse. */
+  if (wid_parse_tenant_source(r->c.worker.tenant_source, &wc.identity, NULL, 0) != AW_OK ||
+      wid_parse_key_rule(r->c.worker.key_rule, &wc.identity, NULL, 0) != AW_OK) {
+    log_error(NULL, "worker.tenant_source / worker.key_rule: invalid");
+    begin_shutdown(r, 1);
+    return;
+  }
+  wc.limits.conversation_id_optional = wc.identity.key_rule == WID_KEY_ROUTE;
   wc.commit_interval_ms = r->c.worker.commit_interval_ms;
   wc.resolve_assistant = areg_resolve;
   wc.resolve_opaque = r->reg;
+  wc.allowed_overrides = cfg_allowed_overrides;
+  wc.overrides_opaque = &r->c;
+  wc.allow_assistant_ids = r->c.worker.allow_assistant_ids;
   wc.observe = rmet_observe;
   wc.observe_opaque = r->met;
+  /* Usage records: on unless usage.enabled is false; wk_new turns them off
+   * (logged) when the broker says the topic does not exist. */
+  wc.topic_usage = r->c.usage.enabled ? r->c.kafka.topic_usage : NULL;
+  wc.usage_tenant_key = r->c.usage.tenant_metadata_key[0] ? r->c.usage.tenant_metadata_key : NULL;
+  wc.usage_observe = rmet_tokens;
 
   char errstr[512];
   rd_kafka_conf_t *cc = NULL, *pc = NULL, *rc_conf = NULL, *tc = NULL;
@@ -163,7 +185,8 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
     }
   }
   if (r->c.tools.nroutes) {
-    if (cfg_tool_key(&r->c, &r->tool_key, errstr, sizeof errstr) != AW_OK) {
+    if (cfg_tool_key(&r->c, &r->tool_key, errstr, sizeof errstr) != AW_OK ||
+        cfg_tool_request_key(&r->c, &r->tool_request_key, errstr, sizeof errstr) != AW_OK) {
       log_error(NULL, "configuration: %s", errstr);
       if (tc) rd_kafka_conf_destroy(tc);
       begin_shutdown(r, 1);
@@ -172,12 +195,13 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
     for (size_t i = 0; i < r->c.tools.nroutes; i++) {
       const cfg_function *f = &r->c.tools.routes[i];
       r->routes[i] = (wk_tool_route){f->name, f->topic, f->deadline_ms, f->on_deadline == CFG_ON_DEADLINE_CANCEL_RUN,
-                                     f->validate_arguments, f->parameters_json};
+                                     f->validate_arguments, f->parameters_json, f->reply_topic};
     }
     wc.tool_routes = r->routes;
     wc.ntool_routes = r->c.tools.nroutes;
     wc.topic_tool_replies = r->c.kafka.topic_tool_replies;
     wc.tool_key = &r->tool_key;
+    wc.tool_request_key = &r->tool_request_key;
     /* One group for the fleet's replies, apart from the request group so
      * that neither rebalance disturbs the other. */
     char group[CFG_GROUP_SIZE + 32];
@@ -216,7 +240,40 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
     begin_shutdown(r, 1);
     return;
   }
+  if (r->gate_hold) wk_hold(r->w, 1);
   log_info(NULL, "worker ready");
+}
+
+/* The rate gate: too many requests wait for the fleet's bucket (or few
+ * enough again): hold or release consumption. */
+static void on_gate_hold(void *opaque, int hold) {
+  run_ctx *r = opaque;
+  r->gate_hold = hold;
+  if (r->w) wk_hold(r->w, hold);
+}
+
+static void on_gate_wait(void *opaque, double seconds) {
+  run_ctx *r = opaque;
+  rlm_observe_wait(r->gate_met, seconds);
+}
+
+/* The rate gate, when api.rate_limit sets a rate: the backends' API clients
+ * ask it before every request.  Off, nothing is made: no round trip. */
+static int start_gate(run_ctx *r, be_http_config *bc, char *errstr, size_t n) {
+  const cfg *c = &r->c;
+  if (c->api.rate_limit.requests_per_minute <= 0 && c->api.rate_limit.tokens_per_minute <= 0) return AW_OK;
+  rg_config gc = {c->api.rate_limit.requests_per_minute, c->api.rate_limit.tokens_per_minute,
+                  c->api.rate_limit.burst_ms, c->api.rate_limit.max_waiting, c->redis.prefix,
+                  on_gate_hold, on_gate_wait, r};
+  int rc = rlm_new(&r->gate_met);
+  if (rc) return aw_seterr(rc, errstr, n, "out of memory");
+  rc = rg_new(r->loop, r->redis, c->api.api_key, &gc, &r->gate, errstr, n);
+  if (rc) return rc;
+  bc->gate = rg_port(r->gate);
+  log_info(NULL, "API rate limit: %ld requests and %ld tokens per minute per key and endpoint class, shared by the "
+           "fleet in Redis (0: not limited)", c->api.rate_limit.requests_per_minute,
+           c->api.rate_limit.tokens_per_minute);
+  return AW_OK;
 }
 
 /* Called on the loop once a second by the ops server: readiness follows
@@ -226,11 +283,20 @@ static int render_ops(void *opaque, buf *out) {
   run_ctx *r = opaque;
   ops_http_set_ready(r->ops, r->w && !r->stopping && rconn_ready(r->redis));
   rmet_history(r->met, &r->history.stats);
-  return rmet_render(r->met, r->w, r->redis, out);
+  int rc = rmet_render(r->met, r->w, r->redis, out);
+  if (!rc && r->gate) rc = rlm_render(r->gate_met, rg_get_stats(r->gate), out);
+  return rc;
 }
 
 static void on_wait_redis(uv_timer_t *t) {
   run_ctx *r = t->data;
+  char aerr[320];
+  if (rconn_auth_error(r->redis, aerr, sizeof aerr) == AW_EFATAL) {
+    /* Wrong or missing credentials at start-up: retrying cannot help. */
+    log_error(NULL, "start-up: %s", aerr);
+    begin_shutdown(r, 1);
+    return;
+  }
   if (rconn_ready(r->redis)) {
     uv_timer_stop(t);
     if (areg_new(&r->c, r->be, r->redis, on_assistants_ready, r, &r->reg) != AW_OK) {
@@ -311,6 +377,16 @@ int cmd_run_main(int argc, char **argv) {
     cfg_free(&r.c);
     return 2;
   }
+  {
+    /* Wrong Kafka credentials are fatal at start-up, retried later (kafka_conf.h). */
+    int prc = kconf_preflight(&r.c, 10000, errstr, sizeof errstr);
+    if (prc == AW_ECONFIG) {
+      log_error(NULL, "start-up: %s", errstr);
+      cfg_free(&r.c);
+      return 1;
+    }
+    if (prc != AW_OK) log_warn(NULL, "start-up: %s; starting anyway (librdkafka keeps trying)", errstr);
+  }
   signal(SIGPIPE, SIG_IGN);
   r.loop = uv_default_loop();
   /* The metrics first: the backend reports every API call to them. */
@@ -328,12 +404,16 @@ int cmd_run_main(int argc, char **argv) {
    * once Redis does, and the backend uses it only for turns, which start
    * after the worker. */
   bc.store = &r.store_port;
-  int brc = rconn_new(r.loop, r.c.redis.host, r.c.redis.port, &r.redis, errstr, sizeof errstr);
+  /* AUTH on every connect when a password is configured (redis_conn.h). */
+  rconn_options ro = {r.c.redis.username, r.c.redis.password, r.c.redis.connect_timeout_ms};
+  int brc = rconn_new_opts(r.loop, r.c.redis.host, r.c.redis.port, &ro, &r.redis, errstr, sizeof errstr);
   if (brc == AW_OK) {
     cstore_init(&r.store, r.redis, r.c.redis.prefix);
     /* The backend claims handles through this store: the same lifetimes as the worker's. */
     r.store.handle_ttl_s = r.c.worker.conversation_ttl_s;
     r.store.outcome_ttl_s = r.c.worker.outcome_ttl_s;
+    /* With tenants the backend's conversation names are references that carry them (rkeys.h). */
+    r.store.keys.tenanted = strcmp(r.c.worker.tenant_source, "none") != 0;
     r.store_port = r.store.port;
     /* The history port, for the chat backend: over the same connection;
      * its counters are on /metrics whatever the backend (zero unless chat). */
@@ -342,7 +422,11 @@ int cmd_run_main(int argc, char **argv) {
     r.history.max_bytes = r.c.worker.history_max_bytes;
     r.history.ttl_s = cfg_history_ttl_s(&r.c);
     r.history.pending_ttl_s = r.c.worker.tool_state_ttl_s; /* a pending turn lives as long as its tool state */
-    if (strcmp(r.c.api.backend, "assistants") == 0) {
+    r.history.keys.tenanted = r.store.keys.tenanted;
+    brc = start_gate(&r, &bc, errstr, sizeof errstr);
+    if (brc != AW_OK) {
+      /* reported below */
+    } else if (strcmp(r.c.api.backend, "assistants") == 0) {
       brc = be_assistants_new(r.loop, &bc, &r.be, errstr, sizeof errstr);
     } else if (strcmp(r.c.api.backend, "chat") == 0) {
       bc.history = &r.history.port;
@@ -353,9 +437,12 @@ int cmd_run_main(int argc, char **argv) {
   }
   if (brc != AW_OK) {
     log_error(NULL, "start-up: %s", errstr);
+    rg_stop(r.gate);
     rconn_free(r.redis);
     be_free(r.be);
+    rg_free(r.gate);
     rmet_free(r.met);
+    rlm_free(r.gate_met);
     cfg_free(&r.c);
     return 1;
   }
@@ -365,9 +452,12 @@ int cmd_run_main(int argc, char **argv) {
   oc.bind_addr = r.c.worker.health_bind;
   if (ops_http_start(r.loop, &oc, render_ops, &r, &r.ops, errstr, sizeof errstr) != AW_OK) {
     log_error(NULL, "start-up: operations endpoint: %s", errstr);
+    rg_stop(r.gate);
     rconn_free(r.redis);
     be_free(r.be);
+    rg_free(r.gate);
     rmet_free(r.met);
+    rlm_free(r.gate_met);
     uv_run(r.loop, UV_RUN_DEFAULT);
     cfg_free(&r.c);
     return 1;
@@ -404,16 +494,20 @@ int cmd_run_main(int argc, char **argv) {
   /* Teardown, in dependency order: Redis first (pending replies fail into
    * the worker, which is still alive), then the worker, then the backend. */
   ops_http_stop(r.ops);
+  rg_stop(r.gate); /* Redis' failing replies must not let waiting requests go */
   rconn_free(r.redis);
   wk_free(r.w);
   areg_free(r.reg);
   be_free(r.be);
+  rg_free(r.gate); /* after the API clients: they cancel what waits at it */
   uv_walk(r.loop, close_walk, NULL);
   uv_run(r.loop, UV_RUN_DEFAULT);
   int rc = uv_loop_close(r.loop);
   if (rc) log_warn(NULL, "loop closed with handles open: %s", uv_strerror(rc));
   rmet_free(r.met);
+  rlm_free(r.gate_met);
   corr_key_clear(&r.tool_key);
+  tsig_key_clear(&r.tool_request_key);
   cfg_free(&r.c);
   return r.exit_code;
 }

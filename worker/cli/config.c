@@ -22,6 +22,9 @@
 #include <sys/stat.h>
 
 #include "contract_tool.h"
+#include "overrides.h"
+#include "ev_identity.h"
+#include "contract_usage.h"
 
 _Static_assert(CFG_FUNCTION_NAME_SIZE == CTOOL_MAX_NAME + 1, "function names: the contract's bound");
 _Static_assert(CFG_TOPIC_SIZE == CTOOL_MAX_TOPIC + 1, "topic names: the contract's bound");
@@ -39,16 +42,21 @@ const field cfg_fields[] = {
     S("kafka", "group_id", "AW_KAFKA_GROUP_ID", F_STR, kafka.group_id),
     S("kafka", "transactional_id", "AW_KAFKA_TRANSACTIONAL_ID", F_STR_OPT, kafka.transactional_id),
     S("kafka", "group_instance_id", "AW_KAFKA_GROUP_INSTANCE_ID", F_STR_OPT, kafka.group_instance_id),
+    S("kafka", "sasl_username", "AW_KAFKA_SASL_USERNAME", F_STR_OPT, kafka.sasl_username),
+    S("kafka", "sasl_password_file", "AW_KAFKA_SASL_PASSWORD_FILE", F_STR_OPT, kafka.sasl_password_file),
     S("kafka.topics", "requests", "AW_TOPIC_REQUESTS", F_TOPIC, kafka.topic_requests),
     S("kafka.topics", "responses", "AW_TOPIC_RESPONSES", F_TOPIC, kafka.topic_responses),
     S("kafka.topics", "deltas", "AW_TOPIC_DELTAS", F_TOPIC, kafka.topic_deltas),
     S("kafka.topics", "dlq", "AW_TOPIC_DLQ", F_TOPIC, kafka.topic_dlq),
     S("kafka.topics", "tool_requests", "AW_TOPIC_TOOL_REQUESTS", F_TOPIC, kafka.topic_tool_requests),
     S("kafka.topics", "tool_replies", "AW_TOPIC_TOOL_REPLIES", F_TOPIC, kafka.topic_tool_replies),
+    S("kafka.topics", "usage", "AW_TOPIC_USAGE", F_TOPIC, kafka.topic_usage),
     S("redis", "host", "AW_REDIS_HOST", F_STR, redis.host),
     N("redis", "port", "AW_REDIS_PORT", F_INT, redis.port, 1, 65535),
     S("redis", "prefix", "AW_REDIS_PREFIX", F_STR, redis.prefix),
     N("redis", "connect_timeout_ms", NULL, F_LONG, redis.connect_timeout_ms, 1, 600000),
+    S("redis", "username", "AW_REDIS_USERNAME", F_STR_OPT, redis.username),
+    S("redis", "password_file", "AW_REDIS_PASSWORD_FILE", F_STR_OPT, redis.password_file),
     S("api", "backend", "AW_API_BACKEND", F_BACKEND, api.backend),
     S("api", "base_url", "AW_API_BASE_URL", F_URL, api.base_url),
     S("api", "organization", "AW_API_ORG", F_STR_OPT, api.organization),
@@ -58,6 +66,12 @@ const field cfg_fields[] = {
     N("api", "max_retries", NULL, F_INT, api.max_retries, 0, 100),
     S("api", "background", "AW_API_BACKGROUND", F_BOOL, api.background),
     S("api", "allow_insecure_http", "AW_API_ALLOW_INSECURE_HTTP", F_BOOL, api.allow_insecure_http),
+    N("api.rate_limit", "requests_per_minute", "AW_RATE_LIMIT_RPM", F_LONG, api.rate_limit.requests_per_minute, 0,
+      1000000000L),
+    N("api.rate_limit", "tokens_per_minute", "AW_RATE_LIMIT_TPM", F_LONG, api.rate_limit.tokens_per_minute, 0,
+      100000000000L),
+    N("api.rate_limit", "burst_ms", "AW_RATE_LIMIT_BURST_MS", F_LONG, api.rate_limit.burst_ms, 10, 60000),
+    N("api.rate_limit", "max_waiting", "AW_RATE_LIMIT_MAX_WAITING", F_LONG, api.rate_limit.max_waiting, 0, 1000000),
     N("worker", "max_in_flight", "AW_MAX_IN_FLIGHT", F_LONG, worker.max_in_flight, 1, 1000000),
     N("worker", "max_in_flight_per_partition", "AW_MAX_IN_FLIGHT_PER_PARTITION", F_LONG,
       worker.max_in_flight_per_partition, 0, 1000000),
@@ -82,14 +96,20 @@ const field cfg_fields[] = {
     N("worker", "health_port", "AW_HEALTH_PORT", F_INT, worker.health_port, 0, 65535),
     S("worker", "health_bind", "AW_HEALTH_BIND", F_STR, worker.health_bind),
     S("worker", "allow_core_dumps", "AW_ALLOW_CORE_DUMPS", F_BOOL, worker.allow_core_dumps),
+    S("worker", "allow_assistant_ids", "AW_ALLOW_ASSISTANT_IDS", F_BOOL, worker.allow_assistant_ids),
     S("worker", "exactly_once", "AW_EXACTLY_ONCE", F_BOOL, worker.exactly_once),
     N("worker", "txn_interval_ms", NULL, F_LONG, worker.txn_interval_ms, 0, 60000),
+    S("worker", "tenant_source", "AW_TENANT_SOURCE", F_STR, worker.tenant_source),
+    S("worker", "key_rule", "AW_KEY_RULE", F_STR, worker.key_rule),
+    S("usage", "enabled", "AW_USAGE_ENABLED", F_BOOL, usage.enabled),
+    /* Not AW_..._KEY: cfg_scrub_secret_env takes *_KEY* variables for secrets. */
+    S("usage", "tenant_metadata_key", "AW_USAGE_TENANT_METADATA_FIELD", F_STR_OPT, usage.tenant_metadata_key),
     S("", "log_level", "AW_LOG_LEVEL", F_LEVEL, log_level),
 };
 const size_t cfg_nfields = sizeof cfg_fields / sizeof cfg_fields[0];
 
 /* Sections that are objects, with the keys they hold beyond cfg_fields. */
-static const char *const SECTIONS[] = {"kafka", "kafka.topics", "redis", "api", "worker"};
+static const char *const SECTIONS[] = {"kafka", "kafka.topics", "redis", "api", "api.rate_limit", "worker", "usage"};
 
 void cfg_copy(char *dst, size_t size, const char *src) {
   snprintf(dst, size, "%s", src);
@@ -214,6 +234,8 @@ void cfg_init(cfg *c) {
   cfg_copy(c->kafka.topic_dlq, sizeof c->kafka.topic_dlq, "assistant.dlq");
   cfg_copy(c->kafka.topic_tool_requests, sizeof c->kafka.topic_tool_requests, CTOOL_DEFAULT_REQUEST_TOPIC);
   cfg_copy(c->kafka.topic_tool_replies, sizeof c->kafka.topic_tool_replies, CTOOL_DEFAULT_REPLY_TOPIC);
+  cfg_copy(c->kafka.topic_usage, sizeof c->kafka.topic_usage, CUSAGE_DEFAULT_TOPIC);
+  c->usage.enabled = 1;
   cfg_copy(c->redis.host, sizeof c->redis.host, "127.0.0.1");
   c->redis.port = 6379;
   cfg_copy(c->redis.prefix, sizeof c->redis.prefix, "aw");
@@ -223,6 +245,8 @@ void cfg_init(cfg *c) {
   c->api.request_timeout_ms = 30000;
   c->api.stream_idle_timeout_ms = 60000;
   c->api.max_retries = 5;
+  c->api.rate_limit.burst_ms = 1000;
+  c->api.rate_limit.max_waiting = 100;
   c->worker.max_in_flight = 1000;
   c->worker.max_queue_per_conversation = 100;
   c->worker.max_inflight_bytes = 256UL * 1024 * 1024;
@@ -242,6 +266,8 @@ void cfg_init(cfg *c) {
   c->worker.exactly_once = 1;
   c->api.background = 1;
   c->worker.txn_interval_ms = 20;
+  cfg_copy(c->worker.tenant_source, sizeof c->worker.tenant_source, "none");
+  cfg_copy(c->worker.key_rule, sizeof c->worker.key_rule, "match");
   c->log_level = LOG_INFO;
 }
 
@@ -275,6 +301,11 @@ void cfg_free(cfg *c) {
   memset(c->api.api_key, 0, sizeof c->api.api_key);
   memset(c->tools.secret, 0, sizeof c->tools.secret);
   memset(c->tools.secret_previous, 0, sizeof c->tools.secret_previous);
+  explicit_bzero(c->tools.request_key, sizeof c->tools.request_key);
+  explicit_bzero(c->tools.request_key_previous, sizeof c->tools.request_key_previous);
+  explicit_bzero(c->redis.password, sizeof c->redis.password);
+  explicit_bzero(c->kafka.sasl_password, sizeof c->kafka.sasl_password);
+  explicit_bzero(c->kafka.ssl_key_password, sizeof c->kafka.ssl_key_password);
 }
 
 /* ---- hash ----------------------------------------------------------------- */
@@ -418,6 +449,7 @@ static int parse_object(cfg *c, const cJSON *obj, const char *section, char *err
                     "set AW_API_KEY (or OPENAI_API_KEY) in the environment, e.g. from a Kubernetes Secret",
                     path);
     if (cfg_is_tool_secret_key(k)) return cfg_refuse_tool_secret(path, errstr, n);
+    if (cfg_is_credential_key(path)) return cfg_refuse_credential(path, errstr, n);
     if (strcmp(path, "kafka.properties") == 0) {
       rc = parse_properties(c, it, errstr, n);
     } else if (strcmp(path, "assistants") == 0) {
@@ -501,6 +533,14 @@ static int check_loaded(const cfg *c, char *errstr, size_t n) {
                   "AW_API_ALLOW_INSECURE_HTTP=1 for a trusted network)",
                   url_redact(c->api.base_url, shown, sizeof shown));
   }
+  /* Whose conversation an event is: the same parsers run applies. */
+  wid_rules rules = {0};
+  int irc = wid_parse_tenant_source(c->worker.tenant_source, &rules, errstr, n);
+  if (irc == AW_OK) irc = wid_parse_key_rule(c->worker.key_rule, &rules, errstr, n);
+  if (irc != AW_OK) return irc;
+  if (!rk_prefix_ok(c->redis.prefix))
+    return cfg_err(errstr, n, "redis.prefix: \"%.64s\" must not hold '{' or '}' (Redis Cluster would take them for "
+                              "the hash tag that keeps a conversation's keys in one slot)", c->redis.prefix);
   unsigned char addr[sizeof(struct in6_addr)];
   if (inet_pton(AF_INET, c->worker.health_bind, addr) != 1 && inet_pton(AF_INET6, c->worker.health_bind, addr) != 1)
     return cfg_err(errstr, n, "worker.health_bind: \"%.64s\" is not a numeric IPv4 or IPv6 address",
@@ -514,6 +554,12 @@ static int check_loaded(const cfg *c, char *errstr, size_t n) {
                   "tool-call correlation ids, at least %d bytes; set it in the environment, e.g. from a Kubernetes Secret)",
                   who, CORR_MIN_SECRET);
   }
+  if (c->tools.nroutes > 0 && !c->tools.request_key[0])
+    return cfg_err(errstr, n,
+                  "AW_TOOL_REQUEST_KEY: required because function tools are routed to services (the key shared "
+                  "with the tool services that signs tool requests and their replies, at least %d bytes; set it, "
+                  "or AW_TOOL_REQUEST_KEY_FILE naming a file, e.g. from a Kubernetes Secret)",
+                  TSIG_MIN_KEY);
   return AW_OK;
 }
 
@@ -631,6 +677,7 @@ int cfg_dump(const cfg *c, buf *out) {
       if (!ok) cJSON_Delete(k);
     }
   }
+  ok = ok && cfg_dump_credentials(c, root) == AW_OK; /* passwords: "***" or null */
   cJSON *props = ok ? cJSON_AddObjectToObject(section_obj(root, "kafka"), "properties") : NULL;
   ok = ok && props;
   for (size_t i = 0; ok && i < c->kafka.nprops; i++) {
@@ -667,6 +714,10 @@ int cfg_dump(const cfg *c, buf *out) {
            (!a->history_max_tokens || cJSON_AddNumberToObject(h, "max_tokens", (double)a->history_max_tokens));
     }
     if (ok && a->max_output_tokens) ok = cJSON_AddNumberToObject(o, "max_output_tokens", (double)a->max_output_tokens) != NULL;
+    cJSON *ov = ok ? cJSON_AddArrayToObject(o, "allow_overrides") : NULL;
+    ok = ok && ov;
+    for (unsigned bit = 1; ok && bit <= WKOV_ALL; bit <<= 1)
+      if (a->allow_overrides & bit) ok = cJSON_AddItemToArray(ov, cJSON_CreateString(wkov_field(bit)));
     ok = ok && cJSON_AddStringToObject(o, "hash", a->hash);
   }
   cJSON *fns = ok ? cJSON_AddObjectToObject(root, "functions") : NULL;
@@ -675,6 +726,7 @@ int cfg_dump(const cfg *c, buf *out) {
     const cfg_function *r = &c->tools.routes[i];
     cJSON *o = cJSON_AddObjectToObject(fns, r->name);
     ok = o && cJSON_AddStringToObject(o, "topic", r->topic) &&
+         cJSON_AddStringToObject(o, "reply_topic", r->reply_topic) &&
          cJSON_AddNumberToObject(o, "deadline_ms", (double)r->deadline_ms) &&
          cJSON_AddStringToObject(o, "on_deadline", cfg_on_deadline_name(r->on_deadline)) &&
          cJSON_AddBoolToObject(o, "validate_arguments", r->validate_arguments);
@@ -683,6 +735,10 @@ int cfg_dump(const cfg *c, buf *out) {
                                  : cJSON_AddNullToObject(root, "tool_secret"));
   ok = ok && (c->tools.secret_previous[0] ? cJSON_AddStringToObject(root, "tool_secret_previous", "***")
                                           : cJSON_AddNullToObject(root, "tool_secret_previous"));
+  ok = ok && (c->tools.request_key[0] ? cJSON_AddStringToObject(root, "tool_request_key", "***")
+                                      : cJSON_AddNullToObject(root, "tool_request_key"));
+  ok = ok && (c->tools.request_key_previous[0] ? cJSON_AddStringToObject(root, "tool_request_key_previous", "***")
+                                               : cJSON_AddNullToObject(root, "tool_request_key_previous"));
   char *s = ok ? cJSON_Print(root) : NULL;
   cJSON_Delete(root);
   if (!s) return AW_ENOMEM;

@@ -8,25 +8,32 @@
  *   {"kafka": {"brokers": "h:9092", "group_id": "...", "transactional_id": "...",
  *              "group_instance_id": "...",
  *              "topics": {"requests": .., "responses": .., "deltas": .., "dlq": ..,
- *                         "tool_requests": .., "tool_replies": ..},
- *              "properties": {"security.protocol": "SASL_SSL", ...}},
- *    "redis": {"host": .., "port": .., "prefix": .., "connect_timeout_ms": ..},
+ *                         "tool_requests": .., "tool_replies": .., "usage": ..},
+ *              "properties": {"security.protocol": "SASL_SSL", ...},
+ *              "sasl_username": .., "sasl_password_file": ".."},
+ *    "redis": {"host": .., "port": .., "prefix": .., "connect_timeout_ms": ..,
+ *              "username": .., "password_file": ".."},
  *    "api":   {"backend": "responses" | "assistants" | "chat", "base_url": .., "organization": ..,
  *              "project": .., "timeout_ms": ..,
  *              "stream_idle_timeout_ms": .., "max_retries": .., "background": true,
- *              "allow_insecure_http": false},
+ *              "allow_insecure_http": false,
+ *              "rate_limit": {"requests_per_minute": 0, "tokens_per_minute": 0, "burst_ms": 1000,
+ *                             "max_waiting": 100}},
  *    "worker": {"max_in_flight": .., "max_in_flight_per_partition": .., "max_event_bytes": ..,
  *               "max_answer_bytes": ..,
  *               "commit_interval_ms": .., "health_port": .., "health_bind": "0.0.0.0",
- *               "allow_core_dumps": false,
+ *               "allow_core_dumps": false, "allow_assistant_ids": false,
  *               "exactly_once": true, "txn_interval_ms": ..,
+ *               "tenant_source": "none", "key_rule": "match",
  *               "history_max_turns": .., "history_max_bytes": .., "history_ttl_s": ..},
+ *    "usage": {"enabled": true, "tenant_metadata_key": ".."},
  *    "log_level": "info",
  *    "assistants": [{"name": .., "model": .., "instructions": .., "tools": [..],
  *                    "tool_choice": "auto" | "required" | "none" |
  *                                   {"type": "function", "function": {"name": ..}},
- *                    "history": {"max_messages": .., "max_tokens": ..}}],
- *    "functions": {"get_weather": {"topic": .., "deadline_ms": ..,
+ *                    "history": {"max_messages": .., "max_tokens": ..},
+ *                    "allow_overrides": ["additional_instructions"]}],
+ *    "functions": {"get_weather": {"topic": .., "reply_topic": .., "deadline_ms": ..,
  *                                  "on_deadline": "error_output" | "cancel_run",
  *                                  "validate_arguments": true}}}
  *
@@ -37,7 +44,15 @@
  * key of correlation ids, correlation.h): AW_TOOL_SECRET and, while a key is
  * being rotated, AW_TOOL_SECRET_PREVIOUS, each at least CORR_MIN_SECRET
  * bytes.  cfg_load requires AW_TOOL_SECRET when any configured assistant has
- * a function tool.
+ * a function tool, and AW_TOOL_REQUEST_KEY (or AW_TOOL_REQUEST_KEY_FILE), the
+ * key shared with the tool services that signs tool requests and replies
+ * (tool_sign.h; AW_TOOL_REQUEST_KEY_PREVIOUS[_FILE] while rotating).
+ * Infrastructure passwords likewise (config_creds.c): the
+ * Redis password (AW_REDIS_PASSWORD or the file redis.password_file /
+ * AW_REDIS_PASSWORD_FILE) and the Kafka SASL password (AW_KAFKA_SASL_PASSWORD
+ * or kafka.sasl_password_file / AW_KAFKA_SASL_PASSWORD_FILE) and SSL key
+ * password (AW_KAFKA_SSL_KEY_PASSWORD); "redis.password" or
+ * "kafka.sasl_password" in the file is an error.
  *
  * Function calling: each distinct function name among the assistants'
  * function tools gets one route (cfg_function_route): the topic its tool
@@ -59,7 +74,9 @@
  * AW_MAX_IN_FLIGHT_PER_PARTITION,
  * AW_LOG_LEVEL, AW_HEALTH_PORT, AW_EXACTLY_ONCE, AW_KAFKA_TRANSACTIONAL_ID,
  * AW_KAFKA_GROUP_INSTANCE_ID, AW_MAX_EVENT_BYTES, AW_HISTORY_MAX_TURNS, AW_HISTORY_MAX_BYTES,
- * AW_HISTORY_TTL_S (and the other worker.* variables of README.md's
+ * AW_HISTORY_TTL_S, AW_REDIS_USERNAME, AW_REDIS_PASSWORD, AW_REDIS_PASSWORD_FILE,
+ * AW_KAFKA_SASL_USERNAME, AW_KAFKA_SASL_PASSWORD, AW_KAFKA_SASL_PASSWORD_FILE,
+ * AW_KAFKA_SSL_KEY_PASSWORD (and the other worker.* variables of README.md's
  * table).  A variable set to the empty string counts
  * as unset (a Kubernetes manifest often carries empty placeholders).
  *
@@ -78,6 +95,7 @@
 #include "backend.h"
 #include "buf.h"
 #include "correlation.h"
+#include "tool_sign.h"
 #include "log.h"
 
 #define CFG_MAX_ASSISTANTS 64
@@ -111,6 +129,8 @@
 #define CFG_ID_SIZE 129       /* organization / project ids */
 #define CFG_PROP_KEY_SIZE 128
 #define CFG_FUNCTION_NAME_SIZE 65 /* OpenAI: 1..64 of [A-Za-z0-9_-] */
+#define CFG_USERNAME_SIZE 257 /* Redis ACL / Kafka SASL user names */
+#define CFG_PATH_SIZE 1024    /* files holding a secret (a mounted Kubernetes Secret) */
 
 /** One free-form librdkafka property (both strings malloc'd, owned by cfg). */
 typedef struct cfg_kv {
@@ -134,6 +154,9 @@ typedef struct cfg_assistant {
   long history_max_messages;
   long history_max_tokens;
   long max_output_tokens;      /* assistants[].max_output_tokens, 0: not sent */
+  unsigned allow_overrides;    /* assistants[].allow_overrides: the request fields that may
+                                  override it (overrides.h WKOV_* bits); WKOV_DEFAULT when not
+                                  set.  Not hashed: a policy of the worker, not the API's */
 } cfg_assistant;
 
 /** What the worker does when a tool reply has not arrived by the deadline. */
@@ -148,6 +171,8 @@ typedef enum cfg_on_deadline {
 typedef struct cfg_function {
   char name[CFG_FUNCTION_NAME_SIZE];
   char topic[CFG_TOPIC_SIZE];  /* default: kafka.topics.tool_requests */
+  char reply_topic[CFG_TOPIC_SIZE]; /* default ("" in "functions" entries): kafka.topics.tool_replies;
+                                       the only topic its replies are accepted from */
   long deadline_ms;            /* CFG_DEFAULT_DEADLINE_MS */
   cfg_on_deadline on_deadline; /* CFG_ON_DEADLINE_ERROR_OUTPUT */
   int validate_arguments;      /* 1 */
@@ -171,14 +196,24 @@ typedef struct cfg {
     char topic_dlq[CFG_TOPIC_SIZE];       /* "assistant.dlq" */
     char topic_tool_requests[CFG_TOPIC_SIZE]; /* "assistant.tool-requests" */
     char topic_tool_replies[CFG_TOPIC_SIZE];  /* "assistant.tool-replies" */
+    char topic_usage[CFG_TOPIC_SIZE];     /* "assistant.usage": usage records (usage.enabled) */
     cfg_kv props[CFG_MAX_PROPERTIES];     /* free-form librdkafka properties, file order */
     size_t nprops;
+    /* SASL / TLS credentials (config_creds.c), set on every client after
+     * the properties (so they win); "" when unset. */
+    char sasl_username[CFG_USERNAME_SIZE];   /* sasl.username */
+    char sasl_password_file[CFG_PATH_SIZE];  /* read into sasl_password at load */
+    char sasl_password[CFG_SECRET_SIZE];     /* sasl.password: env or file only; never logged or dumped */
+    char ssl_key_password[CFG_SECRET_SIZE];  /* ssl.key.password: env only; never logged or dumped */
   } kafka;
   struct {
     char host[CFG_HOST_SIZE];    /* "127.0.0.1" */
     int port;                    /* 6379 */
     char prefix[CFG_PREFIX_SIZE];/* "aw" */
-    long connect_timeout_ms;     /* 2000 */
+    long connect_timeout_ms;     /* 2000: connect and AUTH handshake */
+    char username[CFG_USERNAME_SIZE];  /* "": AUTH as the default user */
+    char password_file[CFG_PATH_SIZE]; /* read into password at load */
+    char password[CFG_SECRET_SIZE];    /* env or file only; "": no AUTH; never logged or dumped */
   } redis;
   struct {
     char backend[16];            /* "responses" (default), "assistants" or "chat" */
@@ -191,6 +226,15 @@ typedef struct cfg {
     int max_retries;             /* 5 */
     int background;              /* 1: Responses turns are background + stream; 0: stream only */
     int allow_insecure_http;     /* 0: cfg_load refuses an http:// base_url to a non-loopback host */
+    /* The fleet's rate limit per API key and endpoint class (Redis token
+     * buckets: worker/ratelimit/rate_gate.h); both rates 0 (the default):
+     * no limiter, no Redis round trip per request. */
+    struct {
+      long requests_per_minute;  /* 0: requests not limited */
+      long tokens_per_minute;    /* 0: tokens not limited */
+      long burst_ms;             /* 1000: a bucket holds this long's worth of the rate */
+      long max_waiting;          /* 100: requests waiting beyond which consumption pauses (0: never) */
+    } rate_limit;
   } api;
   struct {
     long max_in_flight;          /* 1000 */
@@ -213,9 +257,20 @@ typedef struct cfg {
     int health_port;             /* 0 = off */
     char health_bind[64];        /* "0.0.0.0": numeric IPv4/IPv6 address of the ops endpoint */
     int allow_core_dumps;        /* 0: `run` makes the process non-dumpable (secrets in memory) */
+    int allow_assistant_ids;     /* 0: a request naming an asst_ id is rejected (overrides.h) */
     int exactly_once;            /* 1: responses and offsets commit in Kafka transactions */
     long txn_interval_ms;        /* 20: least time between two transaction commits */
+    char tenant_source[80];      /* "none": no tenant; "header:<name>", "metadata:<key>",
+                                    "topic" (ev_identity.h) */
+    char key_rule[16];           /* "match": the Kafka key must be the conversation_id;
+                                    "route_by_key": the key is the conversation */
   } worker;
+  struct {
+    int enabled;                 /* 1: a usage record per finished turn on kafka.topics.usage */
+    char tenant_metadata_key[65];/* "": no tenant from metadata; else the request metadata key
+                                    whose value is the record's tenant (when the event has no
+                                    tenant of its own, worker.tenant_source) */
+  } usage;
   log_level log_level;           /* LOG_INFO */
   cfg_assistant assistants[CFG_MAX_ASSISTANTS];
   size_t nassistants;
@@ -224,6 +279,12 @@ typedef struct cfg {
      * variables hold no NUL, so these are C strings. */
     char secret[CFG_SECRET_SIZE];          /* AW_TOOL_SECRET */
     char secret_previous[CFG_SECRET_SIZE]; /* AW_TOOL_SECRET_PREVIOUS */
+    /* The key shared with the tool services that signs tool requests and
+     * their replies (tool_sign.h): AW_TOOL_REQUEST_KEY or the file named by
+     * AW_TOOL_REQUEST_KEY_FILE; the previous one while rotating likewise
+     * (..._PREVIOUS, ..._PREVIOUS_FILE).  Never logged or dumped. */
+    char request_key[CFG_SECRET_SIZE];
+    char request_key_previous[CFG_SECRET_SIZE];
     cfg_function overrides[CFG_MAX_FUNCTIONS]; /* "functions", file order */
     size_t noverrides;
     cfg_function routes[CFG_MAX_FUNCTIONS];    /* one per function name, in order of appearance */
@@ -290,6 +351,11 @@ long cfg_history_ttl_s(const cfg *c);
 /** The assistant called name, or NULL. */
 const cfg_assistant *cfg_find_assistant(const cfg *c, const char *name);
 
+/** What a request for the assistant called name may override (overrides.h
+ *  WKOV_* bits; WKOV_DEFAULT for a name not configured): the worker's
+ *  wk_overrides_fn, with c as its opaque. */
+unsigned cfg_allowed_overrides(void *c, const char *name);
+
 /** Fill def with borrowed pointers into a (valid while c lives). */
 void cfg_assistant_def(const cfg_assistant *a, be_assistant *def);
 
@@ -311,6 +377,10 @@ const char *cfg_on_deadline_name(cfg_on_deadline d);
  *  AW_ECONFIG when no tool secret is configured; clear k with
  *  corr_key_clear when done. */
 int cfg_tool_key(const cfg *c, corr_key *k, char *errstr, size_t errstr_size) AW_MUST_CHECK;
+
+/** Initialise k from AW_TOOL_REQUEST_KEY (and its previous key when set).
+ *  AW_ECONFIG when none is configured; clear k with tsig_key_clear. */
+int cfg_tool_request_key(const cfg *c, tsig_key *k, char *errstr, size_t errstr_size) AW_MUST_CHECK;
 
 /** Is this librdkafka property secret (its value never printed)? */
 int cfg_is_secret_property(const char *key);

@@ -76,6 +76,10 @@ int cfg_apply_env(cfg *c, char *errstr, size_t errstr_size) {
     return cfg_err(errstr, errstr_size,
                   "AW_TOOL_SECRET_PREVIOUS: set without AW_TOOL_SECRET (the previous secret only verifies "
                   "replies; new correlation ids need the current one)");
+  rc = cfg_apply_credentials(c, errstr, errstr_size); /* Redis / Kafka passwords (config_creds.c) */
+  if (rc) return rc;
+  rc = cfg_load_tool_request_keys(c, errstr, errstr_size); /* AW_TOOL_REQUEST_KEY[_FILE] (config_functions.c) */
+  if (rc) return rc;
   return cfg_resolve_routes(c, errstr, errstr_size); /* the default topic may have changed */
 }
 
@@ -83,7 +87,9 @@ int cfg_apply_env(cfg *c, char *errstr, size_t errstr_size) {
  * secret read from the environment belongs here, so that
  * cfg_scrub_secret_env removes it once copied. */
 static const char *const SECRET_ENV[] = {"AW_API_KEY", "OPENAI_API_KEY", "AW_TOOL_SECRET",
-                                         "AW_TOOL_SECRET_PREVIOUS"};
+                                         "AW_TOOL_SECRET_PREVIOUS", "AW_REDIS_PASSWORD",
+                                         "AW_KAFKA_SASL_PASSWORD", "AW_KAFKA_SSL_KEY_PASSWORD",
+                                         "AW_TOOL_REQUEST_KEY", "AW_TOOL_REQUEST_KEY_PREVIOUS"};
 
 static int is_secret_env_name(const char *name, size_t len) {
   for (size_t i = 0; i < sizeof SECRET_ENV / sizeof SECRET_ENV[0]; i++)

@@ -66,8 +66,26 @@ int cfg_function_name_ok(const char *s);
 /** getenv, with an empty value taken as unset. */
 const char *cfg_env(const char *name);
 
+/* config_creds.c: infrastructure credentials (Redis AUTH, Kafka SASL/TLS) */
+/** The passwords from the environment or their files, and the checks
+ *  between them (cfg_apply_env calls it last). */
+int cfg_apply_credentials(cfg *c, char *errstr, size_t n);
+/** Is path ("redis.password", ...) a password key the file may not hold? */
+int cfg_is_credential_key(const char *path);
+int cfg_refuse_credential(const char *path, char *errstr, size_t n);
+/** Add the credentials' masked view to the dump ("***" or null). */
+int cfg_dump_credentials(const cfg *c, cJSON *root);
+/** One secret from the variable env, or from the file path names (file_setting
+ *  names that setting in errors; NULL / "" path: none); both set is an error.
+ *  dst (size bytes) is left untouched when neither is set. */
+int cfg_load_secret(const char *env, const char *path, const char *file_setting, char *dst, size_t size,
+                    char *errstr, size_t n);
+
 /* config_functions.c */
 int cfg_parse_functions(cfg *c, const cJSON *obj, char *errstr, size_t n);
+/** AW_TOOL_REQUEST_KEY[_FILE] and AW_TOOL_REQUEST_KEY_PREVIOUS[_FILE] into c
+ *  (cfg_apply_env calls it). */
+int cfg_load_tool_request_keys(cfg *c, char *errstr, size_t n);
 /** Rebuild the routes from the assistants, "functions" and the topics. */
 int cfg_resolve_routes(cfg *c, char *errstr, size_t n);
 int cfg_is_tool_secret_key(const char *k);

@@ -41,7 +41,7 @@ static void turn_checkpoint(void *opaque, const char *checkpoint, const be_handl
   if (!checkpoint || !*checkpoint || strcmp(checkpoint, ev->checkpoint) == 0) return;
   wk_copy_id(ev->checkpoint, sizeof ev->checkpoint, checkpoint);
   if (!ev->run_started_ms) ev->run_started_ms = wk_now_ms();
-  if (cstore_put_progress(&ev->w->store, ev->conv_id, ev->event_id, ev->checkpoint, on_progress_put, ev->w) !=
+  if (cstore_put_progress(&ev->w->store, ev->conv_ref, ev->event_id, ev->checkpoint, on_progress_put, ev->w) !=
       AW_OK)
     ev->w->st.redis_errors++;
   log_ctx c = wk_ev_ctx(ev);
@@ -66,6 +66,7 @@ void wk_turn_done(void *opaque, const be_turn_result *res) {
   wk *w = ev->w;
   ev->op = NULL;
   keep_handles(ev, res);
+  wku_add(ev, res); /* every result of the turn counts toward its usage record */
   if (res->end == BE_END_TOOL_CALLS && w->tools && res->ntool_calls) {
     /* Not the end: the turn waits for its function outputs. */
     wkd_unschedule(ev);
@@ -118,6 +119,7 @@ void wk_turn_done(void *opaque, const be_turn_result *res) {
     }
   }
   wkt_annotate(ev, &r);
+  wku_finish(ev, &r); /* the usage record goes out with the response (outbox.c) */
   wk_copy_id(ev->status, sizeof ev->status, r.status);
   log_ctx c = wk_ev_ctx(ev);
   if (strcmp(r.status, "completed") == 0) {
@@ -149,7 +151,10 @@ const be_turn_events wk_turn_events = {
 void wk_turn_input(wk_event *ev, be_turn_input *in) {
   contract_request *q = ev->req;
   memset(in, 0, sizeof *in);
-  in->conversation_id = ev->conv_id;
+  /* The backend names the conversation by its reference: with tenants
+   * "<tenant>:<conversation>", what its store ports key by (rkeys.h) and
+   * what it tags the API's objects with. */
+  in->conversation_id = ev->conv_ref;
   in->event_id = ev->event_id;
   in->handle = ev->handle[0] ? ev->handle : NULL;
   in->checkpoint = ev->checkpoint[0] ? ev->checkpoint : NULL;

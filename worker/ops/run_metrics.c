@@ -11,6 +11,17 @@
  * ends at the key or at an empty slot within a few steps. */
 #define API_SLOTS (2 * RMET_API_SERIES_MAX)
 
+/* One (assistant, model) pair of aw_usage_tokens_total: its four kinds. */
+typedef struct tok_slot {
+  char assistant[MET_MAX_LABEL_VALUE + 1], model[MET_MAX_LABEL_VALUE + 1];
+  met_counter_ref *kind[4];
+} tok_slot;
+
+static const char *const TOKEN_KINDS[4] = {"input", "output", "cached", "reasoning"};
+static const char TOKENS_HELP[] =
+    "Tokens of the usage records published, by configured assistant, model and kind (cached is part of input, "
+    "reasoning part of output)";
+
 typedef struct api_slot {
   met_histogram_ref *seconds; /* NULL: empty slot */
   met_counter_ref *retries;   /* the route's, shared by its statuses */
@@ -25,6 +36,7 @@ struct rmet {
   met_counter_ref *deltas, *dlq, *redis_errors, *kafka_errors, *produce_retries;
   met_gauge_ref *in_flight, *paused, *redis_up;
   met_counter_ref *tool_requests, *tool_rounds, *tool_timeouts, *tool_replies, *tool_replies_dlq;
+  met_counter_ref *tool_replies_refused[3]; /* unsigned_reply, bad_reply_signature, wrong_reply_topic */
   met_gauge_ref *tool_waiting;
   met_histogram_ref *event_seconds, *tool_round_seconds, *txn_seconds;
   met_counter_ref *txn_commits, *txn_aborts;
@@ -32,6 +44,10 @@ struct rmet {
   met_counter_ref *hist_loads, *hist_saves, *hist_commits, *hist_dups, *hist_bytes, *hist_trimmed, *hist_errors;
   size_t napi;
   api_slot api[API_SLOTS];
+  met_counter_ref *usage_records;
+  tok_slot tok_other;          /* assistant="other", model="other": also the overflow */
+  size_t ntok;
+  tok_slot tok[RMET_TOKEN_PAIRS_MAX];
 };
 
 /* Seconds: from a tool round trip of a few ms to a run of minutes. */
@@ -49,7 +65,19 @@ static const char API_RETRIES_HELP[] = "API requests sent again (attempts - 1), 
 
 /* Registry size: the fixed series, the API series and their routes' retry
  * counters, with room to spare. */
-#define MAX_SERIES (64 + 2 * RMET_API_SERIES_MAX)
+#define MAX_SERIES (64 + 2 * RMET_API_SERIES_MAX + 4 * (RMET_TOKEN_PAIRS_MAX + 1))
+
+/* Register the four series of one (assistant, model) pair into s. */
+static int tok_register(rmet *m, tok_slot *s, const char *assistant, const char *model) {
+  snprintf(s->assistant, sizeof s->assistant, "%s", assistant);
+  snprintf(s->model, sizeof s->model, "%s", model);
+  for (int k = 0; k < 4; k++) {
+    const char *kv[] = {"assistant", assistant, "model", model, "kind", TOKEN_KINDS[k]};
+    int rc = met_counterv(m->reg, "aw_usage_tokens", TOKENS_HELP, kv, 3, &s->kind[k]);
+    if (rc) return rc;
+  }
+  return AW_OK;
+}
 
 int rmet_new(rmet **out) {
   rmet *m = calloc(1, sizeof *m);
@@ -92,6 +120,11 @@ int rmet_new(rmet **out) {
   if (!rc)
     rc = met_counter(m->reg, "aw_tool_replies_dead_lettered", "Tool replies dead-lettered (forged, late, duplicate...)",
                      &m->tool_replies_dlq, (const char *)NULL);
+  static const char *const refused[3] = {"unsigned_reply", "bad_reply_signature", "wrong_reply_topic"};
+  for (int i = 0; i < 3 && !rc; i++)
+    rc = met_counter(m->reg, "aw_tool_replies_refused",
+                     "Tool replies dead-lettered as not authenticated or from another topic than their function's",
+                     &m->tool_replies_refused[i], "reason", refused[i], (const char *)NULL);
   if (!rc)
     rc = met_gauge(m->reg, "aw_tool_runs_waiting", "Runs of this worker waiting for tool replies", &m->tool_waiting,
                    (const char *)NULL);
@@ -140,6 +173,10 @@ int rmet_new(rmet **out) {
   if (!rc)
     rc = met_counter(m->reg, "aw_history_errors", "History store operations that failed at Redis",
                      &m->hist_errors, (const char *)NULL);
+  if (!rc)
+    rc = met_counter(m->reg, "aw_usage_records_published", "Usage records published (committed with their response)",
+                     &m->usage_records, (const char *)NULL);
+  if (!rc) rc = tok_register(m, &m->tok_other, "other", "other");
   if (rc) {
     rmet_free(m);
     return rc;
@@ -201,9 +238,13 @@ int rmet_render(rmet *m, const wk *w, const rconn *redis, buf *out) {
     met_counter_set(m->tool_timeouts, (double)s.tool_timeouts);
     met_counter_set(m->tool_replies, (double)s.tool_replies);
     met_counter_set(m->tool_replies_dlq, (double)s.tool_replies_dlq);
+    met_counter_set(m->tool_replies_refused[0], (double)s.tool_replies_unsigned);
+    met_counter_set(m->tool_replies_refused[1], (double)s.tool_replies_bad_signature);
+    met_counter_set(m->tool_replies_refused[2], (double)s.tool_replies_wrong_topic);
     met_gauge_set(m->tool_waiting, (double)s.tool_waiting);
     met_counter_set(m->txn_commits, (double)s.txn_commits);
     met_counter_set(m->txn_aborts, (double)s.txn_aborts);
+    met_counter_set(m->usage_records, (double)s.usage_records);
   }
   if (redis) met_gauge_set(m->redis_up, rconn_ready(redis) ? 1 : 0);
   int rc = met_render(m->reg, out);
@@ -282,6 +323,22 @@ void rmet_api_observe(void *opaque, const char *route, int http_status, double s
   }
   met_observe(s->seconds, seconds);
   if (attempts > 1) met_add(s->retries, (double)(attempts - 1));
+}
+
+void rmet_tokens(void *opaque, const char *assistant, const char *model, const int64_t tokens[4]) {
+  rmet *m = opaque;
+  if (!m || !assistant || !model || !tokens) return;
+  tok_slot *s = NULL;
+  /* O(pairs) with at most RMET_TOKEN_PAIRS_MAX of them: once per record. */
+  for (size_t i = 0; i < m->ntok && !s; i++)
+    if (!strcmp(m->tok[i].assistant, assistant) && !strcmp(m->tok[i].model, model)) s = &m->tok[i];
+  if (!s && !strcmp(assistant, "other") && !strcmp(model, "other")) s = &m->tok_other;
+  if (!s && m->ntok < RMET_TOKEN_PAIRS_MAX && strlen(assistant) <= MET_MAX_LABEL_VALUE &&
+      strlen(model) <= MET_MAX_LABEL_VALUE && tok_register(m, &m->tok[m->ntok], assistant, model) == AW_OK)
+    s = &m->tok[m->ntok++];
+  if (!s) s = &m->tok_other;
+  for (int k = 0; k < 4; k++)
+    if (tokens[k] > 0) met_add(s->kind[k], (double)tokens[k]);
 }
 
 void rmet_free(rmet *m) {

@@ -18,6 +18,10 @@
  * aw_history_bytes_committed_total, aw_history_turns_trimmed_total and
  * aw_history_errors_total (zero on the other backends).
  *
+ * Usage records (usage.h) count as aw_usage_records_published_total and
+ * their tokens as aw_usage_tokens_total{assistant,model,kind} with kind
+ * input, output, cached or reasoning (rmet_tokens).
+ *
  * Consumer lag is a snapshot taken at render time (wk_lag):
  * aw_consumer_lag{partition} for the partitions assigned now (a revoked
  * partition's series disappears) and aw_consumer_lag_total, their sum.
@@ -49,6 +53,17 @@ void rmet_history(rmet *m, const hstore_stats *s);
 
 /** The worker's observer (wk_config.observe, opaque = the rmet). */
 void rmet_observe(void *opaque, wk_obs what, double value);
+
+/** (assistant, model) pairs of aw_usage_tokens_total, at most; further
+ *  pairs are counted under assistant="other", model="other". */
+#define RMET_TOKEN_PAIRS_MAX 32
+
+/** The worker's usage observer (wk_config.usage_observe, opaque = the
+ *  rmet): one durable usage record's tokens (input, output, cached,
+ *  reasoning) as aw_usage_tokens_total{assistant,model,kind}.  The labels
+ *  come bounded by configuration (usage.h's wku_labels); the pair cap and a
+ *  label longer than MET_MAX_LABEL_VALUE fall back to "other". */
+void rmet_tokens(void *opaque, const char *assistant, const char *model, const int64_t tokens[4]);
 
 /** (route, status) series of aw_api_request_seconds, at most. */
 #define RMET_API_SERIES_MAX 64

@@ -75,12 +75,14 @@ void wks_retry_later(wk_event *ev) {
 /* Queue ev behind earlier events of its conversation; start it if first. */
 int wks_enqueue(wk *w, wk_event *ev) {
   wk_conv *c = NULL;
-  HASH_FIND_STR(w->convs, ev->conv_id, c);
+  /* By reference: two tenants' conversations of the same id are two queues. */
+  const char *id = ev->conv_ref[0] ? ev->conv_ref : ev->conv_id;
+  HASH_FIND_STR(w->convs, id, c);
   int max = w->cfg.max_queue_per_conversation;
   if (c && max > 0 && c->n >= max) return AW_EAGAIN;
   if (!c) {
     c = calloc(1, sizeof *c);
-    if (!c || !(c->id = strdup(ev->conv_id))) {
+    if (!c || !(c->id = strdup(id))) {
       free(c);
       return AW_ENOMEM;
     }
