@@ -379,7 +379,13 @@ aw_redis_auth() {
 aw_redis_aclfile() {
   local run=$1 dir=$2 sum
   sum=$(sha256sum <"$run/redis.password" | cut -d' ' -f1)
-  ( umask 077 && printf 'user default off\nuser aw on #%s ~* &* +@all\n' "$sum" >"$dir/users.acl" )
+  # The default user stays on, with the same password: Redis 7.0 (Debian 12's 7.0.15) replays
+  # the append-only file as the default user, and with that user off or restricted it drops
+  # every MULTI/EXEC (our scripts' effects) with NOPERM at start-up -- a restart lost the
+  # tool state and the outcome records (seen in the chaos test).  Without the password a
+  # client still gets nothing but NOAUTH.
+  ( umask 077 && printf 'user default on #%s ~* &* +@all\nuser aw on #%s ~* &* +@all\n' "$sum" "$sum" \
+      >"$dir/users.acl" )
 }
 
 # aw_redis_cli RUN ARGS...: redis-cli authenticated as the run's user (the password through
@@ -391,7 +397,7 @@ aw_redis_cli() {
 
 # aw_redis_start RUN [--aof] [NAME]: redis-server on a free loopback port (RUN/NAME/port,
 # NAME defaults to "redis") that requires AUTH as the run's ACL user (aw_redis_auth; the
-# default user is disabled).  Without --aof nothing is persisted; with --aof every write is
+# default user has the same password, see aw_redis_aclfile).  Without --aof nothing is persisted; with --aof every write is
 # fsynced to an append-only file in RUN/NAME/data, so stopping and starting it again (same
 # NAME: it reuses its port and data) keeps the data -- for durability tests.
 aw_redis_start() {

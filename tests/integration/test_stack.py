@@ -46,11 +46,12 @@ def test_redis_server_of_the_session_answers(redis_client, ctx):
 
 def test_redis_of_the_session_refuses_clients_without_the_run_password(redis_port, redis_auth):
     user, password = redis_auth
-    for kw in ({}, {"username": user, "password": password + "x"}, {"password": password}):
+    for kw in ({}, {"username": user, "password": password + "x"}, {"password": password + "x"}):
         c = redis_lib.Redis(host="127.0.0.1", port=redis_port, socket_timeout=5, **kw)
         try:
-            # No password: NOAUTH; a wrong one, or the right one for the disabled default user:
-            # WRONGPASS.  Both are authentication errors, never an answer.
+            # No password: NOAUTH; a wrong one (for the run's user or the default user, which
+            # shares the password: lib.sh aw_redis_aclfile says why): WRONGPASS.  Both are
+            # authentication errors, never an answer.
             with pytest.raises((redis_lib.exceptions.AuthenticationError, redis_lib.exceptions.ResponseError)):
                 c.ping()
         finally:
