@@ -148,13 +148,15 @@ done
 
 # ---- 3. integration tests ---------------------------------------------------------------------
 # Once per backend (AW_TEST_BACKEND): the suite is backend-neutral, tests about one backend's API
-# skip on the others, and the files that pin the backend per test or test the simulator alone
-# (FIRST_PASS_ONLY) run in the first pass only.
+# skip on the others, and the files that pin the backend per test, test the simulator alone, or
+# test what the worker decides before any backend is asked (poison pills, event-id claims, the key
+# rule: the same code on every backend) run in the first pass only (FIRST_PASS_ONLY).
 BACKENDS=${AW_TEST_BACKENDS:-responses assistants chat}
 FIRST_PASS_ONLY=(test_backends.py test_ogx.py test_realmodel.py test_simulator_chat.py
                  test_simulator_responses.py test_simulator_tools.py test_stack.py test_secrets.py
                  test_shutdown.py test_bad_input.py test_backpressure.py test_cli.py test_group.py
-                 test_infra_auth.py test_rebalance.py test_key_rule.py test_tool_signing.py)
+                 test_infra_auth.py test_rebalance.py test_key_rule.py test_tool_signing.py
+                 test_poison.py test_event_ids.py)
 pass_no=0
 for backend in $BACKENDS; do
   pass_no=$((pass_no + 1))
