@@ -316,11 +316,14 @@ void rconn_free(rconn *c) {
   if (c->ac) {
     redisAsyncContext *ac = c->ac;
     c->ac = NULL;
-    /* Mid-handshake the context is freed now, so that its callback (with
-     * NULL) runs while c is alive; a ready connection is closed once its
-     * pending replies arrived. */
-    if (c->handshaking || c->connecting) redisAsyncFree(ac);
-    else redisAsyncDisconnect(ac); /* pending callbacks run with NULL replies */
+    /* Freed now, whatever its state: hiredis calls every pending callback
+     * with a NULL reply (AW_EREDIS to our callers) before redisAsyncFree
+     * returns, while c and the callers' objects are alive.  A graceful
+     * redisAsyncDisconnect would wait for the replies and run the callbacks
+     * (and on_disconnect, which reads c) on a later loop iteration, after
+     * the caller went on to free what they point to -- and after c itself
+     * was freed by on_timer_closed. */
+    redisAsyncFree(ac);
   }
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, on_timer_closed);

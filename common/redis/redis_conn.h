@@ -74,8 +74,9 @@ int rconn_commandargv(rconn *c, rconn_reply_cb cb, void *opaque, int argc, const
 /** Count of errors seen (disconnects, failed connects, error replies). */
 unsigned long rconn_errors(const rconn *c);
 
-/** Disconnect (pending callbacks run with AW_EREDIS) and free once the loop
- *  has closed the handles.  Safe on NULL. */
+/** Disconnect and free once the loop has closed the handles.  Every
+ *  pending callback runs with AW_EREDIS before rconn_free returns; none
+ *  runs afterwards.  Safe on NULL. */
 void rconn_free(rconn *c);
 
 #endif
