@@ -24,46 +24,21 @@
 #define NONCE_LEN 16
 #define TAG_LEN 16
 #define RAW_LEN (NONCE_LEN + 8 + TAG_LEN) /* 40 bytes -> 54 base64 characters */
-#define B64_LEN ((RAW_LEN * 4 + 2) / 3)
+#define B64_LEN HKEY_B64_LEN(RAW_LEN)
 #define PREFIX_LEN (sizeof CORR_PREFIX - 1)
 
 _Static_assert(PREFIX_LEN + B64_LEN == CORR_ID_LEN, "CORR_ID_LEN matches the layout");
 _Static_assert(sizeof CORR_PREFIX_PINNED == sizeof CORR_PREFIX, "both versions' prefixes are as long");
 
-static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static int set_secret(unsigned char dst[64], size_t *dst_len, const void *secret, size_t len) {
-  if (!secret || len < CORR_MIN_SECRET) return AW_EINVAL;
-  if (len <= 64) {
-    memcpy(dst, secret, len);
-    *dst_len = len;
-    return AW_OK;
-  }
-  if (!SHA256(secret, len, dst)) return AW_EFATAL;
-  *dst_len = SHA256_DIGEST_LENGTH;
-  return AW_OK;
-}
-
 int corr_key_init(corr_key *k, const void *secret, size_t len) {
-  if (!k) return AW_EINVAL;
-  corr_key_clear(k);
-  int rc = set_secret(k->cur, &k->cur_len, secret, len);
-  if (rc) corr_key_clear(k);
-  return rc;
+  return hkey_ring_init(k, secret, len, CORR_MIN_SECRET, 0);
 }
 
 int corr_key_set_previous(corr_key *k, const void *secret, size_t len) {
-  if (!k || !k->cur_len) return AW_EINVAL;
-  OPENSSL_cleanse(k->prev, sizeof k->prev);
-  k->prev_len = 0;
-  if (!secret && !len) return AW_OK;
-  return set_secret(k->prev, &k->prev_len, secret, len);
+  return hkey_ring_set_previous(k, secret, len, CORR_MIN_SECRET, 0);
 }
 
-void corr_key_clear(corr_key *k) {
-  if (!k) return;
-  OPENSSL_cleanse(k, sizeof *k);
-}
+void corr_key_clear(corr_key *k) { hkey_ring_clear(k); }
 
 static void put_be32(unsigned char *p, uint32_t v) {
   for (int i = 3; i >= 0; i--, v >>= 8) p[i] = (unsigned char)v;
@@ -127,16 +102,7 @@ static int make_id(const corr_key *k, const char ver[4], const char *const *ids,
 
   memcpy(out, ver, 3);
   out[3] = '.';
-  char *o = out + PREFIX_LEN;
-  for (size_t i = 0; i < RAW_LEN; i += 3) {
-    uint32_t v = (uint32_t)raw[i] << 16;
-    if (i + 1 < RAW_LEN) v |= (uint32_t)raw[i + 1] << 8;
-    if (i + 2 < RAW_LEN) v |= raw[i + 2];
-    *o++ = B64URL[v >> 18 & 63];
-    *o++ = B64URL[v >> 12 & 63];
-    if (i + 1 < RAW_LEN) *o++ = B64URL[v >> 6 & 63];
-    if (i + 2 < RAW_LEN) *o++ = B64URL[v & 63];
-  }
+  char *o = hkey_b64url_encode(raw, RAW_LEN, out + PREFIX_LEN);
   *o = '\0';
   return AW_OK;
 }
@@ -153,35 +119,6 @@ int corr_new_pinned(const corr_key *k, const char *conversation_id, const char *
   return make_id(k, "tc2", ids, 4, deadline_ms, out, outsz);
 }
 
-static int b64url_val(unsigned char ch) {
-  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-  if (ch == '-') return 62;
-  if (ch == '_') return 63;
-  return -1;
-}
-
-/* Exactly B64_LEN canonical characters -> RAW_LEN bytes. */
-static int b64url_decode(const char *s, unsigned char raw[RAW_LEN]) {
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t n = 0;
-  for (size_t i = 0; i < B64_LEN; i++) {
-    int v = b64url_val((unsigned char)s[i]);
-    if (v < 0) return -1;
-    acc = acc << 6 | (uint32_t)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      raw[n++] = (unsigned char)(acc >> bits);
-      acc &= (1u << bits) - 1;
-    }
-  }
-  /* Left-over bits must be zero, or two spellings would decode alike. */
-  return n == RAW_LEN && acc == 0 ? 0 : -1;
-}
-
 /* Check a "<ver>." id binding nids ids. */
 static int check_id(const corr_key *k, const char ver[4], const char *id, const char *const *ids, int nids,
                     int64_t *deadline_ms_out) {
@@ -191,7 +128,7 @@ static int check_id(const corr_key *k, const char ver[4], const char *id, const 
     if (bound_len(ids[i], &lens[i])) return AW_EINVAL;
   if (strnlen(id, CORR_ID_LEN + 1) != CORR_ID_LEN || memcmp(id, ver, 3) || id[3] != '.') return AW_EINVAL;
   unsigned char raw[RAW_LEN];
-  if (b64url_decode(id + PREFIX_LEN, raw)) return AW_EINVAL;
+  if (hkey_b64url_decode(id + PREFIX_LEN, raw, RAW_LEN)) return AW_EINVAL;
   uint64_t d = 0;
   for (int i = 0; i < 8; i++) d = d << 8 | raw[NONCE_LEN + i];
   if (d > INT64_MAX) return AW_EINVAL; /* corr_new never makes one */

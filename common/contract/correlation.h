@@ -44,6 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "aw_error.h"
+#include "hmac_key.h"
 
 #define CORR_PREFIX "tc1."
 #define CORR_PREFIX_PINNED "tc2."  /* corr_new_pinned: the reply topic bound too */
@@ -53,14 +54,8 @@
 #define CORR_MAX_BOUND_ID 256    /* longest conversation / run / tool call id bound */
 #define CORR_DIGEST_SIZE 33      /* 32 hex digits + NUL */
 
-typedef struct corr_key {
-  /* Secrets longer than HMAC-SHA256's 64-byte block are stored as their
-   * SHA-256, which is what HMAC does with them anyway. */
-  unsigned char cur[64];
-  size_t cur_len;              /* 0: not initialised */
-  unsigned char prev[64];
-  size_t prev_len;             /* 0: no previous key */
-} corr_key;
+/* The current and previous secrets (hmac_key.h). */
+typedef hkey_ring corr_key;
 
 /** Set the current secret (>= CORR_MIN_SECRET bytes, else AW_EINVAL) and
  *  forget any previous one. */

@@ -33,41 +33,17 @@
 #define REQ_DOMAIN "aw-tool-request/v1"  /* followed by its NUL */
 #define REP_DOMAIN "aw-tool-reply/v1"
 
-static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 /* ---- keys ------------------------------------------------------------------ */
 
-static int set_key(unsigned char dst[64], size_t *dst_len, const void *key, size_t len) {
-  if (!key || len < TSIG_MIN_KEY || len > TSIG_MAX_KEY) return AW_EINVAL;
-  if (len <= 64) {
-    memcpy(dst, key, len);
-    *dst_len = len;
-    return AW_OK;
-  }
-  if (!SHA256(key, len, dst)) return AW_EFATAL;
-  *dst_len = SHA256_DIGEST_LENGTH;
-  return AW_OK;
-}
-
 int tsig_key_init(tsig_key *k, const void *key, size_t len) {
-  if (!k) return AW_EINVAL;
-  tsig_key_clear(k);
-  int rc = set_key(k->cur, &k->cur_len, key, len);
-  if (rc) tsig_key_clear(k);
-  return rc;
+  return hkey_ring_init(k, key, len, TSIG_MIN_KEY, TSIG_MAX_KEY);
 }
 
 int tsig_key_set_previous(tsig_key *k, const void *key, size_t len) {
-  if (!k || !k->cur_len) return AW_EINVAL;
-  OPENSSL_cleanse(k->prev, sizeof k->prev);
-  k->prev_len = 0;
-  if (!key && !len) return AW_OK;
-  return set_key(k->prev, &k->prev_len, key, len);
+  return hkey_ring_set_previous(k, key, len, TSIG_MIN_KEY, TSIG_MAX_KEY);
 }
 
-void tsig_key_clear(tsig_key *k) {
-  if (k) OPENSSL_cleanse(k, sizeof *k);
-}
+void tsig_key_clear(tsig_key *k) { hkey_ring_clear(k); }
 
 /* ---- canonical messages ------------------------------------------------------ */
 
@@ -222,19 +198,6 @@ static int mac(const unsigned char *key, size_t key_len, const unsigned char *m,
   return AW_OK;
 }
 
-static char *b64url_32(const unsigned char in[MAC_LEN], char *o) {
-  for (size_t i = 0; i < MAC_LEN; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16;
-    if (i + 1 < MAC_LEN) v |= (uint32_t)in[i + 1] << 8;
-    if (i + 2 < MAC_LEN) v |= in[i + 2];
-    *o++ = B64URL[v >> 18 & 63];
-    *o++ = B64URL[v >> 12 & 63];
-    if (i + 1 < MAC_LEN) *o++ = B64URL[v >> 6 & 63];
-    if (i + 2 < MAC_LEN) *o++ = B64URL[v & 63];
-  }
-  return o;
-}
-
 /* "v1=<cur>" or "v1=<cur>,v1=<prev>" for message m. */
 static int sign_msg(const tsig_key *k, const unsigned char *m, size_t len, char sig[TSIG_HEADER_SIZE]) {
   if (!k || !k->cur_len || !sig) return AW_EINVAL;
@@ -243,44 +206,16 @@ static int sign_msg(const tsig_key *k, const unsigned char *m, size_t len, char 
   int rc = mac(k->cur, k->cur_len, m, len, md);
   if (rc == AW_OK) {
     memcpy(o, "v1=", 3);
-    o = b64url_32(md, o + 3);
+    o = hkey_b64url_encode(md, MAC_LEN, o + 3);
   }
   if (rc == AW_OK && k->prev_len && (rc = mac(k->prev, k->prev_len, m, len, md)) == AW_OK) {
     memcpy(o, ",v1=", 4);
-    o = b64url_32(md, o + 4);
+    o = hkey_b64url_encode(md, MAC_LEN, o + 4);
   }
   OPENSSL_cleanse(md, sizeof md);
   if (rc) return rc;
   *o = '\0';
   return AW_OK;
-}
-
-static int b64val(unsigned char ch) {
-  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-  if (ch == '-') return 62;
-  if (ch == '_') return 63;
-  return -1;
-}
-
-/* Exactly TSIG_MAC_CHARS canonical characters -> 32 bytes. */
-static int b64url_decode_32(const unsigned char *s, unsigned char out[MAC_LEN]) {
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t n = 0;
-  for (size_t i = 0; i < TSIG_MAC_CHARS; i++) {
-    int v = b64val(s[i]);
-    if (v < 0) return -1;
-    acc = acc << 6 | (uint32_t)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[n++] = (unsigned char)(acc >> bits);
-      acc &= (1u << bits) - 1;
-    }
-  }
-  return n == MAC_LEN && acc == 0 ? 0 : -1; /* spare bits zero: one spelling per MAC */
 }
 
 typedef struct sig_entries {
@@ -313,7 +248,7 @@ static const char *parse_sig(const void *sig, size_t len, sig_entries *e) {
     const unsigned char *val = d + 1;
     size_t vl = (size_t)(b - val);
     if (nd == 1 && a[1] == '1') {
-      if (vl != TSIG_MAC_CHARS || b64url_decode_32(val, e->mac[e->n])) return TSIG_R_MALFORMED;
+      if (vl != TSIG_MAC_CHARS || hkey_b64url_decode((const char *)val, e->mac[e->n], MAC_LEN)) return TSIG_R_MALFORMED;
       e->n++;
     } else {
       if (vl == 0) return TSIG_R_MALFORMED;

@@ -72,6 +72,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "aw_error.h"
+#include "hmac_key.h"
 #include "buf.h"
 #include "contract_tool.h"
 
@@ -97,14 +98,8 @@
 #define TSIG_R_MISMATCH "bad_signature"             /* no entry matches any key: forged or altered */
 #define TSIG_R_ARGUMENTS "arguments_mismatch"       /* arguments map differs from arguments_json */
 
-typedef struct tsig_key {
-  /* Keys longer than HMAC-SHA256's 64-byte block are kept as their
-   * SHA-256, which is what HMAC does with them anyway. */
-  unsigned char cur[64];
-  size_t cur_len;          /* 0: not initialised */
-  unsigned char prev[64];
-  size_t prev_len;         /* 0: no previous key */
-} tsig_key;
+/* The current and previous keys (hmac_key.h). */
+typedef hkey_ring tsig_key;
 
 /** Set the current key (TSIG_MIN_KEY..TSIG_MAX_KEY bytes, else AW_EINVAL)
  *  and forget any previous one. */
