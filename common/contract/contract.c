@@ -16,6 +16,14 @@
  *  - A decoded request is one allocation: a first pass validates and sizes,
  *    a second pass (the same code, with an arena) copies.  Sharing the code
  *    keeps the two passes from disagreeing about the size.
+ *  - Request kinds: this file reads the envelope every request has (v,
+ *    kind, ids, metadata), refuses the keys of another kind than the
+ *    request's (one table, REQ_KEYS, says which kind owns which key) and
+ *    decodes the message kind; contract_kinds.c decodes the fields of the
+ *    conversation requests (history, append, cancel), sharing the context,
+ *    arena and string checks declared in contract_kinds.h.  The encoders
+ *    of all kinds stay here, beside the msgpack writing helpers.  A message
+ *    is encoded without `kind`, byte for byte as before kinds existed.
  *  - Encoders validate their arguments before writing anything, so EINVAL
  *    leaves the output untouched; ETOOBIG/ENOMEM follow buf's rule (the
  *    buffer is freed).  Strings we emit are always valid UTF-8: invalid
@@ -23,6 +31,7 @@
  *    dead letter over a bad byte in an error message would be worse.
  */
 #include "contract.h"
+#include "contract_kinds.h"
 #include "msgpack_util.h"
 
 #include <math.h>
@@ -45,12 +54,12 @@
 /* Below msgpack-c's own 32-level unpack stack, so our scan is the one that
  * rejects deep input, with a clear message. */
 
-static const char CODE_MALFORMED[] = "malformed_event";
-static const char CODE_MISSING[] = "missing_field";
-static const char CODE_INVALID[] = "invalid_field";
-static const char CODE_VERSION[] = "unsupported_version";
-static const char CODE_TOO_LARGE[] = "event_too_large";
-static const char CODE_INTERNAL[] = "internal_error";
+const char contract_code_malformed[] = "malformed_event";
+const char contract_code_missing[] = "missing_field";
+const char contract_code_invalid[] = "invalid_field";
+const char contract_code_version[] = "unsupported_version";
+const char contract_code_too_large[] = "event_too_large";
+const char contract_code_internal[] = "internal_error";
 
 void contract_limits_default(contract_limits *l) {
   l->max_event_bytes = 1024 * 1024;
@@ -109,15 +118,7 @@ static void scan_ids(const uint8_t *p, size_t len, char *event_id, size_t event_
 
 /* ---- request decoding ------------------------------------------------------ */
 
-typedef struct dctx {
-  const contract_limits *lim;
-  const char **err_code;
-  char *errstr;
-  size_t errstr_size;
-} dctx;
-
-static int dfail(dctx *c, int rc, const char *code, const char *fmt, ...) AW_PRINTF(4, 5);
-static int dfail(dctx *c, int rc, const char *code, const char *fmt, ...) {
+int contract_dfail(contract_dctx *c, int rc, const char *code, const char *fmt, ...) {
   *c->err_code = code;
   if (c->errstr && c->errstr_size) {
     va_list ap;
@@ -128,13 +129,8 @@ static int dfail(dctx *c, int rc, const char *code, const char *fmt, ...) {
   return rc;
 }
 
-/* Sizing-then-copying allocator: with base == NULL it only counts. */
-typedef struct arena {
-  char *base;
-  size_t used;
-} arena;
-
-static void *arena_alloc(arena *a, size_t n) {
+/* The arena (contract_kinds.h): with base == NULL it only counts. */
+void *contract_arena_alloc(contract_arena *a, size_t n) {
   const size_t al = alignof(max_align_t);
   a->used = (a->used + al - 1) & ~(al - 1);
   void *p = a->base ? a->base + a->used : NULL;
@@ -142,7 +138,7 @@ static void *arena_alloc(arena *a, size_t n) {
   return p;
 }
 
-static const char *arena_str(arena *a, const char *s, size_t n) {
+const char *contract_arena_str(contract_arena *a, const char *s, size_t n) {
   char *p = a->base ? a->base + a->used : NULL;
   if (p) {
     if (n) memcpy(p, s, n);
@@ -152,41 +148,41 @@ static const char *arena_str(arena *a, const char *s, size_t n) {
   return p;
 }
 
-static bool is_absent(const msgpack_object *o) { return !o || o->type == MSGPACK_OBJECT_NIL; }
+bool contract_absent(const msgpack_object *o) { return !o || o->type == MSGPACK_OBJECT_NIL; }
 
-static bool key_is(const msgpack_object *k, const char *name) {
+bool contract_key_is(const msgpack_object *k, const char *name) {
   size_t n = strlen(name);
   return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n && memcmp(k->via.str.ptr, name, n) == 0;
 }
-
-enum { TOO_LONG_INVALID = 0, TOO_LONG_LIMIT = 1 };
 
 /* Validate a string field.  Absent (or nil) is missing_field when required,
  * else *out = NULL.  Over max is event_too_large when max is one of the
  * configured limits, invalid_field when it is a fixed contract bound.
  * check_utf8 is off in the copy pass, which only sees validated input. */
-static int want_str(dctx *c, const msgpack_object *o, const char *name, bool required, size_t min,
-                    size_t max, int too_long, bool check_utf8, const char **out, size_t *out_len) {
+int contract_want_str(contract_dctx *c, const msgpack_object *o, const char *name, bool required, size_t min,
+                      size_t max, int too_long, bool check_utf8, const char **out, size_t *out_len) {
   *out = NULL;
   if (out_len) *out_len = 0;
-  if (is_absent(o)) {
-    if (required) return dfail(c, AW_EINVAL, CODE_MISSING, "missing field %s", name);
+  if (contract_absent(o)) {
+    if (required) return contract_dfail(c, AW_EINVAL, contract_code_missing, "missing field %s", name);
     return AW_OK;
   }
   if (o->type != MSGPACK_OBJECT_STR)
-    return dfail(c, AW_EINVAL, CODE_INVALID, "field %s must be a string", name);
+    return contract_dfail(c, AW_EINVAL, contract_code_invalid, "field %s must be a string", name);
   size_t n = o->via.str.size;
-  if (n < min) return dfail(c, AW_EINVAL, CODE_INVALID, "field %s must not be empty", name);
+  if (n < min) return contract_dfail(c, AW_EINVAL, contract_code_invalid, "field %s must not be empty", name);
   if (n > max) {
-    if (too_long == TOO_LONG_LIMIT)
-      return dfail(c, AW_ETOOBIG, CODE_TOO_LARGE, "field %s is %zu bytes, limit %zu", name, n, max);
-    return dfail(c, AW_EINVAL, CODE_INVALID, "field %s is %zu bytes, at most %zu allowed", name, n, max);
+    if (too_long == CONTRACT_TOO_LONG_LIMIT)
+      return contract_dfail(c, AW_ETOOBIG, contract_code_too_large, "field %s is %zu bytes, limit %zu", name,
+                            n, max);
+    return contract_dfail(c, AW_EINVAL, contract_code_invalid, "field %s is %zu bytes, at most %zu allowed",
+                          name, n, max);
   }
   if (check_utf8) {
     if (memchr(o->via.str.ptr, 0, n))
-      return dfail(c, AW_EINVAL, CODE_INVALID, "field %s contains a NUL byte", name);
+      return contract_dfail(c, AW_EINVAL, contract_code_invalid, "field %s contains a NUL byte", name);
     if (!mpu_utf8_valid(o->via.str.ptr, n))
-      return dfail(c, AW_EINVAL, CODE_INVALID, "field %s is not valid UTF-8", name);
+      return contract_dfail(c, AW_EINVAL, contract_code_invalid, "field %s is not valid UTF-8", name);
   }
   *out = o->via.str.ptr;
   if (out_len) *out_len = n;
@@ -194,37 +190,66 @@ static int want_str(dctx *c, const msgpack_object *o, const char *name, bool req
 }
 
 typedef struct req_fields {
-  const msgpack_object *v, *event_id, *conversation_id, *assistant, *content, *metadata,
+  const msgpack_object *v, *kind, *event_id, *conversation_id, *assistant, *content, *metadata,
       *instructions, *additional_instructions, *stream;
+  contract_kind_fields k; /* history, append, cancel: contract_kinds.c */
 } req_fields;
 
+/* Which kinds a key belongs to (KIND_ALL: the envelope every kind has).  A
+ * key of another kind is refused ("content is not allowed with kind
+ * history") rather than ignored: a producer that sends it expects it to do
+ * something. */
+#define KIND_BIT(k) (1u << (k))
+#define KIND_ALL 0u
 static const struct {
   const char *name;
   size_t off;
+  unsigned kinds;
 } REQ_KEYS[] = {
-    {"v", offsetof(req_fields, v)},
-    {"event_id", offsetof(req_fields, event_id)},
-    {"conversation_id", offsetof(req_fields, conversation_id)},
-    {"assistant", offsetof(req_fields, assistant)},
-    {"content", offsetof(req_fields, content)},
-    {"metadata", offsetof(req_fields, metadata)},
-    {"instructions", offsetof(req_fields, instructions)},
-    {"additional_instructions", offsetof(req_fields, additional_instructions)},
-    {"stream", offsetof(req_fields, stream)},
+    {"v", offsetof(req_fields, v), KIND_ALL},
+    {"kind", offsetof(req_fields, kind), KIND_ALL},
+    {"event_id", offsetof(req_fields, event_id), KIND_ALL},
+    {"conversation_id", offsetof(req_fields, conversation_id), KIND_ALL},
+    {"assistant", offsetof(req_fields, assistant), KIND_ALL}, /* required for a message only */
+    {"metadata", offsetof(req_fields, metadata), KIND_ALL},
+    {"content", offsetof(req_fields, content), KIND_BIT(CONTRACT_KIND_MESSAGE)},
+    {"instructions", offsetof(req_fields, instructions), KIND_BIT(CONTRACT_KIND_MESSAGE)},
+    {"additional_instructions", offsetof(req_fields, additional_instructions), KIND_BIT(CONTRACT_KIND_MESSAGE)},
+    {"stream", offsetof(req_fields, stream), KIND_BIT(CONTRACT_KIND_MESSAGE)},
+    {"limit", offsetof(req_fields, k.limit), KIND_BIT(CONTRACT_KIND_HISTORY)},
+    {"after", offsetof(req_fields, k.after), KIND_BIT(CONTRACT_KIND_HISTORY)},
+    {"before", offsetof(req_fields, k.before), KIND_BIT(CONTRACT_KIND_HISTORY)},
+    {"order", offsetof(req_fields, k.order), KIND_BIT(CONTRACT_KIND_HISTORY)},
+    {"messages", offsetof(req_fields, k.messages), KIND_BIT(CONTRACT_KIND_APPEND)},
+    {"target_event_id", offsetof(req_fields, k.target_event_id), KIND_BIT(CONTRACT_KIND_CANCEL)},
 };
+
+/* The first present (non-nil) key that kind k does not have, in REQ_KEYS
+ * order, so that the error names the same key whatever the map's order. */
+static int refuse_other_kinds(contract_dctx *c, const req_fields *f, contract_kind k) {
+  for (size_t j = 0; j < sizeof REQ_KEYS / sizeof REQ_KEYS[0]; j++) {
+    if (REQ_KEYS[j].kinds == KIND_ALL || (REQ_KEYS[j].kinds & KIND_BIT(k))) continue;
+    const msgpack_object *o = *(const msgpack_object *const *)((const char *)f + REQ_KEYS[j].off);
+    if (!contract_absent(o))
+      return contract_dfail(c, AW_EINVAL, contract_code_invalid, "%s is not allowed with kind %s",
+                            REQ_KEYS[j].name, contract_kind_name(k));
+  }
+  return AW_OK;
+}
 
 /* Pick the known keys out of the top-level map.  Unknown keys, including
  * non-string ones, are ignored for forward compatibility; a repeated known
  * key is refused because producers and consumers could disagree on which
  * copy counts. */
-static int collect_fields(dctx *c, const msgpack_object_map *m, req_fields *f) {
+static int collect_fields(contract_dctx *c, const msgpack_object_map *m, req_fields *f) {
   memset(f, 0, sizeof *f);
   for (uint32_t i = 0; i < m->size; i++) {
     const msgpack_object *k = &m->ptr[i].key;
     for (size_t j = 0; j < sizeof REQ_KEYS / sizeof REQ_KEYS[0]; j++) {
-      if (!key_is(k, REQ_KEYS[j].name)) continue;
+      if (!contract_key_is(k, REQ_KEYS[j].name)) continue;
       const msgpack_object **slot = (const msgpack_object **)((char *)f + REQ_KEYS[j].off);
-      if (*slot) return dfail(c, AW_EINVAL, CODE_INVALID, "duplicate key %s", REQ_KEYS[j].name);
+      if (*slot) return contract_dfail(c, AW_EINVAL, contract_code_invalid, "duplicate key %s",
+                                       REQ_KEYS[j].name);
       *slot = &m->ptr[i].val;
       break;
     }
@@ -232,47 +257,48 @@ static int collect_fields(dctx *c, const msgpack_object_map *m, req_fields *f) {
   return AW_OK;
 }
 
-static int decode_detail(dctx *c, const msgpack_object *o, const char *name, bool check,
-                         arena *a, const char **out) {
+static int decode_detail(contract_dctx *c, const msgpack_object *o, const char *name, bool check,
+                         contract_arena *a, const char **out) {
   const char *s;
   size_t n;
-  int rc = want_str(c, o, name, false, 1, 8, TOO_LONG_INVALID, check, &s, &n);
+  int rc = contract_want_str(c, o, name, false, 1, 8, CONTRACT_TOO_LONG_INVALID, check, &s, &n);
   if (rc) {
-    if (*c->err_code == CODE_INVALID)
-      return dfail(c, AW_EINVAL, CODE_INVALID, "field %s must be \"auto\", \"low\" or \"high\"", name);
+    if (*c->err_code == contract_code_invalid)
+      return contract_dfail(c, AW_EINVAL, contract_code_invalid,
+                            "field %s must be \"auto\", \"low\" or \"high\"", name);
     return rc;
   }
   *out = NULL;
   if (!s) return AW_OK;
   if (!((n == 4 && !memcmp(s, "auto", 4)) || (n == 3 && !memcmp(s, "low", 3)) ||
         (n == 4 && !memcmp(s, "high", 4))))
-    return dfail(c, AW_EINVAL, CODE_INVALID, "field %s must be \"auto\", \"low\" or \"high\"", name);
-  *out = arena_str(a, s, n);
+    return contract_dfail(c, AW_EINVAL, contract_code_invalid,
+                          "field %s must be \"auto\", \"low\" or \"high\"", name);
+  *out = contract_arena_str(a, s, n);
   return AW_OK;
 }
 
-/* One element of a content array.  *p is written only in the copy pass. */
-static int decode_part(dctx *c, const msgpack_object *o, size_t idx, bool check, arena *a,
-                       contract_part *p) {
-  char name[64];
-  snprintf(name, sizeof name, "content[%zu]", idx);
+/* One element of a content array, named name ("content[2]").  *p is
+ * written when p is set (always in the copy pass). */
+int contract_decode_part(contract_dctx *c, const msgpack_object *o, const char *name, bool check,
+                         contract_arena *a, contract_part *p) {
   if (o->type != MSGPACK_OBJECT_MAP)
-    return dfail(c, AW_EINVAL, CODE_INVALID, "field %s must be a map", name);
+    return contract_dfail(c, AW_EINVAL, contract_code_invalid, "field %s must be a map", name);
   const msgpack_object *type = NULL, *text = NULL, *url = NULL, *file_id = NULL, *detail = NULL;
   for (uint32_t i = 0; i < o->via.map.size; i++) {
     const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
-    const msgpack_object **slot = key_is(k, "type") ? &type : key_is(k, "text") ? &text
-                                : key_is(k, "url") ? &url : key_is(k, "file_id") ? &file_id
-                                : key_is(k, "detail") ? &detail : NULL;
+    const msgpack_object **slot = contract_key_is(k, "type") ? &type : contract_key_is(k, "text") ? &text
+                                : contract_key_is(k, "url") ? &url : contract_key_is(k, "file_id") ? &file_id
+                                : contract_key_is(k, "detail") ? &detail : NULL;
     if (!slot) continue;
-    if (*slot) return dfail(c, AW_EINVAL, CODE_INVALID, "duplicate key in %s", name);
+    if (*slot) return contract_dfail(c, AW_EINVAL, contract_code_invalid, "duplicate key in %s", name);
     *slot = v;
   }
   char fname[96];
   snprintf(fname, sizeof fname, "%s.type", name);
   const char *t;
   size_t tn;
-  int rc = want_str(c, type, fname, true, 1, 32, TOO_LONG_INVALID, check, &t, &tn);
+  int rc = contract_want_str(c, type, fname, true, 1, 32, CONTRACT_TOO_LONG_INVALID, check, &t, &tn);
   if (rc) return rc;
   const size_t max_text = c->lim->max_text_bytes;
   const char *s = NULL, *det = NULL;
@@ -281,25 +307,25 @@ static int decode_part(dctx *c, const msgpack_object *o, size_t idx, bool check,
   if (tn == 4 && !memcmp(t, "text", 4)) {
     pt = CONTRACT_PART_TEXT;
     snprintf(fname, sizeof fname, "%s.text", name);
-    rc = want_str(c, text, fname, true, 1, max_text, TOO_LONG_LIMIT, check, &s, &n);
+    rc = contract_want_str(c, text, fname, true, 1, max_text, CONTRACT_TOO_LONG_LIMIT, check, &s, &n);
   } else if (tn == 9 && !memcmp(t, "image_url", 9)) {
     pt = CONTRACT_PART_IMAGE_URL;
     snprintf(fname, sizeof fname, "%s.url", name);
-    rc = want_str(c, url, fname, true, 1, max_text, TOO_LONG_LIMIT, check, &s, &n);
+    rc = contract_want_str(c, url, fname, true, 1, max_text, CONTRACT_TOO_LONG_LIMIT, check, &s, &n);
   } else if (tn == 10 && !memcmp(t, "image_file", 10)) {
     pt = CONTRACT_PART_IMAGE_FILE;
     snprintf(fname, sizeof fname, "%s.file_id", name);
-    rc = want_str(c, file_id, fname, true, 1, MAX_FILE_ID, TOO_LONG_INVALID, check, &s, &n);
+    rc = contract_want_str(c, file_id, fname, true, 1, MAX_FILE_ID, CONTRACT_TOO_LONG_INVALID, check, &s, &n);
   } else if (tn == 4 && !memcmp(t, "file", 4)) {
     pt = CONTRACT_PART_FILE;
     snprintf(fname, sizeof fname, "%s.file_id", name);
-    rc = want_str(c, file_id, fname, true, 1, MAX_FILE_ID, TOO_LONG_INVALID, check, &s, &n);
+    rc = contract_want_str(c, file_id, fname, true, 1, MAX_FILE_ID, CONTRACT_TOO_LONG_INVALID, check, &s, &n);
   } else {
-    return dfail(c, AW_EINVAL, CODE_INVALID,
-                 "field %s.type must be \"text\", \"image_url\", \"image_file\" or \"file\"", name);
+    return contract_dfail(c, AW_EINVAL, contract_code_invalid,
+                          "field %s.type must be \"text\", \"image_url\", \"image_file\" or \"file\"", name);
   }
   if (rc) return rc;
-  const char *copy = arena_str(a, s, n);
+  const char *copy = contract_arena_str(a, s, n);
   if (pt == CONTRACT_PART_IMAGE_URL || pt == CONTRACT_PART_IMAGE_FILE) {
     snprintf(fname, sizeof fname, "%s.detail", name);
     rc = decode_detail(c, detail, fname, check, a, &det);
@@ -314,16 +340,17 @@ static int decode_part(dctx *c, const msgpack_object *o, size_t idx, bool check,
   return AW_OK;
 }
 
-static int decode_content(dctx *c, const msgpack_object *o, bool check, arena *a,
+static int decode_content(contract_dctx *c, const msgpack_object *o, bool check, contract_arena *a,
                           contract_request *r) {
-  if (is_absent(o)) return dfail(c, AW_EINVAL, CODE_MISSING, "missing field content");
+  if (contract_absent(o)) return contract_dfail(c, AW_EINVAL, contract_code_missing, "missing field content");
   if (o->type == MSGPACK_OBJECT_STR) {
     const char *s;
     size_t n;
-    int rc = want_str(c, o, "content", true, 1, c->lim->max_text_bytes, TOO_LONG_LIMIT, check, &s, &n);
+    int rc = contract_want_str(c, o, "content", true, 1, c->lim->max_text_bytes, CONTRACT_TOO_LONG_LIMIT,
+                               check, &s, &n);
     if (rc) return rc;
-    contract_part *p = arena_alloc(a, sizeof *p);
-    const char *copy = arena_str(a, s, n);
+    contract_part *p = contract_arena_alloc(a, sizeof *p);
+    const char *copy = contract_arena_str(a, s, n);
     if (p) {
       *p = (contract_part){.type = CONTRACT_PART_TEXT, .text = copy, .text_len = n, .detail = NULL};
       r->parts = p;
@@ -332,15 +359,18 @@ static int decode_content(dctx *c, const msgpack_object *o, bool check, arena *a
     return AW_OK;
   }
   if (o->type != MSGPACK_OBJECT_ARRAY)
-    return dfail(c, AW_EINVAL, CODE_INVALID, "field content must be a string or an array of parts");
+    return contract_dfail(c, AW_EINVAL, contract_code_invalid,
+                          "field content must be a string or an array of parts");
   size_t n = o->via.array.size;
-  if (n == 0) return dfail(c, AW_EINVAL, CODE_INVALID, "field content must not be empty");
+  if (n == 0) return contract_dfail(c, AW_EINVAL, contract_code_invalid, "field content must not be empty");
   if (n > c->lim->max_parts)
-    return dfail(c, AW_ETOOBIG, CODE_TOO_LARGE, "field content has %zu parts, limit %zu", n,
-                 c->lim->max_parts);
-  contract_part *parts = arena_alloc(a, n * sizeof *parts);
+    return contract_dfail(c, AW_ETOOBIG, contract_code_too_large, "field content has %zu parts, limit %zu", n,
+                          c->lim->max_parts);
+  contract_part *parts = contract_arena_alloc(a, n * sizeof *parts);
   for (size_t i = 0; i < n; i++) {
-    int rc = decode_part(c, &o->via.array.ptr[i], i, check, a, parts ? &parts[i] : NULL);
+    char name[32];
+    snprintf(name, sizeof name, "content[%zu]", i);
+    int rc = contract_decode_part(c, &o->via.array.ptr[i], name, check, a, parts ? &parts[i] : NULL);
     if (rc) return rc;
   }
   if (parts) {
@@ -350,39 +380,40 @@ static int decode_content(dctx *c, const msgpack_object *o, bool check, arena *a
   return AW_OK;
 }
 
-static int decode_metadata(dctx *c, const msgpack_object *o, bool check, arena *a,
+static int decode_metadata(contract_dctx *c, const msgpack_object *o, bool check, contract_arena *a,
                            contract_request *r) {
-  if (is_absent(o)) return AW_OK;
+  if (contract_absent(o)) return AW_OK;
   if (o->type != MSGPACK_OBJECT_MAP)
-    return dfail(c, AW_EINVAL, CODE_INVALID, "field metadata must be a map of strings");
+    return contract_dfail(c, AW_EINVAL, contract_code_invalid, "field metadata must be a map of strings");
   const msgpack_object_map *m = &o->via.map;
   if (m->size > MAX_METADATA)
-    return dfail(c, AW_EINVAL, CODE_INVALID, "field metadata has %u pairs, at most %d allowed",
-                 (unsigned)m->size, MAX_METADATA);
+    return contract_dfail(c, AW_EINVAL, contract_code_invalid,
+                          "field metadata has %u pairs, at most %d allowed", (unsigned)m->size, MAX_METADATA);
   if (m->size == 0) return AW_OK;
-  contract_kv *kv = arena_alloc(a, m->size * sizeof *kv);
+  contract_kv *kv = contract_arena_alloc(a, m->size * sizeof *kv);
   for (uint32_t i = 0; i < m->size; i++) {
     const char *k, *v;
     size_t kn, vn;
-    int rc = want_str(c, &m->ptr[i].key, "metadata key", true, 1, MAX_METADATA_KEY,
-                      TOO_LONG_INVALID, check, &k, &kn);
+    int rc = contract_want_str(c, &m->ptr[i].key, "metadata key", true, 1, MAX_METADATA_KEY,
+                               CONTRACT_TOO_LONG_INVALID, check, &k, &kn);
     if (rc) return rc;
     char name[96];
     snprintf(name, sizeof name, "metadata.%.*s", (int)kn, k);
     /* A nil value is refused too: metadata is str->str, and a nil would be
      * dropped silently on the way to the API. */
     if (m->ptr[i].val.type != MSGPACK_OBJECT_STR)
-      return dfail(c, AW_EINVAL, CODE_INVALID, "field %s must be a string", name);
-    rc = want_str(c, &m->ptr[i].val, name, true, 0, MAX_METADATA_VALUE, TOO_LONG_INVALID, check, &v, &vn);
+      return contract_dfail(c, AW_EINVAL, contract_code_invalid, "field %s must be a string", name);
+    rc = contract_want_str(c, &m->ptr[i].val, name, true, 0, MAX_METADATA_VALUE, CONTRACT_TOO_LONG_INVALID,
+                           check, &v, &vn);
     if (rc) return rc;
     if (check) {
       for (uint32_t j = 0; j < i; j++) {
         const msgpack_object_str *pk = &m->ptr[j].key.via.str;
         if (pk->size == kn && !memcmp(pk->ptr, k, kn))
-          return dfail(c, AW_EINVAL, CODE_INVALID, "duplicate key in field %s", name);
+          return contract_dfail(c, AW_EINVAL, contract_code_invalid, "duplicate key in field %s", name);
       }
     }
-    const char *kc = arena_str(a, k, kn), *vc = arena_str(a, v, vn);
+    const char *kc = contract_arena_str(a, k, kn), *vc = contract_arena_str(a, v, vn);
     if (kv) {
       kv[i].key = kc;
       kv[i].value = vc;
@@ -396,51 +427,64 @@ static int decode_metadata(dctx *c, const msgpack_object *o, bool check, arena *
 }
 
 /* Validate (a->base == NULL) or copy (a->base set, input already valid). */
-static int build_request(dctx *c, const req_fields *f, arena *a) {
+static int build_request(contract_dctx *c, const req_fields *f, contract_arena *a) {
   const bool check = a->base == NULL;
-  contract_request *r = arena_alloc(a, sizeof *r);
+  contract_request *r = contract_arena_alloc(a, sizeof *r);
   contract_request dummy;
   if (!r) r = &dummy;
   memset(r, 0, sizeof *r);
 
   /* The version comes first: a v2 event may legitimately lack v1 fields. */
-  if (is_absent(f->v)) return dfail(c, AW_EINVAL, CODE_MISSING, "missing field v");
+  if (contract_absent(f->v)) return contract_dfail(c, AW_EINVAL, contract_code_missing, "missing field v");
   if (f->v->type != MSGPACK_OBJECT_POSITIVE_INTEGER && f->v->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
-    return dfail(c, AW_EINVAL, CODE_INVALID, "field v must be an integer");
+    return contract_dfail(c, AW_EINVAL, contract_code_invalid, "field v must be an integer");
   if (f->v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || f->v->via.u64 != CONTRACT_VERSION) {
     if (f->v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-      return dfail(c, AW_EINVAL, CODE_VERSION, "unsupported version %llu (this worker speaks %d)",
-                   (unsigned long long)f->v->via.u64, CONTRACT_VERSION);
-    return dfail(c, AW_EINVAL, CODE_VERSION, "unsupported version %lld (this worker speaks %d)",
-                 (long long)f->v->via.i64, CONTRACT_VERSION);
+      return contract_dfail(c, AW_EINVAL, contract_code_version,
+                            "unsupported version %llu (this worker speaks %d)",
+                            (unsigned long long)f->v->via.u64, CONTRACT_VERSION);
+    return contract_dfail(c, AW_EINVAL, contract_code_version,
+                          "unsupported version %lld (this worker speaks %d)", (long long)f->v->via.i64,
+                          CONTRACT_VERSION);
   }
   r->v = CONTRACT_VERSION;
+  /* Then the kind: it decides which keys may follow. */
+  int rc = contract_kind_decode(c, f->kind, &r->kind);
+  if (rc) return rc;
+  rc = refuse_other_kinds(c, f, r->kind);
+  if (rc) return rc;
+  const bool message = r->kind == CONTRACT_KIND_MESSAGE;
 
   const char *s;
   size_t n;
-  int rc;
-#define STR_FIELD(field, req, min, max, mode)                                                  \
-  do {                                                                                         \
-    rc = want_str(c, f->field, #field, req, min, max, mode, check, &s, &n);                    \
-    if (rc) return rc;                                                                         \
-    r->field = s ? arena_str(a, s, n) : NULL;                                                  \
+#define STR_FIELD(field, req, min, max, mode)                                                   \
+  do {                                                                                          \
+    rc = contract_want_str(c, f->field, #field, req, min, max, mode, check, &s, &n);            \
+    if (rc) return rc;                                                                          \
+    r->field = s ? contract_arena_str(a, s, n) : NULL;                                          \
   } while (0)
-  STR_FIELD(event_id, true, 1, MAX_EVENT_ID, TOO_LONG_INVALID);
-  STR_FIELD(conversation_id, !c->lim->conversation_id_optional, 1, MAX_CONVERSATION_ID, TOO_LONG_INVALID);
-  STR_FIELD(assistant, true, 1, MAX_ASSISTANT, TOO_LONG_INVALID);
-  rc = decode_content(c, f->content, check, a, r);
-  if (rc) return rc;
+  STR_FIELD(event_id, true, 1, MAX_EVENT_ID, CONTRACT_TOO_LONG_INVALID);
+  STR_FIELD(conversation_id, !c->lim->conversation_id_optional, 1, MAX_CONVERSATION_ID,
+            CONTRACT_TOO_LONG_INVALID);
+  /* Optional for the other kinds, which ignore it; checked all the same. */
+  STR_FIELD(assistant, message, 1, MAX_ASSISTANT, CONTRACT_TOO_LONG_INVALID);
+  if (message) {
+    rc = decode_content(c, f->content, check, a, r);
+    if (rc) return rc;
+  }
   rc = decode_metadata(c, f->metadata, check, a, r);
   if (rc) return rc;
-  STR_FIELD(instructions, false, 0, c->lim->max_text_bytes, TOO_LONG_LIMIT);
-  STR_FIELD(additional_instructions, false, 0, c->lim->max_text_bytes, TOO_LONG_LIMIT);
+  /* The keys of another kind are absent (refused above), so these are
+   * nil for every kind but the one they belong to. */
+  STR_FIELD(instructions, false, 0, c->lim->max_text_bytes, CONTRACT_TOO_LONG_LIMIT);
+  STR_FIELD(additional_instructions, false, 0, c->lim->max_text_bytes, CONTRACT_TOO_LONG_LIMIT);
 #undef STR_FIELD
-  if (!is_absent(f->stream)) {
+  if (!contract_absent(f->stream)) {
     if (f->stream->type != MSGPACK_OBJECT_BOOLEAN)
-      return dfail(c, AW_EINVAL, CODE_INVALID, "field stream must be a boolean");
+      return contract_dfail(c, AW_EINVAL, contract_code_invalid, "field stream must be a boolean");
     r->stream = f->stream->via.boolean ? 1 : 0;
   }
-  return AW_OK;
+  return contract_kind_fields_decode(c, &f->k, check, a, r);
 }
 
 int contract_request_decode(const void *data, size_t len, const contract_limits *lim,
@@ -459,23 +503,25 @@ int contract_request_decode(const void *data, size_t len, const contract_limits 
   if (event_id && event_id_size) event_id[0] = '\0';
   if (conv_id && conv_id_size) conv_id[0] = '\0';
   if (errstr && errstr_size) errstr[0] = '\0';
-  dctx c = {.lim = lim, .err_code = err_code, .errstr = errstr, .errstr_size = errstr_size};
+  contract_dctx c = {.lim = lim, .err_code = err_code, .errstr = errstr, .errstr_size = errstr_size};
   const uint8_t *p = data;
-  if (!p && len) return dfail(&c, AW_EINVAL, CODE_MALFORMED, "no data");
+  if (!p && len) return contract_dfail(&c, AW_EINVAL, contract_code_malformed, "no data");
 
   scan_ids(p, len, event_id, event_id_size, conv_id, conv_id_size);
   if (len > lim->max_event_bytes)
-    return dfail(&c, AW_ETOOBIG, CODE_TOO_LARGE, "event is %zu bytes, limit %zu", len, lim->max_event_bytes);
+    return contract_dfail(&c, AW_ETOOBIG, contract_code_too_large, "event is %zu bytes, limit %zu", len,
+                          lim->max_event_bytes);
   size_t end = 0;
   if (mpu_skip(p, len, &end))
-    return dfail(&c, AW_EPARSE, CODE_MALFORMED, "not a complete msgpack value (or nested deeper than %d)",
-                 MPU_MAX_DEPTH);
+    return contract_dfail(&c, AW_EPARSE, contract_code_malformed,
+                          "not a complete msgpack value (or nested deeper than %d)", MPU_MAX_DEPTH);
   if (end != len)
-    return dfail(&c, AW_EPARSE, CODE_MALFORMED, "%zu trailing bytes after the request map", len - end);
+    return contract_dfail(&c, AW_EPARSE, contract_code_malformed, "%zu trailing bytes after the request map",
+                          len - end);
   mpu_head h;
   size_t off = 0;
   if (mpu_read(p, len, &off, &h) || h.kind != MPU_MAP)
-    return dfail(&c, AW_EPARSE, CODE_MALFORMED, "request is not a msgpack map");
+    return contract_dfail(&c, AW_EPARSE, contract_code_malformed, "request is not a msgpack map");
 
   msgpack_unpacked u;
   msgpack_unpacked_init(&u);
@@ -483,25 +529,25 @@ int contract_request_decode(const void *data, size_t len, const contract_limits 
   msgpack_unpack_return ur = msgpack_unpack_next(&u, (const char *)p, len, &off);
   int rc = AW_OK;
   if (ur == MSGPACK_UNPACK_NOMEM_ERROR) {
-    rc = dfail(&c, AW_ENOMEM, CODE_INTERNAL, "out of memory unpacking the request");
+    rc = contract_dfail(&c, AW_ENOMEM, contract_code_internal, "out of memory unpacking the request");
   } else if (ur != MSGPACK_UNPACK_SUCCESS || u.data.type != MSGPACK_OBJECT_MAP) {
-    rc = dfail(&c, AW_EPARSE, CODE_MALFORMED, "request is not a msgpack map");
+    rc = contract_dfail(&c, AW_EPARSE, contract_code_malformed, "request is not a msgpack map");
   } else {
     req_fields f;
     rc = collect_fields(&c, &u.data.via.map, &f);
-    arena a = {NULL, 0};
+    contract_arena a = {NULL, 0};
     if (!rc) rc = build_request(&c, &f, &a);
     if (!rc) {
       a.base = malloc(a.used);
       if (!a.base) {
-        rc = dfail(&c, AW_ENOMEM, CODE_INTERNAL, "out of memory (%zu bytes)", a.used);
+        rc = contract_dfail(&c, AW_ENOMEM, contract_code_internal, "out of memory (%zu bytes)", a.used);
       } else {
         size_t want = a.used;
         a.used = 0;
         rc = build_request(&c, &f, &a);
         if (rc || a.used != want) { /* cannot happen: same code, same input */
           free(a.base);
-          rc = dfail(&c, AW_EFATAL, CODE_INTERNAL, "request sizing mismatch");
+          rc = contract_dfail(&c, AW_EFATAL, contract_code_internal, "request sizing mismatch");
         } else {
           *out = (contract_request *)a.base;
         }
@@ -579,11 +625,84 @@ static void e_str_or_nil(mpu_enc *e, const char *s) {
 }
 static void e_key(mpu_enc *e, const char *k) { e_strn(e, k, strlen(k)); }
 
+/* `content` (or an appended message's): a single text part in the
+ * plain-string form, what most producers send; else an array of parts. */
+static void e_parts(mpu_enc *e, const contract_part *parts, size_t nparts) {
+  if (nparts == 1 && parts[0].type == CONTRACT_PART_TEXT) {
+    e_strn(e, parts[0].text, parts[0].text_len);
+    return;
+  }
+  e_arr(e, nparts);
+  for (size_t i = 0; i < nparts; i++) {
+    const contract_part *p = &parts[i];
+    bool has_detail = p->detail && (p->type == CONTRACT_PART_IMAGE_URL || p->type == CONTRACT_PART_IMAGE_FILE);
+    e_map(e, 2 + has_detail);
+    e_key(e, "type");
+    switch (p->type) {
+    case CONTRACT_PART_TEXT: e_key(e, "text"); e_key(e, "text"); break;
+    case CONTRACT_PART_IMAGE_URL: e_key(e, "image_url"); e_key(e, "url"); break;
+    case CONTRACT_PART_IMAGE_FILE: e_key(e, "image_file"); e_key(e, "file_id"); break;
+    case CONTRACT_PART_FILE: e_key(e, "file"); e_key(e, "file_id"); break;
+    }
+    e_strn(e, p->text, p->text_len);
+    if (has_detail) {
+      e_key(e, "detail");
+      e_str(e, p->detail);
+    }
+  }
+}
+
+/* The keys of a conversation request's kind (contract_kinds.c checked
+ * them): how many, then the keys themselves. */
+static size_t kind_keys(const contract_request *r) {
+  switch (r->kind) {
+  case CONTRACT_KIND_HISTORY: return (r->limit > 0) + (r->after != NULL) + (r->before != NULL) + 1;
+  case CONTRACT_KIND_APPEND: return 1;
+  case CONTRACT_KIND_CANCEL: return r->target_event_id != NULL;
+  default: return 0;
+  }
+}
+
+static void e_kind_fields(mpu_enc *e, const contract_request *r) {
+  if (r->kind == CONTRACT_KIND_HISTORY) {
+    if (r->limit > 0) {
+      e_key(e, "limit");
+      e_int(e, r->limit);
+    }
+    if (r->after) {
+      e_key(e, "after");
+      e_str(e, r->after);
+    }
+    if (r->before) {
+      e_key(e, "before");
+      e_str(e, r->before);
+    }
+    e_key(e, "order");
+    e_key(e, r->order_asc ? "asc" : "desc");
+  } else if (r->kind == CONTRACT_KIND_APPEND) {
+    e_key(e, "messages");
+    e_arr(e, r->nmessages);
+    for (size_t i = 0; i < r->nmessages; i++) {
+      e_map(e, 2);
+      e_key(e, "role");
+      e_str(e, r->messages[i].role);
+      e_key(e, "content");
+      e_parts(e, r->messages[i].parts, r->messages[i].nparts);
+    }
+  } else if (r->kind == CONTRACT_KIND_CANCEL && r->target_event_id) {
+    e_key(e, "target_event_id");
+    e_str(e, r->target_event_id);
+  }
+}
+
 int contract_request_encode(const contract_request *r, buf *out) {
-  if (!r || !r->event_id || !r->conversation_id || !r->assistant || r->nparts == 0 || !r->parts)
-    return AW_EINVAL;
+  if (!r || !r->event_id || !r->conversation_id || contract_kind_fields_check(r)) return AW_EINVAL;
+  const bool message = r->kind == CONTRACT_KIND_MESSAGE;
+  /* A message needs its assistant and content; the other kinds have no
+   * content and an optional assistant (written when set). */
+  if (message && (!r->assistant || r->nparts == 0 || !r->parts)) return AW_EINVAL;
   if (r->nmetadata && !r->metadata) return AW_EINVAL;
-  for (size_t i = 0; i < r->nparts; i++) {
+  for (size_t i = 0; message && i < r->nparts; i++) {
     if (!r->parts[i].text && r->parts[i].text_len) return AW_EINVAL;
     if ((unsigned)r->parts[i].type > CONTRACT_PART_FILE) return AW_EINVAL;
   }
@@ -592,39 +711,29 @@ int contract_request_encode(const contract_request *r, buf *out) {
 
   mpu_enc e;
   mpu_enc_init(&e, out);
-  size_t n = 6 + (r->nmetadata > 0) + (r->instructions != NULL) + (r->additional_instructions != NULL);
+  size_t n = 3 + (r->nmetadata > 0);
+  if (message)
+    n += 3 + (r->instructions != NULL) + (r->additional_instructions != NULL);
+  else
+    n += 1 + (r->assistant != NULL) + kind_keys(r);
   e_map(&e, n);
   e_key(&e, "v");
   e_int(&e, r->v ? r->v : CONTRACT_VERSION);
+  if (!message) { /* a message leaves `kind` out: the bytes of a v1 producer */
+    e_key(&e, "kind");
+    e_key(&e, contract_kind_name(r->kind));
+  }
   e_key(&e, "event_id");
   e_str(&e, r->event_id);
   e_key(&e, "conversation_id");
   e_str(&e, r->conversation_id);
-  e_key(&e, "assistant");
-  e_str(&e, r->assistant);
-  e_key(&e, "content");
-  if (r->nparts == 1 && r->parts[0].type == CONTRACT_PART_TEXT) {
-    /* The plain-string form: what most producers send. */
-    e_strn(&e, r->parts[0].text, r->parts[0].text_len);
-  } else {
-    e_arr(&e, r->nparts);
-    for (size_t i = 0; i < r->nparts; i++) {
-      const contract_part *p = &r->parts[i];
-      bool has_detail = p->detail && (p->type == CONTRACT_PART_IMAGE_URL || p->type == CONTRACT_PART_IMAGE_FILE);
-      e_map(&e, 2 + has_detail);
-      e_key(&e, "type");
-      switch (p->type) {
-      case CONTRACT_PART_TEXT: e_key(&e, "text"); e_key(&e, "text"); break;
-      case CONTRACT_PART_IMAGE_URL: e_key(&e, "image_url"); e_key(&e, "url"); break;
-      case CONTRACT_PART_IMAGE_FILE: e_key(&e, "image_file"); e_key(&e, "file_id"); break;
-      case CONTRACT_PART_FILE: e_key(&e, "file"); e_key(&e, "file_id"); break;
-      }
-      e_strn(&e, p->text, p->text_len);
-      if (has_detail) {
-        e_key(&e, "detail");
-        e_str(&e, p->detail);
-      }
-    }
+  if (r->assistant) {
+    e_key(&e, "assistant");
+    e_str(&e, r->assistant);
+  }
+  if (message) {
+    e_key(&e, "content");
+    e_parts(&e, r->parts, r->nparts);
   }
   if (r->nmetadata) {
     e_key(&e, "metadata");
@@ -633,6 +742,10 @@ int contract_request_encode(const contract_request *r, buf *out) {
       e_str(&e, r->metadata[i].key);
       e_str(&e, r->metadata[i].value);
     }
+  }
+  if (!message) {
+    e_kind_fields(&e, r);
+    return e.err;
   }
   if (r->instructions) {
     e_key(&e, "instructions");
@@ -664,6 +777,7 @@ int contract_response_encode(const contract_response *r, buf *out) {
   for (size_t i = 0; i < r->nmessages; i++) {
     const contract_out_message *m = &r->messages[i];
     if (!m->id || (m->nparts && !m->parts)) return AW_EINVAL;
+    if (m->role && strcmp(m->role, "user") && strcmp(m->role, "assistant")) return AW_EINVAL;
     for (size_t j = 0; j < m->nparts; j++) {
       const contract_out_part *p = &m->parts[j];
       if (!p->type || (strcmp(p->type, "text") && strcmp(p->type, "image_file"))) return AW_EINVAL;
@@ -680,10 +794,17 @@ int contract_response_encode(const contract_response *r, buf *out) {
   if (r->backend_kind ? !backend_kind_valid(r->backend_kind)
                       : (r->backend_conversation || r->backend_turn))
     return AW_EINVAL;
+  /* The conversation requests' keys, each with its kind only (else they
+   * would be dropped silently). */
+  if ((unsigned)r->kind >= CONTRACT_KIND_COUNT) return AW_EINVAL;
+  const bool history = r->kind == CONTRACT_KIND_HISTORY, cancel = r->kind == CONTRACT_KIND_CANCEL;
+  if (!history && (r->has_more || r->first_id || r->last_id)) return AW_EINVAL;
+  if (!cancel && r->cancelled_event_id) return AW_EINVAL;
 
   mpu_enc e;
   mpu_enc_init(&e, out);
-  e_map(&e, 10 + (r->ntool_calls > 0) + (r->backend_kind != NULL) + (r->tenant != NULL));
+  e_map(&e, 10 + (r->ntool_calls > 0) + (r->backend_kind != NULL) + (r->tenant != NULL) +
+                (r->kind != CONTRACT_KIND_MESSAGE) + history + cancel);
   e_key(&e, "v");
   e_int(&e, CONTRACT_VERSION);
   e_key(&e, "event_id");
@@ -700,9 +821,17 @@ int contract_response_encode(const contract_response *r, buf *out) {
   e_arr(&e, r->nmessages);
   for (size_t i = 0; i < r->nmessages; i++) {
     const contract_out_message *m = &r->messages[i];
-    e_map(&e, 2);
+    e_map(&e, 2 + (m->role != NULL) + (m->created_at != 0));
     e_key(&e, "id");
     e_str(&e, m->id);
+    if (m->role) {
+      e_key(&e, "role");
+      e_str(&e, m->role);
+    }
+    if (m->created_at) {
+      e_key(&e, "created_at");
+      e_int(&e, m->created_at);
+    }
     e_key(&e, "content");
     e_arr(&e, m->nparts);
     for (size_t j = 0; j < m->nparts; j++) {
@@ -796,6 +925,24 @@ int contract_response_encode(const contract_response *r, buf *out) {
   if (r->tenant) {
     e_key(&e, "tenant");
     e_str(&e, r->tenant);
+  }
+  if (r->kind != CONTRACT_KIND_MESSAGE) {
+    e_key(&e, "kind");
+    e_key(&e, contract_kind_name(r->kind));
+  }
+  if (history) {
+    e_key(&e, "page");
+    e_map(&e, 3);
+    e_key(&e, "has_more");
+    e_bool(&e, r->has_more);
+    e_key(&e, "first_id");
+    e_str_or_nil(&e, r->first_id);
+    e_key(&e, "last_id");
+    e_str_or_nil(&e, r->last_id);
+  }
+  if (cancel) {
+    e_key(&e, "cancelled_event_id");
+    e_str_or_nil(&e, r->cancelled_event_id);
   }
   return e.err;
 }

@@ -45,8 +45,38 @@ typedef struct contract_kv {
   const char *value;
 } contract_kv;
 
+/* The request's kind (`kind`; absent: a message, as in v1).  A message
+ * starts a turn; the others manage the conversation (README, "Conversation
+ * requests") and are answered on the responses topic with the same
+ * event_id and `kind`. */
+typedef enum contract_kind {
+  CONTRACT_KIND_MESSAGE = 0, /* a user message: a turn (assistant, content) */
+  CONTRACT_KIND_HISTORY,     /* read the conversation's messages, paged */
+  CONTRACT_KIND_APPEND,      /* add messages without a turn */
+  CONTRACT_KIND_RESET,       /* the next message starts a new backend conversation */
+  CONTRACT_KIND_DELETE,      /* delete the conversation and every key the fleet holds for it */
+  CONTRACT_KIND_CANCEL,      /* cancel the conversation's active turn */
+} contract_kind;
+
+#define CONTRACT_KIND_COUNT 6
+#define CONTRACT_HISTORY_LIMIT_DEFAULT 20
+#define CONTRACT_HISTORY_LIMIT_MAX 100
+#define CONTRACT_APPEND_MAX_MESSAGES 16
+
+/** The wire name of a kind ("message", "history", ...); "message" for an
+ *  out-of-range value. */
+const char *contract_kind_name(contract_kind k);
+
+/** One message of an `append` request. */
+typedef struct contract_in_message {
+  const char *role;     /* "user" | "assistant" */
+  contract_part *parts; /* nparts >= 1, text parts only (others: invalid_field) */
+  size_t nparts;
+} contract_in_message;
+
 typedef struct contract_request {
   int v;
+  contract_kind kind;          /* CONTRACT_KIND_MESSAGE when `kind` is absent */
   const char *event_id;        /* 1..128 bytes */
   const char *conversation_id; /* 1..256 bytes */
   const char *assistant;       /* configured name or "asst_..." id */
@@ -58,6 +88,19 @@ typedef struct contract_request {
   const char *instructions;            /* optional override, else NULL */
   const char *additional_instructions; /* optional, else NULL */
   int stream;                          /* 1 if deltas were asked for */
+  /* kind history: the page asked for (`limit` 1..CONTRACT_HISTORY_LIMIT_MAX,
+   * default CONTRACT_HISTORY_LIMIT_DEFAULT; `after` / `before`: message ids
+   * from an earlier page, at most one of them; `order` "asc" | "desc",
+   * default "desc", newest first, as the APIs' list endpoints). */
+  long limit;                          /* 0 unless kind history */
+  const char *after, *before;          /* NULL: absent */
+  int order_asc;                       /* 1: "asc" */
+  /* kind append: the messages to add, in order (1..CONTRACT_APPEND_MAX_MESSAGES). */
+  contract_in_message *messages;
+  size_t nmessages;
+  /* kind cancel: the event whose turn is to be cancelled; NULL: whatever
+   * turn of the conversation is active. */
+  const char *target_event_id;
 } contract_request;
 
 typedef struct contract_limits {
@@ -121,6 +164,9 @@ typedef struct contract_out_part {
 
 typedef struct contract_out_message {
   const char *id;        /* msg_... */
+  const char *role;      /* "user" | "assistant"; NULL: the key is left out (a
+                            turn's answer: always the assistant's) */
+  int64_t created_at;    /* unix seconds; 0: the key is left out */
   contract_out_part *parts;
   size_t nparts;
 } contract_out_message;
@@ -170,6 +216,14 @@ typedef struct contract_response {
   const char *backend_turn;         /* run_... / resp_... of the (last) turn; NULL: nil */
   const char *tenant;               /* the event's tenant (worker.tenant_source); NULL: the key
                                        is left out (additive) */
+  /* Conversation requests (additive keys, written only when kind is not
+   * CONTRACT_KIND_MESSAGE): */
+  contract_kind kind;               /* `kind`: left out for a message */
+  int has_more;                     /* history: `page` {has_more, first_id, last_id}; messages
+                                       holds the page, roles and created_at set */
+  const char *first_id, *last_id;   /* history: the page's first and last message ids (NULL: nil) */
+  const char *cancelled_event_id;   /* cancel: the event whose turn was cancelled; NULL: nil
+                                       (no turn was active) */
 } contract_response;
 
 /** Append the msgpack encoding of r to out.  NULL event_id / conversation_id

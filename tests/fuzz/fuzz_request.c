@@ -2,11 +2,16 @@
  *
  * Build: cmake -DAW_FUZZ=ON -DAW_SANITIZE=ON -DCMAKE_C_COMPILER=clang, then
  *   ./fuzz_request -max_total_time=60 corpus/
- * Good seeds: the msgpack form of schemas/examples/request-*.json.
+ * Good seeds: the msgpack form of schemas/examples/request-*.json (every
+ * kind: text, parts, history, append, reset, delete, cancel).
  *
  * Beyond "does not crash", it checks the properties callers rely on:
  *  - failure: a known error code, no request, ids are "" or valid;
- *  - success: the request re-encodes and decodes to the same request;
+ *  - success: the request re-encodes and decodes to the same request, kind
+ *    and kind fields included; the kind's invariants hold (a message has
+ *    parts, history a limit 1..100 and not both cursors, append 1..16
+ *    messages of text parts with a user or assistant role, no kind has
+ *    another kind's fields);
  *  - contract_to_json either refuses (EPARSE) or yields JSON cJSON accepts.
  * A violated property aborts, so libFuzzer saves the input.
  */
@@ -38,18 +43,23 @@ static int str_eq(const char *a, const char *b) {
   return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
+static void check_parts(const contract_part *a, size_t na, const contract_part *b, size_t nb) {
+  CHECK(na == nb);
+  for (size_t i = 0; i < na; i++) {
+    CHECK(a[i].type == b[i].type);
+    CHECK(a[i].text_len == b[i].text_len);
+    CHECK(!memcmp(a[i].text, b[i].text, a[i].text_len));
+    CHECK(str_eq(a[i].detail, b[i].detail));
+  }
+}
+
 static void check_same(const contract_request *a, const contract_request *b) {
   CHECK(a->v == b->v);
+  CHECK(a->kind == b->kind);
   CHECK(str_eq(a->event_id, b->event_id));
   CHECK(str_eq(a->conversation_id, b->conversation_id));
   CHECK(str_eq(a->assistant, b->assistant));
-  CHECK(a->nparts == b->nparts);
-  for (size_t i = 0; i < a->nparts; i++) {
-    CHECK(a->parts[i].type == b->parts[i].type);
-    CHECK(a->parts[i].text_len == b->parts[i].text_len);
-    CHECK(!memcmp(a->parts[i].text, b->parts[i].text, a->parts[i].text_len));
-    CHECK(str_eq(a->parts[i].detail, b->parts[i].detail));
-  }
+  check_parts(a->parts, a->nparts, b->parts, b->nparts);
   CHECK(a->nmetadata == b->nmetadata);
   for (size_t i = 0; i < a->nmetadata; i++) {
     CHECK(str_eq(a->metadata[i].key, b->metadata[i].key));
@@ -58,6 +68,41 @@ static void check_same(const contract_request *a, const contract_request *b) {
   CHECK(str_eq(a->instructions, b->instructions));
   CHECK(str_eq(a->additional_instructions, b->additional_instructions));
   CHECK(a->stream == b->stream);
+  CHECK(a->limit == b->limit);
+  CHECK(str_eq(a->after, b->after));
+  CHECK(str_eq(a->before, b->before));
+  CHECK(a->order_asc == b->order_asc);
+  CHECK(a->nmessages == b->nmessages);
+  for (size_t i = 0; i < a->nmessages; i++) {
+    CHECK(str_eq(a->messages[i].role, b->messages[i].role));
+    check_parts(a->messages[i].parts, a->messages[i].nparts, b->messages[i].parts, b->messages[i].nparts);
+  }
+  CHECK(str_eq(a->target_event_id, b->target_event_id));
+}
+
+/* What contract.h promises of a decoded request of each kind. */
+static void check_kind(const contract_request *r, const contract_limits *lim) {
+  CHECK((unsigned)r->kind < CONTRACT_KIND_COUNT);
+  const int message = r->kind == CONTRACT_KIND_MESSAGE, history = r->kind == CONTRACT_KIND_HISTORY;
+  CHECK(message ? (r->assistant && r->nparts >= 1 && r->nparts <= lim->max_parts) : r->nparts == 0);
+  CHECK(message || (!r->instructions && !r->additional_instructions && !r->stream));
+  CHECK(history ? (r->limit >= 1 && r->limit <= CONTRACT_HISTORY_LIMIT_MAX && !(r->after && r->before))
+                : (r->limit == 0 && !r->after && !r->before && !r->order_asc));
+  if (r->kind == CONTRACT_KIND_APPEND) {
+    CHECK(r->nmessages >= 1 && r->nmessages <= CONTRACT_APPEND_MAX_MESSAGES && r->messages);
+    for (size_t i = 0; i < r->nmessages; i++) {
+      const contract_in_message *m = &r->messages[i];
+      CHECK(m->role && (!strcmp(m->role, "user") || !strcmp(m->role, "assistant")));
+      CHECK(m->nparts >= 1 && m->nparts <= lim->max_parts);
+      for (size_t j = 0; j < m->nparts; j++) {
+        CHECK(m->parts[j].type == CONTRACT_PART_TEXT);
+        CHECK(strlen(m->parts[j].text) == m->parts[j].text_len && m->parts[j].text_len >= 1);
+      }
+    }
+  } else {
+    CHECK(r->nmessages == 0 && !r->messages);
+  }
+  CHECK(r->kind == CONTRACT_KIND_CANCEL || !r->target_event_id);
 }
 
 /** libFuzzer entry point: one input = one Kafka message value. */
@@ -75,7 +120,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(known_code(code));
     CHECK(strlen(ev) <= 128 && strlen(conv) <= 256);
   } else {
-    CHECK(r && code == NULL && r->nparts >= 1 && r->nparts <= lim.max_parts);
+    CHECK(r && code == NULL);
+    check_kind(r, &lim);
     CHECK(!strcmp(ev, r->event_id) && !strcmp(conv, r->conversation_id));
     for (size_t i = 0; i < r->nparts; i++) CHECK(strlen(r->parts[i].text) == r->parts[i].text_len);
     buf b;

@@ -790,7 +790,7 @@ static void response_completed_json_view_has_every_field(void **state) {
   (void)state;
   contract_annotation ann = {"file_citation", "[1]", "file-log", 41, 44};
   contract_out_part parts[] = {{"text", "Order left \"today\"\n[1].", 23, &ann, 1}, {"image_file", "file-img", 8, NULL, 0}};
-  contract_out_message msgs[] = {{"msg_1", parts, 2}, {"msg_2", NULL, 0}};
+  contract_out_message msgs[] = {{.id = "msg_1", .parts = parts, .nparts = 2}, {.id = "msg_2"}};
   contract_response r = {.event_id = "e1", .conversation_id = "c1", .thread_id = "thread_1",
                          .run_id = "run_1", .status = "completed", .messages = msgs, .nmessages = 2,
                          .usage = {1, 400, 37, 437}, .error_code = NULL,
@@ -936,7 +936,7 @@ static void response_encode_validates_before_writing(void **state) {
   r.status = NULL;
   assert_int_equal(contract_response_encode(&r, &b), AW_EINVAL);
   contract_out_part bad_part = {"video", "x", 1, NULL, 0};
-  contract_out_message msg = {"msg", &bad_part, 1};
+  contract_out_message msg = {.id = "msg", .parts = &bad_part, .nparts = 1};
   r.status = "completed";
   r.messages = &msg;
   r.nmessages = 1;
@@ -959,7 +959,7 @@ static void response_encode_validates_before_writing(void **state) {
 static void response_encode_sanitizes_invalid_utf8(void **state) {
   (void)state;
   contract_out_part part = {"text", "ok\xFF\xC0!", 5, NULL, 0};
-  contract_out_message msg = {"msg", &part, 1};
+  contract_out_message msg = {.id = "msg", .parts = &part, .nparts = 1};
   contract_response r = {.event_id = "e", .conversation_id = "c", .thread_id = "t", .run_id = "r",
                          .status = "failed", .messages = &msg, .nmessages = 1,
                          .error_code = "server_error", .error_message = "bad \xE2\x82 byte"};
@@ -1337,7 +1337,7 @@ static void examples_match_the_encoders(void **state) {
 
   contract_annotation ann = {"file_citation", "[1]", "file-x", 1, 4};
   contract_out_part part = {"text", "answer", 6, &ann, 1};
-  contract_out_message msg = {"msg_1", &part, 1};
+  contract_out_message msg = {.id = "msg_1", .parts = &part, .nparts = 1};
   contract_response done = {.event_id = "e", .conversation_id = "c", .thread_id = "t", .run_id = "r",
                             .status = "completed", .messages = &msg, .nmessages = 1,
                             .usage = {1, 1, 2, 3}, .timings = {1, 2, 3},

@@ -124,6 +124,84 @@ static void every_field_of_the_turn_changes_the_digest(void **state) {
       if (!(i == 0 && j == 13) && strcmp(d[i], d[j]) == 0) fail_msg("variants %zu and %zu share a digest", i, j);
 }
 
+/* Records written before request kinds existed carry the digests of that
+ * release: a message (no kind, or kind "message") must still digest to
+ * them, or an upgrade would refuse every re-delivered event as reused.  The
+ * vector was computed with the previous release's event_claim.c. */
+static void a_message_digests_as_before_request_kinds(void **state) {
+  (void)state;
+  static const char before_kinds[] = "6df478edb784e50a660ff977118ad4e5c747bb25e8f23aa3141ea72d34d71a0c";
+  char a[EVC_DIGEST_HEX], b[EVC_DIGEST_HEX];
+  digest_of("{" BASE_HEAD ", \"content\": \"Hello\", \"instructions\": \"Be brief\", "
+            "\"metadata\": {\"b\": \"2\", \"a\": \"1\"}}",
+            a);
+  assert_string_equal(a, before_kinds);
+  digest_of("{" BASE_HEAD ", \"kind\": \"message\", \"content\": \"Hello\", \"instructions\": \"Be brief\", "
+            "\"metadata\": {\"b\": \"2\", \"a\": \"1\"}}",
+            b);
+  assert_string_equal(b, before_kinds);
+}
+
+#define CONV_HEAD "\"v\": 1, \"event_id\": \"evt-1\", \"conversation_id\": \"conv-1\""
+
+/* An append delivered again, or re-encoded by its producer (another key
+ * order, content as one text part, `assistant` added: the other kinds
+ * ignore it, an unknown key), is the same request: skipped, not refused. */
+static void a_re_sent_append_keeps_its_digest(void **state) {
+  (void)state;
+  char a[EVC_DIGEST_HEX], b[EVC_DIGEST_HEX], c[EVC_DIGEST_HEX];
+  const char *append = "{" CONV_HEAD ", \"kind\": \"append\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, "
+                       "{\"role\": \"assistant\", \"content\": \"Hello!\"}]}";
+  digest_of(append, a);
+  digest_of(append, b);
+  assert_string_equal(a, b);
+  digest_of("{\"messages\": [{\"content\": [{\"type\": \"text\", \"text\": \"Hi\"}], \"role\": \"user\"}, "
+            "{\"content\": \"Hello!\", \"role\": \"assistant\"}], \"assistant\": \"Bot\", \"sent_at\": 5, "
+            "\"kind\": \"append\", " CONV_HEAD "}",
+            c);
+  assert_string_equal(a, c);
+  /* A history's default limit and order, written out, ask the same. */
+  digest_of("{" CONV_HEAD ", \"kind\": \"history\"}", a);
+  digest_of("{" CONV_HEAD ", \"kind\": \"history\", \"limit\": 20, \"order\": \"desc\"}", b);
+  assert_string_equal(a, b);
+}
+
+/* Every kind and every field of a kind changes the digest: an append and a
+ * history (or any two requests) reusing one event_id do not match. */
+static void every_kind_and_kind_field_changes_the_digest(void **state) {
+  (void)state;
+  static const char *const variants[] = {
+      "{" BASE_HEAD ", \"content\": \"Hi\"}",
+      "{" CONV_HEAD ", \"kind\": \"history\"}",
+      "{" CONV_HEAD ", \"kind\": \"history\", \"limit\": 5}",
+      "{" CONV_HEAD ", \"kind\": \"history\", \"after\": \"msg_1\"}",
+      "{" CONV_HEAD ", \"kind\": \"history\", \"before\": \"msg_1\"}",
+      "{" CONV_HEAD ", \"kind\": \"history\", \"order\": \"asc\"}",
+      "{" CONV_HEAD ", \"kind\": \"append\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}",
+      "{" CONV_HEAD ", \"kind\": \"append\", \"messages\": [{\"role\": \"assistant\", \"content\": \"Hi\"}]}",
+      "{" CONV_HEAD ", \"kind\": \"append\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi!\"}]}",
+      "{" CONV_HEAD ", \"kind\": \"append\", \"messages\": [{\"role\": \"user\", \"content\": "
+      "[{\"type\": \"text\", \"text\": \"H\"}, {\"type\": \"text\", \"text\": \"i\"}]}]}",
+      "{" CONV_HEAD ", \"kind\": \"append\", \"messages\": [{\"role\": \"user\", \"content\": \"H\"}, "
+      "{\"role\": \"user\", \"content\": \"i\"}]}",
+      "{" CONV_HEAD ", \"kind\": \"append\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, "
+      "{\"role\": \"user\", \"content\": \"Hi\"}]}",
+      "{" CONV_HEAD ", \"kind\": \"reset\"}",
+      "{" CONV_HEAD ", \"kind\": \"delete\"}",
+      "{" CONV_HEAD ", \"kind\": \"cancel\"}",
+      "{" CONV_HEAD ", \"kind\": \"cancel\", \"target_event_id\": \"evt-0\"}",
+      "{" CONV_HEAD ", \"kind\": \"cancel\", \"target_event_id\": \"evt-9\"}",
+      "{" CONV_HEAD ", \"kind\": \"reset\", \"metadata\": {\"tenant\": \"t1\"}}",
+      "{\"v\": 1, \"event_id\": \"evt-1\", \"conversation_id\": \"conv-2\", \"kind\": \"reset\"}",
+  };
+  enum { N = sizeof variants / sizeof variants[0] };
+  char d[N][EVC_DIGEST_HEX];
+  for (size_t i = 0; i < N; i++) digest_of(variants[i], d[i]);
+  for (size_t i = 0; i < N; i++)
+    for (size_t j = i + 1; j < N; j++)
+      if (strcmp(d[i], d[j]) == 0) fail_msg("variants %zu and %zu share a digest", i, j);
+}
+
 /* ---- records and the decision ------------------------------------------------ */
 
 #define DA "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -246,6 +324,9 @@ int main(void) {
       cmocka_unit_test(a_digest_is_64_lowercase_hex_and_stable),
       cmocka_unit_test(re_encoding_the_same_message_keeps_its_digest),
       cmocka_unit_test(every_field_of_the_turn_changes_the_digest),
+      cmocka_unit_test(a_message_digests_as_before_request_kinds),
+      cmocka_unit_test(a_re_sent_append_keeps_its_digest),
+      cmocka_unit_test(every_kind_and_kind_field_changes_the_digest),
       cmocka_unit_test(the_same_message_answered_before_is_skipped),
       cmocka_unit_test(a_different_message_with_an_answered_id_is_refused_with_when),
       cmocka_unit_test(an_outcome_written_before_digests_skips_any_message),

@@ -1,5 +1,12 @@
 /* event_claim.c -- digests and records of event_id claims (see
- * event_claim.h). */
+ * event_claim.h).
+ *
+ * Conversation requests (contract_kind other than message) are claimed like
+ * messages, so their digest covers what they ask: the kind and every field
+ * of it (history: limit, after, before, order; append: each message's role
+ * and text parts; cancel: target_event_id), the ids and the metadata; not
+ * the assistant, which those kinds ignore.  A message is serialised exactly
+ * as before kinds existed, so records of the earlier release still match. */
 #include "event_claim.h"
 
 #include <inttypes.h>
@@ -28,19 +35,59 @@ static int by_key(const void *a, const void *b) {
   return strcmp(x->key, y->key);
 }
 
+static int put_int(EVP_MD_CTX *x, unsigned char tag, long v) {
+  char s[24];
+  int n = snprintf(s, sizeof s, "%ld", v);
+  return n > 0 && put(x, tag, s, (size_t)n);
+}
+
+static int put_parts(EVP_MD_CTX *x, const contract_part *parts, size_t nparts) {
+  int ok = 1;
+  for (size_t i = 0; ok && i < nparts; i++) {
+    const contract_part *p = &parts[i];
+    ok = put_int(x, 'P', (long)p->type) && put(x, 'T', p->text ? p->text : "", p->text ? p->text_len : 0) &&
+         put_str(x, 'D', p->detail);
+  }
+  return ok;
+}
+
+/* What a conversation request asks (kind != message): its kind and every
+ * field of that kind.  Tagged with lower-case letters, none of which a
+ * message uses, after the 'k' of the kind, so no request of one kind
+ * serialises like a request of another, nor like a message. */
+static int put_kind_fields(EVP_MD_CTX *x, const contract_request *q) {
+  int ok = put_str(x, 'k', contract_kind_name(q->kind));
+  switch (q->kind) {
+  case CONTRACT_KIND_HISTORY:
+    ok = ok && put_int(x, 'l', q->limit) && put_str(x, 'a', q->after) && put_str(x, 'b', q->before) &&
+         put_int(x, 'o', q->order_asc);
+    break;
+  case CONTRACT_KIND_APPEND:
+    for (size_t i = 0; ok && i < q->nmessages; i++) {
+      const contract_in_message *m = &q->messages[i];
+      /* The role (always set) starts each message, so parts cannot move
+       * between messages unnoticed. */
+      ok = put_str(x, 'r', m->role) && put_parts(x, m->parts, m->nparts);
+    }
+    break;
+  case CONTRACT_KIND_CANCEL: ok = ok && put_str(x, 't', q->target_event_id); break;
+  default: break;
+  }
+  return ok;
+}
+
 int evc_digest(const contract_request *q, char out[EVC_DIGEST_HEX]) {
   out[0] = '\0';
   EVP_MD_CTX *x = EVP_MD_CTX_new();
   if (!x) return AW_ENOMEM;
+  /* A message's serialisation is the one of the first release (no kind),
+   * so the records written before kinds existed still match.  The other
+   * kinds leave the assistant out: they ignore it. */
+  const int message = q->kind == CONTRACT_KIND_MESSAGE;
   int ok = EVP_DigestInit_ex(x, EVP_sha256(), NULL) == 1 && put(x, 'V', "aw-evd1", 7) &&
-           put_str(x, 'E', q->event_id) && put_str(x, 'C', q->conversation_id) && put_str(x, 'A', q->assistant);
-  for (size_t i = 0; ok && i < q->nparts; i++) {
-    const contract_part *p = &q->parts[i];
-    char type[16];
-    snprintf(type, sizeof type, "%d", (int)p->type);
-    ok = put(x, 'P', type, strlen(type)) && put(x, 'T', p->text ? p->text : "", p->text ? p->text_len : 0) &&
-         put_str(x, 'D', p->detail);
-  }
+           put_str(x, 'E', q->event_id) && put_str(x, 'C', q->conversation_id) &&
+           (message ? put_str(x, 'A', q->assistant) : put_kind_fields(x, q));
+  ok = ok && put_parts(x, q->parts, q->nparts);
   ok = ok && put_str(x, 'I', q->instructions) && put_str(x, 'J', q->additional_instructions);
   /* Metadata is a map: its order is the encoder's, not the message's.  The
    * decoder refuses duplicate keys and more than a handful of pairs. */
