@@ -29,7 +29,11 @@
  * conversation_id, assistant, every content part (type, text, detail),
  * instructions, additional_instructions (absent differs from "") and the
  * metadata pairs sorted by key.  Left out: `stream` (how the answer is
- * delivered, not what is asked) and keys the decoder ignores.
+ * delivered, not what is asked) and keys the decoder ignores.  A
+ * conversation request of another kind (history, append, ...) digests its
+ * kind and every field of that kind instead of the message's (not
+ * `assistant`, which it ignores), so an `append` and a `history` reusing one
+ * event_id never match; a message's digest is what it was before kinds.
  *
  * Record values (Redis strings; the "d:" parts are absent in old records):
  *   outcome   "<status> <turn handle or -> d:<digest> <answered, unix ms>"
