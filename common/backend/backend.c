@@ -32,6 +32,32 @@ const char *be_kind(const be_backend *be) { return be ? be->ops->kind : NULL; }
 
 const char *be_handle_key(const be_backend *be) { return be ? be->ops->handle_key : NULL; }
 
+/* A backend without conversation management answers AW_EINVAL, before any
+ * I/O, as for any request it cannot take. */
+int be_conv_history(be_backend *be, const be_conv_input *in, const be_conv_events *ev, void *opaque,
+                    be_op **op) {
+  if (!op) return AW_EINVAL;
+  *op = NULL;
+  if (!be || !in || !ev || !ev->on_done || !be->ops->conv_history) return AW_EINVAL;
+  return be->ops->conv_history(be, in, ev, opaque, op);
+}
+
+int be_conv_append(be_backend *be, const be_conv_input *in, const be_conv_events *ev, void *opaque,
+                   be_op **op) {
+  if (!op) return AW_EINVAL;
+  *op = NULL;
+  if (!be || !in || !ev || !ev->on_done || !be->ops->conv_append) return AW_EINVAL;
+  return be->ops->conv_append(be, in, ev, opaque, op);
+}
+
+int be_conv_delete(be_backend *be, const be_conv_input *in, const be_conv_events *ev, void *opaque,
+                   be_op **op) {
+  if (!op) return AW_EINVAL;
+  *op = NULL;
+  if (!be || !in || !ev || !ev->on_done || !be->ops->conv_delete) return AW_EINVAL;
+  return be->ops->conv_delete(be, in, ev, opaque, op);
+}
+
 void be_http_config_default(be_http_config *c) {
   memset(c, 0, sizeof *c);
   c->request_timeout_ms = 30000;

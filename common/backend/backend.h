@@ -308,6 +308,77 @@ int be_turn_continue(be_backend *be, const be_turn_input *in, long round,
 int be_turn_cancel(be_backend *be, const be_turn_input *in, const be_turn_events *events,
                    void *opaque, be_op **op) AW_MUST_CHECK;
 
+/* ---- conversation management ---------------------------------------------- */
+
+/* The conversation requests other than a message (contract_kind): read the
+ * history, append messages without a turn, delete the backend's
+ * conversation.  (reset and cancel need no call of their own: reset is the
+ * worker forgetting the handle, plus be_conv_delete of the old one when so
+ * configured; cancel is be_turn_cancel.)  Same rules as turns: asynchronous,
+ * cb exactly once unless be_op_cancel came first, never inside the call;
+ * strings valid during the callback only; a request that creates something
+ * is never repeated blindly after an ambiguous outcome. */
+
+typedef struct be_conv_input {
+  const char *conversation_id; /* ours */
+  const char *event_id;        /* ours: append tags what it creates with it */
+  const char *handle;          /* cached conversation handle, or NULL/"" (none yet) */
+  const char *checkpoint;      /* append: the last checkpoint recorded for this event, or NULL */
+  int recover;                 /* append: an earlier attempt may have appended (look first) */
+  /* history */
+  long limit;                  /* 1..CONTRACT_HISTORY_LIMIT_MAX */
+  const char *after, *before;  /* message ids of an earlier page, at most one; NULL: none */
+  int order_asc;               /* 1: oldest first; 0: newest first */
+  /* append */
+  const contract_in_message *messages;
+  size_t nmessages;
+} be_conv_input;
+
+typedef struct be_conv_result {
+  int err;                  /* AW_OK or AW_E* (class: aw_error_classify) */
+  int http_status;          /* last HTTP status seen, 0 if none */
+  const char *error_code;   /* API error code or our own ("message_not_found", ...), else NULL */
+  const char *errmsg;       /* precise, never containing secrets */
+  const char *handle;       /* the backend conversation involved (append may have created
+                               it: the worker caches it as the turns' handle does), or NULL */
+  /* history: the page (user and assistant messages only; tool calls and
+   * other items are left out, so a page may hold fewer than limit);
+   * append: the messages added, with their ids, in order. */
+  const contract_out_message *messages;
+  size_t nmessages;
+  int has_more;
+  const char *first_id, *last_id; /* history: the page's cursors (NULL when empty) */
+} be_conv_result;
+
+typedef void (*be_conv_cb)(void *opaque, const be_conv_result *res);
+
+typedef struct be_conv_events {
+  /** append: something was created that a later attempt must find (store
+   *  it as the event's checkpoint, like a turn's).  Optional. */
+  void (*on_checkpoint)(void *opaque, const char *checkpoint);
+  /** Exactly once, last. */
+  be_conv_cb on_done;
+} be_conv_events;
+
+/** One page of the conversation's messages.  No handle (no conversation
+ *  yet): an empty page.  An `after`/`before` id the conversation does not
+ *  hold: err AW_EINVAL, error_code "message_not_found" (reject class). */
+int be_conv_history(be_backend *be, const be_conv_input *in, const be_conv_events *events,
+                    void *opaque, be_op **op) AW_MUST_CHECK;
+
+/** Append in->messages to the conversation (creating it, and claiming its
+ *  handle through the store port, when there is none) without starting a
+ *  turn.  Exactly once per event: a recovering or retrying append first
+ *  looks for the messages the event added. */
+int be_conv_append(be_backend *be, const be_conv_input *in, const be_conv_events *events,
+                   void *opaque, be_op **op) AW_MUST_CHECK;
+
+/** Delete the backend's conversation in->handle (one that is gone already
+ *  counts as deleted); on the chat backend, the history the fleet keeps for
+ *  conversation_id (through the history port).  No handle: nothing to do. */
+int be_conv_delete(be_backend *be, const be_conv_input *in, const be_conv_events *events,
+                   void *opaque, be_op **op) AW_MUST_CHECK;
+
 /** Cancel a pending operation: no callback follows.  Safe on NULL. */
 void be_op_cancel(be_op *op);
 
@@ -331,6 +402,10 @@ typedef struct be_ops {
   int (*turn_cancel)(be_backend *, const be_turn_input *, const be_turn_events *, void *, be_op **);
   void (*op_cancel)(be_op *);
   void (*destroy)(be_backend *);
+  /* conversation management (NULL: AW_EINVAL from be_conv_*) */
+  int (*conv_history)(be_backend *, const be_conv_input *, const be_conv_events *, void *, be_op **);
+  int (*conv_append)(be_backend *, const be_conv_input *, const be_conv_events *, void *, be_op **);
+  int (*conv_delete)(be_backend *, const be_conv_input *, const be_conv_events *, void *, be_op **);
 } be_ops;
 
 /** Common head of every backend object. */

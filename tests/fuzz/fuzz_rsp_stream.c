@@ -6,7 +6,8 @@
  * after the response is known, the answer never exceeds its cap, the built
  * views point at NUL-terminated strings, and a terminal event is final.
  * Each event's data is also scanned as a conversation items page (the
- * recovery path) against a fixed user input.
+ * recovery path) against a fixed user input, and its items are added as a
+ * history page lists them (rsp_answer_add_listed: roles, annotations).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,6 +24,11 @@ static void check_views(rsp_answer *a) {
     for (size_t j = 0; j < m[i].nparts; j++) {
       if (strlen(m[i].parts[j].text) != m[i].parts[j].text_len) abort();
       total += m[i].parts[j].text_len;
+      for (size_t k = 0; k < m[i].parts[j].nannotations; k++) {
+        const contract_annotation *an = &m[i].parts[j].annotations[k];
+        if (!an->type || !an->text || !an->file_id || an->start_index < 0 || an->end_index < an->start_index)
+          abort();
+      }
     }
   if (total != a->text_len || total > a->max_text) abort();
   if (nc > RSP_CALLS_MAX) abort();
@@ -42,8 +48,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   rsp_answer_init(&a, cap);
   rsp_stream st;
   rsp_stream_init(&st, &a, want, known);
-  rsp_answer scan_ans;
+  rsp_answer scan_ans, listed;
   rsp_answer_init(&scan_ans, cap);
+  rsp_answer_init(&listed, cap);
   const contract_part part = {.type = CONTRACT_PART_TEXT, .text = "Hi there", .text_len = 8};
   cJSON *input = NULL;
   if (rsp_json_user_input(&part, 1, &input) != AW_OK) abort();
@@ -69,6 +76,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       int found, ready, incomplete;
       rc = rsp_items_scan(page, input, &scan_ans, &found, &ready, &incomplete);
       if (rc == AW_OK && ready && !found) abort();
+      const cJSON *it;
+      cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(page, "data")) {
+        int added;
+        rc = rsp_answer_add_listed(&listed, it, &added);
+        if (rc != AW_OK && rc != AW_EPARSE && rc != AW_ETOOBIG) abort();
+        if (listed.text_len > cap) abort();
+      }
       cJSON_Delete(page);
     }
     free(ev_data);
@@ -77,9 +91,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   check_views(&a);
   check_views(&scan_ans);
+  check_views(&listed);
   cJSON_Delete(input);
   rsp_stream_free(&st);
   rsp_answer_free(&a);
   rsp_answer_free(&scan_ans);
+  rsp_answer_free(&listed);
   return 0;
 }

@@ -3,7 +3,9 @@ responses number their events from 0 and their deltas make the text, a conversat
 history the scripted model answers from, function calls come as function_call items and
 function_call_output items in the next response give the next round ("twice") or the answer, a background response can be
 resumed with stream=true&starting_after=N and cancelled, a second response in a busy conversation
-is refused, an "apply then fail" fault leaves the object in place, and everything recorded
+is refused, conversation items page as the spec's list does (limit, order, after; no `before`)
+and are created with ids and deleted with their conversation, an "apply then fail" fault leaves the
+object in place, and everything recorded
 conforms to the spec (tests/simulator/README.md).  Needs only the session's simulator."""
 from __future__ import annotations
 
@@ -363,6 +365,88 @@ def test_apply_then_fail_on_an_assistants_message_keeps_the_message(sim_settings
 def test_unknown_apply_then_fail_route_is_refused_and_changes_nothing(simulator):
     status, err = simulator._call("POST", "/admin/faults", {"apply_then_fail": {"GET /v1/responses": {"n": 1}}})
     assert status == 400 and "creating route" in err["error"]["message"]
+
+
+# ---- conversation items: paging, create, delete ------------------------------------------------
+
+def test_items_create_answers_with_the_created_items_ids_and_roles_in_order(simulator):
+    conv = conversation(simulator)
+    got = ok(simulator, "POST", f"/conversations/{conv['id']}/items", {"items": [
+        {"type": "message", "role": "user", "content": "My order number is 4417."},
+        {"type": "message", "role": "assistant", "content": "Noted and kept."}]})
+    data = got["data"]
+    assert [(i["type"], i["role"]) for i in data] == [("message", "user"), ("message", "assistant")]
+    assert all(i["id"].startswith("msg_") for i in data) and data[0]["id"] != data[1]["id"]
+    assert data[0]["content"] == [{"type": "input_text", "text": "My order number is 4417."}]
+    # An assistant message is stored as the API stores answers: output_text with annotations.
+    assert [(p["type"], p["text"], p["annotations"]) for p in data[1]["content"]] == [
+        ("output_text", "Noted and kept.", [])]
+    assert (got["first_id"], got["last_id"], got["has_more"]) == (data[0]["id"], data[1]["id"], False)
+    # What the create answered is what the conversation holds, in that order.
+    assert [i["id"] for i in items(simulator, conv["id"])] == [i["id"] for i in data]
+
+
+def test_items_list_pages_with_limit_order_and_after_and_names_its_ends(simulator):
+    conv = conversation(simulator)
+    added = ok(simulator, "POST", f"/conversations/{conv['id']}/items",
+               {"items": [{"role": "user" if n % 2 == 0 else "assistant", "content": f"m{n}"} for n in range(5)]})
+    ids = [i["id"] for i in added["data"]]
+    for order, want in (("asc", ids), ("desc", ids[::-1])):
+        seen, after = [], None
+        for _ in range(5):
+            page = ok(simulator, "GET", f"/conversations/{conv['id']}/items?limit=2&order={order}"
+                                        + (f"&after={after}" if after else ""))
+            got = [i["id"] for i in page["data"]]
+            assert (page["first_id"], page["last_id"]) == (got[0], got[-1])
+            seen += got
+            if not page["has_more"]:
+                break
+            after = page["last_id"]
+        assert seen == want, f"order {order}: {seen} != {want}"
+    default = ok(simulator, "GET", f"/conversations/{conv['id']}/items?limit=1")
+    assert [i["id"] for i in default["data"]] == [ids[-1]] and default["has_more"] is True  # desc by default
+    last = ok(simulator, "GET", f"/conversations/{conv['id']}/items?order=asc&after={ids[-1]}")
+    assert last["data"] == [] and last["has_more"] is False
+
+
+@pytest.mark.parametrize("query, param, code", [
+    ("before={first}", "before", "unknown_parameter"),   # the spec's list has no `before`
+    ("after=msg_not_here", "after", "invalid_value"),
+    ("limit=0", "limit", "invalid_value"),
+    ("limit=101", "limit", "invalid_value"),
+    ("order=up", "order", "invalid_value"),
+])
+def test_items_list_refuses_before_an_unknown_after_and_bad_paging(simulator, query, param, code):
+    conv = conversation(simulator, items=[{"role": "user", "content": "Hello"}])
+    first = items(simulator, conv["id"])[0]["id"]
+    status, err = call(simulator, "GET", f"/conversations/{conv['id']}/items?" + query.format(first=first))
+    assert status == 400, err
+    assert (err["error"]["param"], err["error"]["code"]) == (param, code)
+
+
+def test_deleted_conversation_is_gone_with_its_items_and_a_second_delete_is_404(simulator):
+    conv = conversation(simulator, items=[{"role": "user", "content": "Hello"}])
+    item = items(simulator, conv["id"])[0]["id"]
+    assert ok(simulator, "DELETE", f"/conversations/{conv['id']}") == {
+        "id": conv["id"], "object": "conversation.deleted", "deleted": True}
+    assert call(simulator, "GET", f"/conversations/{conv['id']}/items")[0] == 404
+    assert call(simulator, "GET", f"/conversations/{conv['id']}/items/{item}")[0] == 404
+    assert call(simulator, "DELETE", f"/conversations/{conv['id']}")[0] == 404
+
+
+def test_apply_then_fail_on_items_create_with_500_keeps_the_items_once(sim_settings):
+    simulator = sim_settings
+    conv = conversation(simulator, items=[{"role": "user", "content": "Hello"}])
+    simulator.faults(apply_then_fail={"POST /v1/conversations/{conversation_id}/items": {"n": 1, "status": 500}})
+    status, err = call(simulator, "POST", f"/conversations/{conv['id']}/items",
+                       {"items": [{"role": "assistant", "content": "added anyway"}]})
+    assert status == 500 and err["error"]["type"] == "server_error"
+    assert [(i["role"], i["content"][0]["text"]) for i in items(simulator, conv["id"])] == [
+        ("user", "Hello"), ("assistant", "added anyway")]
+    # Consumed: the next create answers normally.
+    assert simulator.settings()["apply_then_fail"]["POST /v1/conversations/{conversation_id}/items"]["n"] == 0
+    assert call(simulator, "POST", f"/conversations/{conv['id']}/items",
+                {"items": [{"role": "user", "content": "again"}]})[0] == 200
 
 
 # ---- conformance -----------------------------------------------------------------------------

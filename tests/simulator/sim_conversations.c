@@ -309,7 +309,13 @@ void sconv_handle(const sapi_req *q, sapi_reply *r, char s[][64]) {
     sstore_delete(c);
     sreq_deleted(r, s[2], "conversation.deleted");
   } else if (r->route == SR_CITEM_LIST) {
-    sreq_list(q, r, &c->kids, NULL, NULL);
+    /* listConversationItems takes limit, order and after (and include):
+     * unlike the Assistants lists, no `before`.  Refused rather than
+     * served, so that a client relying on it fails here and not at the API. */
+    if (q->arg(q->arg_cls, "before"))
+      SREQ_BAD(r, "before", "unknown_parameter", "Unknown parameter: 'before'.");
+    else
+      sreq_list(q, r, &c->kids, NULL, NULL);
   } else if (r->route == SR_CITEM_CREATE) {
     items_create(q, r, c);
   } else if (!(it = sstore_get(s[4], SK_ITEM)) || it->parent != c) {

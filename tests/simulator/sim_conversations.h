@@ -47,7 +47,11 @@ void sconv_lock(sobj *conv, const char *resp_id);
 void sconv_unlock(sobj *conv, const char *holder);
 
 /** Serve a /v1/conversations route already classified in r->route (after
- *  auth and faults); s are the path segments. */
+ *  auth and faults); s are the path segments.  Items are listed as the
+ *  spec's listConversationItems: limit (1..100), order (default desc),
+ *  after (an item of this conversation, else 400 invalid_value), no
+ *  `before` (400 unknown_parameter); items create answers with the created
+ *  items and their ids; a deleted conversation is gone with its items. */
 void sconv_handle(const sapi_req *q, sapi_reply *r, char s[][64]);
 /** GET /admin/conversations/{id}: counts of its items by kind, for tests
  *  ({"id","items","user_messages","assistant_messages","function_calls",

@@ -153,7 +153,10 @@ int api_json_delta_texts(const char *data, size_t len, api_json_text_cb cb, void
 
 typedef struct msg_rec {
   size_t id, part0, nparts;
+  size_t role;        /* arena offset, or NO_ROLE (a turn's answer leaves it out) */
+  int64_t created_at; /* 0 for a turn's answer (left out) */
 } msg_rec;
+#define NO_ROLE ((size_t)-1)
 typedef struct part_rec {
   size_t type, text, text_len, ann0, nann;
 } part_rec;
@@ -243,16 +246,24 @@ static int add_part(api_json_answer *a, const cJSON *part, size_t *nparts) {
   return buf_append(&a->parts, &r, sizeof r);
 }
 
-int api_json_answer_add(api_json_answer *a, const cJSON *msg) {
+/* listed: keep user messages too and record role and created_at (a
+ * history page); else only assistant messages, as a turn's answer. */
+static int answer_add(api_json_answer *a, const cJSON *msg, int listed) {
   if (!cJSON_IsObject(msg)) return AW_EPARSE;
   const char *id = get_str(msg, "id");
   if (!id || !id[0] || strlen(id) >= API_JSON_ID_MAX) return AW_EPARSE;
   const char *role = get_str(msg, "role");
-  if (role && strcmp(role, "assistant") != 0) return AW_OK;
+  if (listed ? !role || (strcmp(role, "assistant") && strcmp(role, "user"))
+             : role && strcmp(role, "assistant") != 0)
+    return AW_OK;
   free(a->built);
   a->built = NULL;
   msg_rec m;
+  m.role = NO_ROLE;
+  m.created_at = listed ? get_int(msg, "created_at", 0) : 0;
+  if (m.created_at < 0) m.created_at = 0;
   int rc = put(a, id, &m.id);
+  if (!rc && listed) rc = put(a, role, &m.role);
   m.part0 = a->parts.len / sizeof(part_rec);
   m.nparts = 0;
   const cJSON *content = get(msg, "content"), *part;
@@ -265,6 +276,10 @@ int api_json_answer_add(api_json_answer *a, const cJSON *msg) {
   if (rc) api_json_answer_reset(a); /* a half-added message must not show */
   return rc;
 }
+
+int api_json_answer_add(api_json_answer *a, const cJSON *msg) { return answer_add(a, msg, 0); }
+
+int api_json_answer_add_listed(api_json_answer *a, const cJSON *msg) { return answer_add(a, msg, 1); }
 
 int api_json_answer_add_text(api_json_answer *a, const char *data, size_t len) {
   cJSON *j = cJSON_ParseWithLength(data, len);
@@ -312,6 +327,8 @@ int api_json_answer_build(api_json_answer *a, const contract_out_message **msgs,
   }
   for (size_t i = 0; i < nm; i++) {
     om[i].id = ar + mr[i].id;
+    om[i].role = mr[i].role == NO_ROLE ? NULL : ar + mr[i].role;
+    om[i].created_at = mr[i].created_at;
     om[i].parts = mr[i].nparts ? op + mr[i].part0 : NULL;
     om[i].nparts = mr[i].nparts;
   }

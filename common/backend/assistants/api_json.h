@@ -98,6 +98,11 @@ void api_json_answer_free(api_json_answer *a);
  *  AW_EPARSE for a non-object or missing id, AW_ETOOBIG past the bound (the
  *  collector is then reset). */
 int api_json_answer_add(api_json_answer *a, const cJSON *msg) AW_MUST_CHECK;
+/** Add a message object as a history page lists it: user and assistant
+ *  messages (others skipped, AW_OK), with their role and created_at set in
+ *  the built view (api_json_answer_add leaves both out: a turn's answer).
+ *  Same errors as api_json_answer_add. */
+int api_json_answer_add_listed(api_json_answer *a, const cJSON *msg) AW_MUST_CHECK;
 /** Same from JSON text. */
 int api_json_answer_add_text(api_json_answer *a, const char *data, size_t len) AW_MUST_CHECK;
 

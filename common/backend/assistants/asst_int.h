@@ -10,6 +10,8 @@
  *                         recovery (checkpoint, lookup by tag), the lookup
  *                         after an ambiguous POST runs
  *   asst_continue.c       be_turn_continue (tool outputs) and be_turn_cancel
+ *   asst_manage.c         be_conv_history / be_conv_append / be_conv_delete
+ *                         (its own small machine: see the file's header)
  *
  * One turn_op serves the three turn calls; its phase (turn_phase(), which
  * logs every change with event, thread and run ids) says where it is:
@@ -40,7 +42,7 @@
 #include "api_json.h"
 #include "backend.h"
 
-enum { OP_ENSURE = 1, OP_TURN };
+enum { OP_ENSURE = 1, OP_TURN, OP_MANAGE };
 
 typedef struct be_asst {
   be_backend base;
@@ -86,6 +88,16 @@ int asst_checkpoint_parse(const char *cp, char thread[API_JSON_ID_MAX], char run
 int asst_assistant_ensure(be_backend *bb, const be_assistant *def, const char *known_id,
                           be_result_cb cb, void *opaque, be_op **out);
 void asst_ensure_free(op_base *b);
+
+/* ---- conversation management (asst_manage.c) ------------------------------- */
+
+int asst_conv_history(be_backend *bb, const be_conv_input *in, const be_conv_events *ev, void *opaque,
+                      be_op **out);
+int asst_conv_append(be_backend *bb, const be_conv_input *in, const be_conv_events *ev, void *opaque,
+                     be_op **out);
+int asst_conv_delete(be_backend *bb, const be_conv_input *in, const be_conv_events *ev, void *opaque,
+                     be_op **out);
+void asst_manage_free(op_base *b);
 
 /* ---- the turn machine (asst_turn.c) ----------------------------------------- */
 

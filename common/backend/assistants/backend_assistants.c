@@ -88,6 +88,7 @@ static void op_cancel(be_op *bop) {
    * the store holds our callback, that callback does. */
   if (b->in_cb || b->in_store) return;
   if (b->kind == OP_ENSURE) asst_ensure_free(b);
+  else if (b->kind == OP_MANAGE) asst_manage_free(b);
   else asst_turn_free((turn_op *)b);
 }
 
@@ -106,6 +107,9 @@ static const be_ops assistants_ops = {
     .turn_cancel = asst_turn_cancel,
     .op_cancel = op_cancel,
     .destroy = destroy,
+    .conv_history = asst_conv_history,
+    .conv_append = asst_conv_append,
+    .conv_delete = asst_conv_delete,
 };
 
 int be_assistants_new(uv_loop_t *loop, const be_http_config *cfg, be_backend **out, char *errstr,

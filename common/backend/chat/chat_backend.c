@@ -96,6 +96,10 @@ static void op_cancel(be_op *bop) {
     chat_turn_cancel_op(b);
     return;
   }
+  if (b->kind == CHAT_OP_MANAGE) {
+    chat_manage_cancel_op(b);
+    return;
+  }
   ensure_op *op = (ensure_op *)b;
   if (b->cancelled) return;
   b->cancelled = 1;
@@ -117,6 +121,9 @@ static const be_ops chat_ops = {
     .turn_cancel = turn_cancel,
     .op_cancel = op_cancel,
     .destroy = destroy,
+    .conv_history = chat_conv_history,
+    .conv_append = chat_conv_append,
+    .conv_delete = chat_conv_delete,
 };
 
 int be_chat_new(uv_loop_t *loop, const be_http_config *cfg, be_backend **out, char *errstr, size_t errstr_size) {

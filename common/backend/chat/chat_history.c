@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -53,6 +54,7 @@ void chat_turn_commit(chat_turn *t) {
   chat_record r = {.event_id = t->event_id, .msgs = t->cur, .gen = -1, .id = nz(t->turn_id),
                    .status = completed ? NULL : t->status, .error_code = completed ? NULL : nz(t->error_code)};
   r.u = t->pending_u;
+  r.at = (int64_t)time(NULL); /* the history's created_at; readers of older turns see 0 */
   contract_usage mine = chat_turn_usage(t);
   chat_usage_add(&r.u, &mine);
   if (!rc) rc = chat_record_format(&r, &t->record, &len);

@@ -18,6 +18,7 @@
  *   chat_stream.c   chat.completion.chunk data -> deltas / answer / calls (pure)
  *   chat_json.c     request bodies, messages, stored turn records (pure)
  *   chat_context.c  the context budget: which history turns are sent (pure)
+ *   chat_manage.c   conversation requests: history pages, append, delete
  *
  * Stored turn (opaque to the store; one JSON object per answered event):
  *   {"e":"<event_id>","m":[<messages>],"i":"chatcmpl-..","s":"incomplete","ec":"<code>"}
@@ -28,7 +29,8 @@
  * none) and tool content a string: llama.cpp answers HTTP 500 to null or
  * arrays there.  i (the final chunk id, the answer message's id on replay),
  * s and ec (only for an incomplete answer: its status and code on replay)
- * are optional.  A *pending* turn (be_history.save_pending, between tool
+ * are optional; so is "t", the unix time of the commit (the history's
+ * created_at).  A *pending* turn (be_history.save_pending, between tool
  * rounds) is the same object ending with the assistant message whose calls
  * wait for outputs, plus "g": the generation it was written by.  Both may
  * carry "u": [prompt, completion, cached, reasoning], the usage the API
@@ -174,6 +176,8 @@ typedef struct chat_record {
   const char *error_code; /* "ec", or NULL */
   contract_usage u;       /* "u": the turn's requests so far (present 0: none) */
   contract_usage ul;      /* "ul": a pending turn's last request (present 0: none) */
+  int64_t at;             /* "t": unix seconds of the commit (history's created_at); 0: absent
+                             (turns written before it was added) */
 } chat_record;
 
 /** Parse a stored turn.  AW_EPARSE for anything but an object with a string
@@ -273,7 +277,7 @@ typedef struct chat_backend {
   uint32_t rnd;           /* jitter state */
 } chat_backend;
 
-enum { CHAT_OP_ENSURE = 1, CHAT_OP_TURN };
+enum { CHAT_OP_ENSURE = 1, CHAT_OP_TURN, CHAT_OP_MANAGE };
 
 /* Every op starts with this (be_op_head first, as backend.h requires). */
 typedef struct chat_op {
@@ -291,6 +295,17 @@ int chat_turn_begin(chat_backend *be, chat_turn_mode mode, const be_turn_input *
                     be_op **out) AW_MUST_CHECK;
 /** be_op_cancel of a turn. */
 void chat_turn_cancel_op(chat_op *op);
+
+/** The conversation-management entries of backend.h (chat_manage.c):
+ *  history, append and delete over the history port. */
+int chat_conv_history(be_backend *be, const be_conv_input *in, const be_conv_events *ev, void *opaque,
+                      be_op **out) AW_MUST_CHECK;
+int chat_conv_append(be_backend *be, const be_conv_input *in, const be_conv_events *ev, void *opaque,
+                     be_op **out) AW_MUST_CHECK;
+int chat_conv_delete(be_backend *be, const be_conv_input *in, const be_conv_events *ev, void *opaque,
+                     be_op **out) AW_MUST_CHECK;
+/** be_op_cancel of one of them. */
+void chat_manage_cancel_op(chat_op *op);
 
 /** Format / parse a checkpoint (see the top of this file).  parse:
  *  AW_EINVAL for anything else. */

@@ -391,6 +391,8 @@ int chat_record_parse(const char *text, size_t len, chat_record *r) {
   r->error_code = chat_get_str(root, "ec");
   usage_parse(chat_get(root, "u"), &r->u);
   usage_parse(chat_get(root, "ul"), &r->ul);
+  const cJSON *t = chat_get(root, "t");
+  if (cJSON_IsNumber(t) && t->valuedouble > 0 && t->valuedouble < 1e11) r->at = (int64_t)t->valuedouble;
   return AW_OK;
 }
 
@@ -408,7 +410,8 @@ int chat_record_format(const chat_record *r, char **out, size_t *len) {
   int ok = j && add_str(j, "e", r->event_id) && cJSON_AddItemReferenceToObject(j, "m", (cJSON *)r->msgs) &&
            (r->gen < 0 || cJSON_AddNumberToObject(j, "g", r->gen)) && (!r->id || add_str(j, "i", r->id)) &&
            (!r->status || add_str(j, "s", r->status)) && (!r->error_code || add_str(j, "ec", r->error_code)) &&
-           usage_add_json(j, "u", &r->u) && usage_add_json(j, "ul", &r->ul);
+           usage_add_json(j, "u", &r->u) && usage_add_json(j, "ul", &r->ul) &&
+           (r->at <= 0 || cJSON_AddNumberToObject(j, "t", (double)r->at));
   char *s = ok ? cJSON_PrintUnformatted(j) : NULL;
   cJSON_Delete(j);
   if (!s) return AW_ENOMEM;

@@ -214,7 +214,7 @@ void chat_turn_finish(chat_turn *t) {
   be_turn_result res;
   memset(&res, 0, sizeof res);
   contract_out_part part;
-  contract_out_message msg;
+  contract_out_message msg = {0}; /* role NULL, created_at 0: keys left out (a turn's answer) */
   if (t->err) {
     res.end = BE_END_ERROR;
     res.err = t->err;

@@ -87,10 +87,31 @@ static void op_cancel(be_op *bop) {
     rsp_turn_cancel_op(b);
     return;
   }
+  if (b->kind == RSP_OP_MANAGE) {
+    rsp_manage_cancel_op(b);
+    return;
+  }
   ensure_op *op = (ensure_op *)b;
   if (b->cancelled) return;
   b->cancelled = 1;
   if (!b->in_cb) ensure_close(op); /* inside its callback: closed right after */
+}
+
+/* ==== conversation management (rsp_manage.c) ==================================== */
+
+static int conv_history(be_backend *bb, const be_conv_input *in, const be_conv_events *ev, void *opaque,
+                        be_op **out) {
+  return rsp_manage_begin((rsp_backend *)bb, RSP_MANAGE_HISTORY, in, ev, opaque, out);
+}
+
+static int conv_append(be_backend *bb, const be_conv_input *in, const be_conv_events *ev, void *opaque,
+                       be_op **out) {
+  return rsp_manage_begin((rsp_backend *)bb, RSP_MANAGE_APPEND, in, ev, opaque, out);
+}
+
+static int conv_delete(be_backend *bb, const be_conv_input *in, const be_conv_events *ev, void *opaque,
+                       be_op **out) {
+  return rsp_manage_begin((rsp_backend *)bb, RSP_MANAGE_DELETE, in, ev, opaque, out);
 }
 
 static void destroy(be_backend *bb) {
@@ -108,6 +129,9 @@ static const be_ops responses_ops = {
     .turn_cancel = turn_cancel,
     .op_cancel = op_cancel,
     .destroy = destroy,
+    .conv_history = conv_history,
+    .conv_append = conv_append,
+    .conv_delete = conv_delete,
 };
 
 int be_responses_new(uv_loop_t *loop, const be_http_config *cfg, be_backend **out, char *errstr,

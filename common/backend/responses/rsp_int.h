@@ -14,6 +14,7 @@
  *   rsp_json.c     request bodies, response objects, the answer collector,
  *                  conversation item scans (pure)
  *   rsp_conv.c     conversation handle: create + claim (+ delete the loser)
+ *   rsp_manage.c   conversation management: history, append, delete
  *
  * Checkpoint (opaque to the worker, at most BE_CHECKPOINT_MAX bytes):
  *   "r1 <conv> <resp> <seq>"   e.g. "r1 conv_abc resp_123 0"
@@ -21,6 +22,8 @@
  * round ("-" when a recovery found its output in the conversation without
  * learning its id), seq the sequence number of the response.created event
  * it was recorded at (informational; resuming replays from 0).
+ * An append (rsp_manage.c) checkpoints "a1 <conv> <anchor>": the newest
+ * item of the conversation before its POST ("-": none).
  *
  * @locality the loop thread only.
  */
@@ -54,6 +57,7 @@ typedef struct rsp_answer {
   buf arena;        /* NUL-terminated strings */
   buf msgs;         /* message records */
   buf parts;        /* part records */
+  buf anns;         /* annotation records (output_text parts) */
   buf calls;        /* call records */
   size_t text_len;  /* bytes of text kept, in order */
   size_t max_text;  /* cap on text_len (max_answer_bytes) */
@@ -68,6 +72,14 @@ void rsp_answer_free(rsp_answer *a);
  *  AW_EPARSE for a malformed message / call, AW_ETOOBIG past the text cap or
  *  RSP_CALLS_MAX calls (the collector is then reset), AW_ENOMEM. */
 int rsp_answer_add_item(rsp_answer *a, const cJSON *item) AW_MUST_CHECK;
+/** Add a conversation item as GET /conversations/{id}/items lists it: a
+ *  user or assistant `message` (input_text / output_text / text / refusal
+ *  parts, or content as one string; output_text annotations mapped as for
+ *  answers) is kept with its id, role and created_at (0 if none); any other
+ *  item is skipped (*added 0).  AW_EPARSE for a malformed message (no valid
+ *  id, no content); AW_ETOOBIG past the text cap (the collector is then
+ *  reset, as rsp_answer_add_item does); AW_ENOMEM. */
+int rsp_answer_add_listed(rsp_answer *a, const cJSON *item, int *added) AW_MUST_CHECK;
 /** Replace the collected items with those of response.output (the whole
  *  truth once a response ended).  AW_OK when it has no output array. */
 int rsp_answer_set_output(rsp_answer *a, const cJSON *response) AW_MUST_CHECK;
@@ -156,6 +168,10 @@ int rsp_json_close_calls_body(const be_tool_call *calls, size_t n, const char *o
 int rsp_items_scan(const cJSON *page, const cJSON *input, rsp_answer *ans, int *found, int *ready,
                    int *incomplete) AW_MUST_CHECK;
 
+/** Is the listed item stored the message item sent (same role, same
+ *  texts, compared as rsp_items_scan compares a round's input)? */
+int rsp_items_same_message(const cJSON *stored, const cJSON *sent);
+
 /* ---- the stream mapper (rsp_stream.c) -------------------------------------------- */
 
 typedef enum {
@@ -219,7 +235,7 @@ typedef struct rsp_backend {
   int background;         /* be_http_config.background: 0 = stream only, no resume */
 } rsp_backend;
 
-enum { RSP_OP_ENSURE = 1, RSP_OP_TURN };
+enum { RSP_OP_ENSURE = 1, RSP_OP_TURN, RSP_OP_MANAGE };
 
 /* Every op starts with this (be_op_head first, as backend.h requires). */
 typedef struct rsp_op {
@@ -237,6 +253,14 @@ int rsp_turn_begin(rsp_backend *be, rsp_turn_mode mode, const be_turn_input *in,
                    be_op **out) AW_MUST_CHECK;
 /** be_op_cancel of a turn. */
 void rsp_turn_cancel_op(rsp_op *op);
+
+/** The conversation management entries of backend.h (rsp_manage.c;
+ *  validated by backend.c). */
+typedef enum { RSP_MANAGE_HISTORY = 1, RSP_MANAGE_APPEND, RSP_MANAGE_DELETE } rsp_manage_mode;
+int rsp_manage_begin(rsp_backend *be, rsp_manage_mode mode, const be_conv_input *in,
+                     const be_conv_events *ev, void *opaque, be_op **out) AW_MUST_CHECK;
+/** be_op_cancel of a conversation management op. */
+void rsp_manage_cancel_op(rsp_op *op);
 
 /** Format / parse a checkpoint (see the top of this file).  parse: AW_EINVAL
  *  for anything else; resp is "" for "-". */

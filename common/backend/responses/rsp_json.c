@@ -17,11 +17,22 @@ typedef struct msg_rec {
   size_t id;          /* arena offset of the item id */
   size_t first_part;  /* index into parts */
   size_t nparts;
+  int role;           /* ROLE_*: set for listed items only (a turn's answer leaves it out) */
+  int64_t created_at; /* listed items: the item's, 0 if it has none */
 } msg_rec;
 typedef struct part_rec {
   size_t text;        /* arena offset */
   size_t len;
+  size_t first_ann;   /* index into anns */
+  size_t nanns;
 } part_rec;
+typedef struct ann_rec {
+  const char *type;   /* static: "file_citation" | "file_path" */
+  size_t file_id;     /* arena offset */
+  int64_t start, end;
+} ann_rec;
+
+enum { ROLE_NONE = 0, ROLE_USER, ROLE_ASSISTANT };
 typedef struct call_rec {
   size_t id, name, args;
 } call_rec;
@@ -66,6 +77,7 @@ void rsp_answer_init(rsp_answer *a, size_t max_text) {
   buf_init(&a->arena, 2 * max_text + ARENA_SLACK);
   buf_init(&a->msgs, MAX_RECORD_BYTES);
   buf_init(&a->parts, MAX_RECORD_BYTES);
+  buf_init(&a->anns, MAX_RECORD_BYTES);
   buf_init(&a->calls, RSP_CALLS_MAX * sizeof(call_rec));
 }
 
@@ -73,6 +85,7 @@ void rsp_answer_reset(rsp_answer *a) {
   buf_reset(&a->arena);
   buf_reset(&a->msgs);
   buf_reset(&a->parts);
+  buf_reset(&a->anns);
   buf_reset(&a->calls);
   a->text_len = 0;
 }
@@ -81,6 +94,7 @@ void rsp_answer_free(rsp_answer *a) {
   buf_free(&a->arena);
   buf_free(&a->msgs);
   buf_free(&a->parts);
+  buf_free(&a->anns);
   buf_free(&a->calls);
   free(a->built);
   a->built = NULL;
@@ -105,27 +119,79 @@ static int fail(rsp_answer *a, int rc) {
   return rc;
 }
 
-static int add_message(rsp_answer *a, const cJSON *item) {
+/* The annotations of an output_text part, in the contract's shape.  The
+ * Responses API cites by position: file_citation {file_id, index, filename}
+ * and file_path {file_id, index} give one index (start = end = index),
+ * container_file_citation {file_id, start_index, end_index} is a file
+ * citation of a span; none names the annotated text, so `text` is "".
+ * url_citation has no file to name and the contract no URL annotation: it
+ * is left out.  Malformed annotations are skipped, not fatal. */
+static int add_annotations(rsp_answer *a, const cJSON *part, part_rec *p) {
+  const cJSON *an;
+  p->first_ann = a->anns.len / sizeof(ann_rec);
+  p->nanns = 0;
+  cJSON_ArrayForEach(an, get(part, "annotations")) {
+    const char *type = get_str(an, "type"), *file_id = get_str(an, "file_id");
+    ann_rec r = {NULL, 0, 0, 0};
+    if (!file_id) continue;
+    if (str_is(type, "file_citation") || str_is(type, "file_path")) {
+      r.type = str_is(type, "file_path") ? "file_path" : "file_citation";
+      r.start = r.end = get_int(an, "index");
+    } else if (str_is(type, "container_file_citation")) {
+      r.type = "file_citation";
+      r.start = get_int(an, "start_index");
+      r.end = get_int(an, "end_index");
+    } else {
+      continue;
+    }
+    if (r.start < 0 || r.end < r.start) continue;
+    int rc = arena_put(a, file_id, strlen(file_id), &r.file_id);
+    if (!rc) rc = buf_append(&a->anns, &r, sizeof r);
+    if (rc) return rc;
+    p->nanns++;
+  }
+  return AW_OK;
+}
+
+/* One message: a turn's assistant message (role ROLE_NONE: output_text
+ * and refusal parts), or a listed conversation item (its role; input_text
+ * and text parts too, and content given as one string). */
+static int add_message(rsp_answer *a, const cJSON *item, int role, int64_t created_at) {
   const char *id = get_str(item, "id");
   const cJSON *content = get(item, "content"), *c;
+  if (role != ROLE_NONE && cJSON_IsString(content)) {
+    size_t len = strlen(content->valuestring);
+    if (a->text_len + len > a->max_text) return fail(a, AW_ETOOBIG);
+    msg_rec m = {0, a->parts.len / sizeof(part_rec), 1, role, created_at};
+    part_rec p = {0, len, a->anns.len / sizeof(ann_rec), 0};
+    int rc = arena_put(a, id ? id : "", id ? strlen(id) : 0, &m.id);
+    if (!rc) rc = arena_put(a, content->valuestring, len, &p.text);
+    if (!rc) rc = buf_append(&a->parts, &p, sizeof p);
+    if (!rc) rc = buf_append(&a->msgs, &m, sizeof m);
+    if (rc) return fail(a, rc);
+    a->text_len += len;
+    return AW_OK;
+  }
   if (!cJSON_IsArray(content)) return AW_EPARSE;
-  msg_rec m = {0, a->parts.len / sizeof(part_rec), 0};
+  msg_rec m = {0, a->parts.len / sizeof(part_rec), 0, role, created_at};
   int rc = arena_put(a, id ? id : "", id ? strlen(id) : 0, &m.id);
   cJSON_ArrayForEach(c, content) {
     if (rc) break;
     /* refusal parts carry the model's refusal as text of their own. */
     const char *type = get_str(c, "type");
-    const char *text = str_is(type, "output_text") ? get_str(c, "text")
-                       : str_is(type, "refusal")   ? get_str(c, "refusal")
-                                                   : NULL;
+    int listed_text = role != ROLE_NONE && (str_is(type, "input_text") || str_is(type, "text"));
+    const char *text = str_is(type, "output_text") || listed_text ? get_str(c, "text")
+                       : str_is(type, "refusal")                  ? get_str(c, "refusal")
+                                                                  : NULL;
     if (!text) continue;
     size_t len = strlen(text);
     if (a->text_len + len > a->max_text) {
       rc = AW_ETOOBIG;
       break;
     }
-    part_rec p = {0, len};
+    part_rec p = {0, len, a->anns.len / sizeof(ann_rec), 0};
     rc = arena_put(a, text, len, &p.text);
+    if (!rc && str_is(type, "output_text")) rc = add_annotations(a, c, &p);
     if (!rc) rc = buf_append(&a->parts, &p, sizeof p);
     if (!rc) {
       a->text_len += len;
@@ -161,10 +227,21 @@ int rsp_answer_add_item(rsp_answer *a, const cJSON *item) {
   if (!strcmp(type, "message")) {
     const char *role = get_str(item, "role");
     if (role && strcmp(role, "assistant") != 0) return AW_OK;
-    return add_message(a, item);
+    return add_message(a, item, ROLE_NONE, 0);
   }
   if (!strcmp(type, "function_call")) return add_call(a, item);
   return AW_OK; /* reasoning, file_search_call, ...: not part of the answer */
+}
+
+int rsp_answer_add_listed(rsp_answer *a, const cJSON *item, int *added) {
+  *added = 0;
+  const char *type = get_str(item, "type"), *role = get_str(item, "role");
+  if (!type) return AW_EPARSE;
+  if (strcmp(type, "message") != 0 || !(str_is(role, "user") || str_is(role, "assistant"))) return AW_OK;
+  if (!rsp_id_ok(get_str(item, "id"))) return AW_EPARSE;
+  int rc = add_message(a, item, str_is(role, "user") ? ROLE_USER : ROLE_ASSISTANT, get_int(item, "created_at"));
+  if (!rc) *added = 1;
+  return rc;
 }
 
 int rsp_answer_set_output(rsp_answer *a, const cJSON *response) {
@@ -183,7 +260,7 @@ int rsp_answer_build(rsp_answer *a, const contract_out_message **msgs, size_t *n
   free(a->built);
   a->built = NULL;
   size_t nm = rsp_answer_nmessages(a), np = a->parts.len / sizeof(part_rec),
-         nc = rsp_answer_ncalls(a);
+         na = a->anns.len / sizeof(ann_rec), nc = rsp_answer_ncalls(a);
   *msgs = NULL;
   *nmsgs = 0;
   *calls = NULL;
@@ -192,22 +269,35 @@ int rsp_answer_build(rsp_answer *a, const contract_out_message **msgs, size_t *n
   /* One allocation: messages, then parts, then calls; strings stay in the
    * arena, which does not move until the next add. */
   size_t sz = nm * sizeof(contract_out_message) + np * sizeof(contract_out_part) +
-              nc * sizeof(be_tool_call);
+              na * sizeof(contract_annotation) + nc * sizeof(be_tool_call);
   char *mem = calloc(1, sz);
   if (!mem) return AW_ENOMEM;
   contract_out_message *m = (contract_out_message *)mem;
   contract_out_part *p = (contract_out_part *)(mem + nm * sizeof *m);
-  be_tool_call *c = (be_tool_call *)(mem + nm * sizeof *m + np * sizeof *p);
+  contract_annotation *an = (contract_annotation *)(mem + nm * sizeof *m + np * sizeof *p);
+  be_tool_call *c = (be_tool_call *)(mem + nm * sizeof *m + np * sizeof *p + na * sizeof *an);
   const msg_rec *mr = (const msg_rec *)a->msgs.data;
   const part_rec *pr = (const part_rec *)a->parts.data;
+  const ann_rec *ar = (const ann_rec *)a->anns.data;
   const call_rec *cr = (const call_rec *)a->calls.data;
+  for (size_t i = 0; i < na; i++) {
+    an[i].type = ar[i].type;
+    an[i].text = "";
+    an[i].file_id = a->arena.data + ar[i].file_id;
+    an[i].start_index = ar[i].start;
+    an[i].end_index = ar[i].end;
+  }
   for (size_t i = 0; i < np; i++) {
     p[i].type = "text";
     p[i].text = a->arena.data + pr[i].text;
     p[i].text_len = pr[i].len;
+    p[i].annotations = pr[i].nanns ? &an[pr[i].first_ann] : NULL;
+    p[i].nannotations = pr[i].nanns;
   }
   for (size_t i = 0; i < nm; i++) {
     m[i].id = a->arena.data + mr[i].id;
+    m[i].role = mr[i].role == ROLE_USER ? "user" : mr[i].role == ROLE_ASSISTANT ? "assistant" : NULL;
+    m[i].created_at = mr[i].created_at > 0 ? mr[i].created_at : 0;
     m[i].parts = mr[i].nparts ? &p[mr[i].first_part] : NULL;
     m[i].nparts = mr[i].nparts;
   }
@@ -619,6 +709,11 @@ static int same_texts(const cJSON *stored, const cJSON *sent) {
     if (!ta || !tb || strcmp(ta, tb) != 0) return 0;
   }
   return 1;
+}
+
+int rsp_items_same_message(const cJSON *stored, const cJSON *sent) {
+  return str_is(get_str(stored, "type"), "message") && get_str(sent, "role") &&
+         str_is(get_str(stored, "role"), get_str(sent, "role")) && same_texts(stored, sent);
 }
 
 static int is_ours_output(const cJSON *item, const cJSON *input) {
