@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <fnmatch.h>
 
 #include "rkeys.h"
 
@@ -223,6 +224,86 @@ static void prefixes_with_braces_and_wrong_args_are_refused(void **state) {
   assert_true(rk_tenant_ok("acme", 4));
 }
 
+/* ---- conversation match patterns (rk_conv_match) ------------------------------------
+ * fnmatch(3) without flags reads * ? [ ] and backslash as Redis' MATCH does,
+ * which is what lets this check run without a server (test_conv_store_erase.c
+ * runs the patterns against a real one). */
+
+static int matches(const char *pattern, const char *key) { return fnmatch(pattern, key, 0) == 0; }
+
+/* Every kind of key of ref (handle, outcome, progress, turn, history). */
+static void all_keys(const rk_space *s, const char *ref, char out[7][RK_KEY_MAX]) {
+  key(s, ref, RK_HANDLE, "conv", out[0]);
+  key(s, ref, RK_OUTCOME, "e1", out[1]);
+  key(s, ref, RK_PROGRESS, "e1", out[2]);
+  key(s, ref, RK_TURN, "t1", out[3]);
+  key(s, ref, RK_HIST, NULL, out[4]);
+  key(s, ref, RK_HIST_IDS, NULL, out[5]);
+  key(s, ref, RK_HIST_PENDING, "e1", out[6]);
+}
+
+static void check_patterns_select_exactly_their_conversation(const rk_space *s, const char *const *refs, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    char pat[RK_KEY_MAX];
+    assert_int_equal(rk_conv_match(s, refs[i], RK_MATCH_ALL, pat, sizeof pat), AW_OK);
+    for (size_t j = 0; j < n; j++) {
+      char keys[7][RK_KEY_MAX];
+      all_keys(s, refs[j], keys);
+      for (int k = 0; k < 7; k++) {
+        if (matches(pat, keys[k]) != (i == j))
+          fail_msg("pattern %s of %s %s key %s of %s", pat, refs[i], i == j ? "misses" : "matches", keys[k], refs[j]);
+      }
+    }
+  }
+}
+
+static void conversation_patterns_escape_glob_characters_and_match_only_their_conversation(void **state) {
+  (void)state;
+  rk_space s = space(0);
+  char pat[RK_KEY_MAX];
+  assert_int_equal(rk_conv_match(&s, "conv-1", RK_MATCH_ALL, pat, sizeof pat), AW_OK);
+  assert_string_equal(pat, "aw:{c:conv-1}:*");
+  assert_int_equal(rk_conv_match(&s, "c*?[x]\\", RK_MATCH_ALL, pat, sizeof pat), AW_OK);
+  assert_string_equal(pat, "aw:{c:c\\*\\?\\[x\\]\\\\}:*");
+  /* Glob characters, a prefix of another id, a pattern matching everything. */
+  static const char *const plain[] = {"c", "c1", "c*", "c?", "[c]", "c\\", "c]", "*", "?", "c:d", "c}x"};
+  check_patterns_select_exactly_their_conversation(&s, plain, sizeof plain / sizeof plain[0]);
+  rk_space t = space(1);
+  static const char *const tenanted[] = {"t1:c", "t2:c", "t*:c", "t1:c*", "t1:c1", "t?:c1"};
+  check_patterns_select_exactly_their_conversation(&t, tenanted, sizeof tenanted / sizeof tenanted[0]);
+  /* A prefix with glob characters is escaped too. */
+  rk_space g;
+  assert_int_equal(rk_space_init(&g, "a*w", 0), AW_OK);
+  assert_int_equal(rk_conv_match(&g, "c", RK_MATCH_ALL, pat, sizeof pat), AW_OK);
+  assert_string_equal(pat, "a\\*w:{c:c}:*");
+  assert_false(matches(pat, "axw:{c:c}:hist"));
+}
+
+static void kind_patterns_select_only_that_kind(void **state) {
+  (void)state;
+  rk_space s = space(0);
+  char pat[RK_KEY_MAX], keys[7][RK_KEY_MAX];
+  all_keys(&s, "c", keys);
+  assert_int_equal(rk_conv_match(&s, "c", RK_HIST_PENDING, pat, sizeof pat), AW_OK);
+  assert_string_equal(pat, "aw:{c:c}:hist:p:*");
+  for (int k = 0; k < 7; k++) assert_int_equal(matches(pat, keys[k]), k == 6);
+  assert_int_equal(rk_conv_match(&s, "c", RK_OUTCOME, pat, sizeof pat), AW_OK);
+  for (int k = 0; k < 7; k++) assert_int_equal(matches(pat, keys[k]), k == 1);
+  /* Kinds that name one key have no pattern; a short buffer is an error. */
+  assert_int_equal(rk_conv_match(&s, "c", RK_HIST, pat, sizeof pat), AW_EINVAL);
+  assert_int_equal(rk_conv_match(&s, "c", RK_HANDLE, pat, sizeof pat), AW_EINVAL);
+  assert_int_equal(rk_conv_match(&s, "", RK_MATCH_ALL, pat, sizeof pat), AW_EINVAL);
+  char small[sizeof "aw:{c:c}:*"];
+  assert_int_equal(rk_conv_match(&s, "c", RK_MATCH_ALL, small, sizeof small), AW_OK);
+  assert_int_equal(rk_conv_match(&s, "c", RK_MATCH_ALL, small, sizeof small - 1), AW_ETOOBIG);
+  assert_string_equal(small, "");
+  /* The longest reference still fits RK_KEY_MAX, escaped. */
+  char conv[RK_ID_MAX + 1];
+  memset(conv, '*', RK_ID_MAX);
+  conv[RK_ID_MAX] = '\0';
+  assert_int_equal(rk_conv_match(&s, conv, RK_HIST_PENDING, pat, sizeof pat), AW_OK);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(ordinary_ids_keep_their_readable_keys),
@@ -232,6 +313,8 @@ int main(void) {
       cmocka_unit_test(references_carry_the_tenant_and_split_back),
       cmocka_unit_test(over_long_ids_and_small_buffers_are_errors_not_cut_keys),
       cmocka_unit_test(prefixes_with_braces_and_wrong_args_are_refused),
+      cmocka_unit_test(conversation_patterns_escape_glob_characters_and_match_only_their_conversation),
+      cmocka_unit_test(kind_patterns_select_only_that_kind),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

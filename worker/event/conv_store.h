@@ -98,6 +98,21 @@ int cstore_claim_event(cstore *m, const char *conv, const char *event_id, int cl
 int cstore_put_progress(cstore *m, const char *conv, const char *event_id, const char *checkpoint,
                         cstore_cb cb, void *opaque) AW_MUST_CHECK;
 
+/** Conversation request `reset`: delete the conversation's handle key (key:
+ *  be_handle_key, NULL when the backend keeps none) and the history the
+ *  fleet keeps for it (hist, hist:ids; pending turns expire), in one script, so
+ *  that its next message starts a new backend conversation.  cb's value is
+ *  the handle that was recorded ("" when none): the caller may delete that
+ *  backend conversation. */
+int cstore_forget_conversation(cstore *m, const char *key, const char *conv, cstore_cb cb,
+                               void *opaque) AW_MUST_CHECK;
+
+/** Conversation request `delete` (right to erasure): delete every key of
+ *  the conversation -- all keys under its hash tag: handle, outcome and
+ *  progress records, history, tool state.  cb's value is the number of
+ *  keys deleted, in decimal. */
+int cstore_erase_conversation(cstore *m, const char *conv, cstore_cb cb, void *opaque) AW_MUST_CHECK;
+
 /** Format the handle key of conv into out (for tests and tools). */
 int cstore_handle_key(const cstore *m, const char *key, const char *conv, char *out,
                       size_t n) AW_MUST_CHECK;

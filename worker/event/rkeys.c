@@ -224,3 +224,36 @@ int rk_fleet_key(const rk_space *s, rk_fleet_kind kind, const char *arg, char *o
   }
   return AW_OK;
 }
+
+/* The head is taken from rk_conv_key itself (the hist key without its
+ * last word), so the pattern cannot drift from the grammar. */
+int rk_conv_match(const rk_space *s, const char *ref, int kind, char *out, size_t n) {
+  const char *word;
+  switch (kind) {
+  case RK_MATCH_ALL: word = ""; break;
+  case RK_OUTCOME: word = "ev:"; break;
+  case RK_PROGRESS: word = "evp:"; break;
+  case RK_TURN: word = "turn:"; break;
+  case RK_HIST_PENDING: word = "hist:p:"; break;
+  default: return AW_EINVAL;
+  }
+  if (!out || n == 0) return AW_EINVAL;
+  char head[RK_KEY_MAX];
+  int rc = rk_conv_key(s, ref, RK_HIST, NULL, head, sizeof head);
+  if (rc) return rc;
+  size_t hl = strlen(head) - strlen("hist");
+  kbuf b = {out, n, 0, 1};
+  out[0] = '\0';
+  for (size_t i = 0; i < hl && b.ok; i++) {
+    char c[3] = {'\\', head[i], '\0'};
+    int glob = head[i] == '*' || head[i] == '?' || head[i] == '[' || head[i] == ']' || head[i] == '\\';
+    put(&b, glob ? c : c + 1);
+  }
+  put(&b, word);
+  put(&b, "*");
+  if (!b.ok) {
+    out[0] = '\0';
+    return AW_ETOOBIG;
+  }
+  return AW_OK;
+}

@@ -138,6 +138,21 @@ int rk_ref_split(const rk_space *s, const char *ref, char *tenant, size_t tn, co
 int rk_conv_key(const rk_space *s, const char *ref, rk_kind kind, const char *arg, char *out,
                 size_t n) AW_MUST_CHECK;
 
+/** Every key of a conversation, or every key of one kind (rk_conv_match). */
+#define RK_MATCH_ALL (-1)
+
+/** The SCAN MATCH pattern of the keys of the conversation named by ref
+ *  into out[n] (RK_KEY_MAX is always enough): kind RK_MATCH_ALL, every key
+ *  under its hash tag ("<prefix>:{<tag>}:*"); RK_OUTCOME, RK_PROGRESS,
+ *  RK_TURN or RK_HIST_PENDING, every key of that kind whatever its id
+ *  ("<prefix>:{<tag>}:hist:p:*").  The literal head (prefix and tag) has
+ *  Redis' glob characters * ? [ ] and backslash escaped with a backslash:
+ *  encoded ids keep them raw (only '%', braces, ':', space and non-printing
+ *  bytes are encoded), so the conversation "c*" must not match "c1"'s
+ *  keys.  No other conversation's key matches: the tag ends at its '}'.
+ *  Errors as rk_conv_key's; AW_EINVAL for a kind that names one key. */
+int rk_conv_match(const rk_space *s, const char *ref, int kind, char *out, size_t n) AW_MUST_CHECK;
+
 /** A fleet-wide key into out[n]: <prefix>:<word>:<enc arg>.  Errors as
  *  rk_conv_key's. */
 int rk_fleet_key(const rk_space *s, rk_fleet_kind kind, const char *arg, char *out, size_t n) AW_MUST_CHECK;
