@@ -1105,6 +1105,31 @@ static void test_cancel_of_a_run_that_already_ended_just_retrieves_it(void **sta
   fx_free(f);
 }
 
+/* The run completed before the cancel reached it (the API refuses to
+ * cancel it): the answer is the run's, with its messages, not an empty
+ * completed answer. */
+static void test_cancel_of_a_run_that_completed_first_answers_with_its_messages(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  turn_routes r = add_turn_routes(f);
+  ss_add_resp(r.cancel, (ss_resp){.status = 400, .body = "{\"error\":{\"message\":\"Cannot cancel run with status 'completed'.\",\"type\":\"invalid_request_error\"}}"});
+  ss_add_resp(r.get_run, (ss_resp){.status = 200, .body = RUN_DONE("run_1")});
+  ss_add_resp(r.list_msgs, (ss_resp){.status = 200, .body = LIST(MSG_A1)});
+  fx_start(f);
+  tres t = {0};
+  be_turn_input in = input(0);
+  in.checkpoint = "a1 thread_1 run_1";
+  assert_int_equal(be_turn_cancel(f->be, &in, &EVENTS, &t, &t.op), AW_OK);
+  ss_run_until(&f->loop, &t.done);
+  assert_int_equal(t.end, BE_END_ANSWER);
+  assert_int_equal(t.err, AW_OK);
+  assert_string_equal(t.status, "completed");
+  assert_int_equal(t.nmessages, 1);
+  assert_string_equal(t.text, ANSWER);
+  assert_int_equal(ss_count(&f->srv, r.list_msgs), 1);
+  fx_free(f);
+}
+
 static void test_cancel_while_claiming_frees_the_turn_when_the_store_answers(void **state) {
   (void)state;
   fx *f = fx_new();
@@ -1198,6 +1223,7 @@ int main(void) {
       cmocka_unit_test(test_continue_4xx_while_the_run_still_waits_is_a_reject),
       cmocka_unit_test(test_cancel_follows_the_run_to_cancelled),
       cmocka_unit_test(test_cancel_of_a_run_that_already_ended_just_retrieves_it),
+      cmocka_unit_test(test_cancel_of_a_run_that_completed_first_answers_with_its_messages),
       cmocka_unit_test(test_cancel_while_claiming_frees_the_turn_when_the_store_answers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

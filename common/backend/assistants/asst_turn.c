@@ -307,6 +307,10 @@ void asst_turn_on_run(void *opaque, const api_result *r) {
   }
   if (checking) asst_turn_clearerr(t); /* the run's own outcome is the truth */
   if (api_json_run_terminal(run.status)) {
+    /* A cancel that came too late (the run completed first: the API
+     * refused the cancel) answers with what the run wrote, like any
+     * completed run; a run that ended otherwise has nothing new. */
+    if (t->no_messages && strcmp(run.status, "completed") == 0) t->no_messages = 0;
     if (t->no_messages) asst_turn_finish(t);
     else collect(t);
   } else {
