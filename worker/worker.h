@@ -105,6 +105,8 @@ typedef struct wk_config {
   wk_overrides_fn allowed_overrides; /* NULL: the default allowance for every assistant */
   void *overrides_opaque;
   int allow_assistant_ids;    /* worker.allow_assistant_ids: a request may name an asst_ id */
+  int reset_deletes_old;      /* worker.reset_deletes_old: a `reset` request deletes the old
+                                 backend conversation (default 0: kept; conv_request.h) */
   /* Function calling (worker_tools.c).  ntool_routes == 0: no function is
    * routed, and a run that asks for tool outputs is cancelled
    * (tool_calls_unsupported).  Otherwise tool_key (borrowed) signs the
@@ -149,6 +151,9 @@ typedef struct wk_config {
   void (*usage_observe)(void *opaque, const char *assistant, const char *model, const int64_t tokens[4]);
 } wk_config;
 
+/** Outcomes of wk_stats.conv_requests. */
+enum { WK_CONV_COMPLETED = 0, WK_CONV_FAILED = 1, WK_CONV_REJECTED = 2 };
+
 /** Counters, for logs and /metrics. */
 typedef struct wk_stats {
   unsigned long txn_commits, txn_aborts;
@@ -163,6 +168,9 @@ typedef struct wk_stats {
   unsigned long conv_queue_full; /* events answered conversation_queue_full */
   unsigned long tool_round_cap;  /* turns ended too_many_tool_rounds */
   unsigned long usage_records;   /* usage records durable (committed, or delivered) */
+  /* Conversation requests by kind (contract_kind) and outcome (WK_CONV_*);
+   * a kind's rejections counted when the request decoded. */
+  unsigned long conv_requests[CONTRACT_KIND_COUNT][3];
   int paused;
 } wk_stats;
 

@@ -125,6 +125,12 @@ typedef struct wk_event {
                                   (or, after an abort, its offset is done and none are) */
   struct wk_event *owed_prev, *owed_next; /* wk.owed_head list */
   long bytes;                  /* its share of wk_stats.in_flight_bytes (wk_event_bytes) */
+  /* Conversation request `cancel` (cancel.h): */
+  char cancel_by[129];         /* the event_id of the cancel that cancelled this event's turn;
+                                  "" when none */
+  int cancel_sent;             /* the cancel was handed to the backend (be_turn_cancel) */
+  struct wk_event *oob_prev, *oob_next; /* wk.oob_head: events outside any conversation queue
+                                  (a cancel, a rejection without a conversation: conv_sched.h) */
 } wk_event;
 
 struct wk_conv {
@@ -162,6 +168,7 @@ struct wk {
   kp *producer;
   wk_conv *convs;              /* uthash by id */
   ptab parts;                  /* the requests topic's partitions (intake.c) */
+  wk_event *oob_head;          /* events started outside a conversation queue (conv_sched.h) */
   wk_event *ready_head, *ready_tail;
   wk_event *retry_head;
   wk_event *dirty_head;

@@ -118,3 +118,32 @@ def test_consumer_lag_grows_behind_a_busy_partition_and_returns_to_zero(ctx, wor
         return (a, b) if a and b and not a & b and a | b == set(range(12)) else None
 
     wait_until(split, 30, "the two workers' lag series to split the partitions")
+
+
+def test_metrics_count_conversation_requests_by_kind_and_outcome(ctx, worker):
+    port = free_port()
+    worker("ops-kinds", extra_env={"AW_HEALTH_PORT": str(port)})
+    wait_until(lambda: get(port, "/readyz")[0] == 200, 10, "readiness")
+    ok = [ctx.request("conv-ops-kinds-1", "history"), ctx.request("conv-ops-kinds-2", "delete")]
+    bad_cursor = ctx.request("conv-ops-kinds-3", "history", after="msg_nowhere")  # no conversation: an empty page
+    # Decoded, then refused by the worker (14 metadata pairs at most): counted under its kind.
+    rejected = ctx.request("conv-ops-kinds-4", "history", metadata={f"k{i}": "v" for i in range(15)})
+    ctx.responses_for([r["event_id"] for r in ok + [bad_cursor, rejected]])
+
+    last = {}
+
+    def counted():
+        text = get(port, "/metrics")[1]
+        series = last["series"] = {(k, o): metric(text, f'aw_conversation_requests_total{{kind="{k}",outcome="{o}"}}')
+                  for k in ("history", "append", "reset", "delete", "cancel")
+                  for o in ("completed", "failed", "rejected")}
+        return series if (series[("history", "rejected")] == 1 and series[("delete", "completed")] == 1
+                          and series[("history", "completed")] + series[("history", "failed")] == 2) else None
+
+    try:
+        series = wait_until(counted, 10, "the metrics to count the conversation requests")
+    except AssertionError as e:
+        raise AssertionError(f"{e}: {last.get('series')}") from None
+    assert series[("append", "completed")] == 0 and series[("reset", "failed")] == 0, series
+    # A message is counted by aw_events_answered_total only.
+    assert 'aw_conversation_requests_total{kind="message"' not in get(port, "/metrics")[1]

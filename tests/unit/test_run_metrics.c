@@ -109,11 +109,33 @@ static void test_consumer_lag_families_are_rendered_without_a_worker(void **stat
   rmet_free(NULL);
 }
 
+static void test_conversation_requests_are_counted_by_kind_and_outcome(void **state) {
+  (void)state;
+  rmet *m = NULL;
+  assert_int_equal(rmet_new(&m), AW_OK);
+  char *t = render(m);
+  assert_line(t, "# TYPE aw_conversation_requests_total counter");
+  static const char *const kinds[] = {"history", "append", "reset", "delete", "cancel"};
+  static const char *const outcomes[] = {"completed", "failed", "rejected"};
+  char line[160];
+  for (size_t k = 0; k < 5; k++)
+    for (size_t o = 0; o < 3; o++) {
+      snprintf(line, sizeof line, "aw_conversation_requests_total{kind=\"%s\",outcome=\"%s\"} 0", kinds[k],
+               outcomes[o]);
+      assert_line(t, line);
+    }
+  /* A message is counted by aw_events_answered, not here. */
+  assert_no_text(t, "aw_conversation_requests_total{kind=\"message\"");
+  free(t);
+  rmet_free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_api_calls_are_histograms_by_route_and_status),
       cmocka_unit_test(test_series_beyond_the_cap_are_dropped_and_counted),
       cmocka_unit_test(test_consumer_lag_families_are_rendered_without_a_worker),
+      cmocka_unit_test(test_conversation_requests_are_counted_by_kind_and_outcome),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

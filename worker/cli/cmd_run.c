@@ -144,6 +144,7 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
   wc.allowed_overrides = cfg_allowed_overrides;
   wc.overrides_opaque = &r->c;
   wc.allow_assistant_ids = r->c.worker.allow_assistant_ids;
+  wc.reset_deletes_old = r->c.worker.reset_deletes_old;
   wc.observe = rmet_observe;
   wc.observe_opaque = r->met;
   /* Usage records: on unless usage.enabled is false; wk_new turns them off

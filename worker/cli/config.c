@@ -97,6 +97,7 @@ const field cfg_fields[] = {
     S("worker", "health_bind", "AW_HEALTH_BIND", F_STR, worker.health_bind),
     S("worker", "allow_core_dumps", "AW_ALLOW_CORE_DUMPS", F_BOOL, worker.allow_core_dumps),
     S("worker", "allow_assistant_ids", "AW_ALLOW_ASSISTANT_IDS", F_BOOL, worker.allow_assistant_ids),
+    S("worker", "reset_deletes_old", "AW_RESET_DELETES_OLD", F_BOOL, worker.reset_deletes_old),
     S("worker", "exactly_once", "AW_EXACTLY_ONCE", F_BOOL, worker.exactly_once),
     N("worker", "txn_interval_ms", NULL, F_LONG, worker.txn_interval_ms, 0, 60000),
     S("worker", "tenant_source", "AW_TENANT_SOURCE", F_STR, worker.tenant_source),

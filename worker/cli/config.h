@@ -23,6 +23,7 @@
  *               "max_answer_bytes": ..,
  *               "commit_interval_ms": .., "health_port": .., "health_bind": "0.0.0.0",
  *               "allow_core_dumps": false, "allow_assistant_ids": false,
+ *               "reset_deletes_old": false,
  *               "exactly_once": true, "txn_interval_ms": ..,
  *               "tenant_source": "none", "key_rule": "match",
  *               "history_max_turns": .., "history_max_bytes": .., "history_ttl_s": ..},
@@ -258,6 +259,8 @@ typedef struct cfg {
     char health_bind[64];        /* "0.0.0.0": numeric IPv4/IPv6 address of the ops endpoint */
     int allow_core_dumps;        /* 0: `run` makes the process non-dumpable (secrets in memory) */
     int allow_assistant_ids;     /* 0: a request naming an asst_ id is rejected (overrides.h) */
+    int reset_deletes_old;       /* 0: a `reset` request keeps the old backend conversation;
+                                    1: deletes it (conv_request.h) */
     int exactly_once;            /* 1: responses and offsets commit in Kafka transactions */
     long txn_interval_ms;        /* 20: least time between two transaction commits */
     char tenant_source[80];      /* "none": no tenant; "header:<name>", "metadata:<key>",

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cancel.h"
+#include "conv_request.h"
 #include "conv_store.h"
 #include "conv_sched.h"
 #include "event_claim.h"
@@ -173,6 +175,12 @@ void wk_ev_publish(wk_event *ev, const contract_response *r0) {
       return;
     }
   }
+  if (r->kind != CONTRACT_KIND_MESSAGE && (unsigned)r->kind < CONTRACT_KIND_COUNT) { /* /metrics */
+    const char *st = ev->status[0] ? ev->status : r->status ? r->status : "";
+    ev->w->st.conv_requests[r->kind][!strcmp(st, "completed")  ? WK_CONV_COMPLETED
+                                     : !strcmp(st, "rejected") ? WK_CONV_REJECTED
+                                                               : WK_CONV_FAILED]++;
+  }
   wk_ev_set_state(ev, ST_PUBLISHING);
   ev->send_response = 1;
   ev->send_dlq = ev->reject_code != NULL;
@@ -197,6 +205,7 @@ static void ev_publish_rejection(wk_event *ev) {
   r.error_message = ev->reject_msg ? ev->reject_msg : ev->reject_code;
   r.timings.received_ms = ev->received_ms;
   r.timings.completed_ms = wk_now_ms();
+  if (ev->req) r.kind = ev->req->kind; /* decoded: the answer names its kind */
   wk_copy_id(ev->status, sizeof ev->status, "rejected");
   ev->w->st.rejected++;
   log_ctx c = wk_ev_ctx(ev);
@@ -273,6 +282,14 @@ static void lookup_done(wk_event *ev) {
   }
   ev_release_original(ev);
   wk_ev_set_state(ev, ST_TURN);
+  if (wk_cr_handles(ev->req->kind)) { /* history, append, reset, delete: their own step */
+    wk_cr_start(ev);
+    return;
+  }
+  if (ev->req->kind == CONTRACT_KIND_CANCEL) { /* its own step, out of the conversation's order */
+    wk_cancel_run(ev);
+    return;
+  }
   if (ev->recover) {
     log_ctx c = wk_ev_ctx(ev);
     log_info(&c, "event was started before; recovering its turn");

@@ -27,6 +27,9 @@ const char *wkov_field(unsigned bit) {
 int wkov_check(const contract_request *q, const wkov_policy *p, const char **field, char *msg, size_t n) {
   *field = NULL;
   if (msg && n) msg[0] = '\0';
+  /* Overrides change a turn: the other kinds (history, append, ...) start
+   * none, carry no instructions and may name no assistant (NULL). */
+  if (q->kind != CONTRACT_KIND_MESSAGE) return AW_OK;
   /* The decoder bounds the assistant name (256 bytes); the message quotes
    * at most 128 of it so the rest of the sentence always fits. */
   if (strncmp(q->assistant, "asst_", 5) == 0 && !p->allow_assistant_ids) {

@@ -23,6 +23,9 @@
  * request could set; a field added later gets its bit here, closed by
  * default.
  *
+ * Only a message (CONTRACT_KIND_MESSAGE) is checked: the other kinds run
+ * no turn, so they override nothing.
+ *
  * Checked once per event, at admission (event.c), before anything is
  * looked up or claimed: a refused request is answered `rejected` with
  * WKOV_CODE and dead-lettered with its bytes, and claims nothing.

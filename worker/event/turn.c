@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "be_errors.h"
+#include "cancel.h"
 #include "conv_store.h"
 #include "delta.h"
 #include "event.h"
@@ -46,6 +47,10 @@ static void turn_checkpoint(void *opaque, const char *checkpoint, const be_handl
     ev->w->st.redis_errors++;
   log_ctx c = wk_ev_ctx(ev);
   log_debug(&c, "checkpoint recorded");
+  /* A cancel that came before the backend's object was known goes now
+   * (only while the turn runs: wk_turn_done passes its last checkpoint
+   * here too, with no op left). */
+  wk_cancel_on_checkpoint(ev);
 }
 
 /* Stable error code of a turn that ended in an error: the backend's, else
@@ -119,6 +124,8 @@ void wk_turn_done(void *opaque, const be_turn_result *res) {
     }
   }
   wkt_annotate(ev, &r);
+  char cancel_msg[sizeof ev->cancel_by + 32];
+  wk_cancel_annotate(ev, &r, cancel_msg, sizeof cancel_msg); /* after wkt_annotate: the cancel's code wins */
   wku_finish(ev, &r); /* the usage record goes out with the response (outbox.c) */
   wk_copy_id(ev->status, sizeof ev->status, r.status);
   log_ctx c = wk_ev_ctx(ev);
@@ -179,6 +186,7 @@ void wk_turn_start(wk_event *ev) {
     wk_ev_finish(ev);
     return;
   }
+  if (wk_cancel_before_turn(ev)) return; /* a cancel request came first (cancel.h) */
   be_turn_input in;
   wk_turn_input(ev, &in);
   int rc = be_turn_start(ev->w->be, &in, &wk_turn_events, ev, &ev->op);

@@ -120,9 +120,17 @@ static void turn_token(wk_event *ev) {
   if (k < 0 || (size_t)k >= sizeof b || corr_digest(b, ev->turn_token) != AW_OK) ev->turn_token[0] = '\0';
 }
 
-/* Checks beyond the contract's syntax: what this worker can serve. */
+/* Checks beyond the contract's syntax: what this worker can serve.  Only a
+ * message has an assistant and content: the other kinds (history,
+ * append, ...) carry neither (the decoder checked each kind's own fields,
+ * so an append's messages are text only), and share the metadata limit. */
 static void validate(wk *w, wk_event *ev, const rd_kafka_message_t *m) {
   contract_request *q = ev->req;
+  if (q->kind != CONTRACT_KIND_MESSAGE) {
+    if (q->nmetadata > MAX_USER_METADATA)
+      (void)reject(ev, "invalid_field", "metadata has more than 14 pairs (2 are reserved)%s", "", m);
+    return;
+  }
   for (size_t i = 0; i < q->nparts; i++) {
     if (q->parts[i].type != CONTRACT_PART_TEXT) {
       (void)reject(ev, "unsupported_content", "content part %s is not supported yet (text only)",
@@ -238,7 +246,16 @@ void wki_on_message(void *opaque, rd_kafka_message_t *m) {
       log_error(NULL, "out of memory keeping an event's original bytes");
   }
   int32_t part = ev->partition;
-  int erc = ev->conv_id[0] ? wks_enqueue(w, ev) : AW_EINVAL;
+  /* A cancel must not wait behind the turn it cancels (cancel.h): it is
+   * started at once, outside its conversation's queue.  Answering it before
+   * that turn is safe for the offsets: this one is tracked like any other,
+   * and the offset tracker commits only the prefix of done offsets, so the
+   * cancel's offset is committed once the turn's is too (answered beyond
+   * the commit point, it travels in the commit's metadata and is skipped if
+   * the partition is read again).  A rejected cancel is answered at once
+   * too: nothing of it touches the conversation. */
+  int oob = ev->req && ev->req->kind == CONTRACT_KIND_CANCEL;
+  int erc = oob ? AW_OK : ev->conv_id[0] ? wks_enqueue(w, ev) : AW_EINVAL;
   if (erc == AW_EAGAIN && !ev->reject_code) {
     /* Its conversation's queue is full: answered now, out of the
      * conversation's order (nothing of it reaches the backend), with the
@@ -255,8 +272,9 @@ void wki_on_message(void *opaque, rd_kafka_message_t *m) {
   ev->bytes = wk_event_bytes(ev, m->len);
   w->st.in_flight_bytes += ev->bytes;
   rd_kafka_message_destroy(m);
-  if (erc != AW_OK)
-    wks_ready(ev); /* no conversation to order against, or its queue is full: answer it right away */
+  if (oob || erc != AW_OK)
+    wks_start_out_of_band(w, ev); /* a cancel; or no conversation to order against, or its queue is
+                                     full: answer it right away */
   wki_check_partition(w, part);
   wki_check_pressure(w);
 }

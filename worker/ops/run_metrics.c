@@ -45,6 +45,7 @@ struct rmet {
   size_t napi;
   api_slot api[API_SLOTS];
   met_counter_ref *usage_records;
+  met_counter_ref *conv[CONTRACT_KIND_COUNT][3]; /* by kind and outcome (WK_CONV_*); [0] (message) unused */
   tok_slot tok_other;          /* assistant="other", model="other": also the overflow */
   size_t ntok;
   tok_slot tok[RMET_TOKEN_PAIRS_MAX];
@@ -65,7 +66,7 @@ static const char API_RETRIES_HELP[] = "API requests sent again (attempts - 1), 
 
 /* Registry size: the fixed series, the API series and their routes' retry
  * counters, with room to spare. */
-#define MAX_SERIES (64 + 2 * RMET_API_SERIES_MAX + 4 * (RMET_TOKEN_PAIRS_MAX + 1))
+#define MAX_SERIES (64 + 3 * CONTRACT_KIND_COUNT + 2 * RMET_API_SERIES_MAX + 4 * (RMET_TOKEN_PAIRS_MAX + 1))
 
 /* Register the four series of one (assistant, model) pair into s. */
 static int tok_register(rmet *m, tok_slot *s, const char *assistant, const char *model) {
@@ -176,6 +177,14 @@ int rmet_new(rmet **out) {
   if (!rc)
     rc = met_counter(m->reg, "aw_usage_records_published", "Usage records published (committed with their response)",
                      &m->usage_records, (const char *)NULL);
+  /* Conversation requests other than a message, by kind and outcome
+   * (conv_request.h, cancel.h); a message is in aw_events_answered. */
+  static const char *const outcomes[3] = {"completed", "failed", "rejected"};
+  for (int k = 1; k < CONTRACT_KIND_COUNT && !rc; k++)
+    for (int o = 0; o < 3 && !rc; o++)
+      rc = met_counter(m->reg, "aw_conversation_requests",
+                       "Conversation requests other than a message answered, by kind and outcome", &m->conv[k][o],
+                       "kind", contract_kind_name((contract_kind)k), "outcome", outcomes[o], (const char *)NULL);
   if (!rc) rc = tok_register(m, &m->tok_other, "other", "other");
   if (rc) {
     rmet_free(m);
@@ -245,6 +254,8 @@ int rmet_render(rmet *m, const wk *w, const rconn *redis, buf *out) {
     met_counter_set(m->txn_commits, (double)s.txn_commits);
     met_counter_set(m->txn_aborts, (double)s.txn_aborts);
     met_counter_set(m->usage_records, (double)s.usage_records);
+    for (int k = 1; k < CONTRACT_KIND_COUNT; k++)
+      for (int o = 0; o < 3; o++) met_counter_set(m->conv[k][o], (double)s.conv_requests[k][o]);
   }
   if (redis) met_gauge_set(m->redis_up, rconn_ready(redis) ? 1 : 0);
   int rc = met_render(m->reg, out);

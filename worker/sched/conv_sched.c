@@ -101,10 +101,44 @@ int wks_enqueue(wk *w, wk_event *ev) {
   return AW_OK;
 }
 
+/* ---- out of band -------------------------------------------------------------
+ *
+ * An event that is in no conversation queue is still owned by the worker
+ * until it finishes: a doubly linked list (O(1) in and out) lets wk_free
+ * find it.  Its offset needs nothing special: intake tracked it like any
+ * other, and the offset tracker commits only the prefix of done offsets. */
+
+static void oob_unlink(wk *w, wk_event *ev) {
+  if (ev->oob_prev) ev->oob_prev->oob_next = ev->oob_next;
+  else if (w->oob_head == ev) w->oob_head = ev->oob_next;
+  else return; /* not on the list */
+  if (ev->oob_next) ev->oob_next->oob_prev = ev->oob_prev;
+  ev->oob_prev = ev->oob_next = NULL;
+}
+
+void wks_start_out_of_band(wk *w, wk_event *ev) {
+  ev->conv = NULL;
+  ev->oob_prev = NULL;
+  ev->oob_next = w->oob_head;
+  if (w->oob_head) w->oob_head->oob_prev = ev;
+  w->oob_head = ev;
+  wks_ready(ev);
+}
+
+wk_event *wks_head(wk *w, const char *conv_ref) {
+  wk_conv *c = NULL;
+  if (!conv_ref || !*conv_ref) return NULL;
+  HASH_FIND_STR(w->convs, conv_ref, c);
+  return c ? c->head : NULL;
+}
+
 /* ev (the head) is done: the next event of the conversation may start. */
 void wks_advance(wk *w, wk_event *ev) {
   wk_conv *c = ev->conv;
-  if (!c) return;
+  if (!c) {
+    oob_unlink(w, ev);
+    return;
+  }
   c->head = ev->next;
   c->n--;
   if (!c->head) {
@@ -133,5 +167,11 @@ void wks_free_all(wk *w) {
     HASH_DEL(w->convs, c);
     free(c->id);
     free(c);
+  }
+  while (w->oob_head) {
+    wk_event *ev = w->oob_head;
+    oob_unlink(w, ev);
+    be_op_cancel(ev->op);
+    wk_ev_free(ev);
   }
 }

@@ -16,7 +16,18 @@ void wks_advance(wk *w, wk_event *ev);
 void wks_ready(wk_event *ev);
 /** Try the event's current step again from the retry list (RETRY_TICK_MS). */
 void wks_retry_later(wk_event *ev);
-/** Free every queued event and conversation (wk_free; nothing is answered). */
+/** Start ev now, outside any conversation queue (ev->conv stays NULL, so
+ *  wks_advance leaves every conversation alone): a cancel, which must not
+ *  wait behind the turn it cancels, and an event answered without its
+ *  conversation (no conversation id, or its queue is full).  Kept on the
+ *  worker's out-of-band list until it finishes, so wks_free_all frees it. */
+void wks_start_out_of_band(wk *w, wk_event *ev);
+/** The event at the head of the conversation conv_ref's queue (the one
+ *  taking its step now, or about to), or NULL when the conversation has
+ *  nothing queued in this worker. */
+wk_event *wks_head(wk *w, const char *conv_ref);
+/** Free every queued event and conversation, and every out-of-band event
+ *  (wk_free; nothing is answered). */
 void wks_free_all(wk *w);
 
 #endif

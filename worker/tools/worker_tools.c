@@ -16,8 +16,9 @@
  *   COLLECT  tstate_collect applies passed deadlines and hands the outputs
  *   SUBMIT   be_turn_continue with the round's outputs; the turn goes on:
  *            another round comes back here, the end goes to wk_turn_done
- *   CANCEL   a deadline with on_deadline cancel_run: be_turn_cancel ends
- *            the turn (cancelled)
+ *   CANCEL   a deadline with on_deadline cancel_run, or a conversation
+ *            request `cancel` (wkt_cancel): be_turn_cancel ends the turn
+ *            (cancelled)
  *
  * The owner of the request event is the only worker that submits.  Two
  * may believe they own it for a while (one lost its partition to a session
@@ -107,6 +108,7 @@ typedef struct wkt_ev {
   long round;             /* the current round's number within the turn (tool_state) */
   long rounds_seen;       /* the highest round the tool state listed (usage records) */
   int over_cap;           /* the turn asked for more than max_tool_rounds rounds: cancelled */
+  int cancel_asked;       /* wkt_cancel came while a step was out: cancel once idle in WAIT */
   char claim[48];         /* this attempt's token for the rounds' submission claims */
   UT_hash_handle hh;
 } wkt_ev;
@@ -564,6 +566,42 @@ static void expired(wkt_ev *te) {
   recover_turn(te, "the turn's expiry passed while waiting for tool replies");
 }
 
+/* A conversation request `cancel` (worker/event/cancel.h) ends the waiting
+ * turn as a deadline with cancel_run does; the answer's code is the
+ * cancel's (wk_turn_done).  The round's tool state is finished with the
+ * turn (wkt_annotate): replies that come later are dead-lettered as for
+ * any finished turn. */
+static void cancel_requested(wkt_ev *te) {
+  wk_event *ev = te->ev;
+  te->cancel_asked = 0;
+  unpark(te);
+  te->stage = S_CANCEL;
+  wk_ev_set_state(ev, ST_TURN);
+  log_ctx lc = te_ctx(te);
+  log_info(&lc, "cancelling the turn waiting for tool replies (cancel %s)", ev->cancel_by[0] ? ev->cancel_by : "");
+  ev->cancel_sent = 1;
+  be_turn_input in;
+  wk_turn_input(ev, &in);
+  int rc = be_turn_cancel(ev->w->be, &in, &wk_turn_events, ev, &ev->op);
+  if (rc != AW_OK) fail_turn(te, rc, "api_error", "could not cancel the turn");
+}
+
+int wkt_cancel(wk_event *ev, const char *reason) {
+  wkt_ev *te = ev->tools;
+  if (!te || ev->state != ST_TOOLS) return 0;
+  log_ctx lc = te_ctx(te);
+  log_debug(&lc, "cancel asked by %s", reason ? reason : "(unknown)");
+  if (te->stage == S_WAIT && !te->busy && !te->pending_dr && !te->abandon) {
+    cancel_requested(te);
+    return 1;
+  }
+  /* A step of the phase is out (recording the round, publishing its
+   * requests, collecting): cancelled once it is back and the turn idles in
+   * WAIT (on_tick), or instead of submitting (on_collected). */
+  te->cancel_asked = 1;
+  return 1;
+}
+
 static void on_tick(uv_timer_t *h) {
   wk *w = h->data;
   wkt *T = w->tools;
@@ -579,6 +617,10 @@ static void on_tick(uv_timer_t *h) {
     if (wki_stale(te->ev)) {
       /* Revoked: the partition's new owner picks the run up. */
       wk_ev_abandon(te->ev);
+      continue;
+    }
+    if (te->cancel_asked) {
+      cancel_requested(te);
       continue;
     }
     if (te->expires_at_ms > 0 && !te->expiry_checked && now >= te->expires_at_ms + EXPIRY_GRACE_MS) {
@@ -680,6 +722,12 @@ static void on_collected(void *opaque, int err, const tstate_collected *c) {
     te->stage = S_WAIT;
     te->next_check_ms = c->held_until_ms + 1;
     te->next_deadline_ms = -1;
+    return;
+  }
+  if (te->cancel_asked) {
+    /* Cancelled while this look was out: no submission. */
+    if (c->ready) keep_outcomes(te, c);
+    cancel_requested(te);
     return;
   }
   if (!c->ready) {

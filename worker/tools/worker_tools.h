@@ -17,6 +17,11 @@ void wkt_begin(wk_event *ev, const be_tool_call *calls, size_t n, int64_t expire
 /** Before resuming a run an earlier attempt started: fetch the tool calls
  *  its rounds already had (for the response), then call then(ev). */
 void wkt_prefetch(wk_event *ev, void (*then)(wk_event *ev));
+/** Cancel the turn of ev, which waits for tool replies (ST_TOOLS), at the
+ *  backend (be_turn_cancel; it ends through wk_turn_done, cancelled): now,
+ *  or once the phase's step in progress is back.  reason (the cancel's
+ *  event id) is for the log.  1: taken; 0: ev is not in the tool phase. */
+int wkt_cancel(wk_event *ev, const char *reason);
 /** Retry of a failed step of the tool phase (from the retry list). */
 void wkt_retry(wk_event *ev);
 /** The event leaves the tool phase (answered, abandoned or freed). */
