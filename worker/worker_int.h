@@ -65,6 +65,8 @@ typedef struct wk_event {
   int64_t offset;
   uint64_t gen;                /* partition generation at consumption */
   contract_request *req;       /* NULL when the event could not be decoded */
+  contract_kind kind;          /* the request's kind; for one that did not decode, what its
+                                  `kind` key names (contract_request_peek_kind) */
   /* rejection (decode or validation failure) */
   const char *reject_code;
   char *reject_msg;

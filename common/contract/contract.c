@@ -116,6 +116,30 @@ static void scan_ids(const uint8_t *p, size_t len, char *event_id, size_t event_
   }
 }
 
+contract_kind contract_request_peek_kind(const void *data, size_t len) {
+  const uint8_t *p = data;
+  size_t off = 0;
+  mpu_head h;
+  if (!p || mpu_read(p, len, &off, &h) || h.kind != MPU_MAP) return CONTRACT_KIND_MESSAGE;
+  for (uint64_t i = 0; i < h.n; i++) {
+    mpu_head k;
+    size_t key_off = off;
+    if (mpu_read(p, len, &off, &k)) return CONTRACT_KIND_MESSAGE;
+    if (k.kind == MPU_STR && k.n == 4 && memcmp(k.body, "kind", 4) == 0) {
+      mpu_head v;
+      if (mpu_read(p, len, &off, &v) || v.kind != MPU_STR) return CONTRACT_KIND_MESSAGE;
+      for (unsigned n = 0; n < CONTRACT_KIND_COUNT; n++) {
+        const char *name = contract_kind_name((contract_kind)n);
+        if (strlen(name) == v.n && memcmp(v.body, name, v.n) == 0) return (contract_kind)n;
+      }
+      return CONTRACT_KIND_MESSAGE;
+    }
+    off = key_off;
+    if (mpu_skip(p, len, &off) || mpu_skip(p, len, &off)) return CONTRACT_KIND_MESSAGE;
+  }
+  return CONTRACT_KIND_MESSAGE;
+}
+
 /* ---- request decoding ------------------------------------------------------ */
 
 int contract_dfail(contract_dctx *c, int rc, const char *code, const char *fmt, ...) {

@@ -133,6 +133,11 @@ int contract_request_decode(const void *data, size_t len, const contract_limits 
                             char *event_id, size_t event_id_size,
                             char *conv_id, size_t conv_id_size,
                             char *errstr, size_t errstr_size) AW_MUST_CHECK;
+/** Best effort, for the rejection of a request that did not decode: the
+ *  kind its top-level `kind` key names, without allocating;
+ *  CONTRACT_KIND_MESSAGE when there is none or it cannot be read. */
+contract_kind contract_request_peek_kind(const void *data, size_t len);
+
 /** Free a decoded request (one free(); NULL is fine). */
 void contract_request_free(contract_request *r);
 

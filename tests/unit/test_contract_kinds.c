@@ -257,6 +257,40 @@ static void an_unknown_or_mistyped_kind_is_rejected(void **state) {
 
 /* assistant and content belong to the message kind: required there,
  * assistant optional (decoded, ignored) and content refused elsewhere. */
+/* A request that fails to decode still names its kind in its rejection:
+ * the best-effort peek reads the top-level `kind`, and says message for
+ * anything it cannot read. */
+static int peek(const char *json) {
+  cJSON *j = cJSON_Parse(json);
+  if (!j) fail_msg("test JSON does not parse: %s", json);
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  pack_json(&pk, j);
+  cJSON_Delete(j);
+  int k = (int)contract_request_peek_kind(sb.data, sb.size);
+  msgpack_sbuffer_destroy(&sb);
+  return k;
+}
+
+static void a_request_that_does_not_decode_still_names_its_kind(void **state) {
+  (void)state;
+  /* limit 0 fails the decode; the peek still finds the kind. */
+  assert_int_equal(peek("{\"v\":1,\"event_id\":\"e\",\"conversation_id\":\"c\",\"limit\":0,\"kind\":\"history\"}"),
+                   CONTRACT_KIND_HISTORY);
+  assert_int_equal(peek("{\"kind\":\"append\",\"messages\":[]}"), CONTRACT_KIND_APPEND);
+  assert_int_equal(peek("{\"kind\":\"cancel\"}"), CONTRACT_KIND_CANCEL);
+  assert_int_equal(peek("{\"kind\":\"histories\"}"), CONTRACT_KIND_MESSAGE);
+  assert_int_equal(peek("{\"kind\":7}"), CONTRACT_KIND_MESSAGE);
+  assert_int_equal(peek("{\"v\":1}"), CONTRACT_KIND_MESSAGE);
+  assert_int_equal(peek("[\"kind\",\"history\"]"), CONTRACT_KIND_MESSAGE);
+  /* Truncated bytes: nothing read past the end (ASan), message. */
+  const unsigned char trunc[] = {0x82, 0xa4, 'k', 'i', 'n', 'd', 0xa7, 'h', 'i'};
+  assert_int_equal(contract_request_peek_kind(trunc, sizeof trunc), CONTRACT_KIND_MESSAGE);
+  assert_int_equal(contract_request_peek_kind(NULL, 0), CONTRACT_KIND_MESSAGE);
+}
+
 static void assistant_and_content_are_required_only_for_messages(void **state) {
   (void)state;
   expect_reject("{" HEAD ",\"content\":\"x\"}", AW_EINVAL, "missing_field", "missing field assistant");
@@ -857,6 +891,7 @@ int main(void) {
       cmocka_unit_test(kind_names_are_the_wire_names),
       cmocka_unit_test(a_v1_request_without_kind_is_a_message),
       cmocka_unit_test(an_unknown_or_mistyped_kind_is_rejected),
+      cmocka_unit_test(a_request_that_does_not_decode_still_names_its_kind),
       cmocka_unit_test(assistant_and_content_are_required_only_for_messages),
       cmocka_unit_test(keys_of_another_kind_are_rejected_naming_key_and_kind),
       cmocka_unit_test(history_decodes_with_its_defaults),

@@ -205,7 +205,7 @@ static void ev_publish_rejection(wk_event *ev) {
   r.error_message = ev->reject_msg ? ev->reject_msg : ev->reject_code;
   r.timings.received_ms = ev->received_ms;
   r.timings.completed_ms = wk_now_ms();
-  if (ev->req) r.kind = ev->req->kind; /* decoded: the answer names its kind */
+  r.kind = ev->kind; /* the answer names its kind, even when the request did not decode */
   wk_copy_id(ev->status, sizeof ev->status, "rejected");
   ev->w->st.rejected++;
   log_ctx c = wk_ev_ctx(ev);

@@ -232,9 +232,11 @@ void wki_on_message(void *opaque, rd_kafka_message_t *m) {
                                    sizeof ev->conv_id, errstr, sizeof errstr);
   if (rc != AW_OK) {
     ev->req = NULL;
+    ev->kind = contract_request_peek_kind(m->payload, m->len);
     if (reject(ev, code ? code : "malformed_event", "%s", errstr, m) != AW_OK)
       log_error(NULL, "out of memory keeping a rejected event");
   } else {
+    ev->kind = ev->req->kind;
     wk_copy_id(ev->event_id, sizeof ev->event_id, ev->req->event_id);
     if (decide_identity(w, ev, m)) validate(w, ev, m);
     turn_token(ev);
