@@ -27,6 +27,8 @@
 struct api_client {
   http_client *http;
   struct curl_slist *headers;
+  struct curl_slist *form_headers; /* the same without Content-Type (curl
+                                      sets multipart/form-data; boundary=) */
   char *base_url;  /* without trailing '/' */
   const char *base_path; /* points into base_url, "" if none */
   api_config cfg;  /* numbers only; strings are not kept */
@@ -40,6 +42,10 @@ struct api_call {
   http_request *req;
   api_done_cb on_done;
   api_event_cb on_event;
+  api_data_cb on_raw;  /* a download: the 2xx body's bytes, as they come */
+  size_t max_raw;      /* its cap (0: none) */
+  const http_form_part *form; /* an upload's parts (borrowed) */
+  size_t nform;
   void *opaque;
   sse_parser sse;
   int streaming;
@@ -124,19 +130,24 @@ int api_client_new(uv_loop_t *loop, const api_config *cfg, api_client **out, cha
   if (!bearer) goto nomem;
   snprintf(bearer, kl, "Bearer %s", cfg->api_key);
   rc = add_header(&c->headers, "Authorization", bearer);
+  if (!rc) rc = add_header(&c->form_headers, "Authorization", bearer);
   memset(bearer, 0, kl);
   free(bearer);
-  if (!rc && cfg->beta && cfg->beta[0]) rc = add_header(&c->headers, "OpenAI-Beta", cfg->beta);
-  if (!rc) rc = add_header(&c->headers, "Content-Type", "application/json");
-  if (!rc && cfg->organization && cfg->organization[0])
-    rc = add_header(&c->headers, "OpenAI-Organization", cfg->organization);
-  if (!rc && cfg->project && cfg->project[0])
-    rc = add_header(&c->headers, "OpenAI-Project", cfg->project);
-  /* No "Expect: 100-continue" round trip for larger POST bodies. */
-  if (!rc) {
-    struct curl_slist *nl = curl_slist_append(c->headers, "Expect:");
-    if (nl) c->headers = nl;
-    else rc = AW_ENOMEM;
+  /* Two lists that differ only in Content-Type: JSON calls, and uploads
+   * (a Content-Type of ours would replace curl's multipart one). */
+  for (int form = 0; form < 2 && !rc; form++) {
+    struct curl_slist **l = form ? &c->form_headers : &c->headers;
+    if (!rc && cfg->beta && cfg->beta[0]) rc = add_header(l, "OpenAI-Beta", cfg->beta);
+    if (!rc && !form) rc = add_header(l, "Content-Type", "application/json");
+    if (!rc && cfg->organization && cfg->organization[0])
+      rc = add_header(l, "OpenAI-Organization", cfg->organization);
+    if (!rc && cfg->project && cfg->project[0]) rc = add_header(l, "OpenAI-Project", cfg->project);
+    /* No "Expect: 100-continue" round trip for larger POST bodies. */
+    if (!rc) {
+      struct curl_slist *nl = curl_slist_append(*l, "Expect:");
+      if (nl) *l = nl;
+      else rc = AW_ENOMEM;
+    }
   }
   if (rc) goto nomem;
 
@@ -146,6 +157,7 @@ int api_client_new(uv_loop_t *loop, const api_config *cfg, api_client **out, cha
   rc = http_client_new(loop, &hc, &c->http, errstr, errstr_size);
   if (rc) {
     curl_slist_free_all(c->headers);
+    curl_slist_free_all(c->form_headers);
     free(c->base_url);
     free(c);
     return rc;
@@ -154,6 +166,7 @@ int api_client_new(uv_loop_t *loop, const api_config *cfg, api_client **out, cha
   return AW_OK;
 nomem:
   curl_slist_free_all(c->headers);
+  curl_slist_free_all(c->form_headers);
   free(c->base_url);
   free(c);
   return aw_seterr(AW_ENOMEM, errstr, errstr_size, "api: out of memory");
@@ -177,6 +190,7 @@ void api_client_free(api_client *c) {
   }
   http_client_free(c->http);
   curl_slist_free_all(c->headers);
+  curl_slist_free_all(c->form_headers);
   free(c->base_url);
   free(c);
 }
@@ -188,7 +202,7 @@ const char *api_client_base_path(const api_client *c) { return c->base_path; }
 /* An id segment: a known id prefix, or a digit anywhere (see api_route). */
 static int segment_is_id(const char *s, size_t n) {
   static const char *const prefixes[] = {"asst_", "thread_", "msg_", "run_", "step_", "file_",
-                                         "vs_",   "call_",   "resp_", "conv_"};
+                                         "vs_",   "call_",   "resp_", "conv_", "file-", "vsfb_"};
   for (size_t i = 0; i < n; i++)
     if (s[i] >= '0' && s[i] <= '9') return 1;
   for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
@@ -292,7 +306,7 @@ static void on_http_done(void *opaque, const http_response *hr) {
   } else if ((res.err = status_err(hr->status)) != AW_OK) {
     api_error_format(call->method, call->path, hr->status, hr->body, hr->body_len, code, sizeof code,
                    msg, sizeof msg);
-  } else if (!call->streaming) {
+  } else if (!call->streaming && !call->on_raw) {
     json = cJSON_ParseWithLength(hr->body, hr->body_len);
     if (!json) {
       res.err = AW_EPARSE;
@@ -344,6 +358,21 @@ static int on_http_data(void *opaque, const char *data, size_t len) {
   return rc != AW_OK;
 }
 
+/* A download's bytes go to the caller as they come (no parse, no copy). */
+static int on_http_raw(void *opaque, const char *data, size_t len) {
+  api_call *call = opaque;
+  call->in_feed = 1;
+  int rc = call->on_raw(call->opaque, data, len);
+  call->in_feed = 0;
+  if (call->cancelled) {
+    /* Cancelled from on_data: the http request is gone already. */
+    call_free(call);
+    return 1;
+  }
+  if (rc) call->stream_err = AW_ECANCELLED;
+  return rc;
+}
+
 /* ---- the rate gate ------------------------------------------------------------ */
 
 /* Response heads, line by line, of a gated call: the rate-limit headers of
@@ -382,7 +411,9 @@ static int send_call(api_call *call, const char *url, const char *body, size_t b
   memset(&o, 0, sizeof o);
   o.method = call->method;
   o.url = url;
-  o.headers = c->headers;
+  o.headers = call->form ? c->form_headers : c->headers;
+  o.form = call->form;
+  o.nform = call->nform;
   o.body = body;
   o.body_len = body_len;
   o.max_body = c->cfg.max_body_bytes;
@@ -394,6 +425,14 @@ static int send_call(api_call *call, const char *url, const char *body, size_t b
   if (call->streaming) {
     o.on_data = on_http_data;
     o.idle_timeout_ms = c->cfg.stream_idle_timeout_ms;
+    o.connect_timeout_ms = c->cfg.request_timeout_ms;
+  } else if (call->on_raw || call->form) {
+    /* A transfer's length grows with the file: no total timeout, but one
+     * on silence (no byte received, or for an upload sent, for as long as
+     * a request may take). */
+    o.on_data = call->on_raw ? on_http_raw : NULL;
+    o.max_stream = call->max_raw;
+    o.idle_timeout_ms = c->cfg.request_timeout_ms;
     o.connect_timeout_ms = c->cfg.request_timeout_ms;
   } else {
     o.timeout_ms = c->cfg.request_timeout_ms;
@@ -423,9 +462,17 @@ static void on_gate_grant(void *opaque) {
 
 #define URL_MAX 2048
 
-static int start(api_client *c, const char *method, const char *path, const char *body,
-                 int idempotent, api_event_cb on_event, api_done_cb on_done, void *opaque,
-                 api_call **out) {
+/* A transfer of files (api_upload, api_download) besides JSON: */
+typedef struct xfer {
+  const http_form_part *form;
+  size_t nform;
+  api_data_cb on_raw;
+  size_t max_raw;
+} xfer;
+
+static int start_x(api_client *c, const char *method, const char *path, const char *body,
+                   int idempotent, api_event_cb on_event, const xfer *x, api_done_cb on_done,
+                   void *opaque, api_call **out) {
   if (out) *out = NULL;
   if (!c || !path || path[0] != '/' || !on_done) return AW_EINVAL;
   size_t qpos = strcspn(path, "?");
@@ -443,6 +490,12 @@ static int start(api_client *c, const char *method, const char *path, const char
   call->on_event = on_event;
   call->opaque = opaque;
   call->idempotent = idempotent;
+  if (x) {
+    call->form = x->form;
+    call->nform = x->nform;
+    call->on_raw = x->on_raw;
+    call->max_raw = x->max_raw;
+  }
   snprintf(call->method, sizeof call->method, "%s", method);
   memcpy(call->path, c->base_path, bp);
   memcpy(call->path + bp, path, qpos);
@@ -488,6 +541,27 @@ static int start(api_client *c, const char *method, const char *path, const char
   c->calls = call;
   if (out) *out = call;
   return AW_OK;
+}
+
+static int start(api_client *c, const char *method, const char *path, const char *body,
+                 int idempotent, api_event_cb on_event, api_done_cb on_done, void *opaque,
+                 api_call **out) {
+  return start_x(c, method, path, body, idempotent, on_event, NULL, on_done, opaque, out);
+}
+
+int api_upload(api_client *c, const char *path, const http_form_part *parts, size_t nparts,
+               api_done_cb on_done, void *opaque, api_call **out) {
+  if (!parts || !nparts) return AW_EINVAL;
+  xfer x = {.form = parts, .nform = nparts};
+  /* It creates something: retried only when certainly not applied. */
+  return start_x(c, "POST", path, NULL, 0, NULL, &x, on_done, opaque, out);
+}
+
+int api_download(api_client *c, const char *path, size_t max_bytes, api_data_cb on_data,
+                 api_done_cb on_done, void *opaque, api_call **out) {
+  if (!on_data) return AW_EINVAL;
+  xfer x = {.on_raw = on_data, .max_raw = max_bytes};
+  return start_x(c, "GET", path, NULL, 1, NULL, &x, on_done, opaque, out);
 }
 
 int api_request(api_client *c, const char *method, const char *path, const char *body,

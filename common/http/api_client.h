@@ -52,6 +52,7 @@
 #include <uv.h>
 #include "api_gate.h"
 #include "aw_error.h"
+#include "http_client.h"
 #include "retry.h"
 
 #define API_ID_MAX 96 /* longest id put into a path, NUL included (ids are ~30 bytes) */
@@ -180,6 +181,29 @@ int api_stream(api_client *c, const char *path, const char *body, api_event_cb o
  *  AW_EAMBIGUOUS). */
 int api_stream_get(api_client *c, const char *path, api_event_cb on_event, api_done_cb on_done,
                    void *opaque, api_call **out) AW_MUST_CHECK;
+
+/** Bytes of a download as they arrive.  Return 0 to go on, non-zero to
+ *  stop (on_done then reports AW_ECANCELLED). */
+typedef int (*api_data_cb)(void *opaque, const char *data, size_t len);
+
+/** POST base_url+path as multipart/form-data (http_form_part: the parts'
+ *  file contents are streamed from memory or a descriptor, never copied
+ *  whole; parts and what they point to are borrowed until on_done or
+ *  cancel).  It creates something: retried only when certainly not applied,
+ *  may end AW_EAMBIGUOUS like any creating api_request.  No total timeout:
+ *  an attempt fails AW_ETIMEDOUT when no byte moved either way for
+ *  request_timeout_ms.  The 2xx answer is JSON, as for api_request. */
+int api_upload(api_client *c, const char *path, const http_form_part *parts, size_t nparts,
+               api_done_cb on_done, void *opaque, api_call **out) AW_MUST_CHECK;
+
+/** GET base_url+path and hand the 2xx body to on_data as it arrives
+ *  (bounded memory: one receive buffer); res->json stays NULL.  Over
+ *  max_bytes (0: no cap) the transfer stops with AW_ETOOBIG.  Idempotent:
+ *  retried on 429, 5xx and transport failures while no byte reached
+ *  on_data.  No total timeout; AW_ETIMEDOUT after request_timeout_ms
+ *  without a byte.  A non-2xx answer is an error as for api_request. */
+int api_download(api_client *c, const char *path, size_t max_bytes, api_data_cb on_data,
+                 api_done_cb on_done, void *opaque, api_call **out) AW_MUST_CHECK;
 
 /* ---- endpoints ---------------------------------------------------------------
  * body arguments are JSON text (may be NULL where the API accepts no body).

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "log.h"
@@ -43,6 +44,15 @@ typedef struct retry_timer {
 } retry_timer;
 
 enum { ABORT_NONE = 0, ABORT_TOOBIG, ABORT_USER, ABORT_NOMEM };
+
+/* The content of one file part of a multipart upload, read by on_form_read
+ * in curl's steps (see "multipart uploads" below). */
+typedef struct form_src {
+  http_request *r;
+  const char *data; /* memory, or NULL when fd >= 0 */
+  int fd;
+  size_t len, off;
+} form_src;
 enum { R_ACTIVE = 0, R_WAIT_RETRY, R_DONE };
 
 struct http_request {
@@ -73,6 +83,11 @@ struct http_request {
   buf body;
   char *send;             /* a creating request's body, read by on_read (owned) */
   size_t send_len, send_off;
+  curl_mime *mime;        /* a multipart upload's body (owned), else NULL */
+  form_src *src;          /* its file parts' readers (owned) */
+  size_t nsrc;
+  int rewind_ok;          /* our own retry may rewind the file parts once */
+  size_t max_stream, streamed; /* cap on / bytes passed to on_data */
   char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -262,6 +277,8 @@ static void req_release(http_request *r) {
   }
   buf_free(&r->body);
   free(r->send);
+  curl_mime_free(r->mime); /* after the easy handle let go of it */
+  free(r->src);
   free(r);
 }
 
@@ -346,6 +363,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *soc
 
 static void reset_attempt(http_request *r) {
   r->send_off = 0; /* our own retry sends the body from its start */
+  r->streamed = 0;
   r->decided = r->streaming = 0;
   r->abort = ABORT_NONE;
   r->status = 0;
@@ -409,6 +427,11 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud) {
   }
   if (r->streaming) {
     if (len == 0) return 0;
+    if (r->max_stream && len > r->max_stream - r->streamed) {
+      r->abort = ABORT_TOOBIG;
+      return 0;
+    }
+    r->streamed += len;
     r->delivered = 1;
     int rc = r->on_data(r->opaque, p, len);
     if (r->cancelled) return 0; /* cancelled from inside on_data */
@@ -482,11 +505,85 @@ static int on_seek(void *opaque, curl_off_t offset, int origin) {
   return CURL_SEEKFUNC_CANTSEEK;
 }
 
+/* ---- multipart uploads ----------------------------------------------------------
+ * A file part is read through curl_mime_data_cb, not curl_mime_filedata,
+ * for the same reason as on_read: curl rewinds a MIME body with the parts'
+ * seek functions, and curl_mime_filedata's fseek always succeeds, so
+ * libcurl's hidden resend on a dead reused connection would upload the file
+ * a second time.  Here the seek succeeds only for our own retry (429, or a
+ * failure before sending: rewind_ok, set by on_retry_timer); curl's hidden
+ * resend fails with CURLE_SEND_FAIL_REWIND and ends ambiguous, so the caller
+ * looks for the file before uploading it again.  The first attempt never
+ * seeks (a part still at its start is not rewound).  A read also stamps
+ * last_activity: an upload is not idle while it sends. */
+static size_t on_form_read(char *dst, size_t size, size_t n, void *opaque) {
+  form_src *f = opaque;
+  http_request *r = f->r;
+  r->rewind_ok = 0;
+  r->last_activity = uv_now(r->c->loop);
+  size_t want = size * n, left = f->len - f->off;
+  size_t k = left < want ? left : want;
+  if (!k) return 0;
+  if (f->data) {
+    memcpy(dst, f->data + f->off, k);
+  } else {
+    ssize_t got = pread(f->fd, dst, k, (off_t)f->off);
+    if (got <= 0) {
+      snprintf(r->errbuf, sizeof r->errbuf, "reading the file to upload failed at byte %zu", f->off);
+      return CURL_READFUNC_ABORT; /* the file shrank or cannot be read */
+    }
+    k = (size_t)got;
+  }
+  f->off += k;
+  return k;
+}
+
+static int on_form_seek(void *opaque, curl_off_t offset, int origin) {
+  form_src *f = opaque;
+  if (!f->r->rewind_ok || origin != SEEK_SET || offset < 0 || (size_t)offset > f->len)
+    return CURL_SEEKFUNC_CANTSEEK;
+  f->off = (size_t)offset;
+  return CURL_SEEKFUNC_OK;
+}
+
+/* Build r's multipart body from the caller's parts; AW_EINVAL, AW_ENOMEM. */
+static int form_build(http_request *r, const http_form_part *parts, size_t n) {
+  size_t nfiles = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!parts[i].name || (!parts[i].data && (!parts[i].filename || parts[i].fd < 0)))
+      return AW_EINVAL;
+    if (parts[i].filename) nfiles++;
+  }
+  r->mime = curl_mime_init(r->easy);
+  r->src = nfiles ? calloc(nfiles, sizeof *r->src) : NULL;
+  if (!r->mime || (nfiles && !r->src)) return AW_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    const http_form_part *p = &parts[i];
+    curl_mimepart *mp = curl_mime_addpart(r->mime);
+    if (!mp || curl_mime_name(mp, p->name) != CURLE_OK) return AW_ENOMEM;
+    if (p->type && curl_mime_type(mp, p->type) != CURLE_OK) return AW_EINVAL;
+    if (!p->filename) {
+      if (curl_mime_data(mp, p->data, p->len) != CURLE_OK) return AW_ENOMEM;
+      continue;
+    }
+    form_src *f = &r->src[r->nsrc++];
+    f->r = r;
+    f->data = p->data;
+    f->fd = p->data ? -1 : p->fd;
+    f->len = p->len;
+    if (curl_mime_filename(mp, p->filename) != CURLE_OK ||
+        curl_mime_data_cb(mp, (curl_off_t)p->len, on_form_read, on_form_seek, NULL, f) != CURLE_OK)
+      return AW_ENOMEM;
+  }
+  return curl_easy_setopt(r->easy, CURLOPT_MIMEPOST, r->mime) == CURLE_OK ? AW_OK : AW_EINVAL;
+}
+
 static void on_retry_timer(uv_timer_t *t) {
   retry_timer *rt = (retry_timer *)t;
   http_request *r = rt->r;
   if (!r || r->state != R_WAIT_RETRY) return;
   reset_attempt(r);
+  r->rewind_ok = 1; /* this retry is ours: the file parts may start over */
   r->attempts++;
   r->state = R_ACTIVE;
   if (curl_multi_add_handle(r->c->multi, r->easy) != CURLM_OK) {
@@ -714,6 +811,7 @@ int http_request_start(http_client *c, const http_request_opts *o, http_request 
   r->idempotent = o->idempotent;
   r->idle_ms = o->idle_timeout_ms > 0 ? o->idle_timeout_ms : 0;
   r->on_data = o->on_data;
+  r->max_stream = o->max_stream;
   r->on_header = o->on_header;
   r->on_done = o->on_done;
   r->opaque = o->opaque;
@@ -757,7 +855,16 @@ int http_request_start(http_client *c, const http_request_opts *o, http_request 
   } else {
     bad |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o->method) != CURLE_OK;
   }
-  if ((o->body || strcmp(o->method, "POST") == 0) && !o->idempotent) {
+  if (o->form) {
+    int frc = strcmp(o->method, "POST") || o->body ? AW_EINVAL : form_build(r, o->form, o->nform);
+    if (frc) {
+      recycle_easy(c, r->easy);
+      curl_mime_free(r->mime);
+      free(r->src);
+      free(r);
+      return frc;
+    }
+  } else if ((o->body || strcmp(o->method, "POST") == 0) && !o->idempotent) {
     size_t n = o->body ? o->body_len : 0;
     r->send = malloc(n ? n : 1);
     if (!r->send) {
@@ -778,12 +885,16 @@ int http_request_start(http_client *c, const http_request_opts *o, http_request 
   if (bad) {
     recycle_easy(c, r->easy);
     free(r->send);
+    curl_mime_free(r->mime);
+    free(r->src);
     free(r);
     return AW_EINVAL;
   }
   if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
     recycle_easy(c, r->easy);
     free(r->send);
+    curl_mime_free(r->mime);
+    free(r->src);
     free(r);
     return AW_ENOMEM;
   }

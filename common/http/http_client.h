@@ -11,8 +11,12 @@
  *
  * A request either collects its response body into a bounded buffer (handed
  * to on_done) or, when on_data is set, streams the body of a 2xx response to
- * on_data as it arrives (SSE).  The body of a non-2xx response is always
- * buffered, so the caller can read the API's error object.
+ * on_data as it arrives (SSE, file downloads: max_stream caps those).  The
+ * body of a non-2xx response is always buffered, so the caller can read the
+ * API's error object.  A request body is either bytes (copied) or a
+ * multipart/form-data form (http_form_part) whose file contents are read
+ * from memory or a descriptor while sending, so uploads of any size cost
+ * the same memory.
  *
  * Retries live here because only this layer sees everything they depend on:
  * the status, the Retry-After / retry-after-ms headers, the transport error
@@ -94,6 +98,22 @@ typedef void (*http_done_cb)(void *opaque, const http_response *res);
  *  x-ratelimit-*: api_gate.h).  Must not cancel the request. */
 typedef void (*http_header_cb)(void *opaque, const char *line, size_t len);
 
+/** One part of a multipart/form-data body (RFC 7578), for uploads.
+ *  A part without filename is a small text field, copied by curl.  A part
+ *  with a filename is file content, streamed, never copied whole: from
+ *  memory (data, len: borrowed, must stay valid until on_done or cancel)
+ *  or, when data is NULL, from a file descriptor (fd: len bytes read with
+ *  pread from offset 0; borrowed, not closed).  Either way it is read in curl's upload
+ *  buffer's steps, so a 100 MB file costs no more memory than a small one. */
+typedef struct http_form_part {
+  const char *name;     /* field name, e.g. "file", "purpose" */
+  const char *filename; /* NULL: a text field (data, len) */
+  const char *type;     /* the part's Content-Type; NULL: none */
+  const char *data;     /* text field value, or file content in memory */
+  size_t len;           /* bytes of data, or of the file behind fd */
+  int fd;               /* file content read from fd when data is NULL */
+} http_form_part;
+
 typedef struct http_request_opts {
   const char *method;               /* "GET", "POST", "DELETE" */
   const char *url;                  /* copied */
@@ -104,7 +124,8 @@ typedef struct http_request_opts {
   long timeout_ms;                  /* whole transfer, 0 = none (streams) */
   long connect_timeout_ms;          /* 0 = min(timeout_ms, 10 s) */
   long idle_timeout_ms;             /* fail with AW_ETIMEDOUT when no byte
-                                       arrives for this long, 0 = none */
+                                       arrives (or, uploading a form, leaves)
+                                       for this long, 0 = none */
   size_t max_body;                  /* cap on a buffered body */
   const retry_policy *retry;        /* NULL = no retries; must outlive the request */
   int idempotent;                   /* 1: retried on 429, 5xx, transport
@@ -112,7 +133,16 @@ typedef struct http_request_opts {
                                        request creates something: retried
                                        only on 429 and failures before it
                                        was sent (retry_should_create) */
+  const http_form_part *form;       /* non-NULL: a multipart/form-data POST of
+                                       nform parts (body must be NULL); the
+                                       array is read at the start only, the
+                                       file contents it points to are read
+                                       while sending (see http_form_part) */
+  size_t nform;
   http_data_cb on_data;             /* non-NULL: stream 2xx bodies */
+  size_t max_stream;                /* with on_data: cap on the bytes streamed
+                                       (0 = none); over it the transfer stops
+                                       and on_done reports AW_ETOOBIG */
   http_header_cb on_header;         /* optional: every response head line */
   http_done_cb on_done;             /* required */
   void *opaque;
