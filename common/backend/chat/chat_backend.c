@@ -2,6 +2,7 @@
  * construction, assistant_ensure and op cancellation (see chat_int.h).
  */
 #include "chat_int.h"
+#include "be_deferred.h"
 #include "be_http.h"
 
 #include <stdio.h>
@@ -10,31 +11,12 @@
 
 /* ==== assistant_ensure: nothing to create, only to check ========================== */
 
+/* The answer is known in the call: be_deferred.c gives it on the next loop
+ * iteration and frees the op after it (or at its cancel). */
 typedef struct ensure_op {
   chat_op b;
-  uv_timer_t timer;
-  be_result_cb cb;
-  void *opaque;
-  int err;
-  char errmsg[384];
+  be_defer *answer;
 } ensure_op;
-
-static void ensure_closed(uv_handle_t *h) { free(h->data); }
-
-static void ensure_close(ensure_op *op) {
-  uv_timer_stop(&op->timer);
-  op->timer.data = op;
-  uv_close((uv_handle_t *)&op->timer, ensure_closed);
-}
-
-static void ensure_fire(uv_timer_t *h) {
-  ensure_op *op = h->data;
-  /* The definition travels with every request: there is no id. */
-  be_result res = {.err = op->err, .errmsg = op->errmsg};
-  op->b.in_cb++;
-  op->cb(op->opaque, &res);
-  ensure_close(op);
-}
 
 /* A definition the turns could not send is refused here, at start-up, with
  * the reason in the result (the caller logs it), rather than on every turn. */
@@ -60,15 +42,15 @@ static int assistant_ensure(be_backend *bb, const be_assistant *def, const char 
   if (!op) return AW_ENOMEM;
   op->b.head.be = bb;
   op->b.kind = CHAT_OP_ENSURE;
-  op->cb = cb;
-  op->opaque = opaque;
-  ensure_check(def, &op->err, op->errmsg, sizeof op->errmsg);
-  if (uv_timer_init(be->loop, &op->timer) != 0) {
+  /* The definition travels with every request: there is no id. */
+  char errmsg[384] = "";
+  be_result res = {.errmsg = errmsg};
+  ensure_check(def, &res.err, errmsg, sizeof errmsg);
+  int rc = be_defer_result(be->loop, &res, cb, opaque, free, op, &op->answer);
+  if (rc) {
     free(op);
-    return AW_ENOMEM;
+    return rc;
   }
-  op->timer.data = op;
-  uv_timer_start(&op->timer, ensure_fire, 0, 0);
   *out = (be_op *)op;
   return AW_OK;
 }
@@ -100,10 +82,7 @@ static void op_cancel(be_op *bop) {
     chat_manage_cancel_op(b);
     return;
   }
-  ensure_op *op = (ensure_op *)b;
-  if (b->cancelled) return;
-  b->cancelled = 1;
-  if (!b->in_cb) ensure_close(op); /* inside its callback: closed right after */
+  be_defer_cancel(((ensure_op *)b)->answer); /* frees the op, after its answer if inside it */
 }
 
 static void destroy(be_backend *bb) {

@@ -42,6 +42,7 @@
  * @locality the loop thread only.
  */
 #include "chat_int.h"
+#include "be_deferred.h"
 #include "be_errors.h"
 
 #include <stdarg.h>
@@ -67,8 +68,7 @@ typedef struct mg_op {
   cJSON *msgs;           /* append: the messages added */
   char *record;          /* append: the turn written, until the commit answers */
   int store_busy;        /* a history call is out: freed by its callback */
-  int timer_on;          /* delete: the timer is initialised (freed by its close) */
-  uv_timer_t timer;
+  be_defer *answer;      /* delete: the answer on the next loop iteration */
 } mg_op;
 
 static void mg_free_now(mg_op *op) {
@@ -81,16 +81,8 @@ static void mg_free_now(mg_op *op) {
   free(op);
 }
 
-static void mg_timer_closed(uv_handle_t *h) { mg_free_now(h->data); }
-
 static void mg_free(mg_op *op) {
-  if (op->timer_on) {
-    op->timer_on = 0;
-    uv_timer_stop(&op->timer);
-    op->timer.data = op;
-    uv_close((uv_handle_t *)&op->timer, mg_timer_closed);
-    return;
-  }
+  be_defer_cancel(op->answer); /* delete's answer not given yet; inside it: only marks it */
   mg_free_now(op);
 }
 
@@ -487,8 +479,8 @@ int chat_conv_append(be_backend *bb, const be_conv_input *in, const be_conv_even
 
 /* ==== delete ====================================================================================== */
 
-static void delete_fire(uv_timer_t *t) {
-  mg_op *op = t->data;
+static void delete_fire(void *arg) {
+  mg_op *op = arg;
   /* Nothing at a server; the history goes with the conversation's other
    * keys (the worker's cstore_erase_conversation). */
   be_conv_result res = {.err = AW_OK};
@@ -502,13 +494,11 @@ int chat_conv_delete(be_backend *bb, const be_conv_input *in, const be_conv_even
   if (!nonempty(in->conversation_id)) return AW_EINVAL;
   mg_op *op = mg_new(be, MG_DELETE, in, ev, opaque);
   if (!op) return AW_ENOMEM;
-  if (uv_timer_init(be->loop, &op->timer) != 0) {
+  int rc = be_defer_call(be->loop, delete_fire, op, &op->answer);
+  if (rc) {
     mg_free_now(op);
-    return AW_ENOMEM;
+    return rc;
   }
-  op->timer_on = 1;
-  op->timer.data = op;
-  uv_timer_start(&op->timer, delete_fire, 0, 0);
   *out = (be_op *)op;
   return AW_OK;
 }

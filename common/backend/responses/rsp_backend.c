@@ -2,6 +2,7 @@
  * table, construction, assistant_ensure and op cancellation (see rsp_int.h).
  */
 #include "rsp_int.h"
+#include "be_deferred.h"
 #include "be_http.h"
 
 #include <stdlib.h>
@@ -9,29 +10,12 @@
 
 /* ==== assistant_ensure: nothing to create ======================================= */
 
+/* The answer is known in the call: be_deferred.c gives it on the next loop
+ * iteration and frees the op after it (or at its cancel). */
 typedef struct ensure_op {
   rsp_op b;
-  uv_timer_t timer;
-  be_result_cb cb;
-  void *opaque;
+  be_defer *answer;
 } ensure_op;
-
-static void ensure_closed(uv_handle_t *h) { free(h->data); }
-
-static void ensure_close(ensure_op *op) {
-  uv_timer_stop(&op->timer);
-  op->timer.data = op;
-  uv_close((uv_handle_t *)&op->timer, ensure_closed);
-}
-
-static void ensure_fire(uv_timer_t *h) {
-  ensure_op *op = h->data;
-  /* The definition travels with every request: nothing to look up. */
-  be_result res = {.err = AW_OK, .errmsg = ""};
-  op->b.in_cb++;
-  op->cb(op->opaque, &res);
-  ensure_close(op);
-}
 
 static int assistant_ensure(be_backend *bb, const be_assistant *def, const char *known_id,
                             be_result_cb cb, void *opaque, be_op **out) {
@@ -52,14 +36,13 @@ static int assistant_ensure(be_backend *bb, const be_assistant *def, const char 
   if (!op) return AW_ENOMEM;
   op->b.head.be = bb;
   op->b.kind = RSP_OP_ENSURE;
-  op->cb = cb;
-  op->opaque = opaque;
-  if (uv_timer_init(be->loop, &op->timer) != 0) {
+  /* The definition travels with every request: nothing to look up. */
+  be_result res = {.err = AW_OK, .errmsg = ""};
+  rc = be_defer_result(be->loop, &res, cb, opaque, free, op, &op->answer);
+  if (rc) {
     free(op);
-    return AW_ENOMEM;
+    return rc;
   }
-  op->timer.data = op;
-  uv_timer_start(&op->timer, ensure_fire, 0, 0);
   *out = (be_op *)op;
   return AW_OK;
 }
@@ -91,10 +74,7 @@ static void op_cancel(be_op *bop) {
     rsp_manage_cancel_op(b);
     return;
   }
-  ensure_op *op = (ensure_op *)b;
-  if (b->cancelled) return;
-  b->cancelled = 1;
-  if (!b->in_cb) ensure_close(op); /* inside its callback: closed right after */
+  be_defer_cancel(((ensure_op *)b)->answer); /* frees the op, after its answer if inside it */
 }
 
 /* ==== conversation management (rsp_manage.c) ==================================== */
