@@ -1,5 +1,17 @@
 /* kafka_txn.c -- transactional producer: produce on the loop, commit on a
- * thread (see the header for the states). */
+ * thread (see the header for the states).
+ *
+ * Stopping.  A retriable transactional call is attempted up to 1 + 10
+ * times, each attempt bounded by the attempt timeout (30 s by default), and
+ * ktx_free joins the thread: with a broker that cannot be reached (init
+ * keeps timing out) that was minutes, past Kubernetes' termination grace
+ * period.  So ktx_free first raises `stopping` (under mu), which the thread
+ * reads before every attempt: the attempt in progress still ends by its
+ * timeout (librdkafka's blocking calls cannot be interrupted), no other
+ * starts, and ktx_free waits for at most one attempt.  Nothing is lost by
+ * not finishing: what was not committed is aborted by the broker (the
+ * transaction times out, or the next producer with our transactional.id
+ * fences it) and its events are consumed again. */
 #include "kafka_txn.h"
 
 #include <pthread.h>
@@ -11,7 +23,8 @@
 #include "kafka_uv.h"
 #include "log.h"
 
-#define TXN_TIMEOUT_MS 30000
+#define TXN_ATTEMPT_TIMEOUT_MS 30000 /* default of ktx_options.attempt_timeout_ms */
+#define TXN_RETRIES 10               /* attempts after the first one, for a retriable error */
 
 enum { S_STARTING, S_OPEN, S_COMMITTING, S_FATAL };
 enum { JOB_NONE, JOB_INIT, JOB_COMMIT, JOB_STOP };
@@ -38,6 +51,8 @@ struct ktx {
   rd_kafka_consumer_group_metadata_t *cgmd;
   int abort;
   int abort_asked;     /* by the caller (else: a message of it failed) */
+  int attempt_ms;      /* each attempt of a blocking call (ktx_options) */
+  int stopping;        /* under mu: ktx_free asked for no further attempt */
   int res_committed, res_fatal;
   char res_err[512];
   uv_async_t async;
@@ -45,19 +60,36 @@ struct ktx {
 
 /* ---- the thread: every blocking transactional call ------------------------- */
 
-/* Run one transactional call, retrying what librdkafka calls retriable.
- * Returns NULL on success, else the error (owned by the caller). */
+static const char *const CALL_NAMES[] = {"init_transactions", "begin_transaction", "send_offsets_to_transaction",
+                                         "commit_transaction", "abort_transaction"};
+
+static int stop_asked(ktx *t) {
+  pthread_mutex_lock(&t->mu);
+  int s = t->stopping;
+  pthread_mutex_unlock(&t->mu);
+  return s;
+}
+
+/* Run one transactional call, retrying what librdkafka calls retriable,
+ * unless ktx_free asked to stop (checked before every attempt).  Returns
+ * NULL on success, else the error (owned by the caller). */
 static rd_kafka_error_t *retrying(ktx *t, int what) {
-  for (int attempt = 0;; attempt++) {
+  const char *name = CALL_NAMES[what >= 0 && what <= 4 ? what : 4];
+  if (stop_asked(t)) return rd_kafka_error_new(RD_KAFKA_RESP_ERR__DESTROY, "%s: not attempted, stopping", name);
+  for (int attempt = 1;; attempt++) {
     rd_kafka_error_t *e = NULL;
     switch (what) {
-    case 0: e = rd_kafka_init_transactions(t->rk, TXN_TIMEOUT_MS); break;
+    case 0: e = rd_kafka_init_transactions(t->rk, t->attempt_ms); break;
     case 1: e = rd_kafka_begin_transaction(t->rk); break;
-    case 2: e = rd_kafka_send_offsets_to_transaction(t->rk, t->offsets, t->cgmd, TXN_TIMEOUT_MS); break;
-    case 3: e = rd_kafka_commit_transaction(t->rk, TXN_TIMEOUT_MS); break;
-    default: e = rd_kafka_abort_transaction(t->rk, TXN_TIMEOUT_MS); break;
+    case 2: e = rd_kafka_send_offsets_to_transaction(t->rk, t->offsets, t->cgmd, t->attempt_ms); break;
+    case 3: e = rd_kafka_commit_transaction(t->rk, t->attempt_ms); break;
+    default: e = rd_kafka_abort_transaction(t->rk, t->attempt_ms); break;
     }
-    if (!e || !rd_kafka_error_is_retriable(e) || attempt >= 10) return e;
+    if (!e || !rd_kafka_error_is_retriable(e)) return e;
+    int again = attempt <= TXN_RETRIES && !stop_asked(t);
+    log_warn(NULL, "kafka transactions: %s attempt %d failed (%s)%s", name, attempt, rd_kafka_error_string(e),
+             again ? ", retrying" : attempt <= TXN_RETRIES ? ", stopping" : ", giving up");
+    if (!again) return e;
     rd_kafka_error_destroy(e);
   }
 }
@@ -219,8 +251,16 @@ static int serve(void *opaque) {
 
 int ktx_new(uv_loop_t *loop, rd_kafka_conf_t *conf, ktx_dr_fn dr, ktx_done_fn done, void *opaque, ktx **out,
             char *errstr, size_t errstr_size) {
+  return ktx_new_opts(loop, conf, NULL, dr, done, opaque, out, errstr, errstr_size);
+}
+
+int ktx_new_opts(uv_loop_t *loop, rd_kafka_conf_t *conf, const ktx_options *opt, ktx_dr_fn dr, ktx_done_fn done,
+                 void *opaque, ktx **out, char *errstr, size_t errstr_size) {
+  if (opt && opt->attempt_timeout_ms < 0)
+    return aw_seterr(AW_EINVAL, errstr, errstr_size, "kafka transactional producer: negative attempt timeout");
   ktx *t = calloc(1, sizeof *t);
   if (!t) return aw_seterr(AW_ENOMEM, errstr, errstr_size, "out of memory");
+  t->attempt_ms = opt && opt->attempt_timeout_ms > 0 ? opt->attempt_timeout_ms : TXN_ATTEMPT_TIMEOUT_MS;
   t->loop = loop;
   t->dr = dr;
   t->done = done;
@@ -334,6 +374,7 @@ void ktx_free(ktx *t) {
   if (!t) return;
   if (t->th_started) {
     pthread_mutex_lock(&t->mu);
+    t->stopping = 1; /* the job in progress makes no further attempt */
     while (t->job != JOB_NONE) pthread_cond_wait(&t->cv, &t->mu);
     t->job = JOB_STOP;
     pthread_cond_broadcast(&t->cv);

@@ -48,6 +48,19 @@ typedef void (*ktx_done_fn)(void *opaque, uint64_t seq, int committed, const cha
 int ktx_new(uv_loop_t *loop, rd_kafka_conf_t *conf, ktx_dr_fn dr, ktx_done_fn done, void *opaque,
             ktx **out, char *errstr, size_t errstr_size) AW_MUST_CHECK;
 
+/** What ktx_new_opts takes beyond ktx_new; zeroed fields keep the defaults. */
+typedef struct ktx_options {
+  /* Timeout of each attempt of a blocking transactional call (init,
+   * send_offsets, commit, abort; a retriable failure is attempted again, up
+   * to 10 more times).  0: 30000.  Bounds how long ktx_free waits. */
+  int attempt_timeout_ms;
+} ktx_options;
+
+/** ktx_new with options (opt may be NULL: the defaults).  AW_EINVAL for a
+ *  negative timeout (conf not taken). */
+int ktx_new_opts(uv_loop_t *loop, rd_kafka_conf_t *conf, const ktx_options *opt, ktx_dr_fn dr,
+                 ktx_done_fn done, void *opaque, ktx **out, char *errstr, size_t errstr_size) AW_MUST_CHECK;
+
 /** Can messages be produced now? */
 int ktx_open(const ktx *t);
 /** The process must restart (fenced or another fatal error). */
@@ -105,8 +118,10 @@ size_t ktx_max_message_bytes(const ktx *t);
 /** Is a commit (or abort) running on the module's thread? */
 int ktx_committing(const ktx *t);
 
-/** Stop the thread, abort an open transaction, free (blocking).  Safe on
- *  NULL. */
+/** Stop the thread, abort an open transaction, free (blocking).  A call
+ *  in progress on the thread makes no further attempt: this waits for at
+ *  most one attempt (attempt_timeout_ms), plus the abort (5 s at most).
+ *  Safe on NULL. */
 void ktx_free(ktx *t);
 
 #endif
