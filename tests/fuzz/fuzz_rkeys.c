@@ -11,9 +11,26 @@
  *    reading of the grammar (prefix, the hash tag up to the first '}', the
  *    suffix's words) into exactly those parts: a left inverse, so no two
  *    distinct tuples share a key, and the hash tag is exactly the encoded
- *    tenant and conversation.
+ *    tenant and conversation;
+ *  - SCAN patterns (rk_conv_match): the key matches its conversation's
+ *    pattern (every key) and its kind's (RK_OUTCOME, RK_PROGRESS, RK_TURN,
+ *    RK_HIST_PENDING), and no other kind's; the same key of another
+ *    conversation matches neither: one taken from the data, its prefix
+ *    neighbours ("c" and "c1") and, for an id with glob characters, the id
+ *    those characters would match ("c*" and "ca").
+ *
+ * Matching is fnmatch(3) with no flags, which is what Redis' SCAN MATCH
+ * (stringmatchlen) does on the patterns rk_conv_match makes: both take '*'
+ * for any run of bytes (FNM_PATHNAME off: '/' too; FNM_PERIOD off), '?'
+ * for one byte, and a backslash for "the next byte literally"; they differ
+ * only on classes ('^' versus '!' negation, "[:alpha:]", an unclosed '[')
+ * and a trailing backslash.  check_pattern_shape asserts that no pattern
+ * uses those: every glob byte but the final '*' is escaped, so fnmatch's
+ * answer is Redis' answer.
  */
+#include <fnmatch.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +90,71 @@ static void undo(const char *enc, size_t len, char *out, size_t n) {
   CHECK(strlen(out) == dl);
 }
 
+/* Only the subset where fnmatch and Redis agree: literal bytes, escaped
+ * glob bytes, one unescaped '*' at the end. */
+static void check_pattern_shape(const char *pat) {
+  size_t n = strlen(pat);
+  CHECK(n >= 2 && pat[n - 1] == '*');
+  for (size_t i = 0; i + 1 < n; i++) {
+    if (pat[i] == '\\') {
+      CHECK(i + 2 < n && strchr("*?[]\\", pat[i + 1]));
+      i++;
+    } else {
+      CHECK(!strchr("*?[]", pat[i]));
+    }
+  }
+}
+
+static const rk_kind g_match_kinds[] = {RK_OUTCOME, RK_PROGRESS, RK_TURN, RK_HIST_PENDING};
+#define NMATCH (sizeof g_match_kinds / sizeof g_match_kinds[0])
+
+/* The patterns of the conversation ref: [0] every key, [1 + i] the keys of
+ * g_match_kinds[i]. */
+static void patterns_of(const rk_space *s, const char *ref, char pat[1 + NMATCH][RK_KEY_MAX]) {
+  CHECK(rk_conv_match(s, ref, RK_MATCH_ALL, pat[0], RK_KEY_MAX) == AW_OK);
+  check_pattern_shape(pat[0]);
+  for (size_t i = 0; i < NMATCH; i++) {
+    CHECK(rk_conv_match(s, ref, (int)g_match_kinds[i], pat[1 + i], RK_KEY_MAX) == AW_OK);
+    check_pattern_shape(pat[1 + i]);
+  }
+}
+
+/* The key of conversation `other` (same tenant, kind and argument) matches
+ * none of pat, unless it is the same conversation. */
+static void check_other(const rk_space *s, const char *tenant, const char *conv, const char *other, rk_kind kind,
+                        const char *a, char pat[1 + NMATCH][RK_KEY_MAX]) {
+  if (!other[0] || strcmp(other, conv) == 0) return;
+  char ref[RK_REF_MAX], key[RK_KEY_MAX];
+  if (rk_ref_make(tenant, other, ref, sizeof ref) != AW_OK) return; /* too long: no such conversation */
+  CHECK(rk_conv_key(s, ref, kind, a, key, sizeof key) == AW_OK);
+  for (size_t i = 0; i < 1 + NMATCH; i++) CHECK(fnmatch(pat[i], key, 0) == FNM_NOMATCH);
+}
+
+static void check_match(const rk_space *s, const char *tenant, const char *conv, const char *ref, rk_kind kind,
+                        const char *a, const char *key, const uint8_t *d, size_t n) {
+  char pat[1 + NMATCH][RK_KEY_MAX];
+  patterns_of(s, ref, pat);
+  CHECK(fnmatch(pat[0], key, 0) == 0);
+  for (size_t i = 0; i < NMATCH; i++) CHECK((fnmatch(pat[1 + i], key, 0) == 0) == (kind == g_match_kinds[i]));
+  char junk[4];
+  CHECK(rk_conv_match(s, ref, RK_HANDLE, junk, sizeof junk) == AW_EINVAL);
+
+  char other[RK_ID_MAX + 2];
+  take(&d, &n, other, RK_ID_MAX); /* from the data */
+  check_other(s, tenant, conv, other, kind, a, pat);
+  size_t len = strlen(conv);
+  snprintf(other, sizeof other, "%s1", conv); /* conv is a prefix of it */
+  check_other(s, tenant, conv, other, kind, a, pat);
+  if (len > 1) {
+    snprintf(other, sizeof other, "%.*s", (int)(len - 1), conv); /* it is a prefix of conv */
+    check_other(s, tenant, conv, other, kind, a, pat);
+  }
+  snprintf(other, sizeof other, "%s", conv); /* what conv's glob bytes would match if unescaped */
+  for (char *q = other; *q; q++)
+    if (strchr("*?[]\\", *q)) *q = 'a';
+  check_other(s, tenant, conv, other, kind, a, pat);
+}
+
 static void check_key(const uint8_t *d, size_t n) {
   if (n < 2) return;
   int tenanted = d[0] & 1;
@@ -129,6 +211,8 @@ static void check_key(const uint8_t *d, size_t n) {
     CHECK(strcmp(got_a, arg) == 0);
   }
   }
+  check_match(&s, tenanted ? tenant : NULL, conv, ref, kind, a, key, d, n);
+
   /* The reference splits back too. */
   char st[RK_TENANT_MAX + 1];
   const char *sc = NULL;

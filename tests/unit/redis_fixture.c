@@ -2,6 +2,7 @@
 #include "redis_fixture.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -138,6 +139,18 @@ void rfx_stop(void) {
   }
 }
 
+int rfx_group_start(void **state) {
+  (void)state;
+  rfx_start(program_invocation_short_name);
+  return 0;
+}
+
+int rfx_group_stop(void **state) {
+  (void)state;
+  rfx_stop();
+  return 0;
+}
+
 void rfx_flush(void) {
   redisContext *c = rfx_sync();
   if (!c) return;
@@ -158,7 +171,6 @@ int rfx_run_until(uv_loop_t *loop, const int *flag) {
   return *flag != 0;
 }
 
-
 rconn *rfx_rconn(uv_loop_t *loop) {
   char err[256];
   rconn *rc = NULL;
@@ -175,4 +187,52 @@ rconn *rfx_rconn(uv_loop_t *loop) {
     return NULL;
   }
   return rc;
+}
+
+int rfx_env_open(rfx_env *e) {
+  memset(e, 0, sizeof *e);
+  if (uv_loop_init(&e->loop) != 0) return AW_EREDIS;
+  e->rc = rfx_rconn(&e->loop);
+  e->sync = e->rc ? rfx_sync() : NULL;
+  if (!e->sync) {
+    (void)rfx_env_close(e);
+    memset(e, 0, sizeof *e);
+    return AW_EREDIS;
+  }
+  rfx_flush();
+  return AW_OK;
+}
+
+int rfx_env_close(rfx_env *e) {
+  rconn_free(e->rc);
+  e->rc = NULL;
+  uv_run(&e->loop, UV_RUN_DEFAULT);
+  int rc = uv_loop_close(&e->loop);
+  if (e->sync) redisFree(e->sync);
+  e->sync = NULL;
+  return rc;
+}
+
+int rfx_env_setup(void **state, size_t size) {
+  *state = NULL;
+  if (!rfx_port()) return 0;
+  if (size < sizeof(rfx_env)) return AW_EINVAL;
+  rfx_env *e = calloc(1, size);
+  if (!e) return AW_ENOMEM;
+  int rc = rfx_env_open(e);
+  if (rc) {
+    free(e);
+    return rc;
+  }
+  *state = e;
+  return 0;
+}
+
+int rfx_env_teardown(void **state) {
+  rfx_env *e = *state;
+  if (!e) return 0;
+  int rc = rfx_env_close(e);
+  free(e);
+  *state = NULL;
+  return rc ? AW_ESTATE : 0;
 }

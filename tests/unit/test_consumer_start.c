@@ -99,6 +99,14 @@ static void produce_all(const mock *m) {
   rd_kafka_destroy(p);
 }
 
+/* The coordinator (broker 1) answers each of the next n requests of type
+ * api after ms (pushed one by one: the mock queues them in order). */
+static void delay_next(const mock *m, int16_t api, int n, int ms) {
+  for (int i = 0; i < n; i++)
+    assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(m->mc, 1, api, 1, RD_KAFKA_RESP_ERR_NO_ERROR, ms),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
 /* Commit `offset` with metadata `md` for partition 0 in `group`, as an
  * earlier member would have. */
 static void commit_p0(const mock *m, const char *group, int64_t offset, const char *md) {
@@ -238,10 +246,7 @@ static void the_committed_offsets_are_read_off_the_loop_and_the_partitions_wait_
   commit_p0(&r.m, "g-slow-fetch", 2, "aw1:AA==");
   /* The coordinator takes 2 s to answer the next OffsetFetch requests (the
    * consumer's own, to know where to start, and ours). */
-  assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(r.m.mc, 1, API_OFFSET_FETCH, 2,
-                                                                 RD_KAFKA_RESP_ERR_NO_ERROR, 2000,
-                                                                 RD_KAFKA_RESP_ERR_NO_ERROR, 2000),
-                   RD_KAFKA_RESP_ERR_NO_ERROR);
+  delay_next(&r.m, API_OFFSET_FETCH, 2, 2000);
   kc_handlers h = {on_message, on_assign_fetch, on_revoke};
   r.step = stop_when_all_consumed;
   rig_start(&r, "g-slow-fetch", &h, 1, 30000);
@@ -343,95 +348,103 @@ static void run_for(uv_loop_t *loop, const fetch_seen *s, uint64_t ms) {
   uv_run(loop, UV_RUN_NOWAIT);
 }
 
-static rd_kafka_t *group_client(const mock *m, const char *group) {
+/* One read of a group's committed offsets, not yet started: a mock
+ * cluster whose coordinator answers the next four OffsetFetch requests
+ * after delay_ms each, a loop, a member's handle (never subscribed) and
+ * every partition of TOPIC. */
+typedef struct reading {
+  mock m;
+  uv_loop_t loop;
+  rd_kafka_t *c;
+  rd_kafka_topic_partition_list_t *parts;
+  fetch_seen s;
+  kcm *f;
+} reading;
+
+static void reading_up(reading *r, const char *group, int delay_ms) {
+  memset(r, 0, sizeof *r);
+  mock_up(&r->m);
+  assert_int_equal(uv_loop_init(&r->loop), 0);
   char e[256];
-  rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, client_conf(m, group), e, sizeof e);
-  assert_non_null(c);
-  return c;
+  r->c = rd_kafka_new(RD_KAFKA_CONSUMER, client_conf(&r->m, group), e, sizeof e);
+  assert_non_null(r->c);
+  delay_next(&r->m, API_OFFSET_FETCH, 4, delay_ms);
+  r->parts = rd_kafka_topic_partition_list_new(NPART);
+  for (int32_t p = 0; p < NPART; p++) rd_kafka_topic_partition_list_add(r->parts, TOPIC, p);
 }
 
-static rd_kafka_topic_partition_list_t *all_parts(void) {
-  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(NPART);
-  for (int32_t p = 0; p < NPART; p++) rd_kafka_topic_partition_list_add(l, TOPIC, p);
-  return l;
+/* The loop must close (the read left no work or handle behind) before the
+ * handle the read's thread used is destroyed. */
+static void reading_down(reading *r) {
+  rd_kafka_topic_partition_list_destroy(r->parts);
+  assert_int_equal(uv_loop_close(&r->loop), 0);
+  rd_kafka_destroy(r->c);
+  mock_down(&r->m);
 }
 
 static void a_read_the_coordinator_never_answers_gives_up_after_its_attempts(void **state) {
   (void)state;
-  mock m;
-  mock_up(&m);
-  uv_loop_t loop;
-  assert_int_equal(uv_loop_init(&loop), 0);
-  rd_kafka_t *c = group_client(&m, "g-give-up");
-  assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(
-                       m.mc, 1, API_OFFSET_FETCH, 4, RD_KAFKA_RESP_ERR_NO_ERROR, 10000, RD_KAFKA_RESP_ERR_NO_ERROR,
-                       10000, RD_KAFKA_RESP_ERR_NO_ERROR, 10000, RD_KAFKA_RESP_ERR_NO_ERROR, 10000),
-                   RD_KAFKA_RESP_ERR_NO_ERROR);
-  rd_kafka_topic_partition_list_t *l = all_parts();
-  fetch_seen s = {0};
-  kcm *f = NULL;
+  reading r;
+  reading_up(&r, "g-give-up", 10000);
   kcm_policy pol = {400, 3, 100, 200};
   uint64_t t0 = now_ms();
-  assert_int_equal(kcm_start(&loop, c, l, &pol, on_fetch_seen, &s, &f), AW_OK);
-  run_for(&loop, &s, 8000);
-  assert_int_equal(s.calls, 1);
-  assert_int_equal(s.err, AW_ETIMEDOUT);
+  assert_int_equal(kcm_start(&r.loop, r.c, r.parts, &pol, on_fetch_seen, &r.s, &r.f), AW_OK);
+  run_for(&r.loop, &r.s, 8000);
+  assert_int_equal(r.s.calls, 1);
+  assert_int_equal(r.s.err, AW_ETIMEDOUT);
   /* Three attempts of 0.4 s and two backoffs (0.1 s, 0.2 s): not sooner,
    * and not much later. */
-  assert_true(s.at_ms - t0 >= 3 * 400 + 100 + 200 - 50);
-  assert_true(s.at_ms - t0 < 4000);
-  rd_kafka_topic_partition_list_destroy(l);
-  assert_int_equal(uv_loop_close(&loop), 0);
-  rd_kafka_destroy(c);
-  mock_down(&m);
+  assert_true(r.s.at_ms - t0 >= 3 * 400 + 100 + 200 - 50);
+  assert_true(r.s.at_ms - t0 < 4000);
+  reading_down(&r);
 }
 
 static void cancelling_a_read_stuck_on_a_slow_coordinator_returns_within_one_attempt(void **state) {
   (void)state;
-  mock m;
-  mock_up(&m);
-  uv_loop_t loop;
-  assert_int_equal(uv_loop_init(&loop), 0);
-  rd_kafka_t *c = group_client(&m, "g-cancel");
-  assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(
-                       m.mc, 1, API_OFFSET_FETCH, 4, RD_KAFKA_RESP_ERR_NO_ERROR, 20000, RD_KAFKA_RESP_ERR_NO_ERROR,
-                       20000, RD_KAFKA_RESP_ERR_NO_ERROR, 20000, RD_KAFKA_RESP_ERR_NO_ERROR, 20000),
-                   RD_KAFKA_RESP_ERR_NO_ERROR);
-  rd_kafka_topic_partition_list_t *l = all_parts();
-  fetch_seen s = {0};
-  kcm *f = NULL;
+  reading r;
+  reading_up(&r, "g-cancel", 20000);
   kcm_policy pol = {1000, 20, 100, 100};
-  assert_int_equal(kcm_start(&loop, c, l, &pol, on_fetch_seen, &s, &f), AW_OK);
-  run_for(&loop, &s, 1500); /* into its second attempt */
-  assert_int_equal(s.calls, 0);
+  assert_int_equal(kcm_start(&r.loop, r.c, r.parts, &pol, on_fetch_seen, &r.s, &r.f), AW_OK);
+  run_for(&r.loop, &r.s, 1500); /* into its second attempt */
+  assert_int_equal(r.s.calls, 0);
   uint64_t t0 = now_ms();
-  kcm_cancel(f);
+  kcm_cancel(r.f);
   uint64_t took = now_ms() - t0;
-  assert_int_equal(s.calls, 1); /* done, here, once */
-  assert_int_equal(s.err, AW_ECANCELLED);
+  assert_int_equal(r.s.calls, 1); /* done, here, once */
+  assert_int_equal(r.s.err, AW_ECANCELLED);
   assert_true(took <= 1100);
   /* And no attempt follows: each one's OffsetFetch takes one of the
    * delays pushed above, and none is taken over the next 1.5 s. */
   size_t left = 0, later = 0;
-  assert_int_equal(rd_kafka_mock_broker_error_stack_cnt(m.mc, 1, API_OFFSET_FETCH, &left), RD_KAFKA_RESP_ERR_NO_ERROR);
+  assert_int_equal(rd_kafka_mock_broker_error_stack_cnt(r.m.mc, 1, API_OFFSET_FETCH, &left),
+                   RD_KAFKA_RESP_ERR_NO_ERROR);
   assert_true(left < 4); /* it had asked */
-  uv_run(&loop, UV_RUN_DEFAULT); /* the pool's after-work frees the read */
+  uv_run(&r.loop, UV_RUN_DEFAULT); /* the pool's after-work frees the read: the thread is done with the handle */
   uv_timer_t idle;
-  uv_timer_init(&loop, &idle);
+  uv_timer_init(&r.loop, &idle);
   uv_timer_start(&idle, stop_loop, 1500, 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_run(&r.loop, UV_RUN_DEFAULT);
   uv_close((uv_handle_t *)&idle, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  assert_int_equal(rd_kafka_mock_broker_error_stack_cnt(m.mc, 1, API_OFFSET_FETCH, &later), RD_KAFKA_RESP_ERR_NO_ERROR);
+  uv_run(&r.loop, UV_RUN_DEFAULT);
+  assert_int_equal(rd_kafka_mock_broker_error_stack_cnt(r.m.mc, 1, API_OFFSET_FETCH, &later),
+                   RD_KAFKA_RESP_ERR_NO_ERROR);
   assert_int_equal(later, left);
-  assert_int_equal(s.calls, 1);
-  rd_kafka_destroy(c); /* the thread no longer uses the handle */
-  rd_kafka_topic_partition_list_destroy(l);
-  assert_int_equal(uv_loop_close(&loop), 0);
-  mock_down(&m);
+  assert_int_equal(r.s.calls, 1);
+  reading_down(&r);
 }
 
 /* ---- closing while the read of an assignment is under way ----------------------- */
+
+/* rig_down under a watchdog (a hang in rd_kafka_destroy fails the test by
+ * SIGALRM instead of hanging the suite); returns how long it took, in ms. */
+static uint64_t rig_down_timed(rig *r) {
+  alarm(60);
+  uint64_t t0 = now_ms();
+  rig_down(r);
+  uint64_t took = now_ms() - t0;
+  alarm(0);
+  return took;
+}
 
 static void stop_when_assigned(rig *r) {
   if (r->assigned >= NPART) uv_stop(&r->loop);
@@ -443,23 +456,15 @@ static void a_consumer_closed_while_its_assignment_is_read_ends(void **state) {
   rig_up(&r);
   /* The coordinator takes 1.5 s to answer OffsetFetch (the consumer's own
    * and ours): the close comes while ours is under way. */
-  assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(r.m.mc, 1, API_OFFSET_FETCH, 2,
-                                                                 RD_KAFKA_RESP_ERR_NO_ERROR, 1500,
-                                                                 RD_KAFKA_RESP_ERR_NO_ERROR, 1500),
-                   RD_KAFKA_RESP_ERR_NO_ERROR);
+  delay_next(&r.m, API_OFFSET_FETCH, 2, 1500);
   kc_handlers h = {on_message, on_assign_fetch, on_revoke};
   r.step = stop_when_assigned;
   rig_start(&r, "g-close-reading", &h, 1, 20000);
   assert_int_equal(r.assigned, NPART);
   assert_int_equal(r.fetched, 0);
   /* kc_close waits for the attempt under way, then closes and destroys the
-   * handle before the loop runs again; it used to hang in rd_kafka_destroy
-   * (the watchdog's SIGALRM fails the test then). */
-  alarm(60);
-  uint64_t t0 = now_ms();
-  rig_down(&r);
-  uint64_t took = now_ms() - t0;
-  alarm(0);
+   * handle before the loop runs again; it used to hang in rd_kafka_destroy. */
+  uint64_t took = rig_down_timed(&r);
   assert_int_equal(r.fetched, 1);
   assert_int_equal(r.fetch_err, AW_ECANCELLED);
   assert_true(took < 10000);
@@ -480,18 +485,14 @@ static void a_consumer_closed_after_its_join_before_its_assignment_waits_for_it(
   rig r;
   rig_up(&r);
   /* The group's answer to SyncGroup (the assignment) takes 1.5 s. */
-  assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(r.m.mc, 1, API_SYNC_GROUP, 1,
-                                                                 RD_KAFKA_RESP_ERR_NO_ERROR, 1500),
-                   RD_KAFKA_RESP_ERR_NO_ERROR);
+  delay_next(&r.m, API_SYNC_GROUP, 1, 1500);
   kc_handlers h = {on_message, on_assign_count, on_revoke};
   r.step = until_joined;
   rig_start(&r, "g-early-close", &h, 1, 20000);
   assert_int_equal(r.phase, 1);
   assert_int_equal(r.assigned, 0);
   /* Closing now used to abort the process (rd_kafka_destroy). */
-  uint64_t t0 = now_ms();
-  rig_down(&r);
-  uint64_t took = now_ms() - t0;
+  uint64_t took = rig_down_timed(&r);
   assert_true(took >= 500); /* it waited for the assignment */
   assert_true(took < KC_CLOSE_SETTLE_MS);
   assert_int_equal(r.assigned, 0); /* which the owner never heard of */

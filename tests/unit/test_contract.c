@@ -4,7 +4,8 @@
  * the source tree (found from __FILE__, or $AW_SOURCE_DIR).
  *
  * Most request cases are written as JSON and converted to msgpack by
- * pack_json() so that each case reads as the event a producer would send;
+ * mpfx_from_json() (mp_fixture.h) so that each case reads as the event a
+ * producer would send;
  * what JSON cannot say (invalid bytes, NUL, truncation, bin, ext) is packed
  * by hand.
  */
@@ -23,47 +24,9 @@
 #include <string.h>
 
 #include "contract.h"
+#include "mp_fixture.h"
 
 /* ---- helpers --------------------------------------------------------------- */
-
-static void pack_json(msgpack_packer *pk, const cJSON *j) {
-  if (cJSON_IsNull(j)) {
-    msgpack_pack_nil(pk);
-  } else if (cJSON_IsTrue(j)) {
-    msgpack_pack_true(pk);
-  } else if (cJSON_IsFalse(j)) {
-    msgpack_pack_false(pk);
-  } else if (cJSON_IsNumber(j)) {
-    double d = j->valuedouble;
-    if (d == floor(d) && fabs(d) < 9e15) msgpack_pack_int64(pk, (int64_t)d);
-    else msgpack_pack_double(pk, d);
-  } else if (cJSON_IsString(j)) {
-    msgpack_pack_str_with_body(pk, j->valuestring, strlen(j->valuestring));
-  } else if (cJSON_IsArray(j)) {
-    msgpack_pack_array(pk, (size_t)cJSON_GetArraySize(j));
-    for (const cJSON *c = j->child; c; c = c->next) pack_json(pk, c);
-  } else if (cJSON_IsObject(j)) {
-    msgpack_pack_map(pk, (size_t)cJSON_GetArraySize(j));
-    for (const cJSON *c = j->child; c; c = c->next) {
-      msgpack_pack_str_with_body(pk, c->string, strlen(c->string));
-      pack_json(pk, c);
-    }
-  } else {
-    fail_msg("unsupported JSON value");
-  }
-}
-
-/* JSON text -> msgpack bytes in sb (caller destroys sb).  Raw bytes in
- * strings (even invalid UTF-8) pass through cJSON unchanged. */
-static void j2m(const char *json, msgpack_sbuffer *sb) {
-  cJSON *j = cJSON_Parse(json);
-  if (!j) fail_msg("test JSON does not parse: %s", json);
-  msgpack_sbuffer_init(sb);
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-  pack_json(&pk, j);
-  cJSON_Delete(j);
-}
 
 typedef struct decoded {
   int rc;
@@ -83,7 +46,7 @@ static void decode_lim(const void *p, size_t n, const contract_limits *lim, deco
 /* Decode JSON-described bytes; the caller frees d->r. */
 static void decode_json(const char *json, const contract_limits *lim, decoded *d) {
   msgpack_sbuffer sb;
-  j2m(json, &sb);
+  mpfx_from_json(json, &sb);
   decode_lim(sb.data, sb.size, lim, d);
   msgpack_sbuffer_destroy(&sb);
 }
@@ -177,42 +140,6 @@ static int jnull(const cJSON *o, const char *k) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
   if (!v) fail_msg("%s is missing", k);
   return cJSON_IsNull(v);
-}
-
-static char *to_json_str(const void *p, size_t n, int *rc) {
-  buf j;
-  buf_init(&j, 1 << 20);
-  *rc = contract_to_json(p, n, &j);
-  char *s = j.data ? strdup(j.data) : strdup("");
-  buf_free(&j);
-  return s;
-}
-
-static char *read_source_file(const char *rel) {
-  char root[1024];
-  const char *env = getenv("AW_SOURCE_DIR");
-  if (env) {
-    snprintf(root, sizeof root, "%s", env);
-  } else {
-    snprintf(root, sizeof root, "%s", __FILE__);
-    char *p = strstr(root, "tests/unit/test_contract.c");
-    if (!p) fail_msg("cannot find the source tree from %s; set AW_SOURCE_DIR", __FILE__);
-    *p = '\0';
-    if (p == root) strcpy(root, ".");
-  }
-  char path[1200];
-  snprintf(path, sizeof path, "%s/%s", root, rel);
-  FILE *f = fopen(path, "rb");
-  if (!f) fail_msg("cannot open %s", path);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  assert_non_null(s);
-  assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-  s[n] = '\0';
-  fclose(f);
-  return s;
 }
 
 /* ---- request: accepted ------------------------------------------------------ */
@@ -696,7 +623,7 @@ static void request_rejects_invalid_utf8_and_nul(void **state) {
 static void request_rejects_malformed_bytes(void **state) {
   (void)state;
   msgpack_sbuffer sb;
-  j2m("{" BASE_KEYS ",\"content\":\"hello\"}", &sb);
+  mpfx_from_json("{" BASE_KEYS ",\"content\":\"hello\"}", &sb);
 
   expect_reject_bytes("", 0, AW_EPARSE, "malformed_event", "not a complete msgpack value", "", "");
   expect_reject_bytes(NULL, 0, AW_EPARSE, "malformed_event", "not a complete msgpack value", "", "");
@@ -747,7 +674,7 @@ static void request_rejects_malformed_bytes(void **state) {
 static void request_correlation_ids_respect_caller_buffers(void **state) {
   (void)state;
   msgpack_sbuffer sb;
-  j2m("{" BASE_KEYS ",\"content\":\"hi\"}", &sb);
+  mpfx_from_json("{" BASE_KEYS ",\"content\":\"hi\"}", &sb);
   contract_request *r = NULL;
   const char *code = "x";
   char ev[2] = "?", conv[3] = "??"; /* "e1" does not fit in 2 bytes, "c1" fits in 3 */
@@ -1177,7 +1104,7 @@ static void to_json_converts_every_msgpack_type(void **state) {
   msgpack_pack_array(&pk, 1); K("x"); msgpack_pack_int(&pk, 2);
 #undef K
   int rc;
-  char *s = to_json_str(sb.data, sb.size, &rc);
+  char *s = mpfx_json_view(sb.data, sb.size, &rc);
   assert_int_equal(rc, AW_OK);
   assert_string_equal(
       s, "{\"nil\":null,\"t\":true,\"f\":false,\"umax\":18446744073709551615,"
@@ -1199,7 +1126,7 @@ static void to_json_converts_every_msgpack_type(void **state) {
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_bin_with_body(&pk, b64[i].in, b64[i].n);
-    s = to_json_str(sb.data, sb.size, &rc);
+    s = mpfx_json_view(sb.data, sb.size, &rc);
     assert_int_equal(rc, AW_OK);
     assert_string_equal(s, b64[i].out);
     free(s);
@@ -1231,7 +1158,7 @@ static void to_json_refuses_anything_but_one_value(void **state) {
   for (int depth = 24; depth <= 25; depth++) {
     deep[depth] = (char)0xc0;
     int rc;
-    char *s = to_json_str(deep, (size_t)depth + 1, &rc);
+    char *s = mpfx_json_view(deep, (size_t)depth + 1, &rc);
     assert_int_equal(rc, depth == 24 ? AW_OK : AW_EPARSE);
     free(s);
     deep[depth] = (char)0x91;
@@ -1241,7 +1168,7 @@ static void to_json_refuses_anything_but_one_value(void **state) {
 static void to_json_respects_the_buffer_limit(void **state) {
   (void)state;
   msgpack_sbuffer sb;
-  j2m("{\"text\":\"0123456789012345678901234567890123456789\"}", &sb);
+  mpfx_from_json("{\"text\":\"0123456789012345678901234567890123456789\"}", &sb);
   buf b;
   buf_init(&b, 20);
   assert_int_equal(contract_to_json(sb.data, sb.size, &b), AW_ETOOBIG);
@@ -1285,34 +1212,15 @@ static void to_json_nested_map_keys_fail_cleanly(void **state) {
 
 /* ---- examples and schemas agree with the encoder ---------------------------- */
 
-/* Same object keys at every level, same JSON types (arrays: first items). */
-static void same_shape(const cJSON *a, const cJSON *b, const char *path) {
-  if ((a->type & 0xff) != (b->type & 0xff) && !(cJSON_IsBool(a) && cJSON_IsBool(b)))
-    fail_msg("%s: JSON types differ", path);
-  char sub[512];
-  if (cJSON_IsObject(a)) {
-    for (const cJSON *c = a->child; c; c = c->next) {
-      snprintf(sub, sizeof sub, "%s.%s", path, c->string);
-      const cJSON *o = cJSON_GetObjectItemCaseSensitive(b, c->string);
-      if (!o) fail_msg("%s: only in the example", sub);
-      same_shape(c, o, sub);
-    }
-    for (const cJSON *c = b->child; c; c = c->next)
-      if (!cJSON_GetObjectItemCaseSensitive(a, c->string)) fail_msg("%s.%s: only in the encoder's output", path, c->string);
-  } else if (cJSON_IsArray(a) && a->child && b->child) {
-    snprintf(sub, sizeof sub, "%s[0]", path);
-    same_shape(a->child, b->child, sub);
-  }
-}
 
 static void check_example(const char *name, const buf *encoded) {
   char rel[128];
   snprintf(rel, sizeof rel, "schemas/examples/%s", name);
-  char *text = read_source_file(rel);
+  char *text = mpfx_source_file(rel);
   cJSON *ex = cJSON_Parse(text);
   if (!ex) fail_msg("%s does not parse", rel);
   cJSON *got = json_view(encoded);
-  same_shape(ex, got, name);
+  mpfx_same_shape(ex, got, name);
   cJSON_Delete(got);
   cJSON_Delete(ex);
   free(text);
@@ -1323,7 +1231,7 @@ static void examples_match_the_encoders(void **state) {
   /* Requests: the examples are valid events for the decoder. */
   const char *reqs[] = {"schemas/examples/request-text.json", "schemas/examples/request-parts.json"};
   for (int i = 0; i < 2; i++) {
-    char *text = read_source_file(reqs[i]);
+    char *text = mpfx_source_file(reqs[i]);
     contract_request *r = expect_ok(text);
     /* Re-encoding keeps the same JSON shape as the example. */
     buf b;
@@ -1370,7 +1278,7 @@ static void examples_match_the_encoders(void **state) {
   for (int i = 0; i < 4; i++) {
     char rel[64];
     snprintf(rel, sizeof rel, "schemas/%s.schema.json", schemas[i]);
-    char *text = read_source_file(rel);
+    char *text = mpfx_source_file(rel);
     cJSON *s = cJSON_Parse(text);
     if (!s) fail_msg("%s does not parse", rel);
     assert_string_equal(jstr(s, "$schema"), "https://json-schema.org/draft/2020-12/schema");

@@ -23,6 +23,7 @@
 
 #include "contract.h"
 #include "contract_tool.h"
+#include "mp_fixture.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -120,55 +121,6 @@ static void expect_request_reject(const char *json, int rc, const char *code) {
   buf_free(&b);
 }
 
-/* A hand-packed message (for what JSON cannot express). */
-typedef struct mp {
-  msgpack_sbuffer sb;
-  msgpack_packer pk;
-} mp;
-
-static void mp_begin(mp *m) {
-  msgpack_sbuffer_init(&m->sb);
-  msgpack_packer_init(&m->pk, &m->sb, msgpack_sbuffer_write);
-}
-static void ps(mp *m, const char *s) { msgpack_pack_str_with_body(&m->pk, s, strlen(s)); }
-static void psn(mp *m, const char *s, size_t n) { msgpack_pack_str_with_body(&m->pk, s, n); }
-
-static char *json_view_str(const void *p, size_t n) {
-  buf j;
-  buf_init(&j, 1 << 22);
-  assert_int_equal(contract_to_json(p, n, &j), AW_OK);
-  char *s = strdup(j.data);
-  buf_free(&j);
-  return s;
-}
-
-static char *read_source_file(const char *rel) {
-  char root[1024];
-  const char *env = getenv("AW_SOURCE_DIR");
-  if (env) {
-    snprintf(root, sizeof root, "%s", env);
-  } else {
-    snprintf(root, sizeof root, "%s", __FILE__);
-    char *p = strstr(root, "tests/unit/test_contract_tool.c");
-    if (!p) fail_msg("cannot find the source tree from %s; set AW_SOURCE_DIR", __FILE__);
-    *p = '\0';
-    if (p == root) strcpy(root, ".");
-  }
-  char path[1200];
-  snprintf(path, sizeof path, "%s/%s", root, rel);
-  FILE *f = fopen(path, "rb");
-  if (!f) fail_msg("cannot open %s", path);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  assert_non_null(s);
-  assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-  s[n] = '\0';
-  fclose(f);
-  return s;
-}
-
 #define CORR "tc1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
 static ctool_request sample_request(const char *args) {
@@ -196,7 +148,7 @@ static ctool_request *roundtrip_args(const char *args, size_t len) {
 /* The arguments map of a decoded request as compact JSON ("null" for nil). */
 static char *args_view(const ctool_request *r) {
   if (!r->arguments) return strdup("null");
-  return json_view_str(r->arguments, r->arguments_len);
+  return mpfx_json_view(r->arguments, r->arguments_len, NULL);
 }
 
 /* ---- tool request --------------------------------------------------------------- */
@@ -501,7 +453,7 @@ static void request_without_assistants_ids_has_nil_thread_and_run(void **state) 
   buf b;
   buf_init(&b, 4096);
   assert_int_equal(ctool_request_encode(&in, &b), AW_OK);
-  char *view = json_view_str(b.data, b.len);
+  char *view = mpfx_json_view(b.data, b.len, NULL);
   cJSON *j = cJSON_Parse(view);
   assert_non_null(j);
   assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "thread_id")));
@@ -540,7 +492,7 @@ static void request_leaves_out_unset_event_id_and_round(void **state) {
   buf b;
   buf_init(&b, 4096);
   assert_int_equal(ctool_request_encode(&in, &b), AW_OK);
-  char *view = json_view_str(b.data, b.len);
+  char *view = mpfx_json_view(b.data, b.len, NULL);
   cJSON *j = cJSON_Parse(view);
   assert_non_null(j);
   assert_int_equal(cJSON_GetArraySize(j), 11);
@@ -553,7 +505,7 @@ static void request_leaves_out_unset_event_id_and_round(void **state) {
   in.round = 1;
   buf_reset(&b);
   assert_int_equal(ctool_request_encode(&in, &b), AW_OK);
-  view = json_view_str(b.data, b.len);
+  view = mpfx_json_view(b.data, b.len, NULL);
   j = cJSON_Parse(view);
   assert_int_equal(cJSON_GetArraySize(j), 12);
   assert_null(cJSON_GetObjectItemCaseSensitive(j, "event_id"));
@@ -564,7 +516,7 @@ static void request_leaves_out_unset_event_id_and_round(void **state) {
   in.event_id = "evt_2";
   buf_reset(&b);
   assert_int_equal(ctool_request_encode(&in, &b), AW_OK);
-  view = json_view_str(b.data, b.len);
+  view = mpfx_json_view(b.data, b.len, NULL);
   j = cJSON_Parse(view);
   assert_int_equal(cJSON_GetArraySize(j), 12);
   assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "event_id")->valuestring, "evt_2");
@@ -660,21 +612,21 @@ static void request_decode_rejects_bad_values(void **state) {
                 {"reply_topic", 250},    {"event_id", 129}};
   for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++) {
     for (int over = 0; over < 2; over++) {
-      mp m;
-      mp_begin(&m);
+      mpfx m;
+      mpfx_begin(&m);
       msgpack_pack_map(&m.pk, 11);
       static const char *const keys[] = {"correlation_id", "conversation_id", "thread_id", "run_id",
                                          "tool_call_id", "name", "reply_topic", "event_id"};
       for (size_t j = 0; j < 8; j++) {
-        ps(&m, keys[j]);
-        if (!strcmp(keys[j], bounds[i].key)) psn(&m, big, (size_t)bounds[i].len - (over ? 0 : 1));
-        else ps(&m, "x");
+        mpfx_str(&m, keys[j]);
+        if (!strcmp(keys[j], bounds[i].key)) mpfx_strn(&m, big, (size_t)bounds[i].len - (over ? 0 : 1));
+        else mpfx_str(&m, "x");
       }
-      ps(&m, "v");
+      mpfx_str(&m, "v");
       msgpack_pack_int(&m.pk, 1);
-      ps(&m, "arguments_json");
-      ps(&m, "{}");
-      ps(&m, "deadline_ms");
+      mpfx_str(&m, "arguments_json");
+      mpfx_str(&m, "{}");
+      mpfx_str(&m, "deadline_ms");
       msgpack_pack_int(&m.pk, 1);
       decoded_request d;
       request_dec(m.sb.data, m.sb.size, 0, &d);
@@ -721,13 +673,13 @@ static void request_decode_rejects_malformed_and_too_large(void **state) {
   request_dec("\x91\x01", 2, 0, &d);
   assert_int_equal(d.rc, AW_EPARSE);
   /* Duplicate key, also when the first copy is nil. */
-  mp m;
-  mp_begin(&m);
+  mpfx m;
+  mpfx_begin(&m);
   msgpack_pack_map(&m.pk, 2);
-  ps(&m, "name");
+  mpfx_str(&m, "name");
   msgpack_pack_nil(&m.pk);
-  ps(&m, "name");
-  ps(&m, "f");
+  mpfx_str(&m, "name");
+  mpfx_str(&m, "f");
   request_dec(m.sb.data, m.sb.size, 0, &d);
   assert_int_equal(d.rc, AW_EINVAL);
   assert_string_equal(d.code, "invalid_field");
@@ -802,21 +754,21 @@ static void reply_ignores_unknown_keys(void **state) {
   assert_string_equal(d.r->error_code, "e");
   ctool_reply_free(d.r);
   /* Non-string keys, bin and ext values are skipped too. */
-  mp m;
-  mp_begin(&m);
+  mpfx m;
+  mpfx_begin(&m);
   msgpack_pack_map(&m.pk, 6);
   msgpack_pack_int(&m.pk, 7);
   msgpack_pack_bin_with_body(&m.pk, "\x00\x01", 2);
   msgpack_pack_array(&m.pk, 1);
   msgpack_pack_nil(&m.pk);
   msgpack_pack_ext_with_body(&m.pk, "\x01", 1, 5);
-  ps(&m, "v");
+  mpfx_str(&m, "v");
   msgpack_pack_int(&m.pk, 1);
-  ps(&m, "correlation_id");
-  ps(&m, "c");
-  ps(&m, "output");
-  ps(&m, "o");
-  ps(&m, "Output");
+  mpfx_str(&m, "correlation_id");
+  mpfx_str(&m, "c");
+  mpfx_str(&m, "output");
+  mpfx_str(&m, "o");
+  mpfx_str(&m, "Output");
   msgpack_pack_float(&m.pk, 1.5f);
   reply_dec(m.sb.data, m.sb.size, 0, &d);
   assert_int_equal(d.rc, AW_OK);
@@ -872,22 +824,22 @@ static void reply_enforces_fixed_bounds(void **state) {
                 {"error.message", CTOOL_MAX_ERROR_MESSAGE}};
   for (size_t i = 0; i < 3; i++) {
     for (size_t n = bounds[i].max; n <= bounds[i].max + 1; n++) {
-      mp m;
-      mp_begin(&m);
+      mpfx m;
+      mpfx_begin(&m);
       msgpack_pack_map(&m.pk, 3);
-      ps(&m, "v");
+      mpfx_str(&m, "v");
       msgpack_pack_int(&m.pk, 1);
-      ps(&m, "correlation_id");
-      if (i == 0) psn(&m, big, n);
-      else ps(&m, "c");
-      ps(&m, "error");
+      mpfx_str(&m, "correlation_id");
+      if (i == 0) mpfx_strn(&m, big, n);
+      else mpfx_str(&m, "c");
+      mpfx_str(&m, "error");
       msgpack_pack_map(&m.pk, 2);
-      ps(&m, "code");
-      if (i == 1) psn(&m, big, n);
-      else ps(&m, "e");
-      ps(&m, "message");
-      if (i == 2) psn(&m, big, n);
-      else ps(&m, "m");
+      mpfx_str(&m, "code");
+      if (i == 1) mpfx_strn(&m, big, n);
+      else mpfx_str(&m, "e");
+      mpfx_str(&m, "message");
+      if (i == 2) mpfx_strn(&m, big, n);
+      else mpfx_str(&m, "m");
       decoded_reply d;
       reply_dec(m.sb.data, m.sb.size, 0, &d);
       if (n == bounds[i].max) {
@@ -903,20 +855,20 @@ static void reply_enforces_fixed_bounds(void **state) {
   }
 }
 
-static void pack_output_reply(mp *m, size_t output_len, size_t pad) {
-  mp_begin(m);
+static void pack_output_reply(mpfx *m, size_t output_len, size_t pad) {
+  mpfx_begin(m);
   msgpack_pack_map(&m->pk, pad ? 4 : 3);
-  ps(m, "v");
+  mpfx_str(m, "v");
   msgpack_pack_int(&m->pk, 1);
-  ps(m, "correlation_id");
-  ps(m, "c");
-  ps(m, "output");
+  mpfx_str(m, "correlation_id");
+  mpfx_str(m, "c");
+  mpfx_str(m, "output");
   char *o = malloc(output_len + 1);
   memset(o, 'x', output_len);
-  psn(m, o, output_len);
+  mpfx_strn(m, o, output_len);
   free(o);
   if (pad) {
-    ps(m, "padding");
+    mpfx_str(m, "padding");
     o = calloc(1, pad);
     msgpack_pack_bin_with_body(&m->pk, o, pad);
     free(o);
@@ -926,7 +878,7 @@ static void pack_output_reply(mp *m, size_t output_len, size_t pad) {
 static void reply_enforces_output_limit(void **state) {
   (void)state;
   decoded_reply d;
-  mp m;
+  mpfx m;
   /* Default: 256 KiB exactly is fine, one byte more is reply_too_large. */
   pack_output_reply(&m, CTOOL_DEFAULT_MAX_OUTPUT, 0);
   reply_dec(m.sb.data, m.sb.size, 0, &d);
@@ -968,23 +920,23 @@ static void reply_rejects_invalid_utf8_everywhere(void **state) {
                                     "a\xC3", "\xF0\x9F\x98"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     for (int where = 0; where < 4; where++) {
-      mp m;
-      mp_begin(&m);
+      mpfx m;
+      mpfx_begin(&m);
       msgpack_pack_map(&m.pk, 3);
-      ps(&m, "v");
+      mpfx_str(&m, "v");
       msgpack_pack_int(&m.pk, 1);
-      ps(&m, "correlation_id");
-      ps(&m, where == 0 ? bad[i] : "c");
+      mpfx_str(&m, "correlation_id");
+      mpfx_str(&m, where == 0 ? bad[i] : "c");
       if (where == 1) {
-        ps(&m, "output");
-        ps(&m, bad[i]);
+        mpfx_str(&m, "output");
+        mpfx_str(&m, bad[i]);
       } else {
-        ps(&m, "error");
+        mpfx_str(&m, "error");
         msgpack_pack_map(&m.pk, 2);
-        ps(&m, "code");
-        ps(&m, where == 2 ? bad[i] : "e");
-        ps(&m, "message");
-        ps(&m, where == 3 ? bad[i] : "m");
+        mpfx_str(&m, "code");
+        mpfx_str(&m, where == 2 ? bad[i] : "e");
+        mpfx_str(&m, "message");
+        mpfx_str(&m, where == 3 ? bad[i] : "m");
       }
       decoded_reply d;
       reply_dec(m.sb.data, m.sb.size, 0, &d);
@@ -1004,29 +956,29 @@ static void reply_rejects_invalid_utf8_everywhere(void **state) {
 static void reply_rejects_duplicate_keys(void **state) {
   (void)state;
   for (int variant = 0; variant < 4; variant++) {
-    mp m;
-    mp_begin(&m);
+    mpfx m;
+    mpfx_begin(&m);
     msgpack_pack_map(&m.pk, 4);
-    ps(&m, "v");
+    mpfx_str(&m, "v");
     msgpack_pack_int(&m.pk, 1);
-    ps(&m, "correlation_id");
-    ps(&m, "c");
+    mpfx_str(&m, "correlation_id");
+    mpfx_str(&m, "c");
     if (variant == 0) { /* output twice */
-      ps(&m, "output"); ps(&m, "a");
-      ps(&m, "output"); ps(&m, "b");
+      mpfx_str(&m, "output"); mpfx_str(&m, "a");
+      mpfx_str(&m, "output"); mpfx_str(&m, "b");
     } else if (variant == 1) { /* nil then a value: still two copies */
-      ps(&m, "output"); msgpack_pack_nil(&m.pk);
-      ps(&m, "output"); ps(&m, "b");
+      mpfx_str(&m, "output"); msgpack_pack_nil(&m.pk);
+      mpfx_str(&m, "output"); mpfx_str(&m, "b");
     } else if (variant == 2) { /* v twice */
-      ps(&m, "output"); ps(&m, "a");
-      ps(&m, "v"); msgpack_pack_int(&m.pk, 1);
+      mpfx_str(&m, "output"); mpfx_str(&m, "a");
+      mpfx_str(&m, "v"); msgpack_pack_int(&m.pk, 1);
     } else { /* inside error */
-      ps(&m, "error");
+      mpfx_str(&m, "error");
       msgpack_pack_map(&m.pk, 3);
-      ps(&m, "code"); ps(&m, "e");
-      ps(&m, "message"); ps(&m, "m");
-      ps(&m, "code"); ps(&m, "f");
-      ps(&m, "x"); ps(&m, "y");
+      mpfx_str(&m, "code"); mpfx_str(&m, "e");
+      mpfx_str(&m, "message"); mpfx_str(&m, "m");
+      mpfx_str(&m, "code"); mpfx_str(&m, "f");
+      mpfx_str(&m, "x"); mpfx_str(&m, "y");
     }
     decoded_reply d;
     reply_dec(m.sb.data, m.sb.size, 0, &d);
@@ -1125,29 +1077,9 @@ static void reply_encode_validates_and_sanitizes(void **state) {
 
 /* ---- JSON view, examples and schemas ------------------------------------------ */
 
-/* Same object keys at every level, same JSON types (arrays: first items). */
-static void same_shape(const cJSON *a, const cJSON *b, const char *path) {
-  if ((a->type & 0xff) != (b->type & 0xff) && !(cJSON_IsBool(a) && cJSON_IsBool(b)))
-    fail_msg("%s: JSON types differ", path);
-  char sub[512];
-  if (cJSON_IsObject(a)) {
-    for (const cJSON *c = a->child; c; c = c->next) {
-      snprintf(sub, sizeof sub, "%s.%s", path, c->string);
-      const cJSON *o = cJSON_GetObjectItemCaseSensitive(b, c->string);
-      if (!o) fail_msg("%s: only in the example", sub);
-      same_shape(c, o, sub);
-    }
-    for (const cJSON *c = b->child; c; c = c->next)
-      if (!cJSON_GetObjectItemCaseSensitive(a, c->string))
-        fail_msg("%s.%s: only in the encoder's output", path, c->string);
-  } else if (cJSON_IsArray(a) && a->child && b->child) {
-    snprintf(sub, sizeof sub, "%s[0]", path);
-    same_shape(a->child, b->child, sub);
-  }
-}
 
 static cJSON *load_json(const char *rel) {
-  char *text = read_source_file(rel);
+  char *text = mpfx_source_file(rel);
   cJSON *j = cJSON_Parse(text);
   if (!j) fail_msg("%s does not parse", rel);
   free(text);
@@ -1199,10 +1131,10 @@ static void examples_match_the_encoders_and_schemas(void **state) {
   buf b;
   buf_init(&b, 1 << 16);
   assert_int_equal(ctool_request_encode(&in, &b), AW_OK);
-  char *view = json_view_str(b.data, b.len);
+  char *view = mpfx_json_view(b.data, b.len, NULL);
   cJSON *got = cJSON_Parse(view);
   assert_non_null(got);
-  same_shape(ex, got, "tool-request.json");
+  mpfx_same_shape(ex, got, "tool-request.json");
   check_against_schema(req_schema, got, "encoded request");
   /* The arguments object equals the example's, value for value. */
   assert_true(cJSON_Compare(cJSON_GetObjectItemCaseSensitive(ex, "arguments"),
@@ -1232,9 +1164,9 @@ static void examples_match_the_encoders_and_schemas(void **state) {
       r.error_message = cJSON_GetObjectItemCaseSensitive(e, "message")->valuestring;
     }
     assert_int_equal(ctool_reply_encode(&r, &b), AW_OK);
-    view = json_view_str(b.data, b.len);
+    view = mpfx_json_view(b.data, b.len, NULL);
     got = cJSON_Parse(view);
-    same_shape(ex, got, names[i]);
+    mpfx_same_shape(ex, got, names[i]);
     assert_true(cJSON_Compare(ex, got, 1)); /* the example is exactly what the encoder writes */
     /* and what the decoder reads */
     decoded_reply d;

@@ -23,46 +23,18 @@
 #define DA "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 
 typedef struct env {
-  uv_loop_t loop;
-  rconn *rc;
+  rfx_env fx;
   cstore st;
   char okey[RK_KEY_MAX], pkey[RK_KEY_MAX];
 } env;
 
-static int start_server(void **state) {
-  (void)state;
-  rfx_start("test_conv_store_claims");
-  return 0;
-}
-
-static int stop_server(void **state) {
-  (void)state;
-  rfx_stop();
-  return 0;
-}
-
 static int setup(void **state) {
-  if (!rfx_port()) return 0;
-  env *e = calloc(1, sizeof *e);
-  assert_non_null(e);
-  assert_int_equal(uv_loop_init(&e->loop), 0);
-  e->rc = rfx_rconn(&e->loop);
-  assert_non_null(e->rc);
-  cstore_init(&e->st, e->rc, "awt");
+  int rc = rfx_env_setup(state, sizeof(env));
+  env *e = *state;
+  if (!e) return rc;
+  cstore_init(&e->st, e->fx.rc, "awt");
   assert_int_equal(rk_conv_key(&e->st.keys, "conv-1", RK_OUTCOME, "ev-1", e->okey, sizeof e->okey), AW_OK);
   assert_int_equal(rk_conv_key(&e->st.keys, "conv-1", RK_PROGRESS, "ev-1", e->pkey, sizeof e->pkey), AW_OK);
-  rfx_flush();
-  *state = e;
-  return 0;
-}
-
-static int teardown(void **state) {
-  env *e = *state;
-  if (!e) return 0;
-  rconn_free(e->rc);
-  uv_run(&e->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&e->loop), 0);
-  free(e);
   return 0;
 }
 
@@ -84,7 +56,7 @@ static void on_claimed(void *o, int err, const char *outcome, const char *progre
 static claimed claim(env *e, int take) {
   claimed k = {0};
   assert_int_equal(cstore_claim_event(&e->st, "conv-1", "ev-1", take, "d:" DA ":7 -", on_claimed, &k), AW_OK);
-  assert_true(rfx_run_until(&e->loop, &k.done));
+  assert_true(rfx_run_until(&e->fx.loop, &k.done));
   assert_int_equal(k.err, AW_OK);
   return k;
 }
@@ -103,14 +75,14 @@ static void on_done(void *o, int err, const char *value) {
 static void put_progress(env *e, const char *checkpoint) {
   done d = {0};
   assert_int_equal(cstore_put_progress(&e->st, "conv-1", "ev-1", checkpoint, on_done, &d), AW_OK);
-  assert_true(rfx_run_until(&e->loop, &d.done));
+  assert_true(rfx_run_until(&e->fx.loop, &d.done));
   assert_int_equal(d.err, AW_OK);
 }
 
 static void put_outcome(env *e) {
   done d = {0};
   assert_int_equal(cstore_put_outcome(&e->st, "conv-1", "ev-1", "completed", "resp_1", DA, 42, on_done, &d), AW_OK);
-  assert_true(rfx_run_until(&e->loop, &d.done));
+  assert_true(rfx_run_until(&e->fx.loop, &d.done));
   assert_int_equal(d.err, AW_OK);
 }
 
@@ -224,12 +196,12 @@ static void values_out_of_bounds_are_refused_before_redis(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(a_new_event_claims_its_progress_record_once, setup, teardown),
-      cmocka_unit_test_setup_teardown(an_answered_event_claims_nothing, setup, teardown),
-      cmocka_unit_test_setup_teardown(a_retry_reads_the_progress_record_without_claiming, setup, teardown),
-      cmocka_unit_test_setup_teardown(a_checkpoint_keeps_the_claims_digest_prefix, setup, teardown),
-      cmocka_unit_test_setup_teardown(a_record_of_an_older_worker_stays_without_a_prefix, setup, teardown),
-      cmocka_unit_test_setup_teardown(values_out_of_bounds_are_refused_before_redis, setup, teardown),
+      cmocka_unit_test_setup_teardown(a_new_event_claims_its_progress_record_once, setup, rfx_env_teardown),
+      cmocka_unit_test_setup_teardown(an_answered_event_claims_nothing, setup, rfx_env_teardown),
+      cmocka_unit_test_setup_teardown(a_retry_reads_the_progress_record_without_claiming, setup, rfx_env_teardown),
+      cmocka_unit_test_setup_teardown(a_checkpoint_keeps_the_claims_digest_prefix, setup, rfx_env_teardown),
+      cmocka_unit_test_setup_teardown(a_record_of_an_older_worker_stays_without_a_prefix, setup, rfx_env_teardown),
+      cmocka_unit_test_setup_teardown(values_out_of_bounds_are_refused_before_redis, setup, rfx_env_teardown),
   };
-  return cmocka_run_group_tests(tests, start_server, stop_server);
+  return cmocka_run_group_tests(tests, rfx_group_start, rfx_group_stop);
 }

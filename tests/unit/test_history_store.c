@@ -35,60 +35,32 @@
 #include "redis_fixture.h"
 #include "run_metrics.h"
 
-static int start_server(void **state) {
-  (void)state;
-  rfx_start("test_history_store");
-  return 0;
-}
-
-static int stop_server(void **state) {
-  (void)state;
-  rfx_stop();
-  return 0;
-}
-
 /* ---- a store on a loop ----------------------------------------------------- */
 
 typedef struct env {
-  uv_loop_t loop;
-  rconn *rc;
+  rfx_env fx;
   hstore h;
-  redisContext *sync;
 } env;
 
 static env *g_env;
 
 /* Run the loop until *flag is set (or 5 s pass: a failure). */
 static void run_until(env *e, const int *flag) {
-  if (!rfx_run_until(&e->loop, flag)) fail_msg("no callback within 5 s");
+  if (!rfx_run_until(&e->fx.loop, flag)) fail_msg("no callback within 5 s");
 }
 
 static int setup(void **state) {
-  if (!rfx_port()) return 0;
-  env *e = calloc(1, sizeof *e);
-  assert_non_null(e);
-  assert_int_equal(uv_loop_init(&e->loop), 0);
-  e->rc = rfx_rconn(&e->loop);
-  assert_non_null(e->rc);
-  hstore_init(&e->h, e->rc, "awt");
-  e->sync = rfx_sync();
-  assert_non_null(e->sync);
-  rfx_flush();
+  int rc = rfx_env_setup(state, sizeof(env));
+  env *e = *state;
+  if (!e) return rc;
+  hstore_init(&e->h, e->fx.rc, "awt");
   g_env = e;
-  *state = e;
   return 0;
 }
 
 static int teardown(void **state) {
-  env *e = *state;
-  if (!e) return 0;
-  rconn_free(e->rc);
-  uv_run(&e->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&e->loop), 0);
-  redisFree(e->sync);
-  free(e);
   g_env = NULL;
-  return 0;
+  return rfx_env_teardown(state);
 }
 
 #define NEED_REDIS() RFX_NEED()
@@ -176,7 +148,7 @@ static result save_pending(env *e, const char *conv, const char *ev, const char 
 /* ---- synchronous looks behind the store's back ------------------------------ */
 
 static long long sync_int(env *e, const char *fmt, const char *a, const char *b) {
-  redisReply *r = redisCommand(e->sync, fmt, a, b);
+  redisReply *r = redisCommand(e->fx.sync, fmt, a, b);
   assert_non_null(r);
   if (r->type != REDIS_REPLY_INTEGER) fail_msg("%s %s: reply type %d (%s)", fmt, a, r->type, r->str ? r->str : "");
   long long v = r->integer;
@@ -185,7 +157,7 @@ static long long sync_int(env *e, const char *fmt, const char *a, const char *b)
 }
 
 static char *sync_str(env *e, const char *fmt, const char *a, const char *b) {
-  redisReply *r = redisCommand(e->sync, fmt, a, b);
+  redisReply *r = redisCommand(e->fx.sync, fmt, a, b);
   assert_non_null(r);
   char *s = r->type == REDIS_REPLY_STRING ? strndup(r->str, r->len) : NULL;
   freeReplyObject(r);
@@ -397,12 +369,12 @@ static void test_the_byte_total_is_recounted_when_one_of_the_two_keys_was_lost(v
   assert_int_equal(commit(e, "conv-1", "ev-1", "0123456789").applied, 1);
   assert_int_equal(commit(e, "conv-1", "ev-2", "0123456789").applied, 1);
   /* The ids hash is gone (evicted), the list is not: counted from the list. */
-  redisReply *r = redisCommand(e->sync, "DEL %s", IDS);
+  redisReply *r = redisCommand(e->fx.sync, "DEL %s", IDS);
   freeReplyObject(r);
   assert_int_equal(commit(e, "conv-1", "ev-3", "0123456789").applied, 1);
   assert_int_equal(bytes_field(e), (long long)(3 * one));
   /* The list is gone, the hash is not: the new list's one turn. */
-  r = redisCommand(e->sync, "DEL %s", HIST);
+  r = redisCommand(e->fx.sync, "DEL %s", HIST);
   freeReplyObject(r);
   assert_int_equal(commit(e, "conv-1", "ev-4", "0123456789").applied, 1);
   assert_int_equal(bytes_field(e), (long long)one);
@@ -418,15 +390,15 @@ static void test_ttl_is_set_and_renewed_by_every_commit(void **state) {
   long long i1 = sync_int(e, "PTTL %s", IDS, NULL);
   assert_true(i1 > 90 * 1000 && i1 <= 100 * 1000);
   /* Shorten the lifetimes behind the store's back: the next commit renews both. */
-  redisReply *r = redisCommand(e->sync, "PEXPIRE %s 5000", HIST);
+  redisReply *r = redisCommand(e->fx.sync, "PEXPIRE %s 5000", HIST);
   freeReplyObject(r);
-  r = redisCommand(e->sync, "PEXPIRE %s 5000", IDS);
+  r = redisCommand(e->fx.sync, "PEXPIRE %s 5000", IDS);
   freeReplyObject(r);
   assert_int_equal(commit(e, "conv-1", "ev-2", "b").applied, 1);
   assert_true(sync_int(e, "PTTL %s", HIST, NULL) > 90 * 1000);
   assert_true(sync_int(e, "PTTL %s", IDS, NULL) > 90 * 1000);
   /* A duplicate commit writes nothing, not even the lifetime. */
-  r = redisCommand(e->sync, "PEXPIRE %s 5000", HIST);
+  r = redisCommand(e->fx.sync, "PEXPIRE %s 5000", HIST);
   freeReplyObject(r);
   assert_int_equal(commit(e, "conv-1", "ev-2", "b").applied, 0);
   assert_true(sync_int(e, "PTTL %s", HIST, NULL) <= 5000);
@@ -455,7 +427,7 @@ static void test_every_key_of_a_conversation_shares_its_hash_tag(void **state) {
   env *e = *state;
   assert_int_equal(commit(e, "conv-1", "ev-1", "a").applied, 1);
   assert_int_equal(save_pending(e, "conv-1", "ev-2", "{}").applied, 1);
-  redisReply *r = redisCommand(e->sync, "KEYS *");
+  redisReply *r = redisCommand(e->fx.sync, "KEYS *");
   assert_non_null(r);
   assert_int_equal(r->type, REDIS_REPLY_ARRAY);
   assert_int_equal(r->elements, 3); /* hist, hist:ids, hist:p:ev-2 */
@@ -474,11 +446,11 @@ static void test_every_key_of_a_conversation_shares_its_hash_tag(void **state) {
 static void test_commit_survives_a_lost_script_cache(void **state) {
   NEED_REDIS();
   env *e = *state;
-  redisReply *r = redisCommand(e->sync, "SCRIPT FLUSH");
+  redisReply *r = redisCommand(e->fx.sync, "SCRIPT FLUSH");
   freeReplyObject(r);
   /* EVALSHA answers NOSCRIPT; the store sends the text (EVAL) once. */
   assert_int_equal(commit(e, "conv-1", "ev-1", "a").applied, 1);
-  r = redisCommand(e->sync, "SCRIPT EXISTS %s", e->h.sha);
+  r = redisCommand(e->fx.sync, "SCRIPT EXISTS %s", e->h.sha);
   assert_non_null(r);
   assert_int_equal(r->type, REDIS_REPLY_ARRAY);
   assert_int_equal(r->element[0]->integer, 1); /* cached again: the sha is the script's */
@@ -544,13 +516,13 @@ static void test_bad_arguments_and_a_down_redis_are_refused_before_any_io(void *
   rconn *dead = NULL;
   char err[128];
   int port = rfx_free_port();
-  assert_int_equal(rconn_new(&e->loop, "127.0.0.1", port, &dead, err, sizeof err), AW_OK);
+  assert_int_equal(rconn_new(&e->fx.loop, "127.0.0.1", port, &dead, err, sizeof err), AW_OK);
   hstore_init(&down, dead, "awt");
   assert_int_equal(hstore_load(&down, "c", "ev", 5, never_load, NULL), AW_EREDIS);
   assert_int_equal(hstore_save_pending(&down, "c", "ev", "x", 1, never, NULL), AW_EREDIS);
   assert_int_equal(hstore_commit(&down, "c", "ev", "x", 1, never, NULL), AW_EREDIS);
   rconn_free(dead);
-  uv_run(&e->loop, UV_RUN_NOWAIT);
+  uv_run(&e->fx.loop, UV_RUN_NOWAIT);
 }
 
 static void test_a_dropped_connection_fails_pending_calls_with_eredis(void **state) {
@@ -562,7 +534,7 @@ static void test_a_dropped_connection_fails_pending_calls_with_eredis(void **sta
   assert_int_equal(hstore_load(&e->h, "conv-1", "ev-1", 5, on_load, &l), AW_OK);
   assert_int_equal(hstore_commit(&e->h, "conv-1", "ev-1", "{\"e\":\"ev-1\"}", 12, on_result, &r), AW_OK);
   /* The server drops the store's connection before the commands reach it. */
-  redisReply *k = redisCommand(e->sync, "CLIENT KILL TYPE normal SKIPME yes");
+  redisReply *k = redisCommand(e->fx.sync, "CLIENT KILL TYPE normal SKIPME yes");
   assert_non_null(k);
   freeReplyObject(k);
   run_until(e, &r.done);
@@ -628,5 +600,5 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_a_dropped_connection_fails_pending_calls_with_eredis, setup, teardown),
       cmocka_unit_test_setup_teardown(test_counters_reach_the_metrics, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, start_server, stop_server);
+  return cmocka_run_group_tests(tests, rfx_group_start, rfx_group_stop);
 }

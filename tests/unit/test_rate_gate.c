@@ -29,22 +29,9 @@
 #include "rate_gate.h"
 #include "redis_fixture.h"
 
-static int start_server(void **state) {
-  (void)state;
-  rfx_start("test_rate_gate");
-  return 0;
-}
-
-static int stop_server(void **state) {
-  (void)state;
-  rfx_stop();
-  return 0;
-}
-
 typedef struct env {
-  uv_loop_t loop;
-  rconn *rc, *rc2; /* two connections: two workers of one fleet */
-  redisContext *sync;
+  rfx_env fx;      /* its rconn and rc2: two workers of one fleet */
+  rconn *rc2;
   int holds[8];    /* on_hold calls, in order */
   int nholds;
   rg *gates[4];    /* made by gate(); a failed test leaves them to teardown */
@@ -53,19 +40,12 @@ typedef struct env {
 static env *g_env;
 
 static int setup(void **state) {
-  if (!rfx_port()) return 0;
-  env *e = calloc(1, sizeof *e);
-  assert_non_null(e);
-  assert_int_equal(uv_loop_init(&e->loop), 0);
-  e->rc = rfx_rconn(&e->loop);
-  e->rc2 = rfx_rconn(&e->loop);
-  assert_non_null(e->rc);
+  int rc = rfx_env_setup(state, sizeof(env));
+  env *e = *state;
+  if (!e) return rc;
+  e->rc2 = rfx_rconn(&e->fx.loop);
   assert_non_null(e->rc2);
-  e->sync = rfx_sync();
-  assert_non_null(e->sync);
-  rfx_flush();
   g_env = e;
-  *state = e;
   return 0;
 }
 
@@ -73,15 +53,12 @@ static int teardown(void **state) {
   env *e = *state;
   if (!e) return 0;
   for (int i = 0; i < 4; i++) rg_stop(e->gates[i]);
-  rconn_free(e->rc);
+  rconn_free(e->fx.rc);
+  e->fx.rc = NULL;
   rconn_free(e->rc2);
   for (int i = 0; i < 4; i++) rg_free(e->gates[i]);
-  uv_run(&e->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&e->loop), 0);
-  redisFree(e->sync);
-  free(e);
   g_env = NULL;
-  return 0;
+  return rfx_env_teardown(state);
 }
 
 /* ---- requests --------------------------------------------------------------- */
@@ -116,7 +93,7 @@ static rg *gate(rconn *rc, const char *key, long rpm, long tpm, long burst_ms, l
   rg_config c = {rpm, tpm, burst_ms, max_waiting, "awt", on_hold, NULL, g_env};
   rg *g = NULL;
   char err[128];
-  assert_int_equal(rg_new(&g_env->loop, rc, key, &c, &g, err, sizeof err), AW_OK);
+  assert_int_equal(rg_new(&g_env->fx.loop, rc, key, &c, &g, err, sizeof err), AW_OK);
   for (int i = 0; i < 4; i++)
     if (!g_env->gates[i]) {
       g_env->gates[i] = g;
@@ -138,7 +115,7 @@ static void ask_all(rg *g, req *v, int n) {
   g_batch.left = n;
   g_batch.done = 0;
   for (int i = 0; i < n; i++) ask(g, &v[i], NULL);
-  if (!rfx_run_until(&g_env->loop, &g_batch.done)) fail_msg("not every request was granted within 5 s");
+  if (!rfx_run_until(&g_env->fx.loop, &g_batch.done)) fail_msg("not every request was granted within 5 s");
 }
 
 static double ms_between(uint64_t a, uint64_t b) { return (double)(b - a) / 1e6; }
@@ -155,7 +132,7 @@ static void test_a_full_bucket_lets_its_capacity_through_then_meters_the_rest(vo
   RFX_NEED();
   (void)state;
   /* 600 a minute, a second's burst: 10 at once, then one per 100 ms. */
-  rg *g = gate(g_env->rc, "sk-one", 600, 0, 1000, 0);
+  rg *g = gate(g_env->fx.rc, "sk-one", 600, 0, 1000, 0);
   req v[14];
   uint64_t t0 = uv_hrtime();
   ask_all(g, v, 14);
@@ -176,14 +153,14 @@ static void test_workers_with_the_same_key_share_one_bucket(void **state) {
   RFX_NEED();
   (void)state;
   /* Two workers of a fleet (two connections); 10 at once between them. */
-  rg *a = gate(g_env->rc, "sk-fleet", 600, 0, 1000, 0);
+  rg *a = gate(g_env->fx.rc, "sk-fleet", 600, 0, 1000, 0);
   rg *b = gate(g_env->rc2, "sk-fleet", 600, 0, 1000, 0);
   req v[20];
   uint64_t t0 = uv_hrtime();
   g_batch.left = 20;
   g_batch.done = 0;
   for (int i = 0; i < 20; i++) ask(i % 2 ? b : a, &v[i], NULL);
-  if (!rfx_run_until(&g_env->loop, &g_batch.done)) fail_msg("not every request was granted within 5 s");
+  if (!rfx_run_until(&g_env->fx.loop, &g_batch.done)) fail_msg("not every request was granted within 5 s");
   uint64_t last = 0;
   for (int i = 0; i < 20; i++)
     if (v[i].at_ns > last) last = v[i].at_ns;
@@ -197,7 +174,7 @@ static void test_workers_with_the_same_key_share_one_bucket(void **state) {
 static void test_other_keys_have_their_own_bucket_and_no_key_is_stored(void **state) {
   RFX_NEED();
   (void)state;
-  rg *a = gate(g_env->rc, "sk-alpha-secret", 600, 0, 1000, 0);
+  rg *a = gate(g_env->fx.rc, "sk-alpha-secret", 600, 0, 1000, 0);
   rg *b = gate(g_env->rc2, "sk-beta-secret", 600, 0, 1000, 0);
   req v[10], w[10];
   ask_all(a, v, 10);
@@ -208,7 +185,7 @@ static void test_other_keys_have_their_own_bucket_and_no_key_is_stored(void **st
   assert_int_equal(rg_bucket_key(a, "chat", ka, sizeof ka), AW_OK);
   assert_int_equal(rg_bucket_key(b, "chat", kb, sizeof kb), AW_OK);
   assert_string_not_equal(ka, kb);
-  redisReply *r = redisCommand(g_env->sync, "KEYS *");
+  redisReply *r = redisCommand(g_env->fx.sync, "KEYS *");
   assert_non_null(r);
   assert_int_equal(r->type, REDIS_REPLY_ARRAY);
   assert_int_equal(r->elements, 2);
@@ -222,7 +199,7 @@ static void test_other_keys_have_their_own_bucket_and_no_key_is_stored(void **st
     assert_string_equal(k + 7 + 16, ":chat");
   }
   freeReplyObject(r);
-  r = redisCommand(g_env->sync, "PTTL %s", ka);
+  r = redisCommand(g_env->fx.sync, "PTTL %s", ka);
   assert_true(r && r->type == REDIS_REPLY_INTEGER && r->integer > 0); /* a bucket expires */
   freeReplyObject(r);
   gate_free(a);
@@ -240,7 +217,7 @@ static void feedback(rg *g, int status, const char *const *lines, size_t n) {
 static void test_the_apis_remaining_lowers_the_bucket(void **state) {
   RFX_NEED();
   (void)state;
-  rg *g = gate(g_env->rc, "sk-fb", 600, 0, 1000, 0);
+  rg *g = gate(g_env->fx.rc, "sk-fb", 600, 0, 1000, 0);
   req v[1];
   ask_all(g, v, 1); /* the bucket exists, 9 left */
   /* Another client of the key used the rest: the API says 0 remain. */
@@ -259,7 +236,7 @@ static void test_the_apis_remaining_lowers_the_bucket(void **state) {
 static void test_plenty_remaining_costs_no_round_trip(void **state) {
   RFX_NEED();
   (void)state;
-  rg *g = gate(g_env->rc, "sk-plenty", 600, 0, 1000, 0);
+  rg *g = gate(g_env->fx.rc, "sk-plenty", 600, 0, 1000, 0);
   static const char *const h[] = {"x-ratelimit-limit-requests: 600", "x-ratelimit-remaining-requests: 599",
                                   "x-ratelimit-reset-requests: 100ms"};
   feedback(g, 200, h, 3);
@@ -272,7 +249,7 @@ static void test_plenty_remaining_costs_no_round_trip(void **state) {
 static void test_a_429s_retry_after_blocks_the_bucket(void **state) {
   RFX_NEED();
   (void)state;
-  rg *g = gate(g_env->rc, "sk-429", 6000, 0, 1000, 0); /* 100 at once: only the block can stop them */
+  rg *g = gate(g_env->fx.rc, "sk-429", 6000, 0, 1000, 0); /* 100 at once: only the block can stop them */
   static const char *const h[] = {"retry-after-ms: 300"};
   feedback(g, 429, h, 1);
   uint64_t t0 = uv_hrtime();
@@ -288,7 +265,7 @@ static void test_a_request_larger_than_the_token_capacity_goes_on_a_full_bucket_
   (void)state;
   /* 600,000 tokens a minute, 100 ms burst: a bucket of 1,000 tokens.  Each
    * request asks ~2,000 (its output cap). */
-  rg *g = gate(g_env->rc, "sk-tokens", 0, 600000, 100, 0);
+  rg *g = gate(g_env->fx.rc, "sk-tokens", 0, 600000, 100, 0);
   static const char body[] = "{\"model\":\"m\",\"max_output_tokens\":2000}";
   req v[2];
   g_batch.left = 2;
@@ -296,7 +273,7 @@ static void test_a_request_larger_than_the_token_capacity_goes_on_a_full_bucket_
   uint64_t t0 = uv_hrtime();
   ask(g, &v[0], body);
   ask(g, &v[1], body);
-  if (!rfx_run_until(&g_env->loop, &g_batch.done)) fail_msg("not granted within 5 s");
+  if (!rfx_run_until(&g_env->fx.loop, &g_batch.done)) fail_msg("not granted within 5 s");
   assert_true(ms_between(t0, v[0].at_ns) < 1000);
   /* The first left the bucket 1,000 in debt: the second waits for 2,000
    * tokens of refill, 200 ms. */
@@ -313,7 +290,7 @@ static void test_a_cancelled_wait_never_gets_its_grant(void **state) {
   RFX_NEED();
   (void)state;
   /* 600 a minute, 100 ms burst: one at a time, one per 100 ms. */
-  rg *g = gate(g_env->rc, "sk-cancel", 600, 0, 100, 0);
+  rg *g = gate(g_env->fx.rc, "sk-cancel", 600, 0, 100, 0);
   const api_gate *p = rg_port(g);
   req a[1];
   ask_all(g, a, 1);
@@ -331,14 +308,14 @@ static void test_a_cancelled_wait_never_gets_its_grant(void **state) {
 static void test_too_many_waiting_hold_consumption_and_fewer_release_it(void **state) {
   RFX_NEED();
   (void)state;
-  rg *g = gate(g_env->rc, "sk-hold", 600, 0, 100, 2);
+  rg *g = gate(g_env->fx.rc, "sk-hold", 600, 0, 100, 2);
   req v[5];
   g_batch.left = 5;
   g_batch.done = 0;
   for (int i = 0; i < 5; i++) ask(g, &v[i], NULL);
   assert_int_equal(g_env->nholds, 1);
   assert_int_equal(g_env->holds[0], 1); /* 3 waiting > 2 */
-  if (!rfx_run_until(&g_env->loop, &g_batch.done)) fail_msg("not every request was granted within 5 s");
+  if (!rfx_run_until(&g_env->fx.loop, &g_batch.done)) fail_msg("not every request was granted within 5 s");
   assert_int_equal(g_env->nholds, 2);
   assert_int_equal(g_env->holds[1], 0); /* released at <= 3/4 of 2 */
   assert_int_equal(rg_get_stats(g)->holds, 1);
@@ -350,7 +327,7 @@ static void test_redis_unreachable_fails_open_and_counts_it(void **state) {
   (void)state;
   rconn *down = NULL;
   char err[128];
-  assert_int_equal(rconn_new(&g_env->loop, "127.0.0.1", rfx_free_port(), &down, err, sizeof err), AW_OK);
+  assert_int_equal(rconn_new(&g_env->fx.loop, "127.0.0.1", rfx_free_port(), &down, err, sizeof err), AW_OK);
   rg *g = gate(down, "sk-down", 60, 0, 1000, 0);
   req v[3];
   ask_all(g, v, 3); /* a bucket of one would make two of them wait a second each */
@@ -366,10 +343,10 @@ static void test_redis_unreachable_fails_open_and_counts_it(void **state) {
 static void test_a_lost_script_cache_is_survived(void **state) {
   RFX_NEED();
   (void)state;
-  rg *g = gate(g_env->rc, "sk-flush", 600, 0, 1000, 0);
+  rg *g = gate(g_env->fx.rc, "sk-flush", 600, 0, 1000, 0);
   req v[1];
   ask_all(g, v, 1);
-  redisReply *r = redisCommand(g_env->sync, "SCRIPT FLUSH");
+  redisReply *r = redisCommand(g_env->fx.sync, "SCRIPT FLUSH");
   assert_non_null(r);
   freeReplyObject(r);
   req w[2];
@@ -394,5 +371,5 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_redis_unreachable_fails_open_and_counts_it, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_lost_script_cache_is_survived, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, start_server, stop_server);
+  return cmocka_run_group_tests(tests, rfx_group_start, rfx_group_stop);
 }

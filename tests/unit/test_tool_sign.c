@@ -19,6 +19,7 @@
 
 #include "buf.h"
 #include "contract_tool.h"
+#include "mp_fixture.h"
 #include "tool_sign.h"
 
 static const char KEY[] = "unit-test-tool-request-key-current";
@@ -26,33 +27,6 @@ static const char OLD_KEY[] = "unit-test-tool-request-key-previous";
 #define NOW 1767225600000LL
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static char *read_source_file(const char *rel) {
-  char root[1024];
-  const char *env = getenv("AW_SOURCE_DIR");
-  if (env) {
-    snprintf(root, sizeof root, "%s", env);
-  } else {
-    snprintf(root, sizeof root, "%s", __FILE__);
-    char *p = strstr(root, "tests/unit/test_tool_sign.c");
-    if (!p) fail_msg("cannot find the source tree from %s; set AW_SOURCE_DIR", __FILE__);
-    *p = '\0';
-    if (p == root) strcpy(root, ".");
-  }
-  char path[1200];
-  snprintf(path, sizeof path, "%s/%s", root, rel);
-  FILE *f = fopen(path, "rb");
-  if (!f) fail_msg("cannot open %s", path);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  assert_non_null(s);
-  assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-  s[n] = '\0';
-  fclose(f);
-  return s;
-}
 
 static void key2(tsig_key *k, const char *cur, const char *prev) {
   assert_int_equal(tsig_key_init(k, cur, strlen(cur)), AW_OK);
@@ -155,7 +129,7 @@ static const char *verify_req(const tsig_key *k, const ctool_request *r, const c
 
 static void shared_vectors_give_the_documented_messages_and_signatures(void **state) {
   (void)state;
-  char *text = read_source_file("schemas/examples/tool-request-signature.json");
+  char *text = mpfx_source_file("schemas/examples/tool-request-signature.json");
   cJSON *doc = cJSON_Parse(text);
   assert_non_null(doc);
   const cJSON *keys = cJSON_GetObjectItemCaseSensitive(doc, "keys");

@@ -19,44 +19,16 @@
 #include "tool_state.h"
 
 typedef struct env {
-  uv_loop_t loop;
-  rconn *rc;
+  rfx_env fx;
   tstate ts;
 } env;
 
-static int start_server(void **state) {
-  (void)state;
-  rfx_start("test_tool_state_claim");
-  return 0;
-}
-
-static int stop_server(void **state) {
-  (void)state;
-  rfx_stop();
-  return 0;
-}
-
 static int setup(void **state) {
-  if (!rfx_port()) return 0;
-  env *e = calloc(1, sizeof *e);
-  assert_non_null(e);
-  assert_int_equal(uv_loop_init(&e->loop), 0);
-  e->rc = rfx_rconn(&e->loop);
-  assert_non_null(e->rc);
-  tstate_init(&e->ts, e->rc, "awt");
-  e->ts.submit_lease_ms = 1000;
-  rfx_flush();
-  *state = e;
-  return 0;
-}
-
-static int teardown(void **state) {
+  int rc = rfx_env_setup(state, sizeof(env));
   env *e = *state;
-  if (!e) return 0;
-  rconn_free(e->rc);
-  uv_run(&e->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&e->loop), 0);
-  free(e);
+  if (!e) return rc;
+  tstate_init(&e->ts, e->fx.rc, "awt");
+  e->ts.submit_lease_ms = 1000;
   return 0;
 }
 
@@ -98,7 +70,7 @@ static void record_round(env *e) {
   tstate_call c = {"call_1", "get_weather", 1000000, 0, "timeout", "invalid_arguments", "{\"error\":1}", NULL};
   begun b = {0};
   assert_int_equal(tstate_round_begin(&e->ts, "conv-1", "turn-1", "ev-1", "w1", &c, 1, on_begun, &b), AW_OK);
-  assert_true(rfx_run_until(&e->loop, &b.done));
+  assert_true(rfx_run_until(&e->fx.loop, &b.done));
   assert_int_equal(b.err, AW_OK);
   assert_int_equal(b.round, 1);
 }
@@ -106,7 +78,7 @@ static void record_round(env *e) {
 static collected collect(env *e, const char *claim, int64_t now) {
   collected k = {0};
   assert_int_equal(tstate_collect(&e->ts, "conv-1", "turn-1", claim, now, on_collected, &k), AW_OK);
-  assert_true(rfx_run_until(&e->loop, &k.done));
+  assert_true(rfx_run_until(&e->fx.loop, &k.done));
   assert_int_equal(k.err, AW_OK);
   return k;
 }
@@ -152,10 +124,12 @@ static void after_the_lease_the_second_attempt_takes_over_and_must_recover(void 
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(the_first_attempt_claims_a_ready_round_and_may_look_again, setup, teardown),
-      cmocka_unit_test_setup_teardown(a_second_attempt_finds_the_round_held_until_the_lease_ends, setup, teardown),
-      cmocka_unit_test_setup_teardown(after_the_lease_the_second_attempt_takes_over_and_must_recover, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(the_first_attempt_claims_a_ready_round_and_may_look_again,
+                                      setup, rfx_env_teardown),
+      cmocka_unit_test_setup_teardown(a_second_attempt_finds_the_round_held_until_the_lease_ends,
+                                      setup, rfx_env_teardown),
+      cmocka_unit_test_setup_teardown(after_the_lease_the_second_attempt_takes_over_and_must_recover,
+                                      setup, rfx_env_teardown),
   };
-  return cmocka_run_group_tests(tests, start_server, stop_server);
+  return cmocka_run_group_tests(tests, rfx_group_start, rfx_group_stop);
 }
