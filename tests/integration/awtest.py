@@ -436,6 +436,14 @@ def make_request(conversation_id: str, text: str | list, *, event_id: str | None
     return r
 
 
+def make_kind_request(conversation_id: str, kind: str, *, event_id: str | None = None, **fields) -> dict:
+    """A conversation request of `kind` (history, append, reset, delete, cancel: README,
+    "Conversation requests"), with the kind's `fields` (limit, after, order, messages, ...)."""
+    r = {"v": 1, "event_id": event_id or new_event_id(), "conversation_id": conversation_id, "kind": kind}
+    r.update(fields)
+    return r
+
+
 def pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 

@@ -19,7 +19,7 @@ import redis as redis_lib
 import awtest
 from awtest import (API_KEY, BACKEND, SIMULATOR_BIN, TOOL_SECRET, WORKER_BIN, Collector, FakeToolService,
                     Producer_, Stack, Worker, WorkerSpec, create_topics, delete_topics, handle_key_suffix,
-                    make_request, pack, safe_name, wait_until)
+                    make_kind_request, make_request, pack, safe_name, wait_until)
 
 STRICT = os.environ.get("CI") == "true" or os.environ.get("AW_TEST_STRICT") == "1"
 
@@ -186,6 +186,12 @@ class Ctx:
 
     def ask(self, conversation_id: str, text, **kw) -> dict:
         req = make_request(conversation_id, text, **kw)
+        self.send(req)
+        return req
+
+    def request(self, conversation_id: str, kind: str, **fields) -> dict:
+        """Produce a conversation request of `kind` (awtest.make_kind_request); returns it."""
+        req = make_kind_request(conversation_id, kind, **fields)
         self.send(req)
         return req
 
