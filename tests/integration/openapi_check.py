@@ -76,6 +76,25 @@ def refused_request(status: Any) -> bool:
     return isinstance(status, int) and 400 <= status < 500 and status != 429
 
 
+def multipart_form(body: Any) -> tuple[Any, list[str]]:
+    """A recorded multipart body as the instance its schema validates, and what is wrong with it.
+    The simulator records the form fields as they are (expires_after[anchor] nested as
+    {"expires_after": {"anchor": ...}}) and a file part as {"filename", "bytes", "sha256"}, never
+    its bytes; the schema types a file part as a binary string, so the part stands in as one."""
+    if not isinstance(body, dict):
+        return body, ["multipart body not recorded as an object"]
+    form, bad = {}, []
+    for k, v in body.items():
+        if isinstance(v, dict) and "sha256" in v:
+            if not (isinstance(v.get("filename"), str) and isinstance(v.get("bytes"), int)
+                    and isinstance(v.get("sha256"), str)):
+                bad.append(f"file part {k!r} recorded without filename, bytes and sha256: {v}")
+            form[k] = f"<{v.get('bytes')} bytes, sha256 {v.get('sha256')}>"
+        else:
+            form[k] = v
+    return form, bad
+
+
 def _pointer(*parts: str) -> str:
     return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
 
@@ -225,6 +244,11 @@ class SpecChecker:
             elif "application/json" in (rb.get("content") or {}):
                 ptr = rb_ptr + _pointer("content", "application/json", "schema")
                 problems += [f"{label}: request body {e}" for e in self.errors(ptr, body)]
+            elif "multipart/form-data" in (rb.get("content") or {}):
+                ptr = rb_ptr + _pointer("content", "multipart/form-data", "schema")
+                form, bad = multipart_form(body)
+                problems += [f"{label}: {b}" for b in bad]
+                problems += [f"{label}: form field {e}" for e in self.errors(ptr, form)]
             else:
                 problems.append(f"{label}: operation does not take a JSON body")
 

@@ -11,6 +11,7 @@
 #include "sim_chat.h"
 #include "sim_conversations.h"
 #include "sim_faults.h"
+#include "sim_files.h"
 #include "sim_ratelimit.h"
 #include "sim_req.h"
 #include "sim_responses.h"
@@ -18,6 +19,7 @@
 #include "sim_store.h"
 #include "sim_timer.h"
 #include "sim_usage.h"
+#include "sim_vector_stores.h"
 
 #define BAD SREQ_BAD
 
@@ -410,6 +412,7 @@ static void admin_stats(sapi_reply *r) {
   cJSON_AddNumberToObject(o, "conversations", (double)convs);
   cJSON_AddNumberToObject(o, "pending_timers", (double)stimer_pending());
   cJSON_AddItemToObject(o, "rate_limit", srl_stats_json());
+  cJSON_AddItemToObject(o, "vector_stores", svs_stats_json());
   sreq_json(r, 200, o);
 }
 
@@ -440,6 +443,8 @@ static void admin(const sapi_req *q, sapi_reply *r, const char *what) {
     sstats_reset();
     schat_reset();
     susage_reset();
+    svs_reset();
+    sfiles_reset();
     log_info(NULL, "state and faults reset");
     cJSON *o = cJSON_CreateObject();
     cJSON_AddTrueToObject(o, "ok");
@@ -559,6 +564,25 @@ static sstats_route classify(const char *m, char s[MAX_SEG][64], int n) {
   }
   if (strcmp(s[1], "chat") == 0)
     return n == 3 && strcmp(s[2], "completions") == 0 && post ? SR_CHAT_CREATE : SR_UNKNOWN;
+  if (strcmp(s[1], "files") == 0) {
+    if (n == 2) return post ? SR_FILE_CREATE : get ? SR_FILE_LIST : SR_UNKNOWN;
+    if (n == 3) return get ? SR_FILE_GET : del ? SR_FILE_DELETE : SR_UNKNOWN;
+    return n == 4 && strcmp(s[3], "content") == 0 && get ? SR_FILE_CONTENT : SR_UNKNOWN;
+  }
+  if (strcmp(s[1], "vector_stores") == 0) {
+    if (n == 2) return post ? SR_VS_CREATE : get ? SR_VS_LIST : SR_UNKNOWN;
+    if (n == 3) return get ? SR_VS_GET : post ? SR_VS_UPDATE : del ? SR_VS_DELETE : SR_UNKNOWN;
+    if (n == 4 && strcmp(s[3], "search") == 0) return post ? SR_VS_SEARCH : SR_UNKNOWN;
+    if (strcmp(s[3], "files") == 0) {
+      if (n == 4) return post ? SR_VSF_CREATE : get ? SR_VSF_LIST : SR_UNKNOWN;
+      return n == 5 ? (get ? SR_VSF_GET : del ? SR_VSF_DELETE : SR_UNKNOWN) : SR_UNKNOWN;
+    }
+    if (strcmp(s[3], "file_batches") != 0) return SR_UNKNOWN;
+    if (n == 4) return post ? SR_VSB_CREATE : SR_UNKNOWN;
+    if (n == 5) return get ? SR_VSB_GET : SR_UNKNOWN;
+    if (n == 6 && strcmp(s[5], "cancel") == 0) return post ? SR_VSB_CANCEL : SR_UNKNOWN;
+    return n == 6 && strcmp(s[5], "files") == 0 && get ? SR_VSB_FILES : SR_UNKNOWN;
+  }
   if (strcmp(s[1], "threads") != 0) return SR_UNKNOWN;
   if (n == 2) return post ? SR_THREAD_CREATE : SR_UNKNOWN;
   if (n == 3 && strcmp(s[2], "runs") == 0) return post ? SR_THREAD_RUN : SR_UNKNOWN;
@@ -586,6 +610,14 @@ static void route_v1(const sapi_req *q, sapi_reply *r, char s[MAX_SEG][64]) {
   }
   if (r->route >= SR_CONV_CREATE && r->route <= SR_CITEM_DELETE) {
     sconv_handle(q, r, s);
+    return;
+  }
+  if (r->route >= SR_FILE_CREATE && r->route <= SR_FILE_CONTENT) {
+    sfiles_handle(q, r, s);
+    return;
+  }
+  if (r->route >= SR_VS_CREATE && r->route <= SR_VSB_FILES) {
+    svs_handle(q, r, s);
     return;
   }
   switch (r->route) {

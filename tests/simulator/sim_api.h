@@ -16,6 +16,7 @@
 #define SIM_API_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <cjson/cJSON.h>
 #include "sim_cstream.h"
 #include "sim_ratelimit.h"
@@ -34,6 +35,7 @@ typedef struct sapi_req {
   /* Query argument lookup (NULL when absent). */
   const char *(*arg)(void *cls, const char *key);
   void *arg_cls;
+  struct sfiles_upload *upload; /* a multipart POST /v1/files streamed to disk (sim_files.h), or NULL */
 } sapi_req;
 
 typedef struct sapi_reply {
@@ -45,6 +47,9 @@ typedef struct sapi_reply {
   sstream *stream;     /* non-NULL: answer with this SSE stream */
   srstream *rstream;   /* non-NULL: answer by reading a response's events */
   scstream *cstream;   /* non-NULL: answer with a chat completion's chunks or object */
+  int has_fd;          /* answer with the bytes of fd (fd_size of them, */
+  int fd;              /* application/octet-stream); the reply owns fd */
+  uint64_t fd_size;
   int drop;            /* close the connection without answering (an
                           injected apply_then_fail with status 0) */
   cJSON *rec;          /* in: the --record line or NULL; moved into the

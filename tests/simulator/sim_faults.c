@@ -20,6 +20,8 @@ static const char *const apply_routes[SFAULT_APPLY_ROUTES] = {
     "POST /v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
     "POST /v1/threads/{thread_id}/messages",
     "POST /v1/chat/completions",
+    "POST /v1/files",
+    "POST /v1/vector_stores",
 };
 
 const char *sfault_apply_route(int i) { return i >= 0 && i < SFAULT_APPLY_ROUTES ? apply_routes[i] : NULL; }
@@ -32,6 +34,8 @@ void sfault_defaults(sfault_cfg *c) {
   c->seed = 1;
   c->requires_action_timeout_s = 600;
   c->max_context_tokens = 100000;
+  c->max_file_bytes = 512 << 20;
+  c->file_processing_ms = 100;
   snprintf(c->fail_run_code, sizeof c->fail_run_code, "server_error");
 }
 
@@ -81,6 +85,8 @@ static const field fields[] = {
     {"fail_run_code", F_CODE, OFF(fail_run_code), 0, 0},
     {"requires_action_timeout_s", F_INT, OFF(requires_action_timeout_s), 1, 86400},
     {"max_context_tokens", F_INT, OFF(max_context_tokens), 1, 1 << 30},
+    {"max_file_bytes", F_INT, OFF(max_file_bytes), 1, 1 << 30},
+    {"file_processing_ms", F_INT, OFF(file_processing_ms), 0, 600000},
     {"rate_429", F_RATE, OFF(rate_429), 0, 1},
     {"rate_500", F_RATE, OFF(rate_500), 0, 1},
     {"rate_drop_stream", F_RATE, OFF(rate_drop_stream), 0, 1},

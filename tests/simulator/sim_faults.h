@@ -31,7 +31,7 @@
 #include "aw_error.h"
 
 /** Creating routes that apply_then_fail can target (sfault_apply_route()). */
-#define SFAULT_APPLY_ROUTES 9
+#define SFAULT_APPLY_ROUTES 11
 
 typedef struct sfault_cfg {
   int latency_ms;
@@ -46,6 +46,8 @@ typedef struct sfault_cfg {
   char fail_run_code[32]; /* server_error | rate_limit_exceeded | invalid_prompt */
   int requires_action_timeout_s; /* a run waiting for tool outputs expires after this */
   int max_context_tokens;        /* words a chat completion's messages may hold */
+  int max_file_bytes;            /* a larger upload to POST /v1/files is a 413 */
+  int file_processing_ms;        /* a file added to a vector store is processed this much later */
   double rate_429, rate_500, rate_drop_stream;
   double rate_apply_fail; /* any creating request: applied, then 500 / 502 / dropped in turn */
   uint64_t seed;
@@ -61,7 +63,8 @@ typedef enum { SFAULT_NONE = 0, SFAULT_429, SFAULT_500 } sfault_http;
 typedef enum { SFAULT_RUN_OK = 0, SFAULT_RUN_FAIL, SFAULT_RUN_EXPIRE } sfault_run;
 
 /** Defaults: no faults, 20 answer tokens, retry_after_s 1, seed 1,
- *  requires_action_timeout_s 600, max_context_tokens 100000. */
+ *  requires_action_timeout_s 600, max_context_tokens 100000,
+ *  max_file_bytes 512 MiB (the API's limit), file_processing_ms 100. */
 void sfault_defaults(sfault_cfg *c);
 /** Install c as baseline and current settings. */
 void sfault_init(const sfault_cfg *c);

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "sim_api.h"
 #include "sim_faults.h"
+#include "sim_files.h"
 #include "sim_record.h"
 #include "sim_timer.h"
 
@@ -24,6 +25,7 @@ typedef struct hreq {
   int too_big;
   int have_reply; /* reply computed, waiting out latency_ms */
   sapi_reply reply;
+  sfiles_upload *up; /* a multipart POST /v1/files: its body goes to disk, not to body */
 } hreq;
 
 static struct MHD_Daemon *g_d;
@@ -71,7 +73,9 @@ static cJSON *record_start(struct MHD_Connection *c, const char *method, const c
   cJSON_AddStringToObject(rec, "path", url);
   cJSON *query = cJSON_AddObjectToObject(rec, "query");
   MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_query, query);
-  cJSON *body = h->body.len ? cJSON_ParseWithLength(h->body.data, h->body.len) : NULL;
+  /* An upload is recorded as its form fields and the file's size and hash. */
+  cJSON *body = h->up ? sfiles_upload_record(h->up)
+                      : h->body.len ? cJSON_ParseWithLength(h->body.data, h->body.len) : NULL;
   cJSON_AddItemToObject(rec, "request_body", body ? body : cJSON_CreateNull());
   return rec;
 }
@@ -100,6 +104,23 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, hreq *h) {
     MHD_add_response_header(resp, "Content-Type", scstream_content_type(r->cstream));
     r->cstream = NULL;
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
+  } else if (r->has_fd) {
+    /* A file's content: the kernel sends it from the descriptor. */
+    resp = MHD_create_response_from_fd64(r->fd_size, r->fd);
+    if (!resp) return MHD_NO; /* notify_completed closes the fd */
+    r->has_fd = 0;
+    MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+    if (r->rec) {
+      cJSON_AddNumberToObject(r->rec, "status", r->status);
+      /* The bytes are not recorded (a file can be 512 MB): their size stands in, as
+       * the string the spec types downloadFile's answer as. */
+      char desc[64];
+      snprintf(desc, sizeof desc, "<%llu bytes>", (unsigned long long)r->fd_size);
+      cJSON_AddStringToObject(r->rec, "response_body", desc);
+      cJSON_AddItemToObject(r->rec, "stream_events", cJSON_CreateArray());
+      srec_write(r->rec);
+      r->rec = NULL;
+    }
   } else if (r->stream) {
     resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4 * 1024, sstream_read, r->stream, sstream_free);
     if (!resp) return MHD_NO; /* notify_completed frees the stream */
@@ -145,7 +166,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     h = calloc(1, sizeof *h);
     if (!h) return MHD_NO;
     buf_init(&h->body, BODY_MAX);
+    h->up = sfiles_upload_begin(c, method, url);
     *con_cls = h;
+    return MHD_YES;
+  }
+  if (*upload_size && h->up) {
+    sfiles_upload_feed(h->up, upload, *upload_size);
+    *upload_size = 0;
     return MHD_YES;
   }
   if (*upload_size) {
@@ -154,6 +181,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return MHD_YES;
   }
   if (h->have_reply) return send_reply(c, h); /* resumed after latency_ms */
+  if (h->up) sfiles_upload_finish(h->up);
 
   sapi_req q = {
       .method = method,
@@ -165,6 +193,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       .beta = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "OpenAI-Beta"),
       .arg = arg_lookup,
       .arg_cls = c,
+      .upload = h->up,
   };
   h->reply.rec = srec_enabled() ? record_start(c, method, url, h) : NULL;
   sapi_handle(&q, &h->reply);
@@ -188,6 +217,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
   if (h->reply.stream) sstream_free(h->reply.stream);
   if (h->reply.rstream) srstream_free(h->reply.rstream);
   if (h->reply.cstream) scstream_free(h->reply.cstream);
+  if (h->reply.has_fd) close(h->reply.fd);
+  sfiles_upload_free(h->up);
   cJSON_Delete(h->reply.rec);
   free(h->reply.body);
   buf_free(&h->body);

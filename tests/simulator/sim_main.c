@@ -16,11 +16,13 @@
 
 #include "log.h"
 #include "sim_faults.h"
+#include "sim_files.h"
 #include "sim_http.h"
 #include "sim_ratelimit.h"
 #include "sim_record.h"
 #include "sim_store.h"
 #include "sim_timer.h"
+#include "sim_vector_stores.h"
 
 static const char usage[] =
     "usage: aw-simulator [options]\n"
@@ -38,6 +40,8 @@ static const char usage[] =
     "  --rate-limit-rpm N   requests per minute per API key and endpoint class (default 0: none)\n"
     "  --rate-limit-tpm N   tokens per minute per API key and endpoint class (default 0: none)\n"
     "  --rate-limit-burst-ms N  the window those limits are enforced over (default 1000)\n"
+    "  --max-file-bytes N   a larger upload to POST /v1/files is a 413 (default 536870912)\n"
+    "  --files-dir DIR      where uploaded files are kept (default: a new dir in $TMPDIR, removed at exit)\n"
     "  --log-level LEVEL    debug|info|warn|error|off (default info)\n"
     "  --help               this text\n";
 
@@ -82,7 +86,7 @@ static unsigned raise_fd_limit(void) {
 
 int main(int argc, char **argv) {
   shttp_opts ho = {.host = "127.0.0.1", .port = 0, .threads = 1};
-  const char *port_file = NULL, *record = NULL;
+  const char *port_file = NULL, *record = NULL, *files_dir = NULL;
   sfault_cfg fc;
   sfault_defaults(&fc);
   srl_cfg rl;
@@ -100,6 +104,11 @@ int main(int argc, char **argv) {
     if (strcmp(a, "--host") == 0 && v) ho.host = v, ok = 1;
     else if (strcmp(a, "--port-file") == 0 && v) port_file = v, ok = 1;
     else if (strcmp(a, "--record") == 0 && v) record = v, ok = 1;
+    else if (strcmp(a, "--files-dir") == 0 && v) files_dir = v, ok = 1;
+    else if (strcmp(a, "--max-file-bytes") == 0) {
+      if (num(a, v, 1, 1L << 30, &x)) return 2;
+      fc.max_file_bytes = (int)x, ok = 1;
+    }
     else if (strcmp(a, "--log-level") == 0 && v) {
       log_level lvl;
       if (log_parse_level(v, &lvl) != AW_OK) {
@@ -164,13 +173,19 @@ int main(int argc, char **argv) {
     log_error(NULL, "%s", err);
     return 1;
   }
+  if (sfiles_init(files_dir, err, sizeof err) != AW_OK) {
+    log_error(NULL, "%s", err);
+    return 1;
+  }
   if (stimer_start(1u << 20) != AW_OK) {
     log_error(NULL, "cannot start the timer thread");
+    sfiles_shutdown();
     return 1;
   }
   if (shttp_start(&ho, err, sizeof err) != AW_OK) {
     log_error(NULL, "%s", err);
     stimer_stop();
+    sfiles_shutdown();
     return 1;
   }
   char port_s[8], threads_s[8];
@@ -182,6 +197,7 @@ int main(int argc, char **argv) {
     log_error(NULL, "cannot write --port-file %s: %s", port_file, strerror(errno));
     shttp_stop();
     stimer_stop();
+    sfiles_shutdown();
     return 1;
   }
 
@@ -193,6 +209,8 @@ int main(int argc, char **argv) {
   sstore_lock();
   sstore_reset();
   sstore_unlock();
+  svs_reset();
+  sfiles_shutdown();
   srec_close();
   log_info(NULL, "stopped");
   return 0;
