@@ -163,6 +163,15 @@ typedef struct be_assistant {
    * the one every server honours; Responses: max_output_tokens); 0: not
    * sent (the server's default).  A capped answer ends `incomplete`. */
   long max_output_tokens;
+  /* The vector stores file_search searches (vs_ ids, synced from the
+   * configuration's knowledge by `assistant-worker sync`); NULL / 0: none.
+   * Assistants: the assistant gets a file_search tool and
+   * tool_resources.file_search.vector_store_ids (at most one store); the
+   * hash covers them, so a changed store updates the assistant.  Responses:
+   * every request's tools carry {"type":"file_search","vector_store_ids"}.
+   * Chat: refused when the configuration is loaded. */
+  const char *const *vector_store_ids;
+  size_t nvector_store_ids;
 } be_assistant;
 
 /** Result of a simple operation (assistant ensure, cancel). */

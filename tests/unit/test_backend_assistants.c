@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "api_json.h"
 #include "backend.h"
 #include "log.h"
 #include "scripted_server.h"
@@ -210,6 +211,49 @@ static void test_ensure_without_match_creates(void **state) {
   bad.tools_json = "{not json";
   assert_int_equal(be_assistant_ensure(f->be, &bad, NULL, on_result, &s, &s.op), AW_EINVAL);
   fx_free(f);
+}
+
+/* Synced vector stores: a file_search tool (added when the tools have none)
+ * and tool_resources.file_search.vector_store_ids, as the spec's
+ * CreateAssistantRequest has them. */
+static void test_ensure_with_vector_stores_creates_with_file_search_and_tool_resources(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *list = ss_route_add(&f->srv, "GET", "/v1/assistants");
+  ss_add_resp(list, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[],\"has_more\":false}"});
+  ss_route *cr = ss_route_add(&f->srv, "POST", "/v1/assistants");
+  ss_add_resp(cr, (ss_resp){.status = 200, .body = "{\"id\":\"asst_new\"}"});
+  fx_start(f);
+  static const char *const ids[] = {"vs_1"};
+  be_assistant def = DEF;
+  def.tools_json = NULL;
+  def.vector_store_ids = ids;
+  def.nvector_store_ids = 1;
+  sres s = {0};
+  assert_int_equal(be_assistant_ensure(f->be, &def, NULL, on_result, &s, &s.op), AW_OK);
+  ss_run_until(&f->loop, &s.done);
+  assert_int_equal(s.err, AW_OK);
+  char *b = ss_last_body(&f->srv, cr);
+  assert_string_equal(b, "{\"name\":\"bot\",\"model\":\"gpt-4o\",\"instructions\":\"Be brief.\","
+                         "\"tool_resources\":{\"file_search\":{\"vector_store_ids\":[\"vs_1\"]}},"
+                         "\"tools\":[{\"type\":\"file_search\"}],\"metadata\":{\"aw_name\":\"bot\",\"aw_hash\":\"h2\"}}");
+  free(b);
+  fx_free(f);
+}
+
+static void test_assistant_body_keeps_one_file_search_tool(void **state) {
+  (void)state;
+  static const char *const ids[] = {"vs_1"};
+  char *b = NULL;
+  assert_int_equal(api_json_assistant_body("bot", "m", NULL, "[{\"type\":\"file_search\"}]", ids, 1, "h", &b), AW_OK);
+  assert_string_equal(b, "{\"name\":\"bot\",\"model\":\"m\",\"tool_resources\":{\"file_search\":"
+                         "{\"vector_store_ids\":[\"vs_1\"]}},\"tools\":[{\"type\":\"file_search\"}],"
+                         "\"metadata\":{\"aw_name\":\"bot\",\"aw_hash\":\"h\"}}");
+  cJSON_free(b);
+  /* without stores: the body of before */
+  assert_int_equal(api_json_assistant_body("bot", "m", NULL, NULL, NULL, 0, "h", &b), AW_OK);
+  assert_string_equal(b, "{\"name\":\"bot\",\"model\":\"m\",\"metadata\":{\"aw_name\":\"bot\",\"aw_hash\":\"h\"}}");
+  cJSON_free(b);
 }
 
 /* ---- turns -------------------------------------------------------------------------- */
@@ -1192,6 +1236,8 @@ int main(void) {
       cmocka_unit_test(test_ensure_known_id_with_other_hash_is_updated),
       cmocka_unit_test(test_ensure_404_lists_pages_and_finds_by_name),
       cmocka_unit_test(test_ensure_without_match_creates),
+      cmocka_unit_test(test_ensure_with_vector_stores_creates_with_file_search_and_tool_resources),
+      cmocka_unit_test(test_assistant_body_keeps_one_file_search_tool),
       cmocka_unit_test(test_turn_streams_deltas_checkpoint_and_answer),
       cmocka_unit_test(test_new_conversation_creates_and_claims_a_thread_then_runs_in_it),
       cmocka_unit_test(test_lost_claim_race_deletes_our_thread_and_uses_the_winner),

@@ -19,6 +19,7 @@
 
 #include "backend.h"
 #include "log.h"
+#include "mp_fixture.h"
 #include "rsp_int.h"
 #include "scripted_server.h"
 
@@ -277,6 +278,51 @@ static void test_fresh_turn_streams_deltas_after_checkpoint_with_usage_and_handl
   assert_string_equal(post->last_beta, ""); /* no OpenAI-Beta header */
   assert_int_equal(ss_count(&f->srv, post), 1);
   fx_free(f);
+}
+
+/* The assistant's synced vector stores go with every request as the spec's
+ * FileSearchTool; a bare Assistants-style file_search is not sent twice. */
+static void test_turn_with_vector_stores_sends_file_search_with_their_ids(void **state) {
+  (void)state;
+  fx *f = fx_new();
+  ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
+  ss_add_resp(post, sse(SSE_HELLO));
+  fx_start(f);
+  static const char *const ids[] = {"vs_1", "vs_2"};
+  be_assistant a = ASST;
+  a.tools_json = "[{\"type\":\"file_search\"}]";
+  a.vector_store_ids = ids;
+  a.nvector_store_ids = 2;
+  be_turn_input in = input("conv_1");
+  in.assistant = &a;
+  tres t = {0};
+  be_op *op;
+  assert_int_equal(be_turn_start(f->be, &in, &EV, &t, &op), AW_OK);
+  ss_run_until(&f->loop, &t.done);
+  assert_int_equal(t.end, BE_END_ANSWER);
+  char *b = body_of(f, post);
+  assert_non_null(strstr(b, "\"tools\":[{\"type\":\"file_search\",\"vector_store_ids\":[\"vs_1\",\"vs_2\"]}]"));
+  free(b);
+  fx_free(f);
+}
+
+static void test_file_search_ids_join_a_configured_file_search_tool(void **state) {
+  (void)state;
+  cJSON *tools = NULL;
+  assert_int_equal(rsp_json_tools("[{\"type\":\"file_search\",\"vector_store_ids\":[\"vs_a\"],\"max_num_results\":4}]",
+                                  &tools), AW_OK);
+  static const char *const ids[] = {"vs_a", "vs_b"};
+  assert_int_equal(rsp_json_file_search(&tools, ids, 2), AW_OK);
+  char *s = cJSON_PrintUnformatted(tools);
+  assert_string_equal(s, "[{\"type\":\"file_search\",\"vector_store_ids\":[\"vs_a\",\"vs_b\"],\"max_num_results\":4}]");
+  cJSON_free(s);
+  cJSON_Delete(tools);
+  tools = NULL;
+  assert_int_equal(rsp_json_file_search(&tools, ids, 0), AW_OK);
+  assert_null(tools);
+  static const char *const empty[] = {""};
+  assert_int_equal(rsp_json_file_search(&tools, empty, 1), AW_EINVAL);
+  cJSON_Delete(tools);
 }
 
 static void test_ogx_stream_with_data_lines_only_is_understood(void **state) {
@@ -1141,10 +1187,76 @@ static void test_stream_mapper_skips_replayed_and_foreign_events(void **state) {
   rsp_answer_free(&a);
 }
 
+/* A message citing files as the Responses API does: file_citation and
+ * container_file_citation name the file, file_path does not, url_citation
+ * has no file (left out). */
+static const char *CITED_OUTPUT =
+    "{\"output\":[{\"id\":\"fs_1\",\"type\":\"file_search_call\",\"status\":\"completed\",\"queries\":[\"q\"]},"
+    "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"status\":\"completed\",\"content\":["
+    "{\"type\":\"output_text\",\"text\":\"Open Settings.\",\"logprobs\":[],\"annotations\":["
+    "{\"type\":\"file_citation\",\"file_id\":\"file-guide\",\"index\":14,\"filename\":\"guide.md\"},"
+    "{\"type\":\"url_citation\",\"url\":\"https://x.test\",\"start_index\":0,\"end_index\":3,\"title\":\"x\"},"
+    "{\"type\":\"container_file_citation\",\"container_id\":\"cntr_1\",\"file_id\":\"cfile_1\","
+    "\"start_index\":2,\"end_index\":9,\"filename\":\"out.csv\"},"
+    "{\"type\":\"file_path\",\"file_id\":\"file-png\",\"index\":5}]}]}]}";
+
+static void test_file_citations_keep_their_filename_and_file_path_has_none(void **state) {
+  (void)state;
+  rsp_answer a;
+  rsp_answer_init(&a, 1024);
+  cJSON *resp = cJSON_Parse(CITED_OUTPUT);
+  assert_non_null(resp);
+  assert_int_equal(rsp_answer_set_output(&a, resp), AW_OK);
+  const contract_out_message *m;
+  const be_tool_call *c;
+  size_t nm, nc;
+  assert_int_equal(rsp_answer_build(&a, &m, &nm, &c, &nc), AW_OK);
+  assert_int_equal(nm, 1); /* the file_search_call item is not a message */
+  assert_int_equal(m[0].nparts, 1);
+  const contract_out_part *p = &m[0].parts[0];
+  assert_int_equal(p->nannotations, 3);
+  assert_string_equal(p->annotations[0].type, "file_citation");
+  assert_string_equal(p->annotations[0].file_id, "file-guide");
+  assert_string_equal(p->annotations[0].filename, "guide.md");
+  assert_int_equal(p->annotations[0].start_index, 14);
+  assert_string_equal(p->annotations[1].file_id, "cfile_1");
+  assert_string_equal(p->annotations[1].filename, "out.csv");
+  assert_int_equal(p->annotations[1].end_index, 9);
+  assert_string_equal(p->annotations[2].type, "file_path");
+  assert_null(p->annotations[2].filename);
+
+  /* In the contract: filename where given, the key left out where not. */
+  contract_response r = {.event_id = "e1", .conversation_id = "c1", .status = "completed",
+                         .messages = m, .nmessages = nm};
+  buf b;
+  buf_init(&b, 1 << 16);
+  assert_int_equal(contract_response_encode(&r, &b), AW_OK);
+  char *view = mpfx_json_view(b.data, b.len, NULL);
+  cJSON *j = cJSON_Parse(view);
+  assert_non_null(j);
+  const cJSON *anns = cJSON_GetObjectItem(
+      cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "messages"), 0),
+                                                                 "content"),
+                                             0),
+                          "text"),
+      "annotations");
+  assert_int_equal(cJSON_GetArraySize(anns), 3);
+  assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(anns, 0), "filename")->valuestring, "guide.md");
+  assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(anns, 1), "filename")->valuestring, "out.csv");
+  assert_null(cJSON_GetObjectItem(cJSON_GetArrayItem(anns, 2), "filename"));
+  cJSON_Delete(j);
+  free(view);
+  buf_free(&b);
+  cJSON_Delete(resp);
+  rsp_answer_free(&a);
+}
+
 int main(void) {
   log_set_level(LOG_OFF);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fresh_turn_streams_deltas_after_checkpoint_with_usage_and_handles),
+      cmocka_unit_test(test_turn_with_vector_stores_sends_file_search_with_their_ids),
+      cmocka_unit_test(test_file_search_ids_join_a_configured_file_search_tool),
       cmocka_unit_test(test_ogx_stream_with_data_lines_only_is_understood),
       cmocka_unit_test(test_deltas_not_wanted_are_not_delivered_but_answer_is_whole),
       cmocka_unit_test(test_missing_handle_creates_and_claims_a_conversation),
@@ -1172,6 +1284,7 @@ int main(void) {
       cmocka_unit_test(test_invalid_inputs_are_refused_before_io),
       cmocka_unit_test(test_checkpoint_round_trips_and_fits),
       cmocka_unit_test(test_stream_mapper_skips_replayed_and_foreign_events),
+      cmocka_unit_test(test_file_citations_keep_their_filename_and_file_path_has_none),
       cmocka_unit_test(test_background_off_sends_no_background_and_polls_after_a_drop),
       cmocka_unit_test(test_background_off_recover_of_running_response_polls),
       cmocka_unit_test(test_resume_answered_with_a_json_object_polls_instead_of_looping),

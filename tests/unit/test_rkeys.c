@@ -61,6 +61,10 @@ static void ordinary_ids_keep_their_readable_keys(void **state) {
   assert_string_equal(k, "aw:tc:ab12");
   assert_int_equal(rk_fleet_key(&s, RK_WAKE, "ff00", k, sizeof k), AW_OK);
   assert_string_equal(k, "aw:wake:ff00");
+  assert_int_equal(rk_fleet_key(&s, RK_KB, "support docs", k, sizeof k), AW_OK);
+  assert_string_equal(k, "aw:kb:support%20docs");
+  assert_int_equal(rk_fleet_key(&s, RK_KB_LOCK, "support", k, sizeof k), AW_OK);
+  assert_string_equal(k, "aw:kblock:support");
 }
 
 /* The case of the issue: conversation "v}:ev:x"'s thread key was another

@@ -1,12 +1,15 @@
-/* cli.h -- the client subcommands `send` and `tail` (prefix cmd_, helpers cli_).
+/* cli.h -- the client subcommands `send`, the conversation requests
+ * (`history`, `append`, `reset`, `delete`, `cancel`) and `tail` (prefix
+ * cmd_, helpers cli_; the request/response round trip is cli_request.h).
  *
  * Both are blocking command-line tools for people and scripts: they use
  * librdkafka's blocking calls, print JSON lines on stdout and diagnostics on
  * stderr.  main() dispatches to them with argv[0] being the subcommand name
  * (i.e. main passes argc - 1, argv + 1).
  *
- * Exit codes: send: 0 the response's status is "completed", 1 any other
- * status, 2 usage / configuration / Kafka errors or timeout.  tail: 0 when
+ * Exit codes: send and the conversation requests: 0 the response's status
+ * is "completed", 1 any other status, 2 usage / configuration / Kafka errors
+ * or timeout.  tail: 0 when
  * stopped (signal, --max, --timeout-ms), 2 on errors.
  */
 #ifndef AW_CLI_H
@@ -19,8 +22,21 @@
 /** `assistant-worker send ...`: publish one request and wait for its answer. */
 int cmd_send_main(int argc, char **argv);
 
+/** `assistant-worker history|append|reset|delete|cancel ...` (argv[0] names
+ *  the command): publish one conversation request and wait for its answer. */
+int cmd_conv_main(int argc, char **argv);
+
 /** `assistant-worker tail ...`: print a topic's messages as JSON lines. */
 int cmd_tail_main(int argc, char **argv);
+
+/** `assistant-worker file put|get|rm|ls ...`: the Files API (cmd_file.c;
+ *  exit 0 done, 1 the API refused or failed, 2 usage / configuration). */
+int cmd_file_main(int argc, char **argv);
+
+/** `assistant-worker sync [--config FILE]`: the knowledge sync once
+ *  (cmd_sync.c, kb_sync.h; exit 0 done, 1 a document failed, 2 usage /
+ *  configuration / infrastructure). */
+int cmd_sync_main(int argc, char **argv);
 
 /** Assign every partition of the ntopics topics to consumer rk.
  *  from_beginning: start at the log start; otherwise start at each

@@ -1,7 +1,9 @@
 /* cmd_run.c -- `assistant-worker run`: the daemon.
  *
- * Start-up is a short chain on the loop: connect Redis -> ensure the
- * configured assistants -> start consuming ("worker ready").  SIGTERM or
+ * Start-up is a short chain on the loop: connect Redis -> sync the
+ * configured knowledge (knowledge.sync_on_start; else only look the stores'
+ * ids up) -> ensure the configured assistants, with their stores attached
+ * -> start consuming ("worker ready").  SIGTERM or
  * SIGINT starts a graceful shutdown: consumption stops, in-flight events
  * finish (up to the grace period), offsets are committed, exit 0.
  */
@@ -17,6 +19,8 @@
 #include "conv_store.h"
 #include "backend.h"
 #include "history_store.h"
+#include "be_http.h"
+#include "kb_sync.h"
 #include "cli.h"
 #include "config.h"
 #include "kafka_conf.h"
@@ -39,6 +43,9 @@ typedef struct run_ctx {
   hstore history;             /* the chat backend's history port (conversation history in Redis) */
   be_backend *be;
   areg *reg;
+  api_client *kb_api;         /* the knowledge sync's Files / Vector Stores client */
+  kbs *kb;                    /* the start-up sync while it runs */
+  be_http_config *bc;         /* the API settings (valid until the loop ends) */
   wk *w;
   rmet *met;
   corr_key tool_key;          /* signs tool-call correlation ids */
@@ -289,6 +296,52 @@ static int render_ops(void *opaque, buf *out) {
   return rc;
 }
 
+static void ensure_assistants(run_ctx *r) {
+  if (areg_new(&r->c, r->be, r->redis, on_assistants_ready, r, &r->reg) != AW_OK) {
+    log_error(NULL, "out of memory");
+    begin_shutdown(r, 1);
+  }
+}
+
+static void on_knowledge(void *opaque, const kbs_summary *s) {
+  run_ctx *r = opaque;
+  if (r->stopping) return;
+  char err[512];
+  if (s->err) {
+    log_error(NULL, "start-up: knowledge: %s", s->errmsg);
+    begin_shutdown(r, 1);
+    return;
+  }
+  /* A document that failed is logged; its store serves the others. */
+  if (s->failed) log_error(NULL, "start-up: knowledge: %d document(s) failed: %s", s->failed, s->errmsg);
+  if (cfg_knowledge_attach(&r->c, err, sizeof err) != AW_OK) {
+    log_error(NULL, "start-up: knowledge: %s", err);
+    begin_shutdown(r, 1);
+    return;
+  }
+  ensure_assistants(r);
+}
+
+/* The configured stores' ids before the assistants are ensured: synced
+ * (sync_on_start) or read from Redis (an operator runs `sync`). */
+static void start_knowledge(run_ctx *r) {
+  char err[512];
+  api_config ac;
+  be_http_api_config(r->bc, strcmp(r->c.api.backend, "assistants") ? NULL : "assistants=v2", &ac);
+  int lookup = !r->c.knowledge.sync_on_start;
+  if (!lookup && api_client_new(r->loop, &ac, &r->kb_api, err, sizeof err) != AW_OK) {
+    log_error(NULL, "start-up: knowledge: %s", err);
+    begin_shutdown(r, 1);
+    return;
+  }
+  kbs_config kc = {.loop = r->loop, .api = r->kb_api, .redis = r->redis, .redis_prefix = r->c.redis.prefix,
+                   .wait_timeout_ms = r->c.knowledge.wait_timeout_ms, .lookup_only = lookup};
+  if (kbs_start(&kc, r->c.knowledge.stores, r->c.knowledge.nstores, on_knowledge, r, &r->kb) != AW_OK) {
+    log_error(NULL, "start-up: knowledge: could not start the sync");
+    begin_shutdown(r, 1);
+  }
+}
+
 static void on_wait_redis(uv_timer_t *t) {
   run_ctx *r = t->data;
   char aerr[320];
@@ -300,10 +353,8 @@ static void on_wait_redis(uv_timer_t *t) {
   }
   if (rconn_ready(r->redis)) {
     uv_timer_stop(t);
-    if (areg_new(&r->c, r->be, r->redis, on_assistants_ready, r, &r->reg) != AW_OK) {
-      log_error(NULL, "out of memory");
-      begin_shutdown(r, 1);
-    }
+    if (r->c.knowledge.nstores) start_knowledge(r);
+    else ensure_assistants(r);
     return;
   }
   r->waited_ms += 20;
@@ -401,6 +452,7 @@ int cmd_run_main(int argc, char **argv) {
   cfg_backend_config(&r.c, &bc);
   bc.observe = rmet_api_observe;
   bc.observe_opaque = r.met;
+  r.bc = &bc;
   /* The backends' store port is the worker's conversation store; it exists
    * once Redis does, and the backend uses it only for turns, which start
    * after the worker. */
@@ -496,7 +548,10 @@ int cmd_run_main(int argc, char **argv) {
    * the worker, which is still alive), then the worker, then the backend. */
   ops_http_stop(r.ops);
   rg_stop(r.gate); /* Redis' failing replies must not let waiting requests go */
+  kbs_free(r.kb);  /* before Redis: a pending reply then frees it (kb_sync.h) */
+  r.kb = NULL;
   rconn_free(r.redis);
+  api_client_free(r.kb_api);
   wk_free(r.w);
   areg_free(r.reg);
   be_free(r.be);

@@ -270,6 +270,8 @@ void cfg_init(cfg *c) {
   cfg_copy(c->worker.tenant_source, sizeof c->worker.tenant_source, "none");
   cfg_copy(c->worker.key_rule, sizeof c->worker.key_rule, "match");
   c->log_level = LOG_INFO;
+  c->knowledge.sync_on_start = -1;
+  c->knowledge.wait_timeout_ms = CFG_DEFAULT_KB_WAIT_MS;
 }
 
 void cfg_free_assistants(cfg *c) {
@@ -296,6 +298,7 @@ void cfg_free(cfg *c) {
   c->kafka.nprops = 0;
   cfg_free_assistants(c);
   cfg_free_routes(c);
+  cfg_free_knowledge(c);
   memset(c->tools.overrides, 0, sizeof c->tools.overrides);
   c->tools.noverrides = 0;
   /* Do not leave keys in freed-but-mapped memory longer than needed. */
@@ -457,6 +460,8 @@ static int parse_object(cfg *c, const cJSON *obj, const char *section, char *err
       rc = cfg_parse_assistants(c, it, errstr, n);
     } else if (strcmp(path, "functions") == 0) {
       rc = cfg_parse_functions(c, it, errstr, n);
+    } else if (strcmp(path, "knowledge") == 0) {
+      rc = cfg_parse_knowledge(c, it, errstr, n);
     } else if (is_section(path)) {
       if (!cJSON_IsObject(it)) return cfg_err(errstr, n, "%s: expected an object", path);
       rc = parse_object(c, it, path, errstr, n);
@@ -484,6 +489,7 @@ int cfg_load_json(cfg *c, const char *json, size_t len, char *errstr, size_t err
   else rc = parse_object(c, doc, "", errstr, errstr_size);
   cJSON_Delete(doc);
   if (!rc) rc = cfg_resolve_routes(c, errstr, errstr_size);
+  if (!rc) rc = cfg_knowledge_resolve(c, errstr, errstr_size);
   return rc;
 }
 
@@ -513,6 +519,11 @@ int cfg_load_file(cfg *c, const char *path, char *errstr, size_t errstr_size) {
     return cfg_err(errstr, errstr_size, "%s: read error", path);
   }
   char inner[512];
+  /* Documents (knowledge.vector_stores) are found relative to the file. */
+  const char *slash = strrchr(path, '/');
+  if (!slash) c->config_dir[0] = '\0';
+  else if (slash == path) cfg_copy(c->config_dir, sizeof c->config_dir, "/");
+  else snprintf(c->config_dir, sizeof c->config_dir, "%.*s", (int)(slash - path), path);
   int rc = cfg_load_json(c, data, size, inner, sizeof inner);
   free(data);
   if (rc) {
@@ -561,7 +572,7 @@ static int check_loaded(const cfg *c, char *errstr, size_t n) {
                   "with the tool services that signs tool requests and their replies, at least %d bytes; set it, "
                   "or AW_TOOL_REQUEST_KEY_FILE naming a file, e.g. from a Kubernetes Secret)",
                   TSIG_MIN_KEY);
-  return AW_OK;
+  return cfg_knowledge_check_backend(c, errstr, n);
 }
 
 int cfg_load(cfg *c, const char *path, char *errstr, size_t errstr_size) {
@@ -571,6 +582,7 @@ int cfg_load(cfg *c, const char *path, char *errstr, size_t errstr_size) {
   if (!rc) rc = cfg_apply_env(c, errstr, errstr_size);
   if (!rc) rc = check_loaded(c, errstr, errstr_size);
   if (!rc) c->worker.history_ttl_s = cfg_history_ttl_s(c); /* the value in use, for --print-config */
+  if (!rc && c->knowledge.sync_on_start < 0) c->knowledge.sync_on_start = c->knowledge.nstores > 0;
   if (rc) cfg_free(c);
   return rc;
 }
@@ -594,6 +606,8 @@ void cfg_assistant_def(const cfg_assistant *a, be_assistant *def) {
   def->history_max_messages = a->history_max_messages;
   def->history_max_tokens = a->history_max_tokens;
   def->max_output_tokens = a->max_output_tokens;
+  def->vector_store_ids = a->nvector_store_ids ? a->vector_store_ids : NULL;
+  def->nvector_store_ids = a->nvector_store_ids;
 }
 
 long cfg_history_ttl_s(const cfg *c) {
@@ -719,8 +733,15 @@ int cfg_dump(const cfg *c, buf *out) {
     ok = ok && ov;
     for (unsigned bit = 1; ok && bit <= WKOV_ALL; bit <<= 1)
       if (a->allow_overrides & bit) ok = cJSON_AddItemToArray(ov, cJSON_CreateString(wkov_field(bit)));
+    if (ok && a->nvector_stores) {
+      cJSON *vs = cJSON_AddArrayToObject(o, "vector_stores");
+      ok = vs != NULL;
+      for (size_t j = 0; ok && j < a->nvector_stores; j++)
+        ok = cJSON_AddItemToArray(vs, cJSON_CreateString(a->vector_stores[j]));
+    }
     ok = ok && cJSON_AddStringToObject(o, "hash", a->hash);
   }
+  if (ok && c->knowledge.nstores) ok = cfg_dump_knowledge(c, root) == AW_OK;
   cJSON *fns = ok ? cJSON_AddObjectToObject(root, "functions") : NULL;
   ok = ok && fns;
   for (size_t i = 0; ok && i < c->tools.nroutes; i++) {

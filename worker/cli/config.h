@@ -33,7 +33,10 @@
  *                    "tool_choice": "auto" | "required" | "none" |
  *                                   {"type": "function", "function": {"name": ..}},
  *                    "history": {"max_messages": .., "max_tokens": ..},
- *                    "allow_overrides": ["additional_instructions"]}],
+ *                    "allow_overrides": ["additional_instructions"],
+ *                    "vector_stores": ["support-docs"]}],
+ *    "knowledge": {"vector_stores": [{"name": "support-docs", "documents": ["docs/guide.md"]}],
+ *                  "sync_on_start": true, "wait_timeout_ms": 120000},
  *    "functions": {"get_weather": {"topic": .., "reply_topic": .., "deadline_ms": ..,
  *                                  "on_deadline": "error_output" | "cancel_run",
  *                                  "validate_arguments": true}}}
@@ -110,6 +113,14 @@
 #define CFG_MAX_HISTORY_MESSAGES 10000L   /* assistants[].history.max_messages, at most */
 #define CFG_MAX_HISTORY_TOKENS 10000000L  /* assistants[].history.max_tokens, at most */
 #define CFG_MAX_OUTPUT_TOKENS 1000000L    /* assistants[].max_output_tokens, at most */
+/* Declarative knowledge (config_knowledge.c): vector stores built from
+ * local documents by `assistant-worker sync`. */
+#define CFG_MAX_KB_STORES 16          /* knowledge.vector_stores */
+#define CFG_MAX_KB_DOCUMENTS 256      /* documents per store */
+#define CFG_KB_NAME_SIZE 49           /* store names: 1..48 of [A-Za-z0-9_-] (they travel in filenames) */
+#define CFG_KB_ID_SIZE 96             /* a synced store's vs_ id (API_ID_MAX) */
+#define CFG_MAX_ASSISTANT_STORES 2    /* assistants[].vector_stores (the Assistants API: 1) */
+#define CFG_DEFAULT_KB_WAIT_MS 120000L
 
 /* Tool-call deadlines: the API expires a run left in requires_action after
  * 10 minutes, so waiting longer than that for a reply is pointless. */
@@ -158,7 +169,30 @@ typedef struct cfg_assistant {
   unsigned allow_overrides;    /* assistants[].allow_overrides: the request fields that may
                                   override it (overrides.h WKOV_* bits); WKOV_DEFAULT when not
                                   set.  Not hashed: a policy of the worker, not the API's */
+  /* assistants[].vector_stores: names of knowledge.vector_stores, checked
+   * once the whole document is read.  The ids are filled in at start-up
+   * (cfg_knowledge_attach, after the sync) and then hashed with the rest of
+   * the definition; vector_store_ids points into vector_store_id_buf. */
+  char vector_stores[CFG_MAX_ASSISTANT_STORES][CFG_KB_NAME_SIZE];
+  size_t nvector_stores;
+  char vector_store_id_buf[CFG_MAX_ASSISTANT_STORES][CFG_KB_ID_SIZE];
+  const char *vector_store_ids[CFG_MAX_ASSISTANT_STORES];
+  size_t nvector_store_ids;    /* 0 until attached */
 } cfg_assistant;
+
+/** One document of a knowledge store. */
+typedef struct cfg_kb_document {
+  char *key;   /* the path as written in the configuration: its identity in Redis */
+  char *path;  /* the path read: key resolved against the config file's directory */
+} cfg_kb_document;
+
+/** One knowledge.vector_stores entry (config_knowledge.c). */
+typedef struct cfg_kb_store {
+  char name[CFG_KB_NAME_SIZE];
+  cfg_kb_document *documents;  /* malloc'd, ndocuments entries */
+  size_t ndocuments;
+  char id[CFG_KB_ID_SIZE];     /* the vs_ id once synced or looked up; "" before */
+} cfg_kb_store;
 
 /** What the worker does when a tool reply has not arrived by the deadline. */
 typedef enum cfg_on_deadline {
@@ -278,6 +312,14 @@ typedef struct cfg {
   cfg_assistant assistants[CFG_MAX_ASSISTANTS];
   size_t nassistants;
   struct {
+    cfg_kb_store stores[CFG_MAX_KB_STORES];
+    size_t nstores;
+    int sync_on_start;           /* -1 until cfg_load resolves it: 1 when any store is configured */
+    long wait_timeout_ms;        /* 120000: how long a sync waits for the stores to be processed */
+  } knowledge;
+  char config_dir[CFG_PATH_SIZE]; /* the config file's directory ("" : the working directory);
+                                     relative document paths are resolved against it */
+  struct {
     /* env only; "" when unset; never logged or dumped.  Environment
      * variables hold no NUL, so these are C strings. */
     char secret[CFG_SECRET_SIZE];          /* AW_TOOL_SECRET */
@@ -361,6 +403,14 @@ unsigned cfg_allowed_overrides(void *c, const char *name);
 
 /** Fill def with borrowed pointers into a (valid while c lives). */
 void cfg_assistant_def(const cfg_assistant *a, be_assistant *def);
+
+/** Attach the synced stores to the assistants: every assistant's
+ *  vector_store_ids from the stores' ids (knowledge.stores[].id), and its
+ *  hash recomputed over them (cfg_assistant_hash, then the ids), so that
+ *  the Assistants backend updates an assistant whose stores changed.  An
+ *  assistant without stores keeps its hash.  AW_ENOTFOUND naming the store
+ *  when one an assistant uses has no id.  @locality main thread, start-up. */
+int cfg_knowledge_attach(cfg *c, char *errstr, size_t errstr_size) AW_MUST_CHECK;
 
 /** Copy the API settings of c into bc (borrowed strings).  Fields the
  *  config does not carry (retry_base_ms...) are left untouched: call

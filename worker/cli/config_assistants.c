@@ -199,7 +199,7 @@ static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size
   snprintf(where, sizeof where, "assistants[%d]", idx);
   if (!cJSON_IsObject(obj)) return cfg_err(errstr, n, "%s: expected an object", where);
   const cJSON *name = NULL, *model = NULL, *instr = NULL, *tools = NULL, *choice = NULL, *hist = NULL, *maxout = NULL,
-              *overrides = NULL, *it;
+              *overrides = NULL, *stores = NULL, *it;
   cJSON_ArrayForEach(it, obj) {
     const char *k = it->string;
     if (strcmp(k, "name") == 0) name = it;
@@ -210,7 +210,8 @@ static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size
     else if (strcmp(k, "history") == 0) hist = it;
     else if (strcmp(k, "max_output_tokens") == 0) maxout = it;
     else if (strcmp(k, "allow_overrides") == 0) overrides = it;
-    else return cfg_err(errstr, n, "%s: unknown key \"%s\" (expected name, model, instructions, tools, tool_choice, history, max_output_tokens, allow_overrides)", where, k);
+    else if (strcmp(k, "vector_stores") == 0) stores = it;
+    else return cfg_err(errstr, n, "%s: unknown key \"%s\" (expected name, model, instructions, tools, tool_choice, history, max_output_tokens, allow_overrides, vector_stores)", where, k);
   }
   if (!name) return cfg_err(errstr, n, "%s: missing name", where);
   if (!cJSON_IsString(name)) return cfg_err(errstr, n, "%s.name: expected a string", where);
@@ -253,6 +254,11 @@ static int parse_assistant(cfg *c, const cJSON *obj, int idx, char *errstr, size
   memset(a, 0, sizeof *a);
   a->max_output_tokens = (long)max_output;
   a->allow_overrides = allow;
+  orc = cfg_parse_assistant_stores(a, stores, where, errstr, n);
+  if (orc) {
+    memset(a, 0, sizeof *a);
+    return orc;
+  }
   if (hist) {
     int rc = parse_history(a, hist, where, errstr, n);
     if (rc) {

@@ -81,6 +81,17 @@ int cfg_dump_credentials(const cfg *c, cJSON *root);
 int cfg_load_secret(const char *env, const char *path, const char *file_setting, char *dst, size_t size,
                     char *errstr, size_t n);
 
+/* config_knowledge.c: knowledge.vector_stores and assistants[].vector_stores */
+int cfg_parse_knowledge(cfg *c, const cJSON *obj, char *errstr, size_t n);
+int cfg_parse_assistant_stores(cfg_assistant *a, const cJSON *arr, const char *where, char *errstr, size_t n);
+/** After the whole document: every assistant's store names exist. */
+int cfg_knowledge_resolve(const cfg *c, char *errstr, size_t n);
+/** After the environment: what the backend cannot serve (chat: no hosted
+ *  tools, no stores; assistants: one store per assistant). */
+int cfg_knowledge_check_backend(const cfg *c, char *errstr, size_t n);
+void cfg_free_knowledge(cfg *c);
+int cfg_dump_knowledge(const cfg *c, cJSON *root);
+
 /* config_functions.c */
 int cfg_parse_functions(cfg *c, const cJSON *obj, char *errstr, size_t n);
 /** AW_TOOL_REQUEST_KEY[_FILE] and AW_TOOL_REQUEST_KEY_PREVIOUS[_FILE] into c

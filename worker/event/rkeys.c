@@ -215,6 +215,8 @@ int rk_fleet_key(const rk_space *s, rk_fleet_kind kind, const char *arg, char *o
   switch (kind) {
   case RK_CORR: put(&b, ":tc:"); break;
   case RK_WAKE: put(&b, ":wake:"); break;
+  case RK_KB: put(&b, ":kb:"); break;
+  case RK_KB_LOCK: put(&b, ":kblock:"); break;
   default: return AW_EINVAL;
   }
   put_enc(&b, arg, strlen(arg));

@@ -32,6 +32,9 @@
  *   fleet keys          <prefix>:<word>:<enc id>
  *              tc:<digest>          RK_CORR (a pending call's correlation record)
  *              wake:<owner>         RK_WAKE (a worker's wake list)
+ *              kb:<enc store>       RK_KB (a knowledge store: its vs_ id and
+ *                                   documents, kb_sync.h)
+ *              kblock:<enc store>   RK_KB_LOCK (the sync holding that store)
  *
  * The hash tag {...} holds exactly the encoded tenant and conversation, so
  * all keys of one (tenant, conversation) live in one cluster slot and no two
@@ -95,6 +98,8 @@ typedef enum rk_kind {
 typedef enum rk_fleet_kind {
   RK_CORR = 0,     /* arg: the correlation id's digest */
   RK_WAKE,         /* arg: the owner's instance id */
+  RK_KB,           /* arg: a knowledge store's configured name */
+  RK_KB_LOCK,      /* arg: the same */
 } rk_fleet_kind;
 
 /** 1 when prefix can head keys: 1..RK_PREFIX_SIZE-1 bytes, no brace, no

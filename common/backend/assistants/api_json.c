@@ -491,3 +491,61 @@ int api_json_ids_contain(const buf *ids, const char *id) {
     if (!strncmp(ids->data + i * API_JSON_ID_MAX, id, API_JSON_ID_MAX)) return 1;
   return 0;
 }
+
+/* ---- the assistant's definition ------------------------------------------- */
+
+int api_json_assistant_body(const char *name, const char *model, const char *instructions, const char *tools_json,
+                            const char *const *vector_store_ids, size_t nids, const char *hash, char **out) {
+  *out = NULL;
+  if (!name || !model || !hash || (nids && !vector_store_ids)) return AW_EINVAL;
+  cJSON *tools = NULL;
+  if (tools_json) {
+    tools = cJSON_Parse(tools_json);
+    if (!cJSON_IsArray(tools)) {
+      cJSON_Delete(tools);
+      return AW_EINVAL;
+    }
+  }
+  cJSON *j = cJSON_CreateObject();
+  int ok = j && cJSON_AddStringToObject(j, "name", name) && cJSON_AddStringToObject(j, "model", model);
+  if (ok && instructions) ok = cJSON_AddStringToObject(j, "instructions", instructions) != NULL;
+  if (ok && nids) {
+    /* file_search searches the stores of tool_resources: the tool must be
+     * there for them to be used (AssistantToolsFileSearch). */
+    int has = 0;
+    const cJSON *t;
+    if (!tools) ok = (tools = cJSON_CreateArray()) != NULL;
+    cJSON_ArrayForEach(t, tools) {
+      const char *ty = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "type"));
+      has |= ty && !strcmp(ty, "file_search");
+    }
+    if (ok && !has) {
+      cJSON *fs = cJSON_CreateObject();
+      ok = fs && cJSON_AddItemToArray(tools, fs);
+      if (!ok) cJSON_Delete(fs);
+      ok = ok && cJSON_AddStringToObject(fs, "type", "file_search");
+    }
+    cJSON *tr = ok ? cJSON_AddObjectToObject(j, "tool_resources") : NULL;
+    cJSON *fsr = tr ? cJSON_AddObjectToObject(tr, "file_search") : NULL;
+    cJSON *ids = fsr ? cJSON_AddArrayToObject(fsr, "vector_store_ids") : NULL;
+    ok = ids != NULL;
+    for (size_t i = 0; ok && i < nids; i++) {
+      if (!vector_store_ids[i] || !vector_store_ids[i][0]) {
+        cJSON_Delete(tools);
+        cJSON_Delete(j);
+        return AW_EINVAL;
+      }
+      ok = cJSON_AddItemToArray(ids, cJSON_CreateString(vector_store_ids[i]));
+    }
+  }
+  if (ok && tools) {
+    ok = cJSON_AddItemToObject(j, "tools", tools);
+    if (ok) tools = NULL;
+  }
+  cJSON *md = ok ? cJSON_AddObjectToObject(j, "metadata") : NULL;
+  ok = md && cJSON_AddStringToObject(md, "aw_name", name) && cJSON_AddStringToObject(md, "aw_hash", hash);
+  cJSON_Delete(tools);
+  *out = ok ? cJSON_PrintUnformatted(j) : NULL;
+  cJSON_Delete(j);
+  return *out ? AW_OK : AW_ENOMEM;
+}

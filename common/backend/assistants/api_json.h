@@ -31,6 +31,19 @@
 #define API_JSON_ID_MAX API_ID_MAX
 
 
+/** The body of POST /assistants and POST /assistants/{id}
+ *  (CreateAssistantRequest / ModifyAssistantRequest): name, model,
+ *  instructions (NULL: left out), tools (tools_json, a JSON array; NULL:
+ *  none), metadata {aw_name: name, aw_hash: hash}.  With vector stores
+ *  (nids > 0) the tools hold a file_search tool (one is added unless
+ *  tools_json has one) and tool_resources.file_search.vector_store_ids
+ *  lists them.  *out is cJSON_free'd by the caller.  AW_EINVAL for a
+ *  missing name, model or hash, tools_json that is not an array, an empty
+ *  id; AW_ENOMEM. */
+int api_json_assistant_body(const char *name, const char *model, const char *instructions, const char *tools_json,
+                            const char *const *vector_store_ids, size_t nids, const char *hash,
+                            char **out) AW_MUST_CHECK;
+
 /** Parse an error object as sent in a stream's `error` event (either the
  *  object itself or wrapped in "error").  AW_EPARSE if not JSON. */
 int api_json_error_event(const char *data, size_t len, char *code, size_t code_size, char *msg,

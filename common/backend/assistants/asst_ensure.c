@@ -123,29 +123,13 @@ int asst_assistant_ensure(be_backend *bb, const be_assistant *def, const char *k
   if (out) *out = NULL;
   if (!def || !def->name || !def->model || !def->hash || !cb) return AW_EINVAL;
   if (known_id && strlen(known_id) >= API_JSON_ID_MAX) return AW_EINVAL;
-  cJSON *j = cJSON_CreateObject();
-  if (!j) return AW_ENOMEM;
-  int ok = cJSON_AddStringToObject(j, "name", def->name) && cJSON_AddStringToObject(j, "model", def->model);
-  if (ok && def->instructions) ok = cJSON_AddStringToObject(j, "instructions", def->instructions) != NULL;
-  if (ok && def->tools_json) {
-    cJSON *tools = cJSON_Parse(def->tools_json);
-    if (!cJSON_IsArray(tools)) {
-      cJSON_Delete(tools);
-      cJSON_Delete(j);
-      return AW_EINVAL;
-    }
-    cJSON_AddItemToObject(j, "tools", tools);
-  }
-  cJSON *md = ok ? cJSON_AddObjectToObject(j, "metadata") : NULL;
-  ok = md && cJSON_AddStringToObject(md, "aw_name", def->name) &&
-       cJSON_AddStringToObject(md, "aw_hash", def->hash);
-  if (!ok) {
-    cJSON_Delete(j);
-    return AW_ENOMEM;
-  }
+  char *body = NULL;
+  int rc = api_json_assistant_body(def->name, def->model, def->instructions, def->tools_json,
+                                   def->vector_store_ids, def->nvector_store_ids, def->hash, &body);
+  if (rc) return rc;
   ensure_op *op = calloc(1, sizeof *op);
   if (!op) {
-    cJSON_Delete(j);
+    cJSON_free(body);
     return AW_ENOMEM;
   }
   op->b.head.be = bb;
@@ -155,8 +139,8 @@ int asst_assistant_ensure(be_backend *bb, const be_assistant *def, const char *k
   op->opaque = opaque;
   op->name = strdup(def->name);
   op->hash = strdup(def->hash);
-  int rc = asst_print_json(j, &op->body);
-  if (!rc && (!op->name || !op->hash)) rc = AW_ENOMEM;
+  op->body = body;
+  if (!op->name || !op->hash) rc = AW_ENOMEM;
   if (!rc) {
     asst_copy(op->id, sizeof op->id, known_id);
     rc = ensure_step(op, known_id && known_id[0] ? EN_RETRIEVE : EN_LIST);

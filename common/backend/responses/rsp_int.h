@@ -120,6 +120,13 @@ int rsp_status_terminal(const char *status);
  *  text that is not an array of tool objects. */
 int rsp_json_tools(const char *tools_json, cJSON **out) AW_MUST_CHECK;
 
+/** Add the assistant's vector stores to a `tools` array (*tools may be
+ *  NULL: created): ids appended to the vector_store_ids of a file_search
+ *  tool that has them, else a {"type":"file_search","vector_store_ids":
+ *  [...]} appended (FileSearchTool of the spec).  n 0: nothing.  AW_EINVAL
+ *  for an empty id, AW_ENOMEM. */
+int rsp_json_file_search(cJSON **tools, const char *const *ids, size_t n) AW_MUST_CHECK;
+
 /** Translate tool_choice_json (Assistants shape: "auto", "required",
  *  "none", {"type":"function","function":{"name":..}}) into the Responses
  *  shape ({"type":"function","name":..}; one already in that shape is kept).

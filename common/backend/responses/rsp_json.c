@@ -30,7 +30,10 @@ typedef struct ann_rec {
   const char *type;   /* static: "file_citation" | "file_path" */
   size_t file_id;     /* arena offset */
   int64_t start, end;
+  size_t filename;    /* arena offset; NO_FILENAME: the API gave none */
 } ann_rec;
+
+#define NO_FILENAME SIZE_MAX
 
 enum { ROLE_NONE = 0, ROLE_USER, ROLE_ASSISTANT };
 typedef struct call_rec {
@@ -122,8 +125,10 @@ static int fail(rsp_answer *a, int rc) {
 /* The annotations of an output_text part, in the contract's shape.  The
  * Responses API cites by position: file_citation {file_id, index, filename}
  * and file_path {file_id, index} give one index (start = end = index),
- * container_file_citation {file_id, start_index, end_index} is a file
- * citation of a span; none names the annotated text, so `text` is "".
+ * container_file_citation {file_id, start_index, end_index, filename} is a
+ * file citation of a span; none names the annotated text, so `text` is "".
+ * The filename, where given, goes into the contract (the caller can name
+ * the document without a Files API lookup); file_path has none.
  * url_citation has no file to name and the contract no URL annotation: it
  * is left out.  Malformed annotations are skipped, not fatal. */
 static int add_annotations(rsp_answer *a, const cJSON *part, part_rec *p) {
@@ -132,7 +137,7 @@ static int add_annotations(rsp_answer *a, const cJSON *part, part_rec *p) {
   p->nanns = 0;
   cJSON_ArrayForEach(an, get(part, "annotations")) {
     const char *type = get_str(an, "type"), *file_id = get_str(an, "file_id");
-    ann_rec r = {NULL, 0, 0, 0};
+    ann_rec r = {.type = NULL, .filename = NO_FILENAME};
     if (!file_id) continue;
     if (str_is(type, "file_citation") || str_is(type, "file_path")) {
       r.type = str_is(type, "file_path") ? "file_path" : "file_citation";
@@ -145,7 +150,9 @@ static int add_annotations(rsp_answer *a, const cJSON *part, part_rec *p) {
       continue;
     }
     if (r.start < 0 || r.end < r.start) continue;
+    const char *filename = str_is(type, "file_path") ? NULL : get_str(an, "filename");
     int rc = arena_put(a, file_id, strlen(file_id), &r.file_id);
+    if (!rc && filename) rc = arena_put(a, filename, strlen(filename), &r.filename);
     if (!rc) rc = buf_append(&a->anns, &r, sizeof r);
     if (rc) return rc;
     p->nanns++;
@@ -286,6 +293,7 @@ int rsp_answer_build(rsp_answer *a, const contract_out_message **msgs, size_t *n
     an[i].file_id = a->arena.data + ar[i].file_id;
     an[i].start_index = ar[i].start;
     an[i].end_index = ar[i].end;
+    an[i].filename = ar[i].filename == NO_FILENAME ? NULL : a->arena.data + ar[i].filename;
   }
   for (size_t i = 0; i < np; i++) {
     p[i].type = "text";
@@ -473,6 +481,36 @@ int rsp_json_tools(const char *tools_json, cJSON **out) {
   return AW_OK;
 }
 
+int rsp_json_file_search(cJSON **tools, const char *const *ids, size_t n) {
+  if (n == 0) return AW_OK;
+  if (!ids) return AW_EINVAL;
+  if (!*tools && !(*tools = cJSON_CreateArray())) return AW_ENOMEM;
+  /* One file_search tool searches every store: a configured one that
+   * already names stores gets ours added, else a new one is appended. */
+  cJSON *fs = NULL, *t, *arr;
+  cJSON_ArrayForEach(t, *tools) {
+    const char *ty = get_str(t, "type");
+    if (ty && !strcmp(ty, "file_search") && cJSON_IsArray(get(t, "vector_store_ids"))) fs = t;
+  }
+  if (!fs) {
+    fs = cJSON_CreateObject();
+    if (!fs || !cJSON_AddItemToArray(*tools, fs)) {
+      cJSON_Delete(fs);
+      return AW_ENOMEM;
+    }
+    if (!cJSON_AddStringToObject(fs, "type", "file_search") || !cJSON_AddArrayToObject(fs, "vector_store_ids"))
+      return AW_ENOMEM;
+  }
+  arr = cJSON_GetObjectItemCaseSensitive(fs, "vector_store_ids");
+  for (size_t i = 0; i < n; i++) {
+    if (!ids[i] || !ids[i][0]) return AW_EINVAL;
+    int have = 0;
+    cJSON_ArrayForEach(t, arr) have |= cJSON_IsString(t) && !strcmp(t->valuestring, ids[i]);
+    if (!have && !cJSON_AddItemToArray(arr, cJSON_CreateString(ids[i]))) return AW_ENOMEM;
+  }
+  return AW_OK;
+}
+
 int rsp_json_tool_choice(const char *tool_choice_json, cJSON **out) {
   *out = NULL;
   if (!tool_choice_json) return AW_OK;
@@ -587,7 +625,11 @@ int rsp_json_turn_body(const be_turn_input *in, const cJSON *input, long round, 
   const be_assistant *a = in->assistant;
   cJSON *tools = NULL, *choice = NULL;
   int rc = rsp_json_tools(a->tools_json, &tools);
-  if (rc) return rc;
+  if (!rc) rc = rsp_json_file_search(&tools, a->vector_store_ids, a->nvector_store_ids);
+  if (rc) {
+    cJSON_Delete(tools);
+    return rc;
+  }
   /* The first response of a turn only: the continuation that carries the
    * outputs must be free to answer (a forced call would be forced again). */
   if (round == 0 && (rc = rsp_json_tool_choice(a->tool_choice_json, &choice)) != AW_OK) {
