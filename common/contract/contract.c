@@ -879,7 +879,7 @@ int contract_response_encode(const contract_response *r, buf *out) {
       e_arr(&e, p->nannotations);
       for (size_t k = 0; k < p->nannotations; k++) {
         const contract_annotation *an = &p->annotations[k];
-        e_map(&e, 5);
+        e_map(&e, an->filename ? 6 : 5);
         e_key(&e, "type");
         e_str(&e, an->type);
         e_key(&e, "text");
@@ -890,6 +890,10 @@ int contract_response_encode(const contract_response *r, buf *out) {
         e_int(&e, an->start_index);
         e_key(&e, "end_index");
         e_int(&e, an->end_index);
+        if (an->filename) {
+          e_key(&e, "filename");
+          e_str(&e, an->filename);
+        }
       }
     }
   }

@@ -157,6 +157,8 @@ typedef struct contract_annotation {
   const char *text;      /* the text in the message that is annotated */
   const char *file_id;
   int64_t start_index, end_index;
+  const char *filename;  /* the cited file's name where the backend gives it
+                            (Responses file_citation); NULL: the key is left out */
 } contract_annotation;
 
 typedef struct contract_out_part {

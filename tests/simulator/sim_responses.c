@@ -9,6 +9,7 @@
 #include "log.h"
 #include "sim_conversations.h"
 #include "sim_faults.h"
+#include "sim_fsearch.h"
 #include "sim_model.h"
 #include "sim_usage.h"
 #include "sim_req.h"
@@ -43,6 +44,9 @@ typedef struct rstate {
   sfault_run fault;
   char fault_code[32];
   char msg_id[40];
+  int msg_index;      /* the message's place in output (1 after a file_search_call) */
+  sfs_answer *fs;     /* the file search the answer quotes (sim_fsearch.h), or NULL */
+  int fs_results;     /* include[] asked for file_search_call.results */
   rev *ev;
   long nev, cap;
 } rstate;
@@ -60,6 +64,7 @@ static void rstate_free(void *p) {
   free(rs->answer);
   cJSON_Delete(rs->calls);
   cJSON_Delete(rs->inputs);
+  sfs_answer_free(rs->fs);
   free(rs);
 }
 
@@ -255,17 +260,47 @@ static cJSON *text_part(const char *text) {
   return p;
 }
 
-static cJSON *part_event(const char *msg_id, const char *key, cJSON *v) {
+static cJSON *part_event(const rstate *rs, const char *key, cJSON *v) {
   cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "item_id", msg_id);
-  cJSON_AddNumberToObject(o, "output_index", 0);
+  cJSON_AddStringToObject(o, "item_id", rs->msg_id);
+  cJSON_AddNumberToObject(o, "output_index", rs->msg_index);
   cJSON_AddNumberToObject(o, "content_index", 0);
   cJSON_AddItemToObject(o, key, v);
   return o;
 }
 
 static cJSON *msg_item(sobj *resp) {
-  return cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(resp->json, "output"), 0);
+  return cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(resp->json, "output"), st_of(resp)->msg_index);
+}
+
+/* The file_search_call item before the message, streamed as the API does:
+ * added (in_progress), in_progress, searching, completed, done (completed,
+ * with its queries, and its results when include[] asked for them). */
+static void emit_file_search(sobj *resp) {
+  rstate *rs = st_of(resp);
+  char id[40];
+  sstore_make_id("fs_", id, sizeof id);
+  cJSON *it = cJSON_CreateObject();
+  cJSON_AddStringToObject(it, "id", id);
+  cJSON_AddStringToObject(it, "type", "file_search_call");
+  cJSON_AddStringToObject(it, "status", "in_progress");
+  cJSON_AddArrayToObject(it, "queries");
+  cJSON_AddNullToObject(it, "results");
+  emit(resp, "response.output_item.added", item_event(0, it));
+  static const char *const phases[] = {"response.file_search_call.in_progress", "response.file_search_call.searching",
+                                       "response.file_search_call.completed"};
+  for (size_t i = 0; i < sizeof phases / sizeof *phases; i++) {
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddNumberToObject(d, "output_index", 0);
+    cJSON_AddStringToObject(d, "item_id", id);
+    emit(resp, phases[i], d);
+  }
+  jset(it, "status", cJSON_CreateString("completed"));
+  cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(it, "queries"), cJSON_CreateString(rs->fs->query));
+  if (rs->fs_results) jset(it, "results", cJSON_Duplicate(rs->fs->results, 1));
+  emit(resp, "response.output_item.done", item_event(0, it));
+  cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(resp->json, "output"), it);
+  rs->msg_index = 1;
 }
 
 /* queued/in_progress -> the output begins: calls (then the end), or the
@@ -289,6 +324,7 @@ static void start(sobj *resp) {
     finish(resp, RS_COMPLETED, NULL);
     return;
   }
+  if (rs->fs) emit_file_search(resp);
   sstore_make_id("msg_", rs->msg_id, sizeof rs->msg_id);
   cJSON *m = cJSON_CreateObject();
   cJSON_AddStringToObject(m, "id", rs->msg_id);
@@ -296,10 +332,10 @@ static void start(sobj *resp) {
   cJSON_AddStringToObject(m, "status", "in_progress");
   cJSON_AddStringToObject(m, "role", "assistant");
   cJSON_AddArrayToObject(m, "content");
-  emit(resp, "response.output_item.added", item_event(0, m));
+  emit(resp, "response.output_item.added", item_event(rs->msg_index, m));
   cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(m, "content"), text_part(""));
   cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(resp->json, "output"), m);
-  emit(resp, "response.content_part.added", part_event(rs->msg_id, "part", text_part("")));
+  emit(resp, "response.content_part.added", part_event(rs, "part", text_part("")));
   rs->ph = PH_TOKENS;
 }
 
@@ -315,7 +351,7 @@ static int token(sobj *resp) {
   char *piece = strndup(a + s, e - s), *text = strndup(a, e);
   cJSON *part = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(msg_item(resp), "content"), 0);
   if (text) jset(part, "text", cJSON_CreateString(text));
-  cJSON *d = part_event(rs->msg_id, "delta", cJSON_CreateString(piece ? piece : ""));
+  cJSON *d = part_event(rs, "delta", cJSON_CreateString(piece ? piece : ""));
   cJSON_AddArrayToObject(d, "logprobs");
   emit(resp, "response.output_text.delta", d);
   free(piece);
@@ -329,12 +365,25 @@ static void end_text(sobj *resp) {
   cJSON *m = msg_item(resp);
   cJSON *part = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(m, "content"), 0);
   const char *text = cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring;
-  cJSON *d = part_event(rs->msg_id, "text", cJSON_CreateString(text));
+  if (rs->fs && !cut) {
+    /* The citation of the quote, at its end (index counts characters),
+     * once the text holds all of it. */
+    cJSON *an = cJSON_CreateObject();
+    cJSON_AddStringToObject(an, "type", "file_citation");
+    cJSON_AddStringToObject(an, "file_id", rs->fs->file_id);
+    cJSON_AddNumberToObject(an, "index", (double)sfs_chars(text, strlen(text)));
+    cJSON_AddStringToObject(an, "filename", rs->fs->filename);
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(part, "annotations"), cJSON_Duplicate(an, 1));
+    cJSON *d = part_event(rs, "annotation", an);
+    cJSON_AddNumberToObject(d, "annotation_index", 0);
+    emit(resp, "response.output_text.annotation.added", d);
+  }
+  cJSON *d = part_event(rs, "text", cJSON_CreateString(text));
   cJSON_AddArrayToObject(d, "logprobs");
   emit(resp, "response.output_text.done", d);
-  emit(resp, "response.content_part.done", part_event(rs->msg_id, "part", cJSON_Duplicate(part, 1)));
+  emit(resp, "response.content_part.done", part_event(rs, "part", cJSON_Duplicate(part, 1)));
   jset(m, "status", cJSON_CreateString(cut ? "incomplete" : "completed"));
-  emit(resp, "response.output_item.done", item_event(0, m));
+  emit(resp, "response.output_item.done", item_event(rs->msg_index, m));
   finish(resp, cut ? RS_INCOMPLETE : RS_COMPLETED, cut ? "max_output_tokens" : NULL);
 }
 
@@ -449,6 +498,31 @@ static cJSON *as_run_choice(const cJSON *choice) {
   return o;
 }
 
+/* A turn that answers the user's question (no call to make, no outputs to
+ * report) with a file_search tool naming vector stores searches them
+ * (sim_fsearch.h): rs->fs is set when something was found.  tool_choice
+ * "none" turns every tool off. */
+static int file_search(rstate *rs, const cJSON *hist, const cJSON *body) {
+  const cJSON *t, *fst = NULL;
+  cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(body, "tools"))
+    if (!fst && is(cJSON_GetObjectItemCaseSensitive(t, "type"), "file_search")) fst = t;
+  if (!fst || is(cJSON_GetObjectItemCaseSensitive(body, "tool_choice"), "none")) return AW_OK;
+  const cJSON *user = NULL, *it;
+  cJSON_ArrayForEach(it, hist) if (is(cJSON_GetObjectItemCaseSensitive(it, "role"), "user")) user = it;
+  if (!user) return AW_OK;
+  buf q;
+  buf_init(&q, 1 << 20);
+  sconv_item_text(user, &q);
+  const cJSON *mx = cJSON_GetObjectItemCaseSensitive(fst, "max_num_results");
+  int rc = sfs_answer_question(cJSON_GetObjectItemCaseSensitive(fst, "vector_store_ids"), q.data ? q.data : "",
+                               cJSON_IsNumber(mx) ? mx->valueint : 20, &rs->fs);
+  buf_free(&q);
+  const cJSON *inc;
+  cJSON_ArrayForEach(inc, cJSON_GetObjectItemCaseSensitive(body, "include"))
+    rs->fs_results |= is(inc, "file_search_call.results");
+  return rc;
+}
+
 /* Decide the output (rs->answer or rs->calls) from the history
  * (sim_turn: the next round of calls, or the answer from the turn's
  * outputs, or the scripted answer).  Usage counts, as for runs, the user
@@ -465,6 +539,17 @@ static int plan(rstate *rs, const cJSON *hist, const cJSON *body, int answer_tok
   cJSON_Delete(tools);
   cJSON_Delete(choice);
   if (rc) return rc;
+  if (!t.calls && !t.from_outputs && (rc = file_search(rs, hist, body)) != AW_OK) {
+    sturn_clear(&t);
+    return rc;
+  }
+  if (rs->fs) {
+    /* The answer quotes the document instead of the scripted text. */
+    free(t.answer);
+    t.answer = strdup(rs->fs->text);
+    t.tokens = rs->fs->tokens;
+    if (!t.answer) return AW_ENOMEM;
+  }
   rs->calls = t.calls;
   rs->answer = t.answer;
   rs->tokens_total = t.calls ? 0 : t.tokens;
@@ -527,8 +612,7 @@ static int check_obj(const cJSON *v, const char *name, sapi_reply *r) {
   return cJSON_IsObject(v) ? 0 : sreq_bad_type(r, name, "an object", v);
 }
 
-/* FileSearchTool: accepted (and echoed) so a valid request is not refused;
- * the scripted model does no retrieval, it answers as without the tool. */
+/* FileSearchTool: the stores a question is searched in (file_search()). */
 static const sreq_field fstool_fields[] = {
     {"type", V_STR, 1, 0, 0, NULL},
     {"vector_store_ids", V_FN, 1, 0, 0, check_vector_store_ids},

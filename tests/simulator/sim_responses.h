@@ -16,6 +16,10 @@
  *    as submit_tool_outputs does for runs;
  *  - else the last user message asks for functions of `tools`
  *    (stools_plan): the output is the first round of function_call items;
+ *  - else, when the request has a file_search tool and the last user
+ *    message is a question that its vector stores answer (sim_fsearch.h):
+ *    a file_search_call item, then a message quoting the best chunk with a
+ *    file_citation annotation (file_id, filename, index: the quote's end);
  *  - else the scripted answer (smodel_answer) to the last user message.
  *
  * One driver, the timer thread, advances every response (streamed or

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "sim_fsearch.h"
 #include "sim_model.h"
 #include "sim_usage.h"
 #include "sim_timer.h"
@@ -77,6 +78,65 @@ static cJSON *dup_or(const cJSON *v, cJSON *dflt) {
   return cJSON_Duplicate(v, 1);
 }
 
+/* The citation marker the answer ends with, as the real service writes it:
+ * 【<tool call>:<result>†source】.  The annotation's text is the marker. */
+#define FS_MARKER "\xe3\x80\x90" "0:0\xe2\x80\xa0" "source\xe3\x80\x91"
+
+static int has_file_search(const cJSON *tools) {
+  const cJSON *t;
+  cJSON_ArrayForEach(t, tools) {
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(t, "type");
+    if (cJSON_IsString(ty) && !strcmp(ty->valuestring, "file_search")) return 1;
+  }
+  return 0;
+}
+
+/* A run with the file_search tool whose question the stores of its
+ * assistant's and its thread's tool_resources answer (sim_fsearch.h):
+ * rs->fsearch = {query, results, file_id, filename, quote_bytes, start,
+ * end} and rs->answer = the quote and the marker.  Nothing found (or no
+ * store, or not a question) leaves both alone.  AW_ENOMEM. */
+static int file_search(sobj *run, sobj *thread, sobj *asst, const char *question) {
+  srun_state *rs = run->run;
+  const cJSON *choice = cJSON_GetObjectItemCaseSensitive(run->json, "tool_choice");
+  if (!has_file_search(cJSON_GetObjectItemCaseSensitive(run->json, "tools")) ||
+      (cJSON_IsString(choice) && !strcmp(choice->valuestring, "none")))
+    return AW_OK;
+  const cJSON *objs[] = {asst->json, thread->json};
+  cJSON *ids = cJSON_CreateArray();
+  sfs_answer *fa = NULL;
+  int rc = ids ? sfs_collect_stores(objs, 2, ids) : AW_ENOMEM;
+  if (!rc) rc = sfs_answer_question(ids, question, 20, &fa);
+  cJSON_Delete(ids);
+  if (rc || !fa) return rc;
+  size_t qlen = strlen(fa->text);
+  char *answer = malloc(qlen + sizeof FS_MARKER);
+  cJSON *fs = cJSON_CreateObject();
+  if (answer && fs) {
+    memcpy(answer, fa->text, qlen);
+    memcpy(answer + qlen, FS_MARKER, sizeof FS_MARKER);
+    long start = sfs_chars(answer, qlen);
+    cJSON_AddStringToObject(fs, "query", fa->query);
+    cJSON_AddItemToObject(fs, "results", fa->results);
+    fa->results = NULL;
+    cJSON_AddStringToObject(fs, "file_id", fa->file_id);
+    cJSON_AddStringToObject(fs, "filename", fa->filename);
+    cJSON_AddNumberToObject(fs, "quote_bytes", (double)qlen);
+    cJSON_AddNumberToObject(fs, "start", (double)start);
+    cJSON_AddNumberToObject(fs, "end", (double)(start + sfs_chars(FS_MARKER, sizeof FS_MARKER - 1)));
+    free(rs->answer);
+    rs->answer = answer;
+    rs->tokens_total = smodel_count_tokens(answer);
+    rs->fsearch = fs;
+  } else {
+    free(answer);
+    cJSON_Delete(fs);
+    rc = AW_ENOMEM;
+  }
+  sfs_answer_free(fa);
+  return rc;
+}
+
 sobj *srun_create(sobj *thread, sobj *asst, const cJSON *body, int answer_tokens) {
   sobj *run = sstore_new(SK_RUN, thread);
   if (!run) return NULL;
@@ -131,6 +191,10 @@ sobj *srun_create(sobj *thread, sobj *asst, const cJSON *body, int answer_tokens
   } else {
     rs->answer = smodel_answer(user.data, instr_s, addl_s, answer_tokens);
     rs->tokens_total = answer_tokens;
+    if (rs->answer && file_search(run, thread, asst, user.data ? user.data : "") != AW_OK) {
+      free(rs->answer);
+      rs->answer = NULL;
+    }
   }
   rs->prompt_tokens = smodel_count_tokens(user.data) + smodel_count_tokens(instr_s) + smodel_count_tokens(addl_s);
   buf_free(&user);
@@ -329,6 +393,62 @@ static void ask_tools(sobj *run, sevents *ev) {
   sev_emit(ev, "thread.run.requires_action", run->json);
 }
 
+/* The file_search tool call, before the message: a tool_calls step,
+ * streamed as the real API does (created and in_progress with no calls, a
+ * delta with the call and an empty file_search, then completed with its
+ * ranking options and results).  Results carry no content: the API gives
+ * it only when the steps are listed with include[].  0 when the run failed
+ * (ENOMEM). */
+static int search_step(sobj *run, sevents *ev) {
+  srun_state *rs = run->run;
+  sobj *step = new_step(run, "tool_calls");
+  if (!step || !cJSON_AddTrueToObject(rs->fsearch, "step_done")) {
+    fail_run(run, "server_error", "The simulator ran out of memory.", ev);
+    return 0;
+  }
+  cJSON *det = cJSON_GetObjectItemCaseSensitive(step->json, "step_details");
+  cJSON_AddStringToObject(det, "type", "tool_calls");
+  cJSON_AddArrayToObject(det, "tool_calls");
+  sev_emit(ev, "thread.run.step.created", step->json);
+  sev_emit(ev, "thread.run.step.in_progress", step->json);
+  char id[40];
+  sstore_call_id(id, sizeof id);
+  cJSON *call = cJSON_CreateObject();
+  cJSON_AddStringToObject(call, "id", id);
+  cJSON_AddStringToObject(call, "type", "file_search");
+  cJSON *fs = cJSON_AddObjectToObject(call, "file_search");
+  if (ev) {
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "id", step->id);
+    cJSON_AddStringToObject(d, "object", "thread.run.step.delta");
+    cJSON *sd = cJSON_AddObjectToObject(cJSON_AddObjectToObject(d, "delta"), "step_details");
+    cJSON_AddStringToObject(sd, "type", "tool_calls");
+    cJSON *dc = cJSON_Duplicate(call, 1);
+    cJSON_AddNumberToObject(dc, "index", 0);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(sd, "tool_calls"), dc);
+    sev_emit(ev, "thread.run.step.delta", d);
+    cJSON_Delete(d);
+  }
+  cJSON *rank = cJSON_AddObjectToObject(fs, "ranking_options");
+  cJSON_AddStringToObject(rank, "ranker", "default_2024_08_21");
+  cJSON_AddNumberToObject(rank, "score_threshold", 0);
+  cJSON *results = cJSON_AddArrayToObject(fs, "results");
+  const cJSON *r;
+  cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(rs->fsearch, "results")) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "file_id", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(r, "file_id"), 1));
+    cJSON_AddItemToObject(o, "file_name", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(r, "filename"), 1));
+    cJSON_AddItemToObject(o, "score", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(r, "score"), 1));
+    cJSON_AddItemToArray(results, o);
+  }
+  cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(det, "tool_calls"), call);
+  jset(step->json, "status", cJSON_CreateString("completed"));
+  jset(step->json, "completed_at", cJSON_CreateNumber((double)sstore_unix_now()));
+  jset(step->json, "usage", usage_json(rs));
+  sev_emit(ev, "thread.run.step.completed", step->json);
+  return 1;
+}
+
 void srun_start(sobj *run, sevents *ev) {
   srun_state *rs = run->run;
   if (rs->status != RS_QUEUED) return;
@@ -356,6 +476,7 @@ void srun_start(sobj *run, sevents *ev) {
     ask_tools(run, ev);
     return;
   }
+  if (rs->fsearch && !cJSON_GetObjectItemCaseSensitive(rs->fsearch, "step_done") && !search_step(run, ev)) return;
   sobj *thread = run->parent;
   sobj *msg = sstore_new(SK_MSG, thread);
   sobj *step = msg ? new_step(run, "message_creation") : NULL;
@@ -490,8 +611,29 @@ int srun_submit_tool_outputs(sobj *run, const cJSON *outs, char *err, size_t err
   return AW_OK;
 }
 
-/* Set the message's text to the first len bytes of the answer. */
-static void set_text(sobj *msg, const char *answer, size_t len) {
+/* The run's citation in the message shape (delta: with its index). */
+static cJSON *citation(const srun_state *rs, int delta) {
+  const cJSON *fs = rs->fsearch;
+  cJSON *a = cJSON_CreateObject();
+  if (delta) cJSON_AddNumberToObject(a, "index", 0);
+  cJSON_AddStringToObject(a, "type", "file_citation");
+  cJSON_AddStringToObject(a, "text", FS_MARKER);
+  cJSON_AddItemToObject(cJSON_AddObjectToObject(a, "file_citation"), "file_id",
+                        cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(fs, "file_id"), 1));
+  cJSON_AddItemToObject(a, "start_index", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(fs, "start"), 1));
+  cJSON_AddItemToObject(a, "end_index", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(fs, "end"), 1));
+  return a;
+}
+
+/* Does the text up to len bytes hold the run's citation marker whole? */
+static int marker_in(const srun_state *rs, size_t len) {
+  return rs->fsearch &&
+         len >= (size_t)cJSON_GetObjectItemCaseSensitive(rs->fsearch, "quote_bytes")->valuedouble + strlen(FS_MARKER);
+}
+
+/* Set the message's text to the first len bytes of the answer, with the
+ * citation once the marker is in it. */
+static void set_text(const srun_state *rs, sobj *msg, const char *answer, size_t len) {
   char *t = strndup(answer, len);
   if (!t) return;
   cJSON *content = cJSON_GetObjectItemCaseSensitive(msg->json, "content");
@@ -506,6 +648,8 @@ static void set_text(sobj *msg, const char *answer, size_t len) {
   } else {
     cJSON_SetValuestring(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(part, "text"), "value"), t);
   }
+  cJSON *anns = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(part, "text"), "annotations");
+  if (marker_in(rs, len) && !cJSON_GetArraySize(anns)) cJSON_AddItemToArray(anns, citation(rs, 0));
   free(t);
 }
 
@@ -519,8 +663,23 @@ int srun_token(sobj *run, sevents *ev) {
   while (a[end] && a[end] != ' ') end++;
   rs->emit_pos = end;
   rs->tokens_done++;
-  if (msg) set_text(msg, a, end);
-  if (ev && msg) {
+  if (msg) set_text(rs, msg, a, end);
+  if (ev && msg && marker_in(rs, end) && !marker_in(rs, start)) {
+    /* The delta that completes the marker carries its annotation. */
+    char *piece = strndup(a + start, end - start);
+    cJSON *d = cJSON_CreateObject(), *part = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "id", msg->id);
+    cJSON_AddStringToObject(d, "object", "thread.message.delta");
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(cJSON_AddObjectToObject(d, "delta"), "content"), part);
+    cJSON_AddNumberToObject(part, "index", 0);
+    cJSON_AddStringToObject(part, "type", "text");
+    cJSON *text = cJSON_AddObjectToObject(part, "text");
+    cJSON_AddStringToObject(text, "value", piece ? piece : "");
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(text, "annotations"), citation(rs, 1));
+    sev_emit(ev, "thread.message.delta", d);
+    cJSON_Delete(d);
+    free(piece);
+  } else if (ev && msg) {
     /* The hot path of every stream: the envelope is fixed, so only the
      * piece goes through cJSON (for escaping); building and printing the
      * whole delta object cost ~3x more, mostly in number formatting. */
@@ -553,7 +712,7 @@ void srun_finish(sobj *run, sevents *ev) {
   double now = (double)sstore_unix_now();
   sobj *msg = sstore_get(rs->msg_id, SK_MSG), *step = sstore_get(rs->step_id, SK_STEP);
   if (msg) {
-    set_text(msg, rs->answer, rs->emit_pos);
+    set_text(rs, msg, rs->answer, rs->emit_pos);
     jset(msg->json, "status", cJSON_CreateString("completed"));
     jset(msg->json, "completed_at", cJSON_CreateNumber(now));
     sev_emit(ev, "thread.message.completed", msg->json);

@@ -16,6 +16,12 @@
  * before the end -- so a client that lost its stream still finds the run
  * completed and the answer in the thread.
  *
+ * A run with the file_search tool whose question the stores of its
+ * assistant's or thread's tool_resources answer (sim_fsearch.h) first makes
+ * a tool_calls step with one file_search call (completed at once, with its
+ * results), then the message quoting the best chunk, ending with the
+ * marker 【0:0†source】 that its file_citation annotation covers.
+ *
  * Each step reports what it did as AssistantStreamEvent events through a
  * sevents sink (SSE text and/or the --record array); pass NULL to discard.
  *

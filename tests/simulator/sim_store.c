@@ -157,6 +157,7 @@ static void destroy(sobj *o) {
     free(o->run->answer);
     cJSON_Delete(o->run->plan);
     cJSON_Delete(o->run->outputs);
+    cJSON_Delete(o->run->fsearch);
     free(o->run);
   }
   if (o->ext_free) o->ext_free(o->ext);

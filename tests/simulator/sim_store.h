@@ -65,6 +65,7 @@ typedef struct srun_state {
   int resumed;        /* outputs submitted: the next start reports the
                          completed tool step */
   int charged;        /* its usage was charged when it ended (sim_usage.h) */
+  cJSON *fsearch;     /* the file search the answer quotes (sim_run.c), or NULL */
 } srun_state;
 
 typedef struct sobj {

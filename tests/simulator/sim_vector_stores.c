@@ -778,6 +778,62 @@ static void vs_search(const sapi_req *q, sapi_reply *r, const char *vs_id) {
   cJSON_Delete(body);
 }
 
+cJSON *svs_file_search(const cJSON *ids, const char *query, size_t max_hits) {
+  if (max_hits > MAX_SEARCH_RESULTS) max_hits = MAX_SEARCH_RESULTS;
+  cJSON *out = cJSON_CreateArray();
+  if (!out || !query) return out;
+  pthread_mutex_lock(&g_mu);
+  /* The stores' files side by side: one BM25 index over all of them, so
+   * scores compare across stores (idf over every chunk searched). */
+  size_t total = 0;
+  const cJSON *id;
+  cJSON_ArrayForEach(id, ids) {
+    vstore *v = cJSON_IsString(id) ? smap_get(&g_ids, id->valuestring) : NULL;
+    if (v) total += v->nf;
+  }
+  const sretr_doc **docs = total ? calloc(total, sizeof *docs) : NULL;
+  const vsfile **files = total ? calloc(total, sizeof *files) : NULL;
+  size_t n = 0;
+  int ok = !total || (docs && files);
+  cJSON_ArrayForEach(id, ids) {
+    vstore *v = ok && cJSON_IsString(id) ? smap_get(&g_ids, id->valuestring) : NULL;
+    int seen = 0;
+    for (const cJSON *p = ids->child; v && p != id; p = p->next) seen |= cJSON_IsString(p) && !strcmp(p->valuestring, v->id);
+    for (size_t i = 0; v && !seen && i < v->nf; i++) {
+      files[n] = v->files[i];
+      docs[n++] = v->files[i]->status == VF_COMPLETED ? v->files[i]->doc : NULL;
+    }
+  }
+  sretr_hit hits[MAX_SEARCH_RESULTS];
+  size_t nh = 0;
+  if (ok && n && sretr_search(docs, n, &query, 1, max_hits, 0, hits, &nh) != AW_OK) ok = 0;
+  for (size_t i = 0; ok && i < nh; i++) {
+    const vsfile *f = files[hits[i].doc];
+    size_t len;
+    const char *text = sretr_chunk_text(f->doc, hits[i].chunk, &len);
+    char *t = strndup(text, len);
+    cJSON *item = cJSON_CreateObject();
+    ok = t && item && cJSON_AddItemToArray(out, item);
+    if (!ok) cJSON_Delete(item);
+    if (ok) {
+      cJSON_AddStringToObject(item, "file_id", f->file_id);
+      cJSON_AddStringToObject(item, "filename", f->filename);
+      cJSON_AddNumberToObject(item, "score", round(hits[i].score * 1e6) / 1e6);
+      cJSON_AddItemToObject(item, "attributes", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(f->json, "attributes"), 1));
+      cJSON_AddStringToObject(item, "text", t);
+    }
+    free(t);
+  }
+  pthread_mutex_unlock(&g_mu);
+  free(docs);
+  free(files);
+  if (!ok) {
+    cJSON_Delete(out);
+    return NULL;
+  }
+  return out;
+}
+
 static int check_name_null(const cJSON *v, const char *name, sapi_reply *r) {
   return cJSON_IsNull(v) || cJSON_IsString(v) ? 0 : sreq_bad_type(r, name, "a string", v);
 }

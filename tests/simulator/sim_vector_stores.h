@@ -31,6 +31,15 @@
 void svs_handle(const sapi_req *q, sapi_reply *r, char s[][64]);
 /** The file was deleted: remove it from every vector store. */
 void svs_file_deleted(const char *file_id);
+/** The file_search tool's retrieval (sim_fsearch.h): rank the chunks of
+ *  the completed files of every store named in ids (a JSON array of
+ *  strings; unknown ids and repeats are skipped) together for query, as
+ *  one index, and answer the best max_hits, best first, as a JSON array of
+ *  {file_id, filename, score, attributes, text} (caller deletes; [] when
+ *  nothing matched).  NULL on AW_ENOMEM.  Takes this module's lock, so it
+ *  may be called with the store lock held (that order only: this module
+ *  never takes the store lock while holding its own). */
+cJSON *svs_file_search(const cJSON *ids, const char *query, size_t max_hits);
 /** Delete every vector store (POST /admin/reset). */
 void svs_reset(void);
 /** {"vector_stores":n,"files":{"in_progress","completed","failed","cancelled"}}

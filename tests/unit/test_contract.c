@@ -715,7 +715,7 @@ static void request_encode_refuses_incomplete_struct(void **state) {
 
 static void response_completed_json_view_has_every_field(void **state) {
   (void)state;
-  contract_annotation ann = {"file_citation", "[1]", "file-log", 41, 44};
+  contract_annotation ann = {"file_citation", "[1]", "file-log", 41, 44, NULL};
   contract_out_part parts[] = {{"text", "Order left \"today\"\n[1].", 23, &ann, 1}, {"image_file", "file-img", 8, NULL, 0}};
   contract_out_message msgs[] = {{.id = "msg_1", .parts = parts, .nparts = 2}, {.id = "msg_2"}};
   contract_response r = {.event_id = "e1", .conversation_id = "c1", .thread_id = "thread_1",
@@ -1243,7 +1243,7 @@ static void examples_match_the_encoders(void **state) {
     free(text);
   }
 
-  contract_annotation ann = {"file_citation", "[1]", "file-x", 1, 4};
+  contract_annotation ann = {"file_citation", "[1]", "file-x", 1, 4, NULL};
   contract_out_part part = {"text", "answer", 6, &ann, 1};
   contract_out_message msg = {.id = "msg_1", .parts = &part, .nparts = 1};
   contract_response done = {.event_id = "e", .conversation_id = "c", .thread_id = "t", .run_id = "r",
