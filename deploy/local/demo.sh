@@ -6,9 +6,12 @@
 # Installs what is missing, builds (release, build/), starts a single-node Kafka (KRaft),
 # redis-server, the API simulator, one worker configured with the brief's "Customer Support Bot"
 # and "Weather Assistant", and the example weather service (deploy/examples), then:
-#   1. asks two questions in conversation demo-1 with `assistant-worker send` (the second one
-#      streamed) and shows that both were answered in the same backend conversation (a
-#      Responses API conversation by default; an Assistants thread with --backend assistants);
+#   1. syncs the support documents of deploy/local/docs/ (a Markdown guide, and account policies
+#      made into a PDF) into a vector store attached to the Customer Support Bot (not on the chat
+#      backend: no file search there), asks it two questions in conversation demo-1 with
+#      `assistant-worker send` (the second one streamed), prints each answer with the document it
+#      cites, and shows that both were answered in the same backend conversation (a Responses API
+#      conversation by default; an Assistants thread with --backend assistants);
 #   2. asks the Weather Assistant about Paris and Tokyo in conversation demo-weather: the model
 #      calls get_weather twice in parallel, the worker routes both calls over Kafka to the
 #      weather service, and the answer uses both outputs;
@@ -90,9 +93,29 @@ KAFKA=$AW_KAFKA_BOOTSTRAP REDIS_PORT=$AW_REDIS_PORT API_URL=$AW_API_BASE_URL
 # 0600), named by the config file -- as a mounted Kubernetes Secret would be.
 REDIS_USER=$AW_REDIS_USERNAME REDIS_PASSWORD_FILE=$AW_REDIS_PASSWORD_FILE
 CONFIG="$RUN/worker.config.json"
-# Chat Completions servers have no file search: on the chat backend the bot goes without it.
-SUPPORT_TOOLS='[{"type": "file_search"}]'
-[ "$BACKEND" = chat ] && SUPPORT_TOOLS='[]'
+# The bot answers from the support documents of deploy/local/docs/: the guide as Markdown, the
+# account policies as a PDF made from their Markdown here (fpdf2, from tests/requirements.txt: no
+# binary in the repo). `sync` uploads both to a vector store attached to the bot (README,
+# "Knowledge"). Chat Completions servers have no file search: on the chat backend the bot goes
+# without it (the worker refuses hosted tools there).
+DOCS="$ROOT/deploy/local/docs"
+KNOWLEDGE='' SUPPORT_STORES='[]'
+if [ "$BACKEND" != chat ]; then
+  mkdir -p "$RUN/docs"
+  "$AW_VENV/bin/python" - "$DOCS/account-policies.md" "$RUN/docs/account-policies.pdf" <<'PY' ||
+import sys
+from fpdf import FPDF
+pdf = FPDF()
+pdf.add_page()
+pdf.set_font("Helvetica", size=12)
+text = "\n".join(l for l in open(sys.argv[1], encoding="utf-8").read().splitlines() if not l.startswith("#"))
+pdf.multi_cell(0, 8, text)
+pdf.output(sys.argv[2])
+PY
+    die "could not write the PDF of the account policies"
+  KNOWLEDGE='"knowledge": {"vector_stores": [{"name": "support-docs", "documents": ["'"$DOCS/support-guide.md"'", "'"$RUN/docs/account-policies.pdf"'"]}]},'
+  SUPPORT_STORES='["support-docs"]'
+fi
 cat >"$CONFIG" <<EOF
 {
   "kafka": {
@@ -105,12 +128,13 @@ cat >"$CONFIG" <<EOF
   "redis": {"host": "127.0.0.1", "port": $REDIS_PORT, "prefix": "aw",
             "username": "$REDIS_USER", "password_file": "$REDIS_PASSWORD_FILE"},
   "api": {"backend": "$BACKEND", "base_url": "$API_URL", "timeout_ms": 30000, "max_retries": 5},
+  $KNOWLEDGE
   "assistants": [
     {
       "name": "Customer Support Bot",
       "model": "gpt-4o",
       "instructions": "Provide support based on the latest documentation.",
-      "tools": $SUPPORT_TOOLS
+      "vector_stores": $SUPPORT_STORES
     },
     {
       "name": "Weather Assistant",
@@ -153,6 +177,17 @@ unset AW_KAFKA_BROKERS AW_KAFKA_BOOTSTRAP AW_REDIS_HOST AW_REDIS_PORT AW_REDIS_P
   AW_REDIS_USERNAME AW_REDIS_PASSWORD_FILE AW_KAFKA_SASL_BOOTSTRAP
 export AW_LOG_LEVEL=${AW_LOG_LEVEL:-info}
 
+if [ "$BACKEND" != chat ]; then
+  # The worker would sync at start-up too (knowledge.sync_on_start); run apart, the sync shows
+  # what it uploaded, and the worker's own sync then finds nothing to do.
+  "$BUILD/assistant-worker" sync --config "$CONFIG" >"$RUN/sync.json" 2>"$RUN/sync.log" ||
+    die "the sync of the support documents failed (log: $RUN/sync.log)"
+  # The API's file names, so that a citation by file id (the Assistants API gives no name) can
+  # name its document too.
+  "$BUILD/assistant-worker" file ls --config "$CONFIG" >"$RUN/files.json" 2>>"$RUN/sync.log" ||
+    die "cannot list the uploaded files (log: $RUN/sync.log)"
+  say "Synced the support documents: $(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(", ".join("%s %s" % (k, v) for k, v in s.items() if not isinstance(v, (dict, list))))' "$RUN/sync.json")"
+fi
 aw_worker_start "$RUN" "$BUILD/assistant-worker" "$CONFIG" || die "the worker did not start"
 [ -x "$BUILD/weather_service" ] || die "$BUILD/weather_service was not built"
 aw_spawn "$RUN" weather-service "$BUILD/weather_service" --brokers "$KAFKA" \
@@ -170,8 +205,12 @@ say ""
 # response's fields go to the file named by argv[1] for the summary.
 RENDER="$RUN/render.py"
 cat >"$RENDER" <<'PY'
-import json, sys
+import json, os, sys
 out, who, streamed, resp = sys.argv[1], sys.argv[2], False, None
+names = {}  # file id -> the API's file name (files.json: `assistant-worker file ls`)
+if os.path.exists(os.path.join(os.path.dirname(out), "files.json")):
+    with open(os.path.join(os.path.dirname(out), "files.json")) as f:
+        names = {o["id"]: o.get("filename") for o in json.load(f).get("data") or []}
 for line in sys.stdin:
     try:
         obj = json.loads(line)
@@ -190,6 +229,14 @@ if resp is None:
 text = "".join(p["text"]["value"] for m in resp.get("messages") or []
                for p in m.get("content") or [] if p.get("type") == "text")
 print() if streamed else print(who + ": " + text)
+def doc(name):  # the synced file "aw-kb.<store>.<vector store id>.<hash>.<document>": its document
+    parts = (name or "").split(".", 4)
+    return parts[4] if len(parts) == 5 and parts[0] == "aw-kb" else name
+cites = [doc(a.get("filename") or names.get(a.get("file_id"))) or a.get("file_id") for m in resp.get("messages") or []
+         for p in m.get("content") or [] if p.get("type") == "text"
+         for a in (p.get("text") or {}).get("annotations") or [] if a.get("type") == "file_citation"]
+for c in dict.fromkeys(cites):
+    print("  [cites %s]" % c)
 for c in resp.get("tool_calls") or []:
     print("  [tool call %s: %s -> %s]" % (c["id"], c["name"], c["outcome"]))
 usage = resp.get("usage") or {}
@@ -197,7 +244,7 @@ be = resp.get("backend") or {}
 print("  [status %s, %s backend: conversation %s, turn %s, %s tokens]" % (
     resp["status"], be.get("kind"), be.get("conversation"), be.get("turn"), usage.get("total_tokens", "?")))
 with open(out, "w") as f:
-    json.dump({"status": resp["status"], "conversation": be.get("conversation"), "text": text,
+    json.dump({"status": resp["status"], "conversation": be.get("conversation"), "text": text, "cites": cites,
                "usage": usage, "message_id": ((resp.get("messages") or [{}])[0]).get("id")}, f)
 # A capped answer (incomplete) of the real model is still its answer.
 sys.exit(0 if resp["status"] in ("completed", "incomplete") else 4)
@@ -239,6 +286,12 @@ elif [ "$T1" = "$T2" ]; then
   say "  backend conv:  $T1 (the same for both messages: the follow-up continued it)"
 else
   die "the follow-up used backend conversation $T2, not $T1"
+fi
+if [ "$BACKEND" != chat ]; then
+  C1=$(python3 -c 'import json,sys; print(", ".join(json.load(open(sys.argv[1]))["cites"]))' "$RUN/answer-1.json")
+  C2=$(python3 -c 'import json,sys; print(", ".join(json.load(open(sys.argv[1]))["cites"]))' "$RUN/answer-2.json")
+  [ -n "$C1" ] || die "the first answer cites no support document"
+  say "  documents:     both answers quote the support documents and cite them ($C1; $C2)"
 fi
 A3=$(field "$RUN/answer-3.json" text)
 case "$A3" in
