@@ -21,91 +21,7 @@
 #include "api_json.h"
 #include "backend.h"
 #include "log.h"
-#include "scripted_server.h"
-
-static uv_loop_t *g_loop;
-
-/* ---- a fake store: SET NX over one slot, answered on the next loop turn ---- */
-
-typedef struct fake_store {
-  char key[32], conv[64], handle[64]; /* the recorded handle, "" if none */
-  int claims;
-  int fail;                           /* answer AW_EREDIS */
-  int hold;                           /* answer only when the test says so */
-  uv_timer_t timer;
-  be_store_cb cb;
-  void *cb_opaque;
-} fake_store;
-
-static void store_answer(uv_timer_t *h) {
-  fake_store *s = h->data;
-  be_store_cb cb = s->cb;
-  s->cb = NULL;
-  if (s->fail) cb(s->cb_opaque, AW_EREDIS, NULL);
-  else cb(s->cb_opaque, AW_OK, s->handle);
-}
-
-static int store_claim(void *self, const char *key, const char *conv, const char *handle,
-                       be_store_cb cb, void *opaque) {
-  fake_store *s = self;
-  s->claims++;
-  snprintf(s->key, sizeof s->key, "%s", key);
-  if (!s->handle[0]) {
-    snprintf(s->conv, sizeof s->conv, "%s", conv);
-    snprintf(s->handle, sizeof s->handle, "%s", handle);
-  }
-  s->cb = cb;
-  s->cb_opaque = opaque;
-  if (!s->hold) uv_timer_start(&s->timer, store_answer, 0, 0);
-  return AW_OK;
-}
-
-typedef struct fx {
-  ss_server srv;
-  uv_loop_t loop;
-  be_backend *be;
-  be_http_config cfg;
-  fake_store fs;
-  be_store store;
-  char base[128];
-} fx;
-
-static fx *fx_new(void) {
-  fx *f = calloc(1, sizeof *f);
-  assert_non_null(f);
-  assert_int_equal(uv_loop_init(&f->loop), 0);
-  g_loop = &f->loop;
-  be_http_config_default(&f->cfg);
-  f->cfg.api_key = "sk-test-secret";
-  f->cfg.retry_base_ms = 1; /* fast backoff: tests count requests, not time */
-  f->cfg.retry_max_ms = 5;
-  uv_timer_init(&f->loop, &f->fs.timer);
-  f->fs.timer.data = &f->fs;
-  f->store.claim_handle = store_claim;
-  f->store.self = &f->fs;
-  f->cfg.store = &f->store;
-  return f;
-}
-
-static void fx_start(fx *f) {
-  assert_int_equal(ss_start(&f->srv), 0);
-  snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u/v1", f->srv.port);
-  f->cfg.base_url = f->base;
-  char err[128];
-  assert_int_equal(be_assistants_new(&f->loop, &f->cfg, &f->be, err, sizeof err), AW_OK);
-  assert_string_equal(be_kind(f->be), "assistants");
-  assert_string_equal(be_handle_key(f->be), "thread");
-}
-
-static void fx_free(fx *f) {
-  be_free(f->be);
-  uv_close((uv_handle_t *)&f->fs.timer, NULL);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  assert_int_equal(f->srv.unmatched, 0);
-  ss_stop(&f->srv);
-  free(f);
-}
+#include "backend_fixture.h"
 
 /* ---- simple results ------------------------------------------------------------ */
 
@@ -117,7 +33,7 @@ typedef struct sres {
 
 static void on_result(void *opaque, const be_result *r) {
   sres *s = opaque;
-  uv_stop(g_loop);
+  uv_stop(bfx_loop);
   s->done = 1;
   s->ncalls++;
   s->err = r->err;
@@ -134,12 +50,12 @@ static const be_assistant DEF = {.name = "bot", .model = "gpt-4o", .instructions
 
 static void test_ensure_known_id_with_same_hash_is_used_as_is(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   ss_route *get = ss_route_add(&f->srv, "GET", "/v1/assistants/asst_1");
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"asst_1\",\"metadata\":{\"aw_name\":\"bot\",\"aw_hash\":\"h2\"}}"});
   ss_route *upd = ss_route_add(&f->srv, "POST", "/v1/assistants/asst_1");
   ss_add_resp(upd, (ss_resp){.status = 200, .body = "{\"id\":\"asst_1\"}"});
-  fx_start(f);
+  bfx_start(f);
   sres s = {0};
   assert_int_equal(be_assistant_ensure(f->be, &DEF, "asst_1", on_result, &s, &s.op), AW_OK);
   ss_run_until(&f->loop, &s.done);
@@ -147,39 +63,37 @@ static void test_ensure_known_id_with_same_hash_is_used_as_is(void **state) {
   assert_string_equal(s.id, "asst_1");
   assert_int_equal(ss_count(&f->srv, get), 1);
   assert_int_equal(ss_count(&f->srv, upd), 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_ensure_known_id_with_other_hash_is_updated(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   ss_route *get = ss_route_add(&f->srv, "GET", "/v1/assistants/asst_1");
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"asst_1\",\"metadata\":{\"aw_name\":\"bot\",\"aw_hash\":\"h1\"}}"});
   ss_route *upd = ss_route_add(&f->srv, "POST", "/v1/assistants/asst_1");
   ss_add_resp(upd, (ss_resp){.status = 200, .body = "{\"id\":\"asst_1\"}"});
-  fx_start(f);
+  bfx_start(f);
   sres s = {0};
   assert_int_equal(be_assistant_ensure(f->be, &DEF, "asst_1", on_result, &s, &s.op), AW_OK);
   ss_run_until(&f->loop, &s.done);
   assert_int_equal(s.err, AW_OK);
   assert_string_equal(s.id, "asst_1");
   assert_int_equal(ss_count(&f->srv, upd), 1);
-  char *b = ss_last_body(&f->srv, upd);
-  assert_string_equal(b, "{\"name\":\"bot\",\"model\":\"gpt-4o\",\"instructions\":\"Be brief.\","
+  bfx_expect_body(f, upd, "{\"name\":\"bot\",\"model\":\"gpt-4o\",\"instructions\":\"Be brief.\","
                          "\"tools\":[{\"type\":\"file_search\"}],\"metadata\":{\"aw_name\":\"bot\",\"aw_hash\":\"h2\"}}");
-  free(b);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_ensure_404_lists_pages_and_finds_by_name(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   ss_route *get = ss_route_add(&f->srv, "GET", "/v1/assistants/asst_gone");
   ss_add_resp(get, (ss_resp){.status = 404, .body = "{\"error\":{\"message\":\"No assistant\",\"type\":\"invalid_request_error\"}}"});
   ss_route *list = ss_route_add(&f->srv, "GET", "/v1/assistants");
   ss_add_resp(list, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[{\"id\":\"asst_x\",\"metadata\":{\"aw_name\":\"other\"}}],\"has_more\":true}"});
   ss_add_resp(list, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[{\"id\":\"asst_2\",\"metadata\":{\"aw_name\":\"bot\",\"aw_hash\":\"h2\"}}],\"has_more\":false}"});
-  fx_start(f);
+  bfx_start(f);
   sres s = {0};
   assert_int_equal(be_assistant_ensure(f->be, &DEF, "asst_gone", on_result, &s, &s.op), AW_OK);
   ss_run_until(&f->loop, &s.done);
@@ -190,17 +104,17 @@ static void test_ensure_404_lists_pages_and_finds_by_name(void **state) {
   assert_non_null(strstr(q, "after=asst_x"));
   assert_non_null(strstr(q, "limit=100"));
   free(q);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_ensure_without_match_creates(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   ss_route *list = ss_route_add(&f->srv, "GET", "/v1/assistants");
   ss_add_resp(list, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[],\"has_more\":false}"});
   ss_route *cr = ss_route_add(&f->srv, "POST", "/v1/assistants");
   ss_add_resp(cr, (ss_resp){.status = 200, .body = "{\"id\":\"asst_new\"}"});
-  fx_start(f);
+  bfx_start(f);
   sres s = {0};
   assert_int_equal(be_assistant_ensure(f->be, &DEF, NULL, on_result, &s, &s.op), AW_OK);
   ss_run_until(&f->loop, &s.done);
@@ -210,7 +124,7 @@ static void test_ensure_without_match_creates(void **state) {
   be_assistant bad = DEF;
   bad.tools_json = "{not json";
   assert_int_equal(be_assistant_ensure(f->be, &bad, NULL, on_result, &s, &s.op), AW_EINVAL);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* Synced vector stores: a file_search tool (added when the tools have none)
@@ -218,12 +132,12 @@ static void test_ensure_without_match_creates(void **state) {
  * CreateAssistantRequest has them. */
 static void test_ensure_with_vector_stores_creates_with_file_search_and_tool_resources(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   ss_route *list = ss_route_add(&f->srv, "GET", "/v1/assistants");
   ss_add_resp(list, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[],\"has_more\":false}"});
   ss_route *cr = ss_route_add(&f->srv, "POST", "/v1/assistants");
   ss_add_resp(cr, (ss_resp){.status = 200, .body = "{\"id\":\"asst_new\"}"});
-  fx_start(f);
+  bfx_start(f);
   static const char *const ids[] = {"vs_1"};
   be_assistant def = DEF;
   def.tools_json = NULL;
@@ -233,12 +147,10 @@ static void test_ensure_with_vector_stores_creates_with_file_search_and_tool_res
   assert_int_equal(be_assistant_ensure(f->be, &def, NULL, on_result, &s, &s.op), AW_OK);
   ss_run_until(&f->loop, &s.done);
   assert_int_equal(s.err, AW_OK);
-  char *b = ss_last_body(&f->srv, cr);
-  assert_string_equal(b, "{\"name\":\"bot\",\"model\":\"gpt-4o\",\"instructions\":\"Be brief.\","
+  bfx_expect_body(f, cr, "{\"name\":\"bot\",\"model\":\"gpt-4o\",\"instructions\":\"Be brief.\","
                          "\"tool_resources\":{\"file_search\":{\"vector_store_ids\":[\"vs_1\"]}},"
                          "\"tools\":[{\"type\":\"file_search\"}],\"metadata\":{\"aw_name\":\"bot\",\"aw_hash\":\"h2\"}}");
-  free(b);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_assistant_body_keeps_one_file_search_tool(void **state) {
@@ -286,7 +198,7 @@ static void t_checkpoint(void *o, const char *cp, const be_handles *h) {
 }
 static void t_delta(void *o, const char *text, size_t len) {
   tres *t = o;
-  uv_stop(g_loop);
+  uv_stop(bfx_loop);
   if (t->ndeltas + len < sizeof t->deltas) {
     memcpy(t->deltas + t->ndeltas, text, len);
     t->ndeltas += len;
@@ -296,7 +208,7 @@ static void t_delta(void *o, const char *text, size_t len) {
 }
 static void t_done(void *o, const be_turn_result *r) {
   tres *t = o;
-  uv_stop(g_loop);
+  uv_stop(bfx_loop);
   t->done = 1;
   t->ndone++;
   t->end = (int)r->end;
@@ -379,7 +291,7 @@ typedef struct turn_routes {
 
 #define SUBMIT_PATH "/v1/threads/thread_1/runs/run_1/submit_tool_outputs"
 
-static turn_routes add_turn_routes(fx *f) {
+static turn_routes add_turn_routes(bfx *f) {
   turn_routes t;
   t.threads = ss_route_add(&f->srv, "POST", "/v1/threads");
   t.runs = ss_route_add(&f->srv, "POST", "/v1/threads/thread_1/runs");
@@ -394,11 +306,11 @@ static turn_routes add_turn_routes(fx *f) {
 
 static void test_turn_streams_deltas_checkpoint_and_answer(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_OK, .ctype = "text/event-stream",
                                 .mode = SS_CHUNKED, .chunk = 13});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(1);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, &t.op), AW_OK);
@@ -426,25 +338,23 @@ static void test_turn_streams_deltas_checkpoint_and_answer(void **state) {
   assert_int_equal(ss_count(&f->srv, r.get_run), 0);
   assert_int_equal(ss_count(&f->srv, r.threads), 0); /* the handle was known */
   assert_int_equal(ss_count(&f->srv, r.list_runs), 0); /* not recovering: no lookup */
-  char *b = ss_last_body(&f->srv, r.runs);
-  assert_string_equal(b, "{\"assistant_id\":\"asst_1\",\"stream\":true,\"metadata\":{\"aw_tag\":\"ev-1\"},"
+  bfx_expect_body(f, r.runs, "{\"assistant_id\":\"asst_1\",\"stream\":true,\"metadata\":{\"aw_tag\":\"ev-1\"},"
                          "\"additional_messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Hi there\"}],"
                          "\"metadata\":{\"event_id\":\"ev-1\",\"conversation_id\":\"c-42\",\"user_key\":\"v1\"}}]}");
-  free(b);
   pthread_mutex_lock(&f->srv.mu);
   assert_string_equal(r.runs->last_beta, "assistants=v2");
   assert_string_equal(r.runs->last_auth, "Bearer sk-test-secret");
   pthread_mutex_unlock(&f->srv.mu);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_new_conversation_creates_and_claims_a_thread_then_runs_in_it(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.threads, (ss_resp){.status = 200, .body = "{\"id\":\"thread_1\",\"object\":\"thread\"}"});
   ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_OK});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   in.handle = NULL;
@@ -454,27 +364,25 @@ static void test_new_conversation_creates_and_claims_a_thread_then_runs_in_it(vo
   assert_int_equal(t.end, BE_END_ANSWER);
   assert_string_equal(t.text, ANSWER);
   assert_string_equal(t.h_conv, "thread_1");
-  assert_int_equal(f->fs.claims, 1);
-  assert_string_equal(f->fs.key, "thread");
-  assert_string_equal(f->fs.conv, "c-42");
-  assert_string_equal(f->fs.handle, "thread_1");
+  assert_int_equal(f->store.claims, 1);
+  assert_string_equal(f->store.key, "thread");
+  assert_string_equal(f->store.conv, "c-42");
+  assert_string_equal(f->store.handle, "thread_1");
   assert_int_equal(ss_count(&f->srv, r.list_runs), 0);
-  char *b = ss_last_body(&f->srv, r.threads);
-  assert_string_equal(b, "{\"metadata\":{\"conversation_id\":\"c-42\"}}");
-  free(b);
-  fx_free(f);
+  bfx_expect_body(f, r.threads, "{\"metadata\":{\"conversation_id\":\"c-42\"}}");
+  bfx_free(f);
 }
 
 static void test_lost_claim_race_deletes_our_thread_and_uses_the_winner(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.threads, (ss_resp){.status = 200, .body = "{\"id\":\"thread_mine\"}"});
   ss_route *del = ss_route_add(&f->srv, "DELETE", "/v1/threads/thread_mine");
   ss_add_resp(del, (ss_resp){.status = 200, .body = "{\"id\":\"thread_mine\",\"deleted\":true}"});
   ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_OK});
-  snprintf(f->fs.handle, sizeof f->fs.handle, "thread_1"); /* another worker won */
-  fx_start(f);
+  snprintf(f->store.handle, sizeof f->store.handle, "thread_1"); /* another worker won */
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   in.handle = "";
@@ -485,16 +393,16 @@ static void test_lost_claim_race_deletes_our_thread_and_uses_the_winner(void **s
   assert_string_equal(t.checkpoint, "a1 thread_1 run_1");
   assert_int_equal(ss_count(&f->srv, del), 1);
   assert_int_equal(ss_count(&f->srv, r.runs), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_store_failure_ends_with_a_retry_error_and_keeps_our_thread(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.threads, (ss_resp){.status = 200, .body = "{\"id\":\"thread_mine\"}"});
-  f->fs.fail = 1;
-  fx_start(f);
+  f->store.fail = 1;
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   in.handle = NULL;
@@ -504,12 +412,12 @@ static void test_store_failure_ends_with_a_retry_error_and_keeps_our_thread(void
   assert_int_equal(t.err, AW_EREDIS);
   assert_int_equal(aw_error_classify(t.err), AW_CLASS_RETRY);
   assert_int_equal(ss_count(&f->srv, r.runs), 0);
-  fx_free(f); /* no DELETE route: unmatched would be counted */
+  bfx_free(f); /* no DELETE route: unmatched would be counted */
 }
 
 static void test_turn_stream_dropped_after_run_created_is_followed_by_polling(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.runs, (ss_resp){.status = 200, .mode = SS_DROP, .chunk = 5,
                                 .body = "event: thread.run.created\ndata: " RUN("run_1", "queued") "\n\n"
@@ -517,7 +425,7 @@ static void test_turn_stream_dropped_after_run_created_is_followed_by_polling(vo
   ss_add_resp(r.get_run, (ss_resp){.status = 200, .body = RUN("run_1", "in_progress")});
   ss_add_resp(r.get_run, (ss_resp){.status = 200, .body = RUN_DONE("run_1")});
   ss_add_resp(r.list_msgs, (ss_resp){.status = 200, .body = LIST(MSG_A1)});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(1);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, &t.op), AW_OK);
@@ -528,18 +436,18 @@ static void test_turn_stream_dropped_after_run_created_is_followed_by_polling(vo
   assert_string_equal(t.deltas, ANSWER); /* the missing rest came at the end */
   assert_int_equal(ss_count(&f->srv, r.runs), 1);
   assert_int_equal(ss_count(&f->srv, r.get_run), 2);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- recovery ----------------------------------------------------------------------- */
 
 static void test_recover_by_checkpoint_replays_a_completed_run_without_deltas(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.get_run, (ss_resp){.status = 200, .body = RUN_DONE("run_1")});
   ss_add_resp(r.list_msgs, (ss_resp){.status = 200, .body = LIST(MSG_A1)});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(1);
   in.recover = 1;
@@ -557,21 +465,21 @@ static void test_recover_by_checkpoint_replays_a_completed_run_without_deltas(vo
   char *q = ss_last_query(&f->srv, r.list_msgs);
   assert_non_null(strstr(q, "run_id=run_1"));
   free(q);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_recover_by_checkpoint_of_a_waiting_run_reports_its_tool_calls(void **state);
 
 static void test_recover_without_checkpoint_finds_the_tagged_run(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.list_runs, (ss_resp){.status = 200, .body = LIST(RUN_TAGGED("run_0", "completed", "ev-0") ","
                                                                  RUN_TAGGED("run_1", "in_progress", "ev-1"))});
   ss_add_resp(r.get_run, (ss_resp){.status = 200, .body = RUN("run_1", "in_progress")});
   ss_add_resp(r.get_run, (ss_resp){.status = 200, .body = RUN_DONE("run_1")});
   ss_add_resp(r.list_msgs, (ss_resp){.status = 200, .body = LIST(MSG_A1)});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(1);
   in.recover = 1;
@@ -584,17 +492,17 @@ static void test_recover_without_checkpoint_finds_the_tagged_run(void **state) {
   assert_string_equal(t.checkpoint, "a1 thread_1 run_1"); /* learnt: recorded */
   assert_int_equal(ss_count(&f->srv, r.runs), 0);
   assert_int_equal(ss_count(&f->srv, r.list_runs), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_recover_finding_nothing_starts_afresh(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.list_runs, (ss_resp){.status = 200, .body = LIST(RUN_TAGGED("run_0", "completed", "ev-0"))});
   ss_add_resp(r.list_msgs, (ss_resp){.status = 200, .body = LIST("{\"id\":\"msg_u0\",\"role\":\"user\",\"metadata\":{\"event_id\":\"ev-0\"}}")});
   ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_OK});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(1);
   in.recover = 1;
@@ -610,17 +518,17 @@ static void test_recover_finding_nothing_starts_afresh(void **state) {
   char *b = ss_last_body(&f->srv, r.runs);
   assert_non_null(strstr(b, "\"additional_messages\""));
   free(b);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_recover_finds_the_tagged_message_and_starts_only_its_run(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.list_runs, (ss_resp){.status = 200, .body = LIST("")});
   ss_add_resp(r.list_msgs, (ss_resp){.status = 200, .body = LIST("{\"id\":\"msg_u1\",\"role\":\"user\",\"metadata\":{\"event_id\":\"ev-1\"}}")});
   ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_OK});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   in.recover = 1;
@@ -630,19 +538,17 @@ static void test_recover_finds_the_tagged_message_and_starts_only_its_run(void *
   assert_string_equal(t.text, ANSWER);
   assert_int_equal(ss_count(&f->srv, r.list_runs), 2); /* by tag, then by the message */
   assert_int_equal(ss_count(&f->srv, r.runs), 1);
-  char *b = ss_last_body(&f->srv, r.runs);
-  assert_string_equal(b, "{\"assistant_id\":\"asst_1\",\"stream\":true,"
+  bfx_expect_body(f, r.runs, "{\"assistant_id\":\"asst_1\",\"stream\":true,"
                          "\"metadata\":{\"aw_tag\":\"ev-1\",\"aw_message_id\":\"msg_u1\"}}");
-  free(b);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_recover_lookup_failure_is_an_error_not_a_fresh_start(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.list_runs, (ss_resp){.status = 404, .body = "{\"error\":{\"message\":\"No thread\",\"type\":\"invalid_request_error\"}}"});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   in.recover = 1;
@@ -652,14 +558,14 @@ static void test_recover_lookup_failure_is_an_error_not_a_fresh_start(void **sta
   assert_int_equal(t.err, AW_EHTTP4XX);
   assert_string_equal(t.error_code, "invalid_request_error");
   assert_int_equal(ss_count(&f->srv, r.runs), 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- no side effect twice ----------------------------------------------------------- */
 
 static void test_ambiguous_500_on_post_runs_looks_up_the_tagged_run_instead_of_posting_again(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.runs, (ss_resp){.status = 500, .body = ERR500});
   ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_OK}); /* must never be reached */
@@ -667,7 +573,7 @@ static void test_ambiguous_500_on_post_runs_looks_up_the_tagged_run_instead_of_p
   ss_add_resp(r.list_runs, (ss_resp){.status = 200, .body = LIST(RUN_TAGGED("run_1", "queued", "ev-1"))});
   ss_add_resp(r.get_run, (ss_resp){.status = 200, .body = RUN_DONE("run_1")});
   ss_add_resp(r.list_msgs, (ss_resp){.status = 200, .body = LIST(MSG_A1)});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(1);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, &t.op), AW_OK);
@@ -681,7 +587,7 @@ static void test_ambiguous_500_on_post_runs_looks_up_the_tagged_run_instead_of_p
   assert_string_equal(t.checkpoint, "a1 thread_1 run_1");
   assert_int_equal(ss_count(&f->srv, r.runs), 1); /* exactly one POST runs */
   assert_int_equal(ss_count(&f->srv, r.list_runs), 2);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* A 5xx on POST runs may have created the run: the tagged run is looked for
@@ -689,11 +595,11 @@ static void test_ambiguous_500_on_post_runs_looks_up_the_tagged_run_instead_of_p
  * then the ambiguous outcome stands. */
 static void test_ambiguous_post_runs_without_a_tagged_run_posts_again_only_after_lookups_bounded(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.runs, (ss_resp){.status = 503, .body = ""});
   ss_add_resp(r.list_runs, (ss_resp){.status = 200, .body = LIST(RUN_TAGGED("run_0", "completed", "ev-0"))});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, &t.op), AW_OK);
@@ -705,17 +611,17 @@ static void test_ambiguous_post_runs_without_a_tagged_run_posts_again_only_after
   assert_int_equal(t.http_status, 503);
   assert_int_equal(ss_count(&f->srv, r.runs), 3);
   assert_int_equal(ss_count(&f->srv, r.list_runs), 12);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_ambiguous_post_runs_then_absent_run_is_created_once_more_and_answers(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.runs, (ss_resp){.status = 500, .body = ""});
   ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_OK});
   ss_add_resp(r.list_runs, (ss_resp){.status = 200, .body = LIST(RUN_TAGGED("run_0", "completed", "ev-0"))});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, &t.op), AW_OK);
@@ -724,17 +630,17 @@ static void test_ambiguous_post_runs_then_absent_run_is_created_once_more_and_an
   assert_string_equal(t.status, "completed");
   assert_int_equal(ss_count(&f->srv, r.list_runs), 4); /* looked before creating again */
   assert_int_equal(ss_count(&f->srv, r.runs), 2);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_429_on_post_runs_is_retried_it_was_not_applied(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.runs, (ss_resp){.status = 429, .body = "{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit_error\"}}",
                                 .hname = "Retry-After", .hval = "0"});
   ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_OK});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, &t.op), AW_OK);
@@ -742,15 +648,15 @@ static void test_429_on_post_runs_is_retried_it_was_not_applied(void **state) {
   assert_int_equal(t.end, BE_END_ANSWER);
   assert_int_equal(ss_count(&f->srv, r.runs), 2);
   assert_int_equal(ss_count(&f->srv, r.list_runs), 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_400_on_post_runs_is_a_reject_with_a_precise_message(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.runs, (ss_resp){.status = 400, .body = "{\"error\":{\"message\":\"Thread thread_1 already has an active run run_0.\",\"type\":\"invalid_request_error\"}}"});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, &t.op), AW_OK);
@@ -761,18 +667,18 @@ static void test_400_on_post_runs_is_a_reject_with_a_precise_message(void **stat
   assert_string_equal(t.errmsg, "POST /v1/threads/thread_1/runs: HTTP 400 invalid_request_error: "
                                 "Thread thread_1 already has an active run run_0.");
   assert_int_equal(ss_count(&f->srv, r.runs), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_turn_run_failed_is_an_answer_with_its_last_error(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.runs, (ss_resp){.status = 200, .mode = SS_CHUNKED, .chunk = 17,
       .body = "event: thread.run.created\ndata: " RUN("run_1", "queued") "\n\n"
               "event: thread.run.failed\ndata: {\"id\":\"run_1\",\"status\":\"failed\",\"last_error\":{\"code\":\"rate_limit_exceeded\",\"message\":\"quota\"}}\n\n"
               "event: done\ndata: [DONE]\n\n"});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(1);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, &t.op), AW_OK);
@@ -782,16 +688,16 @@ static void test_turn_run_failed_is_an_answer_with_its_last_error(void **state) 
   assert_string_equal(t.status, "failed");
   assert_string_equal(t.error_code, "rate_limit_exceeded");
   assert_string_equal(t.errmsg, "quota");
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_turn_answer_over_bound_is_etoobig_answer_too_large(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   f->cfg.max_answer_bytes = 8;
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_OK});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, &t.op), AW_OK);
@@ -799,17 +705,17 @@ static void test_turn_answer_over_bound_is_etoobig_answer_too_large(void **state
   assert_int_equal(t.end, BE_END_ERROR);
   assert_int_equal(t.err, AW_ETOOBIG);
   assert_string_equal(t.error_code, "answer_too_large");
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_turn_cancel_from_delta_callback_stops_everything(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.runs, (ss_resp){.status = 200, .mode = SS_HANG,
       .body = "event: thread.run.created\ndata: " RUN("run_1", "queued") "\n\n"
               "event: thread.message.delta\ndata: " DELTA("Hel") "\n\n"});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   t.cancel_on_delta = 1;
   be_turn_input in = input(1);
@@ -817,14 +723,14 @@ static void test_turn_cancel_from_delta_callback_stops_everything(void **state) 
   ss_run_until(&f->loop, &t.delta_seen);
   assert_string_equal(t.deltas, "Hel");
   uv_run(&f->loop, UV_RUN_NOWAIT);
-  fx_free(f);
+  bfx_free(f);
   assert_int_equal(t.ndone, 0);
 }
 
 static void test_bad_input_is_einval_before_any_io(void **state) {
   (void)state;
-  fx *f = fx_new();
-  fx_start(f);
+  bfx *f = bfx_new(BFX_ASSISTANTS);
+  bfx_start(f);
   tres t = {0};
   be_op *op = NULL;
   be_turn_input in = input(0);
@@ -845,7 +751,7 @@ static void test_bad_input_is_einval_before_any_io(void **state) {
   assert_int_equal(be_turn_cancel(f->be, &in, &EVENTS, &t, &op), AW_EINVAL);
   assert_null(op);
   uv_run(&f->loop, UV_RUN_NOWAIT);
-  fx_free(f);
+  bfx_free(f);
   assert_int_equal(t.ndone, 0);
 }
 
@@ -886,7 +792,7 @@ static const be_tool_output OUT1[] = {{"call_1", "{\"temp\":21}"}, {"call_2", "1
 
 static void test_tool_calls_end_the_turn_then_continue_streams_to_the_answer(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_RA, .mode = SS_CHUNKED, .chunk = 11});
   ss_add_resp(r.submit, (ss_resp){.status = 200, .mode = SS_CHUNKED, .chunk = 23,
@@ -894,7 +800,7 @@ static void test_tool_calls_end_the_turn_then_continue_streams_to_the_answer(voi
               "event: thread.run.requires_action\ndata: " RUN_RA("run_1", CALL3) "\n\n"
               "event: done\ndata: [DONE]\n\n"});
   ss_add_resp(r.submit, (ss_resp){.status = 200, .body = STREAM_SUBMIT_OK});
-  fx_start(f);
+  bfx_start(f);
   tres t1 = {0}, t2 = {0}, t3 = {0};
   be_turn_input in = input(1);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t1, &t1.op), AW_OK);
@@ -919,10 +825,8 @@ static void test_tool_calls_end_the_turn_then_continue_streams_to_the_answer(voi
   assert_string_equal(t2.call_id[0], "call_3");
   assert_string_equal(t2.call_args[0], "");
   assert_int_equal(t2.nmessages, 0);
-  char *b = ss_last_body(&f->srv, r.submit);
-  assert_string_equal(b, "{\"tool_outputs\":[{\"tool_call_id\":\"call_1\",\"output\":\"{\\\"temp\\\":21}\"},"
+  bfx_expect_body(f, r.submit, "{\"tool_outputs\":[{\"tool_call_id\":\"call_1\",\"output\":\"{\\\"temp\\\":21}\"},"
                          "{\"tool_call_id\":\"call_2\",\"output\":\"12:00\"}],\"stream\":true}");
-  free(b);
 
   be_tool_output out3 = {"call_3", "2024-01-01"};
   assert_int_equal(be_turn_continue(f->be, &in, 2, &out3, 1, &EVENTS, &t3, &t3.op), AW_OK);
@@ -934,18 +838,18 @@ static void test_tool_calls_end_the_turn_then_continue_streams_to_the_answer(voi
   assert_string_equal(t3.h_turn, "run_1");
   assert_int_equal(ss_count(&f->srv, r.submit), 2);
   assert_int_equal(ss_count(&f->srv, r.runs), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_expires_at_beyond_int64_ms_is_clamped_not_wrapped(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.runs, (ss_resp){.status = 200,
       .body = "event: thread.run.created\ndata: " RUN("run_1", "queued") "\n\n"
               "event: thread.run.requires_action\ndata: " RUN_RA_EXP("run_1", CALL1, "8.9e18") "\n\n"
               "event: done\ndata: [DONE]\n\n"});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, &t.op), AW_OK);
@@ -953,16 +857,16 @@ static void test_expires_at_beyond_int64_ms_is_clamped_not_wrapped(void **state)
   assert_int_equal(t.end, BE_END_TOOL_CALLS);
   assert_true(t.expires_at_ms > 0);
   assert_true(t.expires_at_ms == INT64_MAX / 1000 * 1000);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_tool_calls_not_routed_cancel_the_run_and_answer_cancelled(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_RA});
   ss_add_resp(r.cancel, (ss_resp){.status = 200, .body = RUN("run_1", "cancelling")});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   in.tools_routed = 0;
@@ -973,19 +877,19 @@ static void test_tool_calls_not_routed_cancel_the_run_and_answer_cancelled(void 
   assert_string_equal(t.status, "cancelled");
   assert_string_equal(t.error_code, "tool_calls_unsupported");
   assert_int_equal(ss_count(&f->srv, r.cancel), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_unreadable_tool_calls_cancel_the_run_and_end_eparse(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.runs, (ss_resp){.status = 200,
       .body = "event: thread.run.created\ndata: " RUN("run_1", "queued") "\n\n"
               "event: thread.run.requires_action\ndata: " RUN("run_1", "requires_action") "\n\n"
               "event: done\ndata: [DONE]\n\n"});
   ss_add_resp(r.cancel, (ss_resp){.status = 200, .body = RUN("run_1", "cancelling")});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, &t.op), AW_OK);
@@ -994,16 +898,16 @@ static void test_unreadable_tool_calls_cancel_the_run_and_end_eparse(void **stat
   assert_int_equal(t.err, AW_EPARSE);
   assert_string_equal(t.error_code, "invalid_required_action");
   assert_int_equal(ss_count(&f->srv, r.cancel), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_recover_by_checkpoint_of_a_waiting_run_reports_its_tool_calls(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.get_run, (ss_resp){.status = 200, .body = RUN_RA("run_1", CALL1)});
   ss_add_resp(r.list_msgs, (ss_resp){.status = 200, .body = LIST(MSG_A0)});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(1);
   in.recover = 1;
@@ -1016,12 +920,12 @@ static void test_recover_by_checkpoint_of_a_waiting_run_reports_its_tool_calls(v
   assert_string_equal(t.call_id[0], "call_1");
   assert_string_equal(t.text, "Let me check.");
   assert_int_equal(ss_count(&f->srv, r.runs), 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_continue_after_an_ambiguous_failure_does_not_submit_twice(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.submit, (ss_resp){.status = 500, .body = ERR500});
   ss_add_resp(r.submit, (ss_resp){.status = 200, .body = STREAM_SUBMIT_OK}); /* must not be reached */
@@ -1030,7 +934,7 @@ static void test_continue_after_an_ambiguous_failure_does_not_submit_twice(void 
   ss_add_resp(r.get_run, (ss_resp){.status = 200, .body = RUN_DONE("run_1")});
   ss_add_resp(r.steps, (ss_resp){.status = 200, .body = STEPS_ROUND});
   ss_add_resp(r.list_msgs, (ss_resp){.status = 200, .body = LIST(MSG_A0 "," MSG_A2)});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(1);
   in.checkpoint = "a1 thread_1 run_1";
@@ -1043,17 +947,17 @@ static void test_continue_after_an_ambiguous_failure_does_not_submit_twice(void 
   assert_string_equal(t.deltas, "It is 21C.");
   assert_int_equal(ss_count(&f->srv, r.submit), 1); /* exactly one submission */
   assert_int_equal(ss_count(&f->srv, r.get_run), 2);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_continue_submits_again_when_the_run_still_waits_for_the_same_calls(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.submit, (ss_resp){.status = 502, .body = ERR500});
   ss_add_resp(r.submit, (ss_resp){.status = 200, .body = STREAM_SUBMIT_OK});
   ss_add_resp(r.get_run, (ss_resp){.status = 200, .body = RUN_RA("run_1", CALL1 "," CALL2)});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   in.checkpoint = "a1 thread_1 run_1";
@@ -1064,18 +968,18 @@ static void test_continue_submits_again_when_the_run_still_waits_for_the_same_ca
   assert_string_equal(t.text, "It is 21C.");
   assert_int_equal(ss_count(&f->srv, r.submit), 2); /* certainly not taken: sent again */
   assert_int_equal(ss_count(&f->srv, r.get_run), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_continue_4xx_on_an_expired_run_ends_with_its_real_outcome(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.submit, (ss_resp){.status = 400, .body = "{\"error\":{\"message\":\"Runs in status \\\"expired\\\" do not accept tool outputs.\",\"type\":\"invalid_request_error\"}}"});
   ss_add_resp(r.get_run, (ss_resp){.status = 200, .body = "{\"id\":\"run_1\",\"status\":\"expired\"}"});
   ss_add_resp(r.steps, (ss_resp){.status = 200, .body = LIST("")});
   ss_add_resp(r.list_msgs, (ss_resp){.status = 200, .body = LIST(MSG_A0)});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   in.checkpoint = "a1 thread_1 run_1";
@@ -1085,16 +989,16 @@ static void test_continue_4xx_on_an_expired_run_ends_with_its_real_outcome(void 
   assert_int_equal(t.err, AW_OK);
   assert_string_equal(t.status, "expired");
   assert_int_equal(ss_count(&f->srv, r.submit), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_continue_4xx_while_the_run_still_waits_is_a_reject(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.submit, (ss_resp){.status = 400, .body = "{\"error\":{\"message\":\"Missing tool output for call_2.\",\"type\":\"invalid_request_error\"}}"});
   ss_add_resp(r.get_run, (ss_resp){.status = 200, .body = RUN_RA("run_1", CALL1 "," CALL2)});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   in.checkpoint = "a1 thread_1 run_1";
@@ -1104,19 +1008,19 @@ static void test_continue_4xx_while_the_run_still_waits_is_a_reject(void **state
   assert_int_equal(t.err, AW_EHTTP4XX);
   assert_non_null(strstr(t.errmsg, "Missing tool output for call_2."));
   assert_int_equal(ss_count(&f->srv, r.submit), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- cancel ------------------------------------------------------------------------- */
 
 static void test_cancel_follows_the_run_to_cancelled(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.cancel, (ss_resp){.status = 200, .body = RUN("run_1", "cancelling")});
   ss_add_resp(r.get_run, (ss_resp){.status = 200, .body = RUN("run_1", "cancelling")});
   ss_add_resp(r.get_run, (ss_resp){.status = 200, .body = RUN("run_1", "cancelled")});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(1);
   in.checkpoint = "a1 thread_1 run_1";
@@ -1128,16 +1032,16 @@ static void test_cancel_follows_the_run_to_cancelled(void **state) {
   assert_int_equal(ss_count(&f->srv, r.cancel), 1);
   assert_int_equal(ss_count(&f->srv, r.get_run), 2);
   assert_int_equal(ss_count(&f->srv, r.list_msgs), 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_cancel_of_a_run_that_already_ended_just_retrieves_it(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.cancel, (ss_resp){.status = 400, .body = "{\"error\":{\"message\":\"Cannot cancel run with status 'expired'.\",\"type\":\"invalid_request_error\"}}"});
   ss_add_resp(r.get_run, (ss_resp){.status = 200, .body = "{\"id\":\"run_1\",\"status\":\"expired\"}"});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   in.checkpoint = "a1 thread_1 run_1";
@@ -1146,7 +1050,7 @@ static void test_cancel_of_a_run_that_already_ended_just_retrieves_it(void **sta
   assert_int_equal(t.end, BE_END_ANSWER);
   assert_int_equal(t.err, AW_OK);
   assert_string_equal(t.status, "expired");
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* The run completed before the cancel reached it (the API refuses to
@@ -1154,12 +1058,12 @@ static void test_cancel_of_a_run_that_already_ended_just_retrieves_it(void **sta
  * completed answer. */
 static void test_cancel_of_a_run_that_completed_first_answers_with_its_messages(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.cancel, (ss_resp){.status = 400, .body = "{\"error\":{\"message\":\"Cannot cancel run with status 'completed'.\",\"type\":\"invalid_request_error\"}}"});
   ss_add_resp(r.get_run, (ss_resp){.status = 200, .body = RUN_DONE("run_1")});
   ss_add_resp(r.list_msgs, (ss_resp){.status = 200, .body = LIST(MSG_A1)});
-  fx_start(f);
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   in.checkpoint = "a1 thread_1 run_1";
@@ -1171,37 +1075,37 @@ static void test_cancel_of_a_run_that_completed_first_answers_with_its_messages(
   assert_int_equal(t.nmessages, 1);
   assert_string_equal(t.text, ANSWER);
   assert_int_equal(ss_count(&f->srv, r.list_msgs), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_cancel_while_claiming_frees_the_turn_when_the_store_answers(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.threads, (ss_resp){.status = 200, .body = "{\"id\":\"thread_1\"}"});
-  f->fs.hold = 1;
-  fx_start(f);
+  f->store.hold = 1;
+  bfx_start(f);
   tres t = {0};
   be_turn_input in = input(0);
   in.handle = NULL;
   assert_int_equal(be_turn_start(f->be, &in, &EVENTS, &t, &t.op), AW_OK);
-  while (f->fs.claims == 0) uv_run(&f->loop, UV_RUN_ONCE);
+  while (f->store.claims == 0) uv_run(&f->loop, UV_RUN_ONCE);
   be_op_cancel(t.op); /* the store holds our callback: freed when it answers */
-  uv_timer_start(&f->fs.timer, store_answer, 0, 0);
+  bfx_store_release(&f->store);
   uv_run(&f->loop, UV_RUN_NOWAIT);
-  assert_null(f->fs.cb);
+  assert_int_equal(f->store.answered, 1);
   assert_int_equal(ss_count(&f->srv, r.runs), 0);
-  fx_free(f);
+  bfx_free(f);
   assert_int_equal(t.ndone, 0);
 }
 
 static void test_tool_choice_goes_on_run_creation_not_on_submissions(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   turn_routes r = add_turn_routes(f);
   ss_add_resp(r.runs, (ss_resp){.status = 200, .body = STREAM_RA, .mode = SS_CHUNKED, .chunk = 11});
   ss_add_resp(r.submit, (ss_resp){.status = 200, .body = STREAM_SUBMIT_OK});
-  fx_start(f);
+  bfx_start(f);
   be_assistant forced = {.id = "asst_1",
                          .tool_choice_json = "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}"};
   tres t1 = {0}, t2 = {0};
@@ -1226,7 +1130,7 @@ static void test_tool_choice_goes_on_run_creation_not_on_submissions(void **stat
   be_turn_input in3 = input(1);
   in3.assistant = &bad;
   assert_int_equal(be_turn_start(f->be, &in3, &EVENTS, &t3, &t3.op), AW_EINVAL);
-  fx_free(f);
+  bfx_free(f);
 }
 
 int main(void) {

@@ -18,86 +18,7 @@
 
 #include "backend.h"
 #include "log.h"
-#include "scripted_server.h"
-
-static uv_loop_t *g_loop;
-
-/* ---- a fake store: SET NX over one slot, answered on the next loop turn ---- */
-
-typedef struct fake_store {
-  char conv[64], handle[64]; /* the recorded handle, "" if none */
-  int claims;
-  uv_timer_t timer;
-  be_store_cb cb;
-  void *cb_opaque;
-} fake_store;
-
-static void store_answer(uv_timer_t *h) {
-  fake_store *s = h->data;
-  be_store_cb cb = s->cb;
-  s->cb = NULL;
-  cb(s->cb_opaque, AW_OK, s->handle);
-}
-
-static int store_claim(void *self, const char *key, const char *conv, const char *handle,
-                       be_store_cb cb, void *opaque) {
-  fake_store *s = self;
-  assert_string_equal(key, "thread");
-  s->claims++;
-  if (!s->handle[0]) {
-    snprintf(s->conv, sizeof s->conv, "%s", conv);
-    snprintf(s->handle, sizeof s->handle, "%s", handle);
-  }
-  s->cb = cb;
-  s->cb_opaque = opaque;
-  uv_timer_start(&s->timer, store_answer, 0, 0);
-  return AW_OK;
-}
-
-typedef struct fx {
-  ss_server srv;
-  uv_loop_t loop;
-  be_backend *be;
-  be_http_config cfg;
-  fake_store fs;
-  be_store store;
-  char base[128];
-} fx;
-
-static fx *fx_new(void) {
-  fx *f = calloc(1, sizeof *f);
-  assert_non_null(f);
-  assert_int_equal(uv_loop_init(&f->loop), 0);
-  g_loop = &f->loop;
-  be_http_config_default(&f->cfg);
-  f->cfg.api_key = "sk-test-secret";
-  f->cfg.retry_base_ms = 1; /* fast backoff: tests count requests, not time */
-  f->cfg.retry_max_ms = 5;
-  uv_timer_init(&f->loop, &f->fs.timer);
-  f->fs.timer.data = &f->fs;
-  f->store.claim_handle = store_claim;
-  f->store.self = &f->fs;
-  f->cfg.store = &f->store;
-  return f;
-}
-
-static void fx_start(fx *f) {
-  assert_int_equal(ss_start(&f->srv), 0);
-  snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u/v1", f->srv.port);
-  f->cfg.base_url = f->base;
-  char err[128];
-  assert_int_equal(be_assistants_new(&f->loop, &f->cfg, &f->be, err, sizeof err), AW_OK);
-}
-
-static void fx_free(fx *f) {
-  be_free(f->be);
-  uv_close((uv_handle_t *)&f->fs.timer, NULL);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  assert_int_equal(f->srv.unmatched, 0);
-  ss_stop(&f->srv);
-  free(f);
-}
+#include "backend_fixture.h"
 
 /* ---- what a conversation op reported ------------------------------------------ */
 
@@ -127,13 +48,13 @@ static void on_checkpoint(void *opaque, const char *cp) {
   if (c->cancel_on_checkpoint) {
     be_op_cancel(c->op);
     c->done = 1; /* nothing else follows */
-    uv_stop(g_loop);
+    uv_stop(bfx_loop);
   }
 }
 
 static void on_done(void *opaque, const be_conv_result *r) {
   cres *c = opaque;
-  uv_stop(g_loop);
+  uv_stop(bfx_loop);
   c->done = 1;
   c->ncalls++;
   c->err = r->err;
@@ -166,11 +87,19 @@ static void on_done(void *opaque, const be_conv_result *r) {
 
 static const be_conv_events EVENTS = {.on_checkpoint = on_checkpoint, .on_done = on_done};
 
-static void run(fx *f, cres *c) {
+static void run(bfx *f, cres *c) {
   /* Callbacks never run inside the starting call. */
   assert_int_equal(c->done, 0);
   ss_run_until(&f->loop, &c->done);
   assert_int_equal(c->ncalls, c->cancel_on_checkpoint ? 0 : 1);
+}
+
+/* Start op (be_conv_history, _append, _delete) on in and run it. */
+typedef int (*conv_fn)(be_backend *, const be_conv_input *, const be_conv_events *, void *, be_op **);
+
+static void run_op(bfx *f, conv_fn op, const be_conv_input *in, cres *c) {
+  assert_int_equal(op(f->be, in, &EVENTS, c, &c->op), AW_OK);
+  run(f, c);
 }
 
 /* ---- history --------------------------------------------------------------------- */
@@ -187,15 +116,14 @@ static const char *PAGE =
 
 static void test_history_page_maps_roles_created_at_annotations_and_cursors(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   ss_route *list = ss_route_add(&f->srv, "GET", "/v1/threads/thread_1/messages");
   ss_add_resp(list, (ss_resp){.status = 200, .body = PAGE});
-  fx_start(f);
+  bfx_start(f);
   cres c = {0};
   be_conv_input in = {.conversation_id = "c1", .event_id = "e1", .handle = "thread_1", .limit = 2,
                       .after = "msg_a3"};
-  assert_int_equal(be_conv_history(f->be, &in, &EVENTS, &c, &c.op), AW_OK);
-  run(f, &c);
+  run_op(f, be_conv_history, &in, &c);
   assert_int_equal(c.err, AW_OK);
   assert_string_equal(c.handle, "thread_1");
   assert_int_equal(c.n, 2);
@@ -221,21 +149,20 @@ static void test_history_page_maps_roles_created_at_annotations_and_cursors(void
   assert_non_null(strstr(q, "after=msg_a3"));
   assert_null(strstr(q, "before="));
   free(q);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_history_before_cursor_and_ascending_order_are_sent_as_asked(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   ss_route *list = ss_route_add(&f->srv, "GET", "/v1/threads/thread_1/messages");
   ss_add_resp(list, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[],\"first_id\":\"\","
                                                     "\"last_id\":\"\",\"has_more\":false}"});
-  fx_start(f);
+  bfx_start(f);
   cres c = {0};
   be_conv_input in = {.conversation_id = "c1", .event_id = "e1", .handle = "thread_1", .limit = 20,
                       .before = "msg_x7", .order_asc = 1};
-  assert_int_equal(be_conv_history(f->be, &in, &EVENTS, &c, &c.op), AW_OK);
-  run(f, &c);
+  run_op(f, be_conv_history, &in, &c);
   assert_int_equal(c.err, AW_OK);
   assert_int_equal(c.n, 0);
   assert_int_equal(c.has_more, 0);
@@ -247,31 +174,30 @@ static void test_history_before_cursor_and_ascending_order_are_sent_as_asked(voi
   assert_non_null(strstr(q, "limit=20"));
   assert_null(strstr(q, "after="));
   free(q);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_history_without_thread_is_an_empty_page_without_any_request(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   ss_route *list = ss_route_add(&f->srv, "GET", "/v1/threads/thread_1/messages");
   ss_add_resp(list, (ss_resp){.status = 500, .body = "{}"});
-  fx_start(f);
+  bfx_start(f);
   cres c = {0};
   be_conv_input in = {.conversation_id = "c1", .event_id = "e1", .handle = NULL, .limit = 20,
                       .after = "msg_1"};
-  assert_int_equal(be_conv_history(f->be, &in, &EVENTS, &c, &c.op), AW_OK);
-  run(f, &c);
+  run_op(f, be_conv_history, &in, &c);
   assert_int_equal(c.err, AW_OK);
   assert_int_equal(c.n, 0);
   assert_string_equal(c.handle, "");
   assert_int_equal(ss_count(&f->srv, list), 0);
   assert_int_equal(ss_connections(&f->srv), 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_history_unknown_cursor_is_message_not_found(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   /* The simulator's answer (400 invalid_value on the cursor); a 404 from
    * another server is read the same way: the cursor's message is asked for. */
   ss_route *list = ss_route_add(&f->srv, "GET", "/v1/threads/thread_1/messages");
@@ -283,13 +209,12 @@ static void test_history_unknown_cursor_is_message_not_found(void **state) {
   ss_route *get = ss_route_add(&f->srv, "GET", "/v1/threads/thread_1/messages/msg_gone");
   ss_add_resp(get, (ss_resp){.status = 404, .body = "{\"error\":{\"message\":\"No message found with id "
                                                    "'msg_gone'.\",\"type\":\"invalid_request_error\"}}"});
-  fx_start(f);
+  bfx_start(f);
   for (int i = 0; i < 2; i++) {
     cres c = {0};
     be_conv_input in = {.conversation_id = "c1", .event_id = "e1", .handle = "thread_1", .limit = 20,
                         .after = "msg_gone"};
-    assert_int_equal(be_conv_history(f->be, &in, &EVENTS, &c, &c.op), AW_OK);
-    run(f, &c);
+    run_op(f, be_conv_history, &in, &c);
     assert_int_equal(c.err, AW_EINVAL);
     assert_int_equal(aw_error_classify(c.err), AW_CLASS_REJECT);
     assert_string_equal(c.code, "message_not_found");
@@ -301,33 +226,31 @@ static void test_history_unknown_cursor_is_message_not_found(void **state) {
   cres c = {0};
   be_conv_input in = {.conversation_id = "c1", .event_id = "e1", .handle = "thread_1", .limit = 20,
                       .before = "../x?y"};
-  assert_int_equal(be_conv_history(f->be, &in, &EVENTS, &c, &c.op), AW_OK);
-  run(f, &c);
+  run_op(f, be_conv_history, &in, &c);
   assert_string_equal(c.code, "message_not_found");
   assert_null(strstr(c.errmsg, "../x?y")); /* input is not echoed */
   assert_int_equal(ss_count(&f->srv, list), 2);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_history_400_with_a_known_cursor_keeps_the_api_error(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   ss_route *list = ss_route_add(&f->srv, "GET", "/v1/threads/thread_1/messages");
   ss_add_resp(list, (ss_resp){.status = 400, .body = "{\"error\":{\"message\":\"Something else.\","
                                                     "\"type\":\"invalid_request_error\",\"code\":\"other_thing\"}}"});
   ss_route *get = ss_route_add(&f->srv, "GET", "/v1/threads/thread_1/messages/msg_ok");
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"msg_ok\",\"role\":\"user\",\"content\":[]}"});
-  fx_start(f);
+  bfx_start(f);
   cres c = {0};
   be_conv_input in = {.conversation_id = "c1", .event_id = "e1", .handle = "thread_1", .limit = 20,
                       .after = "msg_ok"};
-  assert_int_equal(be_conv_history(f->be, &in, &EVENTS, &c, &c.op), AW_OK);
-  run(f, &c);
+  run_op(f, be_conv_history, &in, &c);
   assert_int_equal(c.err, AW_EHTTP4XX);
   assert_string_equal(c.code, "other_thing");
   assert_int_equal(c.http_status, 400);
   assert_int_equal(ss_count(&f->srv, get), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- append ---------------------------------------------------------------------- */
@@ -349,7 +272,7 @@ static const char *msg_json(const char *id, const char *role, const char *text, 
 
 static void test_append_without_thread_creates_and_claims_it_then_posts_each_message(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   ss_route *th = ss_route_add(&f->srv, "POST", "/v1/threads");
   ss_add_resp(th, (ss_resp){.status = 200, .body = "{\"id\":\"thread_new\",\"object\":\"thread\"}"});
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/threads/thread_new/messages");
@@ -360,65 +283,63 @@ static void test_append_without_thread_creates_and_claims_it_then_posts_each_mes
   ss_add_resp(post, (ss_resp){.status = 200, .body = b1});
   ss_route *list = ss_route_add(&f->srv, "GET", "/v1/threads/thread_new/messages");
   ss_add_resp(list, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[],\"has_more\":false}"});
-  fx_start(f);
+  bfx_start(f);
   contract_in_message msgs[2] = {{.role = "user", .parts = &P_HELLO, .nparts = 1},
                                  {.role = "assistant", .parts = &P_AGENT, .nparts = 1}};
   cres c = {0};
   /* recover: a fresh thread cannot hold anything of ours, so no lookup */
   be_conv_input in = {.conversation_id = "c1", .event_id = "e1", .messages = msgs, .nmessages = 2,
                       .recover = 1};
-  assert_int_equal(be_conv_append(f->be, &in, &EVENTS, &c, &c.op), AW_OK);
-  run(f, &c);
+  run_op(f, be_conv_append, &in, &c);
   assert_int_equal(c.err, AW_OK);
-  assert_int_equal(f->fs.claims, 1);
-  assert_string_equal(f->fs.conv, "c1");
-  assert_string_equal(f->fs.handle, "thread_new");
+  assert_int_equal(f->store.claims, 1);
+  assert_string_equal(f->store.key, "thread");
+  assert_string_equal(f->store.conv, "c1");
+  assert_string_equal(f->store.handle, "thread_new");
   assert_string_equal(c.handle, "thread_new");
   assert_int_equal(c.ncheckpoints, 1);
   assert_string_equal(c.checkpoint, "a1m thread_new");
   assert_int_equal(ss_count(&f->srv, th), 1);
   assert_int_equal(ss_count(&f->srv, post), 2);
   assert_int_equal(ss_count(&f->srv, list), 0);
-  char *b = ss_last_body(&f->srv, post);
-  assert_string_equal(b, "{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"A human agent wrote "
+  bfx_expect_body(f, post, "{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"A human agent wrote "
                          "this\"}],\"metadata\":{\"aw_event_id\":\"e1\",\"aw_index\":\"1\",\"conversation_id\":\"c1\"}}");
-  free(b);
   assert_int_equal(c.n, 2);
   assert_string_equal(c.m[0].id, "msg_p0");
   assert_string_equal(c.m[0].role, "user");
   assert_string_equal(c.m[1].id, "msg_p1");
   assert_string_equal(c.m[1].role, "assistant");
   assert_string_equal(c.m[1].text, "A human agent wrote this");
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_append_lost_claim_race_deletes_its_thread_and_writes_to_the_winner(void **state) {
   (void)state;
-  fx *f = fx_new();
-  snprintf(f->fs.handle, sizeof f->fs.handle, "thread_w");
+  bfx *f = bfx_new(BFX_ASSISTANTS);
+  snprintf(f->store.handle, sizeof f->store.handle, "thread_w");
   ss_route *th = ss_route_add(&f->srv, "POST", "/v1/threads");
   ss_add_resp(th, (ss_resp){.status = 200, .body = "{\"id\":\"thread_mine\",\"object\":\"thread\"}"});
   ss_route *del = ss_route_add(&f->srv, "DELETE", "/v1/threads/thread_mine");
   ss_add_resp(del, (ss_resp){.status = 200, .body = "{\"id\":\"thread_mine\",\"deleted\":true}"});
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/threads/thread_w/messages");
   ss_add_resp(post, (ss_resp){.status = 200, .body = msg_json("msg_p0", "user", "Context from CRM", 0, "e1")});
-  fx_start(f);
+  bfx_start(f);
   contract_in_message msgs[1] = {{.role = "user", .parts = &P_HELLO, .nparts = 1}};
   cres c = {0};
   be_conv_input in = {.conversation_id = "c1", .event_id = "e1", .messages = msgs, .nmessages = 1};
-  assert_int_equal(be_conv_append(f->be, &in, &EVENTS, &c, &c.op), AW_OK);
-  run(f, &c);
+  run_op(f, be_conv_append, &in, &c);
   assert_int_equal(c.err, AW_OK);
   assert_string_equal(c.handle, "thread_w");
   assert_string_equal(c.checkpoint, "a1m thread_w");
+  assert_string_equal(f->store.key, "thread");
   assert_int_equal(ss_count(&f->srv, del), 1);
   assert_int_equal(ss_count(&f->srv, post), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_append_after_an_ambiguous_500_that_was_applied_posts_nothing_twice(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/threads/thread_1/messages");
   /* message 0: applied, then 500; message 1: fine */
   ss_add_resp(post, (ss_resp){.status = 500, .body = "{\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}"});
@@ -429,14 +350,13 @@ static void test_append_after_an_ambiguous_500_that_was_applied_posts_nothing_tw
            msg_json("msg_p0", "user", "Context from CRM", 0, "e1"),
            msg_json("msg_old", "user", "an earlier event", 0, "e0"));
   ss_add_resp(list, (ss_resp){.status = 200, .body = page});
-  fx_start(f);
+  bfx_start(f);
   contract_in_message msgs[2] = {{.role = "user", .parts = &P_HELLO, .nparts = 1},
                                  {.role = "assistant", .parts = &P_AGENT, .nparts = 1}};
   cres c = {0};
   be_conv_input in = {.conversation_id = "c1", .event_id = "e1", .handle = "thread_1", .messages = msgs,
                       .nmessages = 2};
-  assert_int_equal(be_conv_append(f->be, &in, &EVENTS, &c, &c.op), AW_OK);
-  run(f, &c);
+  run_op(f, be_conv_append, &in, &c);
   assert_int_equal(c.err, AW_OK);
   assert_int_equal(ss_count(&f->srv, post), 2); /* message 0 once (the 500), message 1 once */
   assert_int_equal(ss_count(&f->srv, list), 1);
@@ -449,36 +369,35 @@ static void test_append_after_an_ambiguous_500_that_was_applied_posts_nothing_tw
   assert_int_equal(c.n, 2);
   assert_string_equal(c.m[0].id, "msg_p0");
   assert_string_equal(c.m[1].id, "msg_p1");
-  assert_int_equal(f->fs.claims, 0);
-  fx_free(f);
+  assert_int_equal(f->store.claims, 0);
+  bfx_free(f);
 }
 
 static void test_append_after_an_ambiguous_500_not_applied_posts_again_after_bounded_lookups(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/threads/thread_1/messages");
   ss_add_resp(post, (ss_resp){.status = 502, .body = "{\"error\":{\"message\":\"bad gateway\",\"type\":\"server_error\"}}"});
   ss_add_resp(post, (ss_resp){.status = 200, .body = msg_json("msg_p0", "user", "Context from CRM", 0, "e1")});
   ss_route *list = ss_route_add(&f->srv, "GET", "/v1/threads/thread_1/messages");
   ss_add_resp(list, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[],\"has_more\":false}"});
-  fx_start(f);
+  bfx_start(f);
   contract_in_message msgs[1] = {{.role = "user", .parts = &P_HELLO, .nparts = 1}};
   cres c = {0};
   be_conv_input in = {.conversation_id = "c1", .event_id = "e1", .handle = "thread_1", .messages = msgs,
                       .nmessages = 1};
-  assert_int_equal(be_conv_append(f->be, &in, &EVENTS, &c, &c.op), AW_OK);
-  run(f, &c);
+  run_op(f, be_conv_append, &in, &c);
   assert_int_equal(c.err, AW_OK);
   assert_int_equal(ss_count(&f->srv, post), 2);
   assert_int_equal(ss_count(&f->srv, list), 4); /* ASST_LOOKUPS_MAX looks before posting again */
   assert_int_equal(c.n, 1);
   assert_string_equal(c.m[0].id, "msg_p0");
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_append_recovering_skips_the_messages_an_earlier_delivery_added(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/threads/thread_1/messages");
   ss_add_resp(post, (ss_resp){.status = 200, .body = msg_json("msg_p1", "assistant", "A human agent wrote this", 1, "e1")});
   ss_route *list = ss_route_add(&f->srv, "GET", "/v1/threads/thread_1/messages");
@@ -486,14 +405,13 @@ static void test_append_recovering_skips_the_messages_an_earlier_delivery_added(
   snprintf(page, sizeof page, "{\"object\":\"list\",\"data\":[%s],\"has_more\":false}",
            msg_json("msg_p0", "user", "Context from CRM", 0, "e1"));
   ss_add_resp(list, (ss_resp){.status = 200, .body = page});
-  fx_start(f);
+  bfx_start(f);
   contract_in_message msgs[2] = {{.role = "user", .parts = &P_HELLO, .nparts = 1},
                                  {.role = "assistant", .parts = &P_AGENT, .nparts = 1}};
   cres c = {0};
   be_conv_input in = {.conversation_id = "c1", .event_id = "e1", .handle = "thread_1", .messages = msgs,
                       .nmessages = 2, .recover = 1, .checkpoint = "a1m thread_1"};
-  assert_int_equal(be_conv_append(f->be, &in, &EVENTS, &c, &c.op), AW_OK);
-  run(f, &c);
+  run_op(f, be_conv_append, &in, &c);
   assert_int_equal(c.err, AW_OK);
   assert_int_equal(ss_count(&f->srv, list), 1);
   assert_int_equal(ss_count(&f->srv, post), 1); /* only message 1 */
@@ -503,32 +421,31 @@ static void test_append_recovering_skips_the_messages_an_earlier_delivery_added(
   assert_int_equal(c.n, 2);
   assert_string_equal(c.m[0].id, "msg_p0");
   assert_string_equal(c.m[1].id, "msg_p1");
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_append_cancelled_in_its_checkpoint_posts_nothing_and_calls_back_no_more(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/threads/thread_1/messages");
   ss_add_resp(post, (ss_resp){.status = 200, .body = msg_json("msg_p0", "user", "Context from CRM", 0, "e1")});
-  fx_start(f);
+  bfx_start(f);
   contract_in_message msgs[1] = {{.role = "user", .parts = &P_HELLO, .nparts = 1}};
   cres c = {.cancel_on_checkpoint = 1};
   be_conv_input in = {.conversation_id = "c1", .event_id = "e1", .handle = "thread_1", .messages = msgs,
                       .nmessages = 1};
-  assert_int_equal(be_conv_append(f->be, &in, &EVENTS, &c, &c.op), AW_OK);
-  run(f, &c);
+  run_op(f, be_conv_append, &in, &c);
   assert_int_equal(c.ncheckpoints, 1);
   uv_run(&f->loop, UV_RUN_NOWAIT);
   assert_int_equal(c.ncalls, 0);
   assert_int_equal(ss_count(&f->srv, post), 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_append_bad_input_is_einval_before_any_io(void **state) {
   (void)state;
-  fx *f = fx_new();
-  fx_start(f);
+  bfx *f = bfx_new(BFX_ASSISTANTS);
+  bfx_start(f);
   cres c = {0};
   contract_part img = {.type = CONTRACT_PART_IMAGE_URL, .text = "http://x/y.png"};
   contract_in_message bad_role[1] = {{.role = "system", .parts = &P_HELLO, .nparts = 1}};
@@ -555,65 +472,61 @@ static void test_append_bad_input_is_einval_before_any_io(void **state) {
   assert_int_equal(be_conv_history(f->be, &h, &EVENTS, &c, &c.op), AW_EINVAL);
   assert_int_equal(ss_connections(&f->srv), 0);
   assert_int_equal(c.ncalls, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- delete ---------------------------------------------------------------------- */
 
 static void test_delete_of_a_thread_gone_already_404_counts_as_deleted(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   ss_route *del = ss_route_add(&f->srv, "DELETE", "/v1/threads/thread_gone");
   ss_add_resp(del, (ss_resp){.status = 404, .body = "{\"error\":{\"message\":\"No thread found with id "
                                                    "'thread_gone'.\",\"type\":\"invalid_request_error\"}}"});
   ss_route *del2 = ss_route_add(&f->srv, "DELETE", "/v1/threads/thread_2");
   ss_add_resp(del2, (ss_resp){.status = 200, .body = "{\"id\":\"thread_2\",\"object\":\"thread.deleted\",\"deleted\":true}"});
-  fx_start(f);
+  bfx_start(f);
   cres c = {0};
   be_conv_input in = {.conversation_id = "c1", .event_id = "e1", .handle = "thread_gone"};
-  assert_int_equal(be_conv_delete(f->be, &in, &EVENTS, &c, &c.op), AW_OK);
-  run(f, &c);
+  run_op(f, be_conv_delete, &in, &c);
   assert_int_equal(c.err, AW_OK);
   assert_string_equal(c.handle, "thread_gone");
   assert_int_equal(ss_count(&f->srv, del), 1);
   cres c2 = {0};
   in.handle = "thread_2";
-  assert_int_equal(be_conv_delete(f->be, &in, &EVENTS, &c2, &c2.op), AW_OK);
-  run(f, &c2);
+  run_op(f, be_conv_delete, &in, &c2);
   assert_int_equal(c2.err, AW_OK);
   assert_string_equal(c2.handle, "thread_2");
   assert_int_equal(ss_count(&f->srv, del2), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_delete_4xx_other_than_404_is_a_reject(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_ASSISTANTS);
   ss_route *del = ss_route_add(&f->srv, "DELETE", "/v1/threads/thread_1");
   ss_add_resp(del, (ss_resp){.status = 403, .body = "{\"error\":{\"message\":\"Not yours.\","
                                                    "\"type\":\"invalid_request_error\",\"code\":\"forbidden\"}}"});
-  fx_start(f);
+  bfx_start(f);
   cres c = {0};
   be_conv_input in = {.conversation_id = "c1", .event_id = "e1", .handle = "thread_1"};
-  assert_int_equal(be_conv_delete(f->be, &in, &EVENTS, &c, &c.op), AW_OK);
-  run(f, &c);
+  run_op(f, be_conv_delete, &in, &c);
   assert_int_equal(c.err, AW_EHTTP4XX);
   assert_string_equal(c.code, "forbidden");
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_delete_without_thread_does_nothing(void **state) {
   (void)state;
-  fx *f = fx_new();
-  fx_start(f);
+  bfx *f = bfx_new(BFX_ASSISTANTS);
+  bfx_start(f);
   cres c = {0};
   be_conv_input in = {.conversation_id = "c1", .event_id = "e1", .handle = ""};
-  assert_int_equal(be_conv_delete(f->be, &in, &EVENTS, &c, &c.op), AW_OK);
-  run(f, &c);
+  run_op(f, be_conv_delete, &in, &c);
   assert_int_equal(c.err, AW_OK);
   assert_string_equal(c.handle, "");
   assert_int_equal(ss_connections(&f->srv), 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 int main(void) {

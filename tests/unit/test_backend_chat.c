@@ -20,200 +20,7 @@
 #include "backend.h"
 #include "chat_int.h"
 #include "log.h"
-#include "scripted_server.h"
-
-static uv_loop_t *g_loop;
-
-/* ---- an in-memory history, answering on the next loop iteration ----------------- */
-
-#define TH_MAX 64
-
-typedef struct thist {
-  be_history port;
-  char *turns[TH_MAX];
-  char tev[TH_MAX][64];
-  size_t nturns;
-  char *pending;
-  char pev[64];
-  int loads, saves, commits, applied;
-  size_t last_max_turns;
-  int fail_load, fail_commit, fail_save;
-  const char *commit_race; /* a turn another worker commits for the event just before ours */
-  uint64_t delay_ms;       /* answer after this long instead of on the next iteration */
-} thist;
-
-enum { H_LOAD = 1, H_SAVE, H_COMMIT };
-
-typedef struct hreq {
-  uv_timer_t t;
-  thist *h;
-  int kind;
-  char ev[64];
-  char *text;
-  size_t max;
-  be_history_load_cb lcb;
-  be_history_cb cb;
-  void *opaque;
-} hreq;
-
-static void th_add(thist *h, const char *ev, const char *turn) {
-  assert_true(h->nturns < TH_MAX);
-  snprintf(h->tev[h->nturns], sizeof h->tev[0], "%s", ev);
-  h->turns[h->nturns++] = strdup(turn);
-}
-
-static void th_set_pending(thist *h, const char *ev, const char *turn) {
-  free(h->pending);
-  h->pending = turn ? strdup(turn) : NULL;
-  snprintf(h->pev, sizeof h->pev, "%s", ev);
-}
-
-static int th_committed(thist *h, const char *ev) {
-  for (size_t i = 0; i < h->nturns; i++)
-    if (!strcmp(h->tev[i], ev)) return 1;
-  return 0;
-}
-
-static void hreq_closed(uv_handle_t *hd) {
-  hreq *r = (hreq *)hd;
-  free(r->text);
-  free(r);
-}
-
-static void hreq_fire(uv_timer_t *t) {
-  hreq *r = (hreq *)t;
-  thist *h = r->h;
-  if (r->kind == H_LOAD) {
-    if (h->fail_load) {
-      r->lcb(r->opaque, AW_EREDIS, NULL);
-    } else {
-      size_t first = h->nturns > r->max ? h->nturns - r->max : 0;
-      const char *turns[TH_MAX];
-      size_t lens[TH_MAX];
-      for (size_t i = first; i < h->nturns; i++) {
-        turns[i - first] = h->turns[i];
-        lens[i - first] = strlen(h->turns[i]);
-      }
-      be_history_view v = {.turns = turns, .lens = lens, .nturns = h->nturns - first,
-                           .committed = th_committed(h, r->ev)};
-      if (h->pending && !strcmp(h->pev, r->ev)) {
-        v.pending = h->pending;
-        v.pending_len = strlen(h->pending);
-      }
-      r->lcb(r->opaque, AW_OK, &v);
-    }
-  } else if (r->kind == H_SAVE) {
-    if (h->fail_save) {
-      r->cb(r->opaque, AW_EREDIS, 0);
-    } else {
-      th_set_pending(h, r->ev, r->text);
-      r->cb(r->opaque, AW_OK, 1);
-    }
-  } else {
-    if (h->fail_commit) {
-      r->cb(r->opaque, AW_EREDIS, 0);
-    } else {
-      if (h->commit_race) th_add(h, r->ev, h->commit_race);
-      int applied = !th_committed(h, r->ev);
-      if (applied) th_add(h, r->ev, r->text);
-      h->applied += applied;
-      if (h->pending && !strcmp(h->pev, r->ev)) th_set_pending(h, "", NULL);
-      r->cb(r->opaque, AW_OK, applied);
-    }
-  }
-  uv_close((uv_handle_t *)t, hreq_closed);
-}
-
-static hreq *hreq_new(thist *h, int kind, const char *ev, const char *text, size_t len) {
-  hreq *r = calloc(1, sizeof *r);
-  r->h = h;
-  r->kind = kind;
-  snprintf(r->ev, sizeof r->ev, "%s", ev);
-  if (text) r->text = strndup(text, len);
-  uv_timer_init(g_loop, &r->t);
-  uv_timer_start(&r->t, hreq_fire, h->delay_ms, 0);
-  return r;
-}
-
-static int th_load(void *self, const char *conv, const char *ev, size_t max, be_history_load_cb cb, void *opaque) {
-  thist *h = self;
-  (void)conv;
-  h->loads++;
-  h->last_max_turns = max;
-  hreq *r = hreq_new(h, H_LOAD, ev, NULL, 0);
-  r->max = max;
-  r->lcb = cb;
-  r->opaque = opaque;
-  return AW_OK;
-}
-
-static int th_save(void *self, const char *conv, const char *ev, const char *turn, size_t len, be_history_cb cb,
-                   void *opaque) {
-  thist *h = self;
-  (void)conv;
-  h->saves++;
-  hreq *r = hreq_new(h, H_SAVE, ev, turn, len);
-  r->cb = cb;
-  r->opaque = opaque;
-  return AW_OK;
-}
-
-static int th_commit(void *self, const char *conv, const char *ev, const char *turn, size_t len, be_history_cb cb,
-                     void *opaque) {
-  thist *h = self;
-  (void)conv;
-  h->commits++;
-  hreq *r = hreq_new(h, H_COMMIT, ev, turn, len);
-  r->cb = cb;
-  r->opaque = opaque;
-  return AW_OK;
-}
-
-/* ---- fixture ------------------------------------------------------------------------ */
-
-typedef struct fx {
-  ss_server srv;
-  uv_loop_t loop;
-  be_backend *be;
-  be_http_config cfg;
-  thist hist;
-  ss_route *post;
-  char base[128];
-} fx;
-
-static fx *fx_new(void) {
-  fx *f = calloc(1, sizeof *f);
-  assert_non_null(f);
-  assert_int_equal(uv_loop_init(&f->loop), 0);
-  g_loop = &f->loop;
-  be_http_config_default(&f->cfg);
-  f->cfg.api_key = "sk-test-secret";
-  f->cfg.retry_base_ms = 1; /* fast backoff: tests count requests, not time */
-  f->cfg.retry_max_ms = 5;
-  f->hist.port = (be_history){.load = th_load, .save_pending = th_save, .commit = th_commit, .self = &f->hist};
-  f->cfg.history = &f->hist.port;
-  f->post = ss_route_add(&f->srv, "POST", "/v1/chat/completions");
-  return f;
-}
-
-static void fx_start(fx *f) {
-  assert_int_equal(ss_start(&f->srv), 0);
-  snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u/v1", f->srv.port);
-  f->cfg.base_url = f->base;
-  char err[128];
-  assert_int_equal(be_chat_new(&f->loop, &f->cfg, &f->be, err, sizeof err), AW_OK);
-}
-
-static void fx_free(fx *f) {
-  be_free(f->be);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  assert_int_equal(f->srv.unmatched, 0);
-  ss_stop(&f->srv);
-  for (size_t i = 0; i < f->hist.nturns; i++) free(f->hist.turns[i]);
-  free(f->hist.pending);
-  free(f);
-}
+#include "backend_fixture.h"
 
 /* ---- turn results -------------------------------------------------------------------------- */
 
@@ -264,7 +71,7 @@ static void t_delta(void *o, const char *text, size_t len) {
 
 static void t_done(void *o, const be_turn_result *r) {
   tres *t = o;
-  uv_stop(g_loop);
+  uv_stop(bfx_loop);
   t->done = 1;
   t->ndone++;
   t->end = r->end;
@@ -319,7 +126,7 @@ static be_turn_input input(const char *event_id, const be_assistant *a) {
   return in;
 }
 
-static void run_start(fx *f, const be_turn_input *in, tres *t) {
+static void run_start(bfx *f, const be_turn_input *in, tres *t) {
   be_op *op;
   memset(t, 0, sizeof *t);
   assert_int_equal(be_turn_start(f->be, in, &EV, t, &op), AW_OK);
@@ -361,7 +168,7 @@ static ss_resp sse(const char *body) {
 }
 
 /* The last request's messages, parsed (the root is returned for freeing). */
-static cJSON *last_request(fx *f) {
+static cJSON *last_request(bfx *f) {
   char *b = ss_last_body(&f->srv, f->post);
   cJSON *j = cJSON_Parse(b);
   free(b);
@@ -396,9 +203,9 @@ static int nmsgs(const cJSON *req) { return cJSON_GetArraySize(cJSON_GetObjectIt
 
 static void test_first_turn_streams_deltas_answers_and_commits_user_and_assistant_once(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, sse(SSE_HELLO));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("e-1", &ASST);
   in.additional_instructions = "Use French.";
   contract_kv md[] = {{"team", "blue"}};
@@ -445,15 +252,15 @@ static void test_first_turn_streams_deltas_answers_and_commits_user_and_assistan
   cJSON_Delete(q);
   assert_string_equal(f->post->last_auth, "Bearer sk-test-secret");
   assert_string_equal(f->post->last_beta, "");
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_second_turn_request_carries_the_first_turns_messages(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, sse(SSE_HELLO));
   ss_add_resp(f->post, sse(SSE_SECOND));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("e-1", &ASST);
   tres t;
   run_start(f, &in, &t);
@@ -471,18 +278,18 @@ static void test_second_turn_request_carries_the_first_turns_messages(void **sta
   assert_string_equal(str_at(q, 3, "content"), "And now?");
   cJSON_Delete(q);
   assert_int_equal(f->hist.nturns, 2);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_history_beyond_max_messages_is_left_out_by_whole_turns(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, sse(SSE_HELLO));
-  fx_start(f);
-  th_add(&f->hist, "h-1", TURN("h-1", "u1", "a1"));
-  th_add(&f->hist, "h-2", TURN("h-2", "u2", "a2"));
-  th_add(&f->hist, "h-tool", TOOL_TURN("h-tool"));
-  th_add(&f->hist, "h-3", TURN("h-3", "u3", "a3"));
+  bfx_start(f);
+  bfx_hist_add(&f->hist, "h-1", TURN("h-1", "u1", "a1"));
+  bfx_hist_add(&f->hist, "h-2", TURN("h-2", "u2", "a2"));
+  bfx_hist_add(&f->hist, "h-tool", TOOL_TURN("h-tool"));
+  bfx_hist_add(&f->hist, "h-3", TURN("h-3", "u3", "a3"));
   be_assistant a = ASST;
   /* system + current = 2, h-3 makes 4; the tool turn (4 messages) would
    * make 8 > 7: it is left out whole, and everything older with it. */
@@ -502,7 +309,7 @@ static void test_history_beyond_max_messages_is_left_out_by_whole_turns(void **s
   assert_string_equal(str_at(q, 2, "content"), "a3");
   assert_string_equal(str_at(q, 3, "content"), "Hi there");
   cJSON_Delete(q);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_history_over_max_tokens_is_left_out_by_whole_turns(void **state) {
@@ -618,11 +425,11 @@ static void test_sent_history_never_exceeds_the_budget_for_random_histories(void
 
 static void test_committed_event_is_answered_from_history_without_any_request(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, sse(SSE_HELLO));
-  fx_start(f);
-  th_add(&f->hist, "e-0", TURN("e-0", "u0", "a0"));
-  th_add(&f->hist, "e-1", "{\"e\":\"e-1\",\"i\":\"chatcmpl-7\",\"m\":[{\"role\":\"user\",\"content\":\"Hi there\"},"
+  bfx_start(f);
+  bfx_hist_add(&f->hist, "e-0", TURN("e-0", "u0", "a0"));
+  bfx_hist_add(&f->hist, "e-1", "{\"e\":\"e-1\",\"i\":\"chatcmpl-7\",\"m\":[{\"role\":\"user\",\"content\":\"Hi there\"},"
                           "{\"role\":\"assistant\",\"content\":\"Stored answer\"}]}");
   be_turn_input in = input("e-1", &ASST);
   in.recover = 1;
@@ -637,14 +444,14 @@ static void test_committed_event_is_answered_from_history_without_any_request(vo
   assert_int_equal(t.ndeltas, 0);
   assert_int_equal(ss_count(&f->srv, f->post), 0);
   assert_int_equal(f->hist.commits, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_commit_that_finds_the_event_committed_answers_with_the_stored_turn(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, sse(SSE_HELLO));
-  fx_start(f);
+  bfx_start(f);
   f->hist.commit_race = TURN("e-1", "Hi there", "Other answer");
   be_turn_input in = input("e-1", &ASST);
   tres t;
@@ -655,17 +462,17 @@ static void test_commit_that_finds_the_event_committed_answers_with_the_stored_t
   assert_int_equal(t.res_attempt, 1); /* "Hello" went out as deltas: readers drop it */
   assert_int_equal(f->hist.loads, 2);
   assert_int_equal(f->hist.applied, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- tool rounds -------------------------------------------------------------------------------------------- */
 
 static void test_parallel_tool_calls_save_a_pending_round_and_continue_commits_the_whole_turn(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, sse(SSE_CALLS));
   ss_add_resp(f->post, sse(SSE_ANSWER));
-  fx_start(f);
+  bfx_start(f);
   be_assistant a = ASST;
   a.tool_choice_json = "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}";
   be_turn_input in = input("e-1", &a);
@@ -715,15 +522,15 @@ static void test_parallel_tool_calls_save_a_pending_round_and_continue_commits_t
   assert_int_equal(cJSON_GetArraySize(r.msgs), 5);
   assert_string_equal(chat_msgs_final_text(r.msgs), "Sunny and rainy.");
   chat_record_free(&r);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_recovery_with_a_pending_round_offers_the_same_calls_without_a_request(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, sse(SSE_HELLO));
-  fx_start(f);
-  th_set_pending(&f->hist, "e-1", PENDING_CALLS("e-1", 2));
+  bfx_start(f);
+  bfx_hist_set_pending(&f->hist, "e-1", PENDING_CALLS("e-1", 2));
   be_turn_input in = input("e-1", &ASST);
   in.recover = 1;
   in.checkpoint = "c1 2 0";
@@ -738,16 +545,16 @@ static void test_recovery_with_a_pending_round_offers_the_same_calls_without_a_r
   assert_string_equal(t.res_checkpoint, "c1 3 1");
   assert_int_equal(ss_count(&f->srv, f->post), 0);
   assert_int_equal(f->hist.saves + f->hist.commits, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_continue_after_the_next_round_was_saved_offers_the_later_calls_again(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, sse(SSE_HELLO));
-  fx_start(f);
+  bfx_start(f);
   /* Round 1's outputs were taken and round 2's calls saved before a crash. */
-  th_set_pending(&f->hist, "e-1",
+  bfx_hist_set_pending(&f->hist, "e-1",
                  "{\"e\":\"e-1\",\"g\":0,\"m\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\","
                  "\"content\":\"\",\"tool_calls\":[{\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":"
                  "\"get_weather\",\"arguments\":\"{}\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"call_a\",\"content\":"
@@ -766,14 +573,14 @@ static void test_continue_after_the_next_round_was_saved_offers_the_later_calls_
   assert_string_equal(t.call_id[0], "call_z");
   assert_string_equal(t.res_checkpoint, "c1 0 2");
   assert_int_equal(ss_count(&f->srv, f->post), 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_continue_without_a_pending_turn_ends_failed_turn_state_lost(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, sse(SSE_HELLO));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("e-1", &ASST);
   in.checkpoint = "c1 0 1";
   be_tool_output outs[] = {{"call_a", "sunny"}};
@@ -786,14 +593,14 @@ static void test_continue_without_a_pending_turn_ends_failed_turn_state_lost(voi
   assert_string_equal(t.error_code, "turn_state_lost");
   assert_non_null(strstr(t.errmsg, "expired"));
   assert_int_equal(ss_count(&f->srv, f->post), 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_tool_calls_without_routing_end_cancelled_and_commit_nothing(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, sse(SSE_CALLS));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("e-1", &ASST);
   in.tools_routed = 0;
   tres t;
@@ -803,7 +610,7 @@ static void test_tool_calls_without_routing_end_cancelled_and_commit_nothing(voi
   assert_string_equal(t.error_code, "tool_calls_unsupported");
   assert_int_equal(t.ncalls, 0);
   assert_int_equal(f->hist.saves + f->hist.commits, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_missing_tool_call_ids_are_numbered_by_round_and_index(void **state) {
@@ -839,10 +646,10 @@ static void test_missing_tool_call_ids_are_numbered_by_round_and_index(void **st
 
 static void test_500_then_success_retries_without_a_new_attempt(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, (ss_resp){.status = 500, .body = "{\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}"});
   ss_add_resp(f->post, sse(SSE_HELLO));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("e-1", &ASST);
   tres t;
   run_start(f, &in, &t);
@@ -851,16 +658,16 @@ static void test_500_then_success_retries_without_a_new_attempt(void **state) {
   assert_int_equal(t.res_attempt, 0); /* nothing was delivered before the 500 */
   assert_int_equal(ss_count(&f->srv, f->post), 2);
   assert_int_equal(f->hist.commits, 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_stream_cut_after_deltas_is_generated_again_as_attempt_1(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, (ss_resp){.status = 200, .body = TEXT_CHUNKS("chatcmpl-1", "Hel", "p"),
                                  .ctype = "text/event-stream", .mode = SS_DROP});
   ss_add_resp(f->post, sse(SSE_HELLO));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("e-1", &ASST);
   tres t;
   run_start(f, &in, &t);
@@ -872,14 +679,14 @@ static void test_stream_cut_after_deltas_is_generated_again_as_attempt_1(void **
   assert_string_equal(t.res_checkpoint, "c1 1 0");
   assert_string_equal(t.text, "Hello");
   assert_int_equal(ss_count(&f->srv, f->post), 2);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_recovered_turn_generates_from_the_checkpoints_generation_plus_one(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, sse(SSE_HELLO));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("e-1", &ASST);
   in.recover = 1;
   in.checkpoint = "c1 1 0";
@@ -889,15 +696,15 @@ static void test_recovered_turn_generates_from_the_checkpoints_generation_plus_o
   assert_int_equal(t.attempt, 2); /* told before the first delta */
   assert_string_equal(t.attempt_text, "Hello");
   assert_string_equal(t.res_checkpoint, "c1 2 0");
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_stream_without_finish_reason_ends_error_after_bounded_retries(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   f->cfg.max_retries = 2;
   ss_add_resp(f->post, sse(TEXT_CHUNKS("chatcmpl-1", "Hel", "lo")));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("e-1", &ASST);
   tres t;
   run_start(f, &in, &t);
@@ -906,14 +713,14 @@ static void test_stream_without_finish_reason_ends_error_after_bounded_retries(v
   assert_string_equal(t.error_code, "api_connection_error");
   assert_int_equal(ss_count(&f->srv, f->post), 3);
   assert_int_equal(f->hist.commits, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_empty_200_body_is_retried_twice_then_api_invalid_response(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, (ss_resp){.status = 200, .body = "", .ctype = "text/event-stream"});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("e-1", &ASST);
   tres t;
   run_start(f, &in, &t);
@@ -921,18 +728,18 @@ static void test_empty_200_body_is_retried_twice_then_api_invalid_response(void 
   assert_int_equal(t.err, AW_EPARSE);
   assert_string_equal(t.error_code, "api_invalid_response");
   assert_int_equal(ss_count(&f->srv, f->post), 3);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- endings ----------------------------------------------------------------------------------------------- */
 
 static void test_context_length_exceeded_ends_failed_with_that_code(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, (ss_resp){.status = 400, .body = "{\"error\":{\"message\":\"This model's maximum context length "
                                                         "is 4096 tokens\",\"type\":\"invalid_request_error\","
                                                         "\"code\":\"context_length_exceeded\"}}"});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("e-1", &ASST);
   tres t;
   run_start(f, &in, &t);
@@ -942,16 +749,16 @@ static void test_context_length_exceeded_ends_failed_with_that_code(void **state
   assert_non_null(strstr(t.errmsg, "maximum context length"));
   assert_int_equal(ss_count(&f->srv, f->post), 1);
   assert_int_equal(f->hist.commits, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_unauthorized_ends_error_of_the_reject_class_without_the_key(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, (ss_resp){.status = 401, .body = "{\"error\":{\"message\":\"Incorrect API key provided: "
                                                         "sk-test-secret\",\"type\":\"invalid_request_error\","
                                                         "\"code\":\"invalid_api_key\"}}"});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("e-1", &ASST);
   tres t;
   run_start(f, &in, &t);
@@ -960,14 +767,14 @@ static void test_unauthorized_ends_error_of_the_reject_class_without_the_key(voi
   assert_int_equal(aw_error_classify(t.err), AW_CLASS_REJECT);
   assert_string_equal(t.error_code, "invalid_api_key");
   assert_null(strstr(t.errmsg, "sk-test-secret"));
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_length_finish_is_incomplete_and_committed(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, sse(TEXT_CHUNKS("chatcmpl-1", "Hel", "lo") CHUNK("chatcmpl-1", "{}", "\"length\"") DONE_));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("e-1", &ASST);
   tres t;
   run_start(f, &in, &t);
@@ -983,16 +790,16 @@ static void test_length_finish_is_incomplete_and_committed(void **state) {
   assert_string_equal(t.error_code, "max_output_tokens");
   assert_string_equal(t.text, "Hello");
   assert_int_equal(ss_count(&f->srv, f->post), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_error_object_mid_stream_ends_failed_with_its_code(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, sse(TEXT_CHUNKS("chatcmpl-1", "Hel", "lo")
                                CK("{\"error\":{\"message\":\"bad grammar\",\"type\":\"invalid_request_error\","
                                   "\"code\":\"invalid_grammar\"}}")));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("e-1", &ASST);
   tres t;
   run_start(f, &in, &t);
@@ -1001,15 +808,15 @@ static void test_error_object_mid_stream_ends_failed_with_its_code(void **state)
   assert_string_equal(t.error_code, "invalid_grammar");
   assert_string_equal(t.errmsg, "bad grammar");
   assert_int_equal(f->hist.commits, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_answer_over_max_answer_bytes_ends_answer_too_large_and_commits_nothing(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   f->cfg.max_answer_bytes = 4;
   ss_add_resp(f->post, sse(SSE_HELLO));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("e-1", &ASST);
   tres t;
   run_start(f, &in, &t);
@@ -1018,14 +825,14 @@ static void test_answer_over_max_answer_bytes_ends_answer_too_large_and_commits_
   assert_string_equal(t.error_code, "answer_too_large");
   assert_int_equal(ss_count(&f->srv, f->post), 1);
   assert_int_equal(f->hist.commits, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_store_failure_at_commit_ends_error_eredis(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, sse(SSE_HELLO));
-  fx_start(f);
+  bfx_start(f);
   f->hist.fail_commit = 1;
   be_turn_input in = input("e-1", &ASST);
   tres t;
@@ -1035,13 +842,13 @@ static void test_store_failure_at_commit_ends_error_eredis(void **state) {
   assert_string_equal(t.error_code, "store_unavailable");
   assert_int_equal(aw_error_classify(t.err), AW_CLASS_RETRY);
   assert_int_equal(f->hist.nturns, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_store_failure_at_load_ends_error_eredis_without_request(void **state) {
   (void)state;
-  fx *f = fx_new();
-  fx_start(f);
+  bfx *f = bfx_new(BFX_CHAT);
+  bfx_start(f);
   f->hist.fail_load = 1;
   be_turn_input in = input("e-1", &ASST);
   tres t;
@@ -1049,13 +856,13 @@ static void test_store_failure_at_load_ends_error_eredis_without_request(void **
   assert_int_equal(t.end, BE_END_ERROR);
   assert_int_equal(t.err, AW_EREDIS);
   assert_int_equal(ss_count(&f->srv, f->post), 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_image_file_part_ends_unsupported_content_without_request(void **state) {
   (void)state;
-  fx *f = fx_new();
-  fx_start(f);
+  bfx *f = bfx_new(BFX_CHAT);
+  bfx_start(f);
   const contract_part parts[] = {{.type = CONTRACT_PART_TEXT, .text = "What is this?", .text_len = 13},
                                  {.type = CONTRACT_PART_IMAGE_FILE, .text = "file-abc", .text_len = 8}};
   be_turn_input in = input("e-1", &ASST);
@@ -1069,7 +876,7 @@ static void test_image_file_part_ends_unsupported_content_without_request(void *
   assert_non_null(strstr(t.errmsg, "image_file"));
   assert_int_equal(ss_count(&f->srv, f->post), 0);
   assert_int_equal(f->hist.loads + f->hist.commits, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_image_url_parts_are_sent_as_content_parts(void **state) {
@@ -1091,8 +898,8 @@ static void test_image_url_parts_are_sent_as_content_parts(void **state) {
 
 static void test_cancel_ends_cancelled_and_commits_nothing(void **state) {
   (void)state;
-  fx *f = fx_new();
-  fx_start(f);
+  bfx *f = bfx_new(BFX_CHAT);
+  bfx_start(f);
   be_turn_input in = input("e-1", &ASST);
   in.checkpoint = "c1 0 1";
   tres t = {0};
@@ -1104,22 +911,22 @@ static void test_cancel_ends_cancelled_and_commits_nothing(void **state) {
   assert_string_equal(t.status, "cancelled");
   assert_int_equal(f->hist.loads + f->hist.saves + f->hist.commits, 0);
   assert_int_equal(ss_count(&f->srv, f->post), 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static int cb_flag;
 static void flag_cb(uv_timer_t *h) {
   (void)h;
   cb_flag = 1;
-  uv_stop(g_loop);
+  uv_stop(bfx_loop);
 }
 
 static void test_cancelled_turn_calls_back_nothing(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_CHAT);
   ss_add_resp(f->post, (ss_resp){.status = 200, .body = TEXT_CHUNKS("chatcmpl-1", "Hel", "lo"),
                                  .ctype = "text/event-stream", .mode = SS_HANG});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("e-1", &ASST);
   /* Cancelled while the load is out (the store has no cancel): freed when
    * the store answers, 20 ms later. */
@@ -1146,7 +953,7 @@ static void test_cancelled_turn_calls_back_nothing(void **state) {
   uv_close((uv_handle_t *)&tm, NULL);
   assert_int_equal(t.ndone + t2.ndone, 0);
   assert_int_equal(f->hist.commits, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- construction and start-up ----------------------------------------------------------------------------- */
@@ -1163,13 +970,13 @@ static void e_done(void *o, const be_result *r) {
   e->err = r->err;
   snprintf(e->msg, sizeof e->msg, "%s", r->errmsg ? r->errmsg : "");
   e->id_null = r->id == NULL;
-  uv_stop(g_loop);
+  uv_stop(bfx_loop);
 }
 
 static void test_assistant_ensure_answers_next_iteration_and_refuses_hosted_tools(void **state) {
   (void)state;
-  fx *f = fx_new();
-  fx_start(f);
+  bfx *f = bfx_new(BFX_CHAT);
+  bfx_start(f);
   eres e = {0};
   be_op *op;
   assert_int_equal(be_assistant_ensure(f->be, &ASST, NULL, e_done, &e, &op), AW_OK);
@@ -1192,7 +999,7 @@ static void test_assistant_ensure_answers_next_iteration_and_refuses_hosted_tool
   ss_run_until(&f->loop, &e.done);
   assert_int_equal(e.err, AW_EINVAL);
   assert_non_null(strstr(e.msg, "tool_choice"));
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_new_requires_a_history_store(void **state) {

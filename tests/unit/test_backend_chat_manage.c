@@ -20,154 +20,14 @@
 #include "backend.h"
 #include "chat_int.h"
 #include "log.h"
-#include "scripted_server.h"
+#include "backend_fixture.h"
 
-static uv_loop_t *g_loop;
-
-/* ---- an in-memory history, answering on the next loop iteration ----------------- */
-
-#define TH_MAX 32
-
-typedef struct thist {
-  be_history port;
-  char *turns[TH_MAX];
-  char tev[TH_MAX][64];
-  size_t nturns;
-  int loads, commits;
-  size_t last_max_turns;
-  int fail_load;
-} thist;
-
-typedef struct hreq {
-  uv_timer_t t;
-  thist *h;
-  int load;
-  char ev[64];
-  char *text;
-  be_history_load_cb lcb;
-  be_history_cb cb;
-  void *opaque;
-} hreq;
-
-static void th_add(thist *h, const char *ev, const char *turn) {
-  assert_true(h->nturns < TH_MAX);
-  snprintf(h->tev[h->nturns], sizeof h->tev[0], "%s", ev);
-  h->turns[h->nturns++] = strdup(turn);
-}
-
-static int th_committed(const thist *h, const char *ev) {
-  for (size_t i = 0; i < h->nturns; i++)
-    if (!strcmp(h->tev[i], ev)) return 1;
-  return 0;
-}
-
-static void hreq_closed(uv_handle_t *hd) {
-  hreq *r = (hreq *)hd;
-  free(r->text);
-  free(r);
-}
-
-static void hreq_fire(uv_timer_t *t) {
-  hreq *r = (hreq *)t;
-  thist *h = r->h;
-  if (r->load) {
-    if (h->fail_load) {
-      r->lcb(r->opaque, AW_EREDIS, NULL);
-    } else {
-      const char *turns[TH_MAX];
-      size_t lens[TH_MAX];
-      for (size_t i = 0; i < h->nturns; i++) {
-        turns[i] = h->turns[i];
-        lens[i] = strlen(h->turns[i]);
-      }
-      be_history_view v = {.turns = turns, .lens = lens, .nturns = h->nturns, .committed = th_committed(h, r->ev)};
-      r->lcb(r->opaque, AW_OK, &v);
-    }
-  } else {
-    /* The port's contract: append unless the event's turn is there. */
-    int applied = !th_committed(h, r->ev);
-    if (applied) th_add(h, r->ev, r->text);
-    r->cb(r->opaque, AW_OK, applied);
-  }
-  uv_close((uv_handle_t *)t, hreq_closed);
-}
-
-static hreq *hreq_new(thist *h, int load, const char *ev, void *opaque) {
-  hreq *r = calloc(1, sizeof *r);
-  r->h = h;
-  r->load = load;
-  r->opaque = opaque;
-  snprintf(r->ev, sizeof r->ev, "%s", ev);
-  uv_timer_init(g_loop, &r->t);
-  uv_timer_start(&r->t, hreq_fire, 0, 0);
-  return r;
-}
-
-static int th_load(void *self, const char *conv, const char *ev, size_t max, be_history_load_cb cb, void *opaque) {
-  thist *h = self;
-  (void)conv;
-  h->loads++;
-  h->last_max_turns = max;
-  hreq_new(h, 1, ev, opaque)->lcb = cb;
-  return AW_OK;
-}
-
-static int th_save(void *self, const char *conv, const char *ev, const char *turn, size_t len, be_history_cb cb,
-                   void *opaque) {
-  (void)self, (void)conv, (void)ev, (void)turn, (void)len, (void)cb, (void)opaque;
-  fail_msg("no tool round is saved by these tests");
-  return AW_EINVAL;
-}
-
-static int th_commit(void *self, const char *conv, const char *ev, const char *turn, size_t len, be_history_cb cb,
-                     void *opaque) {
-  thist *h = self;
-  (void)conv;
-  h->commits++;
-  hreq *r = hreq_new(h, 0, ev, opaque);
-  r->cb = cb;
-  r->text = strndup(turn, len);
-  return AW_OK;
-}
-
-/* ---- fixture ------------------------------------------------------------------------ */
-
-typedef struct fx {
-  ss_server srv;
-  uv_loop_t loop;
-  be_backend *be;
-  be_http_config cfg;
-  thist hist;
-  ss_route *post;
-  char base[128];
-} fx;
-
-static fx *fx_new(void) {
-  fx *f = calloc(1, sizeof *f);
-  assert_non_null(f);
-  assert_int_equal(uv_loop_init(&f->loop), 0);
-  g_loop = &f->loop;
-  be_http_config_default(&f->cfg);
-  f->cfg.api_key = "sk-test-secret";
-  f->hist.port = (be_history){.load = th_load, .save_pending = th_save, .commit = th_commit, .self = &f->hist};
-  f->cfg.history = &f->hist.port;
-  f->post = ss_route_add(&f->srv, "POST", "/v1/chat/completions");
-  assert_int_equal(ss_start(&f->srv), 0);
-  snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u/v1", f->srv.port);
-  f->cfg.base_url = f->base;
-  char err[128];
-  assert_int_equal(be_chat_new(&f->loop, &f->cfg, &f->be, err, sizeof err), AW_OK);
+/* These tests save no tool round, and script the model after the start. */
+static bfx *fx_new(void) {
+  bfx *f = bfx_new(BFX_CHAT);
+  f->hist.no_saves = 1;
+  bfx_start(f);
   return f;
-}
-
-static void fx_free(fx *f) {
-  be_free(f->be);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  assert_int_equal(f->srv.unmatched, 0);
-  ss_stop(&f->srv);
-  for (size_t i = 0; i < f->hist.nturns; i++) free(f->hist.turns[i]);
-  free(f);
 }
 
 /* ---- results ------------------------------------------------------------------------------------ */
@@ -185,7 +45,7 @@ typedef struct cres {
 
 static void c_done(void *o, const be_conv_result *r) {
   cres *c = o;
-  uv_stop(g_loop);
+  uv_stop(bfx_loop);
   c->done = 1;
   c->ndone++;
   c->err = r->err;
@@ -223,7 +83,7 @@ static be_conv_input conv_input(const char *event_id) {
   return in;
 }
 
-static cres page(fx *f, long limit, int asc, const char *after, const char *before) {
+static cres page(bfx *f, long limit, int asc, const char *after, const char *before) {
   be_conv_input in = conv_input("h-req");
   in.limit = limit;
   in.order_asc = asc;
@@ -240,7 +100,7 @@ static cres page(fx *f, long limit, int asc, const char *after, const char *befo
   return c;
 }
 
-static cres append(fx *f, const char *event_id, const contract_in_message *msgs, size_t n) {
+static cres append(bfx *f, const char *event_id, const contract_in_message *msgs, size_t n) {
   be_conv_input in = conv_input(event_id);
   in.messages = msgs;
   in.nmessages = n;
@@ -270,17 +130,17 @@ static cres append(fx *f, const char *event_id, const contract_in_message *msgs,
   "{\"role\":\"assistant\",\"content\":\"It is sunny.\"}],\"t\":1700000200}"
 
 /* Chronologically: e1/0 e1/1 e2/0 e2/3 e3/0 e3/1. */
-static void three_turns(fx *f) {
-  th_add(&f->hist, "e1", TURN_OLD("e1", "u1", "a1"));
-  th_add(&f->hist, "e2", TOOL_TURN("e2"));
-  th_add(&f->hist, "e3", TURN_AT("e3", "u3", "a3", 1700000300));
+static void three_turns(bfx *f) {
+  bfx_hist_add(&f->hist, "e1", TURN_OLD("e1", "u1", "a1"));
+  bfx_hist_add(&f->hist, "e2", TOOL_TURN("e2"));
+  bfx_hist_add(&f->hist, "e3", TURN_AT("e3", "u3", "a3", 1700000300));
 }
 
 /* ---- history -------------------------------------------------------------------------------------------- */
 
 static void test_history_pages_newest_first_and_follows_after_and_before_cursors(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = fx_new();
   three_turns(f);
   cres c = page(f, 4, 0, NULL, NULL);
   assert_int_equal(c.err, AW_OK);
@@ -310,12 +170,12 @@ static void test_history_pages_newest_first_and_follows_after_and_before_cursors
   assert_int_equal(c.n, 0);
   assert_false(c.has_more);
   assert_true(c.first_null && c.last_null);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_history_pages_oldest_first_and_follows_after_and_before_cursors(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = fx_new();
   three_turns(f);
   cres c = page(f, 2, 1, NULL, NULL);
   assert_string_equal(c.ids_line, "e1/0 e1/1");
@@ -333,23 +193,23 @@ static void test_history_pages_oldest_first_and_follows_after_and_before_cursors
   assert_false(c.has_more);
   c = page(f, 0, 1, NULL, NULL); /* limit 0: the default (20) */
   assert_int_equal(c.n, 6);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_history_of_a_conversation_without_turns_is_an_empty_page(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = fx_new();
   cres c = page(f, 20, 0, NULL, NULL);
   assert_int_equal(c.err, AW_OK);
   assert_int_equal(c.n, 0);
   assert_false(c.has_more);
   assert_true(c.first_null);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_history_with_an_unknown_cursor_is_message_not_found(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = fx_new();
   three_turns(f);
   /* An event not stored, the tool-call message of a round (not listed),
    * an index past the turn, a non-canonical number, no number. */
@@ -362,12 +222,12 @@ static void test_history_with_an_unknown_cursor_is_message_not_found(void **stat
     assert_non_null(strstr(c.errmsg, bad[i]));
     assert_int_equal(c.n, 0);
   }
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_history_requests_the_backend_cannot_take_are_refused_before_io(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = fx_new();
   cres c;
   memset(&c, 0, sizeof c);
   be_op *op = NULL;
@@ -386,7 +246,7 @@ static void test_history_requests_the_backend_cannot_take_are_refused_before_io(
   ss_run_until(&f->loop, &c.done);
   assert_int_equal(c.err, AW_EREDIS);
   assert_int_equal(aw_error_classify(c.err), AW_CLASS_RETRY);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- append -------------------------------------------------------------------------------------------- */
@@ -413,7 +273,7 @@ typedef struct tres {
 
 static void t_done(void *o, const be_turn_result *r) {
   tres *t = o;
-  uv_stop(g_loop);
+  uv_stop(bfx_loop);
   t->done = 1;
   snprintf(t->status, sizeof t->status, "%s", r->status ? r->status : "");
   /* A turn's answer leaves role and created_at out (contract.h): set, they
@@ -426,7 +286,7 @@ static void t_done(void *o, const be_turn_result *r) {
 
 static const be_turn_events TEV = {.on_done = t_done};
 
-static void run_turn(fx *f, const char *event_id) {
+static void run_turn(bfx *f, const char *event_id) {
   be_turn_input in;
   memset(&in, 0, sizeof in);
   in.conversation_id = "c-1";
@@ -441,7 +301,7 @@ static void run_turn(fx *f, const char *event_id) {
   assert_string_equal(t.status, "completed");
 }
 
-static cJSON *last_request(fx *f) {
+static cJSON *last_request(bfx *f) {
   char *b = ss_last_body(&f->srv, f->post);
   cJSON *j = cJSON_Parse(b);
   free(b);
@@ -457,7 +317,7 @@ static const char *msg_str(const cJSON *req, int i, const char *k) {
 
 static void test_append_commits_one_turn_that_the_next_turns_request_carries(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = fx_new();
   ss_add_resp(f->post, (ss_resp){.status = 200, .body = SSE_HELLO, .ctype = "text/event-stream", .mode = SS_CHUNKED});
   time_t before = time(NULL);
   const contract_in_message two[] = {{.role = "user", .parts = (contract_part *)P_EARLIER, .nparts = 2},
@@ -496,12 +356,12 @@ static void test_append_commits_one_turn_that_the_next_turns_request_carries(voi
   assert_string_equal(h.ids_line, "a-1/0 a-1/1 a-2/0 e-1/0 e-1/1");
   assert_string_equal(h.texts[4], "Hello");
   assert_true(h.created[4] >= before && h.created[4] <= time(NULL));
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_append_delivered_twice_with_the_same_event_id_commits_once(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = fx_new();
   const contract_in_message one[] = {{.role = "user", .parts = (contract_part *)P_HI, .nparts = 1}};
   cres a = append(f, "a-1", one, 1);
   cres b = append(f, "a-1", one, 1);
@@ -512,12 +372,12 @@ static void test_append_delivered_twice_with_the_same_event_id_commits_once(void
   assert_int_equal(f->hist.nturns, 1);
   cres h = page(f, 20, 1, NULL, NULL);
   assert_string_equal(h.ids_line, "a-1/0");
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_append_of_messages_the_contract_refuses_is_refused_before_io(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = fx_new();
   const contract_part img[] = {{.type = CONTRACT_PART_IMAGE_URL, .text = "https://x/y.png", .text_len = 15}};
   const contract_in_message bad_role[] = {{.role = "system", .parts = (contract_part *)P_HI, .nparts = 1}};
   const contract_in_message bad_part[] = {{.role = "user", .parts = (contract_part *)img, .nparts = 1}};
@@ -540,14 +400,14 @@ static void test_append_of_messages_the_contract_refuses_is_refused_before_io(vo
   assert_int_equal(be_conv_append(f->be, &in, &CEV, &c, &op), AW_EINVAL);
   assert_null(op);
   assert_int_equal(f->hist.commits, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- delete and cancellation ------------------------------------------------------------------------------ */
 
 static void test_delete_answers_on_the_next_iteration_without_io(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = fx_new();
   three_turns(f);
   cres c;
   memset(&c, 0, sizeof c);
@@ -559,12 +419,12 @@ static void test_delete_answers_on_the_next_iteration_without_io(void **state) {
   assert_int_equal(c.ndone, 1);
   assert_int_equal(c.err, AW_OK);
   assert_int_equal(f->hist.loads + f->hist.commits, 0); /* the worker erases the keys */
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_cancelled_requests_never_call_back(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = fx_new();
   three_turns(f);
   cres c;
   memset(&c, 0, sizeof c);
@@ -584,7 +444,7 @@ static void test_cancelled_requests_never_call_back(void **state) {
   assert_int_equal(c.ndone, 0);
   assert_int_equal(f->hist.loads, 1);
   assert_int_equal(f->hist.nturns, 4);
-  fx_free(f);
+  bfx_free(f);
 }
 
 int main(void) {

@@ -21,92 +21,7 @@
 #include "log.h"
 #include "mp_fixture.h"
 #include "rsp_int.h"
-#include "scripted_server.h"
-
-static uv_loop_t *g_loop;
-
-/* ---- a store over one slot, answering on the next loop iteration ---------------- */
-
-typedef struct tstore {
-  be_store port;
-  char recorded[128]; /* preset: another worker won already */
-  int claims;
-  char last_key[16];
-} tstore;
-
-typedef struct claim_req {
-  uv_timer_t t;
-  tstore *s;
-  be_store_cb cb;
-  void *opaque;
-} claim_req;
-
-static void claim_closed(uv_handle_t *h) { free(h); }
-
-static void claim_fire(uv_timer_t *h) {
-  claim_req *c = (claim_req *)h;
-  c->cb(c->opaque, AW_OK, c->s->recorded);
-  uv_close((uv_handle_t *)h, claim_closed);
-}
-
-static int ts_claim(void *self, const char *key, const char *conv, const char *handle, be_store_cb cb,
-                    void *opaque) {
-  tstore *s = self;
-  (void)conv;
-  s->claims++;
-  snprintf(s->last_key, sizeof s->last_key, "%s", key);
-  if (!s->recorded[0]) snprintf(s->recorded, sizeof s->recorded, "%s", handle);
-  claim_req *c = calloc(1, sizeof *c);
-  c->s = s;
-  c->cb = cb;
-  c->opaque = opaque;
-  uv_timer_init(g_loop, &c->t);
-  uv_timer_start(&c->t, claim_fire, 0, 0);
-  return AW_OK;
-}
-
-/* ---- fixture ----------------------------------------------------------------------- */
-
-typedef struct fx {
-  ss_server srv;
-  uv_loop_t loop;
-  be_backend *be;
-  be_http_config cfg;
-  tstore store;
-  char base[128];
-} fx;
-
-static fx *fx_new(void) {
-  fx *f = calloc(1, sizeof *f);
-  assert_non_null(f);
-  assert_int_equal(uv_loop_init(&f->loop), 0);
-  g_loop = &f->loop;
-  be_http_config_default(&f->cfg);
-  f->cfg.api_key = "sk-test-secret";
-  f->cfg.retry_base_ms = 1; /* fast backoff: tests count requests, not time */
-  f->cfg.retry_max_ms = 5;
-  f->store.port.claim_handle = ts_claim;
-  f->store.port.self = &f->store;
-  f->cfg.store = &f->store.port;
-  return f;
-}
-
-static void fx_start(fx *f) {
-  assert_int_equal(ss_start(&f->srv), 0);
-  snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u/v1", f->srv.port);
-  f->cfg.base_url = f->base;
-  char err[128];
-  assert_int_equal(be_responses_new(&f->loop, &f->cfg, &f->be, err, sizeof err), AW_OK);
-}
-
-static void fx_free(fx *f) {
-  be_free(f->be);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  assert_int_equal(f->srv.unmatched, 0);
-  ss_stop(&f->srv);
-  free(f);
-}
+#include "backend_fixture.h"
 
 /* ---- turn results ---------------------------------------------------------------------- */
 
@@ -131,7 +46,7 @@ static void t_checkpoint(void *o, const char *cp, const be_handles *h) {
   tres *t = o;
   assert_non_null(h);
   assert_non_null(h->kind);
-  uv_stop(g_loop);
+  uv_stop(bfx_loop);
   t->ncheckpoints++;
   snprintf(t->checkpoint, sizeof t->checkpoint, "%s", cp);
 }
@@ -147,7 +62,7 @@ static void t_delta(void *o, const char *text, size_t len) {
 
 static void t_done(void *o, const be_turn_result *r) {
   tres *t = o;
-  uv_stop(g_loop);
+  uv_stop(bfx_loop);
   t->done = 1;
   t->ndone++;
   t->end = r->end;
@@ -227,16 +142,16 @@ static ss_resp sse(const char *body) {
   return (ss_resp){.status = 200, .body = body, .ctype = "text/event-stream", .mode = SS_CHUNKED, .chunk = 37};
 }
 
-static char *body_of(fx *f, ss_route *r) { return ss_last_body(&f->srv, r); }
+static char *body_of(bfx *f, ss_route *r) { return ss_last_body(&f->srv, r); }
 
 /* ---- fresh turns ------------------------------------------------------------------------------ */
 
 static void test_fresh_turn_streams_deltas_after_checkpoint_with_usage_and_handles(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, sse(SSE_HELLO));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   contract_kv md[] = {{"team", "blue"}};
   in.metadata = md;
@@ -277,17 +192,17 @@ static void test_fresh_turn_streams_deltas_after_checkpoint_with_usage_and_handl
   assert_string_equal(post->last_auth, "Bearer sk-test-secret");
   assert_string_equal(post->last_beta, ""); /* no OpenAI-Beta header */
   assert_int_equal(ss_count(&f->srv, post), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* The assistant's synced vector stores go with every request as the spec's
  * FileSearchTool; a bare Assistants-style file_search is not sent twice. */
 static void test_turn_with_vector_stores_sends_file_search_with_their_ids(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, sse(SSE_HELLO));
-  fx_start(f);
+  bfx_start(f);
   static const char *const ids[] = {"vs_1", "vs_2"};
   be_assistant a = ASST;
   a.tools_json = "[{\"type\":\"file_search\"}]";
@@ -303,7 +218,7 @@ static void test_turn_with_vector_stores_sends_file_search_with_their_ids(void *
   char *b = body_of(f, post);
   assert_non_null(strstr(b, "\"tools\":[{\"type\":\"file_search\",\"vector_store_ids\":[\"vs_1\",\"vs_2\"]}]"));
   free(b);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_file_search_ids_join_a_configured_file_search_tool(void **state) {
@@ -327,7 +242,7 @@ static void test_file_search_ids_join_a_configured_file_search_tool(void **state
 
 static void test_ogx_stream_with_data_lines_only_is_understood(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   /* Python's json.dumps spacing, no event: lines, no [DONE], usage null. */
   ss_add_resp(post, sse(DATA_("{\"type\": \"response.created\", \"sequence_number\": 0, \"response\": {\"id\": \"resp-ogx1\", \"status\": \"in_progress\", \"output\": []}}")
@@ -335,7 +250,7 @@ static void test_ogx_stream_with_data_lines_only_is_understood(void **state) {
                         DATA_("{\"type\": \"response.output_text.delta\", \"sequence_number\": 2, \"delta\": \"O\"}")
                         DATA_("{\"sequence_number\": 3, \"type\": \"response.output_text.delta\", \"delta\": \"K\"}")
                         DATA_("{\"type\": \"response.completed\", \"sequence_number\": 4, \"response\": {\"id\": \"resp-ogx1\", \"status\": \"completed\", \"usage\": null, \"output\": [{\"id\": \"msg-9\", \"type\": \"message\", \"role\": \"assistant\", \"status\": \"completed\", \"content\": [{\"type\": \"output_text\", \"text\": \"OK\"}]}]}}")));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv-1");
   tres t = {0};
   be_op *op;
@@ -347,15 +262,15 @@ static void test_ogx_stream_with_data_lines_only_is_understood(void **state) {
   assert_string_equal(t.text, "OK");
   assert_int_equal(t.usage.present, 0);
   assert_string_equal(t.h_turn, "resp-ogx1");
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_deltas_not_wanted_are_not_delivered_but_answer_is_whole(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, sse(SSE_HELLO));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   in.want_deltas = 0;
   tres t = {0};
@@ -365,19 +280,19 @@ static void test_deltas_not_wanted_are_not_delivered_but_answer_is_whole(void **
   assert_string_equal(t.status, "completed");
   assert_int_equal(t.ndeltas, 0);
   assert_string_equal(t.text, "Hello");
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- conversation handles ------------------------------------------------------------------------ */
 
 static void test_missing_handle_creates_and_claims_a_conversation(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *conv = ss_route_add(&f->srv, "POST", "/v1/conversations");
   ss_add_resp(conv, (ss_resp){.status = 200, .body = "{\"id\":\"conv_new\",\"object\":\"conversation\"}"});
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, sse(SSE_HELLO));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input(NULL);
   tres t = {0};
   be_op *op;
@@ -388,28 +303,28 @@ static void test_missing_handle_creates_and_claims_a_conversation(void **state) 
   assert_string_equal(b, "{\"metadata\":{\"conversation_id\":\"c-1\"}}");
   free(b);
   assert_int_equal(f->store.claims, 1);
-  assert_string_equal(f->store.last_key, "conv");
-  assert_string_equal(f->store.recorded, "conv_new");
+  assert_string_equal(f->store.key, "conv");
+  assert_string_equal(f->store.handle, "conv_new");
   b = body_of(f, post);
   assert_non_null(strstr(b, "\"conversation\":\"conv_new\""));
   free(b);
   assert_string_equal(t.h_conv, "conv_new");
   assert_string_equal(be_handle_key(f->be), "conv");
   assert_string_equal(be_kind(f->be), "responses");
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_lost_claim_deletes_ours_and_uses_the_winner(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *conv = ss_route_add(&f->srv, "POST", "/v1/conversations");
   ss_add_resp(conv, (ss_resp){.status = 200, .body = "{\"id\":\"conv_new\"}"});
   ss_route *del = ss_route_add(&f->srv, "DELETE", "/v1/conversations/conv_new");
   ss_add_resp(del, (ss_resp){.status = 200, .body = "{\"id\":\"conv_new\",\"deleted\":true}"});
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, sse(SSE_HELLO));
-  fx_start(f);
-  snprintf(f->store.recorded, sizeof f->store.recorded, "conv_winner");
+  bfx_start(f);
+  snprintf(f->store.handle, sizeof f->store.handle, "conv_winner");
   be_turn_input in = input("");
   tres t = {0};
   be_op *op;
@@ -421,7 +336,7 @@ static void test_lost_claim_deletes_ours_and_uses_the_winner(void **state) {
   assert_non_null(strstr(b, "\"conversation\":\"conv_winner\""));
   free(b);
   assert_string_equal(t.checkpoint, "r1 conv_winner resp_1 0");
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- function calls ------------------------------------------------------------------------------------ */
@@ -444,11 +359,11 @@ static const char *SSE_AFTER_OUTPUTS =
 
 static void test_two_parallel_calls_end_tool_calls_then_continue_answers(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, sse(SSE_TWO_CALLS));
   ss_add_resp(post, sse(SSE_AFTER_OUTPUTS));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   tres t = {0};
   be_op *op;
@@ -482,17 +397,17 @@ static void test_two_parallel_calls_end_tool_calls_then_continue_answers(void **
   assert_non_null(strstr(b, "\"aw_round\":\"1\""));
   free(b);
   assert_int_equal(ss_count(&f->srv, post), 2);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_calls_without_tool_routing_close_the_calls_and_end_cancelled(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, sse(SSE_TWO_CALLS));
   ss_route *items = ss_route_add(&f->srv, "POST", "/v1/conversations/conv_1/items");
   ss_add_resp(items, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[]}"});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   in.tools_routed = 0;
   tres t = {0};
@@ -507,14 +422,14 @@ static void test_calls_without_tool_routing_close_the_calls_and_end_cancelled(vo
   assert_non_null(strstr(b, "\"call_id\":\"call_a\""));
   assert_non_null(strstr(b, "\"call_id\":\"call_b\""));
   free(b);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- lost streams and ambiguous failures ------------------------------------------------------------ */
 
 static void test_stream_dropped_after_created_resumes_after_last_sequence(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, (ss_resp){.status = 200, .ctype = "text/event-stream", .mode = SS_DROP,
                               .body = EV_("response.created", J_CREATED("resp_1", 0))
@@ -523,7 +438,7 @@ static void test_stream_dropped_after_created_resumes_after_last_sequence(void *
   ss_add_resp(get, sse(EV_("response.output_text.delta", J_DELTA("lo", 2))
                        EV_("response.output_item.done", J_ITEM_DONE(MSG_ITEM("Hello"), 3))
                        EV_("response.completed", J_COMPLETED("resp_1", MSG_ITEM("Hello"), 4))));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   tres t = {0};
   be_op *op;
@@ -539,12 +454,12 @@ static void test_stream_dropped_after_created_resumes_after_last_sequence(void *
   assert_non_null(strstr(q, "stream=true"));
   assert_non_null(strstr(q, "starting_after=1"));
   free(q);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_refused_resume_falls_back_to_polling(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, (ss_resp){.status = 200, .ctype = "text/event-stream", .mode = SS_DROP,
                               .body = EV_("response.created", J_CREATED("resp_1", 0))});
@@ -552,7 +467,7 @@ static void test_refused_resume_falls_back_to_polling(void **state) {
   ss_add_resp(get, (ss_resp){.status = 400, .body = "{\"error\":{\"message\":\"not streamable\",\"type\":\"invalid_request_error\"}}"});
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"in_progress\",\"output\":[]}"});
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"completed\",\"output\":[" MSG_ITEM("Hello") "]," USAGE "}"});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   tres t = {0};
   be_op *op;
@@ -562,7 +477,7 @@ static void test_refused_resume_falls_back_to_polling(void **state) {
   assert_string_equal(t.deltas, "Hello"); /* sent at once at the end */
   assert_int_equal(ss_count(&f->srv, get), 3);
   assert_int_equal(ss_count(&f->srv, post), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 #define ITEMS_WITH_OURS \
@@ -577,12 +492,12 @@ static void test_refused_resume_falls_back_to_polling(void **state) {
 
 static void test_ambiguous_500_before_created_with_input_present_does_not_post_again(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, (ss_resp){.status = 500, .body = "{\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}"});
   ss_route *items = ss_route_add(&f->srv, "GET", "/v1/conversations/conv_1/items");
   ss_add_resp(items, (ss_resp){.status = 200, .body = ITEMS_WITH_OURS});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   tres t = {0};
   be_op *op;
@@ -599,18 +514,18 @@ static void test_ambiguous_500_before_created_with_input_present_does_not_post_a
   free(q);
   assert_string_equal(t.res_checkpoint, "r1 conv_1 - 0");
   assert_string_equal(t.h_turn, "");
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_ambiguous_500_before_created_with_input_absent_posts_exactly_once_more(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, (ss_resp){.status = 502, .body = "bad gateway", .ctype = "text/plain"});
   ss_add_resp(post, sse(SSE_HELLO));
   ss_route *items = ss_route_add(&f->srv, "GET", "/v1/conversations/conv_1/items");
   ss_add_resp(items, (ss_resp){.status = 200, .body = ITEMS_WITHOUT_OURS});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   tres t = {0};
   be_op *op;
@@ -621,12 +536,12 @@ static void test_ambiguous_500_before_created_with_input_absent_posts_exactly_on
   assert_string_equal(t.deltas, "Hello");
   assert_int_equal(ss_count(&f->srv, post), 2);
   assert_int_equal(ss_count(&f->srv, items), 3); /* a short bounded wait before concluding */
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_ambiguous_continue_with_outputs_present_does_not_post_again(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, (ss_resp){.status = 500, .body = "{\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}"});
   ss_route *items = ss_route_add(&f->srv, "GET", "/v1/conversations/conv_1/items");
@@ -635,7 +550,7 @@ static void test_ambiguous_continue_with_outputs_present_does_not_post_again(voi
       "{\"id\":\"fco_2\",\"type\":\"function_call_output\",\"call_id\":\"call_a\",\"output\":\"x\",\"status\":\"completed\"},"
       CALL_ITEM("call_a", "get_weather", "{}") ","
       "{\"id\":\"msg_u\",\"type\":\"message\",\"role\":\"user\",\"content\":[{\"type\":\"input_text\",\"text\":\"Hi there\"}]}]}"});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   in.checkpoint = "r1 conv_1 resp_1 0";
   be_tool_output outs[] = {{"call_a", "x"}};
@@ -646,19 +561,19 @@ static void test_ambiguous_continue_with_outputs_present_does_not_post_again(voi
   assert_int_equal(t.end, BE_END_ANSWER);
   assert_string_equal(t.text, "Sunny");
   assert_int_equal(ss_count(&f->srv, post), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- recovery ------------------------------------------------------------------------------------------- */
 
 static void test_recover_with_checkpoint_of_ended_response_posts_nothing(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, sse(SSE_HELLO));
   ss_route *get = ss_route_add(&f->srv, "GET", "/v1/responses/resp_9");
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_9\",\"status\":\"completed\",\"output\":[" MSG_ITEM("Hello") "]," USAGE "}"});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   in.recover = 1;
   in.checkpoint = "r1 conv_1 resp_9 0";
@@ -674,16 +589,16 @@ static void test_recover_with_checkpoint_of_ended_response_posts_nothing(void **
   assert_int_equal(t.usage.total_tokens, 7);
   assert_int_equal(ss_count(&f->srv, post), 0);
   assert_string_equal(t.h_turn, "resp_9");
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_recover_with_checkpoint_of_running_response_replays_stream_without_deltas(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *get = ss_route_add(&f->srv, "GET", "/v1/responses/resp_1");
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"in_progress\",\"output\":[]}"});
   ss_add_resp(get, sse(SSE_HELLO));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   in.recover = 1;
   in.checkpoint = "r1 conv_1 resp_1 0";
@@ -698,19 +613,19 @@ static void test_recover_with_checkpoint_of_running_response_replays_stream_with
   char *q = ss_last_query(&f->srv, get);
   assert_non_null(strstr(q, "starting_after=0"));
   free(q);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_recover_of_waiting_response_reports_its_calls_again(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *get = ss_route_add(&f->srv, "GET", "/v1/responses/resp_1");
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"completed\",\"output\":[" CALL_ITEM("call_a", "get_weather", "{}") "]}"});
   ss_route *items = ss_route_add(&f->srv, "GET", "/v1/conversations/conv_1/items");
   ss_add_resp(items, (ss_resp){.status = 200, .body =
       "{\"object\":\"list\",\"data\":[" CALL_ITEM("call_a", "get_weather", "{}") ","
       "{\"id\":\"msg_u\",\"type\":\"message\",\"role\":\"user\",\"content\":[{\"type\":\"input_text\",\"text\":\"Hi there\"}]}]}"});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   in.recover = 1;
   in.checkpoint = "r1 conv_1 resp_1 0";
@@ -721,17 +636,17 @@ static void test_recover_of_waiting_response_reports_its_calls_again(void **stat
   assert_int_equal(t.end, BE_END_TOOL_CALLS);
   assert_int_equal(t.ncalls, 1);
   assert_string_equal(t.call_id[0], "call_a");
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_recover_without_checkpoint_finds_nothing_and_starts_fresh(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, sse(SSE_HELLO));
   ss_route *items = ss_route_add(&f->srv, "GET", "/v1/conversations/conv_1/items");
   ss_add_resp(items, (ss_resp){.status = 200, .body = ITEMS_WITHOUT_OURS});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   in.recover = 1;
   tres t = {0};
@@ -741,21 +656,21 @@ static void test_recover_without_checkpoint_finds_nothing_and_starts_fresh(void 
   assert_string_equal(t.status, "completed");
   assert_int_equal(ss_count(&f->srv, items), 1);
   assert_int_equal(ss_count(&f->srv, post), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- cancel ---------------------------------------------------------------------------------------------------- */
 
 static void test_cancel_of_waiting_turn_closes_calls_and_ends_cancelled(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *get = ss_route_add(&f->srv, "GET", "/v1/responses/resp_1");
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"completed\",\"output\":[" CALL_ITEM("call_a", "get_weather", "{}") "]}"});
   ss_route *items = ss_route_add(&f->srv, "POST", "/v1/conversations/conv_1/items");
   ss_add_resp(items, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[]}"});
   ss_route *cancel = ss_route_add(&f->srv, "POST", "/v1/responses/resp_1/cancel");
   ss_add_resp(cancel, (ss_resp){.status = 400, .body = "{}"});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   in.checkpoint = "r1 conv_1 resp_1 0";
   tres t = {0};
@@ -771,18 +686,18 @@ static void test_cancel_of_waiting_turn_closes_calls_and_ends_cancelled(void **s
                          "\"output\":\"{\\\"error\\\":\\\"cancelled\\\"}\"}]}");
   free(b);
   assert_int_equal(ss_count(&f->srv, cancel), 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_cancel_of_running_response_posts_cancel_and_follows_it(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *get = ss_route_add(&f->srv, "GET", "/v1/responses/resp_1");
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"in_progress\",\"output\":[]}"});
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"cancelled\",\"output\":[]}"});
   ss_route *cancel = ss_route_add(&f->srv, "POST", "/v1/responses/resp_1/cancel");
   ss_add_resp(cancel, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"in_progress\",\"output\":[]}"});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   in.checkpoint = "r1 conv_1 resp_1 0";
   tres t = {0};
@@ -793,21 +708,21 @@ static void test_cancel_of_running_response_posts_cancel_and_follows_it(void **s
   assert_string_equal(t.status, "cancelled");
   assert_int_equal(ss_count(&f->srv, cancel), 1);
   assert_int_equal(ss_count(&f->srv, get), 2);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- endings ------------------------------------------------------------------------------------------------------ */
 
 static void run_stream(const char *body, tres *t) {
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, sse(body));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   be_op *op;
   assert_int_equal(be_turn_start(f->be, &in, &EV, t, &op), AW_OK);
   ss_run_until(&f->loop, &t->done);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_failed_response_maps_to_failed_with_its_error(void **state) {
@@ -848,10 +763,10 @@ static void test_error_event_maps_to_failed_with_its_code(void **state) {
 
 static void test_invalid_request_ends_error_with_stable_code(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, (ss_resp){.status = 400, .body = "{\"error\":{\"message\":\"bad model\",\"type\":\"invalid_request_error\"}}"});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   tres t = {0};
   be_op *op;
@@ -861,16 +776,16 @@ static void test_invalid_request_ends_error_with_stable_code(void **state) {
   assert_int_equal(t.err, AW_EHTTP4XX);
   assert_string_equal(t.error_code, "invalid_request_error");
   assert_int_equal(ss_count(&f->srv, post), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_answer_over_cap_ends_answer_too_large(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   f->cfg.max_answer_bytes = 3;
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, sse(SSE_HELLO));
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   tres t = {0};
   be_op *op;
@@ -879,7 +794,7 @@ static void test_answer_over_cap_ends_answer_too_large(void **state) {
   assert_int_equal(t.end, BE_END_ERROR);
   assert_int_equal(t.err, AW_ETOOBIG);
   assert_string_equal(t.error_code, "answer_too_large");
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- ops ------------------------------------------------------------------------------------------------------------ */
@@ -890,7 +805,7 @@ typedef struct sres {
 
 static void on_result(void *o, const be_result *r) {
   sres *s = o;
-  uv_stop(g_loop);
+  uv_stop(bfx_loop);
   s->done = 1;
   s->err = r->err;
   s->has_id = r->id != NULL;
@@ -898,8 +813,8 @@ static void on_result(void *o, const be_result *r) {
 
 static void test_assistant_ensure_answers_next_iteration_without_id(void **state) {
   (void)state;
-  fx *f = fx_new();
-  fx_start(f);
+  bfx *f = bfx_new(BFX_RESPONSES);
+  bfx_start(f);
   sres s = {0};
   be_op *op;
   assert_int_equal(be_assistant_ensure(f->be, &ASST, NULL, on_result, &s, &op), AW_OK);
@@ -916,16 +831,16 @@ static void test_assistant_ensure_answers_next_iteration_without_id(void **state
   be_assistant bad = ASST;
   bad.tools_json = "{not json";
   assert_int_equal(be_assistant_ensure(f->be, &bad, NULL, on_result, &s2, &op), AW_EINVAL);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_cancelled_turn_calls_back_nothing(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, (ss_resp){.status = 200, .ctype = "text/event-stream", .mode = SS_HANG,
                               .body = EV_("response.created", J_CREATED("resp_1", 0))});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   tres t = {0};
   be_op *op;
@@ -934,13 +849,13 @@ static void test_cancelled_turn_calls_back_nothing(void **state) {
   be_op_cancel(op);
   uv_run(&f->loop, UV_RUN_NOWAIT);
   assert_int_equal(t.done, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_invalid_inputs_are_refused_before_io(void **state) {
   (void)state;
-  fx *f = fx_new();
-  fx_start(f);
+  bfx *f = bfx_new(BFX_RESPONSES);
+  bfx_start(f);
   tres t = {0};
   be_op *op;
   be_turn_input in = input("../etc");
@@ -953,7 +868,7 @@ static void test_invalid_inputs_are_refused_before_io(void **state) {
   in.checkpoint = "thread_1 run_1"; /* another backend's */
   be_tool_output o = {"call_a", "x"};
   assert_int_equal(be_turn_continue(f->be, &in, 1, &o, 1, &EV, &t, &op), AW_EINVAL);
-  fx_free(f);
+  bfx_free(f);
   assert_int_equal(t.done, 0);
 }
 
@@ -961,7 +876,7 @@ static void test_invalid_inputs_are_refused_before_io(void **state) {
 
 static void test_background_off_sends_no_background_and_polls_after_a_drop(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   f->cfg.background = 0;
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, (ss_resp){.status = 200, .ctype = "text/event-stream", .mode = SS_DROP,
@@ -970,7 +885,7 @@ static void test_background_off_sends_no_background_and_polls_after_a_drop(void 
   ss_route *get = ss_route_add(&f->srv, "GET", "/v1/responses/resp_1");
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"in_progress\",\"output\":[]}"});
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"completed\",\"output\":[" MSG_ITEM("Hello") "]," USAGE "}"});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   tres t = {0};
   be_op *op;
@@ -992,17 +907,17 @@ static void test_background_off_sends_no_background_and_polls_after_a_drop(void 
   char *q = ss_last_query(&f->srv, get);
   assert_null(strstr(q, "stream=true"));
   free(q);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_background_off_recover_of_running_response_polls(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   f->cfg.background = 0;
   ss_route *get = ss_route_add(&f->srv, "GET", "/v1/responses/resp_1");
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"in_progress\",\"output\":[]}"});
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"completed\",\"output\":[" MSG_ITEM("Hello") "]}"});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   in.recover = 1;
   in.checkpoint = "r1 conv_1 resp_1 0";
@@ -1017,12 +932,12 @@ static void test_background_off_recover_of_running_response_polls(void **state) 
   char *q = ss_last_query(&f->srv, get);
   assert_null(strstr(q, "stream=true"));
   free(q);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_resume_answered_with_a_json_object_polls_instead_of_looping(void **state) {
   (void)state;
-  fx *f = fx_new(); /* background on: the server still ignores stream=true on GET (OGX) */
+  bfx *f = bfx_new(BFX_RESPONSES); /* background on: the server still ignores stream=true on GET (OGX) */
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, (ss_resp){.status = 200, .ctype = "text/event-stream", .mode = SS_DROP,
                               .body = EV_("response.created", J_CREATED("resp_1", 0))});
@@ -1030,7 +945,7 @@ static void test_resume_answered_with_a_json_object_polls_instead_of_looping(voi
   /* the resume: 200 with the plain object, no SSE */
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"in_progress\",\"output\":[]}"});
   ss_add_resp(get, (ss_resp){.status = 200, .body = "{\"id\":\"resp_1\",\"status\":\"completed\",\"output\":[" MSG_ITEM("Hello") "]}"});
-  fx_start(f);
+  bfx_start(f);
   be_turn_input in = input("conv_1");
   tres t = {0};
   be_op *op;
@@ -1044,18 +959,18 @@ static void test_resume_answered_with_a_json_object_polls_instead_of_looping(voi
   char *q = ss_last_query(&f->srv, get);
   assert_null(strstr(q, "stream=true"));
   free(q);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- tool_choice ------------------------------------------------------------------------------------------ */
 
 static void test_tool_choice_goes_on_the_first_response_only(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/responses");
   ss_add_resp(post, sse(SSE_TWO_CALLS));
   ss_add_resp(post, sse(SSE_AFTER_OUTPUTS));
-  fx_start(f);
+  bfx_start(f);
   be_assistant forced = ASST;
   forced.tool_choice_json = "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}";
   be_turn_input in = input("conv_1");
@@ -1081,7 +996,7 @@ static void test_tool_choice_goes_on_the_first_response_only(void **state) {
   assert_non_null(strstr(b, "function_call_output"));
   assert_null(strstr(b, "tool_choice")); /* else the forced call would be forced again */
   free(b);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_tool_choice_translation_and_refusals(void **state) {
@@ -1134,14 +1049,14 @@ static void test_tool_choice_translation_and_refusals(void **state) {
 
 static void test_assistant_ensure_refuses_a_bad_tool_choice(void **state) {
   (void)state;
-  fx *f = fx_new();
-  fx_start(f);
+  bfx *f = bfx_new(BFX_RESPONSES);
+  bfx_start(f);
   be_op *op;
   sres s = {0};
   be_assistant bad = ASST;
   bad.tool_choice_json = "{\"type\":\"function\"}";
   assert_int_equal(be_assistant_ensure(f->be, &bad, NULL, on_result, &s, &op), AW_EINVAL);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- the pure parts ----------------------------------------------------------------------------------------------- */

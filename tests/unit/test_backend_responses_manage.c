@@ -22,91 +22,7 @@
 #include "backend.h"
 #include "log.h"
 #include "rsp_int.h"
-#include "scripted_server.h"
-
-static uv_loop_t *g_loop;
-
-/* ---- a store over one slot, answering on the next loop iteration ---------------- */
-
-typedef struct tstore {
-  be_store port;
-  char recorded[128];
-  int claims;
-} tstore;
-
-typedef struct claim_req {
-  uv_timer_t t;
-  tstore *s;
-  be_store_cb cb;
-  void *opaque;
-} claim_req;
-
-static void claim_closed(uv_handle_t *h) { free(h); }
-
-static void claim_fire(uv_timer_t *h) {
-  claim_req *c = (claim_req *)h;
-  c->cb(c->opaque, AW_OK, c->s->recorded);
-  uv_close((uv_handle_t *)h, claim_closed);
-}
-
-static int ts_claim(void *self, const char *key, const char *conv, const char *handle, be_store_cb cb,
-                    void *opaque) {
-  tstore *s = self;
-  (void)key;
-  (void)conv;
-  s->claims++;
-  if (!s->recorded[0]) snprintf(s->recorded, sizeof s->recorded, "%s", handle);
-  claim_req *c = calloc(1, sizeof *c);
-  c->s = s;
-  c->cb = cb;
-  c->opaque = opaque;
-  uv_timer_init(g_loop, &c->t);
-  uv_timer_start(&c->t, claim_fire, 0, 0);
-  return AW_OK;
-}
-
-/* ---- fixture ----------------------------------------------------------------------- */
-
-typedef struct fx {
-  ss_server srv;
-  uv_loop_t loop;
-  be_backend *be;
-  be_http_config cfg;
-  tstore store;
-  char base[128];
-} fx;
-
-static fx *fx_new(void) {
-  fx *f = calloc(1, sizeof *f);
-  assert_non_null(f);
-  assert_int_equal(uv_loop_init(&f->loop), 0);
-  g_loop = &f->loop;
-  be_http_config_default(&f->cfg);
-  f->cfg.api_key = "sk-test-secret";
-  f->cfg.retry_base_ms = 1; /* fast backoff: tests count requests, not time */
-  f->cfg.retry_max_ms = 5;
-  f->store.port.claim_handle = ts_claim;
-  f->store.port.self = &f->store;
-  f->cfg.store = &f->store.port;
-  return f;
-}
-
-static void fx_start(fx *f) {
-  assert_int_equal(ss_start(&f->srv), 0);
-  snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u/v1", f->srv.port);
-  f->cfg.base_url = f->base;
-  char err[128];
-  assert_int_equal(be_responses_new(&f->loop, &f->cfg, &f->be, err, sizeof err), AW_OK);
-}
-
-static void fx_free(fx *f) {
-  be_free(f->be);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  assert_int_equal(f->srv.unmatched, 0);
-  ss_stop(&f->srv);
-  free(f);
-}
+#include "backend_fixture.h"
 
 /* ---- results ------------------------------------------------------------------------ */
 
@@ -129,7 +45,7 @@ static void c_checkpoint(void *o, const char *cp) {
 
 static void c_done(void *o, const be_conv_result *r) {
   cres *c = o;
-  uv_stop(g_loop);
+  uv_stop(bfx_loop);
   c->done = 1;
   c->ndone++;
   c->err = r->err;
@@ -158,6 +74,16 @@ static void c_done(void *o, const be_conv_result *r) {
 }
 
 static const be_conv_events EV = {.on_checkpoint = c_checkpoint, .on_done = c_done};
+
+/* Start op (be_conv_history, _append, _delete) on in and run the loop
+ * until it answered. */
+typedef int (*conv_fn)(be_backend *, const be_conv_input *, const be_conv_events *, void *, be_op **);
+
+static void run_op(bfx *f, conv_fn op, const be_conv_input *in, cres *c) {
+  be_op *o = NULL;
+  assert_int_equal(op(f->be, in, &EV, c, &o), AW_OK);
+  ss_run_until(&f->loop, &c->done);
+}
 
 static be_conv_input cinput(const char *handle) {
   be_conv_input in;
@@ -196,10 +122,10 @@ static const char *PAGE_DESC = LIST(
 
 static void test_history_page_keeps_user_and_assistant_messages_with_roles_and_annotations(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *items = ss_route_add(&f->srv, "GET", "/v1/conversations/conv_1/items");
   ss_add_resp(items, ok_json(PAGE_DESC));
-  fx_start(f);
+  bfx_start(f);
   be_conv_input in = cinput("conv_1");
   in.limit = 5;
   cres c = {0};
@@ -226,31 +152,25 @@ static void test_history_page_keeps_user_and_assistant_messages_with_roles_and_a
   assert_string_equal(c.first_id, "msg_a2");
   assert_string_equal(c.last_id, "msg_d0");
   assert_string_equal(c.handle, "conv_1");
-  char *q = ss_last_query(&f->srv, items);
-  assert_string_equal(q, "limit=5&order=desc");
-  free(q);
-  fx_free(f);
+  bfx_expect_query(f, items, "limit=5&order=desc");
+  bfx_free(f);
 }
 
 static void test_history_before_lists_the_other_way_after_the_cursor_and_reverses(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *items = ss_route_add(&f->srv, "GET", "/v1/conversations/conv_1/items");
   /* before=msg_3 newest first = the messages newer than msg_3, nearest
    * first: asked as order=asc after msg_3. */
   ss_add_resp(items, ok_json(LIST(USER_ITEM("msg_4", "four") "," ASST_ITEM("msg_5", "five"), "true", "msg_4", "msg_5")));
-  fx_start(f);
+  bfx_start(f);
   be_conv_input in = cinput("conv_1");
   in.limit = 2;
   in.before = "msg_3";
   cres c = {0};
-  be_op *op;
-  assert_int_equal(be_conv_history(f->be, &in, &EV, &c, &op), AW_OK);
-  ss_run_until(&f->loop, &c.done);
+  run_op(f, be_conv_history, &in, &c);
   assert_int_equal(c.err, AW_OK);
-  char *q = ss_last_query(&f->srv, items);
-  assert_string_equal(q, "limit=2&order=asc&after=msg_3");
-  free(q);
+  bfx_expect_query(f, items, "limit=2&order=asc&after=msg_3");
   assert_int_equal(c.nmessages, 2);
   assert_string_equal(c.ids[0], "msg_5");
   assert_string_equal(c.texts[0], "five");
@@ -258,13 +178,13 @@ static void test_history_before_lists_the_other_way_after_the_cursor_and_reverse
   assert_string_equal(c.first_id, "msg_5");
   assert_string_equal(c.last_id, "msg_4");
   assert_int_equal(c.has_more, 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_history_without_handle_is_an_empty_page_without_a_request(void **state) {
   (void)state;
-  fx *f = fx_new();
-  fx_start(f);
+  bfx *f = bfx_new(BFX_RESPONSES);
+  bfx_start(f);
   be_conv_input in = cinput(NULL);
   cres c = {0};
   be_op *op;
@@ -277,25 +197,23 @@ static void test_history_without_handle_is_an_empty_page_without_a_request(void 
   assert_string_equal(c.first_id, "");
   assert_string_equal(c.handle, "");
   assert_int_equal(ss_connections(&f->srv), 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_history_unknown_cursor_is_message_not_found(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *items = ss_route_add(&f->srv, "GET", "/v1/conversations/conv_1/items");
   ss_add_resp(items, (ss_resp){.status = 400, .body = "{\"error\":{\"message\":\"Invalid 'after': no object with id 'msg_zz' in this list.\",\"type\":\"invalid_request_error\",\"param\":\"after\",\"code\":\"invalid_value\"}}"});
   ss_add_resp(items, (ss_resp){.status = 404, .body = "{\"error\":{\"message\":\"No item found with id 'msg_zz'.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}"});
-  fx_start(f);
+  bfx_start(f);
   const char *cursors[][2] = {{"msg_zz", NULL}, {NULL, "msg_zz"}, {"msg/../x", NULL}};
   for (int i = 0; i < 3; i++) {
     be_conv_input in = cinput("conv_1");
     in.after = cursors[i][0];
     in.before = cursors[i][1];
     cres c = {0};
-    be_op *op;
-    assert_int_equal(be_conv_history(f->be, &in, &EV, &c, &op), AW_OK);
-    ss_run_until(&f->loop, &c.done);
+      run_op(f, be_conv_history, &in, &c);
     assert_int_equal(c.err, AW_EINVAL);
     assert_int_equal(aw_error_classify(c.err), AW_CLASS_REJECT);
     assert_string_equal(c.error_code, "message_not_found");
@@ -303,24 +221,22 @@ static void test_history_unknown_cursor_is_message_not_found(void **state) {
   }
   /* The last cursor cannot be an id: refused without a request. */
   assert_int_equal(ss_count(&f->srv, items), 2);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_history_page_over_the_text_cap_is_cut_after_what_fits_with_has_more(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   f->cfg.max_answer_bytes = 12;
   ss_route *items = ss_route_add(&f->srv, "GET", "/v1/conversations/conv_1/items");
   ss_add_resp(items, ok_json(LIST(USER_ITEM("msg_1", "12345") "," ASST_ITEM("msg_2", "678") "," USER_ITEM("msg_3", "90abcd"),
                                   "false", "msg_1", "msg_3")));
   ss_add_resp(items, ok_json(LIST(USER_ITEM("msg_big", "this one alone is too long"), "false", "msg_big", "msg_big")));
-  fx_start(f);
+  bfx_start(f);
   be_conv_input in = cinput("conv_1");
   in.order_asc = 1;
   cres c = {0};
-  be_op *op;
-  assert_int_equal(be_conv_history(f->be, &in, &EV, &c, &op), AW_OK);
-  ss_run_until(&f->loop, &c.done);
+  run_op(f, be_conv_history, &in, &c);
   assert_int_equal(c.err, AW_OK);
   assert_int_equal(c.nmessages, 2);
   assert_string_equal(c.ids[1], "msg_2");
@@ -328,11 +244,10 @@ static void test_history_page_over_the_text_cap_is_cut_after_what_fits_with_has_
   assert_string_equal(c.first_id, "msg_1");
   assert_string_equal(c.last_id, "msg_2"); /* the next page starts at msg_3 */
   cres c2 = {0};
-  assert_int_equal(be_conv_history(f->be, &in, &EV, &c2, &op), AW_OK);
-  ss_run_until(&f->loop, &c2.done);
+  run_op(f, be_conv_history, &in, &c2);
   assert_int_equal(c2.err, AW_ETOOBIG);
   assert_string_equal(c2.error_code, "answer_too_large");
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- append --------------------------------------------------------------------------- */
@@ -361,29 +276,25 @@ static const char *BOOM = "{\"error\":{\"message\":\"boom\",\"type\":\"server_er
 
 static void test_append_without_handle_creates_claims_checkpoints_and_posts_the_messages(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *conv = ss_route_add(&f->srv, "POST", "/v1/conversations");
   ss_add_resp(conv, ok_json("{\"id\":\"conv_new\",\"object\":\"conversation\"}"));
   ss_route *items = ss_route_add(&f->srv, "GET", "/v1/conversations/conv_new/items");
   ss_add_resp(items, ok_json(AFTER_ANCHOR_NONE));
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/conversations/conv_new/items");
   ss_add_resp(post, ok_json(CREATED));
-  fx_start(f);
+  bfx_start(f);
   be_conv_input in = append_input(NULL);
   cres c = {0};
-  be_op *op;
-  assert_int_equal(be_conv_append(f->be, &in, &EV, &c, &op), AW_OK);
-  ss_run_until(&f->loop, &c.done);
+  run_op(f, be_conv_append, &in, &c);
   assert_int_equal(c.err, AW_OK);
   assert_int_equal(f->store.claims, 1);
-  assert_string_equal(f->store.recorded, "conv_new");
+  assert_string_equal(f->store.handle, "conv_new");
   assert_string_equal(c.handle, "conv_new");
   /* The anchor of an empty conversation, handed out before the POST. */
   assert_int_equal(c.ncheckpoints, 1);
   assert_string_equal(c.checkpoint, "a1 conv_new -");
-  char *q = ss_last_query(&f->srv, items);
-  assert_string_equal(q, "limit=1&order=desc");
-  free(q);
+  bfx_expect_query(f, items, "limit=1&order=desc");
   char *b = ss_last_body(&f->srv, post);
   /* The assistant's two parts as one string: the spec's EasyInputMessage. */
   assert_string_equal(b, "{\"items\":[{\"type\":\"message\",\"role\":\"user\",\"content\":\"I use Linux.\"},"
@@ -396,40 +307,36 @@ static void test_append_without_handle_creates_claims_checkpoints_and_posts_the_
   assert_string_equal(c.roles[1], "assistant");
   assert_string_equal(c.texts[1], "Noted and kept.");
   assert_int_equal(ss_count(&f->srv, post), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_append_after_ambiguous_500_that_was_applied_posts_nothing_twice(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *items = ss_route_add(&f->srv, "GET", "/v1/conversations/conv_1/items");
   ss_add_resp(items, ok_json(NEWEST_IS_OLD));     /* the anchor */
   ss_add_resp(items, ok_json(AFTER_ANCHOR_OURS)); /* the lookup */
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/conversations/conv_1/items");
   ss_add_resp(post, (ss_resp){.status = 500, .body = BOOM});
   ss_add_resp(post, ok_json(CREATED));
-  fx_start(f);
+  bfx_start(f);
   be_conv_input in = append_input("conv_1");
   cres c = {0};
-  be_op *op;
-  assert_int_equal(be_conv_append(f->be, &in, &EV, &c, &op), AW_OK);
-  ss_run_until(&f->loop, &c.done);
+  run_op(f, be_conv_append, &in, &c);
   assert_int_equal(c.err, AW_OK);
   assert_string_equal(c.checkpoint, "a1 conv_1 msg_old");
   assert_int_equal(ss_count(&f->srv, post), 1);
   assert_int_equal(ss_count(&f->srv, items), 2);
-  char *q = ss_last_query(&f->srv, items);
-  assert_string_equal(q, "limit=100&order=asc&after=msg_old");
-  free(q);
+  bfx_expect_query(f, items, "limit=100&order=asc&after=msg_old");
   assert_int_equal(c.nmessages, 2);
   assert_string_equal(c.ids[0], "msg_n1");
   assert_string_equal(c.ids[1], "msg_n2");
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_append_after_ambiguous_500_not_applied_posts_once_more(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *items = ss_route_add(&f->srv, "GET", "/v1/conversations/conv_1/items");
   ss_add_resp(items, ok_json(NEWEST_IS_OLD));
   /* After the anchor: only our user message's text in another message (an
@@ -438,23 +345,21 @@ static void test_append_after_ambiguous_500_not_applied_posts_once_more(void **s
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/conversations/conv_1/items");
   ss_add_resp(post, (ss_resp){.status = 500, .body = BOOM});
   ss_add_resp(post, ok_json(CREATED));
-  fx_start(f);
+  bfx_start(f);
   be_conv_input in = append_input("conv_1");
   cres c = {0};
-  be_op *op;
-  assert_int_equal(be_conv_append(f->be, &in, &EV, &c, &op), AW_OK);
-  ss_run_until(&f->loop, &c.done);
+  run_op(f, be_conv_append, &in, &c);
   assert_int_equal(c.err, AW_OK);
   assert_int_equal(ss_count(&f->srv, post), 2);
   assert_int_equal(ss_count(&f->srv, items), 1 + 3); /* the anchor, then three looks */
   assert_int_equal(c.nmessages, 2);
   assert_string_equal(c.ids[0], "msg_n1");
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_append_recovering_with_its_checkpoint_looks_before_posting(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *items = ss_route_add(&f->srv, "GET", "/v1/conversations/conv_cp/items");
   ss_add_resp(items, ok_json(AFTER_ANCHOR_OURS));
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/conversations/conv_cp/items");
@@ -463,14 +368,12 @@ static void test_append_recovering_with_its_checkpoint_looks_before_posting(void
   ss_add_resp(items2, ok_json(AFTER_ANCHOR_NONE));
   ss_route *post2 = ss_route_add(&f->srv, "POST", "/v1/conversations/conv_cq/items");
   ss_add_resp(post2, ok_json(CREATED));
-  fx_start(f);
+  bfx_start(f);
   be_conv_input in = append_input("conv_cp");
   in.recover = 1;
   in.checkpoint = "a1 conv_cp msg_old";
   cres c = {0};
-  be_op *op;
-  assert_int_equal(be_conv_append(f->be, &in, &EV, &c, &op), AW_OK);
-  ss_run_until(&f->loop, &c.done);
+  run_op(f, be_conv_append, &in, &c);
   assert_int_equal(c.err, AW_OK);
   assert_int_equal(ss_count(&f->srv, post), 0);
   assert_int_equal(ss_count(&f->srv, items), 1);
@@ -481,20 +384,17 @@ static void test_append_recovering_with_its_checkpoint_looks_before_posting(void
   in.recover = 1;
   in.checkpoint = "a1 conv_cq -";
   cres c2 = {0};
-  assert_int_equal(be_conv_append(f->be, &in, &EV, &c2, &op), AW_OK);
-  ss_run_until(&f->loop, &c2.done);
+  run_op(f, be_conv_append, &in, &c2);
   assert_int_equal(c2.err, AW_OK);
   assert_int_equal(ss_count(&f->srv, post2), 1);
-  char *q = ss_last_query(&f->srv, items2);
-  assert_string_equal(q, "limit=100&order=asc");
-  free(q);
-  fx_free(f);
+  bfx_expect_query(f, items2, "limit=100&order=asc");
+  bfx_free(f);
 }
 
 static void test_append_refuses_bad_messages_before_io(void **state) {
   (void)state;
-  fx *f = fx_new();
-  fx_start(f);
+  bfx *f = bfx_new(BFX_RESPONSES);
+  bfx_start(f);
   contract_part img[] = {{.type = CONTRACT_PART_IMAGE_URL, .text = "https://x.test/a.png", .text_len = 19}};
   contract_in_message bad_role[] = {{"system", P_USER, 1}};
   contract_in_message bad_part[] = {{"user", img, 1}};
@@ -511,41 +411,39 @@ static void test_append_refuses_bad_messages_before_io(void **state) {
   assert_int_equal(be_conv_append(f->be, &in, &EV, &c, &op), AW_EINVAL);
   assert_null(op);
   assert_int_equal(c.ndone, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- delete --------------------------------------------------------------------------------- */
 
 static void test_delete_counts_404_as_deleted_and_without_handle_does_nothing(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *del = ss_route_add(&f->srv, "DELETE", "/v1/conversations/conv_gone");
   ss_add_resp(del, (ss_resp){.status = 404, .body = "{\"error\":{\"message\":\"No conversation found with id 'conv_gone'.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}"});
   ss_route *del2 = ss_route_add(&f->srv, "DELETE", "/v1/conversations/conv_1");
   ss_add_resp(del2, ok_json("{\"id\":\"conv_1\",\"object\":\"conversation.deleted\",\"deleted\":true}"));
-  fx_start(f);
+  bfx_start(f);
   const char *handles[] = {"conv_gone", "conv_1", NULL};
   for (int i = 0; i < 3; i++) {
     be_conv_input in = cinput(handles[i]);
     cres c = {0};
-    be_op *op;
-    assert_int_equal(be_conv_delete(f->be, &in, &EV, &c, &op), AW_OK);
-    ss_run_until(&f->loop, &c.done);
+      run_op(f, be_conv_delete, &in, &c);
     assert_int_equal(c.err, AW_OK);
     assert_string_equal(c.error_code, "");
     assert_string_equal(c.handle, handles[i] ? handles[i] : "");
   }
   assert_int_equal(ss_count(&f->srv, del), 1);
   assert_int_equal(ss_count(&f->srv, del2), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_cancelled_op_calls_back_nothing(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_RESPONSES);
   ss_route *items = ss_route_add(&f->srv, "GET", "/v1/conversations/conv_1/items");
   ss_add_resp(items, ok_json(PAGE_DESC));
-  fx_start(f);
+  bfx_start(f);
   be_conv_input in = cinput("conv_1");
   cres c = {0};
   be_op *op;
@@ -556,7 +454,7 @@ static void test_cancelled_op_calls_back_nothing(void **state) {
   be_op_cancel(op);
   uv_run(&f->loop, UV_RUN_NOWAIT);
   assert_int_equal(c.ndone, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 int main(void) {

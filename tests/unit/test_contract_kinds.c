@@ -18,42 +18,15 @@
 
 #include <cjson/cJSON.h>
 #include <malloc.h>
-#include <math.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "contract.h"
+#include "mp_fixture.h"
 
 /* ---- helpers --------------------------------------------------------------- */
-
-static void pack_json(msgpack_packer *pk, const cJSON *j) {
-  if (cJSON_IsNull(j)) {
-    msgpack_pack_nil(pk);
-  } else if (cJSON_IsTrue(j)) {
-    msgpack_pack_true(pk);
-  } else if (cJSON_IsFalse(j)) {
-    msgpack_pack_false(pk);
-  } else if (cJSON_IsNumber(j)) {
-    double d = j->valuedouble;
-    if (d == floor(d) && fabs(d) < 9e15) msgpack_pack_int64(pk, (int64_t)d);
-    else msgpack_pack_double(pk, d);
-  } else if (cJSON_IsString(j)) {
-    msgpack_pack_str_with_body(pk, j->valuestring, strlen(j->valuestring));
-  } else if (cJSON_IsArray(j)) {
-    msgpack_pack_array(pk, (size_t)cJSON_GetArraySize(j));
-    for (const cJSON *c = j->child; c; c = c->next) pack_json(pk, c);
-  } else if (cJSON_IsObject(j)) {
-    msgpack_pack_map(pk, (size_t)cJSON_GetArraySize(j));
-    for (const cJSON *c = j->child; c; c = c->next) {
-      msgpack_pack_str_with_body(pk, c->string, strlen(c->string));
-      pack_json(pk, c);
-    }
-  } else {
-    fail_msg("unsupported JSON value");
-  }
-}
 
 typedef struct decoded {
   int rc;
@@ -63,14 +36,8 @@ typedef struct decoded {
 } decoded;
 
 static void decode_json(const char *json, const contract_limits *lim, decoded *d) {
-  cJSON *j = cJSON_Parse(json);
-  if (!j) fail_msg("test JSON does not parse: %s", json);
   msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  pack_json(&pk, j);
-  cJSON_Delete(j);
+  mpfx_from_json(json, &sb);
   memset(d, 0, sizeof *d);
   d->rc = contract_request_decode(sb.data, sb.size, lim, &d->r, &d->code, d->ev, sizeof d->ev, d->conv,
                                   sizeof d->conv, d->err, sizeof d->err);
@@ -86,6 +53,13 @@ static contract_request *expect_ok_lim(const char *json, const contract_limits *
 }
 
 static contract_request *expect_ok(const char *json) { return expect_ok_lim(json, NULL); }
+
+/* json decodes, as a request of kind k. */
+static void expect_kind(const char *json, contract_kind k) {
+  contract_request *r = expect_ok(json);
+  assert_int_equal(r->kind, k);
+  contract_request_free(r);
+}
 
 /* Rejected with rc, code and an errstr containing errpart; the ids still
  * correlate the rejection. */
@@ -108,6 +82,33 @@ static void expect_reject(const char *json, int rc, const char *code, const char
 
 /* The envelope of a conversation request (no assistant). */
 #define HEAD "\"v\":1,\"event_id\":\"e1\",\"conversation_id\":\"c1\""
+
+/* An id field of a kind (after, before, target_event_id) is a non-empty
+ * string of at most max bytes: each violation is invalid_field, naming it. */
+static void expect_id_field_checked(const char *kind, const char *field, size_t max) {
+  char json[1024], want[128];
+  assert_true(max < sizeof json - 128);
+  snprintf(json, sizeof json, "{" HEAD ",\"kind\":\"%s\",\"%s\":\"\"}", kind, field);
+  snprintf(want, sizeof want, "field %s must not be empty", field);
+  expect_reject(json, AW_EINVAL, "invalid_field", want);
+  snprintf(json, sizeof json, "{" HEAD ",\"kind\":\"%s\",\"%s\":42}", kind, field);
+  snprintf(want, sizeof want, "field %s must be a string", field);
+  expect_reject(json, AW_EINVAL, "invalid_field", want);
+  int n = snprintf(json, sizeof json, "{" HEAD ",\"kind\":\"%s\",\"%s\":\"", kind, field);
+  memset(json + n, 'm', max + 1);
+  strcpy(json + n + max + 1, "\"}");
+  snprintf(want, sizeof want, "field %s is %zu bytes, at most %zu allowed", field, max + 1, max);
+  expect_reject(json, AW_EINVAL, "invalid_field", want);
+}
+
+/* An append of n messages "m0".."m<n-1>" into json[cap]. */
+static void append_of(int n, char *json, size_t cap) {
+  int len = snprintf(json, cap, "{" HEAD ",\"kind\":\"append\",\"messages\":[");
+  for (int i = 0; i < n; i++)
+    len += snprintf(json + len, cap - (size_t)len, "%s{\"role\":\"user\",\"content\":\"m%d\"}", i ? "," : "", i);
+  assert_true((size_t)len + 3 <= cap);
+  snprintf(json + len, cap - (size_t)len, "]}");
+}
 
 static cJSON *json_view(const buf *b) {
   buf j;
@@ -168,33 +169,6 @@ static void assert_requests_equal(const contract_request *a, const contract_requ
   assert_true(str_eq(a->target_event_id, b->target_event_id));
 }
 
-static char *read_source_file(const char *rel) {
-  char root[1024];
-  const char *env = getenv("AW_SOURCE_DIR");
-  if (env) {
-    snprintf(root, sizeof root, "%s", env);
-  } else {
-    snprintf(root, sizeof root, "%s", __FILE__);
-    char *p = strstr(root, "tests/unit/test_contract_kinds.c");
-    if (!p) fail_msg("cannot find the source tree from %s; set AW_SOURCE_DIR", __FILE__);
-    *p = '\0';
-    if (p == root) strcpy(root, ".");
-  }
-  char path[1200];
-  snprintf(path, sizeof path, "%s/%s", root, rel);
-  FILE *f = fopen(path, "rb");
-  if (!f) fail_msg("cannot open %s", path);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  assert_non_null(s);
-  assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-  s[n] = '\0';
-  fclose(f);
-  return s;
-}
-
 /* ---- kinds ------------------------------------------------------------------ */
 
 static void kind_names_are_the_wire_names(void **state) {
@@ -235,12 +209,8 @@ static void a_v1_request_without_kind_is_a_message(void **state) {
   buf_free(&b);
   contract_request_free(r);
   /* kind "message" (and a nil kind) say the same. */
-  r = expect_ok("{" HEAD ",\"kind\":\"message\",\"assistant\":\"a\",\"content\":\"Hello\"}");
-  assert_int_equal(r->kind, CONTRACT_KIND_MESSAGE);
-  contract_request_free(r);
-  r = expect_ok("{" HEAD ",\"kind\":null,\"assistant\":\"a\",\"content\":\"Hello\"}");
-  assert_int_equal(r->kind, CONTRACT_KIND_MESSAGE);
-  contract_request_free(r);
+  expect_kind("{" HEAD ",\"kind\":\"message\",\"assistant\":\"a\",\"content\":\"Hello\"}", CONTRACT_KIND_MESSAGE);
+  expect_kind("{" HEAD ",\"kind\":null,\"assistant\":\"a\",\"content\":\"Hello\"}", CONTRACT_KIND_MESSAGE);
 }
 
 static void an_unknown_or_mistyped_kind_is_rejected(void **state) {
@@ -261,14 +231,8 @@ static void an_unknown_or_mistyped_kind_is_rejected(void **state) {
  * the best-effort peek reads the top-level `kind`, and says message for
  * anything it cannot read. */
 static int peek(const char *json) {
-  cJSON *j = cJSON_Parse(json);
-  if (!j) fail_msg("test JSON does not parse: %s", json);
   msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  pack_json(&pk, j);
-  cJSON_Delete(j);
+  mpfx_from_json(json, &sb);
   int k = (int)contract_request_peek_kind(sb.data, sb.size);
   msgpack_sbuffer_destroy(&sb);
   return k;
@@ -333,13 +297,10 @@ static void keys_of_another_kind_are_rejected_naming_key_and_kind(void **state) 
   expect_reject("{" HEAD ",\"kind\":\"history\",\"before\":\"m\",\"target_event_id\":\"e0\"}", AW_EINVAL,
                 "invalid_field", "target_event_id is not allowed with kind history");
   /* nil: absent, accepted. */
-  contract_request *r = expect_ok("{" HEAD ",\"kind\":\"history\",\"content\":null,\"stream\":null,\"messages\":null}");
-  assert_int_equal(r->kind, CONTRACT_KIND_HISTORY);
-  contract_request_free(r);
+  expect_kind("{" HEAD ",\"kind\":\"history\",\"content\":null,\"stream\":null,\"messages\":null}",
+              CONTRACT_KIND_HISTORY);
   /* Unknown keys stay ignored, for every kind. */
-  r = expect_ok("{" HEAD ",\"kind\":\"reset\",\"sent_at\":5,\"future\":{\"x\":1}}");
-  assert_int_equal(r->kind, CONTRACT_KIND_RESET);
-  contract_request_free(r);
+  expect_kind("{" HEAD ",\"kind\":\"reset\",\"sent_at\":5,\"future\":{\"x\":1}}", CONTRACT_KIND_RESET);
 }
 
 /* ---- history ---------------------------------------------------------------- */
@@ -395,15 +356,8 @@ static void history_rejects_each_bad_field_by_name(void **state) {
                 "order: must be asc or desc");
   expect_reject("{" HEAD ",\"kind\":\"history\",\"order\":1}", AW_EINVAL, "invalid_field",
                 "order: must be asc or desc");
-  expect_reject("{" HEAD ",\"kind\":\"history\",\"after\":\"\"}", AW_EINVAL, "invalid_field",
-                "field after must not be empty");
-  expect_reject("{" HEAD ",\"kind\":\"history\",\"before\":5}", AW_EINVAL, "invalid_field",
-                "field before must be a string");
-  char long_id[512];
-  int n = snprintf(long_id, sizeof long_id, "{" HEAD ",\"kind\":\"history\",\"after\":\"");
-  memset(long_id + n, 'm', 257);
-  strcpy(long_id + n + 257, "\"}");
-  expect_reject(long_id, AW_EINVAL, "invalid_field", "field after is 257 bytes, at most 256 allowed");
+  expect_id_field_checked("history", "after", 256);
+  expect_id_field_checked("history", "before", 256);
 }
 
 /* ---- append ----------------------------------------------------------------- */
@@ -438,11 +392,7 @@ static void append_decodes_its_messages_in_order(void **state) {
   contract_request_free(r);
   /* The upper bound is allowed. */
   char json[2048];
-  int n = snprintf(json, sizeof json, "{" HEAD ",\"kind\":\"append\",\"messages\":[");
-  for (int i = 0; i < CONTRACT_APPEND_MAX_MESSAGES; i++)
-    n += snprintf(json + n, sizeof json - (size_t)n, "%s{\"role\":\"user\",\"content\":\"m%d\"}",
-                  i ? "," : "", i);
-  snprintf(json + n, sizeof json - (size_t)n, "]}");
+  append_of(CONTRACT_APPEND_MAX_MESSAGES, json, sizeof json);
   r = expect_ok(json);
   assert_int_equal(r->nmessages, CONTRACT_APPEND_MAX_MESSAGES);
   assert_string_equal(r->messages[15].parts[0].text, "m15");
@@ -457,10 +407,7 @@ static void append_rejects_each_bad_message_by_name(void **state) {
   expect_reject("{" HEAD ",\"kind\":\"append\",\"messages\":{\"role\":\"user\"}}", AW_EINVAL, "invalid_field",
                 "messages: must be an array of 1..16 messages");
   char json[2048];
-  int n = snprintf(json, sizeof json, "{" HEAD ",\"kind\":\"append\",\"messages\":[");
-  for (int i = 0; i <= CONTRACT_APPEND_MAX_MESSAGES; i++)
-    n += snprintf(json + n, sizeof json - (size_t)n, "%s{\"role\":\"user\",\"content\":\"m\"}", i ? "," : "");
-  snprintf(json + n, sizeof json - (size_t)n, "]}");
+  append_of(CONTRACT_APPEND_MAX_MESSAGES + 1, json, sizeof json);
   expect_reject(json, AW_EINVAL, "invalid_field", "messages: must be an array of 1..16 messages");
 
 #define M_OK "{\"role\":\"user\",\"content\":\"ok\"}"
@@ -560,15 +507,7 @@ static void cancel_decodes_its_optional_target(void **state) {
   r = expect_ok("{" HEAD ",\"kind\":\"cancel\",\"target_event_id\":\"evt-7\"}");
   assert_string_equal(r->target_event_id, "evt-7");
   contract_request_free(r);
-  expect_reject("{" HEAD ",\"kind\":\"cancel\",\"target_event_id\":\"\"}", AW_EINVAL, "invalid_field",
-                "field target_event_id must not be empty");
-  expect_reject("{" HEAD ",\"kind\":\"cancel\",\"target_event_id\":42}", AW_EINVAL, "invalid_field",
-                "field target_event_id must be a string");
-  char json[512];
-  int n = snprintf(json, sizeof json, "{" HEAD ",\"kind\":\"cancel\",\"target_event_id\":\"");
-  memset(json + n, 'e', 129);
-  strcpy(json + n + 129, "\"}");
-  expect_reject(json, AW_EINVAL, "invalid_field", "field target_event_id is 129 bytes, at most 128 allowed");
+  expect_id_field_checked("cancel", "target_event_id", 128);
 }
 
 /* ---- encoding ---------------------------------------------------------------- */
@@ -792,25 +731,6 @@ static void response_encode_refuses_kind_keys_of_another_kind(void **state) {
 
 /* ---- examples ---------------------------------------------------------------- */
 
-/* Same object keys at every level, same JSON types (arrays: first items). */
-static void same_shape(const cJSON *a, const cJSON *b, const char *path) {
-  if ((a->type & 0xff) != (b->type & 0xff) && !(cJSON_IsBool(a) && cJSON_IsBool(b)))
-    fail_msg("%s: JSON types differ", path);
-  char sub[512];
-  if (cJSON_IsObject(a)) {
-    for (const cJSON *c = a->child; c; c = c->next) {
-      snprintf(sub, sizeof sub, "%s.%s", path, c->string);
-      const cJSON *o = jget(b, c->string);
-      if (!o) fail_msg("%s: only in the example", sub);
-      same_shape(c, o, sub);
-    }
-    for (const cJSON *c = b->child; c; c = c->next)
-      if (!jget(a, c->string)) fail_msg("%s.%s: only in the encoder's output", path, c->string);
-  } else if (cJSON_IsArray(a) && a->child && b->child) {
-    snprintf(sub, sizeof sub, "%s[0]", path);
-    same_shape(a->child, b->child, sub);
-  }
-}
 
 /* The request examples decode as their kind and re-encode to their shape;
  * the response examples have the shape the encoder writes. */
@@ -829,7 +749,7 @@ static void kind_examples_agree_with_the_codec(void **state) {
   for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
     char rel[128];
     snprintf(rel, sizeof rel, "schemas/examples/%s", reqs[i].file);
-    char *text = read_source_file(rel);
+    char *text = mpfx_source_file(rel);
     decoded d;
     decode_json(text, NULL, &d);
     if (d.rc) fail_msg("%s does not decode: %s", rel, d.err);
@@ -839,7 +759,7 @@ static void kind_examples_agree_with_the_codec(void **state) {
     cJSON *ex = cJSON_Parse(text), *got = json_view(&b);
     /* The encoder writes history's order even when left out; the example
      * writes it, so the shapes compare. */
-    same_shape(ex, got, reqs[i].file);
+    mpfx_same_shape(ex, got, reqs[i].file);
     cJSON_Delete(ex);
     cJSON_Delete(got);
     contract_request_free(d.r);
@@ -871,14 +791,14 @@ static void kind_examples_agree_with_the_codec(void **state) {
   for (size_t i = 0; i < sizeof rsps / sizeof rsps[0]; i++) {
     char rel[128];
     snprintf(rel, sizeof rel, "schemas/examples/%s", rsps[i].file);
-    char *text = read_source_file(rel);
+    char *text = mpfx_source_file(rel);
     cJSON *ex = cJSON_Parse(text);
     if (!ex) fail_msg("%s does not parse", rel);
     buf_reset(&b);
     assert_int_equal(contract_response_encode(&rsps[i].r, &b), AW_OK);
     cJSON *got = json_view(&b);
     /* backend.turn is nil in both; null matches null. */
-    same_shape(ex, got, rsps[i].file);
+    mpfx_same_shape(ex, got, rsps[i].file);
     cJSON_Delete(got);
     cJSON_Delete(ex);
     free(text);

@@ -19,16 +19,7 @@
 #include "api_client.h"
 #include "files_api.h"
 #include "log.h"
-#include "scripted_server.h"
-
-typedef struct fx {
-  ss_server srv;
-  uv_loop_t loop;
-  api_client *api;
-  char base[128];
-  char list_body[2048]; /* a scripted list, built at run time (created_at: now) */
-  char file_body[512];
-} fx;
+#include "backend_fixture.h"
 
 typedef struct got {
   int done;
@@ -41,8 +32,6 @@ typedef struct got {
   char data[8192];
   size_t data_len;
 } got;
-
-static uv_loop_t *g_loop;
 
 static void on_done(void *opaque, const fapi_result *r) {
   got *g = opaque;
@@ -58,7 +47,7 @@ static void on_done(void *opaque, const fapi_result *r) {
     snprintf(g->filename, sizeof g->filename, "%s", r->file->filename);
     g->file_bytes = r->file->bytes;
   }
-  uv_stop(g_loop); /* ss_run_until re-checks the flag */
+  uv_stop(bfx_loop); /* ss_run_until re-checks the flag */
 }
 
 static int on_data(void *opaque, const char *d, size_t n) {
@@ -70,46 +59,20 @@ static int on_data(void *opaque, const char *d, size_t n) {
   return 0;
 }
 
-static fx *fx_new(void) {
-  fx *f = calloc(1, sizeof *f);
-  assert_non_null(f);
-  assert_int_equal(uv_loop_init(&f->loop), 0);
-  g_loop = &f->loop;
-  return f;
-}
-
-static void fx_start(fx *f) {
-  assert_int_equal(ss_start(&f->srv), 0);
-  snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u/v1", f->srv.port);
-  api_config ac;
-  api_config_default(&ac);
-  ac.base_url = f->base;
-  ac.api_key = "sk-test";
-  ac.retry.base_ms = 1; /* the tests count attempts, not wait */
-  ac.retry.max_ms = 5;
-  ac.request_timeout_ms = 5000;
-  char err[128];
-  assert_int_equal(api_client_new(&f->loop, &ac, &f->api, err, sizeof err), AW_OK);
-}
-
-static void fx_free(fx *f) {
-  api_client_free(f->api);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  ss_stop(&f->srv);
-  free(f);
-}
+/* Scripted bodies built at run time (created_at: now); the server keeps
+ * the pointer, so they outlive the test's route. */
+static char g_list_body[2048], g_file_body[512];
 
 /* A file object as the API returns it. */
-static const char *file_json(fx *f, const char *id, const char *name, size_t bytes) {
-  snprintf(f->file_body, sizeof f->file_body,
+static const char *file_json(const char *id, const char *name, size_t bytes) {
+  snprintf(g_file_body, sizeof g_file_body,
            "{\"id\":\"%s\",\"object\":\"file\",\"bytes\":%zu,\"created_at\":%lld,\"filename\":\"%s\","
            "\"purpose\":\"assistants\",\"status\":\"processed\"}",
            id, bytes, (long long)time(NULL), name);
-  return f->file_body;
+  return g_file_body;
 }
 
-static void upload_mem(fx *f, const char *name, const char *data, got *g) {
+static void upload_mem(bfx *f, const char *name, const char *data, got *g) {
   fapi_upload_opts o;
   fapi_upload_opts_default(&o);
   o.filename = name;
@@ -133,11 +96,11 @@ static const char *part_content(const char *body, const char *header) {
 
 static void test_upload_from_memory_sends_a_well_formed_multipart_body(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   const char *content = "line one\nline two: the bytes themselves\n";
   ss_route *r = ss_route_add(&f->srv, "POST", "/v1/files");
-  ss_add_resp(r, (ss_resp){.status = 200, .body = file_json(f, "file-abc1", "notes.txt", strlen(content))});
-  fx_start(f);
+  ss_add_resp(r, (ss_resp){.status = 200, .body = file_json("file-abc1", "notes.txt", strlen(content))});
+  bfx_start(f);
   got g = {0};
   upload_mem(f, "notes.txt", content, &g);
   assert_int_equal(g.err, AW_OK);
@@ -167,12 +130,12 @@ static void test_upload_from_memory_sends_a_well_formed_multipart_body(void **st
            boundary);
   assert_non_null(strstr(body, expect));
   free(body);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_upload_from_a_file_streams_its_content_named_by_its_basename(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   char path[] = "/tmp/aw_fapi_XXXXXX";
   int fd = mkstemp(path);
   assert_true(fd >= 0);
@@ -185,8 +148,8 @@ static void test_upload_from_a_file_streams_its_content_named_by_its_basename(vo
   close(fd);
   const char *base = strrchr(path, '/') + 1;
   ss_route *r = ss_route_add(&f->srv, "POST", "/v1/files");
-  ss_add_resp(r, (ss_resp){.status = 200, .body = file_json(f, "file-disk1", base, len)});
-  fx_start(f);
+  ss_add_resp(r, (ss_resp){.status = 200, .body = file_json("file-disk1", base, len)});
+  bfx_start(f);
   got g = {0};
   char err[256];
   assert_int_equal(fapi_upload_path(f->api, path, "assistants", on_done, &g, NULL, err, sizeof err), AW_OK);
@@ -203,33 +166,33 @@ static void test_upload_from_a_file_streams_its_content_named_by_its_basename(vo
   free(body);
   free(content);
   unlink(path);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_upload_of_a_missing_path_fails_before_any_request(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   ss_route *r = ss_route_add(&f->srv, "POST", "/v1/files");
-  fx_start(f);
+  bfx_start(f);
   got g = {0};
   char err[256];
   assert_int_equal(fapi_upload_path(f->api, "/nonexistent/aw/file.txt", NULL, on_done, &g, NULL, err, sizeof err),
                    AW_ENOTFOUND);
   assert_non_null(strstr(err, "/nonexistent/aw/file.txt"));
   assert_int_equal(ss_count(&f->srv, r), 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- never twice ---------------------------------------------------------------- */
 
 static void test_upload_after_429_is_sent_again_whole(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   const char *content = "retried content, every byte of it";
   ss_route *r = ss_route_add(&f->srv, "POST", "/v1/files");
   ss_add_resp(r, (ss_resp){.status = 429, .body = "{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit\"}}"});
-  ss_add_resp(r, (ss_resp){.status = 200, .body = file_json(f, "file-r1", "r.txt", strlen(content))});
-  fx_start(f);
+  ss_add_resp(r, (ss_resp){.status = 200, .body = file_json("file-r1", "r.txt", strlen(content))});
+  bfx_start(f);
   got g = {0};
   upload_mem(f, "r.txt", content, &g);
   assert_int_equal(g.err, AW_OK);
@@ -240,12 +203,12 @@ static void test_upload_after_429_is_sent_again_whole(void **state) {
   snprintf(expect, sizeof expect, "%s\r\n--", content);
   assert_true(!strncmp(at, expect, strlen(expect))); /* the retry rewound the content */
   free(body);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_ambiguous_500_after_the_server_stored_the_file_does_not_upload_twice(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   const char *content = "stored before the 500";
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/files");
   ss_add_resp(post, (ss_resp){.status = 500, .body = "{\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}"});
@@ -253,7 +216,7 @@ static void test_ambiguous_500_after_the_server_stored_the_file_does_not_upload_
                                                      "\"created_at\":1,\"filename\":\"x\",\"purpose\":\"assistants\"}"});
   long long now = (long long)time(NULL);
   /* Newest first: an older file of the same name and another size, then ours. */
-  snprintf(f->list_body, sizeof f->list_body,
+  snprintf(g_list_body, sizeof g_list_body,
            "{\"object\":\"list\",\"data\":["
            "{\"id\":\"file-other\",\"object\":\"file\",\"bytes\":%zu,\"created_at\":%lld,\"filename\":\"doc.md\","
            "\"purpose\":\"assistants\",\"status\":\"processed\"},"
@@ -262,8 +225,8 @@ static void test_ambiguous_500_after_the_server_stored_the_file_does_not_upload_
            "\"first_id\":\"file-other\",\"last_id\":\"file-ours\",\"has_more\":false}",
            strlen(content) + 1, now, strlen(content), now);
   ss_route *list = ss_route_add(&f->srv, "GET", "/v1/files");
-  ss_add_resp(list, (ss_resp){.status = 200, .body = f->list_body});
-  fx_start(f);
+  ss_add_resp(list, (ss_resp){.status = 200, .body = g_list_body});
+  bfx_start(f);
   got g = {0};
   upload_mem(f, "doc.md", content, &g);
   assert_int_equal(g.err, AW_OK);
@@ -275,18 +238,18 @@ static void test_ambiguous_500_after_the_server_stored_the_file_does_not_upload_
   assert_non_null(strstr(q, "purpose=assistants"));
   assert_non_null(strstr(q, "order=desc"));
   free(q);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_ambiguous_500_before_storing_uploads_again(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   const char *content = "not stored by the first attempt";
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/files");
   ss_add_resp(post, (ss_resp){.status = 500, .body = "{\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}"});
-  ss_add_resp(post, (ss_resp){.status = 200, .body = file_json(f, "file-2nd", "doc.md", strlen(content))});
+  ss_add_resp(post, (ss_resp){.status = 200, .body = file_json("file-2nd", "doc.md", strlen(content))});
   /* Only a file of the same name with another size, and one too old. */
-  snprintf(f->list_body, sizeof f->list_body,
+  snprintf(g_list_body, sizeof g_list_body,
            "{\"object\":\"list\",\"data\":["
            "{\"id\":\"file-other\",\"object\":\"file\",\"bytes\":%zu,\"created_at\":%lld,\"filename\":\"doc.md\","
            "\"purpose\":\"assistants\"},"
@@ -294,8 +257,8 @@ static void test_ambiguous_500_before_storing_uploads_again(void **state) {
            "\"purpose\":\"assistants\"}],\"first_id\":\"file-other\",\"last_id\":\"file-old\",\"has_more\":false}",
            strlen(content) + 5, (long long)time(NULL), strlen(content));
   ss_route *list = ss_route_add(&f->srv, "GET", "/v1/files");
-  ss_add_resp(list, (ss_resp){.status = 200, .body = f->list_body});
-  fx_start(f);
+  ss_add_resp(list, (ss_resp){.status = 200, .body = g_list_body});
+  bfx_start(f);
   got g = {0};
   upload_mem(f, "doc.md", content, &g);
   assert_int_equal(g.err, AW_OK);
@@ -304,18 +267,18 @@ static void test_ambiguous_500_before_storing_uploads_again(void **state) {
   assert_int_equal(g.uploads, 2);
   assert_int_equal(ss_count(&f->srv, post), 2);
   assert_int_equal(ss_count(&f->srv, list), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_upload_whose_outcome_stays_unknown_ends_ambiguous_after_the_bound(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/files");
   ss_add_resp(post, (ss_resp){.status = 503, .body = "{\"error\":{\"message\":\"down\",\"type\":\"server_error\"}}"});
   ss_route *list = ss_route_add(&f->srv, "GET", "/v1/files");
   ss_add_resp(list, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[],\"first_id\":null,"
                                                      "\"last_id\":null,\"has_more\":false}"});
-  fx_start(f);
+  bfx_start(f);
   got g = {0};
   upload_mem(f, "x.txt", "x", &g);
   assert_int_equal(g.err, AW_EAMBIGUOUS);
@@ -323,7 +286,7 @@ static void test_upload_whose_outcome_stays_unknown_ends_ambiguous_after_the_bou
   assert_int_equal(ss_count(&f->srv, post), 3); /* 1 + max_ambiguous (2) */
   assert_int_equal(ss_count(&f->srv, list), 3);
   assert_non_null(strstr(g.errmsg, "x.txt"));
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* The server takes the upload on a reused keep-alive connection and closes
@@ -332,22 +295,22 @@ static void test_upload_whose_outcome_stays_unknown_ends_ambiguous_after_the_bou
  * be sent once, end ambiguous, and be found by the lookup. */
 static void test_upload_on_a_reused_connection_that_dies_is_sent_once(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   const char *content = "taken, then the connection died";
   ss_route *get = ss_route_add(&f->srv, "GET", "/v1/files/file-warm");
-  ss_add_resp(get, (ss_resp){.status = 200, .body = file_json(f, "file-warm", "w.txt", 1)});
+  ss_add_resp(get, (ss_resp){.status = 200, .body = file_json("file-warm", "w.txt", 1)});
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/files");
   ss_add_resp(post, (ss_resp){.mode = SS_CLOSE});
   ss_add_resp(post, (ss_resp){.status = 200, .body = "{\"id\":\"file-twice\",\"object\":\"file\",\"bytes\":1,"
                                                      "\"created_at\":1,\"filename\":\"x\",\"purpose\":\"assistants\"}"});
-  snprintf(f->list_body, sizeof f->list_body,
+  snprintf(g_list_body, sizeof g_list_body,
            "{\"object\":\"list\",\"data\":[{\"id\":\"file-once\",\"object\":\"file\",\"bytes\":%zu,"
            "\"created_at\":%lld,\"filename\":\"d.txt\",\"purpose\":\"assistants\"}],"
            "\"first_id\":\"file-once\",\"last_id\":\"file-once\",\"has_more\":false}",
            strlen(content), (long long)time(NULL));
   ss_route *list = ss_route_add(&f->srv, "GET", "/v1/files");
-  ss_add_resp(list, (ss_resp){.status = 200, .body = f->list_body});
-  fx_start(f);
+  ss_add_resp(list, (ss_resp){.status = 200, .body = g_list_body});
+  bfx_start(f);
   got w = {0};
   /* A first request leaves a keep-alive connection for the upload to reuse. */
   assert_int_equal(fapi_retrieve(f->api, "file-warm", on_done, &w, NULL), AW_OK);
@@ -359,19 +322,19 @@ static void test_upload_on_a_reused_connection_that_dies_is_sent_once(void **sta
   assert_int_equal(g.found, 1);
   assert_string_equal(g.id, "file-once");
   assert_int_equal(ss_count(&f->srv, post), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- error classes ---------------------------------------------------------------- */
 
 static void test_upload_errors_carry_their_class(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/files");
   ss_add_resp(post, (ss_resp){.status = 413, .body = "{\"error\":{\"message\":\"too big\",\"type\":\"invalid_request_error\"}}"});
   ss_add_resp(post, (ss_resp){.status = 400, .body = "{\"error\":{\"message\":\"bad purpose\",\"type\":\"invalid_request_error\"}}"});
   ss_add_resp(post, (ss_resp){.status = 401, .body = "{\"error\":{\"message\":\"bad key\",\"type\":\"invalid_request_error\"}}"});
-  fx_start(f);
+  bfx_start(f);
   got a = {0}, b = {0}, c = {0};
   upload_mem(f, "a.txt", "a", &a);
   assert_int_equal(a.err, AW_ETOOBIG);
@@ -385,7 +348,7 @@ static void test_upload_errors_carry_their_class(void **state) {
   assert_int_equal(aw_error_classify(c.err), AW_CLASS_FATAL);
   assert_null(strstr(c.errmsg, "sk-test"));
   assert_int_equal(ss_count(&f->srv, post), 3); /* none retried */
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- downloads ---------------------------------------------------------------------- */
@@ -394,11 +357,11 @@ static char big_body[10001];
 
 static void test_download_streams_the_content_to_a_descriptor(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   for (size_t i = 0; i < sizeof big_body - 1; i++) big_body[i] = (char)('A' + i % 23);
   ss_route *r = ss_route_add(&f->srv, "GET", "/v1/files/file-d1/content");
   ss_add_resp(r, (ss_resp){.status = 200, .body = big_body, .ctype = "application/octet-stream", .mode = SS_CHUNKED, .chunk = 1000});
-  fx_start(f);
+  bfx_start(f);
   char path[] = "/tmp/aw_fapi_dl_XXXXXX";
   int fd = mkstemp(path);
   assert_true(fd >= 0);
@@ -412,31 +375,31 @@ static void test_download_streams_the_content_to_a_descriptor(void **state) {
   assert_memory_equal(back, big_body, sizeof big_body - 1);
   close(fd);
   unlink(path);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_download_over_the_cap_stops_with_etoobig(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   for (size_t i = 0; i < sizeof big_body - 1; i++) big_body[i] = (char)('A' + i % 23);
   ss_route *r = ss_route_add(&f->srv, "GET", "/v1/files/file-d2/content");
   ss_add_resp(r, (ss_resp){.status = 200, .body = big_body, .ctype = "application/octet-stream", .mode = SS_CHUNKED, .chunk = 1000});
-  fx_start(f);
+  bfx_start(f);
   got g = {0};
   assert_int_equal(fapi_download(f->api, "file-d2", -1, on_data, &g, 4096, on_done, &g, NULL), AW_OK);
   ss_run_until(&f->loop, &g.done);
   assert_int_equal(g.err, AW_ETOOBIG);
   assert_true(g.data_len <= 4096);
   assert_memory_equal(g.data, big_body, g.data_len);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_download_of_an_unknown_file_is_not_found(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   ss_route *r = ss_route_add(&f->srv, "GET", "/v1/files/file-none/content");
   ss_add_resp(r, (ss_resp){.status = 404, .body = "{\"error\":{\"message\":\"No such File object: file-none\",\"type\":\"invalid_request_error\"}}"});
-  fx_start(f);
+  bfx_start(f);
   got g = {0};
   assert_int_equal(fapi_download(f->api, "file-none", -1, on_data, &g, 0, on_done, &g, NULL), AW_OK);
   ss_run_until(&f->loop, &g.done);
@@ -444,7 +407,7 @@ static void test_download_of_an_unknown_file_is_not_found(void **state) {
   assert_int_equal(g.data_len, 0);
   assert_non_null(strstr(g.errmsg, "No such File object"));
   assert_int_equal(fapi_download(f->api, "../etc", -1, on_data, &g, 0, on_done, &g, NULL), AW_EINVAL);
-  fx_free(f);
+  bfx_free(f);
 }
 
 int main(void) {

@@ -16,15 +16,8 @@
 
 #include "api_client.h"
 #include "log.h"
-#include "scripted_server.h"
+#include "backend_fixture.h"
 #include "vector_stores.h"
-
-typedef struct fx {
-  ss_server srv;
-  uv_loop_t loop;
-  api_client *api;
-  char base[128];
-} fx;
 
 typedef struct got {
   int done;
@@ -34,8 +27,6 @@ typedef struct got {
   vst_counts counts;
   char errmsg[2048];
 } got;
-
-static uv_loop_t *g_loop;
 
 static void on_done(void *opaque, const vst_result *r) {
   got *g = opaque;
@@ -47,37 +38,7 @@ static void on_done(void *opaque, const vst_result *r) {
   snprintf(g->id, sizeof g->id, "%s", r->id);
   snprintf(g->st, sizeof g->st, "%s", r->status);
   snprintf(g->errmsg, sizeof g->errmsg, "%s", r->errmsg);
-  uv_stop(g_loop);
-}
-
-static fx *fx_new(void) {
-  fx *f = calloc(1, sizeof *f);
-  assert_non_null(f);
-  assert_int_equal(uv_loop_init(&f->loop), 0);
-  g_loop = &f->loop;
-  return f;
-}
-
-static void fx_start(fx *f) {
-  assert_int_equal(ss_start(&f->srv), 0);
-  snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u/v1", f->srv.port);
-  api_config ac;
-  api_config_default(&ac);
-  ac.base_url = f->base;
-  ac.api_key = "sk-test";
-  ac.retry.base_ms = 1;
-  ac.retry.max_ms = 5;
-  ac.request_timeout_ms = 5000;
-  char err[128];
-  assert_int_equal(api_client_new(&f->loop, &ac, &f->api, err, sizeof err), AW_OK);
-}
-
-static void fx_free(fx *f) {
-  api_client_free(f->api);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  ss_stop(&f->srv);
-  free(f);
+  uv_stop(bfx_loop);
 }
 
 #define ERR500 "{\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}"
@@ -96,10 +57,10 @@ static void fx_free(fx *f) {
 
 static void test_create_sends_name_files_and_key_in_metadata(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/vector_stores");
   ss_add_resp(post, (ss_resp){.status = 200, .body = VS("vs_new", "k-1")});
-  fx_start(f);
+  bfx_start(f);
   got g = {0};
   const char *ids[] = {"file-a", "file-b"};
   vst_create_opts o = {.name = "docs", .key = "k-1", .file_ids = ids, .nfile_ids = 2};
@@ -115,12 +76,12 @@ static void test_create_sends_name_files_and_key_in_metadata(void **state) {
   assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "file_ids")), 2);
   cJSON_Delete(j);
   free(body);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_ambiguous_create_finds_the_store_by_its_key_and_does_not_create_twice(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/vector_stores");
   ss_add_resp(post, (ss_resp){.status = 500, .body = ERR500});
   ss_add_resp(post, (ss_resp){.status = 200, .body = VS("vs_twice", "k-2")});
@@ -128,7 +89,7 @@ static void test_ambiguous_create_finds_the_store_by_its_key_and_does_not_create
   ss_add_resp(list, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[" VS("vs_other", "k-9") ","
                                                      VS("vs_ours", "k-2") "],\"first_id\":\"vs_other\","
                                                      "\"last_id\":\"vs_ours\",\"has_more\":false}"});
-  fx_start(f);
+  bfx_start(f);
   got g = {0};
   vst_create_opts o = {.name = "docs", .key = "k-2"};
   assert_int_equal(vst_create(f->api, &o, on_done, &g, NULL), AW_OK);
@@ -137,12 +98,12 @@ static void test_ambiguous_create_finds_the_store_by_its_key_and_does_not_create
   assert_int_equal(g.found, 1);
   assert_string_equal(g.id, "vs_ours");
   assert_int_equal(ss_count(&f->srv, post), 1);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_ambiguous_create_not_found_is_created_again(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   ss_route *post = ss_route_add(&f->srv, "POST", "/v1/vector_stores");
   ss_add_resp(post, (ss_resp){.status = 502, .body = ERR500});
   ss_add_resp(post, (ss_resp){.status = 200, .body = VS("vs_2nd", "k-3")});
@@ -150,7 +111,7 @@ static void test_ambiguous_create_not_found_is_created_again(void **state) {
   ss_add_resp(list, (ss_resp){.status = 200, .body = "{\"object\":\"list\",\"data\":[" VS("vs_other", "k-9")
                                                      "],\"first_id\":\"vs_other\",\"last_id\":\"vs_other\","
                                                      "\"has_more\":false}"});
-  fx_start(f);
+  bfx_start(f);
   got g = {0};
   vst_create_opts o = {.key = "k-3"};
   assert_int_equal(vst_create(f->api, &o, on_done, &g, NULL), AW_OK);
@@ -159,12 +120,12 @@ static void test_ambiguous_create_not_found_is_created_again(void **state) {
   assert_int_equal(g.found, 0);
   assert_string_equal(g.id, "vs_2nd");
   assert_int_equal(ss_count(&f->srv, post), 2);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_batch_file_add_and_search_send_what_the_spec_names(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   ss_route *b = ss_route_add(&f->srv, "POST", "/v1/vector_stores/vs_1/file_batches");
   ss_add_resp(b, (ss_resp){.status = 200, .body = BATCH("in_progress", 2, 0, 0, 2)});
   ss_route *a = ss_route_add(&f->srv, "POST", "/v1/vector_stores/vs_1/files");
@@ -172,7 +133,7 @@ static void test_batch_file_add_and_search_send_what_the_spec_names(void **state
                                                   "\"status\":\"in_progress\",\"last_error\":null}"});
   ss_route *q = ss_route_add(&f->srv, "POST", "/v1/vector_stores/vs_1/search");
   ss_add_resp(q, (ss_resp){.status = 200, .body = "{\"object\":\"vector_store.search_results.page\",\"data\":[]}"});
-  fx_start(f);
+  bfx_start(f);
   got g1 = {0}, g2 = {0}, g3 = {0};
   const char *ids[] = {"file-a", "file-b"};
   assert_int_equal(vst_batch_create(f->api, "vs_1", ids, 2, on_done, &g1, NULL), AW_OK);
@@ -199,12 +160,12 @@ static void test_batch_file_add_and_search_send_what_the_spec_names(void **state
   const char *bad[] = {"file-a", "../x"};
   assert_int_equal(vst_batch_create(f->api, "vs_1", bad, 2, on_done, &g1, NULL), AW_EINVAL);
   assert_int_equal(vst_file_add(f->api, "vs/1", "file-c", on_done, &g1, NULL), AW_EINVAL);
-  fx_free(f);
+  bfx_free(f);
 }
 
 /* ---- wait ------------------------------------------------------------------------- */
 
-static void wait_batch(fx *f, long deadline_ms, got *g) {
+static void wait_batch(bfx *f, long deadline_ms, got *g) {
   vst_wait_opts w = {.loop = &f->loop, .vector_store_id = "vs_1", .batch_id = "vsfb_1",
                      .deadline_ms = deadline_ms, .poll_ms = 5};
   assert_int_equal(vst_wait(f->api, &w, on_done, g, NULL), AW_OK);
@@ -213,12 +174,12 @@ static void wait_batch(fx *f, long deadline_ms, got *g) {
 
 static void test_wait_ends_completed_once_nothing_is_in_progress(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   ss_route *b = ss_route_add(&f->srv, "GET", "/v1/vector_stores/vs_1/file_batches/vsfb_1");
   ss_add_resp(b, (ss_resp){.status = 200, .body = BATCH("in_progress", 2, 0, 0, 2)});
   ss_add_resp(b, (ss_resp){.status = 200, .body = BATCH("in_progress", 1, 1, 0, 2)});
   ss_add_resp(b, (ss_resp){.status = 200, .body = BATCH("completed", 0, 2, 0, 2)});
-  fx_start(f);
+  bfx_start(f);
   got g = {0};
   wait_batch(f, 5000, &g);
   assert_int_equal(g.err, AW_OK);
@@ -226,12 +187,12 @@ static void test_wait_ends_completed_once_nothing_is_in_progress(void **state) {
   assert_int_equal(g.counts.completed, 2);
   assert_int_equal(g.counts.in_progress, 0);
   assert_int_equal(ss_count(&f->srv, b), 3);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_wait_names_the_failed_files_and_their_last_error(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   ss_route *b = ss_route_add(&f->srv, "GET", "/v1/vector_stores/vs_1/file_batches/vsfb_1");
   ss_add_resp(b, (ss_resp){.status = 200, .body = BATCH("in_progress", 2, 0, 0, 2)});
   ss_add_resp(b, (ss_resp){.status = 200, .body = BATCH("completed", 0, 1, 1, 2)});
@@ -242,7 +203,7 @@ static void test_wait_names_the_failed_files_and_their_last_error(void **state) 
                                        "\"vector_store_id\":\"vs_1\",\"status\":\"failed\",\"last_error\":"
                                        "{\"code\":\"unsupported_file\",\"message\":\"binary content\"}}],"
                                        "\"first_id\":\"file-bad\",\"last_id\":\"file-bad\",\"has_more\":false}"});
-  fx_start(f);
+  bfx_start(f);
   got g = {0};
   wait_batch(f, 5000, &g);
   assert_int_equal(g.err, AW_EINVAL);
@@ -252,12 +213,12 @@ static void test_wait_names_the_failed_files_and_their_last_error(void **state) 
   char *q = ss_last_query(&f->srv, files);
   assert_non_null(strstr(q, "filter=failed"));
   free(q);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_wait_with_only_server_errors_is_retried_later(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   ss_route *b = ss_route_add(&f->srv, "GET", "/v1/vector_stores/vs_1/file_batches/vsfb_1");
   ss_add_resp(b, (ss_resp){.status = 200, .body = BATCH("failed", 0, 0, 1, 1)});
   ss_route *files = ss_route_add(&f->srv, "GET", "/v1/vector_stores/vs_1/files");
@@ -265,20 +226,20 @@ static void test_wait_with_only_server_errors_is_retried_later(void **state) {
                                .body = "{\"object\":\"list\",\"data\":[{\"id\":\"file-x\",\"status\":\"failed\","
                                        "\"last_error\":{\"code\":\"server_error\",\"message\":\"try again\"}}],"
                                        "\"has_more\":false}"});
-  fx_start(f);
+  bfx_start(f);
   got g = {0};
   wait_batch(f, 5000, &g);
   assert_int_equal(aw_error_classify(g.err), AW_CLASS_RETRY);
   assert_non_null(strstr(g.errmsg, "file-x (server_error: try again)"));
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_wait_ends_at_the_deadline_with_a_clear_timeout(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   ss_route *b = ss_route_add(&f->srv, "GET", "/v1/vector_stores/vs_1/file_batches/vsfb_1");
   ss_add_resp(b, (ss_resp){.status = 200, .body = BATCH("in_progress", 3, 1, 0, 4)});
-  fx_start(f);
+  bfx_start(f);
   got g = {0};
   uint64_t t0 = uv_hrtime();
   wait_batch(f, 150, &g);
@@ -287,18 +248,18 @@ static void test_wait_ends_at_the_deadline_with_a_clear_timeout(void **state) {
   assert_non_null(strstr(g.errmsg, "3 of 4 files still in progress after 150 ms"));
   assert_true(ms >= 140);  /* not before the deadline (uv_now granularity) */
   assert_true(ss_count(&f->srv, b) >= 2);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_wait_for_a_whole_store_reads_its_file_counts(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   ss_route *s = ss_route_add(&f->srv, "GET", "/v1/vector_stores/vs_1");
   ss_add_resp(s, (ss_resp){.status = 200, .body = "{\"id\":\"vs_1\",\"object\":\"vector_store\",\"status\":\"in_progress\","
                                                   "\"file_counts\":{\"in_progress\":1,\"completed\":0,\"failed\":0,"
                                                   "\"cancelled\":0,\"total\":1}}"});
   ss_add_resp(s, (ss_resp){.status = 200, .body = VS("vs_1", "k")});
-  fx_start(f);
+  bfx_start(f);
   got g = {0};
   vst_wait_opts w = {.loop = &f->loop, .vector_store_id = "vs_1", .deadline_ms = 5000, .poll_ms = 5};
   assert_int_equal(vst_wait(f->api, &w, on_done, &g, NULL), AW_OK);
@@ -306,15 +267,15 @@ static void test_wait_for_a_whole_store_reads_its_file_counts(void **state) {
   assert_int_equal(g.err, AW_OK);
   assert_string_equal(g.id, "vs_1");
   assert_int_equal(ss_count(&f->srv, s), 2);
-  fx_free(f);
+  bfx_free(f);
 }
 
 static void test_cancelled_wait_calls_nothing_back_and_leaks_nothing(void **state) {
   (void)state;
-  fx *f = fx_new();
+  bfx *f = bfx_new(BFX_API);
   ss_route *b = ss_route_add(&f->srv, "GET", "/v1/vector_stores/vs_1/file_batches/vsfb_1");
   ss_add_resp(b, (ss_resp){.status = 200, .body = BATCH("in_progress", 1, 0, 0, 1)});
-  fx_start(f);
+  bfx_start(f);
   got g = {0};
   vst_op *op = NULL;
   vst_wait_opts w = {.loop = &f->loop, .vector_store_id = "vs_1", .batch_id = "vsfb_1", .deadline_ms = 5000,
@@ -327,7 +288,7 @@ static void test_cancelled_wait_calls_nothing_back_and_leaks_nothing(void **stat
   vst_cancel(op);
   uv_run(&f->loop, UV_RUN_NOWAIT);
   assert_int_equal(g.done, 0);
-  fx_free(f);
+  bfx_free(f);
 }
 
 int main(void) {
