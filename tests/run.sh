@@ -13,11 +13,11 @@
 #      backend: workers SIGKILLed and restarted, Redis and Kafka restarted, API faults; one test
 #      each in the summary
 #   5. build the libFuzzer targets with clang into build-fuzz/ and run each for a bounded time
-#      (AW_FUZZ_SECONDS, default 10: ten targets within the suite's 30 minutes; a crash fails the run)
+#      (AW_FUZZ_SECONDS, default 8: fourteen targets within the suite's 30 minutes; a crash fails the run)
 #
 # Ends with one line "N passed, N failed" over all of it; exits non-zero if anything failed.
 # Logs of each step go to build-asan/test-logs/.  Options via environment:
-#   AW_FUZZ_SECONDS=N   time per fuzz target (default 10; 0 skips fuzzing)
+#   AW_FUZZ_SECONDS=N   time per fuzz target (default 8; 0 skips fuzzing)
 #   AW_BUILD_DIR, AW_FUZZ_BUILD_DIR  build dirs under the repo (default build-asan, build-fuzz)
 #   AW_PYTEST_ARGS=...  extra pytest arguments (e.g. "-k happy -x")
 #   AW_CHAOS=0          skip the chaos test; AW_CHAOS_ARGS=... extra arguments (e.g. "--seed 42")
@@ -36,7 +36,7 @@ cd "$ROOT"
 # shellcheck source=../deploy/local/lib.sh
 . "$ROOT/deploy/local/lib.sh"
 
-FUZZ_SECONDS=${AW_FUZZ_SECONDS:-10}
+FUZZ_SECONDS=${AW_FUZZ_SECONDS:-8}
 BUILD=${AW_BUILD_DIR:-build-asan}
 FUZZ_BUILD=${AW_FUZZ_BUILD_DIR:-build-fuzz}
 case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
