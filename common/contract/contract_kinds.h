@@ -2,9 +2,11 @@
  * contract_): contract.c decodes the envelope every request has (v, kind,
  * ids, metadata) and the message kind, contract_kinds.c the fields of the
  * conversation requests (history, append, cancel; reset and delete have
- * none).  Not for the rest of the code base: contract.h is the interface.
+ * none), and the request encoder (contract_encode.c) checks a kind's fields
+ * with contract_kind_fields_check.  Not for the rest of the code base:
+ * contract.h is the interface.
  *
- * Why the cut: contract.c already held every message of the contract
+ * Why the cut: contract.c then held every message of the contract
  * (request, response, delta, dead letter, JSON view) in about a thousand
  * lines; the conversation kinds add their own rules (pages, appended
  * messages, the cancel's target) that can be read and changed without the
