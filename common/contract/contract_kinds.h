@@ -24,22 +24,12 @@
 
 #include "aw_error.h"
 #include "contract.h"
+#include "contract_dctx.h"
 
 /* Error codes of the request decoder (contract.h).  Callers compare
  * *err_code by address, so every file uses these objects. */
 extern const char contract_code_malformed[], contract_code_missing[], contract_code_invalid[],
     contract_code_version[], contract_code_too_large[], contract_code_internal[];
-
-/* The decoder's context: limits and where the error goes. */
-typedef struct contract_dctx {
-  const contract_limits *lim;
-  const char **err_code;
-  char *errstr;
-  size_t errstr_size;
-} contract_dctx;
-
-/** Record an error (code and message) and return rc. */
-int contract_dfail(contract_dctx *c, int rc, const char *code, const char *fmt, ...) AW_PRINTF(4, 5);
 
 /* Sizing-then-copying allocator: with base == NULL it only counts. */
 typedef struct contract_arena {

@@ -22,6 +22,7 @@
  *    that decodes encodes again.
  */
 #include "contract_tool.h"
+#include "contract_dctx.h"
 #include "msgpack_util.h"
 
 #include <errno.h>
@@ -43,24 +44,6 @@ static const char CODE_INTERNAL[] = "internal_error";
 
 /* ---- decoding helpers --------------------------------------------------------- */
 
-typedef struct dctx {
-  const char **err_code;
-  char *errstr;
-  size_t errstr_size;
-} dctx;
-
-static int dfail(dctx *c, int rc, const char *code, const char *fmt, ...) AW_PRINTF(4, 5);
-static int dfail(dctx *c, int rc, const char *code, const char *fmt, ...) {
-  *c->err_code = code;
-  if (c->errstr && c->errstr_size) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->errstr, c->errstr_size, fmt, ap);
-    va_end(ap);
-  }
-  return rc;
-}
-
 /* A known key's value: where it starts and ends; present == false if the key
  * is absent.  A nil value is kept here and counts as absent later. */
 typedef struct field {
@@ -73,7 +56,7 @@ typedef struct field {
 /* Pick the known keys out of the map whose header ends at *off (npairs
  * pairs).  The value was already checked by mp_skip, so the walk cannot
  * fail on structure; unknown keys (also non-string ones) are skipped. */
-static int collect(dctx *c, const uint8_t *p, size_t len, size_t off, uint64_t npairs, field *f,
+static int collect(contract_dctx *c, const uint8_t *p, size_t len, size_t off, uint64_t npairs, field *f,
                    size_t nf, const char *where) {
   for (uint64_t i = 0; i < npairs; i++) {
     size_t koff = off;
@@ -84,7 +67,7 @@ static int collect(dctx *c, const uint8_t *p, size_t len, size_t off, uint64_t n
     if (k.kind != MPU_STR) continue;
     for (size_t j = 0; j < nf; j++) {
       if (strlen(f[j].name) != k.n || memcmp(f[j].name, k.body, (size_t)k.n)) continue;
-      if (f[j].seen) return dfail(c, AW_EINVAL, CODE_INVALID, "duplicate key %s%s", where, f[j].name);
+      if (f[j].seen) return contract_dfail(c, AW_EINVAL, CODE_INVALID, "duplicate key %s%s", where, f[j].name);
       f[j].seen = true;
       f[j].off = voff;
       f[j].end = off;
@@ -98,40 +81,40 @@ static int collect(dctx *c, const uint8_t *p, size_t len, size_t off, uint64_t n
 }
 
 /* Validate a string field; *s / *n are set when present. */
-static int want_str(dctx *c, const field *f, const char *where, bool required, size_t min,
+static int want_str(contract_dctx *c, const field *f, const char *where, bool required, size_t min,
                     size_t max, const char *too_long_code, const char **s, size_t *n) {
   *s = NULL;
   *n = 0;
   if (!f->present) {
-    if (required) return dfail(c, AW_EINVAL, CODE_MISSING, "missing field %s%s", where, f->name);
+    if (required) return contract_dfail(c, AW_EINVAL, CODE_MISSING, "missing field %s%s", where, f->name);
     return AW_OK;
   }
-  if (f->h.kind != MPU_STR) return dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s must be a string", where, f->name);
+  if (f->h.kind != MPU_STR) return contract_dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s must be a string", where, f->name);
   size_t len = (size_t)f->h.n;
-  if (len < min) return dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s must not be empty", where, f->name);
+  if (len < min) return contract_dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s must not be empty", where, f->name);
   if (len > max) {
     if (too_long_code)
-      return dfail(c, AW_ETOOBIG, too_long_code, "field %s%s is %zu bytes, limit %zu", where, f->name, len, max);
-    return dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s is %zu bytes, at most %zu allowed", where,
+      return contract_dfail(c, AW_ETOOBIG, too_long_code, "field %s%s is %zu bytes, limit %zu", where, f->name, len, max);
+    return contract_dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s is %zu bytes, at most %zu allowed", where,
                  f->name, len, max);
   }
   if (memchr(f->h.body, 0, len))
-    return dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s contains a NUL byte", where, f->name);
+    return contract_dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s contains a NUL byte", where, f->name);
   if (!mpu_utf8_valid((const char *)f->h.body, len))
-    return dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s is not valid UTF-8", where, f->name);
+    return contract_dfail(c, AW_EINVAL, CODE_INVALID, "field %s%s is not valid UTF-8", where, f->name);
   *s = (const char *)f->h.body;
   *n = len;
   return AW_OK;
 }
 
-static int want_version(dctx *c, const field *f) {
-  if (!f->present) return dfail(c, AW_EINVAL, CODE_MISSING, "missing field v");
-  if (f->h.kind != MPU_INT) return dfail(c, AW_EINVAL, CODE_INVALID, "field v must be an integer");
+static int want_version(contract_dctx *c, const field *f) {
+  if (!f->present) return contract_dfail(c, AW_EINVAL, CODE_MISSING, "missing field v");
+  if (f->h.kind != MPU_INT) return contract_dfail(c, AW_EINVAL, CODE_INVALID, "field v must be an integer");
   if (f->h.neg || f->h.u != CTOOL_VERSION) {
     if (f->h.neg)
-      return dfail(c, AW_EINVAL, CODE_VERSION, "unsupported version %lld (this side speaks %d)",
+      return contract_dfail(c, AW_EINVAL, CODE_VERSION, "unsupported version %lld (this side speaks %d)",
                    (long long)(int64_t)f->h.u, CTOOL_VERSION);
-    return dfail(c, AW_EINVAL, CODE_VERSION, "unsupported version %llu (this side speaks %d)",
+    return contract_dfail(c, AW_EINVAL, CODE_VERSION, "unsupported version %llu (this side speaks %d)",
                  (unsigned long long)f->h.u, CTOOL_VERSION);
   }
   return AW_OK;
@@ -139,19 +122,19 @@ static int want_version(dctx *c, const field *f) {
 
 /* Common start of both decoders: size bound, one complete map, no trailing
  * bytes.  On success *off is just past the map header. */
-static int open_map(dctx *c, const uint8_t *p, size_t len, size_t max, const char *what,
+static int open_map(contract_dctx *c, const uint8_t *p, size_t len, size_t max, const char *what,
                     const char *malformed, const char *too_large, size_t *off, uint64_t *npairs) {
-  if (!p && len) return dfail(c, AW_EINVAL, malformed, "no data");
-  if (len > max) return dfail(c, AW_ETOOBIG, too_large, "%s is %zu bytes, limit %zu", what, len, max);
+  if (!p && len) return contract_dfail(c, AW_EINVAL, malformed, "no data");
+  if (len > max) return contract_dfail(c, AW_ETOOBIG, too_large, "%s is %zu bytes, limit %zu", what, len, max);
   size_t end = 0;
   if (mpu_skip(p, len, &end))
-    return dfail(c, AW_EPARSE, malformed, "not a complete msgpack value (or nested deeper than %d)", MPU_MAX_DEPTH);
+    return contract_dfail(c, AW_EPARSE, malformed, "not a complete msgpack value (or nested deeper than %d)", MPU_MAX_DEPTH);
   if (end != len)
-    return dfail(c, AW_EPARSE, malformed, "%zu trailing bytes after the %s map", len - end, what);
+    return contract_dfail(c, AW_EPARSE, malformed, "%zu trailing bytes after the %s map", len - end, what);
   mpu_head h;
   *off = 0;
   if (mpu_read(p, len, off, &h) || h.kind != MPU_MAP)
-    return dfail(c, AW_EPARSE, malformed, "%s is not a msgpack map", what);
+    return contract_dfail(c, AW_EPARSE, malformed, "%s is not a msgpack map", what);
   *npairs = h.n;
   return AW_OK;
 }
@@ -396,8 +379,8 @@ int ctool_request_decode(const void *data, size_t len, size_t max_bytes, ctool_r
   if (!err_code) err_code = &dummy;
   *err_code = NULL;
   if (errstr && errstr_size) errstr[0] = '\0';
-  dctx c = {err_code, errstr, errstr_size};
-  if (!out) return dfail(&c, AW_EINVAL, CODE_INTERNAL, "no output pointer");
+  contract_dctx c = {.err_code = err_code, .errstr = errstr, .errstr_size = errstr_size};
+  if (!out) return contract_dfail(&c, AW_EINVAL, CODE_INTERNAL, "no output pointer");
   *out = NULL;
   if (!max_bytes) max_bytes = CTOOL_DEFAULT_MAX_REQUEST;
   const uint8_t *p = data;
@@ -415,7 +398,7 @@ int ctool_request_decode(const void *data, size_t len, size_t max_bytes, ctool_r
   };
   if (collect(&c, p, len, off, npairs, f, RQ_N, "")) {
     if (*err_code) return AW_EINVAL;
-    return dfail(&c, AW_EPARSE, MALFORMED, "malformed map");
+    return contract_dfail(&c, AW_EPARSE, MALFORMED, "malformed map");
   }
   if ((rc = want_version(&c, &f[RQ_V]))) return rc;
 
@@ -439,22 +422,22 @@ int ctool_request_decode(const void *data, size_t len, size_t max_bytes, ctool_r
   }
   const field *rd = &f[RQ_ROUND];
   if (rd->present && (rd->h.kind != MPU_INT || rd->h.neg || rd->h.u < 1 || rd->h.u > INT_MAX))
-    return dfail(&c, AW_EINVAL, CODE_INVALID, "field round must be an integer from 1 to %d", INT_MAX);
+    return contract_dfail(&c, AW_EINVAL, CODE_INVALID, "field round must be an integer from 1 to %d", INT_MAX);
   if (f[RQ_ARGS].present && f[RQ_ARGS].h.kind != MPU_MAP)
-    return dfail(&c, AW_EINVAL, CODE_INVALID, "field arguments must be a map or nil");
+    return contract_dfail(&c, AW_EINVAL, CODE_INVALID, "field arguments must be a map or nil");
   size_t args_len = f[RQ_ARGS].present ? f[RQ_ARGS].end - f[RQ_ARGS].off : 0;
   if ((rc = want_str(&c, &f[RQ_ARGS_JSON], "", true, 0, max_bytes, TOO_LARGE, &s[RQ_ARGS_JSON], &n[RQ_ARGS_JSON])))
     return rc;
   const field *dl = &f[RQ_DEADLINE];
-  if (!dl->present) return dfail(&c, AW_EINVAL, CODE_MISSING, "missing field deadline_ms");
+  if (!dl->present) return contract_dfail(&c, AW_EINVAL, CODE_MISSING, "missing field deadline_ms");
   if (dl->h.kind != MPU_INT || dl->h.neg || dl->h.u > INT64_MAX)
-    return dfail(&c, AW_EINVAL, CODE_INVALID, "field deadline_ms must be a non-negative integer (unix ms)");
+    return contract_dfail(&c, AW_EINVAL, CODE_INVALID, "field deadline_ms must be a non-negative integer (unix ms)");
   if ((rc = want_str(&c, &f[RQ_TOPIC], "", true, 1, CTOOL_MAX_TOPIC, NULL, &s[RQ_TOPIC], &n[RQ_TOPIC])))
     return rc;
   total += n[RQ_ARGS_JSON] + 1 + n[RQ_TOPIC] + 1 + args_len;
 
   ctool_request *r = malloc(total);
-  if (!r) return dfail(&c, AW_ENOMEM, CODE_INTERNAL, "out of memory (%zu bytes)", total);
+  if (!r) return contract_dfail(&c, AW_ENOMEM, CODE_INTERNAL, "out of memory (%zu bytes)", total);
   memset(r, 0, sizeof *r);
   arena a = {(char *)(r + 1)};
   r->v = CTOOL_VERSION;
@@ -520,8 +503,8 @@ int ctool_reply_decode(const void *data, size_t len, size_t max_output, ctool_re
   if (!err_code) err_code = &dummy;
   *err_code = NULL;
   if (errstr && errstr_size) errstr[0] = '\0';
-  dctx c = {err_code, errstr, errstr_size};
-  if (!out) return dfail(&c, AW_EINVAL, CODE_INTERNAL, "no output pointer");
+  contract_dctx c = {.err_code = err_code, .errstr = errstr, .errstr_size = errstr_size};
+  if (!out) return contract_dfail(&c, AW_EINVAL, CODE_INTERNAL, "no output pointer");
   *out = NULL;
   if (!max_output) max_output = CTOOL_DEFAULT_MAX_OUTPUT;
   const size_t max_total = max_output > SIZE_MAX - CTOOL_REPLY_OVERHEAD ? SIZE_MAX : max_output + CTOOL_REPLY_OVERHEAD;
@@ -534,35 +517,35 @@ int ctool_reply_decode(const void *data, size_t len, size_t max_output, ctool_re
                    [RP_OUTPUT] = {.name = "output"}, [RP_ERROR] = {.name = "error"}};
   if (collect(&c, p, len, off, npairs, f, RP_N, "")) {
     if (*err_code) return AW_EINVAL;
-    return dfail(&c, AW_EPARSE, MALFORMED, "malformed map");
+    return contract_dfail(&c, AW_EPARSE, MALFORMED, "malformed map");
   }
   if ((rc = want_version(&c, &f[RP_V]))) return rc;
   const char *corr, *output = NULL, *code = NULL, *msg = NULL;
   size_t ncorr, noutput = 0, ncode = 0, nmsg = 0;
   if ((rc = want_str(&c, &f[RP_CORR], "", true, 1, CTOOL_MAX_CORRELATION_ID, NULL, &corr, &ncorr))) return rc;
   if (f[RP_OUTPUT].present && f[RP_ERROR].present)
-    return dfail(&c, AW_EINVAL, CODE_INVALID, "a reply has either output or error, not both");
+    return contract_dfail(&c, AW_EINVAL, CODE_INVALID, "a reply has either output or error, not both");
   if (!f[RP_OUTPUT].present && !f[RP_ERROR].present)
-    return dfail(&c, AW_EINVAL, CODE_MISSING, "missing field output (or error)");
+    return contract_dfail(&c, AW_EINVAL, CODE_MISSING, "missing field output (or error)");
   if (f[RP_OUTPUT].present) {
     if ((rc = want_str(&c, &f[RP_OUTPUT], "", true, 0, max_output, TOO_LARGE, &output, &noutput))) return rc;
   } else {
     const field *ef = &f[RP_ERROR];
-    if (ef->h.kind != MPU_MAP) return dfail(&c, AW_EINVAL, CODE_INVALID, "field error must be a map");
+    if (ef->h.kind != MPU_MAP) return contract_dfail(&c, AW_EINVAL, CODE_INVALID, "field error must be a map");
     size_t eoff = ef->off;
     mpu_head eh;
     (void)mpu_read(p, len, &eoff, &eh);
     field g[2] = {{.name = "code"}, {.name = "message"}};
     if (collect(&c, p, len, eoff, eh.n, g, 2, "error.")) {
       if (*err_code) return AW_EINVAL;
-      return dfail(&c, AW_EPARSE, MALFORMED, "malformed error map");
+      return contract_dfail(&c, AW_EPARSE, MALFORMED, "malformed error map");
     }
     if ((rc = want_str(&c, &g[0], "error.", true, 1, CTOOL_MAX_ERROR_CODE, NULL, &code, &ncode))) return rc;
     if ((rc = want_str(&c, &g[1], "error.", true, 0, CTOOL_MAX_ERROR_MESSAGE, NULL, &msg, &nmsg))) return rc;
   }
   size_t total = sizeof(ctool_reply) + ncorr + 1 + (output ? noutput + 1 : ncode + 1 + nmsg + 1);
   ctool_reply *r = malloc(total);
-  if (!r) return dfail(&c, AW_ENOMEM, CODE_INTERNAL, "out of memory (%zu bytes)", total);
+  if (!r) return contract_dfail(&c, AW_ENOMEM, CODE_INTERNAL, "out of memory (%zu bytes)", total);
   memset(r, 0, sizeof *r);
   arena a = {(char *)(r + 1)};
   r->v = CTOOL_VERSION;

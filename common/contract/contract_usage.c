@@ -16,6 +16,7 @@
  *    be optional on decode, like the other messages'.
  */
 #include "contract_usage.h"
+#include "contract_dctx.h"
 #include "msgpack_util.h"
 
 #include <stdarg.h>
@@ -122,24 +123,6 @@ int cusage_encode(const cusage_record *r, buf *out) {
 
 /* ---- decoding ---------------------------------------------------------------------- */
 
-typedef struct dctx {
-  const char **err_code;
-  char *errstr;
-  size_t errstr_size;
-} dctx;
-
-static int dfail(dctx *c, int rc, const char *code, const char *fmt, ...) AW_PRINTF(4, 5);
-static int dfail(dctx *c, int rc, const char *code, const char *fmt, ...) {
-  *c->err_code = code;
-  if (c->errstr && c->errstr_size) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->errstr, c->errstr_size, fmt, ap);
-    va_end(ap);
-  }
-  return rc;
-}
-
 typedef struct slot {
   bool seen, present;
   size_t off; /* where the value starts */
@@ -153,10 +136,10 @@ static const size_t STR_MAX[K_COUNT] = {
     [K_MODEL] = CUSAGE_MAX_MODEL,       [K_BACKEND] = 16,
     [K_STATUS] = 16};
 
-static int want_int(dctx *c, const slot *s, int k, int64_t *out) {
-  if (!s->present) return dfail(c, AW_EINVAL, CODE_MISSING, "missing field %s", KEYS[k]);
+static int want_int(contract_dctx *c, const slot *s, int k, int64_t *out) {
+  if (!s->present) return contract_dfail(c, AW_EINVAL, CODE_MISSING, "missing field %s", KEYS[k]);
   if (s->h.kind != MPU_INT || s->h.neg || s->h.u > (uint64_t)INT64_MAX)
-    return dfail(c, AW_EINVAL, CODE_INVALID, "field %s must be an integer >= 0", KEYS[k]);
+    return contract_dfail(c, AW_EINVAL, CODE_INVALID, "field %s must be an integer >= 0", KEYS[k]);
   *out = (int64_t)s->h.u;
   return AW_OK;
 }
@@ -164,35 +147,35 @@ static int want_int(dctx *c, const slot *s, int k, int64_t *out) {
 int cusage_decode(const void *data, size_t len, cusage_record **out, const char **err_code, char *errstr,
                   size_t errstr_size) {
   static const char *unused_code;
-  dctx c = {err_code ? err_code : &unused_code, errstr, errstr_size};
+  contract_dctx c = {.err_code = err_code ? err_code : &unused_code, .errstr = errstr, .errstr_size = errstr_size};
   *c.err_code = NULL;
   if (errstr && errstr_size) errstr[0] = '\0';
   if (!out) return AW_EINVAL;
   *out = NULL;
-  if (!data && len) return dfail(&c, AW_EPARSE, CODE_MALFORMED, "no data");
+  if (!data && len) return contract_dfail(&c, AW_EPARSE, CODE_MALFORMED, "no data");
   if (len > CUSAGE_MAX_RECORD)
-    return dfail(&c, AW_ETOOBIG, CODE_TOO_LARGE, "record is %zu bytes, at most %d", len, CUSAGE_MAX_RECORD);
+    return contract_dfail(&c, AW_ETOOBIG, CODE_TOO_LARGE, "record is %zu bytes, at most %d", len, CUSAGE_MAX_RECORD);
   const uint8_t *p = data;
   size_t end = 0;
   if (mpu_skip(p, len, &end) || end != len)
-    return dfail(&c, AW_EPARSE, CODE_MALFORMED, "not exactly one well-formed msgpack value");
+    return contract_dfail(&c, AW_EPARSE, CODE_MALFORMED, "not exactly one well-formed msgpack value");
   size_t off = 0;
   mpu_head top;
   (void)mpu_read(p, len, &off, &top);
-  if (top.kind != MPU_MAP) return dfail(&c, AW_EPARSE, CODE_MALFORMED, "the record is not a map");
+  if (top.kind != MPU_MAP) return contract_dfail(&c, AW_EPARSE, CODE_MALFORMED, "the record is not a map");
 
   slot s[K_COUNT];
   memset(s, 0, sizeof s);
   for (uint64_t i = 0; i < top.n; i++) {
     size_t koff = off;
     mpu_head k;
-    if (mpu_skip(p, len, &off) || mpu_read(p, len, &koff, &k)) return dfail(&c, AW_EPARSE, CODE_MALFORMED, "truncated");
+    if (mpu_skip(p, len, &off) || mpu_read(p, len, &koff, &k)) return contract_dfail(&c, AW_EPARSE, CODE_MALFORMED, "truncated");
     size_t voff = off;
-    if (mpu_skip(p, len, &off)) return dfail(&c, AW_EPARSE, CODE_MALFORMED, "truncated");
+    if (mpu_skip(p, len, &off)) return contract_dfail(&c, AW_EPARSE, CODE_MALFORMED, "truncated");
     if (k.kind != MPU_STR) continue;
     for (int j = 0; j < K_COUNT; j++) {
       if (strlen(KEYS[j]) != k.n || memcmp(KEYS[j], k.body, (size_t)k.n) != 0) continue;
-      if (s[j].seen) return dfail(&c, AW_EINVAL, CODE_INVALID, "duplicate key %s", KEYS[j]);
+      if (s[j].seen) return contract_dfail(&c, AW_EINVAL, CODE_INVALID, "duplicate key %s", KEYS[j]);
       s[j].seen = true;
       s[j].off = voff;
       (void)mpu_read(p, len, &voff, &s[j].h);
@@ -201,28 +184,28 @@ int cusage_decode(const void *data, size_t len, cusage_record **out, const char 
     }
   }
 
-  if (!s[K_V].present) return dfail(&c, AW_EINVAL, CODE_MISSING, "missing field v");
+  if (!s[K_V].present) return contract_dfail(&c, AW_EINVAL, CODE_MISSING, "missing field v");
   if (s[K_V].h.kind != MPU_INT || s[K_V].h.neg || s[K_V].h.u != CUSAGE_VERSION)
-    return dfail(&c, AW_EINVAL, CODE_VERSION, "unsupported version (expected %d)", CUSAGE_VERSION);
+    return contract_dfail(&c, AW_EINVAL, CODE_VERSION, "unsupported version (expected %d)", CUSAGE_VERSION);
   size_t strbytes = 0;
   for (int j = 0; j < K_COUNT; j++) {
     if (!STR_MAX[j]) continue;
     if (!s[j].present) {
       if (j == K_TENANT) continue;
-      return dfail(&c, AW_EINVAL, CODE_MISSING, "missing field %s", KEYS[j]);
+      return contract_dfail(&c, AW_EINVAL, CODE_MISSING, "missing field %s", KEYS[j]);
     }
     const mpu_head *h = &s[j].h;
-    if (h->kind != MPU_STR) return dfail(&c, AW_EINVAL, CODE_INVALID, "field %s must be a string", KEYS[j]);
+    if (h->kind != MPU_STR) return contract_dfail(&c, AW_EINVAL, CODE_INVALID, "field %s must be a string", KEYS[j]);
     if (h->n < 1 || h->n > STR_MAX[j])
-      return dfail(&c, AW_EINVAL, CODE_INVALID, "field %s must be 1..%zu bytes", KEYS[j], STR_MAX[j]);
+      return contract_dfail(&c, AW_EINVAL, CODE_INVALID, "field %s must be 1..%zu bytes", KEYS[j], STR_MAX[j]);
     if (memchr(h->body, 0, (size_t)h->n) || !mpu_utf8_valid((const char *)h->body, (size_t)h->n))
-      return dfail(&c, AW_EINVAL, CODE_INVALID, "field %s is not valid UTF-8 without NUL", KEYS[j]);
+      return contract_dfail(&c, AW_EINVAL, CODE_INVALID, "field %s is not valid UTF-8 without NUL", KEYS[j]);
     strbytes += (size_t)h->n + 1;
   }
   if (!one_of((const char *)s[K_BACKEND].h.body, (size_t)s[K_BACKEND].h.n, BACKENDS, 3))
-    return dfail(&c, AW_EINVAL, CODE_INVALID, "field backend must be assistants, responses or chat");
+    return contract_dfail(&c, AW_EINVAL, CODE_INVALID, "field backend must be assistants, responses or chat");
   if (!one_of((const char *)s[K_STATUS].h.body, (size_t)s[K_STATUS].h.n, STATUSES, 5))
-    return dfail(&c, AW_EINVAL, CODE_INVALID, "field status must be completed, incomplete, failed, cancelled or expired");
+    return contract_dfail(&c, AW_EINVAL, CODE_INVALID, "field status must be completed, incomplete, failed, cancelled or expired");
 
   cusage_record r;
   memset(&r, 0, sizeof r);
@@ -236,17 +219,17 @@ int cusage_decode(const void *data, size_t len, cusage_record **out, const char 
     int rc = want_int(&c, &s[j], j, nums[j]);
     if (rc) return rc;
   }
-  if (!s[K_REPORTED].present) return dfail(&c, AW_EINVAL, CODE_MISSING, "missing field tokens_reported");
+  if (!s[K_REPORTED].present) return contract_dfail(&c, AW_EINVAL, CODE_MISSING, "missing field tokens_reported");
   if (s[K_REPORTED].h.kind != MPU_BOOL)
-    return dfail(&c, AW_EINVAL, CODE_INVALID, "field tokens_reported must be a boolean");
+    return contract_dfail(&c, AW_EINVAL, CODE_INVALID, "field tokens_reported must be a boolean");
   r.tokens_reported = p[s[K_REPORTED].off] == 0xc3; /* true; 0xc2 false */
   if (r.cached_tokens > r.input_tokens)
-    return dfail(&c, AW_EINVAL, CODE_INVALID, "cached_tokens exceeds input_tokens");
+    return contract_dfail(&c, AW_EINVAL, CODE_INVALID, "cached_tokens exceeds input_tokens");
   if (r.reasoning_tokens > r.output_tokens)
-    return dfail(&c, AW_EINVAL, CODE_INVALID, "reasoning_tokens exceeds output_tokens");
+    return contract_dfail(&c, AW_EINVAL, CODE_INVALID, "reasoning_tokens exceeds output_tokens");
 
   cusage_record *o = malloc(sizeof *o + strbytes);
-  if (!o) return dfail(&c, AW_ENOMEM, CODE_INTERNAL, "out of memory");
+  if (!o) return contract_dfail(&c, AW_ENOMEM, CODE_INTERNAL, "out of memory");
   *o = r;
   char *w = (char *)(o + 1);
   const char **dst[K_COUNT] = {[K_EVENT_ID] = &o->event_id,   [K_CONVERSATION_ID] = &o->conversation_id,
