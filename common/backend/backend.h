@@ -214,6 +214,17 @@ typedef struct be_turn_input {
   int tools_routed;            /* 0: nobody serves function calls; a turn that
                                   calls one ends BE_END_ANSWER cancelled with
                                   error_code tool_calls_unsupported */
+  /* Files.  parts may hold IMAGE_URL and IMAGE_FILE parts: the worker has
+   * uploaded inline images already (their file_id set, data kept) except
+   * on the chat backend, which sends data as a data: URL and is never
+   * given an IMAGE_FILE by id (refused at intake). */
+  const contract_attachment *attachments; /* file ids set (inline bytes uploaded by the
+                                             worker); the chat backend gets none */
+  size_t nattachments;
+  int include_steps;           /* 1: fill be_turn_result.steps */
+  size_t inline_file_max;      /* generated files up to this size come back with
+                                  their bytes (be_turn_result.files[].data); larger
+                                  ones by reference; 0: always by reference */
 } be_turn_input;
 
 /** A function call the model made.  id is the backend's call id, echoed in
@@ -278,6 +289,14 @@ typedef struct be_turn_result {
                                 delivered as deltas during this call */
   const char *checkpoint;    /* the turn's checkpoint now, NULL if none */
   be_handles handles;
+  /* BE_END_ANSWER: the files the turn generated (code interpreter), each
+   * with its bytes when it is at most in->inline_file_max, and the hosted
+   * tool calls when in->include_steps.  A file whose content could not be
+   * fetched is listed by reference (data NULL). */
+  const contract_file *files;
+  size_t nfiles;
+  const contract_step *steps;
+  size_t nsteps;
 } be_turn_result;
 
 typedef struct be_turn_events {

@@ -28,17 +28,56 @@
 
 typedef enum {
   CONTRACT_PART_TEXT = 0,
-  CONTRACT_PART_IMAGE_URL,  /* reserved: decoded, refused by the worker until supported */
-  CONTRACT_PART_IMAGE_FILE, /* reserved */
-  CONTRACT_PART_FILE,       /* reserved */
+  CONTRACT_PART_IMAGE_URL,  /* an image by URL (https: or data:) */
+  CONTRACT_PART_IMAGE_FILE, /* an image by file id, or inline bytes the worker uploads */
+  CONTRACT_PART_FILE,       /* reserved: decoded, refused by the worker (use attachments) */
 } contract_part_type;
 
 typedef struct contract_part {
   contract_part_type type;
-  const char *text;     /* TEXT: the text; IMAGE_URL: the url; *_FILE: file_id */
+  const char *text;     /* TEXT: the text; IMAGE_URL: the url; *_FILE: file_id
+                           (IMAGE_FILE with inline data: NULL, text_len 0) */
   size_t text_len;
   const char *detail;   /* IMAGE_*: optional "auto"/"low"/"high"; else NULL */
+  /* IMAGE_FILE given inline (`data`, exactly one of file_id / data): the
+   * bytes (bin, 1..max_inline_bytes), their media type (`media_type`, one
+   * of CONTRACT_IMAGE_TYPES) and an optional `filename` (NULL: none).
+   * The worker uploads them and sends the file id (a chat backend sends a
+   * data: URL instead).  data NULL: not inline. */
+  const void *data;
+  size_t data_len;
+  const char *media_type;
+  const char *filename;
 } contract_part;
+
+/* The image media types a request may carry inline (OpenAI's vision inputs). */
+#define CONTRACT_IMAGE_TYPES "image/png, image/jpeg, image/gif, image/webp"
+
+/* The hosted tools an attachment is for (`tools`: an array of 1..2 of
+ * "file_search", "code_interpreter"; a bit each). */
+#define CONTRACT_ATT_FILE_SEARCH 1u
+#define CONTRACT_ATT_CODE_INTERPRETER 2u
+
+/** A file attached to a message (`attachments`: 0..max_attachments maps),
+ *  for the hosted tools that read it: a file id, or inline bytes with a
+ *  name (1..255 bytes, no '/' or '\\'; the APIs tell file kinds by their
+ *  extension) and a media type (one of contract_attachment_type_ok's).  The
+ *  worker uploads inline bytes once per event and sends the file id. */
+typedef struct contract_attachment {
+  const char *file_id;     /* NULL when inline */
+  const void *data;        /* inline bytes, NULL when file_id */
+  size_t data_len;
+  const char *filename;    /* inline: required; with file_id: NULL */
+  const char *media_type;  /* inline: required; with file_id: NULL */
+  unsigned tools;          /* CONTRACT_ATT_* bits, at least one */
+} contract_attachment;
+
+/** 1 when an attachment may carry this media type inline: the text and
+ *  document types file_search indexes and the data types code_interpreter
+ *  reads (text/plain, text/markdown, text/csv, text/html, application/json,
+ *  application/pdf, the OOXML documents, ...); the list is in
+ *  schemas/README.md.  Parameters (";charset=...") are ignored. */
+int contract_attachment_type_ok(const char *media_type);
 
 typedef struct contract_kv {
   const char *key;
@@ -101,12 +140,22 @@ typedef struct contract_request {
   /* kind cancel: the event whose turn is to be cancelled; NULL: whatever
    * turn of the conversation is active. */
   const char *target_event_id;
+  /* kind message: files for the hosted tools (0..max_attachments), and
+   * `include_steps` (bool): the response lists the turn's tool calls
+   * (`steps`: file search queries and results, code and its outputs). */
+  contract_attachment *attachments;
+  size_t nattachments;
+  int include_steps;
 } contract_request;
 
 typedef struct contract_limits {
   size_t max_event_bytes;   /* whole msgpack payload (default 1 MiB) */
   size_t max_text_bytes;    /* one text part (default 256 KiB) */
   size_t max_parts;         /* default 16 */
+  size_t max_attachments;   /* attachments per message (default 10, the Assistants API's) */
+  size_t max_inline_bytes;  /* inline bytes of one image part or attachment (default 512 KiB;
+                               the whole event stays within max_event_bytes):
+                               over it, file_too_large */
   int conversation_id_optional; /* 1: a request may leave conversation_id out (then NULL):
                                    its Kafka key names the conversation (worker.key_rule
                                    route_by_key); default 0 */
@@ -122,7 +171,9 @@ void contract_limits_default(contract_limits *l);
  *  limit), with the offending field named in errstr;
  *  *err_code receives a stable machine code for the response's error.code:
  *  "malformed_event", "missing_field", "invalid_field", "unsupported_version",
- *  "event_too_large" (and "internal_error" with AW_ENOMEM, which is not the
+ *  "event_too_large", and for files "file_too_large" (inline bytes over
+ *  max_inline_bytes), "too_many_attachments", "unsupported_media_type"
+ *  (and "internal_error" with AW_ENOMEM, which is not the
  *  input's fault).  lim may be NULL for the defaults.  A nil value counts as
  *  absent.  When the event_id / conversation_id could be read
  *  even though decoding failed, they are copied into the caller's
@@ -153,16 +204,62 @@ int contract_request_encode(const contract_request *r, buf *out) AW_MUST_CHECK;
 /* ---- response ------------------------------------------------------------- */
 
 typedef struct contract_annotation {
-  const char *type;      /* "file_citation" | "file_path" */
+  const char *type;      /* "file_citation" | "file_path" (Assistants: a generated file) |
+                            "container_file_citation" (Responses: a generated file) */
   const char *text;      /* the text in the message that is annotated */
   const char *file_id;
   int64_t start_index, end_index;
   const char *filename;  /* the cited file's name where the backend gives it
                             (Responses file_citation); NULL: the key is left out */
+  const char *container_id; /* container_file_citation: the container; NULL: left out */
 } contract_annotation;
 
+/** A file the turn generated (code interpreter output: a chart, a CSV),
+ *  in the response's `files`.  Inline when it fits the configured size
+ *  (worker.inline_file_max_bytes), else by reference: `assistant-worker
+ *  file get ID [--container C]` downloads it. */
+typedef struct contract_file {
+  const char *file_id;      /* file-... / cfile_... */
+  const char *container_id; /* Responses: the code interpreter's container; NULL: left out */
+  const char *filename;     /* its name (no path); NULL: "" */
+  const char *media_type;   /* from the name's extension; NULL: application/octet-stream */
+  int64_t bytes;            /* its size; -1: unknown */
+  const void *data;         /* the content when inline (bin), NULL: by reference */
+  size_t data_len;
+} contract_file;
+
+/** One hosted-tool call of the turn, for the response's `steps` (only when
+ *  the request asked, include_steps). */
+typedef struct contract_step_result {
+  const char *file_id, *filename;
+  double score;
+  const char *text;         /* the matched chunk, NULL: left out */
+} contract_step_result;
+
+typedef struct contract_step_output {
+  const char *type;         /* "logs" | "image" | "file" */
+  const char *logs;         /* logs: the text */
+  const char *file_id;      /* image / file: the file */
+} contract_step_output;
+
+typedef struct contract_step {
+  const char *type;         /* "file_search" | "code_interpreter" */
+  const char *id;           /* the backend's call id */
+  const char *status;       /* "completed", "failed", ... NULL: left out */
+  /* file_search */
+  const char *const *queries;
+  size_t nqueries;
+  const contract_step_result *results;
+  size_t nresults;
+  /* code_interpreter */
+  const char *code;
+  const contract_step_output *outputs;
+  size_t noutputs;
+} contract_step;
+
 typedef struct contract_out_part {
-  const char *type;      /* "text" now; "image_file" later */
+  const char *type;      /* "text" | "image_file" (an image the assistant made: its file is
+                            in the response's `files`) */
   const char *text;      /* text value, or file id for image_file */
   size_t text_len;
   contract_annotation *annotations;
@@ -231,6 +328,12 @@ typedef struct contract_response {
   const char *first_id, *last_id;   /* history: the page's first and last message ids (NULL: nil) */
   const char *cancelled_event_id;   /* cancel: the event whose turn was cancelled; NULL: nil
                                        (no turn was active) */
+  /* Additive keys of a message's answer: */
+  const contract_file *files;       /* generated files; nfiles 0: `files` left out */
+  size_t nfiles;
+  const contract_step *steps;       /* with want_steps: `steps` is written (an array, */
+  size_t nsteps;                    /* possibly empty); without: left out */
+  int want_steps;
 } contract_response;
 
 /** Append the msgpack encoding of r to out.  NULL event_id / conversation_id

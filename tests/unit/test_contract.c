@@ -146,7 +146,7 @@ static int jnull(const cJSON *o, const char *k) {
 
 static void request_roundtrip_keeps_every_field(void **state) {
   (void)state;
-  contract_part part = {CONTRACT_PART_TEXT, "Where is my order? \xE2\x82\xAC", 22, NULL};
+  contract_part part = {.type = CONTRACT_PART_TEXT, .text = "Where is my order? \xE2\x82\xAC", .text_len = 22};
   contract_kv md[] = {{"user_id", "u-42"}, {"channel", "web"}};
   contract_request in = {.v = 1, .event_id = "evt-1", .conversation_id = "conv-1",
                          .assistant = "support", .parts = &part, .nparts = 1, .metadata = md,
@@ -186,10 +186,10 @@ static void request_roundtrip_keeps_every_field(void **state) {
 static void request_roundtrip_keeps_every_part_type(void **state) {
   (void)state;
   contract_part parts[] = {
-      {CONTRACT_PART_TEXT, "look:", 5, NULL},
-      {CONTRACT_PART_IMAGE_URL, "https://example.com/a.png", 25, "high"},
-      {CONTRACT_PART_IMAGE_FILE, "file-img", 8, NULL},
-      {CONTRACT_PART_FILE, "file-doc", 8, NULL},
+      {.type = CONTRACT_PART_TEXT, .text = "look:", .text_len = 5},
+      {.type = CONTRACT_PART_IMAGE_URL, .text = "https://example.com/a.png", .text_len = 25, .detail = "high"},
+      {.type = CONTRACT_PART_IMAGE_FILE, .text = "file-img", .text_len = 8},
+      {.type = CONTRACT_PART_FILE, .text = "file-doc", .text_len = 8},
   };
   contract_request in = {.event_id = "e", .conversation_id = "c", .assistant = "asst_x",
                          .parts = parts, .nparts = 4};
@@ -693,7 +693,7 @@ static void request_correlation_ids_respect_caller_buffers(void **state) {
 
 static void request_encode_refuses_incomplete_struct(void **state) {
   (void)state;
-  contract_part part = {CONTRACT_PART_TEXT, "x", 1, NULL};
+  contract_part part = {.type = CONTRACT_PART_TEXT, .text = "x", .text_len = 1};
   contract_request r = {.event_id = NULL, .conversation_id = "c", .assistant = "a", .parts = &part, .nparts = 1};
   buf b;
   buf_init(&b, 100);
@@ -715,7 +715,7 @@ static void request_encode_refuses_incomplete_struct(void **state) {
 
 static void response_completed_json_view_has_every_field(void **state) {
   (void)state;
-  contract_annotation ann = {"file_citation", "[1]", "file-log", 41, 44, NULL};
+  contract_annotation ann = {.type = "file_citation", .text = "[1]", .file_id = "file-log", .start_index = 41, .end_index = 44};
   contract_out_part parts[] = {{"text", "Order left \"today\"\n[1].", 23, &ann, 1}, {"image_file", "file-img", 8, NULL, 0}};
   contract_out_message msgs[] = {{.id = "msg_1", .parts = parts, .nparts = 2}, {.id = "msg_2"}};
   contract_response r = {.event_id = "e1", .conversation_id = "c1", .thread_id = "thread_1",
@@ -1243,7 +1243,7 @@ static void examples_match_the_encoders(void **state) {
     free(text);
   }
 
-  contract_annotation ann = {"file_citation", "[1]", "file-x", 1, 4, NULL};
+  contract_annotation ann = {.type = "file_citation", .text = "[1]", .file_id = "file-x", .start_index = 1, .end_index = 4};
   contract_out_part part = {"text", "answer", 6, &ann, 1};
   contract_out_message msg = {.id = "msg_1", .parts = &part, .nparts = 1};
   contract_response done = {.event_id = "e", .conversation_id = "c", .thread_id = "t", .run_id = "r",

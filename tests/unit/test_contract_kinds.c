@@ -766,7 +766,7 @@ static void kind_examples_agree_with_the_codec(void **state) {
     free(text);
   }
 
-  contract_annotation ann = {"file_citation", "[1]", "file-x", 1, 4, NULL};
+  contract_annotation ann = {.type = "file_citation", .text = "[1]", .file_id = "file-x", .start_index = 1, .end_index = 4};
   contract_out_part part = {"text", "answer", 6, &ann, 1};
   contract_out_message page[] = {{.id = "msg_2", .role = "assistant", .created_at = 2, .parts = &part, .nparts = 1},
                                  {.id = "msg_1", .role = "user", .created_at = 1, .parts = &part, .nparts = 1}};

@@ -202,7 +202,7 @@ int cmd_conv_main(int argc, char **argv) {
         fprintf(stderr, "assistant-worker %s: at most %d messages\n", k->name, CONTRACT_APPEND_MAX_MESSAGES);
         return 2;
       }
-      parts[r.nmessages] = (contract_part){CONTRACT_PART_TEXT, a, strlen(a), NULL};
+      parts[r.nmessages] = (contract_part){.type = CONTRACT_PART_TEXT, .text = a, .text_len = strlen(a)};
       msgs[r.nmessages] = (contract_in_message){role, &parts[r.nmessages], 1};
       r.nmessages++;
       continue;

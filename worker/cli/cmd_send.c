@@ -98,7 +98,7 @@ int cmd_send_main(int argc, char **argv) {
     assistant = c.assistants[0].name;
   }
 
-  contract_part part = {CONTRACT_PART_TEXT, text, strlen(text), NULL};
+  contract_part part = {.type = CONTRACT_PART_TEXT, .text = text, .text_len = strlen(text)};
   contract_request r;
   memset(&r, 0, sizeof r);
   r.v = CONTRACT_VERSION;
