@@ -39,7 +39,7 @@ AW_START_TIMEOUT_S=${AW_START_TIMEOUT_S:-90}
 
 AW_APT_PACKAGES=(build-essential cmake ninja-build pkg-config librdkafka-dev libcurl4-openssl-dev
   libmsgpack-dev libhiredis-dev libcmocka-dev libcjson-dev libuv1-dev libmicrohttpd-dev uthash-dev libssl-dev
-  libpoppler-glib-dev
+  libpoppler-glib-dev zlib1g-dev
   redis-server clang libclang-rt-14-dev wrk python3-venv maven stunnel4 openssl)
 
 aw_info() { [ "${AW_VERBOSE:-0}" = 1 ] && printf '[aw] %s\n' "$*" >&2; return 0; }

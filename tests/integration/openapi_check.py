@@ -67,6 +67,17 @@ def drop_discriminators(node: Any) -> None:
             drop_discriminators(v)
 
 
+def overlapping_input_item(spec: dict) -> None:
+    """In place: InputItem's oneOf read as anyOf.  A user message whose content is a list of parts
+    ({role, content: [{type: input_text...}, {type: input_image...}]}, with or without type
+    "message") is both an EasyInputMessage and an Item (InputMessage): the two overlap, so a strict
+    oneOf refuses every such message, which the real API takes (and an image or a file can only be
+    sent as a part)."""
+    item = spec["components"]["schemas"].get("InputItem") or {}
+    if "oneOf" in item:
+        item["anyOf"] = item.pop("oneOf")
+
+
 def refused_request(status: Any) -> bool:
     """Was the request refused as the client's fault (4xx other than 429)?  Such a request may be
     invalid on purpose (tests send unknown fields, wrong types, conversation together with
@@ -132,6 +143,7 @@ class SpecChecker:
             self.spec = yaml.load(f, Loader=loader)
         ajv_nullable(self.spec)
         drop_discriminators(self.spec)
+        overlapping_input_item(self.spec)
         self.registry = Registry().with_resource(
             SPEC_URI, Resource.from_contents(self.spec, default_specification=DRAFT202012))
         self._validators: dict[str, OAS31Validator] = {}

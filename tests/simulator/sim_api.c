@@ -8,13 +8,16 @@
 #include <string.h>
 
 #include "log.h"
+#include "sim_amsg.h"
 #include "sim_chat.h"
+#include "sim_containers.h"
 #include "sim_conversations.h"
 #include "sim_faults.h"
 #include "sim_files.h"
 #include "sim_ratelimit.h"
 #include "sim_req.h"
 #include "sim_responses.h"
+#include "sim_rsteps.h"
 #include "sim_run.h"
 #include "sim_store.h"
 #include "sim_timer.h"
@@ -150,6 +153,10 @@ static sobj *msg_add(sobj *thread, const cJSON *m) {
   cJSON_AddItemToObject(j, "attachments", cJSON_IsArray(att) ? cJSON_Duplicate(att, 1) : cJSON_CreateArray());
   const cJSON *meta = cJSON_GetObjectItemCaseSensitive(m, "metadata");
   cJSON_AddItemToObject(j, "metadata", cJSON_IsObject(meta) ? cJSON_Duplicate(meta, 1) : cJSON_CreateObject());
+  if (samsg_attach_search(thread, j) != AW_OK) { /* file_search attachments: the thread's vector store */
+    sstore_delete(msg);
+    return NULL;
+  }
   return msg;
 }
 
@@ -174,7 +181,7 @@ static sobj *thread_make(const cJSON *body) {
 static void thread_create(const sapi_req *q, sapi_reply *r) {
   cJSON *body = sreq_parse_body(q, r, 1);
   if (!body) return;
-  if (sreq_check_fields(body, sreq_thread_fields, r, NULL, 0) == 0) {
+  if (sreq_check_fields(body, sreq_thread_fields, r, NULL, 0) == 0 && samsg_check(body, r) == 0) {
     sstore_lock();
     sobj *t = thread_make(body);
     if (t) sreq_obj(r, t->json);
@@ -215,7 +222,7 @@ static void active_run_error(sapi_reply *r, const sobj *t) {
 static void msg_create(const sapi_req *q, sapi_reply *r, const char *tid) {
   cJSON *body = sreq_parse_body(q, r, 0);
   if (!body) return;
-  if (sreq_check_fields(body, sreq_msg_fields, r, NULL, 0) == 0) {
+  if (sreq_check_fields(body, sreq_msg_fields, r, NULL, 0) == 0 && samsg_check(body, r) == 0) {
     sstore_lock();
     sobj *t = sstore_get(tid, SK_THREAD), *m;
     if (!t) sreq_not_found(r, "thread", tid);
@@ -305,7 +312,7 @@ static void run_reply(sapi_reply *r, sobj *run, int stream, sstream_kind kind) {
 static void run_create(const sapi_req *q, sapi_reply *r, const char *tid) {
   cJSON *body = sreq_parse_body(q, r, 0);
   if (!body) return;
-  if (sreq_check_fields(body, run_fields, r, NULL, 0) == 0) {
+  if (sreq_check_fields(body, run_fields, r, NULL, 0) == 0 && samsg_check(body, r) == 0) {
     const char *aid = cJSON_GetObjectItemCaseSensitive(body, "assistant_id")->valuestring;
     sstore_lock();
     sobj *t = sstore_get(tid, SK_THREAD), *a = sstore_get(aid, SK_ASST), *run = NULL;
@@ -330,7 +337,7 @@ static void run_create(const sapi_req *q, sapi_reply *r, const char *tid) {
 static void thread_run_create(const sapi_req *q, sapi_reply *r) {
   cJSON *body = sreq_parse_body(q, r, 0);
   if (!body) return;
-  if (sreq_check_fields(body, thread_run_fields, r, NULL, 0) == 0) {
+  if (sreq_check_fields(body, thread_run_fields, r, NULL, 0) == 0 && samsg_check(body, r) == 0) {
     const char *aid = cJSON_GetObjectItemCaseSensitive(body, "assistant_id")->valuestring;
     sstore_lock();
     sobj *a = sstore_get(aid, SK_ASST), *t = NULL, *run = NULL;
@@ -436,6 +443,7 @@ static void admin(const sapi_req *q, sapi_reply *r, const char *what) {
     r->route = SR_ADMIN_RESET;
     sstore_lock();
     sstore_reset();
+    scntr_reset();
     sstore_unlock();
     malloc_trim(0); /* hand the freed store back to the OS between test suites */
     sfault_reset();
@@ -583,6 +591,14 @@ static sstats_route classify(const char *m, char s[MAX_SEG][64], int n) {
     if (n == 6 && strcmp(s[5], "cancel") == 0) return post ? SR_VSB_CANCEL : SR_UNKNOWN;
     return n == 6 && strcmp(s[5], "files") == 0 && get ? SR_VSB_FILES : SR_UNKNOWN;
   }
+  if (strcmp(s[1], "containers") == 0) {
+    if (n == 2) return post ? SR_CNTR_CREATE : get ? SR_CNTR_LIST : SR_UNKNOWN;
+    if (n == 3) return get ? SR_CNTR_GET : del ? SR_CNTR_DELETE : SR_UNKNOWN;
+    if (strcmp(s[3], "files") != 0) return SR_UNKNOWN;
+    if (n == 4) return get ? SR_CFILE_LIST : SR_UNKNOWN;
+    if (n == 5) return get ? SR_CFILE_GET : del ? SR_CFILE_DELETE : SR_UNKNOWN;
+    return n == 6 && strcmp(s[5], "content") == 0 && get ? SR_CFILE_CONTENT : SR_UNKNOWN;
+  }
   if (strcmp(s[1], "threads") != 0) return SR_UNKNOWN;
   if (n == 2) return post ? SR_THREAD_CREATE : SR_UNKNOWN;
   if (n == 3 && strcmp(s[2], "runs") == 0) return post ? SR_THREAD_RUN : SR_UNKNOWN;
@@ -614,6 +630,10 @@ static void route_v1(const sapi_req *q, sapi_reply *r, char s[MAX_SEG][64]) {
   }
   if (r->route >= SR_FILE_CREATE && r->route <= SR_FILE_CONTENT) {
     sfiles_handle(q, r, s);
+    return;
+  }
+  if (r->route >= SR_CNTR_CREATE && r->route <= SR_CFILE_CONTENT) {
+    scntr_handle(q, r, s);
     return;
   }
   if (r->route >= SR_VS_CREATE && r->route <= SR_VSB_FILES) {
@@ -669,12 +689,8 @@ static void route_v1(const sapi_req *q, sapi_reply *r, char s[MAX_SEG][64]) {
       sreq_obj(r, run->json);
     } else if (route == SR_RUN_CANCEL) {
       run_cancel(r, run);
-    } else if (route == SR_STEP_LIST) {
-      sreq_list(q, r, &run->kids, NULL, NULL);
     } else {
-      o = sstore_get(s[6], SK_STEP);
-      if (o && o->parent == run) sreq_obj(r, o->json);
-      else sreq_not_found(r, "run step", s[6]);
+      srsteps_reply(q, r, run, route == SR_STEP_LIST ? NULL : s[6]);
     }
   }
   sstore_unlock();

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "sim_req.h"
+#include "sim_rtools.h"
 #include "sim_stats.h"
 
 /* Per-conversation state (sobj.ext). */
@@ -21,13 +22,21 @@ static int check_parts(const cJSON *c, const char *name, sapi_reply *r) {
   if (cJSON_IsString(c)) return 0;
   if (!cJSON_IsArray(c)) return sreq_bad_type(r, name, "a string or an array", c);
   const cJSON *p;
+  int i = 0;
   cJSON_ArrayForEach(p, c) {
     const cJSON *ty = cJSON_GetObjectItemCaseSensitive(p, "type");
+    char pre[300];
+    snprintf(pre, sizeof pre, "%s[%d]", name, i++);
+    /* Images and files (sim_rtools.h). */
+    if (cJSON_IsObject(p) && srt_is_media_part(p)) {
+      if (srt_check_part(p, pre, r)) return -1;
+      continue;
+    }
     if (!cJSON_IsObject(p) || !(is(ty, "input_text") || is(ty, "output_text")) ||
         !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(p, "text"))) {
       SREQ_BAD(r, name, "invalid_value",
-               "Invalid value for '%s': each part must be {type: input_text|output_text, text} (the simulator "
-               "takes text only).", name);
+               "Invalid value for '%s': each part must be {type: input_text|output_text, text}, input_image or "
+               "input_file.", name);
       return -1;
     }
   }
@@ -135,6 +144,10 @@ cJSON *sconv_item_from_input(const cJSON *in, const char *id) {
     c = one;
   }
   cJSON_ArrayForEach(p, c) {
+    if (srt_is_media_part(p)) {
+      cJSON_AddItemToArray(content, srt_stored_part(p));
+      continue;
+    }
     cJSON *part = cJSON_CreateObject();
     cJSON_AddStringToObject(part, "type", asst ? "output_text" : "input_text");
     cJSON_AddItemToObject(part, "text", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(p, "text"), 1));

@@ -431,6 +431,57 @@ static void file_create(const sapi_req *q, sapi_reply *r) {
   log_info(NULL, "file %s stored: %llu bytes", f->id, (unsigned long long)u->bytes);
 }
 
+int sfiles_add_bytes(const char *filename, const char *purpose, const void *data, size_t len, char *id_out,
+                     size_t id_size) {
+  sfile *f = calloc(1, sizeof *f);
+  if (!f) return AW_ENOMEM;
+  sstore_make_id("file-", f->id, sizeof f->id);
+  char path[PATH_MAX];
+  int w = snprintf(path, sizeof path, "%s/%s", g_dir, f->id);
+  f->path = w > 0 && w < (int)sizeof path ? strdup(path) : NULL;
+  f->filename = strdup(filename);
+  f->json = cJSON_CreateObject();
+  if (!f->path || !f->filename || !f->json) {
+    file_free(f);
+    return AW_ENOMEM;
+  }
+  int fd = open(f->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int ok = fd >= 0 && write(fd, data, len) == (ssize_t)len;
+  if (fd >= 0 && close(fd) != 0) ok = 0;
+  if (!ok) {
+    file_free(f); /* unlinks what was written */
+    return AW_EIO;
+  }
+  cJSON *j = f->json;
+  cJSON_AddStringToObject(j, "id", f->id);
+  cJSON_AddStringToObject(j, "object", "file");
+  cJSON_AddNumberToObject(j, "bytes", (double)len);
+  cJSON_AddNumberToObject(j, "created_at", (double)sstore_unix_now());
+  cJSON_AddStringToObject(j, "filename", f->filename);
+  cJSON_AddStringToObject(j, "purpose", purpose);
+  cJSON_AddStringToObject(j, "status", "processed");
+  pthread_mutex_lock(&g_mu);
+  int rc = AW_OK;
+  if (g_n == g_cap) {
+    size_t nc = g_cap ? g_cap * 2 : 64;
+    sfile **v = realloc(g_files, nc * sizeof *v);
+    if (v) {
+      g_files = v;
+      g_cap = nc;
+    } else {
+      rc = AW_ENOMEM;
+    }
+  }
+  if (rc == AW_OK && smap_put(&g_ids, f->id, f) != AW_OK) rc = AW_ENOMEM;
+  if (rc == AW_OK) {
+    g_files[g_n++] = f;
+    snprintf(id_out, id_size, "%s", f->id);
+  }
+  pthread_mutex_unlock(&g_mu);
+  if (rc != AW_OK) file_free(f);
+  return rc;
+}
+
 static void file_list(const sapi_req *q, sapi_reply *r) {
   const char *purpose = q->arg(q->arg_cls, "purpose");
   static const spage_opts opts = {10000, 10000, 0};

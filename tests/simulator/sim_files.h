@@ -67,4 +67,12 @@ void sfiles_handle(const sapi_req *q, sapi_reply *r, char s[][64]);
  *  AW_ENOTFOUND when there is no such file. */
 int sfiles_lookup(const char *id, char *filename, size_t filename_size, char *path, size_t path_size) AW_MUST_CHECK;
 
+/** Keep a file the simulator made itself (the Assistants code interpreter's
+ *  output: purpose "assistants_output"): its bytes are written to the spool
+ *  directory and it is listed like an upload.  id_out gets its id.  Store
+ *  lock held (the id generator is the store's; this module's mutex is taken
+ *  after it, never the other way round).  AW_EIO, AW_ENOMEM. */
+int sfiles_add_bytes(const char *filename, const char *purpose, const void *data, size_t len, char *id_out,
+                     size_t id_size) AW_MUST_CHECK;
+
 #endif

@@ -171,6 +171,8 @@ void sfs_answer_free(sfs_answer *a) {
   free(a);
 }
 
+static int quote_best(sfs_answer *a, sfs_answer **out);
+
 int sfs_answer_question(const cJSON *ids, const char *question, int max_results, sfs_answer **out) {
   *out = NULL;
   if (!cJSON_GetArraySize(ids) || !sfs_is_question(question)) return AW_OK;
@@ -189,6 +191,24 @@ int sfs_answer_question(const cJSON *ids, const char *question, int max_results,
     sfs_answer_free(a);
     return AW_ENOMEM;
   }
+  return quote_best(a, out);
+}
+
+int sfs_answer_from_results(const char *question, cJSON *results, sfs_answer **out) {
+  *out = NULL;
+  sfs_answer *a = calloc(1, sizeof *a);
+  if (!a || !(a->query = strdup(question))) {
+    free(a);
+    cJSON_Delete(results);
+    return AW_ENOMEM;
+  }
+  a->results = results;
+  return quote_best(a, out);
+}
+
+/* The answer a (query and results set; taken) completed with the quote of
+ * its best result and the citation, into *out; freed when nothing answers. */
+static int quote_best(sfs_answer *a, sfs_answer **out) {
   const cJSON *top = cJSON_GetArrayItem(a->results, 0);
   if (!top) {
     sfs_answer_free(a);

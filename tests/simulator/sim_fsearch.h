@@ -57,6 +57,13 @@ int sfs_is_question(const char *text);
  *  question, no store, nothing found.  AW_ENOMEM. */
 int sfs_answer_question(const cJSON *ids, const char *question, int max_results, sfs_answer **out) AW_MUST_CHECK;
 
+/** The answer to question from results ranked elsewhere (a JSON array
+ *  [{file_id, filename, score, attributes, text}], best first; taken): the
+ *  same quote and citation as sfs_answer_question.  Used for the files a
+ *  Responses input names (input_file), which are in no vector store.
+ *  *out is NULL when nothing answers.  AW_ENOMEM. */
+int sfs_answer_from_results(const char *question, cJSON *results, sfs_answer **out) AW_MUST_CHECK;
+
 /** Free an answer (NULL is fine). */
 void sfs_answer_free(sfs_answer *a);
 

@@ -14,6 +14,7 @@
 #include "sim_usage.h"
 #include "sim_req.h"
 #include "sim_rstream.h"
+#include "sim_rtools.h"
 #include "sim_stats.h"
 #include "sim_timer.h"
 #include "sim_turn.h"
@@ -47,6 +48,8 @@ typedef struct rstate {
   int msg_index;      /* the message's place in output (1 after a file_search_call) */
   sfs_answer *fs;     /* the file search the answer quotes (sim_fsearch.h), or NULL */
   int fs_results;     /* include[] asked for file_search_call.results */
+  int fs_item;        /* fs came from the file_search tool: a file_search_call item (not from input_files) */
+  srt_ci *ci;         /* the code interpreter call (sim_rtools.h), or NULL */
   rev *ev;
   long nev, cap;
 } rstate;
@@ -65,6 +68,7 @@ static void rstate_free(void *p) {
   cJSON_Delete(rs->calls);
   cJSON_Delete(rs->inputs);
   sfs_answer_free(rs->fs);
+  srt_ci_free(rs->ci);
   free(rs);
 }
 
@@ -105,6 +109,9 @@ static void emit(sobj *resp, const char *type, cJSON *o) {
 out:
   cJSON_Delete(e);
 }
+
+/* emit() for sim_rtools' events. */
+static void emit_any(void *resp, const char *type, cJSON *o) { emit(resp, type, o); }
 
 /* An event carrying a snapshot of the response. */
 static void emit_resp(sobj *resp, const char *type) {
@@ -324,7 +331,12 @@ static void start(sobj *resp) {
     finish(resp, RS_COMPLETED, NULL);
     return;
   }
-  if (rs->fs) emit_file_search(resp);
+  if (rs->fs && rs->fs_item) emit_file_search(resp);
+  if (rs->ci) {
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(resp->json, "output"),
+                         srt_emit_ci(rs->ci, 0, emit_any, resp));
+    rs->msg_index = 1;
+  }
   sstore_make_id("msg_", rs->msg_id, sizeof rs->msg_id);
   cJSON *m = cJSON_CreateObject();
   cJSON_AddStringToObject(m, "id", rs->msg_id);
@@ -378,6 +390,14 @@ static void end_text(sobj *resp) {
     cJSON_AddNumberToObject(d, "annotation_index", 0);
     emit(resp, "response.output_text.annotation.added", d);
   }
+  if (rs->ci && !cut) {
+    /* The generated file, cited over its name at the end of the text. */
+    cJSON *an = srt_ci_annotation(rs->ci, text);
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(part, "annotations"), cJSON_Duplicate(an, 1));
+    cJSON *d = part_event(rs, "annotation", an);
+    cJSON_AddNumberToObject(d, "annotation_index", 0);
+    emit(resp, "response.output_text.annotation.added", d);
+  }
   cJSON *d = part_event(rs, "text", cJSON_CreateString(text));
   cJSON_AddArrayToObject(d, "logprobs");
   emit(resp, "response.output_text.done", d);
@@ -411,10 +431,7 @@ static void drive(void *arg, int shutting_down) {
       }
     }
     sstore_unlock();
-    if (more) {
-      schedule(id, c.token_delay_ms);
-      return; /* id goes on with the next timer */
-    }
+    if (more) schedule(id, c.token_delay_ms); /* the next timer gets its own copy */
   }
   free(id);
 }
@@ -539,16 +556,34 @@ static int plan(rstate *rs, const cJSON *hist, const cJSON *body, int answer_tok
   cJSON_Delete(tools);
   cJSON_Delete(choice);
   if (rc) return rc;
-  if (!t.calls && !t.from_outputs && (rc = file_search(rs, hist, body)) != AW_OK) {
+  /* A turn without calls: its images, input files and code interpreter
+   * (sim_rtools.h) first, then the file_search tool. */
+  srt_turn hosted = {0};
+  if (!t.calls && !t.from_outputs && (rc = srt_decide(hist, body, &hosted)) != AW_OK) {
     sturn_clear(&t);
     return rc;
   }
-  if (rs->fs) {
-    /* The answer quotes the document instead of the scripted text. */
+  rs->ci = hosted.ci;
+  rs->fs = hosted.doc;
+  hosted.ci = NULL;
+  hosted.doc = NULL;
+  if (!t.calls && !t.from_outputs && !rs->ci && !rs->fs) {
+    if ((rc = file_search(rs, hist, body)) != AW_OK) {
+      sturn_clear(&t);
+      return rc;
+    }
+    rs->fs_item = rs->fs != NULL;
+  }
+  const char *says = rs->ci ? rs->ci->out->text : rs->fs ? rs->fs->text : NULL;
+  if (says || hosted.ack[0]) {
+    /* The answer quotes the document or presents the file instead of the
+     * scripted text; images are acknowledged first. */
+    char *a = NULL;
+    if (asprintf(&a, "%s%s", hosted.ack, says ? says : t.answer ? t.answer : "") < 0) a = NULL;
     free(t.answer);
-    t.answer = strdup(rs->fs->text);
-    t.tokens = rs->fs->tokens;
+    t.answer = a;
     if (!t.answer) return AW_ENOMEM;
+    t.tokens = smodel_count_tokens(t.answer);
   }
   rs->calls = t.calls;
   rs->answer = t.answer;
@@ -631,10 +666,15 @@ static int check_tools(const cJSON *v, const char *name, sapi_reply *r) {
     if (snprintf(pre, sizeof pre, "%s[%d]", name, i++) >= (int)sizeof pre) pre[sizeof pre - 1] = '\0';
     if (!cJSON_IsObject(t)) return sreq_bad_type(r, pre, "an object", t);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+    if (is(type, "code_interpreter")) {
+      if (srt_check_tool(t, pre, r)) return -1;
+      continue;
+    }
     const sreq_field *fields = is(type, "function") ? ftool_fields : is(type, "file_search") ? fstool_fields : NULL;
     if (!fields) {
       SREQ_BAD(r, pre, "invalid_value",
-               "Invalid value for '%s.type': the simulator takes function and file_search tools only.", pre);
+               "Invalid value for '%s.type': the simulator takes function, file_search and code_interpreter tools "
+               "only.", pre);
       return -1;
     }
     if (sreq_check_fields(t, fields, r, pre, 0)) return -1;
@@ -647,7 +687,9 @@ static int check_tool_choice(const cJSON *v, const char *name, sapi_reply *r) {
   if (cJSON_IsObject(v) && is(cJSON_GetObjectItemCaseSensitive(v, "type"), "function") &&
       cJSON_IsString(cJSON_GetObjectItemCaseSensitive(v, "name")))
     return 0;
-  if (cJSON_IsObject(v) && cJSON_GetArraySize(v) == 1 && is(cJSON_GetObjectItemCaseSensitive(v, "type"), "file_search"))
+  if (cJSON_IsObject(v) && cJSON_GetArraySize(v) == 1 &&
+      (is(cJSON_GetObjectItemCaseSensitive(v, "type"), "file_search") ||
+       is(cJSON_GetObjectItemCaseSensitive(v, "type"), "code_interpreter")))
     return 0;
   SREQ_BAD(r, name, "invalid_value",
            "Invalid value for '%s': expected none, auto, required, {type: function, name} or {type: file_search}.",
@@ -735,6 +777,10 @@ static void fill(sobj *resp, const cJSON *body, const char *conv_id) {
   cJSON *tl = cJSON_AddArrayToObject(j, "tools");
   const cJSON *t;
   cJSON_ArrayForEach(t, tools) {
+    if (is(cJSON_GetObjectItemCaseSensitive(t, "type"), "code_interpreter")) {
+      cJSON_AddItemToArray(tl, srt_echo_tool(t));
+      continue;
+    }
     if (is(cJSON_GetObjectItemCaseSensitive(t, "type"), "file_search")) {
       cJSON *o = cJSON_CreateObject();
       cJSON_AddStringToObject(o, "type", "file_search");
@@ -815,6 +861,8 @@ static void resp_create(const sapi_req *q, sapi_reply *r) {
   } else if (prevp && !prev) {
     SREQ_BAD(r, "previous_response_id", "previous_response_not_found", "Previous response with id '%s' not found.",
              prevp->valuestring);
+  } else if (srt_check_refs(body, r)) {
+    /* r holds the 404 of a file or container the request names */
   } else if (holder) {
     SREQ_BAD(r, "conversation", "conversation_locked",
              "Another response (%s) is already in progress in conversation %s. Wait for it to finish before "

@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "log.h"
+#include "sim_amsg.h"
+#include "sim_ci_run.h"
+#include "sim_codeint.h"
 #include "sim_fsearch.h"
 #include "sim_model.h"
 #include "sim_usage.h"
@@ -96,24 +99,25 @@ static int has_file_search(const cJSON *tools) {
  * rs->fsearch = {query, results, file_id, filename, quote_bytes, start,
  * end} and rs->answer = the quote and the marker.  Nothing found (or no
  * store, or not a question) leaves both alone.  AW_ENOMEM. */
-static int file_search(sobj *run, sobj *thread, sobj *asst, const char *question) {
+static int file_search(sobj *run, sobj *thread, sobj *asst, const char *question, const char *prefix) {
   srun_state *rs = run->run;
   const cJSON *choice = cJSON_GetObjectItemCaseSensitive(run->json, "tool_choice");
   if (!has_file_search(cJSON_GetObjectItemCaseSensitive(run->json, "tools")) ||
       (cJSON_IsString(choice) && !strcmp(choice->valuestring, "none")))
     return AW_OK;
-  const cJSON *objs[] = {asst->json, thread->json};
+  const cJSON *objs[] = {asst ? asst->json : NULL, thread->json};
   cJSON *ids = cJSON_CreateArray();
   sfs_answer *fa = NULL;
   int rc = ids ? sfs_collect_stores(objs, 2, ids) : AW_ENOMEM;
   if (!rc) rc = sfs_answer_question(ids, question, 20, &fa);
   cJSON_Delete(ids);
   if (rc || !fa) return rc;
-  size_t qlen = strlen(fa->text);
+  size_t plen = strlen(prefix), qlen = plen + strlen(fa->text);
   char *answer = malloc(qlen + sizeof FS_MARKER);
   cJSON *fs = cJSON_CreateObject();
   if (answer && fs) {
-    memcpy(answer, fa->text, qlen);
+    memcpy(answer, prefix, plen);
+    memcpy(answer + plen, fa->text, qlen - plen);
     memcpy(answer + qlen, FS_MARKER, sizeof FS_MARKER);
     long start = sfs_chars(answer, qlen);
     cJSON_AddStringToObject(fs, "query", fa->query);
@@ -134,6 +138,30 @@ static int file_search(sobj *run, sobj *thread, sobj *asst, const char *question
     rc = AW_ENOMEM;
   }
   sfs_answer_free(fa);
+  return rc;
+}
+
+/* "I see N image(s). " when the thread's last user message has images, else "". */
+static void image_ack(sobj *thread, char *ack, size_t size) {
+  int nimg = samsg_images(samsg_last_user(thread));
+  ack[0] = '\0';
+  if (nimg > 0 && sci_image_ack(nimg, ack, size) < 0) ack[0] = '\0';
+}
+
+/* The run's file search, made as it starts (an answer quoting the stores
+ * replaces the scripted one).  AW_ENOMEM. */
+static int start_search(sobj *run) {
+  srun_state *rs = run->run;
+  if (rs->plan || rs->fsearch || srci_used(run)) return AW_OK;
+  sobj *thread = run->parent;
+  sobj *asst = sstore_get(cJSON_GetObjectItemCaseSensitive(run->json, "assistant_id")->valuestring, SK_ASST);
+  char ack[64];
+  image_ack(thread, ack, sizeof ack);
+  buf user;
+  buf_init(&user, 1 << 20);
+  last_user_text(thread, &user);
+  int rc = file_search(run, thread, asst, user.data ? user.data : "", ack);
+  buf_free(&user);
   return rc;
 }
 
@@ -189,9 +217,23 @@ sobj *srun_create(sobj *thread, sobj *asst, const cJSON *body, int answer_tokens
     rs->outputs = cJSON_CreateArray();
     rs->answer = rs->outputs ? strdup("") : NULL;
   } else {
-    rs->answer = smodel_answer(user.data, instr_s, addl_s, answer_tokens);
-    rs->tokens_total = answer_tokens;
-    if (rs->answer && file_search(run, thread, asst, user.data ? user.data : "") != AW_OK) {
+    /* Images in the question are acknowledged first, whichever tool answers. */
+    char ack[64];
+    int ci = 0;
+    image_ack(thread, ack, sizeof ack);
+    char *scripted = smodel_answer(user.data, instr_s, addl_s, answer_tokens);
+    size_t al = strlen(ack);
+    rs->answer = scripted ? malloc(al + strlen(scripted) + 1) : NULL;
+    if (rs->answer) {
+      memcpy(rs->answer, ack, al);
+      strcpy(rs->answer + al, scripted);
+      rs->tokens_total = smodel_count_tokens(rs->answer);
+    }
+    free(scripted);
+    const char *q = user.data ? user.data : "";
+    /* The file search is made when the run starts (srun_start): the
+     * thread's store may still be processing its attachments. */
+    if (rs->answer && srci_plan(run, thread, q, ack, &ci) != AW_OK) {
       free(rs->answer);
       rs->answer = NULL;
     }
@@ -235,7 +277,7 @@ void srun_set_status(sobj *run, srun_status st) {
   }
 }
 
-static cJSON *usage_json(const srun_state *rs) {
+cJSON *srun_usage_json(const srun_state *rs) {
   cJSON *u = cJSON_CreateObject();
   cJSON_AddNumberToObject(u, "prompt_tokens", rs->prompt_tokens);
   cJSON_AddNumberToObject(u, "completion_tokens", rs->tokens_done);
@@ -246,7 +288,7 @@ static cJSON *usage_json(const srun_state *rs) {
 /* A run ends: its usage, charged once (sim_usage.h). */
 static void run_usage(sobj *run) {
   srun_state *rs = run->run;
-  jset(run->json, "usage", usage_json(rs));
+  jset(run->json, "usage", srun_usage_json(rs));
   if (rs->charged) return;
   rs->charged = 1;
   const cJSON *model = cJSON_GetObjectItemCaseSensitive(run->json, "model");
@@ -254,7 +296,7 @@ static void run_usage(sobj *run) {
                 0, 0);
 }
 
-static void fail_run(sobj *run, const char *code, const char *msg, sevents *ev) {
+void srun_fail(sobj *run, const char *code, const char *msg, sevents *ev) {
   cJSON *e = cJSON_CreateObject();
   cJSON_AddStringToObject(e, "code", code);
   cJSON_AddStringToObject(e, "message", msg);
@@ -264,9 +306,7 @@ static void fail_run(sobj *run, const char *code, const char *msg, sevents *ev) 
   sev_emit(ev, "thread.run.failed", run->json);
 }
 
-/* A new in_progress step of run, its common fields filled in (type and
- * step_details are the caller's).  NULL on ENOMEM. */
-static sobj *new_step(sobj *run, const char *type) {
+sobj *srun_new_step(sobj *run, const char *type) {
   sobj *step = sstore_new(SK_STEP, run);
   if (!step) return NULL;
   cJSON *s = step->json;
@@ -324,9 +364,9 @@ static void ra_expire(void *arg, int shutting_down) {
  * The run then waits for outputs, at most requires_action_timeout_s. */
 static void ask_tools(sobj *run, sevents *ev) {
   srun_state *rs = run->run;
-  sobj *step = new_step(run, "tool_calls");
+  sobj *step = srun_new_step(run, "tool_calls");
   if (!step) {
-    fail_run(run, "server_error", "The simulator ran out of memory.", ev);
+    srun_fail(run, "server_error", "The simulator ran out of memory.", ev);
     return;
   }
   cJSON *det = cJSON_GetObjectItemCaseSensitive(step->json, "step_details");
@@ -401,9 +441,9 @@ static void ask_tools(sobj *run, sevents *ev) {
  * (ENOMEM). */
 static int search_step(sobj *run, sevents *ev) {
   srun_state *rs = run->run;
-  sobj *step = new_step(run, "tool_calls");
+  sobj *step = srun_new_step(run, "tool_calls");
   if (!step || !cJSON_AddTrueToObject(rs->fsearch, "step_done")) {
-    fail_run(run, "server_error", "The simulator ran out of memory.", ev);
+    srun_fail(run, "server_error", "The simulator ran out of memory.", ev);
     return 0;
   }
   cJSON *det = cJSON_GetObjectItemCaseSensitive(step->json, "step_details");
@@ -444,7 +484,7 @@ static int search_step(sobj *run, sevents *ev) {
   cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(det, "tool_calls"), call);
   jset(step->json, "status", cJSON_CreateString("completed"));
   jset(step->json, "completed_at", cJSON_CreateNumber((double)sstore_unix_now()));
-  jset(step->json, "usage", usage_json(rs));
+  jset(step->json, "usage", srun_usage_json(rs));
   sev_emit(ev, "thread.run.step.completed", step->json);
   return 1;
 }
@@ -452,6 +492,12 @@ static int search_step(sobj *run, sevents *ev) {
 void srun_start(sobj *run, sevents *ev) {
   srun_state *rs = run->run;
   if (rs->status != RS_QUEUED) return;
+  /* The real API's fallback: a run waits (at most SRUN_SEARCH_WAIT_S) for
+   * the files of its thread's own stores to be processed. */
+  if (!rs->resumed && !rs->plan && !srci_used(run) && has_file_search(cJSON_GetObjectItemCaseSensitive(run->json, "tools")) &&
+      samsg_search_pending(run->parent) &&
+      sstore_unix_now() - run->created_at < SRUN_SEARCH_WAIT_S)
+    return;
   srun_set_status(run, RS_IN_PROGRESS);
   sev_emit(ev, "thread.run.in_progress", run->json);
   if (rs->resumed) {
@@ -465,7 +511,7 @@ void srun_start(sobj *run, sevents *ev) {
                       : strcmp(rs->fault_code, "invalid_prompt") == 0
                           ? "Invalid prompt: your prompt was flagged. (injected by the simulator)"
                           : "Sorry, something went wrong. (injected by the simulator)";
-    fail_run(run, rs->fault_code, msg, ev);
+    srun_fail(run, rs->fault_code, msg, ev);
     return;
   } else if (rs->fault == SFAULT_RUN_EXPIRE) {
     srun_set_status(run, RS_EXPIRED);
@@ -476,13 +522,18 @@ void srun_start(sobj *run, sevents *ev) {
     ask_tools(run, ev);
     return;
   }
+  if (start_search(run) != AW_OK) {
+    srun_fail(run, "server_error", "The simulator ran out of memory.", ev);
+    return;
+  }
   if (rs->fsearch && !cJSON_GetObjectItemCaseSensitive(rs->fsearch, "step_done") && !search_step(run, ev)) return;
+  if (srci_pending(run) && !srci_step(run, ev)) return;
   sobj *thread = run->parent;
   sobj *msg = sstore_new(SK_MSG, thread);
-  sobj *step = msg ? new_step(run, "message_creation") : NULL;
+  sobj *step = msg ? srun_new_step(run, "message_creation") : NULL;
   if (!step) {
     if (msg) sstore_delete(msg);
-    fail_run(run, "server_error", "The simulator ran out of memory.", ev);
+    srun_fail(run, "server_error", "The simulator ran out of memory.", ev);
     return;
   }
   snprintf(rs->msg_id, sizeof rs->msg_id, "%s", msg->id);
@@ -510,6 +561,7 @@ void srun_start(sobj *run, sevents *ev) {
   sev_emit(ev, "thread.run.step.in_progress", s);
   sev_emit(ev, "thread.message.created", m);
   sev_emit(ev, "thread.message.in_progress", m);
+  srci_message(run, msg, ev);
 }
 
 /* Python's repr of a list of ids, as the real API's error shows it. */
@@ -604,7 +656,7 @@ int srun_submit_tool_outputs(sobj *run, const cJSON *outs, char *err, size_t err
     }
     jset(step->json, "status", cJSON_CreateString("completed"));
     jset(step->json, "completed_at", cJSON_CreateNumber((double)sstore_unix_now()));
-    jset(step->json, "usage", usage_json(rs));
+    jset(step->json, "usage", srun_usage_json(rs));
   }
   rs->resumed = 1;
   srun_set_status(run, RS_QUEUED);
@@ -625,19 +677,33 @@ static cJSON *citation(const srun_state *rs, int delta) {
   return a;
 }
 
-/* Does the text up to len bytes hold the run's citation marker whole? */
-static int marker_in(const srun_state *rs, size_t len) {
-  return rs->fsearch &&
-         len >= (size_t)cJSON_GetObjectItemCaseSensitive(rs->fsearch, "quote_bytes")->valuedouble + strlen(FS_MARKER);
+/* The answer's annotation (a file search's citation, or the code
+ * interpreter's file_path), or NULL; *end = the bytes of answer it needs
+ * to be whole. */
+static cJSON *annotation(const sobj *run, int delta, size_t *end) {
+  const srun_state *rs = run->run;
+  if (rs->fsearch) {
+    *end = (size_t)cJSON_GetObjectItemCaseSensitive(rs->fsearch, "quote_bytes")->valuedouble + strlen(FS_MARKER);
+    return citation(rs, delta);
+  }
+  return srci_annotation(run, delta, end);
+}
+
+/* Does the text up to len bytes hold the run's annotated text whole? */
+static int marker_in(const sobj *run, size_t len) {
+  size_t end = 0;
+  cJSON *a = annotation(run, 0, &end);
+  cJSON_Delete(a);
+  return a && len >= end;
 }
 
 /* Set the message's text to the first len bytes of the answer, with the
  * citation once the marker is in it. */
-static void set_text(const srun_state *rs, sobj *msg, const char *answer, size_t len) {
+static void set_text(const sobj *run, sobj *msg, const char *answer, size_t len) {
   char *t = strndup(answer, len);
   if (!t) return;
   cJSON *content = cJSON_GetObjectItemCaseSensitive(msg->json, "content");
-  cJSON *part = cJSON_GetArrayItem(content, 0);
+  cJSON *part = cJSON_GetArrayItem(content, srci_text_part(run));
   if (!part) {
     part = cJSON_CreateObject();
     cJSON_AddStringToObject(part, "type", "text");
@@ -649,7 +715,8 @@ static void set_text(const srun_state *rs, sobj *msg, const char *answer, size_t
     cJSON_SetValuestring(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(part, "text"), "value"), t);
   }
   cJSON *anns = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(part, "text"), "annotations");
-  if (marker_in(rs, len) && !cJSON_GetArraySize(anns)) cJSON_AddItemToArray(anns, citation(rs, 0));
+  size_t end;
+  if (marker_in(run, len) && !cJSON_GetArraySize(anns)) cJSON_AddItemToArray(anns, annotation(run, 0, &end));
   free(t);
 }
 
@@ -663,19 +730,21 @@ int srun_token(sobj *run, sevents *ev) {
   while (a[end] && a[end] != ' ') end++;
   rs->emit_pos = end;
   rs->tokens_done++;
-  if (msg) set_text(rs, msg, a, end);
-  if (ev && msg && marker_in(rs, end) && !marker_in(rs, start)) {
+  if (msg) set_text(run, msg, a, end);
+  int index = srci_text_part(run);
+  if (ev && msg && marker_in(run, end) && !marker_in(run, start)) {
     /* The delta that completes the marker carries its annotation. */
     char *piece = strndup(a + start, end - start);
     cJSON *d = cJSON_CreateObject(), *part = cJSON_CreateObject();
     cJSON_AddStringToObject(d, "id", msg->id);
     cJSON_AddStringToObject(d, "object", "thread.message.delta");
     cJSON_AddItemToArray(cJSON_AddArrayToObject(cJSON_AddObjectToObject(d, "delta"), "content"), part);
-    cJSON_AddNumberToObject(part, "index", 0);
+    cJSON_AddNumberToObject(part, "index", index);
     cJSON_AddStringToObject(part, "type", "text");
     cJSON *text = cJSON_AddObjectToObject(part, "text");
     cJSON_AddStringToObject(text, "value", piece ? piece : "");
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(text, "annotations"), citation(rs, 1));
+    size_t aend;
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(text, "annotations"), annotation(run, 1, &aend));
     sev_emit(ev, "thread.message.delta", d);
     cJSON_Delete(d);
     free(piece);
@@ -689,9 +758,9 @@ int srun_token(sobj *run, sevents *ev) {
     buf data;
     buf_init(&data, 1 << 20);
     if (!q || buf_appendf(&data,
-                          "{\"id\":\"%s\",\"object\":\"thread.message.delta\",\"delta\":{\"content\":[{\"index\":0,"
+                          "{\"id\":\"%s\",\"object\":\"thread.message.delta\",\"delta\":{\"content\":[{\"index\":%d,"
                           "\"type\":\"text\",\"text\":{\"value\":%s,\"annotations\":[]}}]}}",
-                          msg->id, q) != AW_OK) {
+                          msg->id, index, q) != AW_OK) {
       ev->failed = 1;
     } else {
       sev_emit_raw(ev, "thread.message.delta", data.data);
@@ -712,7 +781,7 @@ void srun_finish(sobj *run, sevents *ev) {
   double now = (double)sstore_unix_now();
   sobj *msg = sstore_get(rs->msg_id, SK_MSG), *step = sstore_get(rs->step_id, SK_STEP);
   if (msg) {
-    set_text(rs, msg, rs->answer, rs->emit_pos);
+    set_text(run, msg, rs->answer, rs->emit_pos);
     jset(msg->json, "status", cJSON_CreateString("completed"));
     jset(msg->json, "completed_at", cJSON_CreateNumber(now));
     sev_emit(ev, "thread.message.completed", msg->json);
@@ -720,7 +789,7 @@ void srun_finish(sobj *run, sevents *ev) {
   if (step) {
     jset(step->json, "status", cJSON_CreateString("completed"));
     jset(step->json, "completed_at", cJSON_CreateNumber(now));
-    jset(step->json, "usage", usage_json(rs));
+    jset(step->json, "usage", srun_usage_json(rs));
     sev_emit(ev, "thread.run.step.completed", step->json);
   }
   run_usage(run);
@@ -771,7 +840,9 @@ static void drive(void *arg, int shutting_down) {
       srun_state *rs = run->run;
       if (rs->status == RS_QUEUED) {
         srun_start(run, NULL);
-        if (rs->status == RS_IN_PROGRESS) {
+        if (rs->status == RS_QUEUED) {
+          srun_background(id, SRUN_WAIT_POLL_MS); /* waiting for the thread's files */
+        } else if (rs->status == RS_IN_PROGRESS) {
           sfault_cfg c;
           sfault_get(&c);
           /* Finish when a stream at this pace would have: pollers see

@@ -17,10 +17,19 @@
  * completed and the answer in the thread.
  *
  * A run with the file_search tool whose question the stores of its
- * assistant's or thread's tool_resources answer (sim_fsearch.h) first makes
+ * assistant's or thread's tool_resources answer (sim_fsearch.h; a message's
+ * file_search attachments are in the thread's own store, which a run
+ * waits for while its files are processed, SRUN_SEARCH_WAIT_S) first makes
  * a tool_calls step with one file_search call (completed at once, with its
  * results), then the message quoting the best chunk, ending with the
  * marker 【0:0†source】 that its file_citation annotation covers.
+ *
+ * A run with the code_interpreter tool asked for a chart or a data file
+ * (sim_ci_run.h) first makes a tool_calls step with one code_interpreter
+ * call and a generated file, then the message: a chart's image_file part
+ * and the text, or the text with a file_path annotation over the CSV's
+ * sandbox link.  An answer to a message with image parts starts with
+ * sci_image_ack's "I see N image(s). ".
  *
  * Each step reports what it did as AssistantStreamEvent events through a
  * sevents sink (SSE text and/or the --record array); pass NULL to discard.
@@ -49,14 +58,21 @@ void sev_emit_raw(sevents *ev, const char *name, const char *json);
 /** Emit the final "event: done / data: [DONE]". */
 void sev_done(sevents *ev);
 
+/** How long a run waits for its thread's vector store files, and how
+ *  often its driver looks again. */
+#define SRUN_SEARCH_WAIT_S 60
+#define SRUN_WAIT_POLL_MS 20
+
 /** Create a queued run on thread for asst; body is the validated request
  *  (overrides: model, instructions, additional_instructions, tools,
- *  metadata, temperature, top_p, ...).  The answer is computed now.
+ *  metadata, temperature, top_p, ...).  The answer is computed now,
+ *  except a file search's, made when the run starts.
  *  NULL on ENOMEM. */
 sobj *srun_create(sobj *thread, sobj *asst, const cJSON *body, int answer_tokens);
 /** The one status transition function. */
 void srun_set_status(sobj *run, srun_status st);
-/** queued -> in_progress, then either the next round of tool calls (a
+/** queued -> in_progress (a run waiting for its thread's files stays
+ *  queued: call again later), then either the next round of tool calls (a
  *  tool_calls step, requires_action, an expiry timer) or the message
  *  step and the message (or straight on to failed/expired for an
  *  injected fault).  After submitted outputs it first reports the tool
@@ -82,5 +98,16 @@ void srun_finalize_cancel(sobj *run, sevents *ev);
  *  Takes the store lock itself only inside the timer callback, so it may
  *  be called with or without the lock held. */
 void srun_background(const char *run_id, int64_t delay_ms);
+
+/* For the modules of a run's hosted tools (sim_ci_run.c); lock held. */
+
+/** A new in_progress step of run, its common fields filled in (type and
+ *  step_details are the caller's); it becomes the run's newest step.
+ *  NULL on ENOMEM. */
+sobj *srun_new_step(sobj *run, const char *type);
+/** The run ends failed with last_error {code, message}. */
+void srun_fail(sobj *run, const char *code, const char *msg, sevents *ev);
+/** The run's usage so far, as a step or the run reports it (caller owns). */
+cJSON *srun_usage_json(const srun_state *rs);
 
 #endif

@@ -83,6 +83,11 @@ static int step(sstream *st) {
       break;
     case P_START:
       srun_start(run, &ev);
+      if (run->run->status == RS_QUEUED) {
+        /* Waiting for the thread's files (sim_run.h): look again soon. */
+        st->next_due = stimer_now_ms() + SRUN_WAIT_POLL_MS;
+        break;
+      }
       st->ph = run->run->status == RS_IN_PROGRESS ? P_TOKENS : P_DONE;
       if (run->run->status == RS_REQUIRES_ACTION) {
         /* The client may submit as soon as it reads requires_action,
@@ -143,7 +148,7 @@ ssize_t sstream_read(void *cls, uint64_t pos, char *out, size_t max) {
       log_info(&ctx, "dropping stream (injected fault) after %d deltas", st->deltas);
       return MHD_CONTENT_READER_END_WITH_ERROR;
     }
-    if (st->ph == P_TOKENS || st->ph == P_FINISH) {
+    if (st->ph == P_TOKENS || st->ph == P_FINISH || st->ph == P_START) {
       if (st->next_due && stimer_now_ms() < st->next_due && shttp_suspend_until(st->conn, st->next_due) == AW_OK)
         return 0; /* resumed by the timer; MHD calls us again then */
     }

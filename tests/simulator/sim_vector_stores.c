@@ -923,6 +923,84 @@ void svs_file_deleted(const char *file_id) {
   pthread_mutex_unlock(&g_mu);
 }
 
+int svs_thread_store(const char *vs_id, const cJSON *file_ids, char *id_out, size_t id_size) {
+  int n = cJSON_GetArraySize(file_ids), rc = AW_OK;
+  char **names = calloc((size_t)n + 1, sizeof *names);
+  if (!names) return AW_ENOMEM;
+  const cJSON *it;
+  int i = 0;
+  cJSON_ArrayForEach(it, file_ids) { /* names first: sim_files is never called under g_mu */
+    char fn[600], path[PATH_MAX];
+    if (cJSON_IsString(it) && sfiles_lookup(it->valuestring, fn, sizeof fn, path, sizeof path) == AW_OK &&
+        !(names[i] = strdup(fn)))
+      rc = AW_ENOMEM;
+    i++;
+  }
+  char fresh[40];
+  sstore_make_id("vs_", fresh, sizeof fresh);
+  sfault_cfg cfg;
+  sfault_get(&cfg);
+  pthread_mutex_lock(&g_mu);
+  vstore *v = rc == AW_OK && vs_id ? smap_get(&g_ids, vs_id) : NULL;
+  if (rc == AW_OK && !v) {
+    v = calloc(1, sizeof *v);
+    if (v) snprintf(v->id, sizeof v->id, "%s", fresh);
+    if (!v || !(v->json = cJSON_CreateObject()) || smap_put(&g_ids, v->id, v) != AW_OK) {
+      if (v) vstore_free(v);
+      v = NULL;
+    } else if (push((void ***)&g_vs, &g_n, &g_cap, v) != AW_OK) {
+      smap_del(&g_ids, v->id);
+      vstore_free(v);
+      v = NULL;
+    }
+    if (v) {
+      int64_t now = sstore_unix_now();
+      cJSON *j = v->json, *exp;
+      cJSON_AddStringToObject(j, "id", v->id);
+      cJSON_AddStringToObject(j, "object", "vector_store");
+      cJSON_AddNumberToObject(j, "created_at", (double)now);
+      cJSON_AddStringToObject(j, "name", "");
+      cJSON_AddNumberToObject(j, "usage_bytes", 0);
+      cJSON_AddObjectToObject(j, "file_counts");
+      cJSON_AddStringToObject(j, "status", "completed");
+      exp = cJSON_AddObjectToObject(j, "expires_after");
+      cJSON_AddStringToObject(exp, "anchor", "last_active_at");
+      cJSON_AddNumberToObject(exp, "days", 7);
+      cJSON_AddNumberToObject(j, "expires_at", (double)(now + 7 * 86400));
+      cJSON_AddNumberToObject(j, "last_active_at", (double)now);
+      cJSON_AddObjectToObject(j, "metadata");
+    } else {
+      rc = AW_ENOMEM;
+    }
+  }
+  i = 0;
+  const cJSON *add = rc == AW_OK ? file_ids : NULL;
+  cJSON_ArrayForEach(it, add) {
+    if (names[i] && !add_file(v, it->valuestring, names[i], NULL, NULL, NULL, cfg.file_processing_ms)) rc = AW_ENOMEM;
+    i++;
+  }
+  if (v) {
+    refresh(v);
+    snprintf(id_out, id_size, "%s", v->id);
+  }
+  pthread_mutex_unlock(&g_mu);
+  for (i = 0; i < n; i++) free(names[i]);
+  free(names);
+  return rc;
+}
+
+int svs_files_in_progress(const cJSON *ids) {
+  int n = 0;
+  const cJSON *id;
+  pthread_mutex_lock(&g_mu);
+  cJSON_ArrayForEach(id, ids) {
+    vstore *v = cJSON_IsString(id) ? smap_get(&g_ids, id->valuestring) : NULL;
+    for (size_t i = 0; v && i < v->nf; i++) n += v->files[i]->status == VF_IN_PROGRESS;
+  }
+  pthread_mutex_unlock(&g_mu);
+  return n;
+}
+
 void svs_reset(void) {
   pthread_mutex_lock(&g_mu);
   for (size_t i = 0; i < g_n; i++) vstore_free(g_vs[i]);

@@ -24,6 +24,8 @@
 #ifndef SIM_VECTOR_STORES_H
 #define SIM_VECTOR_STORES_H
 
+#include <cjson/cJSON.h>
+#include "aw_error.h"
 #include "sim_api.h"
 
 /** Serve a /v1/vector_stores route (r->route is one of SR_VS_*); s holds
@@ -40,6 +42,15 @@ void svs_file_deleted(const char *file_id);
  *  may be called with the store lock held (that order only: this module
  *  never takes the store lock while holding its own). */
 cJSON *svs_file_search(const cJSON *ids, const char *query, size_t max_hits);
+/** The thread's own store for the files of its messages' file_search
+ *  attachments, as the real API makes it: the files are added to store
+ *  vs_id when it exists, else to a new store (name "", expiring 7 days
+ *  after its last activity) whose id id_out gets; each is processed like
+ *  any added file.  Files that no longer exist are skipped.  Store lock
+ *  held (the id generator is the store's).  AW_ENOMEM. */
+int svs_thread_store(const char *vs_id, const cJSON *file_ids, char *id_out, size_t id_size) AW_MUST_CHECK;
+/** Files still in_progress in the stores named in ids (a JSON array). */
+int svs_files_in_progress(const cJSON *ids);
 /** Delete every vector store (POST /admin/reset). */
 void svs_reset(void);
 /** {"vector_stores":n,"files":{"in_progress","completed","failed","cancelled"}}
