@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "files_api.h"
+#include "kb_doc.h"
 #include "kb_sync.h"
 
 static char g_dir[256];
@@ -173,23 +174,23 @@ static void test_attached_store_ids_change_the_hash_and_reach_the_definition(voi
 static void test_uploaded_names_are_recognised_only_for_their_store(void **state) {
   (void)state;
   char name[FAPI_NAME_MAX];
-  kbs_file_name("docs", "vs_A1", "0123456789abcdef0123", "/x/y/guide.md", name, sizeof name);
+  kbd_file_name("docs", "vs_A1", "0123456789abcdef0123", "/x/y/guide.md", name, sizeof name);
   assert_string_equal(name, "aw-kb.docs.vs_A1.0123456789ab.guide.md");
-  assert_true(kbs_is_our_file("docs", "vs_A1", name));
-  assert_false(kbs_is_our_file("docs", "vs_B2", name)); /* another deployment's store of that name */
-  assert_false(kbs_is_our_file("doc", "vs_A1", name));
-  assert_false(kbs_is_our_file("docs", "vs_A", name));
-  assert_false(kbs_is_our_file("docs", "vs_A1", "guide.md"));
-  assert_false(kbs_is_our_file("docs", "vs_A1", "aw-kb.docs.vs_A1.abc.guide.md")); /* not a 12-digit hash prefix */
+  assert_true(kbd_is_our_file("docs", "vs_A1", name));
+  assert_false(kbd_is_our_file("docs", "vs_B2", name)); /* another deployment's store of that name */
+  assert_false(kbd_is_our_file("doc", "vs_A1", name));
+  assert_false(kbd_is_our_file("docs", "vs_A", name));
+  assert_false(kbd_is_our_file("docs", "vs_A1", "guide.md"));
+  assert_false(kbd_is_our_file("docs", "vs_A1", "aw-kb.docs.vs_A1.abc.guide.md")); /* not a 12-digit hash prefix */
   /* A long basename keeps its end (the extension) and the name fits. */
   char longp[400];
   memset(longp, 'a', sizeof longp - 1);
   longp[sizeof longp - 1] = '\0';
   memcpy(longp + sizeof longp - 4, ".md", 4);
-  kbs_file_name("docs", "vs_A1", "0123456789abcdef0123", longp, name, sizeof name);
+  kbd_file_name("docs", "vs_A1", "0123456789abcdef0123", longp, name, sizeof name);
   assert_true(strlen(name) < sizeof name);
   assert_int_equal(strcmp(name + strlen(name) - 3, ".md"), 0);
-  assert_true(kbs_is_our_file("docs", "vs_A1", name));
+  assert_true(kbd_is_our_file("docs", "vs_A1", name));
 }
 
 int main(void) {

@@ -13,18 +13,15 @@
  */
 #include "kb_sync.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "files_api.h"
+#include "kb_doc.h"
 #include "log.h"
 #include "rkeys.h"
 #include "vector_stores.h"
@@ -117,26 +114,6 @@ struct kbs {
 };
 
 static void go(kbs *k, kb_state s);
-
-/* ---- names ------------------------------------------------------------------------- */
-
-void kbs_file_name(const char *store, const char *vs, const char *sha_hex, const char *path, char *out, size_t n) {
-  const char *base = strrchr(path, '/');
-  base = base ? base + 1 : path;
-  size_t head = strlen(KBS_FILE_PREFIX) + strlen(store) + 1 + strlen(vs) + 1 + KBS_SHA_PREFIX + 1;
-  size_t room = n > head + 1 ? n - head - 1 : 0, bl = strlen(base);
-  if (bl > room) base += bl - room; /* keep the end: the extension tells the API the type */
-  snprintf(out, n, "%s%s.%s.%.*s.%s", KBS_FILE_PREFIX, store, vs, KBS_SHA_PREFIX, sha_hex, base);
-}
-
-int kbs_is_our_file(const char *store, const char *vs, const char *filename) {
-  size_t pl = strlen(KBS_FILE_PREFIX), sl = strlen(store), vl = strlen(vs);
-  if (!sl || !vl || strncmp(filename, KBS_FILE_PREFIX, pl) || strncmp(filename + pl, store, sl) ||
-      filename[pl + sl] != '.' || strncmp(filename + pl + sl + 1, vs, vl) || filename[pl + sl + 1 + vl] != '.')
-    return 0;
-  const char *h = filename + pl + sl + 1 + vl + 1;
-  return strspn(h, "0123456789abcdef") == KBS_SHA_PREFIX && h[KBS_SHA_PREFIX] == '.';
-}
 
 /* ---- helpers ----------------------------------------------------------------------- */
 
@@ -555,7 +532,7 @@ static void on_files_listed(void *opaque, const fapi_result *res) {
     last = it;
     const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "id"));
     const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "filename"));
-    if (!id || !name || strlen(id) >= API_ID_MAX || !kbs_is_our_file(cur(k)->name, k->vs, name) || referenced(k, id))
+    if (!id || !name || strlen(id) >= API_ID_MAX || !kbd_is_our_file(cur(k)->name, k->vs, name) || referenced(k, id))
       continue;
     if (k->norphans < ORPHANS_PER_PAGE) {
       const cJSON *b = cJSON_GetObjectItemCaseSensitive(it, "bytes");
@@ -618,44 +595,6 @@ static void on_looked_up(kbs *k, int err, redisReply *r) {
   go(k, k->si < k->n ? KB_LOOKUP : KB_DONE);
 }
 
-/* ---- hashing --------------------------------------------------------------------------- */
-
-/* Open and hash the document; AW_OK with d->fd open, d->sha and d->bytes set. */
-static int hash_doc(kb_doc *d, char *err, size_t errn) {
-  d->fd = open(d->cfgdoc->path, O_RDONLY | O_CLOEXEC);
-  if (d->fd < 0) return aw_seterr(AW_ENOTFOUND, err, errn, "cannot open %s: %s", d->cfgdoc->path, strerror(errno));
-  struct stat st;
-  if (fstat(d->fd, &st) != 0 || !S_ISREG(st.st_mode))
-    return aw_seterr(AW_EIO, err, errn, "%s is not a regular file", d->cfgdoc->path);
-  EVP_MD_CTX *md = EVP_MD_CTX_new();
-  if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-    EVP_MD_CTX_free(md);
-    return aw_seterr(AW_ENOMEM, err, errn, "sha256: out of memory");
-  }
-  static unsigned char chunk[64 * 1024];
-  off_t off = 0;
-  int rc = AW_OK;
-  for (;;) {
-    ssize_t got = pread(d->fd, chunk, sizeof chunk, off);
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) {
-      rc = aw_seterr(AW_EIO, err, errn, "reading %s: %s", d->cfgdoc->path, strerror(errno));
-      break;
-    }
-    if (got == 0) break;
-    EVP_DigestUpdate(md, chunk, (size_t)got);
-    off += got;
-  }
-  unsigned char dig[32];
-  unsigned int dl = 0;
-  if (!rc && EVP_DigestFinal_ex(md, dig, &dl) != 1) rc = aw_seterr(AW_EIO, err, errn, "sha256 failed");
-  EVP_MD_CTX_free(md);
-  if (rc) return rc;
-  for (unsigned i = 0; i < 32; i++) snprintf(d->sha + 2 * i, 3, "%02x", dig[i]);
-  d->bytes = (long long)off;
-  return AW_OK;
-}
-
 /* ---- the transition function ----------------------------------------------------------- */
 
 static void start_doc(kbs *k) {
@@ -666,7 +605,7 @@ static void start_doc(kbs *k) {
   }
   kb_doc *d = &k->docs[k->di];
   char err[512];
-  if (hash_doc(d, err, sizeof err)) {
+  if (kbd_hash(d->cfgdoc->path, &d->fd, d->sha, &d->bytes, err, sizeof err)) {
     doc_failed(k, d, err);
     next_doc(k);
     return;
@@ -783,7 +722,7 @@ static void go(kbs *k, kb_state s) {
   case KB_DOC_UPLOAD: {
     kb_doc *d = &k->docs[k->di];
     char fname[FAPI_NAME_MAX];
-    kbs_file_name(cur(k)->name, k->vs, d->sha, d->cfgdoc->path, fname, sizeof fname);
+    kbd_file_name(cur(k)->name, k->vs, d->sha, d->cfgdoc->path, fname, sizeof fname);
     fapi_upload_opts o;
     fapi_upload_opts_default(&o);
     o.filename = fname;

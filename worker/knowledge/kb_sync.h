@@ -57,8 +57,6 @@
 #include "config.h"
 #include "redis_conn.h"
 
-#define KBS_FILE_PREFIX "aw-kb." /* uploaded files: aw-kb.<store>.<vs id>.<12 hex>.<basename> */
-#define KBS_SHA_PREFIX 12
 #define KBS_MAX_RECORDED 4096    /* documents remembered per store that a sync reads */
 
 typedef struct kbs_config {
@@ -91,16 +89,5 @@ int kbs_start(const kbs_config *kc, cfg_kb_store *stores, size_t n, kbs_done_cb 
 /** Stop (no callback follows) and free.  Safe on NULL and inside the
  *  callback (then it only frees). */
 void kbs_free(kbs *k);
-
-/** The uploaded file's name for a document into out[n]:
- *  aw-kb.<store>.<vector store id>.<first 12 hex of sha>.<basename> (a
- *  long basename keeps its last bytes, hence its extension).  The store's
- *  id makes the name this deployment's: another deployment on the same API
- *  project with a store of the same name has another id, so neither takes
- *  the other's files for orphans.  Pure. */
-void kbs_file_name(const char *store, const char *vs, const char *sha_hex, const char *path, char *out, size_t n);
-
-/** 1 when filename is one kbs_file_name makes for store and vector store vs. */
-int kbs_is_our_file(const char *store, const char *vs, const char *filename);
 
 #endif
