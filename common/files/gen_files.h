@@ -11,8 +11,13 @@
  *
  * A fetch is a list of (file_id, container_id) refs, deduplicated by
  * file id.  For each: retrieve the metadata (name, bytes), then download
- * the content when bytes <= inline_max (capped at inline_max: a file that
- * grew meanwhile is listed by reference).  A file whose metadata or
+ * the content when bytes <= inline_max, or when the size is unknown (a
+ * container file without bytes), capped at inline_max: a file that grew
+ * past the cap meanwhile is listed by reference, bytes -1 (its metadata is
+ * stale), and that is not a failure.  An inline file's bytes is what was
+ * read.  Its name is the ref's (the annotation's) when given, else the
+ * metadata's (a container file's path), reduced to its last path
+ * component; "" when neither is known.  A file whose metadata or
  * content cannot be fetched (any error, after the HTTP layer's retries) is
  * still listed, by reference, with what is known, and the error is counted
  * in gf_result.failed: a generated file never fails the turn.  The media
@@ -22,8 +27,13 @@
  * Reads only (GET): nothing here creates anything, so every request is
  * retried as an idempotent one.
  *
+ * Files are fetched one after another (one request in flight, one inline
+ * buffer growing), metadata then content: 2 round trips per file.
+ *
  * Memory: the fetcher owns the names and the inline bytes (at most
- * GF_MAX_FILES files, inline_max bytes each) until gf_free.
+ * GF_MAX_FILES files, inline_max bytes each) until gf_free; the memory
+ * goes on the loop's next iteration after it (a timer handle closes), so
+ * run the loop before closing it.
  *
  * @locality the loop thread only.
  */

@@ -34,6 +34,7 @@ struct api_client {
   api_config cfg;  /* numbers only; strings are not kept */
   size_t pending;
   api_call *calls; /* every call in flight, so free can cancel them */
+  uv_loop_t *loop;  /* the loop it runs on (api_client_loop) */
 };
 
 struct api_call {
@@ -113,6 +114,7 @@ int api_client_new(uv_loop_t *loop, const api_config *cfg, api_client **out, cha
   api_client *c = calloc(1, sizeof *c);
   if (!c) return aw_seterr(AW_ENOMEM, errstr, errstr_size, "api: out of memory");
   c->cfg = *cfg;
+  c->loop = loop;
   c->cfg.base_url = c->cfg.api_key = c->cfg.organization = c->cfg.project = c->cfg.beta = NULL;
   if (c->cfg.max_body_bytes == 0) c->cfg.max_body_bytes = 4u << 20;
   if (c->cfg.max_event_bytes == 0) c->cfg.max_event_bytes = 1u << 20;
@@ -198,6 +200,8 @@ void api_client_free(api_client *c) {
 size_t api_client_pending(const api_client *c) { return c ? c->pending : 0; }
 
 const char *api_client_base_path(const api_client *c) { return c->base_path; }
+
+uv_loop_t *api_client_loop(const api_client *c) { return c->loop; }
 
 /* An id segment: a known id prefix, or a digit anywhere (see api_route). */
 static int segment_is_id(const char *s, size_t n) {

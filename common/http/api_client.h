@@ -143,6 +143,10 @@ size_t api_client_pending(const api_client *c);
 /** The path of the base URL ("/v1"), used to prefix paths in messages. */
 const char *api_client_base_path(const api_client *c);
 
+/** The loop the client runs on, for modules built on it that need a timer
+ *  of their own (gen_files: a callback on the next iteration). */
+uv_loop_t *api_client_loop(const api_client *c);
+
 /** The route of a call, a bounded label for metrics: "METHOD " + path (below
  *  the base URL) without its query, each segment that is an id replaced by
  *  "{id}": a segment starting with asst_, thread_, msg_, run_, step_, file_,

@@ -73,6 +73,32 @@ def test_put_get_rm_round_trip_returns_the_same_bytes(files_sim, tmp_path):
     assert not (tmp_path / "gone").exists()  # no half file left behind
 
 
+def test_get_with_container_downloads_a_container_file_and_a_missing_one_leaves_no_file(files_sim, tmp_path):
+    """`file get CFILE --container CNTR -o PATH`: a code interpreter container's file (what a
+    Responses turn generates), here a /v1/files file copied into a container at its creation."""
+    src = tmp_path / "sales.csv"
+    content = b"region,total\nnorth,12\nsouth,30\n" + bytes(range(256))
+    src.write_bytes(content)
+    f, _ = put(files_sim, src)
+    cntr = files_sim.api("POST", "/containers", {"name": f"aw-test-{uuid.uuid4().hex[:8]}", "file_ids": [f["id"]]})
+    files = files_sim.api("GET", f"/containers/{cntr['id']}/files")["data"]
+    cfile = next(x for x in files if x["path"].endswith("/sales.csv"))
+    assert cfile["id"] != f["id"] and cfile["bytes"] == len(content)
+
+    out = tmp_path / "back.csv"
+    g = file_cli(files_sim, "get", cfile["id"], "--container", cntr["id"], "-o", str(out))
+    assert g.returncode == 0, g.stderr
+    assert out.read_bytes() == content
+    # Without --container the id is looked up in /v1/files, where it is not.
+    assert file_cli(files_sim, "get", cfile["id"], "-o", str(tmp_path / "nf")).returncode == 1
+    gone = file_cli(files_sim, "get", cfile["id"], "--container", "cntr_doesnotexist", "-o", str(tmp_path / "gone"))
+    assert gone.returncode == 1 and b"ENOTFOUND" in gone.stderr, gone.stderr
+    assert not (tmp_path / "gone").exists() and not (tmp_path / "nf").exists()
+    bad = file_cli(files_sim, "rm", f["id"], "--container", cntr["id"])  # --container is for get only
+    assert bad.returncode == 2
+    assert file_cli(files_sim, "rm", f["id"]).returncode == 0
+
+
 def test_get_over_the_cap_fails_and_leaves_no_file(files_sim, tmp_path):
     src = tmp_path / "data.csv"
     src.write_bytes(b"a,b\n" * 5000)

@@ -426,3 +426,138 @@ def test_worker_forced_function_call_round(ctx, worker, tool_service, ogx_url):
     # continuation): recorded, not asserted.
     print(f"\n[ogx] tool round through the worker: {len(replied)} call(s), {latency:.2f}s, "
           f"answer {answer_text(resp)!r}")
+
+
+# ---- files, knowledge and file_search on OGX (issue 10) --------------------------------------------
+# OGX serves /v1/files and /v1/vector_stores itself (inline::localfs, inline::faiss).  A vector store
+# needs an embedding model, and the stack of deploy/local/lib_realmodel.sh registers none: the model
+# server (llama_cpp.server) runs without embeddings, and its CLI cannot set the mean pooling this
+# GGUF needs for one vector per input.  The knowledge tests below assert OGX's precise refusal and
+# xfail with it until the stack registers an embedding model; they assert the full behaviour then.
+
+def ogx_file_cli(ogx_url: str, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
+    """`assistant-worker file ARGS...` against OGX, configured by environment only."""
+    from awtest import WORKER_BIN
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AW_API_BASE_URL": ogx_url,
+           "AW_API_KEY": "ogx-needs-no-key", "AW_LOG_LEVEL": "warn",
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "detect_leaks=1")}
+    return subprocess.run([str(WORKER_BIN), "file", *args], env=env, capture_output=True, timeout=timeout_s)
+
+
+def test_file_cli_put_ls_get_rm_round_trip_on_ogx(ogx_url, tmp_path):
+    src = tmp_path / "ogx-guide.md"
+    content = b"# Guide\n\nTo reset your password open Settings, then Security.\n" + bytes(range(256)) * 8
+    src.write_bytes(content)
+    t = {}
+
+    def timed(name, *args):
+        t0 = time.monotonic()
+        p = ogx_file_cli(ogx_url, *args)
+        t[name] = time.monotonic() - t0
+        assert "AddressSanitizer" not in p.stderr.decode(errors="replace"), p.stderr
+        return p
+
+    put = timed("put", "put", str(src))
+    assert put.returncode == 0, put.stderr
+    f = json.loads(put.stdout)
+    assert f["object"] == "file" and f["filename"] == "ogx-guide.md" and f["bytes"] == len(content), f
+    assert f["purpose"] == "assistants"
+
+    ls = timed("ls", "ls")
+    assert ls.returncode == 0, ls.stderr
+    assert f["id"] in [x["id"] for x in json.loads(ls.stdout)["data"]]
+
+    out = tmp_path / "back.md"
+    get = timed("get", "get", f["id"], "-o", str(out))
+    assert get.returncode == 0, get.stderr
+    assert out.read_bytes() == content
+    assert ogx_file_cli(ogx_url, "get", f["id"]).stdout == content  # to stdout
+
+    rm = timed("rm", "rm", f["id"])
+    assert rm.returncode == 0, rm.stderr
+    gone = json.loads(rm.stdout)
+    assert gone["id"] == f["id"] and gone["deleted"] is True, gone
+    after = ogx_file_cli(ogx_url, "get", f["id"], "-o", str(tmp_path / "gone"))
+    assert after.returncode == 1, after  # OGX's 404 is not OpenAI-shaped: refused, no file left
+    assert not (tmp_path / "gone").exists()
+    assert f["id"] not in [x["id"] for x in json.loads(ogx_file_cli(ogx_url, "ls").stdout)["data"]]
+    print(f"\n[ogx] file CLI: " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()) + f" ({len(content)} bytes)")
+
+
+OGX_KB_BOT = {"name": "OGX Support", "model": "smollm2",
+              "instructions": "Answer from the documents, in one short sentence."}
+
+
+def ogx_kb(ctx, ogx_url):
+    """A worker configuration with one knowledge store of one small markdown document, on OGX."""
+    from test_sync import KbWorker
+    docs = ctx.workdir / f"ogx-kb-{ctx.id}"
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / "reset.md").write_text("# Password reset\nOpen Settings, choose Security, then Reset password. "
+                                   "The reset code is ZEBRA-42.\n")
+    spec = ctx.spec(ogx_url, backend="responses", assistants=[dict(OGX_KB_BOT)],
+                    api={"backend": "responses", "background": False, "timeout_ms": 120000,
+                         "stream_idle_timeout_ms": 120000})
+    w = KbWorker(spec, docs, "ogxkb", {"vector_stores": [{"name": "support", "documents": ["reset.md"]}],
+                                       "wait_timeout_ms": 180000},
+                 {OGX_KB_BOT["name"]: ["support"]})
+    w.config_path.write_text(json.dumps(w._config(), indent=2))
+    return w
+
+
+def sync_or_xfail(w, ogx_url):
+    """Run `sync`; when OGX refuses the store for want of an embedding model, assert the refusal is
+    reported precisely (exit 2, OGX's message, no document uploaded) and xfail."""
+    from test_sync import sync
+    t0 = time.monotonic()
+    rc, summary, _ = sync(w, timeout_s=300)
+    took = time.monotonic() - t0
+    print(f"\n[ogx] sync: exit {rc} in {took:.2f}s, summary {summary}")
+    if rc == 2 and "Model 'None' not found" in summary.get("error", ""):
+        assert summary["status"] == "error" and summary["uploaded"] == 0, summary
+        assert summary["error"].startswith("creating the vector store: POST /v1/vector_stores: HTTP 400"), summary
+        _, files = http("GET", f"{ogx_url}/files?limit=100")
+        assert not [x for x in files.get("data", []) if x["filename"].startswith("aw-kb.")], files
+        pytest.xfail(f"OGX refuses the vector store, the stack registers no embedding model: {summary['error']}")
+    return rc, summary, took
+
+
+def test_sync_builds_a_vector_store_on_ogx_and_a_second_sync_uploads_nothing(ctx, ogx_url):
+    w = ogx_kb(ctx, ogx_url)
+    rc, summary, took = sync_or_xfail(w, ogx_url)
+    assert rc == 0, summary
+    assert summary["uploaded"] == 1 and summary["failed"] == 0, summary
+    vs = summary["vector_stores"]["support"]
+    st, store = http("GET", f"{ogx_url}/vector_stores/{vs}")
+    assert st == 200 and store["file_counts"]["completed"] == 1, store
+    rc2, summary2, took2 = sync_or_xfail(w, ogx_url)
+    assert rc2 == 0 and summary2["uploaded"] == 0 and summary2["unchanged"] == 1, summary2
+    assert summary2["bytes_uploaded"] == 0 and summary2["vector_stores"]["support"] == vs
+    print(f"\n[ogx] sync: first {took:.2f}s, second {took2:.2f}s (uploaded nothing)")
+
+
+def test_worker_turn_with_file_search_on_ogx(ctx, ogx_url):
+    w = ogx_kb(ctx, ogx_url)
+    sync_or_xfail(w, ogx_url)
+    w.knowledge["sync_on_start"] = False
+    w.config_path.write_text(json.dumps(w._config(), indent=2))
+    w.start()
+    w.wait_ready()
+    t0 = time.monotonic()
+    req = ctx.ask(f"ogx-fs-{ctx.id}", "What is the password reset code?", assistant=OGX_KB_BOT["name"])
+    resp = answered(ctx, req["event_id"])
+    latency = time.monotonic() - t0
+    print(f"\n[ogx] file_search turn: {resp['status']} in {latency:.2f}s, error {resp.get('error')}, "
+          f"answer {answer_text(resp)!r}")
+    if resp["status"] == "failed":
+        # real-servers.md: OGX runs the search, then the model server rejects the tool result
+        # (an array of parts): the worker must say so precisely, not hang or retry forever.
+        err = resp.get("error") or {}
+        assert err.get("code") and err.get("message"), resp.obj
+        return
+    assert resp["status"] in ("completed", "incomplete"), resp.obj
+    cites = [a for m in resp["messages"] for p in m["content"] for a in (p.get("text") or {}).get("annotations") or []
+             if a["type"] == "file_citation"]
+    assert cites and cites[0]["filename"] == "reset.md", resp.obj
+    w.stop()
+    w.assert_clean_exit()

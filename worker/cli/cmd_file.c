@@ -14,7 +14,9 @@
  * scrubbed from the environment once loaded and never printed.
  *
  * `put` prints the file object, `get` writes the content to --out (removed
- * again if the download fails) or stdout, `rm` prints the deletion, `ls`
+ * again if the download fails) or stdout -- a /v1/files file, or with
+ * --container a file of a code interpreter's container (containers.h: what
+ * a Responses turn generates, the response's files[].container_id) --, `rm` prints the deletion, `ls`
  * the list, each JSON on stdout; errors go to stderr as one line.  With
  * AW_REPORT_RSS=1 `put` prints its peak RSS ("peak_rss_kib N",
  * getrusage's ru_maxrss) on stderr at exit: the test that proves a large
@@ -39,6 +41,7 @@
 #include "backend.h"
 #include "be_http.h"
 #include "config.h"
+#include "containers.h"
 #include "files_api.h"
 #include "log.h"
 
@@ -52,7 +55,7 @@ typedef struct file_ctx {
 
 static void usage(FILE *f) {
   fputs("usage: assistant-worker file put PATH [--purpose PURPOSE]\n"
-        "       assistant-worker file get ID [--out PATH] [--max-bytes N]\n"
+        "       assistant-worker file get ID [--container CNTR] [--out|-o PATH] [--max-bytes N]\n"
         "       assistant-worker file rm ID\n"
         "       assistant-worker file ls [--purpose PURPOSE]\n"
         "  [--config FILE] with each.\n"
@@ -61,7 +64,9 @@ static void usage(FILE *f) {
         "OPENAI_API_KEY).  put uploads PATH streamed from disk (purpose: assistants by default;\n"
         "batch, fine-tune, vision, user_data, evals) and prints the file object; an upload whose\n"
         "outcome is unknown (5xx, timeout) is looked up before it is sent again.  get writes the\n"
-        "content to --out or stdout (at most --max-bytes, default 512 MiB); rm deletes; ls lists.\n"
+        "content to --out or stdout (at most --max-bytes, default 512 MiB); with --container, ID\n"
+        "is a file of that code interpreter container (cfile_..., a Responses turn's generated\n"
+        "file: the response's files[].container_id); rm deletes; ls lists.\n"
         "Exit: 0 done, 1 the API refused or failed, 2 usage or configuration.\n",
         f);
 }
@@ -89,6 +94,17 @@ static void on_done(void *opaque, const fapi_result *res) {
   x->rc = 0;
 }
 
+/* A container download ends here: the same report as a file's. */
+static void on_ctr_done(void *opaque, const ctr_result *res) {
+  fapi_result r;
+  memset(&r, 0, sizeof r);
+  r.err = res->err;
+  r.http_status = res->http_status;
+  r.errmsg = res->errmsg;
+  r.bytes = res->bytes;
+  on_done(opaque, &r);
+}
+
 static int parse_size(const char *v, unsigned long long *out) {
   if (!v || !*v) return -1;
   char *end;
@@ -107,7 +123,7 @@ static void report_rss(void) {
 }
 
 int cmd_file_main(int argc, char **argv) {
-  const char *config = NULL, *purpose = NULL, *out_path = NULL, *arg = NULL, *sub = NULL;
+  const char *config = NULL, *purpose = NULL, *out_path = NULL, *arg = NULL, *sub = NULL, *container = NULL;
   unsigned long long max_bytes = DEFAULT_MAX_DOWNLOAD;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -116,7 +132,7 @@ int cmd_file_main(int argc, char **argv) {
       usage(stdout);
       return 0;
     } else if (!strcmp(a, "--config") || !strcmp(a, "--purpose") || !strcmp(a, "--out") ||
-               !strcmp(a, "--max-bytes")) {
+               !strcmp(a, "-o") || !strcmp(a, "--max-bytes") || !strcmp(a, "--container")) {
       if (!next) {
         fprintf(stderr, "assistant-worker file: %s needs a value\n", a);
         return 2;
@@ -124,7 +140,8 @@ int cmd_file_main(int argc, char **argv) {
       i++;
       if (!strcmp(a, "--config")) config = next;
       else if (!strcmp(a, "--purpose")) purpose = next;
-      else if (!strcmp(a, "--out")) out_path = next;
+      else if (!strcmp(a, "--out") || !strcmp(a, "-o")) out_path = next;
+      else if (!strcmp(a, "--container")) container = next;
       else if (parse_size(next, &max_bytes)) {
         fprintf(stderr, "assistant-worker file: --max-bytes needs a positive number\n");
         return 2;
@@ -142,7 +159,8 @@ int cmd_file_main(int argc, char **argv) {
     }
   }
   int needs_arg = sub && (!strcmp(sub, "put") || !strcmp(sub, "get") || !strcmp(sub, "rm"));
-  if (!sub || (needs_arg && !arg) || (!needs_arg && (strcmp(sub, "ls") || arg))) {
+  if (!sub || (needs_arg && !arg) || (!needs_arg && (strcmp(sub, "ls") || arg)) ||
+      (container && strcmp(sub, "get"))) {
     usage(stderr);
     return 2;
   }
@@ -191,8 +209,10 @@ int cmd_file_main(int argc, char **argv) {
     if (out_fd < 0) {
       rc = aw_seterr(AW_EIO, err, sizeof err, "%s: %s", out_path, strerror(errno));
     } else {
-      rc = fapi_download(api, arg, out_fd, NULL, NULL, (size_t)max_bytes, on_done, &x, NULL);
-      if (rc) snprintf(err, sizeof err, "invalid file id");
+      rc = container ? ctr_download(api, container, arg, out_fd, NULL, NULL, (size_t)max_bytes, on_ctr_done,
+                                    &x, NULL)
+                     : fapi_download(api, arg, out_fd, NULL, NULL, (size_t)max_bytes, on_done, &x, NULL);
+      if (rc) snprintf(err, sizeof err, container ? "invalid file or container id" : "invalid file id");
     }
   } else if (!strcmp(sub, "rm")) {
     rc = fapi_delete(api, arg, on_done, &x, NULL);
