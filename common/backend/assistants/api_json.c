@@ -549,3 +549,134 @@ int api_json_assistant_body(const char *name, const char *model, const char *ins
   cJSON_Delete(j);
   return *out ? AW_OK : AW_ENOMEM;
 }
+
+/* ---- the user message and the run's tools ---------------------------------- */
+
+/* {"type":"image_url","image_url":{"url":..,"detail"?}} and the image_file
+ * twin: the spec's MessageContentImageUrlObject / MessageContentImageFileObject
+ * (detail defaults to auto there: sent only when the request set it). */
+static int add_image(cJSON *p, const char *type, const char *key, const char *val, const char *detail) {
+  cJSON *o = NULL;
+  int ok = cJSON_AddStringToObject(p, "type", type) && (o = cJSON_AddObjectToObject(p, type)) &&
+           cJSON_AddStringToObject(o, key, val);
+  if (ok && detail) ok = cJSON_AddStringToObject(o, "detail", detail) != NULL;
+  return ok ? AW_OK : AW_ENOMEM;
+}
+
+static int add_content_part(cJSON *content, const contract_part *part) {
+  const char *v = part->text;
+  if (!v || !v[0]) return AW_EINVAL;
+  if (part->type == CONTRACT_PART_FILE) return AW_EINVAL; /* refused by the worker */
+  if (part->type != CONTRACT_PART_TEXT && part->type != CONTRACT_PART_IMAGE_URL &&
+      part->type != CONTRACT_PART_IMAGE_FILE)
+    return AW_EINVAL;
+  cJSON *p = cJSON_CreateObject();
+  if (!p || !cJSON_AddItemToArray(content, p)) {
+    cJSON_Delete(p);
+    return AW_ENOMEM;
+  }
+  /* text_len may cover bytes cJSON cannot carry (an embedded NUL): the
+   * contract decoder checks UTF-8, so a NUL-terminated copy is exact. */
+  if (part->type == CONTRACT_PART_TEXT)
+    return cJSON_AddStringToObject(p, "type", "text") && cJSON_AddStringToObject(p, "text", v)
+               ? AW_OK : AW_ENOMEM;
+  if (part->type == CONTRACT_PART_IMAGE_URL) return add_image(p, "image_url", "url", v, part->detail);
+  return add_image(p, "image_file", "file_id", v, part->detail);
+}
+
+/* Append {"type": name} to tools. */
+static int add_tool_type(cJSON *tools, const char *name) {
+  cJSON *o = cJSON_CreateObject();
+  if (!o || !cJSON_AddItemToArray(tools, o)) {
+    cJSON_Delete(o);
+    return AW_ENOMEM;
+  }
+  return cJSON_AddStringToObject(o, "type", name) ? AW_OK : AW_ENOMEM;
+}
+
+static int add_attachment(cJSON *arr, const contract_attachment *a) {
+  if (!a->file_id || !a->file_id[0] ||
+      !(a->tools & (CONTRACT_ATT_FILE_SEARCH | CONTRACT_ATT_CODE_INTERPRETER)))
+    return AW_EINVAL;
+  cJSON *o = cJSON_CreateObject(), *tools = NULL;
+  if (!o || !cJSON_AddItemToArray(arr, o)) {
+    cJSON_Delete(o);
+    return AW_ENOMEM;
+  }
+  if (!cJSON_AddStringToObject(o, "file_id", a->file_id) || !(tools = cJSON_AddArrayToObject(o, "tools")))
+    return AW_ENOMEM;
+  int rc = AW_OK;
+  if (a->tools & CONTRACT_ATT_FILE_SEARCH) rc = add_tool_type(tools, "file_search");
+  if (!rc && (a->tools & CONTRACT_ATT_CODE_INTERPRETER)) rc = add_tool_type(tools, "code_interpreter");
+  return rc;
+}
+
+int api_json_user_message(const contract_part *parts, size_t nparts, const contract_attachment *att,
+                          size_t natt, const char *event_id, const char *conversation_id,
+                          const contract_kv *md, size_t nmd, cJSON **out) {
+  *out = NULL;
+  if (!nparts || !parts || (natt && !att) || (nmd && !md) || !event_id || !conversation_id)
+    return AW_EINVAL;
+  cJSON *j = cJSON_CreateObject(), *content = NULL, *m = NULL;
+  int rc = j && cJSON_AddStringToObject(j, "role", "user") && (content = cJSON_AddArrayToObject(j, "content"))
+               ? AW_OK : AW_ENOMEM;
+  for (size_t i = 0; !rc && i < nparts; i++) rc = add_content_part(content, &parts[i]);
+  if (!rc && natt) {
+    cJSON *arr = cJSON_AddArrayToObject(j, "attachments");
+    rc = arr ? AW_OK : AW_ENOMEM;
+    for (size_t i = 0; !rc && i < natt; i++) rc = add_attachment(arr, &att[i]);
+  }
+  /* Our tags first; a user key of the same name does not replace them. */
+  if (!rc && !((m = cJSON_AddObjectToObject(j, "metadata")) && cJSON_AddStringToObject(m, "event_id", event_id) &&
+               cJSON_AddStringToObject(m, "conversation_id", conversation_id)))
+    rc = AW_ENOMEM;
+  for (size_t i = 0; !rc && i < nmd; i++) {
+    const char *k = md[i].key;
+    if (!k || !md[i].value) rc = AW_EINVAL;
+    else if (strcmp(k, "event_id") && strcmp(k, "conversation_id") &&
+             !cJSON_AddStringToObject(m, k, md[i].value))
+      rc = AW_ENOMEM;
+  }
+  if (rc) {
+    cJSON_Delete(j);
+    return rc;
+  }
+  *out = j;
+  return AW_OK;
+}
+
+static int tools_have(const cJSON *tools, const char *type) {
+  const cJSON *t;
+  cJSON_ArrayForEach(t, tools) {
+    const char *ty = get_str(t, "type");
+    if (ty && !strcmp(ty, type)) return 1;
+  }
+  return 0;
+}
+
+int api_json_run_tools(const char *tools_json, int with_file_search, unsigned need, char **out) {
+  *out = NULL;
+  need &= CONTRACT_ATT_FILE_SEARCH | CONTRACT_ATT_CODE_INTERPRETER;
+  if (!need) return AW_OK;
+  cJSON *tools = tools_json ? cJSON_Parse(tools_json) : cJSON_CreateArray();
+  if (!cJSON_IsArray(tools)) {
+    int configured = tools_json != NULL;
+    cJSON_Delete(tools);
+    return configured ? AW_EINVAL : AW_ENOMEM;
+  }
+  int has_fs = with_file_search || tools_have(tools, "file_search");
+  int has_ci = tools_have(tools, "code_interpreter");
+  int lack_fs = (need & CONTRACT_ATT_FILE_SEARCH) && !has_fs;
+  int lack_ci = (need & CONTRACT_ATT_CODE_INTERPRETER) && !has_ci;
+  int rc = AW_OK;
+  if (lack_fs || lack_ci) {
+    /* The override replaces the assistant's tools for this run: all of
+     * them go in, the file_search its vector stores gave it included. */
+    if ((with_file_search || lack_fs) && !tools_have(tools, "file_search"))
+      rc = add_tool_type(tools, "file_search");
+    if (!rc && lack_ci) rc = add_tool_type(tools, "code_interpreter");
+    if (!rc && !(*out = cJSON_PrintUnformatted(tools))) rc = AW_ENOMEM;
+  }
+  cJSON_Delete(tools);
+  return rc;
+}

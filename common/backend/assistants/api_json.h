@@ -44,6 +44,32 @@ int api_json_assistant_body(const char *name, const char *model, const char *ins
                             const char *const *vector_store_ids, size_t nids, const char *hash,
                             char **out) AW_MUST_CHECK;
 
+/** The turn's user message (CreateMessageRequest, sent as the run's
+ *  additional_messages): role user; content parts text, image_url
+ *  {url, detail?} and image_file {file_id, detail?} (an IMAGE_FILE must
+ *  carry its file id: inline bytes are uploaded by the worker first);
+ *  attachments [{file_id, tools: [{type: file_search|code_interpreter}]}]
+ *  (left out when natt is 0); metadata: our tags event_id and
+ *  conversation_id first, then the user's keys (a user key named like a
+ *  tag is dropped).  *out is cJSON_Delete'd by the caller.  AW_EINVAL for
+ *  a part or attachment that cannot be sent (no text / url / file id, a
+ *  CONTRACT_PART_FILE, an attachment without tools), AW_ENOMEM. */
+int api_json_user_message(const contract_part *parts, size_t nparts, const contract_attachment *att,
+                          size_t natt, const char *event_id, const char *conversation_id,
+                          const contract_kv *md, size_t nmd, cJSON **out) AW_MUST_CHECK;
+
+/** The run's `tools` override (CreateRunRequest.tools) for a turn whose
+ *  attachments need hosted tools (need: the CONTRACT_ATT_* bits of all its
+ *  attachments): the assistant's tools (tools_json, a JSON array in the
+ *  Assistants shape, or NULL; with_file_search: the assistant has a
+ *  file_search tool besides, as api_json_assistant_body adds one for
+ *  vector stores) plus file_search / code_interpreter when they lack one
+ *  that is needed.  *out is NULL when nothing is missing (the run keeps the
+ *  assistant's tools: nothing is sent), else JSON text to cJSON_free.
+ *  AW_EINVAL for tools_json that is not an array, AW_ENOMEM. */
+int api_json_run_tools(const char *tools_json, int with_file_search, unsigned need,
+                       char **out) AW_MUST_CHECK;
+
 /** Parse an error object as sent in a stream's `error` event (either the
  *  object itself or wrapped in "error").  AW_EPARSE if not JSON. */
 int api_json_error_event(const char *data, size_t len, char *code, size_t code_size, char *msg,

@@ -92,6 +92,8 @@ static turn_op *named_turn(be_asst *be, const be_turn_input *in, const be_turn_e
   t->started_ms = asst_now_ms();
   t->want_deltas = in->want_deltas;
   t->tools_routed = in->tools_routed;
+  t->include_steps = in->include_steps;
+  t->inline_file_max = in->inline_file_max;
   return t;
 }
 

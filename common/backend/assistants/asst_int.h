@@ -10,6 +10,9 @@
  *                         recovery (checkpoint, lookup by tag), the lookup
  *                         after an ambiguous POST runs
  *   asst_continue.c       be_turn_continue (tool outputs) and be_turn_cancel
+ *   asst_files.c          after the run: its steps (include_steps) and the
+ *                         files its messages name (gen_files.h), before on_done
+ *   api_steps.c           run steps -> contract_step (pure, bounded)
  *   asst_manage.c         be_conv_history / be_conv_append / be_conv_delete
  *                         (its own small machine: see the file's header)
  *
@@ -28,6 +31,8 @@
  *             round lists run STEPS first to keep only the round's messages
  *   cancel:   CANCEL --> POLL ... --> finish (no messages)
  *   requires_action: tools routed --> (MESSAGES) --> finish BE_END_TOOL_CALLS
+ *   an answer: finish --> [RUN_STEPS (include_steps)] --> [FILES] --> on_done
+ *   start for an asst_ id with attachments: ASSISTANT (its tools) --> start
  *                    not routed / unreadable --> CANCEL_RUN --> finish
  *
  * @locality the loop thread only.
@@ -40,7 +45,9 @@
 
 #include "api_client.h"
 #include "api_json.h"
+#include "api_steps.h"
 #include "backend.h"
+#include "gen_files.h"
 
 enum { OP_ENSURE = 1, OP_TURN, OP_MANAGE };
 
@@ -104,7 +111,7 @@ void asst_manage_free(op_base *b);
 typedef enum {
   T_THREAD = 1, T_CLAIM, T_DELETE_LOSER, T_RESUME, T_LOOKUP_RUNS, T_LOOKUP_MESSAGES,
   T_LOOKUP_MSG_RUN, T_LOOKUP_WAIT, T_STREAM, T_SUBMIT, T_CHECK_SUBMIT, T_CANCEL, T_POLL_WAIT,
-  T_POLL, T_STEPS, T_MESSAGES, T_CANCEL_RUN, T_DONE
+  T_POLL, T_STEPS, T_MESSAGES, T_CANCEL_RUN, T_ASSISTANT, T_RUN_STEPS, T_FILES, T_DONE
 } turn_phase_t;
 
 /* Pages of run steps / messages searched (100 per page). */
@@ -168,6 +175,17 @@ typedef struct turn_op {
   buf round_ids;
   int steps_done, steps_pages;
   char checkpoint[BE_CHECKPOINT_MAX];
+  /* Files (asst_start.c, asst_files.c). */
+  unsigned att_need;          /* CONTRACT_ATT_* bits the attachments need */
+  char *tools_override;       /* the run's tools (api_json_run_tools), or NULL */
+  char *start_checkpoint;     /* in->checkpoint, kept while the assistant is read */
+  int include_steps;          /* list the run's hosted tool calls before the answer */
+  size_t inline_file_max;     /* generated files up to this size go inline */
+  int gathered;               /* steps and files gathered: finish for real */
+  int step_include_off;       /* the server refused include[]: list without it */
+  api_steps steps;            /* the run's file_search / code_interpreter calls */
+  gf_fetch *gf;               /* the generated files' fetch, freed with the turn */
+  gf_result gf_res;           /* its result (valid until gf_free) */
 } turn_op;
 
 turn_op *asst_turn_new(be_asst *be, const be_turn_events *ev, void *opaque);
@@ -196,6 +214,17 @@ void asst_turn_after(turn_op *t, long delay_ms, void (*fn)(turn_op *));
 void asst_turn_on_run(void *opaque, const api_result *r);
 /** Streams (runs create, submit_tool_outputs). */
 int asst_turn_on_event(void *opaque, const char *ev, size_t evlen, const char *data, size_t len);
+
+/* ---- after the run: steps and generated files (asst_files.c) ----------------- */
+
+/** Called by asst_turn_finish for an answer: when the turn asked for its
+ *  steps or its messages name generated files, start gathering them and
+ *  return 1 (asst_turn_finish is called again, t->gathered set, once they
+ *  are in); else set t->gathered and return 0. */
+int asst_gather(turn_op *t);
+/** Map a 400/404 that names a missing file ("No file with id ...") to
+ *  AW_ENOTFOUND / "file_not_found" on t; returns 1 when it did. */
+int asst_file_not_found(turn_op *t, const api_result *r);
 
 /* ---- start, continue, cancel ------------------------------------------------ */
 

@@ -268,46 +268,24 @@ static void on_thread_created(void *opaque, const api_result *r) {
 
 /* ---- be_turn_start ------------------------------------------------------------------ */
 
-static cJSON *message_object(const be_turn_input *in) {
-  cJSON *j = cJSON_CreateObject(), *content = NULL, *md = NULL;
-  int ok = j && cJSON_AddStringToObject(j, "role", "user") &&
-           (content = cJSON_AddArrayToObject(j, "content"));
-  for (size_t i = 0; ok && i < in->nparts; i++) {
-    cJSON *p = cJSON_CreateObject();
-    if (!p) {
-      ok = 0;
-      break;
-    }
-    cJSON_AddItemToArray(content, p);
-    /* text_len may cover bytes cJSON cannot carry (an embedded NUL): the
-     * contract decoder checks UTF-8, so a NUL-terminated copy is exact. */
-    ok = cJSON_AddStringToObject(p, "type", "text") && cJSON_AddStringToObject(p, "text", in->parts[i].text);
-  }
-  /* Our tags first; a user key of the same name does not replace them. */
-  ok = ok && (md = cJSON_AddObjectToObject(j, "metadata")) &&
-       cJSON_AddStringToObject(md, "event_id", in->event_id) &&
-       cJSON_AddStringToObject(md, "conversation_id", in->conversation_id);
-  for (size_t i = 0; ok && i < in->nmetadata; i++) {
-    const char *k = in->metadata[i].key;
-    if (!strcmp(k, "event_id") || !strcmp(k, "conversation_id")) continue;
-    ok = cJSON_AddStringToObject(md, k, in->metadata[i].value) != NULL;
-  }
-  if (!ok) {
-    cJSON_Delete(j);
-    return NULL;
-  }
-  return j;
-}
-
 static int input_ok(const be_turn_input *in) {
   if (!in->conversation_id || !in->conversation_id[0] || !in->event_id || !in->event_id[0] ||
       strlen(in->event_id) > 128 || !in->assistant || !asst_id_ok(in->assistant->id) || !in->nparts ||
       !in->parts || (in->nmetadata && !in->metadata))
     return 0;
   if (in->handle && in->handle[0] && !asst_id_ok(in->handle)) return 0;
-  for (size_t i = 0; i < in->nparts; i++)
-    if (in->parts[i].type != CONTRACT_PART_TEXT || !in->parts[i].text)
-      return 0; /* images and files: not supported yet */
+  for (size_t i = 0; i < in->nparts; i++) {
+    contract_part_type ty = in->parts[i].type;
+    /* Images go by URL or by file id (inline bytes were uploaded by the
+     * worker); `file` parts are refused at intake. */
+    if ((ty != CONTRACT_PART_TEXT && ty != CONTRACT_PART_IMAGE_URL && ty != CONTRACT_PART_IMAGE_FILE) ||
+        !in->parts[i].text || (ty != CONTRACT_PART_TEXT && !in->parts[i].text[0]))
+      return 0;
+  }
+  if (in->nattachments && !in->attachments) return 0;
+  for (size_t i = 0; i < in->nattachments; i++)
+    if (!in->attachments[i].file_id || !in->attachments[i].file_id[0] || !in->attachments[i].tools)
+      return 0;
   for (size_t i = 0; i < in->nmetadata; i++)
     if (!in->metadata[i].key || !in->metadata[i].value) return 0;
   if (in->assistant->tool_choice_json) {
@@ -320,6 +298,61 @@ static int input_ok(const be_turn_input *in) {
   return 1;
 }
 
+/* The thread is known (t->thread: resume, look up or start) or created.
+ * Returns what failed before any I/O (no callback then). */
+static int proceed(turn_op *t, const char *checkpoint) {
+  if (t->thread[0]) return begin(t, checkpoint);
+  /* A new conversation.  A checkpoint cannot matter: its thread would
+   * have been recorded before any run was started in it. */
+  cJSON *j = cJSON_CreateObject(), *md = NULL;
+  char *body = NULL;
+  int ok = j && (md = cJSON_AddObjectToObject(j, "metadata")) &&
+           cJSON_AddStringToObject(md, "conversation_id", t->conversation_id);
+  if (!ok) cJSON_Delete(j);
+  int rc = !ok || asst_print_json(j, &body) ? AW_ENOMEM : AW_OK;
+  if (!rc) {
+    asst_turn_phase(t, T_THREAD);
+    rc = api_threads_create(t->be->api, body, on_thread_created, t, &t->b.call);
+    if (rc) t->b.call = NULL;
+  }
+  cJSON_free(body);
+  return rc;
+}
+
+/* ---- an asst_ id's tools, for the attachments ------------------------------------ */
+
+/* An assistant a request names by id is no configured one: its tools are
+ * known only to the API.  A run's tools override replaces them all, so a
+ * turn whose attachments need a hosted tool reads them first (one GET). */
+static void on_assistant(void *opaque, const api_result *r) {
+  turn_op *t = opaque;
+  t->b.call = NULL;
+  if (r->err) {
+    asst_turn_fail_api(t, r);
+    return;
+  }
+  const cJSON *tools = cJSON_GetObjectItemCaseSensitive(r->json, "tools");
+  char *tj = cJSON_IsArray(tools) ? cJSON_PrintUnformatted(tools) : NULL;
+  int rc = cJSON_IsArray(tools) && !tj ? AW_ENOMEM : AW_OK;
+  if (!rc) rc = api_json_run_tools(tj, 0, t->att_need, &t->tools_override);
+  cJSON_free(tj);
+  if (!rc) rc = proceed(t, t->start_checkpoint);
+  free(t->start_checkpoint);
+  t->start_checkpoint = NULL;
+  if (rc) asst_turn_fail_start(t, rc, "turn");
+}
+
+/* The run's tools override; 1 when the assistant must be read first. */
+static int run_tools(turn_op *t, const be_turn_input *in, int *rc) {
+  for (size_t i = 0; i < in->nattachments; i++) t->att_need |= in->attachments[i].tools;
+  *rc = AW_OK;
+  if (!t->att_need) return 0;
+  const be_assistant *a = in->assistant;
+  if (!a->hash && !a->tools_json && !a->nvector_store_ids) return 1; /* named by id */
+  *rc = api_json_run_tools(a->tools_json, a->nvector_store_ids > 0, t->att_need, &t->tools_override);
+  return 0;
+}
+
 int asst_turn_start(be_backend *bb, const be_turn_input *in, const be_turn_events *ev, void *opaque,
                     be_op **out) {
   be_asst *be = (be_asst *)bb;
@@ -330,6 +363,8 @@ int asst_turn_start(be_backend *bb, const be_turn_input *in, const be_turn_event
   t->want_deltas = in->want_deltas;
   t->tools_routed = in->tools_routed;
   t->recover = in->recover;
+  t->include_steps = in->include_steps;
+  t->inline_file_max = in->inline_file_max;
   asst_copy(t->event_id, sizeof t->event_id, in->event_id);
   asst_copy(t->assistant, sizeof t->assistant, in->assistant->id);
   int rc = AW_OK;
@@ -338,25 +373,20 @@ int asst_turn_start(be_backend *bb, const be_turn_input *in, const be_turn_event
   if (in->additional_instructions && !(t->additional = strdup(in->additional_instructions))) rc = AW_ENOMEM;
   if (in->assistant->tool_choice_json && !(t->tool_choice = strdup(in->assistant->tool_choice_json)))
     rc = AW_ENOMEM;
-  if (!rc && !(t->add_msg = message_object(in))) rc = AW_ENOMEM;
-  if (!rc && in->handle && in->handle[0]) {
-    asst_copy(t->thread, sizeof t->thread, in->handle);
-    rc = begin(t, in->checkpoint);
-  } else if (!rc) {
-    /* A new conversation.  A checkpoint cannot matter: its thread would
-     * have been recorded before any run was started in it. */
-    cJSON *j = cJSON_CreateObject(), *md = NULL;
-    char *body = NULL;
-    int ok = j && (md = cJSON_AddObjectToObject(j, "metadata")) &&
-             cJSON_AddStringToObject(md, "conversation_id", t->conversation_id);
-    if (!ok) cJSON_Delete(j);
-    rc = !ok || asst_print_json(j, &body) ? AW_ENOMEM : AW_OK;
+  if (!rc)
+    rc = api_json_user_message(in->parts, in->nparts, in->attachments, in->nattachments, in->event_id,
+                               in->conversation_id, in->metadata, in->nmetadata, &t->add_msg);
+  int read_assistant = rc ? 0 : run_tools(t, in, &rc);
+  if (!rc && in->handle && in->handle[0]) asst_copy(t->thread, sizeof t->thread, in->handle);
+  if (!rc && read_assistant) {
+    if (in->checkpoint && !(t->start_checkpoint = strdup(in->checkpoint))) rc = AW_ENOMEM;
     if (!rc) {
-      asst_turn_phase(t, T_THREAD);
-      rc = api_threads_create(be->api, body, on_thread_created, t, &t->b.call);
+      asst_turn_phase(t, T_ASSISTANT);
+      rc = api_assistants_retrieve(be->api, t->assistant, on_assistant, t, &t->b.call);
       if (rc) t->b.call = NULL;
     }
-    cJSON_free(body);
+  } else if (!rc) {
+    rc = proceed(t, in->checkpoint);
   }
   if (rc) {
     asst_turn_free(t);

@@ -19,7 +19,8 @@ static const char *phase_name(int p) {
                                 "looking_up_message_run", "lookup_wait", "streaming",
                                 "submitting_tool_outputs", "checking_submission", "cancelling",
                                 "poll_wait", "polling", "listing_steps", "collecting_messages",
-                                "cancelling_run", "done"};
+                                "cancelling_run", "reading_assistant", "listing_run_steps",
+                                "fetching_files", "done"};
   return p >= 1 && p <= T_DONE ? names[p] : "?";
 }
 
@@ -46,6 +47,8 @@ turn_op *asst_turn_new(be_asst *be, const be_turn_events *ev, void *opaque) {
   /* Tool-call arguments are model output like the answer: same bound. */
   api_json_tool_calls_init(&t->calls, be->max_answer_bytes);
   buf_init(&t->round_ids, ASST_ROUND_IDS_MAX * API_JSON_ID_MAX);
+  /* Steps carry file_search chunks and code: model output too, same bound. */
+  api_steps_init(&t->steps, be->max_answer_bytes);
   return t;
 }
 
@@ -66,6 +69,10 @@ void asst_turn_free(turn_op *t) {
   free(t->tool_choice);
   cJSON_free(t->submit_body);
   cJSON_Delete(t->add_msg);
+  free(t->tools_override);
+  free(t->start_checkpoint);
+  api_steps_free(&t->steps);
+  gf_free(t->gf);
   free(t);
 }
 
@@ -130,6 +137,8 @@ void asst_turn_finish(turn_op *t) {
     }
     buf_free(&rest);
   }
+  /* The run's steps and generated files come with the answer. */
+  if (answer && !t->gathered && asst_gather(t)) return;
   be_turn_result res;
   memset(&res, 0, sizeof res);
   res.http_status = t->http_status;
@@ -166,6 +175,10 @@ void asst_turn_finish(turn_op *t) {
     res.status = t->run.status;
     res.error_code = asst_nz(t->error_code) ? t->error_code : asst_nz(t->run.error_code);
     res.errmsg = asst_nz(t->errmsg) ? t->errmsg : asst_nz(t->run.error_message);
+    res.files = t->gf_res.files;
+    res.nfiles = t->gf_res.nfiles;
+    if (t->include_steps && api_steps_build(&t->steps, &res.steps, &res.nsteps) != AW_OK)
+      res.steps = NULL, res.nsteps = 0; /* out of memory: the answer goes without them */
   }
   if (log_enabled(LOG_DEBUG)) {
     log_ctx ctx = {.event_id = asst_nz(t->event_id), .conversation_id = asst_nz(t->conversation_id),
@@ -509,6 +522,10 @@ static void on_stream_done(void *opaque, const api_result *r) {
     asst_lookup_tagged_run(t);
     return;
   }
+  if (asst_file_not_found(t, r)) {
+    asst_turn_finish(t);
+    return;
+  }
   asst_turn_fail_api(t, r);
 }
 
@@ -536,6 +553,13 @@ int asst_turn_post_run(turn_op *t) {
   if (ok && t->instructions) ok = cJSON_AddStringToObject(j, "instructions", t->instructions) != NULL;
   if (ok && t->additional)
     ok = cJSON_AddStringToObject(j, "additional_instructions", t->additional) != NULL;
+  if (ok && t->tools_override) {
+    /* Attachments need a hosted tool the assistant lacks: the run gets
+     * the assistant's tools plus it (CreateRunRequest.tools). */
+    cJSON *tools = cJSON_Parse(t->tools_override);
+    ok = tools && cJSON_AddItemToObject(j, "tools", tools);
+    if (!ok) cJSON_Delete(tools);
+  }
   if (ok && t->tool_choice) {
     /* The run's tool_choice holds for the whole run: every step of it,
      * also after tool outputs were submitted (see README). */

@@ -5,8 +5,12 @@
  *
  * Memory per turn is what turn_op holds (~3 KiB of fixed fields) plus the
  * collected answer (api_json_answer: text in one bounded arena) plus the
- * http/curl state of the one call in flight.  No cJSON tree outlives the
- * event or response it came from.
+ * http/curl state of the one call in flight.  An answer that asked for
+ * its steps or named generated files also holds, until on_done returned,
+ * the steps collector (api_steps.h, bounded like the answer) and the
+ * files' fetch (gen_files.h: at most GF_MAX_FILES x inline_file_max bytes);
+ * see asst_files.c.  No cJSON tree outlives the event or response it came
+ * from.
  *
  * Cancellation: be_op_cancel sets `cancelled`, cancels the call in flight and
  * stops the timer.  If it is called from one of our user callbacks (in_cb >
