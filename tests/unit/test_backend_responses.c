@@ -861,9 +861,15 @@ static void test_invalid_inputs_are_refused_before_io(void **state) {
   be_turn_input in = input("../etc");
   assert_int_equal(be_turn_start(f->be, &in, &EV, &t, &op), AW_EINVAL);
   in = input("conv_1");
-  contract_part img = {.type = CONTRACT_PART_IMAGE_URL, .text = "http://x"};
-  in.parts = &img;
-  assert_int_equal(be_turn_start(f->be, &in, &EV, &t, &op), AW_EINVAL);
+  /* images go (test_backend_responses_files.c); a file part, an image
+   * without its id or with an unknown detail do not */
+  contract_part bad[] = {{.type = CONTRACT_PART_FILE, .text = "file-1"},
+                         {.type = CONTRACT_PART_IMAGE_FILE, .text = NULL},
+                         {.type = CONTRACT_PART_IMAGE_URL, .text = "https://x.test/a.png", .detail = "max"}};
+  for (size_t i = 0; i < 3; i++) {
+    in.parts = &bad[i];
+    assert_int_equal(be_turn_start(f->be, &in, &EV, &t, &op), AW_EINVAL);
+  }
   in = input("conv_1");
   in.checkpoint = "thread_1 run_1"; /* another backend's */
   be_tool_output o = {"call_a", "x"};
@@ -1033,16 +1039,16 @@ static void test_tool_choice_translation_and_refusals(void **state) {
   in.assistant = &a;
   cJSON *input_ = NULL, *body = NULL;
   assert_int_equal(rsp_json_user_input(PARTS, 1, &input_), AW_OK);
-  assert_int_equal(rsp_json_turn_body(&in, input_, 0, 1, &body, NULL), AW_OK);
+  assert_int_equal(rsp_json_turn_body(&in, input_, 0, 1, &body, NULL, NULL), AW_OK);
   assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(body, "tool_choice")));
   assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "background")));
   cJSON_Delete(body);
-  assert_int_equal(rsp_json_turn_body(&in, input_, 2, 0, &body, NULL), AW_OK);
+  assert_int_equal(rsp_json_turn_body(&in, input_, 2, 0, &body, NULL, NULL), AW_OK);
   assert_null(cJSON_GetObjectItemCaseSensitive(body, "tool_choice"));
   assert_null(cJSON_GetObjectItemCaseSensitive(body, "background"));
   cJSON_Delete(body);
   a.tool_choice_json = "\"sometimes\"";
-  assert_int_equal(rsp_json_turn_body(&in, input_, 0, 1, &body, NULL), AW_EINVAL);
+  assert_int_equal(rsp_json_turn_body(&in, input_, 0, 1, &body, NULL, NULL), AW_EINVAL);
   assert_null(body);
   cJSON_Delete(input_);
 }
@@ -1134,6 +1140,8 @@ static void test_file_citations_keep_their_filename_and_file_path_has_none(void 
   assert_string_equal(p->annotations[0].file_id, "file-guide");
   assert_string_equal(p->annotations[0].filename, "guide.md");
   assert_int_equal(p->annotations[0].start_index, 14);
+  assert_string_equal(p->annotations[1].type, "container_file_citation");
+  assert_string_equal(p->annotations[1].container_id, "cntr_1");
   assert_string_equal(p->annotations[1].file_id, "cfile_1");
   assert_string_equal(p->annotations[1].filename, "out.csv");
   assert_int_equal(p->annotations[1].end_index, 9);

@@ -13,6 +13,11 @@
  *   rsp_stream.c   SSE event data -> deltas / answer / calls (pure)
  *   rsp_json.c     request bodies, response objects, the answer collector,
  *                  conversation item scans (pure)
+ *   rsp_inputs.c   images, attachments and include in a turn's request, and
+ *                  recognising them again (pure)
+ *   rsp_hosted.c   the hosted tools' output: steps and generated files (pure)
+ *   rsp_extras.c   the end of a turn with hosted tools: earlier rounds'
+ *                  steps and files gathered, the files fetched (gen_files.h)
  *   rsp_conv.c     conversation handle: create + claim (+ delete the loser)
  *   rsp_manage.c   conversation management: history, append, delete
  *
@@ -38,6 +43,7 @@
 #include "backend.h"
 #include "buf.h"
 #include "contract.h"
+#include "gen_files.h"
 
 #define RSP_ID_MAX 96          /* ids are ~60 bytes; longer ones are refused */
 #define RSP_CALLS_MAX 128      /* function calls kept per round */
@@ -46,6 +52,34 @@
 
 /** Is id usable in a path: [A-Za-z0-9_-]{1,RSP_ID_MAX-1}? */
 int rsp_id_ok(const char *id);
+
+/* ---- the hosted tools' output (rsp_hosted.c) -------------------------------
+ * Steps (file_search_call / code_interpreter_call items, kept only when
+ * want_steps) and generated files (container_file_citation annotations of
+ * assistant messages), deduplicated by item id / file id, in a budget of
+ * their own: an item past it is left out (dropped), never failing the turn. */
+
+typedef struct rsp_hosted {
+  buf arena, steps, results, outputs, queries, files;
+  int want_steps;
+  size_t dropped;  /* items left out: past the budget */
+  void *built;     /* the last rsp_hosted_build's allocation */
+} rsp_hosted;
+
+void rsp_hosted_init(rsp_hosted *h, int want_steps);
+void rsp_hosted_reset(rsp_hosted *h);
+void rsp_hosted_free(rsp_hosted *h);
+/** Take what an output item holds for us (any item: the others are
+ *  skipped).  AW_ENOMEM only (the collector is then reset). */
+int rsp_hosted_add_item(rsp_hosted *h, const cJSON *item) AW_MUST_CHECK;
+/** Add src's steps and files that dst has not, after dst's.  AW_ENOMEM. */
+int rsp_hosted_merge(rsp_hosted *dst, const rsp_hosted *src) AW_MUST_CHECK;
+size_t rsp_hosted_nsteps(const rsp_hosted *h);
+size_t rsp_hosted_nfiles(const rsp_hosted *h);
+/** The views: steps for be_turn_result, refs for gf_start; valid until the
+ *  next add/reset/free/build.  AW_ENOMEM. */
+int rsp_hosted_build(rsp_hosted *h, const contract_step **steps, size_t *nsteps, const gf_ref **refs,
+                     size_t *nrefs) AW_MUST_CHECK;
 
 /* ---- the answer collector (rsp_json.c) -------------------------------------
  * Assistant messages (output_text parts) and function calls of one round,
@@ -62,13 +96,17 @@ typedef struct rsp_answer {
   size_t text_len;  /* bytes of text kept, in order */
   size_t max_text;  /* cap on text_len (max_answer_bytes) */
   void *built;      /* the last rsp_answer_build's allocation */
+  rsp_hosted hosted; /* what the same items hold for steps and files (add_item,
+                        set_output and rsp_items_scan feed it; reset with the rest) */
 } rsp_answer;
 
 void rsp_answer_init(rsp_answer *a, size_t max_text);
 void rsp_answer_reset(rsp_answer *a);
 void rsp_answer_free(rsp_answer *a);
 /** Add an output item: an assistant `message` (its output_text parts) or a
- *  `function_call` (call_id, name, arguments); other items are skipped.
+ *  `function_call` (call_id, name, arguments); file_search_call and
+ *  code_interpreter_call items, and the container files messages cite, go
+ *  to a->hosted; other items are skipped.
  *  AW_EPARSE for a malformed message / call, AW_ETOOBIG past the text cap or
  *  RSP_CALLS_MAX calls (the collector is then reset), AW_ENOMEM. */
 int rsp_answer_add_item(rsp_answer *a, const cJSON *item) AW_MUST_CHECK;
@@ -147,11 +185,14 @@ int rsp_json_outputs_input(const be_tool_output *outs, size_t n, const char *out
  *  are dropped, *dropped counts them; the assistant's tool_choice, if any);
  *  round >= 1 adds aw_round instead and no tool_choice (a forced call would
  *  be forced again after its output: a loop).  background 0 leaves
- *  "background" out (stream + store only).  AW_EINVAL for tools_json that
+ *  "background" out (stream + store only).  Every round: the
+ *  code_interpreter attachments in the tool's container (*unplaced: ids a
+ *  container named by id could not take, see rsp_input_code_files) and,
+ *  with in->include_steps, the include list.  AW_EINVAL for tools_json that
  *  is not an array of tools, or a tool_choice_json rsp_json_tool_choice
  *  refuses. */
 int rsp_json_turn_body(const be_turn_input *in, const cJSON *input, long round, int background,
-                       cJSON **out, int *dropped) AW_MUST_CHECK;
+                       cJSON **out, int *dropped, size_t *unplaced) AW_MUST_CHECK;
 
 /** POST /conversations body: {"metadata":{"conversation_id":...}}. */
 int rsp_json_conv_body(const char *conversation_id, char **out) AW_MUST_CHECK;
@@ -160,6 +201,53 @@ int rsp_json_conv_body(const char *conversation_id, char **out) AW_MUST_CHECK;
  *  function_call_output per call, with output. */
 int rsp_json_close_calls_body(const be_tool_call *calls, size_t n, const char *output,
                               char **out) AW_MUST_CHECK;
+
+/* ---- the end of a turn with hosted tools (rsp_extras.c) ------------------------ */
+
+typedef struct rsp_extras rsp_extras;
+/** The turn's steps and files; valid until rsp_extras_free. */
+typedef void (*rsp_extras_cb)(void *opaque, const contract_step *steps, size_t nsteps,
+                              const contract_file *files, size_t nfiles);
+
+/** Gather the steps and generated files of a turn and fetch the files
+ *  (bytes up to inline_max).  conv non-NULL: the turn had earlier rounds,
+ *  whose items are read from that conversation (one page) and merged
+ *  before round's; NULL: round's alone.  round is borrowed until the
+ *  callback.  The callback comes once, never inside this call, unless
+ *  rsp_extras_free came first; failures only lose steps or files (logged).
+ *  AW_ENOMEM / AW_EINVAL before any I/O. */
+int rsp_extras_start(api_client *api, const char *conv, const char *event_id, rsp_hosted *round,
+                     size_t inline_max, rsp_extras_cb cb, void *opaque, rsp_extras **out) AW_MUST_CHECK;
+/** Cancel and free (no callback follows); safe on NULL and inside the
+ *  callback. */
+void rsp_extras_free(rsp_extras *x);
+
+/* ---- images, attachments, include (rsp_inputs.c) -------------------------------- */
+
+/** The `input` of a first round: one user message with the parts
+ *  (input_text, input_image) and the file_search attachments (input_file);
+ *  one text part and no file: as rsp_json_user_input.  AW_EINVAL for a file
+ *  part, an image without url / file id, an attachment without file id. */
+int rsp_input_user(const be_turn_input *in, cJSON **out) AW_MUST_CHECK;
+
+/** Put the code_interpreter attachments' file ids into the code_interpreter
+ *  tool's "auto" container (*tools may be NULL: created; the tool is added
+ *  when missing).  *unplaced counts the ids a container named by id could
+ *  not take.  AW_EINVAL for an attachment without file id, AW_ENOMEM. */
+int rsp_input_code_files(cJSON **tools, const contract_attachment *atts, size_t n,
+                         size_t *unplaced) AW_MUST_CHECK;
+
+/** Set body's include to the steps' includables. AW_ENOMEM. */
+int rsp_input_include(cJSON *body) AW_MUST_CHECK;
+
+/** Is the listed content part `stored` the part `sent` (texts equal;
+ *  images / files of the same type and file id or url where shown)? */
+int rsp_input_same_part(const cJSON *stored, const cJSON *sent);
+
+/** Is a failed POST /responses (HTTP status, API code and message) the
+ *  API refusing a file the request names: 400 / 404 naming one of req's
+ *  file ids as missing, or code file_not_found? */
+int rsp_input_file_missing(const cJSON *req, int http_status, const char *error_code, const char *errmsg);
 
 /* ---- conversation items (rsp_json.c) -------------------------------------------- */
 

@@ -27,10 +27,11 @@ typedef struct part_rec {
   size_t nanns;
 } part_rec;
 typedef struct ann_rec {
-  const char *type;   /* static: "file_citation" | "file_path" */
+  const char *type;   /* static: "file_citation" | "file_path" | "container_file_citation" */
   size_t file_id;     /* arena offset */
   int64_t start, end;
   size_t filename;    /* arena offset; NO_FILENAME: the API gave none */
+  size_t container_id; /* arena offset (container_file_citation); NO_FILENAME: none */
 } ann_rec;
 
 #define NO_FILENAME SIZE_MAX
@@ -82,6 +83,7 @@ void rsp_answer_init(rsp_answer *a, size_t max_text) {
   buf_init(&a->parts, MAX_RECORD_BYTES);
   buf_init(&a->anns, MAX_RECORD_BYTES);
   buf_init(&a->calls, RSP_CALLS_MAX * sizeof(call_rec));
+  rsp_hosted_init(&a->hosted, 0);
 }
 
 void rsp_answer_reset(rsp_answer *a) {
@@ -90,6 +92,7 @@ void rsp_answer_reset(rsp_answer *a) {
   buf_reset(&a->parts);
   buf_reset(&a->anns);
   buf_reset(&a->calls);
+  rsp_hosted_reset(&a->hosted);
   a->text_len = 0;
 }
 
@@ -99,6 +102,7 @@ void rsp_answer_free(rsp_answer *a) {
   buf_free(&a->parts);
   buf_free(&a->anns);
   buf_free(&a->calls);
+  rsp_hosted_free(&a->hosted);
   free(a->built);
   a->built = NULL;
   a->text_len = 0;
@@ -125,8 +129,10 @@ static int fail(rsp_answer *a, int rc) {
 /* The annotations of an output_text part, in the contract's shape.  The
  * Responses API cites by position: file_citation {file_id, index, filename}
  * and file_path {file_id, index} give one index (start = end = index),
- * container_file_citation {file_id, start_index, end_index, filename} is a
- * file citation of a span; none names the annotated text, so `text` is "".
+ * container_file_citation {container_id, file_id, start_index, end_index,
+ * filename} cites a span with a file the code interpreter made (kept as
+ * such, with its container: the file is in the response's `files`, see
+ * rsp_hosted.c); none names the annotated text, so `text` is "".
  * The filename, where given, goes into the contract (the caller can name
  * the document without a Files API lookup); file_path has none.
  * url_citation has no file to name and the contract no URL annotation: it
@@ -137,13 +143,15 @@ static int add_annotations(rsp_answer *a, const cJSON *part, part_rec *p) {
   p->nanns = 0;
   cJSON_ArrayForEach(an, get(part, "annotations")) {
     const char *type = get_str(an, "type"), *file_id = get_str(an, "file_id");
-    ann_rec r = {.type = NULL, .filename = NO_FILENAME};
+    ann_rec r = {.type = NULL, .filename = NO_FILENAME, .container_id = NO_FILENAME};
+    const char *container_id = NULL;
     if (!file_id) continue;
     if (str_is(type, "file_citation") || str_is(type, "file_path")) {
       r.type = str_is(type, "file_path") ? "file_path" : "file_citation";
       r.start = r.end = get_int(an, "index");
     } else if (str_is(type, "container_file_citation")) {
-      r.type = "file_citation";
+      if (!(container_id = get_str(an, "container_id"))) continue;
+      r.type = "container_file_citation";
       r.start = get_int(an, "start_index");
       r.end = get_int(an, "end_index");
     } else {
@@ -153,6 +161,7 @@ static int add_annotations(rsp_answer *a, const cJSON *part, part_rec *p) {
     const char *filename = str_is(type, "file_path") ? NULL : get_str(an, "filename");
     int rc = arena_put(a, file_id, strlen(file_id), &r.file_id);
     if (!rc && filename) rc = arena_put(a, filename, strlen(filename), &r.filename);
+    if (!rc && container_id) rc = arena_put(a, container_id, strlen(container_id), &r.container_id);
     if (!rc) rc = buf_append(&a->anns, &r, sizeof r);
     if (rc) return rc;
     p->nanns++;
@@ -234,10 +243,16 @@ int rsp_answer_add_item(rsp_answer *a, const cJSON *item) {
   if (!strcmp(type, "message")) {
     const char *role = get_str(item, "role");
     if (role && strcmp(role, "assistant") != 0) return AW_OK;
-    return add_message(a, item, ROLE_NONE, 0);
+    int rc = add_message(a, item, ROLE_NONE, 0);
+    /* The files it cites (after the message: a malformed one cites none). */
+    if (!rc) rc = rsp_hosted_add_item(&a->hosted, item);
+    return rc == AW_ENOMEM ? fail(a, rc) : rc;
   }
   if (!strcmp(type, "function_call")) return add_call(a, item);
-  return AW_OK; /* reasoning, file_search_call, ...: not part of the answer */
+  /* file_search_call, code_interpreter_call: steps, not the answer;
+   * reasoning and the rest: nothing. */
+  int rc = rsp_hosted_add_item(&a->hosted, item);
+  return rc ? fail(a, rc) : AW_OK;
 }
 
 int rsp_answer_add_listed(rsp_answer *a, const cJSON *item, int *added) {
@@ -294,6 +309,7 @@ int rsp_answer_build(rsp_answer *a, const contract_out_message **msgs, size_t *n
     an[i].start_index = ar[i].start;
     an[i].end_index = ar[i].end;
     an[i].filename = ar[i].filename == NO_FILENAME ? NULL : a->arena.data + ar[i].filename;
+    an[i].container_id = ar[i].container_id == NO_FILENAME ? NULL : a->arena.data + ar[i].container_id;
   }
   for (size_t i = 0; i < np; i++) {
     p[i].type = "text";
@@ -619,13 +635,17 @@ static int md_add(cJSON *md, const char *k, const char *v) {
 }
 
 int rsp_json_turn_body(const be_turn_input *in, const cJSON *input, long round, int background,
-                       cJSON **out, int *dropped) {
+                       cJSON **out, int *dropped, size_t *unplaced) {
   *out = NULL;
   if (dropped) *dropped = 0;
+  size_t unplaced_ = 0;
   const be_assistant *a = in->assistant;
   cJSON *tools = NULL, *choice = NULL;
   int rc = rsp_json_tools(a->tools_json, &tools);
   if (!rc) rc = rsp_json_file_search(&tools, a->vector_store_ids, a->nvector_store_ids);
+  /* Every round: the code interpreter's files (rsp_inputs.c). */
+  if (!rc) rc = rsp_input_code_files(&tools, in->attachments, in->nattachments, &unplaced_);
+  if (unplaced) *unplaced = unplaced_;
   if (rc) {
     cJSON_Delete(tools);
     return rc;
@@ -673,6 +693,7 @@ int rsp_json_turn_body(const be_turn_input *in, const cJSON *input, long round, 
    * no metadata), but they name the response for people and tools. */
   if (!rc) rc = md_add(md, "event_id", in->event_id);
   if (!rc) rc = md_add(md, "conversation_id", in->conversation_id);
+  if (!rc && in->include_steps) rc = rsp_input_include(j);
   if (!rc && round >= 1) {
     char r[24];
     snprintf(r, sizeof r, "%ld", round);
@@ -746,10 +767,8 @@ static int same_texts(const cJSON *stored, const cJSON *sent) {
            str_is(get_str(cJSON_GetArrayItem(wc, 0), "text"), sc->valuestring);
   if (!cJSON_IsArray(sc) || cJSON_GetArraySize(sc) != cJSON_GetArraySize(wc)) return 0;
   const cJSON *a = sc->child, *b = wc->child;
-  for (; a && b; a = a->next, b = b->next) {
-    const char *ta = get_str(a, "text"), *tb = get_str(b, "text");
-    if (!ta || !tb || strcmp(ta, tb) != 0) return 0;
-  }
+  for (; a && b; a = a->next, b = b->next)
+    if (!rsp_input_same_part(a, b)) return 0; /* texts, images, files */
   return 1;
 }
 
@@ -804,6 +823,11 @@ int rsp_items_scan(const cJSON *page, const cJSON *input, rsp_answer *ans, int *
   int any = 0, pending = 0;
   for (size_t i = nafter; i-- > 0;) {
     const char *type = get_str(after[i], "type");
+    if (str_is(type, "file_search_call") || str_is(type, "code_interpreter_call")) {
+      int rc = rsp_answer_add_item(ans, after[i]); /* steps: not part of "any" */
+      if (rc && rc != AW_EPARSE) return rc;
+      continue;
+    }
     if (!str_is(type, "message") && !str_is(type, "function_call")) continue;
     if (str_is(type, "message") && !str_is(get_str(after[i], "role"), "assistant")) continue;
     const char *st = get_str(after[i], "status");

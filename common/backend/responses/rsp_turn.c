@@ -38,8 +38,18 @@
  * refused for open calls; that is best effort: its failure is logged and the
  * turn still ends cancelled.
  *
+ * Hosted tools (code interpreter, file search): a turn that ends with an
+ * answer and cites generated files, or asked for steps, goes through
+ * rsp_extras.c before on_done (EXTRAS): the files are fetched (inline up to
+ * in->inline_file_max), and a continuation (a turn of several rounds) first
+ * reads the conversation for what its earlier rounds made.  A turn whose
+ * tools are functions only never makes these requests.  A POST refused
+ * 400/404 for a file the request names ends AW_ENOTFOUND, file_not_found
+ * (reject: the event names a file that is not there).
+ *
  * Memory per turn: this struct (~2 KiB), the request body and input, the
- * answer collector (bounded by max_answer_bytes) and the one call in flight.
+ * answer collector (bounded by max_answer_bytes), the steps (rsp_hosted.c),
+ * the fetched files (gen_files.h) and the one call in flight.
  *
  * Cancellation follows the Assistants backend: be_op_cancel inside one of
  * our user callbacks only marks the turn (in_cb > 0); the code that called
@@ -58,13 +68,13 @@
 
 typedef enum {
   S_NEW = 0, S_CONV, S_RETRIEVE, S_LOOKUP, S_LOOKUP_WAIT, S_POST, S_RESUME, S_RESUME_WAIT, S_POLL,
-  S_POLL_WAIT, S_CANCEL, S_CLOSE_CALLS, S_DONE
+  S_POLL_WAIT, S_CANCEL, S_CLOSE_CALLS, S_EXTRAS, S_DONE
 } turn_state;
 
 static const char *state_name(turn_state s) {
   static const char *names[] = {"new", "conversation", "retrieving", "looking_up", "lookup_wait",
                                 "posting", "resuming", "resume_wait", "polling", "poll_wait",
-                                "cancelling", "closing_calls", "done"};
+                                "cancelling", "closing_calls", "fetching_files", "done"};
   return s <= S_DONE ? names[s] : "?";
 }
 
@@ -118,6 +128,15 @@ struct rsp_turn {
   size_t deltas_emitted;
   int64_t started_ms;
   char checkpoint[BE_CHECKPOINT_MAX];
+  /* hosted tools */
+  int hosted_tools;           /* the request has code_interpreter / file_search */
+  size_t inline_file_max;
+  rsp_extras *extras;
+  int extras_done;
+  const contract_step *steps;
+  size_t nsteps;
+  const contract_file *files;
+  size_t nfiles;
 };
 
 static const char *nz(const char *s) { return s && s[0] ? s : NULL; }
@@ -175,6 +194,7 @@ static void on_timer_closed(uv_handle_t *h) { free(h); }
 static void turn_free(rsp_turn *t) {
   if (t->call) api_call_cancel(t->call);
   rsp_conv_cancel(t->convop);
+  rsp_extras_free(t->extras);
   if (t->timer) {
     t->timer->turn = NULL;
     uv_timer_stop(&t->timer->t);
@@ -198,6 +218,8 @@ void rsp_turn_cancel_op(rsp_op *op) {
     t->call = NULL;
     rsp_conv_cancel(t->convop);
     t->convop = NULL;
+    rsp_extras_free(t->extras);
+    t->extras = NULL;
     if (t->timer) uv_timer_stop(&t->timer->t);
     return;
   }
@@ -259,6 +281,7 @@ static void turn_start_err(rsp_turn *t, int rc, const char *what) {
 /* ==== finishing ==================================================================== */
 
 static void turn_close_calls(rsp_turn *t, const char *output);
+static int turn_extras(rsp_turn *t);
 
 static void turn_finish(rsp_turn *t) {
   if (t->starting) {
@@ -304,6 +327,9 @@ static void turn_finish(rsp_turn *t) {
     snprintf(t->errmsg, sizeof t->errmsg, "the model called %zu function(s) but no tool service is configured",
              ncalls);
   }
+  /* An answer with files to fetch, or steps of earlier rounds to gather,
+   * waits for them (once). */
+  if (!err && !(ncalls && !strcmp(status, "completed")) && !t->extras_done && turn_extras(t)) return;
   if (!err && rsp_answer_build(&t->ans, &res.messages, &res.nmessages, &res.tool_calls, &res.ntool_calls)) {
     err = AW_ENOMEM;
     turn_seterr(t, err, 0, NULL, "out of memory building the answer");
@@ -336,6 +362,10 @@ static void turn_finish(rsp_turn *t) {
       res.status = status;
       res.tool_calls = NULL;
       res.ntool_calls = 0;
+      res.steps = t->steps;
+      res.nsteps = t->nsteps;
+      res.files = t->files;
+      res.nfiles = t->nfiles;
       if (!nz(t->error_code)) {
         snprintf(t->error_code, sizeof t->error_code, "%s", t->st.resp.error_code);
         snprintf(t->errmsg, sizeof t->errmsg, "%s", t->st.resp.errmsg);
@@ -363,6 +393,42 @@ static void turn_finish(rsp_turn *t) {
   t->b.in_cb++;
   t->ev->on_done(t->opaque, &res);
   turn_free(t);
+}
+
+/* ---- steps and generated files ------------------------------------------------- */
+
+static void on_extras(void *opaque, const contract_step *steps, size_t nsteps, const contract_file *files,
+                      size_t nfiles) {
+  rsp_turn *t = opaque;
+  t->steps = steps;
+  t->nsteps = nsteps;
+  t->files = files;
+  t->nfiles = nfiles;
+  turn_finish(t); /* frees t, and with it the extras, after on_done */
+}
+
+/* Start what the answer waits for: 1 when started (turn_finish follows
+ * from on_extras), 0 when there is nothing to wait for (the steps are set). */
+static int turn_extras(rsp_turn *t) {
+  t->extras_done = 1;
+  rsp_hosted *h = &t->ans.hosted;
+  int gather = t->mode == RSP_TURN_CONTINUE && t->hosted_tools && t->conv[0];
+  if (!gather && !rsp_hosted_nfiles(h)) {
+    const gf_ref *refs;
+    size_t nrefs;
+    if (rsp_hosted_build(h, &t->steps, &t->nsteps, &refs, &nrefs) != AW_OK) t->steps = NULL, t->nsteps = 0;
+    return 0;
+  }
+  turn_to(t, S_EXTRAS);
+  int rc = rsp_extras_start(t->be->api, gather ? t->conv : NULL, t->event_id, h, t->inline_file_max, on_extras, t,
+                            &t->extras);
+  if (rc) {
+    log_ctx ctx = turn_ctx(t);
+    log_warn(&ctx, "steps and generated files left out: %s", aw_strerror(rc));
+    t->extras = NULL;
+    return 0;
+  }
+  return 1;
 }
 
 /* ---- closing open function calls ------------------------------------------------ */
@@ -489,6 +555,12 @@ static void on_post_done(void *opaque, const api_result *r) {
     log_info(&ctx, "POST /responses failed before response.created (%s); looking for our input",
              r->err ? r->errmsg : "stream ended without events");
     turn_lookup_start(t, LOOKS_AFTER_FAIL, THEN_POST);
+    return;
+  }
+  if (r->err == AW_EHTTP4XX && rsp_input_file_missing(t->req, r->http_status, r->error_code, r->errmsg)) {
+    /* The event names a file the API does not have: the input's fault. */
+    turn_seterr(t, AW_ENOTFOUND, r->http_status, "file_not_found", "%s", r->errmsg);
+    turn_finish(t);
     return;
   }
   turn_api_err(t, r);
@@ -658,8 +730,13 @@ static void on_items(void *opaque, const api_result *r) {
 }
 
 static void turn_lookup(rsp_turn *t) {
-  char path[192];
-  snprintf(path, sizeof path, "/conversations/%s/items?order=desc&limit=%d", t->conv, RSP_ITEMS_PAGE);
+  char path[320];
+  /* With steps asked for, the items carry the search results and code
+   * outputs too (a round recovered from the items reports them). */
+  snprintf(path, sizeof path, "/conversations/%s/items?order=desc&limit=%d%s", t->conv, RSP_ITEMS_PAGE,
+           t->ans.hosted.want_steps
+               ? "&include[]=file_search_call.results&include[]=code_interpreter_call.outputs"
+               : "");
   turn_to(t, S_LOOKUP);
   int rc = api_request(t->be->api, "GET", path, NULL, 1, on_items, t, &t->call);
   if (rc) {
@@ -835,14 +912,23 @@ static int turn_setup(rsp_turn *t, const be_turn_input *in, long round, const be
     log_warn(&ctx, "ignoring a checkpoint that is not this backend's");
   }
   if (t->mode == RSP_TURN_CANCEL) return AW_OK;
-  int rc = t->mode == RSP_TURN_START ? rsp_json_user_input(in->parts, in->nparts, &t->input)
+  int rc = t->mode == RSP_TURN_START ? rsp_input_user(in, &t->input)
                                      : rsp_json_outputs_input(outs, n, NULL, &t->input);
   int dropped = 0;
+  size_t unplaced = 0;
   if (!rc) rc = rsp_json_turn_body(in, t->input, t->mode == RSP_TURN_START ? 0 : round, t->be->background,
-                                   &t->req, &dropped);
-  if (dropped) {
-    log_ctx ctx = {.event_id = t->event_id, .conversation_id = t->conversation_id};
+                                   &t->req, &dropped, &unplaced);
+  log_ctx ctx = {.event_id = t->event_id, .conversation_id = t->conversation_id};
+  if (dropped)
     log_warn(&ctx, "%d user metadata pair(s) dropped: the API keeps at most %d", dropped, RSP_METADATA_MAX);
+  if (unplaced)
+    log_warn(&ctx, "%zu code_interpreter attachment(s) not sent: the assistant's code interpreter names its "
+                   "container by id, and files reach such a container through the Containers API only", unplaced);
+  const cJSON *tool;
+  cJSON_ArrayForEach(tool, cJSON_GetObjectItemCaseSensitive(t->req, "tools")) {
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(tool, "type");
+    if (cJSON_IsString(ty) && (!strcmp(ty->valuestring, "code_interpreter") || !strcmp(ty->valuestring, "file_search")))
+      t->hosted_tools = 1;
   }
   return rc;
 }
@@ -878,6 +964,8 @@ int rsp_turn_begin(rsp_backend *be, rsp_turn_mode mode, const be_turn_input *in,
   t->recover = in->recover;
   t->round = round;
   rsp_answer_init(&t->ans, be->max_answer_bytes);
+  t->ans.hosted.want_steps = in->include_steps ? 1 : 0;
+  t->inline_file_max = in->inline_file_max;
   rsp_stream_init(&t->st, &t->ans, t->want_deltas, NULL);
   int rc = turn_setup(t, in, round, outs, n);
   if (!rc && mode != RSP_TURN_START && !t->conv[0]) rc = AW_EINVAL;
