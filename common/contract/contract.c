@@ -22,10 +22,13 @@
  *    decodes the message kind; contract_kinds.c decodes the fields of the
  *    conversation requests (history, append, cancel), sharing the context,
  *    arena and string checks declared in contract_kinds.h.
+ *  - Files (an image_file part's inline bytes, a message's attachments)
+ *    are decoded by contract_files.c, with their own limits and codes.
  *  - The encoders of every message are in contract_encode.c, the JSON view
  *    in contract_json.c: they share nothing with the decoder.
  */
 #include "contract.h"
+#include "contract_files.h"
 #include "contract_kinds.h"
 #include "msgpack_util.h"
 
@@ -42,7 +45,6 @@
 #define MAX_EVENT_ID 128
 #define MAX_CONVERSATION_ID 256
 #define MAX_ASSISTANT 256
-#define MAX_FILE_ID 256
 #define MAX_METADATA 16
 #define MAX_METADATA_KEY 64
 #define MAX_METADATA_VALUE 512
@@ -60,6 +62,8 @@ void contract_limits_default(contract_limits *l) {
   l->max_event_bytes = 1024 * 1024;
   l->max_text_bytes = 256 * 1024;
   l->max_parts = 16;
+  l->max_attachments = 10;
+  l->max_inline_bytes = 512 * 1024;
   l->conversation_id_optional = 0;
 }
 
@@ -210,7 +214,7 @@ int contract_want_str(contract_dctx *c, const msgpack_object *o, const char *nam
 
 typedef struct req_fields {
   const msgpack_object *v, *kind, *event_id, *conversation_id, *assistant, *content, *metadata,
-      *instructions, *additional_instructions, *stream;
+      *instructions, *additional_instructions, *stream, *attachments, *include_steps;
   contract_kind_fields k; /* history, append, cancel: contract_kinds.c */
 } req_fields;
 
@@ -235,6 +239,8 @@ static const struct {
     {"instructions", offsetof(req_fields, instructions), KIND_BIT(CONTRACT_KIND_MESSAGE)},
     {"additional_instructions", offsetof(req_fields, additional_instructions), KIND_BIT(CONTRACT_KIND_MESSAGE)},
     {"stream", offsetof(req_fields, stream), KIND_BIT(CONTRACT_KIND_MESSAGE)},
+    {"attachments", offsetof(req_fields, attachments), KIND_BIT(CONTRACT_KIND_MESSAGE)},
+    {"include_steps", offsetof(req_fields, include_steps), KIND_BIT(CONTRACT_KIND_MESSAGE)},
     {"limit", offsetof(req_fields, k.limit), KIND_BIT(CONTRACT_KIND_HISTORY)},
     {"after", offsetof(req_fields, k.after), KIND_BIT(CONTRACT_KIND_HISTORY)},
     {"before", offsetof(req_fields, k.before), KIND_BIT(CONTRACT_KIND_HISTORY)},
@@ -298,17 +304,23 @@ static int decode_detail(contract_dctx *c, const msgpack_object *o, const char *
 }
 
 /* One element of a content array, named name ("content[2]").  *p is
- * written when p is set (always in the copy pass). */
+ * written when p is set (always in the copy pass).  An image_file part has
+ * exactly one of file_id and data (inline bytes with their media type and
+ * an optional file name: contract_files.c); `data`, `media_type` and
+ * `filename` of the other types are unknown keys, ignored as before. */
 int contract_decode_part(contract_dctx *c, const msgpack_object *o, const char *name, bool check,
                          contract_arena *a, contract_part *p) {
   if (o->type != MSGPACK_OBJECT_MAP)
     return contract_dfail(c, AW_EINVAL, contract_code_invalid, "field %s must be a map", name);
-  const msgpack_object *type = NULL, *text = NULL, *url = NULL, *file_id = NULL, *detail = NULL;
+  const msgpack_object *type = NULL, *text = NULL, *url = NULL, *file_id = NULL, *detail = NULL, *data = NULL,
+                       *media_type = NULL, *filename = NULL;
   for (uint32_t i = 0; i < o->via.map.size; i++) {
     const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
     const msgpack_object **slot = contract_key_is(k, "type") ? &type : contract_key_is(k, "text") ? &text
                                 : contract_key_is(k, "url") ? &url : contract_key_is(k, "file_id") ? &file_id
-                                : contract_key_is(k, "detail") ? &detail : NULL;
+                                : contract_key_is(k, "detail") ? &detail : contract_key_is(k, "data") ? &data
+                                : contract_key_is(k, "media_type") ? &media_type
+                                : contract_key_is(k, "filename") ? &filename : NULL;
     if (!slot) continue;
     if (*slot) return contract_dfail(c, AW_EINVAL, contract_code_invalid, "duplicate key in %s", name);
     *slot = v;
@@ -322,6 +334,7 @@ int contract_decode_part(contract_dctx *c, const msgpack_object *o, const char *
   const size_t max_text = c->lim->max_text_bytes;
   const char *s = NULL, *det = NULL;
   size_t n = 0;
+  bool inline_image = false;
   contract_part_type pt;
   if (tn == 4 && !memcmp(t, "text", 4)) {
     pt = CONTRACT_PART_TEXT;
@@ -333,28 +346,44 @@ int contract_decode_part(contract_dctx *c, const msgpack_object *o, const char *
     rc = contract_want_str(c, url, fname, true, 1, max_text, CONTRACT_TOO_LONG_LIMIT, check, &s, &n);
   } else if (tn == 10 && !memcmp(t, "image_file", 10)) {
     pt = CONTRACT_PART_IMAGE_FILE;
+    inline_image = !contract_absent(data);
+    if (inline_image && !contract_absent(file_id))
+      return contract_dfail(c, AW_EINVAL, contract_code_invalid, "field %s: exactly one of file_id and data", name);
+    if (!inline_image && contract_absent(file_id))
+      return contract_dfail(c, AW_EINVAL, contract_code_missing, "missing field %s.file_id (or %s.data)", name,
+                            name);
+    if (!inline_image && (!contract_absent(media_type) || !contract_absent(filename)))
+      return contract_dfail(c, AW_EINVAL, contract_code_invalid, "field %s.%s is only for inline data", name,
+                            contract_absent(filename) ? "media_type" : "filename");
     snprintf(fname, sizeof fname, "%s.file_id", name);
-    rc = contract_want_str(c, file_id, fname, true, 1, MAX_FILE_ID, CONTRACT_TOO_LONG_INVALID, check, &s, &n);
+    if (!inline_image)
+      rc = contract_want_str(c, file_id, fname, true, 1, CONTRACT_MAX_FILE_ID, CONTRACT_TOO_LONG_INVALID, check,
+                             &s, &n);
   } else if (tn == 4 && !memcmp(t, "file", 4)) {
     pt = CONTRACT_PART_FILE;
     snprintf(fname, sizeof fname, "%s.file_id", name);
-    rc = contract_want_str(c, file_id, fname, true, 1, MAX_FILE_ID, CONTRACT_TOO_LONG_INVALID, check, &s, &n);
+    rc = contract_want_str(c, file_id, fname, true, 1, CONTRACT_MAX_FILE_ID, CONTRACT_TOO_LONG_INVALID, check, &s, &n);
   } else {
     return contract_dfail(c, AW_EINVAL, contract_code_invalid,
                           "field %s.type must be \"text\", \"image_url\", \"image_file\" or \"file\"", name);
   }
   if (rc) return rc;
-  const char *copy = contract_arena_str(a, s, n);
+  /* An inline image has no text: text NULL, text_len 0 (contract.h). */
+  const char *copy = inline_image ? NULL : contract_arena_str(a, s, n);
   if (pt == CONTRACT_PART_IMAGE_URL || pt == CONTRACT_PART_IMAGE_FILE) {
     snprintf(fname, sizeof fname, "%s.detail", name);
     rc = decode_detail(c, detail, fname, check, a, &det);
     if (rc) return rc;
   }
+  contract_part inl = {0};
+  if (inline_image) {
+    rc = contract_decode_inline_image(c, name, data, media_type, filename, check, a, &inl);
+    if (rc) return rc;
+  }
   if (p) {
-    p->type = pt;
-    p->text = copy;
-    p->text_len = n;
-    p->detail = det;
+    *p = (contract_part){.type = pt, .text = copy, .text_len = inline_image ? 0 : n, .detail = det,
+                         .data = inl.data, .data_len = inl.data_len, .media_type = inl.media_type,
+                         .filename = inl.filename};
   }
   return AW_OK;
 }
@@ -503,6 +532,14 @@ static int build_request(contract_dctx *c, const req_fields *f, contract_arena *
       return contract_dfail(c, AW_EINVAL, contract_code_invalid, "field stream must be a boolean");
     r->stream = f->stream->via.boolean ? 1 : 0;
   }
+  /* A message's files and steps (nil for the other kinds: refused above). */
+  if (!contract_absent(f->include_steps)) {
+    if (f->include_steps->type != MSGPACK_OBJECT_BOOLEAN)
+      return contract_dfail(c, AW_EINVAL, contract_code_invalid, "field include_steps must be a boolean");
+    r->include_steps = f->include_steps->via.boolean ? 1 : 0;
+  }
+  rc = contract_attachments_decode(c, f->attachments, check, a, r);
+  if (rc) return rc;
   return contract_kind_fields_decode(c, &f->k, check, a, r);
 }
 

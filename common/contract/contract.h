@@ -60,8 +60,8 @@ typedef struct contract_part {
 
 /** A file attached to a message (`attachments`: 0..max_attachments maps),
  *  for the hosted tools that read it: a file id, or inline bytes with a
- *  name (1..255 bytes, no '/' or '\\'; the APIs tell file kinds by their
- *  extension) and a media type (one of contract_attachment_type_ok's).  The
+ *  name (1..255 bytes; no '/', '\\', control character, "." or "..": it goes
+ *  into the upload's form headers; the APIs tell file kinds by their extension) and a media type (one of contract_attachment_type_ok's).  The
  *  worker uploads inline bytes once per event and sends the file id. */
 typedef struct contract_attachment {
   const char *file_id;     /* NULL when inline */
@@ -258,8 +258,9 @@ typedef struct contract_step {
 } contract_step;
 
 typedef struct contract_out_part {
-  const char *type;      /* "text" | "image_file" (an image the assistant made: its file is
-                            in the response's `files`) */
+  const char *type;      /* "text" | "image_file" (an image the assistant made, written
+                            nested as v1 announced: {"type":"image_file","image_file":
+                            {"file_id"}}; its file is in the response's `files`) */
   const char *text;      /* text value, or file id for image_file */
   size_t text_len;
   contract_annotation *annotations;

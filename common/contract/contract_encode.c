@@ -12,8 +12,13 @@
  *    dead letter over a bad byte in an error message would be worse.
  *  - A message is encoded without `kind`, byte for byte as before kinds
  *    existed; the other kinds write `kind` and their own fields.
+ *  - The keys files and steps added (a request's `attachments`,
+ *    `include_steps`, an image's `data`; a response's `files`, `steps`, an
+ *    annotation's `container_id`) are written only when set, so what
+ *    was encoded before them keeps its bytes.
  */
 #include "contract.h"
+#include "contract_files.h"
 #include "contract_kinds.h"
 #include "msgpack_util.h"
 
@@ -35,6 +40,9 @@ static void e_arr(mpu_enc *e, size_t n) { (void)msgpack_pack_array(&e->pk, n); }
 static void e_nil(mpu_enc *e) { (void)msgpack_pack_nil(&e->pk); }
 static void e_int(mpu_enc *e, int64_t v) { (void)msgpack_pack_int64(&e->pk, v); }
 static void e_bool(mpu_enc *e, int v) { (void)(v ? msgpack_pack_true(&e->pk) : msgpack_pack_false(&e->pk)); }
+/* A non-finite double (a score the API wrote as 1e999) is written as 0:
+ * the JSON view would make it null, which the schema does not allow. */
+static void e_double(mpu_enc *e, double v) { (void)msgpack_pack_double(&e->pk, isfinite(v) ? v : 0.0); }
 static void e_bin(mpu_enc *e, const void *p, size_t n) {
   (void)msgpack_pack_bin(&e->pk, n);
   if (n) (void)msgpack_pack_bin_body(&e->pk, p, n);
@@ -102,6 +110,24 @@ static void e_parts(mpu_enc *e, const contract_part *parts, size_t nparts) {
   for (size_t i = 0; i < nparts; i++) {
     const contract_part *p = &parts[i];
     bool has_detail = p->detail && (p->type == CONTRACT_PART_IMAGE_URL || p->type == CONTRACT_PART_IMAGE_FILE);
+    if (p->type == CONTRACT_PART_IMAGE_FILE && p->data) { /* inline: data and its type instead of file_id */
+      e_map(e, 3 + has_detail + (p->filename != NULL));
+      e_key(e, "type");
+      e_key(e, "image_file");
+      e_key(e, "data");
+      e_bin(e, p->data, p->data_len);
+      e_key(e, "media_type");
+      e_str(e, p->media_type);
+      if (p->filename) {
+        e_key(e, "filename");
+        e_str(e, p->filename);
+      }
+      if (has_detail) {
+        e_key(e, "detail");
+        e_str(e, p->detail);
+      }
+      continue;
+    }
     e_map(e, 2 + has_detail);
     e_key(e, "type");
     switch (p->type) {
@@ -161,6 +187,32 @@ static void e_kind_fields(mpu_enc *e, const contract_request *r) {
   }
 }
 
+/* `attachments`: {file_id} or {data, filename, media_type}, and `tools`
+ * (contract_files_check checked them). */
+static void e_attachments(mpu_enc *e, const contract_attachment *att, size_t n) {
+  e_arr(e, n);
+  for (size_t i = 0; i < n; i++) {
+    const contract_attachment *at = &att[i];
+    e_map(e, at->data ? 4 : 2);
+    if (at->data) {
+      e_key(e, "data");
+      e_bin(e, at->data, at->data_len);
+      e_key(e, "filename");
+      e_str(e, at->filename);
+      e_key(e, "media_type");
+      e_str(e, at->media_type);
+    } else {
+      e_key(e, "file_id");
+      e_str(e, at->file_id);
+    }
+    const bool fs = at->tools & CONTRACT_ATT_FILE_SEARCH, ci = at->tools & CONTRACT_ATT_CODE_INTERPRETER;
+    e_key(e, "tools");
+    e_arr(e, (size_t)fs + ci);
+    if (fs) e_key(e, "file_search");
+    if (ci) e_key(e, "code_interpreter");
+  }
+}
+
 int contract_request_encode(const contract_request *r, buf *out) {
   if (!r || !r->event_id || !r->conversation_id || contract_kind_fields_check(r)) return AW_EINVAL;
   const bool message = r->kind == CONTRACT_KIND_MESSAGE;
@@ -174,12 +226,16 @@ int contract_request_encode(const contract_request *r, buf *out) {
   }
   for (size_t i = 0; i < r->nmetadata; i++)
     if (!r->metadata[i].key || !r->metadata[i].value) return AW_EINVAL;
+  /* Files and steps belong to a message (else they would be dropped). */
+  if (!message && (r->nattachments || r->include_steps)) return AW_EINVAL;
+  if (contract_files_check(r)) return AW_EINVAL;
 
   mpu_enc e;
   mpu_enc_init(&e, out);
   size_t n = 3 + (r->nmetadata > 0);
   if (message)
-    n += 3 + (r->instructions != NULL) + (r->additional_instructions != NULL);
+    n += 3 + (r->instructions != NULL) + (r->additional_instructions != NULL) + (r->nattachments > 0) +
+         (r->include_steps != 0);
   else
     n += 1 + (r->assistant != NULL) + kind_keys(r);
   e_map(&e, n);
@@ -223,7 +279,130 @@ int contract_request_encode(const contract_request *r, buf *out) {
   }
   e_key(&e, "stream");
   e_bool(&e, r->stream);
+  if (r->nattachments) {
+    e_key(&e, "attachments");
+    e_attachments(&e, r->attachments, r->nattachments);
+  }
+  if (r->include_steps) {
+    e_key(&e, "include_steps");
+    e_bool(&e, 1);
+  }
   return e.err;
+}
+
+/* ---- a response's files and steps ------------------------------------------- */
+
+static bool steps_valid(const contract_step *st, size_t n) {
+  if (n && !st) return false;
+  for (size_t i = 0; i < n; i++) {
+    const contract_step *s = &st[i];
+    if (!s->type || !s->id) return false;
+    if (!strcmp(s->type, "file_search")) {
+      if ((s->nqueries && !s->queries) || (s->nresults && !s->results)) return false;
+      for (size_t j = 0; j < s->nqueries; j++)
+        if (!s->queries[j]) return false;
+      for (size_t j = 0; j < s->nresults; j++)
+        if (!s->results[j].file_id) return false;
+    } else if (!strcmp(s->type, "code_interpreter")) {
+      if (s->noutputs && !s->outputs) return false;
+      for (size_t j = 0; j < s->noutputs; j++) {
+        const contract_step_output *o = &s->outputs[j];
+        if (!o->type) return false;
+        if (strcmp(o->type, "logs") && ((strcmp(o->type, "image") && strcmp(o->type, "file")) || !o->file_id))
+          return false;
+      }
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+static bool files_valid(const contract_file *f, size_t n) {
+  if (n && !f) return false;
+  for (size_t i = 0; i < n; i++)
+    if (!f[i].file_id || (!f[i].data && f[i].data_len)) return false;
+  return true;
+}
+
+/* `files`: {file_id, container_id?, filename, media_type, bytes, data?};
+ * bytes nil when unknown, data only when inline. */
+static void e_files(mpu_enc *e, const contract_file *f, size_t n) {
+  e_arr(e, n);
+  for (size_t i = 0; i < n; i++) {
+    e_map(e, 4 + (f[i].container_id != NULL) + (f[i].data != NULL));
+    e_key(e, "file_id");
+    e_str(e, f[i].file_id);
+    if (f[i].container_id) {
+      e_key(e, "container_id");
+      e_str(e, f[i].container_id);
+    }
+    e_key(e, "filename");
+    e_str(e, f[i].filename);
+    e_key(e, "media_type");
+    e_str(e, f[i].media_type ? f[i].media_type : "application/octet-stream");
+    e_key(e, "bytes");
+    if (f[i].bytes >= 0) e_int(e, f[i].bytes);
+    else e_nil(e);
+    if (f[i].data) {
+      e_key(e, "data");
+      e_bin(e, f[i].data, f[i].data_len);
+    }
+  }
+}
+
+/* `steps`: each {type, id, status?} and its type's keys (steps_valid
+ * checked them). */
+static void e_steps(mpu_enc *e, const contract_step *st, size_t n) {
+  e_arr(e, n);
+  for (size_t i = 0; i < n; i++) {
+    const contract_step *s = &st[i];
+    const bool fs = !strcmp(s->type, "file_search");
+    e_map(e, 4 + (s->status != NULL));
+    e_key(e, "type");
+    e_str(e, s->type);
+    e_key(e, "id");
+    e_str(e, s->id);
+    if (s->status) {
+      e_key(e, "status");
+      e_str(e, s->status);
+    }
+    if (fs) {
+      e_key(e, "queries");
+      e_arr(e, s->nqueries);
+      for (size_t j = 0; j < s->nqueries; j++) e_str(e, s->queries[j]);
+      e_key(e, "results");
+      e_arr(e, s->nresults);
+      for (size_t j = 0; j < s->nresults; j++) {
+        const contract_step_result *r = &s->results[j];
+        e_map(e, 3 + (r->text != NULL));
+        e_key(e, "file_id");
+        e_str(e, r->file_id);
+        e_key(e, "filename");
+        e_str(e, r->filename);
+        e_key(e, "score");
+        e_double(e, r->score);
+        if (r->text) {
+          e_key(e, "text");
+          e_str(e, r->text);
+        }
+      }
+      continue;
+    }
+    e_key(e, "code");
+    e_str(e, s->code);
+    e_key(e, "outputs");
+    e_arr(e, s->noutputs);
+    for (size_t j = 0; j < s->noutputs; j++) {
+      const contract_step_output *o = &s->outputs[j];
+      const bool logs = !strcmp(o->type, "logs");
+      e_map(e, 2);
+      e_key(e, "type");
+      e_str(e, o->type);
+      e_key(e, logs ? "logs" : "file_id");
+      e_str(e, logs ? o->logs : o->file_id);
+    }
+  }
 }
 
 static bool backend_kind_valid(const char *s) {
@@ -266,11 +445,15 @@ int contract_response_encode(const contract_response *r, buf *out) {
   const bool history = r->kind == CONTRACT_KIND_HISTORY, cancel = r->kind == CONTRACT_KIND_CANCEL;
   if (!history && (r->has_more || r->first_id || r->last_id)) return AW_EINVAL;
   if (!cancel && r->cancelled_event_id) return AW_EINVAL;
+  /* A message's answer only: files and steps. */
+  const bool files = r->nfiles > 0, steps = r->want_steps != 0;
+  if ((files || steps) && r->kind != CONTRACT_KIND_MESSAGE) return AW_EINVAL;
+  if (!files_valid(r->files, r->nfiles) || (steps && !steps_valid(r->steps, r->nsteps))) return AW_EINVAL;
 
   mpu_enc e;
   mpu_enc_init(&e, out);
   e_map(&e, 10 + (r->ntool_calls > 0) + (r->backend_kind != NULL) + (r->tenant != NULL) +
-                (r->kind != CONTRACT_KIND_MESSAGE) + history + cancel);
+                (r->kind != CONTRACT_KIND_MESSAGE) + history + cancel + files + steps);
   e_key(&e, "v");
   e_int(&e, CONTRACT_VERSION);
   e_key(&e, "event_id");
@@ -321,7 +504,7 @@ int contract_response_encode(const contract_response *r, buf *out) {
       e_arr(&e, p->nannotations);
       for (size_t k = 0; k < p->nannotations; k++) {
         const contract_annotation *an = &p->annotations[k];
-        e_map(&e, an->filename ? 6 : 5);
+        e_map(&e, 5 + (an->filename != NULL) + (an->container_id != NULL));
         e_key(&e, "type");
         e_str(&e, an->type);
         e_key(&e, "text");
@@ -335,6 +518,10 @@ int contract_response_encode(const contract_response *r, buf *out) {
         if (an->filename) {
           e_key(&e, "filename");
           e_str(&e, an->filename);
+        }
+        if (an->container_id) {
+          e_key(&e, "container_id");
+          e_str(&e, an->container_id);
         }
       }
     }
@@ -413,6 +600,14 @@ int contract_response_encode(const contract_response *r, buf *out) {
   if (cancel) {
     e_key(&e, "cancelled_event_id");
     e_str_or_nil(&e, r->cancelled_event_id);
+  }
+  if (files) {
+    e_key(&e, "files");
+    e_files(&e, r->files, r->nfiles);
+  }
+  if (steps) {
+    e_key(&e, "steps");
+    e_steps(&e, r->steps, r->nsteps);
   }
   return e.err;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
 
 #include "buf.h"
 #include "contract.h"
@@ -27,8 +28,31 @@ void mpfx_str(mpfx *m, const char *s) { msgpack_pack_str_with_body(&m->pk, s, st
 
 void mpfx_strn(mpfx *m, const char *s, size_t n) { msgpack_pack_str_with_body(&m->pk, s, n); }
 
-static void pack_json(msgpack_packer *pk, const cJSON *j) {
-  if (cJSON_IsNull(j)) {
+/* A base64 string (standard alphabet, padded: the JSON view's) as bin. */
+static void pack_base64_bin(msgpack_packer *pk, const char *s) {
+  size_t n = strlen(s);
+  if (n % 4) fail_msg("not padded base64: %s", s);
+  unsigned char *out = malloc(n / 4 * 3 + 1);
+  assert_non_null(out);
+  int m = n ? EVP_DecodeBlock(out, (const unsigned char *)s, (int)n) : 0;
+  if (m < 0) fail_msg("not base64: %s", s);
+  while (n && s[n - 1] == '=') { /* EVP_DecodeBlock counts the padding as zero bytes */
+    n--;
+    m--;
+  }
+  msgpack_pack_bin(pk, (size_t)m);
+  msgpack_pack_bin_body(pk, out, (size_t)m);
+  free(out);
+}
+
+static void pack_json_as(msgpack_packer *pk, const cJSON *j, int bin_data);
+
+static void pack_json(msgpack_packer *pk, const cJSON *j) { pack_json_as(pk, j, 0); }
+
+static void pack_json_as(msgpack_packer *pk, const cJSON *j, int bin_data) {
+  if (bin_data && cJSON_IsString(j) && j->string && !strcmp(j->string, "data")) {
+    pack_base64_bin(pk, j->valuestring);
+  } else if (cJSON_IsNull(j)) {
     msgpack_pack_nil(pk);
   } else if (cJSON_IsTrue(j)) {
     msgpack_pack_true(pk);
@@ -42,12 +66,12 @@ static void pack_json(msgpack_packer *pk, const cJSON *j) {
     msgpack_pack_str_with_body(pk, j->valuestring, strlen(j->valuestring));
   } else if (cJSON_IsArray(j)) {
     msgpack_pack_array(pk, (size_t)cJSON_GetArraySize(j));
-    for (const cJSON *c = j->child; c; c = c->next) pack_json(pk, c);
+    for (const cJSON *c = j->child; c; c = c->next) pack_json_as(pk, c, bin_data);
   } else if (cJSON_IsObject(j)) {
     msgpack_pack_map(pk, (size_t)cJSON_GetArraySize(j));
     for (const cJSON *c = j->child; c; c = c->next) {
       msgpack_pack_str_with_body(pk, c->string, strlen(c->string));
-      pack_json(pk, c);
+      pack_json_as(pk, c, bin_data);
     }
   } else {
     fail_msg("unsupported JSON value");
@@ -61,6 +85,16 @@ void mpfx_from_json(const char *json, msgpack_sbuffer *sb) {
   msgpack_packer pk;
   msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
   pack_json(&pk, j);
+  cJSON_Delete(j);
+}
+
+void mpfx_from_json_bin(const char *json, msgpack_sbuffer *sb) {
+  cJSON *j = cJSON_Parse(json);
+  if (!j) fail_msg("test JSON does not parse: %s", json);
+  msgpack_sbuffer_init(sb);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+  pack_json_as(&pk, j, 1);
   cJSON_Delete(j);
 }
 

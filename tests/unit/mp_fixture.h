@@ -42,6 +42,11 @@ void mpfx_strn(mpfx *m, const char *s, size_t n);
  *  unchanged; NUL cannot be said (mpfx_strn can). */
 void mpfx_from_json(const char *json, msgpack_sbuffer *sb);
 
+/** As mpfx_from_json, but every string under a key named "data" is
+ *  base64 (the JSON view's form of bin) and is packed as bin: how the
+ *  examples of messages carrying files (schemas/examples) become msgpack. */
+void mpfx_from_json_bin(const char *json, msgpack_sbuffer *sb);
+
 /** contract_to_json's view of p[0..n), as a malloc'd string the caller
  *  frees.  With rc, contract_to_json's result goes to *rc (the string is
  *  then what it wrote, "" when nothing); without, it must succeed. */

@@ -319,6 +319,87 @@ static void record_values_are_bounded_and_need_a_digest(void **state) {
   assert_null(strstr(msg, " at "));
 }
 
+/* ---- files ------------------------------------------------------------------ */
+
+/* The digest of r as an event: encoded, decoded, digested (bin cannot be
+ * said in JSON, so requests with files are built as structs). */
+static void digest_req(const contract_request *r, char out[EVC_DIGEST_HEX]) {
+  buf b;
+  buf_init(&b, 1 << 16);
+  assert_int_equal(contract_request_encode(r, &b), AW_OK);
+  contract_request *q = NULL;
+  const char *code = NULL;
+  char ev[129], conv[257], err[256];
+  int rc = contract_request_decode(b.data, b.len, NULL, &q, &code, ev, sizeof ev, conv, sizeof conv, err,
+                                   sizeof err);
+  buf_free(&b);
+  if (rc != AW_OK) fail_msg("test request does not decode: %s", err);
+  assert_int_equal(evc_digest(q, out), AW_OK);
+  contract_request_free(q);
+}
+
+/* A different file is a different message: an inline image's bytes, type
+ * and name and every field of an attachment change the digest; asking for
+ * the steps does not (like stream, it is how the answer is told), and a
+ * message without files digests as before files existed. */
+static void files_change_the_digest_and_include_steps_does_not(void **state) {
+  (void)state;
+  contract_part text = {.type = CONTRACT_PART_TEXT, .text = "Hello", .text_len = 5};
+  contract_part img[] = {
+      {.type = CONTRACT_PART_IMAGE_FILE, .data = "PNG1", .data_len = 4, .media_type = "image/png"},
+      {.type = CONTRACT_PART_IMAGE_FILE, .data = "PNG2", .data_len = 4, .media_type = "image/png"},
+      {.type = CONTRACT_PART_IMAGE_FILE, .data = "PNG1", .data_len = 4, .media_type = "image/jpeg"},
+      {.type = CONTRACT_PART_IMAGE_FILE, .data = "PNG1", .data_len = 4, .media_type = "image/png", .filename = "a.png"},
+      {.type = CONTRACT_PART_IMAGE_FILE, .text = "file-1", .text_len = 6},
+  };
+  contract_attachment att[] = {
+      {.file_id = "file-a", .tools = CONTRACT_ATT_FILE_SEARCH},
+      {.file_id = "file-b", .tools = CONTRACT_ATT_FILE_SEARCH},
+      {.file_id = "file-a", .tools = CONTRACT_ATT_CODE_INTERPRETER},
+      {.file_id = "file-a", .tools = CONTRACT_ATT_FILE_SEARCH | CONTRACT_ATT_CODE_INTERPRETER},
+      {.data = "a,b", .data_len = 3, .filename = "s.csv", .media_type = "text/csv", .tools = CONTRACT_ATT_CODE_INTERPRETER},
+      {.data = "a,c", .data_len = 3, .filename = "s.csv", .media_type = "text/csv", .tools = CONTRACT_ATT_CODE_INTERPRETER},
+      {.data = "a,b", .data_len = 3, .filename = "t.csv", .media_type = "text/csv", .tools = CONTRACT_ATT_CODE_INTERPRETER},
+      {.data = "a,b", .data_len = 3, .filename = "s.csv", .media_type = "text/plain", .tools = CONTRACT_ATT_CODE_INTERPRETER},
+  };
+  enum { NIMG = sizeof img / sizeof img[0], NATT = sizeof att / sizeof att[0], N = 1 + NIMG + NATT + 1 };
+  char d[N][EVC_DIGEST_HEX];
+  contract_request r = {.event_id = "evt-1", .conversation_id = "conv-1", .assistant = "Bot", .parts = &text,
+                        .nparts = 1};
+  digest_req(&r, d[0]);
+  contract_part two[2] = {text};
+  r.parts = two;
+  r.nparts = 2;
+  for (size_t i = 0; i < NIMG; i++) {
+    two[1] = img[i];
+    digest_req(&r, d[1 + i]);
+  }
+  r.parts = &text;
+  r.nparts = 1;
+  for (size_t i = 0; i < NATT; i++) {
+    r.attachments = &att[i];
+    r.nattachments = 1;
+    digest_req(&r, d[1 + NIMG + i]);
+  }
+  r.attachments = att; /* two attachments: not the first alone */
+  r.nattachments = 2;
+  digest_req(&r, d[N - 1]);
+  for (size_t i = 0; i < N; i++)
+    for (size_t j = i + 1; j < N; j++)
+      if (strcmp(d[i], d[j]) == 0) fail_msg("variants %zu and %zu share a digest", i, j);
+
+  char with_steps[EVC_DIGEST_HEX], plain[EVC_DIGEST_HEX];
+  r.include_steps = 1;
+  digest_req(&r, with_steps);
+  assert_string_equal(with_steps, d[N - 1]);
+  /* Without files: the serialisation of before (the JSON-built request). */
+  r = (contract_request){.event_id = "evt-1", .conversation_id = "conv-1", .assistant = "Bot", .parts = &text,
+                         .nparts = 1, .include_steps = 1};
+  digest_req(&r, with_steps);
+  digest_of("{" BASE_HEAD ", \"content\": \"Hello\"}", plain);
+  assert_string_equal(with_steps, plain);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(a_digest_is_64_lowercase_hex_and_stable),
@@ -334,6 +415,7 @@ int main(void) {
       cmocka_unit_test(a_different_message_with_a_started_id_is_refused),
       cmocka_unit_test(a_progress_record_written_before_digests_is_recovered),
       cmocka_unit_test(record_values_are_bounded_and_need_a_digest),
+      cmocka_unit_test(files_change_the_digest_and_include_steps_does_not),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

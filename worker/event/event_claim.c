@@ -47,6 +47,10 @@ static int put_parts(EVP_MD_CTX *x, const contract_part *parts, size_t nparts) {
     const contract_part *p = &parts[i];
     ok = put_int(x, 'P', (long)p->type) && put(x, 'T', p->text ? p->text : "", p->text ? p->text_len : 0) &&
          put_str(x, 'D', p->detail);
+    /* An inline image (a different file is a different message); parts
+     * without one serialise as before files existed. */
+    if (ok && p->data)
+      ok = put(x, 'X', p->data, p->data_len) && put_str(x, 'Y', p->media_type) && put_str(x, 'Z', p->filename);
   }
   return ok;
 }
@@ -88,6 +92,14 @@ int evc_digest(const contract_request *q, char out[EVC_DIGEST_HEX]) {
            put_str(x, 'E', q->event_id) && put_str(x, 'C', q->conversation_id) &&
            (message ? put_str(x, 'A', q->assistant) : put_kind_fields(x, q));
   ok = ok && put_parts(x, q->parts, q->nparts);
+  /* Attachments, each opened by its tools ('G'); none: nothing, as before
+   * they existed.  include_steps, like stream, is how the answer is told. */
+  for (size_t i = 0; ok && i < q->nattachments; i++) {
+    const contract_attachment *at = &q->attachments[i];
+    ok = put_int(x, 'G', (long)at->tools) && put_str(x, 'F', at->file_id) &&
+         (!at->data || put(x, 'X', at->data, at->data_len)) && put_str(x, 'Y', at->media_type) &&
+         put_str(x, 'Z', at->filename);
+  }
   ok = ok && put_str(x, 'I', q->instructions) && put_str(x, 'J', q->additional_instructions);
   /* Metadata is a map: its order is the encoder's, not the message's.  The
    * decoder refuses duplicate keys and more than a handful of pairs. */

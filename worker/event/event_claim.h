@@ -26,10 +26,12 @@
  * message re-published by an application that re-encodes it would be
  * refused as a reuse.  So the digest is SHA-256 over a length-prefixed
  * serialisation of the decoded fields the turn is made of: event_id,
- * conversation_id, assistant, every content part (type, text, detail),
- * instructions, additional_instructions (absent differs from "") and the
- * metadata pairs sorted by key.  Left out: `stream` (how the answer is
- * delivered, not what is asked) and keys the decoder ignores.  A
+ * conversation_id, assistant, every content part (type, text, detail; an
+ * inline image's bytes, media type and name), the attachments (tools, file
+ * id or bytes, media type and name), instructions, additional_instructions
+ * (absent differs from "") and the metadata pairs sorted by key.  Left
+ * out: `stream` and `include_steps` (how the answer is delivered, not
+ * what is asked) and keys the decoder ignores.  A
  * conversation request of another kind (history, append, ...) digests its
  * kind and every field of that kind instead of the message's (not
  * `assistant`, which it ignores), so an `append` and a `history` reusing one
