@@ -157,7 +157,9 @@ FIRST_PASS_ONLY=(test_backends.py test_ogx.py test_realmodel.py test_simulator_c
                  test_shutdown.py test_bad_input.py test_backpressure.py test_cli.py test_group.py
                  test_infra_auth.py test_rebalance.py test_key_rule.py test_tool_signing.py
                  test_poison.py test_event_ids.py test_files.py test_simulator_files.py
-                 test_sync.py test_simulator_file_search.py test_file_search.py)
+                 test_sync.py test_simulator_file_search.py test_file_search.py
+                 test_simulator_codeint.py test_simulator_codeint_assistants.py
+                 test_schema_examples.py)
 pass_no=0
 for backend in $BACKENDS; do
   pass_no=$((pass_no + 1))
