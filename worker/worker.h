@@ -7,6 +7,8 @@
  *   RECEIVED -> QUEUED (behind earlier events of its conversation)
  *   -> LOOKUP (outcome record, the conversation's backend handle and a claim
  *      of the event's progress record in Redis, pipelined in one round trip)
+ *   -> FILES (a message naming files or carrying inline bytes: the file ids
+ *      checked, the bytes uploaded once per event: event/attach.h)
  *   -> TURN (the backend's turn: be_turn_start; deltas published if asked)
  *   -> TOOLS (the turn waits for function outputs routed over Kafka:
  *      worker_tools.c; back to TURN with be_turn_continue)
@@ -52,6 +54,7 @@
 
 #include <librdkafka/rdkafka.h>
 #include <uv.h>
+#include "api_client.h"
 #include "aw_error.h"
 #include "backend.h"
 #include "contract.h"
@@ -149,6 +152,13 @@ typedef struct wk_config {
   /* Optional: told of every usage record once it is durable (labels
    * bounded as wku_labels says), opaque observe_opaque. */
   void (*usage_observe)(void *opaque, const char *assistant, const char *model, const int64_t tokens[4]);
+  /* Files (event/attach.h): the Files API client the worker checks a
+   * request's file ids and uploads its inline bytes with, before the turn
+   * (borrowed; NULL: nothing is uploaded or checked -- the chat backend,
+   * whose servers have no files, sends inline images as data: URLs). */
+  api_client *files_api;
+  size_t inline_file_max;     /* worker.inline_file_max_bytes: generated files up to this
+                                 size come back inline; 0: always by reference */
 } wk_config;
 
 /** Outcomes of wk_stats.conv_requests. */

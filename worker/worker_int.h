@@ -38,6 +38,7 @@ typedef enum {
   ST_RECEIVED = 0,
   ST_QUEUED,
   ST_LOOKUP,
+  ST_FILES,      /* file ids checked, inline bytes uploaded (attach.c) */
   ST_TURN,
   ST_TOOLS,      /* the run waits for tool replies (worker_tools.c) */
   ST_PUBLISHING,
@@ -117,6 +118,9 @@ typedef struct wk_event {
                                   (be_handles.attempt) */
   int64_t received_ms, run_started_ms;
   struct wkt_ev *tools;        /* the tool phase's state (worker_tools.c), or NULL */
+  struct wk_att *att;          /* the files step (attach.c): the resolved parts and
+                                  attachments the turn is given; NULL: none (or chat) */
+  void (*att_then)(struct wk_event *ev); /* what follows the files step (the turn) */
   int abandoned;               /* left to the next owner: never committed */
   /* Exactly-once (Kafka transactions): */
   struct wk_event *txn_next;   /* txn_wait or txn list */

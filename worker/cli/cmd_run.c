@@ -44,6 +44,7 @@ typedef struct run_ctx {
   be_backend *be;
   areg *reg;
   api_client *kb_api;         /* the knowledge sync's Files / Vector Stores client */
+  api_client *files_api;      /* the worker's Files client (attachments, inline images); NULL on chat */
   kbs *kb;                    /* the start-up sync while it runs */
   be_http_config *bc;         /* the API settings (valid until the loop ends) */
   wk *w;
@@ -137,6 +138,9 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
   wc.tool_state_ttl_s = r->c.worker.tool_state_ttl_s;
   wc.tool_state_done_ttl_s = r->c.worker.tool_state_done_ttl_s;
   wc.limits.max_event_bytes = r->c.worker.max_event_bytes;
+  wc.limits.max_attachments = (size_t)r->c.worker.max_attachments;
+  wc.limits.max_inline_bytes = r->c.worker.max_inline_bytes;
+  wc.inline_file_max = r->c.worker.inline_file_max_bytes;
   /* Checked by cfg_load already: these parse. */
   if (wid_parse_tenant_source(r->c.worker.tenant_source, &wc.identity, NULL, 0) != AW_OK ||
       wid_parse_key_rule(r->c.worker.key_rule, &wc.identity, NULL, 0) != AW_OK) {
@@ -167,6 +171,19 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
    * for session.timeout.ms.  The same id serves both groups (an instance
    * id is unique per group). */
   static const char *const consumer_defaults[] = {KCONF_CONSUMER_DEFAULTS, NULL};
+  if (strcmp(r->c.api.backend, "chat") != 0) {
+    /* The worker checks the file ids a request names and uploads its
+     * inline bytes before the turn (worker/event/attach.h); a chat server
+     * has no files. */
+    api_config ac;
+    be_http_api_config(r->bc, strcmp(r->c.api.backend, "assistants") ? NULL : "assistants=v2", &ac);
+    if (!r->files_api && api_client_new(r->loop, &ac, &r->files_api, errstr, sizeof errstr) != AW_OK) {
+      log_error(NULL, "start-up: files client: %s", errstr);
+      begin_shutdown(r, 1);
+      return;
+    }
+    wc.files_api = r->files_api;
+  }
   wc.txn_interval_ms = r->c.worker.txn_interval_ms;
   wc.on_fatal = on_worker_fatal;
   wc.fatal_opaque = r;
@@ -553,6 +570,7 @@ int cmd_run_main(int argc, char **argv) {
   rconn_free(r.redis);
   api_client_free(r.kb_api);
   wk_free(r.w);
+  api_client_free(r.files_api); /* after the worker: its events' uploads are cancelled first */
   areg_free(r.reg);
   be_free(r.be);
   rg_free(r.gate); /* after the API clients: they cancel what waits at it */

@@ -92,6 +92,10 @@ const field cfg_fields[] = {
     N("worker", "history_ttl_s", "AW_HISTORY_TTL_S", F_LONG, worker.history_ttl_s, 0, 10L * 365 * 24 * 3600),
     N("worker", "max_event_bytes", "AW_MAX_EVENT_BYTES", F_SIZE, worker.max_event_bytes, 1024, 64 * 1024 * 1024),
     N("worker", "max_answer_bytes", NULL, F_SIZE, worker.max_answer_bytes, 1024, 64 * 1024 * 1024),
+    N("worker", "inline_file_max_bytes", "AW_INLINE_FILE_MAX_BYTES", F_SIZE, worker.inline_file_max_bytes, 0,
+      1024 * 1024),
+    N("worker", "max_attachments", "AW_MAX_ATTACHMENTS", F_LONG, worker.max_attachments, 0, 100),
+    N("worker", "max_inline_bytes", "AW_MAX_INLINE_BYTES", F_SIZE, worker.max_inline_bytes, 1, 64 * 1024 * 1024),
     N("worker", "commit_interval_ms", NULL, F_LONG, worker.commit_interval_ms, 1, 60000),
     N("worker", "health_port", "AW_HEALTH_PORT", F_INT, worker.health_port, 0, 65535),
     S("worker", "health_bind", "AW_HEALTH_BIND", F_STR, worker.health_bind),
@@ -261,6 +265,9 @@ void cfg_init(cfg *c) {
   c->worker.history_ttl_s = -1; /* unset: worker.conversation_ttl_s (cfg_history_ttl_s) */
   c->worker.max_event_bytes = 1024 * 1024;
   c->worker.max_answer_bytes = 256 * 1024;
+  c->worker.inline_file_max_bytes = 256 * 1024;
+  c->worker.max_attachments = 10;
+  c->worker.max_inline_bytes = 512 * 1024;
   c->worker.commit_interval_ms = 200;
   c->worker.health_port = 0;
   cfg_copy(c->worker.health_bind, sizeof c->worker.health_bind, "0.0.0.0");

@@ -26,7 +26,8 @@
  *               "reset_deletes_old": false,
  *               "exactly_once": true, "txn_interval_ms": ..,
  *               "tenant_source": "none", "key_rule": "match",
- *               "history_max_turns": .., "history_max_bytes": .., "history_ttl_s": ..},
+ *               "history_max_turns": .., "history_max_bytes": .., "history_ttl_s": ..,
+ *               "inline_file_max_bytes": .., "max_attachments": .., "max_inline_bytes": ..},
  *    "usage": {"enabled": true, "tenant_metadata_key": ".."},
  *    "log_level": "info",
  *    "assistants": [{"name": .., "model": .., "instructions": .., "tools": [..],
@@ -288,6 +289,12 @@ typedef struct cfg {
                                     renewed by every commit; 0: never */
     size_t max_event_bytes;      /* 1 MiB */
     size_t max_answer_bytes;     /* 256 KiB */
+    /* Files (issue 10): generated files inline up to inline_file_max_bytes
+     * (0: always by reference); the request's attachments and the inline
+     * bytes of one image part or attachment (contract_limits). */
+    size_t inline_file_max_bytes; /* 262144 */
+    long max_attachments;        /* 10 */
+    size_t max_inline_bytes;     /* 524288 */
     long commit_interval_ms;     /* 200 */
     int health_port;             /* 0 = off */
     char health_bind[64];        /* "0.0.0.0": numeric IPv4/IPv6 address of the ops endpoint */

@@ -61,7 +61,8 @@
 static int is_active_turn(const wk_event *t) {
   if (!t || !t->req || t->req->kind != CONTRACT_KIND_MESSAGE || t->reject_code || t->abandoned) return 0;
   if (wki_stale(t)) return 0; /* left to the partition's new owner */
-  return t->state == ST_QUEUED || t->state == ST_LOOKUP || t->state == ST_TURN || t->state == ST_TOOLS;
+  return t->state == ST_QUEUED || t->state == ST_LOOKUP || t->state == ST_FILES || t->state == ST_TURN ||
+         t->state == ST_TOOLS;
 }
 
 static void cancel_failed(wk_event *t, int rc, const char *then) {
@@ -101,7 +102,7 @@ static void act(wk_event *t) {
       if (rc != AW_OK) cancel_failed(t, rc, "it runs to its end"); /* and answers what it reaches */
     }
     break;
-  default: /* QUEUED, LOOKUP: wk_cancel_before_turn when its turn comes */
+  default: /* QUEUED, LOOKUP, FILES (not started): wk_cancel_before_turn when its turn comes */
     break;
   }
 }

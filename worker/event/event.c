@@ -15,6 +15,7 @@
  * last callback that uses it (never from one that still does).
  */
 #include "event.h"
+#include "attach.h"
 #include "delta.h"
 
 #include <stdio.h>
@@ -26,14 +27,17 @@
 #include "conv_store.h"
 #include "conv_sched.h"
 #include "event_claim.h"
+#include "gen_files.h"
 #include "intake.h"
+#include "kafka_producer.h"
+#include "kafka_txn.h"
 #include "outbox.h"
 #include "overrides.h"
 #include "turn.h"
 #include "worker_tools.h"
 
-static const char *const state_names[] = {"received",   "queued",     "lookup",    "turn",     "tools",
-                                          "publishing", "committing", "recording", "done"};
+static const char *const state_names[] = {"received",   "queued",     "lookup",    "files",    "turn",
+                                          "tools",      "publishing", "committing", "recording", "done"};
 
 log_ctx wk_ev_ctx(const wk_event *ev) {
   log_ctx c = {ev->event_id[0] ? ev->event_id : NULL, ev->conv_id[0] ? ev->conv_id : NULL,
@@ -59,6 +63,7 @@ void wk_ev_free(wk_event *ev) {
    * tool calls and was abandoned within the window would be). */
   wkd_unschedule(ev);
   wkt_forget(ev);
+  wk_att_free(ev->att); /* before the request: its parts point into it */
   contract_request_free(ev->req);
   free(ev->reject_msg);
   free(ev->orig);
@@ -151,6 +156,30 @@ void wk_ev_record(wk_event *ev) {
 
 /* ---- the answer ---------------------------------------------------------- */
 
+/* The response did not encode within RESPONSE_MAX_BYTES (rc), or is larger
+ * than the producer takes (message.max.bytes less the record's overhead:
+ * the outbox would degrade it to response_too_large, dropping everything). */
+static int ev_over_record(const wk_event *ev, int rc) {
+  if (rc != AW_OK) return 1;
+  const wk *w = ev->w;
+  size_t lim = w->txp ? ktx_max_message_bytes(w->txp) : w->producer ? kp_max_message_bytes(w->producer) : 0;
+  size_t over = kp_record_size(strlen(ev->conv_id), 0, 0);
+  return lim > over && ev->out.len > lim - over;
+}
+
+/* r's files with their bytes dropped, into out[max]: 1 when any had bytes. */
+static int ev_files_by_reference(const contract_response *r, contract_file *out, size_t max) {
+  int any = 0;
+  if (!r->files || !r->nfiles || r->nfiles > max) return 0;
+  for (size_t i = 0; i < r->nfiles; i++) {
+    out[i] = r->files[i];
+    any |= out[i].data != NULL;
+    out[i].data = NULL;
+    out[i].data_len = 0;
+  }
+  return any;
+}
+
 void wk_ev_publish(wk_event *ev, const contract_response *r0) {
   /* Every answer carries the event's tenant, whoever built it. */
   contract_response tr = *r0;
@@ -158,6 +187,17 @@ void wk_ev_publish(wk_event *ev, const contract_response *r0) {
   const contract_response *r = &tr;
   buf_reset(&ev->out);
   int rc = contract_response_encode(r, &ev->out);
+  contract_file byref[GF_MAX_FILES];
+  if (ev_over_record(ev, rc) && ev_files_by_reference(r, byref, GF_MAX_FILES)) {
+    /* Too large with generated files inline: their bytes go first (each
+     * becomes a by-reference entry, `assistant-worker file get`), before
+     * the answer itself is replaced by response_too_large. */
+    tr.files = byref;
+    log_ctx c = wk_ev_ctx(ev);
+    log_warn(&c, "response too large with its files inline (%zu bytes); files sent by reference", ev->out.len);
+    buf_reset(&ev->out);
+    rc = contract_response_encode(r, &ev->out);
+  }
   if (rc != AW_OK) {
     /* Only an oversized answer gets here: answer with the error instead. */
     contract_response small = *r;
@@ -253,9 +293,14 @@ static int ev_admit(wk_event *ev) {
   return 0;
 }
 
+void wk_ev_reject_now(wk_event *ev, const char *code, const char *msg) {
+  ev_reject(ev, code, msg);
+  ev_publish_rejection(ev);
+}
+
 /* Admitted for good: the original bytes were kept only for the dead letter
- * of a refusal at admission. */
-static void ev_release_original(wk_event *ev) {
+ * of a refusal at admission (or, with files, at the files step). */
+void wk_ev_release_original(wk_event *ev) {
   long n = (long)(ev->orig_len + ev->orig_key_len);
   free(ev->orig);
   free(ev->orig_key);
@@ -267,6 +312,9 @@ static void ev_release_original(wk_event *ev) {
 }
 
 /* ---- lookup ------------------------------------------------------------- */
+
+/* The recovered turn after the files step: its earlier tool rounds first. */
+static void ev_prefetch_turn(wk_event *ev) { wkt_prefetch(ev, wk_turn_start); }
 
 static void lookup_done(wk_event *ev) {
   if (ev->dup) {
@@ -280,8 +328,13 @@ static void lookup_done(wk_event *ev) {
     ev_publish_rejection(ev);
     return;
   }
-  ev_release_original(ev);
-  wk_ev_set_state(ev, ST_TURN);
+  /* A message with files keeps its original bytes through the files step:
+   * a file id that does not exist still rejects it (attach.h). */
+  int files = ev->w->cfg.files_api && ev->req->kind == CONTRACT_KIND_MESSAGE && wk_att_needed(ev->req);
+  if (!files) {
+    wk_ev_release_original(ev);
+    wk_ev_set_state(ev, ST_TURN);
+  }
   if (wk_cr_handles(ev->req->kind)) { /* history, append, reset, delete: their own step */
     wk_cr_start(ev);
     return;
@@ -295,11 +348,13 @@ static void lookup_done(wk_event *ev) {
     log_info(&c, "event was started before; recovering its turn");
     /* Its earlier tool rounds (if any) belong in the response too. */
     if (ev->w->tools) {
-      wkt_prefetch(ev, wk_turn_start);
+      if (files) wk_att_step(ev, ev_prefetch_turn);
+      else wkt_prefetch(ev, wk_turn_start);
       return;
     }
   }
-  wk_turn_start(ev);
+  if (files) wk_att_step(ev, wk_turn_start);
+  else wk_turn_start(ev);
 }
 
 /* The lookups were sent together (one pipelined round trip); decide when

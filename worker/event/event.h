@@ -25,5 +25,11 @@ void wk_ev_free(wk_event *ev);
 /** Leave the event (and the rest of its conversation queue) unanswered and
  *  uncommitted: its next owner re-processes it from the state in Redis. */
 void wk_ev_abandon(wk_event *ev);
+/** A refusal decided after intake (the files step: file_not_found): the
+ *  `rejected` response and the dead letter with the original bytes (kept
+ *  while the event may still be refused).  msg NULL: the code says it. */
+void wk_ev_reject_now(wk_event *ev, const char *code, const char *msg);
+/** The event can no longer be refused: free its original bytes. */
+void wk_ev_release_original(wk_event *ev);
 
 #endif

@@ -157,7 +157,7 @@ static void put_enc(kbuf *b, const char *s, size_t len) {
 /* A handle name: one lower-case word that is none of the suffixes' first
  * words, so RK_HANDLE keys never meet the other kinds. */
 static int handle_name_ok(const char *h) {
-  static const char *const taken[] = {"ev", "evp", "turn", "hist"};
+  static const char *const taken[] = {"ev", "evp", "evf", "turn", "hist"};
   if (!h || !*h || strlen(h) > 32) return 0;
   for (const char *p = h; *p; p++)
     if (*p < 'a' || *p > 'z') return 0;
@@ -197,6 +197,7 @@ int rk_conv_key(const rk_space *s, const char *ref, rk_kind kind, const char *ar
   case RK_HIST: put(&b, "hist"); break;
   case RK_HIST_IDS: put(&b, "hist:ids"); break;
   case RK_HIST_PENDING: put(&b, "hist:p:"); put_enc(&b, arg, strlen(arg)); break;
+  case RK_UPLOADS: put(&b, "evf:"); put_enc(&b, arg, strlen(arg)); break;
   default: return AW_EINVAL;
   }
   if (!b.ok) {

@@ -29,6 +29,8 @@
  *              hist                 RK_HIST
  *              hist:ids             RK_HIST_IDS
  *              hist:p:<enc event>   RK_HIST_PENDING
+ *              evf:<enc event>      RK_UPLOADS (the files the event uploaded:
+ *                                   event/attach.h)
  *   fleet keys          <prefix>:<word>:<enc id>
  *              tc:<digest>          RK_CORR (a pending call's correlation record)
  *              wake:<owner>         RK_WAKE (a worker's wake list)
@@ -92,6 +94,7 @@ typedef enum rk_kind {
   RK_HIST,         /* arg: NULL */
   RK_HIST_IDS,     /* arg: NULL */
   RK_HIST_PENDING, /* arg: event id */
+  RK_UPLOADS,      /* arg: event id */
 } rk_kind;
 
 /** The kinds of fleet-wide keys. */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "be_errors.h"
+#include "attach.h"
 #include "cancel.h"
 #include "conv_store.h"
 #include "delta.h"
@@ -107,6 +108,16 @@ void wk_turn_done(void *opaque, const be_turn_result *res) {
   r.messages = res->messages;
   r.nmessages = res->nmessages;
   r.usage = res->usage;
+  /* Generated files and hosted tool steps (issue 10): files inline up to
+   * worker.inline_file_max_bytes; a response that still does not fit has
+   * its inline bytes dropped first (outbox/degrade.c). */
+  if (res->end == BE_END_ANSWER) {
+    r.files = res->files;
+    r.nfiles = res->nfiles;
+    r.steps = res->steps;
+    r.nsteps = res->nsteps;
+  }
+  r.want_steps = ev->req->include_steps;
   r.timings.received_ms = ev->received_ms;
   r.timings.run_started_ms = ev->run_started_ms;
   r.timings.completed_ms = wk_now_ms();
@@ -169,6 +180,22 @@ void wk_turn_input(wk_event *ev, be_turn_input *in) {
   in->assistant = ev->assistant;
   in->parts = q->parts;
   in->nparts = q->nparts;
+  in->attachments = q->attachments;
+  in->nattachments = q->nattachments;
+  if (ev->att) {
+    /* The files step resolved them: file ids set (attach.h). */
+    size_t np = 0, na = 0;
+    const contract_part *p = wk_att_parts(ev->att, &np);
+    const contract_attachment *a = wk_att_attachments(ev->att, &na);
+    if (p) {
+      in->parts = p;
+      in->nparts = np;
+      in->attachments = na ? a : NULL;
+      in->nattachments = na;
+    }
+  }
+  in->include_steps = q->include_steps;
+  in->inline_file_max = ev->w->cfg.inline_file_max;
   in->metadata = q->metadata;
   in->nmetadata = q->nmetadata;
   in->instructions = q->instructions;

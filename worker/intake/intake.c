@@ -131,15 +131,34 @@ static void validate(wk *w, wk_event *ev, const rd_kafka_message_t *m) {
       (void)reject(ev, "invalid_field", "metadata has more than 14 pairs (2 are reserved)%s", "", m);
     return;
   }
+  /* Images are served by every backend; a `file` part is not (attachments
+   * carry files).  A chat server has no files and runs no hosted tools: an
+   * image by file id and any attachment are refused there. */
+  int chat = strcmp(be_kind(w->be), "chat") == 0;
+  char detail[96];
   for (size_t i = 0; i < q->nparts; i++) {
-    if (q->parts[i].type != CONTRACT_PART_TEXT) {
-      (void)reject(ev, "unsupported_content", "content part %s is not supported yet (text only)",
-                   q->parts[i].type == CONTRACT_PART_IMAGE_URL    ? "image_url"
-                   : q->parts[i].type == CONTRACT_PART_IMAGE_FILE ? "image_file"
-                                                                  : "file",
-                   m);
+    const contract_part *p = &q->parts[i];
+    if (p->type == CONTRACT_PART_FILE) {
+      snprintf(detail, sizeof detail, "%zu", i);
+      (void)reject(ev, "unsupported_content",
+                   "content[%s] is a file part: files go in `attachments` (use attachments)", detail, m);
       return;
     }
+    if (chat && p->type == CONTRACT_PART_IMAGE_FILE && !p->data) {
+      snprintf(detail, sizeof detail, "%zu", i);
+      (void)reject(ev, "unsupported_content",
+                   "content[%s] is an image by file id: the chat backend has no files (send the image by URL or "
+                   "inline)",
+                   detail, m);
+      return;
+    }
+  }
+  if (chat && q->nattachments) {
+    unsigned t = q->attachments[0].tools;
+    snprintf(detail, sizeof detail, "attachments[0] is for %s",
+             (t & CONTRACT_ATT_CODE_INTERPRETER) ? "code_interpreter" : "file_search");
+    (void)reject(ev, "unsupported_content", "%s, a hosted tool the chat backend does not offer", detail, m);
+    return;
   }
   if (q->nmetadata > MAX_USER_METADATA) {
     (void)reject(ev, "invalid_field", "metadata has more than 14 pairs (2 are reserved)%s", "", m);
@@ -386,7 +405,10 @@ static void abandon_revoked_turns(wk *w) {
   wk_conv *c, *tmp;
   HASH_ITER(hh, w->convs, c, tmp) {
     wk_event *ev = c->head;
-    if (!ev || ev->state != ST_TURN || !ev->op || !wki_stale(ev)) continue;
+    /* FILES: an upload of ours still out could land after the new owner
+     * looked for it (attach.h): stopped too. */
+    if (!ev || !wki_stale(ev) || !((ev->state == ST_TURN && ev->op) || (ev->state == ST_FILES && ev->att)))
+      continue;
     if (n == cap) {
       size_t ncap = cap ? 2 * cap : 16;
       wk_event **nv = realloc(v, ncap * sizeof *nv);

@@ -50,6 +50,10 @@ void chat_turn_commit(chat_turn *t) {
     cJSON_Delete(am);
     rc = AW_ENOMEM;
   }
+  /* The committed turn keeps "[image]" in place of the user's images:
+   * later turns see that there was one, the history stays small.  (A
+   * pending round keeps them: its continuation is the same turn.) */
+  if (!rc && chat_msgs_strip_images(t->cur) < 0) rc = AW_ENOMEM;
   int completed = t->status && !strcmp(t->status, "completed");
   chat_record r = {.event_id = t->event_id, .msgs = t->cur, .gen = -1, .id = nz(t->turn_id),
                    .status = completed ? NULL : t->status, .error_code = completed ? NULL : nz(t->error_code)};

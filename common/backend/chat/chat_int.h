@@ -118,11 +118,25 @@ int chat_json_system(const be_turn_input *in, char **out) AW_MUST_CHECK;
 /* ---- messages (chat_json.c) ----------------------------------------------------- */
 
 /** The user message of parts: text only -> "content" a string (several
- *  parts joined by a blank line); with image_url parts -> an array of text
- *  and image_url parts.  AW_EINVAL, *unsupported naming the part type, for
- *  image_file / file parts (chat servers take no file ids). */
+ *  parts joined by a blank line); with image parts -> an array of text and
+ *  {"type":"image_url","image_url":{"url","detail"?}} parts, an inline
+ *  image_file as a data: URL (chat_data_url).  AW_EINVAL, *unsupported
+ *  naming the part type, for an image_file by id and file parts (chat
+ *  servers take no file ids). */
 int chat_json_user_message(const contract_part *parts, size_t nparts, cJSON **out,
                            const char **unsupported) AW_MUST_CHECK;
+/** "data:<media_type>;base64,<data>" of an inline image part (malloc'd),
+ *  NULL without inline data or out of memory. */
+char *chat_data_url(const contract_part *p);
+
+/** What the history keeps of an image: the bytes (or URL) of the user's
+ *  images are not stored, only this text (bounded history). */
+#define CHAT_IMAGE_PLACEHOLDER "[image]"
+
+/** Replace every image_url part of msgs' user messages by a text part
+ *  CHAT_IMAGE_PLACEHOLDER, in place.  Returns how many, or AW_ENOMEM. */
+int chat_msgs_strip_images(cJSON *msgs);
+
 /** {"role":"assistant","content":text (never null),"tool_calls":[...]}
  *  (tool_calls only when n > 0). */
 int chat_json_assistant_message(const char *text, const be_tool_call *calls, size_t n,

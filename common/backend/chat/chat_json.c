@@ -11,9 +11,12 @@
  */
 #include "chat_int.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/evp.h>
 
 const cJSON *chat_get(const cJSON *o, const char *k) {
   return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
@@ -139,6 +142,45 @@ int chat_json_system(const be_turn_input *in, char **out) {
 
 /* ==== messages ========================================================================= */
 
+char *chat_data_url(const contract_part *p) {
+  if (!p->data || !p->data_len || !p->media_type || p->data_len > (size_t)INT_MAX / 4 * 3 - 3) return NULL;
+  size_t mt = strlen(p->media_type), b64 = 4 * ((p->data_len + 2) / 3);
+  char *s = malloc(5 + mt + 8 + b64 + 1);
+  if (!s) return NULL;
+  size_t k = (size_t)sprintf(s, "data:%s;base64,", p->media_type);
+  int n = EVP_EncodeBlock((unsigned char *)s + k, p->data, (int)p->data_len);
+  if (n < 0) {
+    free(s);
+    return NULL;
+  }
+  s[k + (size_t)n] = '\0';
+  return s;
+}
+
+int chat_msgs_strip_images(cJSON *msgs) {
+  int n = 0;
+  cJSON *m;
+  cJSON_ArrayForEach(m, msgs) {
+    if (!str_is(chat_get_str(m, "role"), "user")) continue;
+    cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content"), *p;
+    if (!cJSON_IsArray(content)) continue;
+    cJSON_ArrayForEach(p, content) {
+      if (!str_is(chat_get_str(p, "type"), "image_url")) continue;
+      cJSON *t = cJSON_CreateString("text"), *x = cJSON_CreateString(CHAT_IMAGE_PLACEHOLDER);
+      if (!t || !x) {
+        cJSON_Delete(t);
+        cJSON_Delete(x);
+        return AW_ENOMEM;
+      }
+      cJSON_DeleteItemFromObjectCaseSensitive(p, "image_url");
+      cJSON_ReplaceItemInObjectCaseSensitive(p, "type", t);
+      cJSON_AddItemToObject(p, "text", x);
+      n++;
+    }
+  }
+  return n;
+}
+
 int chat_json_user_message(const contract_part *parts, size_t nparts, cJSON **out, const char **unsupported) {
   *out = NULL;
   if (unsupported) *unsupported = NULL;
@@ -156,6 +198,12 @@ int chat_json_user_message(const contract_part *parts, size_t nparts, cJSON **ou
       images = 1;
       break;
     case CONTRACT_PART_IMAGE_FILE:
+      if (parts[i].data && parts[i].data_len && parts[i].media_type) {
+        images = 1; /* inline: sent as a data: URL */
+        break;
+      }
+      if (unsupported) *unsupported = "image_file"; /* by file id: a chat server has no files */
+      return AW_EINVAL;
     case CONTRACT_PART_FILE:
       if (unsupported) *unsupported = parts[i].type == CONTRACT_PART_FILE ? "file" : "image_file";
       return AW_EINVAL;
@@ -194,8 +242,12 @@ int chat_json_user_message(const contract_part *parts, size_t nparts, cJSON **ou
         ok = add_str(p, "type", "text") && add_str(p, "text", parts[i].text);
       } else if (ok) {
         cJSON *iu = NULL;
-        ok = add_str(p, "type", "image_url") && add_item(p, "image_url", iu = cJSON_CreateObject()) &&
-             add_str(iu, "url", parts[i].text) && (!parts[i].detail || add_str(iu, "detail", parts[i].detail));
+        char *url = parts[i].type == CONTRACT_PART_IMAGE_FILE ? chat_data_url(&parts[i]) : NULL;
+        ok = (parts[i].type != CONTRACT_PART_IMAGE_FILE || url) && add_str(p, "type", "image_url") &&
+             add_item(p, "image_url", iu = cJSON_CreateObject()) &&
+             add_str(iu, "url", url ? url : parts[i].text) &&
+             (!parts[i].detail || add_str(iu, "detail", parts[i].detail));
+        free(url);
       }
     }
   }
