@@ -15,7 +15,12 @@
 #   2. asks the Weather Assistant about Paris and Tokyo in conversation demo-weather: the model
 #      calls get_weather twice in parallel, the worker routes both calls over Kafka to the
 #      weather service, and the answer uses both outputs;
-#   3. (unless --no-real-model) the Customer Support Bot answers with a real language model:
+#   3. gives the "Data Analyst" (the code_interpreter tool) the monthly sales of
+#      deploy/local/data/sales.csv as an inline attachment and asks for a bar chart in
+#      conversation demo-data (`send --attach ... --save-files ...`): the chart the code
+#      interpreter made comes back in the response (chart.png, inline) and is saved as
+#      RUN/output/chart.png (not on the chat backend: no hosted tools there);
+#   4. (unless --no-real-model) the Customer Support Bot answers with a real language model:
 #      SmolLM2-135M-Instruct served by llama-cpp-python's /v1/chat/completions, through a second
 #      worker on the chat backend (the fleet keeps the conversation's history in Redis and sends
 #      it with every turn): two turns in conversation demo-real, the second streamed, with the
@@ -40,7 +45,7 @@ while [ $# -gt 0 ]; do
     --backend) BACKEND=${2:-}; shift 2 ;;
     --backend=*) BACKEND=${1#--backend=}; shift ;;
     --no-real-model) REAL_MODEL=0; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) printf 'demo: unknown argument %s (try --help)\n' "$1" >&2; exit 2 ;;
   esac
 done
@@ -49,6 +54,8 @@ CONV=demo-1
 Q1="How do I reset my password?"
 Q2="Thanks! And how do I change my email address?"
 Q3="What's the weather in Paris and in Tokyo?"
+Q4="Make a bar chart of the monthly sales"
+SALES="$ROOT/deploy/local/data/sales.csv"
 RUN=
 
 say() { printf '%s\n' "$*"; }
@@ -99,7 +106,7 @@ CONFIG="$RUN/worker.config.json"
 # "Knowledge"). Chat Completions servers have no file search: on the chat backend the bot goes
 # without it (the worker refuses hosted tools there).
 DOCS="$ROOT/deploy/local/docs"
-KNOWLEDGE='' SUPPORT_STORES='[]'
+KNOWLEDGE='' SUPPORT_STORES='[]' ANALYST=''
 if [ "$BACKEND" != chat ]; then
   mkdir -p "$RUN/docs"
   "$AW_VENV/bin/python" - "$DOCS/account-policies.md" "$RUN/docs/account-policies.pdf" <<'PY' ||
@@ -115,6 +122,10 @@ PY
     die "could not write the PDF of the account policies"
   KNOWLEDGE='"knowledge": {"vector_stores": [{"name": "support-docs", "documents": ["'"$DOCS/support-guide.md"'", "'"$RUN/docs/account-policies.pdf"'"]}]},'
   SUPPORT_STORES='["support-docs"]'
+  # The Data Analyst runs Python in the API's code interpreter, a hosted tool: not on chat.
+  ANALYST='{"name": "Data Analyst", "model": "gpt-4o",
+      "instructions": "You are a data analyst. Use the code interpreter to analyse the files you are given and to draw charts.",
+      "tools": [{"type": "code_interpreter"}]},'
 fi
 cat >"$CONFIG" <<EOF
 {
@@ -136,6 +147,7 @@ cat >"$CONFIG" <<EOF
       "instructions": "Provide support based on the latest documentation.",
       "vector_stores": $SUPPORT_STORES
     },
+    $ANALYST
     {
       "name": "Weather Assistant",
       "model": "gpt-4o",
@@ -239,13 +251,31 @@ for c in dict.fromkeys(cites):
     print("  [cites %s]" % c)
 for c in resp.get("tool_calls") or []:
     print("  [tool call %s: %s -> %s]" % (c["id"], c["name"], c["outcome"]))
+# The files the turn generated (code interpreter): inline (their bytes in the response) or by
+# reference (`assistant-worker file get`), and the image parts showing them.
+files = resp.get("files") or []
+for f in files:
+    print("  [file %s: %s, %s bytes, %s]" % (f.get("filename") or f.get("file_id"), f.get("media_type"),
+          "?" if f.get("bytes") is None else f["bytes"], "inline" if "data" in f else "by reference"))
+for m in resp.get("messages") or []:
+    for p in m.get("content") or []:
+        if p.get("type") == "image_file":
+            fid = (p.get("image_file") or {}).get("file_id") or p.get("file_id")
+            print("  [image %s]" % next((f.get("filename") for f in files if f.get("file_id") == fid), fid))
+# `send --save-files` says on stderr (send-N.log, complete once send has exited) where it saved each.
+log = out.replace("answer-", "send-")[:-len(".json")] + ".log"
+if files and os.path.exists(log):
+    for line in open(log, encoding="utf-8", errors="replace"):
+        if line.startswith("assistant-worker send: saved "):
+            print("  [saved " + line[len("assistant-worker send: saved "):].rstrip() + "]")
 usage = resp.get("usage") or {}
 be = resp.get("backend") or {}
 print("  [status %s, %s backend: conversation %s, turn %s, %s tokens]" % (
     resp["status"], be.get("kind"), be.get("conversation"), be.get("turn"), usage.get("total_tokens", "?")))
 with open(out, "w") as f:
     json.dump({"status": resp["status"], "conversation": be.get("conversation"), "text": text, "cites": cites,
-               "usage": usage, "message_id": ((resp.get("messages") or [{}])[0]).get("id")}, f)
+               "usage": usage, "message_id": ((resp.get("messages") or [{}])[0]).get("id"),
+               "files": [{k: v for k, v in x.items() if k != "data"} for x in files]}, f)
 # A capped answer (incomplete) of the real model is still its answer.
 sys.exit(0 if resp["status"] in ("completed", "incomplete") else 4)
 PY
@@ -274,6 +304,16 @@ ask() {
 ask 1 "$Q1"
 ask 2 "$Q2" --stream
 CONV=demo-weather WHO="Weather Assistant" ask 3 "$Q3"
+# The Data Analyst: the CSV goes inline in the request (the worker uploads it once and hands
+# the code interpreter its file id); the chart comes back inline and `send` saves it.
+OUT="$RUN/output"
+if [ "$BACKEND" = chat ]; then
+  say "demo-data: skipped on the chat backend: a Chat Completions server has no hosted tools (no code_interpreter to draw the chart)"
+  say ""
+else
+  say "(attached: $SALES, $(( $(wc -l <"$SALES") - 1 )) months, for code_interpreter)"
+  CONV=demo-data WHO="Data Analyst" ask data "$Q4" --attach "$SALES:code_interpreter" --save-files "$OUT"
+fi
 
 field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 T1=$(field "$RUN/answer-1.json" conversation)
@@ -298,9 +338,16 @@ case "$A3" in
   *Paris*Tokyo*) say "  demo-weather:  answered with both get_weather outputs (2 parallel calls routed over Kafka)" ;;
   *) die "the weather answer does not use both outputs: $A3" ;;
 esac
+if [ "$BACKEND" != chat ]; then
+  CHART="$OUT/chart.png"
+  [ -s "$CHART" ] || die "the Data Analyst's chart was not saved (see $RUN/send-data.log)"
+  # A PNG starts with its 8-byte signature; the response's `files` said how many bytes it has.
+  [ "$(head -c 8 "$CHART" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || die "$CHART is not a PNG"
+  say "  demo-data:     the code interpreter's bar chart of $SALES: $CHART ($(wc -c <"$CHART") bytes, PNG)"
+fi
 say "  logs:          $RUN (worker/worker.log, kafka/logs/server.log, redis/, simulator/)"
 
-# ---- 3. the Customer Support Bot on a real model -------------------------------------------
+# ---- 4. the Customer Support Bot on a real model -------------------------------------------
 [ "$REAL_MODEL" = 1 ] || exit 0
 say ""
 say "A real model: SmolLM2-135M-Instruct (PyPI $AW_SMOLLM2_PKG) served by llama-cpp-python $AW_LLAMA_CPP_VERSION"
