@@ -41,7 +41,7 @@ def test_liveness_is_answered_while_the_last_commit_waits_for_a_stopped_broker(c
     # Commits at most once a minute (worker.txn_interval_ms; the first one at start-up), so the
     # answer waits in the open transaction, its partitions registered with the coordinator
     # (delivered); then the broker stops
-    # and SIGTERM comes.  The drain's grace period (30 s) ends with that event in flight, and the
+    # and SIGTERM comes.  The drain's grace period (4 s here) ends with that event in flight, and the
     # last commit has to talk to the stopped coordinator.  A blocked loop's heartbeat is stale
     # after 10 s (/healthz 503): probed every half second for 15 s after the grace period,
     # /healthz must answer 200 for as long as the endpoint is open.  Once the broker is back the
@@ -51,6 +51,9 @@ def test_liveness_is_answered_while_the_last_commit_waits_for_a_stopped_broker(c
     def slow_commits(self):
         cfg = orig_config(self)
         cfg.setdefault("worker", {})["txn_interval_ms"] = 60000
+        # A short grace period: what is tested starts when it ends (the default 30 s would
+        # only make the test wait).
+        cfg["worker"]["shutdown_grace_ms"] = 4000
         return cfg
 
     monkeypatch.setattr(Worker, "_config", slow_commits)

@@ -185,6 +185,7 @@ static void on_assistants_ready(void *opaque, int err, const char *errmsg) {
     wc.files_api = r->files_api;
   }
   wc.txn_interval_ms = r->c.worker.txn_interval_ms;
+  wc.shutdown_grace_ms = r->c.worker.shutdown_grace_ms;
   wc.on_fatal = on_worker_fatal;
   wc.fatal_opaque = r;
   if (r->c.worker.exactly_once) {

@@ -104,6 +104,7 @@ const field cfg_fields[] = {
     S("worker", "reset_deletes_old", "AW_RESET_DELETES_OLD", F_BOOL, worker.reset_deletes_old),
     S("worker", "exactly_once", "AW_EXACTLY_ONCE", F_BOOL, worker.exactly_once),
     N("worker", "txn_interval_ms", NULL, F_LONG, worker.txn_interval_ms, 0, 60000),
+    N("worker", "shutdown_grace_ms", "AW_SHUTDOWN_GRACE_MS", F_LONG, worker.shutdown_grace_ms, 1000, 3600000),
     S("worker", "tenant_source", "AW_TENANT_SOURCE", F_STR, worker.tenant_source),
     S("worker", "key_rule", "AW_KEY_RULE", F_STR, worker.key_rule),
     S("usage", "enabled", "AW_USAGE_ENABLED", F_BOOL, usage.enabled),
@@ -274,6 +275,7 @@ void cfg_init(cfg *c) {
   c->worker.exactly_once = 1;
   c->api.background = 1;
   c->worker.txn_interval_ms = 20;
+  c->worker.shutdown_grace_ms = 30000;
   cfg_copy(c->worker.tenant_source, sizeof c->worker.tenant_source, "none");
   cfg_copy(c->worker.key_rule, sizeof c->worker.key_rule, "match");
   c->log_level = LOG_INFO;

@@ -24,7 +24,7 @@
  *               "commit_interval_ms": .., "health_port": .., "health_bind": "0.0.0.0",
  *               "allow_core_dumps": false, "allow_assistant_ids": false,
  *               "reset_deletes_old": false,
- *               "exactly_once": true, "txn_interval_ms": ..,
+ *               "exactly_once": true, "txn_interval_ms": .., "shutdown_grace_ms": ..,
  *               "tenant_source": "none", "key_rule": "match",
  *               "history_max_turns": .., "history_max_bytes": .., "history_ttl_s": ..,
  *               "inline_file_max_bytes": .., "max_attachments": .., "max_inline_bytes": ..},
@@ -304,6 +304,7 @@ typedef struct cfg {
                                     1: deletes it (conv_request.h) */
     int exactly_once;            /* 1: responses and offsets commit in Kafka transactions */
     long txn_interval_ms;        /* 20: least time between two transaction commits */
+    long shutdown_grace_ms;      /* 30000: how long in-flight events may take to finish after SIGTERM */
     char tenant_source[80];      /* "none": no tenant; "header:<name>", "metadata:<key>",
                                     "topic" (ev_identity.h) */
     char key_rule[16];           /* "match": the Kafka key must be the conversation_id;

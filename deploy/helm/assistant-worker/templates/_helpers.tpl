@@ -63,8 +63,8 @@ app.kubernetes.io/part-of: assistant-worker
 {{- $t.requests | default "assistant.requests" -}}
 {{- end -}}
 
-{{/* terminationGracePeriodSeconds: the worker's shutdown grace (config.worker.shutdown_grace_ms
-when the binary has that setting; its built-in 30 s otherwise), then the last offset commit's
+{{/* terminationGracePeriodSeconds: the worker's shutdown grace (config.worker.shutdown_grace_ms,
+default 30 s), then the last offset commit's
 wait for the broker (10 s, worker/outbox/outbox.c FINAL_REPORTS_MS), then a margin.  SIGKILL
 before the commit means the next owner answers those events again: still exactly once, but
 redone work. */}}
