@@ -12,14 +12,21 @@
 #                                returns once GET /v1/models answers; exports AW_REALMODEL_URL
 #                                (http://127.0.0.1:PORT/v1, also in RUN/realmodel/url)
 #   aw_realmodel_stop RUN
+#   aw_embed_start RUN           a second model server, embeddings only (deploy/local/realmodel_embed.py:
+#                                the same GGUF, mean pooling, batched inputs) on a free loopback
+#                                port (RUN/embed/); returns once POST /v1/embeddings answers; writes
+#                                RUN/embed/url and RUN/embed/dim (the vectors' length, n_embd: 576)
+#   aw_embed_stop RUN
 #   aw_ogx_install               a Python 3.12 venv with OGX 1.5.0, the provider packages its
 #                                config needs (`ogx stack list-deps`), tiktoken's encodings offline
 #   aw_ogx_start RUN INFERENCE_URL   OGX on a free loopback port (RUN/ogx/: run.yaml, data/,
 #                                ogx.log) with the model "smollm2" served by remote::vllm at
-#                                INFERENCE_URL; returns once it answers; exports AW_OGX_URL
+#                                INFERENCE_URL and, if RUN/embed/url exists (aw_embed_start), the
+#                                embedding model "embed/smollm2-embed" as the vector stores' default;
+#                                returns once it answers; exports AW_OGX_URL
 #                                (http://127.0.0.1:PORT/v1, also in RUN/ogx/url)
 #   aw_ogx_stop RUN
-#   aw_realstack_start RUN       both of the above (install + start), for the demo and tests
+#   aw_realstack_start RUN       all of the above (install + start), for the demo and tests
 #
 # RUN is a run dir of lib.sh (aw_run_dir_new), so aw_stop_all RUN and the reaping of stale runs
 # cover these services too.  Usage:
@@ -35,6 +42,7 @@
 # stack: install calls 0.1 s, model server ready in 3-7 s, OGX in 14-45 s (mostly imports).
 #
 # Knobs: AW_REALMODEL_THREADS (1), AW_REALMODEL_N_CTX (4096), AW_REALMODEL_ARGS,
+# AW_EMBED_N_CTX (2048: the tokens of one group of inputs), AW_EMBED_N_SEQ (8: inputs per group),
 # AW_OGX_MAX_TOKENS (512: the only cap on OGX's answers, it ignores max_output_tokens),
 # AW_OGX_PYTHON (a python3.12), AW_REALMODEL_HOME / AW_OGX_HOME (the caches).
 
@@ -50,6 +58,8 @@ AW_SMOLLM2_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db
 AW_REALMODEL_HOME=${AW_REALMODEL_HOME:-$AW_CACHE_DIR/realmodel}
 AW_REALMODEL_PYTHON=${AW_REALMODEL_PYTHON:-python3}
 AW_REALMODEL_START_TIMEOUT_S=${AW_REALMODEL_START_TIMEOUT_S:-120}
+# The embedding server's model id (OGX: "embed/$AW_EMBED_MODEL", provider "embed").
+AW_EMBED_MODEL=smollm2-embed
 
 AW_OGX_VERSION=1.5.0
 AW_OGX_HOME=${AW_OGX_HOME:-$AW_CACHE_DIR/ogx-$AW_OGX_VERSION}
@@ -170,6 +180,43 @@ aw_realmodel_up() {
 
 aw_realmodel_stop() { aw_stop "$1" "${2:-realmodel}" 20; }
 
+# aw_embed_start RUN [NAME]: the embeddings server (realmodel_embed.py: llama-cpp-python's server
+# app over the same GGUF with mean pooling and AW_EMBED_N_SEQ sequences per context; the stock CLI
+# can set neither, and returns a vector per token).  Ready = POST /v1/embeddings answers one vector
+# per input for a batch of two; its length goes to RUN/NAME/dim (OGX needs it in its config).
+aw_embed_start() {
+  local run=$1 name=${2:-embed} port
+  aw_realmodel_install || return 1
+  mkdir -p "$run/$name"
+  port=$(aw_free_ports 1)
+  echo "$port" >"$run/$name/port"
+  aw_spawn "$run" "$name" "$(aw_realmodel_venv)/bin/python" "$AW_ROOT/deploy/local/realmodel_embed.py" \
+    --model "$(aw_realmodel_gguf)" --alias "$AW_EMBED_MODEL" --host 127.0.0.1 --port "$port" \
+    --n_ctx "${AW_EMBED_N_CTX:-2048}" --n_seq_max "${AW_EMBED_N_SEQ:-8}" \
+    --threads "${AW_REALMODEL_THREADS:-1}"
+  aw_wait_until "$AW_REALMODEL_START_TIMEOUT_S" "the embeddings server" aw_embed_up "$run" "$name" ||
+    { aw_fail_start "$run" "$name" "no vectors from POST /v1/embeddings"; return 1; }
+  echo "http://127.0.0.1:$port/v1" >"$run/$name/url"
+  return 0
+}
+# aw_embed_up RUN NAME: two inputs give two vectors of one length > 0 (written to RUN/NAME/dim).
+aw_embed_up() {
+  local dim
+  aw_alive "$1" "$2" || return 2
+  dim=$(curl -fsS -m 10 -H 'Content-Type: application/json' \
+          -d "{\"model\": \"$AW_EMBED_MODEL\", \"input\": [\"probe\", \"a second probe\"]}" \
+          "http://127.0.0.1:$(cat "$1/$2/port")/v1/embeddings" 2>/dev/null |
+        "$(aw_realmodel_venv)/bin/python" -c '
+import json, sys
+d = json.load(sys.stdin)["data"]
+lens = {len(e["embedding"]) for e in d if isinstance(e["embedding"][0], float)}
+assert len(d) == 2 and len(lens) == 1, "not one vector per input"
+print(lens.pop())' 2>/dev/null) || return 1
+  echo "$dim" >"$1/$2/dim"
+}
+
+aw_embed_stop() { aw_stop "$1" "${2:-embed}" 20; }
+
 # ---- OGX -----------------------------------------------------------------------------------
 
 aw_ogx_venv() { echo "$AW_OGX_HOME/venv"; }
@@ -188,12 +235,37 @@ aw_python312() {
   return 1
 }
 
-# aw_ogx_config FILE PORT INFERENCE_URL DATA_DIR: OGX's run config -- Responses (+ its
-# dependencies: Conversations, Files, Vector IO (faiss), a tool runtime (MCP only: no web search
-# keys, no file_search runtime and so no transformers)), the model server as remote::vllm, the
-# model "smollm2" registered, every store in DATA_DIR, plain HTTP on 127.0.0.1:PORT.
+# aw_ogx_config FILE PORT INFERENCE_URL DATA_DIR [EMBED_URL DIM]: OGX's run config -- Responses
+# (+ its dependencies: Conversations, Files, Vector IO (faiss), a tool runtime (MCP only: no web
+# search keys, no file_search runtime and so no transformers)), the model server as remote::vllm,
+# the model "smollm2" registered, every store in DATA_DIR, plain HTTP on 127.0.0.1:PORT.  With
+# EMBED_URL: a second remote::vllm provider "embed" there, the model "embed/$AW_EMBED_MODEL"
+# (model_type embedding, DIM-long vectors; OGX refuses registering models at runtime) and the
+# vector stores' default embedding model (else a vector store is refused: "Model 'None' not found").
 aw_ogx_config() {
-  local file=$1 port=$2 url=$3 data=$4
+  local file=$1 port=$2 url=$3 data=$4 embed_url=${5:-} dim=${6:-} embed_provider="" embed_model="" vs=""
+  if [ -n "$embed_url" ]; then
+    embed_provider="
+  - provider_id: embed
+    provider_type: remote::vllm
+    config:
+      base_url: $embed_url
+      api_token: none"
+    embed_model="
+  - metadata:
+      embedding_dimension: $dim
+    model_id: $AW_EMBED_MODEL
+    provider_id: embed
+    provider_model_id: $AW_EMBED_MODEL
+    model_type: embedding"
+    vs="
+vector_stores:
+  default_provider_id: faiss
+  default_embedding_model:
+    provider_id: embed
+    model_id: $AW_EMBED_MODEL
+    embedding_dimensions: $dim"
+  fi
   cat >"$file" <<EOF
 version: 2
 distro_name: assistant-worker-local
@@ -211,7 +283,7 @@ providers:
     config:
       base_url: $url
       max_tokens: $AW_OGX_MAX_TOKENS
-      api_token: none
+      api_token: none$embed_provider
   vector_io:
   - provider_id: faiss
     provider_type: inline::faiss
@@ -273,7 +345,7 @@ registered_resources:
     model_id: smollm2
     provider_id: all
     provider_model_id: smollm2
-    model_type: llm
+    model_type: llm$embed_model$vs
 server:
   host: 127.0.0.1
   port: $port
@@ -281,7 +353,7 @@ server:
 EOF
 }
 
-aw_ogx_stamp() { echo "ogx==$AW_OGX_VERSION tiktoken-rs==$AW_TIKTOKEN_RS_VERSION $(AW_OGX_MAX_TOKENS=1 aw_ogx_config /dev/stdout 1 x /d | sha256sum | cut -c1-16)"; }
+aw_ogx_stamp() { echo "ogx==$AW_OGX_VERSION tiktoken-rs==$AW_TIKTOKEN_RS_VERSION $(AW_OGX_MAX_TOKENS=1 aw_ogx_config /dev/stdout 1 x /d x 1 | sha256sum | cut -c1-16)"; }
 
 # aw_tiktoken_fetch DEST_DIR PYTHON: the encodings of AW_TIKTOKEN_ENCODINGS out of the crates.io
 # crate tiktoken-rs (cargo fetch in a scratch project), saved under the names tiktoken's
@@ -332,7 +404,8 @@ aw_ogx_install() {
     fi
     aw_pip_logged "$log" "$venv/bin/python" -m pip install -q "ogx==$AW_OGX_VERSION" || exit 1
     # The provider packages of our config, as OGX itself lists them.
-    aw_ogx_config "$AW_OGX_HOME/list-deps.yaml" 8321 http://127.0.0.1:1/v1 "$AW_OGX_HOME/list-deps-data"
+    aw_ogx_config "$AW_OGX_HOME/list-deps.yaml" 8321 http://127.0.0.1:1/v1 "$AW_OGX_HOME/list-deps-data" \
+      http://127.0.0.1:2/v1 1
     deps=$("$venv/bin/ogx" stack list-deps --format deps-only "$AW_OGX_HOME/list-deps.yaml" 2>>"$log") ||
       { tail -n 20 "$log" >&2; aw_err "ogx stack list-deps failed"; exit 1; }
     echo "list-deps: $deps" >>"$log"
@@ -347,17 +420,18 @@ aw_ogx_install() {
 }
 
 # aw_ogx_start RUN INFERENCE_URL [NAME]: OGX on a free loopback port with its config and data
-# in RUN/NAME/.  Offline: tiktoken reads our cache, Hugging Face libraries are told not to go
-# online, telemetry is off.
+# in RUN/NAME/; the embedding model of RUN/embed/ if aw_embed_start ran.  Offline: tiktoken reads
+# our cache, Hugging Face libraries are told not to go online, telemetry is off.
 aw_ogx_start() {
-  local run=$1 url=$2 name=${3:-ogx} dir port
+  local run=$1 url=$2 name=${3:-ogx} dir port embed=()
   [ -n "$url" ] || { aw_err "usage: aw_ogx_start RUN INFERENCE_URL [NAME]"; return 1; }
   aw_ogx_install || return 1
   dir="$run/$name"
   mkdir -p "$dir/data"
   port=$(aw_free_ports 1)
   echo "$port" >"$dir/port"
-  aw_ogx_config "$dir/run.yaml" "$port" "$url" "$dir/data"
+  [ -f "$run/embed/url" ] && [ -f "$run/embed/dim" ] && embed=("$(cat "$run/embed/url")" "$(cat "$run/embed/dim")")
+  aw_ogx_config "$dir/run.yaml" "$port" "$url" "$dir/data" "${embed[@]}"
   aw_spawn "$run" "$name" env TIKTOKEN_CACHE_DIR="$(aw_ogx_tiktoken_dir)" HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 OTEL_SDK_DISABLED=true OGX_CONFIG_DIR="$dir/home" \
     "$(aw_ogx_venv)/bin/ogx" run "$dir/run.yaml"
@@ -392,7 +466,7 @@ aw_ogx_stop() {
   return $rc
 }
 
-# aw_realstack_start RUN: the model server, then OGX in front of it.
+# aw_realstack_start RUN: the model server and the embeddings server, then OGX in front of them.
 aw_realstack_start() {
-  aw_realmodel_start "$1" && aw_ogx_start "$1" "$(cat "$1/realmodel/url")"
+  aw_realmodel_start "$1" && aw_embed_start "$1" && aw_ogx_start "$1" "$(cat "$1/realmodel/url")"
 }
