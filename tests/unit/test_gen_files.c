@@ -68,12 +68,12 @@ static void on_gf_done(void *opaque, const gf_result *r) {
 }
 
 /* Scripted bodies outlive their routes (the server keeps the pointers). */
-static char bodies[40][512];
+static char bodies[40][1024];
 static int nbodies;
 
 static const char *file_json(const char *id, const char *name, long long bytes) {
   char *b = bodies[nbodies++ % 40];
-  snprintf(b, 512,
+  snprintf(b, sizeof bodies[0],
            "{\"id\":\"%s\",\"object\":\"file\",\"bytes\":%lld,\"created_at\":%lld,\"filename\":\"%s\","
            "\"purpose\":\"assistants_output\",\"status\":\"processed\"}",
            id, bytes, (long long)time(NULL), name);
@@ -83,12 +83,12 @@ static const char *file_json(const char *id, const char *name, long long bytes) 
 static const char *cfile_json(const char *cntr, const char *id, const char *path, long long bytes) {
   char *b = bodies[nbodies++ % 40];
   if (bytes < 0) /* a server that leaves bytes out */
-    snprintf(b, 512,
+    snprintf(b, sizeof bodies[0],
              "{\"id\":\"%s\",\"object\":\"container.file\",\"created_at\":%lld,\"container_id\":\"%s\","
              "\"path\":\"%s\",\"source\":\"assistant\"}",
              id, (long long)time(NULL), cntr, path);
   else
-    snprintf(b, 512,
+    snprintf(b, sizeof bodies[0],
              "{\"id\":\"%s\",\"object\":\"container.file\",\"created_at\":%lld,\"bytes\":%lld,"
              "\"container_id\":\"%s\",\"path\":\"%s\",\"source\":\"assistant\"}",
              id, (long long)time(NULL), bytes, cntr, path);
