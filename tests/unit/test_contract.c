@@ -720,7 +720,7 @@ static void response_completed_json_view_has_every_field(void **state) {
   contract_out_message msgs[] = {{.id = "msg_1", .parts = parts, .nparts = 2}, {.id = "msg_2"}};
   contract_response r = {.event_id = "e1", .conversation_id = "c1", .thread_id = "thread_1",
                          .run_id = "run_1", .status = "completed", .messages = msgs, .nmessages = 2,
-                         .usage = {1, 400, 37, 437}, .error_code = NULL,
+                         .usage = {.present = 1, .prompt_tokens = 400, .completion_tokens = 37, .total_tokens = 437}, .error_code = NULL,
                          .timings = {1764000000000, 1764000000120, 1764000002310}};
   buf b;
   buf_init(&b, 4096);
@@ -1248,7 +1248,7 @@ static void examples_match_the_encoders(void **state) {
   contract_out_message msg = {.id = "msg_1", .parts = &part, .nparts = 1};
   contract_response done = {.event_id = "e", .conversation_id = "c", .thread_id = "t", .run_id = "r",
                             .status = "completed", .messages = &msg, .nmessages = 1,
-                            .usage = {1, 1, 2, 3}, .timings = {1, 2, 3},
+                            .usage = {.present = 1, .prompt_tokens = 1, .completion_tokens = 2, .total_tokens = 3}, .timings = {1, 2, 3},
                             .backend_kind = "assistants", .backend_conversation = "t", .backend_turn = "r"};
   buf b;
   buf_init(&b, 1 << 16);

@@ -860,7 +860,7 @@ static void file_examples_agree_with_the_codec(void **state) {
                            {.type = "file_search", .id = "fs_1", .status = "completed", .queries = queries,
                             .nqueries = 1, .results = &res, .nresults = 1}};
   contract_response rsp = {.event_id = "e", .conversation_id = "c", .status = "completed", .messages = &msg,
-                           .nmessages = 1, .usage = {1, 1, 1, 2}, .timings = {1, 2, 3}, .backend_kind = "responses",
+                           .nmessages = 1, .usage = {.present = 1, .prompt_tokens = 1, .completion_tokens = 1, .total_tokens = 2}, .timings = {1, 2, 3}, .backend_kind = "responses",
                            .backend_conversation = "conv_1", .backend_turn = "resp_1", .files = files, .nfiles = 2,
                            .steps = steps, .nsteps = 2, .want_steps = 1};
   buf_reset(&b);
