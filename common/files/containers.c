@@ -6,6 +6,8 @@
  */
 #include "containers.h"
 
+#include "fd_io.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,17 +169,8 @@ static int on_dl_data(void *opaque, const char *data, size_t len) {
   ctr_op *op = opaque;
   op->bytes += len;
   if (op->out_fd < 0) return op->on_data(op->data_opaque, data, len);
-  while (len) {
-    ssize_t w = write(op->out_fd, data, len);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      op->write_errno = w < 0 ? errno : EIO;
-      return 1;
-    }
-    data += w;
-    len -= (size_t)w;
-  }
-  return 0;
+  op->write_errno = aw_write_all(op->out_fd, data, len);
+  return op->write_errno != 0;
 }
 
 int ctr_download(api_client *c, const char *container_id, const char *file_id, int fd, api_data_cb on_data,

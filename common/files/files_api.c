@@ -8,6 +8,8 @@
  */
 #include "files_api.h"
 
+#include "fd_io.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -400,17 +402,8 @@ static int on_dl_data(void *opaque, const char *data, size_t len) {
   fapi_op *op = opaque;
   op->bytes += len;
   if (op->out_fd < 0) return op->on_data(op->data_opaque, data, len);
-  while (len) {
-    ssize_t w = write(op->out_fd, data, len);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      op->write_errno = w < 0 ? errno : EIO;
-      return 1;
-    }
-    data += w;
-    len -= (size_t)w;
-  }
-  return 0;
+  op->write_errno = aw_write_all(op->out_fd, data, len);
+  return op->write_errno != 0;
 }
 
 static void on_dl_done(void *opaque, const api_result *ar) {

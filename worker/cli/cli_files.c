@@ -18,6 +18,8 @@
  */
 #include "cli_files.h"
 
+#include "fd_io.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -204,17 +206,11 @@ static int unbase64(const char *s, unsigned char **out, size_t *len) {
 static int write_file(const char *path, const unsigned char *data, size_t len, char *err, size_t errsz) {
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) return aw_seterr(AW_EIO, err, errsz, "%s: %s", path, strerror(errno));
-  size_t off = 0;
-  while (off < len) {
-    ssize_t w = write(fd, data + off, len - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      int e = w < 0 ? errno : EIO;
-      close(fd);
-      unlink(path);
-      return aw_seterr(AW_EIO, err, errsz, "%s: %s", path, strerror(e));
-    }
-    off += (size_t)w;
+  int e = aw_write_all(fd, data, len);
+  if (e) {
+    close(fd);
+    unlink(path);
+    return aw_seterr(AW_EIO, err, errsz, "%s: %s", path, strerror(e));
   }
   if (close(fd) != 0) {
     int e = errno;
