@@ -255,3 +255,54 @@ def test_a_document_that_fails_processing_exits_1_is_not_recorded_and_is_retried
     # The next sync tries it again (still failing here) and sweeps the failed file of the first.
     rc, second, log = sync(w)
     assert rc == 1 and second["unchanged"] == 1 and second["failed"] == 1 and second["orphans_deleted"] == 1, second
+
+
+def our_files(simulator, vs_id: str) -> dict[str, str]:
+    """id -> name of every file at the API this deployment's sync of STORE into vs_id made."""
+    out, after = {}, None
+    while True:
+        page = simulator.api("GET", "/files?purpose=assistants&limit=100" + (f"&after={after}" if after else ""))
+        for f in page["data"]:
+            if f["filename"].startswith(f"aw-kb.{STORE}.{vs_id}."):
+                out[f["id"]] = f["filename"]
+        if not page.get("has_more"):
+            return out
+        after = page["data"][-1]["id"]
+
+
+def test_a_sync_killed_while_the_store_processes_leaves_no_orphan_after_the_next_sync(
+        kb, sim_settings, redis_client):
+    simulator = sim_settings
+    w = kb()
+    # The store's files stay in progress for 20 s: the sync uploads, adds and then waits.
+    simulator.faults(file_processing_ms=20000)
+    since = simulator.record_path.stat().st_size
+    w.config_path.write_text(json.dumps(w._config(), indent=2))
+    p = subprocess.Popen([str(WORKER_BIN), "sync", "--config", str(w.config_path)], env=w._env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def both_added():
+            return len([r for r in requests_to(simulator, "POST", "/v1/vector_stores/", since)
+                        if r["path"].endswith("/files") and r.get("status") == 200]) >= 2
+        wait_until(both_added, 60, "both documents added to the store (the sync then waits)")
+        p.kill()  # SIGKILL: nothing of the documents is recorded yet
+    finally:
+        p.wait(10)
+    rec = recorded(redis_client, w.spec.redis_prefix)
+    assert not [k for k in rec if k.startswith("d:")], f"the killed sync recorded a document: {rec}"
+    vs = rec["id"]
+    left = our_files(simulator, vs)
+    assert len(left) == 2, f"the killed sync should have left its two uploads: {left}"
+    simulator.faults(file_processing_ms=100)
+    # The dead sync's lock is a lease that lapses (15 s), not one held for the processing's
+    # whole deadline (wait_timeout_ms + 60 s: the next sync would wait minutes and time out).
+    rc, second, log = sync(w, timeout_s=60)
+    assert rc == 0, log[-2000:]
+    assert second["failed"] == 0, second
+    rec = recorded(redis_client, w.spec.redis_prefix)
+    synced = {file_of(rec, d) for d in ("reset.md", "billing.md")}
+    # Whatever the next sync chose (keep or upload again), the API holds exactly the recorded
+    # files of this deployment, and the store exactly those: the killed sync left no orphan.
+    assert set(our_files(simulator, vs)) == synced, (second, our_files(simulator, vs), synced)
+    assert store_files(simulator, vs) == synced, second
+    assert second["orphans_deleted"] == len(set(left) - synced), second

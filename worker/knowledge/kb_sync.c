@@ -27,6 +27,11 @@
 #include "vector_stores.h"
 
 #define LOCK_POLL_MS 500
+/* The lock is a lease: taken for LOCK_LEASE_MS and renewed every third of
+ * it while the sync runs, so a sync that dies (SIGKILL, a crash) holds the
+ * next one back for LOCK_LEASE_MS at most, however long the store's
+ * processing takes. */
+#define LOCK_LEASE_MS 15000
 #define ORPHAN_PAGES 50
 #define ORPHANS_PER_PAGE 100
 
@@ -108,6 +113,7 @@ struct kbs {
   fapi_op *fop;
   vst_op *vop;
   kb_timer *timer;
+  kb_timer *renew;               /* renews the lock's lease while it is held */
   int redis_pending;
   int dead;                      /* kbs_free called while a Redis reply was pending */
   int done;
@@ -135,6 +141,7 @@ static void destroy(kbs *k) {
   fapi_cancel(k->fop);
   vst_cancel(k->vop);
   if (k->timer) uv_close((uv_handle_t *)&k->timer->t, on_timer_closed);
+  if (k->renew) uv_close((uv_handle_t *)&k->renew->t, on_timer_closed);
   free_docs(k);
   free(k);
 }
@@ -216,12 +223,34 @@ static void redis_argv(kbs *k, reply_fn fn, int argc, const char **argv) {
 
 static void on_lock_timer(uv_timer_t *t) { go(((kbs *)t->data), KB_LOCK); }
 
+/* A renewal's answer: 1 renewed; 0 the lease was lost (it expired while
+ * Redis was out of reach, and another sync may hold it now).  The sync goes
+ * on either way -- what it does is safe to do twice (uploads are named by
+ * content, orphans are only ever files of this store) -- but it says so. */
+static void on_renewed(kbs *k, int err, redisReply *r) {
+  if (err || !r || r->type != REDIS_REPLY_INTEGER || r->integer != 1)
+    log_warn(NULL, "kb sync: store %s: could not renew the sync lock %s%s", k->si < k->n ? cur(k)->name : "-",
+             k->lock, err ? " (redis error)" : " (lost)");
+}
+
+static void on_renew_timer(uv_timer_t *t) {
+  kbs *k = t->data;
+  if (!k->lock[0] || k->dead) return;
+  static const char script[] =
+      "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+  char px[24];
+  snprintf(px, sizeof px, "%d", LOCK_LEASE_MS);
+  const char *argv[] = {"EVAL", script, "1", k->lock, k->token, px};
+  redis_argv(k, on_renewed, 6, argv);
+}
+
 static void on_locked(kbs *k, int err, redisReply *r) {
   if (err) {
     fail(k, AW_EREDIS, "redis: cannot take the sync lock %s", k->lock);
     return;
   }
   if (r && r->type == REDIS_REPLY_STATUS) {
+    uv_timer_start(&k->renew->t, on_renew_timer, LOCK_LEASE_MS / 3, LOCK_LEASE_MS / 3);
     go(k, KB_LOAD);
     return;
   }
@@ -694,7 +723,7 @@ static void go(kbs *k, kb_state s) {
       return;
     }
     char px[24];
-    snprintf(px, sizeof px, "%ld", k->kc.wait_timeout_ms + 60000);
+    snprintf(px, sizeof px, "%d", LOCK_LEASE_MS);
     const char *argv[] = {"SET", k->lock, k->token, "NX", "PX", px};
     redis_argv(k, on_locked, 6, argv);
     return;
@@ -761,6 +790,7 @@ static void go(kbs *k, kb_state s) {
     break;
   case KB_ORPHAN_DELETE: rc = fapi_delete(k->kc.api, k->orphans[k->oi], on_orphan_deleted, k, &k->fop); break;
   case KB_UNLOCK: {
+    uv_timer_stop(&k->renew->t);
     if (!k->sum.err) snprintf(cur(k)->id, sizeof cur(k)->id, "%s", k->vs);
     if (!k->lock[0]) {
       go(k, k->sum.err ? KB_DONE : KB_NEXT_STORE);
@@ -807,6 +837,16 @@ static void go(kbs *k, kb_state s) {
 
 /* ---- start / free ---------------------------------------------------------------------- */
 
+static kb_timer *new_timer(uv_loop_t *loop, kbs *k) {
+  kb_timer *t = calloc(1, sizeof *t);
+  if (t && uv_timer_init(loop, &t->t) != 0) {
+    free(t);
+    return NULL;
+  }
+  if (t) t->t.data = k;
+  return t;
+}
+
 static void on_start_timer(uv_timer_t *t) {
   kbs *k = t->data;
   if (k->n == 0) go(k, KB_DONE);
@@ -829,17 +869,15 @@ int kbs_start(const kbs_config *kc, cfg_kb_store *stores, size_t n, kbs_done_cb 
   unsigned char rnd[16];
   if (!rc && RAND_bytes(rnd, sizeof rnd) != 1) rc = AW_EIO;
   for (size_t i = 0; !rc && i < sizeof rnd; i++) snprintf(k->token + 2 * i, 3, "%02x", rnd[i]);
-  k->timer = rc ? NULL : calloc(1, sizeof *k->timer);
-  if (!rc && (!k->timer || uv_timer_init(kc->loop, &k->timer->t) != 0)) {
-    free(k->timer);
-    k->timer = NULL;
-    rc = AW_ENOMEM;
-  }
+  k->timer = rc ? NULL : new_timer(kc->loop, k);
+  k->renew = k->timer ? new_timer(kc->loop, k) : NULL;
+  if (!rc && !k->renew) rc = AW_ENOMEM;
   if (rc) {
+    /* A timer that was initialised belongs to the loop until it is closed. */
+    if (k->timer) uv_close((uv_handle_t *)&k->timer->t, on_timer_closed);
     free(k);
     return rc;
   }
-  k->timer->t.data = k;
   k->lock_deadline = uv_now(kc->loop) + (uint64_t)kc->wait_timeout_ms + 120000;
   /* Never inside the call: the first step runs on the next iteration. */
   uv_timer_start(&k->timer->t, on_start_timer, 0, 0);
@@ -855,6 +893,7 @@ void kbs_free(kbs *k) {
     k->fop = NULL;
     k->vop = NULL;
     uv_timer_stop(&k->timer->t);
+    uv_timer_stop(&k->renew->t);
     k->dead = 1;
     return;
   }

@@ -16,7 +16,8 @@
  *   lock     SET <prefix>:kblock:<store> NX PX: workers that start together
  *            sync one at a time (the others wait, then find nothing to do);
  *            without it one worker would take another's fresh upload for an
- *            orphan.  The lock expires on its own after wait_timeout_ms + 60 s.
+ *            orphan.  The lock is a 15 s lease renewed every 5 s while the
+ *            sync runs: a sync that dies holds the next one back 15 s at most.
  *   load     HGETALL the record.
  *   store    the remembered id retrieved (404: created again); else created
  *            with aw_key = the store's name, so a crash between the creation
