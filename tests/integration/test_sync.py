@@ -306,3 +306,31 @@ def test_a_sync_killed_while_the_store_processes_leaves_no_orphan_after_the_next
     assert set(our_files(simulator, vs)) == synced, (second, our_files(simulator, vs), synced)
     assert store_files(simulator, vs) == synced, second
     assert second["orphans_deleted"] == len(set(left) - synced), second
+
+
+def test_a_sync_longer_than_the_lock_lease_keeps_it_and_the_next_one_waits(kb, sim_settings, redis_client):
+    simulator = sim_settings
+    w = kb()
+    # Processing takes longer than the lock's 15 s lease: only its renewal keeps the second sync
+    # out (else it would take the lock, upload the unrecorded documents again and delete the
+    # first sync's uploads as orphans).
+    simulator.faults(file_processing_ms=20000)
+    since = simulator.record_path.stat().st_size
+    w.config_path.write_text(json.dumps(w._config(), indent=2))
+    first = subprocess.Popen([str(WORKER_BIN), "sync", "--config", str(w.config_path)], env=w._env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: len([r for r in requests_to(simulator, "POST", "/v1/vector_stores/", since)
+                                if r["path"].endswith("/files")]) >= 2, 60, "the first sync's documents added")
+        rc2, second, log2 = sync(w, timeout_s=120)
+        out1, err1 = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(10)
+    assert first.returncode == 0, err1[-2000:]
+    summary1 = json.loads([ln for ln in out1.splitlines() if ln.startswith("{")][-1])
+    assert summary1["uploaded"] == 2 and summary1["orphans_deleted"] == 0, summary1
+    assert "could not renew" not in err1, err1[-2000:]
+    assert rc2 == 0 and "another worker is syncing" in log2, log2[-2000:]
+    assert second["uploaded"] == 0 and second["unchanged"] == 2 and second["orphans_deleted"] == 0, second
