@@ -39,6 +39,7 @@ void wk_config_default(wk_config *c) {
   c->outcome_ttl_s = 7L * 24 * 3600;
   c->tool_state_ttl_s = 15 * 60;
   c->tool_state_done_ttl_s = 3600;
+  c->inline_file_max = 256 * 1024; /* worker.inline_file_max_bytes' default */
 }
 
 int wk_new(uv_loop_t *loop, const wk_config *cfg, rd_kafka_conf_t *consumer_conf,

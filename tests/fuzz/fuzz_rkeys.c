@@ -14,7 +14,8 @@
  *    tenant and conversation;
  *  - SCAN patterns (rk_conv_match): the key matches its conversation's
  *    pattern (every key) and its kind's (RK_OUTCOME, RK_PROGRESS, RK_TURN,
- *    RK_HIST_PENDING), and no other kind's; the same key of another
+ *    RK_HIST_PENDING), and no other kind's (an RK_UPLOADS key, evf:,
+ *    matches none of them: not the outcome's ev:); the same key of another
  *    conversation matches neither: one taken from the data, its prefix
  *    neighbours ("c" and "c1") and, for an id with glob characters, the id
  *    those characters would match ("c*" and "ca").
@@ -158,7 +159,7 @@ static void check_match(const rk_space *s, const char *tenant, const char *conv,
 static void check_key(const uint8_t *d, size_t n) {
   if (n < 2) return;
   int tenanted = d[0] & 1;
-  rk_kind kind = (rk_kind)((d[0] >> 1) % 7);
+  rk_kind kind = (rk_kind)((d[0] >> 1) % 8); /* RK_HANDLE .. RK_UPLOADS */
   d++;
   n--;
   char tenant[RK_TENANT_MAX + 1], conv[RK_ID_MAX + 1], arg[RK_ID_MAX + 1];
@@ -197,7 +198,7 @@ static void check_key(const uint8_t *d, size_t n) {
   CHECK(close[1] == ':');
   const char *suf = close + 2;
   CHECK(!strchr(suf, '{') && !strchr(suf, '}'));
-  static const char *const heads[] = {NULL, "ev:", "evp:", "turn:", "hist", "hist:ids", "hist:p:"};
+  static const char *const heads[] = {NULL, "ev:", "evp:", "turn:", "hist", "hist:ids", "hist:p:", "evf:"};
   char got_a[RK_ID_MAX + 1];
   switch (kind) {
   case RK_HANDLE: CHECK(strcmp(suf, arg) == 0); break;
