@@ -81,6 +81,7 @@ static void test_ensure_known_id_with_other_hash_is_updated(void **state) {
   assert_string_equal(s.id, "asst_1");
   assert_int_equal(ss_count(&f->srv, upd), 1);
   bfx_expect_body(f, upd, "{\"name\":\"bot\",\"model\":\"gpt-4o\",\"instructions\":\"Be brief.\","
+                         "\"tool_resources\":{\"file_search\":{\"vector_store_ids\":[]}},"
                          "\"tools\":[{\"type\":\"file_search\"}],\"metadata\":{\"aw_name\":\"bot\",\"aw_hash\":\"h2\"}}");
   bfx_free(f);
 }
@@ -162,9 +163,11 @@ static void test_assistant_body_keeps_one_file_search_tool(void **state) {
                          "{\"vector_store_ids\":[\"vs_1\"]}},\"tools\":[{\"type\":\"file_search\"}],"
                          "\"metadata\":{\"aw_name\":\"bot\",\"aw_hash\":\"h\"}}");
   cJSON_free(b);
-  /* without stores: the body of before */
+  /* without stores or tools: both said to be empty, so that the update of
+   * an assistant an earlier definition gave stores and tools clears them */
   assert_int_equal(api_json_assistant_body("bot", "m", NULL, NULL, NULL, 0, "h", &b), AW_OK);
-  assert_string_equal(b, "{\"name\":\"bot\",\"model\":\"m\",\"metadata\":{\"aw_name\":\"bot\",\"aw_hash\":\"h\"}}");
+  assert_string_equal(b, "{\"name\":\"bot\",\"model\":\"m\",\"tool_resources\":{\"file_search\":"
+                         "{\"vector_store_ids\":[]}},\"tools\":[],\"metadata\":{\"aw_name\":\"bot\",\"aw_hash\":\"h\"}}");
   cJSON_free(b);
 }
 

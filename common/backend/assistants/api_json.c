@@ -538,7 +538,17 @@ int api_json_assistant_body(const char *name, const char *model, const char *ins
       ok = cJSON_AddItemToArray(ids, cJSON_CreateString(vector_store_ids[i]));
     }
   }
-  if (ok && tools) {
+  if (ok && !nids) {
+    /* The definition is the whole truth, and this body also updates an
+     * assistant an earlier definition made: no stores means none (an update
+     * without tool_resources would keep the old ones, and their search). */
+    cJSON *tr = cJSON_AddObjectToObject(j, "tool_resources");
+    cJSON *fsr = tr ? cJSON_AddObjectToObject(tr, "file_search") : NULL;
+    ok = fsr && cJSON_AddArrayToObject(fsr, "vector_store_ids");
+  }
+  /* Always sent, [] for none: an update without `tools` keeps the old ones. */
+  if (ok && !tools) ok = (tools = cJSON_CreateArray()) != NULL;
+  if (ok) {
     ok = cJSON_AddItemToObject(j, "tools", tools);
     if (ok) tools = NULL;
   }
