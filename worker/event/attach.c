@@ -54,7 +54,6 @@ struct wk_att {
   fapi_op *op;
   int redis_out;     /* Redis replies still to come (they hold the step) */
   int freed;         /* wk_att_free came while one was out */
-  int starting;      /* inside wk_att_start: errors are returned, not called back */
   int uploads, reused;
   wk_att_done_cb cb;
   void *opaque;
@@ -421,20 +420,17 @@ int wk_att_start(const wk_att_config *cfg, const contract_request *q, wk_att_don
   }
   int inline_items = 0;
   for (size_t i = 0; i < a->nitems; i++) inline_items += !a->items[i].file_id;
-  a->starting = 1;
   if (inline_items && a->redis && a->key) {
     const char *argv[] = {"HGETALL", a->key};
     size_t lens[] = {7, strlen(a->key)};
     if (rconn_commandargv(a->redis, on_record_read, a, 2, argv, lens) == AW_OK) {
       a->redis_out++;
-      a->starting = 0;
       *out = a;
       return AW_OK;
     }
     log_warn(NULL, "files: could not read the event's uploads record");
   }
   rc = advance(a);
-  a->starting = 0;
   if (rc != AW_OK) { /* nothing is pending: a has nothing to finish */
     if (errstr && errstr_size) snprintf(errstr, errstr_size, "%s", a->msg);
     free_all(a);
