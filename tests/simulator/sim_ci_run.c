@@ -165,19 +165,14 @@ int srci_step(sobj *run, sevents *ev) {
   srci *c = state(run);
   if (!c || c->step_done) return 1;
   c->step_done = 1;
-  sobj *step = srun_new_step(run, "tool_calls");
-  int rc = step ? sfiles_add_bytes(c->out->filename, "assistants_output", c->out->data, c->out->len, c->file_id,
-                                   sizeof c->file_id)
-                : AW_ENOMEM;
-  if (rc != AW_OK) {
+  int rc = sfiles_add_bytes(c->out->filename, "assistants_output", c->out->data, c->out->len, c->file_id,
+                            sizeof c->file_id);
+  sobj *step = rc == AW_OK ? srun_tool_calls_step(run, ev) : NULL;
+  if (!step) {
     srun_fail(run, "server_error", "The simulator could not run the code interpreter.", ev);
     return 0;
   }
   cJSON *det = cJSON_GetObjectItemCaseSensitive(step->json, "step_details");
-  cJSON_AddStringToObject(det, "type", "tool_calls");
-  cJSON_AddArrayToObject(det, "tool_calls");
-  sev_emit(ev, "thread.run.step.created", step->json);
-  sev_emit(ev, "thread.run.step.in_progress", step->json);
   char call_id[40];
   sstore_call_id(call_id, sizeof call_id);
   if (ev) {

@@ -327,6 +327,17 @@ sobj *srun_new_step(sobj *run, const char *type) {
   return step;
 }
 
+sobj *srun_tool_calls_step(sobj *run, sevents *ev) {
+  sobj *step = srun_new_step(run, "tool_calls");
+  if (!step) return NULL;
+  cJSON *det = cJSON_GetObjectItemCaseSensitive(step->json, "step_details");
+  cJSON_AddStringToObject(det, "type", "tool_calls");
+  cJSON_AddArrayToObject(det, "tool_calls");
+  sev_emit(ev, "thread.run.step.created", step->json);
+  sev_emit(ev, "thread.run.step.in_progress", step->json);
+  return step;
+}
+
 int srun_wants_tools(const sobj *run) {
   const srun_state *rs = run->run;
   return rs->plan && rs->round < cJSON_GetArraySize(rs->plan);
@@ -364,16 +375,12 @@ static void ra_expire(void *arg, int shutting_down) {
  * The run then waits for outputs, at most requires_action_timeout_s. */
 static void ask_tools(sobj *run, sevents *ev) {
   srun_state *rs = run->run;
-  sobj *step = srun_new_step(run, "tool_calls");
+  sobj *step = srun_tool_calls_step(run, ev);
   if (!step) {
     srun_fail(run, "server_error", "The simulator ran out of memory.", ev);
     return;
   }
   cJSON *det = cJSON_GetObjectItemCaseSensitive(step->json, "step_details");
-  cJSON_AddStringToObject(det, "type", "tool_calls");
-  cJSON_AddArrayToObject(det, "tool_calls");
-  sev_emit(ev, "thread.run.step.created", step->json);
-  sev_emit(ev, "thread.run.step.in_progress", step->json);
 
   cJSON *step_calls = cJSON_CreateArray(), *run_calls = cJSON_CreateArray();
   const cJSON *c;
@@ -441,16 +448,12 @@ static void ask_tools(sobj *run, sevents *ev) {
  * (ENOMEM). */
 static int search_step(sobj *run, sevents *ev) {
   srun_state *rs = run->run;
-  sobj *step = srun_new_step(run, "tool_calls");
-  if (!step || !cJSON_AddTrueToObject(rs->fsearch, "step_done")) {
+  sobj *step = cJSON_AddTrueToObject(rs->fsearch, "step_done") ? srun_tool_calls_step(run, ev) : NULL;
+  if (!step) {
     srun_fail(run, "server_error", "The simulator ran out of memory.", ev);
     return 0;
   }
   cJSON *det = cJSON_GetObjectItemCaseSensitive(step->json, "step_details");
-  cJSON_AddStringToObject(det, "type", "tool_calls");
-  cJSON_AddArrayToObject(det, "tool_calls");
-  sev_emit(ev, "thread.run.step.created", step->json);
-  sev_emit(ev, "thread.run.step.in_progress", step->json);
   char id[40];
   sstore_call_id(id, sizeof id);
   cJSON *call = cJSON_CreateObject();

@@ -105,6 +105,10 @@ void srun_background(const char *run_id, int64_t delay_ms);
  *  step_details are the caller's); it becomes the run's newest step.
  *  NULL on ENOMEM. */
 sobj *srun_new_step(sobj *run, const char *type);
+/** A new tool_calls step with no calls yet (step_details {type tool_calls,
+ *  tool_calls []}), streamed to ev (thread.run.step.created, .in_progress;
+ *  ev may be NULL) as the real API starts one.  NULL on ENOMEM. */
+sobj *srun_tool_calls_step(sobj *run, sevents *ev);
 /** The run ends failed with last_error {code, message}. */
 void srun_fail(sobj *run, const char *code, const char *msg, sevents *ev);
 /** The run's usage so far, as a step or the run reports it (caller owns). */
